@@ -1,0 +1,77 @@
+"""JWT (HS256) tokens: issue for the CLI and the dev banner, verify for REST and WebSocket."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jwt
+
+ROLES = ("customer", "agent", "admin")
+
+
+class AuthError(Exception):
+    """The token is missing, malformed, expired, badly signed or names an unknown role."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token speaks for."""
+
+    user_id: str
+    role: str
+    name: str | None = None
+    teams: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_agent(self) -> bool:
+        """Agents and admins may do what agents do."""
+        return self.role in ("agent", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        """Only admins."""
+        return self.role == "admin"
+
+
+def issue_token(
+    secret: str,
+    sub: str,
+    role: str,
+    *,
+    ttl_s: int = 3600,
+    name: str | None = None,
+    teams: list[str] | None = None,
+) -> str:
+    """A signed HS256 token with `sub`, `role`, `exp` (and `name`, `teams` when given)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims: dict = {"sub": str(sub), "role": role, "iat": now, "exp": now + int(ttl_s)}
+    if name:
+        claims["name"] = name
+    if teams:
+        claims["teams"] = list(teams)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(secret: str, token: str) -> Identity:
+    """Check signature, algorithm, expiry and role; return the identity."""
+    if not token or not isinstance(token, str):
+        raise AuthError("missing token")
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]})
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    sub, role = claims.get("sub"), claims.get("role")
+    if not isinstance(sub, str) or not sub or len(sub) > 64:
+        raise AuthError("invalid token: sub must be a non-empty string")
+    if role not in ROLES:
+        raise AuthError("invalid token: unknown role")
+    teams = claims.get("teams") or []
+    if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
+        raise AuthError("invalid token: teams must be a list of strings")
+    name = claims.get("name")
+    return Identity(user_id=sub, role=role, name=name if isinstance(name, str) else None, teams=tuple(teams))

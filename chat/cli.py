@@ -1,0 +1,153 @@
+"""`chat-api` (also `python -m chat`): serve, db upgrade, token, states diagram."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from chat.settings import Settings, SettingsError
+
+DEV_TOKEN_TTL_S = 7 * 24 * 3600
+
+
+def _settings() -> Settings:
+    """Read the environment; one clear line and exit 2 when something is wrong."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"chat-api: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    from chat.auth import issue_token
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    tokens = {
+        role: issue_token(settings.jwt_secret_key, sub, role, ttl_s=DEV_TOKEN_TTL_S, name=sub)
+        for role, sub in (("customer", "customer-1"), ("agent", "agent-1"), ("admin", "admin-1"))
+    }
+    lines = [
+        "chat-api: single-instance development mode (embedded in-process Redis, "
+        f"SQLite at {settings.database.path}); AI provider: {settings.ai_provider}",
+        "  not for production: set REDIS_URL, DATABASE_URL and JWT_SECRET_KEY for that",
+        f"  health:    {base}/health",
+        f"  websocket: ws://{shown}:{port}/ws?token=<token>",
+        f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",
+        f"  OpenAPI:   {base}/api/openapi.json",
+        "  tokens (valid 7 days):",
+    ]
+    lines += [f"    {role:8} {token}" for role, token in tokens.items()]
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the service until interrupted."""
+    from aiohttp import web
+
+    from chat.app import create_app
+
+    settings = _settings()
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # the default loop works, only slower
+        pass
+    if settings.embedded:
+        print(_banner(settings, host, port), flush=True)
+    web.run_app(create_app(settings), host=host, port=port, print=lambda text: print(text, flush=True))
+    return 0
+
+
+async def _upgrade(settings: Settings) -> tuple[list[int], int]:
+    from chat.store import Store, connect
+
+    db = await connect(settings.database)
+    try:
+        store = Store(db)
+        applied = await store.upgrade()
+        return applied, await store.schema_version()
+    finally:
+        await db.close()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Create or upgrade the SQL schema (idempotent)."""
+    from chat.store import DatabaseError
+
+    settings = _settings()
+    try:
+        applied, version = asyncio.run(_upgrade(settings))
+    except DatabaseError as exc:
+        print(f"chat-api: database error on {settings.database.describe()}: {exc}", file=sys.stderr)
+        return 1
+    if applied:
+        print(f"{settings.database.describe()}: applied schema version(s) {applied}; now at {version}")
+    else:
+        print(f"{settings.database.describe()}: schema already at version {version}; nothing to do")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a JWT signed with the configured secret."""
+    from chat.auth import issue_token
+
+    settings = _settings()
+    teams = [t for t in (args.teams or "").split(",") if t]
+    print(issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams))
+    return 0
+
+
+def cmd_states_diagram(args: argparse.Namespace) -> int:
+    """Print the transition table as a mermaid state diagram."""
+    from states import mermaid_diagram
+
+    sys.stdout.write(mermaid_diagram())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of chat-api."""
+    parser = argparse.ArgumentParser(prog="chat-api", description="Customer-support chat service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default PORT or 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    token = sub.add_parser("token", help="print a JWT signed with JWT_SECRET_KEY")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--role", required=True, choices=["customer", "agent", "admin"])
+    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--name", help="display name claim")
+    token.add_argument("--teams", help="comma-separated team ids (agents)")
+    token.set_defaults(func=cmd_token)
+
+    states = sub.add_parser("states", help="state machine commands")
+    states_sub = states.add_subparsers(dest="states_command", required=True)
+    diagram = states_sub.add_parser("diagram", help="print the transition table as mermaid")
+    diagram.set_defaults(func=cmd_states_diagram)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The Redis client: a real server from REDIS_URL, or the embedded in-process one."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from chat.settings import Settings
+
+
+def create_redis(settings: Settings):
+    """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set."""
+    if settings.redis is None:
+        import fakeredis  # only the embedded mode needs it
+
+        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    # a blocking pool waits for a free connection under load instead of failing
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis.url,
+        max_connections=64,
+        timeout=10,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)

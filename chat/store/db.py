@@ -1,0 +1,290 @@
+"""Two SQL backends behind one small interface: MySQL/MariaDB (aiomysql pool) and SQLite.
+
+Queries are written once with `%s` placeholders in SQL that runs unchanged on MySQL 8,
+MariaDB 10.11 and SQLite; the SQLite backend rewrites the placeholders. Parameters only,
+never string formatting of values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from abc import ABC, abstractmethod
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import aiomysql
+import aiosqlite
+import pymysql
+from pymysql.constants import CLIENT
+
+from chat.settings import DatabaseConfig
+
+Params = Sequence[Any]
+
+
+class DatabaseError(Exception):
+    """The database failed or cannot be reached."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint refused the write."""
+
+
+class DuplicateKey(IntegrityError):
+    """A UNIQUE or PRIMARY KEY constraint refused the write."""
+
+
+class Tx(ABC):
+    """The statements of one transaction (or of one autocommitted statement)."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run a statement once per parameter row."""
+
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+        """The first row of a query, or None."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+        """Every row of a query."""
+
+
+class Database(ABC):
+    """A connection pool (MySQL) or a serialized connection (SQLite)."""
+
+    dialect: str
+
+    @abstractmethod
+    def transaction(self) -> "asynccontextmanager[Tx]":
+        """`async with db.transaction() as tx:` commits on success, rolls back on an exception."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every connection."""
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One statement in its own transaction."""
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+        """One row, outside any explicit transaction."""
+        async with self.transaction() as tx:
+            return await tx.fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+        """All rows, outside any explicit transaction."""
+        async with self.transaction() as tx:
+            return await tx.fetchall(sql, params)
+
+    async def ping(self) -> None:
+        """Raise DatabaseError unless `SELECT 1` answers."""
+        row = await self.fetchone("SELECT 1")
+        if not row or row[0] != 1:
+            raise DatabaseError("SELECT 1 did not answer 1")
+
+
+# --- MySQL / MariaDB ---------------------------------------------------------------------
+
+_MYSQL_DUPLICATE = 1062
+_MYSQL_RETRYABLE = (1213, 1205)  # deadlock, lock wait timeout: the whole transaction may be retried
+
+
+def _mysql_error(exc: Exception) -> DatabaseError:
+    code = exc.args[0] if exc.args else None
+    if isinstance(exc, pymysql.err.IntegrityError):
+        return (DuplicateKey if code == _MYSQL_DUPLICATE else IntegrityError)(str(exc))
+    return DatabaseError(str(exc))
+
+
+class _MySQLTx(Tx):
+    def __init__(self, cursor: aiomysql.Cursor):
+        self._cur = cursor
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            return await self._cur.execute(sql, tuple(params) or None)
+        except pymysql.err.MySQLError as exc:
+            raise _mysql_error(exc) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        if not rows:
+            return
+        try:
+            await self._cur.executemany(sql, [tuple(r) for r in rows])
+        except pymysql.err.MySQLError as exc:
+            raise _mysql_error(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+        await self.execute(sql, params)
+        return await self._cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+        await self.execute(sql, params)
+        return list(await self._cur.fetchall())
+
+
+class MySQLDatabase(Database):
+    """MySQL 8 / MariaDB through an aiomysql pool."""
+
+    dialect = "mysql"
+
+    def __init__(self, pool: aiomysql.Pool):
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> "MySQLDatabase":
+        """Open the pool; raise DatabaseError if the server cannot be reached."""
+        try:
+            pool = await aiomysql.create_pool(
+                host=config.host,
+                port=config.port,
+                user=config.user,
+                password=config.password,
+                db=config.database,
+                charset="utf8mb4",
+                autocommit=True,
+                minsize=1,
+                maxsize=pool_size,
+                pool_recycle=3600,
+                init_command="SET SESSION time_zone = '+00:00'",
+                client_flag=CLIENT.FOUND_ROWS,  # rowcount = rows matched, as in SQLite
+            )
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise DatabaseError(f"cannot connect to {config.describe()}: {exc}") from None
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        try:
+            conn = await self._pool.acquire()
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise DatabaseError(str(exc)) from None
+        try:
+            await conn.begin()
+            async with conn.cursor() as cur:
+                try:
+                    yield _MySQLTx(cur)
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
+        except (pymysql.err.MySQLError, OSError) as exc:
+            conn.close()  # a broken connection must not go back to the pool
+            raise _mysql_error(exc) from exc
+        finally:
+            self._pool.release(conn)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()
+
+
+# --- SQLite ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def _sqlite_sql(sql: str) -> str:
+    return sql.replace("%s", "?").replace("%%", "%")
+
+
+def _sqlite_error(exc: sqlite3.Error) -> DatabaseError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        text = str(exc)
+        return (DuplicateKey if "UNIQUE" in text or "PRIMARY KEY" in text else IntegrityError)(text)
+    return DatabaseError(str(exc))
+
+
+class _SQLiteTx(Tx):
+    def __init__(self, conn: aiosqlite.Connection):
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            cur = await self._conn.execute(_sqlite_sql(sql), tuple(params))
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+        rowcount = cur.rowcount
+        await cur.close()
+        return rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            await self._conn.executemany(_sqlite_sql(sql), [tuple(r) for r in rows])
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+        try:
+            async with self._conn.execute(_sqlite_sql(sql), tuple(params)) as cur:
+                return await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+        try:
+            async with self._conn.execute(_sqlite_sql(sql), tuple(params)) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+
+
+class SQLiteDatabase(Database):
+    """The embedded default: one connection, transactions serialized by a lock (single writer)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection):
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, config: DatabaseConfig) -> "SQLiteDatabase":
+        """Open (and create) the file; WAL mode and foreign keys on."""
+        if config.path != ":memory:":
+            Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = await aiosqlite.connect(config.path, isolation_level=None)
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open {config.describe()}: {exc}") from None
+        return cls(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, ValueError) as exc:
+                raise DatabaseError(str(exc)) from None
+            try:
+                yield _SQLiteTx(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            try:
+                await self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._conn.execute("ROLLBACK")
+                raise _sqlite_error(exc) from exc
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+async def connect(config: DatabaseConfig, pool_size: int = 10) -> Database:
+    """Open the backend the configuration names."""
+    if config.kind == "sqlite":
+        return await SQLiteDatabase.connect(config)
+    return await MySQLDatabase.connect(config, pool_size=pool_size)

@@ -1,0 +1,307 @@
+"""Domain queries over either backend: conversations, messages with gap-free seq, the log."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import orjson
+
+from chat.store.db import Database, DuplicateKey, Tx
+from chat.store.models import (
+    EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
+    Message,
+    TransitionEvent,
+    event_from_row,
+    message_from_row,
+)
+from chat.store.schema import MIGRATIONS, MYSQL_TABLE_OPTIONS, SCHEMA_VERSION_TABLE, render
+from states.clock import iso_from_ms, ms_from_iso, now_ms
+from states.errors import ConversationNotFound, StaleVersion
+from states.record import Conversation
+from states.repository import Transition
+
+CONVERSATION_COLUMNS = (
+    "id, user_id, state, agent_type, agent_id, team_id, version, last_seq, metadata, handoff_ms, "
+    "created_ms, updated_ms"
+)
+
+
+def _ms_or_none(iso: str | None) -> int | None:
+    return ms_from_iso(iso) if iso else None
+
+
+class Store:
+    """Every SQL the service runs, behind methods named for what they do."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # --- schema ----------------------------------------------------------------------------
+
+    async def upgrade(self) -> list[int]:
+        """Create or upgrade the schema; return the versions applied (none when current)."""
+        options = f" {MYSQL_TABLE_OPTIONS}" if self.db.dialect == "mysql" else ""
+        with warnings.catch_warnings():  # MySQL warns "already exists" on every later run
+            warnings.simplefilter("ignore")
+            await self.db.execute(SCHEMA_VERSION_TABLE + options)
+        row = await self.db.fetchone("SELECT MAX(version) FROM schema_version")
+        current = int(row[0] or 0) if row else 0
+        applied = []
+        for version, tables in MIGRATIONS:
+            if version <= current:
+                continue
+            for table in tables:
+                for statement in render(table, self.db.dialect):
+                    await self.db.execute(statement)
+            try:
+                await self.db.execute(
+                    "INSERT INTO schema_version (version, applied_ms) VALUES (%s, %s)", (version, now_ms())
+                )
+            except DuplicateKey:  # another instance upgraded at the same moment
+                continue
+            applied.append(version)
+        return applied
+
+    async def schema_version(self) -> int:
+        """The applied schema version (0 before the first upgrade)."""
+        row = await self.db.fetchone("SELECT MAX(version) FROM schema_version")
+        return int(row[0] or 0) if row else 0
+
+    # --- conversations (the TransitionLog side of states.repository) ----------------------
+
+    @staticmethod
+    def _conversation_values(c: Conversation) -> tuple:
+        return (
+            c.id,
+            c.user_id,
+            c.state,
+            c.agent_type,
+            c.agent_id,
+            c.team_id,
+            c.version,
+            0,
+            orjson.dumps(c.metadata).decode(),
+            _ms_or_none(c.handoff_at),
+            ms_from_iso(c.created_at),
+            ms_from_iso(c.updated_at),
+        )
+
+    async def _insert_conversation(self, tx: Tx, conversation: Conversation) -> None:
+        await tx.execute(
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            self._conversation_values(conversation),
+        )
+
+    async def create_conversation(self, conversation: Conversation) -> None:
+        """Insert the mirror row of a new conversation."""
+        async with self.db.transaction() as tx:
+            await self._insert_conversation(tx, conversation)
+
+    async def ensure_conversation(self, conversation: Conversation) -> None:
+        """Give a migrated record its SQL row the first time it is touched."""
+        try:
+            await self.create_conversation(conversation)
+        except DuplicateKey:
+            pass
+
+    @asynccontextmanager
+    async def record_transition(self, transition: Transition) -> AsyncIterator[None]:
+        """Check and move the mirror row, append the log entry; commit when the block succeeds."""
+        before, after = transition.before, transition.after
+        async with self.db.transaction() as tx:
+            moved = await tx.execute(
+                "UPDATE conversations SET state = %s, agent_type = %s, agent_id = %s, team_id = %s, "
+                "version = %s, handoff_ms = %s, updated_ms = %s WHERE id = %s AND version = %s",
+                (
+                    after.state,
+                    after.agent_type,
+                    after.agent_id,
+                    after.team_id,
+                    after.version,
+                    _ms_or_none(after.handoff_at),
+                    transition.at_ms,
+                    after.id,
+                    before.version,
+                ),
+            )
+            if not moved:
+                exists = await tx.fetchone("SELECT version FROM conversations WHERE id = %s", (after.id,))
+                if exists is not None:
+                    raise StaleVersion(after.id, before.version)
+                # a migrated record touched for the first time: its row is born already moved
+                try:
+                    await self._insert_conversation(tx, after)
+                except DuplicateKey:
+                    raise StaleVersion(after.id, before.version) from None
+            try:
+                await tx.execute(
+                    f"INSERT INTO conversation_events ({EVENT_COLUMNS}) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        transition.id,
+                        after.id,
+                        after.version,
+                        transition.trigger,
+                        before.state,
+                        after.state,
+                        transition.actor.type,
+                        transition.actor.id,
+                        (transition.reason or None) and transition.reason[:255],
+                        after.agent_id,
+                        after.team_id,
+                        transition.at_ms,
+                    ),
+                )
+            except DuplicateKey:
+                raise StaleVersion(after.id, before.version) from None
+            yield
+
+    async def load_conversation(self, conversation_id: str) -> Conversation | None:
+        """Rebuild the live record from the mirror row (context is not kept in SQL)."""
+        row = await self.db.fetchone(
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,)
+        )
+        if row is None:
+            return None
+        return Conversation(
+            id=row[0],
+            user_id=row[1],
+            state=row[2],
+            agent_type=row[3],
+            agent_id=row[4],
+            team_id=row[5],
+            version=int(row[6]),
+            metadata=orjson.loads(row[8]) if row[8] else {},
+            handoff_at=iso_from_ms(int(row[9])) if row[9] is not None else None,
+            created_at=iso_from_ms(int(row[10])),
+            updated_at=iso_from_ms(int(row[11])),
+        )
+
+    async def last_seq(self, conversation_id: str) -> int:
+        """The seq of the newest message (0 when none, or no row yet)."""
+        row = await self.db.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+        return int(row[0]) if row else 0
+
+    async def list_events(self, conversation_id: str) -> list[TransitionEvent]:
+        """The transition log of a conversation, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM conversation_events WHERE conversation_id = %s ORDER BY version",
+            (conversation_id,),
+        )
+        return [event_from_row(r) for r in rows]
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def find_message(self, conversation_id: str, client_msg_id: str) -> Message | None:
+        """The message already stored for this (conversation_id, client_msg_id), if any."""
+        row = await self.db.fetchone(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND client_msg_id = %s",
+            (conversation_id, client_msg_id),
+        )
+        return message_from_row(row) if row else None
+
+    async def append_message(
+        self,
+        conversation_id: str,
+        *,
+        sender_type: str,
+        content: str,
+        sender_id: str | None = None,
+        private: bool = False,
+        client_msg_id: str | None = None,
+        require_state: str | None = None,
+        require_version: int | None = None,
+    ) -> tuple[Message, bool]:
+        """Store a message with the next seq; return it and whether it is new.
+
+        A resend of a stored client_msg_id returns the stored message. With require_state and
+        require_version the write happens only while the mirror row still has them (the row
+        lock taken by the UPDATE keeps any transition out until the commit); otherwise
+        StaleVersion and nothing is written.
+        """
+        if client_msg_id is not None:
+            existing = await self.find_message(conversation_id, client_msg_id)
+            if existing is not None:
+                return existing, False
+        created_ms = now_ms()
+        message_id = str(uuid.uuid4())
+        sql = "UPDATE conversations SET last_seq = last_seq + 1, updated_ms = %s WHERE id = %s"
+        params: tuple = (created_ms, conversation_id)
+        if require_state is not None:
+            sql += " AND state = %s AND version = %s"
+            params += (require_state, require_version)
+        try:
+            async with self.db.transaction() as tx:
+                if not await tx.execute(sql, params):
+                    if require_state is not None and await tx.fetchone(
+                        "SELECT 1 FROM conversations WHERE id = %s", (conversation_id,)
+                    ):
+                        raise StaleVersion(conversation_id, require_version or 0)
+                    raise ConversationNotFound(conversation_id)
+                row = await tx.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+                message = Message(
+                    id=message_id,
+                    conversation_id=conversation_id,
+                    seq=int(row[0]),
+                    sender_type=sender_type,
+                    sender_id=sender_id,
+                    content=content,
+                    private=private,
+                    client_msg_id=client_msg_id,
+                    created_ms=created_ms,
+                )
+                await tx.execute(
+                    f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        message.id,
+                        conversation_id,
+                        message.seq,
+                        sender_type,
+                        sender_id,
+                        content,
+                        1 if private else 0,
+                        client_msg_id,
+                        created_ms,
+                    ),
+                )
+        except DuplicateKey:
+            # the same client_msg_id raced in from another socket: the first one stored wins
+            if client_msg_id is not None:
+                existing = await self.find_message(conversation_id, client_msg_id)
+                if existing is not None:
+                    return existing, False
+            raise
+        return message, True
+
+    async def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        include_private: bool = True,
+    ) -> list[Message]:
+        """Messages with seq > after_seq, oldest first."""
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND seq > %s"
+        params: list = [conversation_id, after_seq]
+        if not include_private:
+            sql += " AND private = 0"
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        return [message_from_row(r) for r in await self.db.fetchall(sql, params)]
+
+    async def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
+        """The newest `limit` non-private messages, oldest first (the AI's context)."""
+        rows = await self.db.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND private = 0 "
+            "ORDER BY seq DESC LIMIT %s",
+            (conversation_id, int(limit)),
+        )
+        return [message_from_row(r) for r in reversed(rows)]

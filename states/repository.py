@@ -1,0 +1,162 @@
+"""Load a conversation record, apply a trigger, save it with compare-and-set.
+
+The Redis record is the live state; the SQL store keeps the durable transition log and a
+mirror row for the admin queries. A transition is written in this order, all or nothing:
+
+1. the SQL transaction updates the mirror row *where version = the loaded version* (a row
+   lock that also serializes concurrent writers of this conversation) and appends the log
+   entry;
+2. inside that transaction, a Lua script replaces the Redis record only if it still holds
+   exactly the bytes that were loaded;
+3. the SQL transaction commits only when the script succeeded.
+
+A writer holding a stale version fails at step 1 or 2 with StaleVersion and writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+from states import redis_keys
+from states.clock import now_iso, now_ms
+from states.errors import ConversationNotFound, InvalidTransition, StaleVersion
+from states.machine import State, apply_trigger
+from states.record import Conversation, dump_record, load_record
+
+# Replace the value only if it is still byte-for-byte what the writer loaded; keep its TTL.
+CAS_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who fired a trigger: customer, agent, admin, ai or system (with its id, if any)."""
+
+    type: str
+    id: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One successful transition: the record before and after, and why."""
+
+    before: Conversation
+    after: Conversation
+    trigger: str
+    actor: Actor
+    reason: str | None
+    at_ms: int
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def previous_state(self) -> str:
+        """The state the conversation left."""
+        return self.before.state
+
+
+class TransitionLog(Protocol):
+    """The durable side of a transition (the SQL store implements it)."""
+
+    async def create_conversation(self, conversation: Conversation) -> None:
+        """Insert the mirror row of a new conversation."""
+
+    def record_transition(self, transition: Transition) -> AbstractAsyncContextManager[None]:
+        """Open a transaction that checks the mirror's version, writes it and the log entry,
+        and commits when the block exits cleanly; raise StaleVersion on a version mismatch."""
+
+    async def load_conversation(self, conversation_id: str) -> Conversation | None:
+        """Rebuild a record from the mirror row (the live record expired or was lost)."""
+
+
+class ConversationRepository:
+    """The only way conversations are created and moved."""
+
+    def __init__(self, redis, log: TransitionLog):
+        self._redis = redis
+        self._log = log
+        self._cas = redis.register_script(CAS_SCRIPT)
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        metadata: dict | None = None,
+        team_id: str | None = None,
+        conversation_id: str | None = None,
+    ) -> Conversation:
+        """Start a conversation in state `ai` (SQL row first, then the live record)."""
+        now = now_iso()
+        conversation = Conversation(
+            id=conversation_id or str(uuid.uuid4()),
+            user_id=user_id,
+            agent_type="ai",
+            created_at=now,
+            updated_at=now,
+            state=State.AI.value,
+            version=0,
+            team_id=team_id,
+            metadata=dict(metadata or {}),
+        )
+        await self._log.create_conversation(conversation)
+        await self._redis.set(redis_keys.session(conversation.id), dump_record(conversation), nx=True)
+        return conversation
+
+    async def _load_raw(self, conversation_id: str) -> tuple[bytes, Conversation]:
+        key = redis_keys.session(conversation_id)
+        raw = await self._redis.get(key)
+        if raw is None:
+            restored = await self._log.load_conversation(conversation_id)
+            if restored is None:
+                raise ConversationNotFound(conversation_id)
+            # the live record was lost (expired or flushed): rebuild it from the durable row
+            await self._redis.set(key, dump_record(restored), nx=True)
+            raw = await self._redis.get(key)
+            if raw is None:
+                raise ConversationNotFound(conversation_id)
+        return raw, load_record(conversation_id, raw)
+
+    async def get(self, conversation_id: str) -> Conversation:
+        """The live record; ConversationNotFound when there is none."""
+        return (await self._load_raw(conversation_id))[1]
+
+    async def fire(
+        self,
+        conversation_id: str,
+        trigger: str,
+        *,
+        actor: Actor = SYSTEM,
+        reason: str | None = None,
+        expect_states: Iterable[str] | None = None,
+        expect_version: int | None = None,
+        **data,
+    ) -> Transition:
+        """Apply `trigger` and save with compare-and-set; InvalidTransition or StaleVersion
+        when refused, with nothing written."""
+        raw, before = await self._load_raw(conversation_id)
+        if expect_version is not None and before.version != expect_version:
+            raise StaleVersion(conversation_id, expect_version)
+        if expect_states is not None and before.state not in set(expect_states):
+            raise InvalidTransition(trigger, before.state)
+        after = before.copy()
+        await apply_trigger(after, trigger, **data)
+        at_ms = now_ms()
+        after.version = before.version + 1
+        after.updated_at = now_iso()
+        transition = Transition(before, after, trigger, actor, reason, at_ms)
+        async with self._log.record_transition(transition):
+            swapped = await self._cas(keys=[redis_keys.session(conversation_id)], args=[raw, dump_record(after)])
+            if not swapped:
+                raise StaleVersion(conversation_id, before.version)
+        return transition

@@ -1,0 +1,116 @@
+"""Shared fixtures: the real Redis and MariaDB (TEST_REDIS_URL, TEST_DATABASE_URL), SQLite, fakes.
+
+Every test database is created fresh for the run and dropped after it; Redis tests use
+logical database 14 (the script tests use 10-13) and unique ids, never FLUSHALL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
+
+import aiomysql
+import pytest
+import redis.asyncio as aioredis
+
+from chat.settings import Settings, parse_database_url, parse_redis_url
+from chat.store import Store, connect
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/test")
+SERVICE_REDIS_DB = 14
+
+
+def redis_url(db: int = SERVICE_REDIS_DB) -> str:
+    """TEST_REDIS_URL with its database number replaced."""
+    parts = urlsplit(TEST_REDIS_URL)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+@pytest.fixture(scope="session")
+def mysql_database_url():
+    """A fresh MariaDB/MySQL database for this test run, dropped at the end."""
+    import asyncio
+
+    base = parse_database_url(TEST_DATABASE_URL)
+    name = f"chat_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await aiomysql.connect(host=base.host, port=base.port, user=base.user, password=base.password)
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(sql)
+        finally:
+            conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    parts = urlsplit(TEST_DATABASE_URL)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def database_url(request, tmp_path):
+    """Each store test runs against MariaDB and against SQLite."""
+    if request.param == "mysql":
+        return request.getfixturevalue("mysql_database_url")
+    return f"sqlite:///{tmp_path}/chat.db"
+
+
+@pytest.fixture
+async def store(database_url):
+    """A Store on an upgraded schema."""
+    db = await connect(parse_database_url(database_url), pool_size=20)
+    s = Store(db)
+    await s.upgrade()
+    yield s
+    await db.close()
+
+
+@pytest.fixture
+async def mysql_store(mysql_database_url):
+    """A Store on MariaDB only."""
+    db = await connect(parse_database_url(mysql_database_url), pool_size=20)
+    s = Store(db)
+    await s.upgrade()
+    yield s
+    await db.close()
+
+
+@pytest.fixture
+async def redis():
+    """A client of the real Redis, database 14."""
+    client = aioredis.Redis.from_url(redis_url())
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def make_settings(tmp_path):
+    """Settings for an app on the real servers (or embedded with embedded=True)."""
+
+    def make(*, embedded: bool = False, database_url: str | None = None, **overrides) -> Settings:
+        if embedded:
+            base = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path / "data")})
+        else:
+            base = Settings.from_env(
+                {
+                    "REDIS_URL": redis_url(),
+                    "DATABASE_URL": database_url or f"sqlite:///{tmp_path}/chat.db",
+                    "JWT_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
+                    "CHAT_DATA_DIR": str(tmp_path / "data"),
+                }
+            )
+        return replace(base, **overrides)
+
+    return make
+
+
+def new_id() -> str:
+    """A fresh conversation id."""
+    return str(uuid.uuid4())
+
+
+__all__ = ["new_id", "parse_redis_url", "redis_url"]

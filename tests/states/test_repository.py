@@ -1,0 +1,207 @@
+"""The repository against the real Redis and both SQL backends: CAS, the log, the mirror."""
+
+import asyncio
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from chat.store import Store
+from states import ConversationNotFound, InvalidTransition, StaleVersion, State, Trigger, dump_record, load_record
+from states import redis_keys
+from states.repository import Actor, ConversationRepository
+from tests.conftest import new_id
+from tests.states.test_machine import EXPECTED
+
+AGENT = Actor("agent", "agent-1")
+
+
+@pytest.fixture
+async def repo(redis, store):
+    return ConversationRepository(redis, store)
+
+
+async def put_in_state(repo: ConversationRepository, state: str) -> str:
+    c = await repo.create("user-1")
+    path = {
+        "ai": [],
+        "handoff": [("request_handoff", {})],
+        "human": [("assign", {"agent_id": "agent-0"})],
+        "closed": [("close", {})],
+    }[state]
+    for trigger, data in path:
+        await repo.fire(c.id, trigger, actor=AGENT, **data)
+    return c.id
+
+
+async def mirror_row(store: Store, cid: str):
+    return await store.db.fetchone(
+        "SELECT state, agent_type, agent_id, team_id, version FROM conversations WHERE id = %s", (cid,)
+    )
+
+
+@pytest.mark.parametrize("state", [s.value for s in State])
+async def test_every_state_trigger_pair(repo, redis, store, state):
+    for trigger in [t.value for t in Trigger]:
+        cid = await put_in_state(repo, state)
+        key = redis_keys.session(cid)
+        raw_before = await redis.get(key)
+        row_before = await mirror_row(store, cid)
+        events_before = await store.list_events(cid)
+        expected = EXPECTED.get((state, trigger))
+        if expected is None:
+            with pytest.raises(InvalidTransition):
+                await repo.fire(cid, trigger, actor=AGENT, agent_id="agent-9")
+            assert await redis.get(key) == raw_before  # byte for byte
+            assert await mirror_row(store, cid) == row_before
+            assert await store.list_events(cid) == events_before
+        else:
+            t = await repo.fire(cid, trigger, actor=AGENT, reason="test", agent_id="agent-9")
+            stored = load_record(cid, await redis.get(key))
+            assert stored.state == expected == t.after.state
+            assert stored.version == t.before.version + 1
+            row = await mirror_row(store, cid)
+            assert (row[0], row[4]) == (expected, stored.version)
+            log = await store.list_events(cid)
+            assert len(log) == len(events_before) + 1
+            last = log[-1]
+            assert (last.trigger, last.from_state, last.to_state, last.actor_type, last.actor_id, last.reason) == (
+                trigger,
+                state,
+                expected,
+                "agent",
+                "agent-1",
+                "test",
+            )
+
+
+async def test_create_writes_record_and_row(repo, redis, store):
+    c = await repo.create("user-7", metadata={"source": "web"}, team_id="team-a")
+    raw = orjson.loads(await redis.get(redis_keys.session(c.id)))
+    assert raw["user_id"] == "user-7" and raw["state"] == "ai" and raw["version"] == 0
+    assert raw["metadata"] == {"source": "web"} and raw["team_id"] == "team-a"
+    assert await mirror_row(store, c.id) == ("ai", "ai", None, "team-a", 0)
+    assert await redis.ttl(redis_keys.session(c.id)) == -1  # new conversations do not expire
+
+
+async def test_unknown_conversation(repo):
+    with pytest.raises(ConversationNotFound):
+        await repo.fire(new_id(), "close")
+    with pytest.raises(ConversationNotFound):
+        await repo.get(new_id())
+
+
+async def test_stale_writer_never_overwrites(repo, redis):
+    cid = await put_in_state(repo, "ai")
+    stale = await repo.get(cid)
+    await repo.fire(cid, "request_handoff")
+    with pytest.raises(StaleVersion):
+        await repo.fire(cid, "close", expect_version=stale.version)
+    assert (await repo.get(cid)).state == "handoff"
+
+
+async def test_cas_refuses_when_record_changed_between_load_and_save(repo, redis, store):
+    """A writer that loaded version N loses to one that saved N+1 in between."""
+    cid = await put_in_state(repo, "ai")
+    key = redis_keys.session(cid)
+    original_record = store.record_transition
+
+    def racing_record(transition):
+        async def sneak():
+            # another process moves the live record after our load, before our CAS
+            other = load_record(cid, await redis.get(key))
+            other.version += 1
+            other.state = "handoff"
+            await redis.set(key, dump_record(other))
+
+        cm = original_record(transition)
+
+        class Wrapped:
+            async def __aenter__(self):
+                await cm.__aenter__()
+                await sneak()
+
+            async def __aexit__(self, *exc):
+                return await cm.__aexit__(*exc)
+
+        return Wrapped()
+
+    store.record_transition = racing_record
+    try:
+        with pytest.raises(StaleVersion):
+            await repo.fire(cid, "close")
+    finally:
+        store.record_transition = original_record
+    assert (await mirror_row(store, cid))[4] == 0  # the SQL side rolled back
+    assert await store.list_events(cid) == []
+
+
+async def test_migrated_five_field_record_becomes_a_full_conversation(repo, redis, store):
+    cid = new_id()
+    five = {
+        "user_id": "legacy-user",
+        "agent_type": "human",
+        "context": {"topic": "refund"},
+        "created_at": "2024-01-01T10:00:00Z",
+        "updated_at": "2024-01-01T10:05:00Z",
+    }
+    await redis.set(redis_keys.session(cid), orjson.dumps(five), px=600_000)
+    c = await repo.get(cid)
+    assert (c.state, c.version) == ("handoff", 0)
+    assert await mirror_row(store, cid) is None
+    await repo.fire(cid, "assign", actor=AGENT, agent_id="agent-3")
+    assert await mirror_row(store, cid) == ("human", "human", "agent-3", None, 1)
+    stored = orjson.loads(await redis.get(redis_keys.session(cid)))
+    assert stored["context"] == {"topic": "refund"} and stored["created_at"] == "2024-01-01T10:00:00Z"
+    assert 0 < await redis.pttl(redis_keys.session(cid)) <= 600_000  # the migrated TTL is kept
+    assert [e.trigger for e in await store.list_events(cid)] == ["assign"]
+
+
+async def test_lost_live_record_is_rebuilt_from_sql(repo, redis, store):
+    cid = await put_in_state(repo, "human")
+    await redis.delete(redis_keys.session(cid))
+    c = await repo.get(cid)
+    assert (c.state, c.agent_id, c.version) == ("human", "agent-0", 1)
+    await repo.fire(cid, "close")
+    assert (await repo.get(cid)).version == 2
+
+
+async def test_fifty_concurrent_writers(repo, store):
+    cid = await put_in_state(repo, "ai")
+    cycle = ["request_handoff", "assign", "requeue", "release", "close", "reopen"]
+
+    async def writer(i: int):
+        try:
+            t = await repo.fire(cid, cycle[i % len(cycle)], actor=Actor("agent", f"a{i}"), agent_id=f"a{i}")
+            return ("ok", t.after.version)
+        except (StaleVersion, InvalidTransition):
+            return ("conflict", None)
+
+    results = await asyncio.gather(*(writer(i) for i in range(50)))
+    won = sorted(v for r, v in results if r == "ok")
+    assert len(won) + sum(1 for r, _ in results if r == "conflict") == 50
+    assert won == list(range(1, len(won) + 1))  # strictly increasing, no gaps: no win lost
+    final = await repo.get(cid)
+    assert final.version == len(won)
+    log = await store.list_events(cid)
+    assert [e.version for e in log] == won
+    for prev, nxt in zip(log, log[1:]):  # the log is a chain: each entry starts where the last ended
+        assert prev.to_state == nxt.from_state
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(triggers=st.lists(st.sampled_from([t.value for t in Trigger]), min_size=1, max_size=15))
+async def test_random_sequences_keep_version_and_log(repo, redis, store, triggers):
+    c = await repo.create("user-h")
+    done = []
+    for i, trigger in enumerate(triggers):
+        try:
+            t = await repo.fire(c.id, trigger, actor=AGENT, reason=f"step {i}", agent_id=f"agent-{i}")
+            done.append((trigger, t.before.state, t.after.state))
+        except InvalidTransition:
+            pass
+    final = await repo.get(c.id)
+    assert final.version == len(done)
+    log = await store.list_events(c.id)
+    assert [(e.trigger, e.from_state, e.to_state) for e in log] == done
+    assert [e.version for e in log] == list(range(1, len(done) + 1))
