@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 from typing import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from chat import keys
-from chat.api import health
+from chat.ai_turn import AIRunner, build_provider
+from chat.api import health, routes
+from chat.bus import Bus
+from chat.hub import Hub
 from chat.redis_client import create_redis
+from chat.service import ChatService
 from chat.settings import Settings
 from chat.store import Store, connect
+from chat.ws import transport
+from chat.ws.registry import default_registry
 from states.repository import ConversationRepository
 
 log = logging.getLogger(__name__)
@@ -34,15 +41,48 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
-async def _conversations_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[keys.CONVERSATIONS] = ConversationRepository(app[keys.REDIS], app[keys.STORE])
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = Hub()
+    bus = Bus(app[keys.REDIS], hub)
+    app[keys.HUB] = hub
+    app[keys.BUS] = bus
+    await bus.start()
+    yield
+    await bus.stop()
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    conversations = ConversationRepository(app[keys.REDIS], app[keys.STORE])
+    app[keys.CONVERSATIONS] = conversations
+    app[keys.SERVICE] = ChatService(settings, conversations, app[keys.STORE], app[keys.BUS])
     yield
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the service; tests build it with the same factory."""
+async def _ai_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    # one pooled connection per streaming reply: room for many concurrent AI turns
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=200))
+    provider = app.get(keys.AI_PROVIDER) or build_provider(settings, session)
+    app[keys.HTTP_SESSION] = session
+    app[keys.AI_PROVIDER] = provider
+    runner = AIRunner(app[keys.SERVICE], provider, settings)
+    app[keys.AI_RUNNER] = runner
+    app[keys.SERVICE].ai = runner
+    yield
+    await runner.close()
+    await session.close()
+
+
+def create_app(settings: Settings, *, ai_provider=None) -> web.Application:
+    """Build the service; tests build it with the same factory (and may pass a provider)."""
     app = web.Application(client_max_size=1024 * 1024)
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _conversations_ctx])
+    if ai_provider is not None:
+        app[keys.AI_PROVIDER] = ai_provider
+    app[keys.WS_REGISTRY] = default_registry()
+    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _bus_ctx, _service_ctx, _ai_ctx])
     health.register(app)
+    routes.register(app)
+    transport.register(app)
     return app

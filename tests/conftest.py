@@ -11,7 +11,7 @@ import uuid
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
-import aiomysql
+import pymysql
 import pytest
 import redis.asyncio as aioredis
 
@@ -32,23 +32,21 @@ def redis_url(db: int = SERVICE_REDIS_DB) -> str:
 @pytest.fixture(scope="session")
 def mysql_database_url():
     """A fresh MariaDB/MySQL database for this test run, dropped at the end."""
-    import asyncio
-
     base = parse_database_url(TEST_DATABASE_URL)
     name = f"chat_test_{uuid.uuid4().hex[:10]}"
 
-    async def admin(sql: str) -> None:
-        conn = await aiomysql.connect(host=base.host, port=base.port, user=base.user, password=base.password)
+    def admin(sql: str) -> None:
+        conn = pymysql.connect(host=base.host, port=base.port, user=base.user, password=base.password)
         try:
-            async with conn.cursor() as cur:
-                await cur.execute(sql)
+            with conn.cursor() as cur:
+                cur.execute(sql)
         finally:
             conn.close()
 
-    asyncio.run(admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     parts = urlsplit(TEST_DATABASE_URL)
     yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name}"))
+    admin(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture(params=["mysql", "sqlite"])

@@ -305,3 +305,65 @@ class Store:
             (conversation_id, int(limit)),
         )
         return [message_from_row(r) for r in reversed(rows)]
+
+    # --- what a conversation object (C) needs from SQL ------------------------------------
+
+    async def conversation_extras(self, conversation_id: str) -> tuple[int, list[str]]:
+        """(last_seq, label titles) of a conversation; (0, []) before its row exists."""
+        row = await self.db.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+        if row is None:
+            return 0, []
+        labels = await self.db.fetchall(
+            "SELECT l.title FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id "
+            "WHERE cl.conversation_id = %s ORDER BY l.title",
+            (conversation_id,),
+        )
+        return int(row[0]), [r[0] for r in labels]
+
+    async def team_exists(self, team_id: str) -> bool:
+        """Is there a team with this id?"""
+        return await self.db.fetchone("SELECT 1 FROM teams WHERE id = %s", (team_id,)) is not None
+
+    # --- users and labels ------------------------------------------------------------------
+
+    async def remember_user(self, user_id: str, role: str, name: str | None) -> None:
+        """Record (or refresh) a token holder in `users` (agents must exist to be assigned)."""
+        now = now_ms()
+        try:
+            async with self.db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO users (id, role, name, active, created_ms, updated_ms) VALUES (%s, %s, %s, 1, %s, %s)",
+                    (user_id, role, name, now, now),
+                )
+        except DuplicateKey:
+            await self.db.execute(
+                "UPDATE users SET role = %s, name = COALESCE(%s, name), updated_ms = %s WHERE id = %s",
+                (role, name, now, user_id),
+            )
+
+    async def agent_exists(self, agent_id: str) -> bool:
+        """Is there an active agent (or admin) with this id?"""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM users WHERE id = %s AND role IN ('agent', 'admin') AND active = 1", (agent_id,)
+        )
+        return row is not None
+
+    async def set_labels(self, conversation_id: str, titles: list[str]) -> list[str]:
+        """Replace a conversation's labels by title; return the titles not found (nothing changed then)."""
+        wanted = sorted(set(titles))
+        found: dict[str, str] = {}
+        if wanted:
+            marks = ", ".join(["%s"] * len(wanted))
+            rows = await self.db.fetchall(f"SELECT id, title FROM labels WHERE title IN ({marks})", wanted)
+            found = {title: label_id for label_id, title in rows}
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            return missing
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM conversation_labels WHERE conversation_id = %s", (conversation_id,))
+            await tx.executemany(
+                "INSERT INTO conversation_labels (conversation_id, label_id) VALUES (%s, %s)",
+                [(conversation_id, found[t]) for t in wanted],
+            )
+            await tx.execute("UPDATE conversations SET updated_ms = %s WHERE id = %s", (now_ms(), conversation_id))
+        return []

@@ -1,0 +1,148 @@
+"""Alibaba DashScope's native text-generation API, streamed over SSE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from .base import AIError, StreamItem
+from .sse import SSEEvent
+from .streaming import (
+    HTTPStreamProvider,
+    ToolCallAccumulator,
+    error_from_event,
+    error_from_payload,
+    incomplete_reply,
+    load_json_object,
+    text_of,
+)
+
+DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+GENERATION_PATH = "/services/aigc/text-generation/generation"
+
+
+class DashScopeProvider(HTTPStreamProvider):
+    """Qwen models through DashScope's native API (not its OpenAI-compatible mode)."""
+
+    name = "dashscope"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        model: str = "qwen-turbo",
+        base_url: str = DEFAULT_BASE_URL,
+        connect_timeout_s: float = 5.0,
+        chunk_timeout_s: float = 30.0,
+        max_retries: int = 3,
+        retry_base_s: float = 0.5,
+        extra_parameters: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            session,
+            url=base_url.rstrip("/") + GENERATION_PATH,
+            connect_timeout_s=connect_timeout_s,
+            chunk_timeout_s=chunk_timeout_s,
+            max_retries=max_retries,
+            retry_base_s=retry_base_s,
+        )
+        self._api_key = api_key
+        self.model = model
+        self.base_url = base_url
+        # Sampling settings and the like (temperature, top_p, max_tokens, seed).
+        self._extra_parameters = dict(extra_parameters or {})
+
+    def __repr__(self) -> str:
+        # Never the key.
+        return f"DashScopeProvider(model={self.model!r}, base_url={self.base_url!r})"
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "text/event-stream",
+            "X-DashScope-SSE": "enable",
+        }
+
+    def _body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"result_format": "message", "incremental_output": True}
+        parameters.update(self._extra_parameters)
+        if tools:
+            parameters["tools"] = tools
+        return {"model": self.model, "input": {"messages": messages}, "parameters": parameters}
+
+    def _reply_parser(self) -> DashScopeReply:
+        return DashScopeReply()
+
+
+class DashScopeReply:
+    """One attempt's chunks, in the message or the old text format, incremental or not."""
+
+    def __init__(self) -> None:
+        self._sent = ""  # every character yielded so far
+        # "incremental" or "cumulative" (each chunk the whole text so far); decided
+        # by the second chunk with text, since a provider may ignore incremental_output.
+        self._mode: str | None = None
+        self._tool_calls = ToolCallAccumulator()
+        self._finished = False
+
+    def feed(self, event: SSEEvent) -> list[StreamItem]:
+        """Items from one chunk; raise AIError for an error event or error body."""
+        if event.event == "error":
+            raise error_from_event(event)
+        payload = load_json_object(event.data, "DashScope")
+        output = payload.get("output")
+        if not isinstance(output, dict):
+            if payload.get("code"):
+                raise error_from_payload(payload, status=event.http_status)
+            return []
+        if self._finished:
+            return []
+        choices = output.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            message = choice.get("message") or {}
+            if not isinstance(message, dict):
+                message = {}
+            text = text_of(message.get("content"))
+            self._tool_calls.add(message.get("tool_calls"))
+            finish_reason = choice.get("finish_reason")
+        else:
+            text = text_of(output.get("text"))
+            finish_reason = output.get("finish_reason")
+
+        items: list[StreamItem] = []
+        new_text = self._new_text(text)
+        if new_text:
+            items.append(new_text)
+        # Intermediate chunks say "null" as a string; some proxies send a real null.
+        if finish_reason not in (None, "", "null"):
+            self._finished = True
+            if finish_reason == "tool_calls":
+                items.extend(self._tool_calls.drain())
+        return items
+
+    def finish(self) -> list[StreamItem]:
+        """Tool calls still pending at the end; raise AIError if no chunk finished the reply."""
+        if not self._finished:
+            raise incomplete_reply()
+        return list(self._tool_calls.drain())
+
+    def _new_text(self, text: str) -> str:
+        if not text:
+            return ""
+        if self._mode is None and self._sent:
+            cumulative = len(text) > len(self._sent) and text.startswith(self._sent)
+            self._mode = "cumulative" if cumulative else "incremental"
+        if self._mode == "cumulative":
+            if text.startswith(self._sent):
+                new = text[len(self._sent) :]
+            elif self._sent.startswith(text):
+                new = ""
+            else:
+                raise AIError("bad_response", "a non-incremental stream rewrote text it had sent")
+        else:
+            new = text
+        self._sent += new
+        return new

@@ -1,0 +1,211 @@
+"""The AI turn: context in, streamed deltas out, the reply stored only if nobody took over.
+
+The AI runs outside the state machine's callbacks, one reply at a time per conversation.
+A customer message that arrives while a reply is being generated does not start a second
+generation: it is stored at once, and when the current reply is done one more turn runs
+that sees every message stored meanwhile (several quick messages get one answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import aclosing
+
+import aiohttp
+
+from chat import metrics
+from chat.ai import AIError, Provider, ToolCall, TRANSFER_TO_HUMAN_TOOL
+from chat.settings import Settings
+from chat.store import Message
+from states import ConversationNotFound, State, StaleVersion
+from states.repository import Actor
+
+log = logging.getLogger(__name__)
+
+AI_ACTOR = Actor("ai")
+MAX_REPLY_CHARS = 16000
+
+
+def build_provider(settings: Settings, session: aiohttp.ClientSession) -> Provider:
+    """The provider the settings name."""
+    from chat.ai import DashScopeProvider, EchoProvider, OpenAIProvider
+
+    timeouts = dict(
+        connect_timeout_s=settings.ai_connect_timeout_s,
+        chunk_timeout_s=settings.ai_chunk_timeout_s,
+        max_retries=settings.ai_max_retries,
+        retry_base_s=settings.ai_retry_base_s,
+    )
+    if settings.ai_provider == "dashscope":
+        return DashScopeProvider(
+            session, api_key=settings.dashscope_api_key, model=settings.ai_model,
+            base_url=settings.dashscope_base_url, **timeouts,
+        )
+    if settings.ai_provider == "openai":
+        return OpenAIProvider(
+            session, api_key=settings.ai_api_key, base_url=settings.ai_base_url, model=settings.ai_model, **timeouts
+        )
+    return EchoProvider()
+
+
+def build_context(system_prompt: str, history: list[Message], max_chars: int,
+                  answered: dict[int, int] | None = None) -> list[dict]:
+    """System prompt + the newest messages that fit in max_chars (the newest always, cut if needed).
+
+    `answered` maps the seq of an AI reply to the seq of the customer message it answered: a
+    reply stored after newer customer messages is put back right after the message it
+    answered, so the dialogue reads in the order it happened and ends with the customer.
+    """
+    answered = answered or {}
+    dialogue = [m for m in history if not m.private and m.sender_type != "system"]  # notices are ours
+    dialogue.sort(key=lambda m: answered.get(m.seq, m.seq) + (0.5 if m.seq in answered else 0))
+    picked: list[dict] = []
+    used = 0
+    for message in reversed(dialogue):
+        role = "user" if message.sender_type == "customer" else "assistant"
+        content = message.content
+        if used + len(content) > max_chars:
+            if picked:
+                break
+            content = content[-max_chars:]
+        picked.append({"role": role, "content": content})
+        used += len(content)
+    picked.reverse()
+    return [{"role": "system", "content": system_prompt}, *picked]
+
+
+class AIRunner:
+    """Schedules AI turns per conversation on this instance."""
+
+    def __init__(self, service, provider: Provider, settings: Settings):
+        self.service = service
+        self.provider = provider
+        self.settings = settings
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._pending: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._answered: dict[str, dict[int, int]] = {}  # cid -> {ai reply seq: customer seq it answered}
+        self.discarded = 0
+
+    def schedule(self, conversation_id: str) -> None:
+        """Answer the conversation's newest customer messages (once the current turn is done)."""
+        if conversation_id in self._tasks:
+            self._pending.add(conversation_id)
+            return
+        task = asyncio.create_task(self._run(conversation_id), name=f"ai-turn-{conversation_id}")
+        self._tasks[conversation_id] = task
+        task.add_done_callback(lambda _t, cid=conversation_id: self._tasks.pop(cid, None))
+
+    def cancel(self, conversation_id: str) -> None:
+        """Stop a turn in progress here (a takeover); the version guard covers other instances."""
+        self._pending.discard(conversation_id)
+        task = self._tasks.get(conversation_id)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Wait until no turn is running or pending (tests use it instead of sleeping)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel every turn (shutdown)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, conversation_id: str) -> None:
+        while True:
+            self._pending.discard(conversation_id)
+            try:
+                await self._turn(conversation_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("AI turn of %s failed unexpectedly", conversation_id)
+            if conversation_id not in self._pending:
+                return
+
+    async def _turn(self, conversation_id: str) -> None:
+        service = self.service
+        try:
+            conversation = await service.conversations.get(conversation_id)
+        except ConversationNotFound:
+            return
+        if conversation.state != State.AI.value:
+            return
+        history = await service.store.recent_messages(conversation_id, self.settings.ai_context_messages)
+        customer = [m for m in history if m.sender_type == "customer"]
+        answered = self._answered.get(conversation_id, {})
+        if not customer or (history[-1].sender_type != "customer" and customer[-1].seq <= max(answered.values(), default=0)):
+            return  # nothing new to answer
+        reply_to = customer[-1]
+        messages = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars, answered)
+        parts: list[str] = []
+        started = time.monotonic()
+        try:
+            # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once
+            async with aclosing(self.provider.stream(messages, tools=[TRANSFER_TO_HUMAN_TOOL])) as stream:
+                async for item in stream:
+                    if isinstance(item, ToolCall):
+                        if item.name == "transfer_to_human":
+                            why = str(item.arguments.get("reason") or "").strip()
+                            await service._handoff_quietly(
+                                conversation_id, f"ai_decision: {why}" if why else "ai_decision", AI_ACTOR
+                            )
+                            return
+                        continue
+                    if not item:
+                        continue
+                    if not parts:
+                        metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
+                    parts.append(item)
+                    await service.bus.publish(
+                        {
+                            "to": "conversation",
+                            "conversation_id": conversation_id,
+                            "owner": conversation.user_id,
+                            "frame": {
+                                "type": "ai.delta",
+                                "data": {"conversation_id": conversation_id, "reply_to": reply_to.id, "delta": item},
+                            },
+                        }
+                    )
+            if not "".join(parts).strip():
+                raise AIError("empty_reply", "the provider returned no text")
+        except AIError as exc:
+            await self._failed(conversation, exc)
+            return
+        metrics.AI_REPLY.observe(time.monotonic() - started)
+        self._failures.pop(conversation_id, None)
+        try:
+            message, _ = await service.store.append_message(
+                conversation_id,
+                sender_type="ai",
+                content="".join(parts)[:MAX_REPLY_CHARS],
+                require_state=State.AI.value,
+                require_version=conversation.version,
+            )
+        except StaleVersion:
+            self.discarded += 1
+            metrics.AI_DISCARDED.inc()
+            log.info("AI reply for %s discarded: the conversation moved on", conversation_id)
+            return
+        if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile
+            self._answered[conversation_id] = {message.seq: reply_to.seq}
+        else:
+            self._answered.pop(conversation_id, None)
+        await service.publish_message(conversation, message)
+
+    async def _failed(self, conversation, exc: AIError) -> None:
+        """Nothing of a failed turn is stored; enough failures in a row hand over to a human."""
+        metrics.AI_ERRORS.labels(exc.code).inc()
+        log.warning("AI turn of %s failed: %s", conversation.id, exc)
+        count = self._failures.get(conversation.id, 0) + 1
+        self._failures[conversation.id] = count
+        if count >= self.settings.ai_failures_before_handoff:
+            self._failures.pop(conversation.id, None)
+            await self.service._handoff_quietly(conversation.id, "ai_failure", AI_ACTOR)

@@ -1,0 +1,71 @@
+"""Domain errors and the one mapping from any error to a protocol code and HTTP status."""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+
+from chat.store.db import DatabaseError
+from states.errors import ConversationNotFound, TransitionError
+
+log = logging.getLogger(__name__)
+
+
+class ChatError(Exception):
+    """An error a client is told about, with its protocol code."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class Unauthenticated(ChatError):
+    code, status = "unauthenticated", 401
+
+
+class Forbidden(ChatError):
+    code, status = "forbidden", 403
+
+
+class NotFound(ChatError):
+    code, status = "not_found", 404
+
+
+class Invalid(ChatError):
+    code, status = "invalid", 400
+
+
+class Conflict(ChatError):
+    code, status = "conflict", 409
+
+
+class TooLarge(ChatError):
+    code, status = "too_large", 413
+
+
+class RateLimited(ChatError):
+    code, status = "rate_limited", 429
+
+
+class Unavailable(ChatError):
+    code, status = "unavailable", 503
+
+
+def to_chat_error(exc: BaseException) -> ChatError:
+    """Map any exception to what the client sees; unknown ones are logged and `internal`."""
+    if isinstance(exc, ChatError):
+        return exc
+    if isinstance(exc, TransitionError):
+        return Conflict(str(exc))
+    if isinstance(exc, ConversationNotFound):
+        return NotFound("conversation not found")
+    if isinstance(exc, (RedisError, DatabaseError, ConnectionError, OSError)):
+        log.warning("dependency failure: %s: %s", type(exc).__name__, exc)
+        return Unavailable("a dependency of the service is unavailable, try again")
+    log.exception("internal error", exc_info=exc)
+    return ChatError("internal error")

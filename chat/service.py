@@ -1,0 +1,411 @@
+"""What a customer, an agent or an admin can do to a conversation: one path for WebSocket
+commands and REST actions. Handlers call these methods; the methods raise domain errors,
+never touch a socket, and publish what happened on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from chat import metrics
+from chat.auth import Identity
+from chat.bus import Bus
+from chat.errors import Forbidden, Invalid, NotFound, TooLarge
+from chat.settings import Settings
+from chat.store import Message, Store
+from states import ConversationNotFound, InvalidTransition, State, StaleVersion
+from states.record import Conversation
+from states.repository import Actor, ConversationRepository, Transition
+
+if TYPE_CHECKING:
+    from chat.ai_turn import AIRunner
+
+log = logging.getLogger(__name__)
+
+MAX_CONTENT_CHARS = 4000
+
+# System messages the customer reads (bilingual: the customers are mostly Chinese-speaking).
+SYSTEM_TEXT = {
+    "handoff": "正在为您转接人工客服，请稍候。A human agent will take over shortly.",
+    "assigned": "人工客服已接入。An agent has joined the conversation.",
+    "transferred": "您的对话已转交给另一位客服。Your conversation was transferred to another agent.",
+    "requeued": "正在为您转接其他客服，请稍候。We are finding another agent for you.",
+    "released": "您的对话已转回智能助手。You are back with the AI assistant.",
+    "closed": "对话已结束。The conversation was closed.",
+    "reopened": "对话已重新打开。The conversation was reopened.",
+}
+
+HANDOFF_REASONS = ("customer_request", "keyword", "ai_decision", "ai_failure", "agent", "admin")
+
+
+def actor_of(identity: Identity) -> Actor:
+    """The transition-log actor for a token holder."""
+    return Actor(identity.role, identity.user_id)
+
+
+def check_content(content: str) -> None:
+    """1 to 4000 code points: empty is invalid, longer is too_large."""
+    if not content:
+        raise Invalid("content must not be empty", {"content": ["Length must be between 1 and 4000."]})
+    if len(content) > MAX_CONTENT_CHARS:
+        raise TooLarge(f"content is longer than {MAX_CONTENT_CHARS} characters", {"content": ["too long"]})
+
+
+class ChatService:
+    """The conversation operations shared by every transport."""
+
+    def __init__(self, settings: Settings, conversations: ConversationRepository, store: Store, bus: Bus):
+        self.settings = settings
+        self.conversations = conversations
+        self.store = store
+        self.bus = bus
+        self.ai: AIRunner | None = None  # set by the app once the provider is ready
+        self._phrases = tuple(p.casefold() for p in settings.handoff_phrases)
+        self._known_users: set[str] = set()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def public(self, conversation: Conversation) -> dict:
+        """The protocol's C object."""
+        last_seq, labels = await self.store.conversation_extras(conversation.id)
+        return {
+            "id": conversation.id,
+            "user_id": conversation.user_id,
+            "state": conversation.state,
+            "agent_type": conversation.agent_type,
+            "agent_id": conversation.agent_id,
+            "team_id": conversation.team_id,
+            "version": conversation.version,
+            "last_seq": last_seq,
+            "labels": labels,
+            "metadata": conversation.metadata,
+            "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at,
+        }
+
+    async def get_for(self, identity: Identity, conversation_id: str) -> Conversation:
+        """A conversation the identity may see; a customer gets not_found for anyone else's."""
+        try:
+            conversation = await self.conversations.get(conversation_id)
+        except ConversationNotFound:
+            raise NotFound("conversation not found") from None
+        if not identity.is_agent and conversation.user_id != identity.user_id:
+            raise NotFound("conversation not found")
+        return conversation
+
+    async def messages_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,
+                           limit: int | None = None) -> list[Message]:
+        """Messages after a seq; private notes only for agents and admins."""
+        return await self.store.list_messages(
+            conversation_id, after_seq=after_seq, limit=limit, include_private=identity.is_agent
+        )
+
+    # --- starting --------------------------------------------------------------------------
+
+    async def start(self, identity: Identity, *, metadata: dict | None = None, team_id: str | None = None,
+                    user_id: str | None = None) -> Conversation:
+        """A new conversation in state `ai`; an admin may start one for another user."""
+        owner = user_id if (user_id and identity.is_admin) else identity.user_id
+        if team_id is not None and not await self.store.team_exists(team_id):
+            raise NotFound(f"team {team_id} not found")
+        conversation = await self.conversations.create(owner, metadata=metadata, team_id=team_id)
+        metrics.CONVERSATIONS_STARTED.inc()
+        return conversation
+
+    # --- transitions -----------------------------------------------------------------------
+
+    async def transition(
+        self,
+        conversation_id: str,
+        trigger: str,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+        system_text: str | None = None,
+        **data,
+    ) -> Transition:
+        """Fire a trigger, then tell everyone concerned: subscribers, the queue, the customer."""
+        try:
+            transition = await self.conversations.fire(conversation_id, trigger, actor=actor, reason=reason, **data)
+        except ConversationNotFound:
+            raise NotFound("conversation not found") from None
+        metrics.TRANSITIONS.labels(trigger).inc()
+        after = transition.after
+        if transition.before.state == State.AI.value and self.ai is not None:
+            self.ai.cancel(conversation_id)  # a takeover stops the reply being generated here
+        await self.publish_updated(transition)
+        if system_text:
+            await self.post_system(after, system_text)
+        return transition
+
+    async def publish_updated(self, transition: Transition) -> None:
+        """conversation.updated to subscribers, and to agents when the queue changed."""
+        after = transition.after
+        frame = {
+            "type": "conversation.updated",
+            "data": {
+                "conversation": await self.public(after),
+                "previous_state": transition.previous_state,
+                "reason": transition.reason,
+            },
+        }
+        await self.bus.publish({"to": "conversation", "conversation_id": after.id, "owner": after.user_id, "frame": frame})
+        if State.HANDOFF.value in (transition.before.state, after.state):
+            await self.bus.publish({"to": "agents", "team_id": after.team_id, "frame": frame})
+
+    async def post_system(self, conversation: Conversation, text: str) -> Message:
+        """A system message the customer can read."""
+        message, _ = await self._append(conversation, sender_type="system", content=text)
+        await self.publish_message(conversation, message)
+        return message
+
+    async def publish_message(self, conversation: Conversation, message: Message) -> None:
+        """message.created to the conversation's subscribers (private notes: agents only)."""
+        metrics.MESSAGES.labels(message.sender_type).inc()
+        await self.bus.publish(
+            {
+                "to": "conversation",
+                "conversation_id": conversation.id,
+                "owner": conversation.user_id,
+                "agents_only": message.private,
+                "frame": {
+                    "type": "message.created",
+                    "data": {"conversation_id": conversation.id, "message": message.to_dict()},
+                },
+            }
+        )
+
+    async def _append(self, conversation: Conversation, **fields) -> tuple[Message, bool]:
+        try:
+            return await self.store.append_message(conversation.id, **fields)
+        except ConversationNotFound:
+            # a migrated record touched for the first time has no SQL row yet
+            await self.store.ensure_conversation(conversation)
+            return await self.store.append_message(conversation.id, **fields)
+
+    async def request_handoff(self, identity: Identity, conversation_id: str, reason: str | None = None) -> Conversation:
+        """`ai` -> `handoff` on a customer's (or an admin's) request."""
+        await self.get_for(identity, conversation_id)
+        default = "customer_request" if identity.role == "customer" else identity.role
+        t = await self.transition(
+            conversation_id,
+            "request_handoff",
+            actor=actor_of(identity),
+            reason=reason or default,
+            system_text=SYSTEM_TEXT["handoff"],
+        )
+        return t.after
+
+    async def close(self, identity: Identity, conversation_id: str) -> Conversation:
+        """-> closed: the customer, the assigned agent (any agent when none is), or an admin."""
+        conversation = await self.get_for(identity, conversation_id)
+        if identity.role == "agent" and conversation.agent_id not in (None, identity.user_id):
+            raise Forbidden("only the assigned agent or an admin may close this conversation")
+        t = await self.transition(
+            conversation_id,
+            "close",
+            actor=actor_of(identity),
+            reason=f"closed by {identity.role}",
+            system_text=SYSTEM_TEXT["closed"],
+        )
+        return t.after
+
+    # --- agents: claim, assign, release, transfer, labels ------------------------------
+
+    async def remember(self, identity: Identity) -> None:
+        """Keep agents and admins in `users` so they can be named in assign and transfer."""
+        if identity.is_agent and identity.user_id not in self._known_users:
+            await self.store.remember_user(identity.user_id, identity.role, identity.name)
+            self._known_users.add(identity.user_id)
+
+    async def _notify_assigned(self, conversation: Conversation) -> None:
+        """conversation.assigned to the agent, and subscribe all of its sockets (every instance)."""
+        await self.bus.publish(
+            {
+                "to": "user",
+                "user_id": conversation.agent_id,
+                "agents_only": True,
+                "subscribe": conversation.id,
+                "frame": {"type": "conversation.assigned", "data": {"conversation": await self.public(conversation)}},
+            }
+        )
+
+    async def claim(self, identity: Identity, conversation_id: str) -> Conversation:
+        """`ai` or `handoff` -> `human` for this agent; racing agents: one wins, the rest conflict."""
+        await self.get_for(identity, conversation_id)
+        await self.remember(identity)
+        t = await self.transition(
+            conversation_id,
+            "assign",
+            actor=actor_of(identity),
+            reason="claim",
+            system_text=SYSTEM_TEXT["assigned"],
+            expect_states=(State.AI.value, State.HANDOFF.value),
+            agent_id=identity.user_id,
+        )
+        await self._notify_assigned(t.after)
+        return t.after
+
+    async def assign(self, identity: Identity, conversation_id: str, agent_id: str, *, reason: str = "assign") -> Conversation:
+        """Give the conversation to a named agent (an admin's assign, or routing)."""
+        await self.get_for(identity, conversation_id)
+        if not await self.store.agent_exists(agent_id):
+            raise NotFound(f"agent {agent_id} not found")
+        t = await self.transition(
+            conversation_id,
+            "assign",
+            actor=actor_of(identity),
+            reason=reason,
+            system_text=SYSTEM_TEXT["assigned"],
+            agent_id=agent_id,
+        )
+        await self._notify_assigned(t.after)
+        return t.after
+
+    def _check_assigned(self, identity: Identity, conversation: Conversation) -> None:
+        if identity.role == "agent" and conversation.agent_id not in (None, identity.user_id):
+            raise Forbidden("only the assigned agent or an admin may do this")
+
+    async def release(self, identity: Identity, conversation_id: str) -> Conversation:
+        """`human` (or `handoff`) -> `ai`: hand back to the AI."""
+        conversation = await self.get_for(identity, conversation_id)
+        self._check_assigned(identity, conversation)
+        t = await self.transition(
+            conversation_id, "release", actor=actor_of(identity), reason="release",
+            system_text=SYSTEM_TEXT["released"],
+        )
+        return t.after
+
+    async def transfer(self, identity: Identity, conversation_id: str, *, agent_id: str | None = None,
+                       team_id: str | None = None) -> Conversation:
+        """To an agent (stays `human`, reassigned) or to a team (`human` -> `handoff`, queued)."""
+        conversation = await self.get_for(identity, conversation_id)
+        self._check_assigned(identity, conversation)
+        if conversation.state != State.HUMAN.value:
+            raise InvalidTransition("transfer", conversation.state)
+        if agent_id is not None:
+            if not await self.store.agent_exists(agent_id):
+                raise NotFound(f"agent {agent_id} not found")
+            t = await self.transition(
+                conversation_id, "assign", actor=actor_of(identity), reason="transfer",
+                system_text=SYSTEM_TEXT["transferred"], expect_version=conversation.version, agent_id=agent_id,
+            )
+            await self._notify_assigned(t.after)
+            return t.after
+        if team_id is None or not await self.store.team_exists(team_id):
+            raise NotFound(f"team {team_id} not found")
+        t = await self.transition(
+            conversation_id, "requeue", actor=actor_of(identity), reason="transfer",
+            system_text=SYSTEM_TEXT["requeued"], expect_version=conversation.version, team_id=team_id,
+        )
+        return t.after
+
+    async def set_labels(self, identity: Identity, conversation_id: str, titles: list[str]) -> Conversation:
+        """Replace the labels (by title); unknown titles are not_found and change nothing."""
+        conversation = await self.get_for(identity, conversation_id)
+        await self.store.ensure_conversation(conversation)
+        missing = await self.store.set_labels(conversation_id, titles)
+        if missing:
+            raise NotFound(f"unknown label(s): {', '.join(missing)}", {"labels": [f"unknown: {t}" for t in missing]})
+        frame = {
+            "type": "conversation.updated",
+            "data": {"conversation": await self.public(conversation), "previous_state": conversation.state,
+                     "reason": "labels"},
+        }
+        await self.bus.publish({"to": "conversation", "conversation_id": conversation_id,
+                                "owner": conversation.user_id, "frame": frame})
+        return conversation
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        identity: Identity,
+        conversation_id: str,
+        *,
+        content: str,
+        client_msg_id: str | None,
+        private: bool = False,
+    ) -> Message:
+        """Store a message (idempotent on client_msg_id) and set off what follows it."""
+        check_content(content)
+        conversation = await self.get_for(identity, conversation_id)
+        if private and not identity.is_agent:
+            raise Invalid("only agents may send private notes", {"private": ["Not allowed for customers."]})
+        if client_msg_id is not None:
+            existing = await self.store.find_message(conversation_id, client_msg_id)
+            if existing is not None:
+                return existing  # a resend: same stored message, nothing new happens
+        if identity.is_agent:
+            return await self._agent_message(identity, conversation, content, client_msg_id, private)
+        return await self._customer_message(identity, conversation, content, client_msg_id)
+
+    async def _customer_message(self, identity: Identity, conversation: Conversation, content: str,
+                                client_msg_id: str | None) -> Message:
+        if conversation.state == State.CLOSED.value:
+            conversation = await self._reopen(identity, conversation)
+        message, created = await self._append(
+            conversation, sender_type="customer", sender_id=identity.user_id, content=content,
+            client_msg_id=client_msg_id,
+        )
+        if not created:
+            return message
+        await self.publish_message(conversation, message)
+        if conversation.state == State.AI.value:
+            if self.wants_human(content):
+                await self._handoff_quietly(conversation.id, "keyword", actor_of(identity))
+            elif self.ai is not None:
+                self.ai.schedule(conversation.id)
+        return message
+
+    async def _reopen(self, identity: Identity, conversation: Conversation) -> Conversation:
+        try:
+            t = await self.transition(conversation.id, "reopen", actor=actor_of(identity), reason="customer wrote again")
+            return t.after
+        except (InvalidTransition, StaleVersion):
+            # another tab reopened it first: go on with what is there now
+            return await self.conversations.get(conversation.id)
+
+    async def _handoff_quietly(self, conversation_id: str, reason: str, actor: Actor) -> None:
+        """Hand over to a human unless something else moved the conversation first."""
+        try:
+            await self.transition(
+                conversation_id, "request_handoff", actor=actor, reason=reason, system_text=SYSTEM_TEXT["handoff"]
+            )
+        except (InvalidTransition, StaleVersion) as exc:
+            log.info("handoff (%s) of %s not needed: %s", reason, conversation_id, exc)
+
+    def wants_human(self, content: str) -> bool:
+        """Does the message contain one of the configured handoff phrases (case-insensitive)?"""
+        text = content.casefold()
+        return any(phrase in text for phrase in self._phrases)
+
+    async def _agent_message(self, identity: Identity, conversation: Conversation, content: str,
+                             client_msg_id: str | None, private: bool) -> Message:
+        if not private and not (conversation.state == State.HUMAN.value and conversation.agent_id == identity.user_id):
+            raise Forbidden("only the assigned agent may send a message to the customer; add a private note instead")
+        message, created = await self._append(
+            conversation, sender_type="agent", sender_id=identity.user_id, content=content,
+            client_msg_id=client_msg_id, private=private,
+        )
+        if created:
+            await self.publish_message(conversation, message)
+        return message
+
+    async def typing(self, identity: Identity, conversation_id: str, on: bool, peer_id: str | None) -> None:
+        """Tell the other subscribers that someone is typing."""
+        conversation = await self.get_for(identity, conversation_id)
+        sender_type = "agent" if identity.is_agent else "customer"
+        await self.bus.publish(
+            {
+                "to": "conversation",
+                "conversation_id": conversation_id,
+                "owner": conversation.user_id,
+                "skip": peer_id,
+                "frame": {
+                    "type": "typing",
+                    "data": {"conversation_id": conversation_id, "sender_type": sender_type, "on": on},
+                },
+            }
+        )

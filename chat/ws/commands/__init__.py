@@ -1,0 +1,27 @@
+"""Command families, one module each; every module has a register(registry) function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat.auth import Identity
+from chat.hub import Hub
+from chat.service import ChatService
+
+
+@dataclass
+class CommandContext:
+    """What a handler may use: the service, who is asking, and its socket's subscriptions."""
+
+    service: ChatService
+    identity: Identity
+    peer_id: str
+    hub: Hub
+
+    def subscribe(self, conversation_id: str) -> None:
+        """Send this conversation's events to the asking socket."""
+        self.hub.subscribe(self.peer_id, conversation_id)
+
+    def unsubscribe(self, conversation_id: str) -> None:
+        """Stop sending this conversation's events to the asking socket."""
+        self.hub.unsubscribe(self.peer_id, conversation_id)

@@ -1,0 +1,104 @@
+"""Customer commands (PROTOCOL 3.4): start, resume, message.send, handoff.request, typing, close."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from chat.errors import Forbidden
+from chat.ws.commands import CommandContext
+from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
+
+ConversationId = lambda: fields.String(required=True, validate=validate.Length(min=1, max=64))  # noqa: E731
+
+
+class StartSchema(CommandSchema):
+    metadata = fields.Dict(load_default=dict)
+    team_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class ResumeSchema(CommandSchema):
+    conversation_id = ConversationId()
+    after_seq = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+
+
+class SendSchema(CommandSchema):
+    conversation_id = ConversationId()
+    client_msg_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    content = fields.String(required=True)  # length is checked by the service: empty invalid, long too_large
+    private = StrictBoolean(load_default=False)
+
+
+class HandoffSchema(CommandSchema):
+    conversation_id = ConversationId()
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+
+
+class TypingSchema(CommandSchema):
+    conversation_id = ConversationId()
+    on = StrictBoolean(required=True)
+
+
+class ConversationOnlySchema(CommandSchema):
+    conversation_id = ConversationId()
+
+
+@command("conversation.start", StartSchema)
+async def handle_start(ctx: CommandContext, data: dict) -> dict:
+    """Start a conversation and subscribe this socket to it."""
+    if ctx.identity.role != "customer":
+        raise Forbidden("only customers start conversations")
+    conversation = await ctx.service.start(ctx.identity, metadata=data["metadata"], team_id=data["team_id"])
+    ctx.subscribe(conversation.id)
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+@command("conversation.resume", ResumeSchema)
+async def handle_resume(ctx: CommandContext, data: dict) -> dict:
+    """Every message after `after_seq`, oldest first, and subscribe."""
+    service = ctx.service
+    conversation = await service.get_for(ctx.identity, data["conversation_id"])
+    ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
+    messages = await service.messages_for(ctx.identity, conversation.id, data["after_seq"])
+    return {
+        "conversation": await service.public(conversation),
+        "messages": [m.to_dict() for m in messages],
+    }
+
+
+@command("message.send", SendSchema)
+async def handle_send(ctx: CommandContext, data: dict) -> dict:
+    """Store a message (idempotent per client_msg_id)."""
+    message = await ctx.service.send_message(
+        ctx.identity,
+        data["conversation_id"],
+        content=data["content"],
+        client_msg_id=data["client_msg_id"],
+        private=data["private"],
+    )
+    return {"message": message.to_dict()}
+
+
+@command("handoff.request", HandoffSchema)
+async def handle_handoff(ctx: CommandContext, data: dict) -> dict:
+    """Ask for a human agent."""
+    conversation = await ctx.service.request_handoff(ctx.identity, data["conversation_id"], data["reason"])
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+@command("typing", TypingSchema)
+async def handle_typing(ctx: CommandContext, data: dict) -> None:
+    """Tell the other side someone is typing (no reply unless the frame has an id)."""
+    await ctx.service.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
+    return None
+
+
+@command("conversation.close", ConversationOnlySchema)
+async def handle_close(ctx: CommandContext, data: dict) -> dict:
+    """Close the conversation."""
+    conversation = await ctx.service.close(ctx.identity, data["conversation_id"])
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+def register(registry: Registry) -> None:
+    """Add this family's commands."""
+    registry.add(handle_start, handle_resume, handle_send, handle_handoff, handle_typing, handle_close)

@@ -1,0 +1,195 @@
+"""Protocol conformance of GET /ws: auth phase, envelope, error codes, close codes."""
+
+import asyncio
+
+import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
+
+from tests.ws.support import WS
+
+
+async def test_ping_before_and_after_auth(harness):
+    ws = await harness.connect()
+    await ws.send({"type": "ping"})
+    assert await ws.recv() == {"type": "pong"}
+    await ws.send({"type": "ping", "id": 5})
+    assert await ws.recv() == {"id": 5, "type": "pong"}
+    reply = await ws.request("auth", token=harness.token("cust-1"))
+    assert reply["type"] == "result" and reply["data"] == {"user_id": "cust-1", "role": "customer"}
+    await ws.send({"type": "ping", "id": 6})
+    assert await ws.recv() == {"id": 6, "type": "pong"}
+
+
+async def test_commands_before_auth_are_unauthenticated(harness):
+    ws = await harness.connect()
+    reply = await ws.request("conversation.start")
+    assert reply["type"] == "error" and reply["code"] == "unauthenticated"
+    assert "message" in reply
+    await ws.send({"type": "ping"})  # still open
+    assert await ws.recv() == {"type": "pong"}
+
+
+async def test_bad_token_frame_errors_then_closes_4401(harness):
+    ws = await harness.connect()
+    reply = await ws.request("auth", token="not-a-jwt")
+    assert reply["type"] == "error" and reply["code"] == "unauthenticated"
+    assert await ws.closed() == 4401
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+async def test_tokens_without_exp_or_wrong_alg_or_role_are_refused(harness):
+    import jwt
+
+    secret = harness.settings.jwt_secret_key
+    bad = [
+        jwt.encode({"sub": "u", "role": "customer"}, secret, algorithm="HS256"),  # no exp
+        jwt.encode({"sub": "u", "role": "customer", "exp": 9999999999}, secret + "x", algorithm="HS256"),
+        jwt.encode({"sub": "u", "role": "superuser", "exp": 9999999999}, secret, algorithm="HS256"),
+        jwt.encode({"sub": "u", "role": "customer", "exp": 9999999999}, secret, algorithm="HS512"),
+        jwt.encode({"sub": "u", "role": "customer", "exp": 1}, secret, algorithm="HS256"),  # expired
+    ]
+    for token in bad:
+        with pytest.raises(WSServerHandshakeError) as err:
+            await harness.client.ws_connect(f"/ws?token={token}")
+        assert err.value.status == 401
+
+
+async def test_bad_url_token_is_http_401_without_upgrade(harness):
+    resp = await harness.client.get("/ws?token=garbage", headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                                                   "Sec-WebSocket-Version": "13",
+                                                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthenticated"
+
+
+async def test_auth_deadline_closes_4408(harness_factory):
+    h = await harness_factory(ws_auth_timeout_s=0.3)
+    ws = await h.connect()
+    assert await ws.closed() == 4408
+
+
+async def test_auth_twice_is_invalid(harness):
+    ws = await harness.connect("cust-1")
+    reply = await ws.request("auth", token=harness.token("cust-1"))
+    assert reply["type"] == "error" and reply["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ("not json", "invalid"),
+        ("[1, 2]", "invalid"),
+        ('{"id": 3}', "invalid"),
+        ('{"type": 7}', "invalid"),
+        ('{"type": "no.such.command", "id": 4}', "invalid"),
+        ('{"type": "message.send", "id": 5, "conversation_id": "x"}', "invalid"),
+    ],
+)
+async def test_malformed_frames_get_an_error_and_the_socket_stays_open(harness, raw, code):
+    ws = await harness.connect("cust-1")
+    await ws.ws.send_str(raw)
+    reply = await ws.recv()
+    assert reply["type"] == "error" and reply["code"] == code
+    await ws.send({"type": "ping"})
+    assert await ws.recv() == {"type": "pong"}
+
+
+async def test_validation_errors_carry_details_and_the_id(harness):
+    ws = await harness.connect("cust-1")
+    reply = await ws.request("message.send", conversation_id="c", content="hi", surprise=1)
+    assert reply["code"] == "invalid"
+    assert set(reply["details"]) == {"client_msg_id", "surprise"}
+
+
+async def test_binary_frame_closes_1003(harness):
+    ws = await harness.connect("cust-1")
+    await ws.ws.send_bytes(b"\x00\x01")
+    assert await ws.closed() == 1003
+
+
+async def test_frame_over_the_size_limit_closes_1009(harness_factory):
+    h = await harness_factory(ws_max_frame_bytes=2048)
+    ws = await h.connect("cust-1")
+    await ws.send({"type": "ping", "pad": "x" * 4096})
+    assert await ws.closed() == 1009
+
+
+async def test_rate_limit_then_close_1008_on_flooding(harness_factory):
+    h = await harness_factory(ws_rate_limit_count=5, ws_rate_limit_window_s=60)
+    ws = await h.connect("cust-1")
+    codes = []
+    for i in range(5):
+        codes.append((await ws.request("typing", conversation_id="nope", on=True))["code"])
+    assert codes == ["not_found"] * 5
+    limited = await ws.request("typing", conversation_id="nope", on=True)
+    assert limited["code"] == "rate_limited"
+    await ws.send({"type": "ping", "id": 99})  # ping is exempt
+    assert await ws.recv() == {"id": 99, "type": "pong"}
+    for i in range(20):
+        await ws.send({"type": "typing", "conversation_id": "nope", "on": True})
+    assert await ws.closed() == 1008
+
+
+async def test_shutdown_closes_sockets_with_1001(aiohttp_server, make_settings, provider):
+    from aiohttp import ClientSession
+
+    from chat.app import create_app
+    from chat.auth import issue_token
+
+    settings = make_settings()
+    app = create_app(settings, ai_provider=provider)
+    server = await aiohttp_server(app)
+    async with ClientSession() as session:
+        token = issue_token(settings.jwt_secret_key, "cust-1", "customer")
+        raw = await session.ws_connect(server.make_url(f"/ws?token={token}"))
+        ws = WS(raw)
+        await ws.ok("conversation.start")
+        closing = asyncio.create_task(server.close())
+        assert await ws.closed() == 1001
+        await closing
+
+
+async def test_slow_client_is_disconnected_without_stalling_the_sender(make_settings):
+    """The send queue is capped: a client that cannot keep up is closed, send_text never blocks."""
+    from chat.hub import Hub
+    from chat.ws.connection import CLOSE_SLOW_CLIENT, Connection
+
+    class StuckSocket:
+        closed_with = None
+
+        async def send_str(self, text):
+            await asyncio.Event().wait()  # never drains
+
+        async def close(self, code, message=b""):
+            self.closed_with = code
+
+    settings = make_settings(ws_send_queue_max=3)
+    sock = StuckSocket()
+    conn = Connection(sock, settings, service=None, hub=Hub(), registry=None)
+    conn.start_writer()
+    for i in range(10):
+        conn.send_text(f"frame {i}")  # returns at once every time
+    await asyncio.sleep(0)  # let the scheduled close run
+    await asyncio.sleep(0)
+    assert sock.closed_with == CLOSE_SLOW_CLIENT
+    await conn.stop()
+
+
+async def test_unknown_role_command_is_forbidden(harness):
+    ws = await harness.connect("agent-1", role="agent")
+    reply = await ws.request("conversation.start")
+    assert reply["code"] == "forbidden"
+
+
+async def test_open_sockets_metric(harness):
+    ws = await harness.connect("cust-1")
+    await ws.ok("conversation.start")
+    text = await (await harness.client.get("/metrics")).text()
+    assert "chat_ws_open_sockets" in text
+
+
+async def test_binary_never_reaches_commands(harness):
+    ws = await harness.connect("cust-1")
+    await ws.ws.send_bytes(b'{"type": "conversation.start"}')
+    msg = await ws.ws.receive(timeout=5)
+    assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
