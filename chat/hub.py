@@ -20,7 +20,6 @@ class Peer(Protocol):
 
     id: str
     identity: Identity | None
-    online: bool  # an agent that set presence online on this socket
 
     def send_text(self, text: str) -> None:
         """Queue a frame; never blocks."""
@@ -34,6 +33,7 @@ class Hub:
         self._by_conversation: dict[str, set[str]] = defaultdict(set)
         self._by_user: dict[str, set[str]] = defaultdict(set)
         self._subscriptions: dict[str, set[str]] = defaultdict(set)
+        self.online_agents: dict[str, set[str]] = {}  # online agent (any instance) -> its teams
 
     def add(self, peer: Peer) -> None:
         """An authenticated socket joins."""
@@ -90,11 +90,19 @@ class Hub:
             targets = [
                 p
                 for p in self.peers.values()
-                if p.identity.is_agent and p.online and (team is None or team in p.identity.teams or p.identity.is_admin)
+                if p.identity.is_agent
+                and p.identity.user_id in self.online_agents
+                and (team is None or team in self.online_agents[p.identity.user_id] or p.identity.is_admin)
             ]
+        elif to == "presence":
+            if envelope["status"] == "online":
+                self.online_agents[envelope["agent_id"]] = set(envelope.get("teams") or ())
+            else:
+                self.online_agents.pop(envelope["agent_id"], None)
+            return 0
         else:
             return 0
-        if not targets:
+        if not targets or envelope.get("frame") is None:
             return 0
         text = orjson.dumps(envelope["frame"]).decode()
         for peer in targets:

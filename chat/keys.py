@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from states.repository import ConversationRepository
 
 SETTINGS = web.AppKey("settings", Settings)
+INSTANCE_ID = web.AppKey("instance_id", str)  # this process's name in CLIENT LIST and logs
 REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis (or the embedded fakeredis)
 STORE = web.AppKey("store", "Store")
 CONVERSATIONS = web.AppKey("conversations", "ConversationRepository")
@@ -28,5 +29,7 @@ HTTP_SESSION = web.AppKey("http_session", Any)  # aiohttp.ClientSession for the 
 AI_PROVIDER = web.AppKey("ai_provider", Any)
 AI_RUNNER = web.AppKey("ai_runner", "AIRunner")
 WS_REGISTRY = web.AppKey("ws_registry", "Registry")
-ON_AUTHENTICATED = web.AppKey("on_authenticated", Callable[[Any], None])  # presence hooks (agents)
+PRESENCE = web.AppKey("presence", Any)  # chat.presence.Presence
+ROUTER = web.AppKey("router", Any)  # chat.routing.Router
+ON_AUTHENTICATED = web.AppKey("on_authenticated", Callable[[Any], Awaitable[None]])  # presence hooks (agents)
 ON_CLOSED = web.AppKey("on_closed", Callable[[Any], Awaitable[None]])

@@ -7,8 +7,10 @@ import redis.asyncio as aioredis
 from chat.settings import Settings
 
 
-def create_redis(settings: Settings):
-    """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set."""
+def create_redis(settings: Settings, client_name: str | None = None):
+    """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set.
+
+    `client_name` shows in CLIENT LIST, so an operator can tell the instances apart."""
     if settings.redis is None:
         import fakeredis  # only the embedded mode needs it
 
@@ -21,5 +23,6 @@ def create_redis(settings: Settings):
         socket_connect_timeout=5,
         socket_timeout=10,
         health_check_interval=30,
+        client_name=client_name,
     )
     return aioredis.Redis(connection_pool=pool)

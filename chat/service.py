@@ -20,6 +20,8 @@ from states.repository import Actor, ConversationRepository, Transition
 
 if TYPE_CHECKING:
     from chat.ai_turn import AIRunner
+    from chat.presence import Presence
+    from chat.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ SYSTEM_TEXT = {
     "released": "您的对话已转回智能助手。You are back with the AI assistant.",
     "closed": "对话已结束。The conversation was closed.",
     "reopened": "对话已重新打开。The conversation was reopened.",
+    "no_agent": "暂时没有可用的人工客服，智能助手将继续为您服务。No agent is available right now; the AI assistant will continue.",
 }
 
 HANDOFF_REASONS = ("customer_request", "keyword", "ai_decision", "ai_failure", "agent", "admin")
@@ -61,6 +64,8 @@ class ChatService:
         self.store = store
         self.bus = bus
         self.ai: AIRunner | None = None  # set by the app once the provider is ready
+        self.presence: Presence | None = None  # set by the app (agents)
+        self.router: Router | None = None
         self._phrases = tuple(p.casefold() for p in settings.handoff_phrases)
         self._known_users: set[str] = set()
 
@@ -134,9 +139,12 @@ class ChatService:
         after = transition.after
         if transition.before.state == State.AI.value and self.ai is not None:
             self.ai.cancel(conversation_id)  # a takeover stops the reply being generated here
+        load_dropped = await self.presence.track(transition.before, after) if self.presence else False
         await self.publish_updated(transition)
         if system_text:
             await self.post_system(after, system_text)
+        if self.router is not None and (load_dropped or after.state == State.HANDOFF.value):
+            self.router.kick()
         return transition
 
     async def publish_updated(self, transition: Transition) -> None:
@@ -219,16 +227,17 @@ class ChatService:
             await self.store.remember_user(identity.user_id, identity.role, identity.name)
             self._known_users.add(identity.user_id)
 
-    async def _notify_assigned(self, conversation: Conversation) -> None:
-        """conversation.assigned to the agent, and subscribe all of its sockets (every instance)."""
+    async def _notify_assigned(self, conversation: Conversation, *, event: bool = True) -> None:
+        """Subscribe all of the agent's sockets (every instance) and, unless it claimed the
+        conversation itself, send it conversation.assigned."""
+        frame = (
+            {"type": "conversation.assigned", "data": {"conversation": await self.public(conversation)}}
+            if event
+            else None
+        )
         await self.bus.publish(
-            {
-                "to": "user",
-                "user_id": conversation.agent_id,
-                "agents_only": True,
-                "subscribe": conversation.id,
-                "frame": {"type": "conversation.assigned", "data": {"conversation": await self.public(conversation)}},
-            }
+            {"to": "user", "user_id": conversation.agent_id, "agents_only": True, "subscribe": conversation.id,
+             "frame": frame}
         )
 
     async def claim(self, identity: Identity, conversation_id: str) -> Conversation:
@@ -244,8 +253,62 @@ class ChatService:
             expect_states=(State.AI.value, State.HANDOFF.value),
             agent_id=identity.user_id,
         )
+        await self._notify_assigned(t.after, event=False)
+        return t.after
+
+    async def set_presence(self, identity: Identity, status: str) -> None:
+        """online / away; going online routes waiting conversations at once."""
+        await self.remember(identity)
+        await self.presence.set_status(identity, status)
+        if status == "online" and self.router is not None:
+            self.router.kick()
+
+    async def route_to(self, conversation_id: str, agent_id: str) -> Conversation:
+        """Routing: a waiting (`handoff`) conversation to an agent whose slot is reserved."""
+        t = await self.transition(
+            conversation_id, "assign", actor=Actor("system"), reason="routing",
+            system_text=SYSTEM_TEXT["assigned"], expect_states=(State.HANDOFF.value,), agent_id=agent_id,
+        )
         await self._notify_assigned(t.after)
         return t.after
+
+    async def requeue_from_gone_agent(self, conversation_id: str, agent_id: str) -> None:
+        """The assigned agent has been offline past the grace period: back to the queue."""
+        try:
+            current = await self.conversations.get(conversation_id)
+            if current.state != State.HUMAN.value or current.agent_id != agent_id:
+                if self.presence is not None:
+                    await self.presence.release_slot(agent_id, conversation_id)
+                return
+            await self.transition(
+                conversation_id, "requeue", actor=Actor("system"), reason="agent_offline",
+                system_text=SYSTEM_TEXT["requeued"], expect_version=current.version,
+            )
+        except (InvalidTransition, StaleVersion, ConversationNotFound, NotFound) as exc:
+            log.info("requeue of %s skipped: %s", conversation_id, exc)
+
+    async def release_after_wait(self, conversation_id: str) -> None:
+        """Nobody took the conversation in time: back to the AI, with a message."""
+        try:
+            await self.transition(
+                conversation_id, "release", actor=Actor("system"), reason="handoff_timeout",
+                system_text=SYSTEM_TEXT["no_agent"], expect_states=(State.HANDOFF.value,),
+            )
+        except (InvalidTransition, StaleVersion, NotFound) as exc:
+            log.info("wait-timeout release of %s skipped: %s", conversation_id, exc)
+
+    async def queue(self, identity: Identity, team_id: str | None) -> list[dict]:
+        """Unassigned conversations in handoff, longest waiting first (one team, or all)."""
+        if team_id is not None and not await self.store.team_exists(team_id):
+            raise NotFound(f"team {team_id} not found")
+        waiting = await self.store.handoff_queue(team_id)
+        out = []
+        for conversation_id, _team, _since in waiting:
+            try:
+                out.append(await self.public(await self.conversations.get(conversation_id)))
+            except ConversationNotFound:
+                continue
+        return out
 
     async def assign(self, identity: Identity, conversation_id: str, agent_id: str, *, reason: str = "assign") -> Conversation:
         """Give the conversation to a named agent (an admin's assign, or routing)."""

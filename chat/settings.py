@@ -217,6 +217,7 @@ class Settings:
     presence_grace_s: float = 60.0
     handoff_wait_timeout_s: float = 0.0  # 0: keep waiting
     db_pool_size: int = 10
+    bus_channel: str = "chat:events"  # pub/sub is server-wide: instances of one deployment share it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -291,4 +292,5 @@ class Settings:
             presence_grace_s=_float(env, "PRESENCE_GRACE_S", 60.0),
             handoff_wait_timeout_s=_float(env, "HANDOFF_WAIT_TIMEOUT_S", 0.0),
             db_pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
+            bus_channel=env.get("BUS_CHANNEL") or "chat:events",
         )

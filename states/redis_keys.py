@@ -2,14 +2,13 @@
 
 SESSION_PREFIX = "session:"
 PRESENCE_PREFIX = "presence:"
-AGENTS_ONLINE = "agents:online"  # sorted set of online agent ids
-QUEUE_PREFIX = "queue:"  # sorted set per team ("queue:_" is the general queue), score = ms entered handoff
+AGENTS_ONLINE = "agents:online"  # zset: agents whose status is online, score = ms they set it
+AGENTS_LEASE = "agents:lease"  # zset: ms until which an agent counts as connected (heartbeats renew it)
+AGENTS_LAST_ASSIGNED = "agents:last_assigned"  # zset: ms of each agent's last assignment (idle longest first)
 EVENTS_CHANNEL = "chat:events"  # pub/sub channel for cross-instance fan-out
 
-# Every prefix a backup must take; keep in step with the functions below.
-PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, "agents:", QUEUE_PREFIX, "agent:")
-
-GENERAL_QUEUE = "_"
+# Every key prefix the service writes; backup.py takes them all. Keep in step with the functions below.
+PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, "agents:", "agent:")
 
 
 def session(conversation_id: str) -> str:
@@ -18,13 +17,8 @@ def session(conversation_id: str) -> str:
 
 
 def presence(agent_id: str) -> str:
-    """An agent's presence hash, kept alive by its sockets with an expiry."""
+    """An agent's presence hash: status, teams, max_chats (no expiry: the lease says if it is connected)."""
     return f"{PRESENCE_PREFIX}{agent_id}"
-
-
-def queue(team_id: str | None) -> str:
-    """The handoff queue of a team, or the general queue."""
-    return f"{QUEUE_PREFIX}{team_id or GENERAL_QUEUE}"
 
 
 def agent_load(agent_id: str) -> str:

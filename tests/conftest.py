@@ -85,9 +85,19 @@ async def redis():
     await client.aclose()
 
 
+BUS_CHANNEL = f"chat:events:test:{uuid.uuid4().hex[:8]}"  # pub/sub is server-wide: keep runs apart
+
+
 @pytest.fixture
 def make_settings(tmp_path):
-    """Settings for an app on the real servers (or embedded with embedded=True)."""
+    """Settings for an app on the real servers (or embedded with embedded=True).
+
+    Service tests own Redis database 14: it is flushed before each test that builds
+    settings, so presence and load sets never leak from one test into the next.
+    """
+    import redis as sync_redis
+
+    sync_redis.Redis.from_url(redis_url()).flushdb()
 
     def make(*, embedded: bool = False, database_url: str | None = None, **overrides) -> Settings:
         if embedded:
@@ -101,7 +111,7 @@ def make_settings(tmp_path):
                     "CHAT_DATA_DIR": str(tmp_path / "data"),
                 }
             )
-        return replace(base, **overrides)
+        return replace(base, **{"bus_channel": BUS_CHANNEL, **overrides})
 
     return make
 

@@ -367,3 +367,35 @@ class Store:
             )
             await tx.execute("UPDATE conversations SET updated_ms = %s WHERE id = %s", (now_ms(), conversation_id))
         return []
+
+    async def teams_of(self, user_id: str) -> list[str]:
+        """The teams a user is a member of (team_members)."""
+        rows = await self.db.fetchall("SELECT team_id FROM team_members WHERE user_id = %s", (user_id,))
+        return [r[0] for r in rows]
+
+    async def max_chats_of(self, user_id: str) -> int | None:
+        """A user's own capacity, when one is set."""
+        row = await self.db.fetchone("SELECT max_chats FROM users WHERE id = %s", (user_id,))
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def handoff_queue(self, team_id: str | None = None, *, any_team: bool = True,
+                            limit: int = 200) -> list[tuple[str, str | None, int]]:
+        """Unassigned conversations in handoff, longest waiting first: (id, team_id, handoff_ms)."""
+        sql = "SELECT id, team_id, handoff_ms FROM conversations WHERE state = 'handoff'"
+        params: list = []
+        if team_id is not None:
+            sql += " AND team_id = %s"
+            params.append(team_id)
+        elif not any_team:
+            sql += " AND team_id IS NULL"
+        sql += " ORDER BY handoff_ms, id LIMIT %s"
+        params.append(int(limit))
+        return [(r[0], r[1], int(r[2] or 0)) for r in await self.db.fetchall(sql, params)]
+
+    async def waiting_since(self, cutoff_ms: int, limit: int = 200) -> list[str]:
+        """Conversations in handoff since before cutoff_ms."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM conversations WHERE state = 'handoff' AND handoff_ms < %s ORDER BY handoff_ms LIMIT %s",
+            (cutoff_ms, int(limit)),
+        )
+        return [r[0] for r in rows]

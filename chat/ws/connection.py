@@ -42,13 +42,12 @@ class Connection:
         self.hub = hub
         self.registry = registry
         self.identity: Identity | None = None
-        self.online = False
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.ws_send_queue_max)
         self._writer: asyncio.Task | None = None
         self._recent: deque[float] = deque()
         self._strikes = 0
         self.closing = False
-        self.on_authenticated = None  # callback(connection), set by the transport
+        self.on_authenticated = None  # async callback(connection), set by the transport
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -116,12 +115,12 @@ class Connection:
 
     # --- receiving -------------------------------------------------------------------------
 
-    def authenticate(self, identity: Identity) -> None:
+    async def authenticate(self, identity: Identity) -> None:
         """Leave the auth phase: the socket gets its session."""
         self.identity = identity
         self.hub.add(self)
         if self.on_authenticated is not None:
-            self.on_authenticated(self)
+            await self.on_authenticated(self)
 
     def _reply_error(self, frame_id, error: ChatError) -> None:
         frame = {"type": "error", "code": error.code, "message": error.message}
@@ -193,7 +192,7 @@ class Connection:
             self._reply_error(frame_id, Unauthenticated(str(exc)))
             await self.close(CLOSE_AUTH_FAILED, "authentication failed")
             return
-        self.authenticate(identity)
+        await self.authenticate(identity)
         self._reply(frame_id, {"user_id": identity.user_id, "role": identity.role})
 
     async def _dispatch(self, frame_id, type_: str, frame: dict) -> None:

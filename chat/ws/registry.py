@@ -65,8 +65,9 @@ class Registry:
 
 def default_registry() -> Registry:
     """The registry with every command module registered, one explicit call each."""
-    from chat.ws.commands import conversation
+    from chat.ws.commands import agent, conversation
 
     registry = Registry()
     conversation.register(registry)
+    agent.register(registry)
     return registry

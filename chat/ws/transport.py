@@ -40,7 +40,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     deadline = loop.time() + settings.ws_auth_timeout_s
     try:
         if identity is not None:
-            conn.authenticate(identity)
+            await conn.authenticate(identity)
         while not ws.closed:
             timeout = None if conn.identity is not None else deadline - loop.time()
             if timeout is not None and timeout <= 0:
@@ -58,12 +58,21 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame over the size limit closes with 1009 here)
                 break
     finally:
-        metrics.OPEN_SOCKETS.dec()
-        await conn.stop()
-        on_closed = app.get(keys.ON_CLOSED)
-        if on_closed is not None and conn.identity is not None:
-            await on_closed(conn)
+        # shielded: when the peer vanishes the server may cancel this handler, and the socket
+        # must still leave the hub and end its agent's lease
+        await asyncio.shield(_cleanup(app, conn))
     return ws
+
+
+async def _cleanup(app: web.Application, conn: Connection) -> None:
+    metrics.OPEN_SOCKETS.dec()
+    await conn.stop()
+    on_closed = app.get(keys.ON_CLOSED)
+    if on_closed is not None and conn.identity is not None:
+        try:
+            await on_closed(conn)
+        except Exception as exc:  # Redis gone: the lease simply runs out
+            log.warning("presence update on close failed: %s", type(exc).__name__)
 
 
 async def close_all(app: web.Application) -> None:

@@ -9,7 +9,7 @@ async def test_health_ok_on_real_redis_and_mariadb(aiohttp_client, make_settings
     client = await aiohttp_client(create_app(make_settings(database_url=mysql_database_url)))
     resp = await client.get("/health")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "checks": {"redis": "ok", "database": "ok", "ai": "ok"}}
+    assert await resp.json() == {"status": "ok", "checks": {"redis": "ok", "database": "ok"}}
 
 
 async def test_health_ok_embedded(aiohttp_client, make_settings):
@@ -38,7 +38,7 @@ async def test_health_degraded_when_database_is_down(aiohttp_client, make_settin
     resp = await client.get("/health")
     assert resp.status == 503
     body = await resp.json()
-    assert body["checks"] == {"redis": "ok", "database": "fail", "ai": "ok"}
+    assert body["checks"] == {"redis": "ok", "database": "fail"}
 
 
 async def test_metrics_is_prometheus_text(aiohttp_client, make_settings):
@@ -46,3 +46,17 @@ async def test_metrics_is_prometheus_text(aiohttp_client, make_settings):
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE" in await resp.text()
+
+
+async def test_health_degraded_when_the_ai_key_is_refused(aiohttp_client, make_settings):
+    class RefusedKey:
+        name = "dashscope"
+        health = {"status": "degraded", "code": "InvalidApiKey"}
+
+    client = await aiohttp_client(create_app(make_settings(), ai_provider=RefusedKey()))
+    resp = await client.get("/health")
+    assert resp.status == 503
+    assert await resp.json() == {
+        "status": "degraded",
+        "checks": {"redis": "ok", "database": "ok", "ai": "InvalidApiKey"},
+    }

@@ -1,0 +1,202 @@
+"""Agent presence in Redis: status (online/away), a connection lease renewed by heartbeats of
+every instance that holds one of the agent's sockets, and the sweeper that acts on agents
+gone longer than the grace period (their conversations are requeued).
+
+An agent is *online* while it has set so and its lease runs (at least one socket open
+somewhere, or closed less than a lease ago); it is *gone* once the lease ended more than
+`presence_grace_s` ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+
+from chat.auth import Identity
+from chat.settings import Settings
+from states import redis_keys
+from states.clock import now_ms
+
+log = logging.getLogger(__name__)
+
+# Reserve routing capacity atomically: add the conversation to the agent's load set only
+# while it holds fewer than max_chats, so no instance ever routes an agent over capacity.
+RESERVE_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+@dataclass
+class AgentState:
+    """What routing needs to know of one agent."""
+
+    agent_id: str
+    status: str
+    connected: bool
+    teams: set[str] = field(default_factory=set)
+    max_chats: int = 5
+    load: int = 0
+    last_assigned_ms: int = 0
+
+    @property
+    def online(self) -> bool:
+        """Status online and a socket open (or within the lease)."""
+        return self.status == "online" and self.connected
+
+
+class Presence:
+    """Presence for this instance's agents, readable for all agents."""
+
+    def __init__(self, redis, store, bus, settings: Settings, clock=now_ms):
+        self.redis = redis
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.clock = clock
+        self.local: dict[str, int] = {}  # agent id -> sockets open on this instance
+        self._reserve = redis.register_script(RESERVE_SCRIPT)
+        self._ttl_ms = int(settings.presence_ttl_s * 1000)
+
+    # --- sockets ---------------------------------------------------------------------------
+
+    async def socket_opened(self, identity: Identity) -> None:
+        """An agent socket authenticated here: renew its lease now."""
+        self.local[identity.user_id] = self.local.get(identity.user_id, 0) + 1
+        await self.redis.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock() + self._ttl_ms})
+
+    async def socket_closed(self, identity: Identity) -> None:
+        """An agent socket closed here; the last one ends this instance's lease now."""
+        left = self.local.get(identity.user_id, 0) - 1
+        if left > 0:
+            self.local[identity.user_id] = left
+            return
+        self.local.pop(identity.user_id, None)
+        # other instances that still hold a socket renew it on their next heartbeat
+        await self.redis.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock()})
+
+    async def heartbeat(self) -> None:
+        """Renew the lease of every agent with a socket here."""
+        if not self.local:
+            return
+        expires = self.clock() + self._ttl_ms
+        await self.redis.zadd(redis_keys.AGENTS_LEASE, {agent: expires for agent in self.local})
+
+    # --- status ----------------------------------------------------------------------------
+
+    async def set_status(self, identity: Identity, status: str) -> None:
+        """online / away, with the agent's teams (token and team_members) and capacity."""
+        teams = set(identity.teams) | set(await self.store.teams_of(identity.user_id))
+        max_chats = await self.store.max_chats_of(identity.user_id) or self.settings.agent_max_chats
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            redis_keys.presence(identity.user_id),
+            mapping={"status": status, "teams": orjson.dumps(sorted(teams)), "max_chats": max_chats},
+        )
+        if status == "online":
+            pipe.zadd(redis_keys.AGENTS_ONLINE, {identity.user_id: self.clock()})
+            pipe.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock() + self._ttl_ms})
+        else:
+            pipe.zrem(redis_keys.AGENTS_ONLINE, identity.user_id)
+        await pipe.execute()
+        await self.bus.publish(
+            {"to": "presence", "agent_id": identity.user_id, "status": status, "teams": sorted(teams)}
+        )
+
+    async def online_teams(self) -> dict[str, set[str]]:
+        """Every online agent with its teams (an instance loads this at start)."""
+        agents = await self.agents()
+        return {a.agent_id: a.teams for a in agents if a.status == "online"}
+
+    async def online_ids(self) -> set[str]:
+        """Agents whose status is online (lease not checked)."""
+        return {m.decode() for m in await self.redis.zrange(redis_keys.AGENTS_ONLINE, 0, -1)}
+
+    async def agents(self, agent_ids: list[str] | None = None) -> list[AgentState]:
+        """Presence, capacity and load of the given agents (default: every agent with a status)."""
+        if agent_ids is None:
+            agent_ids = sorted(await self.online_ids())
+        if not agent_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agent_ids:
+            pipe.hgetall(redis_keys.presence(agent))
+            pipe.zscore(redis_keys.AGENTS_LEASE, agent)
+            pipe.scard(redis_keys.agent_load(agent))
+            pipe.zscore(redis_keys.AGENTS_LAST_ASSIGNED, agent)
+        raw = await pipe.execute()
+        now = self.clock()
+        out = []
+        for i, agent in enumerate(agent_ids):
+            info, lease, load, last = raw[4 * i: 4 * i + 4]
+            info = {k.decode(): v.decode() for k, v in info.items()}
+            out.append(
+                AgentState(
+                    agent_id=agent,
+                    status=info.get("status", "offline"),
+                    connected=lease is not None and lease > now,
+                    teams=set(orjson.loads(info["teams"])) if info.get("teams") else set(),
+                    max_chats=int(info.get("max_chats") or self.settings.agent_max_chats),
+                    load=int(load),
+                    last_assigned_ms=int(last or 0),
+                )
+            )
+        return out
+
+    # --- capacity --------------------------------------------------------------------------
+
+    async def reserve(self, agent_id: str, conversation_id: str, max_chats: int) -> bool:
+        """Take one of the agent's chat slots for this conversation, if one is free."""
+        return bool(await self._reserve(keys=[redis_keys.agent_load(agent_id)], args=[conversation_id, max_chats]))
+
+    async def track(self, before, after) -> bool:
+        """Keep load sets in step with a transition; True when an agent's load dropped."""
+        dropped = False
+        pipe = self.redis.pipeline(transaction=False)
+        if before.state == "human" and before.agent_id and not (
+            after.state == "human" and after.agent_id == before.agent_id
+        ):
+            pipe.srem(redis_keys.agent_load(before.agent_id), after.id)
+            dropped = True
+        if after.state == "human" and after.agent_id:
+            pipe.sadd(redis_keys.agent_load(after.agent_id), after.id)
+            pipe.zadd(redis_keys.AGENTS_LAST_ASSIGNED, {after.agent_id: self.clock()})
+        if len(pipe):
+            await pipe.execute()
+        return dropped
+
+    async def release_slot(self, agent_id: str, conversation_id: str) -> None:
+        """Give back a reservation that did not become an assignment."""
+        await self.redis.srem(redis_keys.agent_load(agent_id), conversation_id)
+
+    async def assigned_to(self, agent_id: str) -> list[str]:
+        """The conversations an agent holds."""
+        return sorted(m.decode() for m in await self.redis.smembers(redis_keys.agent_load(agent_id)))
+
+    async def gone_agents(self) -> list[str]:
+        """Agents whose lease ended more than the grace period ago."""
+        cutoff = self.clock() - int(self.settings.presence_grace_s * 1000)
+        return [m.decode() for m in await self.redis.zrangebyscore(redis_keys.AGENTS_LEASE, "-inf", cutoff)]
+
+    async def mark_offline(self, agent_id: str) -> None:
+        """A gone agent is no longer online."""
+        if await self.redis.zrem(redis_keys.AGENTS_ONLINE, agent_id):
+            await self.redis.hset(redis_keys.presence(agent_id), "status", "offline")
+            await self.bus.publish({"to": "presence", "agent_id": agent_id, "status": "offline"})
+
+
+async def run_every(interval_s: float, job, name: str) -> None:
+    """Run a coroutine function forever at an interval; a failure is logged, never fatal."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", name)

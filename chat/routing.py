@@ -1,0 +1,116 @@
+"""Routing conversations in `handoff` to online agents, and the sweeper for gone agents and
+long waits. Both run in the background and can be drained in tests (no sleeping to wait).
+
+Auto routing gives a waiting conversation to the online agent of its team with the fewest
+active conversations below their capacity (ties: the agent idle longest). Capacity is
+reserved atomically in Redis before the assign, and the assign itself is a compare-and-set,
+so instances routing at the same time never give one conversation to two agents nor an
+agent more than max_chats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chat.presence import AgentState, Presence
+from chat.settings import Settings
+from states import InvalidTransition, StaleVersion
+
+log = logging.getLogger(__name__)
+
+
+def eligible(agent: AgentState, team_id: str | None) -> bool:
+    """May this agent take a conversation of this team (None: the general queue)?"""
+    return agent.online and agent.load < agent.max_chats and (team_id is None or team_id in agent.teams)
+
+
+class Router:
+    """Runs routing passes when kicked (coalesced, one at a time per instance)."""
+
+    def __init__(self, service, presence: Presence, settings: Settings):
+        self.service = service
+        self.presence = presence
+        self.settings = settings
+        self._task: asyncio.Task | None = None
+        self._again = False
+        self.assigned = 0
+
+    def kick(self) -> None:
+        """Something changed (a handoff, an agent online, a load drop): route soon."""
+        if self.settings.routing != "auto":
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.create_task(self._run(), name="router")
+
+    async def drain(self) -> None:
+        """Wait until no routing pass is running or pending."""
+        while self._task is not None and not self._task.done():
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop (shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self.route_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("routing pass failed")
+            if not self._again:
+                return
+
+    async def route_once(self) -> int:
+        """One pass over the queue, oldest first; return how many conversations were assigned."""
+        queue = await self.service.store.handoff_queue(limit=500)
+        if not queue:
+            return 0
+        agents = [a for a in await self.presence.agents() if a.online]
+        done = 0
+        for conversation_id, team_id, _since in queue:
+            candidates = sorted(
+                (a for a in agents if eligible(a, team_id)), key=lambda a: (a.load, a.last_assigned_ms, a.agent_id)
+            )
+            for agent in candidates:
+                if not await self.presence.reserve(agent.agent_id, conversation_id, agent.max_chats):
+                    agent.load = agent.max_chats  # full after all (another instance took the slot)
+                    continue
+                if await self._assign(conversation_id, agent):
+                    done += 1
+                break
+        self.assigned += done
+        return done
+
+    async def _assign(self, conversation_id: str, agent: AgentState) -> bool:
+        try:
+            await self.service.route_to(conversation_id, agent.agent_id)
+        except (InvalidTransition, StaleVersion) as exc:
+            # claimed or moved meanwhile: give the slot back unless it became this agent's anyway
+            current = await self.service.conversations.get(conversation_id)
+            if not (current.state == "human" and current.agent_id == agent.agent_id):
+                await self.presence.release_slot(agent.agent_id, conversation_id)
+            log.debug("routing %s to %s lost a race: %s", conversation_id, agent.agent_id, exc)
+            return False
+        agent.load += 1
+        agent.last_assigned_ms = self.presence.clock()
+        return True
+
+    async def sweep(self) -> None:
+        """Requeue the conversations of agents gone past the grace period; apply the wait timeout."""
+        for agent_id in await self.presence.gone_agents():
+            await self.presence.mark_offline(agent_id)
+            for conversation_id in await self.presence.assigned_to(agent_id):
+                await self.service.requeue_from_gone_agent(conversation_id, agent_id)
+        if self.settings.handoff_wait_timeout_s > 0:
+            cutoff = self.presence.clock() - int(self.settings.handoff_wait_timeout_s * 1000)
+            for conversation_id in await self.service.store.waiting_since(cutoff):
+                await self.service.release_after_wait(conversation_id)
+        self.kick()

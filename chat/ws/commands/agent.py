@@ -1,0 +1,99 @@
+"""Agent commands (PROTOCOL 3.5): presence, queue, watch, claim, release, transfer.
+
+`message.send` (with `private`) and `conversation.close` are shared with customers
+(chat.ws.commands.conversation); the service checks who may do what.
+"""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from chat.ws.commands import CommandContext
+from chat.ws.commands.conversation import ConversationId, ConversationOnlySchema
+from chat.ws.registry import AGENT_ROLES, CommandSchema, Registry, command
+
+OptionalId = lambda: fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))  # noqa: E731
+
+
+class PresenceSchema(CommandSchema):
+    status = fields.String(required=True, validate=validate.OneOf(["online", "away"]))
+
+
+class QueueSchema(CommandSchema):
+    team_id = OptionalId()
+
+
+class WatchSchema(CommandSchema):
+    conversation_id = ConversationId()
+    after_seq = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+
+
+class TransferSchema(CommandSchema):
+    conversation_id = ConversationId()
+    agent_id = OptionalId()
+    team_id = OptionalId()
+
+    @validates_schema
+    def _one_target(self, data, **_):
+        if (data.get("agent_id") is None) == (data.get("team_id") is None):
+            raise ValidationError("give exactly one of agent_id and team_id", "agent_id")
+
+
+@command("presence.set", PresenceSchema, roles=AGENT_ROLES)
+async def handle_presence(ctx: CommandContext, data: dict) -> dict:
+    """online agents receive routed conversations; away agents do not."""
+    await ctx.service.set_presence(ctx.identity, data["status"])
+    return {"agent_id": ctx.identity.user_id, "status": data["status"]}
+
+
+@command("queue.list", QueueSchema, roles=AGENT_ROLES)
+async def handle_queue(ctx: CommandContext, data: dict) -> dict:
+    """Unassigned conversations in handoff, longest waiting first."""
+    return {"conversations": await ctx.service.queue(ctx.identity, data["team_id"])}
+
+
+@command("conversation.watch", WatchSchema, roles=AGENT_ROLES)
+async def handle_watch(ctx: CommandContext, data: dict) -> dict:
+    """Subscribe to a conversation in any state; the reply is as conversation.resume's."""
+    service = ctx.service
+    conversation = await service.get_for(ctx.identity, data["conversation_id"])
+    ctx.subscribe(conversation.id)
+    messages = await service.messages_for(ctx.identity, conversation.id, data["after_seq"])
+    return {"conversation": await service.public(conversation), "messages": [m.to_dict() for m in messages]}
+
+
+@command("conversation.unwatch", ConversationOnlySchema, roles=AGENT_ROLES)
+async def handle_unwatch(ctx: CommandContext, data: dict) -> dict:
+    """Stop receiving a conversation's events on this socket."""
+    ctx.unsubscribe(data["conversation_id"])
+    return {}
+
+
+@command("conversation.claim", ConversationOnlySchema, roles=AGENT_ROLES)
+async def handle_claim(ctx: CommandContext, data: dict) -> dict:
+    """`ai` or `handoff` -> `human`, assigned to this agent; racing agents: one wins."""
+    conversation = await ctx.service.claim(ctx.identity, data["conversation_id"])
+    ctx.subscribe(conversation.id)
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+@command("conversation.release", ConversationOnlySchema, roles=AGENT_ROLES)
+async def handle_release(ctx: CommandContext, data: dict) -> dict:
+    """`human` -> `ai`: hand back to the AI."""
+    conversation = await ctx.service.release(ctx.identity, data["conversation_id"])
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+@command("conversation.transfer", TransferSchema, roles=AGENT_ROLES)
+async def handle_transfer(ctx: CommandContext, data: dict) -> dict:
+    """To another agent (stays `human`) or to a team (`handoff`, queued for it)."""
+    conversation = await ctx.service.transfer(
+        ctx.identity, data["conversation_id"], agent_id=data["agent_id"], team_id=data["team_id"]
+    )
+    return {"conversation": await ctx.service.public(conversation)}
+
+
+def register(registry: Registry) -> None:
+    """Add this family's commands."""
+    registry.add(handle_presence, handle_queue, handle_watch, handle_unwatch, handle_claim, handle_release,
+                 handle_transfer)

@@ -1,0 +1,185 @@
+"""Auto routing under load, capacity, least-loaded choice, presence expiry and requeue."""
+
+import asyncio
+
+from chat import keys
+from chat.auth import Identity
+from states import redis_keys
+
+
+async def online_agents(h, n, **kw):
+    sockets = []
+    for i in range(n):
+        ws = await h.connect(f"agent-{i}", role="agent", **kw)
+        await ws.ok("presence.set", status="online")
+        sockets.append(ws)
+    return sockets
+
+
+async def handoffs(h, n, prefix="cust"):
+    service = h.service
+
+    async def one(i):
+        who = Identity(f"{prefix}-{i}", "customer")
+        c = await service.start(who)
+        await service.request_handoff(who, c.id)
+        return c.id
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def loads(h, n):
+    redis = h.app[keys.REDIS]
+    return [await redis.scard(redis_keys.agent_load(f"agent-{i}")) for i in range(n)]
+
+
+async def test_fifty_handoffs_five_agents_capacity_three(harness_factory):
+    h = await harness_factory(agent_max_chats=3)
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    await online_agents(h, 5)
+    peak = {"load": 0}
+    track = presence.track
+
+    async def watching_track(before, after):  # check capacity after every single transition
+        dropped = await track(before, after)
+        peak["load"] = max(peak["load"], *(await loads(h, 5)))
+        return dropped
+
+    presence.track = watching_track
+    await handoffs(h, 50)
+    await router.drain()
+    assert await loads(h, 5) == [3, 3, 3, 3, 3]
+    assert peak["load"] <= 3
+    waiting = await h.app[keys.STORE].handoff_queue()
+    assert len(waiting) == 35
+    rows = await h.app[keys.STORE].db.fetchall(
+        "SELECT agent_id, COUNT(*) FROM conversations WHERE state = 'human' GROUP BY agent_id")
+    assert sorted(rows) == [(f"agent-{i}", 3) for i in range(5)]
+
+    # capacity frees: the oldest waiting conversation goes to the agent that has room, at once
+    oldest = waiting[0][0]
+    held = (await presence.assigned_to("agent-2"))[0]
+    await h.service.close(Identity("agent-2", "agent"), held)
+    await router.drain()
+    now = await h.service.conversations.get(oldest)
+    assert (now.state, now.agent_id) == ("human", "agent-2")
+    assert await loads(h, 5) == [3, 3, 3, 3, 3]
+    assert peak["load"] <= 3
+
+
+async def test_least_loaded_agent_first_ties_to_longest_idle(harness_factory):
+    h = await harness_factory(agent_max_chats=5, routing="auto")
+    sockets = await online_agents(h, 3)
+    router = h.app[keys.ROUTER]
+    cust = await h.connect("cust-x")
+    for _ in range(2):  # agent-0 takes two chats itself
+        cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+        await sockets[0].ok("conversation.claim", conversation_id=cid)
+    (first,) = await handoffs(h, 1, prefix="a")
+    await router.drain()
+    (second,) = await handoffs(h, 1, prefix="b")
+    await router.drain()
+    (third,) = await handoffs(h, 1, prefix="c")
+    await router.drain()
+    owners = [(await h.service.conversations.get(c)).agent_id for c in (first, second, third)]
+    assert owners[0] in ("agent-1", "agent-2") and owners[1] in ("agent-1", "agent-2")
+    assert owners[0] != owners[1]  # ties go to the agent idle longest
+    assert owners[2] in ("agent-1", "agent-2")  # agent-0 (2 chats) still the busiest
+
+
+async def test_no_capacity_then_agent_comes_online(harness_factory):
+    h = await harness_factory(agent_max_chats=2)
+    ids = await handoffs(h, 3)
+    router = h.app[keys.ROUTER]
+    await router.drain()
+    assert len(await h.app[keys.STORE].handoff_queue()) == 3  # nobody online: they wait
+    agent = await h.connect("agent-9", role="agent")
+    await agent.ok("presence.set", status="online")
+    await router.drain()
+    got = [(await h.service.conversations.get(c)).agent_id for c in ids]
+    assert got.count("agent-9") == 2 and got.count(None) == 1
+    assigned = [await agent.event("conversation.assigned") for _ in range(2)]
+    assert {a["data"]["conversation"]["id"] for a in assigned} == {c for c, g in zip(ids, got) if g}
+
+
+async def test_team_conversations_go_to_team_agents(harness_factory):
+    h = await harness_factory()
+    await h.app[keys.STORE].db.execute(
+        "INSERT INTO teams (id, name, created_ms, updated_ms) VALUES ('billing', 'Billing', 0, 0)")
+    outsider = await h.connect("agent-out", role="agent")
+    await outsider.ok("presence.set", status="online")
+    who = Identity("cust-t", "customer")
+    c = await h.service.start(who, team_id="billing")
+    await h.service.request_handoff(who, c.id)
+    await h.app[keys.ROUTER].drain()
+    assert (await h.service.conversations.get(c.id)).state == "handoff"
+    member = await h.connect("agent-in", role="agent", teams=["billing"])
+    await member.ok("presence.set", status="online")
+    await h.app[keys.ROUTER].drain()
+    assert (await h.service.conversations.get(c.id)).agent_id == "agent-in"
+
+
+async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
+    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    clock = {"now": 1_000_000_000_000}
+    presence.clock = lambda: clock["now"]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.claim", conversation_id=cid)
+    other = await h.connect("agent-2", role="agent")
+    await other.ok("presence.set", status="online")
+    await other.ok("conversation.watch", conversation_id=cid)
+    await agent.close()
+    await other.ok("queue.list")  # a round trip: the server has handled agent-1's close by now
+    for _ in range(100):
+        if "agent-1" not in presence.local:
+            break
+        await asyncio.sleep(0.01)
+    states = await presence.agents(["agent-1"])
+    assert states[0].status == "online" and not states[0].connected  # its lease ended with the socket
+
+    clock["now"] += 59_000  # within the grace period: nothing happens
+    await router.sweep()
+    assert (await h.service.conversations.get(cid)).state == "human"
+    clock["now"] += 2_000  # past it
+    await router.sweep()
+    c = await h.service.conversations.get(cid)
+    assert (c.state, c.agent_id) == ("handoff", None)
+    upd = await cust.event("conversation.updated", lambda f: f["data"]["reason"] == "agent_offline")
+    assert upd["data"]["previous_state"] == "human"
+    assert (await presence.agents(["agent-1"]))[0].status == "offline"
+    assert await presence.assigned_to("agent-1") == []
+
+
+async def test_second_socket_keeps_the_agent_online(harness_factory):
+    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60)
+    presence = h.app[keys.PRESENCE]
+    tab1 = await h.connect("agent-1", role="agent")
+    tab2 = await h.connect("agent-1", role="agent")
+    await tab1.ok("presence.set", status="online")
+    await tab1.close()
+    await tab2.ok("queue.list")  # the server has processed tab1's close by now
+    for _ in range(50):
+        if presence.local.get("agent-1") == 1:
+            break
+        await asyncio.sleep(0.01)
+    await presence.heartbeat()
+    assert (await presence.agents(["agent-1"]))[0].online
+
+
+async def test_handoff_wait_timeout_releases_to_the_ai(harness_factory):
+    h = await harness_factory(handoff_wait_timeout_s=5)
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await cust.ok("handoff.request", conversation_id=cid)
+    clock = {"now": presence.clock() + 6_000}
+    presence.clock = lambda: clock["now"]
+    await router.sweep()
+    c = await h.service.conversations.get(cid)
+    assert c.state == "ai"
+    upd = await cust.event("conversation.updated", lambda f: f["data"]["reason"] == "handoff_timeout")
+    assert upd["data"]["conversation"]["state"] == "ai"
