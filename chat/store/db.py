@@ -166,8 +166,8 @@ class MySQLDatabase(Database):
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
             conn = await self._pool.acquire()
-        except (pymysql.err.MySQLError, OSError) as exc:
-            raise DatabaseError(str(exc)) from None
+        except (pymysql.err.MySQLError, OSError, RuntimeError) as exc:  # RuntimeError: the pool is closed
+            raise DatabaseError(f"cannot get a database connection: {exc}") from None
         try:
             await conn.begin()
             async with conn.cursor() as cur:

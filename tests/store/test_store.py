@@ -86,3 +86,13 @@ async def test_private_filter_and_after_seq(store):
     assert [m.seq for m in await store.list_messages(cid, include_private=False)] == [1, 3, 5]
     assert [m.seq for m in await store.recent_messages(cid, 2)] == [3, 5]
     assert [m.seq for m in await store.list_messages(cid, after_seq=1, limit=2)] == [2, 3]
+
+
+async def test_a_closed_database_raises_database_error(database_url):
+    from chat.settings import parse_database_url
+    from chat.store import DatabaseError, connect
+
+    db = await connect(parse_database_url(database_url))
+    await db.close()
+    with pytest.raises(DatabaseError):
+        await db.ping()
