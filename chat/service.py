@@ -396,10 +396,12 @@ class ChatService:
         conversation = await self.get_for(identity, conversation_id)
         if private and not identity.is_agent:
             raise Invalid("only agents may send private notes", {"private": ["Not allowed for customers."]})
-        if client_msg_id is not None:
+        if client_msg_id is not None and (identity.is_agent or conversation.state == State.CLOSED.value):
+            # a resend must not reopen a closed conversation nor be refused to an agent reassigned
+            # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
             existing = await self.store.find_message(conversation_id, client_msg_id)
             if existing is not None:
-                return existing  # a resend: same stored message, nothing new happens
+                return existing
         if identity.is_agent:
             return await self._agent_message(identity, conversation, content, client_msg_id, private)
         return await self._customer_message(identity, conversation, content, client_msg_id)

@@ -154,3 +154,14 @@ async def test_handoff_request_and_close_then_message_reopens(h):
     events = await h.app[keys.STORE].list_events(cid)
     assert [e.trigger for e in events] == ["request_handoff", "close", "reopen"]
     assert events[0].reason == "need a person" and events[0].actor_type == "customer"
+
+
+async def test_a_resend_after_close_does_not_reopen(h):
+    ws = await h.connect("cust-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    first = (await ws.ok("message.send", conversation_id=cid, client_msg_id="k", content="bye"))["message"]
+    await h.drain_ai()
+    await ws.ok("conversation.close", conversation_id=cid)
+    again = (await ws.ok("message.send", conversation_id=cid, client_msg_id="k", content="bye"))["message"]
+    assert again == first
+    assert (await h.service.conversations.get(cid)).state == "closed"
