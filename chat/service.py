@@ -14,6 +14,7 @@ from chat.bus import Bus
 from chat.errors import Forbidden, Invalid, NotFound, TooLarge
 from chat.settings import Settings
 from chat.store import Message, Store
+from chat.store.store import check_same_sender
 from states import ConversationNotFound, InvalidTransition, State, StaleVersion
 from states.record import Conversation
 from states.repository import Actor, ConversationRepository, Transition
@@ -195,12 +196,13 @@ class ChatService:
     async def request_handoff(self, identity: Identity, conversation_id: str, reason: str | None = None) -> Conversation:
         """`ai` -> `handoff` on a customer's (or an admin's) request."""
         await self.get_for(identity, conversation_id)
-        default = "customer_request" if identity.role == "customer" else identity.role
+        # the reason code is ours; what the requester wrote is kept after it, never instead of it
+        code = "customer_request" if identity.role == "customer" else identity.role
         t = await self.transition(
             conversation_id,
             "request_handoff",
             actor=actor_of(identity),
-            reason=reason or default,
+            reason=f"{code}: {reason}" if reason else code,
             system_text=SYSTEM_TEXT["handoff"],
         )
         return t.after
@@ -401,6 +403,7 @@ class ChatService:
             # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
             existing = await self.store.find_message(conversation_id, client_msg_id)
             if existing is not None:
+                check_same_sender(existing, "agent" if identity.is_agent else "customer", identity.user_id)
                 return existing
         if identity.is_agent:
             return await self._agent_message(identity, conversation, content, client_msg_id, private)

@@ -77,3 +77,11 @@ def test_cli_prints_one_clear_line_and_exits_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "DATABASE_URL" in lines[0] and "Traceback" not in proc.stderr
     assert "hunter2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("env, variable", [({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"), ({"WS_HEARTBEAT_S": "0"}, "WS_HEARTBEAT_S"),
+                                           ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S")])
+def test_values_that_would_break_the_service_are_refused(env, variable, tmp_path):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), **env})
+    assert err.value.variable == variable

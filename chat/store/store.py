@@ -34,6 +34,16 @@ def _ms_or_none(iso: str | None) -> int | None:
     return ms_from_iso(iso) if iso else None
 
 
+class ClientMsgIdTaken(Exception):
+    """The client_msg_id belongs to another sender's message in this conversation."""
+
+
+def check_same_sender(existing: Message, sender_type: str, sender_id: str | None) -> None:
+    """A resend returns the stored message only to the one who sent it (never someone's private note)."""
+    if existing.sender_type != sender_type or existing.sender_id != sender_id:
+        raise ClientMsgIdTaken("client_msg_id is already used by another message in this conversation")
+
+
 class Store:
     """Every SQL the service runs, behind methods named for what they do."""
 
@@ -268,10 +278,11 @@ class Store:
                     ),
                 )
         except DuplicateKey:
-            # the same client_msg_id raced in from another socket: the first one stored wins
+            # a resend (or the same message racing in from another socket): the first one stored wins
             if client_msg_id is not None:
                 existing = await self.find_message(conversation_id, client_msg_id)
                 if existing is not None:
+                    check_same_sender(existing, sender_type, sender_id)
                     return existing, False
             raise
         return message, True

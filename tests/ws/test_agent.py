@@ -157,3 +157,16 @@ async def test_twenty_agents_race_to_claim_one_winner_per_round(request, harness
         assert all(r["code"] == "conflict" for r in replies if r["type"] == "error")
         c = await h.service.conversations.get(cid)
         assert (c.state, c.agent_id) == ("human", winners[0]["data"]["conversation"]["agent_id"])
+
+
+async def test_client_msg_id_of_another_sender_is_a_conflict_not_a_leak(harness):
+    cust = await harness.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    agent = await harness.connect("agent-1", role="agent")
+    await agent.ok("conversation.watch", conversation_id=cid)
+    await agent.ok("message.send", conversation_id=cid, client_msg_id="same", content="secret note", private=True)
+    reply = await cust.request("message.send", conversation_id=cid, client_msg_id="same", content="hello")
+    assert reply["type"] == "error" and reply["code"] == "conflict"
+    assert "secret" not in str(reply)
+    other = await harness.connect("cust-2")
+    assert (await other.request("message.send", conversation_id=cid, client_msg_id="same", content="x"))["code"] == "not_found"

@@ -139,7 +139,7 @@ async def test_handoff_request_and_close_then_message_reopens(h):
     c = (await ws.ok("handoff.request", conversation_id=cid, reason="need a person"))["conversation"]
     assert (c["state"], c["agent_type"], c["version"]) == ("handoff", "human", 1)
     upd = await ws.event("conversation.updated")
-    assert upd["data"]["previous_state"] == "ai" and upd["data"]["reason"] == "need a person"
+    assert upd["data"]["previous_state"] == "ai" and upd["data"]["reason"] == "customer_request: need a person"
     system = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "system")
     assert system["data"]["message"]["sender_id"] is None
     again = await ws.request("handoff.request", conversation_id=cid)
@@ -153,7 +153,7 @@ async def test_handoff_request_and_close_then_message_reopens(h):
     await h.drain_ai()
     events = await h.app[keys.STORE].list_events(cid)
     assert [e.trigger for e in events] == ["request_handoff", "close", "reopen"]
-    assert events[0].reason == "need a person" and events[0].actor_type == "customer"
+    assert events[0].reason == "customer_request: need a person" and events[0].actor_type == "customer"
 
 
 async def test_a_resend_after_close_does_not_reopen(h):
@@ -165,3 +165,9 @@ async def test_a_resend_after_close_does_not_reopen(h):
     again = (await ws.ok("message.send", conversation_id=cid, client_msg_id="k", content="bye"))["message"]
     assert again == first
     assert (await h.service.conversations.get(cid)).state == "closed"
+
+
+async def test_metadata_is_capped(h):
+    ws = await h.connect("cust-1")
+    reply = await ws.request("conversation.start", metadata={"blob": "x" * 20000})
+    assert reply["code"] == "invalid" and "metadata" in reply["details"]

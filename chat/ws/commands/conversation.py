@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+import orjson
+from marshmallow import ValidationError, fields, validate
 
 from chat.errors import Forbidden
 from chat.ws.commands import CommandContext
@@ -11,8 +12,16 @@ from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
 ConversationId = lambda: fields.String(required=True, validate=validate.Length(min=1, max=64))  # noqa: E731
 
 
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _small_metadata(value: dict) -> None:
+    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+
+
 class StartSchema(CommandSchema):
-    metadata = fields.Dict(load_default=dict)
+    metadata = fields.Dict(load_default=dict, validate=_small_metadata)
     team_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
