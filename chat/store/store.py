@@ -408,3 +408,10 @@ class Store:
             (cutoff_ms, int(limit)),
         )
         return [r[0] for r in rows]
+
+    async def list_staff(self) -> list[tuple[str, str, bool, int | None]]:
+        """Every agent and admin known to the service: (id, role, active, max_chats)."""
+        rows = await self.db.fetchall(
+            "SELECT id, role, active, max_chats FROM users WHERE role IN ('agent', 'admin') ORDER BY id"
+        )
+        return [(r[0], r[1], bool(r[2]), int(r[3]) if r[3] is not None else None) for r in rows]

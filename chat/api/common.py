@@ -1,0 +1,248 @@
+"""What every REST handler shares: the @endpoint decorator (auth, roles, body and query
+validation), the error middleware (one JSON error shape for everything), the admin queries.
+
+A handler is `async def handle_x(ctx, data=..., query=...)`: it gets a clean, validated
+`data` (body) and/or `query`, returns the JSON body (or None for 204) and raises ChatError
+subclasses (or domain errors that chat.errors.to_chat_error maps) for everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from chat import keys
+from chat.auth import ROLES, AuthError, Identity, verify_token
+from chat.errors import ChatError, Forbidden, Invalid, Unauthenticated, to_chat_error
+from chat.store.admin import AdminQueries
+
+ADMIN_QUERIES = web.AppKey("admin_queries", AdminQueries)
+
+EVERYONE = ROLES
+STAFF = ("agent", "admin")  # agents may read and act as the WebSocket protocol lets them
+ADMIN = ("admin",)
+
+# HTTP errors aiohttp raises itself (routing, body size) -> protocol codes
+_HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 429: "rate_limited", 503: "unavailable"}
+
+
+def dumps(value: Any) -> str:
+    """JSON for responses (non-string keys, as in marshmallow's nested errors, become strings)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def error_response(error: ChatError, headers: dict | None = None) -> web.Response:
+    """`{"error": {"code", "message", "details"?}}` with the error's HTTP status."""
+    body: dict = {"code": error.code, "message": error.message}
+    if error.details:
+        body["details"] = error.details
+    headers = dict(headers or {})
+    if error.status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return web.json_response({"error": body}, status=error.status, headers=headers, dumps=dumps)
+
+
+def _from_http(exc: web.HTTPException) -> ChatError:
+    text = (exc.text or "").strip()
+    if exc.status == 413:
+        message = "the request body is too large (the limit is 1 MiB)"
+    elif text and not text.startswith(f"{exc.status}:"):
+        message = text  # a handler's own explanation, e.g. a plain GET on /ws
+    else:
+        message = exc.reason
+    error = ChatError(message)
+    error.code = _HTTP_CODES.get(exc.status, "invalid" if exc.status < 500 else "internal")
+    error.status = exc.status
+    return error
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(_from_http(exc), headers)
+    except Exception as exc:  # noqa: BLE001 - to_chat_error logs what it does not know
+        return error_response(to_chat_error(exc))
+
+
+async def admin_queries_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The admin queries on the store's database (runs after the store's own cleanup_ctx)."""
+    app[ADMIN_QUERIES] = AdminQueries(app[keys.STORE].db)
+    yield
+
+
+# --- the decorator -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A REST operation: its route, who may call it, its schemas, and what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    roles: tuple[str, ...] | None  # None: no token needed
+    body: Schema | None = None
+    body_required: bool = True
+    query: Schema | None = None
+    response: type[Schema] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    description: str = ""
+    path_doc: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Ctx:
+    """What a handler may use: who asks, the service, the admin queries, the path parameters."""
+
+    request: web.Request
+    identity: Identity | None
+
+    @property
+    def service(self):
+        """The ChatService: the one path for state changes."""
+        return self.request.app[keys.SERVICE]
+
+    @property
+    def admin(self) -> AdminQueries:
+        """The admin SQL."""
+        return self.request.app[ADMIN_QUERIES]
+
+    @property
+    def store(self):
+        """The SQL store."""
+        return self.request.app[keys.STORE]
+
+    def param(self, name: str) -> str:
+        """A path parameter."""
+        return self.request.match_info[name]
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token (Authorization: Bearer <jwt>)")
+    return token.strip()
+
+
+async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity:
+    """The token's identity, when its role is one of `roles` (401 without a valid token, else 403)."""
+    try:
+        identity = verify_token(request.app[keys.SETTINGS].jwt_secret_key, _bearer(request))
+    except AuthError as exc:
+        raise Unauthenticated(str(exc)) from None
+    if identity.role not in roles:
+        raise Forbidden(f"role {identity.role} may not do this")
+    await request.app[keys.SERVICE].remember(identity)  # agents must be known to be assigned
+    return identity
+
+
+def _validation_error(exc: ValidationError, what: str) -> Invalid:
+    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return Invalid(f"invalid {what}", messages)
+
+
+def _check_text(values, what: str) -> None:
+    """Path and query values must be valid Unicode (a lone surrogate cannot reach the databases)."""
+    for value in values:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid(f"invalid {what}: not valid UTF-8") from None
+
+
+def load_query(request: web.Request, schema: Schema) -> dict:
+    """The validated query string; a parameter given twice is invalid."""
+    query = request.query
+    _check_text(query.values(), "query string")
+    repeated = sorted({k for k in query.keys() if len(query.getall(k)) > 1})
+    if repeated:
+        raise Invalid("invalid query string", {k: ["Given more than once."] for k in repeated})
+    try:
+        return schema.load(dict(query))
+    except ValidationError as exc:
+        raise _validation_error(exc, "query string") from None
+
+
+async def load_body(request: web.Request, schema: Schema, required: bool) -> dict:
+    """The validated JSON body (an object); an empty body is `{}` when the body is optional."""
+    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413
+    if not raw:  # no body at all (white space alone is not a JSON document)
+        if required:
+            raise Invalid("a JSON object body is required")
+        raw = b"{}"
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise Invalid("the body must be a JSON object")
+    try:
+        return schema.load(value)
+    except ValidationError as exc:
+        raise _validation_error(exc, "body") from None
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    tag: str,
+    roles: tuple[str, ...] | None,
+    body: type[Schema] | None = None,
+    body_required: bool = True,
+    query: type[Schema] | None = None,
+    response: type[Schema] | None = None,
+    status: int = 200,
+    errors: tuple[int, ...] = (),
+    description: str = "",
+    path_doc: dict[str, str] | None = None,
+) -> Callable[[Handler], Handler]:
+    """Make `handler(ctx, [data], [query])` an aiohttp handler that authenticates, checks the role,
+    validates, calls it and renders its result (JSON with `status`, or 204 for None)."""
+    spec = Endpoint(
+        method=method, path=path, summary=summary, tag=tag, roles=roles,
+        body=body() if body else None, body_required=body_required, query=query() if query else None,
+        response=response, status=status, errors=errors, description=description, path_doc=path_doc or {},
+    )
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def view(request: web.Request) -> web.StreamResponse:
+            identity = await authenticate(request, spec.roles) if spec.roles is not None else None
+            _check_text(request.match_info.values(), "path")
+            kwargs: dict = {}
+            if spec.query is not None:
+                kwargs["query"] = load_query(request, spec.query)
+            if spec.body is not None:
+                kwargs["data"] = await load_body(request, spec.body, spec.body_required)
+            result = await handler(Ctx(request, identity), **kwargs)
+            if result is None:
+                return web.Response(status=204)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.json_response(result, status=spec.status, dumps=dumps)
+
+        view.endpoint = spec  # type: ignore[attr-defined]
+        return view
+
+    return wrap
+

@@ -1,0 +1,268 @@
+"""Conversations for agents and admins: listing with filters, one C, its messages and its
+transition log, and the actions (assign, release, handoff, close, labels) that go through
+ChatService exactly like the WebSocket commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import orjson
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from chat.api.common import STAFF, Ctx, endpoint
+from chat.api.schemas import (
+    MAX_INT,
+    Body,
+    ConversationOut,
+    ConversationPage,
+    EventPage,
+    FullMatch,
+    Id,
+    MessagePage,
+    Query,
+    QueryInt,
+    Timestamp,
+    Title,
+)
+from chat.store.admin import STATES, ConversationFilter, Position
+
+ID_DOC = {"id": "the conversation id"}
+# Query values are kept short enough that a full query string stays under aiohttp's 8190-byte
+# request line even percent-encoded (it answers a longer one with a plain-text 400 of its own).
+MAX_CURSOR_CHARS = 512
+MAX_Q_CHARS = 100
+
+
+def encode_cursor(position: Position) -> str:
+    """An opaque cursor: urlsafe base64 (unpadded) of the JSON [created_ms, id]."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(position))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
+    """The position a cursor stands for; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise ValueError("not a cursor") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or type(value[0]) is not int
+        or not 0 <= value[0] < 2**53
+        or not isinstance(value[1], str)
+        or not 0 < len(value[1]) <= 64
+    ):
+        raise ValueError("not a cursor")
+    return value[0], value[1]
+
+
+CURSOR_CHARS = rf"^[A-Za-z0-9_-]{{0,{MAX_CURSOR_CHARS}}}$"
+
+
+class Cursor(fields.String):
+    """The opaque `cursor` of a conversation page, loaded as its (created_ms, id) position."""
+
+    def __init__(self, **kwargs):
+        # the pattern is checked in _deserialize (validators would see the decoded position)
+        super().__init__(metadata={"pattern": CURSOR_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> Position | None:
+        text = FullMatch(CURSOR_CHARS)(super()._deserialize(value, attr, data, **kwargs))
+        if not text:
+            return None  # `cursor=`: the first page
+        try:
+            return decode_cursor(text)
+        except ValueError:
+            raise ValidationError("Not a valid cursor: pass back a next_cursor unchanged.") from None
+
+
+class ConversationQuery(Query):
+    """Filters (all optional, combined with AND) and the page."""
+
+    state = fields.String(validate=validate.OneOf(STATES))
+    agent_id = Id()
+    team_id = Id()
+    user_id = Id()
+    label = Title(metadata={"description": "a label title"})
+    since = Timestamp(metadata={"description": "created at or after (ISO 8601; no offset means UTC)"})
+    until = Timestamp(metadata={"description": "created before (ISO 8601; no offset means UTC)"})
+    q = fields.String(validate=validate.Length(max=MAX_Q_CHARS),
+                      metadata={"description": "text in any message, case-insensitive; empty means no filter"})
+    limit = QueryInt(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
+
+    @validates_schema
+    def _window(self, data: dict, **_) -> None:
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ValidationError("must not be before since", "until")
+
+
+@endpoint(
+    "GET", "/api/v1/conversations", summary="List conversations", tag="conversations", roles=STAFF,
+    query=ConversationQuery, response=ConversationPage, errors=(400,),
+    description="Newest first (created_at, then id, descending). Keyset pagination: a page never repeats "
+                "or skips a conversation that existed when the walk began, even while new ones are created. "
+                "`q` scans the messages of every candidate conversation: narrow it with other filters.",
+)
+async def handle_list_conversations(ctx: Ctx, query: dict) -> dict:
+    """One page of C objects read from the SQL mirror rows."""
+    where = ConversationFilter(
+        state=query.get("state"), agent_id=query.get("agent_id"), team_id=query.get("team_id"),
+        label=query.get("label"), user_id=query.get("user_id"), since_ms=query.get("since"),
+        until_ms=query.get("until"), q=query.get("q") or None,
+    )
+    page = await ctx.admin.list_conversations(where, limit=query["limit"], after=query.get("cursor"))
+    return {
+        "items": page.items,
+        "next_cursor": encode_cursor(page.next_position) if page.next_position else None,
+    }
+
+
+@endpoint(
+    "GET", "/api/v1/conversations/{id}", summary="Get a conversation", tag="conversations", roles=STAFF,
+    response=ConversationOut, errors=(404,), path_doc=ID_DOC,
+)
+async def handle_get_conversation(ctx: Ctx) -> dict:
+    """C from the live record."""
+    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
+    return await ctx.service.public(conversation)
+
+
+class MessageQuery(Query):
+    """Where to start and how many."""
+
+    after_seq = QueryInt(load_default=0, validate=validate.Range(min=0, max=MAX_INT))
+    limit = QueryInt(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+@endpoint(
+    "GET", "/api/v1/conversations/{id}/messages", summary="Messages of a conversation", tag="conversations",
+    roles=STAFF, query=MessageQuery, response=MessagePage, errors=(400, 404), path_doc=ID_DOC,
+    description="Messages with seq > after_seq in seq order, private notes included.",
+)
+async def handle_list_messages(ctx: Ctx, query: dict) -> dict:
+    """Items M in seq order."""
+    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
+    messages = await ctx.service.messages_for(ctx.identity, conversation.id, query["after_seq"], query["limit"])
+    full = len(messages) == query["limit"]
+    return {"items": [m.to_dict() for m in messages], "next_cursor": str(messages[-1].seq) if full else None}
+
+
+@endpoint(
+    "GET", "/api/v1/conversations/{id}/events", summary="Transition log of a conversation", tag="conversations",
+    roles=STAFF, response=EventPage, errors=(404,), path_doc=ID_DOC,
+    description="Every transition, oldest first.",
+)
+async def handle_list_events(ctx: Ctx) -> dict:
+    """Items E, oldest first."""
+    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
+    events = await ctx.store.list_events(conversation.id)
+    return {"items": [e.to_dict() for e in events], "next_cursor": None}
+
+
+# --- actions: the same ChatService path as the WebSocket commands ---------------------------
+
+ACTION_ERRORS = (400, 403, 404, 409, 413)
+
+
+class AssignBody(Body):
+    """Who gets the conversation."""
+
+    agent_id = Id(required=True)
+
+
+class EmptyBody(Body):
+    """No fields (an empty body or `{}`)."""
+
+
+class HandoffBody(Body):
+    """Why."""
+
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=255))
+
+
+class LabelsBody(Body):
+    """The complete new set of labels, by title."""
+
+    labels = fields.List(Title(), required=True, validate=validate.Length(max=50))
+
+
+@endpoint(
+    "POST", "/api/v1/conversations/{id}/assign", summary="Assign to an agent", tag="actions", roles=STAFF,
+    body=AssignBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    description="Admin: assign to any known agent (`ai`, `handoff` or `human` -> `human`; a takeover from "
+                "another agent is allowed). Agent naming itself: the WebSocket `conversation.claim` (`ai` or "
+                "`handoff` only, racing claims: one wins, the others 409). Agent naming another agent: the "
+                "WebSocket `conversation.transfer` (only the assigned agent, in `human`).",
+)
+async def handle_assign(ctx: Ctx, data: dict) -> dict:
+    """service.assign for admins; claim or transfer for agents, as on the WebSocket."""
+    identity, service, conversation_id = ctx.identity, ctx.service, ctx.param("id")
+    agent_id = data["agent_id"]
+    if identity.is_admin:
+        conversation = await service.assign(identity, conversation_id, agent_id)
+    elif agent_id == identity.user_id:
+        conversation = await service.claim(identity, conversation_id)
+    else:
+        conversation = await service.transfer(identity, conversation_id, agent_id=agent_id)
+    return await service.public(conversation)
+
+
+@endpoint(
+    "POST", "/api/v1/conversations/{id}/release", summary="Hand back to the AI", tag="actions", roles=STAFF,
+    body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    description="`human` or `handoff` -> `ai` (an agent: only its own conversation).",
+)
+async def handle_release(ctx: Ctx, data: dict) -> dict:
+    """service.release."""
+    conversation = await ctx.service.release(ctx.identity, ctx.param("id"))
+    return await ctx.service.public(conversation)
+
+
+@endpoint(
+    "POST", "/api/v1/conversations/{id}/handoff", summary="Hand over to a human", tag="actions", roles=STAFF,
+    body=HandoffBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    description="`ai` -> `handoff` (queued for routing); the reason defaults to the caller's role.",
+)
+async def handle_handoff(ctx: Ctx, data: dict) -> dict:
+    """service.request_handoff."""
+    conversation = await ctx.service.request_handoff(ctx.identity, ctx.param("id"), data["reason"])
+    return await ctx.service.public(conversation)
+
+
+@endpoint(
+    "POST", "/api/v1/conversations/{id}/close", summary="Close", tag="actions", roles=STAFF,
+    body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    description="-> `closed`: an admin, the assigned agent, or any agent when none is assigned.",
+)
+async def handle_close(ctx: Ctx, data: dict) -> dict:
+    """service.close."""
+    conversation = await ctx.service.close(ctx.identity, ctx.param("id"))
+    return await ctx.service.public(conversation)
+
+
+@endpoint(
+    "PUT", "/api/v1/conversations/{id}/labels", summary="Replace the labels", tag="actions", roles=STAFF,
+    body=LabelsBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    description="The labels become exactly these titles; an unknown title is 404 and changes nothing.",
+)
+async def handle_set_labels(ctx: Ctx, data: dict) -> dict:
+    """service.set_labels."""
+    conversation = await ctx.service.set_labels(ctx.identity, ctx.param("id"), data["labels"])
+    return await ctx.service.public(conversation)
+
+
+HANDLERS = (
+    handle_list_conversations,
+    handle_get_conversation,
+    handle_list_messages,
+    handle_list_events,
+    handle_assign,
+    handle_release,
+    handle_handoff,
+    handle_close,
+    handle_set_labels,
+)

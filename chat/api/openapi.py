@@ -1,0 +1,149 @@
+"""GET /api/openapi.json: the OpenAPI 3 document, generated from the same marshmallow schemas
+(apispec's MarshmallowPlugin) and the same @endpoint declarations that serve the requests.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from chat.api.common import EVERYONE, STAFF, Endpoint, dumps
+from chat.api.schemas import ConversationOut, ErrorOut, EventOut, MessageOut, Out, page_of
+
+TITLE = "chat-api"
+VERSION = "1.0.0"
+OPENAPI_VERSION = "3.0.3"
+DOCUMENT_PATH = "/api/openapi.json"
+
+INTRO = (
+    "Admin REST API of the customer-support chat service (PROTOCOL.md section 6). "
+    "Authenticate with `Authorization: Bearer <jwt>` (HS256; claims sub, role, exp). "
+    "Every error is `{\"error\": {\"code\", \"message\", \"details\"?}}`. Lists are "
+    "`{\"items\": [...], \"next_cursor\": string|null}`. Unknown routes answer 404 and wrong methods 405, "
+    "in the same error shape. The WebSocket protocol lives at GET /ws (not described here)."
+)
+
+ERROR_TEXT = {
+    400: "invalid: a malformed body or query string, or a field that fails validation (details)",
+    401: "unauthenticated: no token, or a bad, expired or unknown-role token",
+    403: "forbidden: the caller's role (or relation to the conversation) does not allow it",
+    404: "not_found",
+    409: "conflict: the state machine refuses the transition, another actor won a race, or a duplicate",
+    413: "too_large: the body is over 1 MiB",
+    503: "unavailable: Redis or the database is down",
+}
+
+
+class HealthOut(Out):
+    """The health of the service and its dependencies."""
+
+    status = fields.String(required=True, metadata={"enum": ["ok", "degraded"]})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         metadata={"description": "redis, database, ai: \"ok\" or what failed"})
+
+
+def _resolver(schema) -> str:
+    cls = schema if isinstance(schema, type) else type(schema)
+    return cls.__name__.removesuffix("Out")
+
+
+def _json(schema, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error_responses(codes) -> dict:
+    return {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
+
+
+def _operation(handler) -> dict:
+    spec: Endpoint = handler.endpoint
+    names = re.findall(r"{(\w+)}", spec.path)
+    parameters: list = [
+        {"in": "path", "name": name, "required": True, "schema": {"type": "string", "minLength": 1},
+         "description": spec.path_doc.get(name, "")}
+        for name in names
+    ]
+    if spec.query is not None:
+        parameters.append({"in": "query", "schema": type(spec.query)})
+    errors = set(spec.errors) | {503}
+    if spec.query is not None or spec.body is not None or names:
+        errors.add(400)
+    if spec.body is not None:
+        errors.add(413)
+    if spec.roles is not None:
+        errors.add(401)
+        if set(spec.roles) != set(EVERYONE):
+            errors.add(403)
+    if spec.status == 204:
+        success = {"204": {"description": "done (no body)"}}
+    else:
+        success = {str(spec.status): _json(spec.response, "success")}
+    operation: dict = {
+        "operationId": handler.__name__.removeprefix("handle_"),
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "parameters": parameters,
+        "responses": {**success, **_error_responses(errors)},
+        "security": [{"bearerAuth": []}] if spec.roles is not None else [],
+    }
+    roles = "no token needed" if spec.roles is None else "roles: " + ", ".join(spec.roles)
+    operation["description"] = f"{spec.description} ({roles})".strip()
+    if spec.body is not None:
+        operation["requestBody"] = {
+            "required": spec.body_required,
+            "content": {"application/json": {"schema": type(spec.body)}},
+        }
+    return operation
+
+
+def _extra_paths(spec: APISpec, handled: set[str]) -> None:
+    """Routes served outside the @endpoint modules: health, metrics, this document."""
+    spec.path(path="/health", operations={"get": {
+        "operationId": "health", "summary": "Health of the service", "tags": ["service"], "security": [],
+        "responses": {"200": _json(HealthOut, "every check ok"),
+                      "503": _json(HealthOut, "degraded: a dependency failed")},
+    }})
+    spec.path(path="/metrics", operations={"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["service"], "security": [],
+        "responses": {"200": {"description": "Prometheus text format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }})
+    spec.path(path=DOCUMENT_PATH, operations={"get": {
+        "operationId": "openapi", "summary": "This document", "tags": ["service"], "security": [],
+        "responses": {"200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {
+            "type": "object"}}}}},
+    }})
+
+
+@lru_cache(maxsize=4)
+def build_document(handlers: tuple) -> dict:
+    """The OpenAPI document of these @endpoint handlers (plus health and metrics)."""
+    spec = APISpec(
+        title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin(schema_name_resolver=_resolver)],
+        info={"description": INTRO},
+    )
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    for schema in (ConversationOut, MessageOut, EventOut, ErrorOut):
+        spec.components.schema(_resolver(schema), schema=schema)
+    _extra_paths(spec, {handler.endpoint.path for handler in handlers})
+    for handler in handlers:
+        spec.path(path=handler.endpoint.path, operations={handler.endpoint.method.lower(): _operation(handler)})
+    return spec.to_dict()
+
+
+def register(app: web.Application, handlers: tuple) -> None:
+    """Serve the document of `handlers` at GET /api/openapi.json (no auth)."""
+    body = dumps(build_document(handlers))
+
+    async def handle_openapi(request: web.Request) -> web.Response:
+        """The OpenAPI 3 document."""
+        return web.Response(text=body, content_type="application/json")
+
+    app.router.add_get(DOCUMENT_PATH, handle_openapi)
+

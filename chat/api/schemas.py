@@ -1,0 +1,218 @@
+"""Marshmallow schemas shared by the REST modules: field types, the objects C, M, E, errors.
+
+Request schemas validate: unknown body fields and unknown query parameters are errors. Their
+syntactic constraints (length, range, enum, pattern) are all ones apispec writes into the
+OpenAPI document, so whatever breaks the document is refused; what only the server can judge
+(a cursor's content, a real calendar date, the metadata's size) is refused with 400 as well.
+Response schemas are never used to load anything: they describe the JSON the handlers return,
+for the document, and stay open (clients must accept fields added later).
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+from chat.store.admin import SENDER_TYPES, STATES
+from states.clock import iso_from_ms, ms_from_iso
+
+MAX_METADATA_BYTES = 16 * 1024  # conversations.metadata is a TEXT column (64 KiB on MySQL)
+MAX_INT = 2**31 - 1
+DATE_TIME = {"format": "date-time"}
+
+
+class Body(Schema):
+    """A JSON request body: unknown fields are an error."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class Query(Schema):
+    """A query string: an unknown parameter is an error too (a misspelt filter must not
+    silently list everything)."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class Out(Schema):
+    """A response object (documentation only); clients must accept fields added later."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match (re.match would accept a trailing newline after `$`)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class Stripped(fields.String):
+    """A string without leading or trailing white space: at most `max_length` characters as
+    sent, then stripped and checked again (at least one character must remain)."""
+
+    def __init__(self, max_length: int, **kwargs):
+        self.max_length = max_length
+        super().__init__(validate=validate.Length(min=1, max=max_length), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > self.max_length:
+            raise ValidationError(f"Longer than maximum length {self.max_length}.")
+        return text.strip()
+
+
+def Id(**kwargs) -> fields.String:  # noqa: N802 - a field factory reads like a field class
+    """An id or user id: 1 to 64 characters (the VARCHAR(64) columns)."""
+    return fields.String(validate=validate.Length(min=1, max=64), **kwargs)
+
+
+def Title(**kwargs) -> fields.String:  # noqa: N802
+    """A label title or team name: 1 to 191 characters once white space around it is stripped."""
+    metadata = {"description": "leading and trailing white space is removed", **kwargs.pop("metadata", {})}
+    return Stripped(191, metadata=metadata, **kwargs)
+
+
+def Description(**kwargs) -> fields.String:  # noqa: N802
+    """Free text up to 2000 characters, or null."""
+    return fields.String(validate=validate.Length(max=2000), allow_none=True, **kwargs)
+
+
+class QueryInt(fields.Integer):
+    """An integer in a query string: ASCII digits only (no "1.0", " 1", "1_000" or "١")."""
+
+    _DIGITS = re.compile(r"-?[0-9]{1,12}")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return int(value)
+
+
+TIMESTAMP_CHARS = r"^[0-9T:.+ Zz-]{1,40}$"
+
+
+class Timestamp(fields.String):
+    """An ISO 8601 date or date-time (no offset: UTC), loaded as epoch milliseconds."""
+
+    def __init__(self, **kwargs):
+        # the pattern is checked in _deserialize (validators would see the parsed number)
+        super().__init__(metadata={"pattern": TIMESTAMP_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> int:
+        text = FullMatch(TIMESTAMP_CHARS)(super()._deserialize(value, attr, data, **kwargs))
+        for candidate in (text, re.sub(r" (\d\d:?\d\d)$", r"+\1", text)):  # a `+` in a query string reads as a space
+            try:
+                ms = ms_from_iso(candidate.upper())
+            except (ValueError, OverflowError):
+                continue
+            if 0 <= ms <= 253402300799999:  # 1970 .. 9999
+                return ms
+        raise ValidationError("Not a valid ISO 8601 date-time, e.g. 2024-05-01T00:00:00Z.")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else iso_from_ms(value)
+
+
+def _metadata_size(value: dict) -> None:
+    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValidationError(f"Longer than {MAX_METADATA_BYTES} bytes as JSON.")
+
+
+def Metadata(**kwargs) -> fields.Dict:  # noqa: N802
+    """A JSON object of at most 16 KiB."""
+    return fields.Dict(keys=fields.String(), validate=_metadata_size,
+                       metadata={"description": f"any JSON object, at most {MAX_METADATA_BYTES} bytes"}, **kwargs)
+
+
+# --- objects -------------------------------------------------------------------------------
+
+
+class ConversationOut(Out):
+    """C: a conversation."""
+
+    id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    agent_type = fields.String(required=True, validate=validate.OneOf(("ai", "human")))
+    agent_id = fields.String(required=True, allow_none=True)
+    team_id = fields.String(required=True, allow_none=True)
+    version = fields.Integer(required=True)
+    last_seq = fields.Integer(required=True)
+    labels = fields.List(fields.String(), required=True)
+    metadata = fields.Dict(required=True)
+    created_at = fields.String(required=True, metadata=DATE_TIME)
+    updated_at = fields.String(required=True, metadata=DATE_TIME)
+
+
+class MessageOut(Out):
+    """M: a message."""
+
+    id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    seq = fields.Integer(required=True)
+    sender_type = fields.String(required=True, validate=validate.OneOf(SENDER_TYPES))
+    sender_id = fields.String(required=True, allow_none=True)
+    content = fields.String(required=True)
+    private = fields.Boolean(required=True)
+    client_msg_id = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True, metadata=DATE_TIME)
+
+
+class EventOut(Out):
+    """E: one entry of the transition log."""
+
+    id = fields.String(required=True)
+    conversation_id = fields.String(required=True)
+    version = fields.Integer(required=True)
+    trigger = fields.String(required=True)
+    from_state = fields.String(required=True, validate=validate.OneOf(STATES))
+    to_state = fields.String(required=True, validate=validate.OneOf(STATES))
+    actor_type = fields.String(required=True)
+    actor_id = fields.String(required=True, allow_none=True)
+    reason = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True, metadata=DATE_TIME)
+
+
+def page_of(name: str, item: type[Schema], cursor_doc: str) -> type[Schema]:
+    return type(
+        name,
+        (Out,),
+        {
+            "__doc__": f"A list of {item.__name__.removesuffix('Out')} objects.",
+            "items": fields.List(fields.Nested(item), required=True),
+            "next_cursor": fields.String(required=True, allow_none=True, metadata={"description": cursor_doc}),
+        },
+    )
+
+
+NO_MORE = "always null: the list is complete"
+ConversationPage = page_of("ConversationPage", ConversationOut, "pass as `cursor` for the next page; null on the last")
+MessagePage = page_of("MessagePage", MessageOut, "the seq of the last item when the page is full: pass it as "
+                                               "`after_seq` for the next page; null otherwise")
+EventPage = page_of("EventPage", EventOut, NO_MORE)
+
+
+class ErrorDetail(Out):
+    """What went wrong."""
+
+    code = fields.String(
+        required=True,
+        validate=validate.OneOf(("invalid", "unauthenticated", "forbidden", "not_found", "method_not_allowed",
+                                 "conflict", "too_large", "rate_limited", "unavailable", "internal")),
+    )
+    message = fields.String(required=True)
+    details = fields.Dict(metadata={"description": "validation errors: {field: [messages]}"})
+
+
+class ErrorOut(Out):
+    """Every error response."""
+
+    error = fields.Nested(ErrorDetail, required=True)

@@ -1,0 +1,80 @@
+"""GET /api/v1/stats: figures over a window of time (definitions in docs/rest.md)."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validates_schema
+
+from chat.api.common import STAFF, Ctx, endpoint
+from chat.api.schemas import DATE_TIME, Id, Out, Query, Timestamp
+
+
+class StatsQuery(Query):
+    """The window [since, until) and an optional team."""
+
+    since = Timestamp(metadata={"description": "window start, inclusive (ISO 8601; no offset means UTC)"})
+    until = Timestamp(metadata={"description": "window end, exclusive (ISO 8601; no offset means UTC)"})
+    team_id = Id(metadata={"description": "only conversations whose current team is this one"})
+
+    @validates_schema
+    def _window(self, data: dict, **_) -> None:
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ValidationError("must not be before since", "until")
+
+
+class ByState(Out):
+    """Conversations created in the window, by their current state."""
+
+    ai = fields.Integer(required=True)
+    handoff = fields.Integer(required=True)
+    human = fields.Integer(required=True)
+    closed = fields.Integer(required=True)
+
+
+class BySender(Out):
+    """Messages stored in the window, by sender type (private notes count as agent)."""
+
+    customer = fields.Integer(required=True)
+    ai = fields.Integer(required=True)
+    agent = fields.Integer(required=True)
+    system = fields.Integer(required=True)
+
+
+def _seconds(doc: str) -> fields.Float:
+    return fields.Float(required=True, allow_none=True, metadata={"description": doc + "; null when none"})
+
+
+class StatsOut(Out):
+    """The figures of a window."""
+
+    since = fields.String(required=True, allow_none=True, metadata=DATE_TIME)
+    until = fields.String(required=True, allow_none=True, metadata=DATE_TIME)
+    team_id = fields.String(required=True, allow_none=True)
+    conversations_by_state = fields.Nested(ByState, required=True)
+    started = fields.Integer(required=True, metadata={"description": "conversations created in the window"})
+    handed_off = fields.Integer(required=True, metadata={
+        "description": "conversations with a request_handoff transition in the window"})
+    closed = fields.Integer(required=True, metadata={"description": "conversations closed in the window"})
+    ai_resolved = fields.Integer(required=True, metadata={
+        "description": "of those closed in the window, the ones that never had a (non-private) agent message"})
+    handoff_rate = fields.Float(required=True, metadata={"description": "handed_off / started (0 when none started)"})
+    queue_waits = fields.Integer(required=True, metadata={"description": "handoff -> human waits counted"})
+    queue_wait_avg_s = _seconds("average seconds from entering handoff (in the window) to the assignment")
+    queue_wait_p90_s = _seconds("90th percentile (nearest rank) of the same waits")
+    first_responses = fields.Integer(required=True)
+    first_response_avg_s = _seconds(
+        "average seconds from the first assignment (in the window) to the first agent message after it")
+    resolution_avg_s = _seconds("average seconds from creation to the close, of conversations closed in the window")
+    messages_by_sender_type = fields.Nested(BySender, required=True)
+
+
+@endpoint(
+    "GET", "/api/v1/stats", summary="Statistics", tag="stats", roles=STAFF, query=StatsQuery, response=StatsOut,
+    errors=(400,), description="Every figure is computed in SQL over the *_ms columns; see docs/rest.md.",
+)
+async def handle_stats(ctx: Ctx, query: dict) -> dict:
+    """The figures of the window."""
+    return await ctx.admin.stats(since_ms=query.get("since"), until_ms=query.get("until"),
+                                 team_id=query.get("team_id"))
+
+
+HANDLERS = (handle_stats,)

@@ -1,0 +1,137 @@
+"""GET /api/openapi.json, and schemathesis fuzzing the live app against it.
+
+The fuzzer runs in a worker thread (schemathesis' transport is the blocking `requests`) while the
+test's event loop serves the aiohttp test server on 127.0.0.1: SQLite and the real Redis.
+Hypothesis is derandomized and bounded, so the run is deterministic and takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from chat import keys
+from chat.api.routes import HANDLERS
+from chat.app import create_app
+from chat.auth import Identity, issue_token
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    allow_header_conformance,
+    content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+# Every built-in response check except positive_data_acceptance: a schema-valid value may still
+# be refused for its meaning (a well-formed but foreign cursor, the 31st of February, an unknown
+# id), which the document states as a 400 or 404.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
+    ignored_auth,
+]
+MAX_EXAMPLES = 15  # per operation and generation mode
+
+
+@pytest.fixture
+async def live(aiohttp_client, make_settings):
+    app = create_app(make_settings())  # SQLite file + the real Redis
+    client = await aiohttp_client(app)
+    return app, client
+
+
+async def test_the_document_covers_every_route(live):
+    app, client = live
+    resp = await client.get("/api/openapi.json")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.")
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer",
+                                                                  "bearerFormat": "JWT"}
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    served = {(h.endpoint.method, h.endpoint.path) for h in HANDLERS}
+    assert served <= documented
+    assert {("GET", "/health"), ("GET", "/metrics"), ("GET", "/api/v1/agents"),
+            ("GET", "/api/openapi.json")} <= documented
+    for (method, path) in served:
+        operation = doc["paths"][path][method.lower()]
+        assert operation["security"] == [{"bearerAuth": []}]
+        assert {"401", "503"} <= set(operation["responses"])
+        for name in re.findall(r"{(\w+)}", path):
+            assert any(p["in"] == "path" and p["name"] == name for p in operation["parameters"])
+    listing = doc["paths"]["/api/v1/conversations"]["get"]
+    names = {p["name"] for p in listing["parameters"] if p["in"] == "query"}
+    assert names == {"state", "agent_id", "team_id", "label", "user_id", "since", "until", "q", "limit", "cursor"}
+    limit = next(p for p in listing["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 200
+    assert doc["paths"]["/api/v1/labels"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LabelBody"}
+    assert doc["components"]["schemas"]["LabelBody"]["additionalProperties"] is False
+    agents = doc["components"]["schemas"]["Agent"]["properties"]
+    assert {"agent_id", "status", "active", "max_chats", "active_conversations"} <= set(agents)
+
+
+def _fuzz(doc: dict, base_url: str, token: str, served: set[tuple[str, str]],
+          statuses: dict[str, set[int]]) -> list[str]:
+    """Run every served operation in both generation modes; return what failed."""
+    schema = schemathesis.openapi.from_dict(doc)
+    headers = {"Authorization": f"Bearer {token}"}
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if (operation.method.upper(), operation.path) not in served:
+            continue  # e.g. /api/v1/agents before the presence module serves it
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode, headers=headers))
+            @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+                      suppress_health_check=list(HealthCheck), print_blob=False)
+            def run(case) -> None:
+                response = case.call(base_url=base_url, timeout=10)
+                statuses.setdefault(f"{operation.method.upper()} {operation.path}", set()).add(response.status_code)
+                case.validate_response(response, checks=CHECKS)
+
+            try:
+                run()
+            except Unsatisfiable:
+                assert mode is schemathesis.GenerationMode.NEGATIVE  # nothing can be wrong in a bare GET
+            except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report
+                failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
+    return failures
+
+
+async def test_fuzz_finds_no_server_error_and_no_undocumented_response(live):
+    app, client = live
+    admin = Identity("fuzz-admin", "admin")
+    await app[keys.SERVICE].remember(admin)
+    token = issue_token(app[keys.SETTINGS].jwt_secret_key, admin.user_id, admin.role)
+    # something for the fuzzer to find: a conversation, a label and a team
+    conversation = await app[keys.SERVICE].start(Identity("fuzz-customer", "customer"))
+    assert conversation.id
+    doc = await (await client.get("/api/openapi.json")).json()
+    served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    base_url = str(client.make_url("")).rstrip("/")
+    statuses: dict[str, set[int]] = {}
+    failures = await asyncio.to_thread(_fuzz, doc, base_url, token, served, statuses)
+    assert not failures, "\n\n".join(failures)
+    # the fuzzer reached every served operation, and got past validation on the listings
+    assert len(statuses) == len(served & {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops})
+    assert 200 in statuses["GET /api/v1/conversations"] and 400 in statuses["GET /api/v1/conversations"]

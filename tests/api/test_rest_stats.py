@@ -1,0 +1,211 @@
+"""GET /api/v1/stats against a hand-computed fixture, on MariaDB and SQLite.
+
+Rows are written directly with known timestamps (a day in 2010 of its own for each test, as
+the MariaDB database is shared by the run), so every figure below was worked out by hand from
+the table in `fixture`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import orjson
+import pytest
+
+from chat import keys
+from chat.app import create_app
+from chat.auth import issue_token
+from chat.store.admin import p90_seconds
+from chat.store.models import EVENT_COLUMNS, MESSAGE_COLUMNS
+from chat.store.store import CONVERSATION_COLUMNS
+from states.clock import iso_from_ms, ms_from_iso
+
+DAY_S = 86_400
+_DAYS = itertools.count(10, 10)  # day numbers in 2010, one per fixture, 9 free days between
+
+
+class Clock:
+    """T0 (a midnight of 2010 used by one test only) and times relative to it."""
+
+    def __init__(self) -> None:
+        self.t0 = ms_from_iso("2010-01-01T00:00:00Z") + next(_DAYS) * DAY_S * 1000
+
+    def ms(self, seconds: float) -> int:
+        """Epoch ms of T0 + seconds."""
+        return self.t0 + round(seconds * 1000)
+
+    def iso(self, seconds: float) -> str:
+        """ISO 8601 of T0 + seconds."""
+        return iso_from_ms(self.ms(seconds))
+
+    def window(self, start_s: float = 0, end_s: float = DAY_S) -> dict:
+        """since/until query parameters for [T0 + start_s, T0 + end_s)."""
+        return {"since": self.iso(start_s), "until": self.iso(end_s)}
+
+
+@pytest.fixture
+async def api(aiohttp_client, make_settings, database_url):
+    app = create_app(make_settings(database_url=database_url))
+    client = await aiohttp_client(app)
+    token = issue_token(app[keys.SETTINGS].jwt_secret_key, "stats-admin", "admin")
+
+    async def stats(**params) -> tuple[int, dict]:
+        resp = await client.get("/api/v1/stats", params=params, headers={"Authorization": f"Bearer {token}"})
+        return resp.status, await resp.json()
+
+    return app, stats
+
+
+class Fixture:
+    """Writes conversations, their transition log and their messages."""
+
+    def __init__(self, db, clock: Clock):
+        self.db = db
+        self.at = clock.ms
+
+    async def conversation(self, created_s: float, state: str, team_id: str | None) -> str:
+        cid = str(uuid.uuid4())
+        await self.db.execute(
+            f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (cid, "stats-user", state, "ai" if state == "ai" else "human", None, team_id, 0, 0,
+             orjson.dumps({}).decode(), None, self.at(created_s), self.at(created_s)),
+        )
+        return cid
+
+    async def events(self, cid: str, *transitions: tuple[float, str, str, str]) -> None:
+        for version, (when_s, trigger, from_state, to_state) in enumerate(transitions, start=1):
+            await self.db.execute(
+                f"INSERT INTO conversation_events ({EVENT_COLUMNS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (str(uuid.uuid4()), cid, version, trigger, from_state, to_state, "system", None, None, None, None,
+                 self.at(when_s)),
+            )
+
+    async def messages(self, cid: str, *messages: tuple[float, str, bool]) -> None:
+        for seq, (when_s, sender_type, private) in enumerate(messages, start=1):
+            await self.db.execute(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (str(uuid.uuid4()), cid, seq, sender_type, None, "text", 1 if private else 0, None, self.at(when_s)),
+            )
+
+
+@pytest.fixture
+async def fixture(api):
+    """Times are seconds after T0 (a midnight in 2010); the window is [0, 86400).
+
+    | conv | created | team | transitions (s)                                              | messages (s)                     |
+    |------|---------|------|--------------------------------------------------------------|----------------------------------|
+    | A    | 0       | T    | handoff 10, assign 40.5, close 300                           | customer 5, agent private 50, agent 100 |
+    | B    | 1000    | T    | handoff 1010, assign 1100, requeue 1200, assign 1500         | customer 1005, agent 1550        |
+    | C    | 2000    | -    | close 2600                                                   | customer 2010, ai 2020           |
+    | D    | 3000    | T2   | handoff 3100, release 3400                                   | system 3101                      |
+    | E    | -5000   | T    | handoff -4000, assign 5000, close 6000                       | agent 5020                       |
+    | F    | 7000    | -    | handoff DAY+100                                              | customer 7005                    |
+    | G    | DAY+10  | -    | (none)                                                       | customer DAY+20                  |
+    """
+    app, _ = api
+    clock = Clock()
+    f = Fixture(app[keys.STORE].db, clock)
+    team, team2 = f"team-{uuid.uuid4().hex[:8]}", f"team-{uuid.uuid4().hex[:8]}"
+    a = await f.conversation(0, "closed", team)
+    await f.events(a, (10, "request_handoff", "ai", "handoff"), (40.5, "assign", "handoff", "human"),
+                   (300, "close", "human", "closed"))
+    await f.messages(a, (5, "customer", False), (50, "agent", True), (100, "agent", False))
+    b = await f.conversation(1000, "human", team)
+    await f.events(b, (1010, "request_handoff", "ai", "handoff"), (1100, "assign", "handoff", "human"),
+                   (1200, "requeue", "human", "handoff"), (1500, "assign", "handoff", "human"))
+    await f.messages(b, (1005, "customer", False), (1550, "agent", False))
+    c = await f.conversation(2000, "closed", None)
+    await f.events(c, (2600, "close", "ai", "closed"))
+    await f.messages(c, (2010, "customer", False), (2020, "ai", False))
+    d = await f.conversation(3000, "ai", team2)
+    await f.events(d, (3100, "request_handoff", "ai", "handoff"), (3400, "release", "handoff", "ai"))
+    await f.messages(d, (3101, "system", False))
+    e = await f.conversation(-5000, "closed", team)
+    await f.events(e, (-4000, "request_handoff", "ai", "handoff"), (5000, "assign", "handoff", "human"),
+                   (6000, "close", "human", "closed"))
+    await f.messages(e, (5020, "agent", False))
+    g = await f.conversation(7000, "handoff", None)
+    await f.events(g, (DAY_S + 100, "request_handoff", "ai", "handoff"))
+    await f.messages(g, (7005, "customer", False))
+    h = await f.conversation(DAY_S + 10, "ai", None)
+    await f.messages(h, (DAY_S + 20, "customer", False))
+    return {"team": team, "team2": team2, "clock": clock}
+
+
+async def test_stats_of_the_window(api, fixture):
+    _, stats = api
+    clock = fixture["clock"]
+    status, body = await stats(**clock.window())
+    assert status == 200, body
+    assert body == {
+        "since": clock.iso(0),
+        "until": clock.iso(DAY_S),
+        "team_id": None,
+        "conversations_by_state": {"ai": 1, "handoff": 1, "human": 1, "closed": 2},  # A B C D F
+        "started": 5,
+        "handed_off": 3,  # A B D (E's and F's handoffs are outside the window)
+        "closed": 3,  # A C E
+        "ai_resolved": 1,  # C: A and E had an agent message
+        "handoff_rate": 0.6,
+        "queue_waits": 3,  # A 30.5, B 90, B again 300 (D left the queue for the AI: no wait)
+        "queue_wait_avg_s": 140.167,  # 420.5 / 3
+        "queue_wait_p90_s": 300.0,  # nearest rank: ceil(0.9 * 3) = 3rd of [30.5, 90, 300]
+        "first_responses": 3,  # A 100 - 40.5 (the private note does not count), B 1550 - 1100, E 5020 - 5000
+        "first_response_avg_s": 176.5,  # (59.5 + 450 + 20) / 3
+        "resolution_avg_s": 3966.667,  # (300 + 600 + 11000) / 3
+        "messages_by_sender_type": {"customer": 4, "ai": 1, "agent": 4, "system": 1},
+    }
+
+
+async def test_stats_of_one_team(api, fixture):
+    _, stats = api
+    status, body = await stats(**fixture["clock"].window(), team_id=fixture["team"])
+    assert status == 200, body
+    assert body["team_id"] == fixture["team"]
+    assert body["conversations_by_state"] == {"ai": 0, "handoff": 0, "human": 1, "closed": 1}  # A B
+    assert (body["started"], body["handed_off"], body["handoff_rate"]) == (2, 2, 1.0)
+    assert (body["closed"], body["ai_resolved"], body["resolution_avg_s"]) == (2, 0, 5650.0)  # A 300, E 11000
+    assert (body["queue_waits"], body["queue_wait_avg_s"], body["queue_wait_p90_s"]) == (3, 140.167, 300.0)
+    assert (body["first_responses"], body["first_response_avg_s"]) == (3, 176.5)
+    assert body["messages_by_sender_type"] == {"customer": 2, "ai": 0, "agent": 4, "system": 0}
+
+    status, body = await stats(**fixture["clock"].window(), team_id=fixture["team2"])  # D only
+    assert body["conversations_by_state"] == {"ai": 1, "handoff": 0, "human": 0, "closed": 0}
+    assert (body["started"], body["handed_off"], body["handoff_rate"], body["queue_waits"]) == (1, 1, 1.0, 0)
+    assert body["queue_wait_avg_s"] is None and body["queue_wait_p90_s"] is None
+    assert body["first_response_avg_s"] is None and body["resolution_avg_s"] is None
+
+
+async def test_stats_of_an_empty_window(api, fixture):
+    _, stats = api
+    status, body = await stats(**fixture["clock"].window(-5 * DAY_S, -4 * DAY_S))
+    assert status == 200
+    assert body["started"] == 0 and body["handoff_rate"] == 0.0 and body["closed"] == 0
+    assert body["conversations_by_state"] == {"ai": 0, "handoff": 0, "human": 0, "closed": 0}
+    assert body["messages_by_sender_type"] == {"customer": 0, "ai": 0, "agent": 0, "system": 0}
+
+
+async def test_a_narrow_window_cuts_pairs_by_their_start(api, fixture):
+    _, stats = api
+    # [1200 s, 1600 s): B's second wait starts at 1200 (counted); its first started at 1010 (not)
+    status, body = await stats(**fixture["clock"].window(1200, 1600))
+    assert (body["queue_waits"], body["queue_wait_avg_s"]) == (1, 300.0)
+    assert body["started"] == 0 and body["first_responses"] == 0
+    assert body["messages_by_sender_type"]["agent"] == 1  # B at 1550
+
+
+async def test_stats_validation(api):
+    _, stats = api
+    for params in ({"since": "soon"}, {"since": "2010-03-02", "until": "2010-03-01"}, {"team_id": ""}):
+        status, body = await stats(**params)
+        assert status == 400 and body["error"]["code"] == "invalid", params
+
+
+def test_p90_nearest_rank():
+    assert p90_seconds([]) is None
+    assert p90_seconds([5000]) == 5.0
+    assert p90_seconds(list(range(1000, 11000, 1000))) == 9.0  # ten values: the 9th
+    assert p90_seconds(list(range(1000, 12000, 1000))) == 10.0  # eleven values: ceil(9.9) = 10th

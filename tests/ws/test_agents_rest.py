@@ -1,0 +1,35 @@
+"""GET /api/v1/agents reads live presence: status, capacity, active conversations."""
+
+from chat import keys
+
+
+async def test_agents_endpoint_reflects_presence(harness_factory):
+    h = await harness_factory(agent_max_chats=4, routing="manual")
+    online = await h.connect("agent-on", role="agent")
+    await online.ok("presence.set", status="online")
+    away = await h.connect("agent-away", role="agent")
+    await away.ok("presence.set", status="away")
+    gone = await h.connect("agent-gone", role="agent")
+    await gone.ok("presence.set", status="online")
+    await gone.close()
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await online.ok("conversation.claim", conversation_id=cid)
+    await online.ok("queue.list")
+    for _ in range(100):  # the server handles the close of agent-gone's socket
+        if "agent-gone" not in h.app[keys.PRESENCE].local:
+            break
+        await __import__("asyncio").sleep(0.01)
+
+    headers = {"Authorization": f"Bearer {h.token('boss', 'admin')}"}
+    resp = await h.client.get("/api/v1/agents", headers=headers)
+    assert resp.status == 200
+    body = await resp.json()
+    by_id = {a["agent_id"]: a for a in body["items"]}
+    assert by_id["agent-on"] == {"agent_id": "agent-on", "status": "online", "active": True, "max_chats": 4,
+                                 "active_conversations": 1}
+    assert by_id["agent-away"]["status"] == "away"
+    assert by_id["agent-gone"]["status"] == "offline"
+    assert body["next_cursor"] is None
+    customer = await h.client.get("/api/v1/agents", headers={"Authorization": f"Bearer {h.token('c1')}"})
+    assert customer.status == 403
