@@ -177,7 +177,7 @@ class AIRunner:
             if not "".join(parts).strip():
                 raise AIError("empty_reply", "the provider returned no text")
         except AIError as exc:
-            await self._failed(conversation, exc)
+            await self._failed(conversation, exc, reply_to.id)
             return
         metrics.AI_REPLY.observe(time.monotonic() - started)
         self._failures.pop(conversation_id, None)
@@ -200,8 +200,10 @@ class AIRunner:
             self._answered.pop(conversation_id, None)
         await service.publish_message(conversation, message)
 
-    async def _failed(self, conversation, exc: AIError) -> None:
-        """Nothing of a failed turn is stored; enough failures in a row hand over to a human."""
+    async def _failed(self, conversation, exc: AIError, reply_to: str) -> None:
+        """Nothing of a failed turn is stored; enough failures in a row hand over to a human.
+        Below that, subscribers get `ai.failed` (not stored) so a widget can drop the partial
+        reply and offer to resend."""
         metrics.AI_ERRORS.labels(exc.code).inc()
         log.warning("AI turn of %s failed: %s", conversation.id, exc)
         count = self._failures.get(conversation.id, 0) + 1
@@ -209,3 +211,15 @@ class AIRunner:
         if count >= self.settings.ai_failures_before_handoff:
             self._failures.pop(conversation.id, None)
             await self.service._handoff_quietly(conversation.id, "ai_failure", AI_ACTOR)
+            return
+        await self.service.bus.publish(
+            {
+                "to": "conversation",
+                "conversation_id": conversation.id,
+                "owner": conversation.user_id,
+                "frame": {
+                    "type": "ai.failed",
+                    "data": {"conversation_id": conversation.id, "reply_to": reply_to, "code": exc.code},
+                },
+            }
+        )

@@ -147,9 +147,11 @@ async def test_failures_before_handoff_is_a_setting(harness_factory):
         provider_=ScriptedProvider([AIError("http_500", "boom", status=500)]), ai_failures_before_handoff=2
     )
     ws, cid = await start(h)
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi")
+    sent = (await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi"))["message"]
     await h.drain_ai()
     assert (await h.service.conversations.get(cid)).state == "ai"
+    failed = await ws.event("ai.failed")
+    assert failed["data"] == {"conversation_id": cid, "reply_to": sent["id"], "code": "http_500"}
     await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="hello?")
     await h.drain_ai()
     assert (await h.service.conversations.get(cid)).state == "handoff"
