@@ -163,16 +163,10 @@ class AIRunner:
                     if not parts:
                         metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
                     parts.append(item)
-                    await service.bus.publish(
-                        {
-                            "to": "conversation",
-                            "conversation_id": conversation_id,
-                            "owner": conversation.user_id,
-                            "frame": {
-                                "type": "ai.delta",
-                                "data": {"conversation_id": conversation_id, "reply_to": reply_to.id, "delta": item},
-                            },
-                        }
+                    await service.publish(
+                        conversation,
+                        "ai.delta",
+                        {"conversation_id": conversation_id, "reply_to": reply_to.id, "delta": item},
                     )
             if not "".join(parts).strip():
                 raise AIError("empty_reply", "the provider returned no text")
@@ -212,14 +206,8 @@ class AIRunner:
             self._failures.pop(conversation.id, None)
             await self.service._handoff_quietly(conversation.id, "ai_failure", AI_ACTOR)
             return
-        await self.service.bus.publish(
-            {
-                "to": "conversation",
-                "conversation_id": conversation.id,
-                "owner": conversation.user_id,
-                "frame": {
-                    "type": "ai.failed",
-                    "data": {"conversation_id": conversation.id, "reply_to": reply_to, "code": exc.code},
-                },
-            }
+        await self.service.publish(
+            conversation,
+            "ai.failed",
+            {"conversation_id": conversation.id, "reply_to": reply_to, "code": exc.code},
         )

@@ -148,20 +148,33 @@ class ChatService:
             self.router.kick()
         return transition
 
+    async def publish(self, conversation: Conversation, type_: str, data: dict, *, agents_only: bool = False,
+                      skip: str | None = None) -> None:
+        """An event to the conversation's subscribers and its customer's sockets (every instance)."""
+        await self.bus.publish(
+            {
+                "to": "conversation",
+                "conversation_id": conversation.id,
+                "owner": conversation.user_id,
+                "agents_only": agents_only,
+                "skip": skip,
+                "frame": {"type": type_, "data": data},
+            }
+        )
+
     async def publish_updated(self, transition: Transition) -> None:
         """conversation.updated to subscribers, and to agents when the queue changed."""
         after = transition.after
-        frame = {
-            "type": "conversation.updated",
-            "data": {
-                "conversation": await self.public(after),
-                "previous_state": transition.previous_state,
-                "reason": transition.reason,
-            },
+        data = {
+            "conversation": await self.public(after),
+            "previous_state": transition.previous_state,
+            "reason": transition.reason,
         }
-        await self.bus.publish({"to": "conversation", "conversation_id": after.id, "owner": after.user_id, "frame": frame})
+        await self.publish(after, "conversation.updated", data)
         if State.HANDOFF.value in (transition.before.state, after.state):
-            await self.bus.publish({"to": "agents", "team_id": after.team_id, "frame": frame})
+            await self.bus.publish(
+                {"to": "agents", "team_id": after.team_id, "frame": {"type": "conversation.updated", "data": data}}
+            )
 
     async def post_system(self, conversation: Conversation, text: str) -> Message:
         """A system message the customer can read."""
@@ -172,17 +185,11 @@ class ChatService:
     async def publish_message(self, conversation: Conversation, message: Message) -> None:
         """message.created to the conversation's subscribers (private notes: agents only)."""
         metrics.MESSAGES.labels(message.sender_type).inc()
-        await self.bus.publish(
-            {
-                "to": "conversation",
-                "conversation_id": conversation.id,
-                "owner": conversation.user_id,
-                "agents_only": message.private,
-                "frame": {
-                    "type": "message.created",
-                    "data": {"conversation_id": conversation.id, "message": message.to_dict()},
-                },
-            }
+        await self.publish(
+            conversation,
+            "message.created",
+            {"conversation_id": conversation.id, "message": message.to_dict()},
+            agents_only=message.private,
         )
 
     async def _append(self, conversation: Conversation, **fields) -> tuple[Message, bool]:
@@ -373,13 +380,11 @@ class ChatService:
         missing = await self.store.set_labels(conversation_id, titles)
         if missing:
             raise NotFound(f"unknown label(s): {', '.join(missing)}", {"labels": [f"unknown: {t}" for t in missing]})
-        frame = {
-            "type": "conversation.updated",
-            "data": {"conversation": await self.public(conversation), "previous_state": conversation.state,
-                     "reason": "labels"},
-        }
-        await self.bus.publish({"to": "conversation", "conversation_id": conversation_id,
-                                "owner": conversation.user_id, "frame": frame})
+        await self.publish(
+            conversation,
+            "conversation.updated",
+            {"conversation": await self.public(conversation), "previous_state": conversation.state, "reason": "labels"},
+        )
         return conversation
 
     # --- messages --------------------------------------------------------------------------
@@ -465,15 +470,9 @@ class ChatService:
         """Tell the other subscribers that someone is typing."""
         conversation = await self.get_for(identity, conversation_id)
         sender_type = "agent" if identity.is_agent else "customer"
-        await self.bus.publish(
-            {
-                "to": "conversation",
-                "conversation_id": conversation_id,
-                "owner": conversation.user_id,
-                "skip": peer_id,
-                "frame": {
-                    "type": "typing",
-                    "data": {"conversation_id": conversation_id, "sender_type": sender_type, "on": on},
-                },
-            }
+        await self.publish(
+            conversation,
+            "typing",
+            {"conversation_id": conversation_id, "sender_type": sender_type, "on": on},
+            skip=peer_id,
         )
