@@ -1,0 +1,169 @@
+"""Benchmark scripts/migrate_redis.py against the migration guide's naive script.
+
+Seeds N old-format sessions (mixed TTLs and timestamp forms) into Redis db 12, times the
+guide's algorithm (KEYS, then GET + json.loads + SET per key) from db 12 into db 13, then
+times scripts/migrate_redis.py on the same data into db 13, and prints both and the ratio.
+Both dbs are emptied before and after. Run from the repo root:
+
+    .venv/bin/python bench/migrate_redis_bench.py [--n 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_DB, TARGET_DB = 12, 13
+
+
+def db_url(base: str, db: int) -> str:
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
+def old_record(i: int, rng: random.Random) -> dict:
+    """One session as the Node.js services wrote it, in one of their timestamp habits."""
+    record: dict = {
+        "userId": f"user-{i}",
+        "agent": "human" if i % 5 == 0 else "ai",
+        "context": {"lang": "zh-CN", "turns": i % 7, "last": f"message {i}"},
+    }
+    if i % 2:
+        record["metadata"] = {"channel": rng.choice(["web", "app", "wechat"]), "vip": i % 3 == 0}
+    created = 1_704_103_200_000 + i * 1000
+    habit = i % 4
+    if habit == 0:
+        record["createdAt"] = datetime.fromtimestamp(created / 1000).astimezone().isoformat()
+    elif habit == 1:
+        record["createdAt"] = created
+        record["updatedAt"] = created + 60_000
+    elif habit == 2:
+        moment = datetime.fromtimestamp(created / 1000, UTC)
+        record["createdAt"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # habit 3: no timestamps at all
+    return record
+
+
+def seed(client: redis.Redis, n: int) -> None:
+    rng = random.Random(12)
+    pipe = client.pipeline(transaction=False)
+    for i in range(n):
+        ttl_ms = (None, 3_600_000, 86_400_000)[i % 3]  # a third each: none, an hour, a day
+        pipe.set(f"session:{i:08d}", json.dumps(old_record(i, rng)), px=ttl_ms)
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+
+
+def guide_baseline(source_url: str, target_url: str) -> int:
+    """The guide's scripts/migrate_redis.py, step for step (its print goes to /dev/null).
+
+    Its flaws are kept on purpose (a key gone between KEYS and GET crashes it, bytes keys
+    are printed as b'...'): this is the yardstick, not a tool.
+    """
+    old_redis = redis.Redis.from_url(source_url)
+    new_redis = redis.Redis.from_url(target_url)
+    with open(os.devnull, "w") as sink:
+        session_keys = old_redis.keys("session:*")
+        for key in session_keys:
+            old_data = json.loads(old_redis.get(key))  # type: ignore[arg-type]
+            new_data = {
+                "user_id": old_data.get("userId"),
+                "agent_type": old_data.get("agent", "ai"),
+                "context": old_data.get("context", {}),
+                "created_at": datetime.now().isoformat(),
+                "updated_at": datetime.now().isoformat(),
+            }
+            new_redis.set(key, json.dumps(new_data))
+            print(f"Migrated {key}", file=sink)  # type: ignore[str-bytes-safe]
+        print(f"Migrated {len(session_keys)} sessions", file=sink)
+    old_redis.close()
+    new_redis.close()
+    return len(session_keys)
+
+
+def run_script(migrate_redis: ModuleType, source_url: str, target_url: str, report: str) -> int:
+    with open(os.devnull, "w") as sink:
+        streams = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = sink
+        try:
+            return migrate_redis.main(
+                ["--source", source_url, "--target", target_url, "--report", report, "--quiet"]
+            )
+        finally:
+            sys.stdout, sys.stderr = streams
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="sessions to seed (default 100000)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of the script; the median counts (default 3)"
+    )
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        help="server base URL; dbs 12 and 13 are used (default $TEST_REDIS_URL or local)",
+    )
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "scripts"))
+    import migrate_redis  # imported before the clock starts, as a fresh process would be
+
+    source_url, target_url = db_url(args.redis, SOURCE_DB), db_url(args.redis, TARGET_DB)
+    source, target = redis.Redis.from_url(source_url), redis.Redis.from_url(target_url)
+    try:
+        import hiredis  # noqa: F401
+
+        parser_name = "hiredis"
+    except ImportError:
+        parser_name = "redis-py's pure-Python reply parser; hiredis is faster"
+
+    try:
+        source.flushdb()
+        target.flushdb()
+        print(f"seeding {args.n:,} old sessions into db {SOURCE_DB} ...", flush=True)
+        seed(source, args.n)
+
+        started = time.perf_counter()
+        migrated = guide_baseline(source_url, target_url)
+        baseline_s = time.perf_counter() - started
+        assert migrated == args.n, migrated
+        print(f"guide's script (KEYS, GET/SET per key): {baseline_s:8.2f} s", flush=True)
+
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for attempt in range(args.repeat):
+                target.flushdb()
+                started = time.perf_counter()
+                report = os.path.join(tmp, "report.jsonl")
+                rc = run_script(migrate_redis, source_url, target_url, report)
+                times.append(time.perf_counter() - started)
+                assert rc == 0, f"migrate_redis.py exited {rc}"
+                assert target.dbsize() == args.n
+                print(f"scripts/migrate_redis.py run {attempt + 1}:        {times[-1]:8.2f} s")
+        median_s = statistics.median(times)
+        print(f"scripts/migrate_redis.py median:       {median_s:8.2f} s  (min {min(times):.2f} s)")
+        print(f"speed-up: {baseline_s / median_s:.1f}x  ({parser_name}, {os.cpu_count()} CPUs)")
+        return 0
+    finally:
+        source.flushdb()
+        target.flushdb()
+        source.close()
+        target.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
