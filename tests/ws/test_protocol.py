@@ -193,3 +193,27 @@ async def test_binary_never_reaches_commands(harness):
     await ws.ws.send_bytes(b'{"type": "conversation.start"}')
     msg = await ws.ws.receive(timeout=5)
     assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+
+
+async def test_a_dependency_failure_is_unavailable_and_a_bug_is_internal(harness, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    ws = await harness.connect("cust-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    repo = harness.service.conversations
+
+    async def redis_down(conversation_id):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(repo, "get", redis_down)
+    reply = await ws.request("conversation.resume", conversation_id=cid)
+    assert reply["code"] == "unavailable" and "Connection refused" not in reply["message"]
+
+    async def bug(conversation_id):
+        raise KeyError("secret internals")
+
+    monkeypatch.setattr(repo, "get", bug)
+    reply = await ws.request("conversation.resume", conversation_id=cid)
+    assert reply["code"] == "internal" and "secret" not in reply["message"]
+    await ws.send({"type": "ping", "id": 1})
+    assert await ws.recv() == {"id": 1, "type": "pong"}  # the socket survives both
