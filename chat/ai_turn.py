@@ -1,9 +1,12 @@
 """The AI turn: context in, streamed deltas out, the reply stored only if nobody took over.
 
-The AI runs outside the state machine's callbacks, one reply at a time per conversation.
-A customer message that arrives while a reply is being generated does not start a second
-generation: it is stored at once, and when the current reply is done one more turn runs
-that sees every message stored meanwhile (several quick messages get one answer).
+The AI runs outside the state machine's callbacks, one reply at a time per conversation,
+across instances too: a turn holds a short Redis lock (`ai:turn:{id}`). A customer message
+that arrives while a reply is being generated does not start a second generation: it is
+stored at once, and when the current reply is done one more turn runs that sees every
+message stored meanwhile (several quick messages get one answer). The instance holding the
+lock looks again for unanswered messages after releasing it, so a message that arrived on
+another instance during the turn is answered too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from contextlib import aclosing
 
 import aiohttp
@@ -19,13 +23,19 @@ from chat import metrics
 from chat.ai import AIError, Provider, ToolCall, TRANSFER_TO_HUMAN_TOOL
 from chat.settings import Settings
 from chat.store import Message
-from states import ConversationNotFound, State, StaleVersion
+from states import ConversationNotFound, State, StaleVersion, redis_keys
 from states.repository import Actor
 
 log = logging.getLogger(__name__)
 
 AI_ACTOR = Actor("ai")
 MAX_REPLY_CHARS = 16000
+
+# Release the turn lock only if this turn still holds it.
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def build_provider(settings: Settings, session: aiohttp.ClientSession) -> Provider:
@@ -87,7 +97,13 @@ class AIRunner:
         self._pending: set[str] = set()
         self._failures: dict[str, int] = {}
         self._answered: dict[str, dict[int, int]] = {}  # cid -> {ai reply seq: customer seq it answered}
+        self._attempted: dict[str, int] = {}  # cid -> seq of the newest customer message a turn took on
         self.discarded = 0
+        redis = service.conversations.redis
+        self._redis = redis
+        self._unlock = redis.register_script(UNLOCK_SCRIPT)
+        # long enough for any turn: retries before the first chunk plus a silence between every chunk
+        self._lock_ms = int(1000 * max(120.0, settings.ai_chunk_timeout_s * 4))
 
     def schedule(self, conversation_id: str) -> None:
         """Answer the conversation's newest customer messages (once the current turn is done)."""
@@ -118,31 +134,56 @@ class AIRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, conversation_id: str) -> None:
+        key = redis_keys.ai_turn(conversation_id)
         while True:
             self._pending.discard(conversation_id)
+            token = uuid.uuid4().hex
+            if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
+                return  # another instance is answering; it looks again when it is done
             try:
                 await self._turn(conversation_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("AI turn of %s failed unexpectedly", conversation_id)
-            if conversation_id not in self._pending:
+            finally:
+                await asyncio.shield(self._unlock(keys=[key], args=[token]))
+            if conversation_id in self._pending:
+                continue
+            try:
+                if await self._next(conversation_id) is None:
+                    return
+            except Exception:
+                log.exception("could not look for unanswered messages of %s", conversation_id)
                 return
+
+    async def _next(self, conversation_id: str):
+        """(conversation, history, the customer message to answer), or None when nothing is due."""
+        try:
+            conversation = await self.service.conversations.get(conversation_id)
+        except ConversationNotFound:
+            return None
+        if conversation.state != State.AI.value:
+            return None
+        history = await self.service.store.recent_messages(conversation_id, self.settings.ai_context_messages)
+        customer = [m for m in history if m.sender_type == "customer"]
+        if not customer or customer[-1].seq <= self._attempted.get(conversation_id, 0):
+            return None
+        if history[-1].sender_type != "customer":
+            # a reply follows the newest customer message, unless we know it answered an older one
+            answered_to = max(self._answered.get(conversation_id, {}).values(), default=None)
+            if answered_to is None or customer[-1].seq <= answered_to:
+                return None
+        return conversation, history, customer[-1]
 
     async def _turn(self, conversation_id: str) -> None:
         service = self.service
-        try:
-            conversation = await service.conversations.get(conversation_id)
-        except ConversationNotFound:
+        due = await self._next(conversation_id)
+        if due is None:
             return
-        if conversation.state != State.AI.value:
-            return
-        history = await service.store.recent_messages(conversation_id, self.settings.ai_context_messages)
-        customer = [m for m in history if m.sender_type == "customer"]
+        conversation, history, reply_to = due
+        self._attempted[conversation_id] = reply_to.seq
         answered = self._answered.get(conversation_id, {})
-        if not customer or (history[-1].sender_type != "customer" and customer[-1].seq <= max(answered.values(), default=0)):
-            return  # nothing new to answer
-        reply_to = customer[-1]
         messages = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars, answered)
         parts: list[str] = []
         started = time.monotonic()

@@ -21,6 +21,11 @@ def presence(agent_id: str) -> str:
     return f"{PRESENCE_PREFIX}{agent_id}"
 
 
+def ai_turn(conversation_id: str) -> str:
+    """The lock of the AI turn in progress (transient: a backup skips it)."""
+    return f"ai:turn:{conversation_id}"
+
+
 def agent_load(agent_id: str) -> str:
     """The set of conversations currently assigned to an agent."""
     return f"agent:{agent_id}:load"

@@ -84,7 +84,7 @@ class ConversationRepository:
     """The only way conversations are created and moved."""
 
     def __init__(self, redis, log: TransitionLog):
-        self._redis = redis
+        self.redis = redis
         self._log = log
         self._cas = redis.register_script(CAS_SCRIPT)
 
@@ -110,19 +110,19 @@ class ConversationRepository:
             metadata=dict(metadata or {}),
         )
         await self._log.create_conversation(conversation)
-        await self._redis.set(redis_keys.session(conversation.id), dump_record(conversation), nx=True)
+        await self.redis.set(redis_keys.session(conversation.id), dump_record(conversation), nx=True)
         return conversation
 
     async def _load_raw(self, conversation_id: str) -> tuple[bytes, Conversation]:
         key = redis_keys.session(conversation_id)
-        raw = await self._redis.get(key)
+        raw = await self.redis.get(key)
         if raw is None:
             restored = await self._log.load_conversation(conversation_id)
             if restored is None:
                 raise ConversationNotFound(conversation_id)
             # the live record was lost (expired or flushed): rebuild it from the durable row
-            await self._redis.set(key, dump_record(restored), nx=True)
-            raw = await self._redis.get(key)
+            await self.redis.set(key, dump_record(restored), nx=True)
+            raw = await self.redis.get(key)
             if raw is None:
                 raise ConversationNotFound(conversation_id)
         return raw, load_record(conversation_id, raw)

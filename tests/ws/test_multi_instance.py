@@ -98,3 +98,27 @@ async def test_killed_subscriber_reconnects_and_nothing_is_lost(harness_factory,
     assert contents == [f"gap {i}" for i in range(5)] + ["after"]
     seqs = [m["seq"] for m in resumed]
     assert seqs == list(range(seen_before_gap + 1, seen_before_gap + 7))
+
+
+async def test_one_ai_reply_at_a_time_across_instances(harness_factory, mysql_database_url):
+    """Two tabs on two instances write during one generation: one turn at a time, and the
+    message that arrived on the other instance is answered after the first turn."""
+    from tests.ws.support import ScriptedProvider
+
+    provider_a, provider_b = ScriptedProvider(["from A"]), ScriptedProvider(["from B"])
+    provider_a.gate = asyncio.Event()
+    a = await harness_factory(database_url=mysql_database_url, provider_=provider_a)
+    b = await harness_factory(database_url=mysql_database_url, provider_=provider_b)
+    tab_a = await a.connect("cust-1")
+    tab_b = await b.connect("cust-1")
+    cid = (await tab_a.ok("conversation.start"))["conversation"]["id"]
+    await tab_a.ok("message.send", conversation_id=cid, client_msg_id="1", content="first")
+    await provider_a.started.wait()  # A's turn holds the lock and waits on its gate
+    await tab_b.ok("message.send", conversation_id=cid, client_msg_id="2", content="second")
+    await b.drain_ai()
+    assert provider_b.calls == []  # B did not start a second generation
+    provider_a.gate.set()
+    await a.drain_ai()
+    stored = [(m.sender_type, m.content) for m in await a.app[keys.STORE].list_messages(cid)]
+    assert stored == [("customer", "first"), ("customer", "second"), ("ai", "from A"), ("ai", "from A")]
+    assert [m["content"] for m in provider_a.calls[1] if m["role"] == "user"] == ["first", "second"]
