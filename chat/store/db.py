@@ -137,8 +137,11 @@ class MySQLDatabase(Database):
 
     dialect = "mysql"
 
-    def __init__(self, pool: aiomysql.Pool):
+    def __init__(self, pool: aiomysql.Pool, size: int):
         self._pool = pool
+        # a FIFO queue in front of the pool: aiomysql lets a newcomer take a freed connection
+        # before the tasks already waiting, which under load starves some of them for seconds
+        self._slots = asyncio.Semaphore(size)
 
     @classmethod
     async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> "MySQLDatabase":
@@ -160,10 +163,16 @@ class MySQLDatabase(Database):
             )
         except (pymysql.err.MySQLError, OSError) as exc:
             raise DatabaseError(f"cannot connect to {config.describe()}: {exc}") from None
-        return cls(pool)
+        return cls(pool, pool_size)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._slots:
+            async with self._transaction() as tx:
+                yield tx
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
         try:
             conn = await self._pool.acquire()
         except (pymysql.err.MySQLError, OSError, RuntimeError) as exc:  # RuntimeError: the pool is closed
