@@ -46,6 +46,8 @@ def mask_url(url: str) -> str:
                 [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
                 safe="*",
             )
+    if not netloc and parts.scheme and url.startswith(f"{parts.scheme}:///"):
+        return url  # sqlite:///path, sqlite:////abs/path: no host, no secret; keep it exactly
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

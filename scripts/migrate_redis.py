@@ -58,6 +58,8 @@ _EPOCH_MS = re.compile(r"[+-]?\d+(?:\.\d*)?")
 _MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _DAY_MS = 86_400_000
+# 19 or more digits in a row: possibly an integer orjson would read as a float
+_LONG_INTEGER = re.compile(rb"\d{19,}")
 _day_prefixes: dict[int, str] = {}  # epoch day -> "YYYY-MM-DD", see format_epoch_ms
 
 
@@ -181,8 +183,15 @@ def _reject_constant(name: str) -> Any:
 def loads(raw: bytes) -> Any:
     """Parse JSON with orjson, falling back to the stdlib for what orjson refuses but JSON allows.
 
-    orjson rejects lone surrogate escapes (``"\\ud800"``), which JavaScript writes happily.
+    orjson rejects lone surrogate escapes (``"\\ud800"``), which JavaScript writes happily, and
+    silently turns integers beyond 64 bits into floats: a record with such a literal is read
+    by the stdlib, which keeps them exact.
     """
+    if _LONG_INTEGER.search(raw):
+        try:
+            return json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConversionError("bad_json", f"not valid JSON: {exc}") from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as first:

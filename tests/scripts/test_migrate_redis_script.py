@@ -685,3 +685,12 @@ def test_public_read_path_gives_the_same_outcome(dbs, tmp_path, monkeypatch):
         ("session:epoch-human", "verify_target_not_string"),
     ]
     assert json.loads(dbs[TGT].get("session:iso-ttl")) == EXPECTED["session:iso-ttl"]
+
+
+def test_integers_beyond_64_bits_survive_exactly():
+    import migrate_redis
+
+    raw = b'{"userId": "u1", "agent": "ai", "context": {"order": 123456789012345678901234567890}}'
+    converted = migrate_redis.convert(raw, "2024-01-01T00:00:00.000Z")
+    assert converted.record["context"]["order"] == 123456789012345678901234567890
+    assert b'"order":123456789012345678901234567890' in converted.value

@@ -60,3 +60,11 @@ def test_progress_writes_plain_lines_otherwise():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("verify: 20 done")
     assert "\r" not in stream.getvalue()
+
+
+def test_mask_url_keeps_sqlite_paths():
+    from _common import mask_url
+
+    assert mask_url("sqlite:////abs/path/chat.db") == "sqlite:////abs/path/chat.db"
+    assert mask_url("sqlite:///data/chat.db") == "sqlite:///data/chat.db"
+    assert mask_url("mysql://u:secret@h:3306/db") == "mysql://u:***@h:3306/db"
