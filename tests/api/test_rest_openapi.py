@@ -17,7 +17,7 @@ from chat.api.routes import HANDLERS
 from chat.app import create_app
 from chat.auth import Identity, issue_token
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis  # noqa: E402  (the test extra installs it)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
