@@ -95,6 +95,29 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_adopt(args: argparse.Namespace) -> int:
+    """Create the SQL rows of migrated Redis records (after scripts/migrate_redis.py)."""
+    from chat.adopt import adopt
+    from chat.store import DatabaseError
+
+    settings = _settings()
+    if settings.redis is None:
+        print("chat-api: db adopt needs REDIS_URL (the embedded Redis holds no migrated records)", file=sys.stderr)
+        return 2
+
+    def progress(stats) -> None:
+        print(f"  scanned {stats.scanned}, adopted {stats.adopted}", file=sys.stderr, flush=True)
+
+    try:
+        stats = asyncio.run(adopt(settings, batch=args.batch, progress=progress))
+    except (DatabaseError, OSError, ConnectionError) as exc:
+        print(f"chat-api: db adopt failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"scanned {stats.scanned} session keys: {stats.adopted} adopted, {stats.present} already had a row, "
+          f"{stats.invalid} invalid")
+    return 1 if stats.invalid else 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a JWT signed with the configured secret."""
     from chat.auth import issue_token
@@ -127,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    adopt_cmd = db_sub.add_parser("adopt", help="create the SQL rows of migrated Redis session records")
+    adopt_cmd.add_argument("--batch", type=int, default=500, help="keys per SCAN (default 500)")
+    adopt_cmd.set_defaults(func=cmd_db_adopt)
 
     token = sub.add_parser("token", help="print a JWT signed with JWT_SECRET_KEY")
     token.add_argument("--sub", required=True, help="user id")

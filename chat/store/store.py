@@ -95,7 +95,8 @@ class Store:
             c.version,
             0,
             orjson.dumps(c.metadata).decode(),
-            _ms_or_none(c.handoff_at),
+            # a migrated record in handoff has no handoff_at: it has waited since its last update
+            _ms_or_none(c.handoff_at or (c.updated_at if c.state == "handoff" else None)),
             ms_from_iso(c.created_at),
             ms_from_iso(c.updated_at),
         )
@@ -415,3 +416,11 @@ class Store:
             "SELECT id, role, active, max_chats FROM users WHERE role IN ('agent', 'admin') ORDER BY id"
         )
         return [(r[0], r[1], bool(r[2]), int(r[3]) if r[3] is not None else None) for r in rows]
+
+    async def existing_conversations(self, ids: list[str]) -> set[str]:
+        """Which of these conversation ids have a SQL row."""
+        if not ids:
+            return set()
+        marks = ", ".join(["%s"] * len(ids))
+        rows = await self.db.fetchall(f"SELECT id FROM conversations WHERE id IN ({marks})", ids)
+        return {r[0] for r in rows}

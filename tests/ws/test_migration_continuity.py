@@ -67,3 +67,24 @@ async def test_migrated_sessions_continue_in_the_service(request, harness_factor
 
 def harness_context(h):
     return h.app[keys.AI_PROVIDER].calls[-1]
+
+
+async def test_db_adopt_makes_migrated_handoffs_visible_to_agents(harness_factory, redis, mysql_database_url):
+    waiting = new_id()
+    await redis.set(redis_keys.session(waiting), orjson.dumps(
+        {"user_id": "legacy", "agent_type": "human", "context": {}, "created_at": "2024-01-01T00:00:00.000Z",
+         "updated_at": "2024-01-01T00:00:00.000Z"}))
+    await redis.set(redis_keys.session(new_id()), b"not json")
+    env = {"REDIS_URL": redis_url(), "DATABASE_URL": mysql_database_url, "JWT_SECRET_KEY": "x" * 40}
+    import os
+
+    run = lambda: subprocess.run([sys.executable, "-m", "chat", "db", "adopt"], capture_output=True, text=True,  # noqa: E731
+                                 timeout=60, env={**os.environ, **env})
+    first = run()
+    assert first.returncode == 1 and "1 adopted" in first.stdout and "1 invalid" in first.stdout  # the bad one is reported
+    second = run()
+    assert "0 adopted, 1 already had a row" in second.stdout
+    h = await harness_factory(database_url=mysql_database_url, routing="manual")
+    agent = await h.connect("agent-1", role="agent")
+    queue = (await agent.ok("queue.list"))["conversations"]
+    assert waiting in [c["id"] for c in queue]

@@ -1,0 +1,69 @@
+"""`chat-api db adopt`: give every migrated Redis record its SQL row now, not at first touch.
+
+After `scripts/migrate_redis.py`, conversations exist only as Redis records until something
+touches them; until then they are not in `queue.list`, routing, the wait timeout or the admin
+lists. Adopting them right after the migration makes the waiting ones (`handoff`) visible
+to agents at once. Safe to run again: rows that exist are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from chat.redis_client import create_redis
+from chat.settings import Settings
+from chat.store import Store, connect
+from states import RecordError, load_record, redis_keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdoptStats:
+    """What one run did."""
+
+    scanned: int = 0
+    adopted: int = 0
+    present: int = 0
+    invalid: int = 0
+
+
+async def adopt(settings: Settings, *, batch: int = 500, progress=None) -> AdoptStats:
+    """Scan session:* and insert the missing conversation rows."""
+    redis = create_redis(settings)
+    db = await connect(settings.database)
+    stats = AdoptStats()
+    try:
+        store = Store(db)
+        await store.upgrade()
+        cursor = 0
+        while True:
+            cursor, keys = await redis.scan(cursor, match=f"{redis_keys.SESSION_PREFIX}*", count=batch)
+            if keys:
+                values = await redis.mget(keys)
+                records = []
+                for key, raw in zip(keys, values):
+                    if raw is None:
+                        continue  # expired since the scan
+                    cid = key.decode()[len(redis_keys.SESSION_PREFIX):]
+                    try:
+                        records.append(load_record(cid, raw))
+                    except RecordError as exc:
+                        stats.invalid += 1
+                        print(f"skipped {key.decode()}: {exc}", file=sys.stderr)
+                stats.scanned += len(keys)
+                present = await store.existing_conversations([r.id for r in records])
+                stats.present += len(present)
+                for record in records:
+                    if record.id not in present:
+                        await store.ensure_conversation(record)
+                        stats.adopted += 1
+                if progress is not None:
+                    progress(stats)
+            if cursor == 0:
+                return stats
+    finally:
+        await db.close()
+        await redis.aclose()
