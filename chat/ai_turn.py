@@ -117,6 +117,9 @@ class AIRunner:
     def cancel(self, conversation_id: str) -> None:
         """Stop a turn in progress here (a takeover); the version guard covers other instances."""
         self._pending.discard(conversation_id)
+        # the conversation left `ai`: its bookkeeping here starts afresh if it comes back
+        for table in (self._failures, self._answered, self._attempted):
+            table.pop(conversation_id, None)
         task = self._tasks.get(conversation_id)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -152,6 +155,7 @@ class AIRunner:
                 continue
             try:
                 if await self._next(conversation_id) is None:
+                    self._answered.pop(conversation_id, None)  # nothing due: forget what only ordering needed
                     return
             except Exception:
                 log.exception("could not look for unanswered messages of %s", conversation_id)

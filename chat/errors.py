@@ -7,7 +7,6 @@ import logging
 from redis.exceptions import RedisError
 
 from chat.store.db import DatabaseError
-from chat.store.store import ClientMsgIdTaken
 from states.errors import ConversationNotFound, TransitionError
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def to_chat_error(exc: BaseException) -> ChatError:
     """Map any exception to what the client sees; unknown ones are logged and `internal`."""
     if isinstance(exc, ChatError):
         return exc
-    if isinstance(exc, (TransitionError, ClientMsgIdTaken)):
+    if isinstance(exc, TransitionError):
         return Conflict(str(exc))
     if isinstance(exc, ConversationNotFound):
         return NotFound("conversation not found")

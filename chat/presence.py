@@ -183,6 +183,11 @@ class Presence:
         cutoff = self.clock() - int(self.settings.presence_grace_s * 1000)
         return [m.decode() for m in await self.redis.zrangebyscore(redis_keys.AGENTS_LEASE, "-inf", cutoff)]
 
+    async def forget_if_idle(self, agent_id: str) -> None:
+        """A gone agent holding nothing leaves the lease set, so sweeps do not walk it again."""
+        if not await self.redis.scard(redis_keys.agent_load(agent_id)):
+            await self.redis.zrem(redis_keys.AGENTS_LEASE, agent_id)
+
     async def mark_offline(self, agent_id: str) -> None:
         """A gone agent is no longer online."""
         if await self.redis.zrem(redis_keys.AGENTS_ONLINE, agent_id):

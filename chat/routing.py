@@ -92,13 +92,18 @@ class Router:
     async def _assign(self, conversation_id: str, agent: AgentState) -> bool:
         try:
             await self.service.route_to(conversation_id, agent.agent_id)
-        except (InvalidTransition, StaleVersion) as exc:
-            # claimed or moved meanwhile: give the slot back unless it became this agent's anyway
-            current = await self.service.conversations.get(conversation_id)
-            if not (current.state == "human" and current.agent_id == agent.agent_id):
+        except Exception as exc:  # lost a race, or a dependency failed: never keep the slot for nothing
+            try:
+                current = await self.service.conversations.get(conversation_id)
+                kept = current.state == "human" and current.agent_id == agent.agent_id
+            except Exception:
+                kept = False
+            if not kept:
                 await self.presence.release_slot(agent.agent_id, conversation_id)
-            log.debug("routing %s to %s lost a race: %s", conversation_id, agent.agent_id, exc)
-            return False
+            if isinstance(exc, (InvalidTransition, StaleVersion)):
+                log.debug("routing %s to %s lost a race: %s", conversation_id, agent.agent_id, exc)
+                return False
+            raise
         agent.load += 1
         agent.last_assigned_ms = self.presence.clock()
         return True
@@ -109,6 +114,7 @@ class Router:
             await self.presence.mark_offline(agent_id)
             for conversation_id in await self.presence.assigned_to(agent_id):
                 await self.service.requeue_from_gone_agent(conversation_id, agent_id)
+            await self.presence.forget_if_idle(agent_id)
         if self.settings.handoff_wait_timeout_s > 0:
             cutoff = self.presence.clock() - int(self.settings.handoff_wait_timeout_s * 1000)
             for conversation_id in await self.service.store.waiting_since(cutoff):

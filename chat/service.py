@@ -14,7 +14,6 @@ from chat.bus import Bus
 from chat.errors import Forbidden, Invalid, NotFound, TooLarge
 from chat.settings import Settings
 from chat.store import Message, Store
-from chat.store.store import check_same_sender
 from states import ConversationNotFound, InvalidTransition, State, StaleVersion
 from states.record import Conversation
 from states.repository import Actor, ConversationRepository, Transition
@@ -140,10 +139,16 @@ class ChatService:
         after = transition.after
         if transition.before.state == State.AI.value and self.ai is not None:
             self.ai.cancel(conversation_id)  # a takeover stops the reply being generated here
-        load_dropped = await self.presence.track(transition.before, after) if self.presence else False
-        await self.publish_updated(transition)
-        if system_text:
-            await self.post_system(after, system_text)
+        # the transition is committed: what follows must not turn it into an error for the caller
+        # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
+        load_dropped = False
+        try:
+            load_dropped = await self.presence.track(transition.before, after) if self.presence else False
+            await self.publish_updated(transition)
+            if system_text:
+                await self.post_system(after, system_text)
+        except Exception:
+            log.exception("after %s of %s: tracking or notifying failed", trigger, conversation_id)
         if self.router is not None and (load_dropped or after.state == State.HANDOFF.value):
             self.router.kick()
         return transition
@@ -406,9 +411,9 @@ class ChatService:
         if client_msg_id is not None and (identity.is_agent or conversation.state == State.CLOSED.value):
             # a resend must not reopen a closed conversation nor be refused to an agent reassigned
             # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
-            existing = await self.store.find_message(conversation_id, client_msg_id)
+            sender_type = "agent" if identity.is_agent else "customer"
+            existing = await self.store.find_message(conversation_id, sender_type, identity.user_id, client_msg_id)
             if existing is not None:
-                check_same_sender(existing, "agent" if identity.is_agent else "customer", identity.user_id)
                 return existing
         if identity.is_agent:
             return await self._agent_message(identity, conversation, content, client_msg_id, private)

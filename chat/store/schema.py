@@ -136,7 +136,8 @@ TABLES_V1 = [
             "created_ms BIGINT NOT NULL",
             "PRIMARY KEY (id)",
             "UNIQUE (conversation_id, seq)",
-            "UNIQUE (conversation_id, client_msg_id)",
+            # idempotency is per sender: two clients numbering their messages 1, 2, 3 never collide
+            "UNIQUE (conversation_id, sender_type, sender_id, client_msg_id)",
             "FOREIGN KEY (conversation_id) REFERENCES conversations (id) ON DELETE CASCADE",
         ],
         [("ix_messages_created", "created_ms")],

@@ -34,16 +34,6 @@ def _ms_or_none(iso: str | None) -> int | None:
     return ms_from_iso(iso) if iso else None
 
 
-class ClientMsgIdTaken(Exception):
-    """The client_msg_id belongs to another sender's message in this conversation."""
-
-
-def check_same_sender(existing: Message, sender_type: str, sender_id: str | None) -> None:
-    """A resend returns the stored message only to the one who sent it (never someone's private note)."""
-    if existing.sender_type != sender_type or existing.sender_id != sender_id:
-        raise ClientMsgIdTaken("client_msg_id is already used by another message in this conversation")
-
-
 class Store:
     """Every SQL the service runs, behind methods named for what they do."""
 
@@ -208,11 +198,13 @@ class Store:
 
     # --- messages --------------------------------------------------------------------------
 
-    async def find_message(self, conversation_id: str, client_msg_id: str) -> Message | None:
-        """The message already stored for this (conversation_id, client_msg_id), if any."""
+    async def find_message(self, conversation_id: str, sender_type: str, sender_id: str | None,
+                           client_msg_id: str) -> Message | None:
+        """The message this sender already stored with this client_msg_id, if any."""
         row = await self.db.fetchone(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND client_msg_id = %s",
-            (conversation_id, client_msg_id),
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND sender_type = %s "
+            "AND sender_id = %s AND client_msg_id = %s",
+            (conversation_id, sender_type, sender_id, client_msg_id),
         )
         return message_from_row(row) if row else None
 
@@ -230,7 +222,7 @@ class Store:
     ) -> tuple[Message, bool]:
         """Store a message with the next seq; return it and whether it is new.
 
-        A resend of a stored client_msg_id returns the stored message. With require_state and
+        A resend (same sender, same client_msg_id) returns the stored message. With require_state and
         require_version the write happens only while the mirror row still has them (the row
         lock taken by the UPDATE keeps any transition out until the commit); otherwise
         StaleVersion and nothing is written.
@@ -281,9 +273,8 @@ class Store:
         except DuplicateKey:
             # a resend (or the same message racing in from another socket): the first one stored wins
             if client_msg_id is not None:
-                existing = await self.find_message(conversation_id, client_msg_id)
+                existing = await self.find_message(conversation_id, sender_type, sender_id, client_msg_id)
                 if existing is not None:
-                    check_same_sender(existing, sender_type, sender_id)
                     return existing, False
             raise
         return message, True

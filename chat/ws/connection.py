@@ -44,6 +44,7 @@ class Connection:
         self.identity: Identity | None = None
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.ws_send_queue_max)
         self._writer: asyncio.Task | None = None
+        self._closer: asyncio.Task | None = None  # kept so the close task is not garbage-collected
         self._recent: deque[float] = deque()
         self._strikes = 0
         self.closing = False
@@ -82,7 +83,7 @@ class Connection:
         """Close from synchronous code (without waiting for queued frames)."""
         if not self.closing:
             self.closing = True
-            asyncio.get_running_loop().create_task(self._close_now(code, message))
+            self._closer = asyncio.get_running_loop().create_task(self._close_now(code, message))
 
     async def _close_now(self, code: int, message: str) -> None:
         if self._writer is not None:
@@ -115,12 +116,22 @@ class Connection:
 
     # --- receiving -------------------------------------------------------------------------
 
-    async def authenticate(self, identity: Identity) -> None:
-        """Leave the auth phase: the socket gets its session."""
+    async def authenticate(self, identity: Identity, frame_id=None) -> bool:
+        """Leave the auth phase: the socket gets its session. When the session cannot be set
+        up (Redis or the database down) the client gets the error and the socket is closed."""
         self.identity = identity
         self.hub.add(self)
-        if self.on_authenticated is not None:
+        if self.on_authenticated is None:
+            return True
+        try:
             await self.on_authenticated(self)
+        except Exception as exc:
+            self.hub.remove(self)
+            self.identity = None
+            self._reply_error(frame_id, to_chat_error(exc))
+            await self.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
+            return False
+        return True
 
     def _reply_error(self, frame_id, error: ChatError) -> None:
         frame = {"type": "error", "code": error.code, "message": error.message}
@@ -192,8 +203,8 @@ class Connection:
             self._reply_error(frame_id, Unauthenticated(str(exc)))
             await self.close(CLOSE_AUTH_FAILED, "authentication failed")
             return
-        await self.authenticate(identity)
-        self._reply(frame_id, {"user_id": identity.user_id, "role": identity.role})
+        if await self.authenticate(identity, frame_id):
+            self._reply(frame_id, {"user_id": identity.user_id, "role": identity.role})
 
     async def _dispatch(self, frame_id, type_: str, frame: dict) -> None:
         cmd = self.registry.commands.get(type_)

@@ -39,8 +39,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.ws_auth_timeout_s
     try:
-        if identity is not None:
-            await conn.authenticate(identity)
+        if identity is not None and not await conn.authenticate(identity):
+            return ws
         while not ws.closed:
             timeout = None if conn.identity is not None else deadline - loop.time()
             if timeout is not None and timeout <= 0:

@@ -159,14 +159,16 @@ async def test_twenty_agents_race_to_claim_one_winner_per_round(request, harness
         assert (c.state, c.agent_id) == ("human", winners[0]["data"]["conversation"]["agent_id"])
 
 
-async def test_client_msg_id_of_another_sender_is_a_conflict_not_a_leak(harness):
+async def test_client_msg_ids_are_per_sender_and_never_leak(harness):
     cust = await harness.connect("cust-1")
     cid = (await cust.ok("conversation.start"))["conversation"]["id"]
     agent = await harness.connect("agent-1", role="agent")
     await agent.ok("conversation.watch", conversation_id=cid)
-    await agent.ok("message.send", conversation_id=cid, client_msg_id="same", content="secret note", private=True)
-    reply = await cust.request("message.send", conversation_id=cid, client_msg_id="same", content="hello")
-    assert reply["type"] == "error" and reply["code"] == "conflict"
-    assert "secret" not in str(reply)
+    note = (await agent.ok("message.send", conversation_id=cid, client_msg_id="1", content="secret note",
+                           private=True))["message"]
+    mine = (await cust.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello"))["message"]
+    assert mine["content"] == "hello" and mine["sender_type"] == "customer" and mine["id"] != note["id"]
+    again = (await cust.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello"))["message"]
+    assert again == mine  # the customer's own resend
     other = await harness.connect("cust-2")
-    assert (await other.request("message.send", conversation_id=cid, client_msg_id="same", content="x"))["code"] == "not_found"
+    assert (await other.request("message.send", conversation_id=cid, client_msg_id="1", content="x"))["code"] == "not_found"

@@ -217,3 +217,19 @@ async def test_a_dependency_failure_is_unavailable_and_a_bug_is_internal(harness
     assert reply["code"] == "internal" and "secret" not in reply["message"]
     await ws.send({"type": "ping", "id": 1})
     assert await ws.recv() == {"id": 1, "type": "pong"}  # the socket survives both
+
+
+async def test_session_setup_failure_is_unavailable_then_closes(harness, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from chat import keys
+
+    async def redis_down(identity):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(harness.app[keys.PRESENCE], "socket_opened", redis_down)
+    ws = await harness.connect()
+    reply = await ws.request("auth", token=harness.token("agent-1", "agent"))
+    assert reply["type"] == "error" and reply["code"] == "unavailable"
+    assert await ws.closed() == 1011
+    assert harness.app[keys.HUB].sockets_of("agent-1") == []

@@ -183,3 +183,24 @@ async def test_handoff_wait_timeout_releases_to_the_ai(harness_factory):
     assert c.state == "ai"
     upd = await cust.event("conversation.updated", lambda f: f["data"]["reason"] == "handoff_timeout")
     assert upd["data"]["conversation"]["state"] == "ai"
+
+
+async def test_a_failed_assign_gives_the_reserved_slot_back(harness_factory, monkeypatch):
+    from chat.store import DatabaseError
+
+    h = await harness_factory(agent_max_chats=1)
+    router, presence = h.app[keys.ROUTER], h.app[keys.PRESENCE]
+    await online_agents(h, 1)
+    real = h.service.route_to
+
+    async def database_down(conversation_id, agent_id):
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(h.service, "route_to", database_down)
+    await handoffs(h, 1)
+    await router.drain()
+    assert await presence.assigned_to("agent-0") == []  # no phantom load left behind
+    monkeypatch.setattr(h.service, "route_to", real)
+    router.kick()
+    await router.drain()
+    assert len(await presence.assigned_to("agent-0")) == 1
