@@ -1,4 +1,4 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, token, states diagram."""
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_adopt(args: argparse.Namespace) -> int:
     """Create the SQL rows of migrated Redis records (after scripts/migrate_redis.py)."""
+    from redis.exceptions import RedisError
+
     from chat.adopt import adopt
     from chat.store import DatabaseError
 
@@ -110,7 +112,7 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
 
     try:
         stats = asyncio.run(adopt(settings, batch=args.batch, progress=progress))
-    except (DatabaseError, OSError, ConnectionError) as exc:
+    except (DatabaseError, RedisError, OSError) as exc:
         print(f"chat-api: db adopt failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"scanned {stats.scanned} session keys: {stats.adopted} adopted, {stats.present} already had a row, "

@@ -35,7 +35,6 @@ SYSTEM_TEXT = {
     "requeued": "正在为您转接其他客服，请稍候。We are finding another agent for you.",
     "released": "您的对话已转回智能助手。You are back with the AI assistant.",
     "closed": "对话已结束。The conversation was closed.",
-    "reopened": "对话已重新打开。The conversation was reopened.",
     "no_agent": "暂时没有可用的人工客服，智能助手将继续为您服务。No agent is available right now; the AI assistant will continue.",
 }
 
