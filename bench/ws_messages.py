@@ -25,6 +25,15 @@ import time
 
 import aiohttp
 
+from chat.auth import issue_token
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc): the server's own cost, whatever the
+    load generator sharing the machine takes."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -81,23 +90,29 @@ async def run(args) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url)
-        token = subprocess.run([sys.executable, "-m", "chat", "token", "--sub", "bench", "--role", "customer",
-                                "--ttl-s", "3600"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        secret = subprocess.run(  # the server's secret: the embedded mode keeps it in its data directory
+            [sys.executable, "-c", "from chat.settings import Settings; print(Settings.from_env().jwt_secret_key)"],
+            env=env, capture_output=True, text=True, check=True).stdout.strip()
+        # one customer per socket, as in production (a customer's tabs all get its events)
+        tokens = [issue_token(secret, f"bench-{i}", "customer", ttl_s=3600) for i in range(args.connections)]
         latencies: list[float] = []
         counter = {"errors": 0, "ready": asyncio.Event()}
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
             tasks = [asyncio.create_task(client(session, url, token, args.seconds, latencies, counter))
-                     for _ in range(args.connections)]
+                     for token in tokens]
             await asyncio.sleep(2.0 + args.connections / 100)  # let every socket set up
+            cpu_before = process_cpu_s(server.pid)
             counter["ready"].set()
             started = time.monotonic()
             await asyncio.gather(*tasks)
             elapsed = time.monotonic() - started
+            cpu_used = process_cpu_s(server.pid) - cpu_before
         latencies.sort()
         q = statistics.quantiles(latencies, n=100)
         print(f"connections={args.connections} messages={len(latencies)} errors={counter['errors']} "
-              f"rate={len(latencies) / elapsed:.0f}/s p50={q[49] * 1000:.1f}ms p99={q[98] * 1000:.1f}ms")
+              f"rate={len(latencies) / elapsed:.0f}/s p50={q[49] * 1000:.1f}ms p99={q[98] * 1000:.1f}ms "
+              f"server_cpu_per_message={cpu_used / max(len(latencies), 1) * 1e6:.0f}us")
     finally:
         server.terminate()
         server.wait(10)

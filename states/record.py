@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 
 import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields as mf, post_load, validate
@@ -85,6 +86,19 @@ _KNOWN = {f.name for f in fields(Conversation)} - {"id", "extra"}
 
 def load_record(conversation_id: str, raw: bytes | str) -> Conversation:
     """Parse and check the JSON at session:{id}."""
+    known, extra = _validated(conversation_id, raw if isinstance(raw, bytes) else raw.encode())
+    # fresh containers per call: callers may change their copy, never the cached one
+    return Conversation(
+        id=conversation_id,
+        extra=copy.deepcopy(extra) if extra else {},
+        **{k: (copy.deepcopy(v) if isinstance(v, (dict, list)) else v) for k, v in known.items()},
+    )
+
+
+@lru_cache(maxsize=4096)
+def _validated(conversation_id: str, raw: bytes) -> tuple[dict, dict]:
+    """The schema check of one exact record value, cached: on the message path the same record
+    is read again and again until its next transition changes the bytes."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -97,7 +111,7 @@ def load_record(conversation_id: str, raw: bytes | str) -> Conversation:
         raise RecordError(f"session:{conversation_id} is invalid: {exc.messages}") from None
     extra = {k: v for k, v in loaded.items() if k not in _KNOWN}
     known = {k: v for k, v in loaded.items() if k in _KNOWN}
-    return Conversation(id=conversation_id, extra=extra, **known)
+    return known, extra
 
 
 def dump_record(conversation: Conversation) -> bytes:

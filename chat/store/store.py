@@ -231,7 +231,10 @@ class Store:
         # stored message is read then (one round trip less for every new message)
         created_ms = now_ms()
         message_id = str(uuid.uuid4())
-        sql = "UPDATE conversations SET last_seq = last_seq + 1, updated_ms = %s WHERE id = %s"
+        mysql = self.db.dialect == "mysql"
+        # MySQL hands the new value back through LAST_INSERT_ID(expr): no SELECT round trip
+        bump = "LAST_INSERT_ID(last_seq + 1)" if mysql else "last_seq + 1"
+        sql = f"UPDATE conversations SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
         params: tuple = (created_ms, conversation_id)
         if require_state is not None:
             sql += " AND state = %s AND version = %s"
@@ -244,11 +247,15 @@ class Store:
                     ):
                         raise StaleVersion(conversation_id, require_version or 0)
                     raise ConversationNotFound(conversation_id)
-                row = await tx.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+                if mysql:
+                    seq = tx.last_insert_id
+                else:
+                    row = await tx.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+                    seq = int(row[0])
                 message = Message(
                     id=message_id,
                     conversation_id=conversation_id,
-                    seq=int(row[0]),
+                    seq=seq,
                     sender_type=sender_type,
                     sender_id=sender_id,
                     content=content,
