@@ -14,6 +14,7 @@ from chat.bus import Bus
 from chat.errors import Forbidden, Invalid, NotFound, TooLarge
 from chat.settings import Settings
 from chat.store import Message, Store
+from chat.store.writer import MessageWriter
 from states import ConversationNotFound, InvalidTransition, State, StaleVersion
 from states.record import Conversation
 from states.repository import Actor, ConversationRepository, Transition
@@ -61,6 +62,7 @@ class ChatService:
         self.settings = settings
         self.conversations = conversations
         self.store = store
+        self.writer = MessageWriter(store)
         self.bus = bus
         self.ai: AIRunner | None = None  # set by the app once the provider is ready
         self.presence: Presence | None = None  # set by the app (agents)
@@ -197,12 +199,13 @@ class ChatService:
         )
 
     async def _append(self, conversation: Conversation, **fields) -> tuple[Message, bool]:
+        """Store through the group-commit writer (the AI's guarded replies go to the store directly)."""
         try:
-            return await self.store.append_message(conversation.id, **fields)
+            return await self.writer.append(conversation.id, **fields)
         except ConversationNotFound:
             # a migrated record touched for the first time has no SQL row yet
             await self.store.ensure_conversation(conversation)
-            return await self.store.append_message(conversation.id, **fields)
+            return await self.writer.append(conversation.id, **fields)
 
     async def request_handoff(self, identity: Identity, conversation_id: str, reason: str | None = None) -> Conversation:
         """`ai` -> `handoff` on a customer's (or an admin's) request."""

@@ -422,3 +422,54 @@ class Store:
         marks = ", ".join(["%s"] * len(ids))
         rows = await self.db.fetchall(f"SELECT id FROM conversations WHERE id IN ({marks})", ids)
         return {r[0] for r in rows}
+
+    async def append_batch(self, items: list[dict]) -> list[Message]:
+        """Store several unguarded messages in one transaction (group commit).
+
+        `items` are append_message keyword sets (conversation_id included). All or nothing:
+        a conversation without a row, or a client_msg_id already stored, raises and writes
+        nothing; the caller then stores the items one by one.
+        """
+        created_ms = now_ms()
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["conversation_id"]] = counts.get(item["conversation_id"], 0) + 1
+        ids = sorted(counts)  # one lock order for every writer: no deadlock between batches
+        marks = ", ".join(["%s"] * len(ids))
+        cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+        async with self.db.transaction() as tx:
+            moved = await tx.execute(
+                f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
+                f"WHERE id IN ({marks})",
+                [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids,
+            )
+            if moved != len(ids):
+                raise ConversationNotFound("one of a batch")
+            rows = await tx.fetchall(f"SELECT id, last_seq FROM conversations WHERE id IN ({marks})", ids)
+            next_seq = {cid: int(last) - counts[cid] + 1 for cid, last in rows}
+            messages = []
+            for item in items:
+                cid = item["conversation_id"]
+                messages.append(
+                    Message(
+                        id=str(uuid.uuid4()),
+                        conversation_id=cid,
+                        seq=next_seq[cid],
+                        sender_type=item["sender_type"],
+                        sender_id=item.get("sender_id"),
+                        content=item["content"],
+                        private=bool(item.get("private", False)),
+                        client_msg_id=item.get("client_msg_id"),
+                        created_ms=created_ms,
+                    )
+                )
+                next_seq[cid] += 1
+            await tx.executemany(
+                f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (m.id, m.conversation_id, m.seq, m.sender_type, m.sender_id, m.content, 1 if m.private else 0,
+                     m.client_msg_id, m.created_ms)
+                    for m in messages
+                ],
+            )
+        return messages

@@ -1,0 +1,70 @@
+"""Group commit for messages: concurrent senders share one transaction.
+
+While one batch is being written, the messages that arrive queue up and go together in the
+next one, so under load many messages cost one commit, and with no load a message is
+written at once (no timer, no added latency). A batch that cannot be written whole (a
+resend, a conversation without its row yet) falls back to one transaction per message,
+which handles those cases exactly as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chat.store.models import Message
+from chat.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class MessageWriter:
+    """Queue of unguarded appends, written in batches by one task."""
+
+    def __init__(self, store: Store, max_batch: int = 200):
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: list[tuple[dict, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+
+    async def append(self, conversation_id: str, **fields) -> tuple[Message, bool]:
+        """Like Store.append_message (without the state guard): the message and whether it is new."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(({"conversation_id": conversation_id, **fields}, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="message-writer")
+        return await future
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            try:
+                await self._write(batch)
+            except BaseException as exc:  # never leave a sender waiting forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+    async def _write(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        if len(batch) > 1:
+            try:
+                messages = await self.store.append_batch([item for item, _ in batch])
+            except Exception as exc:  # a resend or a missing row in the batch: one by one below
+                log.debug("batch of %d not written whole (%s); writing one by one", len(batch), type(exc).__name__)
+            else:
+                self.batches += 1
+                for (_, future), message in zip(batch, messages):
+                    if not future.done():
+                        future.set_result((message, True))
+                return
+        for item, future in batch:
+            if future.done():
+                continue
+            fields = dict(item)
+            try:
+                future.set_result(await self.store.append_message(fields.pop("conversation_id"), **fields))
+            except Exception as exc:
+                future.set_exception(exc)
