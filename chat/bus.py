@@ -31,10 +31,39 @@ class Bus:
         self._task: asyncio.Task | None = None
         self.subscribed = asyncio.Event()
         self.reconnects = 0
+        self._outbox: list[tuple[bytes, asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
 
     async def publish(self, envelope: dict) -> None:
-        """Send an envelope to every instance (this one included)."""
-        await self._redis.publish(self.channel, orjson.dumps(envelope))
+        """Send an envelope to every instance (this one included). Envelopes published while
+        others are on their way go together in one pipeline, in order."""
+        future = asyncio.get_running_loop().create_future()
+        self._outbox.append((orjson.dumps(envelope), future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="bus-publisher")
+        await future
+
+    async def _send(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                if len(batch) == 1:
+                    await self._redis.publish(self.channel, batch[0][0])
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for payload, _ in batch:
+                        pipe.publish(self.channel, payload)
+                    await pipe.execute()
+            except BaseException as exc:  # every waiting publisher learns of it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def start(self, wait_s: float = 3.0) -> None:
         """Start listening; wait a little for the subscription (the service still starts with
@@ -46,7 +75,9 @@ class Bus:
             log.warning("bus not subscribed yet: Redis does not answer; retrying in the background")
 
     async def stop(self) -> None:
-        """Stop listening."""
+        """Send what is still queued, then stop listening."""
+        if self._sender is not None and not self._sender.done():
+            await asyncio.gather(self._sender, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             try:
