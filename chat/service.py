@@ -224,8 +224,7 @@ class ChatService:
     async def close(self, identity: Identity, conversation_id: str) -> Conversation:
         """-> closed: the customer, the assigned agent (any agent when none is), or an admin."""
         conversation = await self.get_for(identity, conversation_id)
-        if identity.role == "agent" and conversation.agent_id not in (None, identity.user_id):
-            raise Forbidden("only the assigned agent or an admin may close this conversation")
+        self._check_assigned(identity, conversation)
         t = await self.transition(
             conversation_id,
             "close",
@@ -343,6 +342,7 @@ class ChatService:
         return t.after
 
     def _check_assigned(self, identity: Identity, conversation: Conversation) -> None:
+        """Agents act only on their own conversations, or on one nobody is assigned to."""
         if identity.role == "agent" and conversation.agent_id not in (None, identity.user_id):
             raise Forbidden("only the assigned agent or an admin may do this")
 

@@ -183,11 +183,6 @@ class Store:
             updated_at=iso_from_ms(int(row[11])),
         )
 
-    async def last_seq(self, conversation_id: str) -> int:
-        """The seq of the newest message (0 when none, or no row yet)."""
-        row = await self.db.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
-        return int(row[0]) if row else 0
-
     async def list_events(self, conversation_id: str) -> list[TransitionEvent]:
         """The transition log of a conversation, oldest first."""
         rows = await self.db.fetchall(

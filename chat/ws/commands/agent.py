@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from chat.ws.commands import CommandContext
-from chat.ws.commands.conversation import ConversationId, ConversationOnlySchema
+from chat.ws.commands.conversation import ConversationId, ConversationOnlySchema, ResumeSchema, subscribe_and_replay
 from chat.ws.registry import AGENT_ROLES, CommandSchema, Registry, command
 
 OptionalId = lambda: fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))  # noqa: E731
@@ -21,11 +21,6 @@ class PresenceSchema(CommandSchema):
 
 class QueueSchema(CommandSchema):
     team_id = OptionalId()
-
-
-class WatchSchema(CommandSchema):
-    conversation_id = ConversationId()
-    after_seq = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
 
 
 class TransferSchema(CommandSchema):
@@ -52,14 +47,10 @@ async def handle_queue(ctx: CommandContext, data: dict) -> dict:
     return {"conversations": await ctx.service.queue(ctx.identity, data["team_id"])}
 
 
-@command("conversation.watch", WatchSchema, roles=AGENT_ROLES)
+@command("conversation.watch", ResumeSchema, roles=AGENT_ROLES)
 async def handle_watch(ctx: CommandContext, data: dict) -> dict:
     """Subscribe to a conversation in any state; the reply is as conversation.resume's."""
-    service = ctx.service
-    conversation = await service.get_for(ctx.identity, data["conversation_id"])
-    ctx.subscribe(conversation.id)
-    messages = await service.messages_for(ctx.identity, conversation.id, data["after_seq"])
-    return {"conversation": await service.public(conversation), "messages": [m.to_dict() for m in messages]}
+    return await subscribe_and_replay(ctx, data)
 
 
 @command("conversation.unwatch", ConversationOnlySchema, roles=AGENT_ROLES)

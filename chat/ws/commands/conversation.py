@@ -64,6 +64,12 @@ async def handle_start(ctx: CommandContext, data: dict) -> dict:
 @command("conversation.resume", ResumeSchema)
 async def handle_resume(ctx: CommandContext, data: dict) -> dict:
     """Every message after `after_seq`, oldest first, and subscribe."""
+    return await subscribe_and_replay(ctx, data)
+
+
+async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
+    """Subscribe this socket, then the conversation and every message after `after_seq`
+    (conversation.resume and conversation.watch answer the same)."""
     service = ctx.service
     conversation = await service.get_for(ctx.identity, data["conversation_id"])
     ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
