@@ -20,7 +20,7 @@ from chat.store import Store, connect
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/test")
-SERVICE_REDIS_DB = 14
+SERVICE_REDIS_DB = int(os.environ.get("TEST_SERVICE_REDIS_DB", "14"))  # parallel runs: give each its own
 
 
 def redis_url(db: int = SERVICE_REDIS_DB) -> str:
