@@ -3,6 +3,7 @@
 from .base import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, StreamItem, ToolCall
 from .dashscope import DashScopeProvider
 from .echo import EchoProvider
+from .factory import build_provider
 from .openai import OpenAIProvider
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "Provider",
     "StreamItem",
     "ToolCall",
+    "build_provider",
 ]

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 
 from .base import AIError, StreamItem
+from .chunks import ToolCallAccumulator, load_json_object, text_of
+from .errors import error_from_event, error_from_payload, incomplete_reply
 from .sse import SSEEvent
-from .streaming import (
-    HTTPStreamProvider,
-    ToolCallAccumulator,
-    error_from_event,
-    error_from_payload,
-    incomplete_reply,
-    load_json_object,
-    text_of,
-)
+from .streaming import CallLimits, HTTPStreamProvider
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 GENERATION_PATH = "/services/aigc/text-generation/generation"
@@ -26,6 +20,7 @@ class DashScopeProvider(HTTPStreamProvider):
     """Qwen models through DashScope's native API (not its OpenAI-compatible mode)."""
 
     name = "dashscope"
+    endpoint_path = GENERATION_PATH
 
     def __init__(
         self,
@@ -34,29 +29,11 @@ class DashScopeProvider(HTTPStreamProvider):
         api_key: str,
         model: str = "qwen-turbo",
         base_url: str = DEFAULT_BASE_URL,
-        connect_timeout_s: float = 5.0,
-        chunk_timeout_s: float = 30.0,
-        max_retries: int = 3,
-        retry_base_s: float = 0.5,
         extra_parameters: dict[str, Any] | None = None,
+        **limits: Unpack[CallLimits],
     ) -> None:
-        super().__init__(
-            session,
-            url=base_url.rstrip("/") + GENERATION_PATH,
-            connect_timeout_s=connect_timeout_s,
-            chunk_timeout_s=chunk_timeout_s,
-            max_retries=max_retries,
-            retry_base_s=retry_base_s,
-        )
-        self._api_key = api_key
-        self.model = model
-        self.base_url = base_url
-        # Sampling settings and the like (temperature, top_p, max_tokens, seed).
-        self._extra_parameters = dict(extra_parameters or {})
-
-    def __repr__(self) -> str:
-        # Never the key.
-        return f"DashScopeProvider(model={self.model!r}, base_url={self.base_url!r})"
+        # extra_parameters go into the request's "parameters" object.
+        super().__init__(session, api_key=api_key, model=model, base_url=base_url, extra=extra_parameters, **limits)
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -67,7 +44,7 @@ class DashScopeProvider(HTTPStreamProvider):
 
     def _body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
         parameters: dict[str, Any] = {"result_format": "message", "incremental_output": True}
-        parameters.update(self._extra_parameters)
+        parameters.update(self._extra)
         if tools:
             parameters["tools"] = tools
         return {"model": self.model, "input": {"messages": messages}, "parameters": parameters}

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 
 from .base import StreamItem
+from .chunks import ToolCallAccumulator, load_json_object, text_of
+from .errors import error_from_event, error_from_payload, incomplete_reply
 from .sse import SSEEvent
-from .streaming import (
-    HTTPStreamProvider,
-    ToolCallAccumulator,
-    error_from_event,
-    error_from_payload,
-    incomplete_reply,
-    load_json_object,
-    text_of,
-)
+from .streaming import CallLimits, HTTPStreamProvider
 
 
 class OpenAIProvider(HTTPStreamProvider):
     """POST {base_url}/chat/completions with "stream": true (OpenAI, DashScope compatible mode, vLLM, Ollama)."""
 
     name = "openai"
+    endpoint_path = "/chat/completions"
 
     def __init__(
         self,
@@ -31,31 +26,13 @@ class OpenAIProvider(HTTPStreamProvider):
         api_key: str,
         base_url: str,
         model: str,
-        connect_timeout_s: float = 5.0,
-        chunk_timeout_s: float = 30.0,
-        max_retries: int = 3,
-        retry_base_s: float = 0.5,
         extra_body: dict[str, Any] | None = None,
+        **limits: Unpack[CallLimits],
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required, e.g. https://api.openai.com/v1")
-        super().__init__(
-            session,
-            url=base_url.rstrip("/") + "/chat/completions",
-            connect_timeout_s=connect_timeout_s,
-            chunk_timeout_s=chunk_timeout_s,
-            max_retries=max_retries,
-            retry_base_s=retry_base_s,
-        )
-        self._api_key = api_key
-        self.model = model
-        self.base_url = base_url
-        # Sampling settings and the like (temperature, max_tokens, seed).
-        self._extra_body = dict(extra_body or {})
-
-    def __repr__(self) -> str:
-        # Never the key.
-        return f"OpenAIProvider(model={self.model!r}, base_url={self.base_url!r})"
+        # extra_body goes into the top level of the request body.
+        super().__init__(session, api_key=api_key, model=model, base_url=base_url, extra=extra_body, **limits)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
@@ -66,7 +43,7 @@ class OpenAIProvider(HTTPStreamProvider):
 
     def _body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": messages}
-        body.update(self._extra_body)
+        body.update(self._extra)
         body["stream"] = True
         if tools:
             body["tools"] = tools

@@ -7,11 +7,10 @@ import logging
 import aiohttp
 import pytest
 
-from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, DashScopeProvider, Provider, ToolCall
-from chat.ai import streaming
+from chat.ai import TRANSFER_TO_HUMAN_TOOL, DashScopeProvider, Provider, ToolCall, streaming
 
 from . import streams
-from .support import USER_HI, calls, collect, collect_until_error, mocked, session  # noqa: F401
+from .support import USER_HI, calls, collect, collect_until_error
 
 BASE_URL = "https://dashscope.test/api/v1"
 URL = BASE_URL + "/services/aigc/text-generation/generation"
@@ -274,7 +273,3 @@ async def test_rejects_nonsense_settings(session):
     with pytest.raises(ValueError):
         make(session, max_retries=-1)
 
-
-async def test_ai_error_text():
-    error = AIError("Throttling", "slow down", status=429, retryable=True, request_id="r-1")
-    assert str(error) == "Throttling: slow down (HTTP 429) [request r-1]"

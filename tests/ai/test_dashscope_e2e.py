@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from chat.ai import DashScopeProvider
 
-from .fake_dashscope import FakeDashScope
-from .support import USER_HI, collect, collect_until_error, session  # noqa: F401
+from .support import USER_HI, collect, collect_until_error
 
 # Every test here must finish well within this; a regression that buffers the
 # stream would otherwise deadlock the lockstep test instead of failing it.
 GUARD_S = 5.0
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDashScope]:
-    fake = FakeDashScope()
-    yield fake
-    fake.release()
-
-
-@pytest.fixture
-async def base_url(aiohttp_server, fake) -> str:
-    server = await aiohttp_server(fake.app(), host="127.0.0.1")
-    return str(server.make_url("/api/v1"))
 
 
 def make(session, base_url: str, **kwargs) -> DashScopeProvider:
@@ -37,11 +21,11 @@ def make(session, base_url: str, **kwargs) -> DashScopeProvider:
     return DashScopeProvider(session, base_url=base_url, **kwargs)
 
 
-async def test_chunks_arrive_one_by_one_as_the_server_sends_them(session, fake, base_url):
+async def test_chunks_arrive_one_by_one_as_the_server_sends_them(session, fake, fake_base_url):
     fake.gate = asyncio.Queue()
     received = []
     async with asyncio.timeout(GUARD_S):
-        async for item in make(session, base_url).stream(USER_HI):
+        async for item in make(session, fake_base_url).stream(USER_HI):
             received.append(item)
             fake.log.append(f"got {item}")
             # The server holds the next chunk until this one has reached us.
@@ -53,52 +37,52 @@ async def test_chunks_arrive_one_by_one_as_the_server_sends_them(session, fake, 
     assert request["json"]["parameters"] == {"result_format": "message", "incremental_output": True}
 
 
-async def test_silence_between_chunks_times_out_without_retry(session, fake, base_url):
+async def test_silence_between_chunks_times_out_without_retry(session, fake, fake_base_url):
     fake.stall_after = 1
     async with asyncio.timeout(GUARD_S):
-        items, error = await collect_until_error(make(session, base_url, chunk_timeout_s=0.2))
+        items, error = await collect_until_error(make(session, fake_base_url, chunk_timeout_s=0.2))
     assert items == ["你好"]
     assert (error.code, error.retryable) == ("timeout", False)
     assert len(fake.requests) == 1
 
 
-async def test_silence_before_the_first_chunk_times_out(session, fake, base_url):
+async def test_silence_before_the_first_chunk_times_out(session, fake, fake_base_url):
     fake.stall_after = 0
     async with asyncio.timeout(GUARD_S):
-        items, error = await collect_until_error(make(session, base_url, chunk_timeout_s=0.2))
+        items, error = await collect_until_error(make(session, fake_base_url, chunk_timeout_s=0.2))
     assert items == []
     assert error.code == "timeout"
     assert len(fake.requests) == 1
 
 
-async def test_connection_dropped_mid_stream_is_a_stream_error(session, fake, base_url):
+async def test_connection_dropped_mid_stream_is_a_stream_error(session, fake, fake_base_url):
     fake.drop_after = 2
     async with asyncio.timeout(GUARD_S):
-        items, error = await collect_until_error(make(session, base_url))
+        items, error = await collect_until_error(make(session, fake_base_url))
     assert items == ["你好", "！我是"]
     assert (error.code, error.retryable) == ("stream_error", False)
 
 
-async def test_throttled_twice_then_streams(session, fake, base_url):
+async def test_throttled_twice_then_streams(session, fake, fake_base_url):
     fake.failures = [(429, "Throttling.RateQuota"), (503, "ServiceUnavailable")]
     async with asyncio.timeout(GUARD_S):
-        assert await collect(make(session, base_url)) == ["你好", "！我是", "通义千问。"]
+        assert await collect(make(session, fake_base_url)) == ["你好", "！我是", "通义千问。"]
     assert len(fake.requests) == 3
 
 
-async def test_wrong_key_degrades_health(session, fake, base_url):
-    provider = make(session, base_url, api_key="sk-wrong")
+async def test_wrong_key_degrades_health(session, fake, fake_base_url):
+    provider = make(session, fake_base_url, api_key="sk-wrong")
     async with asyncio.timeout(GUARD_S):
         _, error = await collect_until_error(provider)
     assert (error.code, error.status) == ("InvalidApiKey", 401)
     assert provider.health == {"status": "degraded", "code": "InvalidApiKey"}
 
 
-async def test_abandoned_stream_releases_the_connection(fake, base_url):
+async def test_abandoned_stream_releases_the_connection(fake, fake_base_url):
     fake.gate = asyncio.Queue()
     # One connection in the pool: a leaked half-read response would block the next call.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as one_connection:
-        provider = make(one_connection, base_url)
+        provider = make(one_connection, fake_base_url)
         async with asyncio.timeout(GUARD_S):
             stream = provider.stream(USER_HI)
             assert await anext(stream) == "你好"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from chat.ai import AIError, EchoProvider, Provider, ToolCall
+from chat.ai import EchoProvider, Provider, ToolCall
 
 from .support import collect, collect_until_error
 
@@ -55,7 +53,3 @@ async def test_is_a_provider():
     assert isinstance(provider, Provider)
     assert (provider.name, provider.health) == ("echo", {"status": "ok"})
 
-
-def test_ai_error_is_an_exception():
-    with pytest.raises(AIError):
-        raise AIError("echo_failure", "x")

@@ -7,7 +7,7 @@ import pytest
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, OpenAIProvider, Provider, ToolCall
 
 from . import streams
-from .support import USER_HI, calls, collect, collect_until_error, mocked, session  # noqa: F401
+from .support import USER_HI, calls, collect, collect_until_error
 
 BASE_URL = "https://llm.test/v1/"
 URL = "https://llm.test/v1/chat/completions"

@@ -1,4 +1,4 @@
-"""The SSE decoder and the shared error and tool-call helpers."""
+"""The incremental SSE decoder: any framing, any split of the bytes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.ai import ToolCall
 from chat.ai.sse import SSEDecodeError, SSEDecoder, SSEEvent
-from chat.ai.streaming import ToolCallAccumulator, error_from_body, is_retryable
 
 from . import streams
 
@@ -93,44 +91,6 @@ RECORDED = [
 def test_any_split_of_a_stream_gives_the_same_events(stream, crlf, cuts):
     raw = (stream.replace("\n", "\r\n") if crlf else stream).encode()
     points = sorted({cut % (len(raw) + 1) for cut in cuts})
-    pieces = [raw[start:end] for start, end in zip([0, *points], [*points, len(raw)])]
+    pieces = [raw[start:end] for start, end in zip([0, *points], [*points, len(raw)], strict=True)]
     assert decode(*pieces) == decode(raw)
     assert len(decode(raw)) == stream.count("\n\n")
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "expected"),
-    [
-        (429, "Throttling.RateQuota", True),
-        (500, "InternalError", True),
-        (503, "", True),
-        (408, "", True),
-        (400, "InvalidParameter", False),
-        (401, "InvalidApiKey", False),
-        (429, "insufficient_quota", False),
-        (None, "Throttling.RateQuota", True),
-        (None, "InternalError.Algo", True),
-        (None, "DataInspectionFailed", False),
-    ],
-)
-def test_which_errors_are_retried(status, code, expected):
-    assert is_retryable(status, code) is expected
-
-
-def test_error_body_that_is_neither_json_nor_sse():
-    error = error_from_body(503, b"upstream connect error or disconnect/reset before headers")
-    assert (error.code, error.status, error.retryable) == ("http_503", 503, True)
-    assert "upstream connect error" in error.message
-
-
-def test_error_body_with_an_sse_status_comment_keeps_the_real_status():
-    error = error_from_body(400, streams.DASHSCOPE_400_SSE_FRAMED.encode())
-    assert (error.code, error.status, error.request_id) == ("InvalidParameter", 400, "5c6d-13")
-
-
-def test_tool_calls_without_index_or_name_or_with_object_arguments():
-    calls = ToolCallAccumulator()
-    calls.add([{"function": {"name": "a", "arguments": {"k": 1}}}, {"function": {"arguments": "{}"}}])
-    calls.add("not a list")
-    assert calls.drain() == [ToolCall("a", {"k": 1})]
-    assert calls.drain() == []
