@@ -18,7 +18,7 @@ API_KEY = "sk-secret-0123456789"
 
 
 def make(session, **kwargs) -> DashScopeProvider:
-    kwargs.setdefault("retry_base_s", 0.001)
+    kwargs.setdefault("retry_base_s", 0.0)  # retries without waiting
     return DashScopeProvider(session, api_key=API_KEY, base_url=BASE_URL, **kwargs)
 
 
