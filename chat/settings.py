@@ -1,13 +1,55 @@
-"""Configuration: one frozen dataclass read from the environment (PROTOCOL section 7)."""
+"""Configuration: one frozen dataclass read from the environment (PROTOCOL section 9.1).
+
+The dataclass is the settings table: each field is declared once with `setting(...)` (its
+variable, default, parser with its check, one-line doc and docs group). `Settings.from_env`
+reads that table, and the README's table and docs/settings.md are generated from it
+(`python -m chat.settings_docs --write`; a test fails when they are stale).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
-from urllib.parse import SplitResult, unquote, urlsplit
+from typing import Any
+
+from chat.settings_parse import (
+    DATABASE,
+    PATH,
+    PHRASES,
+    REDIS,
+    TEXT,
+    URL_ROOT,
+    DatabaseConfig,
+    Group,
+    RedisConfig,
+    Row,
+    SettingsError,
+    choice,
+    integer,
+    number,
+    parse_database_url,
+    parse_redis_url,
+    read_table,
+    setting,
+    table_of,
+)
+from states.redis_keys import EVENTS_CHANNEL
+
+__all__ = [
+    "DEFAULT_DASHSCOPE_BASE_URL",
+    "DEFAULT_HANDOFF_PHRASES",
+    "DEFAULT_SYSTEM_PROMPT",
+    "DatabaseConfig",
+    "RedisConfig",
+    "Settings",
+    "SettingsError",
+    "parse_database_url",
+    "parse_redis_url",
+    "settings_table",
+]
 
 DEFAULT_HANDOFF_PHRASES = (
     "转人工",
@@ -26,141 +68,155 @@ DEFAULT_SYSTEM_PROMPT = (
     "If the customer asks for a human or you cannot help, call transfer_to_human."
 )
 
+DEFAULT_DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"  # chat.ai.dashscope's default too
 
-class SettingsError(Exception):
-    """A configuration variable is missing or malformed."""
+AI_PROVIDERS = ("dashscope", "openai", "echo")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-    def __init__(self, variable: str, problem: str):
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
-        self.problem = problem
+_SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 
 
 @dataclass(frozen=True)
-class DatabaseConfig:
-    """Where the SQL store lives: MySQL/MariaDB over the network or an SQLite file."""
+class Settings:
+    """Everything the service reads from its environment; units in the names."""
 
-    kind: str  # "mysql" or "sqlite"
-    host: str = ""
-    port: int = 3306
-    user: str = ""
-    password: str = field(default="", repr=False)
-    database: str = ""
-    path: str = ""
+    host: str = setting("HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)", group=_SERVICE)
+    port: int = setting("PORT", 8000, integer(0), "listen port (`serve --port` overrides it)", group=_SERVICE)
+    data_dir: Path = setting(
+        "CHAT_DATA_DIR", Path("data"), PATH, "where the embedded mode keeps its SQLite file and JWT secret",
+        group=_SERVICE,
+    )
+    database: DatabaseConfig = setting(
+        "DATABASE_URL", DatabaseConfig(kind="sqlite", path="data/chat.db"), DATABASE,
+        "`mysql://`, `mysql+aiomysql://`, `mysql+asyncmy://` or `mariadb://user:pass@host[:port]/db` "
+        "(percent-encode user and password), or `sqlite:///relative.db` / `sqlite:////absolute.db`",
+        group=_STORAGE, shown_default="embedded SQLite file `$CHAT_DATA_DIR/chat.db`",
+    )
+    redis: RedisConfig | None = setting(  # None: embedded in-process Redis
+        "REDIS_URL", None, REDIS, "`redis://[:pass@]host[:port][/db]`, `rediss://…` or `unix://…`",
+        group=_STORAGE, shown_default="embedded in-process Redis (single instance only)",
+    )
+    jwt_secret_key: str = setting(
+        "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
+        group=_SERVICE, shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
+        note="**required** when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
+    )
+    embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
+    log_level: str = setting("LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level", group=_SERVICE)
 
-    def describe(self) -> str:
-        """A log-safe description (never the password)."""
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.path}"
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    """A Redis server, or None in Settings for the embedded in-process one."""
-
-    url: str = field(repr=False)
-    host: str = "localhost"
-    port: int = 6379
-    db: int = 0
-
-    def describe(self) -> str:
-        """A log-safe description (never the password)."""
-        return f"redis://{self.host}:{self.port}/{self.db}"
-
-
-MYSQL_SCHEMES = ("mysql", "mysql+aiomysql", "mysql+asyncmy", "mariadb")
-
-
-def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseConfig:
-    """Parse mysql://, mysql+aiomysql://, mysql+asyncmy:// or sqlite:///path."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise SettingsError(variable, f"not a valid URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
-        rest = url.strip()[len("sqlite:"):]
-        if not rest.startswith("///"):
-            raise SettingsError(variable, "sqlite URL must look like sqlite:///path/to/chat.db")
-        path = unquote(rest[3:])
-        if not path:
-            raise SettingsError(variable, "sqlite URL needs a path, e.g. sqlite:///data/chat.db")
-        return DatabaseConfig(kind="sqlite", path=path)
-    if scheme not in MYSQL_SCHEMES:
-        raise SettingsError(
-            variable,
-            f"unsupported scheme {parts.scheme!r}; use mysql://, mysql+aiomysql://, "
-            "mysql+asyncmy:// or sqlite:///path",
-        )
-    database = parts.path.lstrip("/")
-    if not parts.hostname:
-        raise SettingsError(variable, "missing host, e.g. mysql://user:pass@host:3306/db")
-    if not database or "/" in database:
-        raise SettingsError(variable, "missing database name, e.g. mysql://user:pass@host:3306/db")
-    return DatabaseConfig(
-        kind="mysql",
-        host=parts.hostname,
-        port=port or 3306,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
-        database=unquote(database),
+    ai_provider: str = setting(
+        "AI_PROVIDER", "echo", choice(*AI_PROVIDERS), "the AI provider (`echo` is offline)", group=_AI,
+        shown_default="`dashscope` when `DASHSCOPE_API_KEY` is set, else `echo`",
+        note="`dashscope` requires `DASHSCOPE_API_KEY`; `openai` requires `AI_BASE_URL`",
+    )
+    ai_model: str = setting("AI_MODEL", "qwen-turbo", TEXT, "model name", group=_AI)
+    dashscope_api_key: str = setting(
+        "DASHSCOPE_API_KEY", "", TEXT, "DashScope key; setting it selects the DashScope provider", group=_AI,
+        secret=True,
+    )
+    dashscope_base_url: str = setting(
+        "DASHSCOPE_BASE_URL", DEFAULT_DASHSCOPE_BASE_URL, URL_ROOT, "DashScope API root", group=_AI
+    )
+    ai_base_url: str = setting(
+        "AI_BASE_URL", "", URL_ROOT, "OpenAI-compatible root (the part before `/chat/completions`)", group=_AI
+    )
+    ai_api_key: str = setting(
+        "AI_API_KEY", "", TEXT, "OpenAI-compatible key; when empty no `Authorization` header is sent", group=_AI,
+        secret=True,
+    )
+    ai_connect_timeout_s: float = setting(
+        "AI_CONNECT_TIMEOUT_S", 5.0, number(0.001), "connect timeout, including the wait for a pooled connection",
+        group=_AI,
+    )
+    ai_chunk_timeout_s: float = setting(
+        "AI_CHUNK_TIMEOUT_S", 30.0, number(0.001), "longest silence between reads (the first token too)", group=_AI
+    )
+    ai_max_retries: int = setting("AI_MAX_RETRIES", 3, integer(0), "retries before the first chunk", group=_AI)
+    ai_retry_base_s: float = setting(
+        "AI_RETRY_BASE_S", 0.5, number(0.0), "retry backoff base (full jitter, doubling)", group=_AI
+    )
+    ai_system_prompt: str = setting(
+        "AI_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, TEXT, "system prompt", group=_AI,
+        shown_default="built-in (`DEFAULT_SYSTEM_PROMPT`)",
+    )
+    ai_context_messages: int = setting(
+        "AI_CONTEXT_MESSAGES", 20, integer(1), "messages in the AI's context", group=_AI
+    )
+    ai_context_chars: int = setting("AI_CONTEXT_CHARS", 8000, integer(100), "characters in the AI's context", group=_AI)
+    ai_failures_before_handoff: int = setting(
+        "AI_FAILURES_BEFORE_HANDOFF", 1, integer(1), "consecutive failed AI turns before an `ai_failure` handoff",
+        group=_AI,
+    )
+    handoff_phrases: tuple[str, ...] = setting(
+        "HANDOFF_PHRASES", DEFAULT_HANDOFF_PHRASES, PHRASES, "phrases that hand a conversation to a human",
+        group=_AI, blank_is_value=True,
     )
 
+    ws_max_frame_bytes: int = setting("WS_MAX_FRAME_BYTES", 64 * 1024, integer(1024), "largest frame", group=_WS)
+    ws_rate_limit_count: int = setting("WS_RATE_LIMIT_COUNT", 30, integer(1), "commands per window", group=_WS)
+    ws_rate_limit_window_s: float = setting(
+        "WS_RATE_LIMIT_WINDOW_S", 10.0, number(0.001), "rate limit window", group=_WS
+    )
+    ws_auth_timeout_s: float = setting("WS_AUTH_TIMEOUT_S", 10.0, number(0.001), "auth deadline", group=_WS)
+    ws_send_queue_max: int = setting(
+        "WS_SEND_QUEUE_MAX", 256, integer(1), "frames queued per socket before the 1013 close", group=_WS
+    )
+    ws_heartbeat_s: float = setting(
+        "WS_HEARTBEAT_S", 30.0, number(1.0), "server ping interval; the pong deadline is half of it", group=_WS
+    )
 
-def parse_redis_url(url: str, variable: str = "REDIS_URL") -> RedisConfig:
-    """Check a redis:// (or rediss://, unix://) URL and keep it for redis-py."""
-    try:
-        parts: SplitResult = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise SettingsError(variable, f"not a valid URL ({exc})") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(variable, f"unsupported scheme {parts.scheme!r}; use redis://[:pass@]host:port/db")
-    db = 0
-    path = parts.path.lstrip("/")
-    if parts.scheme != "unix" and path:
-        if not path.isdigit():
-            raise SettingsError(variable, f"database must be a number, got {path!r}")
-        db = int(path)
-    if parts.scheme != "unix" and not parts.hostname:
-        raise SettingsError(variable, "missing host, e.g. redis://localhost:6379/0")
-    return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db)
+    routing: str = setting(
+        "ROUTING", "auto", choice("auto", "manual"), "`auto` routes waiting conversations to agents; `manual`: "
+        "agents claim them from the queue", group=_ROUTING,
+    )
+    agent_max_chats: int = setting("AGENT_MAX_CHATS", 5, integer(1), "an agent's default capacity", group=_ROUTING)
+    presence_ttl_s: float = setting(
+        "PRESENCE_TTL_S", 30.0, number(1.0), "presence lease; the heartbeat runs every TTL/3", group=_ROUTING
+    )
+    presence_grace_s: float = setting(
+        "PRESENCE_GRACE_S", 60.0, number(0.0),
+        "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4", group=_ROUTING,
+    )
+    handoff_wait_timeout_s: float = setting(
+        "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever",
+        group=_ROUTING,
+    )
+    db_pool_size: int = setting("DB_POOL_SIZE", 10, integer(1), "SQL connection pool size", group=_STORAGE)
+    bus_channel: str = setting(
+        "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
+        "pub/sub channel of the cross-instance events; pub/sub is server-wide, so every instance of one "
+        "deployment must share it (and no other deployment on that Redis)", group=_STORAGE,
+    )
 
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(name, f"must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(name, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, f"must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(name, f"must be >= {minimum}, got {value}")
-    return value
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise SettingsError naming the first bad one."""
+        values, given = read_table(settings_table(), os.environ if env is None else env)
+        _join(values, given)
+        return cls(**values)
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in choices:
-        raise SettingsError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
+def settings_table() -> list[Row]:
+    """Every setting read from the environment, in declaration order."""
+    return table_of(Settings)
+
+
+def _join(values: dict[str, Any], given: set[str]) -> None:
+    """The rules between settings: embedded mode and its defaults, and what each AI provider needs."""
+    embedded = not given & {"database", "redis"}
+    values["embedded"] = embedded
+    if "database" not in given:
+        values["database"] = DatabaseConfig(kind="sqlite", path=str(values["data_dir"] / "chat.db"))
+    if "jwt_secret_key" not in given:
+        if not embedded:
+            raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
+        values["jwt_secret_key"] = _embedded_secret(values["data_dir"])
+    if "ai_provider" not in given:
+        values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
+    if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
+        raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
+    if values["ai_provider"] == "openai" and "ai_base_url" not in given:
+        raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
 
 
 def _embedded_secret(data_dir: Path) -> str:
@@ -173,124 +229,3 @@ def _embedded_secret(data_dir: Path) -> str:
     path.write_text(secret)
     path.chmod(0o600)
     return secret
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service reads from its environment; units in the names."""
-
-    host: str = "0.0.0.0"
-    port: int = 8000
-    data_dir: Path = Path("data")
-    database: DatabaseConfig = DatabaseConfig(kind="sqlite", path="data/chat.db")
-    redis: RedisConfig | None = None  # None: embedded in-process Redis
-    jwt_secret_key: str = field(default="dev-secret-change-me-0123456789abcdef", repr=False)
-    embedded: bool = True
-    log_level: str = "INFO"
-
-    ai_provider: str = "echo"
-    ai_model: str = "qwen-turbo"
-    dashscope_api_key: str = field(default="", repr=False)
-    dashscope_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
-    ai_base_url: str = ""
-    ai_api_key: str = field(default="", repr=False)
-    ai_connect_timeout_s: float = 5.0
-    ai_chunk_timeout_s: float = 30.0
-    ai_max_retries: int = 3
-    ai_retry_base_s: float = 0.5
-    ai_system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    ai_context_messages: int = 20
-    ai_context_chars: int = 8000
-    ai_failures_before_handoff: int = 1
-    handoff_phrases: tuple[str, ...] = DEFAULT_HANDOFF_PHRASES
-
-    ws_max_frame_bytes: int = 64 * 1024
-    ws_rate_limit_count: int = 30
-    ws_rate_limit_window_s: float = 10.0
-    ws_auth_timeout_s: float = 10.0
-    ws_send_queue_max: int = 256
-    ws_heartbeat_s: float = 30.0
-
-    routing: str = "auto"
-    agent_max_chats: int = 5
-    presence_ttl_s: float = 30.0
-    presence_grace_s: float = 60.0
-    handoff_wait_timeout_s: float = 0.0  # 0: keep waiting
-    db_pool_size: int = 10
-    bus_channel: str = "chat:events"  # pub/sub is server-wide: instances of one deployment share it
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Read and check every variable; raise SettingsError naming the first bad one."""
-        env = os.environ if env is None else env
-        data_dir = Path(env.get("CHAT_DATA_DIR") or "data")
-        database_url = (env.get("DATABASE_URL") or "").strip()
-        redis_url = (env.get("REDIS_URL") or "").strip()
-        embedded = not database_url and not redis_url
-        database = (
-            parse_database_url(database_url)
-            if database_url
-            else DatabaseConfig(kind="sqlite", path=str(data_dir / "chat.db"))
-        )
-        redis = parse_redis_url(redis_url) if redis_url else None
-
-        secret = env.get("JWT_SECRET_KEY") or ""
-        if not secret:
-            if not embedded:
-                raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
-            secret = _embedded_secret(data_dir)
-
-        dashscope_key = env.get("DASHSCOPE_API_KEY") or ""
-        provider = _choice(
-            env, "AI_PROVIDER", "dashscope" if dashscope_key else "echo", ("dashscope", "openai", "echo")
-        )
-        if provider == "dashscope" and not dashscope_key:
-            raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
-        if provider == "openai" and not env.get("AI_BASE_URL"):
-            raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
-
-        phrases_raw = env.get("HANDOFF_PHRASES")
-        phrases = (
-            tuple(p.strip() for p in phrases_raw.split("|") if p.strip())
-            if phrases_raw is not None
-            else DEFAULT_HANDOFF_PHRASES
-        )
-
-        return cls(
-            host=env.get("HOST") or "0.0.0.0",
-            port=_int(env, "PORT", 8000, minimum=0),
-            data_dir=data_dir,
-            database=database,
-            redis=redis,
-            jwt_secret_key=secret,
-            embedded=embedded,
-            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error", "critical")).upper(),
-            ai_provider=provider,
-            ai_model=env.get("AI_MODEL") or "qwen-turbo",
-            dashscope_api_key=dashscope_key,
-            dashscope_base_url=(env.get("DASHSCOPE_BASE_URL") or "https://dashscope.aliyuncs.com/api/v1").rstrip("/"),
-            ai_base_url=(env.get("AI_BASE_URL") or "").rstrip("/"),
-            ai_api_key=env.get("AI_API_KEY") or "",
-            ai_connect_timeout_s=_float(env, "AI_CONNECT_TIMEOUT_S", 5.0, minimum=0.001),
-            ai_chunk_timeout_s=_float(env, "AI_CHUNK_TIMEOUT_S", 30.0, minimum=0.001),
-            ai_max_retries=_int(env, "AI_MAX_RETRIES", 3),
-            ai_retry_base_s=_float(env, "AI_RETRY_BASE_S", 0.5),
-            ai_system_prompt=env.get("AI_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-            ai_context_messages=_int(env, "AI_CONTEXT_MESSAGES", 20, minimum=1),
-            ai_context_chars=_int(env, "AI_CONTEXT_CHARS", 8000, minimum=100),
-            ai_failures_before_handoff=_int(env, "AI_FAILURES_BEFORE_HANDOFF", 1, minimum=1),
-            handoff_phrases=phrases,
-            ws_max_frame_bytes=_int(env, "WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024),
-            ws_rate_limit_count=_int(env, "WS_RATE_LIMIT_COUNT", 30, minimum=1),
-            ws_rate_limit_window_s=_float(env, "WS_RATE_LIMIT_WINDOW_S", 10.0, minimum=0.001),
-            ws_auth_timeout_s=_float(env, "WS_AUTH_TIMEOUT_S", 10.0, minimum=0.001),
-            ws_send_queue_max=_int(env, "WS_SEND_QUEUE_MAX", 256, minimum=1),
-            ws_heartbeat_s=_float(env, "WS_HEARTBEAT_S", 30.0, minimum=1.0),
-            routing=_choice(env, "ROUTING", "auto", ("auto", "manual")),
-            agent_max_chats=_int(env, "AGENT_MAX_CHATS", 5, minimum=1),
-            presence_ttl_s=_float(env, "PRESENCE_TTL_S", 30.0, minimum=1.0),
-            presence_grace_s=_float(env, "PRESENCE_GRACE_S", 60.0),
-            handoff_wait_timeout_s=_float(env, "HANDOFF_WAIT_TIMEOUT_S", 0.0),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
-            bus_channel=env.get("BUS_CHANNEL") or "chat:events",
-        )

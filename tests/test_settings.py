@@ -1,38 +1,24 @@
 """Settings from the environment, and the one-line exit-2 failure of the CLI."""
 
+import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from chat.settings import Settings, SettingsError, parse_database_url
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "mysql://chat:p%40ss%3Aw%2Fd@db.example:3307/chat_api",
-        "mysql+aiomysql://chat:p%40ss%3Aw%2Fd@db.example:3307/chat_api",
-        "mysql+asyncmy://chat:p%40ss%3Aw%2Fd@db.example:3307/chat_api",
-    ],
+from chat.settings import (
+    DEFAULT_HANDOFF_PHRASES,
+    DatabaseConfig,
+    Settings,
+    SettingsError,
+    settings_table,
 )
-def test_mysql_urls_with_percent_encoded_credentials(url):
-    cfg = parse_database_url(url)
-    assert (cfg.kind, cfg.host, cfg.port, cfg.user, cfg.password, cfg.database) == (
-        "mysql",
-        "db.example",
-        3307,
-        "chat",
-        "p@ss:w/d",
-        "chat_api",
-    )
-    assert "p@ss" not in cfg.describe() and "p@ss" not in repr(cfg)
+from states.redis_keys import EVENTS_CHANNEL
 
-
-def test_sqlite_urls():
-    assert parse_database_url("sqlite:///data/chat.db").path == "data/chat.db"
-    assert parse_database_url("sqlite:////tmp/chat.db").path == "/tmp/chat.db"
+# fields that depend on the data directory or on embedded mode, not on their own variable
+DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded"}
 
 
 def test_embedded_default(tmp_path):
@@ -59,6 +45,7 @@ def test_dashscope_key_selects_dashscope(tmp_path):
         ({"PORT": "eighty"}, "PORT"),
         ({"AI_PROVIDER": "dashscope"}, "DASHSCOPE_API_KEY"),
         ({"AI_PROVIDER": "skynet"}, "AI_PROVIDER"),
+        ({"AI_PROVIDER": "openai"}, "AI_BASE_URL"),
     ],
 )
 def test_bad_values_name_the_variable(env, variable, tmp_path):
@@ -68,10 +55,12 @@ def test_bad_values_name_the_variable(env, variable, tmp_path):
 
 
 def test_cli_prints_one_clear_line_and_exits_2(tmp_path):
-    env = {**os.environ, "DATABASE_URL": "mysql://root:hunter2@h:3306", "JWT_SECRET_KEY": "s", "CHAT_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "DATABASE_URL": "mysql://root:hunter2@h:3306", "JWT_SECRET_KEY": "s",
+           "CHAT_DATA_DIR": str(tmp_path)}
     env.pop("REDIS_URL", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "chat", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "chat", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -79,9 +68,67 @@ def test_cli_prints_one_clear_line_and_exits_2(tmp_path):
     assert "hunter2" not in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("env, variable", [({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"), ({"WS_HEARTBEAT_S": "0"}, "WS_HEARTBEAT_S"),
-                                           ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S")])
+@pytest.mark.parametrize(
+    "env, variable",
+    [({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"), ({"WS_HEARTBEAT_S": "0"}, "WS_HEARTBEAT_S"),
+     ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S")],
+)
 def test_values_that_would_break_the_service_are_refused(env, variable, tmp_path):
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), **env})
     assert err.value.variable == variable
+
+
+def test_every_field_but_embedded_is_a_row_with_its_own_variable():
+    rows = settings_table()
+    assert [row.attribute for row in rows] == [f.name for f in dataclasses.fields(Settings) if f.name != "embedded"]
+    assert len({row.spec.env for row in rows}) == len(rows)
+
+
+def test_unset_variables_give_the_declared_defaults(tmp_path):
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)})
+    declared = Settings()
+    for row in settings_table():
+        if row.attribute not in DERIVED:
+            assert getattr(s, row.attribute) == getattr(declared, row.attribute) == row.default, row.attribute
+    assert s.database == DatabaseConfig(kind="sqlite", path=str(tmp_path / "chat.db"))
+    assert s.bus_channel == EVENTS_CHANNEL and s.log_level == "INFO"
+
+
+def test_empty_and_blank_values_mean_the_default_except_handoff_phrases(tmp_path):
+    blank = {row.spec.env: " " for row in settings_table() if row.spec.env != "HANDOFF_PHRASES"}
+    unset = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)})
+    assert Settings.from_env({**blank, "CHAT_DATA_DIR": str(tmp_path)}) == unset
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "HANDOFF_PHRASES": ""}).handoff_phrases == ()
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "HANDOFF_PHRASES": " a | |b "})
+    assert s.handoff_phrases == ("a", "b") and Settings().handoff_phrases == DEFAULT_HANDOFF_PHRASES
+
+
+def test_values_are_parsed_checked_and_normalized(tmp_path):
+    s = Settings.from_env({
+        "CHAT_DATA_DIR": str(tmp_path), "PORT": "9000", "LOG_LEVEL": " Debug", "ROUTING": "MANUAL",
+        "AI_PROVIDER": "openai", "AI_BASE_URL": "http://llm:8080/v1/", "WS_HEARTBEAT_S": "2.5",
+        "DASHSCOPE_BASE_URL": "https://dashscope-intl.aliyuncs.com/api/v1/",
+    })
+    assert (s.port, s.log_level, s.routing, s.ai_provider, s.ai_base_url, s.ws_heartbeat_s) == (
+        9000, "DEBUG", "manual", "openai", "http://llm:8080/v1", 2.5
+    )
+    assert s.dashscope_base_url == "https://dashscope-intl.aliyuncs.com/api/v1"
+    with pytest.raises(SettingsError, match=r"^AI_CONTEXT_CHARS: must be >= 100, got 99$"):
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "AI_CONTEXT_CHARS": "99"})
+    with pytest.raises(SettingsError, match=r"^AI_RETRY_BASE_S: must be a number, got 'soon'$"):
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "AI_RETRY_BASE_S": "soon"})
+
+
+def test_servers_leave_embedded_mode_and_need_a_secret(tmp_path):
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://h:6380/2", "JWT_SECRET_KEY": "k"})
+    assert not s.embedded and (s.redis and s.redis.describe()) == "redis://h:6380/2" and s.database.kind == "sqlite"
+    assert s.jwt_secret_key == "k" and not (tmp_path / "jwt-secret").exists()
+    assert Path(s.database.path) == tmp_path / "chat.db"
+
+
+def test_secrets_stay_out_of_repr_and_replace_keeps_working(tmp_path):
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "AI_API_KEY": "sk-ai", "JWT_SECRET_KEY": "jwt-s"})
+    assert "sk-ai" not in repr(s) and "jwt-s" not in repr(s)
+    moved = dataclasses.replace(s, port=1, bus_channel="elsewhere")
+    assert (moved.port, moved.bus_channel, moved.ai_api_key) == (1, "elsewhere", "sk-ai")

@@ -1,0 +1,281 @@
+"""How one setting is read: its error, the URL parsers, value parsers that state their own check,
+and `setting()`, which makes a dataclass field one row of the settings table (chat/settings.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import SplitResult, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
+
+SPEC_KEY = "setting"  # where a field's Spec lives in its metadata
+MYSQL_SCHEMES = ("mysql", "mysql+aiomysql", "mysql+asyncmy", "mariadb")
+
+
+class SettingsError(Exception):
+    """A configuration variable is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the SQL store lives: MySQL/MariaDB over the network or an SQLite file."""
+
+    kind: str  # "mysql" or "sqlite"
+    host: str = ""
+    port: int = 3306
+    user: str = ""
+    password: str = field(default="", repr=False)
+    database: str = ""
+    path: str = ""
+
+    def describe(self) -> str:
+        """A log-safe description (never the password)."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """A Redis server, or None in Settings for the embedded in-process one."""
+
+    url: str = field(repr=False)
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+
+    def describe(self) -> str:
+        """A log-safe description (never the password)."""
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+def _split(url: str, variable: str) -> tuple[SplitResult, int | None]:
+    try:
+        parts = urlsplit(url.strip())
+        return parts, parts.port
+    except ValueError as exc:
+        raise SettingsError(variable, f"not a valid URL ({exc})") from None
+
+
+def _sqlite_config(url: str, variable: str) -> DatabaseConfig:
+    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
+    rest = url.strip()[len("sqlite:") :]
+    if not rest.startswith("///"):
+        raise SettingsError(variable, "sqlite URL must look like sqlite:///path/to/chat.db")
+    path = unquote(rest[3:])
+    if not path:
+        raise SettingsError(variable, "sqlite URL needs a path, e.g. sqlite:///data/chat.db")
+    return DatabaseConfig(kind="sqlite", path=path)
+
+
+def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseConfig:
+    """Parse mysql://, mysql+aiomysql://, mysql+asyncmy:// or sqlite:///path."""
+    parts, port = _split(url, variable)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        return _sqlite_config(url, variable)
+    if scheme not in MYSQL_SCHEMES:
+        raise SettingsError(
+            variable,
+            f"unsupported scheme {parts.scheme!r}; use mysql://, mysql+aiomysql://, "
+            "mysql+asyncmy:// or sqlite:///path",
+        )
+    database = parts.path.lstrip("/")
+    if not parts.hostname:
+        raise SettingsError(variable, "missing host, e.g. mysql://user:pass@host:3306/db")
+    if not database or "/" in database:
+        raise SettingsError(variable, "missing database name, e.g. mysql://user:pass@host:3306/db")
+    return DatabaseConfig(
+        kind="mysql",
+        host=parts.hostname,
+        port=port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=unquote(database),
+    )
+
+
+def parse_redis_url(url: str, variable: str = "REDIS_URL") -> RedisConfig:
+    """Check a redis:// (or rediss://, unix://) URL and keep it for redis-py."""
+    parts, port = _split(url, variable)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(variable, f"unsupported scheme {parts.scheme!r}; use redis://[:pass@]host:port/db")
+    db = 0
+    path = parts.path.lstrip("/")
+    if parts.scheme != "unix" and path:
+        if not path.isdigit():
+            raise SettingsError(variable, f"database must be a number, got {path!r}")
+        db = int(path)
+    if parts.scheme != "unix" and not parts.hostname:
+        raise SettingsError(variable, "missing host, e.g. redis://localhost:6379/0")
+    return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db)
+
+
+@dataclass(frozen=True)
+class Parser(Generic[T]):
+    """Turns a variable's (non-blank) text into a value or a SettingsError; `check` says how, for the docs."""
+
+    read: Callable[[str, str], T]  # (variable, text) -> value
+    check: str = ""
+
+
+def _at_least(variable: str, value: N, minimum: N) -> N:
+    if value < minimum:
+        raise SettingsError(variable, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def integer(minimum: int = 0) -> Parser[int]:
+    """A whole number no smaller than `minimum`."""
+
+    def read(variable: str, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise SettingsError(variable, f"must be an integer, got {text!r}") from None
+        return _at_least(variable, value, minimum)
+
+    return Parser(read, f"integer ≥ {minimum}")
+
+
+def number(minimum: float = 0.0) -> Parser[float]:
+    """A number (seconds, mostly) no smaller than `minimum`."""
+
+    def read(variable: str, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise SettingsError(variable, f"must be a number, got {text!r}") from None
+        return _at_least(variable, value, minimum)
+
+    return Parser(read, f"number ≥ {minimum:g}")
+
+
+def choice(*choices: str, upper: bool = False) -> Parser[str]:
+    """One of `choices`, case-insensitive; kept lower case (or upper, for log levels)."""
+
+    def read(variable: str, text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise SettingsError(variable, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value.upper() if upper else value
+
+    return Parser(read, "one of " + ", ".join(f"`{c}`" for c in choices))
+
+
+def _text(variable: str, text: str) -> str:
+    return text
+
+
+def _url_root(variable: str, text: str) -> str:
+    return text.rstrip("/")
+
+
+def _path(variable: str, text: str) -> Path:
+    return Path(text)
+
+
+def _phrases(variable: str, text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split("|") if p.strip())
+
+
+def _database(variable: str, text: str) -> DatabaseConfig:
+    return parse_database_url(text, variable)
+
+
+def _redis(variable: str, text: str) -> RedisConfig | None:
+    return parse_redis_url(text, variable)
+
+
+TEXT = Parser(_text)
+URL_ROOT = Parser(_url_root, "a trailing `/` is stripped")
+PATH = Parser(_path)
+PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")
+DATABASE = Parser(_database, "needs a host and a database name; port 3306 and user `root` by default")
+REDIS = Parser(_redis, "the db must be a number")
+
+
+class Group(StrEnum):
+    """The sections of the settings docs, in order."""
+
+    SERVICE = "Service"
+    STORAGE = "Storage"
+    AI = "AI"
+    WEBSOCKET = "WebSocket"
+    ROUTING = "Routing and presence"
+
+
+@dataclass(frozen=True)
+class Spec(Generic[T]):
+    """A setting's environment side: its variable, parser, doc and how its default reads."""
+
+    env: str
+    parser: Parser[T]
+    doc: str
+    group: Group
+    shown_default: str | None = None  # the default as the docs show it, when not the value itself
+    note: str = ""  # a rule the docs add to the parser's check (one that joins settings, say)
+    blank_is_value: bool = False  # only an unset variable means the default (HANDOFF_PHRASES)
+
+    @property
+    def check(self) -> str:
+        """The parser's check and the note, as the docs show them."""
+        return "; ".join(part for part in (self.parser.check, self.note) if part)
+
+
+def setting(
+    env: str,
+    default: T,
+    parser: Parser[T],
+    doc: str,
+    *,
+    group: Group,
+    shown_default: str | None = None,
+    note: str = "",
+    secret: bool = False,
+    blank_is_value: bool = False,
+) -> T:
+    """A dataclass field that is also a row of the settings table (a secret is left out of repr)."""
+    spec = Spec(env, parser, doc, group, shown_default, note, blank_is_value)
+    return field(default=default, repr=not secret, metadata={SPEC_KEY: spec})
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the settings table: the attribute, its default and its environment side."""
+
+    attribute: str
+    default: object
+    spec: Spec[Any]
+
+
+def table_of(cls: type[DataclassInstance]) -> list[Row]:
+    """The rows of a dataclass whose fields were declared with `setting()`, in field order."""
+    return [Row(f.name, f.default, f.metadata[SPEC_KEY]) for f in fields(cls) if SPEC_KEY in f.metadata]
+
+
+def read_table(rows: list[Row], env: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
+    """Every row's value (its default when the variable is unset or blank) and the attributes set."""
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for row in rows:
+        text = env.get(row.spec.env)
+        if text is None or (not row.spec.blank_is_value and not text.strip()):
+            values[row.attribute] = row.default
+            continue
+        values[row.attribute] = row.spec.parser.read(row.spec.env, text)
+        given.add(row.attribute)
+    return values, given
