@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.redis_client import create_redis
 from chat.settings import Settings
 from chat.store import Store, connect
-from states import RecordError, load_record, redis_keys
+from states import Conversation, RecordError, load_record, redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +31,21 @@ class AdoptStats:
     invalid: int = 0
 
 
-async def adopt(settings: Settings, *, batch: int = 500, progress=None) -> AdoptStats:
+async def adopt(settings: Settings, *, batch: int = 500,
+                progress: Callable[[AdoptStats], None] | None = None) -> AdoptStats:
     """Scan session:* and insert the missing conversation rows."""
     redis = create_redis(settings)
     db = await connect(settings.database)
     stats = AdoptStats()
     try:
         store = Store(db)
-        await store.upgrade()
+        await store.migrations.upgrade()
         cursor = 0
         while True:
             cursor, keys = await redis.scan(cursor, match=f"{redis_keys.SESSION_PREFIX}*", count=batch)
             if keys:
-                values = await redis.mget(keys)
-                records = []
-                for key, raw in zip(keys, values):
-                    if raw is None:
-                        continue  # expired since the scan
-                    cid = key.decode()[len(redis_keys.SESSION_PREFIX):]
-                    try:
-                        records.append(load_record(cid, raw))
-                    except RecordError as exc:
-                        stats.invalid += 1
-                        print(f"skipped {key.decode()}: {exc}", file=sys.stderr)
-                stats.scanned += len(keys)
-                present = await store.existing_conversations([r.id for r in records])
-                stats.present += len(present)
-                for record in records:
-                    if record.id not in present:
-                        await store.ensure_conversation(record)
-                        stats.adopted += 1
+                records = _records(keys, await redis.mget(keys), stats)
+                await _adopt_batch(store, records, stats)
                 if progress is not None:
                     progress(stats)
             if cursor == 0:
@@ -67,3 +53,29 @@ async def adopt(settings: Settings, *, batch: int = 500, progress=None) -> Adopt
     finally:
         await db.close()
         await redis.aclose()
+
+
+def _records(keys: list[bytes], values: list[bytes | None], stats: AdoptStats) -> list[Conversation]:
+    """The valid records of one SCAN batch (invalid ones are counted and reported on stderr)."""
+    records = []
+    stats.scanned += len(keys)
+    for key, raw in zip(keys, values, strict=True):
+        if raw is None:
+            continue  # expired since the scan
+        cid = key.decode()[len(redis_keys.SESSION_PREFIX):]
+        try:
+            records.append(load_record(cid, raw))
+        except RecordError as exc:
+            stats.invalid += 1
+            print(f"skipped {key.decode()}: {exc}", file=sys.stderr)
+    return records
+
+
+async def _adopt_batch(store: Store, records: list[Conversation], stats: AdoptStats) -> None:
+    """Insert the rows of the records that have none."""
+    present = await store.conversations.existing([r.id for r in records])
+    stats.present += len(present)
+    for record in records:
+        if record.id not in present:
+            await store.conversations.ensure(record)
+            stats.adopted += 1

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from marshmallow import fields
 
 from chat import keys
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import Out, page_of
+
+if TYPE_CHECKING:
+    from chat.presence import Presence
 
 
 class AgentOut(Out):
@@ -28,20 +33,21 @@ AgentPage = page_of("AgentPage", AgentOut, "always null: every agent is listed")
 
 @endpoint("GET", "/api/v1/agents", summary="List agents and their presence", tag="agents", roles=STAFF,
           response=AgentPage)
-async def handle_list_agents(ctx: Ctx) -> dict:
+async def handle_list_agents(ctx: Ctx) -> dict[str, Any]:
     """Agents (and admins) that have signed in at least once, with live presence from Redis."""
-    staff = await ctx.store.list_staff()
+    staff = await ctx.store.staff.list_staff()
     settings = ctx.request.app[keys.SETTINGS]
-    presence = {a.agent_id: a for a in await ctx.request.app[keys.PRESENCE].agents([s[0] for s in staff])}
+    presence: Presence = ctx.request.app[keys.PRESENCE]
+    live = {a.agent_id: a for a in await presence.agents([member.id for member in staff])}
     items = []
-    for agent_id, _role, active, max_chats in staff:
-        state = presence[agent_id]
+    for member in staff:
+        state = live[member.id]
         status = state.status if state.connected and state.status in ("online", "away") else "offline"
         items.append({
-            "agent_id": agent_id,
+            "agent_id": member.id,
             "status": status,
-            "active": active,
-            "max_chats": max_chats or state.max_chats or settings.agent_max_chats,
+            "active": member.active,
+            "max_chats": member.max_chats or state.max_chats or settings.agent_max_chats,
             "active_conversations": state.load,
         })
     return {"items": items, "next_cursor": None}

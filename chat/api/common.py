@@ -9,19 +9,22 @@ subclasses (or domain errors that chat.errors.to_chat_error maps) for everything
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from chat import keys
+from chat import keys, render
 from chat.auth import ROLES, AuthError, Identity, verify_token
 from chat.errors import ChatError, Forbidden, Invalid, Unauthenticated, to_chat_error
-from chat.store.admin import AdminQueries
+from states.record import Conversation
 
-ADMIN_QUERIES = web.AppKey("admin_queries", AdminQueries)
+if TYPE_CHECKING:
+    from chat.conversations import Operations
+    from chat.store import Store
 
 EVERYONE = ROLES
 STAFF = ("agent", "admin")  # agents may read and act as the WebSocket protocol lets them
@@ -37,9 +40,9 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def error_response(error: ChatError, headers: dict | None = None) -> web.Response:
+def error_response(error: ChatError, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"error": {"code", "message", "details"?}}` with the error's HTTP status."""
-    body: dict = {"code": error.code, "message": error.message}
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.details:
         body["details"] = error.details
     headers = dict(headers or {})
@@ -63,7 +66,9 @@ def _from_http(exc: web.HTTPException) -> ChatError:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape."""
     try:
         return await handler(request)
@@ -74,12 +79,6 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(_from_http(exc), headers)
     except Exception as exc:  # noqa: BLE001 - to_chat_error logs what it does not know
         return error_response(to_chat_error(exc))
-
-
-async def admin_queries_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The admin queries on the store's database (runs after the store's own cleanup_ctx)."""
-    app[ADMIN_QUERIES] = AdminQueries(app[keys.STORE].db)
-    yield
 
 
 # --- the decorator -----------------------------------------------------------------------------
@@ -93,7 +92,7 @@ class Endpoint:
     path: str
     summary: str
     tag: str
-    roles: tuple[str, ...] | None  # None: no token needed
+    roles: tuple[str, ...]
     body: Schema | None = None
     body_required: bool = True
     query: Schema | None = None
@@ -106,29 +105,31 @@ class Endpoint:
 
 @dataclass
 class Ctx:
-    """What a handler may use: who asks, the service, the admin queries, the path parameters."""
+    """What a handler may use: who asks (always authenticated), the operations, the store, the path."""
 
     request: web.Request
-    identity: Identity | None
+    identity: Identity
 
     @property
-    def service(self):
-        """The ChatService: the one path for state changes."""
-        return self.request.app[keys.SERVICE]
+    def ops(self) -> Operations:
+        """The conversation operations: the one path for state changes, shared with the WebSocket."""
+        ops: Operations = self.request.app[keys.OPERATIONS]
+        return ops
 
     @property
-    def admin(self) -> AdminQueries:
-        """The admin SQL."""
-        return self.request.app[ADMIN_QUERIES]
-
-    @property
-    def store(self):
-        """The SQL store."""
-        return self.request.app[keys.STORE]
+    def store(self) -> Store:
+        """The SQL store, by resource."""
+        store: Store = self.request.app[keys.STORE]
+        return store
 
     def param(self, name: str) -> str:
         """A path parameter."""
         return self.request.match_info[name]
+
+    async def public(self, conversation: Conversation) -> render.PublicConversation:
+        """C of a live record, with its last_seq and labels from SQL."""
+        last_seq, labels = await self.store.conversations.extras(conversation.id)
+        return render.conversation(conversation, last_seq, labels)
 
 
 def _bearer(request: web.Request) -> str:
@@ -147,7 +148,8 @@ async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity
         raise Unauthenticated(str(exc)) from None
     if identity.role not in roles:
         raise Forbidden(f"role {identity.role} may not do this")
-    await request.app[keys.SERVICE].remember(identity)  # agents must be known to be assigned
+    ops: Operations = request.app[keys.OPERATIONS]
+    await ops.staff.remember(identity)  # agents must be known to be assigned
     return identity
 
 
@@ -156,7 +158,7 @@ def _validation_error(exc: ValidationError, what: str) -> Invalid:
     return Invalid(f"invalid {what}", messages)
 
 
-def _check_text(values, what: str) -> None:
+def _check_text(values: Iterable[str], what: str) -> None:
     """Path and query values must be valid Unicode (a lone surrogate cannot reach the databases)."""
     for value in values:
         try:
@@ -165,20 +167,21 @@ def _check_text(values, what: str) -> None:
             raise Invalid(f"invalid {what}: not valid UTF-8") from None
 
 
-def load_query(request: web.Request, schema: Schema) -> dict:
+def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
     """The validated query string; a parameter given twice is invalid."""
     query = request.query
     _check_text(query.values(), "query string")
-    repeated = sorted({k for k in query.keys() if len(query.getall(k)) > 1})
+    repeated = sorted({k for k in query if len(query.getall(k)) > 1})
     if repeated:
         raise Invalid("invalid query string", {k: ["Given more than once."] for k in repeated})
     try:
-        return schema.load(dict(query))
+        data: dict[str, Any] = schema.load(dict(query))
     except ValidationError as exc:
         raise _validation_error(exc, "query string") from None
+    return data
 
 
-async def load_body(request: web.Request, schema: Schema, required: bool) -> dict:
+async def load_body(request: web.Request, schema: Schema, required: bool) -> dict[str, Any]:
     """The validated JSON body (an object); an empty body is `{}` when the body is optional."""
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413
     if not raw:  # no body at all (white space alone is not a JSON document)
@@ -192,12 +195,22 @@ async def load_body(request: web.Request, schema: Schema, required: bool) -> dic
     if not isinstance(value, dict):
         raise Invalid("the body must be a JSON object")
     try:
-        return schema.load(value)
+        data: dict[str, Any] = schema.load(value)
     except ValidationError as exc:
         raise _validation_error(exc, "body") from None
+    return data
 
 
-Handler = Callable[..., Awaitable[Any]]
+Handler = Callable[..., Awaitable[Any]]  # handle_x(ctx, [data], [query]) -> JSON body, None (204) or a response
+
+
+class EndpointHandler(Protocol):
+    """An aiohttp handler made by @endpoint, carrying its declaration for the router and OpenAPI."""
+
+    endpoint: Endpoint
+    __name__: str
+
+    def __call__(self, request: web.Request) -> Awaitable[web.StreamResponse]: ...
 
 
 def endpoint(
@@ -206,7 +219,7 @@ def endpoint(
     *,
     summary: str,
     tag: str,
-    roles: tuple[str, ...] | None,
+    roles: tuple[str, ...],
     body: type[Schema] | None = None,
     body_required: bool = True,
     query: type[Schema] | None = None,
@@ -215,7 +228,7 @@ def endpoint(
     errors: tuple[int, ...] = (),
     description: str = "",
     path_doc: dict[str, str] | None = None,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[Handler], EndpointHandler]:
     """Make `handler(ctx, [data], [query])` an aiohttp handler that authenticates, checks the role,
     validates, calls it and renders its result (JSON with `status`, or 204 for None)."""
     spec = Endpoint(
@@ -224,12 +237,12 @@ def endpoint(
         response=response, status=status, errors=errors, description=description, path_doc=path_doc or {},
     )
 
-    def wrap(handler: Handler) -> Handler:
+    def wrap(handler: Handler) -> EndpointHandler:
         @functools.wraps(handler)
         async def view(request: web.Request) -> web.StreamResponse:
-            identity = await authenticate(request, spec.roles) if spec.roles is not None else None
+            identity = await authenticate(request, spec.roles)
             _check_text(request.match_info.values(), "path")
-            kwargs: dict = {}
+            kwargs: dict[str, Any] = {}
             if spec.query is not None:
                 kwargs["query"] = load_query(request, spec.query)
             if spec.body is not None:
@@ -241,8 +254,9 @@ def endpoint(
                 return result
             return web.json_response(result, status=spec.status, dumps=dumps)
 
-        view.endpoint = spec  # type: ignore[attr-defined]
-        return view
+        made = cast(EndpointHandler, view)
+        made.endpoint = spec
+        return made
 
     return wrap
 

@@ -1,16 +1,19 @@
 """Conversations for agents and admins: listing with filters, one C, its messages and its
 transition log, and the actions (assign, release, handoff, close, labels) that go through
-ChatService exactly like the WebSocket commands.
+the conversation operations exactly like the WebSocket commands.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from chat import render
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import (
     MAX_INT,
@@ -26,7 +29,8 @@ from chat.api.schemas import (
     Timestamp,
     Title,
 )
-from chat.store.admin import STATES, ConversationFilter, Position
+from chat.store.listing import ConversationFilter, Position
+from chat.store.models import STATES
 
 ID_DOC = {"id": "the conversation id"}
 # Query values are kept short enough that a full query string stays under aiohttp's 8190-byte
@@ -65,11 +69,14 @@ CURSOR_CHARS = rf"^[A-Za-z0-9_-]{{0,{MAX_CURSOR_CHARS}}}$"
 class Cursor(fields.String):
     """The opaque `cursor` of a conversation page, loaded as its (created_ms, id) position."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         # the pattern is checked in _deserialize (validators would see the decoded position)
         super().__init__(metadata={"pattern": CURSOR_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs) -> Position | None:
+    # a string in the request, a position once loaded: marshmallow's way, which its types do not follow
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> Position | None:
         text = FullMatch(CURSOR_CHARS)(super()._deserialize(value, attr, data, **kwargs))
         if not text:
             return None  # `cursor=`: the first page
@@ -95,7 +102,7 @@ class ConversationQuery(Query):
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
 
     @validates_schema
-    def _window(self, data: dict, **_) -> None:
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
         if "since" in data and "until" in data and data["since"] > data["until"]:
             raise ValidationError("must not be before since", "until")
 
@@ -107,14 +114,14 @@ class ConversationQuery(Query):
                 "or skips a conversation that existed when the walk began, even while new ones are created. "
                 "`q` scans the messages of every candidate conversation: narrow it with other filters.",
 )
-async def handle_list_conversations(ctx: Ctx, query: dict) -> dict:
+async def handle_list_conversations(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """One page of C objects read from the SQL mirror rows."""
     where = ConversationFilter(
         state=query.get("state"), agent_id=query.get("agent_id"), team_id=query.get("team_id"),
         label=query.get("label"), user_id=query.get("user_id"), since_ms=query.get("since"),
         until_ms=query.get("until"), q=query.get("q") or None,
     )
-    page = await ctx.admin.list_conversations(where, limit=query["limit"], after=query.get("cursor"))
+    page = await ctx.store.listing.page(where, limit=query["limit"], after=query.get("cursor"))
     return {
         "items": page.items,
         "next_cursor": encode_cursor(page.next_position) if page.next_position else None,
@@ -125,10 +132,10 @@ async def handle_list_conversations(ctx: Ctx, query: dict) -> dict:
     "GET", "/api/v1/conversations/{id}", summary="Get a conversation", tag="conversations", roles=STAFF,
     response=ConversationOut, errors=(404,), path_doc=ID_DOC,
 )
-async def handle_get_conversation(ctx: Ctx) -> dict:
+async def handle_get_conversation(ctx: Ctx) -> render.PublicConversation:
     """C from the live record."""
-    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
-    return await ctx.service.public(conversation)
+    conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
+    return await ctx.public(conversation)
 
 
 class MessageQuery(Query):
@@ -143,12 +150,12 @@ class MessageQuery(Query):
     roles=STAFF, query=MessageQuery, response=MessagePage, errors=(400, 404), path_doc=ID_DOC,
     description="Messages with seq > after_seq in seq order, private notes included.",
 )
-async def handle_list_messages(ctx: Ctx, query: dict) -> dict:
+async def handle_list_messages(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """Items M in seq order."""
-    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
-    messages = await ctx.service.messages_for(ctx.identity, conversation.id, query["after_seq"], query["limit"])
+    conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
+    messages = await ctx.ops.messages.list_for(ctx.identity, conversation.id, query["after_seq"], query["limit"])
     full = len(messages) == query["limit"]
-    return {"items": [m.to_dict() for m in messages], "next_cursor": str(messages[-1].seq) if full else None}
+    return {"items": [render.message(m) for m in messages], "next_cursor": str(messages[-1].seq) if full else None}
 
 
 @endpoint(
@@ -156,14 +163,14 @@ async def handle_list_messages(ctx: Ctx, query: dict) -> dict:
     roles=STAFF, response=EventPage, errors=(404,), path_doc=ID_DOC,
     description="Every transition, oldest first.",
 )
-async def handle_list_events(ctx: Ctx) -> dict:
+async def handle_list_events(ctx: Ctx) -> dict[str, Any]:
     """Items E, oldest first."""
-    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
-    events = await ctx.store.list_events(conversation.id)
-    return {"items": [e.to_dict() for e in events], "next_cursor": None}
+    conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
+    events = await ctx.store.events.list_of(conversation.id)
+    return {"items": [render.event(e) for e in events], "next_cursor": None}
 
 
-# --- actions: the same ChatService path as the WebSocket commands ---------------------------
+# --- actions: the same operations as the WebSocket commands ------------------------------------
 
 ACTION_ERRORS = (400, 403, 404, 409, 413)
 
@@ -198,17 +205,17 @@ class LabelsBody(Body):
                 "`handoff` only, racing claims: one wins, the others 409). Agent naming another agent: the "
                 "WebSocket `conversation.transfer` (only the assigned agent, in `human`).",
 )
-async def handle_assign(ctx: Ctx, data: dict) -> dict:
-    """service.assign for admins; claim or transfer for agents, as on the WebSocket."""
-    identity, service, conversation_id = ctx.identity, ctx.service, ctx.param("id")
+async def handle_assign(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
+    """assign for admins; claim or transfer for agents, as on the WebSocket."""
+    identity, assignment, conversation_id = ctx.identity, ctx.ops.assignment, ctx.param("id")
     agent_id = data["agent_id"]
     if identity.is_admin:
-        conversation = await service.assign(identity, conversation_id, agent_id)
+        conversation = await assignment.assign(identity, conversation_id, agent_id)
     elif agent_id == identity.user_id:
-        conversation = await service.claim(identity, conversation_id)
+        conversation = await assignment.claim(identity, conversation_id)
     else:
-        conversation = await service.transfer(identity, conversation_id, agent_id=agent_id)
-    return await service.public(conversation)
+        conversation = await assignment.transfer(identity, conversation_id, agent_id=agent_id)
+    return await ctx.public(conversation)
 
 
 @endpoint(
@@ -216,10 +223,10 @@ async def handle_assign(ctx: Ctx, data: dict) -> dict:
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
     description="`human` or `handoff` -> `ai` (an agent: only its own conversation).",
 )
-async def handle_release(ctx: Ctx, data: dict) -> dict:
-    """service.release."""
-    conversation = await ctx.service.release(ctx.identity, ctx.param("id"))
-    return await ctx.service.public(conversation)
+async def handle_release(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
+    """Assignment.release."""
+    conversation = await ctx.ops.assignment.release(ctx.identity, ctx.param("id"))
+    return await ctx.public(conversation)
 
 
 @endpoint(
@@ -227,10 +234,10 @@ async def handle_release(ctx: Ctx, data: dict) -> dict:
     body=HandoffBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
     description="`ai` -> `handoff` (queued for routing); the reason defaults to the caller's role.",
 )
-async def handle_handoff(ctx: Ctx, data: dict) -> dict:
-    """service.request_handoff."""
-    conversation = await ctx.service.request_handoff(ctx.identity, ctx.param("id"), data["reason"])
-    return await ctx.service.public(conversation)
+async def handle_handoff(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
+    """Conversations.request_handoff."""
+    conversation = await ctx.ops.conversations.request_handoff(ctx.identity, ctx.param("id"), data["reason"])
+    return await ctx.public(conversation)
 
 
 @endpoint(
@@ -238,10 +245,10 @@ async def handle_handoff(ctx: Ctx, data: dict) -> dict:
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
     description="-> `closed`: an admin, the assigned agent, or any agent when none is assigned.",
 )
-async def handle_close(ctx: Ctx, data: dict) -> dict:
-    """service.close."""
-    conversation = await ctx.service.close(ctx.identity, ctx.param("id"))
-    return await ctx.service.public(conversation)
+async def handle_close(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
+    """Conversations.close."""
+    conversation = await ctx.ops.conversations.close(ctx.identity, ctx.param("id"))
+    return await ctx.public(conversation)
 
 
 @endpoint(
@@ -249,10 +256,10 @@ async def handle_close(ctx: Ctx, data: dict) -> dict:
     body=LabelsBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
     description="The labels become exactly these titles; an unknown title is 404 and changes nothing.",
 )
-async def handle_set_labels(ctx: Ctx, data: dict) -> dict:
-    """service.set_labels."""
-    conversation = await ctx.service.set_labels(ctx.identity, ctx.param("id"), data["labels"])
-    return await ctx.service.public(conversation)
+async def handle_set_labels(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
+    """Labels.set."""
+    conversation = await ctx.ops.labels.set(ctx.identity, ctx.param("id"), data["labels"])
+    return await ctx.public(conversation)
 
 
 HANDLERS = (

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import fields
 
 from chat.api.common import ADMIN, STAFF, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Body, Description, FullMatch, Out, Title, page_of
 from chat.errors import Conflict, NotFound
 from chat.store.db import DuplicateKey
+from chat.store.labels import Label
 
 COLOR = r"^#[0-9A-Fa-f]{6}$"
 
@@ -35,19 +38,19 @@ class LabelBody(Body):
 
 
 @endpoint("GET", "/api/v1/labels", summary="List labels", tag="labels", roles=STAFF, response=LabelPage)
-async def handle_list_labels(ctx: Ctx) -> dict:
+async def handle_list_labels(ctx: Ctx) -> dict[str, Any]:
     """Every label, by title."""
-    return {"items": await ctx.admin.list_labels(), "next_cursor": None}
+    return {"items": await ctx.store.labels.all(), "next_cursor": None}
 
 
 @endpoint(
     "POST", "/api/v1/labels", summary="Create a label", tag="labels", roles=ADMIN, body=LabelBody,
     response=LabelOut, status=201, errors=(400, 409, 413), description="A title already in use is 409 conflict.",
 )
-async def handle_create_label(ctx: Ctx, data: dict) -> dict:
+async def handle_create_label(ctx: Ctx, data: dict[str, Any]) -> Label:
     """A new label."""
     try:
-        return await ctx.admin.create_label(data["title"], data["description"], data["color"])
+        return await ctx.store.labels.create(data["title"], data["description"], data["color"])
     except DuplicateKey:
         raise Conflict(f"a label titled {data['title']!r} already exists", {"title": ["Already in use."]}) from None
 
@@ -58,7 +61,7 @@ async def handle_create_label(ctx: Ctx, data: dict) -> dict:
 )
 async def handle_delete_label(ctx: Ctx) -> None:
     """204, or 404 when there is no such label."""
-    if not await ctx.admin.delete_label(ctx.param("id")):
+    if not await ctx.store.labels.delete(ctx.param("id")):
         raise NotFound("label not found")
 
 

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
+from marshmallow import Schema, fields
 
-from chat.api.common import EVERYONE, STAFF, Endpoint, dumps
-from chat.api.schemas import ConversationOut, ErrorOut, EventOut, MessageOut, Out, page_of
+from chat.api.common import EVERYONE, EndpointHandler, dumps
+from chat.api.schemas import ConversationOut, ErrorOut, EventOut, MessageOut, Out
 
 TITLE = "chat-api"
 VERSION = "1.0.0"
@@ -47,23 +49,23 @@ class HealthOut(Out):
                          metadata={"description": "redis, database, ai: \"ok\" or what failed"})
 
 
-def _resolver(schema) -> str:
+def _resolver(schema: Schema | type[Schema]) -> str:
     cls = schema if isinstance(schema, type) else type(schema)
     return cls.__name__.removesuffix("Out")
 
 
-def _json(schema, description: str) -> dict:
+def _json(schema: Schema | type[Schema] | dict[str, Any] | None, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error_responses(codes) -> dict:
+def _error_responses(codes: Iterable[int]) -> dict[str, Any]:
     return {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
 
 
-def _operation(handler) -> dict:
-    spec: Endpoint = handler.endpoint
+def _operation(handler: EndpointHandler) -> dict[str, Any]:
+    spec = handler.endpoint
     names = re.findall(r"{(\w+)}", spec.path)
-    parameters: list = [
+    parameters: list[dict[str, Any]] = [
         {"in": "path", "name": name, "required": True, "schema": {"type": "string", "minLength": 1},
          "description": spec.path_doc.get(name, "")}
         for name in names
@@ -75,24 +77,22 @@ def _operation(handler) -> dict:
         errors.add(400)
     if spec.body is not None:
         errors.add(413)
-    if spec.roles is not None:
-        errors.add(401)
-        if set(spec.roles) != set(EVERYONE):
-            errors.add(403)
+    errors.add(401)
+    if set(spec.roles) != set(EVERYONE):
+        errors.add(403)
     if spec.status == 204:
         success = {"204": {"description": "done (no body)"}}
     else:
         success = {str(spec.status): _json(spec.response, "success")}
-    operation: dict = {
+    operation: dict[str, Any] = {
         "operationId": handler.__name__.removeprefix("handle_"),
         "summary": spec.summary,
         "tags": [spec.tag],
         "parameters": parameters,
         "responses": {**success, **_error_responses(errors)},
-        "security": [{"bearerAuth": []}] if spec.roles is not None else [],
+        "security": [{"bearerAuth": []}],
     }
-    roles = "no token needed" if spec.roles is None else "roles: " + ", ".join(spec.roles)
-    operation["description"] = f"{spec.description} ({roles})".strip()
+    operation["description"] = f"{spec.description} (roles: {', '.join(spec.roles)})".strip()
     if spec.body is not None:
         operation["requestBody"] = {
             "required": spec.body_required,
@@ -121,7 +121,7 @@ def _extra_paths(spec: APISpec, handled: set[str]) -> None:
 
 
 @lru_cache(maxsize=4)
-def build_document(handlers: tuple) -> dict:
+def build_document(handlers: tuple[EndpointHandler, ...]) -> dict[str, Any]:
     """The OpenAPI document of these @endpoint handlers (plus health and metrics)."""
     spec = APISpec(
         title=TITLE, version=VERSION, openapi_version=OPENAPI_VERSION,
@@ -134,10 +134,11 @@ def build_document(handlers: tuple) -> dict:
     _extra_paths(spec, {handler.endpoint.path for handler in handlers})
     for handler in handlers:
         spec.path(path=handler.endpoint.path, operations={handler.endpoint.method.lower(): _operation(handler)})
-    return spec.to_dict()
+    document: dict[str, Any] = spec.to_dict()
+    return document
 
 
-def register(app: web.Application, handlers: tuple) -> None:
+def register(app: web.Application, handlers: tuple[EndpointHandler, ...]) -> None:
     """Serve the document of `handlers` at GET /api/openapi.json (no auth)."""
     body = dumps(build_document(handlers))
 

@@ -11,11 +11,13 @@ for the document, and stay open (clients must accept fields added later).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from chat.store.admin import SENDER_TYPES, STATES
+from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms, ms_from_iso
 
 MAX_METADATA_BYTES = 16 * 1024  # conversations.metadata is a TEXT column (64 KiB on MySQL)
@@ -48,7 +50,7 @@ class Out(Schema):
 class FullMatch(validate.Regexp):
     """A pattern the whole value must match (re.match would accept a trailing newline after `$`)."""
 
-    def __call__(self, value: str) -> str:
+    def __call__(self, value: Any) -> Any:
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
@@ -58,29 +60,29 @@ class Stripped(fields.String):
     """A string without leading or trailing white space: at most `max_length` characters as
     sent, then stripped and checked again (at least one character must remain)."""
 
-    def __init__(self, max_length: int, **kwargs):
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
         self.max_length = max_length
         super().__init__(validate=validate.Length(min=1, max=max_length), **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if len(text) > self.max_length:
             raise ValidationError(f"Longer than maximum length {self.max_length}.")
         return text.strip()
 
 
-def Id(**kwargs) -> fields.String:  # noqa: N802 - a field factory reads like a field class
+def Id(**kwargs: Any) -> fields.String:  # noqa: N802 - a field factory reads like a field class
     """An id or user id: 1 to 64 characters (the VARCHAR(64) columns)."""
     return fields.String(validate=validate.Length(min=1, max=64), **kwargs)
 
 
-def Title(**kwargs) -> fields.String:  # noqa: N802
+def Title(**kwargs: Any) -> fields.String:  # noqa: N802
     """A label title or team name: 1 to 191 characters once white space around it is stripped."""
     metadata = {"description": "leading and trailing white space is removed", **kwargs.pop("metadata", {})}
     return Stripped(191, metadata=metadata, **kwargs)
 
 
-def Description(**kwargs) -> fields.String:  # noqa: N802
+def Description(**kwargs: Any) -> fields.String:  # noqa: N802
     """Free text up to 2000 characters, or null."""
     return fields.String(validate=validate.Length(max=2000), allow_none=True, **kwargs)
 
@@ -90,7 +92,7 @@ class QueryInt(fields.Integer):
 
     _DIGITS = re.compile(r"-?[0-9]{1,12}")
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
         if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
             raise self.make_error("invalid", input=value)
         return int(value)
@@ -102,11 +104,14 @@ TIMESTAMP_CHARS = r"^[0-9T:.+ Zz-]{1,40}$"
 class Timestamp(fields.String):
     """An ISO 8601 date or date-time (no offset: UTC), loaded as epoch milliseconds."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         # the pattern is checked in _deserialize (validators would see the parsed number)
         super().__init__(metadata={"pattern": TIMESTAMP_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs) -> int:
+    # a string in the request, a number once loaded: marshmallow's way, which its types do not follow
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int:
         text = FullMatch(TIMESTAMP_CHARS)(super()._deserialize(value, attr, data, **kwargs))
         for candidate in (text, re.sub(r" (\d\d:?\d\d)$", r"+\1", text)):  # a `+` in a query string reads as a space
             try:
@@ -117,16 +122,16 @@ class Timestamp(fields.String):
                 return ms
         raise ValidationError("Not a valid ISO 8601 date-time, e.g. 2024-05-01T00:00:00Z.")
 
-    def _serialize(self, value, attr, obj, **kwargs):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else iso_from_ms(value)
 
 
-def _metadata_size(value: dict) -> None:
+def _metadata_size(value: dict[str, Any]) -> None:
     if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
         raise ValidationError(f"Longer than {MAX_METADATA_BYTES} bytes as JSON.")
 
 
-def Metadata(**kwargs) -> fields.Dict:  # noqa: N802
+def Metadata(**kwargs: Any) -> fields.Dict:  # noqa: N802
     """A JSON object of at most 16 KiB."""
     return fields.Dict(keys=fields.String(), validate=_metadata_size,
                        metadata={"description": f"any JSON object, at most {MAX_METADATA_BYTES} bytes"}, **kwargs)
@@ -182,6 +187,7 @@ class EventOut(Out):
 
 
 def page_of(name: str, item: type[Schema], cursor_doc: str) -> type[Schema]:
+    """A list response: `items` of one object schema and a `next_cursor`."""
     return type(
         name,
         (Out,),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from chat import render
 from chat.api.common import EVERYONE, Ctx, endpoint
 from chat.api.schemas import Body, ConversationOut, Id, Metadata
 from chat.errors import Forbidden
@@ -24,15 +27,15 @@ class StartSessionBody(Body):
     description="A customer starts its own conversation; an admin may start one for `user_id`. "
                 "A customer naming another user_id is 403; agents are 403 (they do not start conversations).",
 )
-async def handle_start_session(ctx: Ctx, data: dict) -> dict:
+async def handle_start_session(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
     """Start a conversation in state `ai` (the same path as the WebSocket `conversation.start`)."""
     identity = ctx.identity
     user_id = data["user_id"]
     if user_id is not None and user_id != identity.user_id and not identity.is_admin:
         raise Forbidden("only an admin may start a session for another user")
-    conversation = await ctx.service.start(identity, metadata=data["metadata"], team_id=data["team_id"],
+    conversation = await ctx.ops.conversations.start(identity, metadata=data["metadata"], team_id=data["team_id"],
                                            user_id=user_id)
-    return await ctx.service.public(conversation)
+    return await ctx.public(conversation)
 
 
 @endpoint(
@@ -40,10 +43,10 @@ async def handle_start_session(ctx: Ctx, data: dict) -> dict:
     response=ConversationOut, errors=(404,), path_doc=ID_DOC,
     description="A customer sees only its own (anyone else's is 404, existing or not).",
 )
-async def handle_get_session(ctx: Ctx) -> dict:
+async def handle_get_session(ctx: Ctx) -> render.PublicConversation:
     """C of a conversation the caller may see."""
-    conversation = await ctx.service.get_for(ctx.identity, ctx.param("id"))
-    return await ctx.service.public(conversation)
+    conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
+    return await ctx.public(conversation)
 
 
 HANDLERS = (handle_start_session, handle_get_session)

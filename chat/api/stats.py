@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import ValidationError, fields, validates_schema
 
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Id, Out, Query, Timestamp
+from chat.store.models import SENDER_TYPES, STATES
 
 
 class StatsQuery(Query):
@@ -16,27 +19,19 @@ class StatsQuery(Query):
     team_id = Id(metadata={"description": "only conversations whose current team is this one"})
 
     @validates_schema
-    def _window(self, data: dict, **_) -> None:
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
         if "since" in data and "until" in data and data["since"] > data["until"]:
             raise ValidationError("must not be before since", "until")
 
 
-class ByState(Out):
-    """Conversations created in the window, by their current state."""
-
-    ai = fields.Integer(required=True)
-    handoff = fields.Integer(required=True)
-    human = fields.Integer(required=True)
-    closed = fields.Integer(required=True)
+def _counts(name: str, doc: str, keys: tuple[str, ...]) -> type[Out]:
+    """An object of one integer per key (the states, the sender types)."""
+    return type(name, (Out,), {"__doc__": doc, **{key: fields.Integer(required=True) for key in keys}})
 
 
-class BySender(Out):
-    """Messages stored in the window, by sender type (private notes count as agent)."""
-
-    customer = fields.Integer(required=True)
-    ai = fields.Integer(required=True)
-    agent = fields.Integer(required=True)
-    system = fields.Integer(required=True)
+ByState = _counts("ByState", "Conversations created in the window, by their current state.", STATES)
+BySender = _counts("BySender", "Messages stored in the window, by sender type (private notes count as agent).",
+                   SENDER_TYPES)
 
 
 def _seconds(doc: str) -> fields.Float:
@@ -71,10 +66,10 @@ class StatsOut(Out):
     "GET", "/api/v1/stats", summary="Statistics", tag="stats", roles=STAFF, query=StatsQuery, response=StatsOut,
     errors=(400,), description="Every figure is computed in SQL over the *_ms columns; see docs/rest.md.",
 )
-async def handle_stats(ctx: Ctx, query: dict) -> dict:
+async def handle_stats(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """The figures of the window."""
-    return await ctx.admin.stats(since_ms=query.get("since"), until_ms=query.get("until"),
-                                 team_id=query.get("team_id"))
+    return await ctx.store.stats.figures(since_ms=query.get("since"), until_ms=query.get("until"),
+                                         team_id=query.get("team_id"))
 
 
 HANDLERS = (handle_stats,)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import fields
 
 from chat.api.common import ADMIN, STAFF, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Body, Description, Id, Out, Title, page_of
 from chat.errors import Conflict, NotFound
 from chat.store.db import DuplicateKey, IntegrityError
+from chat.store.teams import Member, Team
 
 TEAM_DOC = {"id": "the team id"}
 
@@ -60,34 +63,34 @@ def _duplicate_name(name: str) -> Conflict:
     return Conflict(f"a team named {name!r} already exists", {"name": ["Already in use."]})
 
 
-async def _team_or_404(ctx: Ctx) -> dict:
-    team = await ctx.admin.get_team(ctx.param("id"))
+async def _team_or_404(ctx: Ctx) -> Team:
+    team = await ctx.store.teams.get(ctx.param("id"))
     if team is None:
         raise NotFound("team not found")
     return team
 
 
 @endpoint("GET", "/api/v1/teams", summary="List teams", tag="teams", roles=STAFF, response=TeamPage)
-async def handle_list_teams(ctx: Ctx) -> dict:
+async def handle_list_teams(ctx: Ctx) -> dict[str, Any]:
     """Every team, by name."""
-    return {"items": await ctx.admin.list_teams(), "next_cursor": None}
+    return {"items": await ctx.store.teams.all(), "next_cursor": None}
 
 
 @endpoint(
     "POST", "/api/v1/teams", summary="Create a team", tag="teams", roles=ADMIN, body=TeamBody, response=TeamOut,
     status=201, errors=(400, 409, 413), description="A name already in use is 409 conflict.",
 )
-async def handle_create_team(ctx: Ctx, data: dict) -> dict:
+async def handle_create_team(ctx: Ctx, data: dict[str, Any]) -> Team:
     """A new team."""
     try:
-        return await ctx.admin.create_team(data["name"], data["description"])
+        return await ctx.store.teams.create(data["name"], data["description"])
     except DuplicateKey:
         raise _duplicate_name(data["name"]) from None
 
 
 @endpoint("GET", "/api/v1/teams/{id}", summary="Get a team", tag="teams", roles=STAFF, response=TeamOut,
           errors=(404,), path_doc=TEAM_DOC)
-async def handle_get_team(ctx: Ctx) -> dict:
+async def handle_get_team(ctx: Ctx) -> Team:
     """One team."""
     return await _team_or_404(ctx)
 
@@ -96,10 +99,10 @@ async def handle_get_team(ctx: Ctx) -> dict:
     "PATCH", "/api/v1/teams/{id}", summary="Change a team", tag="teams", roles=ADMIN, body=TeamPatchBody,
     response=TeamOut, errors=(400, 404, 409, 413), path_doc=TEAM_DOC,
 )
-async def handle_update_team(ctx: Ctx, data: dict) -> dict:
+async def handle_update_team(ctx: Ctx, data: dict[str, Any]) -> Team:
     """Change name and/or description."""
     try:
-        team = await ctx.admin.update_team(ctx.param("id"), data)
+        team = await ctx.store.teams.update(ctx.param("id"), data)
     except DuplicateKey:
         raise _duplicate_name(data["name"]) from None
     if team is None:
@@ -113,16 +116,16 @@ async def handle_update_team(ctx: Ctx, data: dict) -> dict:
 )
 async def handle_delete_team(ctx: Ctx) -> None:
     """204, or 404."""
-    if not await ctx.admin.delete_team(ctx.param("id")):
+    if not await ctx.store.teams.delete(ctx.param("id")):
         raise NotFound("team not found")
 
 
 @endpoint("GET", "/api/v1/teams/{id}/members", summary="List the members of a team", tag="teams", roles=STAFF,
           response=MemberPage, errors=(404,), path_doc=TEAM_DOC)
-async def handle_list_members(ctx: Ctx) -> dict:
+async def handle_list_members(ctx: Ctx) -> dict[str, Any]:
     """Members by user id."""
     team = await _team_or_404(ctx)
-    return {"items": await ctx.admin.list_members(team["id"]), "next_cursor": None}
+    return {"items": await ctx.store.teams.members(team["id"]), "next_cursor": None}
 
 
 @endpoint(
@@ -131,14 +134,14 @@ async def handle_list_members(ctx: Ctx) -> dict:
     description="404 when the team or the agent is unknown (an agent is known once it has signed in); "
                 "409 when it is already a member.",
 )
-async def handle_add_member(ctx: Ctx, data: dict) -> dict:
+async def handle_add_member(ctx: Ctx, data: dict[str, Any]) -> Member:
     """Add an agent to the team."""
     team = await _team_or_404(ctx)
     user_id = data["user_id"]
-    if not await ctx.store.agent_exists(user_id):
+    if not await ctx.store.staff.agent_exists(user_id):
         raise NotFound(f"agent {user_id} not found", {"user_id": ["Unknown agent."]})
     try:
-        return await ctx.admin.add_member(team["id"], user_id)
+        return await ctx.store.teams.add_member(team["id"], user_id)
     except DuplicateKey:
         raise Conflict(f"{user_id} is already a member of this team") from None
     except IntegrityError:  # the team was deleted meanwhile
@@ -151,7 +154,7 @@ async def handle_add_member(ctx: Ctx, data: dict) -> dict:
 )
 async def handle_remove_member(ctx: Ctx) -> None:
     """204, or 404 when it is not a member."""
-    if not await ctx.admin.remove_member(ctx.param("id"), ctx.param("user_id")):
+    if not await ctx.store.teams.remove_member(ctx.param("id"), ctx.param("user_id")):
         raise NotFound("not a member of this team")
 
 

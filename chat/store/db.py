@@ -10,19 +10,26 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, cast
 
 import aiomysql
 import aiosqlite
-import pymysql
-from pymysql.constants import CLIENT
+import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev dependencies
+from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from chat.settings import DatabaseConfig
 
 Params = Sequence[Any]
+Row = tuple[Any, ...]  # one result row, columns in the order the query names them
+
+
+def marks(values: Sequence[Any]) -> str:
+    """`%s, %s, ...`: one placeholder per value of an IN (...) list."""
+    return ", ".join(["%s"] * len(values))
 
 
 class DatabaseError(Exception):
@@ -49,11 +56,11 @@ class Tx(ABC):
         """Run a statement once per parameter row."""
 
     @abstractmethod
-    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """The first row of a query, or None."""
 
     @abstractmethod
-    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Every row of a query."""
 
     @property
@@ -68,7 +75,7 @@ class Database(ABC):
     dialect: str
 
     @abstractmethod
-    def transaction(self) -> "asynccontextmanager[Tx]":
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """`async with db.transaction() as tx:` commits on success, rolls back on an exception."""
 
     @abstractmethod
@@ -80,12 +87,12 @@ class Database(ABC):
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
-    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """One row, outside any explicit transaction."""
         async with self.transaction() as tx:
             return await tx.fetchone(sql, params)
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """All rows, outside any explicit transaction."""
         async with self.transaction() as tx:
             return await tx.fetchall(sql, params)
@@ -120,7 +127,7 @@ class _MySQLTx(Tx):
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
-            return await self._cur.execute(sql, tuple(params) or None)
+            return int(await self._cur.execute(sql, tuple(params) or None))
         except pymysql.err.MySQLError as exc:
             raise _mysql_error(exc) from exc
 
@@ -132,11 +139,12 @@ class _MySQLTx(Tx):
         except pymysql.err.MySQLError as exc:
             raise _mysql_error(exc) from exc
 
-    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         await self.execute(sql, params)
-        return await self._cur.fetchone()
+        row: Row | None = await self._cur.fetchone()
+        return row
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         await self.execute(sql, params)
         return list(await self._cur.fetchall())
 
@@ -153,7 +161,7 @@ class MySQLDatabase(Database):
         self._slots = asyncio.Semaphore(size)
 
     @classmethod
-    async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> "MySQLDatabase":
+    async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> MySQLDatabase:
         """Open the pool; raise DatabaseError if the server cannot be reached."""
         try:
             pool = await aiomysql.create_pool(
@@ -178,9 +186,8 @@ class MySQLDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with self._slots:
-            async with self._transaction() as tx:
-                yield tx
+        async with self._slots, self._transaction() as tx:
+            yield tx
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -241,17 +248,17 @@ class _SQLiteTx(Tx):
         except sqlite3.Error as exc:
             raise _sqlite_error(exc) from exc
 
-    async def fetchone(self, sql: str, params: Params = ()) -> tuple | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         try:
             async with self._conn.execute(_sqlite_sql(sql), tuple(params)) as cur:
-                return await cur.fetchone()
+                return cast("Row | None", await cur.fetchone())  # no row_factory: plain tuples
         except sqlite3.Error as exc:
             raise _sqlite_error(exc) from exc
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[tuple]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         try:
             async with self._conn.execute(_sqlite_sql(sql), tuple(params)) as cur:
-                return list(await cur.fetchall())
+                return cast("list[Row]", list(await cur.fetchall()))
         except sqlite3.Error as exc:
             raise _sqlite_error(exc) from exc
 
@@ -266,7 +273,7 @@ class SQLiteDatabase(Database):
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def connect(cls, config: DatabaseConfig) -> "SQLiteDatabase":
+    async def connect(cls, config: DatabaseConfig) -> SQLiteDatabase:
         """Open (and create) the file; WAL mode and foreign keys on."""
         if config.path != ":memory:":
             Path(config.path).parent.mkdir(parents=True, exist_ok=True)

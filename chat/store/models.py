@@ -1,10 +1,19 @@
-"""Rows the store returns, with their protocol JSON shapes (PROTOCOL section 3.7)."""
+"""Rows the store reads and returns, with the column lists their queries name.
+
+Their protocol JSON shapes (M, E, C) are rendered by chat.render.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from states.clock import iso_from_ms
+from chat import render
+from chat.store.db import Row
+from states.machine import State
+
+STATES = tuple(s.value for s in State)  # what conversations.state and the log's states hold
+SENDER_TYPES = ("customer", "ai", "agent", "system")
 
 
 @dataclass(frozen=True)
@@ -21,25 +30,15 @@ class Message:
     client_msg_id: str | None
     created_ms: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> render.PublicMessage:
         """The protocol's M object."""
-        return {
-            "id": self.id,
-            "conversation_id": self.conversation_id,
-            "seq": self.seq,
-            "sender_type": self.sender_type,
-            "sender_id": self.sender_id,
-            "content": self.content,
-            "private": self.private,
-            "client_msg_id": self.client_msg_id,
-            "created_at": iso_from_ms(self.created_ms),
-        }
+        return render.message(self)  # issue 9: callers move to chat.render.message
 
 
 MESSAGE_COLUMNS = "id, conversation_id, seq, sender_type, sender_id, content, private, client_msg_id, created_ms"
 
 
-def message_from_row(row: tuple) -> Message:
+def message_from_row(row: Row) -> Message:
     """A messages row (MESSAGE_COLUMNS order) -> Message."""
     return Message(
         id=row[0],
@@ -71,20 +70,9 @@ class TransitionEvent:
     team_id: str | None
     created_ms: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> render.PublicEvent:
         """The protocol's E object."""
-        return {
-            "id": self.id,
-            "conversation_id": self.conversation_id,
-            "version": self.version,
-            "trigger": self.trigger,
-            "from_state": self.from_state,
-            "to_state": self.to_state,
-            "actor_type": self.actor_type,
-            "actor_id": self.actor_id,
-            "reason": self.reason,
-            "created_at": iso_from_ms(self.created_ms),
-        }
+        return render.event(self)  # issue 9: callers move to chat.render.event
 
 
 EVENT_COLUMNS = (
@@ -93,6 +81,39 @@ EVENT_COLUMNS = (
 )
 
 
-def event_from_row(row: tuple) -> TransitionEvent:
+def event_from_row(row: Row) -> TransitionEvent:
     """A conversation_events row (EVENT_COLUMNS order) -> TransitionEvent."""
-    return TransitionEvent(*row[:2], int(row[2]), *row[3:11], int(row[11]))
+    return TransitionEvent(
+        id=row[0],
+        conversation_id=row[1],
+        version=int(row[2]),
+        trigger=row[3],
+        from_state=row[4],
+        to_state=row[5],
+        actor_type=row[6],
+        actor_id=row[7],
+        reason=row[8],
+        agent_id=row[9],
+        team_id=row[10],
+        created_ms=int(row[11]),
+    )
+
+
+class ConversationRow(NamedTuple):
+    """A conversations row (the SQL mirror of the live record), columns in CONVERSATION_COLUMNS order."""
+
+    id: str
+    user_id: str
+    state: str
+    agent_type: str
+    agent_id: str | None
+    team_id: str | None
+    version: int
+    last_seq: int
+    metadata: str | None
+    handoff_ms: int | None
+    created_ms: int
+    updated_ms: int
+
+
+CONVERSATION_COLUMNS = ", ".join(ConversationRow._fields)

@@ -171,7 +171,10 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
-SCHEMA_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ms BIGINT NOT NULL, PRIMARY KEY (version))"
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ms BIGINT NOT NULL, "
+    "PRIMARY KEY (version))"
+)
 
 
 def render(table: Table, dialect: str) -> list[str]:

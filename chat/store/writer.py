@@ -12,26 +12,32 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from chat.store.messages import Messages, NewMessage
 from chat.store.models import Message
 from chat.store.store import Store
 
 log = logging.getLogger(__name__)
 
+Stored = tuple[Message, bool]  # the message and whether it is new (False: a resend)
+
 
 class MessageWriter:
     """Queue of unguarded appends, written in batches by one task."""
 
-    def __init__(self, store: Store, max_batch: int = 200):
-        self.store = store
+    def __init__(self, messages: Messages | Store, max_batch: int = 200):
+        # issue 9: callers move to MessageWriter(store.messages); a Store is still accepted meanwhile
+        self.messages = messages.messages if isinstance(messages, Store) else messages
         self.max_batch = max_batch
-        self._queue: list[tuple[dict, asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
+        self._queue: list[tuple[NewMessage, asyncio.Future[Stored]]] = []
+        self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
-    async def append(self, conversation_id: str, **fields) -> tuple[Message, bool]:
-        """Like Store.append_message (without the state guard): the message and whether it is new."""
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(({"conversation_id": conversation_id, **fields}, future))
+    async def append(self, conversation_id: str, *, sender_type: str, content: str, sender_id: str | None = None,
+                     private: bool = False, client_msg_id: str | None = None) -> Stored:
+        """Like Messages.append (without the state guard): the message and whether it is new."""
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id)
+        self._queue.append((draft, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="message-writer")
         return await future
@@ -48,23 +54,25 @@ class MessageWriter:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
 
-    async def _write(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+    async def _write(self, batch: list[tuple[NewMessage, asyncio.Future[Stored]]]) -> None:
         if len(batch) > 1:
             try:
-                messages = await self.store.append_batch([item for item, _ in batch])
+                messages = await self.messages.append_batch([draft for draft, _ in batch])
             except Exception as exc:  # a resend or a missing row in the batch: one by one below
                 log.debug("batch of %d not written whole (%s); writing one by one", len(batch), type(exc).__name__)
             else:
                 self.batches += 1
-                for (_, future), message in zip(batch, messages):
+                for (_, future), message in zip(batch, messages, strict=True):
                     if not future.done():
                         future.set_result((message, True))
                 return
-        for item, future in batch:
+        for draft, future in batch:
             if future.done():
                 continue
-            fields = dict(item)
             try:
-                future.set_result(await self.store.append_message(fields.pop("conversation_id"), **fields))
+                future.set_result(await self.messages.append(
+                    draft.conversation_id, sender_type=draft.sender_type, content=draft.content,
+                    sender_id=draft.sender_id, private=draft.private, client_msg_id=draft.client_msg_id,
+                ))
             except Exception as exc:
                 future.set_exception(exc)

@@ -16,7 +16,9 @@ from chat import keys
 from chat.api.routes import HANDLERS
 from chat.app import create_app
 from chat.auth import Identity, issue_token
+from chat.conversations import Operations
 from chat.errors import to_chat_error
+from chat.store import Store
 
 
 def uid(prefix: str) -> str:
@@ -44,8 +46,12 @@ class Api:
         return resp.status, body
 
     @property
-    def service(self):
-        return self.app[keys.SERVICE]
+    def ops(self) -> Operations:
+        return self.app[keys.OPERATIONS]
+
+    @property
+    def store(self) -> Store:
+        return self.app[keys.STORE]
 
 
 @pytest.fixture
@@ -74,28 +80,22 @@ class World:
 
     async def ready(self) -> "World":
         for identity in (self.agent, self.admin):
-            await self.api.service.remember(identity)
+            await self.api.ops.staff.remember(identity)
         return self
 
     async def conversation(self) -> str:
-        return (await self.api.service.start(self.customer)).id
+        return (await self.api.ops.conversations.start(self.customer)).id
 
     async def assigned(self) -> str:
         conversation_id = await self.conversation()
-        await self.api.service.assign(self.admin, conversation_id, self.agent.user_id)
+        await self.api.ops.assignment.assign(self.admin, conversation_id, self.agent.user_id)
         return conversation_id
 
     async def label(self) -> dict:
-        return await _admin(self.api).create_label(uid("label"), None, None)
+        return await self.api.store.labels.create(uid("label"), None, None)
 
     async def team(self) -> dict:
-        return await _admin(self.api).create_team(uid("team"), None)
-
-
-def _admin(api: Api):
-    from chat.api.common import ADMIN_QUERIES
-
-    return api.app[ADMIN_QUERIES]
+        return await self.api.store.teams.create(uid("team"), None)
 
 
 Setup = Callable[[World], Awaitable[tuple[str, Any]]]
@@ -123,7 +123,7 @@ async def team_id(w: World):
 
 async def team_with_member(w: World):
     team = await w.team()
-    await _admin(w.api).add_member(team["id"], w.agent.user_id)
+    await w.api.store.teams.add_member(team["id"], w.agent.user_id)
     return f"{team['id']}/members/{w.agent.user_id}"
 
 
@@ -253,7 +253,7 @@ async def test_a_state_conflict_is_409(api):
 
 async def test_a_database_failure_is_503(api, database_url):
     admin = Identity(uid("admin"), "admin")
-    await api.service.remember(admin)
+    await api.ops.staff.remember(admin)
     await api.app[keys.STORE].db.close()
     status, body = await api.call("GET", "/api/v1/labels", as_=admin)
     assert_error(status, body, 503, "unavailable")
@@ -394,12 +394,12 @@ async def test_teams_and_members(api):
 async def test_messages_and_events(api):
     admin, agent = Identity(uid("admin"), "admin"), Identity(uid("agent"), "agent")
     customer = Identity(uid("cust"), "customer")
-    store = api.app[keys.STORE]
-    await api.service.remember(agent)
-    c = await api.service.start(customer)
+    store = api.store
+    await api.ops.staff.remember(agent)
+    c = await api.ops.conversations.start(customer)
     for text in ("hello", "你好，我的订单在哪里？", "still there?"):
-        await store.append_message(c.id, sender_type="customer", sender_id=customer.user_id, content=text)
-    await api.service.send_message(agent, c.id, content="VIP, be nice", client_msg_id="n1", private=True)
+        await store.messages.append(c.id, sender_type="customer", sender_id=customer.user_id, content=text)
+    await api.ops.messages.send(agent, c.id, content="VIP, be nice", client_msg_id="n1", private=True)
 
     status, page = await api.call("GET", f"/api/v1/conversations/{c.id}/messages", as_=agent)
     assert status == 200 and page["next_cursor"] is None
@@ -434,8 +434,8 @@ async def test_actions_follow_the_state_machine_and_the_roles(api):
     admin = Identity(uid("admin"), "admin")
     ann, bob = Identity(uid("ann"), "agent"), Identity(uid("bob"), "agent")
     for identity in (admin, ann, bob):
-        await api.service.remember(identity)
-    c = await api.service.start(Identity(uid("cust"), "customer"))
+        await api.ops.staff.remember(identity)
+    c = await api.ops.conversations.start(Identity(uid("cust"), "customer"))
     url = f"/api/v1/conversations/{c.id}"
 
     status, body = await api.call("POST", f"{url}/assign", as_=admin, json={"agent_id": uid("ghost")})
@@ -505,10 +505,10 @@ async def test_rest_actions_push_the_same_websocket_events(api):
 async def test_racing_assigns_have_one_winner(api):
     ann, bob = Identity(uid("ann"), "agent"), Identity(uid("bob"), "agent")
     for identity in (ann, bob):
-        await api.service.remember(identity)
+        await api.ops.staff.remember(identity)
     has_claim = "conversation.claim" in api.app[keys.WS_REGISTRY].commands
     for round_ in range(5):
-        c = await api.service.start(Identity(uid("cust"), "customer"))
+        c = await api.ops.conversations.start(Identity(uid("cust"), "customer"))
         rest = api.call("POST", f"/api/v1/conversations/{c.id}/assign", as_=ann, json={"agent_id": ann.user_id})
         if has_claim:  # the WebSocket command against the REST action
             ws = await api.client.ws_connect(f"/ws?token={api.token(bob)}")
@@ -527,17 +527,17 @@ async def test_racing_assigns_have_one_winner(api):
             (status_a, _), (status_b, _) = await asyncio.gather(rest, other)
         assert sorted([status_a, status_b]) == [200, 409], (round_, status_a, status_b)
         winner = ann if status_a == 200 else bob
-        assert (await api.service.get_for(winner, c.id)).agent_id == winner.user_id
+        assert (await api.ops.conversations.get_for(winner, c.id)).agent_id == winner.user_id
 
 
 async def test_rest_assign_races_a_service_claim(api):
     ann, bob = Identity(uid("ann"), "agent"), Identity(uid("bob"), "agent")
     for identity in (ann, bob):
-        await api.service.remember(identity)
+        await api.ops.staff.remember(identity)
     for _ in range(5):
-        c = await api.service.start(Identity(uid("cust"), "customer"))
+        c = await api.ops.conversations.start(Identity(uid("cust"), "customer"))
         rest = api.call("POST", f"/api/v1/conversations/{c.id}/assign", as_=ann, json={"agent_id": ann.user_id})
-        (status, _), claim = await asyncio.gather(rest, api.service.claim(bob, c.id), return_exceptions=True)
+        (status, _), claim = await asyncio.gather(rest, api.ops.assignment.claim(bob, c.id), return_exceptions=True)
         claim_ok = not isinstance(claim, BaseException)
         assert (status == 200) != claim_ok, (status, claim)
         if not claim_ok:

@@ -13,7 +13,7 @@ from chat import keys
 from chat.api.conversations import decode_cursor, encode_cursor
 from chat.app import create_app
 from chat.auth import Identity, issue_token
-from chat.store.store import CONVERSATION_COLUMNS
+from chat.store.models import CONVERSATION_COLUMNS
 from states.clock import ms_from_iso, now_ms
 
 
@@ -115,19 +115,19 @@ async def test_pages_never_repeat_or_skip_while_conversations_are_created(api):
 
 async def test_a_listing_item_is_the_conversation_object(api):
     app, client, get = api
-    service = app[keys.SERVICE]
+    ops = app[keys.OPERATIONS]
     customer = Identity(uid("cust"), "customer")
-    c = await service.start(customer, metadata={"channel": "app", "lang": "zh"})
+    c = await ops.conversations.start(customer, metadata={"channel": "app", "lang": "zh"})
     store = app[keys.STORE]
-    await store.append_message(c.id, sender_type="customer", sender_id=customer.user_id, content="hi")
+    await store.messages.append(c.id, sender_type="customer", sender_id=customer.user_id, content="hi")
     await store.db.execute("INSERT INTO labels (id, title, created_ms) VALUES (%s, %s, %s)",
                            (str(uuid.uuid4()), "zz-" + c.id, 1))
     await store.db.execute("INSERT INTO labels (id, title, created_ms) VALUES (%s, %s, %s)",
                            (str(uuid.uuid4()), "aa-" + c.id, 1))
-    await service.set_labels(ADMIN, c.id, ["zz-" + c.id, "aa-" + c.id])
-    await service.remember(ADMIN)
-    await service.request_handoff(ADMIN, c.id)
-    await service.assign(ADMIN, c.id, ADMIN.user_id)
+    await ops.labels.set(ADMIN, c.id, ["zz-" + c.id, "aa-" + c.id])
+    await ops.staff.remember(ADMIN)
+    await ops.conversations.request_handoff(ADMIN, c.id)
+    await ops.assignment.assign(ADMIN, c.id, ADMIN.user_id)
 
     status, page = await get("/api/v1/conversations", user_id=customer.user_id)
     assert status == 200 and page["next_cursor"] is None
@@ -171,7 +171,7 @@ async def dataset(api):
     }
     for name, contents in texts.items():
         for content in contents:
-            await store.append_message(ids[name], sender_type="customer", sender_id="x", content=content)
+            await store.messages.append(ids[name], sender_type="customer", sender_id="x", content=content)
     label_id = str(uuid.uuid4())
     await db.execute("INSERT INTO labels (id, title, created_ms) VALUES (%s, %s, %s)", (label_id, label, t0))
     for name in ("c2", "c4"):

@@ -121,10 +121,10 @@ def _fuzz(doc: dict, base_url: str, token: str, served: set[tuple[str, str]],
 async def test_fuzz_finds_no_server_error_and_no_undocumented_response(live):
     app, client = live
     admin = Identity("fuzz-admin", "admin")
-    await app[keys.SERVICE].remember(admin)
+    await app[keys.OPERATIONS].staff.remember(admin)
     token = issue_token(app[keys.SETTINGS].jwt_secret_key, admin.user_id, admin.role)
     # something for the fuzzer to find: a conversation, a label and a team
-    conversation = await app[keys.SERVICE].start(Identity("fuzz-customer", "customer"))
+    conversation = await app[keys.OPERATIONS].conversations.start(Identity("fuzz-customer", "customer"))
     assert conversation.id
     doc = await (await client.get("/api/openapi.json")).json()
     served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}

@@ -16,9 +16,8 @@ import pytest
 from chat import keys
 from chat.app import create_app
 from chat.auth import issue_token
-from chat.store.admin import p90_seconds
-from chat.store.models import EVENT_COLUMNS, MESSAGE_COLUMNS
-from chat.store.store import CONVERSATION_COLUMNS
+from chat.store.models import CONVERSATION_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
+from chat.store.stats import p90_seconds
 from states.clock import iso_from_ms, ms_from_iso
 
 DAY_S = 86_400

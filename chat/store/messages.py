@@ -1,0 +1,187 @@
+"""Messages: the one table every message is written to, with a gap-free seq per conversation.
+
+The seq comes from conversations.last_seq, bumped in the same transaction as the insert: the
+row lock it takes orders concurrent writers of a conversation. Writes of customer and agent
+messages come through chat.store.writer (group commit); append() is its one-by-one path and
+the path of guarded writes (the AI's replies, checked against the state they answer).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from chat.store.db import Database, DuplicateKey, Tx, marks
+from chat.store.models import MESSAGE_COLUMNS, Message, message_from_row
+from states.clock import now_ms
+from states.errors import ConversationNotFound, StaleVersion
+
+_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({marks(MESSAGE_COLUMNS.split(','))})"
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to store: what its sender gives; the store adds id, seq and time."""
+
+    conversation_id: str
+    sender_type: str
+    content: str
+    sender_id: str | None = None
+    private: bool = False
+    client_msg_id: str | None = None
+
+    def stored(self, seq: int, created_ms: int) -> Message:
+        """The stored message, with a fresh id."""
+        return Message(
+            id=str(uuid.uuid4()),
+            conversation_id=self.conversation_id,
+            seq=seq,
+            sender_type=self.sender_type,
+            sender_id=self.sender_id,
+            content=self.content,
+            private=self.private,
+            client_msg_id=self.client_msg_id,
+            created_ms=created_ms,
+        )
+
+
+def _values(m: Message) -> tuple[Any, ...]:
+    return (m.id, m.conversation_id, m.seq, m.sender_type, m.sender_id, m.content, 1 if m.private else 0,
+            m.client_msg_id, m.created_ms)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Write only while the mirror row still has this state and version."""
+
+    state: str
+    version: int | None
+
+
+class Messages:
+    """Every SQL statement on messages."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def find(self, conversation_id: str, sender_type: str, sender_id: str | None,
+                   client_msg_id: str) -> Message | None:
+        """The message this sender already stored with this client_msg_id, if any."""
+        row = await self.db.fetchone(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND sender_type = %s "
+            "AND sender_id = %s AND client_msg_id = %s",
+            (conversation_id, sender_type, sender_id, client_msg_id),
+        )
+        return message_from_row(row) if row else None
+
+    async def append(  # noqa: PLR0913 - the fields of a message and the optional guard
+        self,
+        conversation_id: str,
+        *,
+        sender_type: str,
+        content: str,
+        sender_id: str | None = None,
+        private: bool = False,
+        client_msg_id: str | None = None,
+        require_state: str | None = None,
+        require_version: int | None = None,
+    ) -> tuple[Message, bool]:
+        """Store a message with the next seq; return it and whether it is new.
+
+        A resend (same sender, same client_msg_id) returns the stored message. With require_state and
+        require_version the write happens only while the mirror row still has them (the row
+        lock taken by the UPDATE keeps any transition out until the commit); otherwise
+        StaleVersion and nothing is written.
+        """
+        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id)
+        guard = Guard(require_state, require_version) if require_state is not None else None
+        # no look-up first: a resend fails on the UNIQUE key, rolls its seq back, and the
+        # stored message is read then (one round trip less for every new message)
+        try:
+            return await self._insert(draft, guard), True
+        except DuplicateKey:
+            # a resend (or the same message racing in from another socket): the first one stored wins
+            if client_msg_id is not None:
+                existing = await self.find(conversation_id, sender_type, sender_id, client_msg_id)
+                if existing is not None:
+                    return existing, False
+            raise
+
+    async def _insert(self, draft: NewMessage, guard: Guard | None) -> Message:
+        created_ms = now_ms()
+        async with self.db.transaction() as tx:
+            seq = await self._next_seq(tx, draft.conversation_id, created_ms, guard)
+            message = draft.stored(seq, created_ms)
+            await tx.execute(_INSERT, _values(message))
+        return message
+
+    async def _next_seq(self, tx: Tx, conversation_id: str, created_ms: int, guard: Guard | None) -> int:
+        """Bump last_seq (under the guard) and return it; the row stays locked until the commit."""
+        mysql = self.db.dialect == "mysql"
+        # MySQL hands the new value back through LAST_INSERT_ID(expr): no SELECT round trip
+        bump = "LAST_INSERT_ID(last_seq + 1)" if mysql else "last_seq + 1"
+        sql = f"UPDATE conversations SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
+        params: tuple[Any, ...] = (created_ms, conversation_id)
+        if guard is not None:
+            sql += " AND state = %s AND version = %s"
+            params += (guard.state, guard.version)
+        if not await tx.execute(sql, params):
+            if guard is not None and await tx.fetchone("SELECT 1 FROM conversations WHERE id = %s", (conversation_id,)):
+                raise StaleVersion(conversation_id, guard.version or 0)
+            raise ConversationNotFound(conversation_id)
+        if mysql:
+            return tx.last_insert_id
+        row = await tx.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+        return int(row[0]) if row else 0
+
+    async def append_batch(self, drafts: list[NewMessage]) -> list[Message]:
+        """Store several unguarded messages in one transaction (group commit).
+
+        All or nothing: a conversation without a row, or a client_msg_id already stored, raises
+        and writes nothing; the caller then stores the messages one by one.
+        """
+        created_ms = now_ms()
+        counts: dict[str, int] = {}
+        for draft in drafts:
+            counts[draft.conversation_id] = counts.get(draft.conversation_id, 0) + 1
+        ids = sorted(counts)  # one lock order for every writer: no deadlock between batches
+        cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+        async with self.db.transaction() as tx:
+            moved = await tx.execute(
+                f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
+                f"WHERE id IN ({marks(ids)})",
+                [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids,
+            )
+            if moved != len(ids):
+                raise ConversationNotFound("one of a batch")
+            rows = await tx.fetchall(f"SELECT id, last_seq FROM conversations WHERE id IN ({marks(ids)})", ids)
+            next_seq = {cid: int(last) - counts[cid] + 1 for cid, last in rows}
+            messages = []
+            for draft in drafts:
+                messages.append(draft.stored(next_seq[draft.conversation_id], created_ms))
+                next_seq[draft.conversation_id] += 1
+            await tx.executemany(_INSERT, [_values(m) for m in messages])
+        return messages
+
+    async def list_of(self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None,
+                      include_private: bool = True) -> list[Message]:
+        """Messages with seq > after_seq, oldest first."""
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND seq > %s"
+        params: list[Any] = [conversation_id, after_seq]
+        if not include_private:
+            sql += " AND private = 0"
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        return [message_from_row(r) for r in await self.db.fetchall(sql, params)]
+
+    async def recent(self, conversation_id: str, limit: int) -> list[Message]:
+        """The newest `limit` non-private messages, oldest first (the AI's context)."""
+        rows = await self.db.fetchall(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND private = 0 "
+            "ORDER BY seq DESC LIMIT %s",
+            (conversation_id, int(limit)),
+        )
+        return [message_from_row(r) for r in reversed(rows)]

@@ -1,0 +1,113 @@
+"""Teams and their members (team_members)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypedDict
+
+from chat.store.db import Database, Row
+from states.clock import iso_from_ms, now_ms
+
+TEAM_COLUMNS = "id, name, description, created_ms, updated_ms"
+EDITABLE = ("name", "description")
+_MEMBER_SQL = (
+    "SELECT tm.team_id, tm.user_id, u.name, u.role, tm.created_ms FROM team_members tm "
+    "LEFT JOIN users u ON u.id = tm.user_id WHERE tm.team_id = %s"
+)
+
+
+class Team(TypedDict):
+    """A team as the REST API shows it."""
+
+    id: str
+    name: str
+    description: str | None
+    created_at: str
+    updated_at: str
+
+
+class Member(TypedDict):
+    """A team member as the REST API shows it."""
+
+    team_id: str
+    user_id: str
+    name: str | None
+    role: str | None
+    created_at: str
+
+
+def _team(row: Row) -> Team:
+    return {"id": row[0], "name": row[1], "description": row[2], "created_at": iso_from_ms(int(row[3])),
+            "updated_at": iso_from_ms(int(row[4]))}
+
+
+def _member(row: Row) -> Member:
+    return {"team_id": row[0], "user_id": row[1], "name": row[2], "role": row[3],
+            "created_at": iso_from_ms(int(row[4]))}
+
+
+class Teams:
+    """Every SQL statement on teams and team_members."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def exists(self, team_id: str) -> bool:
+        """Is there a team with this id?"""
+        return await self.db.fetchone("SELECT 1 FROM teams WHERE id = %s", (team_id,)) is not None
+
+    async def all(self) -> list[Team]:
+        """Every team, by name."""
+        rows = await self.db.fetchall(f"SELECT {TEAM_COLUMNS} FROM teams ORDER BY name")
+        return [_team(r) for r in rows]
+
+    async def get(self, team_id: str) -> Team | None:
+        """One team, or None."""
+        row = await self.db.fetchone(f"SELECT {TEAM_COLUMNS} FROM teams WHERE id = %s", (team_id,))
+        return _team(row) if row else None
+
+    async def create(self, name: str, description: str | None) -> Team:
+        """A new team; DuplicateKey when the name is taken."""
+        now = now_ms()
+        row = (str(uuid.uuid4()), name, description, now, now)
+        await self.db.execute(f"INSERT INTO teams ({TEAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", row)
+        return _team(row)
+
+    async def update(self, team_id: str, changes: dict[str, Any]) -> Team | None:
+        """Change name and/or description; None when there is no such team, DuplicateKey on a taken name."""
+        sets = [f"{column} = %s" for column in EDITABLE if column in changes]
+        params = [changes[column] for column in EDITABLE if column in changes]
+        if sets:
+            changed = await self.db.execute(
+                f"UPDATE teams SET {', '.join(sets)}, updated_ms = %s WHERE id = %s", [*params, now_ms(), team_id]
+            )
+            if not changed:
+                return None
+        return await self.get(team_id)
+
+    async def delete(self, team_id: str) -> bool:
+        """Delete a team and its memberships; conversations keep their team_id. False when none."""
+        async with self.db.transaction() as tx:
+            await tx.execute("DELETE FROM team_members WHERE team_id = %s", (team_id,))
+            return bool(await tx.execute("DELETE FROM teams WHERE id = %s", (team_id,)))
+
+    async def members(self, team_id: str) -> list[Member]:
+        """The members of a team, by user id."""
+        rows = await self.db.fetchall(_MEMBER_SQL + " ORDER BY tm.user_id", (team_id,))
+        return [_member(r) for r in rows]
+
+    async def add_member(self, team_id: str, user_id: str) -> Member:
+        """Add a member; DuplicateKey when already one, IntegrityError when the team is gone."""
+        await self.db.execute(
+            "INSERT INTO team_members (team_id, user_id, created_ms) VALUES (%s, %s, %s)", (team_id, user_id, now_ms())
+        )
+        row = await self.db.fetchone(_MEMBER_SQL + " AND tm.user_id = %s", (team_id, user_id))
+        if row is None:  # deleted again between the two statements
+            raise LookupError(f"{user_id} is no longer a member of {team_id}")
+        return _member(row)
+
+    async def remove_member(self, team_id: str, user_id: str) -> bool:
+        """Remove a member; False when it was not one."""
+        return bool(
+            await self.db.execute("DELETE FROM team_members WHERE team_id = %s AND user_id = %s", (team_id, user_id))
+        )
