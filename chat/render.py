@@ -8,7 +8,7 @@ labels read from SQL) and a row of the admin listing; both end in `_conversation
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,51 +20,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-class PublicConversation(TypedDict):
-    """C: a conversation."""
-
-    id: str
-    user_id: str
-    state: str
-    agent_type: str
-    agent_id: str | None
-    team_id: str | None
-    version: int
-    last_seq: int
-    labels: list[str]
-    metadata: dict[str, Any]
-    created_at: str
-    updated_at: str
+PublicConversation = dict[str, Any]  # C: the twelve fields _conversation writes, in the protocol's order
 
 
-class PublicMessage(TypedDict):
-    """M: a message."""
-
-    id: str
-    conversation_id: str
-    seq: int
-    sender_type: str
-    sender_id: str | None
-    content: str
-    private: bool
-    client_msg_id: str | None
-    created_at: str
-
-
-class PublicEvent(TypedDict):
-    """E: one entry of the transition log."""
-
-    id: str
-    conversation_id: str
-    version: int
-    trigger: str
-    from_state: str
-    to_state: str
-    actor_type: str
-    actor_id: str | None
-    reason: str | None
-    created_at: str
+# M and E: these attributes as they are, in the protocol's order, then created_at
+MESSAGE_FIELDS = ("id", "conversation_id", "seq", "sender_type", "sender_id", "content", "private", "client_msg_id")
+EVENT_FIELDS = ("id", "conversation_id", "version", "trigger", "from_state", "to_state", "actor_type", "actor_id",
+                "reason")
 
 
 def conversation(record: Conversation, last_seq: int, labels: list[str]) -> PublicConversation:
@@ -129,32 +91,23 @@ def _metadata(raw: str | bytes | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def message(m: Message) -> PublicMessage:
+def message(m: Message) -> dict[str, Any]:
     """M."""
-    return {
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "seq": m.seq,
-        "sender_type": m.sender_type,
-        "sender_id": m.sender_id,
-        "content": m.content,
-        "private": m.private,
-        "client_msg_id": m.client_msg_id,
-        "created_at": iso_from_ms(m.created_ms),
-    }
+    return _with_created_at(m, MESSAGE_FIELDS, m.created_ms)
 
 
-def event(e: TransitionEvent) -> PublicEvent:
+def event(e: TransitionEvent) -> dict[str, Any]:
     """E."""
-    return {
-        "id": e.id,
-        "conversation_id": e.conversation_id,
-        "version": e.version,
-        "trigger": e.trigger,
-        "from_state": e.from_state,
-        "to_state": e.to_state,
-        "actor_type": e.actor_type,
-        "actor_id": e.actor_id,
-        "reason": e.reason,
-        "created_at": iso_from_ms(e.created_ms),
-    }
+    return _with_created_at(e, EVENT_FIELDS, e.created_ms)
+
+
+def _with_created_at(source: object, names: tuple[str, ...], created_ms: int) -> dict[str, Any]:
+    body = {name: getattr(source, name) for name in names}
+    body["created_at"] = iso_from_ms(created_ms)
+    return body
+
+
+def row_object(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A REST object (label, team, member) from a row in `names` order; `*_at` columns hold epoch ms."""
+    return {name: iso_from_ms(int(value)) if name.endswith("_at") else value
+            for name, value in zip(names, row, strict=True)}

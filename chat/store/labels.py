@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import TypedDict
+from typing import Any
 
-from chat.store.db import Database, Row, marks
-from states.clock import iso_from_ms, now_ms
+from chat import render
+from chat.store.db import Database, marks
+from states.clock import now_ms
 
-
-class Label(TypedDict):
-    """A label as the REST API shows it."""
-
-    id: str
-    title: str
-    description: str | None
-    color: str | None
-    created_at: str
-
-
-def _label(row: Row) -> Label:
-    return {"id": row[0], "title": row[1], "description": row[2], "color": row[3],
-            "created_at": iso_from_ms(int(row[4]))}
+LABEL_FIELDS = ("id", "title", "description", "color", "created_at")
+Label = dict[str, Any]  # LABEL_FIELDS (chat.api.labels.LabelOut documents it)
 
 
 class Labels:
@@ -33,7 +22,7 @@ class Labels:
     async def all(self) -> list[Label]:
         """Every label, by title."""
         rows = await self.db.fetchall("SELECT id, title, description, color, created_ms FROM labels ORDER BY title")
-        return [_label(r) for r in rows]
+        return [render.row_object(LABEL_FIELDS, r) for r in rows]
 
     async def create(self, title: str, description: str | None, color: str | None) -> Label:
         """A new label; DuplicateKey when the title is taken."""
@@ -41,7 +30,7 @@ class Labels:
         await self.db.execute(
             "INSERT INTO labels (id, title, description, color, created_ms) VALUES (%s, %s, %s, %s, %s)", row
         )
-        return _label(row)
+        return render.row_object(LABEL_FIELDS, row)
 
     async def delete(self, label_id: str) -> bool:
         """Delete a label (and its uses); False when there was none."""

@@ -6,7 +6,7 @@ Their protocol JSON shapes (M, E, C) are rendered by chat.render.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from chat import render
 from chat.store.db import Row
@@ -30,7 +30,7 @@ class Message:
     client_msg_id: str | None
     created_ms: int
 
-    def to_dict(self) -> render.PublicMessage:
+    def to_dict(self) -> dict[str, Any]:
         """The protocol's M object."""
         return render.message(self)  # issue 9: callers move to chat.render.message
 
@@ -40,17 +40,7 @@ MESSAGE_COLUMNS = "id, conversation_id, seq, sender_type, sender_id, content, pr
 
 def message_from_row(row: Row) -> Message:
     """A messages row (MESSAGE_COLUMNS order) -> Message."""
-    return Message(
-        id=row[0],
-        conversation_id=row[1],
-        seq=int(row[2]),
-        sender_type=row[3],
-        sender_id=row[4],
-        content=row[5],
-        private=bool(row[6]),
-        client_msg_id=row[7],
-        created_ms=int(row[8]),
-    )
+    return Message(row[0], row[1], int(row[2]), row[3], row[4], row[5], bool(row[6]), row[7], int(row[8]))
 
 
 @dataclass(frozen=True)
@@ -70,7 +60,7 @@ class TransitionEvent:
     team_id: str | None
     created_ms: int
 
-    def to_dict(self) -> render.PublicEvent:
+    def to_dict(self) -> dict[str, Any]:
         """The protocol's E object."""
         return render.event(self)  # issue 9: callers move to chat.render.event
 
@@ -83,20 +73,8 @@ EVENT_COLUMNS = (
 
 def event_from_row(row: Row) -> TransitionEvent:
     """A conversation_events row (EVENT_COLUMNS order) -> TransitionEvent."""
-    return TransitionEvent(
-        id=row[0],
-        conversation_id=row[1],
-        version=int(row[2]),
-        trigger=row[3],
-        from_state=row[4],
-        to_state=row[5],
-        actor_type=row[6],
-        actor_id=row[7],
-        reason=row[8],
-        agent_id=row[9],
-        team_id=row[10],
-        created_ms=int(row[11]),
-    )
+    return TransitionEvent(row[0], row[1], int(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+                           row[10], int(row[11]))
 
 
 class ConversationRow(NamedTuple):

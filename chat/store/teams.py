@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypedDict
+from typing import Any
 
+from chat import render
 from chat.store.db import Database, Row
-from states.clock import iso_from_ms, now_ms
+from states.clock import now_ms
 
 TEAM_COLUMNS = "id, name, description, created_ms, updated_ms"
 EDITABLE = ("name", "description")
@@ -16,34 +17,18 @@ _MEMBER_SQL = (
 )
 
 
-class Team(TypedDict):
-    """A team as the REST API shows it."""
-
-    id: str
-    name: str
-    description: str | None
-    created_at: str
-    updated_at: str
-
-
-class Member(TypedDict):
-    """A team member as the REST API shows it."""
-
-    team_id: str
-    user_id: str
-    name: str | None
-    role: str | None
-    created_at: str
+TEAM_FIELDS = ("id", "name", "description", "created_at", "updated_at")
+MEMBER_FIELDS = ("team_id", "user_id", "name", "role", "created_at")
+Team = dict[str, Any]  # TEAM_FIELDS (chat.api.teams.TeamOut documents it)
+Member = dict[str, Any]  # MEMBER_FIELDS (chat.api.teams.MemberOut documents it)
 
 
 def _team(row: Row) -> Team:
-    return {"id": row[0], "name": row[1], "description": row[2], "created_at": iso_from_ms(int(row[3])),
-            "updated_at": iso_from_ms(int(row[4]))}
+    return render.row_object(TEAM_FIELDS, row)
 
 
 def _member(row: Row) -> Member:
-    return {"team_id": row[0], "user_id": row[1], "name": row[2], "role": row[3],
-            "created_at": iso_from_ms(int(row[4]))}
+    return render.row_object(MEMBER_FIELDS, row)
 
 
 class Teams:
