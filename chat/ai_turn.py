@@ -16,14 +16,17 @@ import logging
 import time
 import uuid
 from contextlib import aclosing
-
-import aiohttp
+from typing import Any
 
 from chat import metrics
-from chat.ai import AIError, Provider, ToolCall, TRANSFER_TO_HUMAN_TOOL
+from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, ToolCall
+from chat.conversations import Conversations, Messages
+from chat.errors import NotFound
+from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events
 from chat.settings import Settings
-from chat.store import Message
-from states import ConversationNotFound, State, StaleVersion, redis_keys
+from chat.store import Message, Store
+from states import StaleVersion, State, redis_keys
+from states.record import Conversation
 from states.repository import Actor
 
 log = logging.getLogger(__name__)
@@ -36,28 +39,6 @@ UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def build_provider(settings: Settings, session: aiohttp.ClientSession) -> Provider:
-    """The provider the settings name."""
-    from chat.ai import DashScopeProvider, EchoProvider, OpenAIProvider
-
-    timeouts = dict(
-        connect_timeout_s=settings.ai_connect_timeout_s,
-        chunk_timeout_s=settings.ai_chunk_timeout_s,
-        max_retries=settings.ai_max_retries,
-        retry_base_s=settings.ai_retry_base_s,
-    )
-    if settings.ai_provider == "dashscope":
-        return DashScopeProvider(
-            session, api_key=settings.dashscope_api_key, model=settings.ai_model,
-            base_url=settings.dashscope_base_url, **timeouts,
-        )
-    if settings.ai_provider == "openai":
-        return OpenAIProvider(
-            session, api_key=settings.ai_api_key, base_url=settings.ai_base_url, model=settings.ai_model, **timeouts
-        )
-    return EchoProvider()
 
 
 def build_context(system_prompt: str, history: list[Message], max_chars: int,
@@ -89,21 +70,39 @@ def build_context(system_prompt: str, history: list[Message], max_chars: int,
 class AIRunner:
     """Schedules AI turns per conversation on this instance."""
 
-    def __init__(self, service, provider: Provider, settings: Settings):
-        self.service = service
+    def __init__(self, conversations: Conversations, messages: Messages, store: Store, redis: Any,
+                 provider: Provider, events: Events, settings: Settings):
+        self.conversations = conversations
+        self.messages = messages
+        self.store = store
         self.provider = provider
+        self.events = events
         self.settings = settings
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
         self._failures: dict[str, int] = {}
         self._answered: dict[str, dict[int, int]] = {}  # cid -> {ai reply seq: customer seq it answered}
         self._attempted: dict[str, int] = {}  # cid -> seq of the newest customer message a turn took on
         self.discarded = 0
-        redis = service.conversations.redis
         self._redis = redis
         self._unlock = redis.register_script(UNLOCK_SCRIPT)
         # long enough for any turn: retries before the first chunk plus a silence between every chunk
         self._lock_ms = int(1000 * max(120.0, settings.ai_chunk_timeout_s * 4))
+
+    def subscribe_to(self, events: Events) -> None:
+        """Answer customers; stop when the conversation leaves the AI."""
+        events.subscribe(CustomerWrote, self.on_customer_wrote)
+        events.subscribe(ConversationMoved, self.on_moved)
+
+    def on_customer_wrote(self, event: CustomerWrote) -> None:
+        """A customer message to answer."""
+        self.schedule(event.conversation.id)
+
+    def on_moved(self, event: ConversationMoved) -> None:
+        """A takeover stops the reply being generated here; the version guard covers other
+        instances. A move the AI made itself (its handoff) ends its own turn without a cancel."""
+        if event.left_ai:
+            self.cancel(event.transition.after.id, stop_turn=event.transition.actor != AI_ACTOR)
 
     def schedule(self, conversation_id: str) -> None:
         """Answer the conversation's newest customer messages (once the current turn is done)."""
@@ -114,14 +113,14 @@ class AIRunner:
         self._tasks[conversation_id] = task
         task.add_done_callback(lambda _t, cid=conversation_id: self._tasks.pop(cid, None))
 
-    def cancel(self, conversation_id: str) -> None:
-        """Stop a turn in progress here (a takeover); the version guard covers other instances."""
+    def cancel(self, conversation_id: str, *, stop_turn: bool = True) -> None:
+        """Forget the conversation's turns here (it left `ai`); stop a turn in progress."""
         self._pending.discard(conversation_id)
         # the conversation left `ai`: its bookkeeping here starts afresh if it comes back
         for table in (self._failures, self._answered, self._attempted):
             table.pop(conversation_id, None)
         task = self._tasks.get(conversation_id)
-        if task is not None and task is not asyncio.current_task():
+        if task is not None and stop_turn:
             task.cancel()
 
     async def drain(self) -> None:
@@ -161,15 +160,15 @@ class AIRunner:
                 log.exception("could not look for unanswered messages of %s", conversation_id)
                 return
 
-    async def _next(self, conversation_id: str):
+    async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
         try:
-            conversation = await self.service.conversations.get(conversation_id)
-        except ConversationNotFound:
+            conversation = await self.conversations.get(conversation_id)
+        except NotFound:
             return None
-        if conversation.state != State.AI.value:
+        if conversation.state != State.AI:
             return None
-        history = await self.service.store.recent_messages(conversation_id, self.settings.ai_context_messages)
+        history = await self.store.recent_messages(conversation_id, self.settings.ai_context_messages)
         customer = [m for m in history if m.sender_type == "customer"]
         if not customer or customer[-1].seq <= self._attempted.get(conversation_id, 0):
             return None
@@ -181,65 +180,68 @@ class AIRunner:
         return conversation, history, customer[-1]
 
     async def _turn(self, conversation_id: str) -> None:
-        service = self.service
         due = await self._next(conversation_id)
         if due is None:
             return
         conversation, history, reply_to = due
         self._attempted[conversation_id] = reply_to.seq
         answered = self._answered.get(conversation_id, {})
-        messages = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars, answered)
-        parts: list[str] = []
+        context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars, answered)
         started = time.monotonic()
         try:
-            # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once
-            async with aclosing(self.provider.stream(messages, tools=[TRANSFER_TO_HUMAN_TOOL])) as stream:
-                async for item in stream:
-                    if isinstance(item, ToolCall):
-                        if item.name == "transfer_to_human":
-                            why = str(item.arguments.get("reason") or "").strip()
-                            await service._handoff_quietly(
-                                conversation_id, f"ai_decision: {why}" if why else "ai_decision", AI_ACTOR
-                            )
-                            return
-                        continue
-                    if not item:
-                        continue
-                    if not parts:
-                        metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
-                    parts.append(item)
-                    await service.publish(
-                        conversation,
-                        "ai.delta",
-                        {"conversation_id": conversation_id, "reply_to": reply_to.id, "delta": item},
-                    )
-            if not "".join(parts).strip():
-                raise AIError("empty_reply", "the provider returned no text")
+            text = await self._stream(conversation, reply_to, context, started)
         except AIError as exc:
             await self._failed(conversation, exc, reply_to.id)
             return
+        if text is None:
+            return  # the AI handed over to a human
         metrics.AI_REPLY.observe(time.monotonic() - started)
         self._failures.pop(conversation_id, None)
+        await self._store_reply(conversation, reply_to, text)
+
+    async def _stream(self, conversation: Conversation, reply_to: Message, context: list[dict[str, str]],
+                      started: float) -> str | None:
+        """Stream the reply to the subscribers; its whole text, or None after a handoff tool call."""
+        parts: list[str] = []
+        # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once
+        async with aclosing(self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])) as stream:
+            async for item in stream:
+                if isinstance(item, ToolCall):
+                    if item.name == "transfer_to_human":
+                        why = str(item.arguments.get("reason") or "").strip()
+                        await self._handoff(conversation.id, f"ai_decision: {why}" if why else "ai_decision")
+                        return None
+                    continue
+                if not item:
+                    continue
+                if not parts:
+                    metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
+                parts.append(item)
+                await self.events.emit(AIDelta(conversation, reply_to.id, item))
+        text = "".join(parts)
+        if not text.strip():
+            raise AIError("empty_reply", "the provider returned no text")
+        return text
+
+    async def _store_reply(self, conversation: Conversation, reply_to: Message, text: str) -> None:
+        """Store the reply only while the conversation is still with the AI, unchanged."""
         try:
-            message, _ = await service.store.append_message(
-                conversation_id,
-                sender_type="ai",
-                content="".join(parts)[:MAX_REPLY_CHARS],
-                require_state=State.AI.value,
-                require_version=conversation.version,
-            )
+            message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
+                                                    content=text[:MAX_REPLY_CHARS])
         except StaleVersion:
             self.discarded += 1
             metrics.AI_DISCARDED.inc()
-            log.info("AI reply for %s discarded: the conversation moved on", conversation_id)
+            log.info("AI reply for %s discarded: the conversation moved on", conversation.id)
             return
         if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile
-            self._answered[conversation_id] = {message.seq: reply_to.seq}
+            self._answered[conversation.id] = {message.seq: reply_to.seq}
         else:
-            self._answered.pop(conversation_id, None)
-        await service.publish_message(conversation, message)
+            self._answered.pop(conversation.id, None)
 
-    async def _failed(self, conversation, exc: AIError, reply_to: str) -> None:
+    async def _handoff(self, conversation_id: str, reason: str) -> None:
+        await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)
+
+    async def _failed(self, conversation: Conversation, exc: AIError, reply_to: str) -> None:
         """Nothing of a failed turn is stored; enough failures in a row hand over to a human.
         Below that, subscribers get `ai.failed` (not stored) so a widget can drop the partial
         reply and offer to resend."""
@@ -249,10 +251,6 @@ class AIRunner:
         self._failures[conversation.id] = count
         if count >= self.settings.ai_failures_before_handoff:
             self._failures.pop(conversation.id, None)
-            await self.service._handoff_quietly(conversation.id, "ai_failure", AI_ACTOR)
+            await self._handoff(conversation.id, "ai_failure")
             return
-        await self.service.publish(
-            conversation,
-            "ai.failed",
-            {"conversation_id": conversation.id, "reply_to": reply_to, "code": exc.code},
-        )
+        await self.events.emit(AIFailed(conversation, reply_to, exc.code))

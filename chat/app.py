@@ -1,24 +1,29 @@
-"""The application factory: every resource has one cleanup_ctx generator."""
+"""The application factory: objects built in dependency order, each handed what it uses; the
+collaborators subscribed to the operations' events here; one cleanup_ctx per resource."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from chat import keys
-from chat.ai_turn import AIRunner, build_provider
+from chat.ai import Provider, build_provider
+from chat.ai_turn import AIRunner
 from chat.api import health, routes
-from chat.bus import Bus
+from chat.bus import Bus, BusMessage, PresenceChanged, ToAgents, ToConversation, ToUser
+from chat.bus.publisher import Publisher
+from chat.conversations import Operations, build_operations
+from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.presence import Presence, run_every
 from chat.redis_client import create_redis
 from chat.routing import Router
-from chat.service import ChatService
 from chat.settings import Settings
 from chat.store import Store, connect
 from chat.ws import transport
@@ -45,47 +50,69 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
-async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = Hub()
-    bus = Bus(app[keys.REDIS], hub, app[keys.SETTINGS].bus_channel)
-    app[keys.HUB] = hub
-    app[keys.BUS] = bus
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The HTTP client of the AI providers and the provider the settings name."""
+    # one pooled connection per streaming reply: room for many concurrent AI turns
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=200))
+    app[keys.HTTP_SESSION] = session
+    if keys.AI_PROVIDER not in app:
+        app[keys.AI_PROVIDER] = build_provider(app[keys.SETTINGS], session)
+    yield
+    await session.close()
+
+
+def _bus_receiver(hub: Hub, presence: Presence) -> Callable[[BusMessage], object]:
+    """Messages from the bus, dispatched by type to the hub and to presence's roster."""
+    receivers: dict[type, Callable[[Any], object]] = {
+        ToConversation: hub.to_conversation,
+        ToUser: hub.to_user,
+        ToAgents: hub.to_agents,
+        PresenceChanged: presence.roster.apply,
+    }
+    return lambda message: receivers[type(message)](message)
+
+
+def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, runner: AIRunner) -> None:
+    """Who hears what, in the order they act: a move first stops the AI turn, then loads are
+    kept, sockets told, the customer's notice stored, and routing runs last."""
+    runner.subscribe_to(events)
+    events.subscribe(ConversationMoved, ops.presence.on_moved)
+    publisher.subscribe_to(events)
+    events.subscribe(ConversationMoved, ops.messages.on_moved)
+    router.subscribe_to(events)
+    events.subscribe(SessionOpened, ops.staff.on_session_opened)
+    events.subscribe(SessionOpened, ops.presence.on_session_opened)
+    events.subscribe(SessionClosed, ops.presence.on_session_closed)
+
+
+async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the service in dependency order; start the bus listener; stop it last."""
+    settings, redis, store = app[keys.SETTINGS], app[keys.REDIS], app[keys.STORE]
+    events = Events()
+    repository = ConversationRepository(redis, store)
+    presence = Presence(redis, store, events, settings)
+    ops = build_operations(repository, store, events, presence, settings)
+    hub = Hub(presence.roster)
+    bus = Bus(redis, _bus_receiver(hub, presence), settings.bus_channel)
+    router = Router(ops.assignment, ops.conversations, store, presence, settings)
+    runner = AIRunner(ops.conversations, ops.messages, store, redis, app[keys.AI_PROVIDER], events, settings)
+    _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
+    app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
+    app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
+        hub, bus, presence, router, runner)
     await bus.start()
     yield
+    await runner.close()
     await bus.stop()
 
 
-async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    conversations = ConversationRepository(app[keys.REDIS], app[keys.STORE])
-    app[keys.CONVERSATIONS] = conversations
-    app[keys.SERVICE] = ChatService(settings, conversations, app[keys.STORE], app[keys.BUS])
-    yield
-
-
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence, routing and their background loops (heartbeat, sweeper)."""
-    settings = app[keys.SETTINGS]
-    service = app[keys.SERVICE]
-    presence = Presence(app[keys.REDIS], app[keys.STORE], app[keys.BUS], settings)
-    router = Router(service, presence, settings)
-    service.presence, service.router = presence, router
-    app[keys.PRESENCE], app[keys.ROUTER] = presence, router
+    """Presence and routing loops (heartbeat, sweeper)."""
+    settings, presence, router = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER]
     try:
-        app[keys.HUB].online_agents.update(await presence.online_teams())
+        presence.roster.load(await presence.online_teams())
     except Exception as exc:  # Redis down at start: /health says so; presence fills in as agents act
         log.warning("could not load online agents: %s", type(exc).__name__)
-
-    async def opened(conn) -> None:
-        if conn.identity.is_agent:
-            await service.remember(conn.identity)
-            await presence.socket_opened(conn.identity)
-
-    async def closed(conn) -> None:
-        if conn.identity.is_agent:
-            await presence.socket_closed(conn.identity)
-
-    app[keys.ON_AUTHENTICATED], app[keys.ON_CLOSED] = opened, closed
     loops = [
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
@@ -98,22 +125,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     await router.close()
 
 
-async def _ai_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    # one pooled connection per streaming reply: room for many concurrent AI turns
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200, limit_per_host=200))
-    provider = app.get(keys.AI_PROVIDER) or build_provider(settings, session)
-    app[keys.HTTP_SESSION] = session
-    app[keys.AI_PROVIDER] = provider
-    runner = AIRunner(app[keys.SERVICE], provider, settings)
-    app[keys.AI_RUNNER] = runner
-    app[keys.SERVICE].ai = runner
-    yield
-    await runner.close()
-    await session.close()
-
-
-def create_app(settings: Settings, *, ai_provider=None) -> web.Application:
+def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> web.Application:
     """Build the service; tests build it with the same factory (and may pass a provider)."""
     app = web.Application(client_max_size=1024 * 1024)
     app[keys.SETTINGS] = settings
@@ -121,7 +133,7 @@ def create_app(settings: Settings, *, ai_provider=None) -> web.Application:
     if ai_provider is not None:
         app[keys.AI_PROVIDER] = ai_provider
     app[keys.WS_REGISTRY] = default_registry()
-    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _bus_ctx, _service_ctx, _agents_ctx, _ai_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)
     transport.register(app)

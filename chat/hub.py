@@ -1,54 +1,68 @@
-"""This instance's sockets and what they are subscribed to; routes bus envelopes to them.
+"""This instance's sockets and what they are subscribed to; delivers bus messages to them.
 
 Roles are checked here, when an event is forwarded, not only when a command arrives: a
 customer socket only ever receives events of its own conversations, and never an
-agent-only one (private notes, queue changes).
+agent-only one (private notes, queue changes). Only authenticated sessions join the hub.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Protocol
 
 import orjson
 
 from chat.auth import Identity
+from chat.bus.messages import Frame, ToAgents, ToConversation, ToUser
 
 
 class Peer(Protocol):
-    """What the hub needs of a connection."""
+    """What the hub needs of an authenticated session."""
 
-    id: str
-    identity: Identity | None
+    @property
+    def id(self) -> str:
+        """The socket's id."""
+
+    @property
+    def identity(self) -> Identity:
+        """Who authenticated on it."""
 
     def send_text(self, text: str) -> None:
         """Queue a frame; never blocks."""
 
 
-class Hub:
-    """Local fan-out: conversation subscribers, a user's sockets, online agents."""
+class OnlineAgents(Protocol):
+    """Who is online, owned by presence."""
 
-    def __init__(self) -> None:
+    def teams_of(self, agent_id: str) -> frozenset[str] | None:
+        """The teams of an online agent; None when it is not online."""
+
+
+class Hub:
+    """Local fan-out: conversation subscribers and each user's sockets."""
+
+    def __init__(self, online: OnlineAgents) -> None:
+        self.online = online
         self.peers: dict[str, Peer] = {}
         self._by_conversation: dict[str, set[str]] = defaultdict(set)
         self._by_user: dict[str, set[str]] = defaultdict(set)
         self._subscriptions: dict[str, set[str]] = defaultdict(set)
-        self.online_agents: dict[str, set[str]] = {}  # online agent (any instance) -> its teams
 
     def add(self, peer: Peer) -> None:
-        """An authenticated socket joins."""
+        """An authenticated session joins."""
         self.peers[peer.id] = peer
         self._by_user[peer.identity.user_id].add(peer.id)
 
     def remove(self, peer: Peer) -> None:
-        """A socket is gone: drop it from every index."""
-        self.peers.pop(peer.id, None)
-        if peer.identity is not None:
-            users = self._by_user.get(peer.identity.user_id)
-            if users is not None:
-                users.discard(peer.id)
-                if not users:
-                    del self._by_user[peer.identity.user_id]
+        """A session is gone: drop it from every index."""
+        if self.peers.pop(peer.id, None) is None:
+            return
+        users = self._by_user.get(peer.identity.user_id)
+        if users is not None:
+            users.discard(peer.id)
+            if not users:
+                del self._by_user[peer.identity.user_id]
         for cid in self._subscriptions.pop(peer.id, ()):
             self._unlink(peer.id, cid)
 
@@ -74,56 +88,47 @@ class Hub:
         """Every local socket of a user."""
         return [self.peers[p] for p in self._by_user.get(user_id, ()) if p in self.peers]
 
-    def deliver(self, envelope: dict) -> int:
-        """Route one bus envelope to the local sockets it concerns; return how many got it."""
-        to = envelope["to"]
-        if to == "conversation":
-            targets = self._conversation_targets(envelope)
-        elif to == "user":
-            targets = [p for p in self.sockets_of(envelope["user_id"]) if self._role_ok(p, envelope)]
-            cid = envelope.get("subscribe")
-            if cid:
-                for peer in targets:
-                    self.subscribe(peer.id, cid)
-        elif to == "agents":
-            team = envelope.get("team_id")
-            targets = [
-                p
-                for p in self.peers.values()
-                if p.identity.is_agent
-                and p.identity.user_id in self.online_agents
-                and (team is None or team in self.online_agents[p.identity.user_id] or p.identity.is_admin)
-            ]
-        elif to == "presence":
-            if envelope["status"] == "online":
-                self.online_agents[envelope["agent_id"]] = set(envelope.get("teams") or ())
-            else:
-                self.online_agents.pop(envelope["agent_id"], None)
-            return 0
-        else:
-            return 0
-        if not targets or envelope.get("frame") is None:
-            return 0
-        text = orjson.dumps(envelope["frame"]).decode()
-        for peer in targets:
-            peer.send_text(text)
-        return len(targets)
+    # --- delivery, one method per kind of bus message ------------------------------------
 
-    @staticmethod
-    def _role_ok(peer: Peer, envelope: dict) -> bool:
-        return not envelope.get("agents_only") or peer.identity.is_agent
-
-    def _conversation_targets(self, envelope: dict) -> list[Peer]:
-        cid, owner, skip = envelope["conversation_id"], envelope.get("owner"), envelope.get("skip")
-        ids = set(self._by_conversation.get(cid, ()))
-        if owner:
-            ids |= self._by_user.get(owner, set())  # every tab of the customer
-        out = []
+    def to_conversation(self, message: ToConversation) -> int:
+        """Subscribers of the conversation and every tab of its customer."""
+        ids = set(self._by_conversation.get(message.conversation_id, ()))
+        ids |= self._by_user.get(message.owner, set())
+        targets = []
         for pid in ids:
             peer = self.peers.get(pid)
-            if peer is None or pid == skip or not self._role_ok(peer, envelope):
+            if peer is None or pid == message.skip:
                 continue
-            if not peer.identity.is_agent and peer.identity.user_id != owner:
-                continue  # a customer only ever sees its own conversations
-            out.append(peer)
-        return out
+            if peer.identity.is_agent or (not message.agents_only and peer.identity.user_id == message.owner):
+                targets.append(peer)  # a customer only ever sees its own conversations
+        return _send(targets, message.frame)
+
+    def to_user(self, message: ToUser) -> int:
+        """Every socket of one user (subscribing them first when asked)."""
+        targets = [p for p in self.sockets_of(message.user_id) if p.identity.is_agent or not message.agents_only]
+        if message.subscribe:
+            for peer in targets:
+                self.subscribe(peer.id, message.subscribe)
+        return _send(targets, message.frame)
+
+    def to_agents(self, message: ToAgents) -> int:
+        """Online agents of the team (every online agent when no team); admins get all."""
+        targets = []
+        for peer in self.peers.values():
+            if not peer.identity.is_agent:
+                continue
+            teams = self.online.teams_of(peer.identity.user_id)
+            if teams is not None and (message.team_id is None or message.team_id in teams or peer.identity.is_admin):
+                targets.append(peer)
+        return _send(targets, message.frame)
+
+
+def _send(targets: Iterable[Peer], frame: Frame | None) -> int:
+    """Encode the frame once and queue it on every target; return how many got it."""
+    peers = list(targets)
+    if not peers or frame is None:
+        return 0
+    text = orjson.dumps(frame).decode()
+    for peer in peers:
+        peer.send_text(text)
+    return len(peers)

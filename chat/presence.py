@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from chat.auth import Identity
+from chat.bus.messages import PresenceChanged
+from chat.events import AgentStatusChanged, ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.settings import Settings
-from states import redis_keys
+from chat.store import Store
+from states import State, redis_keys
 from states.clock import now_ms
 
 log = logging.getLogger(__name__)
@@ -50,20 +55,55 @@ class AgentState:
         return self.status == "online" and self.connected
 
 
+class Roster:
+    """Who is online, with their teams, as this instance knows it: loaded at start, then kept
+    by the presence messages of every instance (the one place that answers "is X online")."""
+
+    def __init__(self) -> None:
+        self._teams: dict[str, frozenset[str]] = {}
+
+    def teams_of(self, agent_id: str) -> frozenset[str] | None:
+        """The teams of an online agent; None when it is not online."""
+        return self._teams.get(agent_id)
+
+    def apply(self, message: PresenceChanged) -> None:
+        """An agent's status changed on some instance."""
+        if message.status == "online":
+            self._teams[message.agent_id] = frozenset(message.teams)
+        else:
+            self._teams.pop(message.agent_id, None)
+
+    def load(self, online: dict[str, set[str]]) -> None:
+        """Start from what Redis holds."""
+        self._teams.update({agent: frozenset(teams) for agent, teams in online.items()})
+
+
 class Presence:
     """Presence for this instance's agents, readable for all agents."""
 
-    def __init__(self, redis, store, bus, settings: Settings, clock=now_ms):
+    def __init__(self, redis: Any, store: Store, events: Events, settings: Settings,
+                 clock: Callable[[], int] = now_ms):
         self.redis = redis
         self.store = store
-        self.bus = bus
+        self.events = events
         self.settings = settings
         self.clock = clock
+        self.roster = Roster()
         self.local: dict[str, int] = {}  # agent id -> sockets open on this instance
         self._reserve = redis.register_script(RESERVE_SCRIPT)
         self._ttl_ms = int(settings.presence_ttl_s * 1000)
 
     # --- sockets ---------------------------------------------------------------------------
+
+    async def on_session_opened(self, event: SessionOpened) -> None:
+        """An agent socket authenticated here: renew its lease now."""
+        if event.identity.is_agent:
+            await self.socket_opened(event.identity)
+
+    async def on_session_closed(self, event: SessionClosed) -> None:
+        """An agent socket closed here."""
+        if event.identity.is_agent:
+            await self.socket_closed(event.identity)
 
     async def socket_opened(self, identity: Identity) -> None:
         """An agent socket authenticated here: renew its lease now."""
@@ -104,9 +144,7 @@ class Presence:
         else:
             pipe.zrem(redis_keys.AGENTS_ONLINE, identity.user_id)
         await pipe.execute()
-        await self.bus.publish(
-            {"to": "presence", "agent_id": identity.user_id, "status": status, "teams": sorted(teams)}
-        )
+        await self.events.emit(AgentStatusChanged(identity.user_id, status, tuple(sorted(teams))))
 
     async def online_teams(self) -> dict[str, set[str]]:
         """Every online agent with its teams (an instance loads this at start)."""
@@ -154,21 +192,18 @@ class Presence:
         """Take one of the agent's chat slots for this conversation, if one is free."""
         return bool(await self._reserve(keys=[redis_keys.agent_load(agent_id)], args=[conversation_id, max_chats]))
 
-    async def track(self, before, after) -> bool:
-        """Keep load sets in step with a transition; True when an agent's load dropped."""
-        dropped = False
+    async def on_moved(self, event: ConversationMoved) -> None:
+        """Keep load sets in step with a transition."""
+        after = event.transition.after
         pipe = self.redis.pipeline(transaction=False)
-        if before.state == "human" and before.agent_id and not (
-            after.state == "human" and after.agent_id == before.agent_id
-        ):
-            pipe.srem(redis_keys.agent_load(before.agent_id), after.id)
-            dropped = True
-        if after.state == "human" and after.agent_id:
+        freed = event.freed_agent
+        if freed is not None:
+            pipe.srem(redis_keys.agent_load(freed), after.id)
+        if after.state == State.HUMAN and after.agent_id:
             pipe.sadd(redis_keys.agent_load(after.agent_id), after.id)
             pipe.zadd(redis_keys.AGENTS_LAST_ASSIGNED, {after.agent_id: self.clock()})
         if len(pipe):
             await pipe.execute()
-        return dropped
 
     async def release_slot(self, agent_id: str, conversation_id: str) -> None:
         """Give back a reservation that did not become an assignment."""
@@ -192,10 +227,10 @@ class Presence:
         """A gone agent is no longer online."""
         if await self.redis.zrem(redis_keys.AGENTS_ONLINE, agent_id):
             await self.redis.hset(redis_keys.presence(agent_id), "status", "offline")
-            await self.bus.publish({"to": "presence", "agent_id": agent_id, "status": "offline"})
+            await self.events.emit(AgentStatusChanged(agent_id, "offline", ()))
 
 
-async def run_every(interval_s: float, job, name: str) -> None:
+async def run_every(interval_s: float, job: Callable[[], Awaitable[None]], name: str) -> None:
     """Run a coroutine function forever at an interval; a failure is logged, never fatal."""
     while True:
         await asyncio.sleep(interval_s)

@@ -13,9 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from chat.conversations import Assignment, Conversations
+from chat.errors import NotFound
+from chat.events import AgentStatusChanged, ConversationMoved, Events
 from chat.presence import AgentState, Presence
 from chat.settings import Settings
-from states import InvalidTransition, StaleVersion
+from chat.store import Store
+from states import InvalidTransition, StaleVersion, State
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +32,31 @@ def eligible(agent: AgentState, team_id: str | None) -> bool:
 class Router:
     """Runs routing passes when kicked (coalesced, one at a time per instance)."""
 
-    def __init__(self, service, presence: Presence, settings: Settings):
-        self.service = service
+    def __init__(self, assignment: Assignment, conversations: Conversations, store: Store, presence: Presence,
+                 settings: Settings):
+        self.assignment = assignment
+        self.conversations = conversations
+        self.store = store
         self.presence = presence
         self.settings = settings
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._again = False
         self.assigned = 0
+
+    def subscribe_to(self, events: Events) -> None:
+        """Route when a conversation starts waiting, an agent's load drops or an agent comes online."""
+        events.subscribe(ConversationMoved, self.on_moved)
+        events.subscribe(AgentStatusChanged, self.on_agent_status)
+
+    def on_moved(self, event: ConversationMoved) -> None:
+        """A conversation waits now, or an agent has room now."""
+        if event.freed_agent is not None or event.transition.after.state == State.HANDOFF:
+            self.kick()
+
+    def on_agent_status(self, event: AgentStatusChanged) -> None:
+        """An agent that comes online takes waiting conversations at once."""
+        if event.status == "online":
+            self.kick()
 
     def kick(self) -> None:
         """Something changed (a handoff, an agent online, a load drop): route soon."""
@@ -70,7 +92,7 @@ class Router:
 
     async def route_once(self) -> int:
         """One pass over the queue, oldest first; return how many conversations were assigned."""
-        queue = await self.service.store.handoff_queue(limit=500)
+        queue = await self.store.handoff_queue(limit=500)
         if not queue:
             return 0
         agents = [a for a in await self.presence.agents() if a.online]
@@ -91,11 +113,11 @@ class Router:
 
     async def _assign(self, conversation_id: str, agent: AgentState) -> bool:
         try:
-            await self.service.route_to(conversation_id, agent.agent_id)
+            await self.assignment.route_to(conversation_id, agent.agent_id)
         except Exception as exc:  # lost a race, or a dependency failed: never keep the slot for nothing
             try:
-                current = await self.service.conversations.get(conversation_id)
-                kept = current.state == "human" and current.agent_id == agent.agent_id
+                current = await self.conversations.get(conversation_id)
+                kept = current.state == State.HUMAN and current.agent_id == agent.agent_id
             except Exception:
                 kept = False
             if not kept:
@@ -113,10 +135,18 @@ class Router:
         for agent_id in await self.presence.gone_agents():
             await self.presence.mark_offline(agent_id)
             for conversation_id in await self.presence.assigned_to(agent_id):
-                await self.service.requeue_from_gone_agent(conversation_id, agent_id)
+                await self._requeue(conversation_id, agent_id)
             await self.presence.forget_if_idle(agent_id)
         if self.settings.handoff_wait_timeout_s > 0:
             cutoff = self.presence.clock() - int(self.settings.handoff_wait_timeout_s * 1000)
-            for conversation_id in await self.service.store.waiting_since(cutoff):
-                await self.service.release_after_wait(conversation_id)
+            for conversation_id in await self.store.waiting_since(cutoff):
+                await self.assignment.release_after_wait(conversation_id)
         self.kick()
+
+    async def _requeue(self, conversation_id: str, agent_id: str) -> None:
+        """Requeue a gone agent's conversation; a slot it no longer holds is given back."""
+        try:
+            if not await self.assignment.requeue_from_gone_agent(conversation_id, agent_id):
+                await self.presence.release_slot(agent_id, conversation_id)
+        except NotFound as exc:
+            log.info("requeue of %s skipped: %s", conversation_id, exc)

@@ -1,44 +1,47 @@
 """Cross-instance fan-out over Redis pub/sub: one subscriber connection per instance.
 
-Every event is published to one channel; each instance's listener routes it to its own
-sockets through the Hub. When the subscriber connection drops, the listener reconnects and
-resubscribes by itself; events published during the gap are not replayed live, but clients
-resume by seq from the store, so no stored message is lost.
+Every message is published to one channel; each instance's listener decodes it and hands it
+to its receiver (the app wires the hub and presence). When the subscriber connection drops,
+the listener reconnects and resubscribes by itself; messages published during the gap are not
+replayed live, but clients resume by seq from the store, so no stored message is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Callable
+from typing import Any
 
-import orjson
 from redis.exceptions import RedisError
 
-from chat.hub import Hub
-from states import redis_keys
+from chat.bus.messages import BusMessage, BusMessageError, decode, encode
 
 log = logging.getLogger(__name__)
 
+Receiver = Callable[[BusMessage], object]
+
 
 class Bus:
-    """Publish envelopes; listen and hand them to the local hub."""
+    """Publish typed messages; listen and hand them to the receiver."""
 
-    def __init__(self, redis, hub: Hub, channel: str = redis_keys.EVENTS_CHANNEL):
+    def __init__(self, redis: Any, receive: Receiver, channel: str):
         self._redis = redis
-        self.hub = hub
+        self._receive = receive
         self.channel = channel
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         self.reconnects = 0
-        self._outbox: list[tuple[bytes, asyncio.Future]] = []
-        self._sender: asyncio.Task | None = None
+        self._outbox: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
-    async def publish(self, envelope: dict) -> None:
-        """Send an envelope to every instance (this one included). Envelopes published while
+    async def publish(self, message: BusMessage) -> None:
+        """Send a message to every instance (this one included). Messages published while
         others are on their way go together in one pipeline, in order."""
-        future = asyncio.get_running_loop().create_future()
-        self._outbox.append((orjson.dumps(envelope), future))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((encode(message), future))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="bus-publisher")
         await future
@@ -71,7 +74,7 @@ class Bus:
         self._task = asyncio.create_task(self._listen(), name="bus-listener")
         try:
             await asyncio.wait_for(self.subscribed.wait(), timeout=wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("bus not subscribed yet: Redis does not answer; retrying in the background")
 
     async def stop(self) -> None:
@@ -80,10 +83,16 @@ class Bus:
             await asyncio.gather(self._sender, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
+
+    def _hand_over(self, data: bytes) -> None:
+        try:
+            self._receive(decode(data))
+        except BusMessageError as exc:
+            log.warning("ignored a bus message: %s", exc)
+        except Exception:  # one bad message must not stop the listener
+            log.exception("could not deliver a bus message")
 
     async def _listen(self) -> None:
         backoff_s = 0.05
@@ -95,12 +104,8 @@ class Bus:
                 backoff_s = 0.05
                 while True:
                     message = await pubsub.get_message(timeout=30.0)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    try:
-                        self.hub.deliver(orjson.loads(message["data"]))
-                    except Exception:  # one bad envelope must not stop the listener
-                        log.exception("could not deliver a bus envelope")
+                    if message is not None and message.get("type") == "message":
+                        self._hand_over(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -110,7 +115,5 @@ class Bus:
                 await asyncio.sleep(backoff_s * (1 + random.random()))
                 backoff_s = min(backoff_s * 2, 2.0)
             finally:
-                try:
+                with contextlib.suppress(Exception):  # the connection is already gone
                     await pubsub.aclose()
-                except Exception:  # the connection is already gone
-                    pass

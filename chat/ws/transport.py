@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import keys, metrics
-from chat.auth import AuthError, verify_token
+from chat.auth import AuthError, Identity, verify_token
+from chat.ws.auth_phase import AuthPhase
 from chat.ws.connection import CLOSE_AUTH_TIMEOUT, Connection
+from chat.ws.session import Session
 
-log = logging.getLogger(__name__)
-
-SOCKETS = web.AppKey("ws_sockets", weakref.WeakSet)
+SOCKETS = web.AppKey("ws_sockets", weakref.WeakSet[Connection])
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
     """Upgrade, authenticate (URL token now or an `auth` frame within the deadline), serve."""
     app = request.app
     settings = app[keys.SETTINGS]
-    identity = None
+    identity: Identity | None = None
     token = request.query.get("token")
     if token is not None:
         try:
@@ -31,48 +30,51 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=settings.ws_heartbeat_s)
     await ws.prepare(request)
-    conn = Connection(ws, settings, app[keys.SERVICE], app[keys.HUB], app[keys.WS_REGISTRY])
-    conn.on_authenticated = app.get(keys.ON_AUTHENTICATED)
+    conn = Connection(ws, settings)
+    phase = AuthPhase(conn, settings=settings, ops=app[keys.OPERATIONS], hub=app[keys.HUB],
+                      registry=app[keys.WS_REGISTRY], events=app[keys.EVENTS])
     app[SOCKETS].add(conn)
     metrics.OPEN_SOCKETS.inc()
     conn.start_writer()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.ws_auth_timeout_s
     try:
-        if identity is not None and not await conn.authenticate(identity):
-            return ws
-        while not ws.closed:
-            timeout = None if conn.identity is not None else deadline - loop.time()
-            if timeout is not None and timeout <= 0:
-                await conn.close(CLOSE_AUTH_TIMEOUT, "authentication timeout")
-                break
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except asyncio.TimeoutError:
-                continue  # the deadline check above closes the socket
-            if msg.type == WSMsgType.TEXT:
-                await conn.handle_text(msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                await conn.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-                break
-            else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame over the size limit closes with 1009 here)
-                break
+        if identity is None or await phase.open(identity) is not None:
+            await _serve(conn, phase, deadline=asyncio.get_running_loop().time() + settings.ws_auth_timeout_s)
     finally:
         # shielded: when the peer vanishes the server may cancel this handler, and the socket
         # must still leave the hub and end its agent's lease
-        await asyncio.shield(_cleanup(app, conn))
+        await asyncio.shield(_cleanup(conn, phase))
     return ws
 
 
-async def _cleanup(app: web.Application, conn: Connection) -> None:
+async def _serve(conn: Connection, phase: AuthPhase, deadline: float) -> None:
+    """The read loop: frames go to the auth phase until it opened the session, then to the session."""
+    ws, loop = conn.ws, asyncio.get_running_loop()
+    session: Session | None = phase.session
+    while not ws.closed:
+        timeout = None if session is not None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            await conn.close(CLOSE_AUTH_TIMEOUT, "authentication timeout")
+            break
+        try:
+            msg = await ws.receive(timeout=timeout)
+        except TimeoutError:
+            continue  # the deadline check above closes the socket
+        if msg.type == WSMsgType.TEXT:
+            if session is not None:
+                await session.handle_text(msg.data)
+            else:
+                session = await phase.handle_text(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await conn.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+            break
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame over the size limit closes with 1009 here)
+            break
+
+
+async def _cleanup(conn: Connection, phase: AuthPhase) -> None:
     metrics.OPEN_SOCKETS.dec()
     await conn.stop()
-    on_closed = app.get(keys.ON_CLOSED)
-    if on_closed is not None and conn.identity is not None:
-        try:
-            await on_closed(conn)
-        except Exception as exc:  # Redis gone: the lease simply runs out
-            log.warning("presence update on close failed: %s", type(exc).__name__)
+    await phase.end()
 
 
 async def close_all(app: web.Application) -> None:

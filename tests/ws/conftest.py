@@ -20,8 +20,12 @@ class Harness:
         self.settings = app[keys.SETTINGS]
 
     @property
-    def service(self):
-        return self.app[keys.SERVICE]
+    def ops(self):
+        return self.app[keys.OPERATIONS]
+
+    @property
+    def repository(self):
+        return self.app[keys.CONVERSATIONS]
 
     def token(self, sub: str, role: str = "customer", **kw) -> str:
         return issue_token(self.settings.jwt_secret_key, sub, role, **kw)

@@ -155,7 +155,7 @@ async def test_twenty_agents_race_to_claim_one_winner_per_round(request, harness
         winners = [r for r in replies if r["type"] == "result"]
         assert len(winners) == 1, replies
         assert all(r["code"] == "conflict" for r in replies if r["type"] == "error")
-        c = await h.service.conversations.get(cid)
+        c = await h.repository.get(cid)
         assert (c.state, c.agent_id) == ("human", winners[0]["data"]["conversation"]["agent_id"])
 
 

@@ -50,13 +50,13 @@ async def test_takeover_while_generating_stores_no_ai_message(harness):
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
     await ws.event("ai.delta")  # the reply is streaming and now waits on the gate
     agent = Identity("agent-1", "agent")
-    await harness.service.remember(agent)
-    await harness.service.claim(agent, cid)
+    await harness.ops.staff.remember(agent)
+    await harness.ops.assignment.claim(agent, cid)
     provider.gate.set()
     await harness.drain_ai()
     stored = await harness.app[keys.STORE].list_messages(cid)
     assert [m.sender_type for m in stored] == ["customer", "system"]  # no AI message after the assign
-    assert (await harness.service.conversations.get(cid)).state == "human"
+    assert (await harness.repository.get(cid)).state == "human"
 
 
 async def test_guard_discards_a_reply_when_another_instance_moved_the_conversation(harness):
@@ -67,7 +67,7 @@ async def test_guard_discards_a_reply_when_another_instance_moved_the_conversati
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
     await ws.event("ai.delta")
     # another instance assigns the conversation: straight through the repository, no local cancel
-    await harness.service.conversations.fire(cid, "assign", agent_id="agent-elsewhere")
+    await harness.repository.fire(cid, "assign", agent_id="agent-elsewhere")
     provider.gate.set()
     await harness.drain_ai()
     runner = harness.app[keys.AI_RUNNER]
@@ -108,7 +108,7 @@ async def test_common_words_do_not_hand_off(harness, text):
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content=text)
     await harness.drain_ai()
-    assert (await harness.service.conversations.get(cid)).state == "ai"
+    assert (await harness.repository.get(cid)).state == "ai"
 
 
 async def test_tool_call_handoff(harness_factory):
@@ -149,12 +149,12 @@ async def test_failures_before_handoff_is_a_setting(harness_factory):
     ws, cid = await start(h)
     sent = (await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi"))["message"]
     await h.drain_ai()
-    assert (await h.service.conversations.get(cid)).state == "ai"
+    assert (await h.repository.get(cid)).state == "ai"
     failed = await ws.event("ai.failed")
     assert failed["data"] == {"conversation_id": cid, "reply_to": sent["id"], "code": "http_500"}
     await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="hello?")
     await h.drain_ai()
-    assert (await h.service.conversations.get(cid)).state == "handoff"
+    assert (await h.repository.get(cid)).state == "handoff"
 
 
 async def test_end_to_end_with_a_fake_dashscope_over_http(aiohttp_server, harness_factory):

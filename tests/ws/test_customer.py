@@ -164,7 +164,7 @@ async def test_a_resend_after_close_does_not_reopen(h):
     await ws.ok("conversation.close", conversation_id=cid)
     again = (await ws.ok("message.send", conversation_id=cid, client_msg_id="k", content="bye"))["message"]
     assert again == first
-    assert (await h.service.conversations.get(cid)).state == "closed"
+    assert (await h.repository.get(cid)).state == "closed"
 
 
 async def test_metadata_is_capped(h):

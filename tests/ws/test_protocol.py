@@ -165,7 +165,7 @@ async def test_slow_client_is_disconnected_without_stalling_the_sender(make_sett
 
     settings = make_settings(ws_send_queue_max=3)
     sock = StuckSocket()
-    conn = Connection(sock, settings, service=None, hub=Hub(), registry=None)
+    conn = Connection(sock, settings)
     conn.start_writer()
     for i in range(10):
         conn.send_text(f"frame {i}")  # returns at once every time
@@ -200,7 +200,7 @@ async def test_a_dependency_failure_is_unavailable_and_a_bug_is_internal(harness
 
     ws = await harness.connect("cust-1")
     cid = (await ws.ok("conversation.start"))["conversation"]["id"]
-    repo = harness.service.conversations
+    repo = harness.repository
 
     async def redis_down(conversation_id):
         raise RedisConnectionError("Connection refused")

@@ -3,6 +3,7 @@
 import asyncio
 
 from chat import keys
+from chat.events import ConversationMoved
 from chat.auth import Identity
 from states import redis_keys
 
@@ -17,12 +18,12 @@ async def online_agents(h, n, **kw):
 
 
 async def handoffs(h, n, prefix="cust"):
-    service = h.service
+    ops = h.ops
 
     async def one(i):
         who = Identity(f"{prefix}-{i}", "customer")
-        c = await service.start(who)
-        await service.request_handoff(who, c.id)
+        c = await ops.conversations.start(who)
+        await ops.conversations.request_handoff(who, c.id)
         return c.id
 
     return await asyncio.gather(*(one(i) for i in range(n)))
@@ -38,14 +39,11 @@ async def test_fifty_handoffs_five_agents_capacity_three(harness_factory):
     presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
     await online_agents(h, 5)
     peak = {"load": 0}
-    track = presence.track
 
-    async def watching_track(before, after):  # check capacity after every single transition
-        dropped = await track(before, after)
+    async def watch_loads(_event):  # check capacity after every single transition
         peak["load"] = max(peak["load"], *(await loads(h, 5)))
-        return dropped
 
-    presence.track = watching_track
+    h.app[keys.EVENTS].subscribe(ConversationMoved, watch_loads)
     await handoffs(h, 50)
     await router.drain()
     assert await loads(h, 5) == [3, 3, 3, 3, 3]
@@ -59,9 +57,9 @@ async def test_fifty_handoffs_five_agents_capacity_three(harness_factory):
     # capacity frees: the oldest waiting conversation goes to the agent that has room, at once
     oldest = waiting[0][0]
     held = (await presence.assigned_to("agent-2"))[0]
-    await h.service.close(Identity("agent-2", "agent"), held)
+    await h.ops.conversations.close(Identity("agent-2", "agent"), held)
     await router.drain()
-    now = await h.service.conversations.get(oldest)
+    now = await h.repository.get(oldest)
     assert (now.state, now.agent_id) == ("human", "agent-2")
     assert await loads(h, 5) == [3, 3, 3, 3, 3]
     assert peak["load"] <= 3
@@ -81,7 +79,7 @@ async def test_least_loaded_agent_first_ties_to_longest_idle(harness_factory):
     await router.drain()
     (third,) = await handoffs(h, 1, prefix="c")
     await router.drain()
-    owners = [(await h.service.conversations.get(c)).agent_id for c in (first, second, third)]
+    owners = [(await h.repository.get(c)).agent_id for c in (first, second, third)]
     assert owners[0] in ("agent-1", "agent-2") and owners[1] in ("agent-1", "agent-2")
     assert owners[0] != owners[1]  # ties go to the agent idle longest
     assert owners[2] in ("agent-1", "agent-2")  # agent-0 (2 chats) still the busiest
@@ -96,7 +94,7 @@ async def test_no_capacity_then_agent_comes_online(harness_factory):
     agent = await h.connect("agent-9", role="agent")
     await agent.ok("presence.set", status="online")
     await router.drain()
-    got = [(await h.service.conversations.get(c)).agent_id for c in ids]
+    got = [(await h.repository.get(c)).agent_id for c in ids]
     assert got.count("agent-9") == 2 and got.count(None) == 1
     assigned = [await agent.event("conversation.assigned") for _ in range(2)]
     assert {a["data"]["conversation"]["id"] for a in assigned} == {c for c, g in zip(ids, got) if g}
@@ -109,14 +107,14 @@ async def test_team_conversations_go_to_team_agents(harness_factory):
     outsider = await h.connect("agent-out", role="agent")
     await outsider.ok("presence.set", status="online")
     who = Identity("cust-t", "customer")
-    c = await h.service.start(who, team_id="billing")
-    await h.service.request_handoff(who, c.id)
+    c = await h.ops.conversations.start(who, team_id="billing")
+    await h.ops.conversations.request_handoff(who, c.id)
     await h.app[keys.ROUTER].drain()
-    assert (await h.service.conversations.get(c.id)).state == "handoff"
+    assert (await h.repository.get(c.id)).state == "handoff"
     member = await h.connect("agent-in", role="agent", teams=["billing"])
     await member.ok("presence.set", status="online")
     await h.app[keys.ROUTER].drain()
-    assert (await h.service.conversations.get(c.id)).agent_id == "agent-in"
+    assert (await h.repository.get(c.id)).agent_id == "agent-in"
 
 
 async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
@@ -143,10 +141,10 @@ async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
 
     clock["now"] += 59_000  # within the grace period: nothing happens
     await router.sweep()
-    assert (await h.service.conversations.get(cid)).state == "human"
+    assert (await h.repository.get(cid)).state == "human"
     clock["now"] += 2_000  # past it
     await router.sweep()
-    c = await h.service.conversations.get(cid)
+    c = await h.repository.get(cid)
     assert (c.state, c.agent_id) == ("handoff", None)
     upd = await cust.event("conversation.updated", lambda f: f["data"]["reason"] == "agent_offline")
     assert upd["data"]["previous_state"] == "human"
@@ -179,7 +177,7 @@ async def test_handoff_wait_timeout_releases_to_the_ai(harness_factory):
     clock = {"now": presence.clock() + 6_000}
     presence.clock = lambda: clock["now"]
     await router.sweep()
-    c = await h.service.conversations.get(cid)
+    c = await h.repository.get(cid)
     assert c.state == "ai"
     upd = await cust.event("conversation.updated", lambda f: f["data"]["reason"] == "handoff_timeout")
     assert upd["data"]["conversation"]["state"] == "ai"
@@ -191,16 +189,16 @@ async def test_a_failed_assign_gives_the_reserved_slot_back(harness_factory, mon
     h = await harness_factory(agent_max_chats=1)
     router, presence = h.app[keys.ROUTER], h.app[keys.PRESENCE]
     await online_agents(h, 1)
-    real = h.service.route_to
+    real = h.ops.assignment.route_to
 
     async def database_down(conversation_id, agent_id):
         raise DatabaseError("gone")
 
-    monkeypatch.setattr(h.service, "route_to", database_down)
+    monkeypatch.setattr(h.ops.assignment, "route_to", database_down)
     await handoffs(h, 1)
     await router.drain()
     assert await presence.assigned_to("agent-0") == []  # no phantom load left behind
-    monkeypatch.setattr(h.service, "route_to", real)
+    monkeypatch.setattr(h.ops.assignment, "route_to", real)
     router.kick()
     await router.drain()
     assert len(await presence.assigned_to("agent-0")) == 1

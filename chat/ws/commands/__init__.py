@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from chat.auth import Identity
 from chat.hub import Hub
-from chat.service import ChatService
+from chat.conversations import Operations
 
 
 @dataclass
 class CommandContext:
-    """What a handler may use: the service, who is asking, and its socket's subscriptions."""
+    """What a handler may use: the operations, who is asking, and its socket's subscriptions."""
 
-    service: ChatService
+    ops: Operations
     identity: Identity
     peer_id: str
     hub: Hub

@@ -1,7 +1,7 @@
 """Agent commands (PROTOCOL 3.5): presence, queue, watch, claim, release, transfer.
 
 `message.send` (with `private`) and `conversation.close` are shared with customers
-(chat.ws.commands.conversation); the service checks who may do what.
+(chat.ws.commands.conversation); the operations check who may do what.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ class TransferSchema(CommandSchema):
 @command("presence.set", PresenceSchema, roles=AGENT_ROLES)
 async def handle_presence(ctx: CommandContext, data: dict) -> dict:
     """online agents receive routed conversations; away agents do not."""
-    await ctx.service.set_presence(ctx.identity, data["status"])
+    await ctx.ops.staff.remember(ctx.identity)
+    await ctx.ops.presence.set_status(ctx.identity, data["status"])
     return {"agent_id": ctx.identity.user_id, "status": data["status"]}
 
 
 @command("queue.list", QueueSchema, roles=AGENT_ROLES)
 async def handle_queue(ctx: CommandContext, data: dict) -> dict:
     """Unassigned conversations in handoff, longest waiting first."""
-    return {"conversations": await ctx.service.queue(ctx.identity, data["team_id"])}
+    return {"conversations": await ctx.ops.assignment.queue(data["team_id"])}
 
 
 @command("conversation.watch", ResumeSchema, roles=AGENT_ROLES)
@@ -63,25 +64,25 @@ async def handle_unwatch(ctx: CommandContext, data: dict) -> dict:
 @command("conversation.claim", ConversationOnlySchema, roles=AGENT_ROLES)
 async def handle_claim(ctx: CommandContext, data: dict) -> dict:
     """`ai` or `handoff` -> `human`, assigned to this agent; racing agents: one wins."""
-    conversation = await ctx.service.claim(ctx.identity, data["conversation_id"])
+    conversation = await ctx.ops.assignment.claim(ctx.identity, data["conversation_id"])
     ctx.subscribe(conversation.id)
-    return {"conversation": await ctx.service.public(conversation)}
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("conversation.release", ConversationOnlySchema, roles=AGENT_ROLES)
 async def handle_release(ctx: CommandContext, data: dict) -> dict:
     """`human` -> `ai`: hand back to the AI."""
-    conversation = await ctx.service.release(ctx.identity, data["conversation_id"])
-    return {"conversation": await ctx.service.public(conversation)}
+    conversation = await ctx.ops.assignment.release(ctx.identity, data["conversation_id"])
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("conversation.transfer", TransferSchema, roles=AGENT_ROLES)
 async def handle_transfer(ctx: CommandContext, data: dict) -> dict:
     """To another agent (stays `human`) or to a team (`handoff`, queued for it)."""
-    conversation = await ctx.service.transfer(
+    conversation = await ctx.ops.assignment.transfer(
         ctx.identity, data["conversation_id"], agent_id=data["agent_id"], team_id=data["team_id"]
     )
-    return {"conversation": await ctx.service.public(conversation)}
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 def register(registry: Registry) -> None:

@@ -33,7 +33,7 @@ class ResumeSchema(CommandSchema):
 class SendSchema(CommandSchema):
     conversation_id = ConversationId()
     client_msg_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    content = fields.String(required=True)  # length is checked by the service: empty invalid, long too_large
+    content = fields.String(required=True)  # length is checked by the operations: empty invalid, long too_large
     private = StrictBoolean(load_default=False)
 
 
@@ -56,9 +56,10 @@ async def handle_start(ctx: CommandContext, data: dict) -> dict:
     """Start a conversation and subscribe this socket to it."""
     if ctx.identity.role != "customer":
         raise Forbidden("only customers start conversations")
-    conversation = await ctx.service.start(ctx.identity, metadata=data["metadata"], team_id=data["team_id"])
+    conversation = await ctx.ops.conversations.start(ctx.identity, metadata=data["metadata"],
+                                                     team_id=data["team_id"])
     ctx.subscribe(conversation.id)
-    return {"conversation": await ctx.service.public(conversation)}
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("conversation.resume", ResumeSchema)
@@ -70,12 +71,12 @@ async def handle_resume(ctx: CommandContext, data: dict) -> dict:
 async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
     """Subscribe this socket, then the conversation and every message after `after_seq`
     (conversation.resume and conversation.watch answer the same)."""
-    service = ctx.service
-    conversation = await service.get_for(ctx.identity, data["conversation_id"])
+    ops = ctx.ops
+    conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
     ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
-    messages = await service.messages_for(ctx.identity, conversation.id, data["after_seq"])
+    messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"])
     return {
-        "conversation": await service.public(conversation),
+        "conversation": await ops.conversations.view(conversation),
         "messages": [m.to_dict() for m in messages],
     }
 
@@ -83,7 +84,7 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
 @command("message.send", SendSchema)
 async def handle_send(ctx: CommandContext, data: dict) -> dict:
     """Store a message (idempotent per client_msg_id)."""
-    message = await ctx.service.send_message(
+    message = await ctx.ops.messages.send(
         ctx.identity,
         data["conversation_id"],
         content=data["content"],
@@ -96,22 +97,22 @@ async def handle_send(ctx: CommandContext, data: dict) -> dict:
 @command("handoff.request", HandoffSchema)
 async def handle_handoff(ctx: CommandContext, data: dict) -> dict:
     """Ask for a human agent."""
-    conversation = await ctx.service.request_handoff(ctx.identity, data["conversation_id"], data["reason"])
-    return {"conversation": await ctx.service.public(conversation)}
+    conversation = await ctx.ops.conversations.request_handoff(ctx.identity, data["conversation_id"], data["reason"])
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("typing", TypingSchema)
 async def handle_typing(ctx: CommandContext, data: dict) -> None:
     """Tell the other side someone is typing (no reply unless the frame has an id)."""
-    await ctx.service.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
+    await ctx.ops.messages.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
     return None
 
 
 @command("conversation.close", ConversationOnlySchema)
 async def handle_close(ctx: CommandContext, data: dict) -> dict:
     """Close the conversation."""
-    conversation = await ctx.service.close(ctx.identity, data["conversation_id"])
-    return {"conversation": await ctx.service.public(conversation)}
+    conversation = await ctx.ops.conversations.close(ctx.identity, data["conversation_id"])
+    return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 def register(registry: Registry) -> None:

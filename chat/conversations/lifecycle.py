@@ -1,0 +1,130 @@
+"""Reading, starting and moving conversations: the one place a transition is fired and announced."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chat import metrics
+from chat.auth import Identity
+from chat.errors import Forbidden, NotFound
+from chat.events import ConversationMoved, Events
+from chat.store import Store
+from states import ConversationNotFound, InvalidTransition, StaleVersion
+from states.record import Conversation
+from states.repository import Actor, ConversationRepository, Transition
+
+log = logging.getLogger(__name__)
+
+
+def actor_of(identity: Identity) -> Actor:
+    """The transition-log actor for a token holder."""
+    return Actor(identity.role, identity.user_id)
+
+
+def check_assigned(identity: Identity, conversation: Conversation) -> None:
+    """Agents act only on their own conversations, or on one nobody is assigned to."""
+    if identity.role == "agent" and conversation.agent_id not in (None, identity.user_id):
+        raise Forbidden("only the assigned agent or an admin may do this")
+
+
+class Conversations:
+    """The conversation records: who may see one, its public view, its moves."""
+
+    def __init__(self, repository: ConversationRepository, store: Store, events: Events) -> None:
+        self.repository = repository
+        self.store = store
+        self.events = events
+
+    async def get(self, conversation_id: str) -> Conversation:
+        """The live record; not_found when there is none."""
+        try:
+            return await self.repository.get(conversation_id)
+        except ConversationNotFound:
+            raise NotFound("conversation not found") from None
+
+    async def get_for(self, identity: Identity, conversation_id: str) -> Conversation:
+        """A conversation the identity may see; a customer gets not_found for anyone else's."""
+        conversation = await self.get(conversation_id)
+        if not identity.is_agent and conversation.user_id != identity.user_id:
+            raise NotFound("conversation not found")
+        return conversation
+
+    async def view(self, conversation: Conversation) -> dict[str, Any]:
+        """The protocol's C object."""
+        last_seq, labels = await self.store.conversation_extras(conversation.id)
+        return {
+            "id": conversation.id,
+            "user_id": conversation.user_id,
+            "state": conversation.state,
+            "agent_type": conversation.agent_type,
+            "agent_id": conversation.agent_id,
+            "team_id": conversation.team_id,
+            "version": conversation.version,
+            "last_seq": last_seq,
+            "labels": labels,
+            "metadata": conversation.metadata,
+            "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at,
+        }
+
+    async def start(self, identity: Identity, *, metadata: dict[str, Any] | None = None,
+                    team_id: str | None = None, user_id: str | None = None) -> Conversation:
+        """A new conversation in state `ai`; an admin may start one for another user."""
+        owner = user_id if (user_id and identity.is_admin) else identity.user_id
+        if team_id is not None and not await self.store.team_exists(team_id):
+            raise NotFound(f"team {team_id} not found")
+        conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
+        metrics.CONVERSATIONS_STARTED.inc()
+        return conversation
+
+    async def fire(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str | None = None,
+                   **data: Any) -> Transition:
+        """Fire a trigger (compare-and-set), then announce the move to every collaborator."""
+        try:
+            transition = await self.repository.fire(conversation_id, trigger, actor=actor, reason=reason, **data)
+        except ConversationNotFound:
+            raise NotFound("conversation not found") from None
+        metrics.TRANSITIONS.labels(trigger).inc()
+        # the transition is committed: what follows must not turn it into an error for the caller
+        # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
+        try:
+            await self.events.emit(ConversationMoved(transition))
+        except Exception:
+            log.exception("after %s of %s: a collaborator failed", trigger, conversation_id)
+        return transition
+
+    async def fire_quietly(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str,
+                           **data: Any) -> Transition | None:
+        """Fire unless something else moved the conversation first (then log it and go on)."""
+        try:
+            return await self.fire(conversation_id, trigger, actor=actor, reason=reason, **data)
+        except (InvalidTransition, StaleVersion, NotFound) as exc:
+            log.info("%s (%s) of %s skipped: %s", trigger, reason, conversation_id, exc)
+            return None
+
+    async def request_handoff(self, identity: Identity, conversation_id: str,
+                              reason: str | None = None) -> Conversation:
+        """`ai` -> `handoff` on a customer's (or an admin's) request."""
+        await self.get_for(identity, conversation_id)
+        # the reason code is ours; what the requester wrote is kept after it, never instead of it
+        code = "customer_request" if identity.role == "customer" else identity.role
+        t = await self.fire(conversation_id, "request_handoff", actor=actor_of(identity),
+                            reason=f"{code}: {reason}" if reason else code)
+        return t.after
+
+    async def close(self, identity: Identity, conversation_id: str) -> Conversation:
+        """-> closed: the customer, the assigned agent (any agent when none is), or an admin."""
+        conversation = await self.get_for(identity, conversation_id)
+        check_assigned(identity, conversation)
+        t = await self.fire(conversation_id, "close", actor=actor_of(identity), reason=f"closed by {identity.role}")
+        return t.after
+
+    async def reopen(self, identity: Identity, conversation: Conversation) -> Conversation:
+        """A closed conversation the customer wrote to again goes back to the AI."""
+        try:
+            t = await self.fire(conversation.id, "reopen", actor=actor_of(identity), reason="customer wrote again")
+            return t.after
+        except (InvalidTransition, StaleVersion):
+            # another tab reopened it first: go on with what is there now
+            return await self.get(conversation.id)

@@ -1,0 +1,134 @@
+"""Messages: the one write path for every message (customer, agent, system notice, AI reply),
+the rules of who may write what, and typing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat import metrics
+from chat.auth import Identity
+from chat.conversations.lifecycle import Conversations, actor_of
+from chat.conversations.texts import notice_for
+from chat.errors import Forbidden, Invalid, TooLarge
+from chat.events import ConversationMoved, CustomerWrote, Events, MessageStored, Typing
+from chat.store import Message, Store
+from chat.store.writer import MessageWriter
+from states import ConversationNotFound, State
+from states.record import Conversation
+
+MAX_CONTENT_CHARS = 4000
+
+
+def check_content(content: str) -> None:
+    """1 to 4000 code points: empty is invalid, longer is too_large."""
+    if not content:
+        raise Invalid("content must not be empty", {"content": ["Length must be between 1 and 4000."]})
+    if len(content) > MAX_CONTENT_CHARS:
+        raise TooLarge(f"content is longer than {MAX_CONTENT_CHARS} characters", {"content": ["too long"]})
+
+
+class Messages:
+    """Storing and reading messages of conversations."""
+
+    def __init__(self, conversations: Conversations, store: Store, events: Events,
+                 handoff_phrases: tuple[str, ...]) -> None:
+        self.conversations = conversations
+        self.store = store
+        self.events = events
+        self.writer = MessageWriter(store)
+        self._phrases = tuple(p.casefold() for p in handoff_phrases)
+
+    async def append(self, conversation: Conversation, *, guard_version: bool = False,
+                     **fields: Any) -> tuple[Message, bool]:
+        """Store a message and announce it when it is new; return it and whether it is new.
+
+        Unguarded messages go through the group-commit writer. With `guard_version` (the AI's
+        reply) the write happens only while the conversation is still in the state and version
+        it was read with; otherwise StaleVersion and nothing is written.
+        """
+        if guard_version:
+            message, created = await self.store.append_message(
+                conversation.id, require_state=conversation.state, require_version=conversation.version, **fields
+            )
+        else:
+            message, created = await self._append_unguarded(conversation, fields)
+        if created:
+            metrics.MESSAGES.labels(message.sender_type).inc()
+            await self.events.emit(MessageStored(conversation, message))
+        return message, created
+
+    async def _append_unguarded(self, conversation: Conversation, fields: dict[str, Any]) -> tuple[Message, bool]:
+        try:
+            return await self.writer.append(conversation.id, **fields)
+        except ConversationNotFound:
+            # a migrated record touched for the first time has no SQL row yet
+            await self.store.ensure_conversation(conversation)
+            return await self.writer.append(conversation.id, **fields)
+
+    async def list_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,
+                       limit: int | None = None) -> list[Message]:
+        """Messages after a seq; private notes only for agents and admins."""
+        return await self.store.list_messages(
+            conversation_id, after_seq=after_seq, limit=limit, include_private=identity.is_agent
+        )
+
+    async def on_moved(self, event: ConversationMoved) -> None:
+        """Tell the customer what the move means for them (a system message)."""
+        text = notice_for(event.transition)
+        if text is not None:
+            await self.append(event.transition.after, sender_type="system", content=text)
+
+    async def send(self, identity: Identity, conversation_id: str, *, content: str, client_msg_id: str | None,
+                   private: bool = False) -> Message:
+        """Store a message (idempotent on client_msg_id) and set off what follows it."""
+        check_content(content)
+        conversation = await self.conversations.get_for(identity, conversation_id)
+        if private and not identity.is_agent:
+            raise Invalid("only agents may send private notes", {"private": ["Not allowed for customers."]})
+        if client_msg_id is not None and (identity.is_agent or conversation.state == State.CLOSED):
+            # a resend must not reopen a closed conversation nor be refused to an agent reassigned
+            # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
+            sender_type = "agent" if identity.is_agent else "customer"
+            existing = await self.store.find_message(conversation_id, sender_type, identity.user_id, client_msg_id)
+            if existing is not None:
+                return existing
+        if identity.is_agent:
+            return await self._from_agent(identity, conversation, content, client_msg_id, private)
+        return await self._from_customer(identity, conversation, content, client_msg_id)
+
+    async def _from_customer(self, identity: Identity, conversation: Conversation, content: str,
+                             client_msg_id: str | None) -> Message:
+        if conversation.state == State.CLOSED:
+            conversation = await self.conversations.reopen(identity, conversation)
+        message, created = await self.append(
+            conversation, sender_type="customer", sender_id=identity.user_id, content=content,
+            client_msg_id=client_msg_id,
+        )
+        if created and conversation.state == State.AI:
+            if self.wants_human(content):
+                await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),
+                                                      reason="keyword")
+            else:
+                await self.events.emit(CustomerWrote(conversation, message))
+        return message
+
+    async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
+                          client_msg_id: str | None, private: bool) -> Message:
+        if not private and not (conversation.state == State.HUMAN and conversation.agent_id == identity.user_id):
+            raise Forbidden("only the assigned agent may send a message to the customer; add a private note instead")
+        message, _ = await self.append(
+            conversation, sender_type="agent", sender_id=identity.user_id, content=content,
+            client_msg_id=client_msg_id, private=private,
+        )
+        return message
+
+    def wants_human(self, content: str) -> bool:
+        """Does the message contain one of the configured handoff phrases (case-insensitive)?"""
+        text = content.casefold()
+        return any(phrase in text for phrase in self._phrases)
+
+    async def typing(self, identity: Identity, conversation_id: str, on: bool, peer_id: str | None) -> None:
+        """Tell the other subscribers that someone is typing."""
+        conversation = await self.conversations.get_for(identity, conversation_id)
+        sender_type = "agent" if identity.is_agent else "customer"
+        await self.events.emit(Typing(conversation, sender_type, on, peer_id))

@@ -1,0 +1,81 @@
+"""The auth phase: before a token is checked a socket may only ping or authenticate. It ends
+with a Session (Home Assistant's AuthPhase -> ActiveConnection), or with the socket closed."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSCloseCode
+
+from chat.auth import AuthError, Identity, verify_token
+from chat.conversations import Operations
+from chat.errors import Unauthenticated, to_chat_error
+from chat.events import Events, SessionClosed, SessionOpened
+from chat.hub import Hub
+from chat.settings import Settings
+from chat.ws.connection import CLOSE_AUTH_FAILED, Connection
+from chat.ws.registry import Registry
+from chat.ws.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class AuthPhase:
+    """Turns a connection into a session once its token is verified."""
+
+    def __init__(self, conn: Connection, *, settings: Settings, ops: Operations, hub: Hub, registry: Registry,
+                 events: Events):
+        self.conn = conn
+        self.settings = settings
+        self.ops = ops
+        self.hub = hub
+        self.registry = registry
+        self.events = events
+        self.session: Session | None = None
+
+    async def handle_text(self, text: str) -> Session | None:
+        """One frame before authentication; the session when it authenticated the socket."""
+        frame = self.conn.parse(text)
+        if frame is None:
+            return None
+        if frame.type != "auth":
+            self.conn.reply_error(frame.id, Unauthenticated(
+                "authenticate first: send {\"type\": \"auth\", \"token\": ...}"))
+            return None
+        try:
+            identity = verify_token(self.settings.jwt_secret_key, frame.body.get("token"))  # type: ignore[arg-type]
+        except AuthError as exc:
+            self.conn.reply_error(frame.id, Unauthenticated(str(exc)))
+            await self.conn.close(CLOSE_AUTH_FAILED, "authentication failed")
+            return None
+        session = await self.open(identity, frame.id)
+        if session is not None:
+            self.conn.reply(frame.id, {"user_id": identity.user_id, "role": identity.role})
+        return session
+
+    async def open(self, identity: Identity, frame_id: int | None = None) -> Session | None:
+        """Leave the auth phase: the socket gets its session. When the session cannot be set up
+        (Redis or the database down) the client gets the error and the socket is closed."""
+        session = Session(self.conn, identity, settings=self.settings, ops=self.ops, hub=self.hub,
+                          registry=self.registry)
+        self.hub.add(session)
+        try:
+            await self.events.emit(SessionOpened(identity))
+        except Exception as exc:
+            self.hub.remove(session)
+            self.conn.reply_error(frame_id, to_chat_error(exc))
+            await self.conn.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
+            return None
+        self.session = session
+        return session
+
+    async def end(self) -> None:
+        """The socket closed: its session (if any) leaves the hub and the collaborators are told."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        self.hub.remove(session)
+        try:
+            await self.events.emit(SessionClosed(session.identity))
+        except Exception as exc:  # Redis gone: the lease simply runs out
+            log.warning("presence update on close failed: %s", type(exc).__name__)
