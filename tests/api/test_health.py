@@ -1,6 +1,5 @@
 """GET /health with real checks, on the real servers, embedded, and with a dependency down."""
 
-import pytest
 
 from chat.app import create_app
 

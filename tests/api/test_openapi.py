@@ -11,12 +11,6 @@ import asyncio
 import re
 
 import pytest
-
-from chat import keys
-from chat.api.routes import HANDLERS
-from chat.app import create_app
-from chat.auth import Identity, issue_token
-
 import schemathesis  # noqa: E402  (the test extra installs it)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
@@ -32,6 +26,11 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
     unsupported_method,
 )
+
+from chat import keys
+from chat.api.routes import HANDLERS
+from chat.app import create_app
+from chat.auth import Identity, issue_token
 
 # Every built-in response check except positive_data_acceptance: a schema-valid value may still
 # be refused for its meaning (a well-formed but foreign cursor, the 31st of February, an unknown

@@ -1,0 +1,207 @@
+"""The @endpoint decorator and the error middleware on the real Redis and on MariaDB and SQLite:
+the auth matrix of every endpoint, bad tokens, and one error shape for everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from chat import keys
+from chat.api.routes import HANDLERS
+from chat.auth import Identity, issue_token
+from tests.api.support import Api, assert_error, uid
+
+# --- the auth matrix ----------------------------------------------------------------------------
+
+
+class World:
+    """Fresh things for one call of one matrix row (a row's call may change or delete them)."""
+
+    def __init__(self, api: Api):
+        self.api = api
+        self.customer = Identity(uid("cust"), "customer")
+        self.agent = Identity(uid("agent"), "agent")
+        self.admin = Identity(uid("admin"), "admin")
+
+    async def ready(self) -> World:
+        for identity in (self.agent, self.admin):
+            await self.api.ops.staff.remember(identity)
+        return self
+
+    async def conversation(self) -> str:
+        return (await self.api.ops.conversations.start(self.customer)).id
+
+    async def assigned(self) -> str:
+        conversation_id = await self.conversation()
+        await self.api.ops.assignment.assign(self.admin, conversation_id, self.agent.user_id)
+        return conversation_id
+
+    async def label(self) -> dict:
+        return await self.api.store.labels.create(uid("label"), None, None)
+
+    async def team(self) -> dict:
+        return await self.api.store.teams.create(uid("team"), None)
+
+
+Setup = Callable[[World], Awaitable[tuple[str, Any]]]
+
+
+async def _none(w: World):
+    return None
+
+
+async def conv(w: World):
+    return await w.conversation()
+
+
+async def assigned(w: World):
+    return await w.assigned()
+
+
+async def label_id(w: World):
+    return (await w.label())["id"]
+
+
+async def team_id(w: World):
+    return (await w.team())["id"]
+
+
+async def team_with_member(w: World):
+    team = await w.team()
+    await w.api.store.teams.add_member(team["id"], w.agent.user_id)
+    return f"{team['id']}/members/{w.agent.user_id}"
+
+
+async def labelled(w: World):
+    return await w.conversation(), (await w.label())["title"]
+
+
+# (method, path with {x} for what setup returns, setup, body(w, x), {role: status})
+STAFF_READ = {"none": 401, "customer": 403, "agent": 200, "admin": 200}
+ADMIN_WRITE = {"none": 401, "customer": 403, "agent": 403}
+MATRIX = [
+    ("POST", "/api/v1/sessions", _none, lambda w, x: {"metadata": {"k": "v"}},
+     {"none": 401, "customer": 201, "agent": 403, "admin": 201}),
+    ("GET", "/api/v1/sessions/{x}", conv, None, {"none": 401, "customer": 200, "agent": 200, "admin": 200}),
+    ("GET", "/api/v1/conversations", _none, None, STAFF_READ),
+    ("GET", "/api/v1/conversations/{x}", conv, None, STAFF_READ),
+    ("GET", "/api/v1/conversations/{x}/messages", conv, None, STAFF_READ),
+    ("GET", "/api/v1/conversations/{x}/events", conv, None, STAFF_READ),
+    ("POST", "/api/v1/conversations/{x}/assign", conv, lambda w, x: {"agent_id": w.agent.user_id}, STAFF_READ),
+    ("POST", "/api/v1/conversations/{x}/release", assigned, None, STAFF_READ),
+    ("POST", "/api/v1/conversations/{x}/handoff", conv, lambda w, x: {"reason": "billing"}, STAFF_READ),
+    ("POST", "/api/v1/conversations/{x}/close", conv, None, STAFF_READ),
+    ("PUT", "/api/v1/conversations/{x[0]}/labels", labelled, lambda w, x: {"labels": [x[1]]}, STAFF_READ),
+    ("GET", "/api/v1/labels", _none, None, STAFF_READ),
+    ("POST", "/api/v1/labels", _none, lambda w, x: {"title": uid("label"), "color": "#a0b1c2"},
+     {**ADMIN_WRITE, "admin": 201}),
+    ("DELETE", "/api/v1/labels/{x}", label_id, None, {**ADMIN_WRITE, "admin": 204}),
+    ("GET", "/api/v1/teams", _none, None, STAFF_READ),
+    ("POST", "/api/v1/teams", _none, lambda w, x: {"name": uid("team")}, {**ADMIN_WRITE, "admin": 201}),
+    ("GET", "/api/v1/teams/{x}", team_id, None, STAFF_READ),
+    ("PATCH", "/api/v1/teams/{x}", team_id, lambda w, x: {"description": "night shift"}, {**ADMIN_WRITE, "admin": 200}),
+    ("DELETE", "/api/v1/teams/{x}", team_id, None, {**ADMIN_WRITE, "admin": 204}),
+    ("GET", "/api/v1/teams/{x}/members", team_id, None, STAFF_READ),
+    ("POST", "/api/v1/teams/{x}/members", team_id, lambda w, x: {"user_id": w.agent.user_id},
+     {**ADMIN_WRITE, "admin": 201}),
+    ("DELETE", "/api/v1/teams/{x}", team_with_member, None, {**ADMIN_WRITE, "admin": 204}),
+    ("GET", "/api/v1/stats", _none, None, STAFF_READ),
+    ("GET", "/api/v1/agents", _none, None, STAFF_READ),
+    ("GET", "/api/openapi.json", _none, None, {"none": 200, "customer": 200, "agent": 200, "admin": 200}),
+]
+
+
+def test_the_matrix_covers_every_endpoint():
+    covered = {(method, path.replace("{x}", "{id}").replace("{x[0]}", "{id}")) for method, path, *_ in MATRIX}
+    covered.add(("DELETE", "/api/v1/teams/{id}/members/{user_id}"))  # the team_with_member row
+    declared = {(h.endpoint.method, h.endpoint.path) for h in HANDLERS}
+    assert declared <= covered, declared - covered
+
+
+async def test_auth_matrix(api):
+    mismatches = []
+    for method, path, setup, body, expected in MATRIX:
+        for role, status in expected.items():
+            w = await World(api).ready()
+            x = await setup(w)
+            url = path.format(x=x)
+            identity = None if role == "none" else getattr(w, role)
+            got, answer = await api.call(method, url, as_=identity, json=body(w, x) if body else None)
+            if got != status:
+                mismatches.append((method, url, role, status, got, answer))
+            elif got >= 400:
+                assert_error(got, answer, status, {401: "unauthenticated", 403: "forbidden"}[got])
+    assert not mismatches, "\n".join(map(str, mismatches))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer not-a-jwt",
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+        "Bearer {expired}",
+        "Bearer {other_secret}",
+    ],
+)
+async def test_bad_tokens_are_401(api, authorization):
+    import jwt
+
+    expired = issue_token(api.app[keys.SETTINGS].jwt_secret_key, "admin-x", "admin", ttl_s=-10)
+    other = jwt.encode({"sub": "admin-x", "role": "admin", "exp": 4102444800}, "another-secret-0123456789abcdef0123")
+    header = authorization.format(expired=expired, other_secret=other)
+    status, body = await api.call("GET", "/api/v1/conversations", headers={"Authorization": header})
+    assert_error(status, body, 401, "unauthenticated")
+
+
+# --- the error shape ------------------------------------------------------------------------------
+
+
+async def test_errors_use_one_shape(api):
+    admin = Identity(uid("admin"), "admin")
+    status, body = await api.call("POST", "/api/v1/labels", as_=admin, data=b"{not json",
+                                  headers={"Content-Type": "application/json"})
+    assert_error(status, body, 400, "invalid")
+    status, body = await api.call("POST", "/api/v1/labels", as_=admin, json=["a", "list"])
+    assert_error(status, body, 400, "invalid")
+    status, body = await api.call("POST", "/api/v1/labels", as_=admin, json={"title": "x", "colour": "#fff"})
+    assert_error(status, body, 400, "invalid")
+    assert body["error"]["details"] == {"colour": ["Unknown field."]}
+    status, body = await api.call("POST", "/api/v1/labels", as_=admin, json={"title": "   "})
+    assert_error(status, body, 400, "invalid")
+    assert "title" in body["error"]["details"]
+    status, body = await api.call("POST", "/api/v1/labels", as_=admin, data=b"x" * (1024 * 1024 + 1))
+    assert_error(status, body, 413, "too_large")
+    status, body = await api.call("GET", "/api/v1/nothing-here", as_=admin)
+    assert_error(status, body, 404, "not_found")
+    resp = await api.client.delete("/api/v1/stats")
+    assert_error(resp.status, await resp.json(), 405, "method_not_allowed")
+    assert "GET" in resp.headers["Allow"]
+    for query in ("limit=201", "limit=0", "limit=ten", "limit=1.0", "cursor=%21%21", "state=open",
+                  "since=yesterday", "since=2024-02-01&until=2024-01-01", "limit=5&limit=6"):
+        status, body = await api.call("GET", f"/api/v1/conversations?{query}", as_=admin)
+        assert_error(status, body, 400, "invalid")
+    status, body = await api.call("GET", "/api/v1/conversations/x/messages?limit=501", as_=admin)
+    assert_error(status, body, 400, "invalid")
+
+
+async def test_a_state_conflict_is_409(api):
+    admin = Identity(uid("admin"), "admin")
+    status, c = await api.call("POST", "/api/v1/sessions", as_=admin, json={})
+    assert status == 201
+    status, closed = await api.call("POST", f"/api/v1/conversations/{c['id']}/close", as_=admin)
+    assert status == 200 and closed["state"] == "closed"
+    for action in ("close", "handoff", "release"):
+        status, body = await api.call("POST", f"/api/v1/conversations/{c['id']}/{action}", as_=admin, json={})
+        assert_error(status, body, 409, "conflict")
+
+
+async def test_a_database_failure_is_503(api, database_url):
+    admin = Identity(uid("admin"), "admin")
+    await api.ops.staff.remember(admin)
+    await api.app[keys.STORE].db.close()
+    status, body = await api.call("GET", "/api/v1/labels", as_=admin)
+    assert_error(status, body, 503, "unavailable")
