@@ -70,13 +70,13 @@ def build_context(system_prompt: str, history: list[Message], max_chars: int,
 class AIRunner:
     """Schedules AI turns per conversation on this instance."""
 
-    def __init__(self, conversations: Conversations, messages: Messages, store: Store, redis: Any,
-                 provider: Provider, events: Events, settings: Settings):
+    def __init__(self, conversations: Conversations, messages: Messages, *, store: Store, redis: Any,
+                 provider: Provider, settings: Settings):
         self.conversations = conversations
         self.messages = messages
         self.store = store
         self.provider = provider
-        self.events = events
+        self.events = conversations.events
         self.settings = settings
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()

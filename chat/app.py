@@ -95,7 +95,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(presence.roster)
     bus = Bus(redis, _bus_receiver(hub, presence), settings.bus_channel)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
-    runner = AIRunner(ops.conversations, ops.messages, store, redis, app[keys.AI_PROVIDER], events, settings)
+    runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
+                      settings=settings)
     _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (

@@ -9,19 +9,8 @@ from aiohttp import web
 from chat.settings import Settings
 
 if TYPE_CHECKING:
-    import aiohttp
 
-    from chat.ai import Provider
-    from chat.ai_turn import AIRunner
-    from chat.bus import Bus
-    from chat.conversations import Operations
-    from chat.events import Events
-    from chat.hub import Hub
-    from chat.presence import Presence
-    from chat.routing import Router
-    from chat.store import Store
-    from chat.ws.registry import Registry
-    from states.repository import ConversationRepository
+    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 INSTANCE_ID = web.AppKey("instance_id", str)  # this process's name in CLIENT LIST and logs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chat import render
 from chat.bus.messages import BusMessage, PresenceChanged, ToAgents, ToConversation, ToUser
 from chat.bus.redis_bus import Bus
 from chat.conversations import Conversations
@@ -73,7 +74,7 @@ class Publisher:
 
     async def on_message(self, event: MessageStored) -> None:
         """message.created (private notes: agents only)."""
-        data = {"conversation_id": event.conversation.id, "message": event.message.to_dict()}
+        data = {"conversation_id": event.conversation.id, "message": render.message(event.message)}
         await self._to_conversation(event.conversation, "message.created", data, agents_only=event.message.private)
 
     async def on_typing(self, event: Typing) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chat import metrics
+from chat import metrics, render
 from chat.auth import Identity
 from chat.errors import Forbidden, NotFound
 from chat.events import ConversationMoved, Events
+from chat.render import PublicConversation
 from chat.store import Store
 from states import ConversationNotFound, InvalidTransition, StaleVersion
 from states.record import Conversation
@@ -50,23 +51,10 @@ class Conversations:
             raise NotFound("conversation not found")
         return conversation
 
-    async def view(self, conversation: Conversation) -> dict[str, Any]:
+    async def view(self, conversation: Conversation) -> PublicConversation:
         """The protocol's C object."""
         last_seq, labels = await self.store.conversation_extras(conversation.id)
-        return {
-            "id": conversation.id,
-            "user_id": conversation.user_id,
-            "state": conversation.state,
-            "agent_type": conversation.agent_type,
-            "agent_id": conversation.agent_id,
-            "team_id": conversation.team_id,
-            "version": conversation.version,
-            "last_seq": last_seq,
-            "labels": labels,
-            "metadata": conversation.metadata,
-            "created_at": conversation.created_at,
-            "updated_at": conversation.updated_at,
-        }
+        return render.conversation(conversation, last_seq, labels)
 
     async def start(self, identity: Identity, *, metadata: dict[str, Any] | None = None,
                     team_id: str | None = None, user_id: str | None = None) -> Conversation:

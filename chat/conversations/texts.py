@@ -11,7 +11,9 @@ TRANSFERRED = "您的对话已转交给另一位客服。Your conversation was t
 REQUEUED = "正在为您转接其他客服，请稍候。We are finding another agent for you."
 RELEASED = "您的对话已转回智能助手。You are back with the AI assistant."
 CLOSED = "对话已结束。The conversation was closed."
-NO_AGENT = "暂时没有可用的人工客服，智能助手将继续为您服务。No agent is available right now; the AI assistant will continue."
+NO_AGENT = (
+    "暂时没有可用的人工客服，智能助手将继续为您服务。No agent is available right now; the AI assistant will continue."
+)
 
 # (trigger, reason) -> notice; a reason of None matches any reason of that trigger
 _NOTICES: dict[tuple[str, str | None], str] = {

@@ -171,4 +171,5 @@ async def test_client_msg_ids_are_per_sender_and_never_leak(harness):
     again = (await cust.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello"))["message"]
     assert again == mine  # the customer's own resend
     other = await harness.connect("cust-2")
-    assert (await other.request("message.send", conversation_id=cid, client_msg_id="1", content="x"))["code"] == "not_found"
+    reply = await other.request("message.send", conversation_id=cid, client_msg_id="1", content="x")
+    assert reply["code"] == "not_found"

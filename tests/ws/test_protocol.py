@@ -117,15 +117,13 @@ async def test_frame_over_the_size_limit_closes_1009(harness_factory):
 async def test_rate_limit_then_close_1008_on_flooding(harness_factory):
     h = await harness_factory(ws_rate_limit_count=5, ws_rate_limit_window_s=60)
     ws = await h.connect("cust-1")
-    codes = []
-    for i in range(5):
-        codes.append((await ws.request("typing", conversation_id="nope", on=True))["code"])
+    codes = [(await ws.request("typing", conversation_id="nope", on=True))["code"] for _ in range(5)]
     assert codes == ["not_found"] * 5
     limited = await ws.request("typing", conversation_id="nope", on=True)
     assert limited["code"] == "rate_limited"
     await ws.send({"type": "ping", "id": 99})  # ping is exempt
     assert await ws.recv() == {"id": 99, "type": "pong"}
-    for i in range(20):
+    for _ in range(20):
         await ws.send({"type": "typing", "conversation_id": "nope", "on": True})
     assert await ws.closed() == 1008
 
@@ -151,7 +149,6 @@ async def test_shutdown_closes_sockets_with_1001(aiohttp_server, make_settings, 
 
 async def test_slow_client_is_disconnected_without_stalling_the_sender(make_settings):
     """The send queue is capped: a client that cannot keep up is closed, send_text never blocks."""
-    from chat.hub import Hub
     from chat.ws.connection import CLOSE_SLOW_CLIENT, Connection
 
     class StuckSocket:

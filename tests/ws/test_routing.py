@@ -3,8 +3,8 @@
 import asyncio
 
 from chat import keys
-from chat.events import ConversationMoved
 from chat.auth import Identity
+from chat.events import ConversationMoved
 from states import redis_keys
 
 
@@ -97,7 +97,7 @@ async def test_no_capacity_then_agent_comes_online(harness_factory):
     got = [(await h.repository.get(c)).agent_id for c in ids]
     assert got.count("agent-9") == 2 and got.count(None) == 1
     assigned = [await agent.event("conversation.assigned") for _ in range(2)]
-    assert {a["data"]["conversation"]["id"] for a in assigned} == {c for c, g in zip(ids, got) if g}
+    assert {a["data"]["conversation"]["id"] for a in assigned} == {c for c, g in zip(ids, got, strict=True) if g}
 
 
 async def test_team_conversations_go_to_team_agents(harness_factory):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chat.auth import Identity
-from chat.hub import Hub
 from chat.conversations import Operations
+from chat.hub import Hub
 
 
 @dataclass

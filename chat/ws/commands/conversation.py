@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from marshmallow import ValidationError, fields, validate
 
+from chat import render
 from chat.errors import Forbidden
 from chat.ws.commands import CommandContext
 from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
@@ -77,7 +78,7 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
     messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"])
     return {
         "conversation": await ops.conversations.view(conversation),
-        "messages": [m.to_dict() for m in messages],
+        "messages": [render.message(m) for m in messages],
     }
 
 
@@ -91,7 +92,7 @@ async def handle_send(ctx: CommandContext, data: dict) -> dict:
         client_msg_id=data["client_msg_id"],
         private=data["private"],
     )
-    return {"message": message.to_dict()}
+    return {"message": render.message(message)}
 
 
 @command("handoff.request", HandoffSchema)
@@ -105,7 +106,6 @@ async def handle_handoff(ctx: CommandContext, data: dict) -> dict:
 async def handle_typing(ctx: CommandContext, data: dict) -> None:
     """Tell the other side someone is typing (no reply unless the frame has an id)."""
     await ctx.ops.messages.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
-    return None
 
 
 @command("conversation.close", ConversationOnlySchema)
