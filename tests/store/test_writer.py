@@ -7,12 +7,11 @@ import pytest
 from chat.store.writer import MessageWriter
 from states import ConversationNotFound
 from tests.conftest import new_id
-from tests.store.test_store import new_conversation
 
 
-async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store):
-    writer = MessageWriter(store)
-    conversations = [await new_conversation(store) for _ in range(5)]
+async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store, make_conversation):
+    writer = MessageWriter(store.messages)
+    conversations = [(await make_conversation()).id for _ in range(5)]
 
     async def send(i: int):
         cid = conversations[i % 5]
@@ -24,14 +23,14 @@ async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store):
     for cid in conversations:
         seqs = sorted(m.seq for c, (m, created) in results if c == cid)
         assert seqs == list(range(1, 41))
-        stored = await store.list_messages(cid)
+        stored = await store.messages.list_of(cid)
         assert [m.seq for m in stored] == list(range(1, 41))
     assert all(created for _, (_, created) in results)
 
 
-async def test_a_resend_in_a_batch_falls_back_and_returns_the_stored_message(store):
-    writer = MessageWriter(store)
-    cid = await new_conversation(store)
+async def test_a_resend_in_a_batch_falls_back_and_returns_the_stored_message(store, conversation_id):
+    writer = MessageWriter(store.messages)
+    cid = conversation_id
     first, created = await writer.append(cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k")
     assert created
     results = await asyncio.gather(
@@ -42,12 +41,12 @@ async def test_a_resend_in_a_batch_falls_back_and_returns_the_stored_message(sto
     again, created_again = results[0]
     assert again == first and not created_again
     assert sorted(m.seq for m, _ in results[1:]) == list(range(2, 12))
-    assert [m.seq for m in await store.list_messages(cid)] == list(range(1, 12))
+    assert [m.seq for m in await store.messages.list_of(cid)] == list(range(1, 12))
 
 
-async def test_an_unknown_conversation_fails_alone(store):
-    writer = MessageWriter(store)
-    cid = await new_conversation(store)
+async def test_an_unknown_conversation_fails_alone(store, conversation_id):
+    writer = MessageWriter(store)  # a Store is still accepted until every caller passes store.messages
+    cid = conversation_id
     results = await asyncio.gather(
         writer.append(new_id(), sender_type="customer", sender_id="u1", content="lost", client_msg_id="x"),
         *(writer.append(cid, sender_type="customer", sender_id="u1", content=f"m{i}", client_msg_id=f"m{i}")
@@ -59,9 +58,9 @@ async def test_an_unknown_conversation_fails_alone(store):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-async def test_batch_sizes_are_capped(store, n):
-    writer = MessageWriter(store, max_batch=n)
-    cid = await new_conversation(store)
+async def test_batch_sizes_are_capped(store, conversation_id, n):
+    writer = MessageWriter(store.messages, max_batch=n)
+    cid = conversation_id
     results = await asyncio.gather(*(writer.append(cid, sender_type="agent", sender_id="a1", content=str(i),
                                                    client_msg_id=str(i)) for i in range(7)))
     assert sorted(m.seq for m, _ in results) == list(range(1, 8))

@@ -1,0 +1,103 @@
+"""Messages on MariaDB and SQLite: gap-free seq, idempotent resend, the state guard, batches, reads."""
+
+import asyncio
+
+import pytest
+
+from chat.store.messages import NewMessage
+from states import ConversationNotFound, StaleVersion
+from tests.conftest import new_id
+
+
+async def test_two_hundred_concurrent_inserts_get_seq_1_to_200(store, conversation_id):
+    cid = conversation_id
+
+    async def send(i: int):
+        return await store.messages.append(
+            cid, sender_type="customer", sender_id="u1", content=f"m{i}", client_msg_id=f"c{i}"
+        )
+
+    results = await asyncio.gather(*(send(i) for i in range(200)))
+    assert all(created for _, created in results)
+    assert sorted(m.seq for m, _ in results) == list(range(1, 201))
+    assert (await store.conversations.extras(cid))[0] == 200
+
+    # resends, also concurrent with each other, return the stored rows and store nothing new
+    resent = await asyncio.gather(*(send(i) for i in range(0, 200, 7)), *(send(i) for i in range(0, 200, 7)))
+    originals = {m.client_msg_id: m for m, _ in results}
+    for message, created in resent:
+        assert not created
+        assert message == originals[message.client_msg_id]
+    stored = await store.messages.list_of(cid)
+    assert [m.seq for m in stored] == list(range(1, 201))
+
+
+async def test_unicode_round_trips_exactly(store, conversation_id):
+    cid = conversation_id
+    text = "你好，我要退款 🙂👍🏽 — ‘quotes’ \u200d\U0001F469\u200d\U0001F4BB"
+    m, _ = await store.messages.append(cid, sender_type="customer", content=text, client_msg_id="k")
+    assert (await store.messages.list_of(cid))[0].content == text
+    assert m.content == text
+
+
+async def test_guarded_append_refuses_a_moved_conversation(store, make_conversation):
+    cid = (await make_conversation(state="ai", version=3)).id
+    m, created = await store.messages.append(
+        cid, sender_type="ai", content="ok", require_state="ai", require_version=3
+    )
+    assert created and m.seq == 1
+    with pytest.raises(StaleVersion):
+        await store.messages.append(cid, sender_type="ai", content="late", require_state="ai", require_version=2)
+    with pytest.raises(StaleVersion):
+        await store.messages.append(cid, sender_type="ai", content="late", require_state="human", require_version=3)
+    assert [m.content for m in await store.messages.list_of(cid)] == ["ok"]
+    assert (await store.conversations.extras(cid))[0] == 1  # the refused write took no seq
+
+
+async def test_append_to_unknown_conversation(store):
+    with pytest.raises(ConversationNotFound):
+        await store.messages.append(new_id(), sender_type="customer", content="x")
+    with pytest.raises(ConversationNotFound):  # guarded too: no row at all is not a stale version
+        await store.messages.append(new_id(), sender_type="ai", content="x", require_state="ai", require_version=0)
+
+
+async def test_private_filter_and_after_seq(store, conversation_id):
+    cid = conversation_id
+    for i in range(5):
+        await store.messages.append(cid, sender_type="agent", content=f"m{i}", private=(i % 2 == 1))
+    assert [m.seq for m in await store.messages.list_of(cid, after_seq=2)] == [3, 4, 5]
+    assert [m.seq for m in await store.messages.list_of(cid, include_private=False)] == [1, 3, 5]
+    assert [m.seq for m in await store.messages.recent(cid, 2)] == [3, 5]
+    assert [m.seq for m in await store.messages.list_of(cid, after_seq=1, limit=2)] == [2, 3]
+
+
+async def test_find_is_per_sender(store, conversation_id):
+    cid = conversation_id
+    mine, _ = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="1")
+    theirs, _ = await store.messages.append(cid, sender_type="agent", sender_id="a1", content="b", client_msg_id="1")
+    assert await store.messages.find(cid, "customer", "u1", "1") == mine
+    assert await store.messages.find(cid, "agent", "a1", "1") == theirs
+    assert await store.messages.find(cid, "agent", "a2", "1") is None
+
+
+async def test_a_batch_numbers_each_conversation_in_order(store, make_conversation):
+    a, b = (await make_conversation()).id, (await make_conversation()).id
+    await store.messages.append(a, sender_type="customer", content="first")
+    drafts = [NewMessage(cid, "customer", f"{cid[:4]}-{i}", "u1", False, f"k{i}") for i in range(3) for cid in (a, b)]
+    stored = await store.messages.append_batch(drafts)
+    assert [(m.conversation_id, m.content) for m in stored] == [(d.conversation_id, d.content) for d in drafts]
+    assert [m.seq for m in stored if m.conversation_id == a] == [2, 3, 4]
+    assert [m.seq for m in stored if m.conversation_id == b] == [1, 2, 3]
+    assert [m.seq for m in await store.messages.list_of(a)] == [1, 2, 3, 4]
+
+
+async def test_a_batch_is_all_or_nothing(store, conversation_id):
+    await store.messages.append(conversation_id, sender_type="customer", sender_id="u1", content="a", client_msg_id="1")
+    drafts = [NewMessage(conversation_id, "customer", "new", "u1", False, "2"),
+              NewMessage(conversation_id, "customer", "again", "u1", False, "1")]
+    with pytest.raises(Exception):  # noqa: B017 - DuplicateKey; the writer falls back one by one on any error
+        await store.messages.append_batch(drafts)
+    with pytest.raises(ConversationNotFound):
+        await store.messages.append_batch([NewMessage(new_id(), "customer", "lost")])
+    assert [m.content for m in await store.messages.list_of(conversation_id)] == ["a"]
+    assert (await store.conversations.extras(conversation_id))[0] == 1
