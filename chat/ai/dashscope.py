@@ -6,13 +6,16 @@ from typing import Any, Unpack
 
 import aiohttp
 
+from chat.settings import DEFAULT_DASHSCOPE_BASE_URL
+
 from .base import AIError, StreamItem
 from .chunks import ToolCallAccumulator, load_json_object, text_of
 from .errors import error_from_event, error_from_payload, incomplete_reply
 from .sse import SSEEvent
 from .streaming import CallLimits, HTTPStreamProvider
 
-DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+# The settings' default (DASHSCOPE_BASE_URL), declared there once.
+DEFAULT_BASE_URL = DEFAULT_DASHSCOPE_BASE_URL
 GENERATION_PATH = "/services/aigc/text-generation/generation"
 
 
