@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Redis and MariaDB (TEST_REDIS_URL, TEST_DATABASE_URL), SQLite, fakes.
+"""Shared fixtures: the real Redis and MariaDB (TEST_REDIS_URL, TEST_DATABASE_URL), SQLite, fakes, and
+the running app with its sockets (`harness`).
 
 Every test database is created fresh for the run and dropped after it; Redis tests use
 logical database 14 (the script tests use 10-13) and unique ids, never FLUSHALL.
@@ -15,8 +16,12 @@ import pymysql
 import pytest
 import redis.asyncio as aioredis
 
+from chat import keys
+from chat.app import create_app
+from chat.auth import issue_token
 from chat.settings import Settings, parse_database_url, parse_redis_url
 from chat.store import Store, connect
+from tests.wsclient import WS, ScriptedProvider
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "mysql://root@127.0.0.1:3306/test")
@@ -119,6 +124,59 @@ def make_settings(tmp_path):
 def new_id() -> str:
     """A fresh conversation id."""
     return str(uuid.uuid4())
+
+
+# --- a running app and its sockets (the service's own tests) --------------------------------
+
+class Harness:
+    """One running app and ways to talk to it."""
+
+    def __init__(self, client, app, provider):
+        self.client = client
+        self.app = app
+        self.provider = provider
+        self.settings = app[keys.SETTINGS]
+
+    @property
+    def ops(self):
+        return self.app[keys.OPERATIONS]
+
+    @property
+    def repository(self):
+        return self.app[keys.CONVERSATIONS]
+
+    def token(self, sub: str, role: str = "customer", **kw) -> str:
+        return issue_token(self.settings.jwt_secret_key, sub, role, **kw)
+
+    async def connect(self, sub: str | None = None, role: str = "customer", **kw) -> WS:
+        """A socket authenticated by URL token (or not at all when sub is None)."""
+        url = "/ws" if sub is None else f"/ws?token={self.token(sub, role, **kw)}"
+        return WS(await self.client.ws_connect(url, autoping=True))
+
+    async def drain_ai(self) -> None:
+        await self.app[keys.AI_RUNNER].drain()
+
+
+@pytest.fixture
+def provider():
+    return ScriptedProvider()
+
+
+@pytest.fixture
+def harness_factory(aiohttp_client, make_settings, provider):
+    async def make(database_url: str | None = None, provider_=provider, **overrides) -> Harness:
+        """provider_=None builds the provider the settings name."""
+        app = create_app(make_settings(database_url=database_url, **overrides), ai_provider=provider_)
+        client = await aiohttp_client(app)
+        await app[keys.BUS].subscribed.wait()
+        return Harness(client, app, app[keys.AI_PROVIDER])
+
+    return make
+
+
+@pytest.fixture
+async def harness(harness_factory) -> Harness:
+    return await harness_factory()
 
 
 __all__ = ["new_id", "parse_redis_url", "redis_url"]

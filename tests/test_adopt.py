@@ -12,7 +12,7 @@ from chat import keys
 from states import redis_keys
 from tests.conftest import new_id, redis_url
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "migrate_redis.py"
+SCRIPT = Path(__file__).parents[1] / "scripts" / "migrate_redis.py"
 
 
 @pytest.mark.parametrize("backend", ["mysql", "sqlite"])

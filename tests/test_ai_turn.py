@@ -9,7 +9,7 @@ from chat.ai import AIError, ToolCall
 from chat.ai_turn import build_context
 from chat.auth import Identity
 from chat.store.models import Message
-from tests.ws.support import ScriptedProvider
+from tests.wsclient import ScriptedProvider
 
 
 async def start(h, sub="cust-1"):

@@ -6,6 +6,7 @@ from chat import keys
 from chat.auth import Identity
 from chat.events import ConversationMoved
 from states import redis_keys
+from tests.wsclient import when_session_closed
 
 
 async def online_agents(h, n, **kw):
@@ -130,12 +131,10 @@ async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
     other = await h.connect("agent-2", role="agent")
     await other.ok("presence.set", status="online")
     await other.ok("conversation.watch", conversation_id=cid)
+    closed = when_session_closed(h.app, "agent-1")
     await agent.close()
-    await other.ok("queue.list")  # a round trip: the server has handled agent-1's close by now
-    for _ in range(100):
-        if "agent-1" not in presence.local:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(closed.wait(), timeout=5)
+    assert "agent-1" not in presence.local
     states = await presence.agents(["agent-1"])
     assert states[0].status == "online" and not states[0].connected  # its lease ended with the socket
 
@@ -158,12 +157,10 @@ async def test_second_socket_keeps_the_agent_online(harness_factory):
     tab1 = await h.connect("agent-1", role="agent")
     tab2 = await h.connect("agent-1", role="agent")
     await tab1.ok("presence.set", status="online")
+    closed = when_session_closed(h.app, "agent-1")
     await tab1.close()
-    await tab2.ok("queue.list")  # the server has processed tab1's close by now
-    for _ in range(50):
-        if presence.local.get("agent-1") == 1:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(closed.wait(), timeout=5)
+    assert presence.local.get("agent-1") == 1
     await presence.heartbeat()
     assert (await presence.agents(["agent-1"]))[0].online
 

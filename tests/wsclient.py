@@ -99,3 +99,19 @@ class ScriptedProvider:
 
 
 __all__ = ["AIError", "ScriptedProvider", "ToolCall", "WS"]
+
+
+def when_session_closed(app, user_id: str) -> asyncio.Event:
+    """Set once a socket of this user has closed on the app and every collaborator has heard of it
+    (subscribe before closing the socket; wait on it instead of polling)."""
+    from chat import keys
+    from chat.events import SessionClosed
+
+    done = asyncio.Event()
+
+    def seen(event: SessionClosed) -> None:
+        if event.identity.user_id == user_id:
+            done.set()
+
+    app[keys.EVENTS].subscribe(SessionClosed, seen)
+    return done

@@ -13,8 +13,8 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chat.bus.messages import BusMessage, BusMessageError, decode, encode
@@ -27,13 +27,14 @@ Receiver = Callable[[BusMessage], object]
 class Bus:
     """Publish typed messages; listen and hand them to the receiver."""
 
-    def __init__(self, redis: Any, receive: Receiver, channel: str):
+    def __init__(self, redis: Redis, receive: Receiver, channel: str):
         self._redis = redis
         self._receive = receive
         self.channel = channel
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         self.reconnects = 0
+        self._resubscribed = asyncio.Condition()
         self._outbox: list[tuple[bytes, asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -86,6 +87,11 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def wait_resubscribed(self, reconnects: int) -> None:
+        """Wait until the listener is subscribed after at least this many reconnects (tests)."""
+        async with self._resubscribed:
+            await self._resubscribed.wait_for(lambda: self.reconnects >= reconnects and self.subscribed.is_set())
+
     def _hand_over(self, data: bytes) -> None:
         try:
             self._receive(decode(data))
@@ -101,6 +107,8 @@ class Bus:
             try:
                 await pubsub.subscribe(self.channel)
                 self.subscribed.set()
+                async with self._resubscribed:
+                    self._resubscribed.notify_all()
                 backoff_s = 0.05
                 while True:
                     message = await pubsub.get_message(timeout=30.0)

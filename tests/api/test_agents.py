@@ -1,6 +1,9 @@
 """GET /api/v1/agents reads live presence: status, capacity, active conversations."""
 
+import asyncio
+
 from chat import keys
+from tests.wsclient import when_session_closed
 
 
 async def test_agents_endpoint_reflects_presence(harness_factory):
@@ -11,15 +14,13 @@ async def test_agents_endpoint_reflects_presence(harness_factory):
     await away.ok("presence.set", status="away")
     gone = await h.connect("agent-gone", role="agent")
     await gone.ok("presence.set", status="online")
+    gone_closed = when_session_closed(h.app, "agent-gone")
     await gone.close()
     cust = await h.connect("cust-1")
     cid = (await cust.ok("conversation.start"))["conversation"]["id"]
     await online.ok("conversation.claim", conversation_id=cid)
-    await online.ok("queue.list")
-    for _ in range(100):  # the server handles the close of agent-gone's socket
-        if "agent-gone" not in h.app[keys.PRESENCE].local:
-            break
-        await __import__("asyncio").sleep(0.01)
+    await asyncio.wait_for(gone_closed.wait(), timeout=5)  # the server handled the close of agent-gone's socket
+    assert "agent-gone" not in h.app[keys.PRESENCE].local
 
     headers = {"Authorization": f"Bearer {h.token('boss', 'admin')}"}
     resp = await h.client.get("/api/v1/agents", headers=headers)

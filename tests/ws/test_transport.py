@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 
-from tests.ws.support import WS
+from tests.wsclient import WS
 
 
 async def test_ping_before_and_after_auth(harness):
