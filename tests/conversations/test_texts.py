@@ -1,0 +1,30 @@
+"""Every move that concerns the customer has its notice, chosen by trigger and reason."""
+
+import pytest
+
+from chat.conversations import texts
+from states.record import Conversation
+from states.repository import Actor, Transition
+
+T = "2026-01-01T00:00:00.000Z"
+C = Conversation(id="c1", user_id="u1", agent_type="ai", created_at=T, updated_at=T)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "reason", "notice"),
+    [
+        ("request_handoff", "keyword", texts.HANDOFF),
+        ("request_handoff", "customer_request: please", texts.HANDOFF),
+        ("assign", "claim", texts.ASSIGNED),
+        ("assign", "routing", texts.ASSIGNED),
+        ("assign", "transfer", texts.TRANSFERRED),
+        ("requeue", "agent_offline", texts.REQUEUED),
+        ("requeue", "transfer", texts.REQUEUED),
+        ("release", "release", texts.RELEASED),
+        ("release", "handoff_timeout", texts.NO_AGENT),
+        ("close", "closed by agent", texts.CLOSED),
+        ("reopen", "customer wrote again", None),
+    ],
+)
+def test_notice_for(trigger, reason, notice):
+    assert texts.notice_for(Transition(C, C, trigger, Actor("system"), reason, 0)) == notice

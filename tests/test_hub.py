@@ -1,0 +1,87 @@
+"""The hub delivers each kind of bus message to the local sessions it concerns, by role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from chat.auth import Identity
+from chat.bus.messages import ToAgents, ToConversation, ToUser
+from chat.hub import Hub
+
+FRAME = {"type": "x", "data": {}}
+
+
+@dataclass
+class FakePeer:
+    id: str
+    identity: Identity
+    got: list[dict] = field(default_factory=list)
+
+    def send_text(self, text: str) -> None:
+        self.got.append(orjson.loads(text))
+
+
+class Online:
+    def __init__(self, teams: dict[str, frozenset[str]]):
+        self.teams = teams
+
+    def teams_of(self, agent_id: str) -> frozenset[str] | None:
+        return self.teams.get(agent_id)
+
+
+def peer(pid: str, user: str, role: str = "customer") -> FakePeer:
+    return FakePeer(pid, Identity(user, role))
+
+
+def test_conversation_frames_reach_subscribers_and_every_tab_of_the_owner_only():
+    hub = Hub(Online({}))
+    tab1, tab2, stranger, agent = peer("t1", "c1"), peer("t2", "c1"), peer("s", "c2"), peer("a", "a1", "agent")
+    for p in (tab1, tab2, stranger, agent):
+        hub.add(p)
+    hub.subscribe("a", "conv-1")
+    hub.subscribe("s", "conv-1")  # a customer subscribed to someone else's conversation still gets nothing
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 3
+    assert (tab1.got, tab2.got, stranger.got, agent.got) == ([FRAME], [FRAME], [], [FRAME])
+
+
+def test_agents_only_frames_never_reach_customers_and_skip_is_skipped():
+    hub = Hub(Online({}))
+    cust, agent1, agent2 = peer("c", "c1"), peer("a1", "a1", "agent"), peer("a2", "a2", "agent")
+    for p in (cust, agent1, agent2):
+        hub.add(p)
+        hub.subscribe(p.id, "conv-1")
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, agents_only=True, skip="a1")) == 1
+    assert (cust.got, agent1.got, agent2.got) == ([], [], [FRAME])
+
+
+def test_to_user_subscribes_its_sockets_even_without_a_frame():
+    hub = Hub(Online({}))
+    agent = peer("a", "a1", "agent")
+    hub.add(agent)
+    assert hub.to_user(ToUser("a1", None, agents_only=True, subscribe="conv-9")) == 0
+    hub.to_conversation(ToConversation("conv-9", "c1", FRAME))
+    assert agent.got == [FRAME]
+
+
+def test_to_agents_goes_to_online_agents_of_the_team_and_to_online_admins():
+    hub = Hub(Online({"a1": frozenset({"billing"}), "a2": frozenset({"sales"}), "boss": frozenset()}))
+    a1, a2, a3, boss, cust = (peer("1", "a1", "agent"), peer("2", "a2", "agent"), peer("3", "a3", "agent"),
+                              peer("4", "boss", "admin"), peer("5", "c1"))
+    for p in (a1, a2, a3, boss, cust):
+        hub.add(p)
+    assert hub.to_agents(ToAgents("billing", FRAME)) == 2  # a1 and the admin; a3 is not online
+    assert [bool(p.got) for p in (a1, a2, a3, boss, cust)] == [True, False, False, True, False]
+    assert hub.to_agents(ToAgents(None, FRAME)) == 3
+
+
+def test_a_removed_session_leaves_every_index():
+    hub = Hub(Online({}))
+    tab = peer("t", "c1")
+    hub.add(tab)
+    hub.subscribe("t", "conv-1")
+    hub.remove(tab)
+    hub.remove(tab)  # twice is harmless
+    assert hub.sockets_of("c1") == []
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 0
