@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chat.redis_client import create_redis
@@ -55,19 +55,20 @@ async def adopt(settings: Settings, *, batch: int = 500,
         await redis.aclose()
 
 
-def _records(keys: list[bytes], values: list[bytes | None], stats: AdoptStats) -> list[Conversation]:
+def _records(keys: Sequence[bytes | str], values: Sequence[bytes | str | None],
+             stats: AdoptStats) -> list[Conversation]:
     """The valid records of one SCAN batch (invalid ones are counted and reported on stderr)."""
     records = []
     stats.scanned += len(keys)
     for key, raw in zip(keys, values, strict=True):
         if raw is None:
             continue  # expired since the scan
-        cid = key.decode()[len(redis_keys.SESSION_PREFIX):]
+        name = key.decode() if isinstance(key, bytes) else key  # bytes: the client does not decode
         try:
-            records.append(load_record(cid, raw))
+            records.append(load_record(name[len(redis_keys.SESSION_PREFIX):], raw))
         except RecordError as exc:
             stats.invalid += 1
-            print(f"skipped {key.decode()}: {exc}", file=sys.stderr)
+            print(f"skipped {name}: {exc}", file=sys.stderr)
     return records
 
 

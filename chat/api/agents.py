@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marshmallow import fields
 
 from chat import keys
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import Out, page_of
-
-if TYPE_CHECKING:
-    from chat.presence import Presence
 
 
 class AgentOut(Out):
@@ -37,8 +34,7 @@ async def handle_list_agents(ctx: Ctx) -> dict[str, Any]:
     """Agents (and admins) that have signed in at least once, with live presence from Redis."""
     staff = await ctx.store.staff.list_staff()
     settings = ctx.request.app[keys.SETTINGS]
-    presence: Presence = ctx.request.app[keys.PRESENCE]
-    live = {a.agent_id: a for a in await presence.agents([member.id for member in staff])}
+    live = {a.agent_id: a for a in await ctx.request.app[keys.PRESENCE].agents([member.id for member in staff])}
     items = []
     for member in staff:
         state = live[member.id]

@@ -113,14 +113,12 @@ class Ctx:
     @property
     def ops(self) -> Operations:
         """The conversation operations: the one path for state changes, shared with the WebSocket."""
-        ops: Operations = self.request.app[keys.OPERATIONS]
-        return ops
+        return self.request.app[keys.OPERATIONS]
 
     @property
     def store(self) -> Store:
         """The SQL store, by resource."""
-        store: Store = self.request.app[keys.STORE]
-        return store
+        return self.request.app[keys.STORE]
 
     def param(self, name: str) -> str:
         """A path parameter."""
@@ -148,8 +146,7 @@ async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity
         raise Unauthenticated(str(exc)) from None
     if identity.role not in roles:
         raise Forbidden(f"role {identity.role} may not do this")
-    ops: Operations = request.app[keys.OPERATIONS]
-    await ops.staff.remember(identity)  # agents must be known to be assigned
+    await request.app[keys.OPERATIONS].staff.remember(identity)  # agents must be known to be assigned
     return identity
 
 
