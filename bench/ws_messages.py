@@ -31,7 +31,8 @@ from chat.auth import issue_token
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc): the server's own cost, whatever the
     load generator sharing the machine takes."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -55,7 +56,7 @@ async def wait_ready(url: str, timeout_s: float = 30) -> None:
     raise SystemExit("server did not become ready")
 
 
-async def client(session, url, token, seconds, latencies, counter):
+async def client(session, url, token, *, seconds, latencies, counter):
     ids = itertools.count(1)
     async with session.ws_connect(f"{url}/ws?token={token}") as ws:
         async def call(frame):
@@ -99,8 +100,11 @@ async def run(args) -> None:
         counter = {"errors": 0, "ready": asyncio.Event()}
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            tasks = [asyncio.create_task(client(session, url, token, args.seconds, latencies, counter))
-                     for token in tokens]
+            tasks = [
+                asyncio.create_task(
+                    client(session, url, token, seconds=args.seconds, latencies=latencies, counter=counter))
+                for token in tokens
+            ]
             await asyncio.sleep(2.0 + args.connections / 100)  # let every socket set up
             cpu_before = process_cpu_s(server.pid)
             counter["ready"].set()

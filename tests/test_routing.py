@@ -163,6 +163,7 @@ async def test_second_socket_keeps_the_agent_online(harness_factory):
     assert presence.local.get("agent-1") == 1
     await presence.heartbeat()
     assert (await presence.agents(["agent-1"]))[0].online
+    assert await tab2.ok("presence.set", status="online")  # the other tab goes on
 
 
 async def test_handoff_wait_timeout_releases_to_the_ai(harness_factory):
