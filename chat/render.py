@@ -8,6 +8,7 @@ labels read from SQL) and a row of the admin listing; both end in `_conversation
 from __future__ import annotations
 
 import logging
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -91,19 +92,21 @@ def _metadata(raw: str | bytes | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_message_values = attrgetter(*MESSAGE_FIELDS)
+_event_values = attrgetter(*EVENT_FIELDS)
+
+
 def message(m: Message) -> dict[str, Any]:
     """M."""
-    return _with_created_at(m, MESSAGE_FIELDS, m.created_ms)
+    body = dict(zip(MESSAGE_FIELDS, _message_values(m), strict=True))
+    body["created_at"] = iso_from_ms(m.created_ms)
+    return body
 
 
 def event(e: TransitionEvent) -> dict[str, Any]:
     """E."""
-    return _with_created_at(e, EVENT_FIELDS, e.created_ms)
-
-
-def _with_created_at(source: object, names: tuple[str, ...], created_ms: int) -> dict[str, Any]:
-    body = {name: getattr(source, name) for name in names}
-    body["created_at"] = iso_from_ms(created_ms)
+    body = dict(zip(EVENT_FIELDS, _event_values(e), strict=True))
+    body["created_at"] = iso_from_ms(e.created_ms)
     return body
 
 
