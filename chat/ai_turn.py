@@ -16,7 +16,8 @@ import logging
 import time
 import uuid
 from contextlib import aclosing
-from typing import Any
+
+from redis.asyncio import Redis
 
 from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, ToolCall
@@ -42,7 +43,7 @@ return 0
 
 
 def build_context(system_prompt: str, history: list[Message], max_chars: int,
-                  answered: dict[int, int] | None = None) -> list[dict]:
+                  answered: dict[int, int] | None = None) -> list[dict[str, str]]:
     """System prompt + the newest messages that fit in max_chars (the newest always, cut if needed).
 
     `answered` maps the seq of an AI reply to the seq of the customer message it answered: a
@@ -52,7 +53,7 @@ def build_context(system_prompt: str, history: list[Message], max_chars: int,
     answered = answered or {}
     dialogue = [m for m in history if not m.private and m.sender_type != "system"]  # notices are ours
     dialogue.sort(key=lambda m: answered.get(m.seq, m.seq) + (0.5 if m.seq in answered else 0))
-    picked: list[dict] = []
+    picked: list[dict[str, str]] = []
     used = 0
     for message in reversed(dialogue):
         role = "user" if message.sender_type == "customer" else "assistant"
@@ -70,7 +71,7 @@ def build_context(system_prompt: str, history: list[Message], max_chars: int,
 class AIRunner:
     """Schedules AI turns per conversation on this instance."""
 
-    def __init__(self, conversations: Conversations, messages: Messages, *, store: Store, redis: Any,
+    def __init__(self, conversations: Conversations, messages: Messages, *, store: Store, redis: Redis,
                  provider: Provider, settings: Settings):
         self.conversations = conversations
         self.messages = messages
@@ -111,7 +112,7 @@ class AIRunner:
             return
         task = asyncio.create_task(self._run(conversation_id), name=f"ai-turn-{conversation_id}")
         self._tasks[conversation_id] = task
-        task.add_done_callback(lambda _t, cid=conversation_id: self._tasks.pop(cid, None))
+        task.add_done_callback(lambda _t: self._tasks.pop(conversation_id, None))
 
     def cancel(self, conversation_id: str, *, stop_turn: bool = True) -> None:
         """Forget the conversation's turns here (it left `ai`); stop a turn in progress."""
@@ -203,8 +204,10 @@ class AIRunner:
                       started: float) -> str | None:
         """Stream the reply to the subscribers; its whole text, or None after a handoff tool call."""
         parts: list[str] = []
-        # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once
-        async with aclosing(self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])) as stream:
+        replies = self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])
+        # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once; the
+        # ignore: Provider.stream is declared AsyncIterator, though every provider is an async generator
+        async with aclosing(replies) as stream:  # type: ignore[type-var]
             async for item in stream:
                 if isinstance(item, ToolCall):
                     if item.name == "transfer_to_human":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
 
@@ -47,7 +48,7 @@ def issue_token(
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     now = int(time.time())
-    claims: dict = {"sub": str(sub), "role": role, "iat": now, "exp": now + int(ttl_s)}
+    claims: dict[str, Any] = {"sub": str(sub), "role": role, "iat": now, "exp": now + int(ttl_s)}
     if name:
         claims["name"] = name
     if teams:
@@ -55,8 +56,9 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: str) -> Identity:
-    """Check signature, algorithm, expiry and role; return the identity."""
+def verify_token(secret: str, token: object) -> Identity:
+    """Check signature, algorithm, expiry and role; return the identity. `token` is what the
+    client sent (an auth frame's field may be any JSON value): anything but a string is refused."""
     if not token or not isinstance(token, str):
         raise AuthError("missing token")
     try:

@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from chat.settings import Settings
 
 if TYPE_CHECKING:
+    import aiohttp
+    from redis.asyncio import Redis
 
-    pass
+    from chat.ai import Provider
+    from chat.ai_turn import AIRunner
+    from chat.bus import Bus
+    from chat.conversations import Operations
+    from chat.events import Events
+    from chat.hub import Hub
+    from chat.presence import Presence
+    from chat.routing import Router
+    from chat.store import Store
+    from chat.ws.registry import Registry
+    from states.repository import ConversationRepository
 
+# the value types are named in the annotations only: the modules that define them import this one
 SETTINGS = web.AppKey("settings", Settings)
 INSTANCE_ID = web.AppKey("instance_id", str)  # this process's name in CLIENT LIST and logs
-REDIS = web.AppKey("redis", Any)  # redis.asyncio.Redis (or the embedded fakeredis)
-STORE = web.AppKey("store", "Store")
-CONVERSATIONS = web.AppKey("conversations", "ConversationRepository")
-EVENTS = web.AppKey("events", "Events")
-OPERATIONS = web.AppKey("operations", "Operations")
-HUB = web.AppKey("hub", "Hub")
-BUS = web.AppKey("bus", "Bus")
-HTTP_SESSION = web.AppKey("http_session", "aiohttp.ClientSession")  # for the AI providers
-AI_PROVIDER = web.AppKey("ai_provider", "Provider")
-AI_RUNNER = web.AppKey("ai_runner", "AIRunner")
-WS_REGISTRY = web.AppKey("ws_registry", "Registry")
-PRESENCE = web.AppKey("presence", "Presence")
-ROUTER = web.AppKey("router", "Router")
+REDIS: web.AppKey[Redis] = web.AppKey("redis")  # redis.asyncio.Redis (or the embedded fakeredis)
+STORE: web.AppKey[Store] = web.AppKey("store")
+CONVERSATIONS: web.AppKey[ConversationRepository] = web.AppKey("conversations")
+EVENTS: web.AppKey[Events] = web.AppKey("events")
+OPERATIONS: web.AppKey[Operations] = web.AppKey("operations")
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+BUS: web.AppKey[Bus] = web.AppKey("bus")
+HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")  # for the AI providers
+AI_PROVIDER: web.AppKey[Provider] = web.AppKey("ai_provider")
+AI_RUNNER: web.AppKey[AIRunner] = web.AppKey("ai_runner")
+WS_REGISTRY: web.AppKey[Registry] = web.AppKey("ws_registry")
+PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
+ROUTER: web.AppKey[Router] = web.AppKey("router")

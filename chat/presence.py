@@ -81,6 +81,8 @@ class Roster:
 class Presence:
     """Presence for this instance's agents, readable for all agents."""
 
+    # redis: Any, not redis.asyncio.Redis: its replies are typed bytes | str | list (decode_responses
+    # is not part of the type), and this client always answers bytes
     def __init__(self, redis: Any, store: Store, events: Events, settings: Settings,
                  clock: Callable[[], int] = now_ms):
         self.redis = redis

@@ -7,14 +7,15 @@ import redis.asyncio as aioredis
 from chat.settings import Settings
 
 
-def create_redis(settings: Settings, client_name: str | None = None):
+def create_redis(settings: Settings, client_name: str | None = None) -> aioredis.Redis:
     """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set.
 
     `client_name` shows in CLIENT LIST, so an operator can tell the instances apart."""
     if settings.redis is None:
         import fakeredis  # only the embedded mode needs it
 
-        return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        embedded: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())  # a Redis subclass
+        return embedded
     # one connection per concurrent command at most; the plain pool is much cheaper per command
     # than the blocking one, and 1024 is far above what one instance keeps in flight
     pool = aioredis.ConnectionPool.from_url(

@@ -124,4 +124,4 @@ class Bus:
                 backoff_s = min(backoff_s * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):  # the connection is already gone
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated

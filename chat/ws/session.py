@@ -87,7 +87,7 @@ class Session:
             try:
                 data = cmd.schema.load(payload)
             except ValidationError as exc:
-                raise Invalid("invalid fields", exc.messages) from None  # type: ignore[arg-type]
+                raise Invalid("invalid fields", exc.messages_dict) from None
             result = await cmd.handler(CommandContext(self.ops, self.identity, self.id, self.hub), data)
         except asyncio.CancelledError:
             raise

@@ -13,7 +13,7 @@ from chat.ws.auth_phase import AuthPhase
 from chat.ws.connection import CLOSE_AUTH_TIMEOUT, Connection
 from chat.ws.session import Session
 
-SOCKETS = web.AppKey("ws_sockets", weakref.WeakSet[Connection])
+SOCKETS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("ws_sockets")
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
@@ -79,7 +79,7 @@ async def _cleanup(conn: Connection, phase: AuthPhase) -> None:
 
 async def close_all(app: web.Application) -> None:
     """On shutdown every socket is closed with 1001 (going away)."""
-    sockets = list(app[SOCKETS])
+    sockets = [*app[SOCKETS]]  # a copy: closing sockets leave the set
     await asyncio.gather(
         *(conn.close(WSCloseCode.GOING_AWAY, "server shutdown") for conn in sockets), return_exceptions=True
     )

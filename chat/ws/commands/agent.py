@@ -6,13 +6,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from chat.ws.commands import CommandContext
-from chat.ws.commands.conversation import ConversationId, ConversationOnlySchema, ResumeSchema, subscribe_and_replay
+from chat.ws.commands.conversation import (
+    ConversationOnlySchema,
+    ResumeSchema,
+    conversation_id_field,
+    subscribe_and_replay,
+)
 from chat.ws.registry import AGENT_ROLES, CommandSchema, Registry, command
 
-OptionalId = lambda: fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))  # noqa: E731
+
+def optional_id_field() -> fields.String:
+    """An optional id field (agent or team)."""
+    return fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
 class PresenceSchema(CommandSchema):
@@ -20,22 +30,22 @@ class PresenceSchema(CommandSchema):
 
 
 class QueueSchema(CommandSchema):
-    team_id = OptionalId()
+    team_id = optional_id_field()
 
 
 class TransferSchema(CommandSchema):
-    conversation_id = ConversationId()
-    agent_id = OptionalId()
-    team_id = OptionalId()
+    conversation_id = conversation_id_field()
+    agent_id = optional_id_field()
+    team_id = optional_id_field()
 
     @validates_schema
-    def _one_target(self, data, **_):
+    def _one_target(self, data: dict[str, Any], **_: Any) -> None:
         if (data.get("agent_id") is None) == (data.get("team_id") is None):
             raise ValidationError("give exactly one of agent_id and team_id", "agent_id")
 
 
 @command("presence.set", PresenceSchema, roles=AGENT_ROLES)
-async def handle_presence(ctx: CommandContext, data: dict) -> dict:
+async def handle_presence(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """online agents receive routed conversations; away agents do not."""
     await ctx.ops.staff.remember(ctx.identity)
     await ctx.ops.presence.set_status(ctx.identity, data["status"])
@@ -43,26 +53,26 @@ async def handle_presence(ctx: CommandContext, data: dict) -> dict:
 
 
 @command("queue.list", QueueSchema, roles=AGENT_ROLES)
-async def handle_queue(ctx: CommandContext, data: dict) -> dict:
+async def handle_queue(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Unassigned conversations in handoff, longest waiting first."""
     return {"conversations": await ctx.ops.assignment.queue(data["team_id"])}
 
 
 @command("conversation.watch", ResumeSchema, roles=AGENT_ROLES)
-async def handle_watch(ctx: CommandContext, data: dict) -> dict:
+async def handle_watch(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Subscribe to a conversation in any state; the reply is as conversation.resume's."""
     return await subscribe_and_replay(ctx, data)
 
 
 @command("conversation.unwatch", ConversationOnlySchema, roles=AGENT_ROLES)
-async def handle_unwatch(ctx: CommandContext, data: dict) -> dict:
+async def handle_unwatch(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Stop receiving a conversation's events on this socket."""
     ctx.unsubscribe(data["conversation_id"])
     return {}
 
 
 @command("conversation.claim", ConversationOnlySchema, roles=AGENT_ROLES)
-async def handle_claim(ctx: CommandContext, data: dict) -> dict:
+async def handle_claim(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """`ai` or `handoff` -> `human`, assigned to this agent; racing agents: one wins."""
     conversation = await ctx.ops.assignment.claim(ctx.identity, data["conversation_id"])
     ctx.subscribe(conversation.id)
@@ -70,14 +80,14 @@ async def handle_claim(ctx: CommandContext, data: dict) -> dict:
 
 
 @command("conversation.release", ConversationOnlySchema, roles=AGENT_ROLES)
-async def handle_release(ctx: CommandContext, data: dict) -> dict:
+async def handle_release(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """`human` -> `ai`: hand back to the AI."""
     conversation = await ctx.ops.assignment.release(ctx.identity, data["conversation_id"])
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("conversation.transfer", TransferSchema, roles=AGENT_ROLES)
-async def handle_transfer(ctx: CommandContext, data: dict) -> dict:
+async def handle_transfer(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """To another agent (stays `human`) or to a team (`handoff`, queued for it)."""
     conversation = await ctx.ops.assignment.transfer(
         ctx.identity, data["conversation_id"], agent_id=data["agent_id"], team_id=data["team_id"]

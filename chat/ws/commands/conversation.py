@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from marshmallow import ValidationError, fields, validate
 
@@ -10,13 +12,16 @@ from chat.errors import Forbidden
 from chat.ws.commands import CommandContext
 from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
 
-ConversationId = lambda: fields.String(required=True, validate=validate.Length(min=1, max=64))  # noqa: E731
+
+def conversation_id_field() -> fields.String:
+    """A required conversation id field."""
+    return fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 MAX_METADATA_BYTES = 16 * 1024
 
 
-def _small_metadata(value: dict) -> None:
+def _small_metadata(value: dict[str, Any]) -> None:
     if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
         raise ValidationError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
 
@@ -27,33 +32,33 @@ class StartSchema(CommandSchema):
 
 
 class ResumeSchema(CommandSchema):
-    conversation_id = ConversationId()
+    conversation_id = conversation_id_field()
     after_seq = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
 
 
 class SendSchema(CommandSchema):
-    conversation_id = ConversationId()
+    conversation_id = conversation_id_field()
     client_msg_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     content = fields.String(required=True)  # length is checked by the operations: empty invalid, long too_large
     private = StrictBoolean(load_default=False)
 
 
 class HandoffSchema(CommandSchema):
-    conversation_id = ConversationId()
+    conversation_id = conversation_id_field()
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
 
 
 class TypingSchema(CommandSchema):
-    conversation_id = ConversationId()
+    conversation_id = conversation_id_field()
     on = StrictBoolean(required=True)
 
 
 class ConversationOnlySchema(CommandSchema):
-    conversation_id = ConversationId()
+    conversation_id = conversation_id_field()
 
 
 @command("conversation.start", StartSchema)
-async def handle_start(ctx: CommandContext, data: dict) -> dict:
+async def handle_start(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Start a conversation and subscribe this socket to it."""
     if ctx.identity.role != "customer":
         raise Forbidden("only customers start conversations")
@@ -64,12 +69,12 @@ async def handle_start(ctx: CommandContext, data: dict) -> dict:
 
 
 @command("conversation.resume", ResumeSchema)
-async def handle_resume(ctx: CommandContext, data: dict) -> dict:
+async def handle_resume(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Every message after `after_seq`, oldest first, and subscribe."""
     return await subscribe_and_replay(ctx, data)
 
 
-async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
+async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Subscribe this socket, then the conversation and every message after `after_seq`
     (conversation.resume and conversation.watch answer the same)."""
     ops = ctx.ops
@@ -83,7 +88,7 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict) -> dict:
 
 
 @command("message.send", SendSchema)
-async def handle_send(ctx: CommandContext, data: dict) -> dict:
+async def handle_send(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Store a message (idempotent per client_msg_id)."""
     message = await ctx.ops.messages.send(
         ctx.identity,
@@ -96,20 +101,20 @@ async def handle_send(ctx: CommandContext, data: dict) -> dict:
 
 
 @command("handoff.request", HandoffSchema)
-async def handle_handoff(ctx: CommandContext, data: dict) -> dict:
+async def handle_handoff(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Ask for a human agent."""
     conversation = await ctx.ops.conversations.request_handoff(ctx.identity, data["conversation_id"], data["reason"])
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
 @command("typing", TypingSchema)
-async def handle_typing(ctx: CommandContext, data: dict) -> None:
+async def handle_typing(ctx: CommandContext, data: dict[str, Any]) -> None:
     """Tell the other side someone is typing (no reply unless the frame has an id)."""
     await ctx.ops.messages.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
 
 
 @command("conversation.close", ConversationOnlySchema)
-async def handle_close(ctx: CommandContext, data: dict) -> dict:
+async def handle_close(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Close the conversation."""
     conversation = await ctx.ops.conversations.close(ctx.identity, data["conversation_id"])
     return {"conversation": await ctx.ops.conversations.view(conversation)}
