@@ -4,11 +4,12 @@ No aiohttp here: the service, the scripts and the tests all use this package dir
 """
 
 from states.errors import ConversationNotFound, InvalidTransition, StaleVersion, TransitionError
-from states.machine import TRANSITIONS, State, Trigger, mermaid_diagram
+from states.machine import TRANSITIONS, AgentType, State, Trigger, mermaid_diagram
 from states.record import Conversation, RecordError, dump_record, load_record
 
 __all__ = [
     "TRANSITIONS",
+    "AgentType",
     "Conversation",
     "ConversationNotFound",
     "InvalidTransition",

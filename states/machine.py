@@ -8,7 +8,9 @@ nothing is kept per conversation. Callbacks only do bookkeeping on the model: no
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Protocol, Required, TypedDict, cast
 
 from transitions import EventData, MachineError
 from transitions.extensions.asyncio import AsyncMachine
@@ -20,7 +22,7 @@ from states.errors import InvalidTransition
 logging.getLogger("transitions").setLevel(logging.CRITICAL)
 
 
-class State(str, Enum):
+class State(StrEnum):
     """The four conversation states."""
 
     AI = "ai"
@@ -29,7 +31,14 @@ class State(str, Enum):
     CLOSED = "closed"
 
 
-class Trigger(str, Enum):
+class AgentType(StrEnum):
+    """Who answers a conversation: the record's `agent_type`."""
+
+    AI = "ai"
+    HUMAN = "human"
+
+
+class Trigger(StrEnum):
     """Every trigger of the table; anything else is refused."""
 
     REQUEST_HANDOFF = "request_handoff"
@@ -40,6 +49,30 @@ class Trigger(str, Enum):
     REOPEN = "reopen"
 
 
+class Model(Protocol):
+    """What the machine reads and changes on a conversation (states.record.Conversation)."""
+
+    state: str
+    agent_type: str
+    agent_id: str | None
+    team_id: str | None
+    handoff_at: str | None
+
+
+class TransitionRow(TypedDict, total=False):
+    """One row of the transition table, as transitions takes it."""
+
+    trigger: Required[str]
+    source: Required[list[State]]
+    dest: Required[State]
+    conditions: list[Callable[[EventData], bool]]
+
+
+def _model(event: EventData) -> Model:
+    # transitions types the model as `object`; only apply_trigger's models reach the machine
+    return cast(Model, event.model)
+
+
 def _names_an_agent(event: EventData) -> bool:
     """`assign` needs the agent it assigns to."""
     return bool(event.kwargs.get("agent_id"))
@@ -47,10 +80,11 @@ def _names_an_agent(event: EventData) -> bool:
 
 def _changes_agent(event: EventData) -> bool:
     """Assigning a human conversation to the agent it already has is not a transition."""
-    return event.model.state != State.HUMAN.value or event.kwargs.get("agent_id") != event.model.agent_id
+    model = _model(event)
+    return model.state != State.HUMAN.value or bool(event.kwargs.get("agent_id") != model.agent_id)
 
 
-TRANSITIONS: list[dict] = [
+TRANSITIONS: list[TransitionRow] = [
     {"trigger": Trigger.REQUEST_HANDOFF.value, "source": [State.AI], "dest": State.HANDOFF},
     {
         "trigger": Trigger.ASSIGN.value,
@@ -67,20 +101,20 @@ TRANSITIONS: list[dict] = [
 
 def _apply_effects(event: EventData) -> None:
     """Keep agent_type, agent_id, team_id and handoff_at in step with the new state."""
-    model = event.model
+    model = _model(event)
     kwargs = event.kwargs
     if "team_id" in kwargs:
         model.team_id = kwargs["team_id"]
     if model.state == State.HUMAN.value:
-        model.agent_type = "human"
+        model.agent_type = AgentType.HUMAN.value
         model.agent_id = kwargs["agent_id"]
         model.handoff_at = None
     elif model.state == State.HANDOFF.value:
-        model.agent_type = "human"
+        model.agent_type = AgentType.HUMAN.value
         model.agent_id = None
         model.handoff_at = now_iso()
     elif model.state == State.AI.value:
-        model.agent_type = "ai"
+        model.agent_type = AgentType.AI.value
         model.agent_id = None
         model.handoff_at = None
     else:  # closed keeps agent_type and agent_id as they were
@@ -103,7 +137,7 @@ def allowed_triggers(state: str) -> list[str]:
     return [t["trigger"] for t in TRANSITIONS if State(state) in t["source"]]
 
 
-async def apply_trigger(model, trigger: str, **data) -> None:
+async def apply_trigger(model: Model, trigger: str, **data: str | None) -> None:
     """Fire `trigger` on a transient model in place; raise InvalidTransition when refused."""
     state = model.state
     event = machine.events.get(trigger) if isinstance(trigger, str) else None

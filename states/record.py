@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
+from typing import Any
 
 import orjson
-from marshmallow import INCLUDE, Schema, ValidationError, fields as mf, post_load, validate
+from marshmallow import INCLUDE, Schema, ValidationError, post_load, validate
+from marshmallow import fields as mf
 
 from states.clock import ms_from_iso
-from states.machine import State
+from states.machine import AgentType, State
 
 
 class RecordError(Exception):
@@ -37,7 +39,7 @@ class RecordSchema(Schema):
         unknown = INCLUDE
 
     user_id = mf.String(required=True, validate=validate.Length(min=1, max=64))
-    agent_type = mf.String(required=True, validate=validate.OneOf(["ai", "human"]))
+    agent_type = mf.String(required=True, validate=validate.OneOf([a.value for a in AgentType]))
     context = mf.Dict(load_default=dict)
     created_at = mf.String(required=True, validate=_iso)
     updated_at = mf.String(required=True, validate=_iso)
@@ -49,9 +51,9 @@ class RecordSchema(Schema):
     handoff_at = mf.String(load_default=None, allow_none=True, validate=_iso)
 
     @post_load
-    def _default_state(self, data: dict, **_) -> dict:
+    def _default_state(self, data: dict[str, Any], **_: object) -> dict[str, Any]:
         if data.get("state") is None:
-            data["state"] = State.AI.value if data["agent_type"] == "ai" else State.HANDOFF.value
+            data["state"] = State.AI.value if data["agent_type"] == AgentType.AI else State.HANDOFF.value
         return data
 
 
@@ -71,12 +73,12 @@ class Conversation:
     version: int = 0
     agent_id: str | None = None
     team_id: str | None = None
-    context: dict = field(default_factory=dict)
-    metadata: dict = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     handoff_at: str | None = None
-    extra: dict = field(default_factory=dict)  # fields of the record this version does not know
+    extra: dict[str, Any] = field(default_factory=dict)  # fields of the record this version does not know
 
-    def copy(self) -> "Conversation":
+    def copy(self) -> Conversation:
         """A deep copy, so a refused trigger never touches the loaded record."""
         return copy.deepcopy(self)
 
@@ -88,15 +90,12 @@ def load_record(conversation_id: str, raw: bytes | str) -> Conversation:
     """Parse and check the JSON at session:{id}."""
     known, extra = _validated(conversation_id, raw if isinstance(raw, bytes) else raw.encode())
     # fresh containers per call: callers may change their copy, never the cached one
-    return Conversation(
-        id=conversation_id,
-        extra=copy.deepcopy(extra) if extra else {},
-        **{k: (copy.deepcopy(v) if isinstance(v, (dict, list)) else v) for k, v in known.items()},
-    )
+    fresh: dict[str, Any] = {k: (copy.deepcopy(v) if isinstance(v, dict | list) else v) for k, v in known.items()}
+    return Conversation(id=conversation_id, extra=copy.deepcopy(extra) if extra else {}, **fresh)
 
 
 @lru_cache(maxsize=4096)
-def _validated(conversation_id: str, raw: bytes) -> tuple[dict, dict]:
+def _validated(conversation_id: str, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """The schema check of one exact record value, cached: on the message path the same record
     is read again and again until its next transition changes the bytes."""
     try:

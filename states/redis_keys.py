@@ -1,14 +1,22 @@
-"""Every Redis key shape and TTL the service uses, in one place (backup.py reads PREFIXES)."""
+"""Every Redis key shape the service uses, in one place (the backup takes PREFIXES).
+
+Only the AI turn lock expires (its TTL follows the AI timeouts: chat.ai_turn); a migrated
+session keeps the TTL it had, and a new one has none.
+"""
 
 SESSION_PREFIX = "session:"
 PRESENCE_PREFIX = "presence:"
-AGENTS_ONLINE = "agents:online"  # zset: agents whose status is online, score = ms they set it
-AGENTS_LEASE = "agents:lease"  # zset: ms until which an agent counts as connected (heartbeats renew it)
-AGENTS_LAST_ASSIGNED = "agents:last_assigned"  # zset: ms of each agent's last assignment (idle longest first)
-EVENTS_CHANNEL = "chat:events"  # pub/sub channel for cross-instance fan-out
+AGENTS_PREFIX = "agents:"  # the sets over all agents
+AGENT_PREFIX = "agent:"  # per-agent keys besides presence
+AI_TURN_PREFIX = "ai:turn:"  # transient: a backup skips it
 
-# Every key prefix the service writes; backup.py takes them all. Keep in step with the functions below.
-PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, "agents:", "agent:")
+AGENTS_ONLINE = f"{AGENTS_PREFIX}online"  # zset: agents whose status is online, score = ms they set it
+AGENTS_LEASE = f"{AGENTS_PREFIX}lease"  # zset: ms until which an agent counts as connected (heartbeats renew it)
+AGENTS_LAST_ASSIGNED = f"{AGENTS_PREFIX}last_assigned"  # zset: ms of each agent's last assignment (idle longest first)
+EVENTS_CHANNEL = "chat:events"  # pub/sub channel for cross-instance fan-out (the default of BUS_CHANNEL)
+
+# Every key prefix the service writes and a backup keeps: each key below starts with one of them.
+PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, AGENTS_PREFIX, AGENT_PREFIX)
 
 
 def session(conversation_id: str) -> str:
@@ -23,9 +31,9 @@ def presence(agent_id: str) -> str:
 
 def ai_turn(conversation_id: str) -> str:
     """The lock of the AI turn in progress (transient: a backup skips it)."""
-    return f"ai:turn:{conversation_id}"
+    return f"{AI_TURN_PREFIX}{conversation_id}"
 
 
 def agent_load(agent_id: str) -> str:
     """The set of conversations currently assigned to an agent."""
-    return f"agent:{agent_id}:load"
+    return f"{AGENT_PREFIX}{agent_id}:load"

@@ -16,14 +16,17 @@ A writer holding a stale version fails at step 1 or 2 with StaleVersion and writ
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
 
 from states import redis_keys
 from states.clock import now_iso, now_ms
 from states.errors import ConversationNotFound, InvalidTransition, StaleVersion
-from states.machine import State, apply_trigger
+from states.machine import AgentType, State, apply_trigger
 from states.record import Conversation, dump_record, load_record
 
 # Replace the value only if it is still byte-for-byte what the writer loaded; keep its TTL.
@@ -83,7 +86,7 @@ class TransitionLog(Protocol):
 class ConversationRepository:
     """The only way conversations are created and moved."""
 
-    def __init__(self, redis, log: TransitionLog):
+    def __init__(self, redis: Redis, log: TransitionLog):
         self.redis = redis
         self._log = log
         self._cas = redis.register_script(CAS_SCRIPT)
@@ -92,7 +95,7 @@ class ConversationRepository:
         self,
         user_id: str,
         *,
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
         team_id: str | None = None,
         conversation_id: str | None = None,
     ) -> Conversation:
@@ -101,7 +104,7 @@ class ConversationRepository:
         conversation = Conversation(
             id=conversation_id or str(uuid.uuid4()),
             user_id=user_id,
-            agent_type="ai",
+            agent_type=AgentType.AI.value,
             created_at=now,
             updated_at=now,
             state=State.AI.value,
@@ -113,7 +116,7 @@ class ConversationRepository:
         await self.redis.set(redis_keys.session(conversation.id), dump_record(conversation), nx=True)
         return conversation
 
-    async def _load_raw(self, conversation_id: str) -> tuple[bytes, Conversation]:
+    async def _load_raw(self, conversation_id: str) -> tuple[bytes | str, Conversation]:
         key = redis_keys.session(conversation_id)
         raw = await self.redis.get(key)
         if raw is None:
@@ -140,7 +143,7 @@ class ConversationRepository:
         reason: str | None = None,
         expect_states: Iterable[str] | None = None,
         expect_version: int | None = None,
-        **data,
+        **data: str | None,
     ) -> Transition:
         """Apply `trigger` and save with compare-and-set; InvalidTransition or StaleVersion
         when refused, with nothing written."""

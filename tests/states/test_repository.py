@@ -1,24 +1,28 @@
 """The repository against the real Redis and both SQL backends: CAS, the log, the mirror."""
 
 import asyncio
+from itertools import pairwise
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chat.store import Store
-from states import ConversationNotFound, InvalidTransition, StaleVersion, State, Trigger, dump_record, load_record
-from states import redis_keys
+from states import (
+    ConversationNotFound,
+    InvalidTransition,
+    StaleVersion,
+    State,
+    Trigger,
+    dump_record,
+    load_record,
+    redis_keys,
+)
 from states.repository import Actor, ConversationRepository
 from tests.conftest import new_id
-from tests.states.test_machine import EXPECTED
 
 AGENT = Actor("agent", "agent-1")
-
-
-@pytest.fixture
-async def repo(redis, store):
-    return ConversationRepository(redis, store)
 
 
 async def put_in_state(repo: ConversationRepository, state: str) -> str:
@@ -41,14 +45,14 @@ async def mirror_row(store: Store, cid: str):
 
 
 @pytest.mark.parametrize("state", [s.value for s in State])
-async def test_every_state_trigger_pair(repo, redis, store, state):
+async def test_every_state_trigger_pair(repo, redis, store, state, expected_moves):
     for trigger in [t.value for t in Trigger]:
         cid = await put_in_state(repo, state)
         key = redis_keys.session(cid)
         raw_before = await redis.get(key)
         row_before = await mirror_row(store, cid)
         events_before = await store.list_events(cid)
-        expected = EXPECTED.get((state, trigger))
+        expected = expected_moves.get((state, trigger))
         if expected is None:
             with pytest.raises(InvalidTransition):
                 await repo.fire(cid, trigger, actor=AGENT, agent_id="agent-9")
@@ -185,7 +189,7 @@ async def test_fifty_concurrent_writers(repo, store):
     assert final.version == len(won)
     log = await store.list_events(cid)
     assert [e.version for e in log] == won
-    for prev, nxt in zip(log, log[1:]):  # the log is a chain: each entry starts where the last ended
+    for prev, nxt in pairwise(log):  # the log is a chain: each entry starts where the last ended
         assert prev.to_state == nxt.from_state
 
 

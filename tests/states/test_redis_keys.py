@@ -1,0 +1,21 @@
+"""The Redis key shapes: exact, and each under a prefix the backup takes."""
+
+from states import redis_keys
+
+
+def test_key_shapes_are_exact():
+    assert redis_keys.session("c1") == "session:c1"
+    assert redis_keys.presence("a1") == "presence:a1"
+    assert redis_keys.agent_load("a1") == "agent:a1:load"
+    assert redis_keys.ai_turn("c1") == "ai:turn:c1"
+    assert (redis_keys.AGENTS_ONLINE, redis_keys.AGENTS_LEASE, redis_keys.AGENTS_LAST_ASSIGNED) == (
+        "agents:online", "agents:lease", "agents:last_assigned"
+    )
+    assert redis_keys.EVENTS_CHANNEL == "chat:events"
+
+
+def test_every_kept_key_is_under_a_backup_prefix_and_the_turn_lock_is_not():
+    kept = [redis_keys.session("c"), redis_keys.presence("a"), redis_keys.agent_load("a"), redis_keys.AGENTS_ONLINE,
+            redis_keys.AGENTS_LEASE, redis_keys.AGENTS_LAST_ASSIGNED]
+    assert all(key.startswith(redis_keys.PREFIXES) for key in kept)
+    assert not redis_keys.ai_turn("c").startswith(redis_keys.PREFIXES)
