@@ -1,0 +1,15 @@
+"""The route table: every @endpoint handler once, each route served by exactly one handler."""
+
+from aiohttp import web
+
+from chat.api import routes
+
+
+def test_every_handler_is_routed_once():
+    app = web.Application()
+    routes.register(app)
+    served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    declared = [(h.endpoint.method, h.endpoint.path) for h in routes.HANDLERS]
+    assert len(declared) == len(set(declared))
+    assert set(declared) <= served
+    assert all(h.endpoint.roles for h in routes.HANDLERS)  # every operation needs a token
