@@ -80,112 +80,102 @@ _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI,
 class Settings:
     """Everything the service reads from its environment; units in the names."""
 
-    host: str = setting("HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)", group=_SERVICE)
-    port: int = setting("PORT", 8000, integer(0), "listen port (`serve --port` overrides it)", group=_SERVICE)
+    host: str = setting(_SERVICE, "HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)")
+    port: int = setting(_SERVICE, "PORT", 8000, integer(0), "listen port (`serve --port` overrides it)")
     data_dir: Path = setting(
-        "CHAT_DATA_DIR", Path("data"), PATH, "where the embedded mode keeps its SQLite file and JWT secret",
-        group=_SERVICE,
+        _SERVICE, "CHAT_DATA_DIR", Path("data"), PATH, "where the embedded mode keeps its SQLite file and JWT secret"
     )
     database: DatabaseConfig = setting(
-        "DATABASE_URL", DatabaseConfig(kind="sqlite", path="data/chat.db"), DATABASE,
+        _STORAGE, "DATABASE_URL", DatabaseConfig(kind="sqlite", path="data/chat.db"), DATABASE,
         "`mysql://`, `mysql+aiomysql://`, `mysql+asyncmy://` or `mariadb://user:pass@host[:port]/db` "
         "(percent-encode user and password), or `sqlite:///relative.db` / `sqlite:////absolute.db`",
-        group=_STORAGE, shown_default="embedded SQLite file `$CHAT_DATA_DIR/chat.db`",
+        shown_default="embedded SQLite file `$CHAT_DATA_DIR/chat.db`",
     )
     redis: RedisConfig | None = setting(  # None: embedded in-process Redis
-        "REDIS_URL", None, REDIS, "`redis://[:pass@]host[:port][/db]`, `rediss://…` or `unix://…`",
-        group=_STORAGE, shown_default="embedded in-process Redis (single instance only)",
+        _STORAGE, "REDIS_URL", None, REDIS, "`redis://[:pass@]host[:port][/db]`, `rediss://…` or `unix://…`",
+        shown_default="embedded in-process Redis (single instance only)",
     )
     jwt_secret_key: str = setting(
-        "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
-        group=_SERVICE, shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
+        _SERVICE, "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
+        shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
         note="**required** when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
-    log_level: str = setting("LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level", group=_SERVICE)
+    log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
 
     ai_provider: str = setting(
-        "AI_PROVIDER", "echo", choice(*AI_PROVIDERS), "the AI provider (`echo` is offline)", group=_AI,
+        _AI, "AI_PROVIDER", "echo", choice(*AI_PROVIDERS), "the AI provider (`echo` is offline)",
         shown_default="`dashscope` when `DASHSCOPE_API_KEY` is set, else `echo`",
         note="`dashscope` requires `DASHSCOPE_API_KEY`; `openai` requires `AI_BASE_URL`",
     )
-    ai_model: str = setting("AI_MODEL", "qwen-turbo", TEXT, "model name", group=_AI)
+    ai_model: str = setting(_AI, "AI_MODEL", "qwen-turbo", TEXT, "model name")
     dashscope_api_key: str = setting(
-        "DASHSCOPE_API_KEY", "", TEXT, "DashScope key; setting it selects the DashScope provider", group=_AI,
-        secret=True,
+        _AI, "DASHSCOPE_API_KEY", "", TEXT, "DashScope key; setting it selects the DashScope provider", secret=True
     )
     dashscope_base_url: str = setting(
-        "DASHSCOPE_BASE_URL", DEFAULT_DASHSCOPE_BASE_URL, URL_ROOT, "DashScope API root", group=_AI
+        _AI, "DASHSCOPE_BASE_URL", DEFAULT_DASHSCOPE_BASE_URL, URL_ROOT, "DashScope API root"
     )
     ai_base_url: str = setting(
-        "AI_BASE_URL", "", URL_ROOT, "OpenAI-compatible root (the part before `/chat/completions`)", group=_AI
+        _AI, "AI_BASE_URL", "", URL_ROOT, "OpenAI-compatible root (the part before `/chat/completions`)"
     )
     ai_api_key: str = setting(
-        "AI_API_KEY", "", TEXT, "OpenAI-compatible key; when empty no `Authorization` header is sent", group=_AI,
-        secret=True,
+        _AI, "AI_API_KEY", "", TEXT, "OpenAI-compatible key; when empty no `Authorization` header is sent", secret=True
     )
     ai_connect_timeout_s: float = setting(
-        "AI_CONNECT_TIMEOUT_S", 5.0, number(0.001), "connect timeout, including the wait for a pooled connection",
-        group=_AI,
+        _AI, "AI_CONNECT_TIMEOUT_S", 5.0, number(0.001), "connect timeout, including the wait for a pooled connection"
     )
     ai_chunk_timeout_s: float = setting(
-        "AI_CHUNK_TIMEOUT_S", 30.0, number(0.001), "longest silence between reads (the first token too)", group=_AI
+        _AI, "AI_CHUNK_TIMEOUT_S", 30.0, number(0.001), "longest silence between reads (the first token too)"
     )
-    ai_max_retries: int = setting("AI_MAX_RETRIES", 3, integer(0), "retries before the first chunk", group=_AI)
+    ai_max_retries: int = setting(_AI, "AI_MAX_RETRIES", 3, integer(0), "retries before the first chunk")
     ai_retry_base_s: float = setting(
-        "AI_RETRY_BASE_S", 0.5, number(0.0), "retry backoff base (full jitter, doubling)", group=_AI
+        _AI, "AI_RETRY_BASE_S", 0.5, number(0.0), "retry backoff base (full jitter, doubling)"
     )
     ai_system_prompt: str = setting(
-        "AI_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, TEXT, "system prompt", group=_AI,
+        _AI, "AI_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, TEXT, "system prompt",
         shown_default="built-in (`DEFAULT_SYSTEM_PROMPT`)",
     )
-    ai_context_messages: int = setting(
-        "AI_CONTEXT_MESSAGES", 20, integer(1), "messages in the AI's context", group=_AI
-    )
-    ai_context_chars: int = setting("AI_CONTEXT_CHARS", 8000, integer(100), "characters in the AI's context", group=_AI)
+    ai_context_messages: int = setting(_AI, "AI_CONTEXT_MESSAGES", 20, integer(1), "messages in the AI's context")
+    ai_context_chars: int = setting(_AI, "AI_CONTEXT_CHARS", 8000, integer(100), "characters in the AI's context")
     ai_failures_before_handoff: int = setting(
-        "AI_FAILURES_BEFORE_HANDOFF", 1, integer(1), "consecutive failed AI turns before an `ai_failure` handoff",
-        group=_AI,
+        _AI, "AI_FAILURES_BEFORE_HANDOFF", 1, integer(1), "consecutive failed AI turns before an `ai_failure` handoff"
     )
     handoff_phrases: tuple[str, ...] = setting(
-        "HANDOFF_PHRASES", DEFAULT_HANDOFF_PHRASES, PHRASES, "phrases that hand a conversation to a human",
-        group=_AI, blank_is_value=True,
+        _AI, "HANDOFF_PHRASES", DEFAULT_HANDOFF_PHRASES, PHRASES, "phrases that hand a conversation to a human",
+        blank_is_value=True,
     )
 
-    ws_max_frame_bytes: int = setting("WS_MAX_FRAME_BYTES", 64 * 1024, integer(1024), "largest frame", group=_WS)
-    ws_rate_limit_count: int = setting("WS_RATE_LIMIT_COUNT", 30, integer(1), "commands per window", group=_WS)
-    ws_rate_limit_window_s: float = setting(
-        "WS_RATE_LIMIT_WINDOW_S", 10.0, number(0.001), "rate limit window", group=_WS
-    )
-    ws_auth_timeout_s: float = setting("WS_AUTH_TIMEOUT_S", 10.0, number(0.001), "auth deadline", group=_WS)
+    ws_max_frame_bytes: int = setting(_WS, "WS_MAX_FRAME_BYTES", 64 * 1024, integer(1024), "largest frame")
+    ws_rate_limit_count: int = setting(_WS, "WS_RATE_LIMIT_COUNT", 30, integer(1), "commands per window")
+    ws_rate_limit_window_s: float = setting(_WS, "WS_RATE_LIMIT_WINDOW_S", 10.0, number(0.001), "rate limit window")
+    ws_auth_timeout_s: float = setting(_WS, "WS_AUTH_TIMEOUT_S", 10.0, number(0.001), "auth deadline")
     ws_send_queue_max: int = setting(
-        "WS_SEND_QUEUE_MAX", 256, integer(1), "frames queued per socket before the 1013 close", group=_WS
+        _WS, "WS_SEND_QUEUE_MAX", 256, integer(1), "frames queued per socket before the 1013 close"
     )
     ws_heartbeat_s: float = setting(
-        "WS_HEARTBEAT_S", 30.0, number(1.0), "server ping interval; the pong deadline is half of it", group=_WS
+        _WS, "WS_HEARTBEAT_S", 30.0, number(1.0), "server ping interval; the pong deadline is half of it"
     )
 
     routing: str = setting(
-        "ROUTING", "auto", choice("auto", "manual"), "`auto` routes waiting conversations to agents; `manual`: "
-        "agents claim them from the queue", group=_ROUTING,
+        _ROUTING, "ROUTING", "auto", choice("auto", "manual"),
+        "`auto`: waiting conversations go to agents; `manual`: agents claim them from the queue",
     )
-    agent_max_chats: int = setting("AGENT_MAX_CHATS", 5, integer(1), "an agent's default capacity", group=_ROUTING)
+    agent_max_chats: int = setting(_ROUTING, "AGENT_MAX_CHATS", 5, integer(1), "an agent's default capacity")
     presence_ttl_s: float = setting(
-        "PRESENCE_TTL_S", 30.0, number(1.0), "presence lease; the heartbeat runs every TTL/3", group=_ROUTING
+        _ROUTING, "PRESENCE_TTL_S", 30.0, number(1.0), "presence lease; the heartbeat runs every TTL/3"
     )
     presence_grace_s: float = setting(
-        "PRESENCE_GRACE_S", 60.0, number(0.0),
-        "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4", group=_ROUTING,
+        _ROUTING, "PRESENCE_GRACE_S", 60.0, number(0.0),
+        "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4",
     )
     handoff_wait_timeout_s: float = setting(
-        "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever",
-        group=_ROUTING,
+        _ROUTING, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever"
     )
-    db_pool_size: int = setting("DB_POOL_SIZE", 10, integer(1), "SQL connection pool size", group=_STORAGE)
+    db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
     bus_channel: str = setting(
-        "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
+        _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
         "pub/sub channel of the cross-instance events; pub/sub is server-wide, so every instance of one "
-        "deployment must share it (and no other deployment on that Redis)", group=_STORAGE,
+        "deployment must share it (and no other deployment on that Redis)",
     )
 
     @classmethod

@@ -132,36 +132,27 @@ class Parser(Generic[T]):
     check: str = ""
 
 
-def _at_least(variable: str, value: N, minimum: N) -> N:
-    if value < minimum:
-        raise SettingsError(variable, f"must be >= {minimum}, got {value}")
-    return value
+def _bounded(convert: Callable[[str], N], minimum: N, what: str, check: str) -> Parser[N]:
+    def read(variable: str, text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise SettingsError(variable, f"must be {what}, got {text!r}") from None
+        if value < minimum:
+            raise SettingsError(variable, f"must be >= {minimum}, got {value}")
+        return value
+
+    return Parser(read, check)
 
 
 def integer(minimum: int = 0) -> Parser[int]:
     """A whole number no smaller than `minimum`."""
-
-    def read(variable: str, text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise SettingsError(variable, f"must be an integer, got {text!r}") from None
-        return _at_least(variable, value, minimum)
-
-    return Parser(read, f"integer ≥ {minimum}")
+    return _bounded(int, minimum, "an integer", f"integer ≥ {minimum}")
 
 
 def number(minimum: float = 0.0) -> Parser[float]:
     """A number (seconds, mostly) no smaller than `minimum`."""
-
-    def read(variable: str, text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise SettingsError(variable, f"must be a number, got {text!r}") from None
-        return _at_least(variable, value, minimum)
-
-    return Parser(read, f"number ≥ {minimum:g}")
+    return _bounded(float, minimum, "a number", f"number ≥ {minimum:g}")
 
 
 def choice(*choices: str, upper: bool = False) -> Parser[str]:
@@ -237,12 +228,12 @@ class Spec(Generic[T]):
 
 
 def setting(
+    group: Group,
     env: str,
     default: T,
     parser: Parser[T],
     doc: str,
     *,
-    group: Group,
     shown_default: str | None = None,
     note: str = "",
     secret: bool = False,
