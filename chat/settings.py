@@ -1,4 +1,4 @@
-"""Configuration: one frozen dataclass read from the environment (PROTOCOL section 9.1).
+"""Configuration: one frozen dataclass read from the environment (PROTOCOL section 7).
 
 The dataclass is the settings table: each field is declared once with `setting(...)` (its
 variable, default, parser with its check, one-line doc and docs group). `Settings.from_env`
