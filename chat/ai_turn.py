@@ -169,7 +169,7 @@ class AIRunner:
             return None
         if conversation.state != State.AI:
             return None
-        history = await self.store.recent_messages(conversation_id, self.settings.ai_context_messages)
+        history = await self.store.messages.recent(conversation_id, self.settings.ai_context_messages)
         customer = [m for m in history if m.sender_type == "customer"]
         if not customer or customer[-1].seq <= self._attempted.get(conversation_id, 0):
             return None

@@ -44,7 +44,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     db = await connect(settings.database, pool_size=settings.db_pool_size)
     store = Store(db)
-    await store.upgrade()
+    await store.migrations.upgrade()
     app[keys.STORE] = store
     yield
     await db.close()

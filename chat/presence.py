@@ -133,8 +133,8 @@ class Presence:
 
     async def set_status(self, identity: Identity, status: str) -> None:
         """online / away, with the agent's teams (token and team_members) and capacity."""
-        teams = set(identity.teams) | set(await self.store.teams_of(identity.user_id))
-        max_chats = await self.store.max_chats_of(identity.user_id) or self.settings.agent_max_chats
+        teams = set(identity.teams) | set(await self.store.staff.teams_of(identity.user_id))
+        max_chats = await self.store.staff.max_chats_of(identity.user_id) or self.settings.agent_max_chats
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             redis_keys.presence(identity.user_id),

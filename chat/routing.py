@@ -92,7 +92,7 @@ class Router:
 
     async def route_once(self) -> int:
         """One pass over the queue, oldest first; return how many conversations were assigned."""
-        queue = await self.store.handoff_queue(limit=500)
+        queue = await self.store.conversations.handoff_queue(limit=500)
         if not queue:
             return 0
         agents = [a for a in await self.presence.agents() if a.online]
@@ -139,7 +139,7 @@ class Router:
             await self.presence.forget_if_idle(agent_id)
         if self.settings.handoff_wait_timeout_s > 0:
             cutoff = self.presence.clock() - int(self.settings.handoff_wait_timeout_s * 1000)
-            for conversation_id in await self.store.waiting_since(cutoff):
+            for conversation_id in await self.store.conversations.waiting_since(cutoff):
                 await self.assignment.release_after_wait(conversation_id)
         self.kick()
 

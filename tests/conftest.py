@@ -67,7 +67,7 @@ async def store(database_url):
     """A Store on an upgraded schema."""
     db = await connect(parse_database_url(database_url), pool_size=20)
     s = Store(db)
-    await s.upgrade()
+    await s.migrations.upgrade()
     yield s
     await db.close()
 
@@ -77,7 +77,7 @@ async def mysql_store(mysql_database_url):
     """A Store on MariaDB only."""
     db = await connect(parse_database_url(mysql_database_url), pool_size=20)
     s = Store(db)
-    await s.upgrade()
+    await s.migrations.upgrade()
     yield s
     await db.close()
 

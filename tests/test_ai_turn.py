@@ -54,7 +54,7 @@ async def test_takeover_while_generating_stores_no_ai_message(harness):
     await harness.ops.assignment.claim(agent, cid)
     provider.gate.set()
     await harness.drain_ai()
-    stored = await harness.app[keys.STORE].list_messages(cid)
+    stored = await harness.app[keys.STORE].messages.list_of(cid)
     assert [m.sender_type for m in stored] == ["customer", "system"]  # no AI message after the assign
     assert (await harness.repository.get(cid)).state == "human"
 
@@ -72,7 +72,7 @@ async def test_guard_discards_a_reply_when_another_instance_moved_the_conversati
     await harness.drain_ai()
     runner = harness.app[keys.AI_RUNNER]
     assert runner.discarded == 1
-    assert [m.sender_type for m in await harness.app[keys.STORE].list_messages(cid)] == ["customer"]
+    assert [m.sender_type for m in await harness.app[keys.STORE].messages.list_of(cid)] == ["customer"]
 
 
 async def test_second_message_during_generation_gets_one_more_turn(harness):
@@ -85,7 +85,7 @@ async def test_second_message_during_generation_gets_one_more_turn(harness):
     await ws.ok("message.send", conversation_id=cid, client_msg_id="3", content="three")
     provider.gate.set()
     await harness.drain_ai()
-    stored = await harness.app[keys.STORE].list_messages(cid)
+    stored = await harness.app[keys.STORE].messages.list_of(cid)
     assert [m.sender_type for m in stored] == ["customer", "customer", "customer", "ai", "ai"]
     assert len(provider.calls) == 2
     assert [m["content"] for m in provider.calls[1] if m["role"] == "user"] == ["one", "two", "three"]
@@ -99,7 +99,7 @@ async def test_keyword_handoff(harness, phrase):
     assert upd["data"]["conversation"]["state"] == "handoff" and upd["data"]["reason"] == "keyword"
     await harness.drain_ai()
     assert harness.provider.calls == []  # no AI turn for a handoff phrase
-    events = await harness.app[keys.STORE].list_events(cid)
+    events = await harness.app[keys.STORE].events.list_of(cid)
     assert [(e.trigger, e.reason) for e in events] == [("request_handoff", "keyword")]
 
 
@@ -119,7 +119,7 @@ async def test_tool_call_handoff(harness_factory):
     assert upd["data"]["conversation"]["state"] == "handoff"
     assert upd["data"]["reason"] == "ai_decision: refund dispute"
     await h.drain_ai()
-    events = await h.app[keys.STORE].list_events(cid)
+    events = await h.app[keys.STORE].events.list_of(cid)
     assert [(e.trigger, e.actor_type, e.reason) for e in events] == [
         ("request_handoff", "ai", "ai_decision: refund dispute")]
 
@@ -138,7 +138,7 @@ async def test_failed_turn_stores_nothing_and_hands_off(harness_factory, chunks)
     upd = await ws.event("conversation.updated")
     assert upd["data"]["reason"] == "ai_failure" and upd["data"]["conversation"]["state"] == "handoff"
     await h.drain_ai()
-    stored = await h.app[keys.STORE].list_messages(cid)
+    stored = await h.app[keys.STORE].messages.list_of(cid)
     assert [m.sender_type for m in stored] == ["customer", "system"]
 
 

@@ -117,6 +117,6 @@ async def test_one_ai_reply_at_a_time_across_instances(harness_factory, mysql_da
     assert provider_b.calls == []  # B did not start a second generation
     provider_a.gate.set()
     await a.drain_ai()
-    stored = [(m.sender_type, m.content) for m in await a.app[keys.STORE].list_messages(cid)]
+    stored = [(m.sender_type, m.content) for m in await a.app[keys.STORE].messages.list_of(cid)]
     assert stored == [("customer", "first"), ("customer", "second"), ("ai", "from A"), ("ai", "from A")]
     assert [m["content"] for m in provider_a.calls[1] if m["role"] == "user"] == ["first", "second"]

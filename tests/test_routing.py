@@ -49,7 +49,7 @@ async def test_fifty_handoffs_five_agents_capacity_three(harness_factory):
     await router.drain()
     assert await loads(h, 5) == [3, 3, 3, 3, 3]
     assert peak["load"] <= 3
-    waiting = await h.app[keys.STORE].handoff_queue()
+    waiting = await h.app[keys.STORE].conversations.handoff_queue()
     assert len(waiting) == 35
     rows = await h.app[keys.STORE].db.fetchall(
         "SELECT agent_id, COUNT(*) FROM conversations WHERE state = 'human' GROUP BY agent_id")
@@ -91,7 +91,7 @@ async def test_no_capacity_then_agent_comes_online(harness_factory):
     ids = await handoffs(h, 3)
     router = h.app[keys.ROUTER]
     await router.drain()
-    assert len(await h.app[keys.STORE].handoff_queue()) == 3  # nobody online: they wait
+    assert len(await h.app[keys.STORE].conversations.handoff_queue()) == 3  # nobody online: they wait
     agent = await h.connect("agent-9", role="agent")
     await agent.ok("presence.set", status="online")
     await router.drain()

@@ -93,7 +93,7 @@ class Assignment:
         """Unassigned conversations in handoff, longest waiting first (one team, or all)."""
         await self.staff.check_team(team_id)
         out = []
-        for conversation_id, _team, _since in await self.store.handoff_queue(team_id):
+        for conversation_id, _team, _since in await self.store.conversations.handoff_queue(team_id):
             try:
                 out.append(await self.conversations.view(await self.conversations.get(conversation_id)))
             except NotFound:

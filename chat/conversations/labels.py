@@ -21,8 +21,8 @@ class Labels:
     async def set(self, identity: Identity, conversation_id: str, titles: list[str]) -> Conversation:
         """Replace the labels (by title); unknown titles are not_found and change nothing."""
         conversation = await self.conversations.get_for(identity, conversation_id)
-        await self.store.ensure_conversation(conversation)
-        missing = await self.store.set_labels(conversation_id, titles)
+        await self.store.conversations.ensure(conversation)
+        missing = await self.store.labels.set_for(conversation_id, titles)
         if missing:
             raise NotFound(f"unknown label(s): {', '.join(missing)}", {"labels": [f"unknown: {t}" for t in missing]})
         await self.events.emit(ConversationChanged(conversation, "labels"))

@@ -53,14 +53,14 @@ class Conversations:
 
     async def view(self, conversation: Conversation) -> PublicConversation:
         """The protocol's C object."""
-        last_seq, labels = await self.store.conversation_extras(conversation.id)
+        last_seq, labels = await self.store.conversations.extras(conversation.id)
         return render.conversation(conversation, last_seq, labels)
 
     async def start(self, identity: Identity, *, metadata: dict[str, Any] | None = None,
                     team_id: str | None = None, user_id: str | None = None) -> Conversation:
         """A new conversation in state `ai`; an admin may start one for another user."""
         owner = user_id if (user_id and identity.is_admin) else identity.user_id
-        if team_id is not None and not await self.store.team_exists(team_id):
+        if team_id is not None and not await self.store.teams.exists(team_id):
             raise NotFound(f"team {team_id} not found")
         conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
         metrics.CONVERSATIONS_STARTED.inc()

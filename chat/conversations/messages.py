@@ -35,7 +35,7 @@ class Messages:
         self.conversations = conversations
         self.store = store
         self.events = events
-        self.writer = MessageWriter(store)
+        self.writer = MessageWriter(store.messages)
         self._phrases = tuple(p.casefold() for p in handoff_phrases)
 
     async def append(self, conversation: Conversation, *, guard_version: bool = False,
@@ -47,7 +47,7 @@ class Messages:
         it was read with; otherwise StaleVersion and nothing is written.
         """
         if guard_version:
-            message, created = await self.store.append_message(
+            message, created = await self.store.messages.append(
                 conversation.id, require_state=conversation.state, require_version=conversation.version, **fields
             )
         else:
@@ -62,13 +62,13 @@ class Messages:
             return await self.writer.append(conversation.id, **fields)
         except ConversationNotFound:
             # a migrated record touched for the first time has no SQL row yet
-            await self.store.ensure_conversation(conversation)
+            await self.store.conversations.ensure(conversation)
             return await self.writer.append(conversation.id, **fields)
 
     async def list_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,
                        limit: int | None = None) -> list[Message]:
         """Messages after a seq; private notes only for agents and admins."""
-        return await self.store.list_messages(
+        return await self.store.messages.list_of(
             conversation_id, after_seq=after_seq, limit=limit, include_private=identity.is_agent
         )
 
@@ -89,7 +89,7 @@ class Messages:
             # a resend must not reopen a closed conversation nor be refused to an agent reassigned
             # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
             sender_type = "agent" if identity.is_agent else "customer"
-            existing = await self.store.find_message(conversation_id, sender_type, identity.user_id, client_msg_id)
+            existing = await self.store.messages.find(conversation_id, sender_type, identity.user_id, client_msg_id)
             if existing is not None:
                 return existing
         if identity.is_agent:

@@ -18,7 +18,7 @@ class Staff:
     async def remember(self, identity: Identity) -> None:
         """Keep agents and admins in `users` so they can be named in assign and transfer."""
         if identity.is_agent and identity.user_id not in self._known:
-            await self.store.remember_user(identity.user_id, identity.role, identity.name)
+            await self.store.staff.remember(identity.user_id, identity.role, identity.name)
             self._known.add(identity.user_id)
 
     async def on_session_opened(self, event: SessionOpened) -> None:
@@ -27,12 +27,12 @@ class Staff:
 
     async def check_agent(self, agent_id: str) -> None:
         """not_found unless the agent is known."""
-        if not await self.store.agent_exists(agent_id):
+        if not await self.store.staff.agent_exists(agent_id):
             raise NotFound(f"agent {agent_id} not found")
 
     async def check_team(self, team_id: str | None, *, required: bool = False) -> None:
         """not_found unless the team exists (None: nothing to check, unless a team is required)."""
         if team_id is None and not required:
             return
-        if team_id is None or not await self.store.team_exists(team_id):
+        if team_id is None or not await self.store.teams.exists(team_id):
             raise NotFound(f"team {team_id} not found")

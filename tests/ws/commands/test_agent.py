@@ -127,7 +127,7 @@ async def test_transfer_to_agent_and_to_team_and_close_rules(harness):
     admin = await h.connect("boss", role="admin")
     closed = (await admin.ok("conversation.close", conversation_id=cid))["conversation"]
     assert closed["state"] == "closed"
-    events = await h.app[keys.STORE].list_events(cid)
+    events = await h.app[keys.STORE].events.list_of(cid)
     assert [(e.trigger, e.reason, e.actor_id) for e in events] == [
         ("assign", "claim", "agent-1"), ("assign", "transfer", "agent-1"), ("requeue", "transfer", "agent-2"),
         ("close", "closed by admin", "boss")]

@@ -48,7 +48,7 @@ async def test_send_is_idempotent_and_gets_an_ai_reply(h):
     assert "".join(deltas) == "Hello, world"
     assert all(f["data"]["reply_to"] == m["id"] for f in ws.events if f["type"] == "ai.delta")
     await h.drain_ai()
-    stored = await h.app[keys.STORE].list_messages(cid)
+    stored = await h.app[keys.STORE].messages.list_of(cid)
     assert [(x.seq, x.sender_type) for x in stored] == [(1, "customer"), (2, "ai")]  # the resend stored nothing
 
 
@@ -79,7 +79,7 @@ async def test_other_customers_conversations_do_not_exist(h):
         for target in (cid, "00000000-0000-0000-0000-000000000000"):
             reply = await bob.request(cmd, conversation_id=target, **fields)
             assert reply["code"] == "not_found", (cmd, reply)
-    assert (await h.app[keys.STORE].list_messages(cid)) == []
+    assert (await h.app[keys.STORE].messages.list_of(cid)) == []
 
 
 async def test_unicode_round_trips_byte_for_byte(h):
@@ -151,7 +151,7 @@ async def test_handoff_request_and_close_then_message_reopens(h):
     c = (await ws.ok("conversation.resume", conversation_id=cid))["conversation"]
     assert c["state"] in ("ai",) and c["agent_type"] == "ai"
     await h.drain_ai()
-    events = await h.app[keys.STORE].list_events(cid)
+    events = await h.app[keys.STORE].events.list_of(cid)
     assert [e.trigger for e in events] == ["request_handoff", "close", "reopen"]
     assert events[0].reason == "customer_request: need a person" and events[0].actor_type == "customer"
 
