@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
 import orjson
 import pytest
 
@@ -355,8 +356,8 @@ async def test_racing_assigns_have_one_winner(api):
         if has_claim:  # the WebSocket command against the REST action
             ws = await api.client.ws_connect(f"/ws?token={api.token(bob)}")
             try:
-                async def claim() -> int:
-                    await ws.send_json({"type": "conversation.claim", "id": 7, "conversation_id": c.id})
+                async def claim(ws: aiohttp.ClientWebSocketResponse = ws, cid: str = c.id) -> int:
+                    await ws.send_json({"type": "conversation.claim", "id": 7, "conversation_id": cid})
                     while (frame := await ws.receive_json(timeout=5)).get("id") != 7:
                         pass
                     return 200 if frame["type"] == "result" else {"conflict": 409}.get(frame.get("code"), 500)

@@ -105,7 +105,8 @@ def _fuzz(doc: dict, base_url: str, token: str, served: set[tuple[str, str]],
                       suppress_health_check=list(HealthCheck), print_blob=False)
             def run(case) -> None:
                 response = case.call(base_url=base_url, timeout=10)
-                statuses.setdefault(f"{operation.method.upper()} {operation.path}", set()).add(response.status_code)
+                route = f"{case.operation.method.upper()} {case.operation.path}"
+                statuses.setdefault(route, set()).add(response.status_code)
                 case.validate_response(response, checks=CHECKS)
 
             try:

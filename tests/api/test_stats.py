@@ -94,15 +94,15 @@ class Fixture:
 async def fixture(api):
     """Times are seconds after T0 (a midnight in 2010); the window is [0, 86400).
 
-    | conv | created | team | transitions (s)                                              | messages (s)                     |
-    |------|---------|------|--------------------------------------------------------------|----------------------------------|
-    | A    | 0       | T    | handoff 10, assign 40.5, close 300                           | customer 5, agent private 50, agent 100 |
-    | B    | 1000    | T    | handoff 1010, assign 1100, requeue 1200, assign 1500         | customer 1005, agent 1550        |
-    | C    | 2000    | -    | close 2600                                                   | customer 2010, ai 2020           |
-    | D    | 3000    | T2   | handoff 3100, release 3400                                   | system 3101                      |
-    | E    | -5000   | T    | handoff -4000, assign 5000, close 6000                       | agent 5020                       |
-    | F    | 7000    | -    | handoff DAY+100                                              | customer 7005                    |
-    | G    | DAY+10  | -    | (none)                                                       | customer DAY+20                  |
+    | conv | created | team | transitions (s) | messages (s) |
+    | --- | --- | --- | --- | --- |
+    | A | 0 | T | handoff 10, assign 40.5, close 300 | customer 5, agent private 50, agent 100 |
+    | B | 1000 | T | handoff 1010, assign 1100, requeue 1200, assign 1500 | customer 1005, agent 1550 |
+    | C | 2000 | - | close 2600 | customer 2010, ai 2020 |
+    | D | 3000 | T2 | handoff 3100, release 3400 | system 3101 |
+    | E | -5000 | T | handoff -4000, assign 5000, close 6000 | agent 5020 |
+    | F | 7000 | - | handoff DAY+100 | customer 7005 |
+    | G | DAY+10 | - | (none) | customer DAY+20 |
     """
     app, _ = api
     clock = Clock()
