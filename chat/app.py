@@ -28,6 +28,7 @@ from chat.settings import Settings
 from chat.store import Store, connect
 from chat.ws import transport
 from chat.ws.registry import default_registry
+from chat.ws.session import Services
 from states.repository import ConversationRepository
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
+    app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events)
     await bus.start()
     yield
     await runner.close()

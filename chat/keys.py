@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chat.routing import Router
     from chat.store import Store
     from chat.ws.registry import Registry
+    from chat.ws.session import Services
     from states.repository import ConversationRepository
 
 # the value types are named in the annotations only: the modules that define them import this one
@@ -38,5 +39,6 @@ HTTP_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("http_session")  # 
 AI_PROVIDER: web.AppKey[Provider] = web.AppKey("ai_provider")
 AI_RUNNER: web.AppKey[AIRunner] = web.AppKey("ai_runner")
 WS_REGISTRY: web.AppKey[Registry] = web.AppKey("ws_registry")
+WS_SERVICES: web.AppKey[Services] = web.AppKey("ws_services")  # what each socket's phases use
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 ROUTER: web.AppKey[Router] = web.AppKey("router")

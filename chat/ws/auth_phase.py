@@ -8,14 +8,10 @@ import logging
 from aiohttp import WSCloseCode
 
 from chat.auth import AuthError, Identity, verify_token
-from chat.conversations import Operations
 from chat.errors import Unauthenticated, to_chat_error
-from chat.events import Events, SessionClosed, SessionOpened
-from chat.hub import Hub
-from chat.settings import Settings
+from chat.events import SessionClosed, SessionOpened
 from chat.ws.connection import CLOSE_AUTH_FAILED, Connection
-from chat.ws.registry import Registry
-from chat.ws.session import Session
+from chat.ws.session import Services, Session
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +19,12 @@ log = logging.getLogger(__name__)
 class AuthPhase:
     """Turns a connection into a session once its token is verified."""
 
-    def __init__(self, conn: Connection, *, settings: Settings, ops: Operations, hub: Hub, registry: Registry,
-                 events: Events):
+    def __init__(self, conn: Connection, services: Services):
         self.conn = conn
-        self.settings = settings
-        self.ops = ops
-        self.hub = hub
-        self.registry = registry
-        self.events = events
+        self.services = services
+        self.settings = services.settings
+        self.hub = services.hub
+        self.events = services.events
         self.session: Session | None = None
 
     async def handle_text(self, text: str) -> Session | None:
@@ -56,8 +50,7 @@ class AuthPhase:
     async def open(self, identity: Identity, frame_id: int | None = None) -> Session | None:
         """Leave the auth phase: the socket gets its session. When the session cannot be set up
         (Redis or the database down) the client gets the error and the socket is closed."""
-        session = Session(self.conn, identity, settings=self.settings, ops=self.ops, hub=self.hub,
-                          registry=self.registry)
+        session = Session(self.conn, identity, self.services)
         self.hub.add(session)
         try:
             await self.events.emit(SessionOpened(identity))

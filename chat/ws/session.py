@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from aiohttp import WSCloseCode
 from marshmallow import ValidationError
@@ -13,6 +14,7 @@ from chat import metrics
 from chat.auth import Identity
 from chat.conversations import Operations
 from chat.errors import Forbidden, Invalid, RateLimited, to_chat_error
+from chat.events import Events
 from chat.hub import Hub
 from chat.settings import Settings
 from chat.ws.commands import CommandContext
@@ -22,17 +24,27 @@ from chat.ws.registry import Registry
 FLOOD_STRIKES = 10  # commands refused as rate_limited in a row before the socket is closed
 
 
+@dataclass(frozen=True)
+class Services:
+    """What every socket's phases use, built once by the app."""
+
+    settings: Settings
+    ops: Operations
+    hub: Hub
+    registry: Registry
+    events: Events
+
+
 class Session:
     """A connection with an identity; only sessions join the hub."""
 
-    def __init__(self, conn: Connection, identity: Identity, *, settings: Settings, ops: Operations, hub: Hub,
-                 registry: Registry):
+    def __init__(self, conn: Connection, identity: Identity, services: Services):
         self.conn = conn
         self.identity = identity
-        self.settings = settings
-        self.ops = ops
-        self.hub = hub
-        self.registry = registry
+        self.settings = services.settings
+        self.ops = services.ops
+        self.hub = services.hub
+        self.registry = services.registry
         self._recent: deque[float] = deque()
         self._strikes = 0
         conn.user_id = identity.user_id

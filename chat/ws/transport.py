@@ -31,8 +31,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=settings.ws_heartbeat_s)
     await ws.prepare(request)
     conn = Connection(ws, settings)
-    phase = AuthPhase(conn, settings=settings, ops=app[keys.OPERATIONS], hub=app[keys.HUB],
-                      registry=app[keys.WS_REGISTRY], events=app[keys.EVENTS])
+    phase = AuthPhase(conn, app[keys.WS_SERVICES])
     app[SOCKETS].add(conn)
     metrics.OPEN_SOCKETS.inc()
     conn.start_writer()
