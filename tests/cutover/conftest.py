@@ -1,21 +1,14 @@
-"""Fixtures for the cut-over script tests: the scripts on sys.path and Redis dbs 10-13."""
+"""Fixtures for the cut-over tests: Redis dbs 10-13 and a MariaDB schema, each emptied before and after."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-# Works whatever pytest's import mode: this directory and scripts/ become importable.
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from script_support import OWN_DBS, add_scripts_to_path, redis_url
-
-add_scripts_to_path()
+from tests.cutover.backups import reset_schema
+from tests.cutover.support import OWN_DBS, redis_url
 
 
 @pytest.fixture
@@ -28,3 +21,11 @@ def dbs() -> Iterator[dict[int, redis.Redis]]:
     for client in clients.values():
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def mysql_url(mysql_database_url):
+    """The run's MariaDB database with the full schema and empty tables, before and after."""
+    reset_schema(mysql_database_url)
+    yield mysql_database_url
+    reset_schema(mysql_database_url)

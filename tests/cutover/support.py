@@ -1,23 +1,15 @@
-"""Shared bits of the cut-over script tests (imported by conftest.py and the test modules)."""
+"""Shared bits of the cut-over tests (constants and helpers; the fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO / "scripts"
 
 # Other suites share this Redis server; these tests only ever touch these logical dbs.
 OWN_DBS = (10, 11, 12, 13)
-
-
-def add_scripts_to_path() -> None:
-    """The scripts are programs, not a package: import them the way they import each other."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
 
 
 def redis_url(db: int) -> str:

@@ -1,4 +1,4 @@
-"""scripts/_common.py: URL masking, argparse types, progress output."""
+"""chat/cutover/common.py: URL masking, argparse types, progress output."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import io
 
 import pytest
-from _common import Progress, mask_url, percent, positive_int
+
+from chat.cutover.common import Progress, mask_url, percent, positive_int
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_progress_writes_plain_lines_otherwise():
 
 
 def test_mask_url_keeps_sqlite_paths():
-    from _common import mask_url
+    from chat.cutover.common import mask_url
 
     assert mask_url("sqlite:////abs/path/chat.db") == "sqlite:////abs/path/chat.db"
     assert mask_url("sqlite:///data/chat.db") == "sqlite:///data/chat.db"

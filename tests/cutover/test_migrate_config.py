@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import migrate_config
 import pytest
 from dotenv import dotenv_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from script_support import REPO
+
+from chat.cutover import migrate_config
+from tests.cutover.support import REPO
 
 DB_PASSWORD = "p@ss:w#rd$HOME${USER}/?%20'x"
 REDIS_PASSWORD = 'r3d:s@#$"x'

@@ -1,4 +1,4 @@
-"""scripts/migrate_redis.py against the real Redis (dbs 10-13 only)."""
+"""chat.cutover.migrate_redis (scripts/migrate_redis.py) against the real Redis (dbs 10-13 only)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import migrate_redis
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from script_support import REPO, redis_url
+
+from chat.cutover import migrate_redis
+from chat.cutover.migrate_redis import passes, wire
+from tests.cutover.support import REPO, redis_url
 
 SRC, TGT, INPLACE = 10, 11, 12
 HOUR_MS = 3_600_000
@@ -303,7 +303,7 @@ def test_hash_under_the_pattern_is_reported_and_skipped(dbs, tmp_path):
 
 def test_key_deleted_between_scan_and_read_is_skipped(dbs, tmp_path, monkeypatch):
     seed(dbs[SRC])
-    real_scan = migrate_redis.scan_batches
+    real_scan = passes.scan_batches
 
     def scan_then_delete(*args):
         for keys, fraction in real_scan(*args):
@@ -311,7 +311,7 @@ def test_key_deleted_between_scan_and_read_is_skipped(dbs, tmp_path, monkeypatch
                 dbs[SRC].delete("session:offset")  # gone after SCAN saw it, before the read
             yield keys, fraction
 
-    monkeypatch.setattr(migrate_redis, "scan_batches", scan_then_delete)
+    monkeypatch.setattr(passes, "scan_batches", scan_then_delete)
 
     rc, lines = run(tmp_path)
 
@@ -458,7 +458,7 @@ def test_same_source_and_target_converts_in_place(dbs, tmp_path, capsys):
 
 def test_interrupted_run_can_simply_be_run_again(dbs, tmp_path, monkeypatch, capsys):
     seed(dbs[SRC])
-    real_convert_batch = migrate_redis.convert_batch
+    real_convert_batch = passes.convert_batch
     calls = []
 
     def interrupt_on_second_batch(*args):
@@ -467,13 +467,13 @@ def test_interrupted_run_can_simply_be_run_again(dbs, tmp_path, monkeypatch, cap
             raise KeyboardInterrupt
         return real_convert_batch(*args)
 
-    monkeypatch.setattr(migrate_redis, "convert_batch", interrupt_on_second_batch)
+    monkeypatch.setattr(passes, "convert_batch", interrupt_on_second_batch)
     rc, _ = run(tmp_path)
     assert rc == 1
     assert "INCOMPLETE" in capsys.readouterr().out
     assert 0 < dbs[TGT].dbsize() < len(OLD)
 
-    monkeypatch.setattr(migrate_redis, "convert_batch", real_convert_batch)
+    monkeypatch.setattr(passes, "convert_batch", real_convert_batch)
     rc, _ = run(tmp_path, "--verify")
 
     assert rc == 0
@@ -553,93 +553,6 @@ def test_runs_as_a_script_from_the_repo_root(dbs, tmp_path):
     assert dbs[TGT].dbsize() == len(OLD)
 
 
-# --------------------------------------------------------------------------- conversion units
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-NOW = "2025-01-01T00:00:00.000Z"
-
-
-@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
-def test_epoch_ms_matches_datetime(ms):
-    expected = (
-        (EPOCH + timedelta(milliseconds=ms))
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
-    assert migrate_redis.parse_timestamp(ms, "t") == expected
-    assert migrate_redis.parse_timestamp(str(ms), "t") == expected
-
-
-@given(
-    st.datetimes(
-        min_value=datetime(1900, 1, 1),
-        max_value=datetime(2200, 1, 1),
-        timezones=st.sampled_from([UTC, None]) | st.timezones(),
-    )
-)
-def test_iso_strings_become_utc_milliseconds(moment):
-    text = moment.isoformat()
-    result = migrate_redis.parse_timestamp(text, "t")
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    back = datetime.fromisoformat(result)
-    assert result.endswith("Z") and len(result) == 24
-    assert back == aware.astimezone(UTC).replace(microsecond=aware.microsecond // 1000 * 1000)
-    # A canonical timestamp passes through unchanged.
-    assert migrate_redis.parse_timestamp(result, "t") == result
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2024-01-01T10:00:00Z", "2024-01-01T10:00:00.000Z"),
-        ("2024-01-01", "2024-01-01T00:00:00.000Z"),
-        (" 2024-01-01T10:00:00.5-02:00 ", "2024-01-01T12:00:00.500Z"),
-        (1704103200000.9, "2024-01-01T10:00:00.000Z"),
-        ("1704103200000.9", "2024-01-01T10:00:00.000Z"),
-        (-1, "1969-12-31T23:59:59.999Z"),
-        (None, None),
-        ("", None),
-    ],
-)
-def test_timestamp_forms(value, expected):
-    assert migrate_redis.parse_timestamp(value, "t") == expected
-
-
-@pytest.mark.parametrize(
-    "value", [True, "yesterday", "2024-13-01T00:00:00.000Z", float("nan"), 10**20, [1], {"a": 1}]
-)
-def test_bad_timestamps(value):
-    with pytest.raises(migrate_redis.ConversionError) as exc:
-        migrate_redis.parse_timestamp(value, "createdAt")
-    assert exc.value.code == "bad_timestamp"
-    assert "createdAt" in exc.value.reason
-
-
-def test_lone_surrogates_and_big_numbers_survive():
-    raw = b'{"userId": "u", "context": {"s": "\\ud800", "n": 123456789012345678901234567890}}'
-    converted = migrate_redis.convert(raw, NOW)
-    assert json.loads(converted.value)["context"] == {
-        "s": "\ud800",
-        "n": 123456789012345678901234567890,
-    }
-
-
-def test_user_id_forms():
-    assert migrate_redis.convert(b'{"userId": 7}', NOW).record["user_id"] == "7"
-    assert (
-        migrate_redis.convert(b'{"userId": "%s"}' % (b"u" * 64), NOW).record["user_id"] == "u" * 64
-    )
-    for raw in (
-        b'{"userId": ""}',
-        b'{"userId": true}',
-        b'{"userId": [1]}',
-        b'{"userId": "%s"}' % (b"u" * 65),
-    ):
-        with pytest.raises(migrate_redis.ConversionError) as exc:
-            migrate_redis.convert(raw, NOW)
-        assert exc.value.code == "bad_user_id"
-
-
 def test_scan_fraction_estimates_progress(dbs):
     client = dbs[SRC]
     for start in range(0, 2000, 500):
@@ -649,31 +562,14 @@ def test_scan_fraction_estimates_progress(dbs):
         cursor, _ = client.scan(cursor, count=100)
         if cursor == 0:
             break
-        fractions.append(migrate_redis.scan_fraction(cursor))
+        fractions.append(wire.scan_fraction(cursor))
     assert fractions == sorted(fractions)
     assert all(0 < f < 1 for f in fractions)
     assert fractions[len(fractions) // 2] == pytest.approx(0.5, abs=0.2)
 
 
-def test_migrated_records_load_in_the_service():
-    """The contract check: the service's own record loader accepts every converted record."""
-    from states import record
-    for key, old in OLD.items():
-        converted = migrate_redis.convert(json.dumps(old).encode(), NOW)
-        loaded = record.load_record(key.removeprefix("session:"), converted.value)
-        assert loaded.state == ("ai" if converted.record["agent_type"] == "ai" else "handoff")
-        assert loaded.version == 0 and loaded.extra == {}
-
-
-def test_public_read_path_gives_the_same_outcome(dbs, tmp_path, monkeypatch):
-    """Without the parser shortcut (another redis-py), replies and error replies read the same."""
-
-    class PublicWire(migrate_redis.Wire):
-        def __init__(self, client):
-            super().__init__(client)
-            self._read_parsed = None
-
-    monkeypatch.setattr(migrate_redis, "Wire", PublicWire)
+def test_error_replies_are_read_as_values(dbs, tmp_path):
+    """An error reply in a pipelined batch (GET on a list) is one key's problem, not the run's."""
     seed(dbs[SRC])
     dbs[TGT].rpush("session:epoch-human", "x")  # GET on it answers with an error reply
 
@@ -685,12 +581,3 @@ def test_public_read_path_gives_the_same_outcome(dbs, tmp_path, monkeypatch):
         ("session:epoch-human", "verify_target_not_string"),
     ]
     assert json.loads(dbs[TGT].get("session:iso-ttl")) == EXPECTED["session:iso-ttl"]
-
-
-def test_integers_beyond_64_bits_survive_exactly():
-    import migrate_redis
-
-    raw = b'{"userId": "u1", "agent": "ai", "context": {"order": 123456789012345678901234567890}}'
-    converted = migrate_redis.convert(raw, "2024-01-01T00:00:00.000Z")
-    assert converted.record["context"]["order"] == 123456789012345678901234567890
-    assert b'"order":123456789012345678901234567890' in converted.value

@@ -7,10 +7,11 @@ import json
 import shlex
 import sys
 
-import monitor
 import pytest
 from aiohttp import web
-from script_support import REPO
+
+from chat.cutover import health, monitor
+from tests.cutover.support import REPO
 
 HITS = web.AppKey("hits", list)
 
@@ -277,9 +278,9 @@ async def test_runs_as_a_script(aiohttp_server):
 
 def test_percentile_is_nearest_rank():
     values = sorted(float(v) for v in range(1, 101))
-    assert monitor.percentile(values, 50) == 50.0
-    assert monitor.percentile(values, 95) == 95.0
-    assert monitor.percentile([7.0], 95) == 7.0
+    assert health.percentile(values, 50) == 50.0
+    assert health.percentile(values, 95) == 95.0
+    assert health.percentile([7.0], 95) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -293,12 +294,12 @@ def test_percentile_is_nearest_rank():
     ],
 )
 def test_health_url(url, expected):
-    assert monitor.health_url(url) == expected
+    assert health.health_url(url) == expected
 
 
 def test_error_messages_never_carry_the_password():
     url = "http://admin:s3cr%40t@127.0.0.1:1/health"
-    assert monitor._scrub("failed GET http://admin:s3cr%40t@127.0.0.1:1", url) == (
+    assert health._scrub("failed GET http://admin:s3cr%40t@127.0.0.1:1", url) == (
         "failed GET http://admin:***@127.0.0.1:1"
     )
-    assert monitor._scrub("password s3cr@t", url) == "password ***"
+    assert health._scrub("password s3cr@t", url) == "password ***"

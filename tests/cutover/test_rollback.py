@@ -1,273 +1,45 @@
-"""scripts/backup.py and scripts/rollback.py against the real Redis (dbs 10-13) and MariaDB."""
+"""chat.cutover.rollback (scripts/rollback.py) against the real Redis (dbs 10-13) and MariaDB."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-import warnings
-from pathlib import Path
 
-import _backup_format as fmt
-import backup
-import migrate_redis
-import pymysql
 import pytest
-import rollback
-from _common import mask_url
-from script_support import REPO, redis_url
 
-from chat.settings import parse_database_url
-from chat.store import Store, connect
-from chat.store.schema import table_names
-
-LIVE, OLD_DB, SCRATCH = 10, 11, 13
-HOUR_MS = 3_600_000
-# MariaDB's client (mariadb-client, pulled in by mariadb-server) is on every machine ./dev test
-# prepares; both backup methods are tested, neither is skipped
-HAS_MYSQLDUMP = shutil.which("mysqldump") is not None and shutil.which("mysql") is not None
-TABLES = [*table_names(), "schema_version"]
-
-
-# --------------------------------------------------------------------------- SQL fixtures
-
-
-async def _upgrade(url: str) -> None:
-    db = await connect(parse_database_url(url), pool_size=2)
-    try:
-        await Store(db).upgrade()
-    finally:
-        await db.close()
-
-
-def _mysql(url: str) -> pymysql.connections.Connection:
-    config = parse_database_url(url)
-    return pymysql.connect(
-        host=config.host,
-        port=config.port,
-        user=config.user,
-        password=config.password,
-        database=config.database,
-        charset="utf8mb4",
-        autocommit=False,
-    )
-
-
-def _reset_schema(url: str) -> None:
-    """The full schema with its version row, every table empty.
-
-    The database is shared with the other suites for the whole run: tests here drop tables,
-    empty schema_version and leave rows behind, and none of that may reach them.
-    """
-    conn = _mysql(url)
-    try:
-        with conn.cursor() as cur, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Without a version row, the upgrade recreates any table a test dropped.
-            cur.execute("DROP TABLE IF EXISTS schema_version")
-        conn.commit()
-    finally:
-        conn.close()
-    with warnings.catch_warnings():  # "table already exists"
-        warnings.simplefilter("ignore")
-        asyncio.run(_upgrade(url))
-    conn = _mysql(url)
-    try:
-        with conn.cursor() as cur:
-            for table in reversed(table_names()):
-                cur.execute(f"DELETE FROM `{table}`")
-        conn.commit()
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def mysql_url(mysql_database_url):
-    """The run's MariaDB database with the full schema and empty tables, before and after."""
-    _reset_schema(mysql_database_url)
-    yield mysql_database_url
-    _reset_schema(mysql_database_url)
-
-
-# Tricky content on purpose: the mysqldump row counter must not be fooled by quotes,
-# backslashes or "),(" inside strings.
-ROWS = {
-    "users": [
-        ("agent-1", "agent", "Ann", 1, 3, 1_700_000_000_000, 1_700_000_000_001),
-        ("cust-1", "customer", None, 1, None, 1_700_000_000_000, 1_700_000_000_000),
-    ],
-    "customer_contacts": [
-        ("cc-1", "cust-1", "O'Brien", "o@example.com", None, '{"a": "),("}', 1_700_000_000_000),
-    ],
-    "teams": [("team-1", "Support", "first line", 1_700_000_000_000, 1_700_000_000_000)],
-    "team_members": [("team-1", "agent-1", 1_700_000_000_000)],
-    "labels": [("label-1", "vip", "d\\e'sc", "#ff0000", 1_700_000_000_000)],
-    "conversations": [
-        ("conv-1", "cust-1", "human", "human", "agent-1", "team-1", 3, 2, "{}", None,
-         1_700_000_000_000, 1_700_000_000_100),
-        ("conv-2", "cust-1", "ai", "ai", None, None, 0, 1, None, None,
-         1_700_000_000_200, 1_700_000_000_200),
-    ],
-    "conversation_labels": [("conv-1", "label-1")],
-    "messages": [
-        ("m-1", "conv-1", 1, "customer", "cust-1", "你好 'quoted' \\ back), ('x", 0, "c-1",
-         1_700_000_000_010),
-        ("m-2", "conv-1", 2, "agent", "agent-1", "line\nbreak\ttab 😀", 1, None, 1_700_000_000_020),
-        ("m-3", "conv-2", 1, "customer", "cust-1", "(", 0, "c-2", 1_700_000_000_210),
-    ],
-    "conversation_events": [
-        ("e-1", "conv-1", 1, "assign", "ai", "human", "agent", "agent-1", None, "agent-1", None,
-         1_700_000_000_050),
-    ],
-}
-
-
-def seed_sql(url: str) -> None:
-    conn = _mysql(url)
-    try:
-        with conn.cursor() as cur:
-            for table, rows in ROWS.items():
-                marks = ", ".join(["%s"] * len(rows[0]))
-                cur.executemany(f"INSERT INTO `{table}` VALUES ({marks})", rows)
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def change_sql(url: str, since_ms: int) -> None:
-    """Insert, update and delete rows in parents and children."""
-    conn = _mysql(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO conversations VALUES (%s, %s, 'ai', 'ai', NULL, NULL, 0, 1, NULL, NULL, %s, %s)",
-                ("conv-new", "cust-2", since_ms + 1, since_ms + 1),
-            )
-            cur.execute(
-                "INSERT INTO messages VALUES ('m-new', 'conv-new', 1, 'customer', 'cust-2', 'hi', 0, NULL, %s)",
-                (since_ms + 2,),
-            )
-            cur.execute("UPDATE messages SET content = %s WHERE id = %s", ("edited", "m-1"))
-            cur.execute("UPDATE users SET name = %s, active = 0 WHERE id = %s", ("Bob", "agent-1"))
-            cur.execute("DELETE FROM conversations WHERE id = %s", ("conv-2",))  # cascades to m-3
-            cur.execute("DELETE FROM labels WHERE id = %s", ("label-1",))
-            cur.execute("DELETE FROM schema_version")
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def sql_snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every row of every table, in a stable order."""
-    conn = _mysql(url)
-    try:
-        with conn.cursor() as cur:
-            snapshot = {}
-            for table in TABLES:
-                cur.execute(f"SELECT * FROM `{table}`")
-                snapshot[table] = sorted(cur.fetchall(), key=repr)
-        conn.rollback()
-        return snapshot
-    finally:
-        conn.close()
-
-
-# --------------------------------------------------------------------------- Redis fixtures
-
-
-def new_session(user_id: str, state: str = "ai", stamp: str = "2024-01-01T10:00:00.000Z", **extra) -> bytes:
-    record = {
-        "user_id": user_id,
-        "agent_type": "ai" if state == "ai" else "human",
-        "context": {"lang": "zh"},
-        "created_at": stamp,
-        "updated_at": stamp,
-        "state": state,
-        "version": 1,
-        "agent_id": "agent-1" if state == "human" else None,
-        "team_id": None,
-        "metadata": {"channel": "web"},
-        **extra,
-    }
-    return json.dumps(record).encode()
-
-
-def seed_redis(client) -> None:
-    client.set("session:ttl", new_session("u-1"), px=HOUR_MS)
-    client.set("session:no-ttl", new_session("u-2", "human"))
-    client.set("session:binary", b"\x00\xff not json \xfe", px=2 * HOUR_MS)
-    client.set("session:" + "x" * 40, "long " * 200)  # compressible: an LZF payload
-    client.hset("presence:agent-1", mapping={"status": "online", "max_chats": "3", "teams": '["t"]'})
-    client.zadd("agents:online", {"agent-1": 1_700_000_000_000, "agent-2": 1.5})
-    client.zadd("agents:lease", {"agent-1": 1_800_000_000_000})
-    client.sadd("agent:agent-1:load", "conv-1", "conv-2")
-    client.rpush("agents:queue-ish", "a", "b", "a")
-    client.set("unrelated:key", "outside the patterns")
-
-
-def redis_snapshot(client) -> dict[bytes, tuple[str, object]]:
-    """Every key with its type and value (read by type, so encodings do not matter)."""
-    snapshot = {}
-    for key in client.scan_iter(count=100):
-        kind = client.type(key).decode()
-        if kind == "string":
-            value = client.get(key)
-        elif kind == "hash":
-            value = client.hgetall(key)
-        elif kind == "set":
-            value = sorted(client.smembers(key))
-        elif kind == "zset":
-            value = client.zrange(key, 0, -1, withscores=True)
-        elif kind == "list":
-            value = client.lrange(key, 0, -1)
-        else:
-            raise AssertionError(kind)
-        snapshot[key] = (kind, value)
-    return snapshot
-
-
-def ttls(client) -> dict[bytes, int]:
-    return {key: client.pttl(key) for key in client.scan_iter(count=100)}
-
-
-# --------------------------------------------------------------------------- running
-
-
-def summary(out: str) -> dict[str, int]:
-    rows = re.findall(r"^  ([a-zA-Z][a-zA-Z_ -]*?) +([\d,]+)  ", out, re.MULTILINE)
-    return {label: int(count.replace(",", "")) for label, count in rows}
-
-
-def run_backup(out: Path, *args: str, db: int = LIVE, database_url: str | None = None) -> int:
-    argv = ["--out", str(out), "--redis-url", redis_url(db), "--quiet", *args]
-    argv += ["--database-url", database_url] if database_url else ["--skip-database"]
-    return backup.main(argv)
-
-
-def run_rollback(source: Path, *args: str, db: int = LIVE, database_url: str | None = None) -> int:
-    argv = ["--from", str(source), "--redis-url", redis_url(db), "--quiet", *args]
-    argv += ["--database-url", database_url] if database_url else ["--skip-database"]
-    return rollback.main(argv)
-
-
-def manifest(path: Path) -> dict:
-    return json.loads((path / "manifest.json").read_text())
-
-
-def rehash(path: Path) -> None:
-    """Recompute the manifest's checksums after a test edits a file on purpose."""
-    data = manifest(path)
-    for rel in data["files"]:
-        data["files"][rel] = {"sha256": fmt.sha256_file(path / rel), "bytes": (path / rel).stat().st_size}
-    (path / "manifest.json").write_text(json.dumps(data))
-
+from chat.cutover.backup_format import REDIS_FILE
+from chat.cutover.migrate_redis import main as migrate_redis_main
+from chat.cutover.rollback import main as rollback_main
+from states.clock import ms_from_iso
+from states.legacy import format_epoch_ms
+from tests.cutover.backups import (
+    HOUR_MS,
+    LIVE,
+    OLD_DB,
+    backed_up,
+    change_sql,
+    flip_byte,
+    manifest,
+    mysql_connection,
+    new_session,
+    redis_snapshot,
+    rehash,
+    run_backup,
+    run_rollback,
+    seed_redis,
+    seed_sql,
+    sql_snapshot,
+    summary,
+    ttls,
+    upgrade_schema,
+)
+from tests.cutover.support import REPO, redis_url
 
 # --------------------------------------------------------------------------- round trip
 
@@ -364,7 +136,7 @@ def test_plan_names_the_rows_written_since_the_backup(dbs, mysql_url, tmp_path, 
 def test_sqlite_database_round_trip(dbs, tmp_path, capsys):
     path = tmp_path / "chat.db"
     url = f"sqlite:///{path}"
-    asyncio.run(_upgrade(url))
+    asyncio.run(upgrade_schema(url))
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO users VALUES ('u1', 'agent', 'A', 1, NULL, 1, 2)")
     assert run_backup(tmp_path / "bk", database_url=url) == 0
@@ -381,136 +153,14 @@ def test_sqlite_database_round_trip(dbs, tmp_path, capsys):
         assert conn.execute("SELECT COUNT(*) FROM teams").fetchone() == (0,)
 
 
-def test_mysqldump_is_the_default_and_which_decides(dbs, mysql_url, tmp_path, monkeypatch):
-    seed_sql(mysql_url)
-    monkeypatch.setattr(backup.shutil, "which", lambda name: None)  # as if not installed
-    assert run_backup(tmp_path / "logical", database_url=mysql_url) == 0
-    assert manifest(tmp_path / "logical")["database"]["method"] == "logical"
-    monkeypatch.undo()
-    assert HAS_MYSQLDUMP, "mysqldump and mysql (mariadb-client) must be installed"
-    assert run_backup(tmp_path / "dump", database_url=mysql_url) == 0
-    part = manifest(tmp_path / "dump")["database"]
-    assert part["method"] == "mysqldump"
-    assert {t: part["tables"][t]["rows"] for t in ROWS} == {t: len(r) for t, r in ROWS.items()}
-
-
-def test_env_variables_are_the_defaults(dbs, mysql_url, tmp_path, monkeypatch):
-    dbs[LIVE].set("session:env", "x")
-    monkeypatch.setenv("REDIS_URL", redis_url(LIVE))
-    monkeypatch.setenv("DATABASE_URL", mysql_url)
-
-    assert backup.main(["--out", str(tmp_path / "bk"), "--quiet", "--no-mysqldump"]) == 0
-
-    data = manifest(tmp_path / "bk")
-    assert data["redis"]["db"] == LIVE and data["redis"]["keys"] == 1
-    assert data["database"]["url"] == mask_url(mysql_url)
-
-
-# --------------------------------------------------------------------------- backup details
-
-
-def test_key_vanishing_between_scan_and_dump_is_skipped_and_counted(dbs, tmp_path, monkeypatch):
-    seed_redis(dbs[LIVE])
-    real_scan = backup.scan_keys
-
-    def scan_then_delete(*args):
-        for keys, fraction in real_scan(*args):
-            if b"session:ttl" in keys:
-                dbs[LIVE].delete("session:ttl")
-            yield keys, fraction
-
-    monkeypatch.setattr(backup, "scan_keys", scan_then_delete)
-
-    assert run_backup(tmp_path / "bk") == 0
-
-    data = manifest(tmp_path / "bk")
-    assert data["redis"]["vanished"] == 1
-    assert "session:ttl" not in (tmp_path / "bk" / fmt.REDIS_FILE).read_text()
-
-
-def test_patterns_limit_the_keys(dbs, tmp_path):
-    seed_redis(dbs[LIVE])
-    assert run_backup(tmp_path / "bk", "--pattern", "presence:*", "--pattern", "agents:*") == 0
-    data = manifest(tmp_path / "bk")
-    assert data["redis"]["patterns"] == ["presence:*", "agents:*"]
-    assert data["redis"]["keys"] == 4
-
-
-def test_non_empty_out_is_refused_without_force(dbs, tmp_path, capsys):
-    out = tmp_path / "bk"
-    out.mkdir()
-    (out / "something").write_text("x")
-
-    assert run_backup(out) == 2
-    assert not (out / "manifest.json").exists()
-
-    assert run_backup(out, "--force") == 0
-    assert (out / "manifest.json").exists()
-
-
-def test_backup_dry_run_writes_nothing(dbs, mysql_url, tmp_path, capsys):
-    seed_redis(dbs[LIVE])
-    seed_sql(mysql_url)
-
-    assert run_backup(tmp_path / "bk", "--dry-run", database_url=mysql_url) == 0
-
-    assert not (tmp_path / "bk").exists()
-    out = capsys.readouterr().out
-    assert re.search(r"redis keys +9 +would be backed up", out)
-    assert re.search(r"table messages +3", out)
-
-
-def test_unreachable_database_fails_without_a_manifest_or_a_leaked_password(dbs, tmp_path, capsys):
-    url = "mysql://root:s3cret-pw@127.0.0.1:1/chat_api"
-
-    rc = run_backup(tmp_path / "bk", "--no-mysqldump", database_url=url)
-
-    assert rc == 1
-    assert not (tmp_path / "bk" / "manifest.json").exists()
-    captured = capsys.readouterr()
-    assert "s3cret-pw" not in captured.out + captured.err
-    assert "result: FAILED" in captured.out
-
-
-def test_bad_urls_and_missing_config_are_usage_errors(tmp_path):
-    assert backup.main(["--out", str(tmp_path / "a"), "--redis-url", "http://x", "--skip-database"]) == 2
-    assert backup.main(["--out", str(tmp_path / "a"), "--skip-redis", "--database-url", "pg://x/y"]) == 2
-    assert backup.main(["--out", str(tmp_path / "a"), "--skip-redis", "--skip-database",
-                        "--config", str(tmp_path / "missing.env")]) == 2
-    with pytest.raises(SystemExit) as exc:
-        backup.main(["--help"])
-    assert exc.value.code == 0
-
-
 # --------------------------------------------------------------------------- refusing
 
-
-def _backed_up(dbs, mysql_url, tmp_path) -> Path:
-    seed_redis(dbs[LIVE])
-    seed_sql(mysql_url)
-    env = tmp_path / "app.env"
-    env.write_text("A=1\n")
-    assert run_backup(tmp_path / "bk", "--no-mysqldump", "--config", str(env), database_url=mysql_url) == 0
-    # Changes a refused rollback must leave as they are.
-    dbs[LIVE].set("session:ttl", "changed")
-    dbs[LIVE].set("session:new", "new")
-    change_sql(mysql_url, manifest(tmp_path / "bk")["backup_ms"])
-    env.write_text("A=2\n")
-    return tmp_path / "bk"
-
-
-def _flip_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
 TAMPERINGS = {
-    "redis file": lambda bk: _flip_byte(bk / fmt.REDIS_FILE),
+    "redis file": lambda bk: flip_byte(bk / REDIS_FILE),
     "table file": lambda bk: (bk / "database/messages.jsonl").write_text(
         "".join((bk / "database/messages.jsonl").read_text().splitlines(True)[:-1])
     ),
-    "config file": lambda bk: _flip_byte(next((bk / "config").iterdir())),
+    "config file": lambda bk: flip_byte(next((bk / "config").iterdir())),
     "missing file": lambda bk: (bk / "database/users.jsonl").unlink(),
     "manifest count": lambda bk: (bk / "manifest.json").write_text(
         json.dumps({**manifest(bk), "counts": {**manifest(bk)["counts"], "redis_keys": 1}})
@@ -522,7 +172,7 @@ TAMPERINGS = {
 
 @pytest.mark.parametrize("how", list(TAMPERINGS))
 def test_tampered_backup_is_refused_and_nothing_changes(dbs, mysql_url, tmp_path, capsys, how):
-    bk = _backed_up(dbs, mysql_url, tmp_path)
+    bk = backed_up(dbs, mysql_url, tmp_path)
     TAMPERINGS[how](bk)
     keys, rows = redis_snapshot(dbs[LIVE]), sql_snapshot(mysql_url)
     capsys.readouterr()
@@ -537,9 +187,9 @@ def test_tampered_backup_is_refused_and_nothing_changes(dbs, mysql_url, tmp_path
 
 
 def test_count_mismatch_with_matching_checksums_is_refused(dbs, mysql_url, tmp_path, capsys):
-    bk = _backed_up(dbs, mysql_url, tmp_path)
-    lines = (bk / fmt.REDIS_FILE).read_text().splitlines(True)
-    (bk / fmt.REDIS_FILE).write_text("".join(lines[1:]))
+    bk = backed_up(dbs, mysql_url, tmp_path)
+    lines = (bk / REDIS_FILE).read_text().splitlines(True)
+    (bk / REDIS_FILE).write_text("".join(lines[1:]))
     rehash(bk)  # a consistent-looking manifest that still claims one key more
 
     assert run_rollback(bk, "--yes", database_url=mysql_url) == 1
@@ -548,7 +198,7 @@ def test_count_mismatch_with_matching_checksums_is_refused(dbs, mysql_url, tmp_p
 
 
 def test_dry_run_changes_nothing(dbs, mysql_url, tmp_path, capsys):
-    bk = _backed_up(dbs, mysql_url, tmp_path)
+    bk = backed_up(dbs, mysql_url, tmp_path)
     keys, rows = redis_snapshot(dbs[LIVE]), sql_snapshot(mysql_url)
     capsys.readouterr()
 
@@ -569,7 +219,7 @@ class _Terminal(io.StringIO):
 
 
 def test_confirmation(dbs, mysql_url, tmp_path, monkeypatch, capsys):
-    bk = _backed_up(dbs, mysql_url, tmp_path)
+    bk = backed_up(dbs, mysql_url, tmp_path)
     keys = redis_snapshot(dbs[LIVE])
 
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # not a terminal: no way to ask
@@ -601,7 +251,7 @@ def test_key_expired_since_the_backup_is_not_restored(dbs, tmp_path, capsys):
     dbs[LIVE].set("session:short", "v", px=HOUR_MS)
     dbs[LIVE].set("session:long", "w", px=HOUR_MS)
     assert run_backup(tmp_path / "bk") == 0
-    path = tmp_path / "bk" / fmt.REDIS_FILE
+    path = tmp_path / "bk" / REDIS_FILE
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     for entry in entries:
         if entry["key"] == "session:short":
@@ -618,7 +268,7 @@ def test_key_expired_since_the_backup_is_not_restored(dbs, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- reverse migration
 
-# Old Node.js records in every shape migrate_redis accepts.
+# Old Node.js records in every shape the migration accepts.
 OLD_RECORDS = {
     "session:canonical": {
         "userId": "u-1", "agent": "ai", "context": {"history": ["hi"]}, "metadata": {"ch": "web"},
@@ -649,7 +299,7 @@ def _service_touch(client, key: str, state: str, stamp: str) -> None:
 
 
 def _future_stamp(backup_ms: int, plus_ms: int = 60_000) -> str:
-    return migrate_redis.format_epoch_ms(backup_ms + plus_ms)
+    return format_epoch_ms(backup_ms + plus_ms)
 
 
 def test_reverse_migrate_in_place(dbs, tmp_path, capsys):
@@ -658,7 +308,7 @@ def test_reverse_migrate_in_place(dbs, tmp_path, capsys):
     # The backup before the in-place migration holds the old records.
     assert run_backup(tmp_path / "bk") == 0
     backup_ms = manifest(tmp_path / "bk")["backup_ms"]
-    assert migrate_redis.main(["--source", redis_url(LIVE), "--target", redis_url(LIVE), "--quiet",
+    assert migrate_redis_main(["--source", redis_url(LIVE), "--target", redis_url(LIVE), "--quiet",
                                "--report", str(tmp_path / "report.jsonl")]) == 0
     migrated_at = json.loads(live.get("session:no-times"))["created_at"]
     # The new service: a conversation taken by an agent, a new one, presence.
@@ -694,7 +344,7 @@ def test_reverse_migrate_in_place(dbs, tmp_path, capsys):
     counts = summary(out)
     # epoch, canonical, created-after, and no-times when its migration time is after backup_ms
     # (a later millisecond, which it all but always is)
-    later = rollback.iso_ms(migrated_at) > backup_ms
+    later = ms_from_iso(migrated_at) > backup_ms
     assert counts["reverse-migrated"] == 3 + later
     assert counts["keys removed"] == 1
 
@@ -721,7 +371,7 @@ def test_reverse_migrate_into_the_old_services_db(dbs, tmp_path, capsys):
     """Migration db 11 -> db 10; backup of db 10; rollback sends the new sessions to db 11."""
     old, live = dbs[OLD_DB], dbs[LIVE]
     raws = _seed_old(old)
-    assert migrate_redis.main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
+    assert migrate_redis_main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
                                "--report", str(tmp_path / "report.jsonl")]) == 0
     assert run_backup(tmp_path / "bk") == 0
     backup_ms = manifest(tmp_path / "bk")["backup_ms"]
@@ -765,73 +415,13 @@ def test_record_that_cannot_go_back_is_reported_and_left_alone(dbs, tmp_path, ca
 
 
 def test_rollback_usage_errors(tmp_path, capsys):
-    assert rollback.main(["--from", str(tmp_path), "--reverse-target", redis_url(LIVE)]) == 2
-    assert rollback.main(["--from", str(tmp_path), "--reverse-migrate", "--skip-redis"]) == 2
-    assert rollback.main(["--from", str(tmp_path), "--redis-url", "http://x"]) == 2
-    assert rollback.main(["--from", str(tmp_path / "none"), "--skip-redis", "--skip-database"]) == 1
+    assert rollback_main(["--from", str(tmp_path), "--reverse-target", redis_url(LIVE)]) == 2
+    assert rollback_main(["--from", str(tmp_path), "--reverse-migrate", "--skip-redis"]) == 2
+    assert rollback_main(["--from", str(tmp_path), "--redis-url", "http://x"]) == 2
+    assert rollback_main(["--from", str(tmp_path / "none"), "--skip-redis", "--skip-database"]) == 1
 
 
 # --------------------------------------------------------------------------- DUMP decoding
-
-
-@pytest.mark.parametrize(
-    "value",
-    [b"", b"a", b"12345", b"-1", b"-32769", b"2147483648", b"9223372036854775807", b"0123",
-     b"x" * 100, "你好".encode() * 30, bytes(range(256)) * 4, b"ab" * 5000, b"1" * 21],
-)
-def test_string_dump_payloads_decode(dbs, value):
-    dbs[SCRATCH].set("k", value)
-    assert fmt.decode_string_dump(dbs[SCRATCH].dump("k")) == value
-
-
-def test_non_string_dump_payloads_are_not_strings(dbs):
-    dbs[SCRATCH].hset("h", "a", "b")
-    assert fmt.decode_string_dump(dbs[SCRATCH].dump("h")) is None
-    assert fmt.decode_string_dump(b"\x00\xc3garbage") is None
-
-
-def test_count_dump_rows_ignores_parentheses_in_strings(tmp_path):
-    text = (
-        "CREATE TABLE `a` (\n"
-        "CREATE TABLE `empty` (\n"
-        "INSERT INTO `a` VALUES (1,'x),(y'),(2,'it\\'s (a) \\\\'),(3,NULL);\n"
-        "INSERT INTO `a` VALUES (4,0x28);\n"
-    )
-    path = tmp_path / "dump.sql"
-    path.write_text(text)
-    assert fmt.count_dump_rows(path) == {"a": 4, "empty": 0}
-
-
-def test_sql_values_round_trip():
-    import datetime as dt
-    import decimal
-
-    values = [None, 1, -2**70, 1.5, "t", b"\x00\xff", decimal.Decimal("1.10"),
-              dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.date(2024, 1, 2), dt.timedelta(hours=-1, microseconds=3)]
-    encoded = json.loads(fmt.dumps([fmt.encode_sql_value(v) for v in values]))
-    assert [fmt.decode_sql_value(v) for v in encoded] == values
-
-
-def test_entry_encoding_keeps_binary_keys():
-    key = b"session:\xff\x00"
-    line = fmt.encode_entry(key, b"\x00\x01a" + b"\x00" * 10, 5, 99)
-    assert fmt.decode_entry(json.loads(line), "x") == (key, b"\x00\x01a" + b"\x00" * 10, 99)
-    assert base64.b64decode(json.loads(line)["key_b64"]) == key
-
-
-def test_count_dump_rows_reads_one_row_per_line_too(tmp_path):
-    text = (
-        "CREATE TABLE `m` (\n"
-        "INSERT INTO `m` VALUES\n"
-        "(1,'a (b)\\'; c'),\n"
-        "(2,'tab\there;'),\n"
-        "(3,NULL);\n"
-        "-- a comment (with parentheses)\n"
-        "INSERT INTO `m` (`id`, `c`) VALUES (4,'x');\n"
-    )
-    path = tmp_path / "dump.sql"
-    path.write_text(text)
-    assert fmt.count_dump_rows(path) == {"m": 4}
 
 
 def test_both_run_as_scripts_from_the_repo_root(dbs, tmp_path):
@@ -858,8 +448,8 @@ def test_both_run_as_scripts_from_the_repo_root(dbs, tmp_path):
 
 
 def test_missing_table_is_refused_before_anything_changes(dbs, mysql_url, tmp_path, capsys):
-    bk = _backed_up(dbs, mysql_url, tmp_path)
-    conn = _mysql(mysql_url)
+    bk = backed_up(dbs, mysql_url, tmp_path)
+    conn = mysql_connection(mysql_url)
     with conn.cursor() as cur:
         cur.execute("DROP TABLE conversation_events")
     conn.close()

@@ -1,201 +1,190 @@
-"""rollback.to_old, the inverse of migrate_redis.convert: what survives old -> new -> old.
+"""states/legacy.py: the old Node.js record <-> the live record, on parsed JSON, both directions.
 
-No servers: these are the conversion functions alone, checked with hypothesis on every
-record shape migrate_redis accepts.
+The round trips are hypothesis properties: old -> new -> old keeps every old record as it was
+(given the original: its raw forms and key order), new -> old -> new keeps every migrated record,
+and a record of the new service keeps everything the old format has a field for.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import migrate_redis as mr
 import pytest
-import rollback
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-ABSENT = object()
-NOW = "2030-01-01T00:00:00.000Z"  # the "migration time" for records without timestamps
-MS = st.integers(min_value=0, max_value=4_102_444_800_000)  # 1970 .. 2100
+from states import record as record_module
+from states.legacy import (
+    MAX_USER_ID_LENGTH,
+    ConversionError,
+    ReverseError,
+    canonical_json,
+    format_epoch_ms,
+    parse_timestamp,
+    to_new,
+    to_old,
+)
+from tests.states.legacy_records import MS, NOW, json_objects_63, old_records, service_records
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-
-def _json(int_bits: int):
-    scalars = st.none() | st.booleans() | st.integers(-(2**int_bits), 2**int_bits) | st.floats(
-        allow_nan=False, allow_infinity=False
-    ) | st.text(max_size=10)
-    values = st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-        max_leaves=8,
-    )
-    return values, st.dictionaries(st.text(max_size=6), values, max_size=4)
-
-
-json_values, json_objects = _json(70)
-# migrate_redis.loads (orjson) reads an integer outside [-2**63, 2**64) as a float: the
-# migration itself changes such a value (old -> new is lossy there, not new -> old), so the
-# checks that compare against the old record's values keep to integers orjson reads exactly.
-json_values_63, json_objects_63 = _json(63)
-
-
-def _moment(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-# Every timestamp form migrate_redis.parse_timestamp accepts, plus the ways of being absent.
-timestamps = st.one_of(
-    st.just(ABSENT),
-    st.none(),
-    st.just(""),
-    MS.map(mr.format_epoch_ms),  # JavaScript's toISOString()
-    MS,  # Date.now()
-    MS.map(str),  # epoch ms as a string
-    MS.map(lambda ms: ms + 0.25),  # fractional epoch ms
-    st.builds(
-        lambda ms, minutes: _moment(ms).astimezone(timezone(timedelta(minutes=minutes))).isoformat(),
-        MS,
-        st.integers(-720, 840),
-    ),
-    MS.map(lambda ms: _moment(ms).replace(tzinfo=None).isoformat()),  # naive: UTC
-    MS.map(lambda ms: _moment(ms).date().isoformat()),  # date only
-)
-
-# Old fields the migration drops; "user_id"/"agent_type" together would make a new record.
-extra_names = st.text(min_size=1, max_size=8).filter(
-    lambda name: name not in mr.OLD_FIELDS and name not in ("user_id", "agent_type")
-)
-
-
-@st.composite
-def old_records(draw) -> dict:
-    """An old Node.js record in any shape migrate_redis converts, in a random key order."""
-    fields = {
-        "userId": draw(
-            st.text(min_size=1, max_size=64) | st.integers(-(10**30), 10**30)
-        ),
-        "agent": draw(st.sampled_from([ABSENT, None, "ai", "human"])),
-        "context": draw(st.sampled_from([ABSENT, None]) | json_objects),
-        "metadata": draw(st.sampled_from([ABSENT, None]) | json_objects),
-        "createdAt": draw(timestamps),
-        "updatedAt": draw(timestamps),
-    }
-    fields.update(draw(st.dictionaries(extra_names, json_values, max_size=2)))
-    items = [(k, v) for k, v in fields.items() if v is not ABSENT]
-    return dict(draw(st.permutations(items)))
-
-
-def migrate(raw: bytes) -> tuple[mr.Converted, dict]:
-    """What migrate_redis writes for ``raw``, read back as the service would read it."""
+def migrated(old: dict) -> dict:
+    """The new record for ``old``; the examples the migration refuses are skipped."""
     try:
-        converted = mr.convert(raw, NOW)
-    except mr.ConversionError:
+        return to_new(old, NOW).record
+    except ConversionError:
         assume(False)
-    assert not converted.copied
-    return converted, mr.loads(converted.value)
+        raise
 
 
-def canonical(value) -> bytes:
-    return rollback.canonical_json(value)
+# --------------------------------------------------------------------------- round trips
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(old_records(), st.sampled_from([None, 0, 2]))
-def test_old_new_old_with_the_original_is_exact(old, indent):
-    """With the original at hand (backup or old db), an unchanged record comes back byte for byte."""
-    raw = json.dumps(old, indent=indent).encode()
-    _, new = migrate(raw)
-    original = (mr.loads(raw), raw)
+@given(old_records())
+def test_old_new_old_with_the_original_keeps_the_old_record(old):
+    back = to_old(migrated(old), old)
 
-    back = rollback.to_old(new, original[0])
-
-    assert canonical(back) == canonical(original[0])
-    assert list(back) == list(original[0])  # the original's key order too
-    assert rollback.encode_old(back, original) == raw
+    assert canonical_json(back) == canonical_json(old)
+    assert list(back) == list(old)  # the original's key order too
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.text(min_size=1, max_size=64),
-    st.sampled_from(["ai", "human"]),
-    json_objects_63,
-    json_objects_63,
-    MS,
-    MS,
+    st.fixed_dictionaries(
+        {
+            "userId": st.text(min_size=1, max_size=MAX_USER_ID_LENGTH),
+            "agent": st.sampled_from(["ai", "human"]),
+            "context": json_objects_63,
+            "metadata": json_objects_63,
+            "createdAt": MS.map(format_epoch_ms),
+            "updatedAt": MS.map(format_epoch_ms),
+        }
+    )
 )
-def test_old_new_old_without_the_original_is_exact_for_the_canonical_shape(
-    user_id, agent, context, metadata, created_ms, updated_ms
-):
-    """Without it, exact for what the old service itself wrote: every field, ISO strings with Z."""
-    old = {
-        "userId": user_id,
-        "agent": agent,
-        "context": context,
-        "metadata": metadata,
-        "createdAt": mr.format_epoch_ms(created_ms),
-        "updatedAt": mr.format_epoch_ms(updated_ms),
-    }
-    raw = mr.dumps(old)
-    _, new = migrate(raw)
-
-    back = rollback.to_old(new)
-
-    assert canonical(back) == canonical(old)
-    assert rollback.encode_old(back) == raw
+def test_old_new_old_without_the_original_keeps_what_the_old_service_wrote(old):
+    assert canonical_json(to_old(migrated(old))) == canonical_json(old)
 
 
 @settings(max_examples=300, deadline=None)
 @given(old_records())
-def test_new_old_new_is_exact_for_any_migrated_record(old):
-    """Whatever the old shape, converting back and migrating again gives the same new record."""
-    converted, new = migrate(json.dumps(old).encode())
+def test_new_old_new_keeps_any_migrated_record(old):
+    new = migrated(old)
 
-    again = mr.convert(rollback.encode_old(rollback.to_old(new)), "2099-01-01T00:00:00.000Z")
+    again = to_new(to_old(new), "2099-01-01T00:00:00.000Z").record
 
-    assert again.value == converted.value
-
-
-service_records = st.fixed_dictionaries(
-    {
-        "user_id": st.text(min_size=1, max_size=64),
-        "agent_type": st.sampled_from(["ai", "human"]),
-        "context": json_objects_63,  # the service's orjson cannot write bigger integers either
-        "created_at": MS.map(mr.format_epoch_ms),
-        "updated_at": MS.map(mr.format_epoch_ms),
-        "state": st.sampled_from(["ai", "handoff", "human", "closed"]),
-        "version": st.integers(0, 100),
-        "agent_id": st.none() | st.text(min_size=1, max_size=8),
-        "team_id": st.none() | st.text(min_size=1, max_size=8),
-        "metadata": json_objects_63,
-        "handoff_at": st.none() | MS.map(mr.format_epoch_ms),
-    }
-)
+    assert canonical_json(again) == canonical_json(new)
 
 
 @settings(max_examples=200, deadline=None)
 @given(service_records)
-def test_records_of_the_new_service_keep_what_the_old_format_can_hold(record):
-    """A conversation created after the cut-over: everything the old record has a field for."""
-    old = rollback.to_old(record)
+def test_new_old_new_keeps_what_the_old_format_can_hold(record):
+    old = to_old(record)
 
     assert set(old) == {"userId", "agent", "context", "metadata", "createdAt", "updatedAt"}
     expected_agent = {"ai": "ai", "handoff": "human", "human": "human"}.get(record["state"], record["agent_type"])
     assert old["agent"] == expected_agent
-    again = mr.convert(rollback.encode_old(old), NOW).record
+    again = to_new(old, NOW).record
     for name in ("user_id", "context", "metadata", "created_at", "updated_at"):
-        assert canonical(again[name]) == canonical(record[name]), name
+        assert canonical_json(again[name]) == canonical_json(record[name]), name
     assert again["agent_type"] == expected_agent
+
+
+@settings(max_examples=200, deadline=None)
+@given(old_records())
+def test_migrated_records_load_in_the_service(old):
+    """The contract check: the service's own record loader accepts every converted record."""
+    new = migrated(old)
+    loaded = record_module.load_record("c1", canonical_json(new))
+    assert loaded.state == ("ai" if new["agent_type"] == "ai" else "handoff")
+    assert loaded.version == 0 and loaded.extra == {}
+
+
+# --------------------------------------------------------------------------- old -> new
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_epoch_ms_matches_datetime(ms):
+    expected = (
+        (EPOCH + timedelta(milliseconds=ms))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+    assert parse_timestamp(ms, "t") == expected
+    assert parse_timestamp(str(ms), "t") == expected
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, None]) | st.timezones(),
+    )
+)
+def test_iso_strings_become_utc_milliseconds(moment):
+    text = moment.isoformat()
+    result = parse_timestamp(text, "t")
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    back = datetime.fromisoformat(result)
+    assert result.endswith("Z") and len(result) == 24
+    assert back == aware.astimezone(UTC).replace(microsecond=aware.microsecond // 1000 * 1000)
+    # A canonical timestamp passes through unchanged.
+    assert parse_timestamp(result, "t") == result
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-01T10:00:00Z", "2024-01-01T10:00:00.000Z"),
+        ("2024-01-01", "2024-01-01T00:00:00.000Z"),
+        (" 2024-01-01T10:00:00.5-02:00 ", "2024-01-01T12:00:00.500Z"),
+        (1704103200000.9, "2024-01-01T10:00:00.000Z"),
+        ("1704103200000.9", "2024-01-01T10:00:00.000Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_timestamp_forms(value, expected):
+    assert parse_timestamp(value, "t") == expected
+
+
+@pytest.mark.parametrize(
+    "value", [True, "yesterday", "2024-13-01T00:00:00.000Z", float("nan"), 10**20, [1], {"a": 1}]
+)
+def test_bad_timestamps(value):
+    with pytest.raises(ConversionError) as exc:
+        parse_timestamp(value, "createdAt")
+    assert exc.value.code == "bad_timestamp"
+    assert "createdAt" in exc.value.reason
+
+
+def test_user_id_forms():
+    assert to_new({"userId": 7}, NOW).record["user_id"] == "7"
+    assert to_new({"userId": "u" * 64}, NOW).record["user_id"] == "u" * 64
+    for user_id in ("", True, [1], "u" * 65):
+        with pytest.raises(ConversionError) as exc:
+            to_new({"userId": user_id}, NOW)
+        assert exc.value.code == "bad_user_id"
+
+
+def test_no_timestamps_means_the_migration_time_for_both():
+    converted = to_new({"userId": "u"}, NOW)
+    assert converted.defaulted_time
+    assert converted.record["created_at"] == converted.record["updated_at"] == NOW
+
+
+# --------------------------------------------------------------------------- new -> old
 
 
 def test_a_changed_record_keeps_the_change_and_the_original_forms():
     original = {"userId": 7, "createdAt": 1704103200000, "updatedAt": "1704103200000", "note": "kept"}
-    _, new = migrate(json.dumps(original).encode())
+    new = to_new(original, NOW).record
     new.update(state="human", agent_type="human", updated_at="2024-06-01T00:00:00.000Z",
                metadata={"vip": True}, context={"k": 1})
 
-    back = rollback.to_old(new, original)
+    back = to_old(new, original)
 
     assert back == {
         "userId": 7,
@@ -223,12 +212,12 @@ def test_a_changed_record_keeps_the_change_and_the_original_forms():
 def test_records_that_cannot_go_back(change, code):
     record = {"user_id": "u", "agent_type": "ai", "context": {}, "created_at": NOW, "updated_at": NOW,
               "state": "ai", "metadata": {}, **change}
-    with pytest.raises(rollback.ReverseError) as exc:
-        rollback.to_old(record)
+    with pytest.raises(ReverseError) as exc:
+        to_old(record)
     assert exc.value.code == code
 
 
 def test_a_five_field_record_has_no_metadata_to_give_back():
     record = {"user_id": "u", "agent_type": "human", "context": {}, "created_at": NOW, "updated_at": NOW}
-    assert rollback.to_old(record) == {"userId": "u", "agent": "human", "context": {}, "createdAt": NOW,
+    assert to_old(record) == {"userId": "u", "agent": "human", "context": {}, "createdAt": NOW,
                                        "updatedAt": NOW}

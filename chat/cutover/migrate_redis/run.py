@@ -1,0 +1,89 @@
+"""What one migration run works with: its connections, its counters and its report."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+from chat.cutover.migrate_redis.wire import Wire
+from chat.cutover.records import Migrated
+
+# How many problems are echoed on stderr before the rest go to the report only.
+MAX_ECHOED_PROBLEMS = 20
+
+
+@dataclass
+class Stats:
+    """Counters for the summary: every scanned key ends as one of converted to vanished."""
+
+    scanned: int = 0
+    converted: int = 0
+    copied: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    not_string: int = 0
+    target_conflict: int = 0
+    vanished: int = 0
+    defaulted_time: int = 0
+    dropped_fields: int = 0
+    with_ttl: int = 0
+    verified: int = 0
+    verify_mismatch: int = 0
+    verify_skipped: int = 0
+
+    @property
+    def problems(self) -> int:
+        """Outcomes that make the run fail."""
+        return self.failed + self.not_string + self.target_conflict + self.verify_mismatch
+
+
+class Report:
+    """JSON lines ``{"key", "reason", "code", "level"}``; the first few are echoed on stderr."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh = open(path, "wb")  # noqa: SIM115 - kept open for the whole run
+        self.lines = 0
+        self._echoed = 0
+
+    def add(self, key: bytes, code: str, reason: str, level: str = "error") -> None:
+        """Write one line (and echo it while fewer than MAX_ECHOED_PROBLEMS were)."""
+        name = key.decode("utf-8", "backslashreplace")
+        self._fh.write(
+            orjson.dumps({"key": name, "reason": reason, "code": code, "level": level}) + b"\n"
+        )
+        self.lines += 1
+        if self._echoed < MAX_ECHOED_PROBLEMS:
+            print(f"{level}: {name}: {reason}", file=sys.stderr)
+        elif self._echoed == MAX_ECHOED_PROBLEMS:
+            print(f"... the rest only in {self.path}", file=sys.stderr)
+        self._echoed += 1
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+
+# (key, what to write, the source's PTTL)
+Item = tuple[bytes, Migrated, int]
+
+
+@dataclass
+class Run:
+    """Everything one invocation works with."""
+
+    source: redis.Redis
+    scan_wire: Wire  # SCAN on the source
+    read_wire: Wire  # reads of source keys
+    write_wire: Wire  # writes to the target (the source itself in place), and target reads
+    in_place: bool
+    pattern: str
+    batch: int
+    dry_run: bool
+    force: bool
+    now: str
+    report: Report
+    stats: Stats = field(default_factory=Stats)

@@ -1,0 +1,230 @@
+"""The rollback: check the backup, plan, confirm, then restore Redis, the database and the files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMySQL)
+import redis
+
+from chat.cutover.backup_format import FormatError
+from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, UsageError, mask_url
+from chat.cutover.migrate_redis.cli import same_database
+from chat.cutover.rollback.checks import Backup, BackupInvalid, load_backup
+from chat.cutover.rollback.database import RestoreFailed, database_now, preflight_database, restore_database
+from chat.cutover.rollback.options import PROG, Options, build_parser, check_options
+from chat.cutover.rollback.redis_apply import apply_redis
+from chat.cutover.rollback.redis_plan import plan_redis
+from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
+
+
+def config_destinations(
+    backup: Backup, config_dir: Path | None
+) -> list[tuple[dict[str, Any], Path]]:
+    """Where each backed-up file goes: --config-dir/<name>, or where it was taken from."""
+    destinations = []
+    for entry in backup.config:
+        original = Path(entry["original"])
+        destinations.append((entry, config_dir / original.name if config_dir else original))
+    return destinations
+
+
+def restore_configs(backup: Backup, destinations: list[tuple[dict[str, Any], Path]]) -> int:
+    """Put each file back atomically (temporary file and rename), with the mode it had."""
+    for entry, dest in destinations:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out, open(backup.path(entry["file"]), "rb") as source:
+                shutil.copyfileobj(source, out)
+            os.chmod(tmp, entry["mode"])
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return len(destinations)
+
+
+def _version(text: Any) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in str(text).split(".")[:3])
+    except ValueError:
+        return ()
+
+
+class Clients:
+    """The Redis clients of a run, closed together."""
+
+    def __init__(self, options: Options) -> None:
+        self.main: redis.Redis | None = None
+        if options.redis_url is not None:
+            self.main = redis.Redis.from_url(options.redis_url, protocol=2)
+        self.reverse: redis.Redis | None = None
+        if options.reverse_url is not None:
+            self.reverse = (
+                self.main if options.reverse_url == options.redis_url
+                else redis.Redis.from_url(options.reverse_url, protocol=2)
+            )
+
+    def close(self) -> None:
+        """Close each client once."""
+        for client in {id(c): c for c in (self.main, self.reverse) if c is not None}.values():
+            client.close()
+
+
+def preflight(backup: Backup, options: Options, clients: Clients, plan: Plan) -> list[str]:
+    """Reach every server and look at the targets (reads only); problems stop the run."""
+    problems = []
+    if clients.main is not None and backup.redis is not None:
+        targets = ((clients.main, options.redis_url), (clients.reverse, options.reverse_url))
+        for client, url in targets:
+            if client is None:
+                continue
+            try:
+                version = client.info("server").get("redis_version")
+            except redis.RedisError as exc:
+                problems.append(f"redis {mask_url(url or '')}: {exc}")
+                continue
+            source_version = backup.redis.get("redis_version")
+            if client is clients.main and _version(version) < _version(source_version):
+                problems.append(
+                    f"redis: the backup was taken from Redis {backup.redis.get('redis_version')}; "
+                    f"DUMP payloads cannot be restored into the older {version}"
+                )
+        if clients.reverse is not None and clients.reverse is not clients.main and not problems:
+            plan.in_place = same_database(clients.main, clients.reverse)
+    if options.database is not None and backup.database is not None:
+        problems += preflight_database(backup, options.database)
+    if options.restore_config:
+        plan.configs = config_destinations(backup, options.config_dir)
+        names = [dest for _, dest in plan.configs]
+        if len(set(names)) != len(names):
+            problems.append("config: two backed-up files would land on one path (--config-dir?)")
+    return problems
+
+
+def run(backup: Backup, options: Options, clients: Clients, plan: Plan) -> Outcome:
+    """Apply the plan: Redis, then the database, then the configuration files.
+
+    A part that breaks off (a lost connection, a rolled-back transaction) stops the run there;
+    keys that failed one by one (shown in the plan) do not, but still fail the exit code.
+    """
+    outcome = Outcome()
+    stopped = False
+    if plan.redis is not None:
+        assert clients.main is not None
+        progress = Progress("redis", enabled=not options.quiet)
+        try:
+            outcome.redis = apply_redis(
+                backup,
+                plan.redis,
+                clients.main,
+                clients.reverse,
+                batch=options.batch,
+                progress=progress,
+            )
+        except redis.RedisError as exc:
+            outcome.problems.append(f"redis: {exc} (run the rollback again to finish)")
+            stopped = True
+        finally:
+            progress.close()
+        if outcome.redis is not None:
+            for key, reason in outcome.redis.failed:
+                print(f"failed: {key_name(key)}: {reason}", file=sys.stderr)
+            if outcome.redis.failed:
+                outcome.problems.append(f"redis: {len(outcome.redis.failed):,} key(s) failed")
+    if plan.database_now is not None and not stopped:
+        assert options.database is not None
+        progress = Progress("database", enabled=not options.quiet)
+        try:
+            outcome.rows = restore_database(backup, options.database, progress)
+        except (RestoreFailed, FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
+            outcome.problems.append(f"database: {exc}")
+            stopped = True
+        finally:
+            progress.close()
+    if plan.configs and not stopped:
+        try:
+            outcome.configs = restore_configs(backup, plan.configs)
+        except OSError as exc:
+            outcome.problems.append(f"config: {exc}")
+    return outcome
+
+
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    """Run the rollback; see ``--help``."""
+    args = build_parser(prog).parse_args(argv)
+    try:
+        options = check_options(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.monotonic()
+    try:
+        backup = load_backup(options.source, Progress("verify (bytes)", enabled=not options.quiet))
+    except BackupInvalid as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("result: REFUSED (the backup does not check out; nothing was changed)")
+        return EXIT_FAILURE
+    clients = Clients(options)
+    plan = Plan()
+    try:
+        problems = make_plan(backup, options, clients, plan)
+        if problems:
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            print("result: REFUSED (nothing was changed)")
+            return EXIT_FAILURE
+        print_plan(backup, options, plan)
+        stop = _stop_before_changes(options, plan)
+        if stop is not None:
+            return stop
+        outcome = run(backup, options, clients, plan)
+    except KeyboardInterrupt:
+        print("result: INTERRUPTED (a rollback that had started: run the same command again)")
+        return EXIT_FAILURE
+    finally:
+        clients.close()
+    print_summary(outcome, plan, time.monotonic() - started)
+    return EXIT_FAILURE if outcome.problems else EXIT_OK
+
+
+def make_plan(backup: Backup, options: Options, clients: Clients, plan: Plan) -> list[str]:
+    """Preflight, then fill ``plan`` (reads only); the problems that stop the run."""
+    try:
+        problems = preflight(backup, options, clients, plan)
+        if problems:
+            return problems
+        if clients.main is not None and backup.redis is not None:
+            plan.redis = plan_redis(backup, clients.main, clients.reverse, in_place=plan.in_place, batch=options.batch)
+        if options.database is not None and backup.database is not None:
+            plan.database_now = database_now(backup, options.database)
+    except (redis.RedisError, pymysql.MySQLError, sqlite3.Error, OSError) as exc:
+        return [f"while planning: {exc}"]
+    return []
+
+
+def _stop_before_changes(options: Options, plan: Plan) -> int | None:
+    """The exit code of a dry run or a declined confirmation; None: go ahead."""
+    will_fail = bool(plan.redis and plan.redis.failed)
+    if options.dry_run:
+        print("result: " + ("FAILED" if will_fail else "OK") + " (dry run: nothing changed)")
+        return EXIT_FAILURE if will_fail else EXIT_OK
+    if options.yes:
+        return None
+    answer = confirm()
+    if answer is None:
+        print("error: stdin is not a terminal: pass --yes to roll back without a question", file=sys.stderr)
+        return EXIT_USAGE
+    if not answer:
+        print("result: ABORTED (nothing was changed)")
+        return EXIT_FAILURE
+    return None

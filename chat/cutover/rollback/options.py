@@ -1,0 +1,137 @@
+"""The rollback's command line and its checked options."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat.cutover.backup_format import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
+from chat.cutover.common import UsageError, positive_int
+from chat.cutover.targets import check_redis_url, database_target, redis_target
+from chat.settings import DatabaseConfig
+
+PROG = "rollback.py"
+DEFAULT_BATCH = 500
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command line (see --help)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Restore a backup taken by backup.py: the Redis keys (values and TTLs; keys under the "
+            "backed-up patterns created since are removed), the SQL tables and the configuration "
+            "files. The backup is checked first (manifest, checksums, counts) and nothing is "
+            "changed if it does not check out. Stop the services writing to these stores first."
+        ),
+        epilog=(
+            "Exit codes: 0 everything restored; 1 the backup does not check out, a server is "
+            "unreachable, a part failed, or the confirmation was declined; 2 bad command line, "
+            "or no --yes with a non-interactive stdin. Passwords in URLs are never echoed."
+        ),
+    )
+    parser.add_argument(
+        "--from", dest="source", required=True, metavar="DIR", help="backup directory"
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help=f"Redis to restore (default: $REDIS_URL, else {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"SQL database to restore (default: $DATABASE_URL, else {DEFAULT_DATABASE_URL})",
+    )
+    parser.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="put the configuration files here (default: where each was backed up from)",
+    )
+    _add_run_options(parser)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--reverse-migrate, --reverse-target, the --skip-* options, --batch, --dry-run, --yes, --quiet."""
+    parser.add_argument(
+        "--reverse-migrate",
+        action="store_true",
+        help="keep the sessions created or changed since the backup: write them back in the old "
+        "Node.js format (with their TTL) instead of losing them",
+    )
+    parser.add_argument(
+        "--reverse-target",
+        metavar="URL",
+        help="with --reverse-migrate: the Redis the old services read, when it is not the one "
+        "restored (e.g. redis://localhost:6379/0 after a migration from db 0 to db 1); "
+        "default: --redis-url itself",
+    )
+    parser.add_argument("--skip-redis", action="store_true", help="leave Redis alone")
+    parser.add_argument("--skip-database", action="store_true", help="leave the SQL database alone")
+    parser.add_argument(
+        "--skip-config", action="store_true", help="leave the configuration files alone"
+    )
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help=f"keys per pipeline (default {DEFAULT_BATCH})",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the backup, show the plan, change nothing"
+    )
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+@dataclass
+class Options:
+    """The command line, checked."""
+
+    source: Path
+    redis_url: str | None
+    reverse_url: str | None
+    database: DatabaseConfig | None
+    database_url: str | None
+    config_dir: Path | None
+    restore_config: bool
+    batch: int
+    dry_run: bool
+    yes: bool
+    quiet: bool
+
+
+def check_options(args: argparse.Namespace) -> Options:
+    """Resolve defaults and check what argparse cannot; UsageError on a bad value."""
+    if args.reverse_target and not args.reverse_migrate:
+        raise UsageError("--reverse-target needs --reverse-migrate")
+    if args.reverse_migrate and args.skip_redis:
+        raise UsageError("--reverse-migrate works on Redis: it cannot go with --skip-redis")
+    redis_url = reverse_url = database_url = None
+    database = None
+    if not args.skip_redis:
+        redis_url = redis_target(args.redis_url)
+        check_redis_url(redis_url, "--redis-url")
+        if args.reverse_migrate:
+            reverse_url = args.reverse_target or redis_url
+            check_redis_url(reverse_url, "--reverse-target")
+    if not args.skip_database:
+        database_url, database = database_target(args.database_url)
+    return Options(
+        source=Path(args.source),
+        redis_url=redis_url,
+        reverse_url=reverse_url,
+        database=database,
+        database_url=database_url,
+        config_dir=Path(args.config_dir).resolve() if args.config_dir else None,
+        restore_config=not args.skip_config,
+        batch=args.batch,
+        dry_run=args.dry_run,
+        yes=args.yes,
+        quiet=args.quiet,
+    )
+
+

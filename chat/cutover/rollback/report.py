@@ -1,0 +1,144 @@
+"""What the rollback will do and what it did, on stdout: the plan, the confirmation, the summary."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chat.cutover.backup_format import sha256_file, show_database
+from chat.cutover.common import format_duration, mask_url
+from chat.cutover.rollback.checks import Backup
+from chat.cutover.rollback.database import TableNow
+from chat.cutover.rollback.options import Options
+from chat.cutover.rollback.redis_apply import RedisDone
+from chat.cutover.rollback.redis_plan import RedisPlan
+
+
+@dataclass
+class Plan:
+    """Everything the rollback will do, worked out before anything changes."""
+
+    redis: RedisPlan | None = None
+    in_place: bool = True
+    database_now: TableNow | None = None
+    configs: list[tuple[dict[str, Any], Path]] = field(default_factory=list)
+
+
+def key_name(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def _row(label: str, count: int, note: str, indent: int = 2) -> None:
+    """One line of the plan or the summary: label, right-aligned count, note."""
+    print(f"{' ' * indent}{label:<{30 - indent}}{count:>10,}  {note}")
+
+
+def print_plan(backup: Backup, options: Options, plan: Plan) -> None:
+    """What will be (or, with --dry-run, would be) done."""
+    manifest = backup.manifest
+    print(f"rollback plan: backup {backup.root} of {manifest.get('created_at')}", end="")
+    print(f" (backup_ms {backup.backup_ms})")
+    for warning in backup.warnings:
+        print(f"  warning: {warning}")
+    if plan.redis is not None and backup.redis is not None:
+        _print_redis_plan(backup.redis, options, plan.redis, in_place=plan.in_place)
+    elif options.redis_url is not None:
+        print("  redis: the backup has no Redis part: left alone")
+    if plan.database_now is not None and backup.database is not None:
+        _print_database_plan(backup.database, options, plan.database_now)
+    elif options.database is not None:
+        print("  database: the backup has no database part: left alone")
+    for entry, dest in plan.configs:
+        if not dest.exists():
+            state = "new"
+        elif sha256_file(dest) == backup.manifest["files"][entry["file"]]["sha256"]:
+            state = "unchanged"
+        else:
+            state = "replaced"
+        print(f"  config {dest} <- {entry['file']} ({state})")
+
+
+def _print_redis_plan(part: dict[str, Any], options: Options, redis_plan: RedisPlan, *, in_place: bool) -> None:
+    print(f"  redis {mask_url(options.redis_url or '')} (backed up from {part.get('url')})")
+    _row("restore", redis_plan.restore, "keys, values and TTLs as backed up", 4)
+    _row("expired", redis_plan.expired, "backed-up keys whose TTL ran out since: deleted", 4)
+    patterns = ", ".join(part["patterns"])
+    _row("remove", len(redis_plan.remove), f"keys under {patterns} created since", 4)
+    if options.reverse_url is not None:
+        where = "in place" if in_place else f"into {mask_url(options.reverse_url)}"
+        note = f"sessions created or changed since, old format, {where}"
+        _row("reverse-migrate", len(redis_plan.reverse), note, 4)
+        if in_place:
+            _row("keep", len(redis_plan.kept), "old-format sessions newer than the backup", 4)
+    for key, reason in redis_plan.failed:
+        print(f"    failed: {key_name(key)}: {reason} (left untouched)")
+
+
+def _print_database_plan(
+    part: dict[str, Any], options: Options, database_now: TableNow
+) -> None:
+    assert options.database is not None
+    shown = show_database(options.database_url or "", options.database)
+    print(f"  database {shown} ({part['method']};", end="")
+    print(f" backed up from {part.get('url')})")
+    for table, info in part["tables"].items():
+        rows_now, since = database_now.get(table, (None, None))
+        now_text = "absent" if rows_now is None else f"{rows_now:,} now"
+        since_text = f", {since:,} created since the backup (lost)" if since else ""
+        after = "emptied" if info.get("absent") else f"-> {info['rows']:,}"
+        print(f"    table {table:<20}{now_text:>14}{since_text} {after}")
+
+
+def confirm() -> bool | None:
+    """Ask on the terminal; None when stdin is not one (no way to ask)."""
+    stdin = sys.stdin
+    if stdin is None or not stdin.isatty():
+        return None
+    print("Roll back as shown above? Type 'yes' to go on: ", end="", flush=True)
+    return stdin.readline().strip().lower() in ("y", "yes")
+
+
+@dataclass
+class Outcome:
+    """What the rollback did, for the summary."""
+
+    redis: RedisDone | None = None
+    rows: dict[str, int] | None = None
+    configs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def print_summary(outcome: Outcome, plan: Plan, elapsed_s: float) -> None:
+    """The closing table, on stdout."""
+    print("summary:")
+    done = outcome.redis
+    if done is not None:
+        rows = [
+            ("keys restored", done.restored, "values and TTLs as backed up"),
+            ("keys expired", done.expired, "TTL ran out since the backup: not restored"),
+            ("keys removed", done.removed, "created after the backup"),
+        ]
+        if plan.redis is not None and (plan.redis.reverse or plan.redis.kept):
+            exact = f"old format ({done.exact:,} byte-identical to their original)"
+            rows += [
+                ("reverse-migrated", done.reversed, exact),
+                ("kept", len(plan.redis.kept), "old-format sessions newer than the backup"),
+            ]
+        rows.append(("keys failed", len(done.failed), "see above"))
+        for label, count, note in rows:
+            _row(label, count, note)
+    if outcome.rows is not None:
+        for table, count in outcome.rows.items():
+            _row(f"table {table}", count, "rows")
+    _row("config files", outcome.configs, "restored")
+    print(f"  {'elapsed':<28}{format_duration(elapsed_s):>10}")
+    if outcome.problems:
+        print(f"result: FAILED ({len(outcome.problems)} problem(s))")
+        for problem in outcome.problems:
+            print(f"  - {problem}")
+    else:
+        print("result: OK")
+
+
