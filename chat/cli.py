@@ -1,4 +1,5 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram."""
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, and the
+cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
+from chat.cutover import commands as cutover
 from chat.settings import Settings, SettingsError
 
 DEV_TOKEN_TTL_S = 7 * 24 * 3600
@@ -72,8 +75,8 @@ async def _upgrade(settings: Settings) -> tuple[list[int], int]:
     db = await connect(settings.database)
     try:
         store = Store(db)
-        applied = await store.upgrade()
-        return applied, await store.schema_version()
+        applied = await store.migrations.upgrade()
+        return applied, await store.migrations.version()
     finally:
         await db.close()
 
@@ -99,7 +102,7 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
     """Create the SQL rows of migrated Redis records (after scripts/migrate_redis.py)."""
     from redis.exceptions import RedisError
 
-    from chat.adopt import adopt
+    from chat.adopt import AdoptStats, adopt
     from chat.store import DatabaseError
 
     settings = _settings()
@@ -107,7 +110,7 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
         print("chat-api: db adopt needs REDIS_URL (the embedded Redis holds no migrated records)", file=sys.stderr)
         return 2
 
-    def progress(stats) -> None:
+    def progress(stats: AdoptStats) -> None:
         print(f"  scanned {stats.scanned}, adopted {stats.adopted}", file=sys.stderr, flush=True)
 
     try:
@@ -168,13 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     states_sub = states.add_subparsers(dest="states_command", required=True)
     diagram = states_sub.add_parser("diagram", help="print the transition table as mermaid")
     diagram.set_defaults(func=cmd_states_diagram)
+
+    cutover.add_to(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    code = cutover.run(argv)  # a cut-over program parses its own arguments
+    if code is not None:
+        return code
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
 
 
 if __name__ == "__main__":

@@ -54,3 +54,25 @@ def test_usage_error_exits_2():
 def test_console_script_is_declared():
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert 'chat-api = "chat.cli:main"' in text
+
+
+def test_cutover_programs_are_subcommands(tmp_path):
+    """`chat-api migrate-config` is scripts/migrate_config.py: same options, output and exit code."""
+    old_env = tmp_path / "old.env"
+    old_env.write_text("PORT=8080\nDB_HOST=db\nDB_PASSWORD=s3cret\nJWT_SECRET=k\n")
+    args = ["--input", str(old_env), "--output", str(tmp_path / "new.env"), "--dry-run"]
+    script = subprocess.run([sys.executable, "scripts/migrate_config.py", *args], capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).parents[1])
+    command = run("migrate-config", *args)
+    assert command.returncode == script.returncode == 0, command.stderr
+    assert command.stdout == script.stdout and "s3cret" not in command.stdout
+    listed = run("--help").stdout
+    for name in ("migrate-redis", "migrate-config", "backup", "rollback", "monitor"):
+        assert name in listed
+        helped = run(name, "--help")
+        assert helped.returncode == 0 and helped.stdout.startswith(f"usage: chat-api {name} ")
+
+
+def test_cutover_usage_errors_keep_their_exit_code():
+    assert run("migrate-redis", "--batch", "0").returncode == 2
+    assert run("monitor", "--url", "ftp://example.invalid/").returncode == 2

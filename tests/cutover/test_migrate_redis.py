@@ -553,6 +553,20 @@ def test_runs_as_a_script_from_the_repo_root(dbs, tmp_path):
     assert dbs[TGT].dbsize() == len(OLD)
 
 
+def test_runs_as_a_chat_api_subcommand(dbs, tmp_path):
+    seed(dbs[SRC])
+    done = subprocess.run(
+        [sys.executable, "-m", "chat", "migrate-redis", "--source", redis_url(SRC), "--target", redis_url(TGT),
+         "--report", str(tmp_path / "r.jsonl"), "--verify", "--quiet"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "result: OK" in done.stdout
+    assert summary(done.stdout)["verified"] == len(OLD)
+    for key, expected in EXPECTED.items():
+        assert json.loads(dbs[TGT].get(key)) == expected
+
+
 def test_scan_fraction_estimates_progress(dbs):
     client = dbs[SRC]
     for start in range(0, 2000, 500):
