@@ -90,7 +90,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the service in dependency order; start the bus listener; stop it last."""
     settings, redis, store = app[keys.SETTINGS], app[keys.REDIS], app[keys.STORE]
     events = Events()
-    repository = ConversationRepository(redis, store)
+    repository = ConversationRepository(redis, store.conversations)
     presence = Presence(redis, store, events, settings)
     ops = build_operations(repository, store, events, presence, settings)
     hub = Hub(presence.roster)

@@ -72,14 +72,14 @@ class Transition:
 class TransitionLog(Protocol):
     """The durable side of a transition (the SQL store implements it)."""
 
-    async def create_conversation(self, conversation: Conversation) -> None:
+    async def create(self, conversation: Conversation) -> None:
         """Insert the mirror row of a new conversation."""
 
     def record_transition(self, transition: Transition) -> AbstractAsyncContextManager[None]:
         """Open a transaction that checks the mirror's version, writes it and the log entry,
         and commits when the block exits cleanly; raise StaleVersion on a version mismatch."""
 
-    async def load_conversation(self, conversation_id: str) -> Conversation | None:
+    async def load(self, conversation_id: str) -> Conversation | None:
         """Rebuild a record from the mirror row (the live record expired or was lost)."""
 
 
@@ -112,7 +112,7 @@ class ConversationRepository:
             team_id=team_id,
             metadata=dict(metadata or {}),
         )
-        await self._log.create_conversation(conversation)
+        await self._log.create(conversation)
         await self.redis.set(redis_keys.session(conversation.id), dump_record(conversation), nx=True)
         return conversation
 
@@ -120,7 +120,7 @@ class ConversationRepository:
         key = redis_keys.session(conversation_id)
         raw = await self.redis.get(key)
         if raw is None:
-            restored = await self._log.load_conversation(conversation_id)
+            restored = await self._log.load(conversation_id)
             if restored is None:
                 raise ConversationNotFound(conversation_id)
             # the live record was lost (expired or flushed): rebuild it from the durable row

@@ -1,8 +1,7 @@
 """The SQL store: one object holding a repository per resource, all on one Database.
 
 `store.messages.append(...)`, `store.staff.agent_exists(...)`, `store.teams.exists(...)`: a
-resource's reads and writes live together in its module. The old flat names still answer
-(chat.store.legacy) until their callers have moved.
+resource's reads and writes live together in its module.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from chat.store.conversations import Conversations
 from chat.store.db import Database
 from chat.store.events import Events
 from chat.store.labels import Labels
-from chat.store.legacy import LegacyNames
 from chat.store.listing import ConversationListing
 from chat.store.messages import Messages
 from chat.store.migrations import Migrations
@@ -20,7 +18,7 @@ from chat.store.stats import Stats
 from chat.store.teams import Teams
 
 
-class Store(LegacyNames):
+class Store:
     """Every SQL the service runs, by resource."""
 
     def __init__(self, db: Database):

@@ -14,7 +14,6 @@ import logging
 
 from chat.store.messages import Messages, NewMessage
 from chat.store.models import Message
-from chat.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +23,8 @@ Stored = tuple[Message, bool]  # the message and whether it is new (False: a res
 class MessageWriter:
     """Queue of unguarded appends, written in batches by one task."""
 
-    def __init__(self, messages: Messages | Store, max_batch: int = 200):
-        # issue 9: callers move to MessageWriter(store.messages); a Store is still accepted meanwhile
-        self.messages = messages.messages if isinstance(messages, Store) else messages
+    def __init__(self, messages: Messages, max_batch: int = 200):
+        self.messages = messages
         self.max_batch = max_batch
         self._queue: list[tuple[NewMessage, asyncio.Future[Stored]]] = []
         self._task: asyncio.Task[None] | None = None

@@ -29,4 +29,4 @@ def expected_moves() -> dict[tuple[str, str], str]:
 @pytest.fixture
 async def repo(redis, store):
     """The repository on the test Redis and the SQL store (MariaDB and SQLite)."""
-    return ConversationRepository(redis, store)
+    return ConversationRepository(redis, store.conversations)

@@ -51,14 +51,14 @@ async def test_every_state_trigger_pair(repo, redis, store, state, expected_move
         key = redis_keys.session(cid)
         raw_before = await redis.get(key)
         row_before = await mirror_row(store, cid)
-        events_before = await store.list_events(cid)
+        events_before = await store.events.list_of(cid)
         expected = expected_moves.get((state, trigger))
         if expected is None:
             with pytest.raises(InvalidTransition):
                 await repo.fire(cid, trigger, actor=AGENT, agent_id="agent-9")
             assert await redis.get(key) == raw_before  # byte for byte
             assert await mirror_row(store, cid) == row_before
-            assert await store.list_events(cid) == events_before
+            assert await store.events.list_of(cid) == events_before
         else:
             t = await repo.fire(cid, trigger, actor=AGENT, reason="test", agent_id="agent-9")
             stored = load_record(cid, await redis.get(key))
@@ -66,7 +66,7 @@ async def test_every_state_trigger_pair(repo, redis, store, state, expected_move
             assert stored.version == t.before.version + 1
             row = await mirror_row(store, cid)
             assert (row[0], row[4]) == (expected, stored.version)
-            log = await store.list_events(cid)
+            log = await store.events.list_of(cid)
             assert len(log) == len(events_before) + 1
             last = log[-1]
             assert (last.trigger, last.from_state, last.to_state, last.actor_type, last.actor_id, last.reason) == (
@@ -108,7 +108,7 @@ async def test_cas_refuses_when_record_changed_between_load_and_save(repo, redis
     """A writer that loaded version N loses to one that saved N+1 in between."""
     cid = await put_in_state(repo, "ai")
     key = redis_keys.session(cid)
-    original_record = store.record_transition
+    original_record = store.conversations.record_transition
 
     def racing_record(transition):
         async def sneak():
@@ -130,14 +130,14 @@ async def test_cas_refuses_when_record_changed_between_load_and_save(repo, redis
 
         return Wrapped()
 
-    store.record_transition = racing_record
+    store.conversations.record_transition = racing_record
     try:
         with pytest.raises(StaleVersion):
             await repo.fire(cid, "close")
     finally:
-        store.record_transition = original_record
+        store.conversations.record_transition = original_record
     assert (await mirror_row(store, cid))[4] == 0  # the SQL side rolled back
-    assert await store.list_events(cid) == []
+    assert await store.events.list_of(cid) == []
 
 
 async def test_migrated_five_field_record_becomes_a_full_conversation(repo, redis, store):
@@ -158,7 +158,7 @@ async def test_migrated_five_field_record_becomes_a_full_conversation(repo, redi
     stored = orjson.loads(await redis.get(redis_keys.session(cid)))
     assert stored["context"] == {"topic": "refund"} and stored["created_at"] == "2024-01-01T10:00:00Z"
     assert 0 < await redis.pttl(redis_keys.session(cid)) <= 600_000  # the migrated TTL is kept
-    assert [e.trigger for e in await store.list_events(cid)] == ["assign"]
+    assert [e.trigger for e in await store.events.list_of(cid)] == ["assign"]
 
 
 async def test_lost_live_record_is_rebuilt_from_sql(repo, redis, store):
@@ -187,7 +187,7 @@ async def test_fifty_concurrent_writers(repo, store):
     assert won == list(range(1, len(won) + 1))  # strictly increasing, no gaps: no win lost
     final = await repo.get(cid)
     assert final.version == len(won)
-    log = await store.list_events(cid)
+    log = await store.events.list_of(cid)
     assert [e.version for e in log] == won
     for prev, nxt in pairwise(log):  # the log is a chain: each entry starts where the last ended
         assert prev.to_state == nxt.from_state
@@ -206,6 +206,6 @@ async def test_random_sequences_keep_version_and_log(repo, redis, store, trigger
             pass
     final = await repo.get(c.id)
     assert final.version == len(done)
-    log = await store.list_events(c.id)
+    log = await store.events.list_of(c.id)
     assert [(e.trigger, e.from_state, e.to_state) for e in log] == done
     assert [e.version for e in log] == list(range(1, len(done) + 1))

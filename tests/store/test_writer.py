@@ -45,7 +45,7 @@ async def test_a_resend_in_a_batch_falls_back_and_returns_the_stored_message(sto
 
 
 async def test_an_unknown_conversation_fails_alone(store, conversation_id):
-    writer = MessageWriter(store)  # a Store is still accepted until every caller passes store.messages
+    writer = MessageWriter(store.messages)
     cid = conversation_id
     results = await asyncio.gather(
         writer.append(new_id(), sender_type="customer", sender_id="u1", content="lost", client_msg_id="x"),
