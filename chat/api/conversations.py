@@ -16,7 +16,6 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from chat import render
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import (
-    MAX_INT,
     Body,
     ConversationOut,
     ConversationPage,
@@ -29,6 +28,7 @@ from chat.api.schemas import (
     Timestamp,
     Title,
 )
+from chat.limits import counter_range
 from chat.store.listing import ConversationFilter, Position
 from chat.store.models import STATES
 
@@ -98,7 +98,7 @@ class ConversationQuery(Query):
     until = Timestamp(metadata={"description": "created before (ISO 8601; no offset means UTC)"})
     q = fields.String(validate=validate.Length(max=MAX_Q_CHARS),
                       metadata={"description": "text in any message, case-insensitive; empty means no filter"})
-    limit = QueryInt(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryInt(load_default=50, validate=counter_range(200, minimum=1))
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
 
     @validates_schema
@@ -141,8 +141,8 @@ async def handle_get_conversation(ctx: Ctx) -> render.PublicConversation:
 class MessageQuery(Query):
     """Where to start and how many."""
 
-    after_seq = QueryInt(load_default=0, validate=validate.Range(min=0, max=MAX_INT))
-    limit = QueryInt(load_default=100, validate=validate.Range(min=1, max=500))
+    after_seq = QueryInt(load_default=0, validate=counter_range())
+    limit = QueryInt(load_default=100, validate=counter_range(500, minimum=1))
 
 
 @endpoint(

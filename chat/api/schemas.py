@@ -14,14 +14,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
+from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms, ms_from_iso
 
-MAX_METADATA_BYTES = 16 * 1024  # conversations.metadata is a TEXT column (64 KiB on MySQL)
-MAX_INT = 2**31 - 1
 DATE_TIME = {"format": "date-time"}
 
 
@@ -126,15 +124,12 @@ class Timestamp(fields.String):
         return None if value is None else iso_from_ms(value)
 
 
-def _metadata_size(value: dict[str, Any]) -> None:
-    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
-        raise ValidationError(f"Longer than {MAX_METADATA_BYTES} bytes as JSON.")
-
-
 def Metadata(**kwargs: Any) -> fields.Dict:  # noqa: N802
-    """A JSON object of at most 16 KiB."""
-    return fields.Dict(keys=fields.String(), validate=_metadata_size,
-                       metadata={"description": f"any JSON object, at most {MAX_METADATA_BYTES} bytes"}, **kwargs)
+    """A JSON object of at most 16 KiB and 8 levels (chat.limits, shared with the WebSocket)."""
+    return fields.Dict(keys=fields.String(), validate=check_metadata,
+                       metadata={"description": f"any JSON object, at most {MAX_METADATA_BYTES} bytes as JSON and "
+                                                f"{MAX_METADATA_DEPTH} levels of nested objects and arrays "
+                                                "(itself level 1)"}, **kwargs)
 
 
 # --- objects -------------------------------------------------------------------------------

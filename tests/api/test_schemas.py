@@ -3,7 +3,8 @@
 import pytest
 from marshmallow import ValidationError
 
-from chat.api.schemas import MAX_METADATA_BYTES, Body, FullMatch, Metadata, Query, QueryInt, Timestamp, Title
+from chat.api.schemas import Body, FullMatch, Metadata, Query, QueryInt, Timestamp, Title
+from chat.limits import MAX_METADATA_BYTES
 from states.clock import ms_from_iso
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 from chat.auth import Identity
+from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
 from tests.api.support import assert_error, uid
+from tests.test_limits import nested
 
 
 async def test_sessions(api):
@@ -37,3 +39,22 @@ async def test_sessions(api):
     assert_error(status, body, 400, "invalid")
     status, body = await api.call("POST", "/api/v1/sessions", as_=alice, json={"metadata": {"x": "y" * 20000}})
     assert_error(status, body, 400, "invalid")
+
+
+async def test_session_metadata_limits_and_nothing_stored_when_refused(api):
+    carol = Identity(uid("carol"), "customer")
+    status, ok = await api.call("POST", "/api/v1/sessions", as_=carol, json={"metadata": nested(MAX_METADATA_DEPTH)})
+    assert status == 201 and ok["metadata"] == nested(MAX_METADATA_DEPTH)
+    for depth in (MAX_METADATA_DEPTH + 1, 251, 252, 253, 254):
+        for arrays in (False, True):
+            status, body = await api.call("POST", "/api/v1/sessions", as_=carol,
+                                          json={"metadata": nested(depth, arrays=arrays)})
+            assert_error(status, body, 400, "invalid")
+            assert "metadata" in body["error"]["details"]
+    exact = {"x": "a" * (MAX_METADATA_BYTES - len('{"x":""}'))}
+    status, _ = await api.call("POST", "/api/v1/sessions", as_=carol, json={"metadata": exact})
+    assert status == 201
+    status, body = await api.call("POST", "/api/v1/sessions", as_=carol, json={"metadata": {"x": exact["x"] + "a"}})
+    assert_error(status, body, 400, "invalid")
+    row = await api.store.db.fetchone("SELECT COUNT(*) FROM conversations WHERE user_id = %s", (carol.user_id,))
+    assert row is not None and int(row[0]) == 2  # the two accepted, no orphan of a refused one

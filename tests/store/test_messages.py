@@ -101,3 +101,14 @@ async def test_a_batch_is_all_or_nothing(store, conversation_id):
         await store.messages.append_batch([NewMessage(new_id(), "customer", "lost")])
     assert [m.content for m in await store.messages.list_of(conversation_id)] == ["a"]
     assert (await store.conversations.extras(conversation_id))[0] == 1
+
+
+async def test_list_of_pages_without_gaps_and_at_the_top_of_the_seq_range(store, conversation_id):
+    cid = conversation_id
+    await store.messages.append_batch([NewMessage(cid, "system", f"m{i}") for i in range(1, 12)])
+    seqs, after_seq = [], 0
+    while page := await store.messages.list_of(cid, after_seq=after_seq, limit=4):
+        seqs += [m.seq for m in page]
+        after_seq = page[-1].seq
+    assert seqs == list(range(1, 12))
+    assert await store.messages.list_of(cid, after_seq=2**31 - 1, limit=1000) == []  # the largest seq a client names

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from marshmallow import ValidationError, fields, validate
+from marshmallow import fields, validate
 
 from chat import render
 from chat.errors import Forbidden
+from chat.limits import check_metadata, counter_range
 from chat.ws.commands import CommandContext
 from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
 
@@ -18,22 +18,19 @@ def conversation_id_field() -> fields.String:
     return fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
-MAX_METADATA_BYTES = 16 * 1024
-
-
-def _small_metadata(value: dict[str, Any]) -> None:
-    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
-        raise ValidationError(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
-
-
 class StartSchema(CommandSchema):
-    metadata = fields.Dict(load_default=dict, validate=_small_metadata)
+    metadata = fields.Dict(load_default=dict, validate=check_metadata)
     team_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+RESUME_PAGE = 200  # messages in a resume (or watch) reply unless `limit` says otherwise
+MAX_RESUME_PAGE = 1000
 
 
 class ResumeSchema(CommandSchema):
     conversation_id = conversation_id_field()
-    after_seq = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0))
+    after_seq = fields.Integer(load_default=0, strict=True, validate=counter_range())
+    limit = fields.Integer(load_default=RESUME_PAGE, strict=True, validate=counter_range(MAX_RESUME_PAGE, minimum=1))
 
 
 class SendSchema(CommandSchema):
@@ -70,20 +67,26 @@ async def handle_start(ctx: CommandContext, data: dict[str, Any]) -> dict[str, A
 
 @command("conversation.resume", ResumeSchema)
 async def handle_resume(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Every message after `after_seq`, oldest first, and subscribe."""
+    """The first `limit` messages after `after_seq`, oldest first, and subscribe."""
     return await subscribe_and_replay(ctx, data)
 
 
 async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Subscribe this socket, then the conversation and every message after `after_seq`
-    (conversation.resume and conversation.watch answer the same)."""
-    ops = ctx.ops
+    """Subscribe this socket, then the conversation and one page of the messages after `after_seq`
+    (conversation.resume and conversation.watch answer the same).
+
+    Only the page is read from the store (one row more tells whether there is a next page),
+    never the whole history: a long conversation resumed by many sockets costs one page each.
+    `ai_stream` (S, PROTOCOL 3.7) is always null for now: a turn's deltas still arrive as events."""
+    ops, limit = ctx.ops, data["limit"]
     conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
     ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
-    messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"])
+    messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"], limit + 1)
     return {
         "conversation": await ops.conversations.view(conversation),
-        "messages": [render.message(m) for m in messages],
+        "messages": [render.message(m) for m in messages[:limit]],
+        "has_more": len(messages) > limit,
+        "ai_stream": None,
     }
 
 

@@ -3,6 +3,9 @@
 import pytest
 
 from chat import keys
+from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
+from chat.store import NewMessage
+from tests.test_limits import nested
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
@@ -171,3 +174,76 @@ async def test_metadata_is_capped(h):
     ws = await h.connect("cust-1")
     reply = await ws.request("conversation.start", metadata={"blob": "x" * 20000})
     assert reply["code"] == "invalid" and "metadata" in reply["details"]
+
+
+async def conversations_of(h, user_id: str) -> int:
+    row = await h.app[keys.STORE].db.fetchone("SELECT COUNT(*) FROM conversations WHERE user_id = %s", (user_id,))
+    return int(row[0])
+
+
+async def test_metadata_nesting_is_capped_at_eight_levels_and_nothing_is_stored(h):
+    ws = await h.connect("deep-1")
+    ok = (await ws.ok("conversation.start", metadata=nested(MAX_METADATA_DEPTH)))["conversation"]
+    assert ok["metadata"] == nested(MAX_METADATA_DEPTH)
+    for depth in (MAX_METADATA_DEPTH + 1, 251, 252, 253, 254):
+        for arrays in (False, True):
+            reply = await ws.request("conversation.start", metadata=nested(depth, arrays=arrays))
+            assert reply["code"] == "invalid" and "metadata" in reply["details"], (depth, reply)
+    assert await conversations_of(h, "deep-1") == 1  # no orphan row of any refused start
+    await ws.send({"type": "ping", "id": 1})
+    assert await ws.recv() == {"id": 1, "type": "pong"}  # the socket lives on
+
+
+async def test_metadata_of_16_kib_plus_one_is_invalid(h):
+    ws = await h.connect("big-1")
+    exact = {"x": "a" * (MAX_METADATA_BYTES - len('{"x":""}'))}
+    assert (await ws.ok("conversation.start", metadata=exact))["conversation"]["metadata"] == exact
+    reply = await ws.request("conversation.start", metadata={"x": exact["x"] + "a"})
+    assert reply["code"] == "invalid" and "metadata" in reply["details"]
+    assert await conversations_of(h, "big-1") == 1
+
+
+async def test_resume_and_watch_page_the_history_reading_only_a_page(h):
+    ws = await h.connect("pager-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    store = h.app[keys.STORE]
+    await store.messages.append_batch([NewMessage(cid, "system", f"m{i}") for i in range(1, 451)])
+    asked: list[int | None] = []
+    list_of = store.messages.list_of
+
+    async def spy(conversation_id, **kw):
+        asked.append(kw.get("limit"))
+        return await list_of(conversation_id, **kw)
+
+    store.messages.list_of = spy  # the instance attribute shadows the method for this test's app only
+    agent = await h.connect("pager-agent", role="agent")
+    for sock, command in ((ws, "conversation.resume"), (agent, "conversation.watch")):
+        pages, after_seq = [], 0
+        while True:
+            page = await sock.ok(command, conversation_id=cid, after_seq=after_seq)
+            assert set(page) == {"conversation", "messages", "has_more", "ai_stream"} and page["ai_stream"] is None
+            pages.append((len(page["messages"]), page["has_more"]))
+            seqs = [m["seq"] for m in page["messages"]]
+            assert seqs == list(range(after_seq + 1, after_seq + 1 + len(seqs)))  # gapless, oldest first
+            if not page["has_more"]:
+                break
+            after_seq = seqs[-1]
+        assert pages == [(200, True), (200, True), (50, False)] and after_seq + 50 == 450
+    assert asked == [201] * 6  # one page and one row more, never the whole history
+    small = await ws.ok("conversation.resume", conversation_id=cid, after_seq=440, limit=10)
+    assert [m["seq"] for m in small["messages"]] == list(range(441, 451)) and small["has_more"] is False
+    exact = await ws.ok("conversation.resume", conversation_id=cid, after_seq=0, limit=1000)
+    assert len(exact["messages"]) == 450 and exact["has_more"] is False
+
+
+@pytest.mark.parametrize("fields", [
+    {"limit": 1001}, {"limit": 0}, {"limit": -1}, {"limit": "5"}, {"limit": 2**31},
+    {"after_seq": -1}, {"after_seq": 2**31}, {"after_seq": 2**63}, {"after_seq": 2**64}, {"after_seq": 1.5},
+])
+async def test_resume_ranges_are_invalid(h, fields):
+    ws = await h.connect("ranges-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    reply = await ws.request("conversation.resume", conversation_id=cid, **fields)
+    assert reply["code"] == "invalid" and set(reply["details"]) == set(fields), reply
+    largest = await ws.ok("conversation.resume", conversation_id=cid, after_seq=2**31 - 1, limit=1000)
+    assert largest["messages"] == [] and largest["has_more"] is False
