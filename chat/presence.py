@@ -36,6 +36,30 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
+# Put back what Redis lost of a status this instance's agent set: the presence hash when it is
+# gone, and the agent in the online set when its status says online but the set does not.
+# Atomic, so a status set meanwhile on another instance is never overwritten. 1: rewritten.
+REASSERT_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2], 'teams', ARGV[3], 'max_chats', ARGV[4])
+  status = ARGV[2]
+elseif status ~= 'online' or redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+if status == 'online' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class StatusSet:
+    """The last status an agent set through a socket here, with what it was set with."""
+
+    status: str
+    teams: tuple[str, ...]
+    max_chats: int
+
 
 @dataclass
 class AgentState:
@@ -92,7 +116,9 @@ class Presence:
         self.clock = clock
         self.roster = Roster()
         self.local: dict[str, int] = {}  # agent id -> sockets open on this instance
+        self._set: dict[str, StatusSet] = {}  # agent id -> the last status it set here (while it has a socket here)
         self._reserve = redis.register_script(RESERVE_SCRIPT)
+        self._reassert = redis.register_script(REASSERT_SCRIPT)
         self._ttl_ms = int(settings.presence_ttl_s * 1000)
 
     # --- sockets ---------------------------------------------------------------------------
@@ -119,15 +145,30 @@ class Presence:
             self.local[identity.user_id] = left
             return
         self.local.pop(identity.user_id, None)
+        self._set.pop(identity.user_id, None)
         # other instances that still hold a socket renew it on their next heartbeat
         await self.redis.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock()})
 
     async def heartbeat(self) -> None:
-        """Renew the lease of every agent with a socket here."""
+        """Renew the lease of every agent with a socket here, and re-assert the status each of
+        them set here where Redis lost it (a restart that came back empty, a failover)."""
         if not self.local:
             return
-        expires = self.clock() + self._ttl_ms
-        await self.redis.zadd(redis_keys.AGENTS_LEASE, {agent: expires for agent in self.local})
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(redis_keys.AGENTS_LEASE, {agent: now + self._ttl_ms for agent in self.local})
+        asserted = [(agent, status) for agent, status in self._set.items() if agent in self.local]
+        for agent, status in asserted:
+            await self._reassert(
+                keys=[redis_keys.presence(agent), redis_keys.AGENTS_ONLINE],
+                args=[agent, status.status, orjson.dumps(status.teams), status.max_chats, now],
+                client=pipe,
+            )
+        rewritten = (await pipe.execute())[1:]
+        for (agent, status), done in zip(asserted, rewritten, strict=True):
+            if done:
+                log.warning("presence of %s re-asserted (%s): Redis had lost it", agent, status.status)
+                await self.events.emit(AgentStatusChanged(agent, status.status, status.teams))
 
     # --- status ----------------------------------------------------------------------------
 
@@ -146,6 +187,8 @@ class Presence:
         else:
             pipe.zrem(redis_keys.AGENTS_ONLINE, identity.user_id)
         await pipe.execute()
+        if identity.user_id in self.local:  # the heartbeat re-asserts it while a socket stays open here
+            self._set[identity.user_id] = StatusSet(status, tuple(sorted(teams)), max_chats)
         await self.events.emit(AgentStatusChanged(identity.user_id, status, tuple(sorted(teams))))
 
     async def online_teams(self) -> dict[str, set[str]]:
@@ -214,6 +257,57 @@ class Presence:
     async def assigned_to(self, agent_id: str) -> list[str]:
         """The conversations an agent holds."""
         return sorted(m.decode() for m in await self.redis.smembers(redis_keys.agent_load(agent_id)))
+
+    # --- loads from SQL (Redis may have lost or kept too much of them) ---------------------------
+
+    async def repair_loads(self, agents: list[AgentState]) -> None:
+        """Put back in these agents' load sets the conversations SQL says they hold in `human`,
+        and count what was missing in their load (routing calls this before it reserves)."""
+        added = await self._add_held(await self.store.conversations.assigned([a.agent_id for a in agents]))
+        for agent in agents:
+            agent.load += added.get(agent.agent_id, 0)
+
+    async def reconcile(self) -> None:
+        """The sweeper's pass: bring every load set in line with SQL's assignments, and start the
+        grace period of an agent that holds conversations but has no lease at all (Redis forgot
+        it), so that a gone agent's conversations are found and requeued."""
+        held = await self.store.conversations.assigned()
+        await self._add_held(held)
+        if held:
+            await self.redis.zadd(redis_keys.AGENTS_LEASE, dict.fromkeys(held, self.clock()), nx=True)
+        await self._drop_stale(held)
+
+    async def _add_held(self, held: dict[str, set[str]]) -> dict[str, int]:
+        """SADD what SQL says each agent holds; how many each set had lost."""
+        if not held:
+            return {}
+        agents = sorted(held)
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agents:
+            pipe.sadd(redis_keys.agent_load(agent), *sorted(held[agent]))
+        added = dict(zip(agents, await pipe.execute(), strict=True))
+        for agent, count in added.items():
+            if count:
+                log.warning("load of %s repaired from SQL: %d assigned conversation(s) were missing", agent, count)
+        return added
+
+    async def _drop_stale(self, held: dict[str, set[str]]) -> None:
+        """Drop from the load sets what SQL says their agent no longer holds. A conversation in
+        `handoff` may be a routing reservation in flight and stays, as does one with no SQL row
+        yet (a migrated record not adopted)."""
+        leased = {m.decode() for m in await self.redis.zrange(redis_keys.AGENTS_LEASE, 0, -1)}
+        agents = sorted(leased | set(held))
+        pipe = self.redis.pipeline(transaction=False)
+        for agent in agents:
+            pipe.smembers(redis_keys.agent_load(agent))
+        members = await pipe.execute()
+        extra = {a: {m.decode() for m in ms} - held.get(a, set()) for a, ms in zip(agents, members, strict=True)}
+        rows = await self.store.conversations.states_of(sorted(set[str]().union(*extra.values())))
+        stale = [(agent, cid) for agent, cids in extra.items() for cid in sorted(cids)
+                 if cid in rows and rows[cid][0] != State.HANDOFF and rows[cid] != (State.HUMAN, agent)]
+        for agent, cid in stale:
+            log.warning("load of %s repaired from SQL: %s is no longer assigned to it", agent, cid)
+            await self.redis.srem(redis_keys.agent_load(agent), cid)
 
     async def gone_agents(self) -> list[str]:
         """Agents whose lease ended more than the grace period ago."""

@@ -5,7 +5,9 @@ Auto routing gives a waiting conversation to the online agent of its team with t
 active conversations below their capacity (ties: the agent idle longest). Capacity is
 reserved atomically in Redis before the assign, and the assign itself is a compare-and-set,
 so instances routing at the same time never give one conversation to two agents nor an
-agent more than max_chats.
+agent more than max_chats. SQL is the truth of who holds what: each pass first puts back in
+the load sets the assignments Redis lost, and the sweeper reconciles them with SQL, so a Redis
+that came back empty neither overfills an agent nor hides a gone agent's conversations.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Router:
         if not queue:
             return 0
         agents = [a for a in await self.presence.agents() if a.online]
+        await self.presence.repair_loads(agents)  # a load set Redis lost must not look like free capacity
         done = 0
         for conversation_id, team_id, _since in queue:
             candidates = sorted(
@@ -131,7 +134,9 @@ class Router:
         return True
 
     async def sweep(self) -> None:
-        """Requeue the conversations of agents gone past the grace period; apply the wait timeout."""
+        """Requeue the conversations of agents gone past the grace period; apply the wait timeout.
+        The load sets are first brought in line with SQL, so an assignment Redis lost is found too."""
+        await self.presence.reconcile()
         for agent_id in await self.presence.gone_agents():
             await self.presence.mark_offline(agent_id)
             for conversation_id in await self.presence.assigned_to(agent_id):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from chat import keys
 from chat.bus.messages import PresenceChanged
-from chat.events import ConversationMoved, Events
+from chat.events import AgentStatusChanged, ConversationMoved, Events
 from chat.presence import Presence, Roster
 from states import redis_keys
 from states.record import Conversation
 from states.repository import Actor, Transition
+from tests.wsclient import when_session_closed
 
 T = "2026-01-01T00:00:00.000Z"
 
@@ -41,3 +43,53 @@ async def test_load_sets_follow_the_moves(redis, make_settings):
     assert await redis.zscore(redis_keys.AGENTS_LAST_ASSIGNED, a2) == 1000
     await move(record("human", a2), record("closed", a2))
     assert await presence.assigned_to(a2) == []
+
+
+async def test_a_connected_agent_is_online_again_after_a_heartbeat_when_redis_lost_it(harness_factory, redis):
+    h = await harness_factory()
+    presence = h.app[keys.PRESENCE]
+    heard: list[AgentStatusChanged] = []
+    h.app[keys.EVENTS].subscribe(AgentStatusChanged, heard.append)
+    agent = await h.connect("agent-1", role="agent", teams=["billing"])
+    await agent.ok("presence.set", status="online")
+    await redis.flushdb()  # Redis came back empty
+    assert not (await presence.agents(["agent-1"]))[0].online
+    heard.clear()
+    await presence.heartbeat()
+    (state,) = await presence.agents(["agent-1"])
+    assert (state.status, state.connected, state.teams) == ("online", True, {"billing"})
+    assert state.max_chats == h.settings.agent_max_chats
+    assert await presence.online_ids() == {"agent-1"}
+    assert heard == [AgentStatusChanged("agent-1", "online", ("billing",))]  # routing and rosters hear it
+    await presence.heartbeat()
+    assert len(heard) == 1  # nothing lost: nothing re-asserted
+
+
+async def test_the_heartbeat_never_overrides_a_status_set_elsewhere(harness_factory, redis):
+    h = await harness_factory()
+    presence = h.app[keys.PRESENCE]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    # another tab on another instance sets away
+    await redis.hset(redis_keys.presence("agent-1"), "status", "away")
+    await redis.zrem(redis_keys.AGENTS_ONLINE, "agent-1")
+    await presence.heartbeat()
+    assert (await presence.agents(["agent-1"]))[0].status == "away"
+    assert await presence.online_ids() == set()
+
+
+async def test_an_away_agent_is_away_again_and_a_closed_socket_is_forgotten(harness_factory, redis):
+    h = await harness_factory()
+    presence = h.app[keys.PRESENCE]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="away")
+    await redis.flushdb()
+    await presence.heartbeat()
+    assert (await presence.agents(["agent-1"]))[0].status == "away"
+    assert await presence.online_ids() == set()
+    closed = when_session_closed(h.app, "agent-1")
+    await agent.close()
+    await closed.wait()
+    await redis.flushdb()
+    await presence.heartbeat()
+    assert (await presence.agents(["agent-1"]))[0].status == "offline"  # no socket here: nothing to re-assert

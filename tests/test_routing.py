@@ -200,3 +200,95 @@ async def test_a_failed_assign_gives_the_reserved_slot_back(harness_factory, mon
     router.kick()
     await router.drain()
     assert len(await presence.assigned_to("agent-0")) == 1
+
+
+# --- Redis lost its data: SQL is the truth of who holds what (issue 10.6) ------------------------
+
+async def test_routing_never_overfills_an_agent_after_redis_lost_its_loads(harness_factory, redis):
+    h = await harness_factory(agent_max_chats=2)
+    router, presence, store = h.app[keys.ROUTER], h.app[keys.PRESENCE], h.app[keys.STORE]
+    await online_agents(h, 1)
+    before = await handoffs(h, 2, prefix="before")
+    await router.drain()
+    assert await loads(h, 1) == [2]
+
+    await redis.flushdb()  # Redis restarted empty: the load set, presence and live records are gone
+    await presence.heartbeat()  # the agent's socket is still open here: its presence comes back
+    await handoffs(h, 2, prefix="after")
+    await router.drain()
+    held = await store.conversations.assigned(["agent-0"])
+    assert held == {"agent-0": set(before)}  # still 2, not 4
+    assert await loads(h, 1) == [2]
+    assert len(await store.conversations.handoff_queue()) == 2
+
+    # the agent is routable again: a freed slot takes the oldest waiting conversation at once
+    await h.ops.conversations.close(Identity("agent-0", "agent"), before[0])
+    await router.drain()
+    assert len((await store.conversations.assigned(["agent-0"]))["agent-0"]) == 2
+    assert await loads(h, 1) == [2]
+
+
+async def test_a_gone_agents_conversation_is_requeued_after_redis_lost_its_data(harness_factory, redis):
+    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    clock = {"now": 1_000_000_000_000}
+    presence.clock = lambda: clock["now"]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.claim", conversation_id=cid)
+    closed = when_session_closed(h.app, "agent-1")
+    await agent.close()
+    await asyncio.wait_for(closed.wait(), timeout=5)
+
+    await redis.flushdb()  # the lease and the load set of agent-1 are gone with the rest
+    await router.sweep()  # SQL says agent-1 holds cid: its grace period starts now
+    assert (await h.repository.get(cid)).state == "human"
+    assert await presence.assigned_to("agent-1") == [cid]
+    clock["now"] += 61_000
+    await router.sweep()
+    c = await h.repository.get(cid)
+    assert (c.state, c.agent_id) == ("handoff", None)
+    assert await presence.assigned_to("agent-1") == []
+    assert await redis.zscore(redis_keys.AGENTS_LEASE, "agent-1") is None  # nothing left to sweep
+
+
+async def test_a_connected_agent_keeps_its_conversations_through_the_sweep_after_the_loss(harness_factory, redis):
+    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    clock = {"now": 1_000_000_000_000}
+    presence.clock = lambda: clock["now"]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.claim", conversation_id=cid)
+    await redis.flushdb()
+    await router.sweep()
+    for _ in range(7):  # past the grace period, with its socket here renewing the lease
+        clock["now"] += 10_000
+        await presence.heartbeat()
+    await router.sweep()
+    assert (await h.repository.get(cid)).agent_id == "agent-1"
+    assert (await presence.agents(["agent-1"]))[0].online
+
+
+async def test_the_sweeper_drops_from_a_load_set_what_the_agent_no_longer_holds(harness_factory, redis):
+    """Redis restored from an older snapshot: a load set names a conversation closed since."""
+    h = await harness_factory(routing="manual")
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    cust = await h.connect("cust-1")
+    kept, closed, waiting = [(await cust.ok("conversation.start"))["conversation"]["id"] for _ in range(3)]
+    for cid in (kept, closed):
+        await agent.ok("conversation.claim", conversation_id=cid)
+    await agent.ok("conversation.close", conversation_id=closed)
+    await cust.ok("handoff.request", conversation_id=waiting)
+    unknown = "not-in-sql"
+    await redis.sadd(redis_keys.agent_load("agent-1"), closed, waiting, unknown)
+    await router.sweep()
+    # the closed one goes; one waiting in handoff may be a reservation in flight, one without a row
+    # a migrated record not adopted yet: both stay
+    assert await presence.assigned_to("agent-1") == sorted([kept, waiting, unknown])

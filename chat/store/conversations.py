@@ -151,3 +151,37 @@ class Conversations:
             (State.HANDOFF.value, cutoff_ms, int(limit)),
         )
         return [r[0] for r in rows]
+
+    async def assigned(self, agent_ids: list[str] | None = None) -> dict[str, set[str]]:
+        """The conversations in `human` of every agent (or of these agents), by agent: the truth
+        the Redis load sets mirror."""
+        sql = "SELECT agent_id, id FROM conversations WHERE state = %s AND agent_id IS NOT NULL"
+        params: list[Any] = [State.HUMAN.value]
+        if agent_ids is not None:
+            if not agent_ids:
+                return {}
+            sql += f" AND agent_id IN ({marks(agent_ids)})"
+            params += agent_ids
+        held: dict[str, set[str]] = {}
+        for agent_id, conversation_id in await self.db.fetchall(sql, params):
+            held.setdefault(agent_id, set()).add(conversation_id)
+        return held
+
+    async def states_of(self, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(state, agent_id) of each of these conversations that has a SQL row."""
+        if not ids:
+            return {}
+        rows = await self.db.fetchall(f"SELECT id, state, agent_id FROM conversations WHERE id IN ({marks(ids)})", ids)
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def unanswered_ai(self, after_id: str = "", limit: int = 200) -> list[tuple[str, int]]:
+        """Conversations in `ai` whose newest public message is the customer's, by id after
+        after_id: (id, seq of that message). A reply is due there unless a turn is running."""
+        rows = await self.db.fetchall(
+            "SELECT c.id, m.seq FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+            "WHERE c.state = %s AND c.id > %s AND m.sender_type = %s AND m.seq = ("
+            "SELECT n.seq FROM messages n WHERE n.conversation_id = c.id AND n.private = 0 "
+            "ORDER BY n.seq DESC LIMIT 1) ORDER BY c.id LIMIT %s",
+            (State.AI.value, after_id, "customer", int(limit)),
+        )
+        return [(r[0], int(r[1])) for r in rows]
