@@ -1,20 +1,24 @@
 """Load a conversation record, apply a trigger, save it with compare-and-set.
 
-The Redis record is the live state; the SQL store keeps the durable transition log and a
-mirror row for the admin queries. A transition is written in this order, all or nothing:
+The SQL mirror row is the durable truth of state and version; the Redis record is the fast,
+repairable copy (it also carries the AI context). A transition is written in this order:
 
 1. the SQL transaction updates the mirror row *where version = the loaded version* (a row
-   lock that also serializes concurrent writers of this conversation) and appends the log
-   entry;
-2. inside that transaction, a Lua script replaces the Redis record only if it still holds
-   exactly the bytes that were loaded;
-3. the SQL transaction commits only when the script succeeded.
+   lock that also serializes concurrent writers of this conversation), appends the log entry
+   and commits;
+2. then a Lua script replaces the Redis record only if it still holds exactly the bytes that
+   were loaded.
 
-A writer holding a stale version fails at step 1 or 2 with StaleVersion and writes nothing.
+So Redis is never ahead of SQL: a failed commit or a cancellation writes nothing to Redis,
+and a crash between 1 and 2 leaves Redis behind. A record behind SQL (that crash, Redis
+restored from an older snapshot, a lagging replica) is repaired from the mirror row: a writer
+refused at step 1 compares the two, rebuilds the record when they differ and tries once more.
+A writer holding a genuinely stale version still fails with StaleVersion and writes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
@@ -28,6 +32,8 @@ from states.clock import now_iso, now_ms
 from states.errors import ConversationNotFound, InvalidTransition, StaleVersion
 from states.machine import AgentType, State, apply_trigger
 from states.record import Conversation, dump_record, load_record
+
+log = logging.getLogger(__name__)
 
 # Replace the value only if it is still byte-for-byte what the writer loaded; keep its TTL.
 CAS_SCRIPT = """
@@ -130,9 +136,29 @@ class ConversationRepository:
                 raise ConversationNotFound(conversation_id)
         return raw, load_record(conversation_id, raw)
 
-    async def get(self, conversation_id: str) -> Conversation:
-        """The live record; ConversationNotFound when there is none."""
-        return (await self._load_raw(conversation_id))[1]
+    async def get(self, conversation_id: str, *, fresh: bool = False) -> Conversation:
+        """The live record; ConversationNotFound when there is none. `fresh` first checks it
+        against the SQL row and repairs it when it is behind (before a permission check)."""
+        raw, record = await self._load_raw(conversation_id)
+        if fresh:
+            repaired = await self.repair(conversation_id, raw, record)
+            if repaired is not None:
+                return repaired
+        return record
+
+    async def repair(self, conversation_id: str, raw: bytes | str, record: Conversation) -> Conversation | None:
+        """Rebuild the live record from the SQL row when their versions differ (SQL is the
+        truth; the record's context is kept). The repaired record, or None when they agree."""
+        durable = await self._log.load(conversation_id)
+        if durable is None or durable.version == record.version:
+            return None
+        durable.context = record.context
+        key = redis_keys.session(conversation_id)
+        if not await self._cas(keys=[key], args=[raw, dump_record(durable)]):
+            return None  # someone else changed it meanwhile: the caller's next read sees that
+        log.warning("repaired the live record of %s from SQL: version %d -> %d (state %s -> %s)",
+                    conversation_id, record.version, durable.version, record.state, durable.state)
+        return durable
 
     async def fire(
         self,
@@ -145,21 +171,40 @@ class ConversationRepository:
         expect_version: int | None = None,
         **data: str | None,
     ) -> Transition:
-        """Apply `trigger` and save with compare-and-set; InvalidTransition or StaleVersion
-        when refused, with nothing written."""
-        raw, before = await self._load_raw(conversation_id)
-        if expect_version is not None and before.version != expect_version:
-            raise StaleVersion(conversation_id, expect_version)
-        if expect_states is not None and before.state not in set(expect_states):
-            raise InvalidTransition(trigger, before.state)
-        after = before.copy()
-        await apply_trigger(after, trigger, **data)
-        at_ms = now_ms()
-        after.version = before.version + 1
-        after.updated_at = now_iso()
-        transition = Transition(before, after, trigger, actor, reason, at_ms)
-        async with self._log.record_transition(transition):
-            swapped = await self._cas(keys=[redis_keys.session(conversation_id)], args=[raw, dump_record(after)])
-            if not swapped:
-                raise StaleVersion(conversation_id, before.version)
-        return transition
+        """Apply `trigger` and save (SQL first, then the live record); InvalidTransition or
+        StaleVersion when refused, with nothing written. A live record found behind SQL is
+        repaired and the trigger tried once more on it."""
+        for attempt in range(2):
+            raw, before = await self._load_raw(conversation_id)
+            if expect_version is not None and before.version != expect_version:
+                raise StaleVersion(conversation_id, expect_version)
+            if expect_states is not None and before.state not in set(expect_states):
+                raise InvalidTransition(trigger, before.state)
+            after = before.copy()
+            await apply_trigger(after, trigger, **data)
+            after.version = before.version + 1
+            after.updated_at = now_iso()
+            transition = Transition(before, after, trigger, actor, reason, now_ms())
+            try:
+                async with self._log.record_transition(transition):
+                    pass  # the block commits the mirror row and the log entry
+            except StaleVersion:
+                if attempt == 0 and await self.repair(conversation_id, raw, before) is not None:
+                    continue
+                raise
+            await self._publish(conversation_id, raw, transition)
+            return transition
+        raise StaleVersion(conversation_id, expect_version or 0)  # not reached: the loop returns or raises
+
+    async def _publish(self, conversation_id: str, raw: bytes | str, transition: Transition) -> None:
+        """The live record follows the committed row. If it changed meanwhile and is not newer
+        than this transition, it is replaced by it (SQL accepted this one); a newer one stays."""
+        key = redis_keys.session(conversation_id)
+        after = transition.after
+        if await self._cas(keys=[key], args=[raw, dump_record(after)]):
+            return
+        current = await self.redis.get(key)
+        if current is None:
+            return  # expired or flushed: the next read rebuilds it from SQL
+        if load_record(conversation_id, current).version <= after.version:
+            await self._cas(keys=[key], args=[current, dump_record(after)])

@@ -53,15 +53,16 @@ class Assignment:
 
     async def release(self, identity: Identity, conversation_id: str) -> Conversation:
         """`human` (or `handoff`) -> `ai`: hand back to the AI."""
-        conversation = await self.conversations.get_for(identity, conversation_id)
+        conversation = await self.conversations.get_for(identity, conversation_id, fresh=True)
         check_assigned(identity, conversation)
-        t = await self.conversations.fire(conversation_id, "release", actor=actor_of(identity), reason="release")
+        t = await self.conversations.fire(conversation_id, "release", actor=actor_of(identity), reason="release",
+                                          expect_version=conversation.version)
         return t.after
 
     async def transfer(self, identity: Identity, conversation_id: str, *, agent_id: str | None = None,
                        team_id: str | None = None) -> Conversation:
         """To an agent (stays `human`, reassigned) or to a team (`human` -> `handoff`, queued)."""
-        conversation = await self.conversations.get_for(identity, conversation_id)
+        conversation = await self.conversations.get_for(identity, conversation_id, fresh=True)
         check_assigned(identity, conversation)
         if conversation.state != State.HUMAN:
             raise InvalidTransition("transfer", conversation.state)

@@ -12,8 +12,9 @@ from chat.conversations.texts import notice_for
 from chat.errors import Forbidden, Invalid, TooLarge
 from chat.events import ConversationMoved, CustomerWrote, Events, MessageStored, Typing
 from chat.store import Message, Store
+from chat.store.messages import Guard
 from chat.store.writer import MessageWriter
-from states import ConversationNotFound, State
+from states import ConversationNotFound, StaleVersion, State
 from states.record import Conversation
 
 MAX_CONTENT_CHARS = 4000
@@ -38,32 +39,31 @@ class Messages:
         self.writer = MessageWriter(store.messages)
         self._phrases = tuple(p.casefold() for p in handoff_phrases)
 
-    async def append(self, conversation: Conversation, *, guard_version: bool = False,
+    async def append(self, conversation: Conversation, *, guard: Guard | None = None, guard_version: bool = False,
                      **fields: Any) -> tuple[Message, bool]:
         """Store a message and announce it when it is new; return it and whether it is new.
 
-        Unguarded messages go through the group-commit writer. With `guard_version` (the AI's
-        reply) the write happens only while the conversation is still in the state and version
-        it was read with; otherwise StaleVersion and nothing is written.
+        Every message goes through the group-commit writer. With a guard the write happens only
+        while the SQL row still matches it (`guard_version`: the state and version the
+        conversation was read with, for the AI's reply); otherwise the live record is checked
+        against SQL (and repaired), StaleVersion is raised and nothing is written.
         """
         if guard_version:
-            message, created = await self.store.messages.append(
-                conversation.id, require_state=conversation.state, require_version=conversation.version, **fields
-            )
-        else:
-            message, created = await self._append_unguarded(conversation, fields)
+            guard = Guard(state=conversation.state, version=conversation.version)
+        try:
+            try:
+                message, created = await self.writer.append(conversation.id, guard=guard, **fields)
+            except ConversationNotFound:
+                # a migrated record touched for the first time has no SQL row yet
+                await self.store.conversations.ensure(conversation)
+                message, created = await self.writer.append(conversation.id, guard=guard, **fields)
+        except StaleVersion:
+            await self.conversations.refresh(conversation.id)
+            raise
         if created:
             metrics.MESSAGES.labels(message.sender_type).inc()
             await self.events.emit(MessageStored(conversation, message))
         return message, created
-
-    async def _append_unguarded(self, conversation: Conversation, fields: dict[str, Any]) -> tuple[Message, bool]:
-        try:
-            return await self.writer.append(conversation.id, **fields)
-        except ConversationNotFound:
-            # a migrated record touched for the first time has no SQL row yet
-            await self.store.conversations.ensure(conversation)
-            return await self.writer.append(conversation.id, **fields)
 
     async def list_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,
                        limit: int | None = None) -> list[Message]:
@@ -98,12 +98,20 @@ class Messages:
 
     async def _from_customer(self, identity: Identity, conversation: Conversation, content: str,
                              client_msg_id: str | None) -> Message:
-        if conversation.state == State.CLOSED:
-            conversation = await self.conversations.reopen(identity, conversation)
-        message, created = await self.append(
-            conversation, sender_type="customer", sender_id=identity.user_id, content=content,
-            client_msg_id=client_msg_id,
-        )
+        for attempt in range(2):
+            if conversation.state == State.CLOSED:
+                conversation = await self.conversations.reopen(identity, conversation)
+            try:
+                # never into a closed conversation: a close that wins the race reopens it once more
+                message, created = await self.append(
+                    conversation, guard=Guard(not_state=State.CLOSED), sender_type="customer",
+                    sender_id=identity.user_id, content=content, client_msg_id=client_msg_id,
+                )
+                break
+            except StaleVersion:
+                if attempt:
+                    raise
+                conversation = await self.conversations.get(conversation.id)
         if created and conversation.state == State.AI:
             if self.wants_human(content):
                 await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),
@@ -114,13 +122,23 @@ class Messages:
 
     async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
                           client_msg_id: str | None, private: bool) -> Message:
-        if not private and not (conversation.state == State.HUMAN and conversation.agent_id == identity.user_id):
-            raise Forbidden("only the assigned agent may send a message to the customer; add a private note instead")
-        message, _ = await self.append(
-            conversation, sender_type="agent", sender_id=identity.user_id, content=content,
-            client_msg_id=client_msg_id, private=private,
-        )
-        return message
+        for attempt in range(2):
+            if not private and not (conversation.state == State.HUMAN and conversation.agent_id == identity.user_id):
+                raise Forbidden("only the assigned agent may send a message to the customer; add a private note "
+                                "instead")
+            # stored only while this agent is still the assignee (checked on the SQL row at the insert)
+            guard = None if private else Guard(state=State.HUMAN, agent_id=identity.user_id)
+            try:
+                message, _ = await self.append(
+                    conversation, guard=guard, sender_type="agent", sender_id=identity.user_id, content=content,
+                    client_msg_id=client_msg_id, private=private,
+                )
+                return message
+            except StaleVersion:
+                if attempt:
+                    raise
+                conversation = await self.conversations.get(conversation.id)  # repaired by append
+        raise AssertionError("not reached")
 
     def wants_human(self, content: str) -> bool:
         """Does the message contain one of the configured handoff phrases (case-insensitive)?"""

@@ -21,8 +21,27 @@ _INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({marks(MESSAGE_COLU
 
 
 @dataclass(frozen=True)
+class Guard:
+    """Write only while the mirror row still matches: a state (and its version), an assignee,
+    or not a given state. The row lock of the seq bump holds it until the commit."""
+
+    state: str | None = None
+    version: int | None = None
+    agent_id: str | None = None
+    not_state: str | None = None
+
+    def sql(self) -> tuple[str, tuple[Any, ...]]:
+        """The condition on the conversations row, and its parameters."""
+        parts = [(f"{column} {op} %s", value) for column, op, value in (
+            ("state", "=", self.state), ("version", "=", self.version), ("agent_id", "=", self.agent_id),
+            ("state", "<>", self.not_state)) if value is not None]
+        return " AND ".join(p for p, _ in parts) or "1 = 1", tuple(v for _, v in parts)
+
+
+@dataclass(frozen=True)
 class NewMessage:
-    """A message to store: what its sender gives; the store adds id, seq and time."""
+    """A message to store: what its sender gives (and the guard it is written under); the store
+    adds id, seq and time."""
 
     conversation_id: str
     sender_type: str
@@ -30,6 +49,7 @@ class NewMessage:
     sender_id: str | None = None
     private: bool = False
     client_msg_id: str | None = None
+    guard: Guard | None = None
 
     def stored(self, seq: int, created_ms: int) -> Message:
         """The stored message, with a fresh id."""
@@ -51,12 +71,17 @@ def _values(m: Message) -> tuple[Any, ...]:
             m.client_msg_id, m.created_ms)
 
 
-@dataclass(frozen=True)
-class Guard:
-    """Write only while the mirror row still has this state and version."""
-
-    state: str
-    version: int | None
+def _guard_cases(ids: list[str], guards: dict[str, list[tuple[str, tuple[Any, ...]]]]) -> tuple[str, list[Any]]:
+    """` AND CASE id WHEN ... THEN (its guards) ... END` for the guarded conversations of a batch."""
+    if not guards:
+        return "", []
+    sql, params = [], []
+    for cid in ids:
+        conditions = guards.get(cid)
+        if conditions:
+            sql.append(f"WHEN %s THEN ({' AND '.join(c for c, _ in conditions)})")
+            params += [cid, *(v for _, values in conditions for v in values)]
+    return f" AND CASE id {' '.join(sql)} ELSE 1 END", params
 
 
 class Messages:
@@ -75,7 +100,7 @@ class Messages:
         )
         return message_from_row(row) if row else None
 
-    async def append(  # noqa: PLR0913 - the fields of a message and the optional guard
+    async def append(  # noqa: PLR0913 - the fields of a message and its guard
         self,
         conversation_id: str,
         *,
@@ -84,34 +109,36 @@ class Messages:
         sender_id: str | None = None,
         private: bool = False,
         client_msg_id: str | None = None,
-        require_state: str | None = None,
-        require_version: int | None = None,
+        guard: Guard | None = None,
     ) -> tuple[Message, bool]:
+        """append_draft with the message's fields."""
+        return await self.append_draft(
+            NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id, guard))
+
+    async def append_draft(self, draft: NewMessage) -> tuple[Message, bool]:
         """Store a message with the next seq; return it and whether it is new.
 
-        A resend (same sender, same client_msg_id) returns the stored message. With require_state and
-        require_version the write happens only while the mirror row still has them (the row
-        lock taken by the UPDATE keeps any transition out until the commit); otherwise
-        StaleVersion and nothing is written.
+        A resend (same sender, same client_msg_id) returns the stored message. With a guard the
+        write happens only while the mirror row matches it (the row lock taken by the UPDATE keeps
+        any transition out until the commit); otherwise StaleVersion and nothing is written.
         """
-        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id)
-        guard = Guard(require_state, require_version) if require_state is not None else None
         # no look-up first: a resend fails on the UNIQUE key, rolls its seq back, and the
         # stored message is read then (one round trip less for every new message)
         try:
-            return await self._insert(draft, guard), True
+            return await self._insert(draft), True
         except DuplicateKey:
             # a resend (or the same message racing in from another socket): the first one stored wins
-            if client_msg_id is not None:
-                existing = await self.find(conversation_id, sender_type, sender_id, client_msg_id)
+            if draft.client_msg_id is not None:
+                existing = await self.find(draft.conversation_id, draft.sender_type, draft.sender_id,
+                                           draft.client_msg_id)
                 if existing is not None:
                     return existing, False
             raise
 
-    async def _insert(self, draft: NewMessage, guard: Guard | None) -> Message:
+    async def _insert(self, draft: NewMessage) -> Message:
         created_ms = now_ms()
         async with self.db.transaction() as tx:
-            seq = await self._next_seq(tx, draft.conversation_id, created_ms, guard)
+            seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
             message = draft.stored(seq, created_ms)
             await tx.execute(_INSERT, _values(message))
         return message
@@ -124,8 +151,9 @@ class Messages:
         sql = f"UPDATE conversations SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
         params: tuple[Any, ...] = (created_ms, conversation_id)
         if guard is not None:
-            sql += " AND state = %s AND version = %s"
-            params += (guard.state, guard.version)
+            condition, values = guard.sql()
+            sql += f" AND {condition}"
+            params += values
         if not await tx.execute(sql, params):
             if guard is not None and await tx.fetchone("SELECT 1 FROM conversations WHERE id = %s", (conversation_id,)):
                 raise StaleVersion(conversation_id, guard.version or 0)
@@ -136,22 +164,27 @@ class Messages:
         return int(row[0]) if row else 0
 
     async def append_batch(self, drafts: list[NewMessage]) -> list[Message]:
-        """Store several unguarded messages in one transaction (group commit).
+        """Store several messages in one transaction (group commit).
 
-        All or nothing: a conversation without a row, or a client_msg_id already stored, raises
-        and writes nothing; the caller then stores the messages one by one.
+        All or nothing: a conversation without a row, a guard that does not hold, or a
+        client_msg_id already stored raises and writes nothing; the caller then stores the
+        messages one by one (where each meets its own outcome).
         """
         created_ms = now_ms()
         counts: dict[str, int] = {}
+        guards: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
         for draft in drafts:
             counts[draft.conversation_id] = counts.get(draft.conversation_id, 0) + 1
+            if draft.guard is not None:
+                guards.setdefault(draft.conversation_id, []).append(draft.guard.sql())
         ids = sorted(counts)  # one lock order for every writer: no deadlock between batches
         cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+        checks, check_params = _guard_cases(ids, guards)
         async with self.db.transaction() as tx:
             moved = await tx.execute(
                 f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
-                f"WHERE id IN ({marks(ids)})",
-                [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids,
+                f"WHERE id IN ({marks(ids)}){checks}",
+                [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids + check_params,
             )
             if moved != len(ids):
                 raise ConversationNotFound("one of a batch")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from chat.store.messages import Messages, NewMessage
+from chat.store.messages import Guard, Messages, NewMessage
 from chat.store.models import Message
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,20 @@ class MessageWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
-    async def append(self, conversation_id: str, *, sender_type: str, content: str, sender_id: str | None = None,
-                     private: bool = False, client_msg_id: str | None = None) -> Stored:
-        """Like Messages.append (without the state guard): the message and whether it is new."""
+    async def append(  # noqa: PLR0913 - the fields of a message and its guard
+        self,
+        conversation_id: str,
+        *,
+        sender_type: str,
+        content: str,
+        sender_id: str | None = None,
+        private: bool = False,
+        client_msg_id: str | None = None,
+        guard: Guard | None = None,
+    ) -> Stored:
+        """As Messages.append (guard included): the message and whether it is new."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id)
+        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id, guard)
         self._queue.append((draft, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="message-writer")
@@ -56,7 +65,7 @@ class MessageWriter:
         if len(batch) > 1:
             try:
                 messages = await self.messages.append_batch([draft for draft, _ in batch])
-            except Exception as exc:  # a resend or a missing row in the batch: one by one below
+            except Exception as exc:  # a resend, a missing row or a failed guard: one by one below
                 log.debug("batch of %d not written whole (%s); writing one by one", len(batch), type(exc).__name__)
             else:
                 self.batches += 1
@@ -68,9 +77,6 @@ class MessageWriter:
             if future.done():
                 continue
             try:
-                future.set_result(await self.messages.append(
-                    draft.conversation_id, sender_type=draft.sender_type, content=draft.content,
-                    sender_id=draft.sender_id, private=draft.private, client_msg_id=draft.client_msg_id,
-                ))
+                future.set_result(await self.messages.append_draft(draft))
             except Exception as exc:
                 future.set_exception(exc)

@@ -104,15 +104,15 @@ async def test_stale_writer_never_overwrites(repo, redis):
     assert (await repo.get(cid)).state == "handoff"
 
 
-async def test_cas_refuses_when_record_changed_between_load_and_save(repo, redis, store):
-    """A writer that loaded version N loses to one that saved N+1 in between."""
+async def test_a_redis_only_change_cannot_make_the_live_record_disagree_with_sql(repo, redis, store):
+    """SQL is the truth: a live record changed behind the repository's back between the load and
+    the save ends as the committed transition, never as something SQL does not hold."""
     cid = await put_in_state(repo, "ai")
     key = redis_keys.session(cid)
     original_record = store.conversations.record_transition
 
     def racing_record(transition):
         async def sneak():
-            # another process moves the live record after our load, before our CAS
             other = load_record(cid, await redis.get(key))
             other.version += 1
             other.state = "handoff"
@@ -132,12 +132,72 @@ async def test_cas_refuses_when_record_changed_between_load_and_save(repo, redis
 
     store.conversations.record_transition = racing_record
     try:
-        with pytest.raises(StaleVersion):
+        await repo.fire(cid, "close")
+    finally:
+        store.conversations.record_transition = original_record
+    live = await repo.get(cid)
+    assert (live.state, live.version) == ("closed", 1)
+    assert (await mirror_row(store, cid))[4] == 1
+    assert [e.trigger for e in await store.events.list_of(cid)] == ["close"]
+
+
+async def test_a_failed_commit_leaves_the_live_record_untouched(repo, redis, store):
+    """The live record is written after the SQL commit: a commit that fails (or a cancellation at
+    shutdown) can never leave Redis ahead of SQL."""
+    cid = await put_in_state(repo, "ai")
+    key = redis_keys.session(cid)
+    before = await redis.get(key)
+    original_record = store.conversations.record_transition
+
+    def failing_commit(transition):
+        cm = original_record(transition)
+
+        class Wrapped:
+            async def __aenter__(self):
+                await cm.__aenter__()
+
+            async def __aexit__(self, *exc):
+                await cm.__aexit__(RuntimeError, RuntimeError("commit failed"), None)  # roll back
+                raise RuntimeError("commit failed")
+
+        return Wrapped()
+
+    store.conversations.record_transition = failing_commit
+    try:
+        with pytest.raises(RuntimeError):
             await repo.fire(cid, "close")
     finally:
         store.conversations.record_transition = original_record
-    assert (await mirror_row(store, cid))[4] == 0  # the SQL side rolled back
-    assert await store.events.list_of(cid) == []
+    assert await redis.get(key) == before
+    assert (await mirror_row(store, cid))[4] == 0
+
+
+async def test_a_live_record_behind_sql_is_repaired_and_moves_on(repo, redis, store):
+    """Redis restored from an older snapshot: the record says version 0 in `ai`, SQL says version 2.
+    Before the fix every later transition was `conflict` forever."""
+    cid = await put_in_state(repo, "ai")
+    key = redis_keys.session(cid)
+    snapshot = await redis.get(key)
+    await repo.fire(cid, "assign", agent_id="a1")
+    await repo.fire(cid, "release")
+    await redis.set(key, snapshot)  # the restore
+    t = await repo.fire(cid, "assign", agent_id="a2")
+    assert (t.before.version, t.after.version, t.after.agent_id) == (2, 3, "a2")
+    assert (await mirror_row(store, cid))[4] == 3
+    await redis.set(key, snapshot)
+    fresh = await repo.get(cid, fresh=True)  # what a permission check reads
+    assert (fresh.state, fresh.agent_id, fresh.version) == ("human", "a2", 3)
+
+
+async def test_a_stale_transition_on_a_repaired_record_is_refused_by_its_state(repo, redis, store):
+    cid = await put_in_state(repo, "ai")
+    key = redis_keys.session(cid)
+    snapshot = await redis.get(key)
+    await repo.fire(cid, "close")
+    await redis.set(key, snapshot)  # Redis says `ai`, SQL says `closed`
+    with pytest.raises(InvalidTransition):
+        await repo.fire(cid, "request_handoff")  # repaired first, then refused: closed cannot hand off
+    assert (await repo.get(cid)).state == "closed"
 
 
 async def test_migrated_five_field_record_becomes_a_full_conversation(repo, redis, store):

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from chat.store.messages import NewMessage
+from chat.store.messages import Guard, NewMessage
 from states import ConversationNotFound, StaleVersion
 from tests.conftest import new_id
 
@@ -43,13 +43,13 @@ async def test_unicode_round_trips_exactly(store, conversation_id):
 async def test_guarded_append_refuses_a_moved_conversation(store, make_conversation):
     cid = (await make_conversation(state="ai", version=3)).id
     m, created = await store.messages.append(
-        cid, sender_type="ai", content="ok", require_state="ai", require_version=3
+        cid, sender_type="ai", content="ok", guard=Guard(state="ai", version=3)
     )
     assert created and m.seq == 1
     with pytest.raises(StaleVersion):
-        await store.messages.append(cid, sender_type="ai", content="late", require_state="ai", require_version=2)
+        await store.messages.append(cid, sender_type="ai", content="late", guard=Guard(state="ai", version=2))
     with pytest.raises(StaleVersion):
-        await store.messages.append(cid, sender_type="ai", content="late", require_state="human", require_version=3)
+        await store.messages.append(cid, sender_type="ai", content="late", guard=Guard(state="human", version=3))
     assert [m.content for m in await store.messages.list_of(cid)] == ["ok"]
     assert (await store.conversations.extras(cid))[0] == 1  # the refused write took no seq
 
@@ -58,7 +58,7 @@ async def test_append_to_unknown_conversation(store):
     with pytest.raises(ConversationNotFound):
         await store.messages.append(new_id(), sender_type="customer", content="x")
     with pytest.raises(ConversationNotFound):  # guarded too: no row at all is not a stale version
-        await store.messages.append(new_id(), sender_type="ai", content="x", require_state="ai", require_version=0)
+        await store.messages.append(new_id(), sender_type="ai", content="x", guard=Guard(state="ai", version=0))
 
 
 async def test_private_filter_and_after_seq(store, conversation_id):
@@ -101,6 +101,39 @@ async def test_a_batch_is_all_or_nothing(store, conversation_id):
         await store.messages.append_batch([NewMessage(new_id(), "customer", "lost")])
     assert [m.content for m in await store.messages.list_of(conversation_id)] == ["a"]
     assert (await store.conversations.extras(conversation_id))[0] == 1
+
+
+async def test_guards_on_the_assignee_and_on_a_closed_state(store, make_conversation):
+    """An agent's message is stored only while it is the assignee; a customer's never into a closed one."""
+    cid = (await make_conversation(state="human", version=2, agent_id="a1")).id
+    m, _ = await store.messages.append(cid, sender_type="agent", sender_id="a1", content="mine",
+                                       guard=Guard(state="human", agent_id="a1"))
+    with pytest.raises(StaleVersion):
+        await store.messages.append(cid, sender_type="agent", sender_id="a2", content="not mine",
+                                    guard=Guard(state="human", agent_id="a2"))
+    closed = (await make_conversation(state="closed", version=4)).id
+    with pytest.raises(StaleVersion):
+        await store.messages.append(closed, sender_type="customer", sender_id="u1", content="late",
+                                    guard=Guard(not_state="closed"))
+    assert [x.content for x in await store.messages.list_of(cid)] == ["mine"]
+    assert await store.messages.list_of(closed) == []
+
+
+async def test_a_batch_with_a_failing_guard_writes_nothing(store, make_conversation):
+    """Group commit: a guard that does not hold fails the whole batch (the writer then goes one by one)."""
+    open_ = (await make_conversation(state="ai", version=0)).id
+    closed = (await make_conversation(state="closed", version=1)).id
+    with pytest.raises(Exception):  # noqa: B017 - which error the batch raises does not matter, nothing written does
+        await store.messages.append_batch([
+            NewMessage(open_, "customer", "a", "u1", guard=Guard(not_state="closed")),
+            NewMessage(closed, "customer", "b", "u1", guard=Guard(not_state="closed")),
+        ])
+    assert await store.messages.list_of(open_) == [] and await store.messages.list_of(closed) == []
+    batch = await store.messages.append_batch([
+        NewMessage(open_, "customer", "a", "u1", guard=Guard(not_state="closed")),
+        NewMessage(open_, "agent", "b", "a1"),
+    ])
+    assert [m.seq for m in batch] == [1, 2]
 
 
 async def test_list_of_pages_without_gaps_and_at_the_top_of_the_seq_range(store, conversation_id):
