@@ -220,25 +220,24 @@ def to_new(obj: Record, now: str) -> Converted:
     metadata = get("metadata")
     if type(metadata) is not dict:
         metadata = _object_field(obj, "metadata")
-    created, updated, defaulted = _times(get("createdAt"), get("updatedAt"), now)
+    created = get("createdAt")
+    if created is not None:
+        created = parse_timestamp(created, "createdAt")
+    updated = get("updatedAt")
+    if updated is not None:
+        updated = parse_timestamp(updated, "updatedAt")
+    defaulted = created is None and updated is None  # each stands in for the other; neither: now
+    if defaulted:
+        created = updated = now
+    else:
+        created = created or updated
+        updated = updated or created
     # The contract's field order (PROTOCOL 5); states/record.py loads it as version 0.
     record = {"user_id": user_id, "agent_type": agent, "context": context, "created_at": created,
               "updated_at": updated, "state": _FIRST_STATE[agent], "version": 0, "agent_id": None, "team_id": None,
               "metadata": metadata}
     dropped = () if OLD_FIELDS.issuperset(obj) else tuple(sorted(obj.keys() - OLD_FIELDS))
     return Converted(record, defaulted, dropped)
-
-
-def _times(created_at: Any, updated_at: Any, now: str) -> tuple[str, str, bool]:
-    """``(created_at, updated_at, defaulted)``: each stands in for the other; neither means now."""
-    created = None if created_at is None else parse_timestamp(created_at, "createdAt")
-    updated = None if updated_at is None else parse_timestamp(updated_at, "updatedAt")
-    if created is None and updated is None:
-        return now, now, True
-    created = created or updated
-    updated = updated or created
-    assert created is not None and updated is not None
-    return created, updated, False
 
 
 def _user_id(obj: Record, user_id: Any) -> str:

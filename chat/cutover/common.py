@@ -6,7 +6,8 @@ import argparse
 import math
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 EXIT_OK = 0
@@ -15,9 +16,23 @@ EXIT_USAGE = 2
 
 MASK = "***"
 
+T = TypeVar("T")
+
 
 class UsageError(Exception):
     """A bad argument found after parsing: the program says so and exits with EXIT_USAGE."""
+
+
+def parse_checked(
+    parser: argparse.ArgumentParser, argv: list[str] | None, check: Callable[[argparse.Namespace], T]
+) -> T | None:
+    """Parse ``argv`` and check what argparse cannot; None, after one line on stderr, on a UsageError."""
+    args = parser.parse_args(argv)
+    try:
+        return check(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 # Query parameters that carry a secret in the URL forms redis-py and the MySQL drivers accept.
 _SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "token", "secret"})

@@ -33,7 +33,7 @@ TABLES = [*table_names(), "schema_version"]
 async def upgrade_schema(url: str) -> None:
     db = await connect(parse_database_url(url), pool_size=2)
     try:
-        await Store(db).upgrade()
+        await Store(db).migrations.upgrade()
     finally:
         await db.close()
 

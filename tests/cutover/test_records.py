@@ -54,7 +54,7 @@ def test_old_new_old_with_the_original_is_exact(old, indent):
     MS,
     MS,
 )
-def test_old_new_old_without_the_original_is_exact_for_the_canonical_shape(
+def test_old_new_old_without_the_original_is_exact_for_the_canonical_shape(  # noqa: PLR0917 - hypothesis draws
     user_id, agent, context, metadata, created_ms, updated_ms
 ):
     """Without it, exact for what the old service itself wrote: every field, ISO strings with Z."""

@@ -28,9 +28,8 @@ def _json(int_bits: int):
 
 
 json_values, json_objects = _json(70)
-# chat.cutover.records.loads (orjson) reads an integer outside [-2**63, 2**64) as a float: the
-# migration itself changes such a value (old -> new is lossy there, not new -> old), so the
-# checks that compare against the old record's values keep to integers orjson reads exactly.
+# The service writes its records with orjson, which refuses integers outside 64 bits: the
+# checks on records of the new service keep to integers it can write.
 json_values_63, json_objects_63 = _json(63)
 
 

@@ -23,7 +23,16 @@ from chat.cutover.backup_format import (
     show_database,
     write_json_atomic,
 )
-from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, format_duration, mask_url, positive_int
+from chat.cutover.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    format_duration,
+    mask_url,
+    parse_checked,
+    positive_int,
+)
 from chat.cutover.targets import check_redis_url, database_target, redis_target
 from states.clock import now_ms
 from states.redis_keys import PREFIXES
@@ -206,11 +215,8 @@ def print_summary(manifest: dict[str, Any], out: Path, elapsed_s: float) -> None
 
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Take the backup; see ``--help``."""
-    args = build_parser(prog).parse_args(argv)
-    try:
-        options = check_options(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    options = parse_checked(build_parser(prog), argv, check_options)
+    if options is None:
         return EXIT_USAGE
     if options.dry_run:
         return dry_run(options)

@@ -15,7 +15,7 @@ import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMy
 import redis
 
 from chat.cutover.backup_format import FormatError
-from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, UsageError, mask_url
+from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, mask_url, parse_checked
 from chat.cutover.migrate_redis.cli import same_database
 from chat.cutover.rollback.checks import Backup, BackupInvalid, load_backup
 from chat.cutover.rollback.database import RestoreFailed, database_now, preflight_database, restore_database
@@ -160,11 +160,8 @@ def run(backup: Backup, options: Options, clients: Clients, plan: Plan) -> Outco
 
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Run the rollback; see ``--help``."""
-    args = build_parser(prog).parse_args(argv)
-    try:
-        options = check_options(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    options = parse_checked(build_parser(prog), argv, check_options)
+    if options is None:
         return EXIT_USAGE
     started = time.monotonic()
     try:
