@@ -25,7 +25,8 @@ from chat.presence import Presence, run_every
 from chat.redis_client import create_redis
 from chat.routing import Router
 from chat.settings import Settings
-from chat.store import Store, connect
+from chat.store import Store
+from chat.store.db import connect_waiting
 from chat.ws import transport
 from chat.ws.registry import default_registry
 from chat.ws.session import Services
@@ -43,7 +44,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    db = await connect(settings.database, pool_size=settings.db_pool_size)
+    where = settings.database.describe()  # never the password
+
+    def waiting(attempt: int) -> None:
+        log.warning("waiting for the database at %s (attempt %d)...", where, attempt)
+
+    db = await connect_waiting(settings.database, pool_size=settings.db_pool_size,
+                               timeout_s=settings.db_connect_timeout_s, on_wait=waiting)
     store = Store(db)
     await store.migrations.upgrade()
     app[keys.STORE] = store

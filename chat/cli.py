@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from chat.app import create_app
+    from chat.store import DatabaseError
 
     settings = _settings()
     host = args.host or settings.host
@@ -65,7 +66,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     if settings.embedded:
         print(_banner(settings, host, port), flush=True)
-    web.run_app(create_app(settings), host=host, port=port, print=lambda text: print(text, flush=True))
+    try:
+        web.run_app(create_app(settings), host=host, port=port, print=lambda text: print(text, flush=True))
+    except DatabaseError as exc:  # unreachable for DB_CONNECT_TIMEOUT_S at start: one line, no traceback
+        print(f"chat-api: gave up on the database after {settings.db_connect_timeout_s:g} s "
+              f"(DB_CONNECT_TIMEOUT_S): {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

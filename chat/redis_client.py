@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat.settings import Settings
+
+
+def stale_connection_retry() -> Retry:
+    """Re-send a command once, on a fresh connection, when its pooled connection turns out to be
+    dead (the first command after a Redis restart or failover); nothing else is retried.
+
+    Why this never doubles an effect: a connection the server closed (a restart) carried nothing
+    the new server ran, so the re-sent command runs once. A timeout is not retried: a command
+    that timed out may still run, and re-sending an INCR, a PUBLISH or a Lua script would run it
+    twice. The rare reset after the server ran the command but before its reply arrives is left:
+    the service's Redis writes are conditional or idempotent (SET NX takes a lock once, the
+    version CAS script applies one transition once, SADD/SREM/HSET/EXPIRE converge), so a re-run
+    can only report "taken" or `conflict` for a change that was made, never make it twice; and
+    PUBLISH repeats an event clients already dedupe by seq and version."""
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def create_redis(settings: Settings, client_name: str | None = None) -> aioredis.Redis:
@@ -18,12 +39,28 @@ def create_redis(settings: Settings, client_name: str | None = None) -> aioredis
         return embedded
     # one connection per concurrent command at most; the plain pool is much cheaper per command
     # than the blocking one, and 1024 is far above what one instance keeps in flight
-    pool = aioredis.ConnectionPool.from_url(
-        settings.redis.url,
-        max_connections=1024,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=30,
-        client_name=client_name,
-    )
-    return aioredis.Redis(connection_pool=pool)
+    options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 10, "health_check_interval": 30,
+                               "client_name": client_name}
+    pool = aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=1024, retry=stale_connection_retry(),
+                                            **options)
+    return ServiceRedis(pool, aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, **options))
+
+
+class ServiceRedis(aioredis.Redis):
+    """The service's client: commands are retried once on a dead pooled connection; subscriptions
+    come from a pool without that retry, so the bus listener sees a dropped subscription itself
+    (it counts it, logs it and resubscribes) instead of redis-py resubscribing behind its back."""
+
+    def __init__(self, pool: aioredis.ConnectionPool, subscriber_pool: aioredis.ConnectionPool) -> None:
+        super().__init__(connection_pool=pool)
+        self.auto_close_connection_pool = True  # both pools are this client's own
+        self._subscriber_pool = subscriber_pool
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        """A subscription on the pool without retries."""
+        return PubSub(self._subscriber_pool, event_dispatcher=self._event_dispatcher, **kwargs)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close both pools."""
+        await super().aclose(close_connection_pool)
+        await self._subscriber_pool.aclose()

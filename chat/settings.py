@@ -71,6 +71,7 @@ DEFAULT_SYSTEM_PROMPT = (
 DEFAULT_DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"  # chat.ai.dashscope's default too
 
 AI_PROVIDERS = ("dashscope", "openai", "echo")
+MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
@@ -98,7 +99,7 @@ class Settings:
     jwt_secret_key: str = setting(
         _SERVICE, "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
         shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
-        note="**required** when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
+        note="**required**, at least 32 bytes, when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
@@ -172,6 +173,11 @@ class Settings:
         _ROUTING, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever"
     )
     db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
+    db_connect_timeout_s: float = setting(
+        _STORAGE, "DB_CONNECT_TIMEOUT_S", 30.0, number(0.0),
+        "how long `serve` waits for an unreachable database at start (one progress line per attempt), "
+        "then exits 2",
+    )
     bus_channel: str = setting(
         _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
         "pub/sub channel of the cross-instance events; pub/sub is server-wide, so every instance of one "
@@ -201,6 +207,9 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
         if not embedded:
             raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
         values["jwt_secret_key"] = _embedded_secret(values["data_dir"])
+    elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
+                                              f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
     if "ai_provider" not in given:
         values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
     if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
@@ -210,12 +219,41 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
 
 
 def _embedded_secret(data_dir: Path) -> str:
-    """A per-install random secret kept in the data directory, so dev tokens survive restarts."""
+    """A per-install random secret kept in the data directory, so dev tokens survive restarts.
+
+    The directory is made 0700 and the file 0600 from its first byte. An empty or blank file (an
+    older version crashing between creating and writing it) is replaced by a new secret: no token
+    can have been signed with it. An unreadable one is a SettingsError (one line, exit 2)."""
     path = data_dir / "jwt-secret"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            secret = path.read_text().strip()
+        except FileNotFoundError:
+            return _new_secret_file(path, replace=False)
+        return secret or _new_secret_file(path, replace=True)
+    except OSError as exc:
+        raise SettingsError("CHAT_DATA_DIR", f"cannot keep the JWT secret in {path}: {exc.strerror or exc}") from None
+
+
+def _new_secret_file(path: Path, *, replace: bool) -> str:
+    """Write a new secret to a private temporary file (O_CREAT|O_EXCL, 0600), then put it in place
+    whole: no reader ever sees the file empty, half-written or readable by others."""
     secret = secrets.token_urlsafe(32)
-    path.write_text(secret)
-    path.chmod(0o600)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secret.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # FileExistsError: another process made it meanwhile; theirs wins
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
     return secret

@@ -15,6 +15,7 @@ from chat.settings import (
     SettingsError,
     settings_table,
 )
+from chat.store import Store, connect
 from states.redis_keys import EVENTS_CHANNEL
 
 # fields that depend on the data directory or on embedded mode, not on their own variable
@@ -121,9 +122,10 @@ def test_values_are_parsed_checked_and_normalized(tmp_path):
 
 
 def test_servers_leave_embedded_mode_and_need_a_secret(tmp_path):
-    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://h:6380/2", "JWT_SECRET_KEY": "k"})
+    key = "k" * 32
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://h:6380/2", "JWT_SECRET_KEY": key})
     assert not s.embedded and (s.redis and s.redis.describe()) == "redis://h:6380/2" and s.database.kind == "sqlite"
-    assert s.jwt_secret_key == "k" and not (tmp_path / "jwt-secret").exists()
+    assert s.jwt_secret_key == key and not (tmp_path / "jwt-secret").exists()
     assert Path(s.database.path) == tmp_path / "chat.db"
 
 
@@ -132,3 +134,72 @@ def test_secrets_stay_out_of_repr_and_replace_keeps_working(tmp_path):
     assert "sk-ai" not in repr(s) and "jwt-s" not in repr(s)
     moved = dataclasses.replace(s, port=1, bus_channel="elsewhere")
     assert (moved.port, moved.bus_channel, moved.ai_api_key) == (1, "elsewhere", "sk-ai")
+
+
+@pytest.mark.parametrize("key", ["k", "x" * 31, "字" * 10])  # 30 bytes of UTF-8
+@pytest.mark.parametrize("server", [{"REDIS_URL": "redis://h:6379/0"}, {"DATABASE_URL": "mysql://u@h/db"}])
+def test_a_short_jwt_secret_is_refused_outside_the_embedded_mode(tmp_path, key, server):
+    with pytest.raises(SettingsError, match=r"^JWT_SECRET_KEY: must be at least 32 bytes") as err:
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": key, **server})
+    assert key not in str(err.value)  # the message never echoes the secret
+    for enough in ("x" * 32, "字" * 11):
+        assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": enough, **server}).jwt_secret_key
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": key}).embedded  # a dev key is fine
+
+
+def test_the_cli_refuses_a_short_secret_with_one_line(tmp_path):
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/9", "JWT_SECRET_KEY": "s",
+           "CHAT_DATA_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "chat", "serve", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "chat-api: configuration error: JWT_SECRET_KEY: must be at least 32 bytes when DATABASE_URL or REDIS_URL "
+        "is set, got 1"]
+
+
+@pytest.fixture
+def no_umask():
+    """Files get exactly the mode they are created with (a umask would hide a world-readable one)."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_embedded_mode_files_are_private_from_their_first_byte(tmp_path, no_umask, monkeypatch):
+    def no_chmod(*_args, **_kw):
+        raise AssertionError("chmod after creating: the file was readable by others for a moment")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    data = tmp_path / "data"
+    s = Settings.from_env({"CHAT_DATA_DIR": str(data)})
+    db = await connect(s.database)
+    try:
+        await Store(db).migrations.upgrade()
+    finally:
+        await db.close()
+    secret = data / "jwt-secret"
+    assert mode(data) == 0o700 and mode(secret) == 0o600 and mode(data / "chat.db") == 0o600
+    assert secret.read_text() == s.jwt_secret_key and len(s.jwt_secret_key) >= 32
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+    assert Settings.from_env({"CHAT_DATA_DIR": str(data)}).jwt_secret_key == s.jwt_secret_key  # kept
+
+
+@pytest.mark.parametrize("content", ["", "  \n\t"])
+def test_an_empty_or_blank_secret_file_is_replaced_by_a_new_secret(tmp_path, no_umask, content):
+    (tmp_path / "jwt-secret").write_text(content)
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)})
+    assert len(s.jwt_secret_key) >= 32 and (tmp_path / "jwt-secret").read_text() == s.jwt_secret_key
+    assert mode(tmp_path / "jwt-secret") == 0o600
+
+
+def test_an_unreadable_secret_file_is_one_clear_settings_error(tmp_path):
+    (tmp_path / "jwt-secret").mkdir()  # not a file: reading it fails whoever runs the test (root too)
+    with pytest.raises(SettingsError, match=r"^CHAT_DATA_DIR: cannot keep the JWT secret in .*jwt-secret"):
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)})

@@ -8,10 +8,11 @@ never string formatting of values.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -263,6 +264,14 @@ class _SQLiteTx(Tx):
             raise _sqlite_error(exc) from exc
 
 
+def _create_private(path: Path) -> None:
+    """Create a new database file 0600 in a directory made 0700 (an existing one is left as it is):
+    SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteDatabase(Database):
     """The embedded default: one connection, transactions serialized by a lock (single writer)."""
 
@@ -275,15 +284,15 @@ class SQLiteDatabase(Database):
     @classmethod
     async def connect(cls, config: DatabaseConfig) -> SQLiteDatabase:
         """Open (and create) the file; WAL mode and foreign keys on."""
-        if config.path != ":memory:":
-            Path(config.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if config.path != ":memory:":
+                _create_private(Path(config.path))
             conn = await aiosqlite.connect(config.path, isolation_level=None)
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.execute("PRAGMA busy_timeout = 5000")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open {config.describe()}: {exc}") from None
         return cls(conn)
 
@@ -314,3 +323,37 @@ async def connect(config: DatabaseConfig, pool_size: int = 10) -> Database:
     if config.kind == "sqlite":
         return await SQLiteDatabase.connect(config)
     return await MySQLDatabase.connect(config, pool_size=pool_size)
+
+
+RETRY_EVERY_S = 1.0
+
+
+async def connect_waiting(
+    config: DatabaseConfig,
+    *,
+    pool_size: int = 10,
+    timeout_s: float,
+    on_wait: Callable[[int], None],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Database:
+    """Open the backend, waiting up to `timeout_s` for a MySQL server that cannot be reached yet.
+
+    `on_wait(attempt)` is called before each attempt after the first; when the time is up the
+    last DatabaseError is raised. SQLite is not waited for (a file that cannot be opened will
+    not open later by itself)."""
+    if config.kind == "sqlite":
+        return await connect(config, pool_size)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    attempt = 1
+    while True:
+        try:
+            async with asyncio.timeout(max(deadline - loop.time(), RETRY_EVERY_S)):  # a silent host: give up
+                return await connect(config, pool_size)
+        except (DatabaseError, TimeoutError) as exc:
+            error = exc if isinstance(exc, DatabaseError) else DatabaseError(f"{config.describe()} did not answer")
+        if loop.time() >= deadline:
+            raise error
+        attempt += 1
+        on_wait(attempt)
+        await sleep(min(RETRY_EVERY_S, max(deadline - loop.time(), 0.0)))
