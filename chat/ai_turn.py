@@ -1,12 +1,15 @@
 """The AI turn: context in, streamed deltas out, the reply stored only if nobody took over.
 
 The AI runs outside the state machine's callbacks, one reply at a time per conversation,
-across instances too: a turn holds a short Redis lock (`ai:turn:{id}`). A customer message
-that arrives while a reply is being generated does not start a second generation: it is
-stored at once, and when the current reply is done one more turn runs that sees every
+across instances too: a turn holds a short Redis lock (`ai:turn:{id}`, `AI_TURN_LOCK_S`),
+renewed while the turn runs, so the lock of a crashed instance soon runs out. A customer
+message that arrives while a reply is being generated does not start a second generation: it
+is stored at once, and when the current reply is done one more turn runs that sees every
 message stored meanwhile (several quick messages get one answer). The instance holding the
 lock looks again for unanswered messages after releasing it, so a message that arrived on
-another instance during the turn is answered too.
+another instance during the turn is answered too. A sweep (at start and every
+`AI_SWEEP_INTERVAL_S`, on every instance) answers what a crash or a shutdown left unanswered:
+every conversation in `ai` whose newest customer message has no reply and no turn running.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from redis.asyncio import Redis
 
 from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, ToolCall
+from chat.ai_memory import Memories, Memory
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound
 from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events
@@ -34,12 +38,34 @@ log = logging.getLogger(__name__)
 
 AI_ACTOR = Actor("ai")
 MAX_REPLY_CHARS = 16000
+SWEEP_PAGE = 200
 
 # Release the turn lock only if this turn still holds it.
 UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# Extend the turn locks this instance still holds (KEYS[i] with token ARGV[i + 1]) to ARGV[1] ms;
+# 0 for a lock that expired or was taken since.
+RENEW_SCRIPT = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
+
+
+def _cancelled_meanwhile() -> bool:
+    """The current task is being cancelled (an error raised while it unwound stands for the cancel)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def build_context(system_prompt: str, history: list[Message], max_chars: int,
@@ -81,14 +107,15 @@ class AIRunner:
         self.settings = settings
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._answered: dict[str, dict[int, int]] = {}  # cid -> {ai reply seq: customer seq it answered}
-        self._attempted: dict[str, int] = {}  # cid -> seq of the newest customer message a turn took on
+        self._locks: dict[str, str] = {}  # cid -> token of the turn lock held here
+        self._memories = Memories()
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
         self.discarded = 0
         self._redis = redis
         self._unlock = redis.register_script(UNLOCK_SCRIPT)
-        # long enough for any turn: retries before the first chunk plus a silence between every chunk
-        self._lock_ms = int(1000 * max(120.0, settings.ai_chunk_timeout_s * 4))
+        self._renew = redis.register_script(RENEW_SCRIPT)
+        self._lock_ms = int(1000 * settings.ai_turn_lock_s)
 
     def subscribe_to(self, events: Events) -> None:
         """Answer customers; stop when the conversation leaves the AI."""
@@ -117,12 +144,44 @@ class AIRunner:
     def cancel(self, conversation_id: str, *, stop_turn: bool = True) -> None:
         """Forget the conversation's turns here (it left `ai`); stop a turn in progress."""
         self._pending.discard(conversation_id)
-        # the conversation left `ai`: its bookkeeping here starts afresh if it comes back
-        for table in (self._failures, self._answered, self._attempted):
-            table.pop(conversation_id, None)
+        self._memories.forget(conversation_id)  # it starts afresh if it comes back to `ai`
         task = self._tasks.get(conversation_id)
         if task is not None and stop_turn:
             task.cancel()
+
+    def tracked(self) -> int:
+        """How many conversations this runner keeps anything of (turns, pending, locks, memory)."""
+        return len(set(self._tasks) | self._pending | set(self._locks)) + len(self._memories)
+
+    async def sweep(self) -> int:
+        """Answer every conversation in `ai` whose newest customer message has no reply and no turn
+        running (one a crash or a shutdown left unanswered); return how many turns it started.
+        Instances sweeping at once start one turn each at most: the turn lock picks one, and the
+        turn re-reads under it what is due, so each message is answered once."""
+        started, after = 0, ""
+        while True:
+            page = await self.store.conversations.unanswered_ai(after_id=after, limit=SWEEP_PAGE)
+            for conversation_id, seq in page:
+                if conversation_id in self._tasks or self._memories.peek(conversation_id).attempted >= seq:
+                    continue  # a turn runs here, or one failed on this message: the customer writes again
+                self.schedule(conversation_id)
+                started += 1
+            if len(page) < SWEEP_PAGE:
+                return started
+            after = page[-1][0]
+
+    async def renew_locks(self) -> None:
+        """Extend the lock of every turn running here; a turn whose lock ran out or was taken stops."""
+        held = list(self._locks.items())
+        if not held:
+            return
+        alive = await self._renew(keys=[redis_keys.ai_turn(cid) for cid, _ in held],
+                                  args=[self._lock_ms, *(token for _, token in held)])
+        for (conversation_id, token), ok in zip(held, alive, strict=True):
+            task = self._tasks.get(conversation_id)
+            if not ok and self._locks.get(conversation_id) == token and task is not None:
+                log.warning("AI turn of %s lost its lock; stopping it", conversation_id)
+                task.cancel()
 
     async def drain(self) -> None:
         """Wait until no turn is running or pending (tests use it instead of sleeping)."""
@@ -130,36 +189,74 @@ class AIRunner:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        """Cancel every turn (shutdown)."""
+        """Cancel every turn (shutdown); a sweep on any instance answers what they left."""
+        self._closing = True
         tasks = list(self._tasks.values())
+        if self._keeper is not None:
+            tasks.append(self._keeper)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self, conversation_id: str) -> None:
-        key = redis_keys.ai_turn(conversation_id)
-        while True:
-            self._pending.discard(conversation_id)
-            token = uuid.uuid4().hex
-            if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
-                return  # another instance is answering; it looks again when it is done
+    async def _keep_locks(self) -> None:
+        """Renew the turn locks every third of their TTL while any is held here."""
+        while self._locks:
+            await asyncio.sleep(self._lock_ms / 3000)
             try:
-                await self._turn(conversation_id)
+                await self.renew_locks()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("AI turn of %s failed unexpectedly", conversation_id)
-            finally:
-                await asyncio.shield(self._unlock(keys=[key], args=[token]))
-            if conversation_id in self._pending:
-                continue
-            try:
-                if await self._next(conversation_id) is None:
-                    self._answered.pop(conversation_id, None)  # nothing due: forget what only ordering needed
-                    return
-            except Exception:
-                log.exception("could not look for unanswered messages of %s", conversation_id)
+            except Exception as exc:  # Redis away: try again next time; a lock that ran out stops its turn then
+                log.warning("could not renew the AI turn locks: %s", exc)
+
+    async def _run(self, conversation_id: str) -> None:
+        try:
+            while True:
+                self._pending.discard(conversation_id)
+                if not await self._locked_turn(conversation_id):
+                    return  # another instance is answering; it looks again when it is done
+                if conversation_id in self._pending or await self._due(conversation_id):
+                    continue
+                self._memories.settle(conversation_id)
                 return
+        except asyncio.CancelledError:
+            why = "the instance is shutting down" if self._closing else "the conversation moved or the lock was lost"
+            log.info("AI turn of %s cancelled: %s", conversation_id, why)
+            self._memories.abandon(conversation_id)
+            raise
+        finally:
+            self._pending.discard(conversation_id)
+
+    async def _due(self, conversation_id: str) -> bool:
+        """Is a reply due (a message came in during the turn)? No when that cannot be read."""
+        try:
+            return await self._next(conversation_id) is not None
+        except Exception:
+            if _cancelled_meanwhile():
+                raise asyncio.CancelledError from None
+            log.exception("could not look for unanswered messages of %s", conversation_id)
+            return False
+
+    async def _locked_turn(self, conversation_id: str) -> bool:
+        """One turn under the conversation's lock; False when another instance holds it."""
+        key, token = redis_keys.ai_turn(conversation_id), uuid.uuid4().hex
+        if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
+            return False
+        self._locks[conversation_id] = token
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep_locks(), name="ai-turn-locks")
+        try:
+            await self._turn(conversation_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if _cancelled_meanwhile():  # e.g. the database driver turned the cancel into its own error
+                raise asyncio.CancelledError from None
+            log.exception("AI turn of %s failed unexpectedly", conversation_id)
+        finally:
+            self._locks.pop(conversation_id, None)
+            await asyncio.shield(self._unlock(keys=[key], args=[token]))
+        return True
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
@@ -171,11 +268,12 @@ class AIRunner:
             return None
         history = await self.store.messages.recent(conversation_id, self.settings.ai_context_messages)
         customer = [m for m in history if m.sender_type == "customer"]
-        if not customer or customer[-1].seq <= self._attempted.get(conversation_id, 0):
+        memory = self._memories.peek(conversation_id)
+        if not customer or customer[-1].seq <= memory.attempted:
             return None
         if history[-1].sender_type != "customer":
             # a reply follows the newest customer message, unless we know it answered an older one
-            answered_to = max(self._answered.get(conversation_id, {}).values(), default=None)
+            answered_to = max(memory.answered.values(), default=None)
             if answered_to is None or customer[-1].seq <= answered_to:
                 return None
         return conversation, history, customer[-1]
@@ -185,20 +283,21 @@ class AIRunner:
         if due is None:
             return
         conversation, history, reply_to = due
-        self._attempted[conversation_id] = reply_to.seq
-        answered = self._answered.get(conversation_id, {})
-        context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars, answered)
+        memory = self._memories.touch(conversation_id)
+        memory.attempted = reply_to.seq
+        context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars,
+                                memory.answered)
         started = time.monotonic()
         try:
             text = await self._stream(conversation, reply_to, context, started)
         except AIError as exc:
-            await self._failed(conversation, exc, reply_to.id)
+            await self._failed(conversation, memory, exc, reply_to.id)
             return
         if text is None:
             return  # the AI handed over to a human
         metrics.AI_REPLY.observe(time.monotonic() - started)
-        self._failures.pop(conversation_id, None)
-        await self._store_reply(conversation, reply_to, text)
+        memory.failures = 0
+        await self._store_reply(conversation, memory, reply_to, text)
 
     async def _stream(self, conversation: Conversation, reply_to: Message, context: list[dict[str, str]],
                       started: float) -> str | None:
@@ -226,7 +325,7 @@ class AIRunner:
             raise AIError("empty_reply", "the provider returned no text")
         return text
 
-    async def _store_reply(self, conversation: Conversation, reply_to: Message, text: str) -> None:
+    async def _store_reply(self, conversation: Conversation, memory: Memory, reply_to: Message, text: str) -> None:
         """Store the reply only while the conversation is still with the AI, unchanged."""
         try:
             message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
@@ -236,24 +335,24 @@ class AIRunner:
             metrics.AI_DISCARDED.inc()
             log.info("AI reply for %s discarded: the conversation moved on", conversation.id)
             return
+        memory.attempted = 0  # answered: nothing of this turn needs remembering
         if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile
-            self._answered[conversation.id] = {message.seq: reply_to.seq}
+            memory.answered = {message.seq: reply_to.seq}
         else:
-            self._answered.pop(conversation.id, None)
+            memory.answered.clear()
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)
 
-    async def _failed(self, conversation: Conversation, exc: AIError, reply_to: str) -> None:
+    async def _failed(self, conversation: Conversation, memory: Memory, exc: AIError, reply_to: str) -> None:
         """Nothing of a failed turn is stored; enough failures in a row hand over to a human.
         Below that, subscribers get `ai.failed` (not stored) so a widget can drop the partial
         reply and offer to resend."""
         metrics.AI_ERRORS.labels(exc.code).inc()
         log.warning("AI turn of %s failed: %s", conversation.id, exc)
-        count = self._failures.get(conversation.id, 0) + 1
-        self._failures[conversation.id] = count
-        if count >= self.settings.ai_failures_before_handoff:
-            self._failures.pop(conversation.id, None)
+        memory.failures += 1
+        if memory.failures >= self.settings.ai_failures_before_handoff:
+            self._memories.forget(conversation.id)
             await self._handoff(conversation.id, "ai_failure")
             return
         await self.events.emit(AIFailed(conversation, reply_to, exc.code))

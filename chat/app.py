@@ -117,8 +117,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper)."""
-    settings, presence, router = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER]
+    """Presence and routing loops (heartbeat, sweeper), and the AI sweep (at start, then periodically)."""
+    settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
     except Exception as exc:  # Redis down at start: /health says so; presence fills in as agents act
@@ -127,6 +127,9 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
     ]
+    if settings.ai_sweep_interval_s > 0:
+        sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
+        loops.append(asyncio.create_task(sweep))
     router.kick()  # conversations may have waited while no instance ran
     yield
     for task in loops:

@@ -326,13 +326,17 @@ class Presence:
             await self.events.emit(AgentStatusChanged(agent_id, "offline", ()))
 
 
-async def run_every(interval_s: float, job: Callable[[], Awaitable[None]], name: str) -> None:
-    """Run a coroutine function forever at an interval; a failure is logged, never fatal."""
-    while True:
+async def run_every(interval_s: float, job: Callable[[], Awaitable[object]], name: str, *,
+                    at_start: bool = False) -> None:
+    """Run a coroutine function forever at an interval (and once right away with at_start);
+    a failure is logged, never fatal."""
+    if not at_start:
         await asyncio.sleep(interval_s)
+    while True:
         try:
             await job()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s failed", name)
+        await asyncio.sleep(interval_s)

@@ -141,6 +141,16 @@ class Settings:
     ai_failures_before_handoff: int = setting(
         _AI, "AI_FAILURES_BEFORE_HANDOFF", 1, integer(1), "consecutive failed AI turns before an `ai_failure` handoff"
     )
+    ai_turn_lock_s: float = setting(
+        _AI, "AI_TURN_LOCK_S", 15.0, number(1.0),
+        "TTL of an AI turn's lock, renewed every third of it while the turn runs: a crashed instance's lock "
+        "runs out this soon",
+    )
+    ai_sweep_interval_s: float = setting(
+        _AI, "AI_SWEEP_INTERVAL_S", 10.0, number(0.0),
+        "how often every instance answers the customer messages in `ai` that a crash or a shutdown left "
+        "unanswered (also once at start); 0: never",
+    )
     handoff_phrases: tuple[str, ...] = setting(
         _AI, "HANDOFF_PHRASES", DEFAULT_HANDOFF_PHRASES, PHRASES, "phrases that hand a conversation to a human",
         blank_is_value=True,

@@ -1,14 +1,18 @@
 """The AI turn: context, streaming, the takeover guard, and the three automatic handoffs."""
 
 import asyncio
+import logging
 
 import pytest
 
 from chat import keys
 from chat.ai import AIError, ToolCall
+from chat.ai_memory import Memories
 from chat.ai_turn import build_context
 from chat.auth import Identity
+from chat.store import DatabaseError
 from chat.store.models import Message
+from states import redis_keys
 from tests.wsclient import ScriptedProvider
 
 
@@ -173,3 +177,154 @@ async def test_end_to_end_with_a_fake_dashscope_over_http(aiohttp_server, harnes
     assert created["data"]["message"]["content"] == "你好！我是通义千问。"
     assert fake.requests[-1]["json"]["input"]["messages"][-1] == {"role": "user", "content": "你好"}
     fake.release()
+
+
+# --- recovery: short renewed locks, the sweep, bounded bookkeeping (issue 10.7) -------------------
+
+async def stored_senders(h, cid):
+    return [m.sender_type for m in await h.app[keys.STORE].messages.list_of(cid)]
+
+
+async def test_a_killed_instances_lock_runs_out_and_the_sweep_answers_once(harness_factory):
+    h = await harness_factory(ai_sweep_interval_s=0)
+    runner, redis = h.app[keys.AI_RUNNER], h.app[keys.REDIS]
+    ws, cid = await start(h)
+    lock = redis_keys.ai_turn(cid)
+    # an instance was killed mid-turn: its lock outlives it, but only by the short TTL
+    await redis.set(lock, "killed-instance", px=int(h.settings.ai_turn_lock_s * 1000))
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="anyone there?")
+    await h.drain_ai()
+    await runner.sweep()
+    await h.drain_ai()
+    assert h.provider.calls == [] and await stored_senders(h, cid) == ["customer"]  # the lock still runs
+    assert 0 < await redis.pttl(lock) <= 15_000
+
+    await redis.delete(lock)  # the lock ran out
+    await runner.sweep()
+    await h.drain_ai()
+    assert await stored_senders(h, cid) == ["customer", "ai"]
+    await runner.sweep()  # answered: nothing more to do
+    await h.drain_ai()
+    assert len(h.provider.calls) == 1 and await stored_senders(h, cid) == ["customer", "ai"]
+    assert runner.tracked() == 0
+
+
+async def test_the_periodic_sweep_answers_without_being_called(harness_factory):
+    h = await harness_factory(ai_sweep_interval_s=0.05)
+    redis = h.app[keys.REDIS]
+    ws, cid = await start(h)
+    await redis.set(redis_keys.ai_turn(cid), "killed-instance", px=15_000)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="still there?")
+    await h.drain_ai()
+    await redis.delete(redis_keys.ai_turn(cid))
+    created = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    assert created["data"]["conversation_id"] == cid
+
+
+async def test_two_instances_sweeping_at_once_answer_once(harness_factory, tmp_path):
+    # one database of this test alone (the sweep walks every conversation in `ai`)
+    url = f"sqlite:///{tmp_path}/shared.db"
+    a = await harness_factory(database_url=url, provider_=ScriptedProvider(["from A"]), ai_sweep_interval_s=0)
+    b = await harness_factory(database_url=url, provider_=ScriptedProvider(["from B"]), ai_sweep_interval_s=0)
+    redis = a.app[keys.REDIS]
+    ws, cid = await start(a)
+    await redis.set(redis_keys.ai_turn(cid), "killed-instance", px=15_000)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await a.drain_ai()
+    await redis.delete(redis_keys.ai_turn(cid))
+    for _ in range(3):
+        await asyncio.gather(a.app[keys.AI_RUNNER].sweep(), b.app[keys.AI_RUNNER].sweep())
+        await asyncio.gather(a.drain_ai(), b.drain_ai())
+    assert await stored_senders(a, cid) == ["customer", "ai"]
+    assert len(a.provider.calls) + len(b.provider.calls) == 1
+
+
+async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_factory):
+    provider = ScriptedProvider()
+    provider.gate = asyncio.Event()
+    h = await harness_factory(provider_=provider, ai_turn_lock_s=6, ai_sweep_interval_s=0)
+    runner, redis = h.app[keys.AI_RUNNER], h.app[keys.REDIS]
+    ws, cid = await start(h)
+    lock = redis_keys.ai_turn(cid)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi")
+    await ws.event("ai.delta")  # the turn holds the lock and waits on the gate
+    assert 0 < await redis.pttl(lock) <= 6_000
+    await redis.pexpire(lock, 500)  # nearly run out
+    await runner.renew_locks()
+    assert await redis.pttl(lock) > 5_000
+    await redis.set(lock, "another-instance", px=6_000)  # lost meanwhile: the turn stops
+    await runner.renew_locks()
+    await h.drain_ai()
+    provider.gate.set()
+    assert await stored_senders(h, cid) == ["customer"]
+    assert await redis.get(lock) == b"another-instance"  # not ours to release
+    assert runner.tracked() == 0
+
+
+async def test_bookkeeping_is_empty_after_the_turns_end(harness):
+    provider: ScriptedProvider = harness.provider
+    runner = harness.app[keys.AI_RUNNER]
+    for i in range(5):
+        ws, cid = await start(harness, sub=f"cust-{i}")
+        await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="one")
+        await harness.drain_ai()
+    provider.gate = asyncio.Event()  # a reply stored after a newer question: the order is remembered, then not
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="two")
+    await ws.event("ai.delta")
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="3", content="three")
+    provider.gate.set()
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "customer", "ai", "ai"]
+    assert runner.tracked() == 0
+
+
+async def test_a_failed_turn_is_not_retried_by_this_instances_sweep(harness_factory):
+    h = await harness_factory(provider_=ScriptedProvider([AIError("http_500", "boom", status=500)]),
+                              ai_failures_before_handoff=2, ai_sweep_interval_s=0)
+    runner = h.app[keys.AI_RUNNER]
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi")
+    await h.drain_ai()
+    await ws.event("ai.failed")
+    await runner.sweep()
+    await h.drain_ai()
+    assert len(h.provider.calls) == 1  # the customer resends, as after any ai.failed
+    assert runner.tracked() == 1  # the failure counts towards the handoff
+
+
+def test_memories_are_bounded():
+    memories = Memories(max_entries=2)
+    for cid in ("a", "b", "c"):
+        memories.touch(cid).failures = 1
+    memories.touch("b")
+    memories.touch("d")
+    assert len(memories) == 2 and memories.peek("a").failures == 0 and memories.peek("b").failures == 1
+    memories.touch("b").failures = 0
+    memories.settle("b")
+    assert len(memories) == 1
+
+
+async def test_a_turn_cancelled_at_shutdown_is_logged_as_cancelled(harness, monkeypatch, caplog):
+    runner = harness.app[keys.AI_RUNNER]
+    writing = asyncio.Event()
+
+    real = harness.ops.messages.append
+
+    async def stuck_write(conversation, **kwargs):
+        if kwargs["sender_type"] != "ai":
+            return await real(conversation, **kwargs)
+        writing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # what a driver cancelled mid-query may raise instead
+            raise DatabaseError("Cancelled during execution") from None
+
+    monkeypatch.setattr(harness.ops.messages, "append", stuck_write)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi")
+    await writing.wait()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="chat.ai_turn"):
+        await runner.close()
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "cancelled: the instance is shutting down" in caplog.records[0].getMessage()

@@ -118,16 +118,22 @@ async def test_team_conversations_go_to_team_agents(harness_factory):
     assert (await h.repository.get(c.id)).agent_id == "agent-in"
 
 
-async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
-    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
-    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+async def claimed_on_a_clock(h):
+    """agent-1 online and holding a conversation of cust-1; presence on a clock the test moves."""
     clock = {"now": 1_000_000_000_000}
-    presence.clock = lambda: clock["now"]
+    h.app[keys.PRESENCE].clock = lambda: clock["now"]
     agent = await h.connect("agent-1", role="agent")
     await agent.ok("presence.set", status="online")
     cust = await h.connect("cust-1")
     cid = (await cust.ok("conversation.start"))["conversation"]["id"]
     await agent.ok("conversation.claim", conversation_id=cid)
+    return clock, agent, cust, cid
+
+
+async def test_gone_agent_is_requeued_after_the_grace_period(harness_factory):
+    h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
+    presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
+    clock, agent, cust, cid = await claimed_on_a_clock(h)
     other = await h.connect("agent-2", role="agent")
     await other.ok("presence.set", status="online")
     await other.ok("conversation.watch", conversation_id=cid)
@@ -231,13 +237,7 @@ async def test_routing_never_overfills_an_agent_after_redis_lost_its_loads(harne
 async def test_a_gone_agents_conversation_is_requeued_after_redis_lost_its_data(harness_factory, redis):
     h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
     presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
-    clock = {"now": 1_000_000_000_000}
-    presence.clock = lambda: clock["now"]
-    agent = await h.connect("agent-1", role="agent")
-    await agent.ok("presence.set", status="online")
-    cust = await h.connect("cust-1")
-    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
-    await agent.ok("conversation.claim", conversation_id=cid)
+    clock, agent, cust, cid = await claimed_on_a_clock(h)
     closed = when_session_closed(h.app, "agent-1")
     await agent.close()
     await asyncio.wait_for(closed.wait(), timeout=5)
@@ -257,13 +257,7 @@ async def test_a_gone_agents_conversation_is_requeued_after_redis_lost_its_data(
 async def test_a_connected_agent_keeps_its_conversations_through_the_sweep_after_the_loss(harness_factory, redis):
     h = await harness_factory(presence_ttl_s=30, presence_grace_s=60, routing="manual")
     presence, router = h.app[keys.PRESENCE], h.app[keys.ROUTER]
-    clock = {"now": 1_000_000_000_000}
-    presence.clock = lambda: clock["now"]
-    agent = await h.connect("agent-1", role="agent")
-    await agent.ok("presence.set", status="online")
-    cust = await h.connect("cust-1")
-    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
-    await agent.ok("conversation.claim", conversation_id=cid)
+    clock, agent, cust, cid = await claimed_on_a_clock(h)
     await redis.flushdb()
     await router.sweep()
     for _ in range(7):  # past the grace period, with its socket here renewing the lease
