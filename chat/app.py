@@ -21,7 +21,9 @@ from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
+from chat.logs import MaskedAccessLogger
 from chat.presence import Presence, run_every
+from chat.quotas import ConversationQuota
 from chat.redis_client import create_redis
 from chat.routing import Router
 from chat.settings import Settings
@@ -99,7 +101,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     events = Events()
     repository = ConversationRepository(redis, store.conversations)
     presence = Presence(redis, store, events, settings)
-    ops = build_operations(repository, store, events, presence, settings)
+    quota = ConversationQuota(redis, settings.conversations_per_user_per_min)
+    ops = build_operations(repository, store, events, presence, settings, quota=quota)
     hub = Hub(presence.roster)
     bus = Bus(redis, _bus_receiver(hub, presence), settings.bus_channel)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
@@ -140,7 +143,8 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> web.Application:
     """Build the service; tests build it with the same factory (and may pass a provider)."""
-    app = web.Application(client_max_size=1024 * 1024)
+    # the access log masks `?token=` whichever runner serves the app (run_app, the test server)
+    app = web.Application(client_max_size=1024 * 1024, handler_args={"access_log_class": MaskedAccessLogger})
     app[keys.SETTINGS] = settings
     app[keys.INSTANCE_ID] = uuid.uuid4().hex[:12]
     if ai_provider is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
 ROLES = ("customer", "agent", "admin")
+MAX_SUB_CHARS = 64
 
 
 class AuthError(Exception):
@@ -23,6 +25,7 @@ class Identity:
     role: str
     name: str | None = None
     teams: tuple[str, ...] = field(default_factory=tuple)
+    exp: int | None = None  # the token's expiry (epoch seconds); None for identities not read from a token
 
     @property
     def is_agent(self) -> bool:
@@ -57,8 +60,9 @@ def issue_token(
 
 
 def verify_token(secret: str, token: object) -> Identity:
-    """Check signature, algorithm, expiry and role; return the identity. `token` is what the
-    client sent (an auth frame's field may be any JSON value): anything but a string is refused."""
+    """Check signature, algorithm, expiry and the claims (PROTOCOL section 2); return the identity.
+    `token` is what the client sent (an auth frame's field may be any JSON value): anything but a
+    string is refused. The error messages never repeat the token."""
     if not token or not isinstance(token, str):
         raise AuthError("missing token")
     try:
@@ -66,14 +70,23 @@ def verify_token(secret: str, token: object) -> Identity:
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid token: {exc}") from None
-    sub, role = claims.get("sub"), claims.get("role")
-    if not isinstance(sub, str) or not sub or len(sub) > 64:
-        raise AuthError("invalid token: sub must be a non-empty string")
+        raise AuthError(f"invalid token: {exc}") from None  # PyJWT's messages never quote the token
+    exp, sub, role = claims["exp"], claims["sub"], claims["role"]
+    if type(exp) is not int:  # PyJWT takes a float exp (and a bool is an int subclass)
+        raise AuthError("invalid token: exp must be an integer")
+    if not _valid_sub(sub):
+        raise AuthError(f"invalid token: sub must be a string of 1 to {MAX_SUB_CHARS} characters without control "
+                        "characters")
     if role not in ROLES:
         raise AuthError("invalid token: unknown role")
     teams = claims.get("teams") or []
     if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
         raise AuthError("invalid token: teams must be a list of strings")
     name = claims.get("name")
-    return Identity(user_id=sub, role=role, name=name if isinstance(name, str) else None, teams=tuple(teams))
+    return Identity(user_id=sub, role=role, name=name if isinstance(name, str) else None, teams=tuple(teams),
+                    exp=exp)
+
+
+def _valid_sub(sub: object) -> bool:
+    return (isinstance(sub, str) and 0 < len(sub) <= MAX_SUB_CHARS
+            and not any(unicodedata.category(c) == "Cc" for c in sub))

@@ -103,6 +103,17 @@ class Settings:
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
+    log_format: str = setting(
+        _SERVICE, "LOG_FORMAT", "auto", choice("auto", "text", "json"),
+        "log lines: `text`, or `json` (one object per line with `instance`, `request_id`, `user_id`, "
+        "`conversation_id` where they apply); tokens and secrets are masked in both",
+        shown_default="`auto`: `text` when stderr is a terminal, else `json`",
+    )
+    conversations_per_user_per_min: int = setting(
+        _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
+        "conversations one user may start per minute, WebSocket and REST together, across instances "
+        "(over it: `rate_limited`, REST 429)",
+    )
 
     ai_provider: str = setting(
         _AI, "AI_PROVIDER", "echo", choice(*AI_PROVIDERS), "the AI provider (`echo` is offline)",
@@ -165,6 +176,10 @@ class Settings:
     )
     ws_heartbeat_s: float = setting(
         _WS, "WS_HEARTBEAT_S", 30.0, number(1.0), "server ping interval; the pong deadline is half of it"
+    )
+    ws_max_sockets_per_user: int = setting(
+        _WS, "WS_MAX_SOCKETS_PER_USER", 10, integer(1),
+        "sockets one user may hold open on one instance; the next is closed with 4429 after authentication",
     )
 
     routing: str = setting(

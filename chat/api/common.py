@@ -9,6 +9,8 @@ subclasses (or domain errors that chat.errors.to_chat_error maps) for everything
 from __future__ import annotations
 
 import functools
+import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -17,7 +19,7 @@ import orjson
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from chat import keys, render
+from chat import keys, logs, render
 from chat.auth import ROLES, AuthError, Identity, verify_token
 from chat.errors import ChatError, Forbidden, Invalid, Unauthenticated, to_chat_error
 from states.record import Conversation
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
 EVERYONE = ROLES
 STAFF = ("agent", "admin")  # agents may read and act as the WebSocket protocol lets them
 ADMIN = ("admin",)
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a caller's id is reused only when it is this tame
+_CONVERSATION_PATHS = ("/api/v1/conversations/{id}", "/api/v1/sessions/{id}")  # where `{id}` names a conversation
 
 # HTTP errors aiohttp raises itself (routing, body size) -> protocol codes
 _HTTP_CODES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
@@ -69,7 +77,20 @@ def _from_http(exc: web.HTTPException) -> ChatError:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape."""
+    """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape. Every
+    request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _CLIENT_REQUEST_ID.fullmatch(given) else logs.new_request_id()
+    with logs.log_context(request_id=request_id):
+        response = await _answer(request, handler)
+    if not response.prepared:  # a WebSocket has sent its headers already
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -239,17 +260,9 @@ def endpoint(
         async def view(request: web.Request) -> web.StreamResponse:
             identity = await authenticate(request, spec.roles)
             _check_text(request.match_info.values(), "path")
-            kwargs: dict[str, Any] = {}
-            if spec.query is not None:
-                kwargs["query"] = load_query(request, spec.query)
-            if spec.body is not None:
-                kwargs["data"] = await load_body(request, spec.body, spec.body_required)
-            result = await handler(Ctx(request, identity), **kwargs)
-            if result is None:
-                return web.Response(status=204)
-            if isinstance(result, web.StreamResponse):
-                return result
-            return web.json_response(result, status=spec.status, dumps=dumps)
+            conversation_id = request.match_info.get("id") if spec.path.startswith(_CONVERSATION_PATHS) else None
+            with logs.log_context(user_id=identity.user_id, conversation_id=conversation_id):
+                return await _call(spec, handler, Ctx(request, identity))
 
         made = cast(EndpointHandler, view)
         made.endpoint = spec
@@ -257,3 +270,22 @@ def endpoint(
 
     return wrap
 
+
+async def _call(spec: Endpoint, handler: Handler, ctx: Ctx) -> web.StreamResponse:
+    """Validate the query and body, call the handler, render its result."""
+    kwargs: dict[str, Any] = {}
+    if spec.query is not None:
+        kwargs["query"] = load_query(ctx.request, spec.query)
+    if spec.body is not None:
+        kwargs["data"] = await load_body(ctx.request, spec.body, spec.body_required)
+    result = await handler(ctx, **kwargs)
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, web.StreamResponse):
+        return result
+    try:
+        text = dumps(result)
+    except orjson.JSONEncodeError:  # e.g. nested deeper than orjson goes: a 500 for this request only
+        log.exception("the response of %s %s could not be encoded", spec.method, spec.path)
+        raise ChatError("internal error: the response could not be encoded") from None
+    return web.json_response(text=text, status=spec.status)

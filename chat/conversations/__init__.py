@@ -14,6 +14,7 @@ from chat.conversations.messages import MAX_CONTENT_CHARS, Messages, check_conte
 from chat.conversations.staff import Staff
 from chat.events import Events
 from chat.presence import Presence
+from chat.quotas import ConversationQuota
 from chat.settings import Settings
 from chat.store import Store
 from states.repository import ConversationRepository
@@ -32,9 +33,9 @@ class Operations:
 
 
 def build_operations(repository: ConversationRepository, store: Store, events: Events, presence: Presence,
-                     settings: Settings) -> Operations:
+                     settings: Settings, *, quota: ConversationQuota) -> Operations:
     """The operations in dependency order."""
-    conversations = Conversations(repository, store, events)
+    conversations = Conversations(repository, store, events, quota)
     staff = Staff(store)
     return Operations(
         conversations=conversations,

@@ -9,6 +9,7 @@ from chat import metrics, render
 from chat.auth import Identity
 from chat.errors import Forbidden, NotFound
 from chat.events import ConversationMoved, Events
+from chat.quotas import ConversationQuota
 from chat.render import PublicConversation
 from chat.store import Store
 from states import ConversationNotFound, InvalidTransition, StaleVersion
@@ -32,10 +33,12 @@ def check_assigned(identity: Identity, conversation: Conversation) -> None:
 class Conversations:
     """The conversation records: who may see one, its public view, its moves."""
 
-    def __init__(self, repository: ConversationRepository, store: Store, events: Events) -> None:
+    def __init__(self, repository: ConversationRepository, store: Store, events: Events,
+                 quota: ConversationQuota) -> None:
         self.repository = repository
         self.store = store
         self.events = events
+        self.quota = quota
 
     async def get(self, conversation_id: str) -> Conversation:
         """The live record; not_found when there is none."""
@@ -62,6 +65,7 @@ class Conversations:
         owner = user_id if (user_id and identity.is_admin) else identity.user_id
         if team_id is not None and not await self.store.teams.exists(team_id):
             raise NotFound(f"team {team_id} not found")
+        await self.quota.take(identity.user_id)  # the one who starts it, before anything is written
         conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
         metrics.CONVERSATIONS_STARTED.inc()
         return conversation

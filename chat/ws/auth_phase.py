@@ -8,10 +8,10 @@ import logging
 from aiohttp import WSCloseCode
 
 from chat.auth import AuthError, Identity, verify_token
-from chat.errors import Unauthenticated, to_chat_error
+from chat.errors import RateLimited, Unauthenticated, to_chat_error
 from chat.events import SessionClosed, SessionOpened
-from chat.ws.connection import CLOSE_AUTH_FAILED, Connection
-from chat.ws.session import Services, Session
+from chat.ws.connection import CLOSE_AUTH_FAILED, CLOSE_TOO_MANY_SOCKETS, Connection
+from chat.ws.session import Services, Session, auth_result
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,26 @@ class AuthPhase:
             return None
         session = await self.open(identity, frame.id)
         if session is not None:
-            self.conn.reply(frame.id, {"user_id": identity.user_id, "role": identity.role})
+            self.conn.reply(frame.id, auth_result(identity))
         return session
 
     async def open(self, identity: Identity, frame_id: int | None = None) -> Session | None:
         """Leave the auth phase: the socket gets its session. When the session cannot be set up
-        (Redis or the database down) the client gets the error and the socket is closed."""
+        (Redis or the database down) the client gets the error and the socket is closed, and so is
+        a socket over the user's cap on this instance (4429)."""
+        cap = self.settings.ws_max_sockets_per_user
+        if len(self.hub.sockets_of(identity.user_id)) >= cap:  # checked and added with no await between
+            log.info("user %s is over %d sockets: closing socket %s", identity.user_id, cap, self.conn.id)
+            self.conn.reply_error(frame_id, RateLimited(f"at most {cap} open sockets per user"))
+            await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
+            return None
         session = Session(self.conn, identity, self.services)
         self.hub.add(session)
         try:
             await self.events.emit(SessionOpened(identity))
         except Exception as exc:
             self.hub.remove(session)
+            session.stop()
             self.conn.reply_error(frame_id, to_chat_error(exc))
             await self.conn.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
             return None
@@ -67,6 +75,7 @@ class AuthPhase:
         session, self.session = self.session, None
         if session is None:
             return
+        session.stop()
         self.hub.remove(session)
         try:
             await self.events.emit(SessionClosed(session.identity))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_AUTH_FAILED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_SLOW_CLIENT = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client could not keep up
 
 

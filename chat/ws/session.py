@@ -1,27 +1,36 @@
-"""An authenticated socket: the hub's peer. Rate limit, dispatch to commands, error mapping."""
+"""An authenticated socket: the hub's peer. Rate limit, dispatch to commands, error mapping, and the
+token's lifetime (PROTOCOL 2.3: closed with 4401 at `exp` unless an `auth` frame refreshed it)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode
 from marshmallow import ValidationError
 
-from chat import metrics
-from chat.auth import Identity
+from chat import logs, metrics
+from chat.auth import AuthError, Identity, verify_token
 from chat.conversations import Operations
-from chat.errors import Forbidden, Invalid, RateLimited, to_chat_error
+from chat.errors import ChatError, Forbidden, Invalid, RateLimited, Unauthenticated, to_chat_error
 from chat.events import Events
 from chat.hub import Hub
 from chat.settings import Settings
 from chat.ws.commands import CommandContext
-from chat.ws.connection import Connection, Incoming
+from chat.ws.connection import CLOSE_AUTH_FAILED, Connection, Incoming
 from chat.ws.registry import Registry
 
+log = logging.getLogger(__name__)
+
 FLOOD_STRIKES = 10  # commands refused as rate_limited in a row before the socket is closed
+MAX_LOGGED_ID_CHARS = 64  # a conversation id is a UUID; anything longer is not put in log lines
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,20 @@ class Services:
     hub: Hub
     registry: Registry
     events: Events
+    clock: Callable[[], float] = time.time  # wall-clock seconds, compared with the tokens' `exp`
+
+
+def auth_result(identity: Identity) -> dict[str, Any]:
+    """The `data` of a successful `auth` (PROTOCOL 3.2)."""
+    return {"user_id": identity.user_id, "role": identity.role, "exp": identity.exp}
+
+
+def _conversation_of(frame: Incoming) -> str | None:
+    """The frame's conversation id for log lines, when it looks like one."""
+    value = frame.body.get("conversation_id")
+    if isinstance(value, str) and 0 < len(value) <= MAX_LOGGED_ID_CHARS and value.isprintable():
+        return value
+    return None
 
 
 class Session:
@@ -45,9 +68,12 @@ class Session:
         self.ops = services.ops
         self.hub = services.hub
         self.registry = services.registry
+        self.clock = services.clock
         self._recent: deque[float] = deque()
         self._strikes = 0
+        self._expiry: asyncio.TimerHandle | None = None
         conn.user_id = identity.user_id
+        self._arm_expiry()
 
     @property
     def id(self) -> str:
@@ -57,6 +83,46 @@ class Session:
     def send_text(self, text: str) -> None:
         """Queue a frame (the hub's delivery)."""
         self.conn.send_text(text)
+
+    # --- the token's lifetime -----------------------------------------------------------------
+
+    @property
+    def expires_at(self) -> float | None:
+        """The event-loop time at which the socket closes for its token's `exp` (None: never)."""
+        return self._expiry.when() if self._expiry is not None else None
+
+    def _arm_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self.identity.exp is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_at(loop.time() + (self.identity.exp - self.clock()), self._expired)
+
+    def _expired(self) -> None:
+        log.info("token of %s expired: closing socket %s", self.identity.user_id, self.id)
+        self.conn.close_soon(CLOSE_AUTH_FAILED, "token expired")
+
+    def _refresh(self, frame: Incoming) -> dict[str, Any]:
+        """`auth` on an open socket: a token for the same user and role moves the expiry."""
+        try:
+            fresh = verify_token(self.settings.jwt_secret_key, frame.body.get("token"))
+        except AuthError as exc:
+            raise Unauthenticated(str(exc)) from None
+        if (fresh.user_id, fresh.role) != (self.identity.user_id, self.identity.role):
+            raise Invalid("the token must name the socket's user and role", {"token": ["Another user or role."]})
+        self.identity = dataclasses.replace(self.identity, exp=fresh.exp)
+        self._arm_expiry()
+        return auth_result(self.identity)
+
+    def stop(self) -> None:
+        """The socket is gone: no expiry to watch any more."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    # --- commands -----------------------------------------------------------------------------
 
     def _rate_limited(self) -> bool:
         now = time.monotonic()
@@ -73,9 +139,6 @@ class Session:
         frame = self.conn.parse(text)
         if frame is None:
             return
-        if frame.type == "auth":
-            self.conn.reply_error(frame.id, Invalid("already authenticated"))
-            return
         if self._rate_limited():
             self._strikes += 1
             if self._strikes > FLOOD_STRIKES:
@@ -84,32 +147,46 @@ class Session:
             self.conn.reply_error(frame.id, RateLimited("too many commands, slow down"))
             return
         self._strikes = 0
-        await self._dispatch(frame)
+        with logs.log_context(request_id=logs.new_request_id(), user_id=self.identity.user_id,
+                              conversation_id=_conversation_of(frame)):
+            await self._dispatch(frame)
 
-    async def _dispatch(self, frame: Incoming) -> None:
+    async def _run(self, frame: Incoming) -> dict[str, Any] | None:
+        """The command's result data; raises what the client is to be told."""
+        if frame.type == "auth":
+            return self._refresh(frame)
         cmd = self.registry.commands.get(frame.type)
         if cmd is None:
-            self.conn.reply_error(frame.id, Invalid(f"unknown type {frame.type!r}", {"type": ["Unknown command."]}))
-            metrics.WS_COMMANDS.labels("unknown", "invalid").inc()
-            return
+            raise Invalid(f"unknown type {frame.type!r}", {"type": ["Unknown command."]})
+        if self.identity.role not in cmd.roles:
+            raise Forbidden(f"{frame.type} is not allowed for role {self.identity.role}")
+        payload = {k: v for k, v in frame.body.items() if k not in ("type", "id")}
         try:
-            if self.identity.role not in cmd.roles:
-                raise Forbidden(f"{frame.type} is not allowed for role {self.identity.role}")
-            payload = {k: v for k, v in frame.body.items() if k not in ("type", "id")}
-            try:
-                data = cmd.schema.load(payload)
-            except ValidationError as exc:
-                raise Invalid("invalid fields", exc.messages_dict) from None
-            result = await cmd.handler(CommandContext(self.ops, self.identity, self.id, self.hub), data)
+            data = cmd.schema.load(payload)
+        except ValidationError as exc:
+            raise Invalid("invalid fields", exc.messages_dict) from None
+        return await cmd.handler(CommandContext(self.ops, self.identity, self.id, self.hub), data)
+
+    async def _dispatch(self, frame: Incoming) -> None:
+        label = frame.type if frame.type == "auth" or frame.type in self.registry.commands else "unknown"
+        try:
+            result = await self._run(frame)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure becomes an error frame; the socket stays open
-            error = to_chat_error(exc)
-            metrics.WS_COMMANDS.labels(frame.type, error.code).inc()
-            self.conn.reply_error(frame.id, error)
+            self._fail(frame, label, to_chat_error(exc))
             return
-        metrics.WS_COMMANDS.labels(frame.type, "ok").inc()
-        if result is not None:
-            self.conn.reply(frame.id, result)
-        elif frame.id is not None:
-            self.conn.reply(frame.id, {})
+        try:
+            if result is not None:
+                self.conn.reply(frame.id, result)
+            elif frame.id is not None:
+                self.conn.reply(frame.id, {})
+        except orjson.JSONEncodeError:  # e.g. nested deeper than orjson goes: this reply only is lost
+            log.exception("the reply to %s could not be encoded", frame.type)
+            self._fail(frame, label, ChatError("internal error: the reply could not be encoded"))
+            return
+        metrics.WS_COMMANDS.labels(label, "ok").inc()
+
+    def _fail(self, frame: Incoming, label: str, error: ChatError) -> None:
+        metrics.WS_COMMANDS.labels(label, error.code).inc()
+        self.conn.reply_error(frame.id, error)

@@ -145,7 +145,8 @@ async def test_customers_cannot_use_agent_commands(harness):
 @pytest.mark.parametrize("backend", ["mysql", "sqlite"])
 async def test_twenty_agents_race_to_claim_one_winner_per_round(request, harness_factory, backend):
     url = request.getfixturevalue("mysql_database_url") if backend == "mysql" else None
-    h = await harness_factory(database_url=url, routing="manual", ws_rate_limit_count=10_000)
+    h = await harness_factory(database_url=url, routing="manual", ws_rate_limit_count=10_000,
+                              conversations_per_user_per_min=10_000)
     agents = [await h.connect(f"agent-{i}", role="agent") for i in range(20)]
     cust = await h.connect("cust-1")
     rounds = 100 if backend == "mysql" else 40

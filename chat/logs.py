@@ -1,0 +1,177 @@
+"""Logging: text or JSON lines (`LOG_FORMAT`), each carrying the context it was written in
+(instance, request id, user, conversation), and never a token or a secret.
+
+The context is a set of contextvars: the WebSocket session sets them around each command and
+the REST decorator around each request; tasks started meanwhile inherit them. A token is kept
+out of the lines twice: the access log masks the `token` query parameter at its source
+(`MaskedAccessLogger`), and the formatters mask whatever still looks like a token or equals a
+secret setting in the finished line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import IO, TYPE_CHECKING
+
+import orjson
+from aiohttp.web_log import AccessLogger
+
+if TYPE_CHECKING:
+    from aiohttp.web_request import BaseRequest
+    from aiohttp.web_response import StreamResponse
+
+    from chat.settings import Settings
+
+CONTEXT_FIELDS = ("instance", "request_id", "user_id", "conversation_id")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+user_id: ContextVar[str | None] = ContextVar("user_id", default=None)
+conversation_id: ContextVar[str | None] = ContextVar("conversation_id", default=None)
+
+_TOKEN_PARAM = re.compile(r"(?i)(\b(?:access_|refresh_)?token=)[^&\s\"'<>\\]+")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+MASK = "***"
+MIN_SECRET_CHARS = 8  # shorter values (an empty key, a placeholder) would mask ordinary words
+
+
+def new_request_id() -> str:
+    """A short random id that ties together the lines of one command or request."""
+    return uuid.uuid4().hex[:16]
+
+
+_VARS = {"request_id": request_id, "user_id": user_id, "conversation_id": conversation_id}
+
+
+@contextlib.contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Every line logged inside (and by tasks started inside) carries these fields (request_id,
+    user_id, conversation_id); the fields not named keep their outer value."""
+    tokens = [(_VARS[name], _VARS[name].set(value)) for name, value in fields.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def mask_tokens(text: str) -> str:
+    """`token=<anything>` becomes `token=***`, and anything shaped like a JWT becomes `***`."""
+    return _JWT.sub(MASK, _TOKEN_PARAM.sub(rf"\g<1>{MASK}", text))
+
+
+class Redactor:
+    """Masks tokens and the values of the secret settings in a finished line."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """The line with nothing secret left in it."""
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return mask_tokens(text)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the instance and the current context to every record (handlers' filter, never drops one)."""
+
+    def __init__(self, instance: str) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the fields; a field set explicitly (`extra=`) wins."""
+        record.instance = getattr(record, "instance", None) or self.instance
+        for name, var in _VARS.items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, var.get())
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, the context fields that are set appended as key=value."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__(TEXT_FORMAT)
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One redacted text line (plus the traceback, if any)."""
+        line = super().format(record)
+        context = " ".join(f"{name}={value}" for name in CONTEXT_FIELDS[1:]
+                           if (value := getattr(record, name, None)) is not None)
+        if context:
+            head, sep, tail = line.partition("\n")
+            line = f"{head} [{context}]{sep}{tail}"
+        return self.redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the context fields, the exception."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One redacted JSON line."""
+        entry: dict[str, str] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redact(record.getMessage()),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = self.redact(str(value))
+        if record.exc_info:
+            entry["exception"] = self.redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = self.redact(record.exc_text)
+        return orjson.dumps(entry).decode()
+
+
+class MaskedAccessLogger(AccessLogger):
+    """aiohttp's access log with the `token` query parameter masked (GET /ws?token=***)."""
+
+    def _format_line(
+        self, request: BaseRequest, response: StreamResponse, time: float
+    ) -> Iterable[tuple[str | tuple[str, str], str]]:
+        return [(key, mask_tokens(value) if isinstance(value, str) else value)
+                for key, value in super()._format_line(request, response, time)]
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The values of the settings marked secret (left out of the dataclass repr)."""
+    values = (getattr(settings, f.name) for f in dataclasses.fields(settings) if not f.repr)
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def resolve_format(log_format: str, stream: IO[str]) -> str:
+    """`auto`: text on a terminal, JSON otherwise (a log collector)."""
+    if log_format != "auto":
+        return log_format
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def setup_logging(settings: Settings, instance_id: str, stream: IO[str] | None = None) -> logging.Handler:
+    """Route every logger to one handler on `stream` (stderr) in the configured format and level."""
+    stream = stream if stream is not None else sys.stderr
+    redact = Redactor(secret_values(settings))
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter(instance_id))
+    use_json = resolve_format(settings.log_format, stream) == "json"
+    handler.setFormatter(JsonFormatter(redact) if use_json else TextFormatter(redact))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    return handler

@@ -1,0 +1,53 @@
+"""chat.auth: the claims PROTOCOL section 2 requires (integer exp, a sane sub) and the identity's exp."""
+
+import time
+
+import jwt
+import pytest
+
+from chat.auth import MAX_SUB_CHARS, AuthError, issue_token, verify_token
+
+SECRET = "test-secret-0123456789abcdef0123456789"
+LATER = int(time.time()) + 3600
+
+
+def _token(**claims) -> str:
+    return jwt.encode({"sub": "u-1", "role": "customer", "exp": LATER, **claims}, SECRET, algorithm="HS256")
+
+
+def test_the_identity_carries_the_tokens_integer_exp():
+    identity = verify_token(SECRET, issue_token(SECRET, "u-1", "customer", ttl_s=60))
+    assert identity.user_id == "u-1" and type(identity.exp) is int
+    assert 0 < identity.exp - time.time() <= 60
+
+
+@pytest.mark.parametrize("exp", [LATER + 0.5, float(LATER), str(LATER), True],
+                         ids=["float", "whole-float", "str", "bool"])
+def test_an_exp_that_is_not_an_integer_is_refused(exp):
+    with pytest.raises(AuthError, match="exp"):  # True is 1: long expired
+        verify_token(SECRET, _token(exp=exp))
+
+
+@pytest.mark.parametrize("sub", ["", "x" * (MAX_SUB_CHARS + 1), "a\nb", "nul\x00", "del\x7f", "c1\x85", 7, None],
+                         ids=["empty", "too-long", "newline", "nul", "del", "c1-control", "int", "null"])
+def test_a_bad_sub_is_refused(sub):
+    with pytest.raises(AuthError, match="(?i)sub"):
+        verify_token(SECRET, _token(sub=sub))
+
+
+def test_a_sub_of_64_characters_any_script_is_accepted():
+    sub = "客服" * (MAX_SUB_CHARS // 2)
+    assert verify_token(SECRET, _token(sub=sub)).user_id == sub
+
+
+@pytest.mark.parametrize("token", [
+    _token()[:-3] + "abc",  # bad signature
+    _token()[:40],  # truncated
+    _token(exp=1),  # expired
+    _token(role="root"),
+])
+def test_the_error_never_repeats_the_token(token):
+    with pytest.raises(AuthError) as err:
+        verify_token(SECRET, token)
+    assert token not in str(err.value)
+    assert not any(part in str(err.value) for part in token.split(".") if len(part) > 8)

@@ -1,0 +1,193 @@
+"""chat.logs: text and JSON lines with their context, tokens and secrets never in a line, the access
+log's `token=***`."""
+
+import asyncio
+import dataclasses
+import io
+import json
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from chat import keys
+from chat.logs import (
+    MASK,
+    ContextFilter,
+    JsonFormatter,
+    MaskedAccessLogger,
+    Redactor,
+    TextFormatter,
+    log_context,
+    mask_tokens,
+    resolve_format,
+    setup_logging,
+)
+from chat.settings import Settings
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLWJ5dGVz"
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_mask_tokens():
+    assert mask_tokens(f"GET /ws?token={JWT} HTTP/1.1") == f"GET /ws?token={MASK} HTTP/1.1"
+    assert mask_tokens("/ws?a=1&token=abc.def&b=2") == f"/ws?a=1&token={MASK}&b=2"
+    assert mask_tokens("refresh_token=xyz access_token=abc") == f"refresh_token={MASK} access_token={MASK}"
+    assert mask_tokens(f"bearer {JWT}!") == f"bearer {MASK}!"
+    assert mask_tokens("tokens are fine, token: none") == "tokens are fine, token: none"
+
+
+def test_the_redactor_masks_secret_values_and_ignores_short_ones():
+    redact = Redactor(["super-secret-value-123", "", "short"])
+    assert redact("key=super-secret-value-123; short") == f"key={MASK}; short"
+
+
+def _record(message: str, *args, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc else None
+    record = logging.LogRecord("chat.test", logging.WARNING, __file__, 1, message, args, exc_info)
+    ContextFilter("inst-1").filter(record)
+    return record
+
+
+def test_json_lines_carry_the_context_and_no_token():
+    formatter = JsonFormatter(Redactor(["jwt-secret-for-tests-0123456789"]))
+    with log_context(request_id="req-1", user_id="cust-1", conversation_id="c-1"):
+        record = _record("token %s with secret %s", JWT, "jwt-secret-for-tests-0123456789")
+    line = formatter.format(record)
+    entry = json.loads(line)
+    assert entry["instance"] == "inst-1" and entry["request_id"] == "req-1"
+    assert entry["user_id"] == "cust-1" and entry["conversation_id"] == "c-1"
+    assert entry["level"] == "WARNING" and entry["logger"] == "chat.test" and entry["time"].endswith("Z")
+    assert entry["message"] == f"token {MASK} with secret {MASK}"
+    outside = json.loads(formatter.format(_record("plain")))
+    assert "user_id" not in outside and "request_id" not in outside and outside["instance"] == "inst-1"
+
+
+def test_exceptions_are_formatted_and_redacted():
+    try:
+        raise ValueError(f"bad ?token={JWT}")
+    except ValueError as exc:
+        error = exc
+    entry = json.loads(JsonFormatter(Redactor()).format(_record("failed", exc=error)))
+    assert "ValueError" in entry["exception"] and JWT not in entry["exception"]
+    text = TextFormatter(Redactor()).format(_record("failed", exc=error))
+    assert "Traceback" in text and JWT not in text
+
+
+def test_text_lines_append_the_context():
+    with log_context(user_id="cust-1", conversation_id="c-9"):
+        record = _record("hello")
+    line = TextFormatter(Redactor()).format(record)
+    assert line.endswith("WARNING chat.test: hello [user_id=cust-1 conversation_id=c-9]")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_is_text_on_a_terminal_and_json_otherwise():
+    assert resolve_format("auto", Terminal()) == "text"
+    assert resolve_format("auto", io.StringIO()) == "json"
+    assert resolve_format("json", Terminal()) == "json"
+    assert Settings.from_env({}).log_format == "auto"
+    assert Settings.from_env({"LOG_FORMAT": "json"}).log_format == "json"
+
+
+def test_setup_logging_sends_every_logger_through_one_masking_handler(restore_logging):
+    settings = dataclasses.replace(Settings(), log_format="json", log_level="INFO",
+                                   jwt_secret_key="the-jwt-secret-of-this-test-0123")
+    stream = io.StringIO()
+    setup_logging(settings, "inst-7", stream)
+    logging.getLogger("aiohttp.server").info("secret %s", settings.jwt_secret_key)
+    logging.getLogger("chat.x").debug("below the level")
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line) == {**json.loads(line), "message": f"secret {MASK}", "instance": "inst-7"}
+
+
+class Collect(logging.Handler):
+    """Every record (formatted plainly); access-log lines can be awaited."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.access: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(logging.Formatter().format(record))
+        if record.name == "aiohttp.access":
+            self.access.append(self.lines[-1])
+            self.arrived.set()
+
+    async def access_line(self, containing: str) -> str:
+        """The first access-log line holding `containing` (waiting for it to be written)."""
+        async with asyncio.timeout(5):
+            while True:
+                found = [line for line in self.access if containing in line]
+                if found:
+                    return found[0]
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+def collect():
+    root, handler = logging.getLogger(), Collect()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def test_the_access_logger_masks_the_token_of_the_request_line():
+    logger, stream = logging.getLogger("test.access"), io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        request = make_mocked_request("GET", f"/ws?lang=en&token={JWT}", headers={"Referer": f"/?token={JWT}"})
+        MaskedAccessLogger(logger, '%a "%r" %s "%{Referer}i"').log(request, web.Response(status=101), 0.5)
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().endswith(f'"GET /ws?lang=en&token={MASK} HTTP/1.1" 101 "/?token={MASK}"\n')
+
+
+async def test_the_apps_access_log_masks_url_tokens(harness, collect):
+    token = harness.token("cust-1")
+    resp = await harness.client.get(f"/ws?token={token}x")  # refused: a plain 401
+    assert resp.status == 401
+    line = await collect.access_line(" 401 ")
+    assert f"GET /ws?token={MASK} HTTP/1.1" in line and token not in line
+    resp = await harness.client.get(f"/ws?token={token}")  # a valid token on a plain GET (no upgrade)
+    line = await collect.access_line(f" {resp.status} ")
+    assert f"GET /ws?token={MASK} HTTP/1.1" in line and token not in line
+
+
+async def test_no_line_at_debug_holds_a_token(harness, collect):
+    tokens = [harness.token("cust-1"), harness.token("cust-1", ttl_s=7200), harness.token("agent-1", role="agent")]
+    ws = await harness.connect("cust-1")
+    await ws.ok("auth", token=tokens[1])
+    assert (await ws.request("auth", token=tokens[2] + "x"))["code"] == "unauthenticated"
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    other = await harness.connect()
+    assert (await other.request("auth", token=tokens[0][:-2]))["code"] == "unauthenticated"
+    assert await other.closed() == 4401
+    resp = await harness.client.get(f"/api/v1/sessions/{cid}", headers={"Authorization": f"Bearer {tokens[2]}x"})
+    assert resp.status == 401
+    await collect.access_line(f"/api/v1/sessions/{cid}")
+    assert harness.app[keys.SETTINGS].jwt_secret_key not in "\n".join(collect.lines)
+    for token in tokens:
+        signature = token.rsplit(".", 1)[1]
+        assert not [line for line in collect.lines if signature in line]

@@ -1,0 +1,28 @@
+"""A stand-in for aiohttp's WebSocketResponse under a real Connection: frames sent are kept, the
+close code is recorded and signalled."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+
+class FakeSocket:
+    """What Connection uses of a server socket: send_str and close."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[dict] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+
+    async def send_str(self, text: str) -> None:
+        await self.frames.put(orjson.loads(text))
+
+    async def close(self, *, code: int, message: bytes = b"") -> bool:
+        self.close_code = code
+        self.closed.set()
+        return True
+
+    async def next_frame(self, timeout: float = 2.0) -> dict:
+        return await asyncio.wait_for(self.frames.get(), timeout)
