@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 
@@ -51,13 +50,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted."""
     from aiohttp import web
 
+    from chat import keys
     from chat.app import create_app
+    from chat.logs import setup_logging
     from chat.store import DatabaseError
 
     settings = _settings()
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    setup_logging(settings, app[keys.INSTANCE_ID])  # LOG_FORMAT text|json, tokens and secrets masked
     try:
         import uvloop
 
@@ -67,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.embedded:
         print(_banner(settings, host, port), flush=True)
     try:
-        web.run_app(create_app(settings), host=host, port=port, print=lambda text: print(text, flush=True))
+        web.run_app(app, host=host, port=port, print=lambda text: print(text, flush=True))
     except DatabaseError as exc:  # unreachable for DB_CONNECT_TIMEOUT_S at start: one line, no traceback
         print(f"chat-api: gave up on the database after {settings.db_connect_timeout_s:g} s "
               f"(DB_CONNECT_TIMEOUT_S): {exc}", file=sys.stderr)

@@ -191,3 +191,39 @@ async def test_no_line_at_debug_holds_a_token(harness, collect):
     for token in tokens:
         signature = token.rsplit(".", 1)[1]
         assert not [line for line in collect.lines if signature in line]
+
+
+async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_path):
+    """`chat-api serve` with LOG_FORMAT=json: every stderr line is a JSON object, the access line masks the
+    token of a refused URL."""
+    import os
+    import socket
+    import sys
+
+    import aiohttp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET_KEY")}
+    env.update(CHAT_DATA_DIR=str(tmp_path / "data"), LOG_FORMAT="json", LOG_LEVEL="INFO", AI_PROVIDER="echo")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chat", "serve", "--host", "127.0.0.1", "--port", str(port),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(20):
+            while b"Running on" not in await proc.stdout.readline():
+                pass
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ws?token={JWT}") as resp:
+                assert resp.status == 401
+            lines = []
+            while not any("/ws?token=" in line for line in lines):
+                lines.append((await proc.stderr.readline()).decode())
+    finally:
+        proc.terminate()
+        await proc.wait()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    access = next(e for e in entries if "/ws?token=" in e["message"])
+    assert f"GET /ws?token={MASK} HTTP/1.1" in access["message"] and access["logger"] == "aiohttp.access"
+    assert access["instance"] and all(e["instance"] == access["instance"] for e in entries)
+    assert JWT.split(".")[2] not in "".join(lines)
