@@ -5,17 +5,26 @@ so each test looks only at its own conversations."""
 from __future__ import annotations
 
 from chat.store import Store
+from chat.store.db import marks
 from states import State
+
+
+async def remove(store: Store, ids: list[str]) -> None:
+    """An app on this shared database would act on them (sweeps, routing): they go when the test ends."""
+    await store.db.execute(f"DELETE FROM messages WHERE conversation_id IN ({marks(ids)})", ids)
+    await store.db.execute(f"DELETE FROM conversations WHERE id IN ({marks(ids)})", ids)
 
 
 async def test_assigned_is_every_conversation_in_human_by_agent(store: Store, make_conversation):
     a1 = await make_conversation(state="human", agent_id="q-a1", agent_type="human")
     a2 = await make_conversation(state="human", agent_id="q-a1", agent_type="human")
     b = await make_conversation(state="human", agent_id="q-b", agent_type="human")
-    await make_conversation(state="closed", agent_id="q-a1", agent_type="human")  # closed: not held
-    await make_conversation(state="handoff")
-    assert await store.conversations.assigned(["q-a1", "q-b", "q-none"]) == {"q-a1": {a1.id, a2.id}, "q-b": {b.id}}
+    closed = await make_conversation(state="closed", agent_id="q-a1", agent_type="human")  # closed: not held
+    waiting = await make_conversation(state="handoff")
+    held = await store.conversations.assigned(["q-a1", "q-b", "q-none"])
     every = await store.conversations.assigned()
+    await remove(store, [a1.id, a2.id, b.id, closed.id, waiting.id])
+    assert held == {"q-a1": {a1.id, a2.id}, "q-b": {b.id}}
     assert every["q-a1"] == {a1.id, a2.id} and every["q-b"] == {b.id}
     assert await store.conversations.assigned([]) == {}
 
@@ -24,6 +33,7 @@ async def test_states_of_names_the_rows_that_exist(store: Store, make_conversati
     human = await make_conversation(state="human", agent_id="q-a1", agent_type="human")
     waiting = await make_conversation(state="handoff")
     got = await store.conversations.states_of([human.id, waiting.id, "no-such-row"])
+    await remove(store, [human.id, waiting.id])
     assert got == {human.id: ("human", "q-a1"), waiting.id: ("handoff", None)}
     assert await store.conversations.states_of([]) == {}
 
@@ -52,4 +62,5 @@ async def test_unanswered_ai_is_where_the_customer_wrote_last(store: Store, make
         if len(page) < 2:
             break
         after = page[-1][0]
+    await remove(store, sorted(mine))
     assert sorted(found) == sorted([(due, 3), (after_note, 1)])
