@@ -25,6 +25,7 @@ from chat.logs import (
     setup_logging,
 )
 from chat.settings import Settings
+from tests.ws.fakes import on_root_logger
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlLWJ5dGVz"
 
@@ -142,13 +143,8 @@ class Collect(logging.Handler):
 
 @pytest.fixture
 def collect():
-    root, handler = logging.getLogger(), Collect()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(level)
+    with on_root_logger(Collect(), logging.DEBUG) as handler:
+        yield handler
 
 
 def test_the_access_logger_masks_the_token_of_the_request_line():

@@ -1,11 +1,31 @@
 """A stand-in for aiohttp's WebSocketResponse under a real Connection: frames sent are kept, the
-close code is recorded and signalled."""
+close code is recorded and signalled. And a log handler put on the root logger for a test."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TypeVar
 
 import orjson
+
+H = TypeVar("H", bound=logging.Handler)
+
+
+@contextlib.contextmanager
+def on_root_logger(handler: H, level: int) -> Iterator[H]:
+    """`handler` receives every record of `level` and up while inside."""
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 class FakeSocket:
