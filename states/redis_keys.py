@@ -1,6 +1,6 @@
 """Every Redis key shape the service uses, in one place (the backup takes PREFIXES).
 
-Only the AI turn lock expires (its TTL follows the AI timeouts: chat.ai_turn); a migrated
+Only the AI turn lock expires (AI_TURN_LOCK_S, renewed while the turn runs: chat.ai_turn); a migrated
 session keeps the TTL it had, and a new one has none.
 """
 

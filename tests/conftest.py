@@ -116,7 +116,8 @@ def make_settings(tmp_path):
                     "CHAT_DATA_DIR": str(tmp_path / "data"),
                 }
             )
-        return replace(base, **{"bus_channel": BUS_CHANNEL, **overrides})
+        # the AI sweep answers leftovers of other tests in the shared database: tests that need it ask
+        return replace(base, **{"bus_channel": BUS_CHANNEL, "ai_sweep_interval_s": 0, **overrides})
 
     return make
 

@@ -200,10 +200,18 @@ class MySQLDatabase(Database):
             async with conn.cursor() as cur:
                 try:
                     yield _MySQLTx(cur)
+                except asyncio.CancelledError:
+                    # cancelled mid-query: the connection's state is unknown, so it is not reused;
+                    # the server rolls the transaction back when the connection closes
+                    conn.close()
+                    raise
                 except BaseException:
                     await conn.rollback()
                     raise
                 await conn.commit()
+        except asyncio.CancelledError:
+            conn.close()  # cancelled during the commit: the same
+            raise
         except (pymysql.err.MySQLError, OSError) as exc:
             conn.close()  # a broken connection must not go back to the pool
             raise _mysql_error(exc) from exc
