@@ -47,9 +47,18 @@ class Conversations:
         except ConversationNotFound:
             raise NotFound("conversation not found") from None
 
-    async def get_for(self, identity: Identity, conversation_id: str) -> Conversation:
-        """A conversation the identity may see; a customer gets not_found for anyone else's."""
-        conversation = await self.get(conversation_id)
+    async def refresh(self, conversation_id: str) -> Conversation:
+        """The live record checked against the SQL row (the durable truth) and repaired when it is
+        behind: what a permission check must read."""
+        try:
+            return await self.repository.get(conversation_id, fresh=True)
+        except ConversationNotFound:
+            raise NotFound("conversation not found") from None
+
+    async def get_for(self, identity: Identity, conversation_id: str, *, fresh: bool = False) -> Conversation:
+        """A conversation the identity may see; a customer gets not_found for anyone else's.
+        `fresh`: checked against SQL first (before a permission check that decides a move)."""
+        conversation = await (self.refresh(conversation_id) if fresh else self.get(conversation_id))
         if not identity.is_agent and conversation.user_id != identity.user_id:
             raise NotFound("conversation not found")
         return conversation
@@ -77,6 +86,9 @@ class Conversations:
             transition = await self.repository.fire(conversation_id, trigger, actor=actor, reason=reason, **data)
         except ConversationNotFound:
             raise NotFound("conversation not found") from None
+        except (InvalidTransition, StaleVersion) as exc:
+            log.info("refused %s of %s by %s %s: %s", trigger, conversation_id, actor.type, actor.id or "", exc)
+            raise
         metrics.TRANSITIONS.labels(trigger).inc()
         # the transition is committed: what follows must not turn it into an error for the caller
         # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
@@ -107,9 +119,11 @@ class Conversations:
 
     async def close(self, identity: Identity, conversation_id: str) -> Conversation:
         """-> closed: the customer, the assigned agent (any agent when none is), or an admin."""
-        conversation = await self.get_for(identity, conversation_id)
+        conversation = await self.get_for(identity, conversation_id, fresh=True)
         check_assigned(identity, conversation)
-        t = await self.fire(conversation_id, "close", actor=actor_of(identity), reason=f"closed by {identity.role}")
+        # fired with the version the permission was checked against: a claim in between is a conflict
+        t = await self.fire(conversation_id, "close", actor=actor_of(identity), reason=f"closed by {identity.role}",
+                            expect_version=conversation.version)
         return t.after
 
     async def reopen(self, identity: Identity, conversation: Conversation) -> Conversation:
