@@ -51,7 +51,8 @@ async def test_customer_on_a_agent_on_b(harness_factory, mysql_database_url):
 
 
 async def test_claim_race_across_instances(harness_factory, mysql_database_url):
-    a, b = await two_instances(harness_factory, mysql_database_url, routing="manual", ws_rate_limit_count=1000)
+    a, b = await two_instances(harness_factory, mysql_database_url, routing="manual", ws_rate_limit_count=1000,
+                                conversations_per_user_per_min=1000)
     agents = [await a.connect(f"agent-a{i}", role="agent") for i in range(5)]
     agents += [await b.connect(f"agent-b{i}", role="agent") for i in range(5)]
     cust = await a.connect("cust-1")

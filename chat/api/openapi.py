@@ -37,6 +37,7 @@ ERROR_TEXT = {
     404: "not_found",
     409: "conflict: the state machine refuses the transition, another actor won a race, or a duplicate",
     413: "too_large: the body is over 1 MiB",
+    429: "rate_limited: too many conversations started by this user in the last minute",
     503: "unavailable: Redis or the database is down",
 }
 
