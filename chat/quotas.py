@@ -15,14 +15,9 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from chat.errors import RateLimited
+from states import redis_keys
 
-QUOTA_PREFIX = "quota:"  # transient: a backup skips it
 WINDOW_S = 60.0
-
-
-def conversation_starts_key(user_id: str) -> str:
-    """The sorted set of a user's recent conversation starts (it expires a window after the last one)."""
-    return f"{QUOTA_PREFIX}conversation-starts:{user_id}"
 
 
 class ConversationQuota:
@@ -35,7 +30,7 @@ class ConversationQuota:
 
     async def take(self, user_id: str) -> None:
         """Count one start for `user_id`, or raise RateLimited (nothing counted) when it is over."""
-        key, now = conversation_starts_key(user_id), self.clock()
+        key, now = redis_keys.conversation_starts(user_id), self.clock()
         member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zremrangebyscore(key, "-inf", now - WINDOW_S)

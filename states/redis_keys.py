@@ -9,6 +9,7 @@ PRESENCE_PREFIX = "presence:"
 AGENTS_PREFIX = "agents:"  # the sets over all agents
 AGENT_PREFIX = "agent:"  # per-agent keys besides presence
 AI_TURN_PREFIX = "ai:turn:"  # transient: a backup skips it
+QUOTA_PREFIX = "quota:"  # transient: a backup skips it
 
 AGENTS_ONLINE = f"{AGENTS_PREFIX}online"  # zset: agents whose status is online, score = ms they set it
 AGENTS_LEASE = f"{AGENTS_PREFIX}lease"  # zset: ms until which an agent counts as connected (heartbeats renew it)
@@ -32,6 +33,11 @@ def presence(agent_id: str) -> str:
 def ai_turn(conversation_id: str) -> str:
     """The lock of the AI turn in progress (transient: a backup skips it)."""
     return f"{AI_TURN_PREFIX}{conversation_id}"
+
+
+def conversation_starts(user_id: str) -> str:
+    """A user's recent conversation starts (a sliding-window quota; transient: a backup skips it)."""
+    return f"{QUOTA_PREFIX}conversation-starts:{user_id}"
 
 
 def agent_load(agent_id: str) -> str:

@@ -9,7 +9,8 @@ from aiohttp import WSServerHandshakeError
 
 from chat import keys
 from chat.errors import RateLimited
-from chat.quotas import WINDOW_S, ConversationQuota, conversation_starts_key
+from chat.quotas import WINDOW_S, ConversationQuota
+from states import redis_keys
 
 
 class Clock:
@@ -28,8 +29,8 @@ async def test_the_quota_allows_per_min_starts_in_any_window(redis):
         clock.now += 10
     with pytest.raises(RateLimited):
         await quota.take(user)
-    assert await redis.zcard(conversation_starts_key(user)) == 3  # a refusal is not counted
-    assert 0 < await redis.ttl(conversation_starts_key(user)) <= WINDOW_S + 1
+    assert await redis.zcard(redis_keys.conversation_starts(user)) == 3  # a refusal is not counted
+    assert 0 < await redis.ttl(redis_keys.conversation_starts(user)) <= WINDOW_S + 1
     clock.now += WINDOW_S - 20 + 0.001  # the first start left the window
     await quota.take(user)
     await quota.take(f"{user}-other")  # per user
