@@ -34,7 +34,7 @@ class Peer:
     def __init__(self, http: aiohttp.ClientSession, urls: list[str], token: str):
         self.http, self.urls, self.token = http, urls, token
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.reconnects = 0
+        self.connects = 0
         self._url_index = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -59,6 +59,7 @@ class Peer:
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
                     backoff = min(backoff * 2, 1.0)
             self._reader = asyncio.create_task(self._read(self.ws))
+            self.connects += 1
         await self.on_connected()
 
     async def on_connected(self) -> None:
@@ -115,7 +116,6 @@ class Peer:
                 await self.connect()
                 reply = await self.request(type_, **fields)
             except Disconnected:
-                self.reconnects += 1
                 self._url_index += 1 if attempt else 0
                 continue
             if reply.get("type") == "error" and reply.get("code") in RETRYABLE:
@@ -123,6 +123,11 @@ class Peer:
                 continue
             return reply
         return reply
+
+    @property
+    def reconnects(self) -> int:
+        """Sockets opened after the first."""
+        return max(0, self.connects - 1)
 
     async def close(self) -> None:
         """Close the socket and stop the reader."""

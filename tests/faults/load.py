@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import pymysql
 
 from chat.auth import issue_token
 from tests.faults.clients import Agent, Customer, Peer
 
 SECRET = "fault-injection-suite-secret-0123456789abcdef"
 MAX_CHATS = 2
-LOSS_COUNTS = ("lost", "duplicates", "gaps", "client_gaps", "stuck", "unanswered", "waiting", "over_max", "refused")
+LOSS_COUNTS = ("lost", "duplicates", "gaps", "client_gaps", "stuck", "unanswered", "waiting", "abandoned", "over_max",
+               "refused")
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Books:
         return "\n".join([f"[books] {self.case}: {line}", *(f"    {d}" for d in self.details[:30])])
 
 
-Connect = Callable[[], "pymysql.Connection[Any]"]
+Connect = Callable[[], Any]  # a fresh pymysql connection to the case's database
 
 
 def query(connect: Connect, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -125,14 +125,17 @@ def book_messages(books: Books, customers: list[Customer], connect: Connect) -> 
     books.note("refused", [r for c in customers for r in c.ledger.refused])
 
 
-def book_states(books: Books, connect: Connect) -> None:
-    """`ai` conversations with an unanswered customer message; conversations left in `handoff`."""
+def book_states(books: Books, connect: Connect, live_agents: set[str]) -> None:
+    """`ai` conversations with an unanswered customer message; conversations left in `handoff`, or in
+    `human` with an agent who is gone (the sweeper requeues those, and routing gives them to the live)."""
     newest = "(SELECT MAX(seq) FROM messages m WHERE m.conversation_id = c.id AND sender_type = '{}')"
-    sql = f"SELECT c.id, c.state, {newest.format('customer')}, {newest.format('ai')} FROM conversations c"
+    sql = f"SELECT c.id, c.state, c.agent_id, {newest.format('customer')}, {newest.format('ai')} FROM conversations c"
     rows = query(connect, sql)
-    books.note("unanswered", [f"{cid} customer seq {cust} > ai seq {ai}" for cid, state, cust, ai in rows
+    books.note("unanswered", [f"{cid} customer seq {cust} > ai seq {ai}" for cid, state, _, cust, ai in rows
                               if state == "ai" and (cust or 0) > (ai or 0)])
-    books.note("waiting", [f"{cid} still in handoff" for cid, state, _, _ in rows if state == "handoff"])
+    books.note("waiting", [f"{cid} still in handoff" for cid, state, *_ in rows if state == "handoff"])
+    books.note("abandoned", [f"{cid} in human with {agent}, who is gone" for cid, state, agent, *_ in rows
+                             if state == "human" and agent not in live_agents])
 
 
 async def book_stuck(books: Books, http: aiohttp.ClientSession, urls: list[str], connect: Connect) -> None:
@@ -157,6 +160,14 @@ def check(books: Books) -> None:
     """Print the books; every loss count must be zero."""
     print(books.report())
     assert not books.losses(), books.report()
+
+
+async def run_case(load: Load, fault: Callable[[], Awaitable[None]], connect: Connect) -> None:
+    """Run the load around the fault, print and check the books, close every socket."""
+    try:
+        check(await load.run(fault, connect))
+    finally:
+        await load.close()
 
 
 class Load:
@@ -224,7 +235,7 @@ class Load:
         self.books.counts["unsettled"] = settled.count(False)
         self.books.counts["reconnects"] = sum(p.reconnects for p in [*self.customers, *self.agents])
         book_messages(self.books, self.customers, connect)
-        book_states(self.books, connect)
+        book_states(self.books, connect, {a.user for a in self.agents})
         await book_stuck(self.books, self.http, self.urls, connect)
 
     async def close(self) -> None:

@@ -20,8 +20,9 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import pymysql
+import pymysql  # type: ignore[import-untyped]  # no stubs in the venv
 import redis
 
 START_TIMEOUT_S = 30.0
@@ -199,7 +200,7 @@ class MariaDB:
         self.stop()
         self.start()
 
-    def connect(self, database: str | None = None) -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect(self, database: str | None = None) -> Any:  # a pymysql Connection (pymysql has no stubs here)
         """A pymysql connection (autocommit)."""
         return pymysql.connect(host="127.0.0.1", port=self.port, user="root", database=database, autocommit=True)
 

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.faults.load import Connect, Load, Plan, check
+from tests.faults.load import Connect, Load, Plan, run_case
 from tests.faults.servers import MariaDB, RedisServer, Services, TcpProxy
+from tests.faults.slow_ai import SlowAI
 
 LATENCY_S = 0.02
 STALL_S = 3.0
@@ -24,10 +25,21 @@ async def test_mariadb_restart(services: Services, mariadb: MariaDB, http: aioht
     async def fault() -> None:
         await asyncio.to_thread(mariadb.restart)
 
-    try:
-        check(await load.run(fault, sql))
-    finally:
-        await load.close()
+    await run_case(load, fault, sql)
+
+
+async def test_mariadb_restart_mid_ai_stream(services: Services, mariadb: MariaDB, slow_ai: SlowAI,
+                                             http: aiohttp.ClientSession, sql: Connect) -> None:
+    """mariadbd restarts after the last message is acknowledged, while the replies to it stream: the
+    turns that cannot store their reply are answered later (or handed over), nothing stuck."""
+    service = await services.start("svc", AI_PROVIDER="openai", AI_BASE_URL=slow_ai.base_url, AI_MODEL="slow")
+    load = Load(http, [service.url], Plan(customers=10, messages=4, break_at=1.0), "mariadb-restart-mid-ai")
+
+    async def fault() -> None:
+        await slow_ai.streaming.wait()
+        await asyncio.to_thread(mariadb.restart)
+
+    await run_case(load, fault, sql)
 
 
 @pytest.fixture
@@ -58,7 +70,4 @@ async def test_slow_dependencies(services: Services, service_env: dict[str, str]
             await proxy.resumed()
         redis_proxy.latency_s = db_proxy.latency_s = 0.0
 
-    try:
-        check(await load.run(fault, sql))
-    finally:
-        await load.close()
+    await run_case(load, fault, sql)

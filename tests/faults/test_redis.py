@@ -6,7 +6,8 @@ import asyncio
 
 import aiohttp
 
-from tests.faults.load import Connect, Load, Plan, check
+from tests.faults.clients import Agent
+from tests.faults.load import Connect, Load, Plan, check, run_case, token
 from tests.faults.servers import RedisServer, Services
 
 
@@ -18,26 +19,25 @@ async def test_control_no_fault(services: Services, http: aiohttp.ClientSession,
     async def fault() -> None:
         return None
 
-    try:
-        check(await load.run(fault, sql))
-    finally:
-        await load.close()
+    await run_case(load, fault, sql)
 
 
 async def test_redis_restart_loses_every_key(services: Services, redis_server: RedisServer,
                                              http: aiohttp.ClientSession, sql: Connect) -> None:
     """Redis crashes mid-load and comes back empty: no acked message lost, routing within
-    capacity, the still-connected agents online again, every conversation movable."""
+    capacity, the still-connected agents online again, every conversation movable. Just before,
+    an agent claimed two conversations and left for good: the sweeper must still requeue them."""
     service = await services.start("svc")
     load = Load(http, [service.url], Plan(), "redis-lost")
+    gone = Agent(http, [service.url], token("redis-lost-gone", "agent"), "redis-lost-gone")
 
     async def fault() -> None:
+        for customer in load.customers[1:5:2]:  # two that never ask for a human themselves
+            await gone.call("conversation.claim", conversation_id=customer.ledger.conversation_id)
+        await gone.close()
         await asyncio.to_thread(redis_server.restart_empty)
 
-    try:
-        check(await load.run(fault, sql))
-    finally:
-        await load.close()
+    await run_case(load, fault, sql)
 
 
 async def test_redis_restored_from_older_snapshot(services: Services, redis_server: RedisServer,
