@@ -10,15 +10,15 @@ secret setting in the finished line.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import itertools
 import logging
 import re
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
 from typing import IO, TYPE_CHECKING
 
 import orjson
@@ -43,23 +43,35 @@ MASK = "***"
 MIN_SECRET_CHARS = 8  # shorter values (an empty key, a placeholder) would mask ordinary words
 
 
+_REQUEST_PREFIX = uuid.uuid4().hex[:8]  # this process
+_request_numbers = itertools.count(1)
+
+
 def new_request_id() -> str:
-    """A short random id that ties together the lines of one command or request."""
-    return uuid.uuid4().hex[:16]
+    """A short id, unique across processes, that ties together the lines of one command or request
+    (a process prefix and a counter: one per WebSocket command, so it must cost next to nothing)."""
+    return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFF:08x}"
 
 
 _VARS = {"request_id": request_id, "user_id": user_id, "conversation_id": conversation_id}
 
 
-@contextlib.contextmanager
-def log_context(**fields: str | None) -> Iterator[None]:
+class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
     """Every line logged inside (and by tasks started inside) carries these fields (request_id,
-    user_id, conversation_id); the fields not named keep their outer value."""
-    tokens = [(_VARS[name], _VARS[name].set(value)) for name, value in fields.items()]
-    try:
-        yield
-    finally:
-        for var, token in reversed(tokens):
+    user_id, conversation_id); the fields not named keep their outer value. (A plain class, not a
+    generator: it wraps every WebSocket command.)"""
+
+    __slots__ = ("_fields", "_tokens")
+
+    def __init__(self, **fields: str | None) -> None:
+        self._fields = fields
+        self._tokens: list[tuple[ContextVar[str | None], Token[str | None]]] = []
+
+    def __enter__(self) -> None:
+        self._tokens = [(_VARS[name], _VARS[name].set(value)) for name, value in self._fields.items()]
+
+    def __exit__(self, *exc: object) -> None:
+        for var, token in reversed(self._tokens):
             var.reset(token)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_MS = 86_400_000
 
 
 def now_ms() -> int:
@@ -11,10 +15,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).date().isoformat()
+
+
 def iso_from_ms(ms: int) -> str:
-    """Epoch milliseconds -> ISO 8601 UTC with millisecond precision and a Z."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (ISO 8601 UTC), years 1 to 9999. The date
+    part is cached per day: every message and record on the hot path is formatted here."""
+    day, rest = divmod(ms, _DAY_MS)
+    seconds, millis = divmod(rest, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    # %-formatting: a third faster than the equivalent f-string here.
+    return "%sT%02d:%02d:%02d.%03dZ" % (_day_prefix(day), hour, minute, second, millis)  # noqa: UP031
 
 
 def ms_from_iso(text: str) -> int:

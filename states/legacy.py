@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 from marshmallow import validate
 
-from states.clock import ms_from_iso
+from states.clock import iso_from_ms, ms_from_iso
 from states.machine import State
 from states.record import RecordSchema
 
@@ -40,8 +40,6 @@ _ONE_MS = timedelta(milliseconds=1)
 _EPOCH_MS = re.compile(r"[+-]?\d+(?:\.\d*)?")  # epoch ms written as text
 _MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-_DAY_MS = 86_400_000
-_day_prefixes: dict[int, str] = {}  # epoch day -> "YYYY-MM-DD", see format_epoch_ms
 _ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
 _UNPARSEABLE = "<unparseable>"
 
@@ -94,25 +92,11 @@ def _preview(value: Any, limit: int = 60) -> str:
 # --------------------------------------------------------------------------- timestamps
 
 
-def format_epoch_ms(ms: int) -> str:
-    """Epoch ms as ``YYYY-MM-DDTHH:MM:SS.mmmZ``, years 1 to 9999 (a quarter of clock.iso_from_ms's cost:
-    the date part is cached per day, and a migration formats two timestamps a record)."""
-    day, rest = divmod(ms, _DAY_MS)
-    prefix = _day_prefixes.get(day)
-    if prefix is None:
-        prefix = _day_prefixes[day] = (_EPOCH + timedelta(days=day)).date().isoformat()
-    seconds, millis = divmod(rest, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    # %-formatting: a third faster than the equivalent f-string here.
-    return "%sT%02d:%02d:%02d.%03dZ" % (prefix, hour, minute, second, millis)  # noqa: UP031
-
-
 def parse_timestamp(value: Any, name: str) -> str | None:
     """An old ``createdAt``/``updatedAt`` (ISO 8601, offset or UTC; epoch ms as a number or a string)
     as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None when absent."""
     if type(value) is int and _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
-        return format_epoch_ms(value)  # Date.now(), the other common case
+        return iso_from_ms(value)  # Date.now(), the other common case
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -137,7 +121,7 @@ def _parse_text(value: str, name: str) -> str:
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return format_epoch_ms((moment - _EPOCH) // _ONE_MS)
+        return iso_from_ms((moment - _EPOCH) // _ONE_MS)
     except (ValueError, OverflowError):
         problem = f"{name} is neither ISO 8601 nor epoch ms: {_preview(value)}"
         raise ConversionError("bad_timestamp", problem) from None
@@ -157,7 +141,7 @@ def _from_epoch_ms(value: int | float, name: str) -> str:
         value = math.floor(value)  # whole milliseconds, rounded down like JavaScript's Date
     if not _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
         raise ConversionError("bad_timestamp", f"{name} epoch ms out of range: {_preview(value)}")
-    return format_epoch_ms(value)
+    return iso_from_ms(value)
 
 
 def _canonical_stamp(value: Any) -> str | None:

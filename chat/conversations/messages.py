@@ -18,6 +18,7 @@ from states import ConversationNotFound, StaleVersion, State
 from states.record import Conversation
 
 MAX_CONTENT_CHARS = 4000
+NOT_CLOSED = Guard(not_state=State.CLOSED)  # a customer's message never goes into a closed conversation
 
 
 def check_content(content: str) -> None:
@@ -104,7 +105,7 @@ class Messages:
             try:
                 # never into a closed conversation: a close that wins the race reopens it once more
                 message, created = await self.append(
-                    conversation, guard=Guard(not_state=State.CLOSED), sender_type="customer",
+                    conversation, guard=NOT_CLOSED, sender_type="customer",
                     sender_id=identity.user_id, content=content, client_msg_id=client_msg_id,
                 )
                 break

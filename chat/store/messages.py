@@ -8,6 +8,7 @@ the path of guarded writes (the AI's replies, checked against the state they ans
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +33,7 @@ class Guard:
 
     def sql(self) -> tuple[str, tuple[Any, ...]]:
         """The condition on the conversations row, and its parameters."""
-        parts = [(f"{column} {op} %s", value) for column, op, value in (
-            ("state", "=", self.state), ("version", "=", self.version), ("agent_id", "=", self.agent_id),
-            ("state", "<>", self.not_state)) if value is not None]
-        return " AND ".join(p for p, _ in parts) or "1 = 1", tuple(v for _, v in parts)
+        return _guard_sql(self)
 
 
 @dataclass(frozen=True)
@@ -69,6 +67,14 @@ class NewMessage:
 def _values(m: Message) -> tuple[Any, ...]:
     return (m.id, m.conversation_id, m.seq, m.sender_type, m.sender_id, m.content, 1 if m.private else 0,
             m.client_msg_id, m.created_ms)
+
+
+@functools.lru_cache(maxsize=4096)  # a customer's guard is the same for every message: built once
+def _guard_sql(guard: Guard) -> tuple[str, tuple[Any, ...]]:
+    parts = [(f"{column} {op} %s", value) for column, op, value in (
+        ("state", "=", guard.state), ("version", "=", guard.version), ("agent_id", "=", guard.agent_id),
+        ("state", "<>", guard.not_state)) if value is not None]
+    return " AND ".join(p for p, _ in parts) or "1 = 1", tuple(v for _, v in parts)
 
 
 def _guard_cases(ids: list[str], guards: dict[str, list[tuple[str, tuple[Any, ...]]]]) -> tuple[str, list[Any]]:

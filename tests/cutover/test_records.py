@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from chat.cutover.records import Migrated, convert, dumps, encode_old, loads
-from states.legacy import ConversionError, canonical_json, format_epoch_ms, to_old
+from states.clock import iso_from_ms
+from states.legacy import ConversionError, canonical_json, to_old
 from tests.states.legacy_records import MS, NOW, json_objects_63, old_records, service_records
 
 
@@ -63,8 +64,8 @@ def test_old_new_old_without_the_original_is_exact_for_the_canonical_shape(  # n
         "agent": agent,
         "context": context,
         "metadata": metadata,
-        "createdAt": format_epoch_ms(created_ms),
-        "updatedAt": format_epoch_ms(updated_ms),
+        "createdAt": iso_from_ms(created_ms),
+        "updatedAt": iso_from_ms(updated_ms),
     }
     raw = dumps(old)
     _, new = migrate(raw)

@@ -16,8 +16,7 @@ import pytest
 from chat.cutover.backup_format import REDIS_FILE
 from chat.cutover.migrate_redis import main as migrate_redis_main
 from chat.cutover.rollback import main as rollback_main
-from states.clock import ms_from_iso
-from states.legacy import format_epoch_ms
+from states.clock import iso_from_ms, ms_from_iso
 from tests.cutover.backups import (
     HOUR_MS,
     LIVE,
@@ -299,7 +298,7 @@ def _service_touch(client, key: str, state: str, stamp: str) -> None:
 
 
 def _future_stamp(backup_ms: int, plus_ms: int = 60_000) -> str:
-    return format_epoch_ms(backup_ms + plus_ms)
+    return iso_from_ms(backup_ms + plus_ms)
 
 
 def test_reverse_migrate_in_place(dbs, tmp_path, capsys):

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from states.legacy import OLD_FIELDS, format_epoch_ms
+from states.clock import iso_from_ms
+from states.legacy import OLD_FIELDS
 
 ABSENT = object()
 NOW = "2030-01-01T00:00:00.000Z"  # the "migration time" for records without timestamps
@@ -42,7 +43,7 @@ timestamps = st.one_of(
     st.just(ABSENT),
     st.none(),
     st.just(""),
-    MS.map(format_epoch_ms),  # JavaScript's toISOString()
+    MS.map(iso_from_ms),  # JavaScript's toISOString()
     MS,  # Date.now()
     MS.map(str),  # epoch ms as a string
     MS.map(lambda ms: ms + 0.25),  # fractional epoch ms
@@ -84,13 +85,13 @@ service_records = st.fixed_dictionaries(
         "user_id": st.text(min_size=1, max_size=64),
         "agent_type": st.sampled_from(["ai", "human"]),
         "context": json_objects_63,  # the service's orjson cannot write bigger integers either
-        "created_at": MS.map(format_epoch_ms),
-        "updated_at": MS.map(format_epoch_ms),
+        "created_at": MS.map(iso_from_ms),
+        "updated_at": MS.map(iso_from_ms),
         "state": st.sampled_from(["ai", "handoff", "human", "closed"]),
         "version": st.integers(0, 100),
         "agent_id": st.none() | st.text(min_size=1, max_size=8),
         "team_id": st.none() | st.text(min_size=1, max_size=8),
         "metadata": json_objects_63,
-        "handoff_at": st.none() | MS.map(format_epoch_ms),
+        "handoff_at": st.none() | MS.map(iso_from_ms),
     }
 )

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from states import record as record_module
+from states.clock import iso_from_ms
 from states.legacy import (
     MAX_USER_ID_LENGTH,
     ConversionError,
     ReverseError,
     canonical_json,
-    format_epoch_ms,
     parse_timestamp,
     to_new,
     to_old,
@@ -58,8 +58,8 @@ def test_old_new_old_with_the_original_keeps_the_old_record(old):
             "agent": st.sampled_from(["ai", "human"]),
             "context": json_objects_63,
             "metadata": json_objects_63,
-            "createdAt": MS.map(format_epoch_ms),
-            "updatedAt": MS.map(format_epoch_ms),
+            "createdAt": MS.map(iso_from_ms),
+            "updatedAt": MS.map(iso_from_ms),
         }
     )
 )

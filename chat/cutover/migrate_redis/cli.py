@@ -23,8 +23,7 @@ from chat.cutover.migrate_redis.run import Report, Run
 from chat.cutover.migrate_redis.verify import verify_pass
 from chat.cutover.migrate_redis.wire import Wire
 from states import redis_keys
-from states.clock import now_ms
-from states.legacy import format_epoch_ms
+from states.clock import iso_from_ms, now_ms
 
 PROG = "migrate_redis.py"
 DEFAULT_SOURCE = "redis://localhost:6379/0"
@@ -239,7 +238,7 @@ def _start(args: argparse.Namespace, source: redis.Redis, target: redis.Redis, w
         batch=args.batch,
         dry_run=args.dry_run,
         force=args.force,
-        now=format_epoch_ms(now_ms()),
+        now=iso_from_ms(now_ms()),
         report=report,
     )
 
