@@ -81,25 +81,21 @@ async def error_middleware(
     request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _CLIENT_REQUEST_ID.fullmatch(given) else logs.new_request_id()
+    # one frame around the handler, no helper coroutine: a WebSocket handler runs inside this
+    # middleware for its whole life, and every resumption of it passes through each frame
     with logs.log_context(request_id=request_id):
-        response = await _answer(request, handler)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(_from_http(exc), {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers
+                                      else None)
+        except Exception as exc:  # noqa: BLE001 - to_chat_error logs what it does not know
+            response = error_response(to_chat_error(exc))
     if not response.prepared:  # a WebSocket has sent its headers already
         response.headers[REQUEST_ID_HEADER] = request_id
     return response
-
-
-async def _answer(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return error_response(_from_http(exc), headers)
-    except Exception as exc:  # noqa: BLE001 - to_chat_error logs what it does not know
-        return error_response(to_chat_error(exc))
 
 
 # --- the decorator -----------------------------------------------------------------------------
