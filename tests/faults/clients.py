@@ -34,7 +34,11 @@ class Peer:
     def __init__(self, http: aiohttp.ClientSession, urls: list[str], token: str):
         self.http, self.urls, self.token = http, urls, token
         self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.stay_connected = False
+        self._closing = False
+        self._revival: asyncio.Task[None] | None = None
         self.connects = 0
+        self.retried = 0  # `unavailable`/`internal` replies retried
         self._url_index = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -88,6 +92,17 @@ class Peer:
                     future.set_exception(Disconnected())
             self._pending.clear()
             self.changed.set()
+            if self.stay_connected and not self._closing:
+                self._revival = asyncio.create_task(self._revive())
+
+    async def _revive(self) -> None:
+        """Reconnect at once after a drop (a console does; a customer widget reconnects on its next call)."""
+        for _ in range(CALL_ATTEMPTS):
+            try:
+                await self.connect()
+                return
+            except Disconnected:
+                await asyncio.sleep(0.1)  # the client's retry backoff
 
     async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
         """One attempt on the current socket; raises Disconnected."""
@@ -108,6 +123,17 @@ class Peer:
         finally:
             self._pending.pop(frame_id, None)
 
+    async def request_retrying(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """`request` again on `unavailable`/`internal` (same socket), as a client told to try again does."""
+        reply: dict[str, Any] = {}
+        for attempt in range(CALL_ATTEMPTS):
+            reply = await self.request(type_, **fields)
+            if reply.get("type") != "error" or reply.get("code") not in RETRYABLE:
+                return reply
+            self.retried += 1
+            await asyncio.sleep(0.05 * min(attempt + 1, 10))  # the client's retry backoff
+        return reply
+
     async def call(self, type_: str, **fields: Any) -> dict[str, Any]:
         """The command's reply, reconnecting and retrying through socket loss and `unavailable`."""
         reply: dict[str, Any] = {}
@@ -119,6 +145,7 @@ class Peer:
                 self._url_index += 1 if attempt else 0
                 continue
             if reply.get("type") == "error" and reply.get("code") in RETRYABLE:
+                self.retried += 1
                 await asyncio.sleep(0.05 * min(attempt + 1, 10))  # the client's retry backoff
                 continue
             return reply
@@ -129,12 +156,27 @@ class Peer:
         """Sockets opened after the first."""
         return max(0, self.connects - 1)
 
+    async def reconnect(self) -> None:
+        """Close the socket and open a new one (a console reload)."""
+        await self.close()
+        self._closing = False
+        await self.connect()
+
     async def close(self) -> None:
-        """Close the socket and stop the reader."""
+        """Close the socket and stop the reader (no reconnect)."""
+        self._closing = True
+        if self._revival is not None:
+            self._revival.cancel()
+            await asyncio.gather(self._revival, return_exceptions=True)
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a socket is open now."""
+        return self.ws is not None and not self.ws.closed
 
 
 @dataclass
@@ -169,13 +211,15 @@ class Customer(Peer):
     async def on_connected(self) -> None:
         if self.ledger.conversation_id is None:
             return
-        reply = await self.request("conversation.resume", conversation_id=self.ledger.conversation_id,
-                                   after_seq=self.resume_after)
-        if reply.get("type") == "result":
-            self._take_conversation(reply["data"]["conversation"])
-            for message in reply["data"]["messages"]:
-                self.ledger.seen[message["seq"]] = message
-            self.changed.set()
+        reply = await self.request_retrying("conversation.resume", conversation_id=self.ledger.conversation_id,
+                                            after_seq=self.resume_after)
+        if reply.get("type") != "result":
+            self.ledger.refused.append(f"resume after {self.resume_after}: {reply}")
+            return
+        self._take_conversation(reply["data"]["conversation"])
+        for message in reply["data"]["messages"]:
+            self.ledger.seen[message["seq"]] = message
+        self.changed.set()
 
     def on_event(self, frame: dict[str, Any]) -> None:
         data = frame.get("data") or {}
@@ -227,6 +271,12 @@ class Customer(Peer):
         last_ai = max((s for s, m in self.ledger.seen.items() if m["sender_type"] == "ai"), default=0)
         return last_ai > last_customer
 
+    def view(self) -> str:
+        """What this customer believes: the state and version, and the seqs it has seen."""
+        c, seen = self.ledger.conversation, self.ledger.seen
+        kinds = {s: m["sender_type"][0] for s, m in sorted(seen.items())}
+        return f"{self.ledger.user} {c.get('state')} v{c.get('version')} seen {''.join(kinds.values())[-12:]}"
+
     async def settle(self, timeout_s: float) -> bool:
         """Wait (on the socket's events) until settled; reconnect if the socket dies meanwhile."""
         loop = asyncio.get_running_loop()
@@ -255,6 +305,7 @@ class Agent(Peer):
 
     def __init__(self, http: aiohttp.ClientSession, urls: list[str], token: str, user: str):
         super().__init__(http, urls, token)
+        self.stay_connected = True
         self.user = user
         self.assigned: set[str] = set()
         self.draining = False

@@ -28,7 +28,7 @@ from tests.faults.clients import Agent, Customer, Peer
 SECRET = "fault-injection-suite-secret-0123456789abcdef"
 MAX_CHATS = 2
 LOSS_COUNTS = ("lost", "duplicates", "gaps", "client_gaps", "stuck", "unanswered", "waiting", "abandoned", "over_max",
-               "refused")
+               "offline", "refused")
 
 
 @dataclass
@@ -125,6 +125,14 @@ def book_messages(books: Books, customers: list[Customer], connect: Connect) -> 
     books.note("refused", [r for c in customers for r in c.ledger.refused])
 
 
+# for each customer message, the time to the next AI message after it (when there is one)
+SLOWEST_ANSWER = (
+    "SELECT MAX(a.created_ms - m.created_ms) FROM messages m JOIN messages a ON a.conversation_id = m.conversation_id "
+    "AND a.sender_type = 'ai' AND a.seq = (SELECT MIN(seq) FROM messages x WHERE x.conversation_id = m.conversation_id "
+    "AND x.sender_type = 'ai' AND x.seq > m.seq) WHERE m.sender_type = 'customer'"
+)
+
+
 def book_states(books: Books, connect: Connect, live_agents: set[str]) -> None:
     """`ai` conversations with an unanswered customer message; conversations left in `handoff`, or in
     `human` with an agent who is gone (the sweeper requeues those, and routing gives them to the live)."""
@@ -134,8 +142,25 @@ def book_states(books: Books, connect: Connect, live_agents: set[str]) -> None:
     books.note("unanswered", [f"{cid} customer seq {cust} > ai seq {ai}" for cid, state, _, cust, ai in rows
                               if state == "ai" and (cust or 0) > (ai or 0)])
     books.note("waiting", [f"{cid} still in handoff" for cid, state, *_ in rows if state == "handoff"])
+    books.counts["slowest_answer_ms"] = max((r[0] for r in query(connect, SLOWEST_ANSWER)), default=0) or 0
     books.note("abandoned", [f"{cid} in human with {agent}, who is gone" for cid, state, agent, *_ in rows
                              if state == "human" and agent not in live_agents])
+
+
+async def book_presence(books: Books, http: aiohttp.ClientSession, urls: list[str], connected: set[str]) -> None:
+    """Agents whose sockets are open (and who set `online`) listed as online by GET /api/v1/agents."""
+    headers = {"Authorization": f"Bearer {token('fault-admin', 'admin')}"}
+    listed: dict[str, str] = {}
+    for url in urls:  # the first instance that answers (one may be down for good)
+        try:
+            async with http.get(f"{url}/api/v1/agents", headers=headers) as response:
+                if response.status == 200:
+                    listed = {a["agent_id"]: a["status"] for a in (await response.json())["items"]}
+                    break
+        except aiohttp.ClientError:
+            continue
+    books.note("offline", [f"{agent} connected but listed {listed.get(agent)}" for agent in sorted(connected)
+                           if listed.get(agent) != "online"])
 
 
 async def book_stuck(books: Books, http: aiohttp.ClientSession, urls: list[str], connect: Connect) -> None:
@@ -230,12 +255,17 @@ class Load:
         settled = await asyncio.gather(*(c.settle(self.plan.settle_s) for c in self.customers))
         stop.set()
         await asyncio.gather(*drains)
+        # not a loss by itself (the books below are): a customer whose live socket missed an event
+        self.books.counts["unsettled"] = settled.count(False)
+        self.books.details += [f"unsettled (live view, before the final resume): {c.view()}"
+                               for c, ok in zip(self.customers, settled, strict=True) if not ok][:5]
         if final_resume:  # as after a reconnect; without it the view is what the live sockets delivered
             await asyncio.gather(*(c.final_resume() for c in self.customers))
-        self.books.counts["unsettled"] = settled.count(False)
         self.books.counts["reconnects"] = sum(p.reconnects for p in [*self.customers, *self.agents])
+        self.books.counts["retried"] = sum(p.retried for p in [*self.customers, *self.agents])
         book_messages(self.books, self.customers, connect)
         book_states(self.books, connect, {a.user for a in self.agents})
+        await book_presence(self.books, self.http, self.urls, {a.user for a in self.agents if a.connected})
         await book_stuck(self.books, self.http, self.urls, connect)
 
     async def close(self) -> None:

@@ -25,8 +25,9 @@ async def test_control_no_fault(services: Services, http: aiohttp.ClientSession,
 async def test_redis_restart_loses_every_key(services: Services, redis_server: RedisServer,
                                              http: aiohttp.ClientSession, sql: Connect) -> None:
     """Redis crashes mid-load and comes back empty: no acked message lost, routing within
-    capacity, the still-connected agents online again, every conversation movable. Just before,
-    an agent claimed two conversations and left for good: the sweeper must still requeue them."""
+    capacity (one agent's console reloads and is routed to at once: its load must come from SQL), the
+    agent that stayed connected online again, every conversation movable. Just before, an agent
+    claimed two conversations and left for good: the sweeper must still requeue them."""
     service = await services.start("svc")
     load = Load(http, [service.url], Plan(), "redis-lost")
     gone = Agent(http, [service.url], token("redis-lost-gone", "agent"), "redis-lost-gone")
@@ -36,6 +37,7 @@ async def test_redis_restart_loses_every_key(services: Services, redis_server: R
             await gone.call("conversation.claim", conversation_id=customer.ledger.conversation_id)
         await gone.close()
         await asyncio.to_thread(redis_server.restart_empty)
+        await load.agents[0].reconnect()  # a console reload sets it online again; the other one stays connected
 
     await run_case(load, fault, sql)
 
