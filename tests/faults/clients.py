@@ -233,7 +233,8 @@ class Customer(Peer):
             self.ledger.conversation = conversation
 
     async def start(self, metadata: dict[str, Any] | None = None) -> bool:
-        """conversation.start once (a start whose reply was lost is simply not retried)."""
+        """conversation.start, retried like any call (a start whose reply was lost may leave a second,
+        empty conversation: the books walk every conversation in SQL, so it must be movable too)."""
         reply = await self.call("conversation.start", metadata=metadata or {})
         if reply.get("type") != "result":
             self.ledger.refused.append(f"start: {reply}")

@@ -26,7 +26,7 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
     server = MariaDB(tmp_path_factory.mktemp("mariadb"))
     server.start()
     yield server
-    server.process.kill() if not server.process.running else server.stop()
+    server.stop()
 
 
 @pytest.fixture

@@ -7,9 +7,14 @@ agents drain (close what they hold and what is routed to them) and every custome
 its socket's events, until its conversation is closed or its last message answered by the AI.
 
 The books, from SQL and over the API: every acknowledged message stored exactly once under
-the seq its ack named, seqs gapless, the customer's view (after a resume by seq) complete,
-every `ai` conversation answered, nothing left waiting in `handoff` while agents drain, no
-agent over its max_chats, and every conversation claimable and closable by an admin.
+the seq its ack named (lost, duplicates), seqs gapless (gaps), the customer's view after a resume
+by seq complete (client_gaps), every `ai` conversation answered (unanswered), nothing left in
+`handoff` while agents drain (waiting) nor in `human` with an agent who is gone (abandoned), no
+agent over its max_chats (over_max), every connected agent listed online (offline), nothing
+refused that should succeed (refused), and every conversation claimable and closable by an admin
+(stuck). Also printed, not asserted: sent, acked, stored, reconnects, retried `unavailable`
+replies, the slowest AI answer, and customers whose live socket never showed them settled
+(unsettled: an event their socket missed; the final resume repairs their view).
 """
 
 from __future__ import annotations

@@ -54,8 +54,6 @@ class SlowAI:
                 await asyncio.sleep(self.pause_s)  # the provider's own slowness, what the case breaks into
             await response.write(b"data: [DONE]\n\n")
             self.finished += 1
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
         finally:
             self.streaming.clear()
         return response
