@@ -2,41 +2,53 @@
 
 Mapping (the original migration guide's): PORT -> PORT; DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/
 DB_NAME -> DATABASE_URL=mysql://user:pass@host:port/db; REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/
-REDIS_DB -> REDIS_URL=redis://[:pass@]host:port/db; JWT_SECRET -> JWT_SECRET_KEY;
-DASHSCOPE_API_KEY -> DASHSCOPE_API_KEY. Secrets are never printed.
+REDIS_DB -> REDIS_URL=redis://[:pass@]host:port/N where N is the database migrate_redis.py writes
+to (db 1 unless ``--redis-db``; the old REDIS_DB names the migration's source); JWT_SECRET ->
+JWT_SECRET_KEY; DASHSCOPE_API_KEY -> DASHSCOPE_API_KEY; LOG_LEVEL -> LOG_LEVEL; DASHSCOPE_MODEL ->
+AI_MODEL. Every other variable is listed with the reason it is left out. Secrets are never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, MASK, mask_url
+from chat.cutover.config_urls import REDIS_DEFAULTS, database_url, redis_url, valid_port, value_or_default
 from chat.cutover.envfile import quote_value, read_env, write_env
 
 PROG = "migrate_config.py"
 DB_VARS = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
 REDIS_VARS = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB")
-DB_DEFAULTS = {
-    "DB_HOST": "localhost",
-    "DB_PORT": "3306",
-    "DB_USER": "root",
-    "DB_PASSWORD": "",
-    "DB_NAME": "chat_api",
+RENAMED = {
+    "PORT": "PORT",
+    "JWT_SECRET": "JWT_SECRET_KEY",
+    "DASHSCOPE_API_KEY": "DASHSCOPE_API_KEY",
+    "DASHSCOPE_MODEL": "AI_MODEL",
 }
-REDIS_DEFAULTS = {
-    "REDIS_HOST": "localhost",
-    "REDIS_PORT": "6379",
-    "REDIS_PASSWORD": "",
-    "REDIS_DB": "0",
+# The database migrate_redis.py writes to by default (PROTOCOL 8): the new service reads it.
+TARGET_REDIS_DB = 1
+# Node (winston) level names -> chat-api's LOG_LEVEL choices (debug, info, warning, error, critical).
+LOG_LEVELS = {
+    "error": "error",
+    "warn": "warning",
+    "warning": "warning",
+    "info": "info",
+    "http": "debug",
+    "verbose": "debug",
+    "debug": "debug",
+    "silly": "debug",
+    "critical": "critical",
 }
-RENAMED = {"PORT": "PORT", "JWT_SECRET": "JWT_SECRET_KEY", "DASHSCOPE_API_KEY": "DASHSCOPE_API_KEY"}
+# Why a known old variable is left out; any other gets GENERIC_REASON.
+UNMAPPED_REASONS = {
+    "NODE_ENV": "chat-api has no environment switch (production unless started in embedded mode)",
+}
+GENERIC_REASON = "no chat-api equivalent"
 # chat-api's own variables (PROTOCOL 7): carried over unchanged when the old file has them.
 NEW_NAMES = (
     "PORT",
@@ -46,15 +58,13 @@ NEW_NAMES = (
     "DASHSCOPE_API_KEY",
     "AI_PROVIDER",
     "AI_MODEL",
+    "LOG_LEVEL",
     "DASHSCOPE_BASE_URL",
     "AI_BASE_URL",
     "AI_API_KEY",
 )
 SECRET_NAMES = frozenset({"JWT_SECRET_KEY", "DASHSCOPE_API_KEY", "AI_API_KEY"})
 URL_NAMES = frozenset({"DATABASE_URL", "REDIS_URL", "DASHSCOPE_BASE_URL", "AI_BASE_URL"})
-
-_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
-_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
 
 
 @dataclass
@@ -63,13 +73,16 @@ class Migration:
 
     values: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # new name -> old names it came from
-    unmapped: list[str] = field(default_factory=list)
+    unmapped: dict[str, str] = field(default_factory=dict)  # old name -> why it is left out
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def migrate(old: Mapping[str, str | None]) -> Migration:
-    """Map old variables to new ones; never puts a secret value into a message."""
+def migrate(old: Mapping[str, str | None], *, redis_db: int = TARGET_REDIS_DB) -> Migration:
+    """Map old variables to new ones; never puts a secret value into a message.
+
+    ``REDIS_URL`` names ``redis_db``, the database the migrated records are written to.
+    """
     result = Migration()
     # A bare ``NAME`` line (no ``=``) sets nothing.
     env = {name: value for name, value in old.items() if value is not None}
@@ -79,15 +92,17 @@ def migrate(old: Mapping[str, str | None]) -> Migration:
     used: set[str] = set()
 
     _port(env, result, used)
-    _compose(env, result, used, "DATABASE_URL", DB_VARS, build=_database_url)
-    _compose(env, result, used, "REDIS_URL", REDIS_VARS, build=_redis_url)
-    for old_name in ("JWT_SECRET", "DASHSCOPE_API_KEY"):
+    _compose(env, result, used, "DATABASE_URL", DB_VARS, build=database_url)
+    _compose(env, result, used, "REDIS_URL", REDIS_VARS, build=lambda values: redis_url(values, redis_db))
+    _note_target_db(env, result, redis_db)
+    for old_name in ("JWT_SECRET", "DASHSCOPE_API_KEY", "DASHSCOPE_MODEL"):
         _rename(env, result, used, old_name, RENAMED[old_name])
+    _log_level(env, result, used)
     for name in NEW_NAMES:
         if name in env and name not in used:
             _set(result, name, env[name], name)
             used.add(name)
-    result.unmapped = [name for name in env if name not in used]
+    result.unmapped = {name: UNMAPPED_REASONS.get(name, GENERIC_REASON) for name in env if name not in used}
     result.values = {name: result.values[name] for name in NEW_NAMES if name in result.values}
     return result
 
@@ -103,15 +118,44 @@ def _port(env: dict[str, str], result: Migration, used: set[str]) -> None:
     used.add("PORT")
     if env["PORT"] == "":
         result.notes.append("PORT is empty: left out (chat-api defaults to 8000)")
-    elif _valid_port(env["PORT"]):
+    elif valid_port(env["PORT"]):
         _set(result, "PORT", env["PORT"].strip(), "PORT")
     else:
         result.problems.append(f"PORT is not a port number: {env['PORT']!r}")
 
 
-def _rename(
-    env: dict[str, str], result: Migration, used: set[str], old_name: str, new_name: str
-) -> None:
+def _note_target_db(env: Mapping[str, str], result: Migration, redis_db: int) -> None:
+    """Say why REDIS_URL's database is not the old REDIS_DB."""
+    if "REDIS_URL" not in result.values or "REDIS_URL" in env:
+        return
+    result.sources["REDIS_URL"] += f"; db {redis_db}: the migration's target"
+    old_db = value_or_default(env, "REDIS_DB", REDIS_DEFAULTS).strip()
+    if old_db != str(redis_db):
+        result.notes.append(
+            f"REDIS_DB={old_db} is the old services' database: REDIS_URL names db {redis_db}, "
+            "where migrate_redis.py writes the converted records (--redis-db to change)"
+        )
+
+
+def _log_level(env: dict[str, str], result: Migration, used: set[str]) -> None:
+    """LOG_LEVEL keeps its name; Node's level names become the service's."""
+    if "LOG_LEVEL" not in env:
+        return
+    used.add("LOG_LEVEL")
+    value = env["LOG_LEVEL"].strip()
+    if value == "":
+        result.notes.append("LOG_LEVEL is empty: left out (chat-api defaults to INFO)")
+        return
+    level = LOG_LEVELS.get(value.lower())
+    if level is None:
+        result.problems.append(f"LOG_LEVEL is not a level chat-api knows: {value!r} (debug, info, warning, error)")
+        return
+    if level != value.lower():
+        result.notes.append(f"LOG_LEVEL={value} becomes {level} (the nearest chat-api level)")
+    _set(result, "LOG_LEVEL", level, "LOG_LEVEL")
+
+
+def _rename(env: dict[str, str], result: Migration, used: set[str], old_name: str, new_name: str) -> None:
     if old_name not in env:
         return
     used.add(old_name)
@@ -119,9 +163,7 @@ def _rename(
     if new_name != old_name and new_name in env:
         used.add(new_name)
         if env[new_name] != value:
-            result.problems.append(
-                f"both {old_name} and {new_name} are set, to different values: keep one"
-            )
+            result.problems.append(f"both {old_name} and {new_name} are set, to different values: keep one")
             return
     if value == "":
         result.notes.append(f"{old_name} is empty: {new_name} left out")
@@ -154,53 +196,6 @@ def _compose(
     _set(result, new_name, url, *present)
 
 
-def _value(env: Mapping[str, str], name: str, defaults: Mapping[str, str]) -> str:
-    """The old services read ``process.env.X || default``: an empty value means the default."""
-    return env.get(name) or defaults[name]
-
-
-def _valid_port(text: str) -> bool:
-    text = text.strip()
-    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
-
-
-def _host(name: str, host: str) -> str:
-    host = host.strip()
-    if ":" in host and _IPV6.fullmatch(host.strip("[]")):
-        return f"[{host.strip('[]')}]"
-    if not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{name} is not a host name or address: {host!r}")
-    return host
-
-
-def _checked_port(name: str, port: str) -> str:
-    if not _valid_port(port):
-        raise ValueError(f"{name} is not a port number: {port!r}")
-    return port.strip()
-
-
-def _database_url(env: Mapping[str, str]) -> str:
-    """``mysql://user:pass@host:port/db``, user, password and database percent-encoded."""
-    host = _host("DB_HOST", _value(env, "DB_HOST", DB_DEFAULTS))
-    port = _checked_port("DB_PORT", _value(env, "DB_PORT", DB_DEFAULTS))
-    user = quote(_value(env, "DB_USER", DB_DEFAULTS), safe="")
-    password = quote(env.get("DB_PASSWORD", ""), safe="")
-    database = quote(_value(env, "DB_NAME", DB_DEFAULTS), safe="")
-    return f"mysql://{user}:{password}@{host}:{port}/{database}"
-
-
-def _redis_url(env: Mapping[str, str]) -> str:
-    """``redis://[:pass@]host:port/db``, the password percent-encoded."""
-    host = _host("REDIS_HOST", _value(env, "REDIS_HOST", REDIS_DEFAULTS))
-    port = _checked_port("REDIS_PORT", _value(env, "REDIS_PORT", REDIS_DEFAULTS))
-    db = _value(env, "REDIS_DB", REDIS_DEFAULTS).strip()
-    if not (db.isascii() and db.isdigit()):
-        raise ValueError(f"REDIS_DB is not a database number: {db!r}")
-    password = env.get("REDIS_PASSWORD", "")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{int(db)}"
-
-
 def masked(name: str, value: str) -> str:
     """What may be shown of a variable's value."""
     if name in SECRET_NAMES:
@@ -213,8 +208,8 @@ def masked(name: str, value: str) -> str:
 def render(migration: Migration, input_name: str, *, mask: bool) -> str:
     """The new .env file's text; with ``mask`` the secrets are replaced by ``***``."""
     lines = [f"# chat-api configuration, generated by scripts/migrate_config.py from {input_name}"]
-    if migration.unmapped:
-        lines.append("# Not migrated (no chat-api equivalent): " + ", ".join(migration.unmapped))
+    for name, reason in migration.unmapped.items():
+        lines.append(f"# Not migrated: {name} ({reason})")
     for name, value in migration.values.items():
         lines.append(f"{name}={masked(name, value) if mask else quote_value(value)}")
     return "\n".join(lines) + "\n"
@@ -227,17 +222,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description=(
             "Convert the old Node.js .env into the chat-api .env: PORT; DB_HOST/DB_PORT/DB_USER/"
             "DB_PASSWORD/DB_NAME -> DATABASE_URL (mysql://user:pass@host:port/db); REDIS_HOST/"
-            "REDIS_PORT/REDIS_PASSWORD/REDIS_DB -> REDIS_URL (redis://[:pass@]host:port/db); "
-            "JWT_SECRET -> JWT_SECRET_KEY; DASHSCOPE_API_KEY. Other old variables are listed, "
-            "by name, and left out. Secret values are never printed."
+            "REDIS_PORT/REDIS_PASSWORD -> REDIS_URL (redis://[:pass@]host:port/N, N the database "
+            "migrate_redis.py writes to: --redis-db, default 1; the old REDIS_DB is the migration's "
+            "source); JWT_SECRET -> JWT_SECRET_KEY; DASHSCOPE_API_KEY; DASHSCOPE_MODEL -> AI_MODEL; "
+            "LOG_LEVEL. Other old variables are listed, with the reason, and left out. Secret "
+            "values are never printed."
         ),
         epilog="Exit codes: 0 written (or shown, with --dry-run); 1 a value could not be "
         "mapped, the input is unreadable or the output exists without --force; "
         "2 bad command line.",
     )
-    parser.add_argument(
-        "--input", required=True, type=Path, metavar="OLD.env", help="the old .env file"
-    )
+    parser.add_argument("--input", required=True, type=Path, metavar="OLD.env", help="the old .env file")
     parser.add_argument(
         "--output",
         required=True,
@@ -247,11 +242,24 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="overwrite the output if it exists")
     parser.add_argument(
+        "--redis-db",
+        type=_database_number,
+        default=TARGET_REDIS_DB,
+        metavar="N",
+        help=f"the Redis database REDIS_URL names: migrate_redis.py's --target (default {TARGET_REDIS_DB})",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the file that would be written, secrets masked; write nothing",
     )
     return parser
+
+
+def _database_number(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a database number: {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
@@ -267,7 +275,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         print(f"error: cannot read {source}: {reason}", file=sys.stderr)
         return EXIT_FAILURE
-    migration = migrate(old)
+    migration = migrate(old, redis_db=args.redis_db)
     migration.problems[:0] = [f"{source}: {message}" for message in parse_warnings]
     print(f"migrate_config: {source} -> {target}{' (dry run)' if args.dry_run else ''}", file=sys.stderr)
     _print_findings(migration)
@@ -312,8 +320,8 @@ def _summary(migration: Migration, target: Path, *, dry_run: bool) -> int:
     print("summary:")
     for name, value in migration.values.items():
         print(f"  {name}={masked(name, value)}  (from {migration.sources[name]})")
-    if migration.unmapped:
-        print("  not mapped (no chat-api equivalent, left out): " + ", ".join(migration.unmapped))
+    for name, reason in migration.unmapped.items():
+        print(f"  not mapped, left out: {name} ({reason})")
     if migration.problems:
         print(f"result: FAILED ({len(migration.problems)} problem(s)); nothing written")
         return EXIT_FAILURE

@@ -90,7 +90,9 @@ def test_realistic_file_round_trips(tmp_path, capsys, interpolate):
         "REDIS_URL",
         "JWT_SECRET_KEY",
         "DASHSCOPE_API_KEY",
+        "LOG_LEVEL",
     ]
+    assert values["LOG_LEVEL"] == "debug"
     assert values["PORT"] == "8001"
     assert values["JWT_SECRET_KEY"] == JWT_SECRET
     assert values["DASHSCOPE_API_KEY"] == API_KEY
@@ -110,7 +112,7 @@ def test_realistic_file_round_trips(tmp_path, capsys, interpolate):
         "redis",
         "cache.internal",
         6379,
-        "/2",
+        "/1",
         "",
     )
     assert unquote(cache.password) == REDIS_PASSWORD
@@ -118,9 +120,9 @@ def test_realistic_file_round_trips(tmp_path, capsys, interpolate):
     captured = capsys.readouterr()
     assert_no_secret(captured.out + captured.err)
     assert "DATABASE_URL=mysql://chat%20user:***@db.internal:3307/chat_api" in captured.out
-    assert "REDIS_URL=redis://:***@cache.internal:6379/2" in captured.out
+    assert "REDIS_URL=redis://:***@cache.internal:6379/1" in captured.out
     assert "JWT_SECRET_KEY=***" in captured.out
-    assert "not mapped (no chat-api equivalent, left out): NODE_ENV, LOG_LEVEL" in captured.out
+    assert "not mapped, left out: NODE_ENV (chat-api has no environment switch" in captured.out
     assert stat.S_IMODE(new.stat().st_mode) == 0o600
 
 
@@ -147,7 +149,7 @@ def test_dry_run_masks_and_writes_nothing(tmp_path, capsys):
     assert not new.exists()
     out = capsys.readouterr()
     assert_no_secret(out.out + out.err)
-    assert "# Not migrated (no chat-api equivalent): NODE_ENV, LOG_LEVEL" in out.out
+    assert "# Not migrated: NODE_ENV (chat-api has no environment switch" in out.out
     assert "\nJWT_SECRET_KEY=***\n" in out.out
     assert "\nDASHSCOPE_API_KEY=***\n" in out.out
 
@@ -158,7 +160,7 @@ def test_defaults_follow_the_guide(tmp_path):
     assert rc == 0
     values = dotenv_values(new)
     assert values["DATABASE_URL"] == "mysql://root:@localhost:3306/chat_api"
-    assert values["REDIS_URL"] == "redis://localhost:6380/0"
+    assert values["REDIS_URL"] == "redis://localhost:6380/1"
     assert "PORT" not in values and "JWT_SECRET_KEY" not in values
 
 
@@ -202,7 +204,7 @@ def test_ipv6_hosts_are_bracketed(tmp_path):
     assert rc == 0
     values = dotenv_values(new)
     assert urlsplit(values["DATABASE_URL"]).hostname == "::1"
-    assert values["REDIS_URL"] == "redis://[fe80::1]:6379/0"
+    assert values["REDIS_URL"] == "redis://[fe80::1]:6379/1"
 
 
 def test_missing_input_and_same_file(tmp_path, capsys):
@@ -288,3 +290,35 @@ def test_urls_carry_any_password(password, user):
 )
 def test_values_are_written_in_the_most_portable_form(value, written):
     assert migrate_config.quote_value(value) == written
+
+
+# Issue 12.2: the URL names the migration's target database, not the old REDIS_DB.
+@pytest.mark.parametrize(("extra", "db"), [((), 1), (("--redis-db", "4"), 4)])
+def test_redis_url_names_the_migration_target(tmp_path, capsys, extra, db):
+    rc, new = run(tmp_path, "REDIS_HOST=cache\nREDIS_DB=0\n", *extra)
+
+    assert rc == 0
+    assert dotenv_values(new)["REDIS_URL"] == f"redis://cache:6379/{db}"
+    assert f"REDIS_DB=0 is the old services' database: REDIS_URL names db {db}" in capsys.readouterr().err
+
+
+# Issue 12.3: LOG_LEVEL and DASHSCOPE_MODEL are carried over; every other variable is listed with why.
+def test_log_level_and_model_are_mapped_and_the_rest_explained(tmp_path, capsys):
+    rc, new = run(
+        tmp_path, "LOG_LEVEL=warn\nDASHSCOPE_MODEL=qwen-plus\nNODE_ENV=production\nSENTRY_DSN=x\n"
+    )
+
+    assert rc == 0
+    assert dotenv_values(new) == {"AI_MODEL": "qwen-plus", "LOG_LEVEL": "warning"}
+    out = capsys.readouterr().out
+    assert "AI_MODEL=qwen-plus  (from DASHSCOPE_MODEL)" in out
+    assert "not mapped, left out: NODE_ENV (chat-api has no environment switch" in out
+    assert "not mapped, left out: SENTRY_DSN (no chat-api equivalent)" in out
+    assert "# Not migrated: SENTRY_DSN (no chat-api equivalent)" in new.read_text()
+
+
+def test_unknown_log_level_is_a_problem(tmp_path, capsys):
+    rc, new = run(tmp_path, "LOG_LEVEL=loud\n")
+    assert rc == 1
+    assert not new.exists()
+    assert "LOG_LEVEL is not a level chat-api knows: 'loud'" in capsys.readouterr().err
