@@ -17,6 +17,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chat.batching import Batcher
 from chat.bus.messages import BusMessage, BusMessageError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -35,39 +36,24 @@ class Bus:
         self.subscribed = asyncio.Event()
         self.reconnects = 0
         self._resubscribed = asyncio.Condition()
-        self._outbox: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._outbox: Batcher[bytes, None] = Batcher(self._send, name="bus-publisher")
 
     async def publish(self, message: BusMessage) -> None:
         """Send a message to every instance (this one included). Messages published while
         others are on their way go together in one pipeline, in order."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((encode(message), future))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send(), name="bus-publisher")
-        await future
+        await self._outbox.submit(encode(message))
 
-    async def _send(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            try:
-                if len(batch) == 1:
-                    await self._redis.publish(self.channel, batch[0][0])
-                else:
-                    pipe = self._redis.pipeline(transaction=False)
-                    for payload, _ in batch:
-                        pipe.publish(self.channel, payload)
-                    await pipe.execute()
-            except BaseException as exc:  # every waiting publisher learns of it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+    async def _send(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        if len(batch) == 1:
+            await self._redis.publish(self.channel, batch[0][0])
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            for payload, _ in batch:
+                pipe.publish(self.channel, payload)
+            await pipe.execute()
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     async def start(self, wait_s: float = 3.0) -> None:
         """Start listening; wait a little for the subscription (the service still starts with
@@ -80,8 +66,7 @@ class Bus:
 
     async def stop(self) -> None:
         """Send what is still queued, then stop listening."""
-        if self._sender is not None and not self._sender.done():
-            await asyncio.gather(self._sender, return_exceptions=True)
+        await self._outbox.drain()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,7 +12,7 @@ from chat.conversations.texts import notice_for
 from chat.errors import Forbidden, Invalid, TooLarge
 from chat.events import ConversationMoved, CustomerWrote, Events, MessageStored, Typing
 from chat.store import Message, Store
-from chat.store.messages import Guard
+from chat.store.messages import Guard, NewMessage
 from chat.store.writer import MessageWriter
 from states import ConversationNotFound, StaleVersion, State
 from states.record import Conversation
@@ -51,13 +51,14 @@ class Messages:
         """
         if guard_version:
             guard = Guard(state=conversation.state, version=conversation.version)
+        draft = NewMessage(conversation.id, guard=guard, **fields)
         try:
             try:
-                message, created = await self.writer.append(conversation.id, guard=guard, **fields)
+                message, created = await self.writer.append(draft)
             except ConversationNotFound:
                 # a migrated record touched for the first time has no SQL row yet
                 await self.store.conversations.ensure(conversation)
-                message, created = await self.writer.append(conversation.id, guard=guard, **fields)
+                message, created = await self.writer.append(draft)
         except StaleVersion:
             await self.conversations.refresh(conversation.id)
             raise

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from chat.store.messages import Guard, Messages, NewMessage
+from chat.batching import Batcher
+from chat.store.messages import Messages, NewMessage
 from chat.store.models import Message
 
 log = logging.getLogger(__name__)
@@ -25,41 +26,12 @@ class MessageWriter:
 
     def __init__(self, messages: Messages, max_batch: int = 200):
         self.messages = messages
-        self.max_batch = max_batch
-        self._queue: list[tuple[NewMessage, asyncio.Future[Stored]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._queue: Batcher[NewMessage, Stored] = Batcher(self._write, name="message-writer", max_batch=max_batch)
         self.batches = 0
 
-    async def append(  # noqa: PLR0913 - the fields of a message and its guard
-        self,
-        conversation_id: str,
-        *,
-        sender_type: str,
-        content: str,
-        sender_id: str | None = None,
-        private: bool = False,
-        client_msg_id: str | None = None,
-        guard: Guard | None = None,
-    ) -> Stored:
-        """As Messages.append (guard included): the message and whether it is new."""
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        draft = NewMessage(conversation_id, sender_type, content, sender_id, private, client_msg_id, guard)
-        self._queue.append((draft, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="message-writer")
-        return await future
-
-    async def _run(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-            try:
-                await self._write(batch)
-            except BaseException as exc:  # never leave a sender waiting forever
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+    async def append(self, draft: NewMessage) -> Stored:
+        """As Messages.append_draft (guard included): the message and whether it is new."""
+        return await self._queue.submit(draft)
 
     async def _write(self, batch: list[tuple[NewMessage, asyncio.Future[Stored]]]) -> None:
         if len(batch) > 1:

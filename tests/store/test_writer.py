@@ -4,9 +4,14 @@ import asyncio
 
 import pytest
 
+from chat.store.messages import NewMessage
 from chat.store.writer import MessageWriter
 from states import ConversationNotFound
 from tests.conftest import new_id
+
+
+def append(writer: MessageWriter, conversation_id: str, **fields):
+    return writer.append(NewMessage(conversation_id, **fields))
 
 
 async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store, make_conversation):
@@ -15,7 +20,7 @@ async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store, m
 
     async def send(i: int):
         cid = conversations[i % 5]
-        return cid, await writer.append(cid, sender_type="customer", sender_id="u1", content=f"m{i}",
+        return cid, await append(writer, cid, sender_type="customer", sender_id="u1", content=f"m{i}",
                                         client_msg_id=f"c{i}")
 
     results = await asyncio.gather(*(send(i) for i in range(200)))
@@ -31,11 +36,11 @@ async def test_concurrent_senders_share_transactions_with_gap_free_seqs(store, m
 async def test_a_resend_in_a_batch_falls_back_and_returns_the_stored_message(store, conversation_id):
     writer = MessageWriter(store.messages)
     cid = conversation_id
-    first, created = await writer.append(cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k")
+    first, created = await append(writer, cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k")
     assert created
     results = await asyncio.gather(
-        writer.append(cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k"),
-        *(writer.append(cid, sender_type="customer", sender_id="u1", content=f"n{i}", client_msg_id=f"n{i}")
+        append(writer, cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k"),
+        *(append(writer, cid, sender_type="customer", sender_id="u1", content=f"n{i}", client_msg_id=f"n{i}")
           for i in range(10)),
     )
     again, created_again = results[0]
@@ -48,8 +53,8 @@ async def test_an_unknown_conversation_fails_alone(store, conversation_id):
     writer = MessageWriter(store.messages)
     cid = conversation_id
     results = await asyncio.gather(
-        writer.append(new_id(), sender_type="customer", sender_id="u1", content="lost", client_msg_id="x"),
-        *(writer.append(cid, sender_type="customer", sender_id="u1", content=f"m{i}", client_msg_id=f"m{i}")
+        append(writer, new_id(), sender_type="customer", sender_id="u1", content="lost", client_msg_id="x"),
+        *(append(writer, cid, sender_type="customer", sender_id="u1", content=f"m{i}", client_msg_id=f"m{i}")
           for i in range(5)),
         return_exceptions=True,
     )
@@ -61,6 +66,6 @@ async def test_an_unknown_conversation_fails_alone(store, conversation_id):
 async def test_batch_sizes_are_capped(store, conversation_id, n):
     writer = MessageWriter(store.messages, max_batch=n)
     cid = conversation_id
-    results = await asyncio.gather(*(writer.append(cid, sender_type="agent", sender_id="a1", content=str(i),
+    results = await asyncio.gather(*(append(writer, cid, sender_type="agent", sender_id="a1", content=str(i),
                                                    client_msg_id=str(i)) for i in range(7)))
     assert sorted(m.seq for m, _ in results) == list(range(1, 8))
