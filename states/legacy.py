@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 import orjson
@@ -92,21 +92,35 @@ def _preview(value: Any, limit: int = 60) -> str:
 # --------------------------------------------------------------------------- timestamps
 
 
-def parse_timestamp(value: Any, name: str) -> str | None:
+def parse_timestamp(value: Any, name: str, naive_tz: tzinfo = UTC) -> str | None:
     """An old ``createdAt``/``updatedAt`` (ISO 8601, offset or UTC; epoch ms as a number or a string)
-    as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None when absent."""
+    as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None when absent. An ISO time without an offset (naive,
+    ``"2025-04-30 18:00:00"``) is read in ``naive_tz``."""
     if type(value) is int and _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
         return iso_from_ms(value)  # Date.now(), the other common case
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        return _parse_text(value, name)
+        return _parse_text(value, name, naive_tz)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _from_epoch_ms(value, name)
     raise ConversionError("bad_timestamp", f"{name} is a JSON {json_type(value)}")
 
 
-def _parse_text(value: str, name: str) -> str:
+def is_naive_timestamp(value: Any) -> bool:
+    """An ISO 8601 text without an offset (so its moment depends on the zone it is read in)."""
+    if type(value) is not str or _is_canonical_layout(value):
+        return False
+    text = value.strip()
+    if _EPOCH_MS.fullmatch(text):
+        return False
+    try:
+        return datetime.fromisoformat(text).tzinfo is None
+    except ValueError:
+        return False
+
+
+def _parse_text(value: str, name: str, naive_tz: tzinfo) -> str:
     if _is_canonical_layout(value):
         # JavaScript's toISOString() form, the common case: valid as it is if it parses.
         try:
@@ -120,7 +134,7 @@ def _parse_text(value: str, name: str) -> str:
     try:
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+            moment = moment.replace(tzinfo=naive_tz)
         return iso_from_ms((moment - _EPOCH) // _ONE_MS)
     except (ValueError, OverflowError):
         problem = f"{name} is neither ISO 8601 nor epoch ms: {_preview(value)}"
@@ -181,11 +195,14 @@ class Converted(NamedTuple):
     record: Record
     defaulted_time: bool  # no createdAt/updatedAt: the migration time stands in for both
     dropped: tuple[str, ...]  # old fields that have no place in the new record
+    naive_time: bool = False  # a timestamp without an offset, read in the naive zone
 
 
-def to_new(obj: Record, now: str) -> Converted:
+def to_new(obj: Record, now: str, naive_tz: tzinfo = UTC) -> Converted:
     """The new record for an old one (``now`` stands in for absent timestamps); ConversionError if none.
 
+    Timestamps without an offset are read in ``naive_tz``; a record whose ``updated_at`` would
+    then come before its ``created_at`` is refused (the zone is wrong) rather than reordered.
     Each field is checked by type first and only unusual values take the slower helpers: a
     100k-key migration spends most of its time here.
     """
@@ -204,12 +221,7 @@ def to_new(obj: Record, now: str) -> Converted:
     metadata = get("metadata")
     if type(metadata) is not dict:
         metadata = _object_field(obj, "metadata")
-    created = get("createdAt")
-    if created is not None:
-        created = parse_timestamp(created, "createdAt")
-    updated = get("updatedAt")
-    if updated is not None:
-        updated = parse_timestamp(updated, "updatedAt")
+    created, updated, naive = _times(get("createdAt"), get("updatedAt"), naive_tz)
     defaulted = created is None and updated is None  # each stands in for the other; neither: now
     if defaulted:
         created = updated = now
@@ -221,7 +233,28 @@ def to_new(obj: Record, now: str) -> Converted:
               "updated_at": updated, "state": _FIRST_STATE[agent], "version": 0, "agent_id": None, "team_id": None,
               "metadata": metadata}
     dropped = () if OLD_FIELDS.issuperset(obj) else tuple(sorted(obj.keys() - OLD_FIELDS))
-    return Converted(record, defaulted, dropped)
+    return Converted(record, defaulted, dropped, naive)
+
+
+def _times(created: Any, updated: Any, naive_tz: tzinfo) -> tuple[str | None, str | None, bool]:
+    """``createdAt`` and ``updatedAt`` parsed, and whether either was naive (read in ``naive_tz``)."""
+    naive = False
+    if type(created) is str and not _is_canonical_layout(created):
+        naive = is_naive_timestamp(created)
+    if type(updated) is str and not _is_canonical_layout(updated):
+        naive = naive or is_naive_timestamp(updated)
+    if created is not None:
+        created = parse_timestamp(created, "createdAt", naive_tz)
+    if updated is not None:
+        updated = parse_timestamp(updated, "updatedAt", naive_tz)
+    # Canonical stamps of years 0001-9999 sort as text.
+    if naive and created is not None and updated is not None and updated < created:
+        raise ConversionError(
+            "naive_time_order",
+            f"updatedAt ({updated}) comes before createdAt ({created}) once the time without an offset is "
+            f"read in {naive_tz}: give --naive-tz the old services' time zone",
+        )
+    return created, updated, naive
 
 
 def _user_id(obj: Record, user_id: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, tzinfo
 from typing import Any, NamedTuple
 
 import orjson
@@ -79,17 +80,21 @@ class Migrated(NamedTuple):
     copied: bool  # the source was already in the new format: value is its exact bytes
     defaulted_time: bool  # no createdAt/updatedAt: the migration time stands in for both
     dropped: tuple[str, ...]  # old fields that have no place in the new record
+    naive_time: bool = False  # a timestamp without an offset, read in the naive zone
 
 
-def convert(raw: bytes, now: str) -> Migrated:
-    """The stored value for one source value; ConversionError when it cannot be converted."""
+def convert(raw: bytes, now: str, naive_tz: tzinfo = UTC) -> Migrated:
+    """The stored value for one source value; ConversionError when it cannot be converted.
+
+    Timestamps without an offset are read in ``naive_tz`` (states.legacy.to_new).
+    """
     obj = loads(raw)
     if type(obj) is not dict:
         raise ConversionError("not_object", f"JSON {json_type(obj)} instead of an object")
     if "user_id" in obj and "agent_type" in obj:  # states.legacy.is_new_format, inlined
         return Migrated(raw, obj, copied=True, defaulted_time=False, dropped=())
-    record, defaulted, dropped = to_new(obj, now)
-    return Migrated(dumps(record), record, False, defaulted, dropped)
+    record, defaulted, dropped, naive = to_new(obj, now, naive_tz)
+    return Migrated(dumps(record), record, False, defaulted, dropped, naive)
 
 
 def same_record(expected: Migrated, actual: Any) -> list[str]:

@@ -8,6 +8,7 @@ and a record of the new service keeps everything the old format has a field for.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -221,3 +222,20 @@ def test_a_five_field_record_has_no_metadata_to_give_back():
     record = {"user_id": "u", "agent_type": "human", "context": {}, "created_at": NOW, "updated_at": NOW}
     assert to_old(record) == {"userId": "u", "agent": "human", "context": {}, "createdAt": NOW,
                                        "updatedAt": NOW}
+
+
+# Issue 12.7: a time without an offset is read in the zone given, and flagged.
+def test_naive_times_are_read_in_the_given_zone():
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert parse_timestamp("2025-04-30 18:00:00", "t", shanghai) == "2025-04-30T10:00:00.000Z"
+    assert parse_timestamp("2025-04-30 18:00:00", "t") == "2025-04-30T18:00:00.000Z"
+    assert parse_timestamp("2025-04-30T18:00:00+00:00", "t", shanghai) == "2025-04-30T18:00:00.000Z"
+    converted = to_new({"userId": "u", "createdAt": "2025-04-30 18:00:00"}, NOW, shanghai)
+    assert converted.naive_time and converted.record["updated_at"] == "2025-04-30T10:00:00.000Z"
+    assert not to_new({"userId": "u", "createdAt": "2025-04-30T18:00:00.000Z"}, NOW).naive_time
+
+
+def test_a_naive_time_never_puts_updated_before_created():
+    with pytest.raises(ConversionError) as exc:
+        to_new({"userId": "u", "createdAt": "2025-04-30 18:00:00", "updatedAt": "2025-04-30T10:30:00Z"}, NOW)
+    assert exc.value.code == "naive_time_order"

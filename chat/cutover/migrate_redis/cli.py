@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
 
@@ -109,6 +111,42 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         f"run, dry runs included (default ./{DEFAULT_REPORT})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--naive-tz",
+        type=time_zone,
+        default=UTC,
+        metavar="ZONE",
+        help="time zone of timestamps written without an offset ('2025-04-30 18:00:00'): UTC "
+        "(default) or an IANA name such as Asia/Shanghai; they are counted in the summary, and a "
+        "record that would come out updated before it was created is refused",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="accept up to N records that cannot be converted (junk keys, say): still listed in "
+        "the report and the summary, but the run exits 0 (default 0: any such record fails it)",
+    )
+
+
+def time_zone(text: str) -> tzinfo:
+    """``--naive-tz``: UTC or an IANA zone name."""
+    if text.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"not a time zone: {text!r} (UTC or an IANA name like Asia/Shanghai)"
+        ) from None
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be 0."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(text)
 
 
 def _client(url: str, option: str) -> redis.Redis:
@@ -152,6 +190,7 @@ def print_summary(run: Run, *, verify: bool, elapsed_s: float, interrupted: str 
         ("target conflict", stats.target_conflict, "target key of another type: see the report"),
         ("vanished", stats.vanished, "expired or deleted during the run"),
         ("time defaulted", stats.defaulted_time, "no createdAt/updatedAt: migration time used"),
+        ("naive time", stats.naive_time, f"a time without an offset, read in {run.naive_tz}"),
         ("fields dropped", stats.dropped_fields, "records with unknown old fields: see the report"),
         ("with TTL", stats.with_ttl, f"{would}written with their remaining TTL"),
     ]
@@ -159,6 +198,7 @@ def print_summary(run: Run, *, verify: bool, elapsed_s: float, interrupted: str 
         rows += [
             ("verified", stats.verified, "target keys compared with their source"),
             ("mismatches", stats.verify_mismatch, "differences: see the report"),
+            ("known", stats.verify_known, "unconvertible sources, counted above only"),
         ]
     rate = stats.scanned / elapsed_s if elapsed_s > 0 else 0.0
     print("summary:")
@@ -168,10 +208,16 @@ def print_summary(run: Run, *, verify: bool, elapsed_s: float, interrupted: str 
     print(f"  {'report':<16}{run.report.lines:>10,}  lines in {run.report.path}")
     if interrupted:
         print(f"result: INCOMPLETE ({interrupted}); run the same command again to finish")
-    elif stats.problems:
-        print(f"result: FAILED ({stats.problems:,} problem(s), see {run.report.path})")
+    elif stats.problems(run.max_failures):
+        print(f"result: FAILED ({stats.problems(run.max_failures):,} problem(s), see {run.report.path})")
     else:
-        print("result: OK" + (" (dry run: nothing written)" if run.dry_run else ""))
+        accepted = (
+            f" ({stats.unconvertible:,} unconvertible record(s) accepted by --max-failures {run.max_failures}, "
+            f"listed in {run.report.path})"
+            if stats.unconvertible
+            else ""
+        )
+        print("result: OK" + accepted + (" (dry run: nothing written)" if run.dry_run else ""))
 
 
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
@@ -209,7 +255,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     if run is None:
         return EXIT_FAILURE
     print_summary(run, verify=args.verify, elapsed_s=time.monotonic() - started, interrupted=interrupted)
-    return EXIT_FAILURE if interrupted or run.stats.problems else EXIT_OK
+    return EXIT_FAILURE if interrupted or run.stats.problems(run.max_failures) else EXIT_OK
 
 
 def _start(args: argparse.Namespace, source: redis.Redis, target: redis.Redis, wires: list[Wire]) -> Run | None:
@@ -224,6 +270,7 @@ def _start(args: argparse.Namespace, source: redis.Redis, target: redis.Redis, w
         wires.append(Wire(client))
     where = "in place" if in_place else f"-> {mask_url(args.target)}"
     flags = "".join(f", {f}" for f in ("dry run", "force") if getattr(args, f.replace(" ", "_")))
+    flags += f", naive times in {args.naive_tz}" + (f", max failures {args.max_failures}" if args.max_failures else "")
     print(
         f"migrate_redis: {mask_url(args.source)} {where}, pattern {args.pattern!r}, batch {args.batch}{flags}",
         file=sys.stderr,
@@ -240,6 +287,8 @@ def _start(args: argparse.Namespace, source: redis.Redis, target: redis.Redis, w
         force=args.force,
         now=iso_from_ms(now_ms()),
         report=report,
+        naive_tz=args.naive_tz,
+        max_failures=args.max_failures,
     )
 
 

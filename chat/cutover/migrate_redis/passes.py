@@ -56,7 +56,7 @@ def _with_next(items: Iterator[T]) -> Iterator[tuple[T, T | None]]:
 
 def convert_batch(run: Run, keys: list[bytes], reads: list[tuple[bytes | None, int]]) -> list[Item]:
     """Convert one batch; report what cannot be; return what is to be written."""
-    stats, report, now, in_place = run.stats, run.report, run.now, run.in_place
+    stats, report, now, in_place, naive_tz = run.stats, run.report, run.now, run.in_place, run.naive_tz
     stats.scanned += len(keys)
     refused: list[bytes] = []
     todo: list[Item] = []
@@ -69,7 +69,7 @@ def convert_batch(run: Run, keys: list[bytes], reads: list[tuple[bytes | None, i
             refused.append(key)  # not a string, most likely: TYPE will tell
             continue
         try:
-            converted = convert(value, now)
+            converted = convert(value, now, naive_tz)
         except ConversionError as exc:
             stats.failed += 1
             report.add(key, exc.code, exc.reason)
@@ -178,15 +178,18 @@ def _replaceable(run: Run, items: list[Item]) -> list[Item]:
 
 
 def _count_written(stats: Stats, items: list[Item]) -> None:
-    copied = defaulted = with_ttl = 0
+    copied = defaulted = naive = with_ttl = 0
     for _key, converted, pttl in items:
         if converted.copied:
             copied += 1
         elif converted.defaulted_time:
             defaulted += 1
+        if converted.naive_time:
+            naive += 1
         if pttl >= 0:
             with_ttl += 1
     stats.copied += copied
     stats.converted += len(items) - copied
     stats.defaulted_time += defaulted
+    stats.naive_time += naive
     stats.with_ttl += with_ttl

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 import orjson
 import redis
@@ -28,16 +29,23 @@ class Stats:
     target_conflict: int = 0
     vanished: int = 0
     defaulted_time: int = 0
+    naive_time: int = 0
     dropped_fields: int = 0
     with_ttl: int = 0
     verified: int = 0
     verify_mismatch: int = 0
     verify_skipped: int = 0
+    verify_known: int = 0  # sources the migration pass already reported (unconvertible, not a string)
 
     @property
-    def problems(self) -> int:
-        """Outcomes that make the run fail."""
-        return self.failed + self.not_string + self.target_conflict + self.verify_mismatch
+    def unconvertible(self) -> int:
+        """Source records that cannot be converted (what ``--max-failures`` may accept)."""
+        return self.failed + self.not_string
+
+    def problems(self, max_failures: int = 0) -> int:
+        """Outcomes that make the run fail: unconvertible records beyond ``max_failures``, the rest always."""
+        over = self.unconvertible if self.unconvertible > max_failures else 0
+        return over + self.target_conflict + self.verify_mismatch
 
 
 class Report:
@@ -86,4 +94,6 @@ class Run:
     force: bool
     now: str
     report: Report
+    naive_tz: tzinfo = UTC  # timestamps without an offset are read in this zone
+    max_failures: int = 0  # unconvertible records accepted (still reported)
     stats: Stats = field(default_factory=Stats)
