@@ -68,7 +68,8 @@ class Process:
         threading.Thread(target=self._pump, args=(self.proc, self._ready), daemon=True).start()
         if not self._ready.wait(timeout_s) or self.proc.poll() is not None:
             self.kill()
-            raise RuntimeError(f"{self.name} did not become ready in {timeout_s}s:\n{self.tail()}")
+            how = f"exited with code {self.proc.returncode}" if self.proc.returncode is not None else "never got ready"
+            raise RuntimeError(f"{self.name} {how} (waited up to {timeout_s}s):\n{self.tail()}")
 
     def _pump(self, proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
         assert proc.stdout is not None
@@ -78,7 +79,8 @@ class Process:
                 log.flush()
                 if self.ready_text.encode() in line:
                     ready.set()
-        ready.set()  # EOF: the process ended; start() sees poll() and reports it
+        proc.wait()  # EOF: the process ended (reaped first, so start() sees its exit code)
+        ready.set()
 
     def signal(self, signum: int, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """Send a signal and wait for the exit; SIGKILL after the timeout. The exit code."""
