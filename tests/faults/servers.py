@@ -9,6 +9,7 @@ timeout), never on a sleep. The control methods are blocking; async tests call t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import re
@@ -66,6 +67,7 @@ class Process:
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
         )
         threading.Thread(target=self._pump, args=(self.proc, self._ready), daemon=True).start()
+        atexit.register(self.kill)  # its own session outlives a test run that dies before the teardown
         if not self._ready.wait(timeout_s) or self.proc.poll() is not None:
             self.kill()
             how = f"exited with code {self.proc.returncode}" if self.proc.returncode is not None else "never got ready"
