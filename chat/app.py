@@ -99,7 +99,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the service in dependency order; start the bus listener; stop it last."""
     settings, redis, store = app[keys.SETTINGS], app[keys.REDIS], app[keys.STORE]
     events = Events()
-    repository = ConversationRepository(redis, store.conversations)
+    repository = ConversationRepository(redis, store.conversations, session_ttl_s=settings.session_ttl_s)
     presence = Presence(redis, store, events, settings)
     quota = ConversationQuota(redis, settings.conversations_per_user_per_min)
     ops = build_operations(repository, store, events, presence, settings, quota=quota)

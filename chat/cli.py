@@ -5,22 +5,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from chat.cutover import commands as cutover
+from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
 
 DEV_TOKEN_TTL_S = 7 * 24 * 3600
 
 
-def _settings() -> Settings:
-    """Read the environment; one clear line and exit 2 when something is wrong."""
+def _read_settings(args: argparse.Namespace) -> tuple[Settings, EnvFile, dict[str, str]]:
+    """Read the `.env` file (`--env-file`, else ./.env) under the environment: the settings, the
+    file and the variables they were read from; one clear line and exit 2 when something is wrong."""
     try:
-        return Settings.from_env()
+        env_file = load_env_file(args.env_file, os.environ)
+        env = merged(env_file, os.environ)
+        return Settings.from_env(env), env_file, env
+    except EnvFileError as exc:
+        print(f"chat-api: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except SettingsError as exc:
         print(f"chat-api: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _settings(args: argparse.Namespace, *, say_env_file: bool = True) -> Settings:
+    """The settings; the `.env` file read (or none) is said on stderr."""
+    settings, env_file, _ = _read_settings(args)
+    if say_env_file:
+        print(f"chat-api: {env_file.describe()}", file=sys.stderr, flush=True)
+    return settings
 
 
 def _banner(settings: Settings, host: str, port: int) -> str:
@@ -54,12 +72,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from chat.app import create_app
     from chat.logs import setup_logging
     from chat.store import DatabaseError
+    from chat.store.migrations import ForeignSchema
 
-    settings = _settings()
+    settings, env_file, env = _read_settings(args)
+    try:
+        settings.check_serve(env)  # the offline echo provider only when asked for, outside the embedded mode
+    except SettingsError as exc:
+        print(f"chat-api: configuration error: {exc}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     app = create_app(settings)
     setup_logging(settings, app[keys.INSTANCE_ID])  # LOG_FORMAT text|json, tokens and secrets masked
+    logging.getLogger("chat.cli").info("chat-api starting: %s; %s", settings.describe(), env_file.describe())
     try:
         import uvloop
 
@@ -70,6 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(_banner(settings, host, port), flush=True)
     try:
         web.run_app(app, host=host, port=port, print=lambda text: print(text, flush=True))
+    except ForeignSchema as exc:  # another system's tables under the service's names: nothing written
+        print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
+        return 2
     except DatabaseError as exc:  # unreachable for DB_CONNECT_TIMEOUT_S at start: one line, no traceback
         print(f"chat-api: gave up on the database after {settings.db_connect_timeout_s:g} s "
               f"(DB_CONNECT_TIMEOUT_S): {exc}", file=sys.stderr)
@@ -92,10 +120,14 @@ async def _upgrade(settings: Settings) -> tuple[list[int], int]:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Create or upgrade the SQL schema (idempotent)."""
     from chat.store import DatabaseError
+    from chat.store.migrations import ForeignSchema
 
-    settings = _settings()
+    settings = _settings(args)
     try:
         applied, version = asyncio.run(_upgrade(settings))
+    except ForeignSchema as exc:
+        print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
+        return 2
     except DatabaseError as exc:
         print(f"chat-api: database error on {settings.database.describe()}: {exc}", file=sys.stderr)
         return 1
@@ -113,7 +145,7 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
     from chat.adopt import AdoptStats, adopt
     from chat.store import DatabaseError
 
-    settings = _settings()
+    settings = _settings(args)
     if settings.redis is None:
         print("chat-api: db adopt needs REDIS_URL (the embedded Redis holds no migrated records)", file=sys.stderr)
         return 2
@@ -135,7 +167,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     """Print a JWT signed with the configured secret."""
     from chat.auth import issue_token
 
-    settings = _settings()
+    settings = _settings(args, say_env_file=False)  # stdout is the token; the file read is no news here
     teams = [t for t in (args.teams or "").split(",") if t]
     print(issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams))
     return 0
@@ -152,6 +184,9 @@ def cmd_states_diagram(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of chat-api."""
     parser = argparse.ArgumentParser(prog="chat-api", description="Customer-support chat service")
+    parser.add_argument("--env-file", type=Path, metavar="PATH",
+                        help="read the variables of this .env file (default: ./.env when it exists); "
+                             "variables already in the environment win. Give it before the command")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service")

@@ -203,6 +203,11 @@ class Settings:
         "how long `serve` waits for an unreachable database at start (one progress line per attempt), "
         "then exits 2",
     )
+    session_ttl_s: int = setting(
+        _STORAGE, "SESSION_TTL_S", 7 * 24 * 3600, integer(0),
+        "how long the Redis live record of a closed conversation is kept (it is rebuilt from SQL when "
+        "needed); a reopened conversation's record has no TTL again; 0: kept forever",
+    )
     bus_channel: str = setting(
         _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
         "pub/sub channel of the cross-instance events; pub/sub is server-wide, so every instance of one "
@@ -215,6 +220,23 @@ class Settings:
         values, given = read_table(settings_table(), os.environ if env is None else env)
         _join(values, given)
         return cls(**values)
+
+    def check_serve(self, env: Mapping[str, str]) -> None:
+        """Refuse to serve customers with the offline echo provider by default (PROTOCOL 7): outside
+        the embedded mode it must be asked for with AI_PROVIDER=echo in `env` (what the settings were
+        read from). SettingsError otherwise."""
+        explicit = bool(env.get("AI_PROVIDER", "").strip())
+        if not self.embedded and self.ai_provider == "echo" and not explicit:
+            raise SettingsError(
+                "AI_PROVIDER", "no AI provider configured, and the offline echo provider is not an AI: set "
+                "DASHSCOPE_API_KEY (or AI_PROVIDER=openai and AI_BASE_URL), or AI_PROVIDER=echo to run it on purpose")
+
+    def describe(self) -> str:
+        """One log-safe line: provider, model, database and Redis (never a password or a key)."""
+        redis = self.redis.describe() if self.redis else "embedded in-process Redis"
+        return (f"AI provider {self.ai_provider} (model {self.ai_model}), database {self.database.describe()}, "
+                f"Redis {redis}")
+
 
 
 def settings_table() -> list[Row]:

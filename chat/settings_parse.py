@@ -40,6 +40,7 @@ class DatabaseConfig:
     password: str = field(default="", repr=False)
     database: str = ""
     path: str = ""
+    table_prefix: str = ""  # DB_TABLE_PREFIX, put before every table name of the service
 
     def describe(self) -> str:
         """A log-safe description (never the password)."""

@@ -35,15 +35,24 @@ from states.record import Conversation, dump_record, load_record
 
 log = logging.getLogger(__name__)
 
-# Replace the value only if it is still byte-for-byte what the writer loaded; keep its TTL.
+# Replace the value only if it is still byte-for-byte what the writer loaded. ARGV[3], the
+# expiry: absent or KEEP_TTL keeps the key's TTL; PERSIST drops it; a positive number sets it (ms).
 CAS_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+local expiry = tonumber(ARGV[3] or '0')
+if expiry > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', expiry)
+elseif expiry < 0 then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
 return 1
 """
+KEEP_TTL, PERSIST = 0, -1
 
 
 @dataclass(frozen=True)
@@ -92,10 +101,19 @@ class TransitionLog(Protocol):
 class ConversationRepository:
     """The only way conversations are created and moved."""
 
-    def __init__(self, redis: Redis, log: TransitionLog):
+    def __init__(self, redis: Redis, log: TransitionLog, *, session_ttl_s: int = 0):
+        """`session_ttl_s` (SESSION_TTL_S): how long a closed conversation's live record is kept;
+        0 leaves its TTL as it is (none, or a migrated key's own)."""
         self.redis = redis
         self._log = log
         self._cas = redis.register_script(CAS_SCRIPT)
+        self._closed_ttl_ms = session_ttl_s * 1000
+
+    def _expiry(self, before_state: str | None, after: Conversation) -> int:
+        """The CAS script's expiry: closing sets SESSION_TTL_S, reopening drops the TTL, the rest keeps it."""
+        if after.state == State.CLOSED.value:
+            return self._closed_ttl_ms or KEEP_TTL
+        return PERSIST if before_state == State.CLOSED.value else KEEP_TTL
 
     async def create(
         self,
@@ -129,8 +147,10 @@ class ConversationRepository:
             restored = await self._log.load(conversation_id)
             if restored is None:
                 raise ConversationNotFound(conversation_id)
-            # the live record was lost (expired or flushed): rebuild it from the durable row
-            await self.redis.set(key, dump_record(restored), nx=True)
+            # the live record was lost (expired or flushed): rebuild it from the durable row; a
+            # closed one expires again (SESSION_TTL_S), so reading old conversations never grows Redis
+            expiry = self._expiry(None, restored)
+            await self.redis.set(key, dump_record(restored), nx=True, px=expiry if expiry > 0 else None)
             raw = await self.redis.get(key)
             if raw is None:
                 raise ConversationNotFound(conversation_id)
@@ -201,10 +221,11 @@ class ConversationRepository:
         than this transition, it is replaced by it (SQL accepted this one); a newer one stays."""
         key = redis_keys.session(conversation_id)
         after = transition.after
-        if await self._cas(keys=[key], args=[raw, dump_record(after)]):
+        expiry = self._expiry(transition.before.state, after)  # SESSION_TTL_S on close, none on reopen
+        if await self._cas(keys=[key], args=[raw, dump_record(after), expiry]):
             return
         current = await self.redis.get(key)
         if current is None:
             return  # expired or flushed: the next read rebuilds it from SQL
         if load_record(conversation_id, current).version <= after.version:
-            await self._cas(keys=[key], args=[current, dump_record(after)])
+            await self._cas(keys=[key], args=[current, dump_record(after), expiry])

@@ -19,10 +19,9 @@ import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMy
 from chat.cutover.backup_format import FormatError
 from chat.cutover.common import Progress
 from chat.settings import DatabaseConfig
-from chat.store.schema import table_names
+from chat.store.schema import Tables
 
-# Bookkeeping table of `chat-api db upgrade`; not in table_names() but part of the schema.
-SCHEMA_VERSION_TABLE = "schema_version"
+TABLE_PREFIX_VARIABLE = "DB_TABLE_PREFIX"  # the service's setting: its tables' names start with it
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,64}")
 
@@ -162,9 +161,10 @@ def mysql_connection_args(option_file: str, host: str, port: int) -> list[str]:
 # --------------------------------------------------------------------------- SQL helpers
 
 
-def backup_tables() -> list[str]:
-    """The tables a logical dump takes, parents first (children are restored after them)."""
-    return [*table_names(), SCHEMA_VERSION_TABLE]
+def backup_tables(prefix: str | None = None) -> list[str]:
+    """The tables a logical dump takes, parents first (children are restored after them): the
+    service's, named with `prefix` (None: $DB_TABLE_PREFIX, as the service names them)."""
+    return Tables(os.environ.get(TABLE_PREFIX_VARIABLE, "") if prefix is None else prefix).all()
 
 
 def mysql_connect(config: DatabaseConfig, **kwargs: Any) -> pymysql.connections.Connection:

@@ -20,11 +20,6 @@ from states.machine import State
 from states.record import Conversation
 from states.repository import Transition
 
-_INSERT = f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({marks(ConversationRow._fields)})"
-_MOVE = (
-    "UPDATE conversations SET state = %s, agent_type = %s, agent_id = %s, team_id = %s, "
-    "version = %s, handoff_ms = %s, updated_ms = %s WHERE id = %s AND version = %s"
-)
 QueueEntry = tuple[str, str | None, int]  # (id, team_id, handoff_ms) of a conversation waiting for an agent
 
 
@@ -65,13 +60,20 @@ class Conversations:
     def __init__(self, db: Database, labels: Labels):
         self.db = db
         self._labels = labels
+        self._events = db.tables.conversation_events
+        self._t = t = db.tables.conversations
+        self._insert = f"INSERT INTO {t} ({CONVERSATION_COLUMNS}) VALUES ({marks(ConversationRow._fields)})"
+        self._move_sql = (
+            f"UPDATE {t} SET state = %s, agent_type = %s, agent_id = %s, team_id = %s, "
+            "version = %s, handoff_ms = %s, updated_ms = %s WHERE id = %s AND version = %s"
+        )
 
     # --- the TransitionLog of states.repository ------------------------------------------
 
     async def create(self, conversation: Conversation) -> None:
         """Insert the mirror row of a new conversation."""
         async with self.db.transaction() as tx:
-            await tx.execute(_INSERT, _row_values(conversation))
+            await tx.execute(self._insert, _row_values(conversation))
 
     async def ensure(self, conversation: Conversation) -> None:
         """Give a migrated record its SQL row the first time it is touched."""
@@ -85,31 +87,31 @@ class Conversations:
         async with self.db.transaction() as tx:
             await self._move(tx, transition)
             try:
-                await insert_event(tx, transition)
+                await insert_event(tx, self._events, transition)
             except DuplicateKey:
                 raise StaleVersion(before.id, before.version) from None
             yield
 
     async def _move(self, tx: Tx, transition: Transition) -> None:
         before, after = transition.before, transition.after
-        moved = await tx.execute(_MOVE, (
+        moved = await tx.execute(self._move_sql, (
             after.state, after.agent_type, after.agent_id, after.team_id, after.version,
             _ms_or_none(after.handoff_at), transition.at_ms, after.id, before.version,
         ))
         if moved:
             return
-        if await tx.fetchone("SELECT version FROM conversations WHERE id = %s", (after.id,)) is not None:
+        if await tx.fetchone(f"SELECT version FROM {self._t} WHERE id = %s", (after.id,)) is not None:
             raise StaleVersion(after.id, before.version)
         # a migrated record touched for the first time: its row is born already moved
         try:
-            await tx.execute(_INSERT, _row_values(after))
+            await tx.execute(self._insert, _row_values(after))
         except DuplicateKey:
             raise StaleVersion(after.id, before.version) from None
 
     async def load(self, conversation_id: str) -> Conversation | None:
         """Rebuild the live record from the mirror row (context is not kept in SQL)."""
         row = await self.db.fetchone(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = %s", (conversation_id,)
+            f"SELECT {CONVERSATION_COLUMNS} FROM {self._t} WHERE id = %s", (conversation_id,)
         )
         return _record(ConversationRow(*row)) if row is not None else None
 
@@ -119,12 +121,12 @@ class Conversations:
         """Which of these conversation ids have a SQL row."""
         if not ids:
             return set()
-        rows = await self.db.fetchall(f"SELECT id FROM conversations WHERE id IN ({marks(ids)})", ids)
+        rows = await self.db.fetchall(f"SELECT id FROM {self._t} WHERE id IN ({marks(ids)})", ids)
         return {r[0] for r in rows}
 
     async def extras(self, conversation_id: str) -> tuple[int, list[str]]:
         """(last_seq, label titles) of a conversation, what C adds to the live record; (0, []) before its row exists."""
-        row = await self.db.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+        row = await self.db.fetchone(f"SELECT last_seq FROM {self._t} WHERE id = %s", (conversation_id,))
         if row is None:
             return 0, []
         labels = await self._labels.titles_of([conversation_id])
@@ -133,7 +135,7 @@ class Conversations:
     async def handoff_queue(self, team_id: str | None = None, *, any_team: bool = True,
                             limit: int = 200) -> list[QueueEntry]:
         """Unassigned conversations in handoff, longest waiting first: (id, team_id, handoff_ms)."""
-        sql = "SELECT id, team_id, handoff_ms FROM conversations WHERE state = %s"
+        sql = f"SELECT id, team_id, handoff_ms FROM {self._t} WHERE state = %s"
         params: list[Any] = [State.HANDOFF.value]
         if team_id is not None:
             sql += " AND team_id = %s"
@@ -147,7 +149,7 @@ class Conversations:
     async def waiting_since(self, cutoff_ms: int, limit: int = 200) -> list[str]:
         """Conversations in handoff since before cutoff_ms."""
         rows = await self.db.fetchall(
-            "SELECT id FROM conversations WHERE state = %s AND handoff_ms < %s ORDER BY handoff_ms LIMIT %s",
+            f"SELECT id FROM {self._t} WHERE state = %s AND handoff_ms < %s ORDER BY handoff_ms LIMIT %s",
             (State.HANDOFF.value, cutoff_ms, int(limit)),
         )
         return [r[0] for r in rows]
@@ -155,7 +157,7 @@ class Conversations:
     async def assigned(self, agent_ids: list[str] | None = None) -> dict[str, set[str]]:
         """The conversations in `human` of every agent (or of these agents), by agent: the truth
         the Redis load sets mirror."""
-        sql = "SELECT agent_id, id FROM conversations WHERE state = %s AND agent_id IS NOT NULL"
+        sql = f"SELECT agent_id, id FROM {self._t} WHERE state = %s AND agent_id IS NOT NULL"
         params: list[Any] = [State.HUMAN.value]
         if agent_ids is not None:
             if not agent_ids:
@@ -171,16 +173,16 @@ class Conversations:
         """(state, agent_id) of each of these conversations that has a SQL row."""
         if not ids:
             return {}
-        rows = await self.db.fetchall(f"SELECT id, state, agent_id FROM conversations WHERE id IN ({marks(ids)})", ids)
+        rows = await self.db.fetchall(f"SELECT id, state, agent_id FROM {self._t} WHERE id IN ({marks(ids)})", ids)
         return {r[0]: (r[1], r[2]) for r in rows}
 
     async def unanswered_ai(self, after_id: str = "", limit: int = 200) -> list[tuple[str, int]]:
         """Conversations in `ai` whose newest public message is the customer's, by id after
         after_id: (id, seq of that message). A reply is due there unless a turn is running."""
         rows = await self.db.fetchall(
-            "SELECT c.id, m.seq FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+            f"SELECT c.id, m.seq FROM {self._t} c JOIN {self.db.tables.messages} m ON m.conversation_id = c.id "
             "WHERE c.state = %s AND c.id > %s AND m.sender_type = %s AND m.seq = ("
-            "SELECT n.seq FROM messages n WHERE n.conversation_id = c.id AND n.private = 0 "
+            f"SELECT n.seq FROM {self.db.tables.messages} n WHERE n.conversation_id = c.id AND n.private = 0 "
             "ORDER BY n.seq DESC LIMIT 1) ORDER BY c.id LIMIT %s",
             (State.AI.value, after_id, "customer", int(limit)),
         )

@@ -23,6 +23,7 @@ import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev de
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from chat.settings import DatabaseConfig
+from chat.store.schema import Tables
 
 Params = Sequence[Any]
 Row = tuple[Any, ...]  # one result row, columns in the order the query names them
@@ -71,9 +72,11 @@ class Tx(ABC):
 
 
 class Database(ABC):
-    """A connection pool (MySQL) or a serialized connection (SQLite)."""
+    """A connection pool (MySQL) or a serialized connection (SQLite), and the names of the
+    service's tables in it (`DB_TABLE_PREFIX` applied): every query takes them from `tables`."""
 
     dialect: str
+    tables: Tables = Tables()
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
@@ -155,8 +158,9 @@ class MySQLDatabase(Database):
 
     dialect = "mysql"
 
-    def __init__(self, pool: aiomysql.Pool, size: int):
+    def __init__(self, pool: aiomysql.Pool, size: int, tables: Tables | None = None):
         self._pool = pool
+        self.tables = tables or Tables()
         # a FIFO queue in front of the pool: aiomysql lets a newcomer take a freed connection
         # before the tasks already waiting, which under load starves some of them for seconds
         self._slots = asyncio.Semaphore(size)
@@ -183,7 +187,7 @@ class MySQLDatabase(Database):
             )
         except (pymysql.err.MySQLError, OSError) as exc:
             raise DatabaseError(f"cannot connect to {config.describe()}: {exc}") from None
-        return cls(pool, pool_size)
+        return cls(pool, pool_size, Tables(config.table_prefix))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -285,8 +289,9 @@ class SQLiteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection):
+    def __init__(self, conn: aiosqlite.Connection, tables: Tables | None = None):
         self._conn = conn
+        self.tables = tables or Tables()
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -302,7 +307,7 @@ class SQLiteDatabase(Database):
             await conn.execute("PRAGMA busy_timeout = 5000")
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open {config.describe()}: {exc}") from None
-        return cls(conn)
+        return cls(conn, Tables(config.table_prefix))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -9,11 +9,12 @@ from states.repository import Transition
 REASON_CHARS = 255  # conversation_events.reason is a VARCHAR(255)
 
 
-async def insert_event(tx: Tx, transition: Transition) -> None:
-    """Append the log entry of a transition inside the transaction that moves the mirror row."""
+async def insert_event(tx: Tx, table: str, transition: Transition) -> None:
+    """Append the log entry of a transition (to `table`, the prefixed conversation_events) inside the
+    transaction that moves the mirror row."""
     before, after = transition.before, transition.after
     await tx.execute(
-        f"INSERT INTO conversation_events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO {table} ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             transition.id,
             after.id,
@@ -40,7 +41,8 @@ class Events:
     async def list_of(self, conversation_id: str) -> list[TransitionEvent]:
         """The transition log of a conversation, oldest first."""
         rows = await self.db.fetchall(
-            f"SELECT {EVENT_COLUMNS} FROM conversation_events WHERE conversation_id = %s ORDER BY version",
+            f"SELECT {EVENT_COLUMNS} FROM {self.db.tables.conversation_events} WHERE conversation_id = %s "
+            "ORDER BY version",
             (conversation_id,),
         )
         return [event_from_row(r) for r in rows]

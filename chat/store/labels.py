@@ -18,32 +18,35 @@ class Labels:
 
     def __init__(self, db: Database):
         self.db = db
+        self._t = db.tables
 
     async def all(self) -> list[Label]:
         """Every label, by title."""
-        rows = await self.db.fetchall("SELECT id, title, description, color, created_ms FROM labels ORDER BY title")
+        rows = await self.db.fetchall(
+            f"SELECT id, title, description, color, created_ms FROM {self._t.labels} ORDER BY title")
         return [render.row_object(LABEL_FIELDS, r) for r in rows]
 
     async def create(self, title: str, description: str | None, color: str | None) -> Label:
         """A new label; DuplicateKey when the title is taken."""
         row = (str(uuid.uuid4()), title, description, color, now_ms())
         await self.db.execute(
-            "INSERT INTO labels (id, title, description, color, created_ms) VALUES (%s, %s, %s, %s, %s)", row
+            f"INSERT INTO {self._t.labels} (id, title, description, color, created_ms) VALUES (%s, %s, %s, %s, %s)", row
         )
         return render.row_object(LABEL_FIELDS, row)
 
     async def delete(self, label_id: str) -> bool:
         """Delete a label (and its uses); False when there was none."""
         async with self.db.transaction() as tx:
-            await tx.execute("DELETE FROM conversation_labels WHERE label_id = %s", (label_id,))
-            return bool(await tx.execute("DELETE FROM labels WHERE id = %s", (label_id,)))
+            await tx.execute(f"DELETE FROM {self._t.conversation_labels} WHERE label_id = %s", (label_id,))
+            return bool(await tx.execute(f"DELETE FROM {self._t.labels} WHERE id = %s", (label_id,)))
 
     async def titles_of(self, conversation_ids: list[str]) -> dict[str, list[str]]:
         """Label titles (sorted) of several conversations in one query."""
         if not conversation_ids:
             return {}
         rows = await self.db.fetchall(
-            "SELECT cl.conversation_id, l.title FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id "
+            f"SELECT cl.conversation_id, l.title FROM {self._t.conversation_labels} cl "
+            f"JOIN {self._t.labels} l ON l.id = cl.label_id "
             f"WHERE cl.conversation_id IN ({marks(conversation_ids)}) ORDER BY l.title",
             conversation_ids,
         )
@@ -57,16 +60,19 @@ class Labels:
         wanted = sorted(set(titles))
         found: dict[str, str] = {}
         if wanted:
-            rows = await self.db.fetchall(f"SELECT id, title FROM labels WHERE title IN ({marks(wanted)})", wanted)
+            rows = await self.db.fetchall(
+                f"SELECT id, title FROM {self._t.labels} WHERE title IN ({marks(wanted)})", wanted)
             found = {title: label_id for label_id, title in rows}
         missing = [t for t in wanted if t not in found]
         if missing:
             return missing
         async with self.db.transaction() as tx:
-            await tx.execute("DELETE FROM conversation_labels WHERE conversation_id = %s", (conversation_id,))
+            await tx.execute(
+                f"DELETE FROM {self._t.conversation_labels} WHERE conversation_id = %s", (conversation_id,))
             await tx.executemany(
-                "INSERT INTO conversation_labels (conversation_id, label_id) VALUES (%s, %s)",
+                f"INSERT INTO {self._t.conversation_labels} (conversation_id, label_id) VALUES (%s, %s)",
                 [(conversation_id, found[t]) for t in wanted],
             )
-            await tx.execute("UPDATE conversations SET updated_ms = %s WHERE id = %s", (now_ms(), conversation_id))
+            await tx.execute(
+                f"UPDATE {self._t.conversations} SET updated_ms = %s WHERE id = %s", (now_ms(), conversation_id))
         return []

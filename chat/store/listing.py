@@ -12,6 +12,7 @@ from chat import render
 from chat.store.db import Database
 from chat.store.labels import Labels
 from chat.store.models import ConversationRow
+from chat.store.schema import Tables
 
 # `q` is matched with LIKE ... ESCAPE '!': '!' is an ordinary character in the string literals
 # of both dialects (a backslash is not: MySQL reads '\' as an escape, SQLite does not).
@@ -42,8 +43,9 @@ class ConversationFilter:
     until_ms: int | None = None
     q: str | None = None
 
-    def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions on `conversations c` and their parameters."""
+    def where(self, tables: Tables | None = None) -> tuple[list[str], list[Any]]:
+        """SQL conditions on `conversations c` (the other tables named by `tables`) and their parameters."""
+        tables = tables or Tables()
         conditions: list[str] = []
         params: list[Any] = []
         for column in _EQUAL_COLUMNS:
@@ -59,7 +61,7 @@ class ConversationFilter:
             params.append(self.until_ms)
         if self.label is not None:
             conditions.append(
-                "EXISTS (SELECT 1 FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id "
+                f"EXISTS (SELECT 1 FROM {tables.conversation_labels} cl JOIN {tables.labels} l ON l.id = cl.label_id "
                 "WHERE cl.conversation_id = c.id AND l.title = %s)"
             )
             params.append(self.label)
@@ -67,7 +69,7 @@ class ConversationFilter:
             # A scan of the messages of every candidate conversation (no full-text index):
             # the other filters narrow the candidates first.
             conditions.append(
-                "EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id "
+                f"EXISTS (SELECT 1 FROM {tables.messages} m WHERE m.conversation_id = c.id "
                 f"AND LOWER(m.content) LIKE LOWER(%s) ESCAPE '{LIKE_ESCAPE}')"
             )
             params.append(like_pattern(self.q))
@@ -91,11 +93,11 @@ class ConversationListing:
 
     async def page(self, where: ConversationFilter, *, limit: int, after: Position | None) -> Page:
         """Newest first by (created_ms, id); `after` is the position of the previous page's last item."""
-        conditions, params = where.where()
+        conditions, params = where.where(self.db.tables)
         if after is not None:
             conditions.append("(c.created_ms < %s OR (c.created_ms = %s AND c.id < %s))")
             params += [after[0], after[0], after[1]]
-        sql = f"SELECT {_C_COLUMNS} FROM conversations c"
+        sql = f"SELECT {_C_COLUMNS} FROM {self.db.tables.conversations} c"
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY c.created_ms DESC, c.id DESC LIMIT %s"

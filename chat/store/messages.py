@@ -18,8 +18,6 @@ from chat.store.models import MESSAGE_COLUMNS, Message, message_from_row
 from states.clock import now_ms
 from states.errors import ConversationNotFound, StaleVersion
 
-_INSERT = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({marks(MESSAGE_COLUMNS.split(','))})"
-
 
 @dataclass(frozen=True)
 class Guard:
@@ -95,12 +93,19 @@ class Messages:
 
     def __init__(self, db: Database):
         self.db = db
+        self._t = db.tables.messages
+        self._c = c = db.tables.conversations
+        self._insert_sql = f"INSERT INTO {self._t} ({MESSAGE_COLUMNS}) VALUES ({marks(MESSAGE_COLUMNS.split(','))})"
+        self._seq_sql = f"SELECT last_seq FROM {c} WHERE id = %s"
+        # MySQL hands the new value back through LAST_INSERT_ID(expr): no SELECT round trip
+        bump = "LAST_INSERT_ID(last_seq + 1)" if db.dialect == "mysql" else "last_seq + 1"
+        self._bump_sql = f"UPDATE {c} SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
 
     async def find(self, conversation_id: str, sender_type: str, sender_id: str | None,
                    client_msg_id: str) -> Message | None:
         """The message this sender already stored with this client_msg_id, if any."""
         row = await self.db.fetchone(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND sender_type = %s "
+            f"SELECT {MESSAGE_COLUMNS} FROM {self._t} WHERE conversation_id = %s AND sender_type = %s "
             "AND sender_id = %s AND client_msg_id = %s",
             (conversation_id, sender_type, sender_id, client_msg_id),
         )
@@ -146,27 +151,24 @@ class Messages:
         async with self.db.transaction() as tx:
             seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
             message = draft.stored(seq, created_ms)
-            await tx.execute(_INSERT, _values(message))
+            await tx.execute(self._insert_sql, _values(message))
         return message
 
     async def _next_seq(self, tx: Tx, conversation_id: str, created_ms: int, guard: Guard | None) -> int:
         """Bump last_seq (under the guard) and return it; the row stays locked until the commit."""
-        mysql = self.db.dialect == "mysql"
-        # MySQL hands the new value back through LAST_INSERT_ID(expr): no SELECT round trip
-        bump = "LAST_INSERT_ID(last_seq + 1)" if mysql else "last_seq + 1"
-        sql = f"UPDATE conversations SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
+        sql = self._bump_sql
         params: tuple[Any, ...] = (created_ms, conversation_id)
         if guard is not None:
             condition, values = guard.sql()
             sql += f" AND {condition}"
             params += values
         if not await tx.execute(sql, params):
-            if guard is not None and await tx.fetchone("SELECT 1 FROM conversations WHERE id = %s", (conversation_id,)):
+            if guard is not None and await tx.fetchone(f"SELECT 1 FROM {self._c} WHERE id = %s", (conversation_id,)):
                 raise StaleVersion(conversation_id, guard.version or 0)
             raise ConversationNotFound(conversation_id)
-        if mysql:
+        if self.db.dialect == "mysql":
             return tx.last_insert_id
-        row = await tx.fetchone("SELECT last_seq FROM conversations WHERE id = %s", (conversation_id,))
+        row = await tx.fetchone(self._seq_sql, (conversation_id,))
         return int(row[0]) if row else 0
 
     async def append_batch(self, drafts: list[NewMessage]) -> list[Message]:
@@ -188,25 +190,25 @@ class Messages:
         checks, check_params = _guard_cases(ids, guards)
         async with self.db.transaction() as tx:
             moved = await tx.execute(
-                f"UPDATE conversations SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
+                f"UPDATE {self._c} SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
                 f"WHERE id IN ({marks(ids)}){checks}",
                 [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids + check_params,
             )
             if moved != len(ids):
                 raise ConversationNotFound("one of a batch")
-            rows = await tx.fetchall(f"SELECT id, last_seq FROM conversations WHERE id IN ({marks(ids)})", ids)
+            rows = await tx.fetchall(f"SELECT id, last_seq FROM {self._c} WHERE id IN ({marks(ids)})", ids)
             next_seq = {cid: int(last) - counts[cid] + 1 for cid, last in rows}
             messages = []
             for draft in drafts:
                 messages.append(draft.stored(next_seq[draft.conversation_id], created_ms))
                 next_seq[draft.conversation_id] += 1
-            await tx.executemany(_INSERT, [_values(m) for m in messages])
+            await tx.executemany(self._insert_sql, [_values(m) for m in messages])
         return messages
 
     async def list_of(self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None,
                       include_private: bool = True) -> list[Message]:
         """Messages with seq > after_seq, oldest first."""
-        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND seq > %s"
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM {self._t} WHERE conversation_id = %s AND seq > %s"
         params: list[Any] = [conversation_id, after_seq]
         if not include_private:
             sql += " AND private = 0"
@@ -219,7 +221,7 @@ class Messages:
     async def recent(self, conversation_id: str, limit: int) -> list[Message]:
         """The newest `limit` non-private messages, oldest first (the AI's context)."""
         rows = await self.db.fetchall(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = %s AND private = 0 "
+            f"SELECT {MESSAGE_COLUMNS} FROM {self._t} WHERE conversation_id = %s AND private = 0 "
             "ORDER BY seq DESC LIMIT %s",
             (conversation_id, int(limit)),
         )

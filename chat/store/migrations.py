@@ -1,12 +1,89 @@
-"""Schema upgrades: apply the versions of chat.store.schema that the database does not have yet."""
+"""Schema upgrades: apply the versions of chat.store.schema that the database does not have yet.
+
+Before anything is written, every table with one of the service's (prefixed) names that already
+exists is compared with the schema: another system's table of the same name (the old system's
+`conversations`, say) stops the upgrade with the differences listed, and nothing is changed.
+"""
 
 from __future__ import annotations
 
+import re
 import warnings
+from dataclasses import dataclass
 
-from chat.store.db import Database, DuplicateKey
-from chat.store.schema import MIGRATIONS, MYSQL_TABLE_OPTIONS, SCHEMA_VERSION_TABLE, render
+from chat.store.db import Database, DatabaseError, DuplicateKey
+from chat.store.schema import MIGRATIONS, SCHEMA_VERSION, Table, render, schema_tables
 from states.clock import now_ms
+
+_SAME_TYPES = {"integer": "int"}  # SQLite's spelling of MySQL's INT
+
+
+def type_family(declared: str) -> str:
+    """`VARCHAR(64)` -> `varchar`, `bigint(20) unsigned` -> `bigint`, `INTEGER` -> `int`: what is compared."""
+    family = re.split(r"[\s(]", declared.strip().lower(), maxsplit=1)[0]
+    return _SAME_TYPES.get(family, family)
+
+
+@dataclass(frozen=True)
+class TableDifference:
+    """How an existing table differs from the one the service would create under that name."""
+
+    table: str
+    missing: list[str]
+    extra: list[str]
+    mismatched: list[tuple[str, str, str]]  # (column, the schema's type, the table's type)
+
+    @property
+    def foreign(self) -> bool:
+        """True when the service cannot use the table (a column it writes is absent or of another type)."""
+        return bool(self.missing or self.mismatched)
+
+    def describe(self) -> str:
+        """One line: `conversations: missing state, ...; extra status, ...; id is int (expected VARCHAR(64))`."""
+        parts = []
+        if self.missing:
+            parts.append("missing column(s) " + ", ".join(self.missing))
+        if self.extra:
+            parts.append("extra column(s) " + ", ".join(self.extra))
+        parts += [f"{column} is {found} (expected {wanted})" for column, wanted, found in self.mismatched]
+        return f"{self.table}: " + "; ".join(parts)
+
+
+class ForeignSchema(DatabaseError):
+    """Tables with the service's names but another shape exist; nothing was written."""
+
+    def __init__(self, differences: list[TableDifference], prefix: str):
+        self.differences = differences
+        self.prefix = prefix
+        super().__init__(self.explain())
+
+    def explain(self) -> str:
+        """The differences and what to do, one table per line."""
+        lines = [
+            f"{len(self.differences)} existing table(s) named like the service's have another shape "
+            "(another system's tables?); nothing was written:",
+            *(f"  {d.describe()}" for d in self.differences),
+        ]
+        hint = "another" if self.prefix else "a"
+        lines.append(
+            f"Set {hint} DB_TABLE_PREFIX (e.g. DB_TABLE_PREFIX=chat_) so the service's tables live beside them; "
+            "`chat-api db import-legacy --mapping FILE` then copies their rows (docs/cutover.md)."
+        )
+        return "\n".join(lines)
+
+
+def compare(table: Table, name: str, found: dict[str, str]) -> TableDifference:
+    """The difference between the schema's `table` and an existing table's {column: declared type}."""
+    wanted = table.column_types()
+    found_lower = {column.lower(): declared for column, declared in found.items()}
+    missing = [column for column in wanted if column.lower() not in found_lower]
+    extra = [column for column in found if column.lower() not in {w.lower() for w in wanted}]
+    mismatched = [
+        (column, declared, found_lower[column.lower()])
+        for column, declared in wanted.items()
+        if column.lower() in found_lower and type_family(declared) != type_family(found_lower[column.lower()])
+    ]
+    return TableDifference(name, missing, extra, mismatched)
 
 
 class Migrations:
@@ -14,24 +91,70 @@ class Migrations:
 
     def __init__(self, db: Database):
         self.db = db
+        self.tables = db.tables
+
+    async def existing_columns(self) -> dict[str, dict[str, str]]:
+        """{table: {column: declared type}} of the tables that exist under the service's names."""
+        names = {self.tables.of(t.name) for t in schema_tables()}
+        if self.db.dialect == "mysql":
+            rows = await self.db.fetchall(
+                "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(['%s'] * len(names))}) "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                sorted(names),
+            )
+            found: dict[str, dict[str, str]] = {}
+            for table, column, declared in rows:
+                found.setdefault(table, {})[column] = declared
+            return found
+        present = await self.db.fetchall(
+            f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({', '.join(['%s'] * len(names))})",
+            sorted(names),
+        )
+        return {
+            name: {r[1]: r[2] for r in await self.db.fetchall(f'PRAGMA table_info("{name}")')}
+            for (name,) in present
+        }
+
+    async def differences(self) -> list[TableDifference]:
+        """Every existing table under the service's names that the service could not use."""
+        existing = await self.existing_columns()
+        found = []
+        for table in schema_tables():
+            name = self.tables.of(table.name)
+            if name in existing:
+                difference = compare(table, name, existing[name])
+                if difference.foreign:
+                    found.append(difference)
+        return found
+
+    async def check(self) -> None:
+        """Raise ForeignSchema (before anything is written) when a table of another shape has one of our names."""
+        differences = await self.differences()
+        if differences:
+            raise ForeignSchema(differences, self.tables.prefix)
 
     async def upgrade(self) -> list[int]:
-        """Create or upgrade the schema; return the versions applied (none when current)."""
-        options = f" {MYSQL_TABLE_OPTIONS}" if self.db.dialect == "mysql" else ""
+        """Create or upgrade the schema; return the versions applied (none when current).
+
+        ForeignSchema, with nothing written, when a table of another shape holds one of the names."""
+        await self.check()
         with warnings.catch_warnings():  # MySQL warns "already exists" on every later run
             warnings.simplefilter("ignore")
-            await self.db.execute(SCHEMA_VERSION_TABLE + options)
+            for statement in render(SCHEMA_VERSION, self.db.dialect, self.tables):
+                await self.db.execute(statement)
         current = await self.version()
         applied = []
         for version, tables in MIGRATIONS:
             if version <= current:
                 continue
             for table in tables:
-                for statement in render(table, self.db.dialect):
+                for statement in render(table, self.db.dialect, self.tables):
                     await self.db.execute(statement)
             try:
                 await self.db.execute(
-                    "INSERT INTO schema_version (version, applied_ms) VALUES (%s, %s)", (version, now_ms())
+                    f"INSERT INTO {self.tables.schema_version} (version, applied_ms) VALUES (%s, %s)",
+                    (version, now_ms()),
                 )
             except DuplicateKey:  # another instance upgraded at the same moment
                 continue
@@ -40,5 +163,5 @@ class Migrations:
 
     async def version(self) -> int:
         """The applied schema version (0 before the first upgrade)."""
-        row = await self.db.fetchone("SELECT MAX(version) FROM schema_version")
+        row = await self.db.fetchone(f"SELECT MAX(version) FROM {self.tables.schema_version}")
         return int(row[0] or 0) if row else 0

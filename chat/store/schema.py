@@ -3,20 +3,67 @@
 One description renders to both dialects: MySQL 8 / MariaDB 10.11 (InnoDB, utf8mb4, binary
 collation so ids and client_msg_id compare exactly as in SQLite) and SQLite. Times are
 epoch milliseconds (BIGINT) so the same arithmetic works in both for the statistics.
+
+Every table name the service uses goes through `Tables` (`DB_TABLE_PREFIX` prepended), so the
+service's tables can live beside another system's tables of the same names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
 class Table:
-    """A table: columns and inline constraints, plus non-unique indexes."""
+    """A table: columns and inline constraints, non-unique indexes and foreign keys (to a parent's id)."""
 
-    name: str
+    name: str  # without the prefix
     columns: list[str]
     indexes: list[tuple[str, str]] = field(default_factory=list)  # (index name, column list)
+    references: list[tuple[str, str]] = field(default_factory=list)  # (column, parent table): ON DELETE CASCADE
+
+    def column_types(self) -> dict[str, str]:
+        """Each column's declared type (`VARCHAR(64)`, `BIGINT`...), constraints left out."""
+        return {line.split()[0]: line.split()[1] for line in self.columns if not _CONSTRAINT.match(line)}
+
+
+_CONSTRAINT = re.compile(r"(PRIMARY KEY|UNIQUE|FOREIGN KEY)\b")
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]{0,24}")  # pasted into SQL as part of identifiers: nothing else
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The names of the service's tables under one prefix: `Tables("chat_").conversations == "chat_conversations"`."""
+
+    prefix: str = ""
+    users: str = field(init=False)
+    customer_contacts: str = field(init=False)
+    teams: str = field(init=False)
+    team_members: str = field(init=False)
+    labels: str = field(init=False)
+    conversations: str = field(init=False)
+    conversation_labels: str = field(init=False)
+    messages: str = field(init=False)
+    conversation_events: str = field(init=False)
+    schema_version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not PREFIX_PATTERN.fullmatch(self.prefix):
+            raise ValueError(f"table prefix {self.prefix!r}: letters, digits and _ only, at most 24")
+        for f in fields(self):
+            if f.name != "prefix":
+                object.__setattr__(self, f.name, self.prefix + f.name)
+
+    def of(self, name: str) -> str:
+        """The prefixed name of a schema table given without its prefix."""
+        if name not in BASE_NAMES:
+            raise KeyError(f"not a table of the schema: {name}")
+        return self.prefix + name
+
+    def all(self) -> list[str]:
+        """Every table of the latest schema, parents before children, then schema_version."""
+        return [*(self.prefix + name for name in table_names()), self.schema_version]
 
 
 ID = "VARCHAR(64) NOT NULL"
@@ -69,9 +116,9 @@ TABLES_V1 = [
             f"user_id {ID}",
             "created_ms BIGINT NOT NULL",
             "PRIMARY KEY (team_id, user_id)",
-            "FOREIGN KEY (team_id) REFERENCES teams (id) ON DELETE CASCADE",
         ],
         [("ix_team_members_user", "user_id")],
+        [("team_id", "teams")],
     ),
     Table(
         "labels",
@@ -117,10 +164,9 @@ TABLES_V1 = [
             f"conversation_id {ID}",
             f"label_id {ID}",
             "PRIMARY KEY (conversation_id, label_id)",
-            "FOREIGN KEY (conversation_id) REFERENCES conversations (id) ON DELETE CASCADE",
-            "FOREIGN KEY (label_id) REFERENCES labels (id) ON DELETE CASCADE",
         ],
         [("ix_conversation_labels_label", "label_id")],
+        [("conversation_id", "conversations"), ("label_id", "labels")],
     ),
     Table(
         "messages",
@@ -138,9 +184,9 @@ TABLES_V1 = [
             "UNIQUE (conversation_id, seq)",
             # idempotency is per sender: two clients numbering their messages 1, 2, 3 never collide
             "UNIQUE (conversation_id, sender_type, sender_id, client_msg_id)",
-            "FOREIGN KEY (conversation_id) REFERENCES conversations (id) ON DELETE CASCADE",
         ],
         [("ix_messages_created", "created_ms")],
+        [("conversation_id", "conversations")],
     ),
     Table(
         "conversation_events",
@@ -159,9 +205,9 @@ TABLES_V1 = [
             "created_ms BIGINT NOT NULL",
             "PRIMARY KEY (id)",
             "UNIQUE (conversation_id, version)",
-            "FOREIGN KEY (conversation_id) REFERENCES conversations (id) ON DELETE CASCADE",
         ],
         [("ix_events_created", "created_ms"), ("ix_events_trigger", "trigger_name, created_ms")],
+        [("conversation_id", "conversations")],
     ),
 ]
 
@@ -171,23 +217,37 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
-SCHEMA_VERSION_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ms BIGINT NOT NULL, "
-    "PRIMARY KEY (version))"
+SCHEMA_VERSION = Table(
+    "schema_version", ["version INTEGER NOT NULL", "applied_ms BIGINT NOT NULL", "PRIMARY KEY (version)"]
 )
 
 
-def render(table: Table, dialect: str) -> list[str]:
-    """CREATE statements for one table in `mysql` or `sqlite`, each safe to run again."""
-    body = ",\n  ".join(table.columns)
+def render(table: Table, dialect: str, tables: Tables | None = None) -> list[str]:
+    """CREATE statements for one table in `mysql` or `sqlite` under `tables`' prefix, each safe to run again."""
+    t = tables or Tables()
+    body = ",\n  ".join(
+        [*table.columns, *(f"FOREIGN KEY ({column}) REFERENCES {t.of(parent)} (id) ON DELETE CASCADE"
+                           for column, parent in table.references)]
+    )
+    name = t.of(table.name)
+    # index names are per database in SQLite: prefixed too, so they never meet another system's
+    indexes = [(t.prefix + index, cols) for index, cols in table.indexes]
     if dialect == "mysql":
-        inline = "".join(f",\n  INDEX {name} ({cols})" for name, cols in table.indexes)
-        return [f"CREATE TABLE IF NOT EXISTS {table.name} (\n  {body}{inline}\n) {MYSQL_TABLE_OPTIONS}"]
-    statements = [f"CREATE TABLE IF NOT EXISTS {table.name} (\n  {body}\n)"]
-    statements += [f"CREATE INDEX IF NOT EXISTS {name} ON {table.name} ({cols})" for name, cols in table.indexes]
+        inline = "".join(f",\n  INDEX {index} ({cols})" for index, cols in indexes)
+        return [f"CREATE TABLE IF NOT EXISTS {name} (\n  {body}{inline}\n) {MYSQL_TABLE_OPTIONS}"]
+    statements = [f"CREATE TABLE IF NOT EXISTS {name} (\n  {body}\n)"]
+    statements += [f"CREATE INDEX IF NOT EXISTS {index} ON {name} ({cols})" for index, cols in indexes]
     return statements
 
 
 def table_names() -> list[str]:
-    """Every table of the latest schema, parents before children."""
+    """Every table of the latest schema (without a prefix), parents before children."""
     return [t.name for _, tables in MIGRATIONS for t in tables]
+
+
+def schema_tables() -> list[Table]:
+    """Every table the service creates, schema_version included: what must match where it exists."""
+    return [SCHEMA_VERSION, *(t for _, tables in MIGRATIONS for t in tables)]
+
+
+BASE_NAMES = frozenset(t.name for t in schema_tables())

@@ -24,6 +24,8 @@ class Staff:
 
     def __init__(self, db: Database):
         self.db = db
+        self._users = db.tables.users
+        self._members = db.tables.team_members
 
     async def remember(self, user_id: str, role: str, name: str | None) -> None:
         """Record (or refresh) a token holder in `users` (agents must exist to be assigned)."""
@@ -31,35 +33,36 @@ class Staff:
         try:
             async with self.db.transaction() as tx:
                 await tx.execute(
-                    "INSERT INTO users (id, role, name, active, created_ms, updated_ms) VALUES (%s, %s, %s, 1, %s, %s)",
+                    f"INSERT INTO {self._users} (id, role, name, active, created_ms, updated_ms) "
+                    "VALUES (%s, %s, %s, 1, %s, %s)",
                     (user_id, role, name, now, now),
                 )
         except DuplicateKey:
             await self.db.execute(
-                "UPDATE users SET role = %s, name = COALESCE(%s, name), updated_ms = %s WHERE id = %s",
+                f"UPDATE {self._users} SET role = %s, name = COALESCE(%s, name), updated_ms = %s WHERE id = %s",
                 (role, name, now, user_id),
             )
 
     async def agent_exists(self, agent_id: str) -> bool:
         """Is there an active agent (or admin) with this id?"""
         row = await self.db.fetchone(
-            "SELECT 1 FROM users WHERE id = %s AND role IN (%s, %s) AND active = 1", (agent_id, *STAFF_ROLES)
+            f"SELECT 1 FROM {self._users} WHERE id = %s AND role IN (%s, %s) AND active = 1", (agent_id, *STAFF_ROLES)
         )
         return row is not None
 
     async def list_staff(self) -> list[StaffMember]:
         """Every agent and admin known to the service, by id."""
         rows = await self.db.fetchall(
-            "SELECT id, role, active, max_chats FROM users WHERE role IN (%s, %s) ORDER BY id", STAFF_ROLES
+            f"SELECT id, role, active, max_chats FROM {self._users} WHERE role IN (%s, %s) ORDER BY id", STAFF_ROLES
         )
         return [StaffMember(r[0], r[1], bool(r[2]), int(r[3]) if r[3] is not None else None) for r in rows]
 
     async def teams_of(self, user_id: str) -> list[str]:
         """The teams a user is a member of (team_members)."""
-        rows = await self.db.fetchall("SELECT team_id FROM team_members WHERE user_id = %s", (user_id,))
+        rows = await self.db.fetchall(f"SELECT team_id FROM {self._members} WHERE user_id = %s", (user_id,))
         return [r[0] for r in rows]
 
     async def max_chats_of(self, user_id: str) -> int | None:
         """A user's own capacity, when one is set."""
-        row = await self.db.fetchone("SELECT max_chats FROM users WHERE id = %s", (user_id,))
+        row = await self.db.fetchone(f"SELECT max_chats FROM {self._users} WHERE id = %s", (user_id,))
         return int(row[0]) if row and row[0] is not None else None

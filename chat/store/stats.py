@@ -75,6 +75,7 @@ class Stats:
 
     def __init__(self, db: Database):
         self.db = db
+        self._t = db.tables
 
     async def figures(self, *, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, Any]:
         """The figures of GET /api/v1/stats (definitions in docs/rest.md)."""
@@ -106,8 +107,9 @@ class Stats:
 
     async def _by_state(self, window: Window) -> dict[str, int]:
         scope, params = window.scoped("c.created_ms")
+        tb = self._t
         rows = await self.db.fetchall(
-            f"SELECT c.state, COUNT(*) FROM conversations c WHERE 1 = 1{scope} GROUP BY c.state", params
+            f"SELECT c.state, COUNT(*) FROM {tb.conversations} c WHERE 1 = 1{scope} GROUP BY c.state", params
         )
         counts = dict.fromkeys(STATES, 0)
         counts.update({state: int(n) for state, n in rows})
@@ -115,9 +117,10 @@ class Stats:
 
     async def _handed_off(self, window: Window) -> int:
         scope, params = window.scoped("e.created_ms")
+        tb = self._t
         row = await self.db.fetchone(
-            "SELECT COUNT(DISTINCT e.conversation_id) FROM conversation_events e "
-            "JOIN conversations c ON c.id = e.conversation_id "
+            f"SELECT COUNT(DISTINCT e.conversation_id) FROM {tb.conversation_events} e "
+            f"JOIN {tb.conversations} c ON c.id = e.conversation_id "
             f"WHERE e.trigger_name = %s{scope}",
             [Trigger.REQUEST_HANDOFF.value, *params],
         )
@@ -127,12 +130,13 @@ class Stats:
         """Conversations closed in the window (their last close in it): count, summed time from
         creation to that close, and how many never had a (non-private) agent message."""
         scope, params = window.scoped("e.created_ms")
+        tb = self._t
         row = await self.db.fetchone(
             "SELECT COUNT(*), SUM(t.closed_ms - t.created_ms), "
-            "SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = t.id "
+            f"SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM {tb.messages} m WHERE m.conversation_id = t.id "
             "AND m.sender_type = %s AND m.private = 0) THEN 1 ELSE 0 END) "
             "FROM (SELECT c.id AS id, c.created_ms AS created_ms, MAX(e.created_ms) AS closed_ms "
-            "FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id "
+            f"FROM {tb.conversation_events} e JOIN {tb.conversations} c ON c.id = e.conversation_id "
             f"WHERE e.to_state = %s{scope} GROUP BY c.id, c.created_ms) t",
             [AGENT, State.CLOSED.value, *params],
         )
@@ -144,10 +148,12 @@ class Stats:
         """Milliseconds from entering `handoff` (in the window) to the very next transition when
         that one is handoff -> human; a queue left any other way (release, close) is no wait."""
         scope, params = window.scoped("e1.created_ms")
+        tb = self._t
         rows = await self.db.fetchall(
-            "SELECT e2.created_ms - e1.created_ms FROM conversation_events e1 "
-            "JOIN conversation_events e2 ON e2.conversation_id = e1.conversation_id AND e2.version = e1.version + 1 "
-            "JOIN conversations c ON c.id = e1.conversation_id "
+            f"SELECT e2.created_ms - e1.created_ms FROM {tb.conversation_events} e1 "
+            f"JOIN {tb.conversation_events} e2 "
+            "ON e2.conversation_id = e1.conversation_id AND e2.version = e1.version + 1 "
+            f"JOIN {tb.conversations} c ON c.id = e1.conversation_id "
             f"WHERE e1.to_state = %s AND e2.from_state = %s AND e2.to_state = %s{scope}",
             [State.HANDOFF.value, State.HANDOFF.value, State.HUMAN.value, *params],
         )
@@ -157,14 +163,15 @@ class Stats:
         """(count, summed ms) from each conversation's first assignment (in the window) to the
         first non-private agent message at or after it; conversations with no reply yet skipped."""
         scope, params = window.scoped("a.first_ms")
+        tb = self._t
         row = await self.db.fetchone(
             "SELECT COUNT(*), SUM(r.reply_ms - r.first_ms) FROM ("
-            "SELECT a.first_ms AS first_ms, (SELECT MIN(m.created_ms) FROM messages m "
+            f"SELECT a.first_ms AS first_ms, (SELECT MIN(m.created_ms) FROM {tb.messages} m "
             "WHERE m.conversation_id = a.conversation_id AND m.sender_type = %s AND m.private = 0 "
             "AND m.created_ms >= a.first_ms) AS reply_ms "
-            "FROM (SELECT conversation_id, MIN(created_ms) AS first_ms FROM conversation_events "
+            f"FROM (SELECT conversation_id, MIN(created_ms) AS first_ms FROM {tb.conversation_events} "
             "WHERE to_state = %s GROUP BY conversation_id) a "
-            f"JOIN conversations c ON c.id = a.conversation_id WHERE 1 = 1{scope}"
+            f"JOIN {tb.conversations} c ON c.id = a.conversation_id WHERE 1 = 1{scope}"
             ") r WHERE r.reply_ms IS NOT NULL",
             [AGENT, State.HUMAN.value, *params],
         )
@@ -172,9 +179,10 @@ class Stats:
 
     async def _messages(self, window: Window) -> dict[str, int]:
         scope, params = window.scoped("m.created_ms")
-        join = " JOIN conversations c ON c.id = m.conversation_id" if window.team_id is not None else ""
+        tb = self._t
+        join = f" JOIN {tb.conversations} c ON c.id = m.conversation_id" if window.team_id is not None else ""
         rows = await self.db.fetchall(
-            f"SELECT m.sender_type, COUNT(*) FROM messages m{join} WHERE 1 = 1{scope} GROUP BY m.sender_type",
+            f"SELECT m.sender_type, COUNT(*) FROM {tb.messages} m{join} WHERE 1 = 1{scope} GROUP BY m.sender_type",
             params,
         )
         counts = dict.fromkeys(SENDER_TYPES, 0)

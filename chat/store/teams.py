@@ -11,10 +11,6 @@ from states.clock import now_ms
 
 TEAM_COLUMNS = "id, name, description, created_ms, updated_ms"
 EDITABLE = ("name", "description")
-_MEMBER_SQL = (
-    "SELECT tm.team_id, tm.user_id, u.name, u.role, tm.created_ms FROM team_members tm "
-    "LEFT JOIN users u ON u.id = tm.user_id WHERE tm.team_id = %s"
-)
 
 
 TEAM_FIELDS = ("id", "name", "description", "created_at", "updated_at")
@@ -36,26 +32,32 @@ class Teams:
 
     def __init__(self, db: Database):
         self.db = db
+        t = db.tables
+        self._teams, self._members = t.teams, t.team_members
+        self._member_sql = (
+            f"SELECT tm.team_id, tm.user_id, u.name, u.role, tm.created_ms FROM {t.team_members} tm "
+            f"LEFT JOIN {t.users} u ON u.id = tm.user_id WHERE tm.team_id = %s"
+        )
 
     async def exists(self, team_id: str) -> bool:
         """Is there a team with this id?"""
-        return await self.db.fetchone("SELECT 1 FROM teams WHERE id = %s", (team_id,)) is not None
+        return await self.db.fetchone(f"SELECT 1 FROM {self._teams} WHERE id = %s", (team_id,)) is not None
 
     async def all(self) -> list[Team]:
         """Every team, by name."""
-        rows = await self.db.fetchall(f"SELECT {TEAM_COLUMNS} FROM teams ORDER BY name")
+        rows = await self.db.fetchall(f"SELECT {TEAM_COLUMNS} FROM {self._teams} ORDER BY name")
         return [_team(r) for r in rows]
 
     async def get(self, team_id: str) -> Team | None:
         """One team, or None."""
-        row = await self.db.fetchone(f"SELECT {TEAM_COLUMNS} FROM teams WHERE id = %s", (team_id,))
+        row = await self.db.fetchone(f"SELECT {TEAM_COLUMNS} FROM {self._teams} WHERE id = %s", (team_id,))
         return _team(row) if row else None
 
     async def create(self, name: str, description: str | None) -> Team:
         """A new team; DuplicateKey when the name is taken."""
         now = now_ms()
         row = (str(uuid.uuid4()), name, description, now, now)
-        await self.db.execute(f"INSERT INTO teams ({TEAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", row)
+        await self.db.execute(f"INSERT INTO {self._teams} ({TEAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", row)
         return _team(row)
 
     async def update(self, team_id: str, changes: dict[str, Any]) -> Team | None:
@@ -64,7 +66,8 @@ class Teams:
         params = [changes[column] for column in EDITABLE if column in changes]
         if sets:
             changed = await self.db.execute(
-                f"UPDATE teams SET {', '.join(sets)}, updated_ms = %s WHERE id = %s", [*params, now_ms(), team_id]
+                f"UPDATE {self._teams} SET {', '.join(sets)}, updated_ms = %s WHERE id = %s",
+                [*params, now_ms(), team_id],
             )
             if not changed:
                 return None
@@ -73,20 +76,21 @@ class Teams:
     async def delete(self, team_id: str) -> bool:
         """Delete a team and its memberships; conversations keep their team_id. False when none."""
         async with self.db.transaction() as tx:
-            await tx.execute("DELETE FROM team_members WHERE team_id = %s", (team_id,))
-            return bool(await tx.execute("DELETE FROM teams WHERE id = %s", (team_id,)))
+            await tx.execute(f"DELETE FROM {self._members} WHERE team_id = %s", (team_id,))
+            return bool(await tx.execute(f"DELETE FROM {self._teams} WHERE id = %s", (team_id,)))
 
     async def members(self, team_id: str) -> list[Member]:
         """The members of a team, by user id."""
-        rows = await self.db.fetchall(_MEMBER_SQL + " ORDER BY tm.user_id", (team_id,))
+        rows = await self.db.fetchall(self._member_sql + " ORDER BY tm.user_id", (team_id,))
         return [_member(r) for r in rows]
 
     async def add_member(self, team_id: str, user_id: str) -> Member:
         """Add a member; DuplicateKey when already one, IntegrityError when the team is gone."""
         await self.db.execute(
-            "INSERT INTO team_members (team_id, user_id, created_ms) VALUES (%s, %s, %s)", (team_id, user_id, now_ms())
+            f"INSERT INTO {self._members} (team_id, user_id, created_ms) VALUES (%s, %s, %s)",
+            (team_id, user_id, now_ms()),
         )
-        row = await self.db.fetchone(_MEMBER_SQL + " AND tm.user_id = %s", (team_id, user_id))
+        row = await self.db.fetchone(self._member_sql + " AND tm.user_id = %s", (team_id, user_id))
         if row is None:  # deleted again between the two statements
             raise LookupError(f"{user_id} is no longer a member of {team_id}")
         return _member(row)
@@ -94,5 +98,6 @@ class Teams:
     async def remove_member(self, team_id: str, user_id: str) -> bool:
         """Remove a member; False when it was not one."""
         return bool(
-            await self.db.execute("DELETE FROM team_members WHERE team_id = %s AND user_id = %s", (team_id, user_id))
+            await self.db.execute(
+                f"DELETE FROM {self._members} WHERE team_id = %s AND user_id = %s", (team_id, user_id))
         )

@@ -36,7 +36,8 @@ async def test_record_transition_moves_the_row_and_logs(store, make_conversation
     t = moved(c, state=State.HANDOFF.value, handoff_at=c.updated_at)
     async with store.conversations.record_transition(t):
         pass
-    row = await store.db.fetchone("SELECT state, version, handoff_ms FROM conversations WHERE id = %s", (c.id,))
+    row = await store.db.fetchone(
+        f"SELECT state, version, handoff_ms FROM {store.db.tables.conversations} WHERE id = %s", (c.id,))
     assert (row[0], row[1]) == ("handoff", 1) and row[2] is not None
     [event] = await store.events.list_of(c.id)
     assert (event.id, event.from_state, event.to_state, event.actor_id, event.reason) == (t.id, "ai", "handoff",

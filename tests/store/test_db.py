@@ -18,12 +18,12 @@ async def test_a_closed_database_raises_database_error(database_url):
 
 async def test_a_failed_block_rolls_back_and_a_duplicate_is_duplicate_key(store):
     db, a, b, title = store.db, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    insert = "INSERT INTO labels (id, title, created_ms) VALUES (%s, %s, %s)"
+    insert = f"INSERT INTO {db.tables.labels} (id, title, created_ms) VALUES (%s, %s, %s)"
     with pytest.raises(RuntimeError):
         async with db.transaction() as tx:
             await tx.execute(insert, (a, title, 1))
             raise RuntimeError("boom")
-    assert await db.fetchone("SELECT id FROM labels WHERE id = %s", (a,)) is None
+    assert await db.fetchone(f"SELECT id FROM {db.tables.labels} WHERE id = %s", (a,)) is None
     await db.execute(insert, (a, title, 1))
     with pytest.raises(DuplicateKey):
         await db.execute(insert, (b, title, 1))

@@ -1,10 +1,115 @@
-"""Schema upgrades on MariaDB and SQLite."""
+"""Schema upgrades on MariaDB and SQLite, and the check that refuses another system's tables."""
 
-from chat.store.schema import LATEST_VERSION, table_names
+from dataclasses import replace
+
+import pytest
+
+from chat import cli
+from chat.settings import parse_database_url
+from chat.store import Store, connect
+from chat.store.migrations import ForeignSchema, type_family
+from chat.store.schema import LATEST_VERSION, Tables
+from tests.conftest import TEST_DATABASE_URL, redis_url
+from tests.legacy_tables import create_legacy, fresh_mysql_database
 
 
 async def test_upgrade_is_idempotent(store):
     assert await store.migrations.upgrade() == []
     assert await store.migrations.version() == LATEST_VERSION
-    for table in table_names():
+    for table in store.db.tables.all():
         assert await store.db.fetchone(f"SELECT COUNT(*) FROM {table}") is not None
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def legacy_config(request, tmp_path):
+    """A new database holding only the old system's tables and rows."""
+    if request.param == "sqlite":
+        config = parse_database_url(f"sqlite:///{tmp_path}/old.db")
+        create_legacy(config)
+        yield config
+        return
+    with fresh_mysql_database(TEST_DATABASE_URL) as url:
+        config = parse_database_url(url)
+        create_legacy(config)
+        yield config
+
+
+async def _tables_and_rows(db) -> dict[str, int]:
+    if db.dialect == "mysql":
+        names = [r[0] for r in await db.fetchall("SELECT TABLE_NAME FROM information_schema.TABLES "
+                                                 "WHERE TABLE_SCHEMA = DATABASE()")]
+    else:
+        names = [r[0] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {name: (await db.fetchone(f"SELECT COUNT(*) FROM {name}"))[0] for name in sorted(names)}
+
+
+async def test_the_old_systems_tables_stop_the_upgrade_before_anything_is_written(legacy_config):
+    db = await connect(legacy_config)
+    try:
+        before = await _tables_and_rows(db)
+        with pytest.raises(ForeignSchema) as refused:
+            await Store(db).migrations.upgrade()
+        assert await _tables_and_rows(db) == before  # not one table created, not one row changed
+    finally:
+        await db.close()
+    text = str(refused.value)
+    lines = {d.table: d for d in refused.value.differences}
+    assert set(lines) == {"users", "customer_contacts", "teams", "labels", "conversations", "messages"}
+    conversations = lines["conversations"]
+    assert {"state", "agent_type", "version", "last_seq", "created_ms"} <= set(conversations.missing)
+    assert {"status", "assignee_id", "contact_id", "created_at"} <= set(conversations.extra)
+    assert conversations.mismatched[0][:2] == ("id", "VARCHAR(64)")
+    assert "conversations: missing column(s) user_id, state" in text
+    assert "DB_TABLE_PREFIX" in text and "nothing was written" in text
+
+
+async def test_with_a_prefix_the_service_tables_live_beside_the_old_ones(legacy_config):
+    db = await connect(replace(legacy_config, table_prefix="chat_"))
+    try:
+        before = await _tables_and_rows(db)
+        store = Store(db)
+        assert await store.migrations.upgrade() == [LATEST_VERSION]
+        after = await _tables_and_rows(db)
+        assert {name: rows for name, rows in after.items() if name in before} == before  # old ones untouched
+        assert sorted(set(after) - set(before)) == sorted(db.tables.all())
+        assert await store.migrations.upgrade() == []
+    finally:
+        await db.close()
+
+
+async def test_a_table_of_our_shape_with_extra_columns_is_used(tmp_path):
+    config = parse_database_url(f"sqlite:///{tmp_path}/x.db")
+    db = await connect(config)
+    try:
+        await db.execute("CREATE TABLE labels (id VARCHAR(64) NOT NULL PRIMARY KEY, title VARCHAR(191) NOT NULL, "
+                         "description TEXT NULL, color VARCHAR(16) NULL, created_ms BIGINT NOT NULL, note TEXT NULL)")
+        assert await Store(db).migrations.upgrade() == [LATEST_VERSION]
+    finally:
+        await db.close()
+
+
+def test_types_compare_by_family():
+    assert type_family("VARCHAR(64)") == type_family("varchar(191)") == "varchar"
+    assert type_family("INTEGER") == type_family("int(11)") == "int"
+    assert type_family("bigint(20) unsigned") == "bigint"
+
+
+def test_a_prefix_is_an_identifier_part_only():
+    assert Tables("chat_").conversations == "chat_conversations"
+    assert Tables("chat_").of("schema_version") == "chat_schema_version"
+    with pytest.raises(ValueError):
+        Tables("x; DROP TABLE users")
+
+
+def test_db_upgrade_on_the_old_tables_exits_2_and_lists_them(tmp_path, monkeypatch, capsys):
+    create_legacy(parse_database_url(f"sqlite:///{tmp_path}/old.db"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/old.db")
+    monkeypatch.setenv("REDIS_URL", redis_url())
+    monkeypatch.setenv("JWT_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
+    assert cli.main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "conversations: missing column(s)" in err and "DB_TABLE_PREFIX" in err
+    monkeypatch.setenv("DB_TABLE_PREFIX", "chat_")
+    assert cli.main(["db", "upgrade"]) == 0
+    assert "applied schema version(s) [1]" in capsys.readouterr().out

@@ -11,8 +11,8 @@ from states import State
 
 async def remove(store: Store, ids: list[str]) -> None:
     """An app on this shared database would act on them (sweeps, routing): they go when the test ends."""
-    await store.db.execute(f"DELETE FROM messages WHERE conversation_id IN ({marks(ids)})", ids)
-    await store.db.execute(f"DELETE FROM conversations WHERE id IN ({marks(ids)})", ids)
+    await store.db.execute(f"DELETE FROM {store.db.tables.messages} WHERE conversation_id IN ({marks(ids)})", ids)
+    await store.db.execute(f"DELETE FROM {store.db.tables.conversations} WHERE id IN ({marks(ids)})", ids)
 
 
 async def test_assigned_is_every_conversation_in_human_by_agent(store: Store, make_conversation):

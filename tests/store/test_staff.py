@@ -13,7 +13,7 @@ async def test_remember_inserts_then_refreshes(store):
     agent = uid("agent")
     await store.staff.remember(agent, "agent", "Ann")
     await store.staff.remember(agent, "admin", None)  # a missing name keeps the known one
-    row = await store.db.fetchone("SELECT role, name FROM users WHERE id = %s", (agent,))
+    row = await store.db.fetchone(f"SELECT role, name FROM {store.db.tables.users} WHERE id = %s", (agent,))
     assert tuple(row) == ("admin", "Ann")
 
 
@@ -34,7 +34,7 @@ async def test_teams_and_capacity_of_a_user(store):
     agent = uid("agent")
     await store.staff.remember(agent, "agent", None)
     assert await store.staff.max_chats_of(agent) is None
-    await store.db.execute("UPDATE users SET max_chats = 3 WHERE id = %s", (agent,))
+    await store.db.execute(f"UPDATE {store.db.tables.users} SET max_chats = 3 WHERE id = %s", (agent,))
     assert await store.staff.max_chats_of(agent) == 3
     team = await store.teams.create(uid("team"), None)
     await store.teams.add_member(team["id"], agent)
