@@ -9,9 +9,10 @@ reads that table, and the README's table and docs/settings.md are generated from
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from chat.settings_parse import (
     URL_ROOT,
     DatabaseConfig,
     Group,
+    Parser,
     RedisConfig,
     Row,
     SettingsError,
@@ -73,6 +75,16 @@ DEFAULT_DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"  # chat.ai.
 AI_PROVIDERS = ("dashscope", "openai", "echo")
 MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _table_prefix(variable: str, text: str) -> str:
+    prefix = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,24}", prefix):
+        raise SettingsError(variable, f"letters, digits and _ only, at most 24 of them, got {prefix!r}")
+    return prefix
+
+
+TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 
@@ -198,6 +210,11 @@ class Settings:
         _ROUTING, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever"
     )
     db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
+    db_table_prefix: str = setting(
+        _STORAGE, "DB_TABLE_PREFIX", "", TABLE_PREFIX,
+        "put before every table name of the service (`chat_` -> `chat_conversations`...), so its tables "
+        "live beside another system's tables of the same names (docs/cutover.md)",
+    )
     db_connect_timeout_s: float = setting(
         _STORAGE, "DB_CONNECT_TIMEOUT_S", 30.0, number(0.0),
         "how long `serve` waits for an unreachable database at start (one progress line per attempt), "
@@ -238,7 +255,6 @@ class Settings:
                 f"Redis {redis}")
 
 
-
 def settings_table() -> list[Row]:
     """Every setting read from the environment, in declaration order."""
     return table_of(Settings)
@@ -250,6 +266,7 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     values["embedded"] = embedded
     if "database" not in given:
         values["database"] = DatabaseConfig(kind="sqlite", path=str(values["data_dir"] / "chat.db"))
+    values["database"] = replace(values["database"], table_prefix=values["db_table_prefix"])
     if "jwt_secret_key" not in given:
         if not embedded:
             raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
