@@ -19,6 +19,7 @@ import logging
 import time
 import uuid
 from contextlib import aclosing
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -213,8 +214,11 @@ class AIRunner:
         try:
             while True:
                 self._pending.discard(conversation_id)
-                if not await self._locked_turn(conversation_id):
+                outcome = await self._locked_turn(conversation_id)
+                if outcome == "busy":
                     return  # another instance is answering; it looks again when it is done
+                if outcome == "broken":
+                    return  # its message may be taken on again: the next sweep does, not a tight loop here
                 if conversation_id in self._pending or await self._due(conversation_id):
                     continue
                 self._memories.settle(conversation_id)
@@ -237,11 +241,12 @@ class AIRunner:
             log.exception("could not look for unanswered messages of %s", conversation_id)
             return False
 
-    async def _locked_turn(self, conversation_id: str) -> bool:
-        """One turn under the conversation's lock; False when another instance holds it."""
+    async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
+        """One turn under the conversation's lock: "busy" when another instance holds it, "broken"
+        when it failed unexpectedly (a dependency went away mid-turn), else "done"."""
         key, token = redis_keys.ai_turn(conversation_id), uuid.uuid4().hex
         if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
-            return False
+            return "busy"
         self._locks[conversation_id] = token
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep_locks(), name="ai-turn-locks")
@@ -253,15 +258,19 @@ class AIRunner:
             if _cancelled_meanwhile():  # e.g. the database driver turned the cancel into its own error
                 raise asyncio.CancelledError from None
             log.exception("AI turn of %s failed unexpectedly", conversation_id)
+            self._memories.abandon(conversation_id)  # not answered: a later sweep takes it on again
+            return "broken"
         finally:
             self._locks.pop(conversation_id, None)
             await asyncio.shield(self._unlock(keys=[key], args=[token]))
-        return True
+        return "done"
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
         try:
-            conversation = await self.conversations.get(conversation_id)
+            # checked against SQL first: a live record behind it (Redis restored from an older
+            # snapshot) would have the AI stream a reply into a conversation a human holds
+            conversation = await self.conversations.refresh(conversation_id)
         except NotFound:
             return None
         if conversation.state != State.AI:
@@ -334,6 +343,9 @@ class AIRunner:
             self.discarded += 1
             metrics.AI_DISCARDED.inc()
             log.info("AI reply for %s discarded: the conversation moved on", conversation.id)
+            # not answered: if the conversation is still (or again) with the AI, the next look
+            # (right after this turn, on the repaired record) takes the message on once more
+            memory.attempted = 0
             return
         memory.attempted = 0  # answered: nothing of this turn needs remembering
         if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile

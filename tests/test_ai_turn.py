@@ -328,3 +328,63 @@ async def test_a_turn_cancelled_at_shutdown_is_logged_as_cancelled(harness, monk
         await runner.close()
     assert [r.levelno for r in caplog.records] == [logging.INFO]
     assert "cancelled: the instance is shutting down" in caplog.records[0].getMessage()
+
+
+async def test_a_stale_live_record_saying_ai_does_not_stream_into_a_conversation_a_human_holds(harness):
+    """Redis restored from an older snapshot says `ai`; SQL says an agent holds the conversation: the
+    turn reads the record checked against SQL, so no reply is streamed (fault suite, item 1)."""
+    ws, cid = await start(harness)
+    redis, key = harness.app[keys.REDIS], redis_keys.session(cid)
+    snapshot = await redis.get(key)
+    agent = Identity("agent-1", "agent")
+    await harness.ops.staff.remember(agent)
+    await harness.ops.assignment.claim(agent, cid)
+    await redis.set(key, snapshot)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="still there?")
+    await harness.drain_ai()
+    assert harness.provider.calls == []
+    assert (await harness.repository.get(cid)).state == "human"
+
+
+async def test_a_reply_discarded_because_the_conversation_moved_and_came_back_is_written_again(harness):
+    """The conversation went to `handoff` and back to `ai` during the turn: the reply is discarded (it
+    answered another version) and the message is taken on once more, not left unanswered."""
+    provider: ScriptedProvider = harness.provider
+    provider.gate = asyncio.Event()
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await ws.event("ai.delta")
+    await harness.repository.fire(cid, "request_handoff")  # straight through: no local cancel
+    await harness.repository.fire(cid, "release")
+    provider.gate.set()
+    await harness.drain_ai()
+    assert harness.app[keys.AI_RUNNER].discarded == 1
+    senders = [m.sender_type for m in await harness.app[keys.STORE].messages.list_of(cid)]
+    assert senders == ["customer", "ai"] and len(provider.calls) == 2
+
+
+class FailsOnce(ScriptedProvider):
+    """A dependency going away mid-turn (not an AI error): the first turn breaks, later ones work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    async def stream(self, messages, *, tools=None):
+        if not self.broken:
+            self.broken = True
+            raise ConnectionError("Redis went away while publishing a delta")
+        async for item in super().stream(messages, tools=tools):
+            yield item
+
+
+async def test_a_turn_broken_by_a_dependency_is_taken_on_again_by_the_sweep(harness_factory):
+    h = await harness_factory(provider_=FailsOnce())
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await h.drain_ai()
+    assert [m.sender_type for m in await h.app[keys.STORE].messages.list_of(cid)] == ["customer"]
+    runner = h.app[keys.AI_RUNNER]
+    assert await runner.sweep() == 1
+    await h.drain_ai()
+    assert [m.sender_type for m in await h.app[keys.STORE].messages.list_of(cid)] == ["customer", "ai"]
