@@ -27,7 +27,7 @@ from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, ToolCall
 from chat.ai_memory import Memories, Memory
 from chat.conversations import Conversations, Messages
-from chat.errors import NotFound
+from chat.errors import NotFound, log_failure
 from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events
 from chat.settings import Settings
 from chat.store import Message, Store
@@ -235,10 +235,10 @@ class AIRunner:
         """Is a reply due (a message came in during the turn)? No when that cannot be read."""
         try:
             return await self._next(conversation_id) is not None
-        except Exception:
+        except Exception as exc:
             if _cancelled_meanwhile():
                 raise asyncio.CancelledError from None
-            log.exception("could not look for unanswered messages of %s", conversation_id)
+            log_failure(log, exc, "could not look for unanswered messages of %s", conversation_id)
             return False
 
     async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
@@ -254,10 +254,10 @@ class AIRunner:
             await self._turn(conversation_id)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             if _cancelled_meanwhile():  # e.g. the database driver turned the cancel into its own error
                 raise asyncio.CancelledError from None
-            log.exception("AI turn of %s failed unexpectedly", conversation_id)
+            log_failure(log, exc, "AI turn of %s failed", conversation_id)
             self._memories.abandon(conversation_id)  # not answered: a later sweep takes it on again
             return "broken"
         finally:

@@ -57,6 +57,18 @@ class Unavailable(ChatError):
     code, status = "unavailable", 503
 
 
+DEPENDENCY_ERRORS = (RedisError, DatabaseError, ConnectionError, OSError)
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, what: str, *args: object) -> None:
+    """A failure of background work: a dependency that went away is a WARNING in one line (it is
+    expected during a restart or failover); anything else is an ERROR with its traceback."""
+    if isinstance(exc, DEPENDENCY_ERRORS):
+        logger.warning(what + ": %s: %s", *args, type(exc).__name__, exc)
+    else:
+        logger.error(what, *args, exc_info=exc)
+
+
 def to_chat_error(exc: BaseException) -> ChatError:
     """Map any exception to what the client sees; unknown ones are logged and `internal`."""
     if isinstance(exc, ChatError):
@@ -65,7 +77,7 @@ def to_chat_error(exc: BaseException) -> ChatError:
         return Conflict(str(exc))
     if isinstance(exc, ConversationNotFound):
         return NotFound("conversation not found")
-    if isinstance(exc, (RedisError, DatabaseError, ConnectionError, OSError)):
+    if isinstance(exc, DEPENDENCY_ERRORS):
         log.warning("dependency failure: %s: %s", type(exc).__name__, exc)
         return Unavailable("a dependency of the service is unavailable, try again")
     log.exception("internal error", exc_info=exc)

@@ -19,6 +19,7 @@ import orjson
 
 from chat.auth import Identity
 from chat.bus.messages import PresenceChanged
+from chat.errors import log_failure
 from chat.events import AgentStatusChanged, ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.settings import Settings
 from chat.store import Store
@@ -337,6 +338,6 @@ async def run_every(interval_s: float, job: Callable[[], Awaitable[object]], nam
             await job()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("%s failed", name)
+        except Exception as exc:
+            log_failure(log, exc, "%s failed", name)
         await asyncio.sleep(interval_s)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 from chat.conversations import Assignment, Conversations
-from chat.errors import NotFound
+from chat.errors import NotFound, log_failure
 from chat.events import AgentStatusChanged, ConversationMoved, Events
 from chat.presence import AgentState, Presence
 from chat.settings import Settings
@@ -87,8 +87,8 @@ class Router:
                 await self.route_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("routing pass failed")
+            except Exception as exc:
+                log_failure(log, exc, "routing pass failed")
             if not self._again:
                 return
 

@@ -223,3 +223,22 @@ async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_p
     assert f"GET /ws?token={MASK} HTTP/1.1" in access["message"] and access["logger"] == "aiohttp.access"
     assert access["instance"] and all(e["instance"] == access["instance"] for e in entries)
     assert JWT.split(".")[2] not in "".join(lines)
+
+
+def test_background_failures_of_a_dependency_are_one_warning_line_and_bugs_keep_their_traceback(caplog):
+    """A Redis or database outage during background work (routing, sweeps, AI turns) is expected in a
+    restart or failover: one WARNING line; anything else is an ERROR with its traceback."""
+    import logging
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from chat.errors import log_failure
+
+    logger = logging.getLogger("chat.test-failures")
+    with caplog.at_level(logging.WARNING, logger="chat.test-failures"):
+        log_failure(logger, RedisConnectionError("Connection refused"), "routing pass failed")
+        log_failure(logger, KeyError("bug"), "AI turn of %s failed", "c1")
+    dependency, bug = caplog.records
+    assert dependency.levelname == "WARNING" and dependency.exc_info is None
+    assert dependency.getMessage() == "routing pass failed: ConnectionError: Connection refused"
+    assert bug.levelname == "ERROR" and bug.exc_info is not None and bug.getMessage() == "AI turn of c1 failed"

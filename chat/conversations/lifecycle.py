@@ -7,7 +7,7 @@ from typing import Any
 
 from chat import metrics, render
 from chat.auth import Identity
-from chat.errors import Forbidden, NotFound
+from chat.errors import Forbidden, NotFound, log_failure
 from chat.events import ConversationMoved, Events
 from chat.quotas import ConversationQuota
 from chat.render import PublicConversation
@@ -94,8 +94,8 @@ class Conversations:
         # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
         try:
             await self.events.emit(ConversationMoved(transition))
-        except Exception:
-            log.exception("after %s of %s: a collaborator failed", trigger, conversation_id)
+        except Exception as exc:
+            log_failure(log, exc, "after %s of %s: a collaborator failed", trigger, conversation_id)
         return transition
 
     async def fire_quietly(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str,
