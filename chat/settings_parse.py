@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -29,6 +29,21 @@ class SettingsError(Exception):
         self.problem = problem
 
 
+TLS_VERIFY = ("full", "ca", "none")  # ssl_verify: certificate and host name / certificate only / nothing
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+TLS_OPTIONS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the MySQL/MariaDB server, from DATABASE_URL's query (paths of PEM files; never logged)."""
+
+    ca: str = ""  # the CA bundle that signed the server's certificate; empty: the system's
+    cert: str = ""  # the client certificate (with its key, or see `key`), for servers that ask for one
+    key: str = ""
+    verify: str = "full"  # one of TLS_VERIFY
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     """Where the SQL store lives: MySQL/MariaDB over the network or an SQLite file."""
@@ -41,12 +56,13 @@ class DatabaseConfig:
     database: str = ""
     path: str = ""
     table_prefix: str = ""  # DB_TABLE_PREFIX, put before every table name of the service
+    tls: TlsConfig | None = field(default=None, repr=False)  # None: plain TCP
 
     def describe(self) -> str:
-        """A log-safe description (never the password)."""
+        """A log-safe description (never the password, nor the TLS files)."""
         if self.kind == "sqlite":
             return f"sqlite:///{self.path}"
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}" + ("?ssl=true" if self.tls else "")
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,11 @@ class RedisConfig:
     host: str = "localhost"
     port: int = 6379
     db: int = 0
+    scheme: str = "redis"  # rediss: TLS (redis-py reads its ssl_* query parameters from the URL)
 
     def describe(self) -> str:
         """A log-safe description (never the password)."""
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        return f"{self.scheme}://{self.host}:{self.port}/{self.db}"
 
 
 def _split(url: str, variable: str) -> tuple[SplitResult, int | None]:
@@ -69,6 +86,42 @@ def _split(url: str, variable: str) -> tuple[SplitResult, int | None]:
         return parts, parts.port
     except ValueError as exc:
         raise SettingsError(variable, f"not a valid URL ({exc})") from None
+
+
+def _flag(variable: str, name: str, text: str, choices: tuple[str, ...] = ()) -> str:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return "true"
+    if value in _FALSE:
+        return "false"
+    if value in choices:
+        return value
+    raise SettingsError(variable, f"{name} must be true or false{''.join(f' or {c}' for c in choices)}, got {text!r}")
+
+
+def parse_tls(query: str, variable: str = "DATABASE_URL") -> TlsConfig | None:
+    """The TLS options of a MySQL URL's query (TLS_OPTIONS; other parameters are ignored, as before):
+    `ssl=true` turns TLS on, so does any other `ssl_*`; `ssl_verify` is `true`/`full` (certificate and
+    host name, the default), `ca` (certificate only) or `false`/`none` (encryption only)."""
+    given = {name.lower(): value for name, value in parse_qsl(query, keep_blank_values=True)
+             if name.lower().startswith("ssl")}
+    unknown = sorted(given.keys() - set(TLS_OPTIONS))
+    if unknown:
+        raise SettingsError(variable, f"unknown TLS option(s) {', '.join(unknown)}; use {', '.join(TLS_OPTIONS)}")
+    if not given:
+        return None
+    on = _flag(variable, "ssl", given.get("ssl", "true"))
+    options = given.keys() - {"ssl"}
+    if on == "false":
+        if options:
+            raise SettingsError(variable, f"ssl=false contradicts {', '.join(sorted(options))}")
+        return None
+    verify = _flag(variable, "ssl_verify", given.get("ssl_verify", "true"), ("full", "ca", "none"))
+    verify = {"true": "full", "false": "none"}.get(verify, verify)
+    if given.get("ssl_key") and not given.get("ssl_cert"):
+        raise SettingsError(variable, "ssl_key needs ssl_cert")
+    return TlsConfig(ca=given.get("ssl_ca", ""), cert=given.get("ssl_cert", ""), key=given.get("ssl_key", ""),
+                     verify=verify)
 
 
 def _sqlite_config(url: str, variable: str) -> DatabaseConfig:
@@ -106,6 +159,7 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseConf
         user=unquote(parts.username or "root"),
         password=unquote(parts.password or ""),
         database=unquote(database),
+        tls=parse_tls(parts.query, variable),
     )
 
 
@@ -122,7 +176,7 @@ def parse_redis_url(url: str, variable: str = "REDIS_URL") -> RedisConfig:
         db = int(path)
     if parts.scheme != "unix" and not parts.hostname:
         raise SettingsError(variable, "missing host, e.g. redis://localhost:6379/0")
-    return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db)
+    return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db, scheme=parts.scheme)
 
 
 @dataclass(frozen=True)
