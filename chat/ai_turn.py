@@ -245,8 +245,12 @@ class AIRunner:
         """One turn under the conversation's lock: "busy" when another instance holds it, "broken"
         when it failed unexpectedly (a dependency went away mid-turn), else "done"."""
         key, token = redis_keys.ai_turn(conversation_id), uuid.uuid4().hex
-        if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
-            return "busy"
+        try:
+            if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
+                return "busy"
+        except Exception as exc:  # Redis away: nothing was started; a later sweep takes the message on
+            log_failure(log, exc, "AI turn of %s could not take its lock", conversation_id)
+            return "broken"
         self._locks[conversation_id] = token
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep_locks(), name="ai-turn-locks")
