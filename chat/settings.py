@@ -101,11 +101,13 @@ class Settings:
     database: DatabaseConfig = setting(
         _STORAGE, "DATABASE_URL", DatabaseConfig(kind="sqlite", path="data/chat.db"), DATABASE,
         "`mysql://`, `mysql+aiomysql://`, `mysql+asyncmy://` or `mariadb://user:pass@host[:port]/db` "
-        "(percent-encode user and password), or `sqlite:///relative.db` / `sqlite:////absolute.db`",
+        "(percent-encode user and password), or `sqlite:///relative.db` / `sqlite:////absolute.db`; TLS: "
+        "`?ssl=true`, `ssl_ca=PEM`, `ssl_cert=PEM`, `ssl_key=PEM`, `ssl_verify=full|ca|none`",
         shown_default="embedded SQLite file `$CHAT_DATA_DIR/chat.db`",
     )
     redis: RedisConfig | None = setting(  # None: embedded in-process Redis
-        _STORAGE, "REDIS_URL", None, REDIS, "`redis://[:pass@]host[:port][/db]`, `rediss://…` or `unix://…`",
+        _STORAGE, "REDIS_URL", None, REDIS,
+        "`redis://[:pass@]host[:port][/db]`, `rediss://…` (TLS; `?ssl_ca_certs=PEM` names the CA) or `unix://…`",
         shown_default="embedded in-process Redis (single instance only)",
     )
     jwt_secret_key: str = setting(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import ssl
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
+from ssl import SSLError
 from typing import Any, cast
 
 import aiomysql
@@ -24,8 +24,8 @@ import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev de
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from chat.settings import DatabaseConfig
-from chat.settings_parse import TlsConfig
 from chat.store.schema import Tables
+from chat.store.tls import offers_tls, ssl_context
 
 Params = Sequence[Any]
 Row = tuple[Any, ...]  # one result row, columns in the order the query names them
@@ -155,30 +155,6 @@ class _MySQLTx(Tx):
         return list(await self._cur.fetchall())
 
 
-def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
-    """The TLS context of DATABASE_URL's `ssl*` options; DatabaseError when a file cannot be used."""
-    try:
-        context = ssl.create_default_context(cafile=tls.ca or None)
-        if tls.cert:
-            context.load_cert_chain(tls.cert, tls.key or None)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
-        raise DatabaseError(f"cannot use the TLS files of DATABASE_URL: {exc}") from None
-    context.check_hostname = tls.verify == "full"
-    if tls.verify == "none":
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-async def _require_tls(pool: aiomysql.Pool, config: DatabaseConfig) -> None:
-    """aiomysql quietly talks plain TCP to a server without TLS: refuse that when TLS was asked for."""
-    async with pool.acquire() as conn:
-        offered = conn.server_capabilities & CLIENT.SSL
-    if not offered:
-        pool.close()
-        await pool.wait_closed()
-        raise DatabaseError(f"cannot connect to {config.describe()}: the server does not offer TLS")
-
-
 class MySQLDatabase(Database):
     """MySQL 8 / MariaDB through an aiomysql pool."""
 
@@ -195,7 +171,10 @@ class MySQLDatabase(Database):
     async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> MySQLDatabase:
         """Open the pool; raise DatabaseError if the server cannot be reached (or its TLS certificate
         is refused)."""
-        tls = ssl_context(config.tls) if config.tls else None
+        try:
+            tls = ssl_context(config.tls) if config.tls else None
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
+            raise DatabaseError(f"cannot use the TLS files of DATABASE_URL: {exc}") from None
         try:
             pool = await aiomysql.create_pool(
                 host=config.host,
@@ -216,10 +195,12 @@ class MySQLDatabase(Database):
             )
         except (pymysql.err.MySQLError, OSError, RuntimeError) as exc:  # RuntimeError: an auth plugin's package
             cause = exc.__cause__  # aiomysql's "Can't connect" hides why: a refused certificate, say
-            why = f" ({type(cause).__name__}: {cause})" if isinstance(cause, ssl.SSLError) else ""
+            why = f" ({type(cause).__name__}: {cause})" if isinstance(cause, SSLError) else ""
             raise DatabaseError(f"cannot connect to {config.describe()}: {exc}{why}") from None
-        if tls is not None:
-            await _require_tls(pool, config)
+        if tls is not None and not await offers_tls(pool):
+            pool.close()
+            await pool.wait_closed()
+            raise DatabaseError(f"cannot connect to {config.describe()}: the server does not offer TLS")
         return cls(pool, pool_size, Tables(config.table_prefix))
 
     @asynccontextmanager
