@@ -1,9 +1,12 @@
-"""Poll the chat-api health endpoint and judge it against the cut-over thresholds.
+"""Poll the chat-api health endpoint (and a WebSocket ping) and judge it as PROTOCOL 8 says.
 
-Each poll: HTTP status, latency, ok (200 and ``{"status": "ok"}``). The running figures are
-availability, p50/p95 latency, error rate and consecutive failures; crossing a threshold (the
-migration guide's: availability >= 99.9 %, p95 < 100 ms, error rate < 0.1 %) makes the exit
-code non-zero and runs ``--on-breach`` once.
+Each poll: HTTP status, latency, ok (200 and ``{"status": "ok"}``; a 503 failing only the ``ai``
+check is reported as AI degraded, not as an outage), then a ``ping`` over ``/ws`` timed to its
+``pong``. A breach is ``--fail-after`` consecutive failed polls, a failure rate over a full
+sliding ``--window`` above ``--window-max-error-rate``, or a p95 latency (health or WebSocket,
+over the window) above ``--max-p95-ms``; never one blip. Each breach (until the figures
+recover) prints ``BREACH`` and runs ``--on-breach`` once; the exit code is then 1. The guide's
+availability / error-rate SLO over the whole run (one count, two names) is reported.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from chat.cutover.common import (
     positive_float,
     positive_int,
 )
-from chat.cutover.health import Stats, Thresholds, health_url, poll_once
+from chat.cutover.health import Poll, Stats, Thresholds, health_url, ping_ws, poll_once, ws_url
 
 PROG = "monitor.py"
 DEFAULT_INTERVAL_S = 30.0
@@ -39,9 +42,10 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MIN_AVAILABILITY = 99.9
 DEFAULT_MAX_P95_MS = 100.0
 DEFAULT_MAX_ERROR_RATE = 0.1
-# Ten polls at the default interval are the guide's five minutes to detect a serious problem;
-# judging fewer would let one early blip trigger --on-breach (a rollback, say).
-DEFAULT_MIN_POLLS = 10
+DEFAULT_MIN_POLLS = 1
+DEFAULT_FAIL_AFTER = 3
+DEFAULT_WINDOW = 100
+DEFAULT_WINDOW_MAX_ERROR_RATE = 5.0
 
 
 class Monitor:
@@ -52,11 +56,16 @@ class Monitor:
         self.url = url
         self.shown_url = mask_url(url)
         self.out = out
-        self.stats = Stats()
-        self.thresholds = Thresholds(args.min_availability, args.max_p95_ms, args.max_error_rate)
+        self.ws_url = None if args.no_ws else (args.ws_url or ws_url(url))
+        self.stats = Stats(window=args.window)
+        self.thresholds = Thresholds(
+            args.fail_after, args.window_max_error_rate, args.max_p95_ms, args.min_availability, args.max_error_rate
+        )
         self.stop = asyncio.Event()
-        self.breaches: list[str] = []
-        self.hook: asyncio.subprocess.Process | None = None
+        self.breaches: list[str] = []  # every breach's reasons, as first detected
+        self.episodes = 0
+        self.in_breach = False
+        self.hooks: list[asyncio.subprocess.Process] = []
         self._jsonl: TextIO | None = None
 
     async def run(self) -> int:
@@ -87,21 +96,36 @@ class Monitor:
             if self.stop.is_set():
                 break
             seq += 1
-            result = await poll_once(session, self.url, seq, self.args.timeout_s)
+            result = await self._poll(session, seq)
             self.stats.add(result)
             print(result.line(), file=self.out, flush=True)
             self._record({"type": "poll", "url": self.shown_url, **asdict(result)})
             if self.stats.polls >= self.args.min_polls:
                 await self._judge()
 
+    async def _poll(self, session: aiohttp.ClientSession, seq: int) -> Poll:
+        """The health request, then (when the service answered) the WebSocket ping."""
+        result = await poll_once(session, self.url, seq, self.args.timeout_s)
+        if result.ok and self.ws_url is not None:
+            result.ws_ms, problem = await ping_ws(session, self.ws_url, self.args.timeout_s)
+            if problem is not None:
+                result.ok, result.ai_degraded = False, False
+                result.error = problem if result.error is None else f"{result.error}; {problem}"
+        return result
+
     async def _judge(self) -> None:
+        """A breach starts when a rule fires and ends when none does: the hook runs once per breach."""
         breaches = self.thresholds.breaches(self.stats)
-        if breaches and not self.breaches:
-            self.breaches = breaches
+        if breaches and not self.in_breach:
+            self.in_breach = True
+            self.episodes += 1
+            self.breaches += breaches
             print("BREACH: " + "; ".join(breaches), file=self.out, flush=True)
+            self._record({"type": "breach", "url": self.shown_url, "seq": self.stats.polls, "breaches": breaches})
             await self._start_hook(breaches)
-        elif breaches:
-            self.breaches = breaches
+        elif not breaches and self.in_breach:
+            self.in_breach = False
+            print("RECOVERED: no breach rule fires any more", file=self.out, flush=True)
 
     async def _start_hook(self, breaches: list[str]) -> None:
         command = self.args.on_breach
@@ -110,8 +134,8 @@ class Monitor:
         env = dict(os.environ, MONITOR_URL=self.shown_url, MONITOR_BREACH="; ".join(breaches))
         print(f"running --on-breach command: {command}", file=sys.stderr, flush=True)
         try:
-            self.hook = await asyncio.create_subprocess_shell(
-                command, stdin=asyncio.subprocess.DEVNULL, env=env
+            self.hooks.append(
+                await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.DEVNULL, env=env)
             )
         except OSError as exc:
             print(f"error: --on-breach command could not start: {exc}", file=sys.stderr)
@@ -120,15 +144,19 @@ class Monitor:
         if self.stats.polls:
             # Whatever the number of polls, the end of the run is judged.
             await self._judge()
-        if self.hook is not None:
-            code = await self.hook.wait()
+        for hook in self.hooks:
+            code = await hook.wait()
             print(f"--on-breach command exited with {code}", file=sys.stderr)
         self._summary()
         if not self.stats.polls:
             print("result: NO DATA (stopped before the first poll)", file=self.out)
             return EXIT_FAILURE
         if self.breaches:
-            print("result: BREACH", file=self.out)
+            print(f"result: BREACH ({self.episodes} breach(es))", file=self.out)
+            return EXIT_FAILURE
+        if self.stats.consecutive_failures:
+            # Not a breach (no hook ran), but a run that ends failing (--once, say) is not OK.
+            print("result: FAILING (the last poll failed; too few in a row for a breach)", file=self.out)
             return EXIT_FAILURE
         print("result: OK", file=self.out)
         return EXIT_OK
@@ -137,21 +165,25 @@ class Monitor:
         stats = self.stats
         figures = stats.figures()
         current = self.thresholds.breaches(stats) if stats.polls else []
-        p50, p95, worst = (figures[k] for k in ("p50_ms", "p95_ms", "max_ms"))
+        p50, p95, worst, ws50, ws95 = (figures[k] for k in ("p50_ms", "p95_ms", "max_ms", "ws_p50_ms", "ws_p95_ms"))
 
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f} ms"
 
         limits = self.thresholds
+        slo = "missed" if stats.polls and limits.slo_missed(stats) else "met"
         lines = [
             f"summary: {self.shown_url}",
-            f"  polls {stats.polls}, ok {stats.ok}, availability {stats.availability:.3f} %"
-            f" (min {limits.min_availability:g} %), error rate {stats.error_rate:.3f} %"
-            f" (max {limits.max_error_rate:g} %)",
+            f"  polls {stats.polls}, ok {stats.ok}, failed {stats.polls - stats.ok}: availability "
+            f"{stats.availability:.3f} % / error rate {stats.error_rate:.3f} % (one count; SLO >= "
+            f"{limits.min_availability:g} % / <= {limits.max_error_rate:g} %: {slo})",
+            f"  AI provider degraded in {stats.ai_degraded} poll(s) (reported, not an outage)",
             f"  latency p50 {ms(p50)}, p95 {ms(p95)} (max allowed {limits.max_p95_ms:g} ms),"
             f" slowest {ms(worst)}",
+            f"  WebSocket ping p50 {ms(ws50)}, p95 {ms(ws95)}"
+            + (" (not measured: --no-ws)" if self.ws_url is None else ""),
             f"  consecutive failures {stats.consecutive_failures}"
-            f" (longest run {stats.longest_failure_run})",
+            f" (longest run {stats.longest_failure_run}); a breach at {limits.fail_after} in a row",
         ]
         lines += [f"  breach: {text}" for text in self.breaches]
         print("\n".join(lines), file=self.out, flush=True)
@@ -161,7 +193,9 @@ class Monitor:
                 "url": self.shown_url,
                 **figures,
                 "breaches": self.breaches,
+                "breach_count": self.episodes,
                 "breached_at_end": current,
+                "slo_met": slo == "met",
             }
         )
 
@@ -176,15 +210,19 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Poll {URL}/health and report availability, p50/p95 latency, error rate and "
-            "consecutive failures: a line per poll and a summary at the end (after --once, "
+            "Poll {URL}/health and ping {URL}/ws; report availability (= 100 - error rate, one "
+            "count), p50/p95 latency of both, consecutive failures and polls where only the AI "
+            "provider was degraded: a line per poll and a summary at the end (after --once, "
             "--count polls, or Ctrl-C). A poll is ok when the answer is 200 with "
-            '{"status": "ok"}.'
+            '{"status": "ok"} (or a 503 failing only the "ai" check: reported, not an outage) '
+            "and the WebSocket ping is answered."
         ),
         epilog=(
-            "Exit codes: 0 no threshold breached; 1 a threshold breached (or no poll made); "
-            "2 bad command line. --on-breach runs once, through the shell, when a breach is "
-            "first seen, with MONITOR_URL and MONITOR_BREACH in its environment."
+            "A breach: --fail-after consecutive failed polls, more than --window-max-error-rate "
+            "of the last --window polls failed, or a p95 (over the window, 20 samples at least) "
+            "above --max-p95-ms; never one blip. Exit codes: 0 no breach; 1 a breach (or no poll "
+            "made); 2 bad command line. --on-breach runs once per breach, through the shell, "
+            "with MONITOR_URL and MONITOR_BREACH in its environment."
         ),
     )
     parser.add_argument("--url", required=True, help="the service root (or its /health URL)")
@@ -210,8 +248,37 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="S",
         help=f"per-request timeout (default {DEFAULT_TIMEOUT_S:g})",
     )
+    parser.add_argument("--no-ws", action="store_true", help="do not ping the WebSocket endpoint")
+    parser.add_argument("--ws-url", metavar="URL", help="the WebSocket endpoint (default: ws(s)://HOST/ws of --url)")
     _add_threshold_options(parser)
+    _add_breach_options(parser)
     return parser
+
+
+def _add_breach_options(parser: argparse.ArgumentParser) -> None:
+    """--fail-after, --window, --window-max-error-rate."""
+    parser.add_argument(
+        "--fail-after",
+        type=positive_int,
+        default=DEFAULT_FAIL_AFTER,
+        metavar="N",
+        help=f"breach after N consecutive failed polls (default {DEFAULT_FAIL_AFTER})",
+    )
+    parser.add_argument(
+        "--window",
+        type=positive_int,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help=f"sliding window, in polls, for the failure rate and the p95 figures (default {DEFAULT_WINDOW})",
+    )
+    parser.add_argument(
+        "--window-max-error-rate",
+        type=percent,
+        default=DEFAULT_WINDOW_MAX_ERROR_RATE,
+        metavar="PCT",
+        help="breach when more than PCT percent of the last --window polls failed, judged once the "
+        f"window is full (default {DEFAULT_WINDOW_MAX_ERROR_RATE:g})",
+    )
 
 
 def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
@@ -221,34 +288,36 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
         type=percent,
         default=DEFAULT_MIN_AVAILABILITY,
         metavar="PCT",
-        help=f"breach below this availability, percent (default {DEFAULT_MIN_AVAILABILITY:g})",
+        help="the SLO's availability over the whole run, percent: reported in the summary "
+        f"(default {DEFAULT_MIN_AVAILABILITY:g})",
     )
     parser.add_argument(
         "--max-p95-ms",
         type=non_negative_float,
         default=DEFAULT_MAX_P95_MS,
         metavar="MS",
-        help=f"breach above this p95 latency (default {DEFAULT_MAX_P95_MS:g})",
+        help=f"breach above this p95 latency, /health or WebSocket ping (default {DEFAULT_MAX_P95_MS:g})",
     )
     parser.add_argument(
         "--max-error-rate",
         type=percent,
         default=DEFAULT_MAX_ERROR_RATE,
         metavar="PCT",
-        help=f"breach above this error rate, percent (default {DEFAULT_MAX_ERROR_RATE:g})",
+        help="the SLO's error rate over the whole run, percent (100 - availability: the same "
+        f"count): reported in the summary (default {DEFAULT_MAX_ERROR_RATE:g})",
     )
     parser.add_argument(
         "--min-polls",
         type=positive_int,
         default=DEFAULT_MIN_POLLS,
         metavar="N",
-        help="judge the thresholds during the run only once N polls were made "
+        help="judge the breach rules only once N polls were made "
         f"(default {DEFAULT_MIN_POLLS}); the end of a run is always judged",
     )
     parser.add_argument(
         "--on-breach",
         metavar="COMMAND",
-        help="shell command to run once when a breach is first detected",
+        help="shell command to run once per breach, when it is detected",
     )
     parser.add_argument(
         "--jsonl",
