@@ -163,6 +163,13 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
     return 1 if stats.invalid else 0
 
 
+def cmd_db_import_legacy(args: argparse.Namespace) -> int:
+    """Copy the old system's tables into the service's by a TOML column mapping (docs/cutover.md)."""
+    from chat.store.legacy_import import run_command
+
+    return run_command(_settings(args).database, args.mapping, dry_run=args.dry_run, batch=args.batch)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a JWT signed with the configured secret."""
     from chat.auth import issue_token
@@ -201,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     adopt_cmd = db_sub.add_parser("adopt", help="create the SQL rows of migrated Redis session records")
     adopt_cmd.add_argument("--batch", type=int, default=500, help="keys per SCAN (default 500)")
     adopt_cmd.set_defaults(func=cmd_db_adopt)
+    legacy = db_sub.add_parser("import-legacy", help="copy the old system's tables into the service's (TOML mapping)")
+    legacy.add_argument("--mapping", type=Path, required=True,
+                        help="the column mapping (docs/legacy-mapping.example.toml)")
+    legacy.add_argument("--dry-run", action="store_true", help="read and convert everything, write nothing")
+    legacy.add_argument("--batch", type=int, default=500, help="old rows per read (default 500)")
+    legacy.set_defaults(func=cmd_db_import_legacy)
 
     token = sub.add_parser("token", help="print a JWT signed with JWT_SECRET_KEY")
     token.add_argument("--sub", required=True, help="user id")
