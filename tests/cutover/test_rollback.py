@@ -129,7 +129,7 @@ def test_plan_names_the_rows_written_since_the_backup(dbs, mysql_url, tmp_path, 
     assert run_rollback(tmp_path / "bk", "--dry-run", database_url=mysql_url) == 0
 
     out = capsys.readouterr().out
-    assert re.search(r"table messages +3 now, 1 created since the backup \(lost\) -> 3", out)
+    assert re.search(r"table messages +3 now, 1 created since the backup \(saved to a file first\) -> 3", out)
 
 
 def test_sqlite_database_round_trip(dbs, tmp_path, capsys):

@@ -23,6 +23,7 @@ from chat.cutover.rollback.options import PROG, Options, build_parser, check_opt
 from chat.cutover.rollback.redis_apply import apply_redis
 from chat.cutover.rollback.redis_plan import plan_redis
 from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
+from chat.cutover.rollback.saved import restore_saved, save_since_backup
 
 
 def config_destinations(
@@ -141,15 +142,7 @@ def run(backup: Backup, options: Options, clients: Clients, plan: Plan) -> Outco
             if outcome.redis.failed:
                 outcome.problems.append(f"redis: {len(outcome.redis.failed):,} key(s) failed")
     if plan.database_now is not None and not stopped:
-        assert options.database is not None
-        progress = Progress("database", enabled=not options.quiet)
-        try:
-            outcome.rows = restore_database(backup, options.database, progress)
-        except (RestoreFailed, FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
-            outcome.problems.append(f"database: {exc}")
-            stopped = True
-        finally:
-            progress.close()
+        stopped = _database_part(backup, options, outcome)
     if plan.configs and not stopped:
         try:
             outcome.configs = restore_configs(backup, plan.configs)
@@ -158,11 +151,57 @@ def run(backup: Backup, options: Options, clients: Clients, plan: Plan) -> Outco
     return outcome
 
 
+def _database_part(backup: Backup, options: Options, outcome: Outcome) -> bool:
+    """Save what was written since the backup, then restore the database; True: stopped there."""
+    assert options.database is not None and backup.database is not None
+    try:
+        outcome.saved = save_since_backup(
+            backup.root, list(backup.database["tables"]), backup.backup_ms, options.database
+        )
+    except (FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
+        outcome.problems.append(f"database: cannot save the rows written since the backup ({exc}): not restored")
+        return True
+    counts = ", ".join(f"{count:,} {table}" for table, count in outcome.saved.counts.items())
+    print(f"saved since the backup: {counts} -> {outcome.saved.path}", flush=True)
+    progress = Progress("database", enabled=not options.quiet)
+    try:
+        outcome.rows = restore_database(backup, options.database, progress)
+    except (RestoreFailed, FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
+        outcome.problems.append(f"database: {exc}")
+        return True
+    finally:
+        progress.close()
+    return False
+
+
+def restore_saved_main(options: Options) -> int:
+    """``--restore-saved FILE``: put the rows a rollback saved back into --database-url."""
+    assert options.restore_saved is not None
+    if options.database is None:
+        print("error: --restore-saved writes to the database: it cannot go with --skip-database", file=sys.stderr)
+        return EXIT_USAGE
+    shown = mask_url(options.database_url or "")
+    print(f"restore saved rows: {options.restore_saved} -> {shown}{' (dry run)' if options.dry_run else ''}")
+    try:
+        done = restore_saved(options.restore_saved, options.database, dry_run=options.dry_run)
+    except (FormatError, OSError, KeyError, pymysql.MySQLError, sqlite3.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("result: FAILED (rolled back: nothing written)")
+        return EXIT_FAILURE
+    print("summary:")
+    for table, (written, there) in done.items():
+        print(f"  {table:<28}{written:>10,}  written ({there:,} already there, left alone)")
+    print("result: OK" + (" (dry run: nothing written)" if options.dry_run else ""))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     """Run the rollback; see ``--help``."""
     options = parse_checked(build_parser(prog), argv, check_options)
     if options is None:
         return EXIT_USAGE
+    if options.restore_saved is not None:
+        return restore_saved_main(options)
     started = time.monotonic()
     try:
         backup = load_backup(options.source, Progress("verify (bytes)", enabled=not options.quiet))

@@ -31,8 +31,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             "or no --yes with a non-interactive stdin. Passwords in URLs are never echoed."
         ),
     )
+    parser.add_argument("--from", dest="source", metavar="DIR", help="backup directory")
     parser.add_argument(
-        "--from", dest="source", required=True, metavar="DIR", help="backup directory"
+        "--restore-saved",
+        metavar="FILE",
+        help="instead of a rollback: put back the rows a rollback saved (saved-since-backup-*.jsonl "
+        "in the backup folder) into --database-url; conversations are updated to their saved "
+        "state, messages and events added unless already there",
     )
     parser.add_argument(
         "--redis-url",
@@ -102,10 +107,17 @@ class Options:
     dry_run: bool
     yes: bool
     quiet: bool
+    restore_saved: Path | None = None
 
 
 def check_options(args: argparse.Namespace) -> Options:
     """Resolve defaults and check what argparse cannot; UsageError on a bad value."""
+    if not args.source and not args.restore_saved:
+        raise UsageError("--from DIR is required (or --restore-saved FILE)")
+    if args.restore_saved:
+        database_url, database = (None, None) if args.skip_database else database_target(args.database_url)
+        return Options(Path(args.source or "."), None, None, database, database_url, None, False,
+                       args.batch, args.dry_run, args.yes, args.quiet, Path(args.restore_saved))
     if args.reverse_target and not args.reverse_migrate:
         raise UsageError("--reverse-target needs --reverse-migrate")
     if args.reverse_migrate and args.skip_redis:

@@ -14,6 +14,7 @@ from chat.cutover.rollback.database import TableNow
 from chat.cutover.rollback.options import Options
 from chat.cutover.rollback.redis_apply import RedisDone
 from chat.cutover.rollback.redis_plan import RedisPlan
+from chat.cutover.rollback.saved import Saved
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _print_database_plan(
     for table, info in part["tables"].items():
         rows_now, since = database_now.get(table, (None, None))
         now_text = "absent" if rows_now is None else f"{rows_now:,} now"
-        since_text = f", {since:,} created since the backup (lost)" if since else ""
+        since_text = f", {since:,} created since the backup (saved to a file first)" if since else ""
         after = "emptied" if info.get("absent") else f"-> {info['rows']:,}"
         print(f"    table {table:<20}{now_text:>14}{since_text} {after}")
 
@@ -106,6 +107,7 @@ class Outcome:
 
     redis: RedisDone | None = None
     rows: dict[str, int] | None = None
+    saved: Saved | None = None
     configs: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -129,6 +131,10 @@ def print_summary(outcome: Outcome, plan: Plan, elapsed_s: float) -> None:
         rows.append(("keys failed", len(done.failed), "see above"))
         for label, count, note in rows:
             _row(label, count, note)
+    if outcome.saved is not None:
+        for table, count in outcome.saved.counts.items():
+            _row(f"saved {table}", count, "written since the backup: see the file below")
+        print(f"  saved to {outcome.saved.path} (bring back: rollback.py --restore-saved FILE)")
     if outcome.rows is not None:
         for table, count in outcome.rows.items():
             _row(f"table {table}", count, "rows")
