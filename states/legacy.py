@@ -26,7 +26,6 @@ Record = dict[str, Any]
 # The user-id limit and the agent types are the record schema's own (states/record.py).
 _SCHEMA_FIELDS = RecordSchema().fields
 
-
 MAX_USER_ID_LENGTH = next(v.max or 0 for v in _SCHEMA_FIELDS["user_id"].validators if isinstance(v, validate.Length))
 AGENT_TYPES = next(tuple(v.choices) for v in _SCHEMA_FIELDS["agent_type"].validators if isinstance(v, validate.OneOf))
 OLD_FIELDS = frozenset({"userId", "agent", "context", "metadata", "createdAt", "updatedAt"})
@@ -238,23 +237,18 @@ def to_new(obj: Record, now: str, naive_tz: tzinfo = UTC) -> Converted:
 
 def _times(created: Any, updated: Any, naive_tz: tzinfo) -> tuple[str | None, str | None, bool]:
     """``createdAt`` and ``updatedAt`` parsed, and whether either was naive (read in ``naive_tz``)."""
-    naive = False
-    if type(created) is str and not _is_canonical_layout(created):
-        naive = is_naive_timestamp(created)
-    if type(updated) is str and not _is_canonical_layout(updated):
-        naive = naive or is_naive_timestamp(updated)
+    naive = is_naive_timestamp(created) or is_naive_timestamp(updated)  # fast for the usual forms
     if created is not None:
         created = parse_timestamp(created, "createdAt", naive_tz)
     if updated is not None:
         updated = parse_timestamp(updated, "updatedAt", naive_tz)
-    # Canonical stamps of years 0001-9999 sort as text.
     if naive and created is not None and updated is not None and updated < created:
         raise ConversionError(
             "naive_time_order",
             f"updatedAt ({updated}) comes before createdAt ({created}) once the time without an offset is "
             f"read in {naive_tz}: give --naive-tz the old services' time zone",
         )
-    return created, updated, naive
+    return created, updated, naive  # (canonical stamps of years 0001-9999 sort as text)
 
 
 def _user_id(obj: Record, user_id: Any) -> str:

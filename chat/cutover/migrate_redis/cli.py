@@ -111,6 +111,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         f"run, dry runs included (default ./{DEFAULT_REPORT})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_real_data_options(parser)
+
+
+def _add_real_data_options(parser: argparse.ArgumentParser) -> None:
+    """--naive-tz, --max-failures."""
     parser.add_argument(
         "--naive-tz",
         type=time_zone,
