@@ -45,7 +45,8 @@ async def test_sqlite_is_not_waited_for(tmp_path):
 def test_serve_waits_then_exits_2_with_one_line(tmp_path):
     port = closed_port()
     env = {**os.environ, "DATABASE_URL": f"mysql://u:hunter2@127.0.0.1:{port}/db", "JWT_SECRET_KEY": "k" * 32,
-           "DB_CONNECT_TIMEOUT_S": "0.3", "CHAT_DATA_DIR": str(tmp_path), "LOG_FORMAT": "text"}
+           "DB_CONNECT_TIMEOUT_S": "0.3", "CHAT_DATA_DIR": str(tmp_path), "LOG_FORMAT": "text",
+           "AI_PROVIDER": "echo"}  # outside the embedded mode the offline provider must be asked for
     env.pop("REDIS_URL", None)
     proc = subprocess.run([sys.executable, "-m", "chat", "serve", "--port", "0"], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
@@ -56,4 +57,5 @@ def test_serve_waits_then_exits_2_with_one_line(tmp_path):
     assert f"mysql://u@127.0.0.1:{port}/db" in lines[-1]
     waits = [line for line in lines[:-1] if "waiting for the database at" in line]
     assert waits and f"waiting for the database at mysql://u@127.0.0.1:{port}/db (attempt 2)..." in waits[0]
-    assert len(waits) == len(lines) - 1  # nothing else on stderr
+    assert "chat-api starting: AI provider echo" in lines[0]  # the start line (PROTOCOL 7)
+    assert len(waits) == len(lines) - 2  # nothing else on stderr
