@@ -5,6 +5,7 @@ resumed by its customer and answered by the AI."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from chat import cli
 from chat.settings import DatabaseConfig, parse_database_url
 from chat.store import Store, connect
-from chat.store.legacy_import import import_legacy
+from chat.store.legacy_import import import_legacy, run_command
 from chat.store.legacy_mapping import DEFAULT_NAMESPACE, MappingError, load_mapping
 from tests.conftest import TEST_DATABASE_URL, redis_url
 from tests.legacy_tables import IMPORTED, LEGACY_ROWS, create_legacy, fresh_mysql_database
@@ -151,3 +152,27 @@ def test_a_bad_mapping_is_refused_before_anything_runs(tmp_path):
     bad.write_text('[labels]\n[labels.columns]\ntitle = "title"\nnope = "x"\ncreated_ms = "c"\n')
     with pytest.raises(MappingError, match="nope not a column"):
         load_mapping(bad)
+
+
+async def test_rows_that_cannot_be_imported_are_listed_and_fail_the_run(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/old.db"
+    create_legacy(parse_database_url(url))
+    db = await connect(parse_database_url(url))
+    try:
+        await db.execute("INSERT INTO conversations VALUES (103, 10, NULL, NULL, 'archived', "
+                         "'2024-04-04 10:00:00', '2024-04-04 10:00:00')")
+    finally:
+        await db.close()
+    config = prefixed(url)
+    service = await connect(config)
+    try:  # a label the service already has, under another id: its title is taken
+        await Store(service).migrations.upgrade()
+        await Store(service).labels.create("vip", None, None)
+    finally:
+        await service.close()
+    assert await asyncio.to_thread(run_command, config, EXAMPLE, dry_run=False, batch=500) == 1
+    out = capsys.readouterr().out
+    assert "labels: 2 read, 1 added, 0 already there, 0 invalid, 1 refused" in out
+    assert "conversations: 4 read, 3 added, 0 already there, 1 invalid, 0 refused" in out
+    assert "conversations id=103: status = 'archived' is not in its map" in out
+    assert "label-7: refused (a unique value is taken" in out
