@@ -8,6 +8,10 @@ migration's own CPU time (steadier than the wall clock on a busy machine). Both 
 emptied before and after. Run from the repo root:
 
     .venv/bin/python bench/migrate_redis_bench.py [--n 100000] [--repeat 3] [--skip-baseline]
+        [--record-bytes 800]
+
+``--record-bytes N`` grows each session's ``context`` (a conversation history of a few turns)
+until the stored records average about N bytes; the default keeps the small records (~190 bytes).
 """
 
 from __future__ import annotations
@@ -35,12 +39,34 @@ def db_url(base: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
-def old_record(i: int, rng: random.Random) -> dict[str, object]:
-    """One session as the Node.js services wrote it, in one of their timestamp habits."""
+WORDS = ("order", "refund", "where", "is", "my", "parcel", "please", "thanks", "payment", "account",
+         "address", "delivery", "today", "invoice", "help", "the", "a", "not", "arrived", "yet")
+
+
+def history(rng: random.Random, size: int) -> list[dict[str, object]]:
+    """Conversation turns of about ``size`` bytes of JSON in all."""
+    turns: list[dict[str, object]] = []
+    used = 0
+    while used < size:
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 16)))
+        turns.append({"role": "user" if len(turns) % 2 == 0 else "assistant", "text": text, "at": 1_704_103_200_000})
+        used += len(text) + 50
+    return turns
+
+
+def old_record(i: int, rng: random.Random, record_bytes: int = 0) -> dict[str, object]:
+    """One session as the Node.js services wrote it, in one of their timestamp habits.
+
+    ``record_bytes``: the stored record's rough size (0: the small records, no history).
+    """
+    context: dict[str, object] = {"lang": "zh-CN", "turns": i % 7, "last": f"message {i}"}
+    if record_bytes:
+        # The rest of the record and the JSON around the turns is ~250 bytes; sizes spread +-50 % around the average.
+        context["history"] = history(rng, rng.randint(record_bytes // 2, record_bytes * 3 // 2) - 250)
     record: dict[str, object] = {
         "userId": f"user-{i}",
         "agent": "human" if i % 5 == 0 else "ai",
-        "context": {"lang": "zh-CN", "turns": i % 7, "last": f"message {i}"},
+        "context": context,
     }
     if i % 2:
         record["metadata"] = {"channel": rng.choice(["web", "app", "wechat"]), "vip": i % 3 == 0}
@@ -58,15 +84,20 @@ def old_record(i: int, rng: random.Random) -> dict[str, object]:
     return record
 
 
-def seed(client: redis.Redis, n: int) -> None:
+def seed(client: redis.Redis, n: int, record_bytes: int = 0) -> float:
+    """Seed ``n`` sessions; the average stored size in bytes."""
     rng = random.Random(12)
     pipe = client.pipeline(transaction=False)
+    total = 0
     for i in range(n):
         ttl_ms = (None, 3_600_000, 86_400_000)[i % 3]  # a third each: none, an hour, a day
-        pipe.set(f"session:{i:08d}", json.dumps(old_record(i, rng)), px=ttl_ms)
+        raw = json.dumps(old_record(i, rng, record_bytes))
+        total += len(raw)
+        pipe.set(f"session:{i:08d}", raw, px=ttl_ms)
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
+    return total / max(n, 1)
 
 
 def guide_baseline(source_url: str, target_url: str) -> int:
@@ -115,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-baseline", action="store_true", help="time the migration only (the guide's script takes ~1 min)"
     )
+    parser.add_argument(
+        "--record-bytes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="grow each session's context so records average about N bytes (default: small records)",
+    )
     parser.add_argument("--source-db", type=int, default=SOURCE_DB, help=f"(default {SOURCE_DB})")
     parser.add_argument("--target-db", type=int, default=TARGET_DB, help=f"(default {TARGET_DB})")
     parser.add_argument(
@@ -136,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         source.flushdb()
         target.flushdb()
         print(f"seeding {args.n:,} old sessions into db {args.source_db} ...", flush=True)
-        seed(source, args.n)
+        average = seed(source, args.n, args.record_bytes)
+        print(f"records average {average:,.0f} bytes", flush=True)
 
         baseline_s = None
         if not args.skip_baseline:

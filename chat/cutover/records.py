@@ -8,7 +8,6 @@ bytes stored in Redis, keeping what orjson alone would lose (lone surrogates, in
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, tzinfo
 from typing import Any, NamedTuple
 
@@ -25,7 +24,11 @@ from states.legacy import (
     to_new,
 )
 
-_LONG_INTEGER = re.compile(rb"\d{19,}")  # possibly an integer orjson would read as a float
+# A run of 19 digits: possibly an integer orjson would read as a float. Found by mapping every
+# digit to "0" and everything else to " " (bytes.translate, then a substring search): ten times
+# quicker than a regular expression on the 800-byte records of a real data set.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def _reject_constant(name: str) -> Any:
@@ -39,7 +42,7 @@ def loads(raw: bytes) -> Any:
     silently turns integers beyond 64 bits into floats: a record with such a literal is read
     by the stdlib, which keeps them exact. ConversionError ``bad_json`` when it is not JSON.
     """
-    if _LONG_INTEGER.search(raw):
+    if _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO):
         try:
             return json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
