@@ -30,7 +30,9 @@ from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
 from chat.ws import transport
-from chat.ws.registry import default_registry
+from chat.ws.commands import agent as agent_commands
+from chat.ws.commands import conversation as conversation_commands
+from chat.ws.registry import Registry
 from chat.ws.session import Services
 from states.repository import ConversationRepository
 
@@ -141,6 +143,14 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     await router.close()
 
 
+def command_registry() -> Registry:
+    """Every WebSocket command, one explicit register call per command family."""
+    registry = Registry()
+    conversation_commands.register(registry)
+    agent_commands.register(registry)
+    return registry
+
+
 def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> web.Application:
     """Build the service; tests build it with the same factory (and may pass a provider)."""
     # the access log masks `?token=` whichever runner serves the app (run_app, the test server)
@@ -149,7 +159,7 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     app[keys.INSTANCE_ID] = uuid.uuid4().hex[:12]
     if ai_provider is not None:
         app[keys.AI_PROVIDER] = ai_provider
-    app[keys.WS_REGISTRY] = default_registry()
+    app[keys.WS_REGISTRY] = command_registry()
     app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)

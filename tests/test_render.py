@@ -32,12 +32,12 @@ def test_metadata_that_is_not_an_object_shows_as_empty():
 
 def test_m_and_e():
     m = Message("m1", "c1", 3, "agent", "a1", "hi", True, "k1", CREATED_MS)
-    assert render.message(m) == m.to_dict() == {
+    assert render.message(m) == {
         "id": "m1", "conversation_id": "c1", "seq": 3, "sender_type": "agent", "sender_id": "a1", "content": "hi",
         "private": True, "client_msg_id": "k1", "created_at": iso_from_ms(CREATED_MS),
     }
     e = TransitionEvent("e1", "c1", 2, "assign", "handoff", "human", "admin", "boss", None, "a1", "t1", CREATED_MS)
-    assert render.event(e) == e.to_dict() == {
+    assert render.event(e) == {
         "id": "e1", "conversation_id": "c1", "version": 2, "trigger": "assign", "from_state": "handoff",
         "to_state": "human", "actor_type": "admin", "actor_id": "boss", "reason": None,
         "created_at": iso_from_ms(CREATED_MS),

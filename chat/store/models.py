@@ -6,9 +6,8 @@ Their protocol JSON shapes (M, E, C) are rendered by chat.render.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from chat import render
 from chat.store.db import Row
 from states.machine import State
 
@@ -29,10 +28,6 @@ class Message:
     private: bool
     client_msg_id: str | None
     created_ms: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The protocol's M object."""
-        return render.message(self)  # issue 9: callers move to chat.render.message
 
 
 MESSAGE_COLUMNS = "id, conversation_id, seq, sender_type, sender_id, content, private, client_msg_id, created_ms"
@@ -59,10 +54,6 @@ class TransitionEvent:
     agent_id: str | None
     team_id: str | None
     created_ms: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The protocol's E object."""
-        return render.event(self)  # issue 9: callers move to chat.render.event
 
 
 EVENT_COLUMNS = (

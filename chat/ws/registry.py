@@ -70,13 +70,3 @@ class Registry:
             if cmd.type in self.commands:
                 raise ValueError(f"command {cmd.type} registered twice")
             self.commands[cmd.type] = cmd
-
-
-def default_registry() -> Registry:
-    """The registry with every command module registered, one explicit call each."""
-    from chat.ws.commands import agent, conversation
-
-    registry = Registry()
-    conversation.register(registry)
-    agent.register(registry)
-    return registry

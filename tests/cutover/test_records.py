@@ -7,7 +7,6 @@ bytes when nothing changed), checked with hypothesis on every record shape the m
 from __future__ import annotations
 
 import json
-import timeit
 
 import orjson
 from hypothesis import HealthCheck, assume, given, settings
@@ -126,18 +125,15 @@ def test_a_new_format_source_is_copied_byte_for_byte():
     assert converted.copied and converted.value == raw
 
 
-# Issue 12.11: the check for integers orjson would turn into floats must not cost more than the parse
-# itself on realistic (800-byte, digit-heavy) records; a regular expression cost four times the parse.
-def test_the_long_integer_check_is_cheap_next_to_the_parse():
+# Issue 12.11: the check for integers orjson would turn into floats (now a translate and a substring
+# search instead of a regular expression: measured in bench/migrate_redis_bench.py, never in a test) keeps
+# its answers on realistic, digit-heavy records and on the edge of 19 digits.
+def test_the_long_integer_check_keeps_its_answers():
     turns = [{"role": "user", "text": "where is my order " * 2, "at": 1_704_103_200_000 + n} for n in range(12)]
     raw = json.dumps({"userId": "u", "agent": "ai", "context": {"history": turns}}).encode()
     assert 700 < len(raw) < 1200
     assert loads(raw) == orjson.loads(raw)
-
-    def best(func) -> float:
-        return min(timeit.repeat(lambda: func(raw), number=2000, repeat=7))
-
-    parse, checked = best(orjson.loads), best(loads)
-    assert checked < 2.5 * parse, (parse, checked)
-    # and a 19-digit integer still goes to the exact reader
     assert loads(b'{"n": 12345678901234567890123}')["n"] == 12345678901234567890123
+    assert loads(b'{"n": 1234567890123456789}')["n"] == 1234567890123456789
+    assert loads(b'{"s": "12345678901234567890123", "n": -99999999999999999999}') == {
+        "s": "12345678901234567890123", "n": -99999999999999999999}
