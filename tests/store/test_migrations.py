@@ -1,7 +1,11 @@
 """Schema upgrades on MariaDB and SQLite, and the check that refuses another system's tables."""
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
+import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMySQL)
 import pytest
 
 from chat import cli
@@ -10,7 +14,7 @@ from chat.store import Store, connect
 from chat.store.migrations import ForeignSchema, type_family
 from chat.store.schema import LATEST_VERSION, Tables
 from tests.conftest import TEST_DATABASE_URL, redis_url
-from tests.legacy_tables import create_legacy, fresh_mysql_database
+from tests.legacy_tables import LEGACY_ROWS, create_legacy, fresh_mysql_database
 
 
 async def test_upgrade_is_idempotent(store):
@@ -113,3 +117,26 @@ def test_db_upgrade_on_the_old_tables_exits_2_and_lists_them(tmp_path, monkeypat
     monkeypatch.setenv("DB_TABLE_PREFIX", "chat_")
     assert cli.main(["db", "upgrade"]) == 0
     assert "applied schema version(s) [1]" in capsys.readouterr().out
+
+
+def test_serve_on_the_old_mysql_tables_exits_2_having_written_nothing(tmp_path):
+    with fresh_mysql_database(TEST_DATABASE_URL) as url:
+        create_legacy(parse_database_url(url))
+        env = {"PATH": os.environ["PATH"], "DATABASE_URL": url, "REDIS_URL": redis_url(),
+               "JWT_SECRET_KEY": "test-secret-0123456789abcdef0123456789", "AI_PROVIDER": "echo"}
+        proc = subprocess.run([sys.executable, "-m", "chat", "serve", "--host", "127.0.0.1", "--port", "0"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert "conversations: missing column(s)" in proc.stderr and "nothing was written" in proc.stderr
+        conn = pymysql.connect(**_admin(url))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW TABLES")
+                assert sorted(r[0] for r in cur.fetchall()) == sorted(LEGACY_ROWS)  # no schema_version either
+        finally:
+            conn.close()
+
+
+def _admin(url: str) -> dict[str, object]:
+    c = parse_database_url(url)
+    return {"host": c.host, "port": c.port, "user": c.user, "password": c.password, "database": c.database}
