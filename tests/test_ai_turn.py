@@ -269,8 +269,9 @@ async def test_bookkeeping_is_empty_after_the_turns_end(harness):
         await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="one")
         await harness.drain_ai()
     provider.gate = asyncio.Event()  # a reply stored after a newer question: the order is remembered, then not
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="two")
-    await ws.event("ai.delta")
+    two = (await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="two"))["message"]
+    # the delta of this turn (the first exchange's deltas are still buffered: they would not show it started)
+    await ws.event("ai.delta", lambda f: f["data"]["reply_to"] == two["id"])
     await ws.ok("message.send", conversation_id=cid, client_msg_id="3", content="three")
     provider.gate.set()
     await harness.drain_ai()
