@@ -56,7 +56,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     db = await connect_waiting(settings.database, pool_size=settings.db_pool_size,
                                timeout_s=settings.db_connect_timeout_s, on_wait=waiting)
     store = Store(db)
-    await store.migrations.upgrade()
+    try:
+        await store.migrations.upgrade()
+    except BaseException:  # a refused upgrade (foreign tables) must not leave SQLite's thread running
+        await db.close()
+        raise
     app[keys.STORE] = store
     yield
     await db.close()

@@ -137,6 +137,17 @@ def test_serve_on_the_old_mysql_tables_exits_2_having_written_nothing(tmp_path):
             conn.close()
 
 
+def test_serve_on_the_old_sqlite_tables_exits_2_and_does_not_hang(tmp_path):
+    """SQLite's connection thread is closed when the upgrade is refused: the process ends (it hung before)."""
+    create_legacy(parse_database_url(f"sqlite:///{tmp_path}/old.db"))
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite:///{tmp_path}/old.db", "REDIS_URL": redis_url(),
+           "JWT_SECRET_KEY": "test-secret-0123456789abcdef0123456789", "AI_PROVIDER": "echo"}
+    proc = subprocess.run([sys.executable, "-m", "chat", "serve", "--host", "127.0.0.1", "--port", "0"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "conversations: missing column(s)" in proc.stderr
+
+
 def _admin(url: str) -> dict[str, object]:
     c = parse_database_url(url)
     return {"host": c.host, "port": c.port, "user": c.user, "password": c.password, "database": c.database}
