@@ -95,14 +95,19 @@ def parse_timestamp(value: Any, name: str, naive_tz: tzinfo = UTC) -> str | None
     """An old ``createdAt``/``updatedAt`` (ISO 8601, offset or UTC; epoch ms as a number or a string)
     as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None when absent. An ISO time without an offset (naive,
     ``"2025-04-30 18:00:00"``) is read in ``naive_tz``."""
+    return _parse_timestamp(value, name, naive_tz)[0]
+
+
+def _parse_timestamp(value: Any, name: str, naive_tz: tzinfo) -> tuple[str | None, bool]:
+    """parse_timestamp, and whether the value was naive (parsed once: the migration's hot path)."""
     if type(value) is int and _MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS:
-        return iso_from_ms(value)  # Date.now(), the other common case
+        return iso_from_ms(value), False  # Date.now(), the other common case
     if value is None or value == "":
-        return None
+        return None, False
     if isinstance(value, str):
         return _parse_text(value, name, naive_tz)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _from_epoch_ms(value, name)
+        return _from_epoch_ms(value, name), False
     raise ConversionError("bad_timestamp", f"{name} is a JSON {json_type(value)}")
 
 
@@ -119,22 +124,23 @@ def is_naive_timestamp(value: Any) -> bool:
         return False
 
 
-def _parse_text(value: str, name: str, naive_tz: tzinfo) -> str:
+def _parse_text(value: str, name: str, naive_tz: tzinfo) -> tuple[str, bool]:
     if _is_canonical_layout(value):
         # JavaScript's toISOString() form, the common case: valid as it is if it parses.
         try:
             datetime.fromisoformat(value)
-            return value
+            return value, False
         except ValueError:
             raise ConversionError("bad_timestamp", f"{name} is not a valid date: {_preview(value)}") from None
     text = value.strip()
     if _EPOCH_MS.fullmatch(text):
-        return _from_epoch_ms(float(text) if "." in text else int(text), name)
+        return _from_epoch_ms(float(text) if "." in text else int(text), name), False
     try:
         moment = datetime.fromisoformat(text)
-        if moment.tzinfo is None:
+        naive = moment.tzinfo is None
+        if naive:
             moment = moment.replace(tzinfo=naive_tz)
-        return iso_from_ms((moment - _EPOCH) // _ONE_MS)
+        return iso_from_ms((moment - _EPOCH) // _ONE_MS), naive
     except (ValueError, OverflowError):
         problem = f"{name} is neither ISO 8601 nor epoch ms: {_preview(value)}"
         raise ConversionError("bad_timestamp", problem) from None
@@ -237,11 +243,9 @@ def to_new(obj: Record, now: str, naive_tz: tzinfo = UTC) -> Converted:
 
 def _times(created: Any, updated: Any, naive_tz: tzinfo) -> tuple[str | None, str | None, bool]:
     """``createdAt`` and ``updatedAt`` parsed, and whether either was naive (read in ``naive_tz``)."""
-    naive = is_naive_timestamp(created) or is_naive_timestamp(updated)  # fast for the usual forms
-    if created is not None:
-        created = parse_timestamp(created, "createdAt", naive_tz)
-    if updated is not None:
-        updated = parse_timestamp(updated, "updatedAt", naive_tz)
+    created, naive_created = _parse_timestamp(created, "createdAt", naive_tz)
+    updated, naive_updated = _parse_timestamp(updated, "updatedAt", naive_tz)
+    naive = naive_created or naive_updated
     if naive and created is not None and updated is not None and updated < created:
         raise ConversionError(
             "naive_time_order",
