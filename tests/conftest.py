@@ -12,7 +12,6 @@ import uuid
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
-import pymysql
 import pytest
 import redis.asyncio as aioredis
 
@@ -21,6 +20,7 @@ from chat.app import create_app
 from chat.auth import issue_token
 from chat.settings import Settings, parse_database_url, parse_redis_url
 from chat.store import Store, connect
+from tests.legacy_tables import fresh_mysql_database
 from tests.wsclient import WS, ScriptedProvider
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -37,21 +37,8 @@ def redis_url(db: int = SERVICE_REDIS_DB) -> str:
 @pytest.fixture(scope="session")
 def mysql_database_url():
     """A fresh MariaDB/MySQL database for this test run, dropped at the end."""
-    base = parse_database_url(TEST_DATABASE_URL)
-    name = f"chat_test_{uuid.uuid4().hex[:10]}"
-
-    def admin(sql: str) -> None:
-        conn = pymysql.connect(host=base.host, port=base.port, user=base.user, password=base.password)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
-
-    admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    parts = urlsplit(TEST_DATABASE_URL)
-    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
-    admin(f"DROP DATABASE IF EXISTS {name}")
+    with fresh_mysql_database(TEST_DATABASE_URL, prefix="chat_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["mysql", "sqlite"])

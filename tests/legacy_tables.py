@@ -103,10 +103,10 @@ def create_legacy(config: DatabaseConfig) -> None:
 
 
 @contextmanager
-def fresh_mysql_database(server_url: str) -> Iterator[str]:
+def fresh_mysql_database(server_url: str, prefix: str = "chat_legacy") -> Iterator[str]:
     """The URL of a new empty database on the server of `server_url` (dropped afterwards)."""
     base = parse_database_url(server_url)
-    name = f"chat_legacy_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     def admin(sql: str) -> None:
         conn = pymysql.connect(host=base.host, port=base.port, user=base.user, password=base.password)
