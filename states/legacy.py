@@ -111,19 +111,6 @@ def _parse_timestamp(value: Any, name: str, naive_tz: tzinfo) -> tuple[str | Non
     raise ConversionError("bad_timestamp", f"{name} is a JSON {json_type(value)}")
 
 
-def is_naive_timestamp(value: Any) -> bool:
-    """An ISO 8601 text without an offset (so its moment depends on the zone it is read in)."""
-    if type(value) is not str or _is_canonical_layout(value):
-        return False
-    text = value.strip()
-    if _EPOCH_MS.fullmatch(text):
-        return False
-    try:
-        return datetime.fromisoformat(text).tzinfo is None
-    except ValueError:
-        return False
-
-
 def _parse_text(value: str, name: str, naive_tz: tzinfo) -> tuple[str, bool]:
     if _is_canonical_layout(value):
         # JavaScript's toISOString() form, the common case: valid as it is if it parses.
