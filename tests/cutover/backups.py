@@ -13,6 +13,7 @@ import pymysql
 
 from chat.cutover.backup import main as backup_main
 from chat.cutover.backup_format import sha256_file
+from chat.cutover.backup_sql import mysql_connect
 from chat.cutover.rollback import main as rollback_main
 from chat.settings import parse_database_url
 from chat.store import Store, connect
@@ -39,16 +40,8 @@ async def upgrade_schema(url: str) -> None:
 
 
 def mysql_connection(url: str) -> pymysql.connections.Connection:
-    config = parse_database_url(url)
-    return pymysql.connect(
-        host=config.host,
-        port=config.port,
-        user=config.user,
-        password=config.password,
-        database=config.database,
-        charset="utf8mb4",
-        autocommit=False,
-    )
+    """A connection like the cut-over programs' own (chat.cutover.backup_sql.mysql_connect)."""
+    return mysql_connect(parse_database_url(url))
 
 
 def reset_schema(url: str) -> None:
