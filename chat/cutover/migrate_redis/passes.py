@@ -8,7 +8,7 @@ from typing import TypeVar
 import redis
 
 from chat.cutover.common import Progress
-from chat.cutover.migrate_redis.run import Item, Run, Stats
+from chat.cutover.migrate_redis.run import COPIED, DEFAULTED_TIME, NAIVE_TIME, Item, Run, Stats, outcome
 from chat.cutover.migrate_redis.wire import collect_read, key_types, pack, scan_batches, send_read, set_command
 from chat.cutover.records import convert, loads
 from states.legacy import ConversionError, is_new_format
@@ -86,7 +86,7 @@ def convert_batch(run: Run, keys: list[bytes], reads: list[tuple[bytes | None, i
         if in_place and converted.copied:
             stats.unchanged += 1
         else:
-            todo.append((key, converted, pttl))
+            todo.append((key, converted.value, pttl, outcome(converted)))
 
     if refused:
         for key, kind in zip(refused, key_types(run.source, refused), strict=True):
@@ -106,11 +106,11 @@ def start_write(run: Run, todo: list[Item]) -> None:
     """Put a batch's writes on the wire; ``finish_write`` reads the outcome."""
     if run.in_place:
         # XX: a key that expired meanwhile stays gone; KEEPTTL: the TTL is not even touched.
-        payload = b"".join([pack(b"SET", key, c.value, b"XX", b"KEEPTTL") for key, c, _ in todo])
+        payload = b"".join([pack(b"SET", key, value, b"XX", b"KEEPTTL") for key, value, _, _ in todo])
     else:
         # NX leaves whatever the target already holds; finish_write looks at those few keys.
         nx = not run.force
-        payload = b"".join([set_command(key, c.value, pttl, nx) for key, c, pttl in todo])
+        payload = b"".join([set_command(key, value, pttl, nx) for key, value, pttl, _ in todo])
     run.write_wire.send(payload, len(todo))
 
 
@@ -143,7 +143,7 @@ def _resolve_taken(run: Run, taken: list[Item]) -> None:
     """Target keys that already existed: keep new-format records, replace anything else."""
     overwrite = _replaceable(run, taken)
     if overwrite:
-        payload = b"".join(set_command(key, c.value, pttl) for key, c, pttl in overwrite)
+        payload = b"".join(set_command(key, value, pttl) for key, value, pttl, _ in overwrite)
         for reply in run.write_wire.call(payload, len(overwrite)):
             if isinstance(reply, redis.ResponseError):
                 raise reply
@@ -157,7 +157,7 @@ def count_dry_run(run: Run, todo: list[Item]) -> None:
 
 def _replaceable(run: Run, items: list[Item]) -> list[Item]:
     """The items whose target key may be (over)written; counts and reports the others."""
-    current = run.write_wire.call(b"".join(pack(b"GET", key) for key, _, _ in items), len(items))
+    current = run.write_wire.call(b"".join(pack(b"GET", key) for key, _, _, _ in items), len(items))
     replaceable: list[Item] = []
     for item, value in zip(items, current, strict=True):
         if isinstance(value, redis.ResponseError):
@@ -179,12 +179,12 @@ def _replaceable(run: Run, items: list[Item]) -> list[Item]:
 
 def _count_written(stats: Stats, items: list[Item]) -> None:
     copied = defaulted = naive = with_ttl = 0
-    for _key, converted, pttl in items:
-        if converted.copied:
+    for _key, _value, pttl, flags in items:
+        if flags & COPIED:
             copied += 1
-        elif converted.defaulted_time:
+        elif flags & DEFAULTED_TIME:
             defaulted += 1
-        if converted.naive_time:
+        if flags & NAIVE_TIME:
             naive += 1
         if pttl >= 0:
             with_ttl += 1

@@ -75,8 +75,25 @@ class Report:
         self._fh.close()
 
 
-# (key, what to write, the source's PTTL)
-Item = tuple[bytes, Migrated, int]
+# What the summary counts of a written record (bits of an Item's last field).
+COPIED = 1  # the source was in the new format already: its bytes are written as they are
+DEFAULTED_TIME = 2  # no createdAt/updatedAt: the migration time stands in for both
+NAIVE_TIME = 4  # a timestamp without an offset, read in the naive zone
+
+# (key, the bytes to write, the source's PTTL, COPIED | DEFAULTED_TIME | NAIVE_TIME). Not the
+# parsed record: keeping a batch of parsed records alive until its writes are acknowledged cost
+# a third of the migration's time on 800-byte records (the garbage collector walked them, and
+# every batch was parsed into fresh, cache-cold memory instead of the memory just freed).
+Item = tuple[bytes, bytes, int, int]
+
+
+def outcome(converted: Migrated) -> int:
+    """The summary bits of one conversion."""
+    return (
+        (COPIED if converted.copied else 0)
+        | (DEFAULTED_TIME if converted.defaulted_time else 0)
+        | (NAIVE_TIME if converted.naive_time else 0)
+    )
 
 
 @dataclass
