@@ -18,6 +18,7 @@ N = TypeVar("N", int, float)
 
 SPEC_KEY = "setting"  # where a field's Spec lives in its metadata
 MYSQL_SCHEMES = ("mysql", "mysql+aiomysql", "mysql+asyncmy", "mariadb")
+MYSQL_DRIVER = "asyncmy"  # the driver of mysql:// and mariadb:// (chat/store/mysql.py; measured in docs/performance.md)
 
 
 class SettingsError(Exception):
@@ -49,6 +50,7 @@ class DatabaseConfig:
     """Where the SQL store lives: MySQL/MariaDB over the network or an SQLite file."""
 
     kind: str  # "mysql" or "sqlite"
+    driver: str = ""  # MySQL: "asyncmy" or "aiomysql" (mysql+<driver>://, else MYSQL_DRIVER); SQLite: ""
     host: str = ""
     port: int = 3306
     user: str = ""
@@ -154,6 +156,7 @@ def parse_database_url(url: str, variable: str = "DATABASE_URL") -> DatabaseConf
         raise SettingsError(variable, "missing database name, e.g. mysql://user:pass@host:3306/db")
     return DatabaseConfig(
         kind="mysql",
+        driver=scheme.removeprefix("mysql+") if "+" in scheme else MYSQL_DRIVER,
         host=parts.hostname,
         port=port or 3306,
         user=unquote(parts.username or "root"),

@@ -1,14 +1,15 @@
 """TLS to MySQL/MariaDB: the SSLContext of DATABASE_URL's `ssl*` options (chat.settings_parse.TlsConfig),
-and whether a server offers TLS at all (aiomysql quietly stays on plain TCP when it does not)."""
+and whether a server offers TLS at all, read from its greeting before any driver connects (aiomysql
+quietly stays on plain TCP when it does not, asyncmy fails the handshake with an obscure SSL error)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
-import aiomysql
-from pymysql.constants import CLIENT  # type: ignore[import-untyped]
-
 from chat.settings_parse import TlsConfig
+
+_CLIENT_SSL = 2048  # CLIENT.SSL, the capability bit of a server that offers TLS (the same in both drivers)
 
 
 def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -22,7 +23,19 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
-async def offers_tls(pool: aiomysql.Pool) -> bool:
-    """Whether the server the pool connected to offers TLS (then aiomysql used it)."""
-    async with pool.acquire() as conn:
-        return bool(conn.server_capabilities & CLIENT.SSL)
+async def offers_tls(host: str, port: int, timeout_s: float = 10.0) -> bool:
+    """Whether the server's greeting (its first packet, sent before anything is asked) has the SSL
+    capability bit. OSError or TimeoutError when it cannot be reached; ValueError on a packet that is
+    not a MySQL greeting (protocol 10)."""
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            header = await reader.readexactly(4)
+            packet = await reader.readexactly(int.from_bytes(header[:3], "little"))
+        finally:
+            writer.close()
+    if not packet or packet[0] != 10:  # 0xff: an error packet (too many connections, host blocked)
+        raise ValueError(f"the server did not greet as MySQL does: {packet[:80]!r}")
+    # protocol version, server version (NUL-terminated), thread id (4), salt (8), filler (1), capabilities (2)
+    at = packet.index(b"\0", 1) + 1 + 4 + 8 + 1
+    return bool(int.from_bytes(packet[at:at + 2], "little") & _CLIENT_SSL)

@@ -6,7 +6,8 @@ import pytest
 
 from chat.settings import parse_database_url
 from chat.store import DatabaseError, DuplicateKey, connect
-from chat.store.db import _sqlite_sql, marks
+from chat.store.db import marks
+from chat.store.sqlite import _sqlite_sql
 
 
 async def test_a_closed_database_raises_database_error(database_url):

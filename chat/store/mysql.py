@@ -1,0 +1,174 @@
+"""The MySQL 8 / MariaDB backend, on either of two drivers with the same pool and cursor API.
+
+asyncmy (Cython) parses the wire protocol in compiled code and is the default of `mysql://`;
+aiomysql (pure Python, on PyMySQL) stays selectable with `mysql+aiomysql://`. Both are driven
+the same way: a pool, one cursor per transaction, commit or rollback, and a connection whose
+state is unknown (cancelled, broken) is closed instead of going back to the pool. Their errors
+map to the store's DatabaseError / IntegrityError / DuplicateKey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from ssl import SSLContext, SSLError
+from typing import Any
+
+import aiomysql
+import asyncmy
+import asyncmy.errors
+import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev dependencies
+
+from chat.settings import DatabaseConfig
+from chat.store.db import Database, DatabaseError, DuplicateKey, IntegrityError, Params, Row, Tx
+from chat.store.schema import Tables
+from chat.store.tls import offers_tls, ssl_context
+
+_FOUND_ROWS = 2  # CLIENT.FOUND_ROWS (the same flag in both drivers): rowcount = rows matched, as in SQLite
+_MYSQL_DUPLICATE = 1062
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What differs between the two drivers: how a pool is made and which exceptions they raise."""
+
+    name: str
+    error: type[Exception]  # the driver's base class of server and protocol errors
+    integrity: type[Exception]  # its IntegrityError (a constraint refused the write)
+
+    async def create_pool(self, config: DatabaseConfig, size: int, tls: SSLContext | None) -> Any:
+        """A pool of `size` connections at most, each in a transaction until commit/rollback."""
+        options: dict[str, Any] = {
+            "host": config.host, "port": config.port, "user": config.user, "password": config.password,
+            "charset": "utf8mb4",
+            # every statement runs in a transaction() that commits or rolls back: the first
+            # statement opens it implicitly, which saves a BEGIN round trip each time
+            "autocommit": False,
+            "minsize": 1, "maxsize": size, "pool_recycle": 3600,
+            "init_command": "SET SESSION time_zone = '+00:00'",
+            "client_flag": _FOUND_ROWS,
+            "ssl": tls,
+        }
+        if self.name == "asyncmy":
+            return await asyncmy.create_pool(database=config.database, **options)
+        return await aiomysql.create_pool(db=config.database, **options)
+
+    def wrap(self, exc: Exception) -> DatabaseError:
+        """The store's error for one of the driver's."""
+        if isinstance(exc, self.integrity):
+            code = exc.args[0] if exc.args else None
+            return (DuplicateKey if code == _MYSQL_DUPLICATE else IntegrityError)(str(exc))
+        return DatabaseError(str(exc))
+
+
+DRIVERS = {
+    "asyncmy": Driver("asyncmy", asyncmy.errors.MySQLError, asyncmy.errors.IntegrityError),
+    "aiomysql": Driver("aiomysql", pymysql.err.MySQLError, pymysql.err.IntegrityError),
+}
+
+
+class _MySQLTx(Tx):
+    def __init__(self, cursor: Any, driver: Driver):
+        self._cur = cursor
+        self._driver = driver
+
+    @property
+    def last_insert_id(self) -> int:
+        return int(self._cur.lastrowid or 0)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            return int(await self._cur.execute(sql, tuple(params) or None))
+        except self._driver.error as exc:
+            raise self._driver.wrap(exc) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        if not rows:
+            return
+        try:
+            await self._cur.executemany(sql, [tuple(r) for r in rows])
+        except self._driver.error as exc:
+            raise self._driver.wrap(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        await self.execute(sql, params)
+        row: Row | None = await self._cur.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        await self.execute(sql, params)
+        return list(await self._cur.fetchall())
+
+
+class MySQLDatabase(Database):
+    """MySQL 8 / MariaDB through a pool of the configured driver (DatabaseConfig.driver)."""
+
+    dialect = "mysql"
+
+    def __init__(self, pool: Any, size: int, driver: Driver, tables: Tables | None = None):
+        self._pool = pool
+        self.driver = driver
+        self.tables = tables or Tables()
+        # a FIFO queue in front of the pool: the pools let a newcomer take a freed connection
+        # before the tasks already waiting, which under load starves some of them for seconds
+        self._slots = asyncio.Semaphore(size)
+
+    @classmethod
+    async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> MySQLDatabase:
+        """Open the pool; raise DatabaseError if the server cannot be reached (or its TLS certificate
+        is refused, or it offers no TLS when TLS is asked for: both drivers would quietly stay on
+        plain TCP)."""
+        driver = DRIVERS[config.driver]
+        try:
+            tls = ssl_context(config.tls) if config.tls else None
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
+            raise DatabaseError(f"cannot use the TLS files of DATABASE_URL: {exc}") from None
+        try:
+            if tls is not None and not await offers_tls(config.host, config.port):
+                raise DatabaseError(f"cannot connect to {config.describe()}: the server does not offer TLS")
+            pool = await driver.create_pool(config, pool_size, tls)
+        except (driver.error, OSError, RuntimeError, ValueError) as exc:  # RuntimeError: an auth plugin's package
+            cause = exc.__cause__ or exc.__context__  # "Can't connect" hides why: a refused certificate, say
+            why = f" ({type(cause).__name__}: {cause})" if isinstance(cause, SSLError) else ""
+            raise DatabaseError(f"cannot connect to {config.describe()}: {exc}{why}") from None
+        return cls(pool, pool_size, driver, Tables(config.table_prefix))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._slots, self._transaction() as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        driver = self.driver
+        try:
+            conn = await self._pool.acquire()
+        except (driver.error, OSError, RuntimeError) as exc:  # RuntimeError: the pool is closed
+            raise DatabaseError(f"cannot get a database connection: {exc}") from None
+        try:
+            async with conn.cursor() as cur:
+                try:
+                    yield _MySQLTx(cur, driver)
+                except asyncio.CancelledError:
+                    # cancelled mid-query: the connection's state is unknown, so it is not reused;
+                    # the server rolls the transaction back when the connection closes
+                    conn.close()
+                    raise
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
+        except asyncio.CancelledError:
+            conn.close()  # cancelled during the commit: the same
+            raise
+        except (driver.error, OSError) as exc:
+            conn.close()  # a broken connection must not go back to the pool
+            raise driver.wrap(exc) from exc
+        finally:
+            self._pool.release(conn)
+
+    async def close(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()

@@ -1,0 +1,152 @@
+"""The MySQL backend's contract on both drivers (asyncmy, the default of mysql://, and aiomysql):
+every Tx and Database method, every error mapping, transactions, last_insert_id, a connection
+killed under the pool, TLS asked of a server without it, and the FIFO queue in front of the pool.
+
+The store tests (tests/store) run on the default driver; this module runs each of them on both."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chat.settings import parse_database_url
+from chat.store import Database, DatabaseError, DuplicateKey, IntegrityError, connect
+from chat.store.mysql import MySQLDatabase
+from tests.test_tls import cipher_of, pki, tls_mariadb  # noqa: F401  (fixtures: a private MariaDB with TLS)
+
+
+@pytest.fixture(params=["asyncmy", "aiomysql"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def url_for(mysql_database_url: str, driver: str) -> str:
+    return mysql_database_url.replace("mysql://", f"mysql+{driver}://", 1)
+
+
+@pytest.fixture
+async def db(mysql_database_url: str, driver: str) -> AsyncIterator[Database]:
+    database = await connect(parse_database_url(url_for(mysql_database_url, driver)), pool_size=4)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def tables(db: Database) -> AsyncIterator[tuple[str, str]]:
+    """A parent table (AUTO_INCREMENT id, UNIQUE name) and a child with a foreign key to it."""
+    suffix = uuid.uuid4().hex[:8]
+    parent, child = f"drv_parent_{suffix}", f"drv_child_{suffix}"
+    await db.execute(f"CREATE TABLE {parent} (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(64) NOT NULL, "
+                     "n INTEGER NOT NULL DEFAULT 0, UNIQUE (name)) ENGINE=InnoDB")
+    await db.execute(f"CREATE TABLE {child} (id BIGINT PRIMARY KEY, parent_id BIGINT NOT NULL, "
+                     f"FOREIGN KEY (parent_id) REFERENCES {parent} (id)) ENGINE=InnoDB")
+    yield parent, child
+    await db.execute(f"DROP TABLE {child}")
+    await db.execute(f"DROP TABLE {parent}")
+
+
+async def test_the_url_scheme_picks_the_driver(db: Database, driver: str, mysql_database_url: str):
+    assert isinstance(db, MySQLDatabase) and db.driver.name == driver
+    assert parse_database_url(mysql_database_url).driver == "asyncmy"  # mysql:// is asyncmy
+    assert parse_database_url(mysql_database_url.replace("mysql://", "mariadb://")).driver == "asyncmy"
+
+
+async def test_every_method_and_last_insert_id(db: Database, tables: tuple[str, str]):
+    parent, _ = tables
+    async with db.transaction() as tx:
+        assert await tx.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("a",)) == 1
+        first = tx.last_insert_id
+        await tx.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("b",))
+        assert tx.last_insert_id == first + 1
+        await tx.executemany(f"INSERT INTO {parent} (name, n) VALUES (%s, %s)", [("c", 3), ("d", 4)])
+        await tx.executemany(f"INSERT INTO {parent} (name) VALUES (%s)", [])  # nothing to do
+        assert await tx.fetchone(f"SELECT name, n FROM {parent} WHERE name = %s", ("d",)) == ("d", 4)
+    assert await db.fetchall(f"SELECT name FROM {parent} ORDER BY id") == [("a",), ("b",), ("c",), ("d",)]
+    assert await db.fetchone(f"SELECT name FROM {parent} WHERE name = %s", ("zz",)) is None
+    # rowcount is rows matched (FOUND_ROWS), as in SQLite: an UPDATE that changes nothing still counts
+    assert await db.execute(f"UPDATE {parent} SET n = n WHERE name IN (%s, %s)", ("a", "b")) == 2
+    assert await db.fetchone("SELECT %s LIKE 'x%%'", ("xy",)) == (1,)  # %% is a literal %
+    await db.ping()
+
+
+async def test_a_failed_block_rolls_back_everything(db: Database, tables: tuple[str, str]):
+    parent, _ = tables
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            await tx.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("gone",))
+            raise RuntimeError("boom")
+    assert await db.fetchall(f"SELECT name FROM {parent}") == []
+
+
+async def test_errors_map_to_the_store_errors(db: Database, tables: tuple[str, str]):
+    parent, child = tables
+    await db.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("x",))
+    with pytest.raises(DuplicateKey):
+        await db.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("x",))
+    with pytest.raises(IntegrityError) as refused:  # a foreign key: an integrity error, not a duplicate
+        await db.execute(f"INSERT INTO {child} (id, parent_id) VALUES (%s, %s)", (1, 999999))
+    assert not isinstance(refused.value, DuplicateKey)
+    with pytest.raises(DatabaseError) as bad:
+        await db.fetchall("SELECT no_such_column FROM " + parent)
+    assert not isinstance(bad.value, IntegrityError)
+    assert await db.fetchone(f"SELECT COUNT(*) FROM {parent}") == (1,)  # each failure rolled back, pool fine
+
+
+async def test_a_killed_connection_is_an_error_then_the_pool_recovers(db: Database):
+    reached = False
+    with pytest.raises(DatabaseError):
+        async with db.transaction() as tx:
+            victim = await tx.fetchone("SELECT CONNECTION_ID()")
+            assert victim is not None
+            async with db.transaction() as other:  # a second pooled connection kills the first
+                await other.execute(f"KILL {int(victim[0])}")
+            reached = True
+            await tx.fetchone("SELECT 1")
+    assert reached
+    for _ in range(6):  # more than the pool holds: the dead connection was not put back
+        assert await db.fetchone("SELECT 1") == (1,)
+
+
+async def test_waiting_transactions_get_the_connections_in_order(db: Database):
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def hold(i: int) -> None:
+        async with db.transaction() as tx:
+            order.append(i)
+            await tx.fetchone("SELECT 1")
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold(i)) for i in range(10)]
+    while len(order) < 4:  # the pool's 4 connections are taken
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == list(range(10))
+
+
+async def test_a_closed_database_raises_database_error(db: Database):
+    await db.close()
+    with pytest.raises(DatabaseError):
+        await db.ping()
+
+
+async def test_tls_asked_of_a_server_without_it_is_refused(mysql_database_url: str, driver: str):
+    """The shared test MariaDB has no certificate: the greeting says so before any driver connects."""
+    url = url_for(mysql_database_url, driver) + "?ssl=true&ssl_verify=none"
+    with pytest.raises(DatabaseError, match="does not offer TLS"):
+        await connect(parse_database_url(url))
+
+
+async def test_an_unreachable_server_is_database_error(driver: str):
+    with pytest.raises(DatabaseError, match="cannot connect to mysql://root@127.0.0.1:1/x"):
+        await connect(parse_database_url(f"mysql+{driver}://root@127.0.0.1:1/x"))
+
+
+async def test_both_drivers_talk_tls_and_check_the_certificate(tls_mariadb, pki, driver: str):  # noqa: F811
+    base = f"mysql+{driver}://root@127.0.0.1:{tls_mariadb.port}/tls"
+    assert await cipher_of(f"{base}?ssl=true&ssl_ca={pki.ca}")
+    assert await cipher_of(f"{base}?ssl=1&ssl_verify=false")
+    with pytest.raises(DatabaseError, match="certif"):
+        await cipher_of(f"{base}?ssl=true&ssl_ca={pki.other_ca}")
