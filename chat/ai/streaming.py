@@ -178,18 +178,40 @@ class HTTPStreamProvider:
                 if len(whole_json) > JSON_REPLY_MAX_BYTES:
                     raise AIError("bad_response", "the JSON reply is too large")
                 continue
-            for event in decoder.feed(chunk):
-                for item in parser.feed(event):
-                    yield item
+            items, error = _items_of(parser, decoder.feed(chunk))
+            for item in items:
+                yield item
+            if error is not None:
+                raise error
         if whole_json is not None:
             events = [SSEEvent(data=whole_json.decode("utf-8", errors="replace"))]
         else:
             events = decoder.flush()
-        for event in events:
-            for item in parser.feed(event):
-                yield item
+        items, error = _items_of(parser, events)
+        for item in items:
+            yield item
+        if error is not None:
+            raise error
         for item in parser.finish():
             yield item
+
+
+def _items_of(parser: ReplyParser, events: list[SSEEvent]) -> tuple[list[StreamItem], AIError | None]:
+    """The items of the events one read brought, adjacent text pieces joined in order: what
+    arrived together goes out as one delta (one event, one bus message, one frame), what
+    arrives apart still streams piece by piece. An error event comes back beside the items
+    before it, which the caller yields first, as it would have yielded them one by one."""
+    items: list[StreamItem] = []
+    try:
+        for event in events:
+            for item in parser.feed(event):
+                if isinstance(item, str) and items and isinstance(items[-1], str):
+                    items[-1] += item
+                else:
+                    items.append(item)
+    except AIError as exc:
+        return items, exc
+    return items, None
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:

@@ -40,6 +40,8 @@ class FakeDashScope:
     # Stop after this many chunks and keep the connection open, or drop it.
     stall_after: int | None = None
     drop_after: int | None = None
+    # Send every event of the reply in one write (as a busy network delivers them together).
+    together: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,6 +75,10 @@ class FakeDashScope:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream;charset=UTF-8"})
         await response.prepare(request)
         events = [message_chunk(text) for text in self.chunks] + [message_chunk("", "stop")]
+        if self.together:
+            await response.write(b"".join(sse_event(index + 1, payload) for index, payload in enumerate(events)))
+            await response.write_eof()
+            return response
         for index, payload in enumerate(events):
             if index == self.stall_after:
                 await self._released.wait()

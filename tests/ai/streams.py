@@ -28,7 +28,8 @@ DASHSCOPE_INCREMENTAL = (
     '"usage":{"total_tokens":18,"output_tokens":7,"input_tokens":11},"request_id":"5f1c0a3e-1"}\n'
     '\n'
 )
-DASHSCOPE_DELTAS = ["你好", "！有什么", "可以帮您的吗？"]
+# The mocked body reaches the provider in one read, and what arrives together goes out as one delta.
+DASHSCOPE_DELTAS = ["你好！有什么可以帮您的吗？"]
 
 # The same reply from a stream that ignored incremental_output: each chunk holds the
 # whole text so far, the last one repeats it with finish_reason "stop".
@@ -59,7 +60,7 @@ DASHSCOPE_TEXT_FORMAT = (
     'data:{"output":{"finish_reason":"stop","text":" help?"},'
     '"usage":{"total_tokens":14,"output_tokens":6,"input_tokens":8},"request_id":"c3d4-3"}\n\n'
 )
-DASHSCOPE_TEXT_DELTAS = ["Hello", "! How can I", " help?"]
+DASHSCOPE_TEXT_DELTAS = ["Hello! How can I help?"]
 
 DASHSCOPE_TEXT_FORMAT_CUMULATIVE = (
     'id:1\nevent:result\n:HTTP_STATUS/200\n'
@@ -148,7 +149,7 @@ OPENAI_STREAM = (
     '"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}\n\n'
     'data: [DONE]\n\n'
 )
-OPENAI_DELTAS = ["Hello", " there!"]
+OPENAI_DELTAS = ["Hello there!"]
 
 OPENAI_TOOL_CALL = (
     'data: {"id":"chatcmpl-7t","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant",'
