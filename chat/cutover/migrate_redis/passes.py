@@ -8,9 +8,10 @@ from typing import TypeVar
 import redis
 
 from chat.cutover.common import Progress
-from chat.cutover.migrate_redis.run import COPIED, DEFAULTED_TIME, NAIVE_TIME, Item, Run, Stats, outcome
-from chat.cutover.migrate_redis.wire import collect_read, key_types, pack, scan_batches, send_read, set_command
-from chat.cutover.records import convert, loads
+from chat.cutover.migrate_redis.convert import migrate_value
+from chat.cutover.migrate_redis.run import COPIED, DEFAULTED_TIME, NAIVE_TIME, Item, Run, Stats
+from chat.cutover.migrate_redis.wire import collect_read, key_types, pack, scan_batches, send_read, set_commands
+from chat.cutover.records import loads
 from states.legacy import ConversionError, is_new_format
 
 T = TypeVar("T")
@@ -69,24 +70,23 @@ def convert_batch(run: Run, keys: list[bytes], reads: list[tuple[bytes | None, i
             refused.append(key)  # not a string, most likely: TYPE will tell
             continue
         try:
-            converted = convert(value, now, naive_tz)
+            new_value, flags, dropped = migrate_value(value, now, naive_tz)
         except ConversionError as exc:
             stats.failed += 1
             report.add(key, exc.code, exc.reason)
             continue
-        if converted.dropped:
+        if dropped:
             stats.dropped_fields += 1
             report.add(
                 key,
                 "dropped_fields",
-                "old fields with no place in the new record left out: "
-                + ", ".join(converted.dropped),
+                "old fields with no place in the new record left out: " + ", ".join(dropped),
                 "warning",
             )
-        if in_place and converted.copied:
+        if in_place and flags & COPIED:
             stats.unchanged += 1
         else:
-            todo.append((key, converted.value, pttl, outcome(converted)))
+            todo.append((key, new_value, pttl, flags))
 
     if refused:
         for key, kind in zip(refused, key_types(run.source, refused), strict=True):
@@ -109,8 +109,7 @@ def start_write(run: Run, todo: list[Item]) -> None:
         payload = b"".join([pack(b"SET", key, value, b"XX", b"KEEPTTL") for key, value, _, _ in todo])
     else:
         # NX leaves whatever the target already holds; finish_write looks at those few keys.
-        nx = not run.force
-        payload = b"".join([set_command(key, value, pttl, nx) for key, value, pttl, _ in todo])
+        payload = set_commands(todo, nx=not run.force)
     run.write_wire.send(payload, len(todo))
 
 
@@ -143,7 +142,7 @@ def _resolve_taken(run: Run, taken: list[Item]) -> None:
     """Target keys that already existed: keep new-format records, replace anything else."""
     overwrite = _replaceable(run, taken)
     if overwrite:
-        payload = b"".join(set_command(key, value, pttl) for key, value, pttl, _ in overwrite)
+        payload = set_commands(overwrite)
         for reply in run.write_wire.call(payload, len(overwrite)):
             if isinstance(reply, redis.ResponseError):
                 raise reply

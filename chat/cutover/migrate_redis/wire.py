@@ -7,7 +7,7 @@ are read back in order later, so Redis works while Python converts the previous 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
@@ -26,29 +26,26 @@ def pack(*parts: bytes) -> bytes:
 _PTTLS = b"local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('PTTL', k) end return t"
 
 
-def set_command(key: bytes, value: bytes, pttl: int, nx: bool = False) -> bytes:
-    """``SET key value [PX pttl] [NX]``: a source key without TTL gets no expiry."""
-    if pttl >= 0:
-        # PX 0 is refused; a key about to expire gets the shortest TTL there is.
-        ttl = b"%d" % max(pttl, 1)
-        command = b"*%d\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nPX\r\n$%d\r\n%b\r\n" % (
-            6 if nx else 5,
-            len(key),
-            key,
-            len(value),
-            value,
-            len(ttl),
-            ttl,
-        )
-    else:
-        command = b"*%d\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
-            4 if nx else 3,
-            len(key),
-            key,
-            len(value),
-            value,
-        )
-    return command + b"$2\r\nNX\r\n" if nx else command
+_SET_HEAD = b"*%d\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n"
+
+
+def set_commands(items: Iterable[tuple[bytes, bytes, int, int]], nx: bool = False) -> bytes:
+    """``SET key value [PX pttl] [NX]`` for each ``(key, value, pttl, _)``, packed in one buffer.
+
+    A source key without TTL (pttl < 0) gets no expiry. Each value is copied once, into the
+    buffer (formatting a command around it and joining the commands would copy it twice).
+    """
+    parts: list[bytes] = []
+    add = parts.extend
+    nx_part = b"$2\r\nNX\r\n" if nx else b""
+    for key, value, pttl, _ in items:
+        if pttl >= 0:
+            ttl = b"%d" % max(pttl, 1)  # PX 0 is refused; a key about to expire gets the shortest TTL
+            tail = b"\r\n$2\r\nPX\r\n$%d\r\n%b\r\n" % (len(ttl), ttl)
+            add((_SET_HEAD % (6 if nx else 5, len(key), key, len(value)), value, tail, nx_part))
+        else:
+            add((_SET_HEAD % (4 if nx else 3, len(key), key, len(value)), value, b"\r\n", nx_part))
+    return b"".join(parts)
 
 
 class Wire:
