@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 CONTEXT_FIELDS = ("instance", "request_id", "user_id", "conversation_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-user_id: ContextVar[str | None] = ContextVar("user_id", default=None)
-conversation_id: ContextVar[str | None] = ContextVar("conversation_id", default=None)
+# request_id, user_id, conversation_id: one variable holding the three, so a command's context
+# costs one set and one reset
+_Fields = tuple[str | None, str | None, str | None]
+_context: ContextVar[_Fields] = ContextVar("log_context", default=(None, None, None))
 
 _TOKEN_PARAM = re.compile(r"(?i)(\b(?:access_|refresh_)?token=)[^&\s\"'<>\\]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -53,26 +54,28 @@ def new_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFF:08x}"
 
 
-_VARS = {"request_id": request_id, "user_id": user_id, "conversation_id": conversation_id}
-
-
 class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
     """Every line logged inside (and by tasks started inside) carries these fields (request_id,
     user_id, conversation_id); the fields not named keep their outer value. (A plain class, not a
     generator: it wraps every WebSocket command.)"""
 
-    __slots__ = ("_fields", "_tokens")
+    __slots__ = ("_fields", "_token")
 
     def __init__(self, **fields: str | None) -> None:
+        unknown = fields.keys() - CONTEXT_FIELDS[1:]
+        if unknown:
+            raise TypeError(f"log_context got unknown fields {sorted(unknown)}")
         self._fields = fields
-        self._tokens: list[tuple[ContextVar[str | None], Token[str | None]]] = []
+        self._token: Token[_Fields] | None = None
 
     def __enter__(self) -> None:
-        self._tokens = [(_VARS[name], _VARS[name].set(value)) for name, value in self._fields.items()]
+        outer, fields = _context.get(), self._fields
+        self._token = _context.set((fields.get("request_id", outer[0]), fields.get("user_id", outer[1]),
+                                    fields.get("conversation_id", outer[2])))
 
     def __exit__(self, *exc: object) -> None:
-        for var, token in reversed(self._tokens):
-            var.reset(token)
+        if self._token is not None:
+            _context.reset(self._token)
 
 
 def mask_tokens(text: str) -> str:
@@ -103,9 +106,9 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the fields; a field set explicitly (`extra=`) wins."""
         record.instance = getattr(record, "instance", None) or self.instance
-        for name, var in _VARS.items():
+        for name, value in zip(CONTEXT_FIELDS[1:], _context.get(), strict=True):
             if getattr(record, name, None) is None:
-                setattr(record, name, var.get())
+                setattr(record, name, value)
         return True
 
 

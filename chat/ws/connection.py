@@ -1,17 +1,26 @@
-"""One socket's sending side and frame parsing: the per-connection send queue drained by one
-writer task, replies and errors, and closing. Both phases (auth, session) use it."""
+"""One socket's sending side and frame parsing: replies, errors and closing. Both phases (auth,
+session) use it.
+
+No task per socket: a frame is kept on its connection and the process's one `Outbox` task writes
+every connection's frames once per loop turn. aiohttp's send only waits when the peer is not
+reading (its flow control pauses above the transport's high-water mark), so the outbox writes a
+socket only while its transport buffer is under the low-water mark (where a send cannot wait);
+a socket that is behind gets a task of its own until it has caught up, and one that falls
+`WS_SEND_QUEUE_MAX` frames behind is closed with 1013: it never stalls the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import metrics
 from chat.errors import ChatError, Invalid
@@ -23,6 +32,12 @@ CLOSE_AUTH_FAILED = 4401
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_SLOW_CLIENT = WSCloseCode.TRY_AGAIN_LATER  # 1013: the client could not keep up
+SEND_ERRORS = (ConnectionError, RuntimeError)  # the socket is gone; the read loop cleans up
+
+# socket ids cross the bus (a typing event skips its sender's socket on every instance): unique per
+# process by the prefix, and cheaper than a uuid4 per socket
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_socket_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,51 +49,81 @@ class Incoming:
     body: dict[str, Any]
 
 
-class Connection:
-    """An open socket: what is queued for it and how it closes."""
+class Outbox:
+    """The connections with frames to write, written by one task per loop turn (started when the
+    first frame of a turn arrives, ended when nothing is left)."""
 
-    def __init__(self, ws: web.WebSocketResponse, settings: Settings):
-        self.id = uuid.uuid4().hex
+    __slots__ = ("_ready", "_task")
+
+    def __init__(self) -> None:
+        self._ready: dict[Connection, None] = {}  # an ordered set: sockets written in arrival order
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, conn: Connection) -> None:
+        """Write this connection's frames in the next turn."""
+        self._ready[conn] = None
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="ws-outbox")
+
+    async def _run(self) -> None:
+        try:
+            while self._ready:
+                ready, self._ready = self._ready, {}
+                for conn in ready:
+                    await conn.write_pending()
+        finally:
+            self._task = None
+
+
+class Connection:
+    """An open socket: what is waiting to be written to it and how it closes."""
+
+    __slots__ = ("_closer", "_drainer", "_low_water", "_max_frames", "_outbox", "_pending", "closing", "id",
+                 "transport", "user_id", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, settings: Settings, outbox: Outbox,
+                 transport: asyncio.BaseTransport | None = None):
+        """`transport`: the request's (its buffer tells whether the peer keeps up); None in unit tests."""
+        self.id = f"{_ID_PREFIX}{next(_socket_numbers):x}"
         self.ws = ws
+        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self._low_water = self.transport.get_write_buffer_limits()[0] if self.transport is not None else 0
         self.user_id: str | None = None  # for log lines, once a session is open
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.ws_send_queue_max)
-        self._writer: asyncio.Task[None] | None = None
+        self._outbox = outbox
+        self._max_frames = settings.ws_send_queue_max
+        self._pending: list[bytes] = []
+        self._drainer: asyncio.Task[None] | None = None  # only while the peer is behind
         self._closer: asyncio.Task[None] | None = None  # kept so the close task is not garbage-collected
         self.closing = False
 
     # --- sending ---------------------------------------------------------------------------
 
-    def start_writer(self) -> None:
-        """Start the one task that writes to the socket."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                text = await self._queue.get()
-                await self.ws.send_str(text)
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            return  # the socket is gone; the read loop cleans up
-
-    def send_text(self, text: str) -> None:
-        """Queue a frame; a client too slow to drain its queue is disconnected, never waited for."""
+    def send_bytes(self, data: bytes) -> None:
+        """Queue one encoded text frame; a client that falls too far behind is disconnected, never waited for."""
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
+        pending = self._pending
+        if len(pending) >= self._max_frames:
             metrics.WS_SLOW_CLIENTS.inc()
             log.info("closing slow websocket client %s (%s)", self.id, self.user_id)
             self.close_soon(CLOSE_SLOW_CLIENT, "send queue full")
+            return
+        pending.append(data)
+        if len(pending) == 1 and self._drainer is None:
+            self._outbox.add(self)
+
+    def send_text(self, text: str) -> None:
+        """Queue a frame (the hub's delivery)."""
+        self.send_bytes(text.encode())
 
     def send(self, frame: dict[str, Any]) -> None:
         """Queue one JSON frame."""
-        self.send_text(orjson.dumps(frame).decode())
+        self.send_bytes(orjson.dumps(frame))
 
     def reply(self, frame_id: int | None, data: dict[str, Any]) -> None:
         """The result of a command."""
-        frame = {"type": "result", "data": data}
-        self.send({"id": frame_id, **frame} if frame_id is not None else frame)
+        self.send_bytes(orjson.dumps({"id": frame_id, "type": "result", "data": data} if frame_id is not None
+                                     else {"type": "result", "data": data}))
 
     def reply_error(self, frame_id: int | None, error: ChatError) -> None:
         """An error frame with the protocol code."""
@@ -88,6 +133,38 @@ class Connection:
         if error.details:
             frame["details"] = error.details
         self.send(frame)
+
+    def _behind(self, size: int) -> bool:
+        """Could writing `size` more bytes make aiohttp wait? Its flow control pauses above the high-water
+        mark and resumes at the low one, so at or under the low mark a send never waits."""
+        transport = self.transport
+        return transport is not None and transport.get_write_buffer_size() + size > self._low_water
+
+    async def write_pending(self) -> None:
+        """Write what is queued (the outbox's turn): at once while the peer keeps up (these sends
+        never wait), else through a task of this socket's own."""
+        if self._drainer is not None or self.closing:
+            return  # the drainer, or the close, writes them
+        frames, self._pending = self._pending, []
+        for i, data in enumerate(frames):
+            if self._behind(len(data)):
+                self._pending = frames[i:]
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+                return
+            try:
+                await self.ws.send_frame(data, WSMsgType.TEXT)
+            except SEND_ERRORS:
+                return
+
+    async def _drain(self) -> None:
+        """A peer that is behind: its frames one by one, each as aiohttp's flow control lets it."""
+        try:
+            while self._pending:
+                await self.ws.send_frame(self._pending.pop(0), WSMsgType.TEXT)
+        except SEND_ERRORS:
+            self._pending.clear()
+        finally:
+            self._drainer = None
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -119,32 +196,36 @@ class Connection:
     # --- closing ---------------------------------------------------------------------------
 
     def close_soon(self, code: int, message: str = "") -> None:
-        """Close from synchronous code (without waiting for queued frames)."""
+        """Close from synchronous code (without writing what is queued)."""
         if not self.closing:
             self.closing = True
+            self._pending = []
             self._closer = asyncio.get_running_loop().create_task(self._close_now(code, message))
 
     async def _close_now(self, code: int, message: str) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
+        await self._stop_drainer()
         await self.ws.close(code=code, message=message.encode())
 
     async def close(self, code: int, message: str = "") -> None:
-        """Send what is queued, then close with `code`."""
+        """Write what is queued (for at most 2 s), then close with `code`."""
         if self.closing:
             return
         self.closing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush(), timeout=2.0)
+        if self._pending and self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        if self._drainer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._drainer), timeout=2.0)
         await self._close_now(code, message)
 
-    async def _flush(self) -> None:
-        while not self._queue.empty() and self._writer is not None and not self._writer.done():
-            await asyncio.sleep(0)
+    async def _stop_drainer(self) -> None:
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.cancel()
+            await asyncio.gather(drainer, return_exceptions=True)
 
     async def stop(self) -> None:
-        """After the socket ended: stop the writer."""
+        """After the socket ended: nothing more is written."""
         self.closing = True
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        self._pending = []
+        await self._stop_drainer()

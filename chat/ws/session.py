@@ -61,15 +61,13 @@ def _conversation_of(frame: Incoming) -> str | None:
 class Session:
     """A connection with an identity; only sessions join the hub."""
 
+    __slots__ = ("_expiry", "_recent", "_strikes", "conn", "identity", "services")
+
     def __init__(self, conn: Connection, identity: Identity, services: Services):
         self.conn = conn
         self.identity = identity
-        self.settings = services.settings
-        self.ops = services.ops
-        self.hub = services.hub
-        self.registry = services.registry
-        self.clock = services.clock
-        self._recent: deque[float] = deque()
+        self.services = services
+        self._recent: deque[float] | None = None  # times of the recent commands, from the first command on
         self._strikes = 0
         self._expiry: asyncio.TimerHandle | None = None
         conn.user_id = identity.user_id
@@ -98,7 +96,7 @@ class Session:
         if self.identity.exp is None:
             return
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_at(loop.time() + (self.identity.exp - self.clock()), self._expired)
+        self._expiry = loop.call_at(loop.time() + (self.identity.exp - self.services.clock()), self._expired)
 
     def _expired(self) -> None:
         log.info("token of %s expired: closing socket %s", self.identity.user_id, self.id)
@@ -107,7 +105,7 @@ class Session:
     def _refresh(self, frame: Incoming) -> dict[str, Any]:
         """`auth` on an open socket: a token for the same user and role moves the expiry."""
         try:
-            fresh = verify_token(self.settings.jwt_secret_key, frame.body.get("token"))
+            fresh = verify_token(self.services.settings.jwt_secret_key, frame.body.get("token"))
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from None
         if (fresh.user_id, fresh.role) != (self.identity.user_id, self.identity.role):
@@ -126,12 +124,14 @@ class Session:
 
     def _rate_limited(self) -> bool:
         now = time.monotonic()
-        window = self.settings.ws_rate_limit_window_s
-        while self._recent and now - self._recent[0] >= window:
-            self._recent.popleft()
-        if len(self._recent) >= self.settings.ws_rate_limit_count:
+        settings, recent = self.services.settings, self._recent
+        if recent is None:
+            recent = self._recent = deque()
+        while recent and now - recent[0] >= settings.ws_rate_limit_window_s:
+            recent.popleft()
+        if len(recent) >= settings.ws_rate_limit_count:
             return True
-        self._recent.append(now)
+        recent.append(now)
         return False
 
     async def handle_text(self, text: str) -> None:
@@ -155,20 +155,19 @@ class Session:
         """The command's result data; raises what the client is to be told."""
         if frame.type == "auth":
             return self._refresh(frame)
-        cmd = self.registry.commands.get(frame.type)
+        cmd = self.services.registry.commands.get(frame.type)
         if cmd is None:
             raise Invalid(f"unknown type {frame.type!r}", {"type": ["Unknown command."]})
         if self.identity.role not in cmd.roles:
             raise Forbidden(f"{frame.type} is not allowed for role {self.identity.role}")
-        payload = {k: v for k, v in frame.body.items() if k not in ("type", "id")}
         try:
-            data = cmd.schema.load(payload)
+            data = cmd.load(frame.body)
         except ValidationError as exc:
             raise Invalid("invalid fields", exc.messages_dict) from None
-        return await cmd.handler(CommandContext(self.ops, self.identity, self.id, self.hub), data)
+        return await cmd.handler(CommandContext(self.services.ops, self.identity, self.id, self.services.hub), data)
 
     async def _dispatch(self, frame: Incoming) -> None:
-        label = frame.type if frame.type == "auth" or frame.type in self.registry.commands else "unknown"
+        label = frame.type if frame.type == "auth" or frame.type in self.services.registry.commands else "unknown"
         try:
             result = await self._run(frame)
         except asyncio.CancelledError:

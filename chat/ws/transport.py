@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import keys, metrics
 from chat.auth import AuthError, Identity, verify_token
 from chat.ws.auth_phase import AuthPhase
-from chat.ws.connection import CLOSE_AUTH_TIMEOUT, Connection
+from chat.ws.connection import CLOSE_AUTH_TIMEOUT, Connection, Outbox
 from chat.ws.session import Session
 
-SOCKETS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("ws_sockets")
+SOCKETS: web.AppKey[set[Connection]] = web.AppKey("ws_sockets")  # the open ones (a socket leaves at its end)
+OUTBOX: web.AppKey[Outbox] = web.AppKey("ws_outbox")
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
@@ -28,20 +28,22 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         except AuthError as exc:
             return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401)
 
-    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=settings.ws_heartbeat_s)
+    # no permessage-deflate: chat frames are small, and each socket's zlib state would cost far more
+    # memory (hundreds of KB) than an idle socket is allowed
+    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=settings.ws_heartbeat_s,
+                               compress=False)
     await ws.prepare(request)
-    conn = Connection(ws, settings)
+    conn = Connection(ws, settings, app[OUTBOX], request.transport)
     phase = AuthPhase(conn, app[keys.WS_SERVICES])
     app[SOCKETS].add(conn)
     metrics.OPEN_SOCKETS.inc()
-    conn.start_writer()
     try:
         if identity is None or await phase.open(identity) is not None:
             await _serve(conn, phase, deadline=asyncio.get_running_loop().time() + settings.ws_auth_timeout_s)
     finally:
         # shielded: when the peer vanishes the server may cancel this handler, and the socket
         # must still leave the hub and end its agent's lease
-        await asyncio.shield(_cleanup(conn, phase))
+        await asyncio.shield(_cleanup(app[SOCKETS], conn, phase))
     return ws
 
 
@@ -70,7 +72,8 @@ async def _serve(conn: Connection, phase: AuthPhase, deadline: float) -> None:
             break
 
 
-async def _cleanup(conn: Connection, phase: AuthPhase) -> None:
+async def _cleanup(sockets: set[Connection], conn: Connection, phase: AuthPhase) -> None:
+    sockets.discard(conn)
     metrics.OPEN_SOCKETS.dec()
     await conn.stop()
     await phase.end()
@@ -86,6 +89,7 @@ async def close_all(app: web.Application) -> None:
 
 def register(app: web.Application) -> None:
     """Add GET /ws and its shutdown hook."""
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = set()
+    app[OUTBOX] = Outbox()
     app.router.add_get("/ws", handle_ws)
     app.on_shutdown.append(close_all)

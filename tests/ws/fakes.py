@@ -29,15 +29,15 @@ def on_root_logger(handler: H, level: int) -> Iterator[H]:
 
 
 class FakeSocket:
-    """What Connection uses of a server socket: send_str and close."""
+    """What Connection uses of a server socket: send_frame and close."""
 
     def __init__(self) -> None:
         self.frames: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
 
-    async def send_str(self, text: str) -> None:
-        await self.frames.put(orjson.loads(text))
+    async def send_frame(self, data: bytes, opcode: int) -> None:
+        await self.frames.put(orjson.loads(data))
 
     async def close(self, *, code: int, message: bytes = b"") -> bool:
         self.close_code = code

@@ -10,7 +10,7 @@ import pytest
 from chat import keys
 from chat.auth import issue_token, verify_token
 from chat.settings import Settings
-from chat.ws.connection import Connection
+from chat.ws.connection import Connection, Outbox
 from chat.ws.registry import Registry
 from chat.ws.session import Services, Session
 from tests.ws.fakes import FakeSocket
@@ -26,8 +26,7 @@ def _token(sub: str = "cust-1", role: str = "customer", ttl_s: int = 600) -> str
 async def _session(token: str) -> tuple[Session, FakeSocket]:
     identity = verify_token(SETTINGS.jwt_secret_key, token)
     socket = FakeSocket()
-    conn = Connection(socket, SETTINGS)  # type: ignore[arg-type]
-    conn.start_writer()
+    conn = Connection(socket, SETTINGS, Outbox())  # type: ignore[arg-type]
     services = Services(SETTINGS, None, None, Registry(), None, clock=lambda: identity.exp - LEFT_S)  # type: ignore[arg-type]
     return Session(conn, identity, services), socket
 

@@ -151,29 +151,106 @@ async def test_shutdown_closes_sockets_with_1001(aiohttp_server, make_settings, 
         await closing
 
 
-async def test_slow_client_is_disconnected_without_stalling_the_sender(make_settings):
-    """The send queue is capped: a client that cannot keep up is closed, send_text never blocks."""
-    from chat.ws.connection import CLOSE_SLOW_CLIENT, Connection
+class _Buffer(asyncio.WriteTransport):
+    """A transport whose write buffer the test sets: `size` bytes waiting, low-water mark 1000."""
 
-    class StuckSocket:
-        closed_with = None
+    def __init__(self, size: int = 0) -> None:
+        super().__init__()
+        self.size = size
 
-        async def send_str(self, text):
-            await asyncio.Event().wait()  # never drains
+    def get_write_buffer_size(self) -> int:
+        return self.size
 
-        async def close(self, code, message=b""):
-            self.closed_with = code
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 1000, 4000
 
-    settings = make_settings(ws_send_queue_max=3)
-    sock = StuckSocket()
-    conn = Connection(sock, settings)
-    conn.start_writer()
-    for i in range(10):
-        conn.send_text(f"frame {i}")  # returns at once every time
-    await asyncio.sleep(0)  # let the scheduled close run
-    await asyncio.sleep(0)
-    assert sock.closed_with == CLOSE_SLOW_CLIENT
-    await conn.stop()
+
+class _Peer:
+    """A server socket that records frames; `stuck` makes a send wait (aiohttp's flow control)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.stuck = asyncio.Event()
+        self.stuck.set()
+        self.closed_with = None
+
+    async def send_frame(self, data, opcode):
+        assert opcode == WSMsgType.TEXT
+        await self.stuck.wait()
+        self.frames.append(data)
+
+    async def close(self, code, message=b""):
+        self.closed_with = code
+
+
+async def _turns(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_frames_of_every_socket_are_written_by_one_outbox_task(make_settings):
+    """No task per socket: what is queued in a turn is written in the next, in order."""
+    from chat.ws.connection import Connection, Outbox
+
+    outbox, peers = Outbox(), [_Peer(), _Peer()]
+    conns = [Connection(p, make_settings(), outbox, _Buffer()) for p in peers]
+    for i in range(3):
+        for conn in conns:
+            conn.send({"n": i})
+    assert all(p.frames == [] for p in peers)  # queued, not written inline
+    await _turns()
+    assert all(p.frames == [b'{"n":0}', b'{"n":1}', b'{"n":2}'] for p in peers)
+
+
+async def test_slow_client_is_disconnected_without_stalling_the_others(make_settings):
+    """A peer that is behind gets frames through its own task; the others keep being written; past
+    WS_SEND_QUEUE_MAX frames behind it is closed with 1013, and sending never blocks."""
+    from chat.ws.connection import CLOSE_SLOW_CLIENT, Connection, Outbox
+
+    outbox, slow, fast = Outbox(), _Peer(), _Peer()
+    slow.stuck.clear()  # it does not read
+    slow_conn = Connection(slow, make_settings(ws_send_queue_max=3), outbox, _Buffer(size=5000))
+    fast_conn = Connection(fast, make_settings(ws_send_queue_max=3), outbox, _Buffer())
+    slow_conn.send_text("frame 0")
+    await _turns()
+    for i in range(1, 10):
+        slow_conn.send_text(f"frame {i}")  # returns at once every time
+        fast_conn.send_text(f"frame {i}")
+        await _turns()
+    assert fast.frames == [f"frame {i}".encode() for i in range(1, 10)]
+    assert slow.closed_with == CLOSE_SLOW_CLIENT
+    assert slow.frames == []
+    await slow_conn.stop()
+
+
+async def test_a_peer_that_catches_up_gets_every_frame_in_order(make_settings):
+    from chat.ws.connection import Connection, Outbox
+
+    peer, buffer = _Peer(), _Buffer(size=999)
+    conn = Connection(peer, make_settings(ws_send_queue_max=10), Outbox(), buffer)
+    peer.stuck.clear()
+    conn.send_text("a")  # 999 + 1 bytes: still at the low-water mark, written by the outbox (then waits)
+    conn.send_text("bb")
+    await _turns()
+    conn.send_text("c")
+    await _turns()
+    buffer.size = 0
+    peer.stuck.set()  # the peer reads again
+    await _turns(6)
+    conn.send_text("d")
+    await _turns()
+    assert peer.frames == [b"a", b"bb", b"c", b"d"]
+    assert peer.closed_with is None
+
+
+async def test_close_writes_what_is_queued_first(make_settings):
+    from chat.ws.connection import Connection, Outbox
+
+    peer = _Peer()
+    conn = Connection(peer, make_settings(), Outbox(), _Buffer())
+    conn.send_text("last words")
+    await conn.close(1000, "bye")
+    assert (peer.frames, peer.closed_with) == ([b"last words"], 1000)
 
 
 async def test_unknown_role_command_is_forbidden(harness):
