@@ -1,11 +1,14 @@
 """The two backends behind one interface: transactions, errors, placeholders."""
 
+import asyncio
+import sqlite3
 import uuid
 
 import pytest
 
 from chat.settings import parse_database_url
 from chat.store import DatabaseError, DuplicateKey, connect
+from chat.store import sqlite as sqlite_backend
 from chat.store.db import marks
 from chat.store.sqlite import _sqlite_sql
 
@@ -33,3 +36,32 @@ async def test_a_failed_block_rolls_back_and_a_duplicate_is_duplicate_key(store)
 def test_marks_and_sqlite_placeholders():
     assert marks(["a", "b", "c"]) == "%s, %s, %s"
     assert _sqlite_sql("SELECT 1 WHERE a = %s AND b LIKE '%%x'") == "SELECT 1 WHERE a = ? AND b LIKE '%x'"
+
+
+async def test_sqlite_waits_for_another_process_write_lock_without_blocking_the_loop(tmp_path, monkeypatch):
+    """A `chat-api db upgrade` run beside the service holds the write lock: the transaction waits
+    for it (the loop keeps running meanwhile), and gives up with DatabaseError after BUSY_TIMEOUT_S."""
+    db = await connect(parse_database_url(f"sqlite:///{tmp_path}/chat.db"))
+    other = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    try:
+        await db.execute("CREATE TABLE t (n INTEGER)")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        write = asyncio.create_task(db.execute("INSERT INTO t VALUES (2)"))
+        ticks = 0
+        while ticks < 20:  # the loop turns while the write waits
+            await asyncio.sleep(0)
+            ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        assert await write == 1
+        assert await db.fetchall("SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+        monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_S", 0.0)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DatabaseError, match="locked"):
+            await db.execute("INSERT INTO t VALUES (3)")
+        other.execute("ROLLBACK")
+        assert await db.fetchone("SELECT COUNT(*) FROM t") == (2,)
+    finally:
+        other.close()
+        await db.close()
