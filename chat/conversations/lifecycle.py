@@ -18,6 +18,8 @@ from states.repository import Actor, ConversationRepository, Transition
 
 log = logging.getLogger(__name__)
 
+LAST_SEEN_MAX = 4096  # conversations whose last seen record this instance keeps (the newest seen)
+
 
 def actor_of(identity: Identity) -> Actor:
     """The transition-log actor for a token holder."""
@@ -31,7 +33,12 @@ def check_assigned(identity: Identity, conversation: Conversation) -> None:
 
 
 class Conversations:
-    """The conversation records: who may see one, its public view, its moves."""
+    """The conversation records: who may see one, its public view, its moves.
+
+    Every record read or written here is also kept as this instance's last seen one (bounded). It
+    may be behind (another instance moved the conversation), so it is only used where that is
+    safe: its id and owner never change, and the message path writes under a guard on its state
+    and version (the SQL row refuses a stale one, and the record is read again)."""
 
     def __init__(self, repository: ConversationRepository, store: Store, events: Events,
                  quota: ConversationQuota) -> None:
@@ -39,11 +46,30 @@ class Conversations:
         self.store = store
         self.events = events
         self.quota = quota
+        self._last_seen: dict[str, Conversation] = {}
+
+    def _seen(self, conversation: Conversation) -> Conversation:
+        last_seen = self._last_seen
+        known = last_seen.pop(conversation.id, None)
+        # a read that was overtaken by a move must not replace the newer record
+        last_seen[conversation.id] = known if known is not None and known.version > conversation.version \
+            else conversation
+        if len(last_seen) > LAST_SEEN_MAX:
+            del last_seen[next(iter(last_seen))]  # the one seen longest ago
+        return conversation
+
+    def last_seen(self, identity: Identity, conversation_id: str) -> Conversation | None:
+        """This instance's last seen record of a conversation the identity may see (None when there
+        is none); not_found for a customer's look at anyone else's (an owner never changes)."""
+        conversation = self._last_seen.get(conversation_id)
+        if conversation is not None and not identity.is_agent and conversation.user_id != identity.user_id:
+            raise NotFound("conversation not found")
+        return conversation
 
     async def get(self, conversation_id: str) -> Conversation:
         """The live record; not_found when there is none."""
         try:
-            return await self.repository.get(conversation_id)
+            return self._seen(await self.repository.get(conversation_id))
         except ConversationNotFound:
             raise NotFound("conversation not found") from None
 
@@ -51,7 +77,7 @@ class Conversations:
         """The live record checked against the SQL row (the durable truth) and repaired when it is
         behind: what a permission check must read."""
         try:
-            return await self.repository.get(conversation_id, fresh=True)
+            return self._seen(await self.repository.get(conversation_id, fresh=True))
         except ConversationNotFound:
             raise NotFound("conversation not found") from None
 
@@ -77,7 +103,7 @@ class Conversations:
         await self.quota.take(identity.user_id)  # the one who starts it, before anything is written
         conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
         metrics.CONVERSATIONS_STARTED.inc()
-        return conversation
+        return self._seen(conversation)
 
     async def fire(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str | None = None,
                    **data: Any) -> Transition:
@@ -90,6 +116,7 @@ class Conversations:
             log.info("refused %s of %s by %s %s: %s", trigger, conversation_id, actor.type, actor.id or "", exc)
             raise
         metrics.TRANSITIONS.labels(trigger).inc()
+        self._seen(transition.after)
         # the transition is committed: what follows must not turn it into an error for the caller
         # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
         try:

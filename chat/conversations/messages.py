@@ -21,6 +21,11 @@ MAX_CONTENT_CHARS = 4000
 NOT_CLOSED = Guard(not_state=State.CLOSED)  # a customer's message never goes into a closed conversation
 
 
+def at_version(conversation: Conversation) -> Guard:
+    """Written only while the SQL row is still at this record's state and version."""
+    return Guard(state=conversation.state, version=conversation.version)
+
+
 def check_content(content: str) -> None:
     """1 to 4000 code points: empty is invalid, longer is too_large."""
     if not content:
@@ -50,7 +55,7 @@ class Messages:
         against SQL (and repaired), StaleVersion is raised and nothing is written.
         """
         if guard_version:
-            guard = Guard(state=conversation.state, version=conversation.version)
+            guard = at_version(conversation)
         draft = NewMessage(conversation.id, guard=guard, **fields)
         try:
             try:
@@ -63,9 +68,12 @@ class Messages:
             await self.conversations.refresh(conversation.id)
             raise
         if created:
-            metrics.MESSAGES.labels(message.sender_type).inc()
-            await self.events.emit(MessageStored(conversation, message))
+            await self._stored(conversation, message)
         return message, created
+
+    async def _stored(self, conversation: Conversation, message: Message) -> None:
+        metrics.MESSAGES.labels(message.sender_type).inc()
+        await self.events.emit(MessageStored(conversation, message))
 
     async def list_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,
                        limit: int | None = None) -> list[Message]:
@@ -84,6 +92,11 @@ class Messages:
                    private: bool = False) -> Message:
         """Store a message (idempotent on client_msg_id) and set off what follows it."""
         check_content(content)
+        known = self.conversations.last_seen(identity, conversation_id)
+        if known is not None:
+            message = await self._at_last_seen(identity, known, content, client_msg_id, private)
+            if message is not None:
+                return message
         conversation = await self.conversations.get_for(identity, conversation_id)
         if private and not identity.is_agent:
             raise Invalid("only agents may send private notes", {"private": ["Not allowed for customers."]})
@@ -97,6 +110,29 @@ class Messages:
         if identity.is_agent:
             return await self._from_agent(identity, conversation, content, client_msg_id, private)
         return await self._from_customer(identity, conversation, content, client_msg_id)
+
+    async def _at_last_seen(self, identity: Identity, known: Conversation, content: str, client_msg_id: str | None,
+                            private: bool) -> Message | None:
+        """The message path without reading the live record: written under a guard on the state and
+        version this instance last saw, which the SQL row checks at the insert. None when that record
+        does not allow the message as it is or is behind (the full path reads it and decides)."""
+        if identity.is_agent:
+            allowed = private or (known.state == State.HUMAN and known.agent_id == identity.user_id)
+        else:
+            allowed = not private and known.state != State.CLOSED
+        if not allowed:
+            return None
+        draft = NewMessage(known.id, "agent" if identity.is_agent else "customer", content, identity.user_id,
+                           private, client_msg_id, at_version(known))
+        try:
+            message, created = await self.writer.append(draft)
+        except (StaleVersion, ConversationNotFound):
+            return None  # moved since (maybe by another instance), or no SQL row yet
+        if created:
+            await self._stored(known, message)
+            if not identity.is_agent:
+                await self._customer_wrote(identity, known, message)
+        return message
 
     async def _from_customer(self, identity: Identity, conversation: Conversation, content: str,
                              client_msg_id: str | None) -> Message:
@@ -114,13 +150,19 @@ class Messages:
                 if attempt:
                     raise
                 conversation = await self.conversations.get(conversation.id)
-        if created and conversation.state == State.AI:
-            if self.wants_human(content):
-                await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),
-                                                      reason="keyword")
-            else:
-                await self.events.emit(CustomerWrote(conversation, message))
+        if created:
+            await self._customer_wrote(identity, conversation, message)
         return message
+
+    async def _customer_wrote(self, identity: Identity, conversation: Conversation, message: Message) -> None:
+        """In `ai`, a customer's new message asks for a human (a handoff phrase) or for the AI's answer."""
+        if conversation.state != State.AI:
+            return
+        if self.wants_human(message.content):
+            await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),
+                                                  reason="keyword")
+        else:
+            await self.events.emit(CustomerWrote(conversation, message))
 
     async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
                           client_msg_id: str | None, private: bool) -> Message:
@@ -148,7 +190,9 @@ class Messages:
         return any(phrase in text for phrase in self._phrases)
 
     async def typing(self, identity: Identity, conversation_id: str, on: bool, peer_id: str | None) -> None:
-        """Tell the other subscribers that someone is typing."""
-        conversation = await self.conversations.get_for(identity, conversation_id)
+        """Tell the other subscribers that someone is typing (only the conversation's id and owner matter:
+        this instance's last seen record does, when there is one)."""
+        conversation = (self.conversations.last_seen(identity, conversation_id)
+                        or await self.conversations.get_for(identity, conversation_id))
         sender_type = "agent" if identity.is_agent else "customer"
         await self.events.emit(Typing(conversation, sender_type, on, peer_id))
