@@ -3,7 +3,10 @@ the rules of who may write what, and typing."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from prometheus_client import Counter
 
 from chat import metrics
 from chat.auth import Identity
@@ -19,6 +22,12 @@ from states.record import Conversation
 
 MAX_CONTENT_CHARS = 4000
 NOT_CLOSED = Guard(not_state=State.CLOSED)  # a customer's message never goes into a closed conversation
+
+
+@functools.cache
+def _messages_counter(sender_type: str) -> Counter:
+    """The labelled counter of a sender type (four of them), looked up once."""
+    return metrics.MESSAGES.labels(sender_type)
 
 
 def at_version(conversation: Conversation) -> Guard:
@@ -72,7 +81,7 @@ class Messages:
         return message, created
 
     async def _stored(self, conversation: Conversation, message: Message) -> None:
-        metrics.MESSAGES.labels(message.sender_type).inc()
+        _messages_counter(message.sender_type).inc()
         await self.events.emit(MessageStored(conversation, message))
 
     async def list_for(self, identity: Identity, conversation_id: str, after_seq: int = 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import deque
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode
 from marshmallow import ValidationError
+from prometheus_client import Counter
 
 from chat import logs, metrics
 from chat.auth import AuthError, Identity, verify_token
@@ -48,6 +50,12 @@ class Services:
 def auth_result(identity: Identity) -> dict[str, Any]:
     """The `data` of a successful `auth` (PROTOCOL 3.2)."""
     return {"user_id": identity.user_id, "role": identity.role, "exp": identity.exp}
+
+
+@functools.cache
+def _commands_counter(label: str, outcome: str) -> Counter:
+    """The labelled counter of a command type and outcome (both few), looked up once."""
+    return metrics.WS_COMMANDS.labels(label, outcome)
 
 
 def _conversation_of(frame: Incoming) -> str | None:
@@ -184,8 +192,8 @@ class Session:
             log.exception("the reply to %s could not be encoded", frame.type)
             self._fail(frame, label, ChatError("internal error: the reply could not be encoded"))
             return
-        metrics.WS_COMMANDS.labels(label, "ok").inc()
+        _commands_counter(label, "ok").inc()
 
     def _fail(self, frame: Incoming, label: str, error: ChatError) -> None:
-        metrics.WS_COMMANDS.labels(label, error.code).inc()
+        _commands_counter(label, error.code).inc()
         self.conn.reply_error(frame.id, error)
