@@ -137,6 +137,24 @@ def run_script(source_url: str, target_url: str, report: str) -> int:
             sys.stdout, sys.stderr = streams
 
 
+def time_script(
+    source_url: str, target_url: str, target: redis.Redis, n: int, repeat: int
+) -> tuple[list[float], list[float]]:
+    """Run the migration ``repeat`` times into an emptied target: wall-clock and CPU seconds of each run."""
+    times, cpu = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for attempt in range(repeat):
+            target.flushdb()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            rc = run_script(source_url, target_url, os.path.join(tmp, "report.jsonl"))
+            times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
+            assert rc == 0, f"migrate_redis exited {rc}"
+            assert target.dbsize() == n
+            print(f"scripts/migrate_redis.py run {attempt + 1}:        {times[-1]:8.2f} s  (CPU {cpu[-1]:.2f} s)")
+    return times, cpu
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="sessions to seed (default 100000)")
@@ -185,20 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             assert migrated == args.n, migrated
             print(f"guide's script (KEYS, GET/SET per key): {baseline_s:8.2f} s", flush=True)
 
-        times, cpu = [], []
-        with tempfile.TemporaryDirectory() as tmp:
-            for attempt in range(args.repeat):
-                target.flushdb()
-                started, cpu_started = time.perf_counter(), time.process_time()
-                rc = run_script(source_url, target_url, os.path.join(tmp, "report.jsonl"))
-                times.append(time.perf_counter() - started)
-                cpu.append(time.process_time() - cpu_started)
-                assert rc == 0, f"migrate_redis exited {rc}"
-                assert target.dbsize() == args.n
-                print(f"scripts/migrate_redis.py run {attempt + 1}:        {times[-1]:8.2f} s  (CPU {cpu[-1]:.2f} s)")
+        times, cpu = time_script(source_url, target_url, target, args.n, args.repeat)
         median_s = statistics.median(times)
         print(f"scripts/migrate_redis.py median:       {median_s:8.2f} s  (min {min(times):.2f} s)")
         print(f"migration CPU median:                  {statistics.median(cpu):8.2f} s  (min {min(cpu):.2f} s)")
+        print(f"migration CPU per key:                 {statistics.median(cpu) / args.n * 1e6:8.1f} us")
         if baseline_s is not None:
             print(f"speed-up: {baseline_s / median_s:.1f}x  ({parser_name}, {os.cpu_count()} CPUs)")
         return 0
