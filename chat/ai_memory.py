@@ -15,6 +15,9 @@ class Memory:
     failures: int = 0  # failed turns in a row
     attempted: int = 0  # seq of the customer message the last turn took on, until a reply is stored
     answered: dict[int, int] = field(default_factory=dict)  # AI reply seq -> the customer seq it answered
+    # seq of the last reply stored here right after the message it answered: while it is the
+    # conversation's newest public message, nothing is due
+    replied: int = 0
 
 
 class Memories:

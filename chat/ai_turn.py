@@ -234,6 +234,11 @@ class AIRunner:
     async def _due(self, conversation_id: str) -> bool:
         """Is a reply due (a message came in during the turn)? No when that cannot be read."""
         try:
+            replied = self._memories.peek(conversation_id).replied
+            if replied:  # one small read says whether anything came after the reply stored here
+                newest = await self.store.messages.recent(conversation_id, 1)
+                if newest and newest[-1].seq == replied:
+                    return False
             return await self._next(conversation_id) is not None
         except Exception as exc:
             if _cancelled_meanwhile():
@@ -271,15 +276,22 @@ class AIRunner:
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
-        try:
-            # checked against SQL first: a live record behind it (Redis restored from an older
-            # snapshot) would have the AI stream a reply into a conversation a human holds
-            conversation = await self.conversations.refresh(conversation_id)
-        except NotFound:
+        # the record checked against SQL (a live record behind it, Redis restored from an older
+        # snapshot, would have the AI stream a reply into a conversation a human holds) and the
+        # history, read at once: one round trip less before the provider's request
+        conversation, history = await asyncio.gather(
+            self.conversations.refresh(conversation_id),
+            self.store.messages.recent(conversation_id, self.settings.ai_context_messages),
+            return_exceptions=True,
+        )
+        if isinstance(conversation, NotFound):
             return None
+        if isinstance(conversation, BaseException):
+            raise conversation
+        if isinstance(history, BaseException):
+            raise history
         if conversation.state != State.AI:
             return None
-        history = await self.store.messages.recent(conversation_id, self.settings.ai_context_messages)
         customer = [m for m in history if m.sender_type == "customer"]
         memory = self._memories.peek(conversation_id)
         if not customer or customer[-1].seq <= memory.attempted:
@@ -354,8 +366,10 @@ class AIRunner:
         memory.attempted = 0  # answered: nothing of this turn needs remembering
         if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile
             memory.answered = {message.seq: reply_to.seq}
+            memory.replied = 0
         else:
             memory.answered.clear()
+            memory.replied = message.seq
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)

@@ -239,6 +239,31 @@ async def test_two_instances_sweeping_at_once_answer_once(harness_factory, tmp_p
     assert len(a.provider.calls) + len(b.provider.calls) == 1
 
 
+async def test_a_message_another_instance_stored_before_the_unlock_is_answered_after_it(harness_factory, tmp_path,
+                                                                                        monkeypatch):
+    """The other instance finds the lock busy and leaves the message; the holder looks again once it
+    released the lock (here the message lands after the reply, so the small newest-message read finds it)."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    a = await harness_factory(database_url=url, provider_=ScriptedProvider(["from A"]), ai_sweep_interval_s=0)
+    b = await harness_factory(database_url=url, provider_=ScriptedProvider(["from B"]), ai_sweep_interval_s=0)
+    ws_a, cid = await start(a)
+    ws_b = await b.connect("cust-1")
+    runner = a.app[keys.AI_RUNNER]
+    unlock = runner._unlock
+
+    async def unlock_after_a_message_on_b(**kwargs):
+        monkeypatch.setattr(runner, "_unlock", unlock)
+        await ws_b.ok("message.send", conversation_id=cid, client_msg_id="2", content="and another thing")
+        await b.drain_ai()  # b's turn found the lock busy
+        return await unlock(**kwargs)
+
+    monkeypatch.setattr(runner, "_unlock", unlock_after_a_message_on_b)
+    await ws_a.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await a.drain_ai()
+    assert await stored_senders(a, cid) == ["customer", "ai", "customer", "ai"]
+    assert (len(a.provider.calls), len(b.provider.calls)) == (2, 0)
+
+
 async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_factory):
     provider = ScriptedProvider()
     provider.gate = asyncio.Event()
@@ -341,10 +366,13 @@ async def test_a_stale_live_record_saying_ai_does_not_stream_into_a_conversation
     await harness.ops.staff.remember(agent)
     await harness.ops.assignment.claim(agent, cid)
     await redis.set(key, snapshot)
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="still there?")
+    # a customer message stored by an instance that read the stale record; the turn runs here
+    await harness.app[keys.STORE].messages.append(cid, sender_type="customer", sender_id="cust-1",
+                                                  content="still there?")
+    harness.app[keys.AI_RUNNER].schedule(cid)
     await harness.drain_ai()
     assert harness.provider.calls == []
-    assert (await harness.repository.get(cid)).state == "human"
+    assert (await harness.repository.get(cid)).state == "human"  # and the turn's read repaired the record
 
 
 async def test_a_reply_discarded_because_the_conversation_moved_and_came_back_is_written_again(harness):
