@@ -1,13 +1,16 @@
-"""The Redis client: a real server from REDIS_URL, or the embedded in-process one."""
+"""The Redis client: a real server from REDIS_URL (a Redis Cluster with REDIS_CLUSTER=true), or the
+embedded in-process one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat.settings import Settings
@@ -29,7 +32,8 @@ def stale_connection_retry() -> Retry:
 
 
 def create_redis(settings: Settings, client_name: str | None = None) -> aioredis.Redis:
-    """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set.
+    """A redis.asyncio client (bytes in, bytes out); fakeredis when no REDIS_URL is set; a
+    ServiceRedisCluster when REDIS_CLUSTER is set.
 
     `client_name` shows in CLIENT LIST, so an operator can tell the instances apart."""
     if settings.redis is None:
@@ -41,6 +45,12 @@ def create_redis(settings: Settings, client_name: str | None = None) -> aioredis
     # than the blocking one, and 1024 is far above what one instance keeps in flight
     options: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 10, "health_check_interval": 30,
                                "client_name": client_name}
+    if settings.redis_cluster:
+        # the cluster client answers the same commands as a Redis (redis-py gives the two no common
+        # type); what differs is where keys may meet: see states/redis_keys.py
+        cluster = ServiceRedisCluster.from_url(settings.redis.url, max_connections=1024,
+                                               retry=stale_connection_retry(), **options)
+        return cast(aioredis.Redis, cluster)
     pool = aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=1024, retry=stale_connection_retry(),
                                             **options)
     return ServiceRedis(pool, aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, **options))
@@ -64,3 +74,35 @@ class ServiceRedis(aioredis.Redis):
         """Close both pools."""
         await super().aclose(close_connection_pool)
         await self._subscriber_pool.aclose()
+
+
+class ServiceRedisCluster(RedisCluster):
+    """The service's Redis Cluster client (REDIS_CLUSTER=true): the seed node of REDIS_URL tells it
+    the others and which holds each slot; a command goes to the master of its key's slot.
+
+    The retry policy is the single server's (stale_connection_retry): a command is re-sent once
+    when its connection turns out dead (after re-reading the slot map, so a failed-over master's
+    replacement answers), or when the cluster says it is down or the client knows no owner of
+    the slot (the command did not run); a timeout is never re-sent. redis-py's cluster pipeline
+    reads the retry list of its own class and re-sends a whole pipeline once on a timeout too:
+    every pipeline the service sends is idempotent (ZADD/SADD/SREM/HSET of given values, reads,
+    the presence re-assert and turn-lock renew scripts, a quota's own member) or a PUBLISH that
+    clients dedupe by seq and version. Subscriptions (ClusterPubSub) take connections without
+    retries, so the bus listener sees a dropped subscription itself."""
+
+    # redis-py's list with TimeoutError left out (its type is that exact tuple, hence the ignore)
+    ERRORS_ALLOW_RETRY = (RedisConnectionError, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+
+    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
+               **kwargs: Any) -> ClusterPubSub:
+        """A subscription that learns the slot map first (redis-py's needs it and does not load it)."""
+        return _ClusterPubSub(self, node=node, host=host, port=port, **kwargs)
+
+
+class _ClusterPubSub(ClusterPubSub):
+    """ClusterPubSub whose commands wait for the cluster client's slot map (a no-op once known)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Initialize the cluster client if needed, then send."""
+        await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)

@@ -86,6 +86,16 @@ def _table_prefix(variable: str, text: str) -> str:
 
 TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
 
+
+def _switch(variable: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise SettingsError(variable, f"must be true or false, got {text!r}")
+    return value == "true"
+
+
+SWITCH = Parser(_switch, "`true` or `false`")
+
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 
 
@@ -109,6 +119,12 @@ class Settings:
         _STORAGE, "REDIS_URL", None, REDIS,
         "`redis://[:pass@]host[:port][/db]`, `rediss://…` (TLS; `?ssl_ca_certs=PEM` names the CA) or `unix://…`",
         shown_default="embedded in-process Redis (single instance only)",
+    )
+    redis_cluster: bool = setting(
+        _STORAGE, "REDIS_CLUSTER", False, SWITCH,
+        "`true`: `REDIS_URL` names one node of a Redis Cluster (the client learns the others and the slots "
+        "from it); the keys each script or transaction uses share a hash tag (docs/states.md)",
+        shown_default="`false`: one server", note="needs `REDIS_URL` with `redis://` or `rediss://` and database 0",
     )
     jwt_secret_key: str = setting(
         _SERVICE, "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
@@ -253,6 +269,7 @@ class Settings:
     def describe(self) -> str:
         """One log-safe line: provider, model, database and Redis (never a password or a key)."""
         redis = self.redis.describe() if self.redis else "embedded in-process Redis"
+        redis += " (a cluster node)" if self.redis_cluster else ""
         return (f"AI provider {self.ai_provider} (model {self.ai_model}), database {self.database.describe()}, "
                 f"Redis {redis}")
 
@@ -276,12 +293,24 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
                                               f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
+    if values["redis_cluster"]:
+        _check_cluster(values["redis"])
     if "ai_provider" not in given:
         values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
     if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
         raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
     if values["ai_provider"] == "openai" and "ai_base_url" not in given:
         raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
+
+
+def _check_cluster(redis: RedisConfig | None) -> None:
+    """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
+    if redis is None:
+        raise SettingsError("REDIS_CLUSTER", "needs REDIS_URL: a node of the cluster, e.g. redis://10.0.0.5:6379")
+    if redis.scheme == "unix":
+        raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
+    if redis.db != 0:
+        raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
 
 
 def _embedded_secret(data_dir: Path) -> str:

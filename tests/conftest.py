@@ -77,6 +77,18 @@ async def redis():
     await client.aclose()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A local Redis Cluster of three masters for the whole session (tests/cluster/servers.py);
+    `.url` is a REDIS_URL for REDIS_CLUSTER=true. It is private: tests may flush it."""
+    from tests.cluster.servers import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 BUS_CHANNEL = f"chat:events:test:{uuid.uuid4().hex[:8]}"  # pub/sub is server-wide: keep runs apart
 
 

@@ -1,5 +1,6 @@
 """The Redis client against a private redis-server the test restarts: the first command after a
-restart succeeds (one retry on a fresh connection), and only a dead connection is retried."""
+restart succeeds (one retry on a fresh connection), and only a dead connection is retried; the
+Redis Cluster client (REDIS_CLUSTER=true) is built with the same policy (tests/cluster runs it)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chat.redis_client import create_redis, stale_connection_retry
-from chat.settings import Settings
+from chat.redis_client import ServiceRedisCluster, create_redis, stale_connection_retry
+from chat.settings import Settings, SettingsError
 
 READY = b"Ready to accept connections"
 
@@ -84,3 +86,44 @@ def test_only_a_dead_connection_is_retried_and_only_once():
     assert retry.get_retries() == 1
     assert RedisConnectionError in retry._supported_errors  # noqa: SLF001 - redis-py has no getter
     assert RedisTimeoutError not in retry._supported_errors  # a timed-out command may still run: never resent
+
+
+def cluster_settings(**env: str) -> Settings:
+    return Settings.from_env({"JWT_SECRET_KEY": "k" * 32, "REDIS_CLUSTER": "true", **env})
+
+
+async def test_redis_cluster_names_a_seed_node_and_keeps_the_policy():
+    settings = cluster_settings(REDIS_URL="rediss://:pw@10.0.0.5:7000/0?ssl_ca_certs=/ca.pem")
+    assert settings.redis_cluster and "(a cluster node)" in settings.describe() and "pw" not in settings.describe()
+    client = create_redis(settings, client_name="chat-api-x")
+    try:
+        assert isinstance(client, ServiceRedisCluster)
+        assert client.retry.get_retries() == 1  # nothing is connected until the first command
+        assert RedisConnectionError in client.ERRORS_ALLOW_RETRY
+        assert RedisTimeoutError not in client.ERRORS_ALLOW_RETRY  # a timed-out command may still run
+        (seed,) = client.startup_nodes
+        assert (seed.host, seed.port) == ("10.0.0.5", 7000)
+        options = seed.connection_kwargs
+        assert options["client_name"] == "chat-api-x" and options["password"] == "pw"
+        assert (options["socket_timeout"], options["socket_connect_timeout"]) == (10, 5)
+        assert seed.connection_class is SSLConnection and options["ssl_ca_certs"] == "/ca.pem"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("env", "variable", "message"), [
+    ({}, "REDIS_CLUSTER", "needs REDIS_URL"),
+    ({"REDIS_URL": "redis://10.0.0.5:7000/3"}, "REDIS_URL", "only database 0"),
+    ({"REDIS_URL": "unix:///run/redis.sock"}, "REDIS_URL", "over TCP"),
+    ({"REDIS_URL": "redis://10.0.0.5:7000", "REDIS_CLUSTER": "yes please"}, "REDIS_CLUSTER", "true or false"),
+])
+def test_a_cluster_setting_that_cannot_work_is_refused(env, variable, message):
+    with pytest.raises(SettingsError) as refused:
+        cluster_settings(**env)
+    assert refused.value.variable == variable and message in str(refused.value)
+
+
+def test_one_server_by_default():
+    settings = Settings.from_env({"JWT_SECRET_KEY": "k" * 32, "REDIS_URL": "redis://127.0.0.1:6379/3"})
+    assert not settings.redis_cluster
+    assert not isinstance(create_redis(settings), ServiceRedisCluster)

@@ -1,0 +1,50 @@
+"""The service's Redis Cluster client against the local three-master cluster: it finds every
+master from one seed, sends each key to its slot's master, names itself on every node, and a
+subscription works before any other command taught the client the slot map."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio.cluster import RedisCluster
+
+from chat.redis_client import create_redis
+
+
+async def test_one_seed_reaches_every_master(cluster, redis_cluster):
+    keys = [f"k:{i}" for i in range(60)]  # enough keys to land on all three masters
+    for key in keys:
+        await cluster.set(key, key)
+    assert [await cluster.get(key) for key in keys] == [key.encode() for key in keys]
+    masters = {cluster.get_node_from_key(key).port for key in keys}
+    assert masters == set(redis_cluster.ports)
+    for node in cluster.get_primaries():  # each key lives on its slot's master, nowhere else
+        here = {k.decode() for k in await cluster.keys("k:*", target_nodes=node)}
+        assert here == {key for key in keys if cluster.get_node_from_key(key) == node}
+
+
+async def test_the_client_name_shows_on_every_master(cluster_settings, redis_cluster):
+    client = create_redis(cluster_settings, client_name="chat-api-cluster-test")
+    try:
+        await client.ping(target_nodes=RedisCluster.ALL_NODES)
+        listed = await client.client_list(target_nodes=RedisCluster.PRIMARIES)
+        names = {entry["name"] for entries in listed.values() for entry in entries}
+        assert "chat-api-cluster-test" in names and len(listed) == len(redis_cluster.ports)
+    finally:
+        await client.aclose()
+
+
+async def test_a_subscription_first_still_finds_its_node(cluster_settings):
+    subscriber, publisher = create_redis(cluster_settings), create_redis(cluster_settings)
+    try:
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe("cluster-test")  # the very first command of this client
+        await publisher.publish("cluster-test", b"hello")
+        async with asyncio.timeout(5):
+            while (message := await pubsub.get_message(timeout=1)) is None:
+                pass
+        assert message["data"] == b"hello"
+        await pubsub.aclose()
+    finally:
+        await subscriber.aclose()
+        await publisher.aclose()
