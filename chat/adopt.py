@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from chat.redis_client import create_redis
 from chat.settings import Settings
 from chat.store import Store, connect
@@ -40,19 +42,31 @@ async def adopt(settings: Settings, *, batch: int = 500,
     try:
         store = Store(db)
         await store.migrations.upgrade()
-        cursor = 0
-        while True:
-            cursor, keys = await redis.scan(cursor, match=f"{redis_keys.SESSION_PREFIX}*", count=batch)
-            if keys:
-                records = _records(keys, await redis.mget(keys), stats)
-                await _adopt_batch(store, records, stats)
-                if progress is not None:
-                    progress(stats)
-            if cursor == 0:
-                return stats
+        keys: list[bytes] = []
+        # scan_iter walks every master of a Redis Cluster (a single SCAN cursor would see one)
+        async for key in redis.scan_iter(match=f"{redis_keys.SESSION_PREFIX}*", count=batch):
+            keys.append(key)
+            if len(keys) == batch:
+                await _adopt_keys(redis, store, keys, stats, progress)
+                keys = []
+        if keys:
+            await _adopt_keys(redis, store, keys, stats, progress)
+        return stats
     finally:
         await db.close()
         await redis.aclose()
+
+
+async def _adopt_keys(redis: Redis, store: Store, keys: list[bytes], stats: AdoptStats,
+                      progress: Callable[[AdoptStats], None] | None) -> None:
+    """Read one batch of records (a GET per key, pipelined: on a cluster the keys lie in many
+    slots, which one MGET may not span) and insert the missing rows."""
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.get(key)
+    await _adopt_batch(store, _records(keys, await pipe.execute(), stats), stats)
+    if progress is not None:
+        progress(stats)
 
 
 def _records(keys: Sequence[bytes | str], values: Sequence[bytes | str | None],

@@ -47,19 +47,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Extend the turn locks this instance still holds (KEYS[i] with token ARGV[i + 1]) to ARGV[1] ms;
-# 0 for a lock that expired or was taken since.
+# Extend a turn lock this instance still holds (KEYS[1] with token ARGV[2]) to ARGV[1] ms; 0 for
+# a lock that expired or was taken since. One key per call, the calls pipelined: on a Redis Cluster
+# the locks of different conversations lie in different slots (states/redis_keys.py).
 RENEW_SCRIPT = """
-local held = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then
-    redis.call('PEXPIRE', key, ARGV[1])
-    held[i] = 1
-  else
-    held[i] = 0
-  end
-end
-return held
+if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0
 """
 
 
@@ -115,7 +108,6 @@ class AIRunner:
         self.discarded = 0
         self._redis = redis
         self._unlock = redis.register_script(UNLOCK_SCRIPT)
-        self._renew = redis.register_script(RENEW_SCRIPT)
         self._lock_ms = int(1000 * settings.ai_turn_lock_s)
 
     def subscribe_to(self, events: Events) -> None:
@@ -176,8 +168,10 @@ class AIRunner:
         held = list(self._locks.items())
         if not held:
             return
-        alive = await self._renew(keys=[redis_keys.ai_turn(cid) for cid, _ in held],
-                                  args=[self._lock_ms, *(token for _, token in held)])
+        pipe = self._redis.pipeline(transaction=False)
+        for conversation_id, token in held:  # EVAL: redis-py's cluster pipeline refuses EVALSHA
+            pipe.eval(RENEW_SCRIPT, 1, redis_keys.ai_turn(conversation_id), self._lock_ms, token)
+        alive = await pipe.execute()
         for (conversation_id, token), ok in zip(held, alive, strict=True):
             task = self._tasks.get(conversation_id)
             if not ok and self._locks.get(conversation_id) == token and task is not None:

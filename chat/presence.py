@@ -40,6 +40,8 @@ return 1
 # Put back what Redis lost of a status this instance's agent set: the presence hash when it is
 # gone, and the agent in the online set when its status says online but the set does not.
 # Atomic, so a status set meanwhile on another instance is never overwritten. 1: rewritten.
+# Sent with EVAL inside the heartbeat's pipeline (redis-py's cluster pipeline refuses EVALSHA);
+# both keys carry the {agents} hash tag, so on a Redis Cluster they are in one slot.
 REASSERT_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
@@ -119,7 +121,6 @@ class Presence:
         self.local: dict[str, int] = {}  # agent id -> sockets open on this instance
         self._set: dict[str, StatusSet] = {}  # agent id -> the last status it set here (while it has a socket here)
         self._reserve = redis.register_script(RESERVE_SCRIPT)
-        self._reassert = redis.register_script(REASSERT_SCRIPT)
         self._ttl_ms = int(settings.presence_ttl_s * 1000)
 
     # --- sockets ---------------------------------------------------------------------------
@@ -160,11 +161,8 @@ class Presence:
         pipe.zadd(redis_keys.AGENTS_LEASE, {agent: now + self._ttl_ms for agent in self.local})
         asserted = [(agent, status) for agent, status in self._set.items() if agent in self.local]
         for agent, status in asserted:
-            await self._reassert(
-                keys=[redis_keys.presence(agent), redis_keys.AGENTS_ONLINE],
-                args=[agent, status.status, orjson.dumps(status.teams), status.max_chats, now],
-                client=pipe,
-            )
+            pipe.eval(REASSERT_SCRIPT, 2, redis_keys.presence(agent), redis_keys.AGENTS_ONLINE,
+                      agent, status.status, orjson.dumps(status.teams), status.max_chats, now)
         rewritten = (await pipe.execute())[1:]
         for (agent, status), done in zip(asserted, rewritten, strict=True):
             if done:
