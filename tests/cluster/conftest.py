@@ -29,6 +29,7 @@ async def cluster(cluster_settings) -> AsyncIterator[ServiceRedisCluster]:
     """The service's own cluster client (what the app gets), to look at the keys."""
     client = create_redis(cluster_settings)
     assert isinstance(client, ServiceRedisCluster)
+    await client.initialize()  # the slot map, so tests may ask which node holds a key
     yield client
     await client.aclose()
 
