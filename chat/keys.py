@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # the value types are named in the annotations only: the modules that define them import this one
 SETTINGS = web.AppKey("settings", Settings)
 INSTANCE_ID = web.AppKey("instance_id", str)  # this process's name in CLIENT LIST and logs
-REDIS: web.AppKey[Redis] = web.AppKey("redis")  # redis.asyncio.Redis (or the embedded fakeredis)
+REDIS: web.AppKey[Redis] = web.AppKey("redis")  # redis.asyncio.Redis (or the embedded one, or a ServiceRedisCluster)
 STORE: web.AppKey[Store] = web.AppKey("store")
 CONVERSATIONS: web.AppKey[ConversationRepository] = web.AppKey("conversations")
 EVENTS: web.AppKey[Events] = web.AppKey("events")

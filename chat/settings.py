@@ -123,7 +123,7 @@ class Settings:
     redis_cluster: bool = setting(
         _STORAGE, "REDIS_CLUSTER", False, SWITCH,
         "`true`: `REDIS_URL` names one node of a Redis Cluster (the client learns the others and the slots "
-        "from it); the keys each script or transaction uses share a hash tag (docs/states.md)",
+        "from it); the keys each script or transaction uses share a hash tag (docs/architecture.md)",
         shown_default="`false`: one server", note="needs `REDIS_URL` with `redis://` or `rediss://` and database 0",
     )
     jwt_secret_key: str = setting(
