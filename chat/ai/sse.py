@@ -73,18 +73,21 @@ class SSEDecoder:
             self._started = True
             text = text.removeprefix("\ufeff")
         buffer = self._buffer + text
-        events: list[SSEEvent] = []
-        start = 0
-        for match in _NEWLINE.finditer(buffer):
+        held = ""
+        if "\r" in buffer:
             # A lone CR at the very end may be the first half of a CRLF split
             # across chunks; wait for the next chunk to know.
-            if match.group() == "\r" and match.end() == len(buffer) and not final:
-                break
-            event = self._line(buffer[start : match.start()])
+            if buffer.endswith("\r") and not final:
+                buffer, held = buffer[:-1], "\r"
+            lines = _NEWLINE.split(buffer)
+        else:
+            lines = buffer.split("\n")  # the usual stream: one C-level split, no regex
+        self._buffer = lines.pop() + held  # after the last line break: not a line yet
+        events: list[SSEEvent] = []
+        for line in lines:
+            event = self._line(line)
             if event is not None:
                 events.append(event)
-            start = match.end()
-        self._buffer = buffer[start:]
         if final and self._buffer:
             event = self._line(self._buffer)
             self._buffer = ""
