@@ -1,11 +1,13 @@
 """The service's Redis Cluster client against the local three-master cluster: it finds every
-master from one seed, sends each key to its slot's master, names itself on every node, and a
-subscription works before any other command taught the client the slot map."""
+master from one seed, sends each key to its slot's master, names itself on every node, a
+subscription works before any other command taught the client the slot map, and a command on a
+connection the server dropped is sent again once."""
 
 from __future__ import annotations
 
 import asyncio
 
+import redis
 from redis.asyncio.cluster import RedisCluster
 
 from chat.redis_client import create_redis
@@ -48,3 +50,18 @@ async def test_a_subscription_first_still_finds_its_node(cluster_settings):
     finally:
         await subscriber.aclose()
         await publisher.aclose()
+
+
+async def test_a_command_on_a_dropped_connection_is_sent_again_once(cluster, redis_cluster):
+    """A master dropped the client's pooled connections (a restart, an idle timeout): the next
+    command on each master reconnects and runs once."""
+    keys = [f"n:{i}" for i in range(30)]
+    for key in keys:
+        assert await cluster.incr(key) == 1  # the pool now holds a connection to every master
+    for port in redis_cluster.ports:  # each master drops every client but the one asking
+        killer = redis.Redis(host="127.0.0.1", port=port)
+        try:
+            assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            killer.close()
+    assert [await cluster.incr(key) for key in keys] == [2] * len(keys)  # answered, each run once
