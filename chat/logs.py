@@ -65,11 +65,12 @@ class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
         unknown = fields.keys() - CONTEXT_FIELDS[1:]
         if unknown:
             raise TypeError(f"log_context got unknown fields {sorted(unknown)}")
-        self._fields = fields
+        self._fields: dict[str, str | None] | None = fields
         self._token: Token[_Fields] | None = None
 
     def __enter__(self) -> None:
-        outer, fields = _context.get(), self._fields
+        # the fields are let go once set: a context around a WebSocket lives as long as the socket
+        outer, fields, self._fields = _context.get(), self._fields or {}, None
         self._token = _context.set((fields.get("request_id", outer[0]), fields.get("user_id", outer[1]),
                                     fields.get("conversation_id", outer[2])))
 

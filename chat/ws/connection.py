@@ -17,7 +17,7 @@ import itertools
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -25,6 +25,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from chat import metrics
 from chat.errors import ChatError, Invalid
 from chat.settings import Settings
+
+if TYPE_CHECKING:
+    from chat.ws.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class Connection:
     """An open socket: what is waiting to be written to it and how it closes."""
 
     __slots__ = ("_closer", "_drainer", "_low_water", "_max_frames", "_outbox", "_pending", "closing", "id",
-                 "transport", "user_id", "ws")
+                 "pinged_at", "received_at", "session", "transport", "user_id", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, settings: Settings, outbox: Outbox,
                  transport: asyncio.BaseTransport | None = None):
@@ -89,6 +92,9 @@ class Connection:
         self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self._low_water = self.transport.get_write_buffer_limits()[0] if self.transport is not None else 0
         self.user_id: str | None = None  # for log lines, once a session is open
+        self.session: Session | None = None  # once authenticated (the keepalive arms its token's expiry)
+        self.received_at = asyncio.get_running_loop().time()  # the last frame from the peer (event-loop time)
+        self.pinged_at: float | None = None  # the keepalive's last ping
         self._outbox = outbox
         self._max_frames = settings.ws_send_queue_max
         self._pending: list[bytes] = []
@@ -134,7 +140,7 @@ class Connection:
             frame["details"] = error.details
         self.send(frame)
 
-    def _behind(self, size: int) -> bool:
+    def behind(self, size: int = 0) -> bool:
         """Could writing `size` more bytes make aiohttp wait? Its flow control pauses above the high-water
         mark and resumes at the low one, so at or under the low mark a send never waits."""
         transport = self.transport
@@ -147,7 +153,7 @@ class Connection:
             return  # the drainer, or the close, writes them
         frames, self._pending = self._pending, []
         for i, data in enumerate(frames):
-            if self._behind(len(data)):
+            if self.behind(len(data)):
                 self._pending = frames[i:]
                 self._drainer = asyncio.get_running_loop().create_task(self._drain())
                 return
@@ -194,6 +200,13 @@ class Connection:
         return Incoming(frame_id, type_, frame)
 
     # --- closing ---------------------------------------------------------------------------
+
+    def drop(self) -> None:
+        """End a dead peer's connection without a close handshake (it sees 1006); the read loop ends."""
+        self.closing = True
+        self._pending = []
+        if self.transport is not None:
+            self.transport.close()
 
     def close_soon(self, code: int, message: str = "") -> None:
         """Close from synchronous code (without writing what is queued)."""

@@ -69,7 +69,7 @@ def _conversation_of(frame: Incoming) -> str | None:
 class Session:
     """A connection with an identity; only sessions join the hub."""
 
-    __slots__ = ("_expiry", "_recent", "_strikes", "conn", "identity", "services")
+    __slots__ = ("_expires_at", "_expiry", "_recent", "_strikes", "conn", "identity", "services")
 
     def __init__(self, conn: Connection, identity: Identity, services: Services):
         self.conn = conn
@@ -77,9 +77,11 @@ class Session:
         self.services = services
         self._recent: deque[float] | None = None  # times of the recent commands, from the first command on
         self._strikes = 0
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # armed once the expiry is near
+        self._expires_at: float | None = None
         conn.user_id = identity.user_id
-        self._arm_expiry()
+        conn.session = self
+        self._set_expiry()
 
     @property
     def id(self) -> str:
@@ -95,16 +97,22 @@ class Session:
     @property
     def expires_at(self) -> float | None:
         """The event-loop time at which the socket closes for its token's `exp` (None: never)."""
-        return self._expiry.when() if self._expiry is not None else None
+        return self._expires_at
 
-    def _arm_expiry(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        if self.identity.exp is None:
+    def arm_expiry(self, *, before: float) -> None:
+        """Arm the close at the token's `exp` if it comes before `before` (event-loop time). Called now
+        and by the keepalive's rounds: an idle socket holds no timer until its expiry is near."""
+        when = self._expires_at
+        if when is None or self._expiry is not None or when >= before:
             return
+        self._expiry = asyncio.get_running_loop().call_at(when, self._expired)
+
+    def _set_expiry(self) -> None:
+        self.stop()
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_at(loop.time() + (self.identity.exp - self.services.clock()), self._expired)
+        exp = self.identity.exp
+        self._expires_at = None if exp is None else loop.time() + (exp - self.services.clock())
+        self.arm_expiry(before=loop.time() + self.services.settings.ws_heartbeat_s)
 
     def _expired(self) -> None:
         log.info("token of %s expired: closing socket %s", self.identity.user_id, self.id)
@@ -119,11 +127,12 @@ class Session:
         if (fresh.user_id, fresh.role) != (self.identity.user_id, self.identity.role):
             raise Invalid("the token must name the socket's user and role", {"token": ["Another user or role."]})
         self.identity = dataclasses.replace(self.identity, exp=fresh.exp)
-        self._arm_expiry()
+        self._set_expiry()
         return auth_result(self.identity)
 
     def stop(self) -> None:
         """The socket is gone: no expiry to watch any more."""
+        self._expires_at = None
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

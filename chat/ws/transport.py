@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import keys, metrics
 from chat.auth import AuthError, Identity, verify_token
 from chat.ws.auth_phase import AuthPhase
-from chat.ws.connection import CLOSE_AUTH_TIMEOUT, Connection, Outbox
+from chat.ws.connection import CLOSE_AUTH_TIMEOUT, SEND_ERRORS, Connection, Outbox
+from chat.ws.keepalive import Keepalive
 from chat.ws.session import Session
 
 SOCKETS: web.AppKey[set[Connection]] = web.AppKey("ws_sockets")  # the open ones (a socket leaves at its end)
@@ -21,7 +25,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[keys.SETTINGS]
     identity: Identity | None = None
-    token = request.query.get("token")
+    # read from the raw query string, not request.query: that multidict would stay cached on the
+    # request for as long as the socket is open
+    token = next(iter(parse_qs(request.rel_url.raw_query_string, keep_blank_values=True).get("token", ())), None)
     if token is not None:
         try:
             identity = verify_token(settings.jwt_secret_key, token)
@@ -30,8 +36,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
 
     # no permessage-deflate: chat frames are small, and each socket's zlib state would cost far more
     # memory (hundreds of KB) than an idle socket is allowed
-    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, heartbeat=settings.ws_heartbeat_s,
-                               compress=False)
+    # the heartbeat is the keepalive's (one task for every socket), so pings and pongs come to the read loop
+    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, autoping=False, compress=False)
     await ws.prepare(request)
     conn = Connection(ws, settings, app[OUTBOX], request.transport)
     phase = AuthPhase(conn, app[keys.WS_SERVICES])
@@ -60,16 +66,27 @@ async def _serve(conn: Connection, phase: AuthPhase, deadline: float) -> None:
             msg = await ws.receive(timeout=timeout)
         except TimeoutError:
             continue  # the deadline check above closes the socket
+        conn.received_at = loop.time()  # any frame shows the peer is there (the keepalive's heartbeat)
         if msg.type == WSMsgType.TEXT:
             if session is not None:
                 await session.handle_text(msg.data)
             else:
                 session = await phase.handle_text(msg.data)
+        elif msg.type == WSMsgType.PING:
+            await _pong(conn, msg.data)
+        elif msg.type == WSMsgType.PONG:
+            pass  # the answer to the keepalive's ping: received_at says it came
         elif msg.type == WSMsgType.BINARY:
             await conn.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
             break
         else:  # CLOSE, CLOSING, CLOSED, ERROR (a frame over the size limit closes with 1009 here)
             break
+
+
+async def _pong(conn: Connection, data: bytes) -> None:
+    """Answer a peer's ping (aiohttp's autoping is off, so that pongs reach the read loop)."""
+    with contextlib.suppress(*SEND_ERRORS):
+        await conn.ws.pong(data)
 
 
 async def _cleanup(sockets: set[Connection], conn: Connection, phase: AuthPhase) -> None:
@@ -87,9 +104,19 @@ async def close_all(app: web.Application) -> None:
     )
 
 
+async def _keepalive_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The keepalive's rounds, while the app runs."""
+    keepalive = Keepalive(app[keys.SETTINGS].ws_heartbeat_s, app[SOCKETS])
+    task = asyncio.create_task(keepalive.run(), name="ws-keepalive")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def register(app: web.Application) -> None:
-    """Add GET /ws and its shutdown hook."""
+    """Add GET /ws, the keepalive and the shutdown hook."""
     app[SOCKETS] = set()
     app[OUTBOX] = Outbox()
     app.router.add_get("/ws", handle_ws)
+    app.cleanup_ctx.append(_keepalive_ctx)
     app.on_shutdown.append(close_all)

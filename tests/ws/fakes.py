@@ -29,15 +29,19 @@ def on_root_logger(handler: H, level: int) -> Iterator[H]:
 
 
 class FakeSocket:
-    """What Connection uses of a server socket: send_frame and close."""
+    """What Connection uses of a server socket: send_frame, ping and close."""
 
     def __init__(self) -> None:
         self.frames: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self.pings = 0
 
     async def send_frame(self, data: bytes, opcode: int) -> None:
         await self.frames.put(orjson.loads(data))
+
+    async def ping(self, message: bytes = b"") -> None:
+        self.pings += 1
 
     async def close(self, *, code: int, message: bytes = b"") -> bool:
         self.close_code = code
