@@ -597,3 +597,25 @@ def test_error_replies_are_read_as_values(dbs, tmp_path):
         ("session:epoch-human", "verify_target_not_string"),
     ]
     assert json.loads(dbs[TGT].get("session:iso-ttl")) == EXPECTED["session:iso-ttl"]
+
+
+def test_set_commands_pack_what_redis_reads_as_separate_sets(dbs):
+    """A batch packed in one buffer: TTL or none, NX or not, a TTL about to run out as PX 1."""
+    items = [(b"session:a", b'{"x":1}', -1, 0), (b"session:b", b"\x00\xff" * 500, 5000, 0), (b"session:c", b"", 0, 0)]
+    expected = b"".join(
+        wire.pack(b"SET", key, value, *((b"PX", b"%d" % max(pttl, 1)) if pttl >= 0 else ()), b"NX")
+        for key, value, pttl, _ in items
+    )
+    assert wire.set_commands(items, nx=True) == expected
+
+    client = dbs[TGT]
+    client.set("session:a", "taken")
+    conn = wire.Wire(client)
+    try:
+        assert conn.call(wire.set_commands(items, nx=True), 3) == [None, b"OK", b"OK"]
+        assert conn.call(wire.set_commands(items[:1]), 1) == [b"OK"]
+    finally:
+        conn.close()
+    assert client.get("session:a") == b'{"x":1}' and client.pttl("session:a") == -1
+    assert client.get("session:b") == b"\x00\xff" * 500 and 0 < client.pttl("session:b") <= 5000
+    assert client.get("session:c") in (b"", None)  # PX 1: gone within a millisecond, never kept
