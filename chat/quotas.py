@@ -3,7 +3,8 @@
 The count lives in Redis, so a user cannot spread its starts over instances or transports. It is
 a sliding window: one sorted-set member per start, scored by the time it was taken. A start adds
 its member first and counts second, in one MULTI, so concurrent starts never let more than the
-limit through; one over the limit takes its member back out.
+limit through; one over the limit takes its member back out. The MULTI touches the user's one key,
+so it runs on a Redis Cluster as it does on one server.
 """
 
 from __future__ import annotations
