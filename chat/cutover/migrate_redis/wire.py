@@ -15,10 +15,12 @@ import redis
 
 def pack(*parts: bytes) -> bytes:
     """One command in RESP."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%b\r\n" % (len(part), part))
-    return b"".join(out)
+    return b"*%d\r\n" % len(parts) + bulks(parts)
+
+
+def bulks(parts: Iterable[bytes]) -> bytes:
+    """Arguments as RESP bulk strings (a command is ``*count`` and its arguments' bulks)."""
+    return b"".join([b"$%d\r\n%b\r\n" % (len(part), part) for part in parts])
 
 
 # Every key's PTTL in one reply: reading a thousand one-integer replies costs more Python time
@@ -92,8 +94,14 @@ class Wire:
 
 
 def send_read(wire: Wire, keys: list[bytes]) -> None:
-    """Ask for every key's value and remaining TTL: MGET, then every PTTL in one script."""
-    wire.send(pack(b"MGET", *keys) + pack(b"EVAL", _PTTLS, b"%d" % len(keys), *keys), 2)
+    """Ask for every key's value and remaining TTL: MGET, then every PTTL in one script.
+
+    Both commands end with the same keys: they are packed once.
+    """
+    n, packed_keys = len(keys), bulks(keys)
+    mget = b"*%d\r\n$4\r\nMGET\r\n" % (n + 1)
+    script = b"*%d\r\n" % (n + 3) + bulks((b"EVAL", _PTTLS, b"%d" % n))
+    wire.send(b"".join((mget, packed_keys, script, packed_keys)), 2)
 
 
 def collect_read(wire: Wire) -> list[tuple[bytes | None, int]]:
