@@ -37,9 +37,9 @@ def create_redis(settings: Settings, client_name: str | None = None) -> aioredis
 
     `client_name` shows in CLIENT LIST, so an operator can tell the instances apart."""
     if settings.redis is None:
-        import fakeredis  # only the embedded mode needs it
+        from chat.embedded_redis import EmbeddedRedis  # only the embedded mode needs fakeredis
 
-        embedded: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())  # a Redis subclass
+        embedded: aioredis.Redis = EmbeddedRedis()  # a Redis subclass
         return embedded
     # one connection per concurrent command at most; the plain pool is much cheaper per command
     # than the blocking one, and 1024 is far above what one instance keeps in flight

@@ -6,12 +6,15 @@ and waiting for the answer (what aiosqlite does, and what cost the embedded mode
 With `synchronous = NORMAL` a commit does not fsync (the WAL is synced at checkpoints): a power
 loss may lose the last commits, never corrupt the file; a crash of the process loses nothing.
 The write lock is taken at BEGIN IMMEDIATE; when another process holds it (a `chat-api db upgrade`
-run beside the service), the transaction waits for it without blocking the loop.
+run beside the service), the transaction waits for it without blocking the loop. The WAL is copied
+back into the database file (a checkpoint, with its two fsyncs) on a worker thread, not inside a
+COMMIT on the loop as SQLite's automatic checkpoint would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +29,9 @@ from chat.store.schema import Tables
 
 BUSY_TIMEOUT_S = 5.0  # how long a transaction waits for another process's write lock
 BUSY_RETRY_S = 0.005
+CHECKPOINT_EVERY = 100  # commits between two checkpoints (SQLite's own: about every 1,000 pages)
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=512)
@@ -77,15 +83,58 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+class _Checkpointer:
+    """Copies the WAL into the database file every CHECKPOINT_EVERY commits, on a worker thread
+    through a connection of its own (a PASSIVE checkpoint never blocks the service's writes)."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._conn: sqlite3.Connection | None = None  # used by one worker thread at a time
+        self._commits = 0
+        self._running: asyncio.Task[None] | None = None
+
+    def committed(self) -> None:
+        """Count a commit; start a checkpoint when it is time and none is under way."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and self._running is None:
+            self._commits = 0
+            self._running = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(self._checkpoint)
+        except sqlite3.Error as exc:  # the next one copies what this one did not
+            log.warning("SQLite WAL checkpoint failed: %s", exc)
+        finally:
+            self._running = None
+
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=0, check_same_thread=False)
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def wait(self) -> None:
+        """Until the checkpoint under way (if any) is done."""
+        if self._running is not None:
+            await asyncio.shield(self._running)
+
+    async def close(self) -> None:
+        """Wait for the checkpoint under way, then close the connection."""
+        await self.wait()
+        if self._conn is not None:
+            self._conn.close()
+
+
 class SQLiteDatabase(Database):
     """The embedded default: one connection, transactions serialized by a lock (single writer)."""
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, tables: Tables | None = None):
+    def __init__(self, conn: sqlite3.Connection, tables: Tables | None = None, path: str = ":memory:"):
         self._conn = conn
         self.tables = tables or Tables()
         self._lock = asyncio.Lock()
+        self._checkpointer = None if path == ":memory:" else _Checkpointer(path)  # no WAL in memory
 
     @classmethod
     async def connect(cls, config: DatabaseConfig) -> SQLiteDatabase:
@@ -97,11 +146,11 @@ class SQLiteDatabase(Database):
             # busy timeout 0: a lock held by another process is waited for in _begin, off the loop
             conn = sqlite3.connect(config.path, isolation_level=None, timeout=0, check_same_thread=False,
                                    cached_statements=512)
-            for pragma in ("foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL"):
+            for pragma in ("foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0"):
                 conn.execute(f"PRAGMA {pragma}")
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open {config.describe()}: {exc}") from None
-        return cls(conn, Tables(config.table_prefix))
+        return cls(conn, Tables(config.table_prefix), config.path)
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE (the write lock), retried while another process holds it."""
@@ -132,6 +181,10 @@ class SQLiteDatabase(Database):
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
                 raise _sqlite_error(exc) from exc
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         self._conn.close()

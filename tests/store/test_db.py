@@ -65,3 +65,23 @@ async def test_sqlite_waits_for_another_process_write_lock_without_blocking_the_
     finally:
         other.close()
         await db.close()
+
+
+async def test_sqlite_checkpoints_the_wal_off_the_loop_every_so_many_commits(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_EVERY", 4)
+    path = tmp_path / "chat.db"
+    db = await connect(parse_database_url(f"sqlite:///{path}"))
+    try:
+        header = path.stat().st_size
+        assert await db.fetchone("PRAGMA wal_autocheckpoint") == (0,)  # never inside a COMMIT on the loop
+        await db.execute("CREATE TABLE t (n INTEGER)")
+        await db.execute("INSERT INTO t VALUES (1)")
+        assert path.stat().st_size == header  # three commits: everything is still in the WAL
+        await db.execute("INSERT INTO t VALUES (2)")  # the fourth: a checkpoint starts
+        await db._checkpointer.wait()
+        assert path.stat().st_size > header  # the pages were copied into the database file
+        copy = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        assert copy.execute("SELECT COUNT(*) FROM t").fetchone() == (2,)
+        copy.close()
+    finally:
+        await db.close()
