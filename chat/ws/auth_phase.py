@@ -19,12 +19,11 @@ log = logging.getLogger(__name__)
 class AuthPhase:
     """Turns a connection into a session once its token is verified."""
 
+    __slots__ = ("conn", "services", "session")  # one per socket, for as long as it is open
+
     def __init__(self, conn: Connection, services: Services):
         self.conn = conn
         self.services = services
-        self.settings = services.settings
-        self.hub = services.hub
-        self.events = services.events
         self.session: Session | None = None
 
     async def handle_text(self, text: str) -> Session | None:
@@ -37,7 +36,7 @@ class AuthPhase:
                 "authenticate first: send {\"type\": \"auth\", \"token\": ...}"))
             return None
         try:
-            identity = verify_token(self.settings.jwt_secret_key, frame.body.get("token"))
+            identity = verify_token(self.services.settings.jwt_secret_key, frame.body.get("token"))
         except AuthError as exc:
             self.conn.reply_error(frame.id, Unauthenticated(str(exc)))
             await self.conn.close(CLOSE_AUTH_FAILED, "authentication failed")
@@ -51,18 +50,18 @@ class AuthPhase:
         """Leave the auth phase: the socket gets its session. When the session cannot be set up
         (Redis or the database down) the client gets the error and the socket is closed, and so is
         a socket over the user's cap on this instance (4429)."""
-        cap = self.settings.ws_max_sockets_per_user
-        if len(self.hub.sockets_of(identity.user_id)) >= cap:  # checked and added with no await between
+        cap = self.services.settings.ws_max_sockets_per_user
+        if len(self.services.hub.sockets_of(identity.user_id)) >= cap:  # checked and added with no await between
             log.info("user %s is over %d sockets: closing socket %s", identity.user_id, cap, self.conn.id)
             self.conn.reply_error(frame_id, RateLimited(f"at most {cap} open sockets per user"))
             await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
             return None
         session = Session(self.conn, identity, self.services)
-        self.hub.add(session)
+        self.services.hub.add(session)
         try:
-            await self.events.emit(SessionOpened(identity))
+            await self.services.events.emit(SessionOpened(identity))
         except Exception as exc:
-            self.hub.remove(session)
+            self.services.hub.remove(session)
             session.stop()
             self.conn.reply_error(frame_id, to_chat_error(exc))
             await self.conn.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
@@ -76,8 +75,8 @@ class AuthPhase:
         if session is None:
             return
         session.stop()
-        self.hub.remove(session)
+        self.services.hub.remove(session)
         try:
-            await self.events.emit(SessionClosed(session.identity))
+            await self.services.events.emit(SessionClosed(session.identity))
         except Exception as exc:  # Redis gone: the lease simply runs out
             log.warning("presence update on close failed: %s", type(exc).__name__)

@@ -81,7 +81,7 @@ class Outbox:
 class Connection:
     """An open socket: what is waiting to be written to it and how it closes."""
 
-    __slots__ = ("_closer", "_drainer", "_low_water", "_max_frames", "_outbox", "_pending", "closing", "id",
+    __slots__ = ("_closer", "_drainer", "_max_frames", "_outbox", "_pending", "closing", "id",
                  "pinged_at", "received_at", "session", "transport", "user_id", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, settings: Settings, outbox: Outbox,
@@ -90,7 +90,6 @@ class Connection:
         self.id = f"{_ID_PREFIX}{next(_socket_numbers):x}"
         self.ws = ws
         self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
-        self._low_water = self.transport.get_write_buffer_limits()[0] if self.transport is not None else 0
         self.user_id: str | None = None  # for log lines, once a session is open
         self.session: Session | None = None  # once authenticated (the keepalive arms its token's expiry)
         self.received_at = asyncio.get_running_loop().time()  # the last frame from the peer (event-loop time)
@@ -144,7 +143,10 @@ class Connection:
         """Could writing `size` more bytes make aiohttp wait? Its flow control pauses above the high-water
         mark and resumes at the low one, so at or under the low mark a send never waits."""
         transport = self.transport
-        return transport is not None and transport.get_write_buffer_size() + size > self._low_water
+        if transport is None:
+            return False
+        low_water = transport.get_write_buffer_limits()[0]
+        return transport.get_write_buffer_size() + size > low_water
 
     async def write_pending(self) -> None:
         """Write what is queued (the outbox's turn): at once while the peer keeps up (these sends

@@ -24,15 +24,10 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     """Upgrade, authenticate (URL token now or an `auth` frame within the deadline), serve."""
     app = request.app
     settings = app[keys.SETTINGS]
-    identity: Identity | None = None
-    # read from the raw query string, not request.query: that multidict would stay cached on the
-    # request for as long as the socket is open
-    token = next(iter(parse_qs(request.rel_url.raw_query_string, keep_blank_values=True).get("token", ())), None)
-    if token is not None:
-        try:
-            identity = verify_token(settings.jwt_secret_key, token)
-        except AuthError as exc:
-            return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401)
+    try:
+        identity = _url_identity(request, settings.jwt_secret_key)
+    except AuthError as exc:
+        return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401)
 
     # no permessage-deflate: chat frames are small, and each socket's zlib state would cost far more
     # memory (hundreds of KB) than an idle socket is allowed
@@ -51,6 +46,15 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         # must still leave the hub and end its agent's lease
         await asyncio.shield(_cleanup(app[SOCKETS], conn, phase))
     return ws
+
+
+def _url_identity(request: web.Request, secret: str) -> Identity | None:
+    """The identity of the URL's `token` (None without one). Parsed from the raw path in this short
+    call: request.query would keep the parsed query, token and all, cached on the request for as
+    long as the socket is open."""
+    query = parse_qs(request.raw_path.partition("?")[2], keep_blank_values=True)
+    token = next(iter(query.get("token", ())), None)
+    return None if token is None else verify_token(secret, token)
 
 
 async def _serve(conn: Connection, phase: AuthPhase, deadline: float) -> None:
