@@ -73,7 +73,11 @@ class Outbox:
             while self._ready:
                 ready, self._ready = self._ready, {}
                 for conn in ready:
-                    await conn.write_pending()
+                    try:
+                        await conn.write_pending()
+                    except Exception:  # a bug must cost this socket only, never the others' frames
+                        log.exception("writing to websocket %s failed; dropping it", conn.id)
+                        conn.drop()
         finally:
             self._task = None
 

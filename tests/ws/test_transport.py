@@ -311,3 +311,25 @@ async def test_session_setup_failure_is_unavailable_then_closes(harness, monkeyp
     assert reply["type"] == "error" and reply["code"] == "unavailable"
     assert await ws.closed() == 1011
     assert harness.app[keys.HUB].sockets_of("agent-1") == []
+
+
+async def test_a_socket_whose_write_fails_unexpectedly_is_dropped_and_the_others_are_written(make_settings):
+    from chat.ws.connection import Connection, Outbox
+
+    class Broken(_Peer):
+        async def send_frame(self, data, opcode):
+            raise ValueError("a bug")
+
+    outbox, broken, fine = Outbox(), Broken(), _Peer()
+    broken_buffer = _Buffer()
+    broken_buffer.close = lambda: setattr(broken_buffer, "closed", True)
+    first, second = Connection(broken, make_settings(), outbox, broken_buffer), Connection(fine, make_settings(),
+                                                                                           outbox, _Buffer())
+    first.send_text("to the broken one")
+    second.send_text("to the fine one")
+    await _turns()
+    assert fine.frames == [b"to the fine one"]
+    assert first.closing and broken_buffer.closed
+    second.send_text("and on")
+    await _turns()
+    assert fine.frames == [b"to the fine one", b"and on"]
