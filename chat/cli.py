@@ -65,14 +65,8 @@ def _banner(settings: Settings, host: str, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the service until interrupted."""
-    from aiohttp import web
-
-    from chat import keys
-    from chat.app import create_app
-    from chat.logs import setup_logging
-    from chat.store import DatabaseError
-    from chat.store.migrations import ForeignSchema
+    """Run the service until interrupted: one process, or `--workers N` sharing the port (chat/workers.py)."""
+    from chat import workers
 
     settings, env_file, env = _read_settings(args)
     try:
@@ -82,9 +76,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    problem = workers.refusal(args.workers, embedded=settings.embedded, port=port)
+    if problem:
+        print(f"chat-api: {problem}", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        return _serve(settings, env_file, host, port, reuse_port=False)
+    return workers.supervise(args.workers, lambda: _serve(settings, env_file, host, port, reuse_port=True))
+
+
+def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse_port: bool) -> int:
+    """One instance in this process, until SIGTERM or SIGINT (then it drains: aiohttp's run_app)."""
+    from aiohttp import web
+
+    from chat import keys
+    from chat.app import create_app
+    from chat.logs import setup_logging
+    from chat.store import DatabaseError
+    from chat.store.migrations import ForeignSchema
+
     app = create_app(settings)
     setup_logging(settings, app[keys.INSTANCE_ID])  # LOG_FORMAT text|json, tokens and secrets masked
-    logging.getLogger("chat.cli").info("chat-api starting: %s; %s", settings.describe(), env_file.describe())
+    logging.getLogger("chat.cli").info("chat-api starting: %s; %s; pid %d", settings.describe(), env_file.describe(),
+                                       os.getpid())  # one line per worker with --workers
     try:
         import uvloop
 
@@ -94,7 +108,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.embedded:
         print(_banner(settings, host, port), flush=True)
     try:
-        web.run_app(app, host=host, port=port, print=lambda text: print(text, flush=True))
+        web.run_app(app, host=host, port=port, reuse_port=reuse_port or None,
+                    print=lambda text: print(text, flush=True))
     except ForeignSchema as exc:  # another system's tables under the service's names: nothing written
         print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
         return 2
@@ -199,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes sharing the port (SO_REUSEPORT), each a whole instance; needs REDIS_URL and "
+                            "DATABASE_URL (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database commands")
