@@ -1,11 +1,41 @@
-"""What an instance keeps of a conversation between its AI turns, bounded (chat.ai_turn)."""
+"""What an instance keeps of a conversation between its AI turns, bounded, and the context a turn
+builds from its history (chat.ai_turn)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from chat.store import Message
+
 MAX_REMEMBERED = 10_000  # conversations an instance keeps in mind (failed turns, reply order)
+MAX_HISTORY_CHARS = 2_000_000  # characters of recent messages kept to start the next turns early
+
+
+def build_context(system_prompt: str, history: list[Message], max_chars: int,
+                  answered: dict[int, int] | None = None) -> list[dict[str, str]]:
+    """System prompt + the newest messages that fit in max_chars (the newest always, cut if needed).
+
+    `answered` maps the seq of an AI reply to the seq of the customer message it answered: a
+    reply stored after newer customer messages is put back right after the message it
+    answered, so the dialogue reads in the order it happened and ends with the customer.
+    """
+    answered = answered or {}
+    dialogue = [m for m in history if not m.private and m.sender_type != "system"]  # notices are ours
+    dialogue.sort(key=lambda m: answered.get(m.seq, m.seq) + (0.5 if m.seq in answered else 0))
+    picked: list[dict[str, str]] = []
+    used = 0
+    for message in reversed(dialogue):
+        role = "user" if message.sender_type == "customer" else "assistant"
+        content = message.content
+        if used + len(content) > max_chars:
+            if picked:
+                break
+            content = content[-max_chars:]
+        picked.append({"role": role, "content": content})
+        used += len(content)
+    picked.reverse()
+    return [{"role": "system", "content": system_prompt}, *picked]
 
 
 @dataclass
@@ -18,6 +48,27 @@ class Memory:
     # seq of the last reply stored here right after the message it answered: while it is the
     # conversation's newest public message, nothing is due
     replied: int = 0
+
+    def due(self, history: list[Message]) -> Message | None:
+        """The customer message of this history a reply is due to, or None."""
+        customer = [m for m in history if m.sender_type == "customer"]
+        if not customer or customer[-1].seq <= self.attempted:
+            return None
+        if history[-1].sender_type != "customer":
+            # a reply follows the newest customer message, unless we know it answered an older one
+            answered_to = max(self.answered.values(), default=None)
+            if answered_to is None or customer[-1].seq <= answered_to:
+                return None
+        return customer[-1]
+
+    def replied_to(self, question: Message, reply: Message) -> bool:
+        """A reply was stored: remember where it belongs if newer messages came in before it; True
+        when it directly follows its question."""
+        self.attempted = 0  # answered: nothing of this turn needs remembering
+        direct = reply.seq == question.seq + 1
+        self.answered = {} if direct else {reply.seq: question.seq}
+        self.replied = reply.seq if direct else 0
+        return direct
 
 
 class Memories:
@@ -62,3 +113,54 @@ class Memories:
         if memory is not None:
             memory.attempted = 0
             self.settle(conversation_id)
+
+
+class Histories:
+    """The recent messages of conversations whose last turn here ended with its reply right after
+    the question, kept up to date with the customer messages stored here after it: the next turn
+    asks the provider on them at once, before the reads that check them (chat.ai.early). Bounded by
+    characters, least recently kept first out; a gap in the seqs drops a conversation's entry."""
+
+    def __init__(self, messages: int, max_chars: int = MAX_HISTORY_CHARS) -> None:
+        self._entries: OrderedDict[str, list[Message]] = OrderedDict()
+        self._messages = messages
+        self._max_chars = max_chars
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keep(self, conversation_id: str, history: list[Message]) -> None:
+        """The conversation's newest public messages, oldest first (what the last turn saw and its reply)."""
+        self.forget(conversation_id)
+        kept = history[-self._messages :]
+        self._entries[conversation_id] = kept
+        self._chars += _chars(kept)
+        while self._chars > self._max_chars:
+            _, dropped = self._entries.popitem(last=False)
+            self._chars -= _chars(dropped)
+
+    def extend(self, conversation_id: str, message: Message) -> None:
+        """A message stored here: the next in seq joins the entry, anything else ends it."""
+        history = self._entries.get(conversation_id)
+        if history is None:
+            return
+        if message.private or message.seq != history[-1].seq + 1:
+            self.forget(conversation_id)
+            return
+        self.keep(conversation_id, [*history, message])
+
+    def take(self, conversation_id: str) -> list[Message] | None:
+        """The entry, handed over (a turn reads it once)."""
+        history = self._entries.pop(conversation_id, None)
+        if history is not None:
+            self._chars -= _chars(history)
+        return history
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop the conversation's entry (it left `ai`, or a turn is reading it)."""
+        self.take(conversation_id)
+
+
+def _chars(history: list[Message]) -> int:
+    return sum(len(m.content) for m in history)

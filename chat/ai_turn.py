@@ -10,6 +10,9 @@ lock looks again for unanswered messages after releasing it, so a message that a
 another instance during the turn is answered too. A sweep (at start and every
 `AI_SWEEP_INTERVAL_S`, on every instance) answers what a crash or a shutdown left unanswered:
 every conversation in `ai` whose newest customer message has no reply and no turn running.
+When the last turn here ended with its reply right after the question, and the customer's next
+message follows it, the provider is asked at once on the messages kept since (chat.ai.early);
+the reply is used only if the context the turn then reads and checks is the same one.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Literal
 
 from redis.asyncio import Redis
 
 from chat import metrics
-from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, ToolCall
-from chat.ai_memory import Memories, Memory
+from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, StreamItem, ToolCall
+from chat.ai.early import EarlyReply
+from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
 from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events
@@ -62,32 +67,6 @@ def _cancelled_meanwhile() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def build_context(system_prompt: str, history: list[Message], max_chars: int,
-                  answered: dict[int, int] | None = None) -> list[dict[str, str]]:
-    """System prompt + the newest messages that fit in max_chars (the newest always, cut if needed).
-
-    `answered` maps the seq of an AI reply to the seq of the customer message it answered: a
-    reply stored after newer customer messages is put back right after the message it
-    answered, so the dialogue reads in the order it happened and ends with the customer.
-    """
-    answered = answered or {}
-    dialogue = [m for m in history if not m.private and m.sender_type != "system"]  # notices are ours
-    dialogue.sort(key=lambda m: answered.get(m.seq, m.seq) + (0.5 if m.seq in answered else 0))
-    picked: list[dict[str, str]] = []
-    used = 0
-    for message in reversed(dialogue):
-        role = "user" if message.sender_type == "customer" else "assistant"
-        content = message.content
-        if used + len(content) > max_chars:
-            if picked:
-                break
-            content = content[-max_chars:]
-        picked.append({"role": role, "content": content})
-        used += len(content)
-    picked.reverse()
-    return [{"role": "system", "content": system_prompt}, *picked]
-
-
 class AIRunner:
     """Schedules AI turns per conversation on this instance."""
 
@@ -103,6 +82,7 @@ class AIRunner:
         self._pending: set[str] = set()
         self._locks: dict[str, str] = {}  # cid -> token of the turn lock held here
         self._memories = Memories()
+        self._histories = Histories(settings.ai_context_messages)
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self.discarded = 0
@@ -117,6 +97,7 @@ class AIRunner:
 
     def on_customer_wrote(self, event: CustomerWrote) -> None:
         """A customer message to answer."""
+        self._histories.extend(event.conversation.id, event.message)
         self.schedule(event.conversation.id)
 
     def on_moved(self, event: ConversationMoved) -> None:
@@ -138,12 +119,13 @@ class AIRunner:
         """Forget the conversation's turns here (it left `ai`); stop a turn in progress."""
         self._pending.discard(conversation_id)
         self._memories.forget(conversation_id)  # it starts afresh if it comes back to `ai`
+        self._histories.forget(conversation_id)
         task = self._tasks.get(conversation_id)
         if task is not None and stop_turn:
             task.cancel()
 
     def tracked(self) -> int:
-        """How many conversations this runner keeps anything of (turns, pending, locks, memory)."""
+        """How many conversations this runner keeps anything of (the kept recent messages aside: bounded)."""
         return len(set(self._tasks) | self._pending | set(self._locks)) + len(self._memories)
 
     async def sweep(self) -> int:
@@ -228,11 +210,9 @@ class AIRunner:
     async def _due(self, conversation_id: str) -> bool:
         """Is a reply due (a message came in during the turn)? No when that cannot be read."""
         try:
-            replied = self._memories.peek(conversation_id).replied
-            if replied:  # one small read says whether anything came after the reply stored here
-                newest = await self.store.messages.recent(conversation_id, 1)
-                if newest and newest[-1].seq == replied:
-                    return False
+            replied = self._memories.peek(conversation_id).replied  # one small read: nothing after it?
+            if replied and [m.seq for m in await self.store.messages.recent(conversation_id, 1)] == [replied]:
+                return False
             return await self._next(conversation_id) is not None
         except Exception as exc:
             if _cancelled_meanwhile():
@@ -284,20 +264,23 @@ class AIRunner:
             raise conversation
         if isinstance(history, BaseException):
             raise history
-        if conversation.state != State.AI:
-            return None
-        customer = [m for m in history if m.sender_type == "customer"]
-        memory = self._memories.peek(conversation_id)
-        if not customer or customer[-1].seq <= memory.attempted:
-            return None
-        if history[-1].sender_type != "customer":
-            # a reply follows the newest customer message, unless we know it answered an older one
-            answered_to = max(memory.answered.values(), default=None)
-            if answered_to is None or customer[-1].seq <= answered_to:
-                return None
-        return conversation, history, customer[-1]
+        reply_to = self._memories.peek(conversation_id).due(history)
+        return None if reply_to is None or conversation.state != State.AI else (conversation, history, reply_to)
 
     async def _turn(self, conversation_id: str) -> None:
+        # the provider asked at once on the messages kept since the last turn and the customer's
+        # message after them; the turn keeps that reply only if the context it checks is the same
+        early, kept = None, self._histories.take(conversation_id)
+        if kept is not None and kept[-1].sender_type == "customer":
+            context = build_context(self.settings.ai_system_prompt, kept, self.settings.ai_context_chars)
+            early = EarlyReply(self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+        try:
+            await self._answer(conversation_id, early)
+        finally:
+            if early is not None:
+                await early.drop()  # nothing when the turn read it
+
+    async def _answer(self, conversation_id: str, early: EarlyReply | None) -> None:
         due = await self._next(conversation_id)
         if due is None:
             return
@@ -306,9 +289,13 @@ class AIRunner:
         memory.attempted = reply_to.seq
         context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars,
                                 memory.answered)
+        if early is not None and early.context != context:
+            await early.drop()  # asked on a context that turned out not to be the one: never shown
+            early = None
+        replies = early.items() if early else self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])
         started = time.monotonic()
         try:
-            text = await self._stream(conversation, reply_to, context, started)
+            text = await self._stream(conversation, reply_to, replies, started)
         except AIError as exc:
             await self._failed(conversation, memory, exc, reply_to.id)
             return
@@ -316,13 +303,12 @@ class AIRunner:
             return  # the AI handed over to a human
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
-        await self._store_reply(conversation, memory, reply_to, text)
+        await self._store_reply(conversation, memory, history, reply_to, text)
 
-    async def _stream(self, conversation: Conversation, reply_to: Message, context: list[dict[str, str]],
+    async def _stream(self, conversation: Conversation, reply_to: Message, replies: AsyncIterator[StreamItem],
                       started: float) -> str | None:
         """Stream the reply to the subscribers; its whole text, or None after a handoff tool call."""
         parts: list[str] = []
-        replies = self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])
         # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once; the
         # ignore: Provider.stream is declared AsyncIterator, though every provider is an async generator
         async with aclosing(replies) as stream:  # type: ignore[type-var]
@@ -344,7 +330,8 @@ class AIRunner:
             raise AIError("empty_reply", "the provider returned no text")
         return text
 
-    async def _store_reply(self, conversation: Conversation, memory: Memory, reply_to: Message, text: str) -> None:
+    async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
+                           reply_to: Message, text: str) -> None:
         """Store the reply only while the conversation is still with the AI, unchanged."""
         try:
             message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
@@ -357,13 +344,8 @@ class AIRunner:
             # (right after this turn, on the repaired record) takes the message on once more
             memory.attempted = 0
             return
-        memory.attempted = 0  # answered: nothing of this turn needs remembering
-        if message.seq != reply_to.seq + 1:  # newer customer messages came in meanwhile
-            memory.answered = {message.seq: reply_to.seq}
-            memory.replied = 0
-        else:
-            memory.answered.clear()
-            memory.replied = message.seq
+        if memory.replied_to(reply_to, message):
+            self._histories.keep(conversation.id, [*history, message])  # the next turn may start early
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)

@@ -7,13 +7,12 @@ import pytest
 
 from chat import keys
 from chat.ai import AIError, ToolCall
-from chat.ai_memory import Memories
-from chat.ai_turn import build_context
+from chat.ai_memory import Histories, Memories, build_context
 from chat.auth import Identity
 from chat.store import DatabaseError
 from chat.store.models import Message
 from states import redis_keys
-from tests.wsclient import ScriptedProvider
+from tests.wsclient import RECV_TIMEOUT_S, ScriptedProvider
 
 
 async def start(h, sub="cust-1"):
@@ -32,6 +31,59 @@ async def test_context_is_history_with_roles_after_a_system_prompt(harness):
     assert last_call[0]["role"] == "system" and last_call[0]["content"] == harness.settings.ai_system_prompt
     assert [(m["role"], m["content"]) for m in last_call[1:]] == [
         ("user", "first question"), ("assistant", "Hello, world"), ("user", "second question")]
+
+
+def _hold_history_reads(harness, monkeypatch) -> asyncio.Event:
+    """From now on a turn's history read waits for the returned event (the small newest-message read does not)."""
+    store, release = harness.app[keys.STORE], asyncio.Event()
+    recent = store.messages.recent
+
+    async def held(conversation_id, limit):
+        if limit > 1:
+            await release.wait()
+        return await recent(conversation_id, limit)
+
+    monkeypatch.setattr(store.messages, "recent", held)
+    return release
+
+
+async def test_after_a_reply_the_next_question_is_asked_before_the_history_is_read(harness, monkeypatch):
+    provider: ScriptedProvider = harness.provider
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await harness.drain_ai()
+    release = _hold_history_reads(harness, monkeypatch)
+    provider.started.clear()
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()  # the request went out while the turn's reads are held
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
+    release.set()
+    await harness.drain_ai()
+    assert len(provider.calls) == 2 and await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
+async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(harness, monkeypatch):
+    provider: ScriptedProvider = harness.provider
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await harness.drain_ai()
+    release = _hold_history_reads(harness, monkeypatch)
+    provider.started.clear()
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()
+    # another instance stores one more question before this turn reads the history
+    await harness.app[keys.STORE].messages.append(cid, sender_type="customer", sender_id="cust-1", content="third")
+    release.set()
+    await harness.drain_ai()
+    assert len(provider.calls) == 3  # the early question, then the one on the history as read
+    assert [m["content"] for m in provider.calls[-1][1:]] == [
+        "first question", "Hello, world", "second question", "third"]
+    await ws.event("message.created", lambda f: f["data"]["message"]["seq"] == 5)
+    deltas = [f["data"]["delta"] for f in ws.events if f["type"] == "ai.delta"]
+    assert "".join(deltas) == "Hello, world" * 2  # the first reply and the last: nothing of the dropped one
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "customer", "ai"]
 
 
 def test_context_is_bounded_by_characters():
@@ -316,6 +368,24 @@ async def test_a_failed_turn_is_not_retried_by_this_instances_sweep(harness_fact
     await h.drain_ai()
     assert len(h.provider.calls) == 1  # the customer resends, as after any ai.failed
     assert runner.tracked() == 1  # the failure counts towards the handoff
+
+
+def test_kept_histories_follow_the_seqs_and_are_bounded_by_characters():
+    def msg(seq, text="x", sender="customer"):
+        return Message(f"m{seq}", "c", seq, sender, None, text, False, None, 0)
+
+    kept = Histories(messages=3, max_chars=10)
+    kept.keep("a", [msg(1), msg(2, sender="ai")])
+    kept.extend("a", msg(3))
+    kept.extend("a", msg(4))
+    assert [m.seq for m in kept.take("a")] == [2, 3, 4]  # the newest three, handed over once
+    assert kept.take("a") is None
+    kept.keep("a", [msg(1)])
+    kept.extend("a", msg(3))  # seq 2 was stored elsewhere: what is kept here is behind
+    assert kept.take("a") is None
+    kept.keep("a", [msg(1, "x" * 6)])
+    kept.keep("b", [msg(1, "y" * 6)])  # 12 characters: the least recently kept goes
+    assert kept.take("a") is None and len(kept) == 1
 
 
 def test_memories_are_bounded():
