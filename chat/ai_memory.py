@@ -61,14 +61,12 @@ class Memory:
                 return None
         return customer[-1]
 
-    def replied_to(self, question: Message, reply: Message) -> bool:
-        """A reply was stored: remember where it belongs if newer messages came in before it; True
-        when it directly follows its question."""
+    def replied_to(self, question: Message, reply: Message) -> None:
+        """A reply was stored: remember where it belongs if newer messages came in before it."""
         self.attempted = 0  # answered: nothing of this turn needs remembering
         direct = reply.seq == question.seq + 1
         self.answered = {} if direct else {reply.seq: question.seq}
         self.replied = reply.seq if direct else 0
-        return direct
 
 
 class Memories:
@@ -116,9 +114,9 @@ class Memories:
 
 
 class Histories:
-    """The recent messages of conversations whose last turn here ended with its reply right after
-    the question, kept up to date with the customer messages stored here after it: the next turn
-    asks the provider on them at once, before the reads that check them (chat.ai.early). Bounded by
+    """The recent public messages of conversations answered here, as the last turn read them and
+    followed by every message stored here since: while they are complete, the next turn asks the
+    provider on them at once, before the reads that check them (chat.ai.early). Bounded by
     characters, least recently kept first out; a gap in the seqs drops a conversation's entry."""
 
     def __init__(self, messages: int, max_chars: int = MAX_HISTORY_CHARS) -> None:

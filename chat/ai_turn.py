@@ -10,9 +10,9 @@ lock looks again for unanswered messages after releasing it, so a message that a
 another instance during the turn is answered too. A sweep (at start and every
 `AI_SWEEP_INTERVAL_S`, on every instance) answers what a crash or a shutdown left unanswered:
 every conversation in `ai` whose newest customer message has no reply and no turn running.
-When the last turn here ended with its reply right after the question, and the customer's next
-message follows it, the provider is asked at once on the messages kept since (chat.ai.early);
-the reply is used only if the context the turn then reads and checks is the same one.
+The recent messages a turn read are kept and followed as messages are stored here; when the
+customer's next message finds them complete, the next turn asks the provider at once on them
+(chat.ai.early) and uses that reply only if the context it then reads and checks is the same.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from chat.ai.early import EarlyReply
 from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
-from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events
+from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
 from states import StaleVersion, State, redis_keys
@@ -94,11 +94,15 @@ class AIRunner:
         """Answer customers; stop when the conversation leaves the AI."""
         events.subscribe(CustomerWrote, self.on_customer_wrote)
         events.subscribe(ConversationMoved, self.on_moved)
+        events.subscribe(MessageStored, self.on_message_stored)
 
     def on_customer_wrote(self, event: CustomerWrote) -> None:
         """A customer message to answer."""
-        self._histories.extend(event.conversation.id, event.message)
         self.schedule(event.conversation.id)
+
+    def on_message_stored(self, event: MessageStored) -> None:
+        """Follow the messages kept for the next turn (heard before the sockets are told of it)."""
+        self._histories.extend(event.conversation.id, event.message)
 
     def on_moved(self, event: ConversationMoved) -> None:
         """A takeover stops the reply being generated here; the version guard covers other
@@ -333,10 +337,12 @@ class AIRunner:
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
                            reply_to: Message, text: str) -> None:
         """Store the reply only while the conversation is still with the AI, unchanged."""
+        self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
         try:
             message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
                                                     content=text[:MAX_REPLY_CHARS])
         except StaleVersion:
+            self._histories.forget(conversation.id)
             self.discarded += 1
             metrics.AI_DISCARDED.inc()
             log.info("AI reply for %s discarded: the conversation moved on", conversation.id)
@@ -344,8 +350,7 @@ class AIRunner:
             # (right after this turn, on the repaired record) takes the message on once more
             memory.attempted = 0
             return
-        if memory.replied_to(reply_to, message):
-            self._histories.keep(conversation.id, [*history, message])  # the next turn may start early
+        memory.replied_to(reply_to, message)
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)

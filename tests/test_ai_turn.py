@@ -63,6 +63,35 @@ async def test_after_a_reply_the_next_question_is_asked_before_the_history_is_re
     assert len(provider.calls) == 2 and await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_a_question_sent_while_the_last_turn_still_ends_is_asked_early_too(harness, monkeypatch):
+    """The customer may answer the reply before the turn that stored it gets on: the kept messages
+    follow what is stored, not the turn's bookkeeping."""
+    provider: ScriptedProvider = harness.provider
+    messages, turn_goes_on = harness.app[keys.AI_RUNNER].messages, asyncio.Event()
+    append = messages.append
+
+    async def slow_to_return(conversation, **fields):
+        stored = await append(conversation, **fields)
+        if fields.get("sender_type") == "ai":
+            await turn_goes_on.wait()
+        return stored
+
+    monkeypatch.setattr(messages, "append", slow_to_return)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    release = _hold_history_reads(harness, monkeypatch)
+    provider.started.clear()
+    turn_goes_on.set()  # the first turn ends; the second starts
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
+    release.set()
+    await harness.drain_ai()
+    assert len(provider.calls) == 2 and await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
 async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(harness, monkeypatch):
     provider: ScriptedProvider = harness.provider
     ws, cid = await start(harness)
