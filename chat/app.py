@@ -16,7 +16,7 @@ from chat import keys
 from chat.ai import Provider, build_provider
 from chat.ai_turn import AIRunner
 from chat.api import health, routes
-from chat.bus import Bus, BusMessage, PresenceChanged, ToAgents, ToConversation, ToUser
+from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
@@ -109,8 +109,9 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     presence = Presence(redis, store, events, settings)
     quota = ConversationQuota(redis, settings.conversations_per_user_per_min)
     ops = build_operations(repository, store, events, presence, settings, quota=quota)
-    hub = Hub(presence.roster)
-    bus = Bus(redis, _bus_receiver(hub, presence), settings.bus_channel)
+    interest = Interest(settings.bus_channel)
+    hub = Hub(presence.roster, interest)
+    bus = Bus(redis, _bus_receiver(hub, presence), interest)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
                       settings=settings)

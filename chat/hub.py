@@ -14,7 +14,8 @@ from typing import Protocol
 import orjson
 
 from chat.auth import Identity
-from chat.bus.messages import Frame, ToAgents, ToConversation, ToUser
+from chat.bus.interest import Interest
+from chat.bus.messages import OWNER, WATCHERS, Frame, ToAgents, ToConversation, ToUser
 
 
 class Peer(Protocol):
@@ -40,44 +41,68 @@ class OnlineAgents(Protocol):
 
 
 class Hub:
-    """Local fan-out: conversation subscribers and each user's sockets."""
+    """Local fan-out: agents watching conversations, each user's sockets, the online agents; it
+    tells the bus's interest which channels its sockets need (the first socket in, the last out)."""
 
-    def __init__(self, online: OnlineAgents) -> None:
+    def __init__(self, online: OnlineAgents, interest: Interest) -> None:
         self.online = online
+        self.interest = interest
         self.peers: dict[str, Peer] = {}
-        self._by_conversation: dict[str, set[str]] = defaultdict(set)
-        self._by_user: dict[str, set[str]] = defaultdict(set)
+        self._by_conversation: dict[str, set[str]] = {}  # conversation id -> agent sockets watching it
+        self._by_user: dict[str, set[str]] = {}
+        self._agents: set[str] = set()
         self._subscriptions: dict[str, set[str]] = defaultdict(set)
 
     def add(self, peer: Peer) -> None:
         """An authenticated session joins."""
         self.peers[peer.id] = peer
-        self._by_user[peer.identity.user_id].add(peer.id)
+        user_id = peer.identity.user_id
+        if user_id not in self._by_user:
+            self._by_user[user_id] = set()
+            self.interest.want(self.interest.user(user_id))
+        self._by_user[user_id].add(peer.id)
+        if peer.identity.is_agent:
+            self._agents.add(peer.id)
+            self.interest.want(self.interest.agents)
 
     def remove(self, peer: Peer) -> None:
         """A session is gone: drop it from every index."""
         if self.peers.pop(peer.id, None) is None:
             return
-        users = self._by_user.get(peer.identity.user_id)
+        user_id = peer.identity.user_id
+        users = self._by_user.get(user_id)
         if users is not None:
             users.discard(peer.id)
             if not users:
-                del self._by_user[peer.identity.user_id]
+                del self._by_user[user_id]
+                self.interest.drop(self.interest.user(user_id))
+        if peer.id in self._agents:
+            self._agents.discard(peer.id)
+            if not self._agents:
+                self.interest.drop(self.interest.agents)
         for cid in self._subscriptions.pop(peer.id, ()):
             self._unlink(peer.id, cid)
 
     def _unlink(self, peer_id: str, conversation_id: str) -> None:
         subs = self._by_conversation.get(conversation_id)
-        if subs is not None:
+        if subs is not None and peer_id in subs:
             subs.discard(peer_id)
             if not subs:
                 del self._by_conversation[conversation_id]
+                self.interest.drop(self.interest.conversation(conversation_id))
 
     def subscribe(self, peer_id: str, conversation_id: str) -> None:
-        """Send this conversation's events to the socket."""
-        if peer_id in self.peers:
-            self._by_conversation[conversation_id].add(peer_id)
-            self._subscriptions[peer_id].add(conversation_id)
+        """Send this conversation's events to the socket. Only agents watch: a customer hears its
+        own conversations through its user's channel (every tab), and never another's."""
+        peer = self.peers.get(peer_id)
+        if peer is None or not peer.identity.is_agent:
+            return
+        subs = self._by_conversation.get(conversation_id)
+        if subs is None:
+            subs = self._by_conversation[conversation_id] = set()
+            self.interest.want(self.interest.conversation(conversation_id))
+        subs.add(peer_id)
+        self._subscriptions[peer_id].add(conversation_id)
 
     def unsubscribe(self, peer_id: str, conversation_id: str) -> None:
         """Stop sending this conversation's events to the socket."""
@@ -86,21 +111,22 @@ class Hub:
 
     def sockets_of(self, user_id: str) -> list[Peer]:
         """Every local socket of a user."""
-        return [self.peers[p] for p in self._by_user.get(user_id, ()) if p in self.peers]
+        return [self.peers[p] for p in self._by_user.get(user_id, ())]
 
     # --- delivery, one method per kind of bus message ------------------------------------
 
     def to_conversation(self, message: ToConversation) -> int:
-        """Subscribers of the conversation and every tab of its customer."""
-        ids = set(self._by_conversation.get(message.conversation_id, ()))
-        ids |= self._by_user.get(message.owner, set())
-        targets = []
-        for pid in ids:
-            peer = self.peers.get(pid)
-            if peer is None or pid == message.skip:
-                continue
-            if peer.identity.is_agent or (not message.agents_only and peer.identity.user_id == message.owner):
-                targets.append(peer)  # a customer only ever sees its own conversations
+        """The agents watching the conversation and every tab of its customer (a copy from the
+        bus is for one of the two parts, `scope`)."""
+        targets: list[Peer] = []
+        if message.scope != OWNER:
+            targets = [self.peers[p] for p in self._by_conversation.get(message.conversation_id, ())
+                       if p != message.skip]
+        if message.scope != WATCHERS and not message.agents_only:
+            for pid in self._by_user.get(message.owner, ()):
+                peer = self.peers[pid]
+                if pid != message.skip and not peer.identity.is_agent:  # agents hear it by watching
+                    targets.append(peer)
         return _send(targets, message.frame)
 
     def to_user(self, message: ToUser) -> int:
@@ -114,9 +140,8 @@ class Hub:
     def to_agents(self, message: ToAgents) -> int:
         """Online agents of the team (every online agent when no team); admins get all."""
         targets = []
-        for peer in self.peers.values():
-            if not peer.identity.is_agent:
-                continue
+        for pid in self._agents:
+            peer = self.peers[pid]
             teams = self.online.teams_of(peer.identity.user_id)
             if teams is not None and (message.team_id is None or message.team_id in teams or peer.identity.is_admin):
                 targets.append(peer)

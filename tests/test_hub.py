@@ -1,4 +1,5 @@
-"""The hub delivers each kind of bus message to the local sessions it concerns, by role."""
+"""The hub delivers each kind of bus message to the local sessions it concerns, by role, and tells the
+bus's interest which channels its sockets need."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from chat.auth import Identity
-from chat.bus.messages import ToAgents, ToConversation, ToUser
+from chat.bus.interest import Interest
+from chat.bus.messages import OWNER, WATCHERS, ToAgents, ToConversation, ToUser
 from chat.hub import Hub
 
 FRAME = {"type": "x", "data": {}}
@@ -35,53 +37,90 @@ def peer(pid: str, user: str, role: str = "customer") -> FakePeer:
     return FakePeer(pid, Identity(user, role))
 
 
-def test_conversation_frames_reach_subscribers_and_every_tab_of_the_owner_only():
-    hub = Hub(Online({}))
-    tab1, tab2, stranger, agent = peer("t1", "c1"), peer("t2", "c1"), peer("s", "c2"), peer("a", "a1", "agent")
-    for p in (tab1, tab2, stranger, agent):
+def hub_with(*peers: FakePeer, online: dict[str, frozenset[str]] | None = None) -> Hub:
+    hub = Hub(Online(online or {}), Interest("t"))
+    for p in peers:
         hub.add(p)
+    return hub
+
+
+def test_conversation_frames_reach_watching_agents_and_every_tab_of_the_owner_only():
+    tab1, tab2, stranger, agent = peer("t1", "c1"), peer("t2", "c1"), peer("s", "c2"), peer("a", "a1", "agent")
+    hub = hub_with(tab1, tab2, stranger, agent)
     hub.subscribe("a", "conv-1")
     hub.subscribe("s", "conv-1")  # a customer subscribed to someone else's conversation still gets nothing
     assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 3
     assert (tab1.got, tab2.got, stranger.got, agent.got) == ([FRAME], [FRAME], [], [FRAME])
 
 
+def test_a_copy_from_the_bus_reaches_only_the_part_its_scope_names():
+    tab, agent = peer("t", "c1"), peer("a", "a1", "agent")
+    hub = hub_with(tab, agent)
+    hub.subscribe("a", "conv-1")
+    hub.subscribe("t", "conv-1")  # the customer's own conversation: heard through its user's channel
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, scope=WATCHERS)) == 1
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, scope=OWNER)) == 1
+    assert (tab.got, agent.got) == ([FRAME], [FRAME])  # each once
+
+
 def test_agents_only_frames_never_reach_customers_and_skip_is_skipped():
-    hub = Hub(Online({}))
     cust, agent1, agent2 = peer("c", "c1"), peer("a1", "a1", "agent"), peer("a2", "a2", "agent")
+    hub = hub_with(cust, agent1, agent2)
     for p in (cust, agent1, agent2):
-        hub.add(p)
         hub.subscribe(p.id, "conv-1")
     assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, agents_only=True, skip="a1")) == 1
     assert (cust.got, agent1.got, agent2.got) == ([], [], [FRAME])
 
 
 def test_to_user_subscribes_its_sockets_even_without_a_frame():
-    hub = Hub(Online({}))
     agent = peer("a", "a1", "agent")
-    hub.add(agent)
+    hub = hub_with(agent)
     assert hub.to_user(ToUser("a1", None, agents_only=True, subscribe="conv-9")) == 0
     hub.to_conversation(ToConversation("conv-9", "c1", FRAME))
     assert agent.got == [FRAME]
+    assert hub.interest.conversation("conv-9") in hub.interest.wanted
 
 
 def test_to_agents_goes_to_online_agents_of_the_team_and_to_online_admins():
-    hub = Hub(Online({"a1": frozenset({"billing"}), "a2": frozenset({"sales"}), "boss": frozenset()}))
     a1, a2, a3, boss, cust = (peer("1", "a1", "agent"), peer("2", "a2", "agent"), peer("3", "a3", "agent"),
                               peer("4", "boss", "admin"), peer("5", "c1"))
-    for p in (a1, a2, a3, boss, cust):
-        hub.add(p)
+    hub = hub_with(a1, a2, a3, boss, cust,
+                   online={"a1": frozenset({"billing"}), "a2": frozenset({"sales"}), "boss": frozenset()})
     assert hub.to_agents(ToAgents("billing", FRAME)) == 2  # a1 and the admin; a3 is not online
     assert [bool(p.got) for p in (a1, a2, a3, boss, cust)] == [True, False, False, True, False]
     assert hub.to_agents(ToAgents(None, FRAME)) == 3
 
 
 def test_a_removed_session_leaves_every_index():
-    hub = Hub(Online({}))
     tab = peer("t", "c1")
-    hub.add(tab)
+    hub = hub_with(tab)
     hub.subscribe("t", "conv-1")
     hub.remove(tab)
     hub.remove(tab)  # twice is harmless
     assert hub.sockets_of("c1") == []
     assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 0
+
+
+def test_channels_are_wanted_from_the_first_socket_to_the_last():
+    interest = Interest("t")
+    changes: list[tuple[str, bool]] = []
+    interest.on_change(lambda channel, wanted: changes.append((channel, wanted)))
+    hub = Hub(Online({}), interest)
+    tab1, tab2 = peer("t1", "c1"), peer("t2", "c1")
+    agent1, agent2 = peer("a1", "a1", "agent"), peer("a2", "a2", "agent")
+    for p in (tab1, tab2, agent1, agent2):
+        hub.add(p)
+    for p in (tab1, agent1, agent2):
+        hub.subscribe(p.id, "conv-1")
+    assert changes == [("t:u:c1", True), ("t:u:a1", True), ("t:agents", True), ("t:u:a2", True),
+                       ("t:c:conv-1", True)]  # the customer's own subscription needs no channel
+    changes.clear()
+    hub.remove(tab1)
+    hub.unsubscribe("a1", "conv-1")
+    hub.remove(agent1)
+    assert changes == [("t:u:a1", False)]  # c1 has another tab, conv-1 another watcher, agents another agent
+    changes.clear()
+    hub.remove(agent2)
+    hub.remove(tab2)
+    assert changes == [("t:u:a2", False), ("t:agents", False), ("t:c:conv-1", False), ("t:u:c1", False)]
+    assert interest.wanted == {"t:presence"}

@@ -1,7 +1,9 @@
-"""Cross-instance fan-out: typed bus messages over Redis pub/sub, and the publisher that turns
-domain events into them."""
+"""Cross-instance fan-out: typed bus messages over Redis sharded pub/sub, the channels an
+instance needs, and the publisher that turns domain events into messages."""
 
+from chat.bus.interest import Interest
 from chat.bus.messages import BusMessage, PresenceChanged, ToAgents, ToConversation, ToUser, decode, encode
 from chat.bus.redis_bus import Bus
 
-__all__ = ["Bus", "BusMessage", "PresenceChanged", "ToAgents", "ToConversation", "ToUser", "decode", "encode"]
+__all__ = ["Bus", "BusMessage", "Interest", "PresenceChanged", "ToAgents", "ToConversation", "ToUser", "decode",
+           "encode"]

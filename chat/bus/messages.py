@@ -1,7 +1,9 @@
 """What crosses the bus between instances: one frozen dataclass per kind, each with encode/decode.
 
 On the wire a message is a JSON object whose `k` names its kind; `decode` returns the typed
-message, and receivers dispatch on its type, never on a string field.
+message, and receivers dispatch on its type, never on a string field. A conversation's message
+travels on two channels (its watchers', its customer's); `scope` says which part of its
+receivers a copy is for, and is not part of the JSON (the bus carries it beside).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import Any, ClassVar
 import orjson
 
 Frame = dict[str, Any]  # a protocol frame as the sockets receive it: {"type": ..., "data": ...}
+
+# which receivers of a ToConversation a copy is for
+EVERYONE = "a"  # the watching agents and the customer's sockets (delivery on the instance that published it)
+WATCHERS = "w"  # the agents watching it (the copy on the conversation's channel)
+OWNER = "o"  # the customer's sockets, every tab (the copy on the customer's channel)
 
 
 class BusMessageError(ValueError):
@@ -29,6 +36,7 @@ class ToConversation:
     frame: Frame
     agents_only: bool = False
     skip: str | None = None  # the socket that caused it (typing), which does not get it back
+    scope: str = EVERYONE
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
@@ -87,24 +95,24 @@ def encode(message: BusMessage) -> bytes:
     return orjson.dumps({"k": message.KIND, **message.fields()})
 
 
-def _to_conversation(raw: dict[str, Any]) -> ToConversation:
+def _to_conversation(raw: dict[str, Any], scope: str) -> ToConversation:
     return ToConversation(raw["conversation_id"], raw["owner"], raw["frame"], bool(raw.get("agents_only")),
-                          raw.get("skip"))
+                          raw.get("skip"), scope)
 
 
-def _to_user(raw: dict[str, Any]) -> ToUser:
+def _to_user(raw: dict[str, Any], scope: str) -> ToUser:
     return ToUser(raw["user_id"], raw.get("frame"), bool(raw.get("agents_only")), raw.get("subscribe"))
 
 
-def _to_agents(raw: dict[str, Any]) -> ToAgents:
+def _to_agents(raw: dict[str, Any], scope: str) -> ToAgents:
     return ToAgents(raw.get("team_id"), raw["frame"])
 
 
-def _presence(raw: dict[str, Any]) -> PresenceChanged:
+def _presence(raw: dict[str, Any], scope: str) -> PresenceChanged:
     return PresenceChanged(raw["agent_id"], raw["status"], tuple(raw.get("teams") or ()))
 
 
-_DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
+_DECODERS: dict[str, Callable[[dict[str, Any], str], BusMessage]] = {
     ToConversation.KIND: _to_conversation,
     ToUser.KIND: _to_user,
     ToAgents.KIND: _to_agents,
@@ -112,10 +120,11 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
 }
 
 
-def decode(data: bytes | str) -> BusMessage:
-    """The typed message; BusMessageError for anything else."""
+def decode(data: bytes | memoryview | str, scope: str = EVERYONE) -> BusMessage:
+    """The typed message (a ToConversation for the receivers `scope` names); BusMessageError for
+    anything else."""
     try:
         raw = orjson.loads(data)
-        return _DECODERS[raw["k"]](raw)
+        return _DECODERS[raw["k"]](raw, scope)
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise BusMessageError(f"not a bus message: {type(exc).__name__}: {exc}") from None

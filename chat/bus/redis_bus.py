@@ -1,112 +1,223 @@
-"""Cross-instance fan-out over Redis pub/sub: one subscriber connection per instance.
+"""Cross-instance fan-out over Redis sharded pub/sub (SPUBLISH/SSUBSCRIBE), on a plain Redis 7
+or a Redis Cluster.
 
-Every message is published to one channel; each instance's listener decodes it and hands it
-to its receiver (the app wires the hub and presence). When the subscriber connection drops,
-the listener reconnects and resubscribes by itself; messages published during the gap are not
-replayed live, but clients resume by seq from the store, so no stored message is lost.
+Each message goes to the channels of those who need it (chat.bus.interest): an instance
+subscribes only to the channels of its own sockets, so it receives its share of the traffic,
+not all of it. The instance that publishes a message delivers it to its own sockets at once,
+in publishing order, and skips its echo from Redis by the origin each payload starts with.
+
+A payload is the publisher's origin (12 bytes), the scope (1 byte, see chat.bus.messages) and
+the JSON message. One subscriber connection per Redis node (chat.bus.shard); when one drops it
+reconnects and resubscribes by itself; messages published during the gap are not replayed live,
+but clients resume by seq from the store, so no stored message is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
+import uuid
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from prometheus_client import Counter
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import SlotNotCoveredError
 
 from chat.batching import Batcher
-from chat.bus.messages import BusMessage, BusMessageError, decode, encode
+from chat.bus.interest import Interest
+from chat.bus.messages import (
+    OWNER,
+    WATCHERS,
+    BusMessage,
+    BusMessageError,
+    ToAgents,
+    ToConversation,
+    ToUser,
+    decode,
+    encode,
+)
+from chat.bus.shard import Shard
 
 log = logging.getLogger(__name__)
 
+PUBLISHED = Counter("chat_bus_published_messages_total", "Payloads this process published on the bus")
+PUBLISHED_BYTES = Counter("chat_bus_published_bytes_total", "Bytes this process published on the bus")
+RECEIVED = Counter("chat_bus_received_messages_total",
+                   "Payloads this process received from the bus (its own echoes included)")
+RECEIVED_BYTES = Counter("chat_bus_received_bytes_total", "Bytes this process received from the bus")
+
 Receiver = Callable[[BusMessage], object]
+Payloads = tuple[tuple[str, bytes], ...]  # (channel, payload) pairs of one message
+ORIGIN_BYTES = 12
+_OTHER = b"-"  # the scope byte of messages that are not a conversation's
 
 
 class Bus:
-    """Publish typed messages; listen and hand them to the receiver."""
+    """Publish typed messages (delivered here at once); hand the other instances' to the receiver."""
 
-    def __init__(self, redis: Redis, receive: Receiver, channel: str):
+    def __init__(self, redis: Redis | RedisCluster, receive: Receiver, interest: Interest) -> None:
         self._redis = redis
         self._receive = receive
-        self.channel = channel
-        self._task: asyncio.Task[None] | None = None
+        self.interest = interest
+        self.origin = uuid.uuid4().hex[:ORIGIN_BYTES].encode()
         self.subscribed = asyncio.Event()
-        self.reconnects = 0
-        self._resubscribed = asyncio.Condition()
-        self._outbox: Batcher[bytes, None] = Batcher(self._send, name="bus-publisher")
+        self.received = 0  # payloads from Redis, own echoes included
+        self.received_bytes = 0
+        self._shards: dict[str, Shard] = {}
+        self._pools: list[ConnectionPool] = []
+        self._started = False
+        self._state = asyncio.Event()
+        self._outbox: Batcher[Payloads, None] = Batcher(self._send, name="bus-publisher")
+        interest.on_change(self._on_interest)
+
+    @property
+    def reconnects(self) -> int:
+        """How often a subscriber connection was lost."""
+        return sum(shard.reconnects for shard in self._shards.values())
 
     async def publish(self, message: BusMessage) -> None:
-        """Send a message to every instance (this one included). Messages published while
-        others are on their way go together in one pipeline, in order."""
-        await self._outbox.submit(encode(message))
+        """Deliver to this instance's sockets now, and send to the instances that listen. Messages
+        published while others are on their way go together in one pipeline, in order."""
+        try:
+            self._receive(message)
+        except Exception:  # a bad local delivery must not stop the others
+            log.exception("could not deliver a bus message here")
+        await self._outbox.submit(self._payloads(message))
 
-    async def _send(self, batch: list[tuple[bytes, asyncio.Future[None]]]) -> None:
-        if len(batch) == 1:
-            await self._redis.publish(self.channel, batch[0][0])
+    def _payloads(self, message: BusMessage) -> Payloads:
+        body = encode(message)
+        interest, origin = self.interest, self.origin
+        if isinstance(message, ToConversation):
+            watchers = (interest.conversation(message.conversation_id), origin + WATCHERS.encode() + body)
+            if message.agents_only:
+                return (watchers,)
+            return watchers, (interest.user(message.owner), origin + OWNER.encode() + body)
+        if isinstance(message, ToUser):
+            return ((interest.user(message.user_id), origin + _OTHER + body),)
+        if isinstance(message, ToAgents):
+            return ((interest.agents, origin + _OTHER + body),)
+        return ((interest.presence, origin + _OTHER + body),)
+
+    async def _send(self, batch: list[tuple[Payloads, asyncio.Future[None]]]) -> None:
+        sends = [pair for payloads, _ in batch for pair in payloads]
+        if len(sends) == 1:
+            await self._redis.spublish(*sends[0])
         else:
             pipe = self._redis.pipeline(transaction=False)
-            for payload, _ in batch:
-                pipe.publish(self.channel, payload)
+            for channel, payload in sends:
+                pipe.spublish(channel, payload)
             await pipe.execute()
+        PUBLISHED.inc(len(sends))
+        PUBLISHED_BYTES.inc(sum(len(payload) for _, payload in sends))
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
 
     async def start(self, wait_s: float = 3.0) -> None:
-        """Start listening; wait a little for the subscription (the service still starts with
-        Redis down, reporting it in /health, and the listener keeps trying)."""
-        self._task = asyncio.create_task(self._listen(), name="bus-listener")
+        """Subscribe to what is wanted; wait a little for it (the service still starts with Redis
+        down, reporting it in /health, and the subscribers keep trying)."""
+        self._started = True
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()  # the slot map routes each channel to its node
+        for channel in list(self.interest.wanted):
+            self._on_interest(channel, True)
         try:
             await asyncio.wait_for(self.subscribed.wait(), timeout=wait_s)
         except TimeoutError:
             log.warning("bus not subscribed yet: Redis does not answer; retrying in the background")
 
     async def stop(self) -> None:
-        """Send what is still queued, then stop listening."""
+        """Send what is still queued, then close the subscriber connections."""
         await self._outbox.drain()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for shard in self._shards.values():
+            await shard.stop()
+        for pool in self._pools:
+            await pool.disconnect()
 
     async def wait_resubscribed(self, reconnects: int) -> None:
-        """Wait until the listener is subscribed after at least this many reconnects (tests)."""
-        async with self._resubscribed:
-            await self._resubscribed.wait_for(lambda: self.reconnects >= reconnects and self.subscribed.is_set())
+        """Wait until every subscriber is subscribed after at least this many reconnects (tests)."""
+        while not (self.reconnects >= reconnects and self.subscribed.is_set()):
+            await self._state.wait()
+
+    async def settled(self) -> None:
+        """Wait until Redis confirmed every subscription and unsubscription asked so far (tests,
+        and a command that must hear a conversation's next event)."""
+        while not all(shard.settled for shard in self._shards.values()):
+            await self._state.wait()
+
+    def _state_changed(self) -> None:
+        if all(shard.ready for shard in self._shards.values()):
+            self.subscribed.set()
+        else:
+            self.subscribed.clear()
+        self._state.set()
+        self._state = asyncio.Event()
+
+    def _on_interest(self, channel: str, wanted: bool) -> None:
+        if self._started:
+            self._shard_of(channel).mark(channel, wanted)
+
+    def _node_of(self, channel: str) -> str:
+        return _node(self._redis, channel).name if isinstance(self._redis, RedisCluster) else "redis"
+
+    def _shard_of(self, channel: str) -> Shard:
+        name = self._node_of(channel)
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = Shard(name, self._pubsub_opener(channel), lambda: self._wanted_on(name),
+                                               self._hand_over, self._state_changed)
+            shard.start()
+            self._state_changed()
+        return shard
+
+    def _wanted_on(self, name: str) -> list[str]:
+        """What a node's subscriber should hold now; a channel whose slot moved to another node
+        since is marked on that node's subscriber (failover, resharding)."""
+        mine = []
+        for channel in list(self.interest.wanted):
+            if self._node_of(channel) == name:
+                mine.append(channel)
+            else:
+                self._shard_of(channel).mark(channel, True)
+        return mine
+
+    def _pubsub_opener(self, channel: str) -> Callable[[], PubSub]:
+        if not isinstance(self._redis, RedisCluster):
+            return self._redis.pubsub
+        node = _node(self._redis, channel)
+        # a pool of its own without retries: a dropped subscription is seen, counted and resubscribed here
+        pool = ConnectionPool(connection_class=node.connection_class,
+                              **{**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
+        self._pools.append(pool)
+        return lambda: PubSub(pool)
 
     def _hand_over(self, data: bytes) -> None:
+        self.received += 1
+        self.received_bytes += len(data)
+        RECEIVED.inc()
+        RECEIVED_BYTES.inc(len(data))
+        if data.startswith(self.origin):
+            return  # delivered here when it was published
         try:
-            self._receive(decode(data))
+            if len(data) <= ORIGIN_BYTES:
+                raise BusMessageError("not a bus message: too short")
+            self._receive(decode(memoryview(data)[ORIGIN_BYTES + 1:], chr(data[ORIGIN_BYTES])))
         except BusMessageError as exc:
             log.warning("ignored a bus message: %s", exc)
         except Exception:  # one bad message must not stop the listener
             log.exception("could not deliver a bus message")
 
-    async def _listen(self) -> None:
-        backoff_s = 0.05
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                async with self._resubscribed:
-                    self._resubscribed.notify_all()
-                backoff_s = 0.05
-                while True:
-                    message = await pubsub.get_message(timeout=30.0)
-                    if message is not None and message.get("type") == "message":
-                        self._hand_over(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                self.reconnects += 1
-                log.warning("bus subscriber lost its connection (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(backoff_s * (1 + random.random()))
-                backoff_s = min(backoff_s * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):  # the connection is already gone
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
+
+def _node(cluster: RedisCluster, channel: str) -> ClusterNode:
+    """The master that serves the channel's slot."""
+    node = cluster.get_node_from_key(channel)
+    if node is None:
+        raise SlotNotCoveredError(f"no node serves the slot of {channel!r}")
+    return node
+
+
+__all__ = ["Bus", "Receiver"]

@@ -1,4 +1,5 @@
-"""The bus over the real Redis: batched publishing keeps every message, in order."""
+"""The bus over the real Redis: sharded channels, each instance receives only what it wants, its
+own messages are delivered at once and their echo skipped, and a lost subscriber resubscribes."""
 
 import asyncio
 import uuid
@@ -7,52 +8,153 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chat.bus import Bus, BusMessage, ToUser
+from chat.bus import Bus, BusMessage, Interest, ToConversation, ToUser
+from chat.bus.messages import EVERYONE, OWNER, WATCHERS
+from tests.conftest import redis_url
 
 
 class Recorder:
-    def __init__(self, want: int):
+    """A bus receiver that lets a test wait for a message it names."""
+
+    def __init__(self) -> None:
         self.got: list[BusMessage] = []
-        self.want = want
-        self.done = asyncio.Event()
+        self._arrived = asyncio.Event()
 
     def __call__(self, message: BusMessage) -> None:
         self.got.append(message)
-        if len(self.got) >= self.want:
-            self.done.set()
+        self._arrived.set()
+
+    async def until(self, predicate) -> None:
+        while not any(predicate(m) for m in self.got):
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), timeout=10)
 
 
-async def test_concurrent_publishes_arrive_once_and_in_order(redis):
-    channel = f"chat:events:test-bus:{uuid.uuid4().hex}"
-    sink = Recorder(want=300)
-    listener = Bus(redis, sink, channel)
-    await listener.start()
-    await listener.subscribed.wait()
-    publisher = Bus(redis, Recorder(0), channel)
+def is_marker(m: BusMessage) -> bool:
+    return isinstance(m, ToUser) and m.frame == {"type": "marker"}
+
+
+async def started(client, *channels: str, prefix: str) -> tuple[Bus, Recorder]:
+    sink = Recorder()
+    interest = Interest(prefix)
+    bus = Bus(client, sink, interest)
+    await bus.start()
+    for channel in channels:
+        interest.want(channel)
+    await asyncio.wait_for(bus.settled(), timeout=10)
+    return bus, sink
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"chat:events:test-bus:{uuid.uuid4().hex}"
+
+
+async def test_concurrent_publishes_arrive_once_in_order_and_the_publisher_skips_its_echo(redis, prefix):
+    names = Interest(prefix)
+    listener, far = await started(redis, names.user("nobody"), prefix=prefix)
+    publisher, near = await started(redis, names.user("nobody"), prefix=prefix)
     await asyncio.gather(*(publisher.publish(ToUser("nobody", {"n": i})) for i in range(300)))
-    await asyncio.wait_for(sink.done.wait(), timeout=10)
-    assert [m.frame["n"] for m in sink.got if isinstance(m, ToUser) and m.frame] == list(range(300))
+    assert [m.frame["n"] for m in near.got] == list(range(300))  # delivered here at once, in order
+    await listener.publish(ToUser("nobody", {"type": "marker"}))  # after every echo on the same channel
+    await near.until(is_marker)
+    await far.until(is_marker)
+    assert [m.frame["n"] for m in far.got if not is_marker(m)] == list(range(300))
+    assert [m.frame["n"] for m in near.got if not is_marker(m)] == list(range(300))  # no echo delivered twice
+    assert publisher.received == 301 and listener.received == 301
     await listener.stop()
     await publisher.stop()
 
 
-async def test_a_malformed_message_is_skipped_and_the_listener_goes_on(redis):
-    channel = f"chat:events:test-bus:{uuid.uuid4().hex}"
-    sink = Recorder(want=1)
-    listener = Bus(redis, sink, channel)
-    await listener.start()
-    await listener.subscribed.wait()
-    await redis.publish(channel, b'{"k": "no-such-kind"}')
-    await redis.publish(channel, b"not json")
-    await Bus(redis, Recorder(0), channel).publish(ToUser("u1", {"type": "x"}))
-    await asyncio.wait_for(sink.done.wait(), timeout=10)
-    assert sink.got == [ToUser("u1", {"type": "x"})]
+async def test_an_instance_receives_only_the_channels_it_wants(redis, prefix):
+    names = Interest(prefix)
+    listener, sink = await started(redis, names.user("mine"), prefix=prefix)
+    publisher, _ = await started(redis, prefix=prefix)
+    for i in range(20):
+        await publisher.publish(ToUser("someone-else", {"n": i}))
+        await publisher.publish(ToConversation(f"conv-{i}", "someone-else", {"n": i}))
+    await publisher.publish(ToUser("mine", {"type": "marker"}))
+    await sink.until(is_marker)
+    assert (sink.got, listener.received) == ([ToUser("mine", {"type": "marker"})], 1)
     await listener.stop()
+    await publisher.stop()
 
 
-async def test_a_failed_publish_is_raised_to_its_publisher():
+async def test_a_conversation_reaches_its_watchers_and_its_customer_each_on_its_channel(redis, prefix):
+    names = Interest(prefix)
+    watcher, at_watcher = await started(redis, names.conversation("c1"), prefix=prefix)
+    customer, at_customer = await started(redis, names.user("cust"), prefix=prefix)
+    publisher, here = await started(redis, prefix=prefix)
+    await publisher.publish(ToConversation("c1", "cust", {"type": "marker"}))
+    await publisher.publish(ToConversation("c1", "cust", {"type": "note"}, agents_only=True))
+    await at_watcher.until(lambda m: m.frame == {"type": "note"})
+    await at_customer.until(lambda m: m.frame == {"type": "marker"})
+    assert [(m.frame["type"], m.scope) for m in at_watcher.got] == [("marker", WATCHERS), ("note", WATCHERS)]
+    assert [(m.frame["type"], m.scope) for m in at_customer.got] == [("marker", OWNER)]  # never an agents-only one
+    assert [m.scope for m in here.got] == [EVERYONE, EVERYONE]
+    for bus in (watcher, customer, publisher):
+        await bus.stop()
+
+
+async def test_a_dropped_channel_is_left(redis, prefix):
+    names = Interest(prefix)
+    listener, sink = await started(redis, names.user("a"), prefix=prefix)
+    publisher, _ = await started(redis, prefix=prefix)
+    listener.interest.drop(names.user("a"))
+    listener.interest.want(names.user("marker"))  # left before this one is joined, on one connection
+    await asyncio.wait_for(listener.settled(), timeout=10)
+    await publisher.publish(ToUser("a", {"n": 1}))
+    await publisher.publish(ToUser("marker", {"type": "marker"}))
+    await sink.until(is_marker)
+    assert listener.received == 1
+    await listener.stop()
+    await publisher.stop()
+
+
+async def test_a_malformed_payload_is_skipped_and_the_listener_goes_on(redis, prefix):
+    names = Interest(prefix)
+    listener, sink = await started(redis, names.user("u1"), prefix=prefix)
+    await redis.spublish(names.user("u1"), b"short")
+    await redis.spublish(names.user("u1"), b"0123456789ab-not json")
+    await redis.spublish(names.user("u1"), b'0123456789ab-{"k": "no-such-kind"}')
+    publisher, _ = await started(redis, prefix=prefix)
+    await publisher.publish(ToUser("u1", {"type": "marker"}))
+    await sink.until(is_marker)
+    assert sink.got == [ToUser("u1", {"type": "marker"})]
+    await listener.stop()
+    await publisher.stop()
+
+
+async def test_a_lost_subscriber_resubscribes_every_channel_wanted(prefix):
+    name = f"bus-test-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(redis_url(), client_name=name)
+    admin = aioredis.Redis.from_url(redis_url())
+    names = Interest(prefix)
+    listener, sink = await started(client, names.user("a"), names.conversation("c1"), prefix=prefix)
+    victims = [c["id"] for c in await admin.client_list(_type="pubsub") if c.get("name") == name]
+    assert len(victims) == 1  # one subscriber connection
+    await admin.client_kill_filter(_id=victims[0])
+    listener.interest.want(names.user("b"))  # wanted while the connection is being lost
+    await asyncio.wait_for(listener.wait_resubscribed(1), timeout=10)
+    await asyncio.wait_for(listener.settled(), timeout=10)
+    publisher, _ = await started(admin, prefix=prefix)
+    await publisher.publish(ToConversation("c1", "x", {"n": 1}, agents_only=True))
+    await publisher.publish(ToUser("a", {"n": 2}))
+    await publisher.publish(ToUser("b", {"type": "marker"}))
+    await sink.until(is_marker)
+    assert [m.frame.get("n") for m in sink.got] == [1, 2, None]
+    assert listener.reconnects >= 1
+    await listener.stop()
+    await publisher.stop()
+    await client.aclose()
+    await admin.aclose()
+
+
+async def test_a_failed_publish_is_raised_to_its_publisher_after_the_local_delivery():
     down = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    bus = Bus(down, Recorder(0), "x")
+    sink = Recorder()
+    bus = Bus(down, sink, Interest("x"))
     with pytest.raises(RedisConnectionError):
         await bus.publish(ToUser("nobody", None))
+    assert sink.got == [ToUser("nobody", None)]
     await down.aclose()

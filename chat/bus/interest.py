@@ -1,0 +1,52 @@
+"""Which bus channels this instance needs, and their names.
+
+A conversation's events go to its watchers' channel and to its customer's channel, a user's own
+messages to the user's channel, queue changes to the agents' channel, and presence to the
+presence channel every instance listens to. The hub says when the first local socket needs a
+channel and when the last one stops needing it; the bus subscribes and unsubscribes accordingly,
+so an instance receives only the traffic of its own sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class Interest:
+    """The channels wanted here, named under the deployment's prefix (BUS_CHANNEL), and who to tell
+    when that changes."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.presence = f"{prefix}:presence"
+        self.agents = f"{prefix}:agents"
+        self._conversation = f"{prefix}:c:"
+        self._user = f"{prefix}:u:"
+        self.wanted: set[str] = {self.presence}  # every instance keeps its roster of online agents
+        self._listeners: list[Callable[[str, bool], None]] = []
+
+    def conversation(self, conversation_id: str) -> str:
+        """The channel of a conversation's watchers."""
+        return self._conversation + conversation_id
+
+    def user(self, user_id: str) -> str:
+        """The channel of a user's sockets (a customer's: its conversations' events too)."""
+        return self._user + user_id
+
+    def on_change(self, listener: Callable[[str, bool], None]) -> None:
+        """Call listener(channel, wanted) on every change."""
+        self._listeners.append(listener)
+
+    def want(self, channel: str) -> None:
+        """A local socket needs the channel (the first one: callers keep their own counts)."""
+        if channel not in self.wanted:
+            self.wanted.add(channel)
+            for listener in self._listeners:
+                listener(channel, True)
+
+    def drop(self, channel: str) -> None:
+        """No local socket needs the channel any more."""
+        if channel in self.wanted:
+            self.wanted.discard(channel)
+            for listener in self._listeners:
+                listener(channel, False)

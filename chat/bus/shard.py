@@ -1,0 +1,193 @@
+"""One subscriber connection of the bus: the sharded channels (SSUBSCRIBE) one Redis node serves.
+
+A plain Redis has one; a Redis Cluster one per master that serves a wanted channel (sharded
+pub/sub delivers a channel's messages only on the node that owns its slot). The connection keeps
+itself subscribed to what the bus wants of it: changes are sent as they come, and after a lost
+connection it reconnects (with a growing backoff) and subscribes to every channel wanted at that
+moment.
+
+The connection is read and written directly (one reader task; commands are only written, their
+confirmations arrive in the stream it reads), not through redis-py's PubSub, which reconnects and
+resubscribes a failed connection by itself: here a lost connection ends the session, is counted,
+and the next session starts from what is wanted then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+PING_S = 30.0  # an idle connection is checked this often; one silent for two checks is lost
+
+
+def by_slot(channels: Iterable[str]) -> list[list[str]]:
+    """The channels grouped by hash slot: one SSUBSCRIBE may only name channels of one slot."""
+    groups: dict[int, list[str]] = defaultdict(list)
+    for channel in channels:
+        groups[key_slot(channel.encode())].append(channel)
+    return list(groups.values())
+
+
+async def _send(conn: AbstractConnection, *args: str) -> None:
+    """Write a command on a connection the reader task reads: never a health check (a read) and
+    never a reconnection behind the session's back."""
+    if not conn.is_connected:
+        raise RedisConnectionError("subscriber connection closed")
+    await conn.send_command(*args, check_health=False)
+
+
+class Shard:
+    """One subscriber connection and the channels it should hold."""
+
+    def __init__(self, name: str, open_pubsub: Callable[[], PubSub], wanted: Callable[[], Iterable[str]],
+                 hand_over: Callable[[bytes], None], on_state: Callable[[], None]) -> None:
+        self.name = name
+        self._open = open_pubsub
+        self._wanted = wanted
+        self._hand_over = hand_over
+        self._on_state = on_state
+        self.ready = False  # connected, and Redis confirmed every channel wanted when it (re)connected
+        self.reconnects = 0
+        self.confirmed: set[str] = set()  # the channels Redis confirmed on this connection
+        self._awaiting: set[str] = set()  # of the channels subscribed at connect time, those not confirmed yet
+        self._held: set[str] = set()
+        self._pending: dict[str, bool] = {}
+        self._changed = asyncio.Event()
+        self._heard = True  # something arrived since the last PING
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the connection's task."""
+        self._task = asyncio.create_task(self._run(), name=f"bus-shard-{self.name}")
+
+    async def stop(self) -> None:
+        """Close the connection."""
+        self._stopping = True  # a cancellation can be lost (redis-py writes under wait_for): the loops check this too
+        self._changed.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def settled(self) -> bool:
+        """Connected, and Redis confirmed every change asked of this connection so far."""
+        return self.ready and not self._pending and self.confirmed == self._held
+
+    def mark(self, channel: str, wanted: bool) -> None:
+        """Subscribe to (or leave) the channel soon, in the order of the calls."""
+        self._pending[channel] = wanted
+        self._changed.set()
+
+    async def _run(self) -> None:
+        backoff_s = 0.05
+        while not self._stopping:
+            pubsub = self._open()
+            try:
+                await pubsub.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                await self._session(pubsub.connection)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.ready = False
+                self.confirmed.clear()
+                self.reconnects += 1
+                self._on_state()
+                log.warning("bus subscriber %s lost its connection (%s); reconnecting", self.name, type(exc).__name__)
+                await asyncio.sleep(backoff_s * (1 + random.random()))
+                backoff_s = min(backoff_s * 2, 2.0)
+            else:
+                backoff_s = 0.05
+            finally:
+                with contextlib.suppress(Exception):  # the connection is already gone
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
+
+    async def _session(self, conn: AbstractConnection | None) -> None:
+        """Subscribe to everything wanted, then read, and send changes, until the connection fails."""
+        if conn is None:
+            raise RedisConnectionError("no subscriber connection")
+        self._pending.clear()
+        self.confirmed.clear()
+        self._held = set(self._wanted())
+        self._awaiting = set(self._held)
+        for group in by_slot(self._held):
+            await _send(conn, "SSUBSCRIBE", *group)
+        self._confirm()
+        reader = asyncio.create_task(self._read(conn), name=f"bus-reader-{self.name}")
+        reader.add_done_callback(lambda _: self._changed.set())
+        try:
+            while True:
+                await self._wait_or_ping(conn)
+                if self._stopping:
+                    return
+                if reader.done():
+                    reader.result()  # the connection's error
+                    raise RedisConnectionError("subscriber connection closed")
+                await self._apply(conn)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await reader
+
+    async def _wait_or_ping(self, conn: AbstractConnection) -> None:
+        """Wait for a change; PING when idle, and give the connection up when a PING went unanswered."""
+        while True:
+            try:
+                async with asyncio.timeout(PING_S):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self._changed.wait()
+                self._changed.clear()
+                return
+            except TimeoutError:
+                if not self._heard:
+                    raise RedisConnectionError(f"no answer to PING in {PING_S}s") from None
+                self._heard = False
+                await _send(conn, "PING")
+
+    async def _apply(self, conn: AbstractConnection) -> None:
+        pending, self._pending = self._pending, {}
+        join = [c for c, wanted in pending.items() if wanted and c not in self._held]
+        leave = [c for c, wanted in pending.items() if not wanted and c in self._held]
+        self._held.update(join)
+        self._held.difference_update(leave)
+        for group in by_slot(leave):  # first, so a channel left and joined in one batch is not missed
+            await _send(conn, "SUNSUBSCRIBE", *group)
+        for group in by_slot(join):
+            await _send(conn, "SSUBSCRIBE", *group)
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        hand_over = self._hand_over
+        while True:
+            response = await conn.read_response(timeout=math.inf, push_request=True)
+            self._heard = True
+            if not isinstance(response, list):
+                continue  # a PONG outside subscribed mode
+            kind = response[0]
+            if kind == b"smessage":
+                hand_over(response[2])
+            elif kind == b"ssubscribe":
+                self._confirm(response[1].decode())
+            elif kind == b"sunsubscribe":
+                self.confirmed.discard(response[1].decode())
+                self._on_state()
+
+    def _confirm(self, channel: str | None = None) -> None:
+        if channel is not None:
+            self.confirmed.add(channel)
+            self._awaiting.discard(channel)
+        if not self._awaiting:
+            self.ready = True
+        self._on_state()

@@ -1,0 +1,117 @@
+"""Two service instances on one Redis: an instance receives a conversation's events only while
+one of its sockets needs them, each once, and resubscribes what its sockets need after a lost
+subscriber connection."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chat import keys
+from chat.bus import Bus, ToUser
+
+MARKER = {"type": "marker", "data": {}}
+
+
+async def two_instances(harness_factory, mysql_database_url):
+    a = await harness_factory(database_url=mysql_database_url, routing="manual")
+    b = await harness_factory(database_url=mysql_database_url, routing="manual")
+    return a, b
+
+
+def bus(h) -> Bus:
+    return h.app[keys.BUS]
+
+
+async def settled(*harnesses) -> None:
+    for h in harnesses:
+        await asyncio.wait_for(bus(h).settled(), timeout=10)
+
+
+async def mark(sender, receiver_ws, user_id: str) -> None:
+    """Publish a marker from `sender` to a user's sockets and wait for it: on one Redis server
+    everything `sender` published before it has reached the other instance by then."""
+    await bus(sender).publish(ToUser(user_id, MARKER))
+    await receiver_ws.event("marker")
+
+
+def created(ws, content: str) -> list[dict]:
+    return [f for f in ws.events if f["type"] == "message.created" and f["data"]["message"]["content"] == content]
+
+
+async def test_an_instance_without_sockets_of_a_conversation_receives_none_of_its_events(
+        harness_factory, mysql_database_url):
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    cust = await a.connect("cust-a")
+    bystander = await b.connect("cust-b")
+    await settled(a, b)
+    before = bus(b).received
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    for i in range(5):
+        await cust.ok("message.send", conversation_id=cid, client_msg_id=f"m{i}", content=f"hello {i}")
+    await cust.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    await a.drain_ai()
+    await mark(a, bystander, "cust-b")
+    assert bus(b).received - before == 1  # the marker only
+    assert [f["type"] for f in bystander.events] == []
+
+
+async def test_every_socket_gets_each_event_once_across_instances(harness_factory, mysql_database_url):
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    tab_a = await a.connect("cust-1")
+    tab_b = await b.connect("cust-1")  # the customer's other tab, on the other instance
+    agent_b = await b.connect("agent-1", role="agent")
+    agent_b2 = await b.connect("agent-1", role="agent")  # the same agent's second console
+    cid = (await tab_a.ok("conversation.start"))["conversation"]["id"]
+    await agent_b.ok("conversation.watch", conversation_id=cid)
+    await settled(a, b)
+    await tab_a.ok("message.send", conversation_id=cid, client_msg_id="k1", content="from a")
+    note = await agent_b.ok("message.send", conversation_id=cid, client_msg_id="n1", content="private",
+                            private=True)
+    await mark(a, tab_b, "cust-1")
+    await mark(b, tab_a, "cust-1")
+    await mark(a, agent_b, "agent-1")
+    await agent_b2.event("marker")
+    assert [len(created(ws, "from a")) for ws in (tab_a, tab_b, agent_b, agent_b2)] == [1, 1, 1, 0]
+    assert [len(created(ws, "private")) for ws in (tab_a, tab_b, agent_b)] == [0, 0, 1]  # agents only
+    assert note["message"]["private"]
+
+
+async def test_the_last_socket_leaving_unsubscribes_the_instance(harness_factory, mysql_database_url):
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    cust = await a.connect("cust-1")
+    agent = await b.connect("agent-1", role="agent")
+    other = await b.connect("agent-2", role="agent")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    channel = bus(b).interest.conversation(cid)
+    await agent.ok("conversation.watch", conversation_id=cid)
+    await other.ok("conversation.watch", conversation_id=cid)
+    await agent.ok("conversation.unwatch", conversation_id=cid)
+    assert channel in bus(b).interest.wanted  # the other console still watches
+    await other.ok("conversation.unwatch", conversation_id=cid)
+    await settled(a, b)
+    assert channel not in bus(b).interest.wanted
+    before = bus(b).received
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="k1", content="unheard")
+    await mark(a, agent, "agent-1")
+    assert bus(b).received - before == 1  # the marker only
+    assert created(agent, "unheard") == []
+
+
+async def test_a_lost_subscriber_resubscribes_what_its_sockets_need(harness_factory, mysql_database_url):
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    cust = await a.connect("cust-1")
+    tab_b = await b.connect("cust-1")
+    agent = await b.connect("agent-1", role="agent")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.watch", conversation_id=cid)
+    await settled(a, b)
+    name = f"chat-api-{b.app[keys.INSTANCE_ID]}"
+    redis = b.app[keys.REDIS]
+    victims = [c["id"] for c in await redis.client_list(_type="pubsub") if c.get("name") == name]
+    assert len(victims) == 1  # one subscriber connection per instance
+    await redis.client_kill_filter(_id=victims[0])
+    await asyncio.wait_for(bus(b).wait_resubscribed(1), timeout=10)
+    await settled(b)
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="k1", content="after")
+    await agent.event("message.created", lambda f: f["data"]["message"]["content"] == "after")
+    await tab_b.event("message.created", lambda f: f["data"]["message"]["content"] == "after")
