@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, SlotNotCoveredError
@@ -86,23 +86,9 @@ class ServiceRedisCluster(RedisCluster):
     the slot (the command did not run); a timeout is never re-sent. redis-py's cluster pipeline
     reads the retry list of its own class and re-sends a whole pipeline once on a timeout too:
     every pipeline the service sends is idempotent (ZADD/SADD/SREM/HSET of given values, reads,
-    the presence re-assert and turn-lock renew scripts, a quota's own member) or a PUBLISH that
-    clients dedupe by seq and version. Subscriptions (ClusterPubSub) take connections without
-    retries, so the bus listener sees a dropped subscription itself."""
+    the presence re-assert and turn-lock renew scripts, a quota's own member) or an SPUBLISH that
+    clients dedupe by seq and version. The bus subscribes on each master with connections of its
+    own, without retries (chat/bus/redis_bus.py)."""
 
     # redis-py's list with TimeoutError left out (its type is that exact tuple, hence the ignore)
     ERRORS_ALLOW_RETRY = (RedisConnectionError, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
-
-    def pubsub(self, node: Any = None, host: str | None = None, port: int | None = None,
-               **kwargs: Any) -> ClusterPubSub:
-        """A subscription that learns the slot map first (redis-py's needs it and does not load it)."""
-        return _ClusterPubSub(self, node=node, host=host, port=port, **kwargs)
-
-
-class _ClusterPubSub(ClusterPubSub):
-    """ClusterPubSub whose commands wait for the cluster client's slot map (a no-op once known)."""
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """Initialize the cluster client if needed, then send."""
-        await self.cluster.initialize()
-        return await super().execute_command(*args, **kwargs)
