@@ -6,6 +6,7 @@ the cluster lost it, `db adopt` over every master, and two instances sharing one
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import orjson
@@ -14,7 +15,6 @@ from redis.asyncio.cluster import RedisCluster
 from chat import keys
 from chat.adopt import adopt
 from states import redis_keys
-from tests.conftest import new_id
 
 
 def is_sender(kind):
@@ -115,7 +115,7 @@ async def test_a_lost_live_record_is_rebuilt_from_sql(cluster_harness_factory, c
 
 
 async def test_db_adopt_reads_migrated_records_on_every_master(cluster_settings, cluster, tmp_path):
-    migrated = [new_id() for _ in range(30)]
+    migrated = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"migrated-{i}")) for i in range(30)]  # fixed: on every master
     for cid in migrated:
         await cluster.set(redis_keys.session(cid), orjson.dumps(
             {"user_id": "legacy", "agent_type": "human", "context": {}, "created_at": "2024-01-01T00:00:00.000Z",
