@@ -15,7 +15,7 @@ import orjson
 
 from chat.auth import Identity
 from chat.bus.interest import Interest
-from chat.bus.messages import OWNER, WATCHERS, Frame, ToAgents, ToConversation, ToUser
+from chat.bus.messages import Frame, ToAgents, ToConversation, ToUser
 
 
 class Peer(Protocol):
@@ -41,14 +41,14 @@ class OnlineAgents(Protocol):
 
 
 class Hub:
-    """Local fan-out: agents watching conversations, each user's sockets, the online agents; it
-    tells the bus's interest which channels its sockets need (the first socket in, the last out)."""
+    """Local fan-out: conversation subscribers, each user's sockets, the online agents; it tells the
+    bus's interest which channels its sockets need (the first socket in, the last out)."""
 
     def __init__(self, online: OnlineAgents, interest: Interest) -> None:
         self.online = online
         self.interest = interest
         self.peers: dict[str, Peer] = {}
-        self._by_conversation: dict[str, set[str]] = {}  # conversation id -> agent sockets watching it
+        self._by_conversation: dict[str, set[str]] = {}  # conversation id -> sockets subscribed to it
         self._by_user: dict[str, set[str]] = {}
         self._agents: set[str] = set()
         self._subscriptions: dict[str, set[str]] = defaultdict(set)
@@ -92,10 +92,8 @@ class Hub:
                 self.interest.drop(self.interest.conversation(conversation_id))
 
     def subscribe(self, peer_id: str, conversation_id: str) -> None:
-        """Send this conversation's events to the socket. Only agents watch: a customer hears its
-        own conversations through its user's channel (every tab), and never another's."""
-        peer = self.peers.get(peer_id)
-        if peer is None or not peer.identity.is_agent:
+        """Send this conversation's events to the socket."""
+        if peer_id not in self.peers:
             return
         subs = self._by_conversation.get(conversation_id)
         if subs is None:
@@ -116,17 +114,16 @@ class Hub:
     # --- delivery, one method per kind of bus message ------------------------------------
 
     def to_conversation(self, message: ToConversation) -> int:
-        """The agents watching the conversation and every tab of its customer (a copy from the
-        bus is for one of the two parts, `scope`)."""
-        targets: list[Peer] = []
-        if message.scope != OWNER:
-            targets = [self.peers[p] for p in self._by_conversation.get(message.conversation_id, ())
-                       if p != message.skip]
-        if message.scope != WATCHERS and not message.agents_only:
-            for pid in self._by_user.get(message.owner, ()):
-                peer = self.peers[pid]
-                if pid != message.skip and not peer.identity.is_agent:  # agents hear it by watching
-                    targets.append(peer)
+        """Subscribers of the conversation and every local tab of its customer."""
+        ids = set(self._by_conversation.get(message.conversation_id, ()))
+        ids |= self._by_user.get(message.owner, set())
+        targets = []
+        for pid in ids:
+            peer = self.peers[pid]
+            if pid == message.skip:
+                continue
+            if peer.identity.is_agent or (not message.agents_only and peer.identity.user_id == message.owner):
+                targets.append(peer)  # a customer only ever sees its own conversations
         return _send(targets, message.frame)
 
     def to_user(self, message: ToUser) -> int:

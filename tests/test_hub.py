@@ -9,7 +9,7 @@ import orjson
 
 from chat.auth import Identity
 from chat.bus.interest import Interest
-from chat.bus.messages import OWNER, WATCHERS, ToAgents, ToConversation, ToUser
+from chat.bus.messages import ToAgents, ToConversation, ToUser
 from chat.hub import Hub
 
 FRAME = {"type": "x", "data": {}}
@@ -44,23 +44,13 @@ def hub_with(*peers: FakePeer, online: dict[str, frozenset[str]] | None = None) 
     return hub
 
 
-def test_conversation_frames_reach_watching_agents_and_every_tab_of_the_owner_only():
+def test_conversation_frames_reach_subscribers_and_every_tab_of_the_owner_only():
     tab1, tab2, stranger, agent = peer("t1", "c1"), peer("t2", "c1"), peer("s", "c2"), peer("a", "a1", "agent")
     hub = hub_with(tab1, tab2, stranger, agent)
     hub.subscribe("a", "conv-1")
     hub.subscribe("s", "conv-1")  # a customer subscribed to someone else's conversation still gets nothing
     assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 3
     assert (tab1.got, tab2.got, stranger.got, agent.got) == ([FRAME], [FRAME], [], [FRAME])
-
-
-def test_a_copy_from_the_bus_reaches_only_the_part_its_scope_names():
-    tab, agent = peer("t", "c1"), peer("a", "a1", "agent")
-    hub = hub_with(tab, agent)
-    hub.subscribe("a", "conv-1")
-    hub.subscribe("t", "conv-1")  # the customer's own conversation: heard through its user's channel
-    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, scope=WATCHERS)) == 1
-    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, scope=OWNER)) == 1
-    assert (tab.got, agent.got) == ([FRAME], [FRAME])  # each once
 
 
 def test_agents_only_frames_never_reach_customers_and_skip_is_skipped():
@@ -113,12 +103,12 @@ def test_channels_are_wanted_from_the_first_socket_to_the_last():
     for p in (tab1, agent1, agent2):
         hub.subscribe(p.id, "conv-1")
     assert changes == [("t:u:c1", True), ("t:u:a1", True), ("t:agents", True), ("t:u:a2", True),
-                       ("t:c:conv-1", True)]  # the customer's own subscription needs no channel
+                       ("t:c:conv-1", True)]
     changes.clear()
     hub.remove(tab1)
     hub.unsubscribe("a1", "conv-1")
     hub.remove(agent1)
-    assert changes == [("t:u:a1", False)]  # c1 has another tab, conv-1 another watcher, agents another agent
+    assert changes == [("t:u:a1", False)]  # c1 has another tab, conv-1 another subscriber, agents another agent
     changes.clear()
     hub.remove(agent2)
     hub.remove(tab2)

@@ -1,8 +1,9 @@
 """Which bus channels this instance needs, and their names.
 
-A conversation's events go to its watchers' channel and to its customer's channel, a user's own
-messages to the user's channel, queue changes to the agents' channel, and presence to the
-presence channel every instance listens to. The hub says when the first local socket needs a
+A conversation's events go to its channel (the instances where some socket subscribed to it
+listen, and there every tab of its customer hears it too), a user's own messages to the user's
+channel, queue changes to the agents' channel, and presence to the presence channel every
+instance listens to. The hub says when the first local socket needs a
 channel and when the last one stops needing it; the bus subscribes and unsubscribes accordingly,
 so an instance receives only the traffic of its own sockets.
 """
@@ -26,11 +27,11 @@ class Interest:
         self._listeners: list[Callable[[str, bool], None]] = []
 
     def conversation(self, conversation_id: str) -> str:
-        """The channel of a conversation's watchers."""
+        """The channel of a conversation's events."""
         return self._conversation + conversation_id
 
     def user(self, user_id: str) -> str:
-        """The channel of a user's sockets (a customer's: its conversations' events too)."""
+        """The channel of a user's own messages (an agent's assignments)."""
         return self._user + user_id
 
     def on_change(self, listener: Callable[[str, bool], None]) -> None:

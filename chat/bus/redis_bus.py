@@ -1,15 +1,15 @@
 """Cross-instance fan-out over Redis sharded pub/sub (SPUBLISH/SSUBSCRIBE), on a plain Redis 7
 or a Redis Cluster.
 
-Each message goes to the channels of those who need it (chat.bus.interest): an instance
+Each message goes to one channel, that of those who need it (chat.bus.interest): an instance
 subscribes only to the channels of its own sockets, so it receives its share of the traffic,
 not all of it. The instance that publishes a message delivers it to its own sockets at once,
 in publishing order, and skips its echo from Redis by the origin each payload starts with.
 
-A payload is the publisher's origin (12 bytes), the scope (1 byte, see chat.bus.messages) and
-the JSON message. One subscriber connection per Redis node (chat.bus.shard); when one drops it
-reconnects and resubscribes by itself; messages published during the gap are not replayed live,
-but clients resume by seq from the store, so no stored message is lost.
+A payload is the publisher's origin (12 bytes) and the JSON message. One subscriber connection
+per Redis node (chat.bus.shard); when one drops it reconnects and resubscribes by itself;
+messages published during the gap are not replayed live, but clients resume by seq from the
+store, so no stored message is lost.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from redis.exceptions import SlotNotCoveredError
 from chat.batching import Batcher
 from chat.bus.interest import Interest
 from chat.bus.messages import (
-    OWNER,
-    WATCHERS,
     BusMessage,
     BusMessageError,
     ToAgents,
@@ -51,9 +49,8 @@ RECEIVED = Counter("chat_bus_received_messages_total",
 RECEIVED_BYTES = Counter("chat_bus_received_bytes_total", "Bytes this process received from the bus")
 
 Receiver = Callable[[BusMessage], object]
-Payloads = tuple[tuple[str, bytes], ...]  # (channel, payload) pairs of one message
+Payload = tuple[str, bytes]  # (channel, payload)
 ORIGIN_BYTES = 12
-_OTHER = b"-"  # the scope byte of messages that are not a conversation's
 
 
 class Bus:
@@ -71,7 +68,7 @@ class Bus:
         self._pools: list[ConnectionPool] = []
         self._started = False
         self._state = asyncio.Event()
-        self._outbox: Batcher[Payloads, None] = Batcher(self._send, name="bus-publisher")
+        self._outbox: Batcher[Payload, None] = Batcher(self._send, name="bus-publisher")
         interest.on_change(self._on_interest)
 
     @property
@@ -86,33 +83,27 @@ class Bus:
             self._receive(message)
         except Exception:  # a bad local delivery must not stop the others
             log.exception("could not deliver a bus message here")
-        await self._outbox.submit(self._payloads(message))
+        await self._outbox.submit((self._channel(message), self.origin + encode(message)))
 
-    def _payloads(self, message: BusMessage) -> Payloads:
-        body = encode(message)
-        interest, origin = self.interest, self.origin
+    def _channel(self, message: BusMessage) -> str:
         if isinstance(message, ToConversation):
-            watchers = (interest.conversation(message.conversation_id), origin + WATCHERS.encode() + body)
-            if message.agents_only:
-                return (watchers,)
-            return watchers, (interest.user(message.owner), origin + OWNER.encode() + body)
+            return self.interest.conversation(message.conversation_id)
         if isinstance(message, ToUser):
-            return ((interest.user(message.user_id), origin + _OTHER + body),)
+            return self.interest.user(message.user_id)
         if isinstance(message, ToAgents):
-            return ((interest.agents, origin + _OTHER + body),)
-        return ((interest.presence, origin + _OTHER + body),)
+            return self.interest.agents
+        return self.interest.presence
 
-    async def _send(self, batch: list[tuple[Payloads, asyncio.Future[None]]]) -> None:
-        sends = [pair for payloads, _ in batch for pair in payloads]
-        if len(sends) == 1:
-            await self._redis.spublish(*sends[0])
+    async def _send(self, batch: list[tuple[Payload, asyncio.Future[None]]]) -> None:
+        if len(batch) == 1:
+            await self._redis.spublish(*batch[0][0])
         else:
             pipe = self._redis.pipeline(transaction=False)
-            for channel, payload in sends:
+            for (channel, payload), _ in batch:
                 pipe.spublish(channel, payload)
             await pipe.execute()
-        PUBLISHED.inc(len(sends))
-        PUBLISHED_BYTES.inc(sum(len(payload) for _, payload in sends))
+        PUBLISHED.inc(len(batch))
+        PUBLISHED_BYTES.inc(sum(len(payload) for (_, payload), _ in batch))
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
@@ -203,9 +194,7 @@ class Bus:
         if data.startswith(self.origin):
             return  # delivered here when it was published
         try:
-            if len(data) <= ORIGIN_BYTES:
-                raise BusMessageError("not a bus message: too short")
-            self._receive(decode(memoryview(data)[ORIGIN_BYTES + 1:], chr(data[ORIGIN_BYTES])))
+            self._receive(decode(memoryview(data)[ORIGIN_BYTES:]))
         except BusMessageError as exc:
             log.warning("ignored a bus message: %s", exc)
         except Exception:  # one bad message must not stop the listener

@@ -58,22 +58,24 @@ async def test_an_instance_without_sockets_of_a_conversation_receives_none_of_it
 async def test_every_socket_gets_each_event_once_across_instances(harness_factory, mysql_database_url):
     a, b = await two_instances(harness_factory, mysql_database_url)
     tab_a = await a.connect("cust-1")
-    tab_b = await b.connect("cust-1")  # the customer's other tab, on the other instance
+    tab_a2 = await a.connect("cust-1")  # never subscribed: a tab on the instance where it started
+    tab_b = await b.connect("cust-1")  # the customer's tab on the other instance
     agent_b = await b.connect("agent-1", role="agent")
     agent_b2 = await b.connect("agent-1", role="agent")  # the same agent's second console
     cid = (await tab_a.ok("conversation.start"))["conversation"]["id"]
+    await tab_b.ok("conversation.resume", conversation_id=cid)
     await agent_b.ok("conversation.watch", conversation_id=cid)
     await settled(a, b)
     await tab_a.ok("message.send", conversation_id=cid, client_msg_id="k1", content="from a")
-    note = await agent_b.ok("message.send", conversation_id=cid, client_msg_id="n1", content="private",
-                            private=True)
+    await agent_b.ok("message.send", conversation_id=cid, client_msg_id="n1", content="private", private=True)
     await mark(a, tab_b, "cust-1")
-    await mark(b, tab_a, "cust-1")
+    await tab_a.event("marker")
+    await tab_a2.event("marker")
     await mark(a, agent_b, "agent-1")
     await agent_b2.event("marker")
-    assert [len(created(ws, "from a")) for ws in (tab_a, tab_b, agent_b, agent_b2)] == [1, 1, 1, 0]
-    assert [len(created(ws, "private")) for ws in (tab_a, tab_b, agent_b)] == [0, 0, 1]  # agents only
-    assert note["message"]["private"]
+    sockets = (tab_a, tab_a2, tab_b, agent_b, agent_b2)
+    assert [len(created(ws, "from a")) for ws in sockets] == [1, 1, 1, 1, 0]
+    assert [len(created(ws, "private")) for ws in sockets] == [0, 0, 0, 1, 0]  # agents only
 
 
 async def test_the_last_socket_leaving_unsubscribes_the_instance(harness_factory, mysql_database_url):
@@ -103,6 +105,7 @@ async def test_a_lost_subscriber_resubscribes_what_its_sockets_need(harness_fact
     tab_b = await b.connect("cust-1")
     agent = await b.connect("agent-1", role="agent")
     cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await tab_b.ok("conversation.resume", conversation_id=cid)
     await agent.ok("conversation.watch", conversation_id=cid)
     await settled(a, b)
     name = f"chat-api-{b.app[keys.INSTANCE_ID]}"

@@ -9,7 +9,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat.bus import Bus, BusMessage, Interest, ToConversation, ToUser
-from chat.bus.messages import EVERYONE, OWNER, WATCHERS
 from tests.conftest import redis_url
 
 
@@ -80,20 +79,18 @@ async def test_an_instance_receives_only_the_channels_it_wants(redis, prefix):
     await publisher.stop()
 
 
-async def test_a_conversation_reaches_its_watchers_and_its_customer_each_on_its_channel(redis, prefix):
+async def test_a_conversation_goes_to_its_own_channel_only(redis, prefix):
     names = Interest(prefix)
-    watcher, at_watcher = await started(redis, names.conversation("c1"), prefix=prefix)
-    customer, at_customer = await started(redis, names.user("cust"), prefix=prefix)
-    publisher, here = await started(redis, prefix=prefix)
-    await publisher.publish(ToConversation("c1", "cust", {"type": "marker"}))
-    await publisher.publish(ToConversation("c1", "cust", {"type": "note"}, agents_only=True))
-    await at_watcher.until(lambda m: m.frame == {"type": "note"})
-    await at_customer.until(lambda m: m.frame == {"type": "marker"})
-    assert [(m.frame["type"], m.scope) for m in at_watcher.got] == [("marker", WATCHERS), ("note", WATCHERS)]
-    assert [(m.frame["type"], m.scope) for m in at_customer.got] == [("marker", OWNER)]  # never an agents-only one
-    assert [m.scope for m in here.got] == [EVERYONE, EVERYONE]
-    for bus in (watcher, customer, publisher):
-        await bus.stop()
+    listener, sink = await started(redis, names.conversation("c1"), prefix=prefix)
+    publisher, _ = await started(redis, prefix=prefix)
+    await publisher.publish(ToConversation("c2", "cust", {"n": 2}))
+    await publisher.publish(ToUser("cust", {"n": 3}))
+    await publisher.publish(ToConversation("c1", "cust", {"type": "marker"}, agents_only=True, skip="s1"))
+    await sink.until(lambda m: m.frame == {"type": "marker"})
+    assert sink.got == [ToConversation("c1", "cust", {"type": "marker"}, agents_only=True, skip="s1")]
+    assert listener.received == 1
+    await listener.stop()
+    await publisher.stop()
 
 
 async def test_a_dropped_channel_is_left(redis, prefix):
@@ -115,8 +112,8 @@ async def test_a_malformed_payload_is_skipped_and_the_listener_goes_on(redis, pr
     names = Interest(prefix)
     listener, sink = await started(redis, names.user("u1"), prefix=prefix)
     await redis.spublish(names.user("u1"), b"short")
-    await redis.spublish(names.user("u1"), b"0123456789ab-not json")
-    await redis.spublish(names.user("u1"), b'0123456789ab-{"k": "no-such-kind"}')
+    await redis.spublish(names.user("u1"), b"0123456789abnot json")
+    await redis.spublish(names.user("u1"), b'0123456789ab{"k": "no-such-kind"}')
     publisher, _ = await started(redis, prefix=prefix)
     await publisher.publish(ToUser("u1", {"type": "marker"}))
     await sink.until(is_marker)
