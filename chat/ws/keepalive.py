@@ -10,6 +10,7 @@ re-arms its heartbeat on every frame received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ class Keepalive:
         self.heartbeat_s = heartbeat_s
         self.round_s = heartbeat_s / 2
         self._sockets = sockets
+        self._late_pings: set[asyncio.Task[None]] = set()  # to peers that are behind (kept till sent)
 
     async def run(self) -> None:
         """Rounds until cancelled."""
@@ -50,9 +52,16 @@ class Keepalive:
                 continue
             if conn.session is not None:
                 conn.session.arm_expiry(before=arm_before)
-            if now - conn.received_at >= self.heartbeat_s and not conn.behind():
+            if now - conn.received_at >= self.heartbeat_s:
                 conn.pinged_at = now
-                try:
-                    await conn.ws.ping()  # a control frame, written at once: the peer is not behind
-                except SEND_ERRORS:
-                    continue
+                if conn.behind():  # the send would wait until the peer catches up: not in this loop
+                    task = asyncio.create_task(self._ping(conn))
+                    self._late_pings.add(task)
+                    task.add_done_callback(self._late_pings.discard)
+                else:
+                    await self._ping(conn)  # a control frame, written at once
+
+    @staticmethod
+    async def _ping(conn: Connection) -> None:
+        with contextlib.suppress(*SEND_ERRORS):
+            await conn.ws.ping()

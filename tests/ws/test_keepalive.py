@@ -64,3 +64,57 @@ async def test_a_session_holds_no_expiry_timer_until_a_round_finds_its_exp_near(
     assert session._expiry is not None
     assert await asyncio.wait_for(socket.closed.wait(), WAIT_S)
     assert socket.close_code == 4401
+
+
+class _Behind(asyncio.WriteTransport):
+    """A transport with more waiting than its low-water mark: the peer is behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def get_write_buffer_size(self) -> int:
+        return 10_000
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 1000, 4000
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _StuckPings(FakeSocket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = asyncio.Event()
+
+    async def ping(self, message: bytes = b"") -> None:
+        self.pings += 1
+        await self.reads.wait()  # aiohttp's flow control: it waits until the peer reads
+
+
+async def test_a_quiet_peer_that_is_behind_is_pinged_without_stalling_the_round_and_dropped_if_silent():
+    settings = dataclasses.replace(Settings(), ws_heartbeat_s=1.0)
+    socket, transport = _StuckPings(), _Behind()
+    conn = Connection(socket, settings, Outbox(), transport)  # type: ignore[arg-type]
+    keepalive = Keepalive(settings.ws_heartbeat_s, {conn})
+    quiet_since = conn.received_at
+    await keepalive.round(quiet_since + 1.0)  # returns although this ping cannot be written yet
+    await asyncio.sleep(0)  # the ping's own task starts
+    assert socket.pings == 1 and not transport.closed
+    await keepalive.round(quiet_since + 1.5)  # nothing came back
+    assert transport.closed and conn.closing
+    socket.reads.set()
+
+
+async def test_any_frame_from_the_peer_answers_for_it():
+    settings = dataclasses.replace(Settings(), ws_heartbeat_s=1.0)
+    socket = FakeSocket()
+    conn = Connection(socket, settings, Outbox())  # type: ignore[arg-type]
+    keepalive = Keepalive(settings.ws_heartbeat_s, {conn})
+    start = conn.received_at
+    await keepalive.round(start + 1.0)
+    assert socket.pings == 1
+    conn.received_at = start + 1.2  # a frame arrived (the read loop sets this)
+    await keepalive.round(start + 1.5)
+    assert not conn.closing and socket.pings == 1  # not quiet for a heartbeat yet: no new ping
