@@ -11,8 +11,8 @@ another instance during the turn is answered too. A sweep (at start and every
 `AI_SWEEP_INTERVAL_S`, on every instance) answers what a crash or a shutdown left unanswered:
 every conversation in `ai` whose newest customer message has no reply and no turn running.
 The recent messages a turn read are kept and followed as messages are stored here; when the
-customer's next message finds them complete, the next turn asks the provider at once on them
-(chat.ai.early) and uses that reply only if the context it then reads and checks is the same.
+customer's next message finds them complete, the provider is asked on them at once (chat.ai.early),
+and the turn uses that reply only if the context it then reads and checks under its lock is the same.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, StreamItem, ToolCall
-from chat.ai.early import EarlyReply
+from chat.ai.early import EarlyReplies, EarlyReply
 from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
@@ -83,6 +83,7 @@ class AIRunner:
         self._locks: dict[str, str] = {}  # cid -> token of the turn lock held here
         self._memories = Memories()
         self._histories = Histories(settings.ai_context_messages)
+        self._early = EarlyReplies()
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self.discarded = 0
@@ -97,8 +98,12 @@ class AIRunner:
         events.subscribe(MessageStored, self.on_message_stored)
 
     def on_customer_wrote(self, event: CustomerWrote) -> None:
-        """A customer message to answer."""
-        self.schedule(event.conversation.id)
+        """A customer message to answer (asked at once when the messages kept here lead up to it)."""
+        cid, kept = event.conversation.id, self._histories.take(event.conversation.id)
+        if kept is not None and kept[-1].id == event.message.id:
+            context = build_context(self.settings.ai_system_prompt, kept, self.settings.ai_context_chars)
+            self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+        self.schedule(cid)
 
     def on_message_stored(self, event: MessageStored) -> None:
         """Follow the messages kept for the next turn (heard before the sockets are told of it)."""
@@ -124,6 +129,7 @@ class AIRunner:
         self._pending.discard(conversation_id)
         self._memories.forget(conversation_id)  # it starts afresh if it comes back to `ai`
         self._histories.forget(conversation_id)
+        self._early.drop(conversation_id)
         task = self._tasks.get(conversation_id)
         if task is not None and stop_turn:
             task.cancel()
@@ -172,12 +178,11 @@ class AIRunner:
     async def close(self) -> None:
         """Cancel every turn (shutdown); a sweep on any instance answers what they left."""
         self._closing = True
-        tasks = list(self._tasks.values())
-        if self._keeper is not None:
-            tasks.append(self._keeper)
+        tasks = [*self._tasks.values(), *([self._keeper] if self._keeper is not None else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._early.close()
 
     async def _keep_locks(self) -> None:
         """Renew the turn locks every third of their TTL while any is held here."""
@@ -195,10 +200,8 @@ class AIRunner:
             while True:
                 self._pending.discard(conversation_id)
                 outcome = await self._locked_turn(conversation_id)
-                if outcome == "busy":
-                    return  # another instance is answering; it looks again when it is done
-                if outcome == "broken":
-                    return  # its message may be taken on again: the next sweep does, not a tight loop here
+                if outcome != "done":  # busy: another instance answers and looks again when it is done;
+                    return  # broken: its message may be taken on again by the next sweep, not a tight loop here
                 if conversation_id in self._pending or await self._due(conversation_id):
                     continue
                 self._memories.settle(conversation_id)
@@ -210,6 +213,7 @@ class AIRunner:
             raise
         finally:
             self._pending.discard(conversation_id)
+            self._early.drop(conversation_id)  # one its turn never took (the lock was busy, the turn broke)
 
     async def _due(self, conversation_id: str) -> bool:
         """Is a reply due (a message came in during the turn)? No when that cannot be read."""
@@ -272,12 +276,7 @@ class AIRunner:
         return None if reply_to is None or conversation.state != State.AI else (conversation, history, reply_to)
 
     async def _turn(self, conversation_id: str) -> None:
-        # the provider asked at once on the messages kept since the last turn and the customer's
-        # message after them; the turn keeps that reply only if the context it checks is the same
-        early, kept = None, self._histories.take(conversation_id)
-        if kept is not None and kept[-1].sender_type == "customer":
-            context = build_context(self.settings.ai_system_prompt, kept, self.settings.ai_context_chars)
-            early = EarlyReply(self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+        early = self._early.take(conversation_id)  # kept only if the context the turn checks is the same
         try:
             await self._answer(conversation_id, early)
         finally:

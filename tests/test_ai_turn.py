@@ -80,16 +80,36 @@ async def test_a_question_sent_while_the_last_turn_still_ends_is_asked_early_too
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
     release = _hold_history_reads(harness, monkeypatch)
     provider.started.clear()
-    turn_goes_on.set()  # the first turn ends; the second starts
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
     async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()
+        await provider.started.wait()  # asked while the first turn has not even ended
+    turn_goes_on.set()
     assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
     release.set()
     await harness.drain_ai()
     assert len(provider.calls) == 2 and await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
+async def test_an_early_question_is_dropped_unseen_when_another_instance_holds_the_turn(harness_factory):
+    h = await harness_factory(ai_sweep_interval_s=0)
+    provider: ScriptedProvider = h.provider
+    runner, redis = h.app[keys.AI_RUNNER], h.app[keys.REDIS]
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await h.drain_ai()
+    await redis.set(redis_keys.ai_turn(cid), "another-instance", px=15_000)
+    provider.started.clear()
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    await h.drain_ai()
+    assert provider.started.is_set() and await stored_senders(h, cid) == ["customer", "ai", "customer"]
+    await redis.delete(redis_keys.ai_turn(cid))  # that instance went away: the sweep answers
+    await runner.sweep()
+    await h.drain_ai()
+    await ws.event("message.created", lambda f: f["data"]["message"]["seq"] == 4)
+    deltas = [f["data"]["delta"] for f in ws.events if f["type"] == "ai.delta"]
+    assert "".join(deltas) == "Hello, world" * 2 and len(provider.calls) == 3  # the dropped one never shown
 
 
 async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(harness, monkeypatch):

@@ -41,3 +41,35 @@ class EarlyReply:
         self._first.cancel()
         await asyncio.gather(self._first, return_exceptions=True)
         await self._stream.aclose()  # type: ignore[attr-defined]  # an async generator, as above
+
+
+class EarlyReplies:
+    """This instance's early replies, one per conversation, until its turn takes it or drops it."""
+
+    def __init__(self) -> None:
+        self._replies: dict[str, EarlyReply] = {}
+        self._dropping: set[asyncio.Task[None]] = set()
+
+    def ask(self, conversation_id: str, provider: Provider, context: list[dict[str, str]],
+            tools: list[dict[str, Any]]) -> None:
+        """Send the conversation's request now (an older early reply of it is dropped)."""
+        self.drop(conversation_id)
+        self._replies[conversation_id] = EarlyReply(provider, context, tools)
+
+    def take(self, conversation_id: str) -> EarlyReply | None:
+        """The conversation's early reply, handed over to its turn."""
+        return self._replies.pop(conversation_id, None)
+
+    def drop(self, conversation_id: str) -> None:
+        """Abandon the conversation's early reply, if any (its request is closed in the background)."""
+        reply = self._replies.pop(conversation_id, None)
+        if reply is not None:
+            task = asyncio.create_task(reply.drop(), name=f"ai-early-drop-{conversation_id}")
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+    async def close(self) -> None:
+        """Drop every early reply and wait until their requests are closed (shutdown)."""
+        for conversation_id in list(self._replies):
+            self.drop(conversation_id)
+        await asyncio.gather(*self._dropping, return_exceptions=True)
