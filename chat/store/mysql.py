@@ -10,6 +10,8 @@ map to the store's DatabaseError / IntegrityError / DuplicateKey.
 from __future__ import annotations
 
 import asyncio
+import logging
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -62,6 +64,20 @@ class Driver:
             return (DuplicateKey if code == _MYSQL_DUPLICATE else IntegrityError)(str(exc))
         return DatabaseError(str(exc))
 
+
+class _ServerWarnings(logging.Filter):
+    """asyncmy logs the server's warnings (what SHOW WARNINGS lists) where aiomysql issues them as
+    Python warnings: they are issued the same way here, so a caller expecting one silences it the
+    same way on both drivers (chat/store/migrations.py: "table already exists" on every start)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        warnings.warn(record.getMessage(), pymysql.err.Warning, stacklevel=2)
+        return False
+
+
+logging.getLogger("asyncmy").addFilter(_ServerWarnings())
 
 DRIVERS = {
     "asyncmy": Driver("asyncmy", asyncmy.errors.MySQLError, asyncmy.errors.IntegrityError),

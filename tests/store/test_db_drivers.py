@@ -6,6 +6,7 @@ The store tests (tests/store) run on the default driver; this module runs each o
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -91,6 +92,17 @@ async def test_errors_map_to_the_store_errors(db: Database, tables: tuple[str, s
         await db.fetchall("SELECT no_such_column FROM " + parent)
     assert not isinstance(bad.value, IntegrityError)
     assert await db.fetchone(f"SELECT COUNT(*) FROM {parent}") == (1,)  # each failure rolled back, pool fine
+
+
+async def test_a_server_warning_is_a_python_warning_on_both_drivers(db: Database, tables: tuple[str, str], caplog):
+    """What the schema upgrade silences on every start ("already exists"); never a log line."""
+    parent, _ = tables
+    with pytest.warns(Warning, match="already exists"):
+        await db.execute(f"CREATE TABLE IF NOT EXISTS {parent} (id BIGINT PRIMARY KEY)")
+    assert not [r for r in caplog.records if "already exists" in r.getMessage()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await db.execute(f"UPDATE {parent} SET n = n + 1")  # no warning: nothing issued
 
 
 async def test_a_killed_connection_is_an_error_then_the_pool_recovers(db: Database):
