@@ -245,8 +245,9 @@ class Settings:
     )
     bus_channel: str = setting(
         _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
-        "pub/sub channel of the cross-instance events; pub/sub is server-wide, so every instance of one "
-        "deployment must share it (and no other deployment on that Redis)",
+        "prefix of the cross-instance bus's sharded pub/sub channels (one per conversation, per user, the "
+        "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
+        "(and no other deployment on that Redis)",
     )
 
     @classmethod
