@@ -1,12 +1,13 @@
 """Bus input per instance when the service scales out: each instance receives its own share.
 
 Starts four `chat-api serve` instances (subprocesses) on one Redis and one database, spreads
-customer sockets over them (and an agent per instance watching the conversations of its own
-instance's customers), moves every conversation to `handoff` (no AI turn), then every customer
-sends messages in a closed loop. Reads each instance's bus counters from /metrics before and
-after, and prints per instance the bus payloads (and bytes) it received against the total
-published by all: with one channel per conversation an instance receives the events of its own
-sockets' conversations only, about 1/N of the whole, where a single shared channel gave every
+customer sockets over them with an agent per instance watching the conversations of its own
+instance's customers (or another instance's: --agent-offset), moves every conversation to
+`handoff` (no AI turn), then every customer sends messages in a closed loop. Reads each
+instance's bus counters from /metrics before and after, and prints per instance the bus payloads
+(and bytes) it received against the total published by all: with one channel per conversation
+an instance receives the events of its own sockets' conversations only, about 1/N of the whole
+(2/N when each conversation's agent sits elsewhere), where one shared channel gave every
 instance all of it.
 
     REDIS_URL=redis://127.0.0.1:6379/9 DATABASE_URL=mysql://root@127.0.0.1:3306/bench_bus \\
@@ -29,7 +30,7 @@ import aiohttp
 from chat.auth import issue_token
 
 COUNTERS = ("chat_bus_published_messages_total", "chat_bus_published_bytes_total",
-            "chat_bus_received_messages_total", "chat_bus_received_bytes_total")
+            "chat_bus_received_messages_total", "chat_bus_received_bytes_total", "chat_bus_own_echoes_total")
 
 
 def free_port() -> int:
@@ -135,7 +136,7 @@ async def scenario(session: aiohttp.ClientSession, urls: list[str], secret: str,
     for i, sock in enumerate(customers):
         cid = (await sock.call("conversation.start"))["conversation"]["id"]
         await sock.call("handoff.request", conversation_id=cid)
-        await agents[i % n].call("conversation.watch", conversation_id=cid)  # an agent on the same instance
+        await agents[(i + args.agent_offset) % n].call("conversation.watch", conversation_id=cid)
         cids.append(cid)
     before = [await counters(session, url) for url in urls]
     started = time.monotonic()
@@ -152,14 +153,18 @@ def report(delta: list[dict[str, float]], args: argparse.Namespace, elapsed: flo
     published = sum(d["chat_bus_published_messages_total"] for d in delta)
     published_bytes = sum(d["chat_bus_published_bytes_total"] for d in delta)
     n = len(delta)
-    print(f"{n} instances, {args.customers} customers ({args.customers // n} per instance) + 1 watching agent per "
-          f"instance, {args.messages} messages each, {args.customers * args.messages / elapsed:.0f} messages/s")
+    where = "the same instance" if args.agent_offset % n == 0 else f"instance i+{args.agent_offset}"
+    print(f"{n} instances, {args.customers} customers ({args.customers // n} per instance i), each conversation "
+          f"watched by an agent on {where}, {args.messages} messages each, "
+          f"{args.customers * args.messages / elapsed:.0f} messages/s")
     print(f"bus payloads published by all instances: {published:.0f} ({published_bytes / 1e6:.2f} MB)")
-    print("| instance | published | received | received bytes | received / all published |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| instance | published | received | of which its own echo (not decoded) | received bytes "
+          "| received / all published |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for i, d in enumerate(delta):
-        share = d["chat_bus_received_messages_total"] / published if published else 0.0
-        print(f"| {i} | {d['chat_bus_published_messages_total']:.0f} | {d['chat_bus_received_messages_total']:.0f} | "
+        received, echoes = d["chat_bus_received_messages_total"], d["chat_bus_own_echoes_total"]
+        share = received / published if published else 0.0
+        print(f"| {i} | {d['chat_bus_published_messages_total']:.0f} | {received:.0f} | {echoes:.0f} | "
               f"{d['chat_bus_received_bytes_total'] / 1e6:.2f} MB | {share:.1%} |")
 
 
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=4)
     parser.add_argument("--customers", type=int, default=80)
     parser.add_argument("--messages", type=int, default=50)
+    parser.add_argument("--agent-offset", type=int, default=0,
+                        help="the watching agent of a conversation sits on instance (i + offset) mod N; 0: the same")
     args = parser.parse_args(argv)
     asyncio.run(run(args))
     return 0

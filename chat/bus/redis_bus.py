@@ -47,6 +47,8 @@ PUBLISHED_BYTES = Counter("chat_bus_published_bytes_total", "Bytes this process 
 RECEIVED = Counter("chat_bus_received_messages_total",
                    "Payloads this process received from the bus (its own echoes included)")
 RECEIVED_BYTES = Counter("chat_bus_received_bytes_total", "Bytes this process received from the bus")
+OWN_ECHOES = Counter("chat_bus_own_echoes_total", "Payloads received back from the bus that this process published "
+                     "(delivered when published; skipped undecoded)")
 
 Receiver = Callable[[BusMessage], object]
 Payload = tuple[str, bytes]  # (channel, payload)
@@ -192,6 +194,7 @@ class Bus:
         RECEIVED.inc()
         RECEIVED_BYTES.inc(len(data))
         if data.startswith(self.origin):
+            OWN_ECHOES.inc()
             return  # delivered here when it was published
         try:
             self._receive(decode(memoryview(data)[ORIGIN_BYTES:]))
