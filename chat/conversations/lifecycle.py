@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from chat import metrics, render
@@ -51,16 +52,19 @@ class Conversations:
     def _seen(self, conversation: Conversation) -> Conversation:
         last_seen = self._last_seen
         known = last_seen.pop(conversation.id, None)
-        # a read that was overtaken by a move must not replace the newer record
-        last_seen[conversation.id] = known if known is not None and known.version > conversation.version \
-            else conversation
+        if known is None or known.version <= conversation.version:  # a read overtaken by a move keeps the newer
+            # kept without the migrated AI context and unknown fields: unbounded, and not what it is used for
+            known = replace(conversation, context={}, extra={}) if conversation.context or conversation.extra \
+                else conversation
+        last_seen[conversation.id] = known
         if len(last_seen) > LAST_SEEN_MAX:
             del last_seen[next(iter(last_seen))]  # the one seen longest ago
         return conversation
 
     def last_seen(self, identity: Identity, conversation_id: str) -> Conversation | None:
         """This instance's last seen record of a conversation the identity may see (None when there
-        is none); not_found for a customer's look at anyone else's (an owner never changes)."""
+        is none; its `context` and `extra` left out); not_found for a customer's look at anyone
+        else's (an owner never changes)."""
         conversation = self._last_seen.get(conversation_id)
         if conversation is not None and not identity.is_agent and conversation.user_id != identity.user_id:
             raise NotFound("conversation not found")

@@ -5,6 +5,8 @@ decision is still made on what SQL holds."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from chat import keys
@@ -116,3 +118,12 @@ async def test_a_read_overtaken_by_a_move_does_not_replace_the_newer_record(harn
     await harness.ops.conversations.request_handoff(CUSTOMER, c.id)
     harness.ops.conversations._seen(old)  # a read that began before the move ends after it
     assert harness.ops.conversations.last_seen(CUSTOMER, c.id).state == "handoff"
+
+
+async def test_the_last_seen_record_leaves_out_a_migrated_context(harness):
+    c = await harness.ops.conversations.start(CUSTOMER)
+    big = dataclasses.replace(c, context={"history": ["x" * 1000] * 50}, extra={"legacyField": "y" * 1000})
+    harness.ops.conversations._seen(big)
+    kept = harness.ops.conversations.last_seen(CUSTOMER, c.id)
+    assert (kept.context, kept.extra) == ({}, {}) and (kept.id, kept.user_id, kept.version) == (c.id, c.user_id, 0)
+    assert big.context  # the record handed to the caller is untouched
