@@ -5,11 +5,11 @@ from states import redis_keys
 
 def test_key_shapes_are_exact():
     assert redis_keys.session("c1") == "session:c1"
-    assert redis_keys.presence("a1") == "presence:a1"
-    assert redis_keys.agent_load("a1") == "agent:a1:load"
+    assert redis_keys.presence("a1") == "presence:{agents}:a1"
+    assert redis_keys.agent_load("a1") == "agent:{agents}:a1:load"
     assert redis_keys.ai_turn("c1") == "ai:turn:c1"
     assert (redis_keys.AGENTS_ONLINE, redis_keys.AGENTS_LEASE, redis_keys.AGENTS_LAST_ASSIGNED) == (
-        "agents:online", "agents:lease", "agents:last_assigned"
+        "agents:{agents}:online", "agents:{agents}:lease", "agents:{agents}:last_assigned"
     )
     assert redis_keys.EVENTS_CHANNEL == "chat:events"
 
