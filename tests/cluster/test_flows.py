@@ -1,8 +1,8 @@
 """The service's main flows on a local three-master Redis Cluster (REDIS_CLUSTER=true): a
 conversation from start to close, handoff and agents (presence, routing, claim, reply, release),
 the quota, the AI turn and its lock, the live record rebuilt from SQL, presence re-asserted after
-the cluster lost it, `db adopt` over every master, and two instances sharing one cluster
-(tests/cluster/test_concurrent.py: the same with concurrent traffic)."""
+the cluster lost it, `db adopt` over every master, two instances sharing one cluster, /health and
+the agents API (tests/cluster/test_concurrent.py: the same with concurrent traffic)."""
 
 from __future__ import annotations
 
@@ -144,3 +144,19 @@ async def test_two_instances_share_one_cluster(cluster_harness_factory, mysql_da
     assert (await cust.event("message.created", is_sender("agent")))["data"]["message"]["content"] == "from B"
     await cust.ok("message.send", conversation_id=cid, client_msg_id="a1", content="from A")
     assert (await agent.event("message.created", is_sender("customer")))["data"]["message"]["content"] == "from A"
+
+
+async def test_health_and_the_agents_api_read_the_cluster(cluster_harness_factory):
+    h = await cluster_harness_factory(routing="manual", agent_max_chats=4)
+    health = await h.client.get("/health")
+    assert health.status == 200 and (await health.json())["checks"]["redis"] == "ok"
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status="online")
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.claim", conversation_id=cid)
+    resp = await h.client.get("/api/v1/agents", headers={"Authorization": f"Bearer {h.token('boss', 'admin')}"})
+    assert resp.status == 200
+    by_id = {a["agent_id"]: a for a in (await resp.json())["items"]}
+    assert by_id["agent-1"] == {"agent_id": "agent-1", "status": "online", "active": True, "max_chats": 4,
+                                "active_conversations": 1}
