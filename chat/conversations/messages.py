@@ -135,8 +135,13 @@ class Messages:
                            private, client_msg_id, at_version(known))
         try:
             message, created = await self.writer.append(draft)
-        except (StaleVersion, ConversationNotFound):
-            return None  # moved since (maybe by another instance), or no SQL row yet
+        except ConversationNotFound:
+            return None  # no SQL row yet (a migrated record): the full path creates it
+        except StaleVersion:
+            # moved since (maybe by another instance): read it checked against SQL, which also
+            # repairs a live record that is behind, so the next message takes this path again
+            await self.conversations.refresh(known.id)
+            return None
         if created:
             await self._stored(known, message)
             if not identity.is_agent:

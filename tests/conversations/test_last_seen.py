@@ -14,6 +14,7 @@ from chat.auth import Identity
 from chat.conversations import lifecycle
 from chat.errors import Forbidden, NotFound
 from chat.events import CustomerWrote, MessageStored
+from states import redis_keys
 
 A1, A2 = Identity("agent-1", "agent"), Identity("agent-2", "agent")
 CUSTOMER, OTHER = Identity("cust-1", "customer"), Identity("cust-2", "customer")
@@ -127,3 +128,30 @@ async def test_the_last_seen_record_leaves_out_a_migrated_context(harness):
     kept = harness.ops.conversations.last_seen(CUSTOMER, c.id)
     assert (kept.context, kept.extra) == ({}, {}) and (kept.id, kept.user_id, kept.version) == (c.id, c.user_id, 0)
     assert big.context  # the record handed to the caller is untouched
+
+
+async def test_after_a_redis_restore_the_message_path_repairs_the_record_and_is_fast_again(harness):
+    """A live record behind SQL (Redis restored from an older snapshot) is repaired by the first
+    message that finds it stale; the next message is written on the last seen record again."""
+    c = await harness.ops.conversations.start(CUSTOMER)
+    redis, key = harness.app[keys.REDIS], redis_keys.session(c.id)
+    snapshot = await redis.get(key)  # version 0, ai
+    await harness.ops.conversations.request_handoff(CUSTOMER, c.id)
+    await redis.set(key, snapshot)  # the restore
+    harness.ops.conversations._last_seen.clear()  # as on an instance that starts after the restore
+    await harness.ops.messages.send(CUSTOMER, c.id, content="first", client_msg_id="m1")
+    await harness.ops.messages.send(CUSTOMER, c.id, content="second", client_msg_id="m2")
+    assert (await harness.repository.get(c.id)).version == 1  # repaired from SQL
+    seen = harness.ops.conversations.last_seen(CUSTOMER, c.id)
+    assert (seen.state, seen.version) == ("handoff", 1)
+    reads = []
+    original = harness.repository.get
+
+    async def counted(*args, **kwargs):
+        reads.append(args)
+        return await original(*args, **kwargs)
+
+    harness.repository.get = counted
+    await harness.ops.messages.send(CUSTOMER, c.id, content="third", client_msg_id="m3")
+    assert reads == []  # no live-record read: the last seen record was right
+    assert (await stored(harness, c.id))[-3:] == ["first", "second", "third"]
