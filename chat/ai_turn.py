@@ -216,17 +216,18 @@ class AIRunner:
             self._early.drop(conversation_id)  # one its turn never took (the lock was busy, the turn broke)
 
     async def _due(self, conversation_id: str) -> bool:
-        """Is a reply due (a message came in during the turn)? No when that cannot be read."""
+        """Is a reply due: a message stored elsewhere during the turn, or one announced here (also
+        while this looks, whatever its reads saw: the next turn reads it)?"""
         try:
             replied = self._memories.peek(conversation_id).replied  # one small read: nothing after it?
-            if replied and [m.seq for m in await self.store.messages.recent(conversation_id, 1)] == [replied]:
-                return False
-            return await self._next(conversation_id) is not None
+            newer = not replied or [m.seq for m in await self.store.messages.recent(conversation_id, 1)] != [replied]
+            if newer and conversation_id not in self._pending and await self._next(conversation_id) is not None:
+                return True
         except Exception as exc:
             if _cancelled_meanwhile():
                 raise asyncio.CancelledError from None
             log_failure(log, exc, "could not look for unanswered messages of %s", conversation_id)
-            return False
+        return conversation_id in self._pending
 
     async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
         """One turn under the conversation's lock: "busy" when another instance holds it, "broken"
@@ -312,8 +313,7 @@ class AIRunner:
                       started: float) -> str | None:
         """Stream the reply to the subscribers; its whole text, or None after a handoff tool call."""
         parts: list[str] = []
-        # aclosing: an abandoned reply (takeover, shutdown) frees its HTTP connection at once; the
-        # ignore: Provider.stream is declared AsyncIterator, though every provider is an async generator
+        # aclosing: an abandoned reply frees its HTTP connection at once (ignore: async generators, typed AsyncIterator)
         async with aclosing(replies) as stream:  # type: ignore[type-var]
             async for item in stream:
                 if isinstance(item, ToolCall):

@@ -365,6 +365,30 @@ async def test_a_message_another_instance_stored_before_the_unlock_is_answered_a
     assert (len(a.provider.calls), len(b.provider.calls)) == (2, 0)
 
 
+async def test_a_question_announced_while_the_turn_looks_for_more_is_answered(harness, monkeypatch):
+    """The turn's last look read before the question was stored; its announcement came while the
+    read was on its way back: the next turn answers it, not a later sweep."""
+    store, looked, go_on = harness.app[keys.STORE], asyncio.Event(), asyncio.Event()
+    recent = store.messages.recent
+
+    async def small_read_back_late(conversation_id, limit):
+        rows = await recent(conversation_id, limit)
+        if limit == 1 and not go_on.is_set():
+            looked.set()
+            await go_on.wait()
+        return rows
+
+    monkeypatch.setattr(store.messages, "recent", small_read_back_late)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await looked.wait()  # the reply is stored; the turn's look for more has read
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    go_on.set()
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
 async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_factory):
     provider = ScriptedProvider()
     provider.gate = asyncio.Event()
