@@ -117,12 +117,13 @@ class AIRunner:
 
     def schedule(self, conversation_id: str) -> None:
         """Answer the conversation's newest customer messages (once the current turn is done)."""
-        if conversation_id in self._tasks:
+        running = self._tasks.get(conversation_id)
+        if running is not None and not running.done():  # a finished one is dropped by its callback, soon
             self._pending.add(conversation_id)
             return
         task = asyncio.create_task(self._run(conversation_id), name=f"ai-turn-{conversation_id}")
         self._tasks[conversation_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(conversation_id, None))
+        task.add_done_callback(lambda t: self._tasks.get(conversation_id) is t and self._tasks.pop(conversation_id))
 
     def cancel(self, conversation_id: str, *, stop_turn: bool = True) -> None:
         """Forget the conversation's turns here (it left `ai`); stop a turn in progress."""

@@ -389,6 +389,26 @@ async def test_a_question_announced_while_the_turn_looks_for_more_is_answered(ha
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_a_question_announced_as_the_turn_ends_gets_its_own_turn(harness, monkeypatch):
+    """Between a turn's end and its task's removal, an announced question starts a turn (it was
+    left pending on the finished one, for the sweep)."""
+    runner, store = harness.app[keys.AI_RUNNER], harness.app[keys.STORE]
+    due = runner._due
+
+    async def nothing_due_then_a_question(conversation_id):
+        monkeypatch.setattr(runner, "_due", due)
+        answer = await due(conversation_id)
+        await store.messages.append(conversation_id, sender_type="customer", sender_id="cust-1", content="one more")
+        asyncio.get_running_loop().call_soon(runner.schedule, conversation_id)  # runs right after the turn ends
+        return answer
+
+    monkeypatch.setattr(runner, "_due", nothing_due_then_a_question)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
 async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_factory):
     provider = ScriptedProvider()
     provider.gate = asyncio.Event()
