@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.faults.clients import Agent
+from tests.faults.clients import Peer
 from tests.faults.load import Connect, Load, Plan, check, run_case, token
 from tests.faults.servers import RedisServer, Services
 
@@ -30,7 +30,8 @@ async def test_redis_restart_loses_every_key(services: Services, redis_server: R
     claimed two conversations and left for good: the sweeper must still requeue them."""
     service = await services.start("svc")
     load = Load(http, [service.url], Plan(), "redis-lost")
-    gone = Agent(http, [service.url], token("redis-lost-gone", "agent"), "redis-lost-gone")
+    # a console that claims without going online: routing must not hand it more on top of its claims
+    gone = Peer(http, [service.url], token("redis-lost-gone", "agent"))
 
     async def fault() -> None:
         for customer in load.customers[1:5:2]:  # two that never ask for a human themselves
