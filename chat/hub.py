@@ -102,6 +102,11 @@ class Hub:
         subs.add(peer_id)
         self._subscriptions[peer_id].add(conversation_id)
 
+    async def listening(self, conversation_id: str) -> None:
+        """Return once this instance receives the conversation's events published from now on (after
+        `subscribe`; see Bus.listening): a read of its history after this misses nothing."""
+        await self.interest.listening(self.interest.conversation(conversation_id))
+
     def unsubscribe(self, peer_id: str, conversation_id: str) -> None:
         """Stop sending this conversation's events to the socket."""
         self._subscriptions.get(peer_id, set()).discard(conversation_id)

@@ -15,6 +15,7 @@ store, so no stored message is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,11 @@ OWN_ECHOES = Counter("chat_bus_own_echoes_total", "Payloads received back from t
 Receiver = Callable[[BusMessage], object]
 Payload = tuple[str, bytes]  # (channel, payload)
 ORIGIN_BYTES = 12
+# The longest a command waits for Redis to confirm a new subscription before reading what it replays
+# (a Redis that stopped answering on a connection not yet seen as lost); when the subscriber's
+# connection is known to be down it does not wait at all. Either way it then answers from the store,
+# and its client resumes by seq after the gap, as after any lost subscriber connection.
+LISTEN_WAIT_S = 1.0
 
 
 class Bus:
@@ -72,6 +78,7 @@ class Bus:
         self._state = asyncio.Event()
         self._outbox: Batcher[Payload, None] = Batcher(self._send, name="bus-publisher")
         interest.on_change(self._on_interest)
+        interest.on_listening(self.listening)
 
     @property
     def reconnects(self) -> int:
@@ -141,6 +148,19 @@ class Bus:
         and a command that must hear a conversation's next event)."""
         while not all(shard.settled for shard in self._shards.values()):
             await self._state.wait()
+
+    async def listening(self, channel: str) -> None:
+        """Return once Redis confirmed this instance's subscription to a wanted channel, so what is
+        published on it from now on arrives here: at once when it already did (the usual case: a second
+        tab) or when its subscriber is down, else after at most LISTEN_WAIT_S."""
+        if not self._started or channel not in self.interest.wanted:
+            return
+        shard = self._shard_of(channel)
+        if shard.listening(channel):
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LISTEN_WAIT_S):
+                await shard.listen(channel)
 
     def _state_changed(self) -> None:
         if all(shard.ready for shard in self._shards.values()):

@@ -60,8 +60,11 @@ class Shard:
         self._hand_over = hand_over
         self._on_state = on_state
         self.ready = False  # connected, and Redis confirmed every channel wanted when it (re)connected
+        self.down = False  # the last connection failed: no confirmation is coming until it is back
         self.reconnects = 0
         self.confirmed: set[str] = set()  # the channels Redis confirmed on this connection
+        self._in_flight: dict[str, int] = {}  # channels with an (un)subscription sent and not answered yet
+        self._listeners: dict[str, list[asyncio.Future[None]]] = {}
         self._awaiting: set[str] = set()  # of the channels subscribed at connect time, those not confirmed yet
         self._held: set[str] = set()
         self._pending: dict[str, bool] = {}
@@ -88,6 +91,32 @@ class Shard:
         """Connected, and Redis confirmed every change asked of this connection so far."""
         return self.ready and not self._pending and self.confirmed == self._held
 
+    def listening(self, channel: str) -> bool:
+        """Redis confirmed the channel on this connection and no change of it is on its way: what is
+        published on it from now on arrives here (its latest mark is a subscription: see Bus.listening)."""
+        return channel in self.confirmed and channel not in self._in_flight
+
+    async def listen(self, channel: str) -> None:
+        """Return once the channel is listened to, or the connection failed (nothing to wait for then)."""
+        if self.down or self.listening(channel):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._listeners.setdefault(channel, []).append(waiter)
+        try:
+            await waiter
+        finally:
+            waiters = self._listeners.get(channel)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._listeners[channel]
+
+    def _wake(self, channels: Iterable[str]) -> None:
+        for channel in channels:
+            for waiter in self._listeners.pop(channel, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
     def mark(self, channel: str, wanted: bool) -> None:
         """Subscribe to (or leave) the channel soon, in the order of the calls."""
         self._pending[channel] = wanted
@@ -104,7 +133,10 @@ class Shard:
                 raise
             except (RedisError, OSError) as exc:
                 self.ready = False
+                self.down = True
                 self.confirmed.clear()
+                self._in_flight.clear()
+                self._wake(list(self._listeners))
                 self.reconnects += 1
                 self._on_state()
                 log.warning("bus subscriber %s lost its connection (%s); reconnecting", self.name, type(exc).__name__)
@@ -122,10 +154,11 @@ class Shard:
             raise RedisConnectionError("no subscriber connection")
         self._pending.clear()
         self.confirmed.clear()
+        self._in_flight.clear()
+        self.down = False
         self._held = set(self._wanted())
         self._awaiting = set(self._held)
-        for group in by_slot(self._held):
-            await _send(conn, "SSUBSCRIBE", *group)
+        await self._send_groups(conn, "SSUBSCRIBE", self._held)
         self._confirm()
         reader = asyncio.create_task(self._read(conn), name=f"bus-reader-{self.name}")
         reader.add_done_callback(lambda _: self._changed.set())
@@ -163,10 +196,16 @@ class Shard:
         leave = [c for c, wanted in pending.items() if not wanted and c in self._held]
         self._held.update(join)
         self._held.difference_update(leave)
-        for group in by_slot(leave):  # first, so a channel left and joined in one batch is not missed
-            await _send(conn, "SUNSUBSCRIBE", *group)
-        for group in by_slot(join):
-            await _send(conn, "SSUBSCRIBE", *group)
+        # leaving first, so a channel left and joined in one batch is not missed
+        await self._send_groups(conn, "SUNSUBSCRIBE", leave)
+        await self._send_groups(conn, "SSUBSCRIBE", join)
+
+    async def _send_groups(self, conn: AbstractConnection, command: str, channels: Iterable[str]) -> None:
+        """Send the command for the channels, one per slot; each is in flight until Redis answers for it."""
+        for group in by_slot(channels):
+            for channel in group:
+                self._in_flight[channel] = self._in_flight.get(channel, 0) + 1
+            await _send(conn, command, *group)
 
     async def _read(self, conn: AbstractConnection) -> None:
         hand_over = self._hand_over
@@ -179,15 +218,23 @@ class Shard:
             if kind == b"smessage":
                 hand_over(response[2])
             elif kind == b"ssubscribe":
-                self._confirm(response[1].decode())
+                self._confirm(self._answered(response[1].decode()))
             elif kind == b"sunsubscribe":
-                self.confirmed.discard(response[1].decode())
+                self.confirmed.discard(self._answered(response[1].decode()))
                 self._on_state()
+
+    def _answered(self, channel: str) -> str:
+        left = self._in_flight.pop(channel, 1) - 1
+        if left > 0:
+            self._in_flight[channel] = left
+        return channel
 
     def _confirm(self, channel: str | None = None) -> None:
         if channel is not None:
             self.confirmed.add(channel)
             self._awaiting.discard(channel)
+            if channel not in self._in_flight:
+                self._wake((channel,))
         if not self._awaiting:
             self.ready = True
         self._on_state()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from chat import keys
-from chat.bus import Bus, ToUser
+from chat.bus import Bus, ToUser, redis_bus
 
 MARKER = {"type": "marker", "data": {}}
 
@@ -118,3 +118,54 @@ async def test_a_lost_subscriber_resubscribes_what_its_sockets_need(harness_fact
     await cust.ok("message.send", conversation_id=cid, client_msg_id="k1", content="after")
     await agent.event("message.created", lambda f: f["data"]["message"]["content"] == "after")
     await tab_b.event("message.created", lambda f: f["data"]["message"]["content"] == "after")
+
+
+def hold_subscription(b, channel: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold instance b's SSUBSCRIBE of the channel until `release` is set; `asked` is set when the
+    subscriber is about to send it."""
+    shard = bus(b)._shards["redis"]
+    send, asked, release = shard._send_groups, asyncio.Event(), asyncio.Event()
+
+    async def held(conn, command, channels):
+        channels = list(channels)
+        if command == "SSUBSCRIBE" and channel in channels:
+            asked.set()
+            await release.wait()
+        await send(conn, command, channels)
+
+    shard._send_groups = held
+    return asked, release
+
+
+async def test_an_event_published_while_the_subscription_is_on_its_way_is_in_the_replay(
+        harness_factory, mysql_database_url):
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    cust = await a.connect("cust-1")
+    agent = await b.connect("agent-1", role="agent")
+    probe = await b.connect("agent-2", role="agent")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await settled(a, b)
+    asked, release = hold_subscription(b, bus(b).interest.conversation(cid))
+    watch = asyncio.create_task(agent.ok("conversation.watch", conversation_id=cid))
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="k1", content="between")
+    await mark(a, probe, "agent-2")  # "between" went through Redis before b subscribed: not heard live
+    release.set()
+    replayed = [m["content"] for m in (await watch)["messages"]]
+    assert "between" in replayed  # never live (published before Redis had the subscription): so in the replay
+
+
+async def test_a_subscription_redis_does_not_confirm_delays_the_replay_only_briefly(
+        harness_factory, mysql_database_url, monkeypatch):
+    monkeypatch.setattr(redis_bus, "LISTEN_WAIT_S", 0.05)
+    a, b = await two_instances(harness_factory, mysql_database_url)
+    cust = await a.connect("cust-1")
+    agent = await b.connect("agent-1", role="agent")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="k1", content="stored")
+    await settled(a, b)
+    asked, release = hold_subscription(b, bus(b).interest.conversation(cid))
+    reply = await agent.ok("conversation.watch", conversation_id=cid)  # answered from the store all the same
+    assert asked.is_set()
+    assert "stored" in [m["content"] for m in reply["messages"]]
+    release.set()

@@ -155,3 +155,48 @@ async def test_a_failed_publish_is_raised_to_its_publisher_after_the_local_deliv
         await bus.publish(ToUser("nobody", None))
     assert sink.got == [ToUser("nobody", None)]
     await down.aclose()
+
+
+async def test_listening_returns_once_redis_confirmed_the_channel_and_at_once_after(redis, prefix):
+    names = Interest(prefix)
+    listener, sink = await started(redis, prefix=prefix)
+    publisher, _ = await started(redis, prefix=prefix)
+    channel = names.conversation("c1")
+    listener.interest.want(channel)
+    await listener.listening(channel)  # no settled(): this wait alone must make the next publish arrive
+    await publisher.publish(ToConversation("c1", "cust", {"type": "marker"}))
+    await sink.until(lambda m: m.frame == {"type": "marker"})
+    again = listener.listening(channel)
+    with pytest.raises(StopIteration):  # already confirmed: returns without suspending (a second tab)
+        again.send(None)
+    await listener.stop()
+    await publisher.stop()
+
+
+async def test_listening_waits_for_a_channel_left_and_wanted_again(redis, prefix):
+    names = Interest(prefix)
+    channel = names.conversation("c1")
+    listener, sink = await started(redis, channel, prefix=prefix)
+    publisher, _ = await started(redis, prefix=prefix)
+    listener.interest.drop(channel)
+    await asyncio.sleep(0)  # the SUNSUBSCRIBE goes out; its answer has not come back yet
+    listener.interest.want(channel)
+    await listener.listening(channel)  # waits for the new SSUBSCRIBE's answer, not the old confirmation
+    await publisher.publish(ToConversation("c1", "cust", {"type": "marker"}))
+    await sink.until(lambda m: m.frame == {"type": "marker"})
+    await listener.stop()
+    await publisher.stop()
+
+
+async def test_listening_does_not_wait_while_the_subscriber_is_down():
+    down = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    bus = Bus(down, Recorder(), Interest("x"))
+    await bus.start(wait_s=0)
+    shard = next(iter(bus._shards.values()))
+    while not shard.down:  # its first connection failed
+        await asyncio.wait_for(bus._state.wait(), timeout=10)
+    bus.interest.want(bus.interest.conversation("c1"))
+    await bus.listening(bus.interest.conversation("c1"))  # returns: the command answers from the store
+    assert not shard.listening(bus.interest.conversation("c1"))
+    await bus.stop()
+    await down.aclose()

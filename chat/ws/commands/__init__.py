@@ -18,9 +18,11 @@ class CommandContext:
     peer_id: str
     hub: Hub
 
-    def subscribe(self, conversation_id: str) -> None:
-        """Send this conversation's events to the asking socket."""
+    async def subscribe(self, conversation_id: str) -> None:
+        """Send this conversation's events to the asking socket; return once those published from now
+        on reach this instance, so a read of the store after it misses nothing."""
         self.hub.subscribe(self.peer_id, conversation_id)
+        await self.hub.listening(conversation_id)
 
     def unsubscribe(self, conversation_id: str) -> None:
         """Stop sending this conversation's events to the asking socket."""

@@ -75,7 +75,7 @@ async def handle_unwatch(ctx: CommandContext, data: dict[str, Any]) -> dict[str,
 async def handle_claim(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """`ai` or `handoff` -> `human`, assigned to this agent; racing agents: one wins."""
     conversation = await ctx.ops.assignment.claim(ctx.identity, data["conversation_id"])
-    ctx.subscribe(conversation.id)
+    await ctx.subscribe(conversation.id)
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 

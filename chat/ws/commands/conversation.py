@@ -61,7 +61,7 @@ async def handle_start(ctx: CommandContext, data: dict[str, Any]) -> dict[str, A
         raise Forbidden("only customers start conversations")
     conversation = await ctx.ops.conversations.start(ctx.identity, metadata=data["metadata"],
                                                      team_id=data["team_id"])
-    ctx.subscribe(conversation.id)
+    await ctx.subscribe(conversation.id)
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
@@ -80,7 +80,7 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dic
     `ai_stream` (S, PROTOCOL 3.7) is always null for now: a turn's deltas still arrive as events."""
     ops, limit = ctx.ops, data["limit"]
     conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
-    ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
+    await ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
     messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"], limit + 1)
     return {
         "conversation": await ops.conversations.view(conversation),
