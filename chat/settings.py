@@ -111,7 +111,8 @@ class Settings:
     database: DatabaseConfig = setting(
         _STORAGE, "DATABASE_URL", DatabaseConfig(kind="sqlite", path="data/chat.db"), DATABASE,
         "`mysql://`, `mysql+aiomysql://`, `mysql+asyncmy://` or `mariadb://user:pass@host[:port]/db` "
-        "(percent-encode user and password; the asyncmy driver, or aiomysql with `mysql+aiomysql://`), or `sqlite:///relative.db` / `sqlite:////absolute.db`; TLS: "
+        "(percent-encode user and password; the asyncmy driver, or aiomysql with `mysql+aiomysql://`), or "
+        "`sqlite:///relative.db` / `sqlite:////absolute.db`; TLS: "
         "`?ssl=true`, `ssl_ca=PEM`, `ssl_cert=PEM`, `ssl_key=PEM`, `ssl_verify=full|ca|none`",
         shown_default="embedded SQLite file `$CHAT_DATA_DIR/chat.db`",
     )

@@ -106,27 +106,29 @@ async def test_two_workers_share_the_port_the_bus_joins_them_and_sigterm_stops_b
     started = [line for line in sup.lines if "chat-api starting: " in line]
     assert sorted(int(re.search(r"; pid (\d+)", line).group(1)) for line in started) == sorted(pids)  # one each
 
-    token = issue_token(SECRET, "cust-1", "customer", ttl_s=600)
     async with aiohttp.ClientSession() as http:
-        tabs: dict[int, WS] = {}  # the customer's tabs, one per worker
-        for _ in range(64):  # the kernel spreads connections over both listeners (SO_REUSEPORT)
-            tab = WS(await http.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}"))
-            pid = owner(tab, port, pids)
-            if pid in tabs:
-                await tab.close()
-            else:
-                tabs[pid] = tab
-            if len(tabs) == 2:
-                break
-        assert sorted(tabs) == sorted(pids)  # both workers accept on the same port
-        sender, watcher = tabs[pids[0]], tabs[pids[1]]
-        cid = (await sender.ok("conversation.start"))["conversation"]["id"]
-        await sender.ok("message.send", conversation_id=cid, client_msg_id="w1", content="across workers")
+        async def socket_on(sub: str, role: str, wanted: Callable[[int], bool]) -> tuple[WS, int]:
+            """A socket of `sub` on a worker `wanted` accepts (the kernel spreads them: SO_REUSEPORT)."""
+            token = issue_token(SECRET, sub, role, ttl_s=600)
+            for _ in range(64):
+                ws = WS(await http.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}"))
+                pid = owner(ws, port, pids)
+                if wanted(pid):
+                    return ws, pid
+                await ws.close()
+            raise AssertionError(f"no connection of {sub} landed on the worker wanted")
+
+        customer, first = await socket_on("cust-1", "customer", lambda pid: True)
+        watcher, second = await socket_on("admin-1", "admin", lambda pid: pid != first)
+        assert sorted([first, second]) == sorted(pids)  # both workers accept on the same port
+        cid = (await customer.ok("conversation.start"))["conversation"]["id"]
+        await watcher.ok("conversation.watch", conversation_id=cid)
+        await customer.ok("message.send", conversation_id=cid, client_msg_id="w1", content="across workers")
         seen = await watcher.event("message.created", lambda f: f["data"]["message"]["content"] == "across workers",
                                    timeout=10)
         assert seen["data"]["message"]["conversation_id"] == cid  # through the bus, from the other process
-        for tab in tabs.values():
-            await tab.close()
+        await customer.close()
+        await watcher.close()
 
     sup.proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(sup.proc.wait, 60) == 0  # every worker drained and exited 0
