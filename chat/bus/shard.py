@@ -173,6 +173,10 @@ class Shard:
                 await self._apply(conn)
         finally:
             reader.cancel()
+            # the embedded fakeredis reads under asyncio.wait_for, which on Python 3.11 can swallow the
+            # cancellation: closing the connection ends the read whatever the client library does
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await reader
 
