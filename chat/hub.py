@@ -7,8 +7,7 @@ agent-only one (private notes, queue changes). Only authenticated sessions join 
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 import orjson
@@ -40,28 +39,80 @@ class OnlineAgents(Protocol):
         """The teams of an online agent; None when it is not online."""
 
 
+class Index:
+    """Key -> the ids under it, kept small: a lone id is stored as itself, a set only from two on
+    (most users have one socket, most conversations one subscriber here, most sockets one
+    conversation; an idle socket must cost little)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, str | set[str]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def members(self, key: str) -> Collection[str]:
+        """The ids under the key."""
+        ids = self._entries.get(key, ())
+        return (ids,) if isinstance(ids, str) else ids
+
+    def add(self, key: str, member: str) -> bool:
+        """File the id under the key; True when it is the key's first."""
+        ids = self._entries.get(key)
+        if ids is None:
+            self._entries[key] = member
+            return True
+        if isinstance(ids, str):
+            if ids != member:
+                self._entries[key] = {ids, member}
+        else:
+            ids.add(member)
+        return False
+
+    def discard(self, key: str, member: str) -> bool:
+        """Take the id from under the key; True when it was the key's last."""
+        ids = self._entries.get(key)
+        if ids is None:
+            return False
+        if isinstance(ids, str):
+            if ids != member:
+                return False
+            del self._entries[key]
+            return True
+        ids.discard(member)
+        if len(ids) == 1:
+            self._entries[key] = next(iter(ids))
+        return False
+
+    def pop(self, key: str) -> Collection[str]:
+        """The ids under the key, removed."""
+        ids = self._entries.pop(key, ())
+        return (ids,) if isinstance(ids, str) else ids
+
+
 class Hub:
     """Local fan-out: conversation subscribers, each user's sockets, the online agents; it tells the
-    bus's interest which channels its sockets need (the first socket in, the last out)."""
+    bus's interest which channels its sockets need (the first socket in, the last out). Only agents
+    have a user channel: what goes to a user (ToUser: an assignment) is for agents only, and a
+    customer's tabs hear its conversations through the conversations' channels."""
 
     def __init__(self, online: OnlineAgents, interest: Interest) -> None:
         self.online = online
         self.interest = interest
         self.peers: dict[str, Peer] = {}
-        self._by_conversation: dict[str, set[str]] = {}  # conversation id -> sockets subscribed to it
-        self._by_user: dict[str, set[str]] = {}
+        self._by_conversation = Index()  # conversation id -> sockets subscribed to it
+        self._by_user = Index()  # user id -> its sockets
         self._agents: set[str] = set()
-        self._subscriptions: dict[str, set[str]] = defaultdict(set)
+        self._subscriptions = Index()  # socket -> the conversations it subscribed to
 
     def add(self, peer: Peer) -> None:
         """An authenticated session joins."""
         self.peers[peer.id] = peer
-        user_id = peer.identity.user_id
-        if user_id not in self._by_user:
-            self._by_user[user_id] = set()
-            self.interest.want(self.interest.user(user_id))
-        self._by_user[user_id].add(peer.id)
-        if peer.identity.is_agent:
+        identity = peer.identity
+        if self._by_user.add(identity.user_id, peer.id) and identity.is_agent:
+            self.interest.want(self.interest.user(identity.user_id))
+        if identity.is_agent:
             self._agents.add(peer.id)
             self.interest.want(self.interest.agents)
 
@@ -69,38 +120,27 @@ class Hub:
         """A session is gone: drop it from every index."""
         if self.peers.pop(peer.id, None) is None:
             return
-        user_id = peer.identity.user_id
-        users = self._by_user.get(user_id)
-        if users is not None:
-            users.discard(peer.id)
-            if not users:
-                del self._by_user[user_id]
-                self.interest.drop(self.interest.user(user_id))
+        identity = peer.identity
+        if self._by_user.discard(identity.user_id, peer.id) and identity.is_agent:
+            self.interest.drop(self.interest.user(identity.user_id))
         if peer.id in self._agents:
             self._agents.discard(peer.id)
             if not self._agents:
                 self.interest.drop(self.interest.agents)
-        for cid in self._subscriptions.pop(peer.id, ()):
+        for cid in self._subscriptions.pop(peer.id):
             self._unlink(peer.id, cid)
 
     def _unlink(self, peer_id: str, conversation_id: str) -> None:
-        subs = self._by_conversation.get(conversation_id)
-        if subs is not None and peer_id in subs:
-            subs.discard(peer_id)
-            if not subs:
-                del self._by_conversation[conversation_id]
-                self.interest.drop(self.interest.conversation(conversation_id))
+        if self._by_conversation.discard(conversation_id, peer_id):
+            self.interest.drop(self.interest.conversation(conversation_id))
 
     def subscribe(self, peer_id: str, conversation_id: str) -> None:
         """Send this conversation's events to the socket."""
         if peer_id not in self.peers:
             return
-        subs = self._by_conversation.get(conversation_id)
-        if subs is None:
-            subs = self._by_conversation[conversation_id] = set()
+        if self._by_conversation.add(conversation_id, peer_id):
             self.interest.want(self.interest.conversation(conversation_id))
-        subs.add(peer_id)
-        self._subscriptions[peer_id].add(conversation_id)
+        self._subscriptions.add(peer_id, conversation_id)
 
     async def listening(self, conversation_id: str) -> None:
         """Return once this instance receives the conversation's events published from now on (after
@@ -109,19 +149,19 @@ class Hub:
 
     def unsubscribe(self, peer_id: str, conversation_id: str) -> None:
         """Stop sending this conversation's events to the socket."""
-        self._subscriptions.get(peer_id, set()).discard(conversation_id)
+        self._subscriptions.discard(peer_id, conversation_id)
         self._unlink(peer_id, conversation_id)
 
     def sockets_of(self, user_id: str) -> list[Peer]:
         """Every local socket of a user."""
-        return [self.peers[p] for p in self._by_user.get(user_id, ())]
+        return [self.peers[p] for p in self._by_user.members(user_id)]
 
     # --- delivery, one method per kind of bus message ------------------------------------
 
     def to_conversation(self, message: ToConversation) -> int:
         """Subscribers of the conversation and every local tab of its customer."""
-        ids = set(self._by_conversation.get(message.conversation_id, ()))
-        ids |= self._by_user.get(message.owner, set())
+        ids = set(self._by_conversation.members(message.conversation_id))
+        ids.update(self._by_user.members(message.owner))
         targets = []
         for pid in ids:
             peer = self.peers[pid]
@@ -132,8 +172,9 @@ class Hub:
         return _send(targets, message.frame)
 
     def to_user(self, message: ToUser) -> int:
-        """Every socket of one user (subscribing them first when asked)."""
-        targets = [p for p in self.sockets_of(message.user_id) if p.identity.is_agent or not message.agents_only]
+        """Every socket of one agent (subscribing them first when asked): only agents listen to their
+        user channel, and a customer's socket never gets a ToUser, not even one published here."""
+        targets = [p for p in self.sockets_of(message.user_id) if p.identity.is_agent]
         if message.subscribe:
             for peer in targets:
                 self.subscribe(peer.id, message.subscribe)

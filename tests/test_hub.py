@@ -65,10 +65,33 @@ def test_agents_only_frames_never_reach_customers_and_skip_is_skipped():
 def test_to_user_subscribes_its_sockets_even_without_a_frame():
     agent = peer("a", "a1", "agent")
     hub = hub_with(agent)
-    assert hub.to_user(ToUser("a1", None, agents_only=True, subscribe="conv-9")) == 0
+    assert hub.to_user(ToUser("a1", None, subscribe="conv-9")) == 0
     hub.to_conversation(ToConversation("conv-9", "c1", FRAME))
     assert agent.got == [FRAME]
     assert hub.interest.conversation("conv-9") in hub.interest.wanted
+
+
+def test_to_user_never_reaches_a_customer():
+    cust = peer("c", "c1")
+    hub = hub_with(cust)
+    assert hub.to_user(ToUser("c1", FRAME, subscribe="conv-9")) == 0
+    assert cust.got == []
+    assert hub.interest.conversation("conv-9") not in hub.interest.wanted
+
+
+def test_a_users_sockets_come_and_go_in_any_order():
+    tabs = [peer(f"t{i}", "c1") for i in range(3)]
+    hub = hub_with(*tabs)
+    for order in ([1, 0, 2], [2, 1, 0]):
+        for i in order:
+            assert {p.id for p in hub.sockets_of("c1")} == {t.id for t in tabs if t.id in hub.peers}
+            hub.remove(tabs[i])
+        assert hub.sockets_of("c1") == []
+        for t in tabs:
+            hub.add(t)
+    hub.add(tabs[0])  # the same session twice is one socket
+    assert sorted(p.id for p in hub.sockets_of("c1")) == ["t0", "t1", "t2"]
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME)) == 3
 
 
 def test_to_agents_goes_to_online_agents_of_the_team_and_to_online_admins():
@@ -102,8 +125,8 @@ def test_channels_are_wanted_from_the_first_socket_to_the_last():
         hub.add(p)
     for p in (tab1, agent1, agent2):
         hub.subscribe(p.id, "conv-1")
-    assert changes == [("t:u:c1", True), ("t:u:a1", True), ("t:agents", True), ("t:u:a2", True),
-                       ("t:c:conv-1", True)]
+    # no user channel for customers: nothing goes to a customer's user channel
+    assert changes == [("t:u:a1", True), ("t:agents", True), ("t:u:a2", True), ("t:c:conv-1", True)]
     changes.clear()
     hub.remove(tab1)
     hub.unsubscribe("a1", "conv-1")
@@ -112,5 +135,5 @@ def test_channels_are_wanted_from_the_first_socket_to_the_last():
     changes.clear()
     hub.remove(agent2)
     hub.remove(tab2)
-    assert changes == [("t:u:a2", False), ("t:agents", False), ("t:c:conv-1", False), ("t:u:c1", False)]
+    assert changes == [("t:u:a2", False), ("t:agents", False), ("t:c:conv-1", False)]
     assert interest.wanted == {"t:presence"}

@@ -46,18 +46,17 @@ class ToConversation:
 
 @dataclass(frozen=True, slots=True)
 class ToUser:
-    """A frame for every socket of one user; `subscribe` also subscribes those sockets."""
+    """A frame for every socket of one agent (only agents have a user channel); `subscribe` also
+    subscribes those sockets."""
 
     KIND: ClassVar[str] = "user"
     user_id: str
     frame: Frame | None
-    agents_only: bool = False
     subscribe: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
-        return {"user_id": self.user_id, "frame": self.frame, "agents_only": self.agents_only,
-                "subscribe": self.subscribe}
+        return {"user_id": self.user_id, "frame": self.frame, "subscribe": self.subscribe}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,7 @@ def _to_conversation(raw: dict[str, Any], scope: str) -> ToConversation:
 
 
 def _to_user(raw: dict[str, Any], scope: str) -> ToUser:
-    return ToUser(raw["user_id"], raw.get("frame"), bool(raw.get("agents_only")), raw.get("subscribe"))
+    return ToUser(raw["user_id"], raw.get("frame"), raw.get("subscribe"))
 
 
 def _to_agents(raw: dict[str, Any], scope: str) -> ToAgents:

@@ -70,7 +70,7 @@ class Publisher:
         """Subscribe every socket of the agent; tell it unless it claimed the conversation itself."""
         frame = (_frame("conversation.assigned", {"conversation": await self.conversations.view(event.conversation)})
                  if event.tell else None)
-        await self.bus.publish(ToUser(event.agent_id, frame, agents_only=True, subscribe=event.conversation.id))
+        await self.bus.publish(ToUser(event.agent_id, frame, subscribe=event.conversation.id))
 
     async def on_message(self, event: MessageStored) -> None:
         """message.created (private notes: agents only)."""

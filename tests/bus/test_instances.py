@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from chat import keys
-from chat.bus import Bus, ToUser, redis_bus
+from chat.bus import Bus, ToConversation, ToUser, redis_bus
 
 MARKER = {"type": "marker", "data": {}}
 
@@ -28,10 +28,19 @@ async def settled(*harnesses) -> None:
 
 
 async def mark(sender, receiver_ws, user_id: str) -> None:
-    """Publish a marker from `sender` to a user's sockets and wait for it: on one Redis server
+    """Publish a marker from `sender` to an agent's sockets and wait for it: on one Redis server
     everything `sender` published before it has reached the other instance by then."""
     await bus(sender).publish(ToUser(user_id, MARKER))
     await receiver_ws.event("marker")
+
+
+async def mark_conversation(sender, conversation_id: str, owner: str, *receivers) -> None:
+    """Publish a marker (named after `sender`) to a conversation's sockets and wait for it on each
+    receiver: everything `sender` published on it before has reached them by then."""
+    marker = f"marker-{bus(sender).origin.decode()}"
+    await bus(sender).publish(ToConversation(conversation_id, owner, {"type": marker, "data": {}}))
+    for ws in receivers:
+        await ws.event(marker)
 
 
 def created(ws, content: str) -> list[dict]:
@@ -42,7 +51,7 @@ async def test_an_instance_without_sockets_of_a_conversation_receives_none_of_it
         harness_factory, mysql_database_url):
     a, b = await two_instances(harness_factory, mysql_database_url)
     cust = await a.connect("cust-a")
-    bystander = await b.connect("cust-b")
+    bystander = await b.connect("agent-b", role="agent")  # listens to its own and the agents' channels only
     await settled(a, b)
     before = bus(b).received
     cid = (await cust.ok("conversation.start"))["conversation"]["id"]
@@ -50,7 +59,7 @@ async def test_an_instance_without_sockets_of_a_conversation_receives_none_of_it
         await cust.ok("message.send", conversation_id=cid, client_msg_id=f"m{i}", content=f"hello {i}")
     await cust.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
     await a.drain_ai()
-    await mark(a, bystander, "cust-b")
+    await mark(a, bystander, "agent-b")
     assert bus(b).received - before == 1  # the marker only
     assert [f["type"] for f in bystander.events] == []
 
@@ -68,11 +77,9 @@ async def test_every_socket_gets_each_event_once_across_instances(harness_factor
     await settled(a, b)
     await tab_a.ok("message.send", conversation_id=cid, client_msg_id="k1", content="from a")
     await agent_b.ok("message.send", conversation_id=cid, client_msg_id="n1", content="private", private=True)
-    await mark(a, tab_b, "cust-1")
-    await tab_a.event("marker")
-    await tab_a2.event("marker")
-    await mark(a, agent_b, "agent-1")
-    await agent_b2.event("marker")
+    await mark_conversation(b, cid, "cust-1", tab_a, tab_a2)  # the private note (published by b) reached a
+    await mark_conversation(a, cid, "cust-1", tab_a, tab_a2, tab_b, agent_b)
+    await mark(a, agent_b2, "agent-1")
     sockets = (tab_a, tab_a2, tab_b, agent_b, agent_b2)
     assert [len(created(ws, "from a")) for ws in sockets] == [1, 1, 1, 1, 0]
     assert [len(created(ws, "private")) for ws in sockets] == [0, 0, 0, 1, 0]  # agents only

@@ -66,7 +66,7 @@ async def test_assignment_subscribes_the_agent_and_tells_it_unless_it_claimed():
     told, claimed = await publishing(ConversationAssigned(record("human", agent_id="a1"), "a1", True),
                                      ConversationAssigned(record("human", agent_id="a1"), "a1", False))
     assert isinstance(told, ToUser) and told.subscribe == "c1" and told.frame["type"] == "conversation.assigned"
-    assert claimed == ToUser("a1", None, agents_only=True, subscribe="c1")
+    assert claimed == ToUser("a1", None, subscribe="c1")
 
 
 async def test_deltas_and_presence():
