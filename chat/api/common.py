@@ -35,6 +35,7 @@ ADMIN = ("admin",)
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+WS_ROUTE = "ws"  # the name of GET /ws's route (chat.ws.transport)
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a caller's id is reused only when it is this tame
 _CONVERSATION_PATHS = ("/api/v1/conversations/{id}", "/api/v1/sessions/{id}")  # where `{id}` names a conversation
 
@@ -73,16 +74,32 @@ def _from_http(exc: web.HTTPException) -> ChatError:
     return error
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape. Every
-    request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines."""
+def request_id_for(request: web.Request) -> str:
+    """The caller's `X-Request-ID` when it is a plain token, else a new one."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _CLIENT_REQUEST_ID.fullmatch(given) else logs.new_request_id()
-    # one frame around the handler, no helper coroutine: a WebSocket handler runs inside this
-    # middleware for its whole life, and every resumption of it passes through each frame
+    return given if _CLIENT_REQUEST_ID.fullmatch(given) else logs.new_request_id()
+
+
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+def error_middleware(request: web.Request, handler: RequestHandler) -> Awaitable[web.StreamResponse]:
+    """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape. Every
+    request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines.
+
+    A WebSocket handshake on /ws that will succeed goes straight to its handler (its coroutine is
+    returned, not awaited here): that handler runs for the socket's whole life, and nothing of this
+    middleware (a frame, the request id, a log context) should be kept for each open socket. Its
+    commands set their own log context; its refused token answers in the error shape itself, and a
+    broken handshake still comes through here."""
+    if request.match_info.route.name == WS_ROUTE and web.WebSocketResponse().can_prepare(request).ok:
+        return handler(request)
+    return _guarded(request, handler)
+
+
+async def _guarded(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
+    request_id = request_id_for(request)
     with logs.log_context(request_id=request_id):
         try:
             response = await handler(request)

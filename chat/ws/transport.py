@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import keys, metrics
+from chat.api.common import REQUEST_ID_HEADER, WS_ROUTE, request_id_for
 from chat.auth import AuthError, Identity, verify_token
 from chat.ws.auth_phase import AuthPhase
 from chat.ws.connection import CLOSE_AUTH_TIMEOUT, SEND_ERRORS, Connection, Outbox
@@ -26,8 +27,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     settings = app[keys.SETTINGS]
     try:
         identity = _url_identity(request, settings.jwt_secret_key)
-    except AuthError as exc:
-        return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401)
+    except AuthError as exc:  # the error middleware let the handshake through: the response is all ours
+        return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401,
+                                 headers={REQUEST_ID_HEADER: request_id_for(request)})
 
     # no permessage-deflate: chat frames are small, and each socket's zlib state would cost far more
     # memory (hundreds of KB) than an idle socket is allowed
@@ -121,6 +123,6 @@ def register(app: web.Application) -> None:
     """Add GET /ws, the keepalive and the shutdown hook."""
     app[SOCKETS] = set()
     app[OUTBOX] = Outbox()
-    app.router.add_get("/ws", handle_ws)
+    app.router.add_get("/ws", handle_ws, name=WS_ROUTE)
     app.cleanup_ctx.append(_keepalive_ctx)
     app.on_shutdown.append(close_all)

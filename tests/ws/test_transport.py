@@ -61,6 +61,32 @@ async def test_bad_url_token_is_http_401_without_upgrade(harness):
                                                                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "unauthenticated"
+    assert resp.headers["X-Request-ID"]  # the error middleware let the handshake through: the handler sets it
+
+
+@pytest.mark.parametrize("headers", [{}, {"Connection": "Upgrade", "Upgrade": "websocket"}])  # plain, no key
+async def test_a_get_on_ws_that_is_no_websocket_handshake_gets_the_error_shape(harness, headers):
+    resp = await harness.client.get("/ws", headers={**headers, "X-Request-ID": "req-7"})
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "invalid"
+    assert resp.headers["X-Request-ID"] == "req-7"
+
+
+def _awaited_chain(task: asyncio.Task) -> list[str]:
+    names, coro = [], task.get_coro()
+    while coro is not None:
+        names.append(getattr(coro, "__qualname__", type(coro).__name__))
+        coro = getattr(coro, "cr_await", None)
+    return names
+
+
+async def test_an_open_socket_keeps_nothing_of_the_rest_error_middleware(harness):
+    ws = await harness.connect("cust-1")
+    chains = [_awaited_chain(t) for t in asyncio.all_tasks()]
+    served = [c for c in chains if "handle_ws" in c]
+    assert len(served) == 1
+    assert "_guarded" not in served[0]  # the middleware's frame (request id, log context) is not kept
+    await ws.close()
 
 
 async def test_auth_deadline_closes_4408(harness_factory):
