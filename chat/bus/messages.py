@@ -1,9 +1,7 @@
 """What crosses the bus between instances: one frozen dataclass per kind, each with encode/decode.
 
 On the wire a message is a JSON object whose `k` names its kind; `decode` returns the typed
-message, and receivers dispatch on its type, never on a string field. A conversation's message
-travels on two channels (its watchers', its customer's); `scope` says which part of its
-receivers a copy is for, and is not part of the JSON (the bus carries it beside).
+message, and receivers dispatch on its type, never on a string field.
 """
 
 from __future__ import annotations
@@ -15,11 +13,6 @@ from typing import Any, ClassVar
 import orjson
 
 Frame = dict[str, Any]  # a protocol frame as the sockets receive it: {"type": ..., "data": ...}
-
-# which receivers of a ToConversation a copy is for
-EVERYONE = "a"  # the watching agents and the customer's sockets (delivery on the instance that published it)
-WATCHERS = "w"  # the agents watching it (the copy on the conversation's channel)
-OWNER = "o"  # the customer's sockets, every tab (the copy on the customer's channel)
 
 
 class BusMessageError(ValueError):
@@ -36,7 +29,6 @@ class ToConversation:
     frame: Frame
     agents_only: bool = False
     skip: str | None = None  # the socket that caused it (typing), which does not get it back
-    scope: str = EVERYONE
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
@@ -94,24 +86,24 @@ def encode(message: BusMessage) -> bytes:
     return orjson.dumps({"k": message.KIND, **message.fields()})
 
 
-def _to_conversation(raw: dict[str, Any], scope: str) -> ToConversation:
+def _to_conversation(raw: dict[str, Any]) -> ToConversation:
     return ToConversation(raw["conversation_id"], raw["owner"], raw["frame"], bool(raw.get("agents_only")),
-                          raw.get("skip"), scope)
+                          raw.get("skip"))
 
 
-def _to_user(raw: dict[str, Any], scope: str) -> ToUser:
+def _to_user(raw: dict[str, Any]) -> ToUser:
     return ToUser(raw["user_id"], raw.get("frame"), raw.get("subscribe"))
 
 
-def _to_agents(raw: dict[str, Any], scope: str) -> ToAgents:
+def _to_agents(raw: dict[str, Any]) -> ToAgents:
     return ToAgents(raw.get("team_id"), raw["frame"])
 
 
-def _presence(raw: dict[str, Any], scope: str) -> PresenceChanged:
+def _presence(raw: dict[str, Any]) -> PresenceChanged:
     return PresenceChanged(raw["agent_id"], raw["status"], tuple(raw.get("teams") or ()))
 
 
-_DECODERS: dict[str, Callable[[dict[str, Any], str], BusMessage]] = {
+_DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
     ToConversation.KIND: _to_conversation,
     ToUser.KIND: _to_user,
     ToAgents.KIND: _to_agents,
@@ -119,11 +111,10 @@ _DECODERS: dict[str, Callable[[dict[str, Any], str], BusMessage]] = {
 }
 
 
-def decode(data: bytes | memoryview | str, scope: str = EVERYONE) -> BusMessage:
-    """The typed message (a ToConversation for the receivers `scope` names); BusMessageError for
-    anything else."""
+def decode(data: bytes | memoryview | str) -> BusMessage:
+    """The typed message; BusMessageError for anything else."""
     try:
         raw = orjson.loads(data)
-        return _DECODERS[raw["k"]](raw, scope)
+        return _DECODERS[raw["k"]](raw)
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise BusMessageError(f"not a bus message: {type(exc).__name__}: {exc}") from None
