@@ -3,14 +3,14 @@ on free ports in a temporary directory, joined by `redis-cli --cluster create`, 
 persistence. Started once per test session (tests/conftest.py `redis_cluster`), killed at the end.
 
 Each server is a child process whose readiness is its own "Ready to accept connections" line
-(tests/faults/servers.py); the cluster is ready when every node reports `cluster_state:ok` and
-knows all three masters.
+(tests/faults/servers.py); the cluster is ready when every node has logged "Cluster state changed:
+ok" and knows all three masters.
 """
 
 from __future__ import annotations
 
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 import redis
@@ -50,6 +50,8 @@ class LocalCluster:
         """Start the servers, assign the slots, wait until every node sees the cluster ok."""
         for node in self.nodes:
             node.start()
+        # each node logs this once it owns its slots and knows who serves the others
+        ok = [node.expect("Cluster state changed: ok") for node in self.nodes]
         create = subprocess.run(
             [self.cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
              "--cluster-replicas", "0", "--cluster-yes"],
@@ -58,26 +60,20 @@ class LocalCluster:
         if create.returncode != 0:
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout}\n{create.stderr}")
-        self._wait_ok()
+        self._wait_ok(ok)
 
-    def _wait_ok(self) -> None:
-        """Poll CLUSTER INFO until every node says ok with all masters known (gossip takes a moment)."""
-        clients = [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        try:
-            while not all(self._ok(client) for client in clients):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the cluster did not reach cluster_state:ok in {READY_TIMEOUT_S}s")
-                time.sleep(0.05)  # polling the servers' own state, not waiting out a guess
-        finally:
-            for client in clients:
-                client.close()
-
-    @staticmethod
-    def _ok(client: redis.Redis) -> bool:
-        info = client.cluster("INFO")  # redis-py parses it into a dict of str
-        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == MASTERS
+    def _wait_ok(self, ok: list[threading.Event]) -> None:
+        """Wait for every node's "Cluster state changed: ok" line, then check each knows all masters."""
+        if not all(event.wait(READY_TIMEOUT_S) for event in ok):
+            self.stop()
+            raise RuntimeError(f"the cluster did not reach cluster_state:ok in {READY_TIMEOUT_S}s")
+        for port in self.ports:
+            with redis.Redis(host="127.0.0.1", port=port) as client:
+                info = client.cluster("INFO")  # redis-py parses it into a dict of str
+            if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != MASTERS:
+                self.stop()
+                raise RuntimeError(f"node {port} reports {info.get('cluster_state')} with "
+                                   f"{info.get('cluster_known_nodes')} known nodes")
 
     def stop(self) -> None:
         """Kill every server (nothing is kept: --save '' and the directory is temporary)."""

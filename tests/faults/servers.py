@@ -59,6 +59,11 @@ class Process:
         self.name, self.argv, self.log_path, self.ready_text, self.env = name, argv, log_path, ready_text, env
         self.proc: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
+        self._expected: dict[bytes, threading.Event] = {}  # later lines a caller waits for (expect)
+
+    def expect(self, text: str) -> threading.Event:
+        """An event set when a line holding `text` is logged from now on (call it before what causes it)."""
+        return self._expected.setdefault(text.encode(), threading.Event())
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start and wait for the ready line; raise with the log's tail if it never comes."""
@@ -81,6 +86,9 @@ class Process:
                 log.flush()
                 if self.ready_text.encode() in line:
                     ready.set()
+                for text, event in list(self._expected.items()):
+                    if text in line:
+                        event.set()
         proc.wait()  # EOF: the process ended (reaped first, so start() sees its exit code)
         ready.set()
 
