@@ -26,32 +26,12 @@ import tempfile
 import time
 
 import aiohttp
+from ws_messages import free_port, wait_ready  # bench/ is the script's own folder on sys.path
 
 from chat.auth import issue_token
 
 COUNTERS = ("chat_bus_published_messages_total", "chat_bus_published_bytes_total",
             "chat_bus_received_messages_total", "chat_bus_received_bytes_total", "chat_bus_own_echoes_total")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(url + "/health") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)  # polling a starting server's own readiness
-    raise SystemExit(f"{url} did not become ready")
 
 
 async def counters(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -117,7 +97,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             for url in urls:
-                await wait_ready(session, url)
+                await wait_ready(url, timeout_s=60)
             await scenario(session, urls, secret, args)
     finally:
         for server in servers:

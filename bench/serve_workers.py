@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -21,13 +20,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+import ws_messages  # bench/ is the script's own folder on sys.path
 
 from chat.auth import issue_token
-
-_spec = importlib.util.spec_from_file_location("ws_messages", Path(__file__).with_name("ws_messages.py"))
-assert _spec is not None and _spec.loader is not None
-ws_messages = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ws_messages)
 
 
 def tree_cpu_s(pid: int) -> float:
