@@ -10,22 +10,8 @@ import uuid
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from chat.bus import Bus, BusMessage, Interest, ToConversation, ToUser
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.got: list[BusMessage] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, message: BusMessage) -> None:
-        self.got.append(message)
-        self._arrived.set()
-
-    async def until(self, count: int) -> None:
-        while len(self.got) < count:
-            self._arrived.clear()
-            await asyncio.wait_for(self._arrived.wait(), timeout=10)
+from chat.bus import Bus, Interest, ToConversation, ToUser
+from tests.bus.recorder import Recorder
 
 
 @pytest.fixture
@@ -69,8 +55,8 @@ async def test_channels_on_every_master_reach_only_the_instance_that_wants_them(
     await publisher.start()
     for cid in cids:
         await publisher.publish(ToConversation(cid, "cust", {"cid": cid}))
-    await listener_sink.until(len(mine))
-    await other_sink.until(len(theirs))
+    await listener_sink.until_count(len(mine))
+    await other_sink.until_count(len(theirs))
     assert sorted(m.frame["cid"] for m in listener_sink.got) == sorted(mine)
     assert sorted(m.frame["cid"] for m in other_sink.got) == sorted(theirs)
     masters = {cluster_client.get_node_from_key(names.conversation(c)).name for c in mine}
@@ -103,7 +89,7 @@ async def test_a_lost_subscriber_on_one_master_resubscribes_its_channels(cluster
     for cid in cids:
         await publisher.publish(ToConversation(cid, "cust", {"cid": cid}))
     await publisher.publish(ToUser("nobody", {"not": "wanted"}))
-    await sink.until(len(cids))
+    await sink.until_count(len(cids))
     assert sorted(m.frame["cid"] for m in sink.got) == sorted(cids)
     for bus in (listener, publisher):
         await bus.stop()

@@ -9,24 +9,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat.bus import Bus, BusMessage, Interest, ToConversation, ToUser
+from tests.bus.recorder import Recorder
 from tests.conftest import redis_url
-
-
-class Recorder:
-    """A bus receiver that lets a test wait for a message it names."""
-
-    def __init__(self) -> None:
-        self.got: list[BusMessage] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, message: BusMessage) -> None:
-        self.got.append(message)
-        self._arrived.set()
-
-    async def until(self, predicate) -> None:
-        while not any(predicate(m) for m in self.got):
-            self._arrived.clear()
-            await asyncio.wait_for(self._arrived.wait(), timeout=10)
 
 
 def is_marker(m: BusMessage) -> bool:
