@@ -47,16 +47,24 @@ def _hold_history_reads(harness, monkeypatch) -> asyncio.Event:
     return release
 
 
+async def _ask_second_question_early(harness, monkeypatch, ws, cid) -> asyncio.Event:
+    """Hold the turn's history reads, send the second question and wait until the provider was asked on it:
+    the early request. The returned event lets the held reads go."""
+    release = _hold_history_reads(harness, monkeypatch)
+    harness.provider.started.clear()
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await harness.provider.started.wait()
+    return release
+
+
 async def test_after_a_reply_the_next_question_is_asked_before_the_history_is_read(harness, monkeypatch):
     provider: ScriptedProvider = harness.provider
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await harness.drain_ai()
-    release = _hold_history_reads(harness, monkeypatch)
-    provider.started.clear()
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()  # the request went out while the turn's reads are held
+    # the request goes out while the turn's reads are held
+    release = await _ask_second_question_early(harness, monkeypatch, ws, cid)
     assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
     release.set()
     await harness.drain_ai()
@@ -80,11 +88,8 @@ async def test_a_question_sent_while_the_last_turn_still_ends_is_asked_early_too
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
-    release = _hold_history_reads(harness, monkeypatch)
-    provider.started.clear()
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()  # asked while the first turn has not even ended
+    # asked while the first turn has not even ended
+    release = await _ask_second_question_early(harness, monkeypatch, ws, cid)
     turn_goes_on.set()
     assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
     release.set()
@@ -117,11 +122,7 @@ async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(ha
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await harness.drain_ai()
-    release = _hold_history_reads(harness, monkeypatch)
-    provider.started.clear()
-    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="second question")
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()
+    release = await _ask_second_question_early(harness, monkeypatch, ws, cid)
     # another instance stores one more question before this turn reads the history
     await harness.app[keys.STORE].messages.append(cid, sender_type="customer", sender_id="cust-1", content="third")
     release.set()
