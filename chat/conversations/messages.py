@@ -35,6 +35,16 @@ def at_version(conversation: Conversation) -> Guard:
     return Guard(state=conversation.state, version=conversation.version)
 
 
+def sender_type_of(identity: Identity) -> str:
+    """What a message written with this identity is stored as."""
+    return "agent" if identity.is_agent else "customer"
+
+
+def writes_to_customer(identity: Identity, conversation: Conversation) -> bool:
+    """An agent writes to the customer (not a private note) only while assigned in `human`."""
+    return conversation.state == State.HUMAN and conversation.agent_id == identity.user_id
+
+
 def check_content(content: str) -> None:
     """1 to 4000 code points: empty is invalid, longer is too_large."""
     if not content:
@@ -112,8 +122,8 @@ class Messages:
         if client_msg_id is not None and (identity.is_agent or conversation.state == State.CLOSED):
             # a resend must not reopen a closed conversation nor be refused to an agent reassigned
             # meanwhile; elsewhere the unique key catches it at the insert (one round trip less)
-            sender_type = "agent" if identity.is_agent else "customer"
-            existing = await self.store.messages.find(conversation_id, sender_type, identity.user_id, client_msg_id)
+            existing = await self.store.messages.find(conversation_id, sender_type_of(identity), identity.user_id,
+                                                      client_msg_id)
             if existing is not None:
                 return existing
         if identity.is_agent:
@@ -126,12 +136,12 @@ class Messages:
         version this instance last saw, which the SQL row checks at the insert. None when that record
         does not allow the message as it is or is behind (the full path reads it and decides)."""
         if identity.is_agent:
-            allowed = private or (known.state == State.HUMAN and known.agent_id == identity.user_id)
+            allowed = private or writes_to_customer(identity, known)
         else:
             allowed = not private and known.state != State.CLOSED
         if not allowed:
             return None
-        draft = NewMessage(known.id, "agent" if identity.is_agent else "customer", content, identity.user_id,
+        draft = NewMessage(known.id, sender_type_of(identity), content, identity.user_id,
                            private, client_msg_id, at_version(known))
         try:
             message, created = await self.writer.append(draft)
@@ -181,7 +191,7 @@ class Messages:
     async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
                           client_msg_id: str | None, private: bool) -> Message:
         for attempt in range(2):
-            if not private and not (conversation.state == State.HUMAN and conversation.agent_id == identity.user_id):
+            if not private and not writes_to_customer(identity, conversation):
                 raise Forbidden("only the assigned agent may send a message to the customer; add a private note "
                                 "instead")
             # stored only while this agent is still the assignee (checked on the SQL row at the insert)
@@ -208,5 +218,4 @@ class Messages:
         this instance's last seen record does, when there is one)."""
         conversation = (self.conversations.last_seen(identity, conversation_id)
                         or await self.conversations.get_for(identity, conversation_id))
-        sender_type = "agent" if identity.is_agent else "customer"
-        await self.events.emit(Typing(conversation, sender_type, on, peer_id))
+        await self.events.emit(Typing(conversation, sender_type_of(identity), on, peer_id))
