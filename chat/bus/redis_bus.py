@@ -70,8 +70,7 @@ class Bus:
         self.interest = interest
         self.origin = uuid.uuid4().hex[:ORIGIN_BYTES].encode()
         self.subscribed = asyncio.Event()
-        self.received = 0  # payloads from Redis, own echoes included
-        self.received_bytes = 0
+        self.received = 0  # payloads from Redis, own echoes included (per instance; the counters are per process)
         self._shards: dict[str, Shard] = {}
         self._pools: list[ConnectionPool] = []
         self._started = False
@@ -210,7 +209,6 @@ class Bus:
 
     def _hand_over(self, data: bytes) -> None:
         self.received += 1
-        self.received_bytes += len(data)
         RECEIVED.inc()
         RECEIVED_BYTES.inc(len(data))
         if data.startswith(self.origin):
