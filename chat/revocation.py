@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from chat.auth import Identity
 from chat.bus import Bus, Interest, UserDeactivated, publish_from_outside
 from chat.hub import Hub
 from chat.redis_client import create_redis
@@ -62,6 +63,11 @@ class AccountGuard:
         self.active = active
         self._hub = hub
         self._staff = staff
+
+    async def admits(self, identity: Identity) -> bool:
+        """May this token holder in? Only staff accounts can be deactivated (customers have no account
+        here), so a customer costs no query."""
+        return not identity.is_agent or await self.active.check(identity.user_id)
 
     def apply(self, message: UserDeactivated) -> None:
         """A user was deactivated (on any instance): close its sockets here."""

@@ -58,7 +58,7 @@ class AuthPhase:
             await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
             return None
         try:
-            active = await self.services.accounts.active.check(identity.user_id)
+            active = await self.services.accounts.admits(identity)
         except Exception as exc:
             self.conn.reply_error(frame_id, to_chat_error(exc))
             await self.conn.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
