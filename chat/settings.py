@@ -8,11 +8,13 @@ reads that table, and the README's table and docs/settings.md are generated from
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from chat.settings_parse import (
     setting,
     table_of,
 )
+from states.business_hours import BusinessHours, HoursError, WeeklyHours, parse_holidays, parse_hours, parse_zone
 from states.redis_keys import EVENTS_CHANNEL
 
 __all__ = [
@@ -96,7 +99,26 @@ def _switch(variable: str, text: str) -> bool:
 
 SWITCH = Parser(_switch, "`true` or `false`")
 
+
+def _hours_parser(read: Callable[[str], Any]) -> Callable[[str, str], Any]:
+    """A states.business_hours reader whose HoursError becomes the setting's SettingsError."""
+
+    def parse(variable: str, text: str) -> Any:
+        try:
+            return read(text)
+        except HoursError as exc:
+            raise SettingsError(variable, str(exc)) from None
+
+    return parse
+
+
+HOURS = Parser(_hours_parser(parse_hours), "`;`-separated `Days HH:MM-HH:MM[,HH:MM-HH:MM]`, days like `Mon-Fri` "
+                                            "or `Sat,Sun`; a range never crosses midnight")
+ZONE = Parser(_hours_parser(parse_zone), "an IANA time zone name")
+HOLIDAY_DATES = Parser(_hours_parser(parse_holidays), "`,`-separated `YYYY-MM-DD` dates")
+
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
+_TIMERS = Group.TIMERS
 
 
 @dataclass(frozen=True)
@@ -232,7 +254,37 @@ class Settings:
         "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4",
     )
     handoff_wait_timeout_s: float = setting(
-        _ROUTING, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever"
+        _TIMERS, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0),
+        "business time a conversation waits in `handoff` before it goes back to `ai` (`release`, reason "
+        "`no_agent`); 0: wait forever",
+    )
+    ai_idle_nudge_s: float = setting(
+        _TIMERS, "AI_IDLE_NUDGE_S", 600.0, number(0.0),
+        "customer silence in `ai` before a system message asks if anything else is needed; 0: never",
+    )
+    ai_idle_close_s: float = setting(
+        _TIMERS, "AI_IDLE_CLOSE_S", 1800.0, number(0.0),
+        "customer silence in `ai` before the conversation is closed (reason `inactivity`); 0: never",
+    )
+    sla_first_response_s: float = setting(
+        _TIMERS, "SLA_FIRST_RESPONSE_S", 120.0, number(0.0),
+        "business time an assigned agent has for the first reply before an `sla_breached` entry is logged; "
+        "0: no SLA",
+    )
+    human_idle_close_s: float = setting(
+        _TIMERS, "HUMAN_IDLE_CLOSE_S", 3600.0, number(0.0),
+        "customer silence in `human` before the conversation is closed (reason `inactivity`); 0: never",
+    )
+    business_hours: WeeklyHours | None = setting(
+        _TIMERS, "BUSINESS_HOURS", None, HOURS,
+        "when agents are expected, e.g. `Mon-Fri 09:00-18:00; Sat 10:00-16:00` (in `BUSINESS_TZ`); outside "
+        "them a handoff tells the customer when agents are back and the AI keeps answering while it waits",
+        shown_default="unset: always open",
+    )
+    business_tz: str = setting(_TIMERS, "BUSINESS_TZ", "Asia/Shanghai", ZONE, "the time zone of `BUSINESS_HOURS`")
+    holidays: tuple[date, ...] = setting(
+        _TIMERS, "HOLIDAYS", (), HOLIDAY_DATES, "dates closed all day (in `BUSINESS_TZ`), e.g. `2026-10-01,2026-10-02`",
+        shown_default="none",
     )
     db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
     db_table_prefix: str = setting(
@@ -256,6 +308,11 @@ class Settings:
         "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
         "(and no other deployment on that Redis)",
     )
+
+    @functools.cached_property
+    def hours(self) -> BusinessHours:
+        """BUSINESS_HOURS, BUSINESS_TZ and HOLIDAYS as one object (always open when unset)."""
+        return BusinessHours(self.business_hours, self.business_tz, frozenset(self.holidays))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

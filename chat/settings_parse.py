@@ -265,6 +265,7 @@ class Group(StrEnum):
     AI = "AI"
     WEBSOCKET = "WebSocket"
     ROUTING = "Routing and presence"
+    TIMERS = "Timers and business hours"
 
 
 @dataclass(frozen=True)
