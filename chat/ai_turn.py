@@ -112,7 +112,7 @@ class AIRunner:
     def on_moved(self, event: ConversationMoved) -> None:
         """A takeover stops the reply being generated here; the version guard covers other
         instances. A move the AI made itself (its handoff) ends its own turn without a cancel."""
-        if event.left_ai:
+        if event.transition.after.state != State.AI:  # from `handoff` too: the AI answers there off hours
             self.cancel(event.transition.after.id, stop_turn=event.transition.actor != AI_ACTOR)
 
     def schedule(self, conversation_id: str) -> None:
@@ -275,7 +275,7 @@ class AIRunner:
         if isinstance(history, BaseException):
             raise history
         reply_to = self._memories.peek(conversation_id).due(history)
-        return None if reply_to is None or conversation.state != State.AI else (conversation, history, reply_to)
+        return (conversation, history, reply_to) if reply_to and self.messages.ai_answers(conversation.state) else None
 
     async def _turn(self, conversation_id: str) -> None:
         early = self._early.take(conversation_id)  # kept only if the context the turn checks is the same

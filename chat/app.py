@@ -30,12 +30,14 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.timers import Timers
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
 from chat.ws.commands import conversation as conversation_commands
 from chat.ws.registry import Registry
 from chat.ws.session import Services
 from states.repository import ConversationRepository
+from states.timers import TimerIndex
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +92,15 @@ def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard) -> Calla
     return lambda message: receivers[type(message)](message)
 
 
-def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, runner: AIRunner) -> None:
+def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, runner: AIRunner, *,
+               timers: Timers) -> None:
     """Who hears what, in the order they act: a move first stops the AI turn, then loads are
-    kept, sockets told, the customer's notice stored, and routing runs last."""
+    kept, sockets told, the customer's notice stored, the state's timers armed, and routing runs last."""
     runner.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.presence.on_moved)
     publisher.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.messages.on_moved)
+    timers.subscribe_to(events)
     router.subscribe_to(events)
     events.subscribe(SessionOpened, ops.staff.on_session_opened)
     events.subscribe(SessionOpened, ops.presence.on_session_opened)
@@ -118,11 +122,14 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
                       settings=settings)
-    _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
+    timers = Timers(TimerIndex(redis), ops.conversations, ops.messages, store=store, events=events,
+                    settings=settings)
+    _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner, timers=timers)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
+    app[keys.TIMERS] = timers
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts)
     await bus.start()
     yield
@@ -131,8 +138,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, and the AI
-    sweep (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the state
+    timers' loop, and the AI sweep (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -142,6 +149,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
         asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "deactivated accounts")),
+        asyncio.create_task(_timers_loop(app[keys.TIMERS]), name="timers"),
     ]
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
@@ -152,6 +160,15 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
     await router.close()
+
+
+async def _timers_loop(timers: Timers) -> None:
+    """Arm what waits in the queue without a timer, then run the timers forever."""
+    try:
+        await timers.arm_waiting()
+    except Exception as exc:  # SQL or Redis down at start: the conversations waiting keep their place
+        log.warning("could not arm the queue-wait timers: %s", type(exc).__name__)
+    await timers.run()
 
 
 def command_registry() -> Registry:

@@ -50,6 +50,24 @@ class ConversationMoved:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationStarted:
+    """A conversation was created (in `ai`, version 0): no transition announces that."""
+
+    conversation: Conversation
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreached:
+    """The assigned agent did not answer within SLA_FIRST_RESPONSE_S of business time (logged, not a
+    transition): for metrics and, later, the `sla.breached` webhook."""
+
+    conversation: Conversation
+    agent_id: str | None
+    entered_ms: int
+    due_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationChanged:
     """Something shown in C changed without a transition (labels)."""
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chat.revocation import AccountGuard, Revocation
     from chat.routing import Router
     from chat.store import Store
+    from chat.timers import Timers
     from chat.ws.registry import Registry
     from chat.ws.session import Services
     from states.repository import ConversationRepository
@@ -45,3 +46,4 @@ PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 ROUTER: web.AppKey[Router] = web.AppKey("router")
 ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
+TIMERS: web.AppKey[Timers] = web.AppKey("timers")  # the state timers (PROTOCOL 4.1)

@@ -12,7 +12,7 @@ import functools
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -20,11 +20,14 @@ from typing import Any
 
 from chat.settings_parse import (
     DATABASE,
+    HOLIDAY_DATES,
+    HOURS,
     PATH,
     PHRASES,
     REDIS,
     TEXT,
     URL_ROOT,
+    ZONE,
     DatabaseConfig,
     Group,
     Parser,
@@ -40,7 +43,7 @@ from chat.settings_parse import (
     setting,
     table_of,
 )
-from states.business_hours import BusinessHours, HoursError, WeeklyHours, parse_holidays, parse_hours, parse_zone
+from states.business_hours import BusinessHours, WeeklyHours
 from states.redis_keys import EVENTS_CHANNEL
 
 __all__ = [
@@ -100,25 +103,8 @@ def _switch(variable: str, text: str) -> bool:
 SWITCH = Parser(_switch, "`true` or `false`")
 
 
-def _hours_parser(read: Callable[[str], Any]) -> Callable[[str, str], Any]:
-    """A states.business_hours reader whose HoursError becomes the setting's SettingsError."""
-
-    def parse(variable: str, text: str) -> Any:
-        try:
-            return read(text)
-        except HoursError as exc:
-            raise SettingsError(variable, str(exc)) from None
-
-    return parse
-
-
-HOURS = Parser(_hours_parser(parse_hours), "`;`-separated `Days HH:MM-HH:MM[,HH:MM-HH:MM]`, days like `Mon-Fri` "
-                                            "or `Sat,Sun`; a range never crosses midnight")
-ZONE = Parser(_hours_parser(parse_zone), "an IANA time zone name")
-HOLIDAY_DATES = Parser(_hours_parser(parse_holidays), "`,`-separated `YYYY-MM-DD` dates")
-
-_SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
-_TIMERS = Group.TIMERS
+_SERVICE, _STORAGE, _AI, _WS, _ROUTING, _TIMERS = (Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET,
+                                                   Group.ROUTING, Group.TIMERS)
 
 
 @dataclass(frozen=True)
@@ -253,11 +239,9 @@ class Settings:
         _ROUTING, "PRESENCE_GRACE_S", 60.0, number(0.0),
         "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4",
     )
-    handoff_wait_timeout_s: float = setting(
-        _TIMERS, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0),
-        "business time a conversation waits in `handoff` before it goes back to `ai` (`release`, reason "
-        "`no_agent`); 0: wait forever",
-    )
+    handoff_wait_timeout_s: float = setting(_TIMERS, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "business time "
+                                            "a conversation waits in `handoff` before it goes back to `ai` "
+                                            "(`release`, reason `no_agent`); 0: wait forever")
     ai_idle_nudge_s: float = setting(
         _TIMERS, "AI_IDLE_NUDGE_S", 600.0, number(0.0),
         "customer silence in `ai` before a system message asks if anything else is needed; 0: never",
@@ -266,11 +250,9 @@ class Settings:
         _TIMERS, "AI_IDLE_CLOSE_S", 1800.0, number(0.0),
         "customer silence in `ai` before the conversation is closed (reason `inactivity`); 0: never",
     )
-    sla_first_response_s: float = setting(
-        _TIMERS, "SLA_FIRST_RESPONSE_S", 120.0, number(0.0),
-        "business time an assigned agent has for the first reply before an `sla_breached` entry is logged; "
-        "0: no SLA",
-    )
+    sla_first_response_s: float = setting(_TIMERS, "SLA_FIRST_RESPONSE_S", 120.0, number(0.0), "business time an "
+                                          "assigned agent has for the first reply before an `sla_breached` entry "
+                                          "is logged; 0: no SLA")
     human_idle_close_s: float = setting(
         _TIMERS, "HUMAN_IDLE_CLOSE_S", 3600.0, number(0.0),
         "customer silence in `human` before the conversation is closed (reason `inactivity`); 0: never",
@@ -282,10 +264,8 @@ class Settings:
         shown_default="unset: always open",
     )
     business_tz: str = setting(_TIMERS, "BUSINESS_TZ", "Asia/Shanghai", ZONE, "the time zone of `BUSINESS_HOURS`")
-    holidays: tuple[date, ...] = setting(
-        _TIMERS, "HOLIDAYS", (), HOLIDAY_DATES, "dates closed all day (in `BUSINESS_TZ`), e.g. `2026-10-01,2026-10-02`",
-        shown_default="none",
-    )
+    holidays: tuple[date, ...] = setting(_TIMERS, "HOLIDAYS", (), HOLIDAY_DATES, "dates closed all day (in "
+                                         "`BUSINESS_TZ`), e.g. `2026-10-01,2026-10-02`", shown_default="none")
     db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
     db_table_prefix: str = setting(
         _STORAGE, "DB_TABLE_PREFIX", "", TABLE_PREFIX,

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from states.business_hours import HoursError, parse_holidays, parse_hours, parse_zone
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -255,6 +257,25 @@ PATH = Parser(_path)
 PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")
 DATABASE = Parser(_database, "needs a host and a database name; port 3306 and user `root` by default")
 REDIS = Parser(_redis, "the db must be a number")
+
+
+
+def _hours_parser(read: Callable[[str], Any]) -> Callable[[str, str], Any]:
+    """A states.business_hours reader whose HoursError becomes the setting's SettingsError."""
+
+    def parse(variable: str, text: str) -> Any:
+        try:
+            return read(text)
+        except HoursError as exc:
+            raise SettingsError(variable, str(exc)) from None
+
+    return parse
+
+
+HOURS = Parser(_hours_parser(parse_hours), "`;`-separated `Days HH:MM-HH:MM[,HH:MM-HH:MM]`, days like `Mon-Fri` "
+                                            "or `Sat,Sun`; a range never crosses midnight")
+ZONE = Parser(_hours_parser(parse_zone), "an IANA time zone name")
+HOLIDAY_DATES = Parser(_hours_parser(parse_holidays), "`,`-separated `YYYY-MM-DD` dates")
 
 
 class Group(StrEnum):

@@ -46,6 +46,7 @@ class Tables:
     conversation_labels: str = field(init=False)
     messages: str = field(init=False)
     conversation_events: str = field(init=False)
+    conversation_marks: str = field(init=False)
     schema_version: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,8 +212,31 @@ TABLES_V1 = [
     ),
 ]
 
+# The event log's entries that are not transitions (PROTOCOL 4.1: `sla_breached`): at most one of a
+# kind per conversation and version, so a timer claimed twice could not log twice either.
+TABLES_V4 = [
+    Table(
+        "conversation_marks",
+        [
+            f"id {ID}",
+            f"conversation_id {ID}",
+            "version INTEGER NOT NULL",
+            "kind VARCHAR(32) NOT NULL",
+            "state VARCHAR(16) NOT NULL",
+            "agent_id VARCHAR(64) NULL",
+            "team_id VARCHAR(64) NULL",
+            "created_ms BIGINT NOT NULL",
+            "PRIMARY KEY (id)",
+            "UNIQUE (conversation_id, version, kind)",
+        ],
+        [("ix_marks_kind", "kind, created_ms")],
+        [("conversation_id", "conversations")],
+    ),
+]
+
 # Each schema version is a list of tables to create; later versions add tables or statements.
-MIGRATIONS: list[tuple[int, list[Table]]] = [(1, TABLES_V1)]
+# (4: the lifecycle work's; 2 and 3 are taken by work merged beside it: the coordinator renumbers.)
+MIGRATIONS: list[tuple[int, list[Table]]] = [(1, TABLES_V1), (4, TABLES_V4)]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"

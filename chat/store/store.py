@@ -16,6 +16,7 @@ from chat.store.migrations import Migrations
 from chat.store.staff import Staff
 from chat.store.stats import Stats
 from chat.store.teams import Teams
+from chat.store.timers import TimerReads
 
 
 class Store:
@@ -32,3 +33,4 @@ class Store:
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
+        self.timers = TimerReads(db)
