@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.store.db import Database
+from chat.store.log_stats import LogStats
 from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms
 from states.machine import State, Trigger
@@ -76,6 +77,7 @@ class Stats:
     def __init__(self, db: Database):
         self.db = db
         self._t = db.tables
+        self.log = LogStats(db)
 
     async def figures(self, *, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, Any]:
         """The figures of GET /api/v1/stats (definitions in docs/rest.md)."""
@@ -103,6 +105,7 @@ class Stats:
             "first_response_avg_s": _seconds(response_ms, responses),
             "resolution_avg_s": _seconds(closes.total_ms, closes.count),
             "messages_by_sender_type": await self._messages(window),
+            **await self.log.figures(since_ms, until_ms, team_id),
         }
 
     async def _by_state(self, window: Window) -> dict[str, int]:
