@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from chat import users_cli
 from chat.cutover import commands as cutover
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
@@ -195,6 +196,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Staff accounts: add, passwd, deactivate, activate, list (chat/users_cli.py)."""
+    return users_cli.run_command(args, _settings(args, say_env_file=False))
+
+
 def cmd_states_diagram(args: argparse.Namespace) -> int:
     """Print the transition table as a mermaid state diagram."""
     from states import mermaid_diagram
@@ -240,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--name", help="display name claim")
     token.add_argument("--teams", help="comma-separated team ids (agents)")
     token.set_defaults(func=cmd_token)
+
+    users_cli.add_to(sub, cmd_users)
 
     states = sub.add_parser("states", help="state machine commands")
     states_sub = states.add_subparsers(dest="states_command", required=True)
