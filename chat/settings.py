@@ -96,6 +96,13 @@ def _switch(variable: str, text: str) -> bool:
 
 SWITCH = Parser(_switch, "`true` or `false`")
 
+
+def _secret_list(variable: str, text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between the commas are ignored")
+
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 
 
@@ -131,6 +138,13 @@ class Settings:
         _SERVICE, "JWT_SECRET_KEY", "dev-secret-change-me-0123456789abcdef", TEXT, "HS256 secret of the tokens",
         shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
         note="**required**, at least 32 bytes, when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
+    )
+    jwt_previous_secret_keys: tuple[str, ...] = setting(
+        _SERVICE, "JWT_PREVIOUS_SECRET_KEYS", (), SECRET_LIST,
+        "secrets that signed tokens before the current `JWT_SECRET_KEY`: still accepted for verification, "
+        "never used to sign, so the secret can be rotated without logging anyone out (docs/protocol.md "
+        "section 2, rotating the secret)",
+        shown_default="none", note="each at least 32 bytes when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
@@ -268,6 +282,11 @@ class Settings:
                 "AI_PROVIDER", "no AI provider configured, and the offline echo provider is not an AI: set "
                 "DASHSCOPE_API_KEY (or AI_PROVIDER=openai and AI_BASE_URL), or AI_PROVIDER=echo to run it on purpose")
 
+    @property
+    def jwt_verification_keys(self) -> tuple[str, ...]:
+        """The keys a token may be signed with: `JWT_SECRET_KEY` (the one that signs) first, then the previous ones."""
+        return (self.jwt_secret_key, *self.jwt_previous_secret_keys)
+
     def describe(self) -> str:
         """One log-safe line: provider, model, database and Redis (never a password or a key)."""
         redis = self.redis.describe() if self.redis else "embedded in-process Redis"
@@ -295,6 +314,8 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
                                               f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
+    if not embedded:
+        _check_previous_keys(values["jwt_previous_secret_keys"])
     if values["redis_cluster"]:
         _check_cluster(values["redis"])
     if "ai_provider" not in given:
@@ -303,6 +324,15 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
         raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
     if values["ai_provider"] == "openai" and "ai_base_url" not in given:
         raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
+
+
+def _check_previous_keys(keys: tuple[str, ...]) -> None:
+    """A short previous key would make tokens as easy to forge as a short current one."""
+    for key in keys:
+        if len(key.encode()) < MIN_JWT_SECRET_BYTES:
+            raise SettingsError("JWT_PREVIOUS_SECRET_KEYS", f"each key must be at least {MIN_JWT_SECRET_BYTES} bytes "
+                                                            f"when DATABASE_URL or REDIS_URL is set, got one of "
+                                                            f"{len(key.encode())}")
 
 
 def _check_cluster(redis: RedisConfig | None) -> None:
