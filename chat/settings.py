@@ -18,6 +18,7 @@ from typing import Any
 
 from chat.settings_parse import (
     DATABASE,
+    ORIGINS,
     PATH,
     PHRASES,
     REDIS,
@@ -153,6 +154,12 @@ class Settings:
         "log lines: `text`, or `json` (one object per line with `instance`, `request_id`, `user_id`, "
         "`conversation_id` where they apply); tokens and secrets are masked in both",
         shown_default="`auto`: `text` when stderr is a terminal, else `json`",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        _SERVICE, "CORS_ORIGINS", (), ORIGINS,
+        "web origins allowed to call the service from a browser (CORS: the REST API, `/widget.js`, every route but "
+        "the WebSocket upgrade); without credentials (cookies): the console is served from the service's own origin",
+        shown_default="none: no cross-origin access",
     )
     conversations_per_user_per_min: int = setting(
         _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
