@@ -161,6 +161,23 @@ class Settings:
         "the WebSocket upgrade); without credentials (cookies): the console is served from the service's own origin",
         shown_default="none: no cross-origin access",
     )
+    anonymous_visitors: bool = setting(
+        _SERVICE, "ANONYMOUS_VISITORS", False, SWITCH,
+        "`POST /api/v1/visitors` (no token) gives anyone a customer token for a new visitor id, so the widget can "
+        "be tried with no website backend; off, it answers 404",
+        shown_default="`true` in the embedded mode, else `false`",
+    )
+    visitor_token_ttl_s: int = setting(
+        _SERVICE, "VISITOR_TOKEN_TTL_S", 24 * 3600, integer(60), "lifetime of a visitor's token (seconds)",
+    )
+    visitors_per_address: int = setting(
+        _SERVICE, "VISITORS_PER_ADDRESS", 20, integer(1),
+        "visitor tokens one client address may get within `VISITOR_WINDOW_S`, across instances (over it: 429 "
+        "with `Retry-After`); the address is the TCP peer's, never `X-Forwarded-For`",
+    )
+    visitor_window_s: int = setting(
+        _SERVICE, "VISITOR_WINDOW_S", 600, integer(1), "the sliding window of `VISITORS_PER_ADDRESS` (seconds)",
+    )
     conversations_per_user_per_min: int = setting(
         _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
         "conversations one user may start per minute, WebSocket and REST together, across instances "
@@ -323,6 +340,8 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
                                               f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
     if not embedded:
         _check_previous_keys(values["jwt_previous_secret_keys"])
+    if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
+        values["anonymous_visitors"] = embedded
     if values["redis_cluster"]:
         _check_cluster(values["redis"])
     if "ai_provider" not in given:

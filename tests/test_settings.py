@@ -19,7 +19,7 @@ from chat.store import Store, connect
 from states.redis_keys import EVENTS_CHANNEL
 
 # fields that depend on the data directory or on embedded mode, not on their own variable
-DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded"}
+DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded", "anonymous_visitors"}
 
 
 def test_embedded_default(tmp_path):
@@ -221,3 +221,11 @@ def test_a_short_previous_jwt_secret_is_refused_outside_the_embedded_mode(tmp_pa
         Settings.from_env({**env, "REDIS_URL": "redis://h:6379/0"})
     assert "short" not in str(err.value)
     assert Settings.from_env(env).jwt_previous_secret_keys == ("o" * 32, "short")  # the embedded mode takes any
+
+
+def test_anonymous_visitors_are_on_by_default_in_the_embedded_mode_only(tmp_path):
+    embedded = {"CHAT_DATA_DIR": str(tmp_path)}
+    server = {**embedded, "REDIS_URL": "redis://h:6379/0", "JWT_SECRET_KEY": "k" * 32}
+    assert Settings.from_env(embedded).anonymous_visitors and not Settings.from_env(server).anonymous_visitors
+    assert not Settings.from_env({**embedded, "ANONYMOUS_VISITORS": "false"}).anonymous_visitors
+    assert Settings.from_env({**server, "ANONYMOUS_VISITORS": "true"}).anonymous_visitors
