@@ -2,7 +2,10 @@
 but the WebSocket upgrade; none configured, no CORS headers at all."""
 
 import pytest
+from aiohttp import web
 
+from chat.api.common import WS_ROUTE
+from chat.cors import setup_cors
 from chat.settings import Settings, SettingsError
 
 ALLOWED = "https://shop.example.com"
@@ -73,3 +76,24 @@ async def test_every_route_but_the_websocket_upgrade_has_cors(harness_factory):
     assert {"/api/v1/sessions", "/api/openapi.json", "/health"} <= with_preflight
     resp = await h.client.options("/ws", headers=_preflight(ALLOWED))
     assert resp.status == 405 and ACAO not in resp.headers
+
+
+async def test_routes_of_any_kind_registered_before_it_get_cors(aiohttp_client, tmp_path):
+    (tmp_path / "widget.js").write_text("console.log('hi')")
+
+    async def hello(request):
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/widget.js", hello)
+    app.router.add_static("/static/", tmp_path)
+    app.router.add_get("/ws", hello, name=WS_ROUTE)
+    setup_cors(app, (ALLOWED,))
+    client = await aiohttp_client(app)
+    for path in ("/widget.js", "/static/widget.js"):
+        resp = await client.get(path, headers={"Origin": ALLOWED})
+        assert resp.status == 200 and resp.headers[ACAO] == ALLOWED, path
+        resp = await client.options(path, headers=_preflight(ALLOWED))
+        assert resp.status == 200 and resp.headers[ACAO] == ALLOWED, path
+    resp = await client.get("/ws", headers={"Origin": ALLOWED})
+    assert resp.status == 200 and ACAO not in resp.headers
