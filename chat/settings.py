@@ -9,24 +9,25 @@ reads that table, and the README's table and docs/settings.md are generated from
 from __future__ import annotations
 
 import os
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chat.embedded_secret import embedded_secret
 from chat.settings_parse import (
     DATABASE,
     ORIGINS,
     PATH,
     PHRASES,
     REDIS,
+    SECRET_LIST,
+    SWITCH,
+    TABLE_PREFIX,
     TEXT,
     URL_ROOT,
     DatabaseConfig,
     Group,
-    Parser,
     RedisConfig,
     Row,
     SettingsError,
@@ -77,32 +78,6 @@ AI_PROVIDERS = ("dashscope", "openai", "echo")
 MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
-
-def _table_prefix(variable: str, text: str) -> str:
-    prefix = text.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,24}", prefix):
-        raise SettingsError(variable, f"letters, digits and _ only, at most 24 of them, got {prefix!r}")
-    return prefix
-
-
-TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
-
-
-def _switch(variable: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false"):
-        raise SettingsError(variable, f"must be true or false, got {text!r}")
-    return value == "true"
-
-
-SWITCH = Parser(_switch, "`true` or `false`")
-
-
-def _secret_list(variable: str, text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between the commas are ignored")
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 _ACCOUNTS = Group.ACCOUNTS
@@ -357,7 +332,7 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     if "jwt_secret_key" not in given:
         if not embedded:
             raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
-        values["jwt_secret_key"] = _embedded_secret(values["data_dir"])
+        values["jwt_secret_key"] = embedded_secret(values["data_dir"])
     elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
                                               f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
@@ -392,44 +367,3 @@ def _check_cluster(redis: RedisConfig | None) -> None:
         raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
     if redis.db != 0:
         raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
-
-
-def _embedded_secret(data_dir: Path) -> str:
-    """A per-install random secret kept in the data directory, so dev tokens survive restarts.
-
-    The directory is made 0700 and the file 0600 from its first byte. An empty or blank file (an
-    older version crashing between creating and writing it) is replaced by a new secret: no token
-    can have been signed with it. An unreadable one is a SettingsError (one line, exit 2)."""
-    path = data_dir / "jwt-secret"
-    try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            secret = path.read_text().strip()
-        except FileNotFoundError:
-            return _new_secret_file(path, replace=False)
-        return secret or _new_secret_file(path, replace=True)
-    except OSError as exc:
-        raise SettingsError("CHAT_DATA_DIR", f"cannot keep the JWT secret in {path}: {exc.strerror or exc}") from None
-
-
-def _new_secret_file(path: Path, *, replace: bool) -> str:
-    """Write a new secret to a private temporary file (O_CREAT|O_EXCL, 0600), then put it in place
-    whole: no reader ever sees the file empty, half-written or readable by others."""
-    secret = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secret.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError: another process made it meanwhile; theirs wins
-    except FileExistsError:
-        return path.read_text().strip()
-    finally:
-        tmp.unlink(missing_ok=True)
-    return secret

@@ -3,6 +3,7 @@ and `setting()`, which makes a dataclass field one row of the settings table (ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -269,6 +270,33 @@ def _origin(variable: str, text: str) -> str:
 def _origins(variable: str, text: str) -> tuple[str, ...]:
     origins = (_origin(variable, item.strip()) for item in text.split(",") if item.strip())
     return tuple(dict.fromkeys(origins))
+
+
+def _table_prefix(variable: str, text: str) -> str:
+    prefix = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,24}", prefix):
+        raise SettingsError(variable, f"letters, digits and _ only, at most 24 of them, got {prefix!r}")
+    return prefix
+
+
+TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
+
+
+def _switch(variable: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise SettingsError(variable, f"must be true or false, got {text!r}")
+    return value == "true"
+
+
+SWITCH = Parser(_switch, "`true` or `false`")
+
+
+def _secret_list(variable: str, text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between the commas are ignored")
 
 
 TEXT = Parser(_text)
