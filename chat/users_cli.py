@@ -129,21 +129,21 @@ def _set_active(active: bool) -> Command:
         async def work(store: Any) -> int:
             if await store.accounts.update(args.id, {"active": active}) is None:
                 raise Refused(f"no agent or admin {args.id!r}")
-            if not active:
-                await announce_deactivated(settings, args.id)
-            print(f"{args.id} is {'active' if active else 'deactivated; its refresh tokens are revoked'}")
+            if active:
+                print(f"{args.id} is active")
+                return 0
+            from chat.revocation import announce_deactivated
+
+            told = await announce_deactivated(settings, args.id)  # after the commit: SQL is the truth
+            print(f"{args.id} is deactivated; its refresh tokens are revoked; running instances "
+                  + ("were told to close its sockets" if told else
+                     "close its sockets and refuse its tokens within ACTIVE_CHECK_S"))
             return 0
 
         return _run(settings, work)
 
     command.__doc__ = "Activate an account." if active else "Deactivate an account (its tokens stop working)."
     return command
-
-
-async def announce_deactivated(settings: Settings, user_id: str) -> None:
-    """REVOCATION CALL SITE (issue 13): once main has chat/revocation.py this becomes
-    `await chat.revocation.announce_deactivated(settings, user_id)` (the running instances close the
-    user's sockets with 4403 and refuse its access tokens). Until then the SQL side is all."""
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
