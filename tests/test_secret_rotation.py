@@ -2,6 +2,9 @@
 still work on REST and on every WebSocket way in, one signed with an unknown key does not, and every
 new token is signed with the current secret alone."""
 
+import ast
+from pathlib import Path
+
 import jwt
 import pytest
 from aiohttp import WSServerHandshakeError
@@ -66,3 +69,14 @@ def test_the_cli_signs_with_the_current_secret_only(tmp_path):
     with pytest.raises(AuthError, match="Signature"):
         verify_token((PREVIOUS,), token)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_every_token_the_service_issues_is_signed_with_the_current_secret():
+    """No code path can sign with a previous key: each issue_token call in chat/ names JWT_SECRET_KEY."""
+    calls = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "chat").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "issue_token":
+                calls.append((path.name, ast.unparse(node.args[0])))
+    assert len(calls) >= 4  # the CLI (twice), login, visitors
+    assert all(secret.endswith(".jwt_secret_key") for _, secret in calls), calls
