@@ -120,7 +120,7 @@ class Settings:
         _SERVICE, "JWT_PREVIOUS_SECRET_KEYS", (), SECRET_LIST,
         "secrets that signed tokens before the current `JWT_SECRET_KEY`: still accepted for verification, "
         "never used to sign, so the secret can be rotated without logging anyone out (docs/protocol.md "
-        "section 2, rotating the secret)",
+        "section 2.3)",
         shown_default="none", note="each at least 32 bytes when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
     active_check_s: float = setting(
