@@ -19,8 +19,10 @@ from chat.api import health, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
+from chat.cors import setup_cors
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
+from chat.login import Login
 from chat.logs import MaskedAccessLogger
 from chat.presence import Presence, run_every
 from chat.quotas import ConversationQuota
@@ -129,6 +131,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
+    app[keys.LOGIN] = Login(store, redis, settings)
     app[keys.TIMERS] = timers
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts)
     await bus.start()
@@ -192,4 +195,5 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     health.register(app)
     routes.register(app)
     transport.register(app)
+    setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app

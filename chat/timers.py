@@ -50,7 +50,7 @@ class Timers:
         self.store = store
         self.events = events
         self.settings = settings
-        self.hours = settings.hours
+        self.hours = messages.office_hours.hours
         self.clock = clock
         self.fired: dict[str, int] = {}  # timer name -> effects applied here (tests, /metrics has the same)
         self._wake = asyncio.Event()

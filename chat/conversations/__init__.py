@@ -42,7 +42,7 @@ def build_operations(repository: ConversationRepository, store: Store, events: E
     staff = Staff(store)
     return Operations(
         conversations=conversations,
-        messages=Messages(conversations, store, events, settings.handoff_phrases, OfficeHours(settings.hours, clock)),
+        messages=Messages(conversations, store, events, settings.handoff_phrases, OfficeHours.of(settings, clock)),
         assignment=Assignment(conversations, staff, store, events),
         labels=Labels(conversations, store, events),
         staff=staff,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from chat.settings import Settings
 from states.business_hours import BusinessHours
 from states.clock import now_ms
 from states.machine import State
@@ -17,6 +18,11 @@ class OfficeHours:
     def __init__(self, hours: BusinessHours, clock: Callable[[], int] = now_ms) -> None:
         self.hours = hours
         self.clock = clock
+
+    @classmethod
+    def of(cls, settings: Settings, clock: Callable[[], int] = now_ms) -> OfficeHours:
+        """BUSINESS_HOURS, BUSINESS_TZ and HOLIDAYS as one object (always open when unset)."""
+        return cls(BusinessHours(settings.business_hours, settings.business_tz, frozenset(settings.holidays)), clock)
 
     def open_now(self) -> bool:
         """Are agents expected right now?"""

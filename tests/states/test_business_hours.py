@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from chat.conversations.hours import OfficeHours
 from chat.settings import Settings, SettingsError
 from states.business_hours import BusinessHours, HoursError, parse_holidays, parse_hours, parse_zone
 
@@ -52,7 +53,7 @@ def test_settings_name_the_variable_and_nothing_else_changes():
 
 
 def test_unset_is_always_open():
-    hours = Settings.from_env({}).hours
+    hours = OfficeHours.of(Settings.from_env({})).hours
     assert hours.always_open and hours.is_open(0)
     assert hours.next_open_ms(123) == 123 and hours.add_ms(1000, 500) == 1500
 
