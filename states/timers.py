@@ -61,6 +61,26 @@ TIMERS: tuple[TimerRow, ...] = (
 BY_NAME = {row.name: row for row in TIMERS}
 
 
+def timer_table() -> str:
+    """The timer table as markdown (docs/states.md holds it beside the transition diagram)."""
+    lines = ["| state | timer | after (setting; 0 disables) | armed | effect (actor `system`) |",
+             "|---|---|---|---|---|"]
+    for row in TIMERS:
+        armed = "on entering the state" + (", again at each customer message" if row.idle else "")
+        if row.until_agent_reply:
+            armed += "; ended by the agent's first public reply"
+        clock = " of business time" if row.business_time else ""
+        if row.effect is Effect.TRANSITION:
+            assert row.trigger is not None
+            effect = f"`{row.trigger.value}` reason `{row.reason}`"
+        elif row.effect is Effect.NOTICE:
+            effect = "a system message asking if anything else is needed"
+        else:
+            effect = f"a `{row.reason}` entry in the event log (not a transition)"
+        lines.append(f"| {row.state.value} | `{row.name}` | `{row.setting.upper()}`{clock} | {armed} | {effect} |")
+    return "\n".join(lines) + "\n"
+
+
 def timers_of(state: str) -> tuple[TimerRow, ...]:
     """The timers of a state, in table order."""
     return tuple(row for row in TIMERS if row.state == state)
