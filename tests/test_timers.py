@@ -8,6 +8,8 @@ import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from chat import keys
 from chat.auth import Identity
 from chat.conversations import texts
@@ -38,7 +40,21 @@ def test_the_table_has_one_row_per_timeout_and_members_round_trip():
     assert Armed.parse("unknown|1|c") is None and Armed.parse("handoff_wait|x|c") is None
 
 
-async def test_a_due_timer_is_handed_to_one_claimer_only(redis):
+@pytest.fixture(params=["redis", "embedded"])
+async def any_redis(request, redis):
+    """The real Redis, and the embedded mode's in-process one (its Lua runs the claim too)."""
+    if request.param == "redis":
+        yield redis
+        return
+    from chat.embedded_redis import EmbeddedRedis
+
+    client = EmbeddedRedis()
+    yield client
+    await client.aclose()
+
+
+async def test_a_due_timer_is_handed_to_one_claimer_only(any_redis):
+    redis = any_redis
     await redis.delete(redis_keys.TIMERS_DUE)
     assert redis_keys.TIMERS_DUE == "timers:{timers}:due"
     index_a, index_b = TimerIndex(redis), TimerIndex(redis)
@@ -122,6 +138,24 @@ async def test_a_timer_of_a_version_that_moved_on_does_nothing(harness_factory, 
     assert (await h.repository.get(c.id)).state == "human" and h.timers.fired == {}
 
 
+async def test_a_silent_customer_with_an_agent_is_closed_for_inactivity(harness_factory, sim_clock):
+    h = await harness_factory(sla_first_response_s=0, presence_grace_s=10**6)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(1800)  # the AI's idle timers belonged to version 0
+    await h.timers.drain()
+    await h.ops.messages.send(CUSTOMER, c.id, content="still here", client_msg_id="m1")
+    sim_clock.advance(3599)
+    await h.timers.drain()
+    assert (await h.repository.get(c.id)).state == "human"
+    sim_clock.advance(2)
+    await h.timers.drain()
+    last = (await events(h, c.id))[-1]
+    assert (last.trigger, last.from_state, last.actor_type, last.reason) == ("close", "human", "system", "inactivity")
+    assert (await messages(h, c.id))[-1].content == texts.INACTIVITY
+    assert h.timers.fired == {"human_idle_close": 1}
+
+
 async def test_zero_disables_a_timer(harness_factory, sim_clock):
     h = await harness_factory(**NO_IDLE)
     c = await h.ops.conversations.start(CUSTOMER)
@@ -158,6 +192,12 @@ async def test_no_first_reply_in_time_logs_one_sla_breach_and_moves_nothing(harn
     assert [(e.conversation.id, e.agent_id) for e in seen] == [(c.id, "agent-1")]
     after = await h.repository.get(c.id)
     assert (after.state, after.version) == ("human", 2)  # a log entry, not a transition
+    token = h.token("admin-1", "admin")
+    resp = await h.client.get(f"/api/v1/conversations/{c.id}/events", headers={"Authorization": f"Bearer {token}"})
+    log = (await resp.json())["items"]
+    assert [(e["version"], e["trigger"], e["from_state"], e["to_state"], e["actor_type"]) for e in log] == [
+        (1, "request_handoff", "ai", "handoff", "customer"), (2, "assign", "handoff", "human", "agent"),
+        (2, "sla_breached", "human", "human", "system")]
 
 
 async def test_a_reply_in_time_meets_the_sla(harness_factory, sim_clock):
