@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from chat import metrics
 from chat.conversations import Conversations, Messages
@@ -87,28 +87,39 @@ class Timers:
         if due and (self._sleep_until_ms is None or min(due.values()) < self._sleep_until_ms):
             self._wake.set()
 
+    async def _quietly(self, what: str, conversation_id: str, step: Awaitable[None]) -> None:
+        """Arming follows a committed move or message: a Redis failure here is logged, never the
+        caller's error (the customer's message is stored; an idle timer re-arms from SQL anyway)."""
+        try:
+            await step
+        except Exception as exc:
+            log_failure(log, exc, "could not %s the timers of %s", what, conversation_id)
+
     async def on_moved(self, event: ConversationMoved) -> None:
         """Disarm the left version's timers, arm the entered state's."""
         t = event.transition
         left = [Armed(row, t.after.id, t.before.version) for row in self.enabled(t.before.state)]
-        await self.index.disarm(left)
-        await self.arm({Armed(row, t.after.id, t.after.version): self.due_ms(row, t.at_ms)
-                        for row in self.enabled(t.after.state)})
+        entered = {Armed(row, t.after.id, t.after.version): self.due_ms(row, t.at_ms)
+                   for row in self.enabled(t.after.state)}
+        await self._quietly("disarm", t.after.id, self.index.disarm(left))
+        await self._quietly("arm", t.after.id, self.arm(entered))
 
     async def on_started(self, event: ConversationStarted) -> None:
         """A new conversation is in `ai` from its creation."""
         c = event.conversation
-        await self.arm({Armed(row, c.id, c.version): self.due_ms(row, self.clock()) for row in self.enabled(c.state)})
+        due = {Armed(row, c.id, c.version): self.due_ms(row, self.clock()) for row in self.enabled(c.state)}
+        await self._quietly("arm", c.id, self.arm(due))
 
     async def on_message(self, event: MessageStored) -> None:
         """A customer message counts idle time again; an agent's public reply ends the SLA timer."""
         c, m = event.conversation, event.message
         if m.sender_type == "customer":
-            await self.arm({Armed(row, c.id, c.version): self.due_ms(row, m.created_ms)
-                            for row in self.enabled(c.state) if row.idle})
+            due = {Armed(row, c.id, c.version): self.due_ms(row, m.created_ms)
+                   for row in self.enabled(c.state) if row.idle}
+            await self._quietly("re-arm", c.id, self.arm(due))
         elif m.sender_type == "agent" and not m.private:
-            await self.index.disarm([Armed(row, c.id, c.version) for row in self.enabled(c.state)
-                                     if row.until_agent_reply])
+            ended = [Armed(row, c.id, c.version) for row in self.enabled(c.state) if row.until_agent_reply]
+            await self._quietly("end", c.id, self.index.disarm(ended))
 
     async def arm_waiting(self) -> int:
         """Arm the queue-wait timer of every conversation in `handoff` that lacks one (waiting since

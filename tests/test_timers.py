@@ -311,3 +311,17 @@ async def test_a_hundred_due_timers_on_two_instances_each_fire_exactly_once(
     counts = {cid: n for cid, n in nudges if cid in set(ids)}
     assert counts == dict.fromkeys(ids, 1)
     assert a.timers.fired.get("ai_idle_nudge", 0) + b.timers.fired.get("ai_idle_nudge", 0) == 100
+
+
+async def test_a_redis_failure_while_arming_is_logged_not_the_senders_error(harness_factory, monkeypatch, caplog):
+    from redis.exceptions import ConnectionError as RedisDown
+
+    h = await harness_factory()
+    c = await h.ops.conversations.start(CUSTOMER)
+
+    async def down(_due):
+        raise RedisDown("gone")
+
+    monkeypatch.setattr(h.timers.index, "arm", down)
+    message = await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
+    assert message.seq == 1 and "could not re-arm the timers of" in caplog.text
