@@ -93,15 +93,6 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
-class AIDelta:
-    """A piece of the AI reply being written."""
-
-    conversation: Conversation
-    reply_to: str
-    delta: str
-
-
-@dataclass(frozen=True, slots=True)
 class AIFailed:
     """An AI turn failed below the handoff threshold; nothing was stored."""
 

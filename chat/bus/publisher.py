@@ -1,5 +1,6 @@
 """The bus publisher: turns the domain events of this instance into bus messages for the
-sockets of every instance."""
+sockets of every instance (the AI stream's `ai.delta` and `ai.interrupted` are published by
+chat.ai_stream, each with the write it announces)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from chat.bus.redis_bus import Bus
 from chat.conversations import Conversations
 from chat.events import (
     AgentStatusChanged,
-    AIDelta,
     AIFailed,
     ConversationAssigned,
     ConversationChanged,
@@ -41,7 +41,6 @@ class Publisher:
         events.subscribe(ConversationAssigned, self.on_assigned)
         events.subscribe(MessageStored, self.on_message)
         events.subscribe(Typing, self.on_typing)
-        events.subscribe(AIDelta, self.on_ai_delta)
         events.subscribe(AIFailed, self.on_ai_failed)
         events.subscribe(AgentStatusChanged, self.on_agent_status)
 
@@ -81,11 +80,6 @@ class Publisher:
         """typing, to everyone but the socket that said it."""
         data = {"conversation_id": event.conversation.id, "sender_type": event.sender_type, "on": event.on}
         await self._to_conversation(event.conversation, "typing", data, skip=event.skip)
-
-    async def on_ai_delta(self, event: AIDelta) -> None:
-        """ai.delta: a piece of the reply being written."""
-        data = {"conversation_id": event.conversation.id, "reply_to": event.reply_to, "delta": event.delta}
-        await self._to_conversation(event.conversation, "ai.delta", data)
 
     async def on_ai_failed(self, event: AIFailed) -> None:
         """ai.failed: drop the partial reply."""

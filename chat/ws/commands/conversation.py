@@ -77,16 +77,21 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dic
 
     Only the page is read from the store (one row more tells whether there is a next page),
     never the whole history: a long conversation resumed by many sockets costs one page each.
-    `ai_stream` (S, PROTOCOL 3.7) is always null for now: a turn's deltas still arrive as events."""
+    `ai_stream` is S (PROTOCOL 3.7), the AI reply streaming now, read after the messages: a turn ends its
+    stream before its reply is stored, so a reply is never both in the page and in S. The conversation's
+    frames wait until the reply is sent, and the deltas it holds (or those of a turn that ended) are dropped."""
     ops, limit = ctx.ops, data["limit"]
     conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
-    await ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
+    # before reading, so nothing falls between the read and the live events
+    await ctx.subscribe(conversation.id, hold=True)
     messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"], limit + 1)
+    snapshot = await ctx.streams.read(conversation.id)
+    ctx.send_after_reply(conversation.id, snapshot.keeps)
     return {
         "conversation": await ops.conversations.view(conversation),
         "messages": [render.message(m) for m in messages[:limit]],
         "has_more": len(messages) > limit,
-        "ai_stream": None,
+        "ai_stream": snapshot.stream.public() if snapshot.stream is not None else None,
     }
 
 
