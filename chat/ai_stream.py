@@ -18,17 +18,22 @@ A turn that ends without being stored sends `ai.interrupted` {conversation_id, t
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from chat import metrics
+from chat.ai import AIError, StreamItem, ToolCall
 from chat.bus.interest import Interest
 from chat.bus.messages import Frame, ToConversation
 from chat.bus.redis_bus import Bus
-from chat.errors import log_failure
+from chat.conversations import Conversations
+from chat.errors import NotFound, log_failure
 from chat.events import ConversationMoved, Events
 from states import State, redis_keys
 from states.record import Conversation
@@ -180,6 +185,42 @@ class Turn:
         """Its finished reply could not be stored (the conversation moved on after `finish`): tell the
         subscribers, whose stream ended with no message."""
         await self._streams.bus.publish(self._streams.interrupted(self.conversation, self.turn_id, reason))
+
+
+async def reason_moved(conversations: Conversations, conversation_id: str) -> str:
+    """Why a finished reply was not stored: where the conversation went meanwhile."""
+    try:
+        return reason_after((await conversations.refresh(conversation_id)).state)
+    except NotFound:
+        return SUPERSEDED
+
+
+async def stream_reply(turn: Turn, replies: AsyncIterator[StreamItem], started: float,
+                       handoff: Callable[[str], Awaitable[None]]) -> str | None:
+    """Stream the reply to the subscribers; its whole text, or None after a handoff tool call (`handoff`
+    is called with its reason) or when the turn's stream was ended meanwhile."""
+    parts: list[str] = []
+    # aclosing: an abandoned reply frees its HTTP connection at once (ignore: async generators, typed AsyncIterator)
+    async with aclosing(replies) as stream:  # type: ignore[type-var]
+        async for item in stream:
+            if isinstance(item, ToolCall):
+                if item.name == "transfer_to_human":
+                    why = str(item.arguments.get("reason") or "").strip()
+                    await handoff(f"ai_decision: {why}" if why else "ai_decision")
+                    return None
+                continue
+            if not item:
+                continue
+            if not parts:
+                metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
+            parts.append(item)
+            if not await turn.delta(item):
+                log.info("AI turn of %s stopped: its stream was ended elsewhere", turn.conversation.id)
+                return None
+    text = "".join(parts)
+    if not text.strip():
+        raise AIError("empty_reply", "the provider returned no text")
+    return text
 
 
 class AIStreams:

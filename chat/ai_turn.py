@@ -18,20 +18,19 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Literal
 
 from redis.asyncio import Redis
 
 from chat import metrics
-from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, StreamItem, ToolCall
+from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider
 from chat.ai.early import EarlyReplies, EarlyReply
 from chat.ai_memory import Histories, Memories, Memory, build_context
-from chat.ai_stream import AI_FAILURE, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_after
+from chat.ai_stream import AI_FAILURE, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
@@ -306,7 +305,7 @@ class AIRunner:
         replies = early.items() if early else self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])
         started = time.monotonic()
         try:
-            text = await self._stream(turn, replies, started)
+            text = await stream_reply(turn, replies, started, functools.partial(self._handoff, conversation.id))
         except AIError as exc:
             await turn.interrupt(AI_FAILURE)
             await self._failed(conversation, memory, exc, reply_to.id)
@@ -325,32 +324,6 @@ class AIRunner:
             return
         await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
 
-    async def _stream(self, turn: Turn, replies: AsyncIterator[StreamItem], started: float) -> str | None:
-        """Stream the reply to the subscribers; its whole text, or None after a handoff tool call or
-        when the turn's stream was ended meanwhile."""
-        parts: list[str] = []
-        # aclosing: an abandoned reply frees its HTTP connection at once (ignore: async generators, typed AsyncIterator)
-        async with aclosing(replies) as stream:  # type: ignore[type-var]
-            async for item in stream:
-                if isinstance(item, ToolCall):
-                    if item.name == "transfer_to_human":
-                        why = str(item.arguments.get("reason") or "").strip()
-                        await self._handoff(turn.conversation.id, f"ai_decision: {why}" if why else "ai_decision")
-                        return None
-                    continue
-                if not item:
-                    continue
-                if not parts:
-                    metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
-                parts.append(item)
-                if not await turn.delta(item):
-                    log.info("AI turn of %s stopped: its stream was ended elsewhere", turn.conversation.id)
-                    return None
-        text = "".join(parts)
-        if not text.strip():
-            raise AIError("empty_reply", "the provider returned no text")
-        return text
-
     def _discarded(self, conversation_id: str, memory: Memory) -> None:
         self._histories.forget(conversation_id)
         self.discarded += 1
@@ -359,13 +332,6 @@ class AIRunner:
         # not answered: if the conversation is still (or again) with the AI, the next look
         # (right after this turn, on the repaired record) takes the message on once more
         memory.attempted = 0
-
-    async def _reason_moved(self, conversation_id: str) -> str:
-        """Why a finished reply was not stored: where the conversation went meanwhile."""
-        try:
-            return reason_after((await self.conversations.refresh(conversation_id)).state)
-        except NotFound:
-            return SUPERSEDED
 
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
                            reply_to: Message, text: str, *, turn: Turn) -> None:
@@ -376,7 +342,7 @@ class AIRunner:
                                                     content=text[:MAX_REPLY_CHARS])
         except StaleVersion:
             self._discarded(conversation.id, memory)
-            await turn.discarded(await self._reason_moved(conversation.id))
+            await turn.discarded(await reason_moved(self.conversations, conversation.id))
             return
         memory.replied_to(reply_to, message)
 

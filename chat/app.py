@@ -122,7 +122,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     streams = AIStreams(redis, bus, interest)
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, streams=streams,
                       provider=app[keys.AI_PROVIDER], settings=settings)
-    _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner=runner, streams=streams)
+    publisher = Publisher(bus, ops.conversations, csat_enabled=settings.csat_enabled)
+    _subscribe(events, ops, publisher, router, runner=runner, streams=streams)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)

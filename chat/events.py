@@ -93,6 +93,15 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
+class CsatSubmitted:
+    """A customer rated a close (`rating`: the stored row, chat.store.csat.CSAT_FIELDS); the hook of the
+    `csat.submitted` webhook event."""
+
+    conversation: Conversation
+    rating: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class AIFailed:
     """An AI turn failed below the handoff threshold; nothing was stored."""
 

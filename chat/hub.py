@@ -210,7 +210,9 @@ class Hub:
             peer = self.peers[pid]
             if pid == message.skip:
                 continue
-            if peer.identity.is_agent or (not message.agents_only and peer.identity.user_id == message.owner):
+            agent = peer.identity.is_agent
+            if (agent and not message.customer_only) or (
+                    not agent and not message.agents_only and peer.identity.user_id == message.owner):
                 if self._held and self._holds(pid, message):
                     continue  # sent after its command's reply
                 targets.append(peer)  # a customer only ever sees its own conversations

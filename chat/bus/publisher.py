@@ -20,6 +20,7 @@ from chat.events import (
     MessageStored,
     Typing,
 )
+from states import State
 from states.record import Conversation
 
 
@@ -30,9 +31,10 @@ def _frame(type_: str, data: dict[str, Any]) -> dict[str, Any]:
 class Publisher:
     """Subscribes to the domain events; publishes what the sockets are told."""
 
-    def __init__(self, bus: Bus, conversations: Conversations) -> None:
+    def __init__(self, bus: Bus, conversations: Conversations, *, csat_enabled: bool = False) -> None:
         self.bus = bus
         self.conversations = conversations
+        self.csat_enabled = csat_enabled
 
     def subscribe_to(self, events: Events) -> None:
         """Listen to every event that some socket hears of."""
@@ -58,6 +60,9 @@ class Publisher:
         await self._to_conversation(t.after, "conversation.updated", data)
         if event.touches_queue:
             await self.bus.publish(ToAgents(t.after.team_id, _frame("conversation.updated", data)))
+        if self.csat_enabled and t.after.state == State.CLOSED:  # every close, each one rated on its own
+            frame = _frame("csat.requested", {"conversation_id": t.after.id, "version": t.after.version})
+            await self.bus.publish(ToConversation(t.after.id, t.after.user_id, frame, customer_only=True))
 
     async def on_changed(self, event: ConversationChanged) -> None:
         """conversation.updated for a change without a move (labels)."""

@@ -1,4 +1,4 @@
-"""Customer commands (PROTOCOL 3.4): start, resume, message.send, handoff.request, typing, close."""
+"""Customer commands (PROTOCOL 3.4): start, resume, message.send, handoff.request, typing, close, csat.submit."""
 
 from __future__ import annotations
 
@@ -52,6 +52,15 @@ class TypingSchema(CommandSchema):
 
 class ConversationOnlySchema(CommandSchema):
     conversation_id = conversation_id_field()
+
+
+MAX_CSAT_COMMENT_CHARS = 1000
+
+
+class CsatSchema(CommandSchema):
+    conversation_id = conversation_id_field()
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_CSAT_COMMENT_CHARS))
 
 
 @command("conversation.start", StartSchema)
@@ -128,6 +137,13 @@ async def handle_close(ctx: CommandContext, data: dict[str, Any]) -> dict[str, A
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
+@command("csat.submit", CsatSchema, roles=("customer",))
+async def handle_csat(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Rate the conversation's close (once per close)."""
+    comment = (data["comment"] or "").strip() or None
+    return {"csat": await ctx.ops.csat.submit(ctx.identity, data["conversation_id"], data["score"], comment)}
+
+
 def register(registry: Registry) -> None:
     """Add this family's commands."""
-    registry.add(handle_start, handle_resume, handle_send, handle_handoff, handle_typing, handle_close)
+    registry.add(handle_start, handle_resume, handle_send, handle_handoff, handle_typing, handle_close, handle_csat)
