@@ -69,7 +69,7 @@ def _duplicate(short_code: str) -> Conflict:
 
 
 @endpoint("GET", "/api/v1/canned_responses", summary="List canned responses", tag="canned responses", roles=STAFF,
-          response=CannedPage)
+          response=CannedPage, examples={"response": {"items": [EXAMPLE], "next_cursor": None}})
 async def handle_list_canned(ctx: Ctx) -> dict[str, Any]:
     """Every canned response, by short code."""
     return {"items": await ctx.store.canned.all(), "next_cursor": None}
@@ -78,7 +78,7 @@ async def handle_list_canned(ctx: Ctx) -> dict[str, Any]:
 @endpoint(
     "POST", "/api/v1/canned_responses", summary="Create a canned response", tag="canned responses", roles=ADMIN,
     body=CannedBody, response=CannedOut, status=201, errors=(400, 409, 413),
-    description="A short code already in use is 409 conflict.",
+    description="A short code already in use is 409 conflict.", examples={"body": EXAMPLE_BODY, "response": EXAMPLE},
 )
 async def handle_create_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
     """A new canned response."""
@@ -91,6 +91,7 @@ async def handle_create_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
 @endpoint(
     "PATCH", "/api/v1/canned_responses/{id}", summary="Change a canned response", tag="canned responses",
     roles=ADMIN, body=CannedPatchBody, response=CannedOut, errors=(400, 404, 409, 413), path_doc=ID_DOC,
+    examples={"body": {"content": EXAMPLE["content"]}, "response": EXAMPLE},
 )
 async def handle_update_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
     """Change the short code and/or the content."""

@@ -56,6 +56,7 @@ EXAMPLE_RATING = {
     response=CsatPage, errors=(400,),
     description="Newest first (created_at, then id, descending); keyset pagination. One rating per close: "
                 "a conversation closed, reopened and closed again may have one for each close (`version`).",
+    examples={"response": {"items": [EXAMPLE_RATING], "next_cursor": "WzE3NjQ1ODE0NzIwMDAsIjViMGMiXQ"}},
 )
 async def handle_list_csat(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """One page of ratings."""

@@ -26,6 +26,31 @@ async def test_upgrade_is_idempotent(store):
         assert await store.db.fetchone(f"SELECT COUNT(*) FROM {table}") is not None
 
 
+async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows(database_url, monkeypatch):
+    """Version 2 adds users.password_hash (ALTER TABLE) and refresh_tokens to a database made by version 1."""
+    from chat.store import migrations
+
+    prefix = f"v1_{os.getpid()}_"
+    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
+    try:
+        store = Store(db)
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:1])
+        assert await store.migrations.upgrade() == [1]
+        await db.execute(f"INSERT INTO {db.tables.users} (id, role, active, created_ms, updated_ms) "
+                         "VALUES ('old-agent', 'agent', 1, 1, 1)")
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        assert await store.migrations.differences() == []  # the missing column is the upgrade's to add
+        assert await store.migrations.upgrade() == ALL_VERSIONS[1:]
+        assert await store.migrations.upgrade() == []
+        assert await db.fetchone(f"SELECT id, password_hash FROM {db.tables.users}") == ("old-agent", None)
+        assert await db.fetchone(f"SELECT COUNT(*) FROM {db.tables.refresh_tokens}") == (0,)
+        await store.migrations._add_column(MIGRATIONS[1][1][0])  # a rerun (another instance) finds it there
+    finally:
+        for table in reversed(db.tables.all()):
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
+
+
 @pytest.fixture(params=["mysql", "sqlite"])
 def legacy_config(request, tmp_path):
     """A new database holding only the old system's tables and rows."""
