@@ -219,3 +219,19 @@ async def test_a_new_turn_supersedes_a_stream_a_dead_turn_left(harness_factory):
     provider.allow(len(CHUNKS))
     await ws.event("message.created", is_ai_message)
     await harness.drain_ai()
+
+
+async def test_the_embedded_mode_resumes_a_reply_too(harness_factory):
+    provider = StepProvider(list(CHUNKS))
+    h = await harness_factory(embedded=True, provider_=provider)  # fakeredis runs the delta script
+    ws, cid, asked = await ask(h)
+    provider.allow(2)
+    first = await deltas_until(ws, 2)
+    tab = await h.connect("cust-1")
+    page = await tab.ok("conversation.resume", conversation_id=cid)
+    assert page["ai_stream"] == {"turn_id": first[0]["turn_id"], "reply_to": asked["id"], "index": 1,
+                                 "text": "Once upon "}
+    provider.allow(len(CHUNKS))
+    stored = await tab.event("message.created", is_ai_message)
+    later = [f["data"] for f in tab.events if f["type"] == "ai.delta"]
+    assert page["ai_stream"]["text"] + "".join(d["delta"] for d in later) == stored["data"]["message"]["content"]
