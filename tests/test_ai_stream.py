@@ -4,12 +4,14 @@ resumes with S and then only the later deltas; a takeover mid-stream interrupts 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
 from chat import keys
 from chat.ai import AIError
 from chat.ai_stream import STREAM_TTL_MS, AIStreams
+from chat.auth import Identity
 from states import redis_keys
 
 CHUNKS = ["Once ", "upon ", "a ", "time, ", "a ", "reply ", "was ", "resumed."]
@@ -235,3 +237,35 @@ async def test_the_embedded_mode_resumes_a_reply_too(harness_factory):
     stored = await tab.event("message.created", is_ai_message)
     later = [f["data"] for f in tab.events if f["type"] == "ai.delta"]
     assert page["ai_stream"]["text"] + "".join(d["delta"] for d in later) == stored["data"]["message"]["content"]
+
+
+async def test_a_move_between_the_end_of_the_stream_and_the_store_still_interrupts(harness_factory):
+    provider = StepProvider(list(CHUNKS[:2]))
+    h = await harness_factory(provider_=provider)
+    runner = h.app[keys.AI_RUNNER]
+    ws, cid, _ = await ask(h)
+    append = runner.messages.append
+
+    async def closed_first(conversation, **kw):  # the customer closes right after the turn ended its stream
+        await h.ops.conversations.close(Identity("cust-1", "customer"), cid)
+        return await append(conversation, **kw)
+
+    runner.messages = SimpleNamespace(append=closed_first)
+    provider.allow(2)
+    first = await deltas_until(ws, 2)
+    interrupted = await ws.event("ai.interrupted")
+    assert interrupted["data"] == {"conversation_id": cid, "turn_id": first[0]["turn_id"], "reason": "closed"}
+    await h.drain_ai()
+    assert "ai" not in {m.sender_type for m in await h.app[keys.STORE].messages.recent(cid, 50)}
+
+
+async def test_a_shutdown_mid_stream_interrupts_the_reply(harness_factory):
+    provider = StepProvider(list(CHUNKS))
+    h = await harness_factory(provider_=provider)
+    ws, cid, _ = await ask(h)
+    provider.allow(1)
+    first = await deltas_until(ws, 1)
+    await h.app[keys.AI_RUNNER].close()
+    interrupted = await ws.event("ai.interrupted")
+    assert interrupted["data"] == {"conversation_id": cid, "turn_id": first[0]["turn_id"], "reason": "shutdown"}
+    assert (await streams(h).read(cid)).stream is None
