@@ -21,6 +21,8 @@ from states.repository import Transition
 
 log = logging.getLogger(__name__)
 
+_AI_ANSWERS = (State.AI, State.HANDOFF)  # the states an AI turn may run in
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationMoved:
@@ -40,8 +42,9 @@ class ConversationMoved:
 
     @property
     def left_ai(self) -> bool:
-        """The conversation was with the AI and is not any more (a takeover, a handoff, a close)."""
-        return self.transition.before.state == State.AI and self.transition.after.state != State.AI
+        """The AI may have been answering and is not any more (a takeover, a handoff, a close): it
+        answers in `ai`, and in `handoff` outside business hours (chat.conversations.hours)."""
+        return self.transition.before.state in _AI_ANSWERS and self.transition.after.state != State.AI
 
     @property
     def touches_queue(self) -> bool:
@@ -111,12 +114,12 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
-class AIDelta:
-    """A piece of the AI reply being written."""
+class CsatSubmitted:
+    """A customer rated a close (`rating`: the stored row, chat.store.csat.CSAT_FIELDS); the hook of the
+    `csat.submitted` webhook event."""
 
     conversation: Conversation
-    reply_to: str
-    delta: str
+    rating: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,6 +258,12 @@ class Settings:
         "sockets one user may hold open on one instance; the next is closed with 4429 after authentication",
     )
 
+    csat_enabled: bool = setting(
+        _ROUTING, "CSAT_ENABLED", True, SWITCH,
+        "after every close the customer gets `csat.requested` and may rate that close once (`csat.submit`); "
+        "`false`: no request, and `csat.submit` is `forbidden`",
+        shown_default="`true`",
+    )
     routing: str = setting(
         _ROUTING, "ROUTING", "auto", choice("auto", "manual"),
         "`auto`: waiting conversations go to agents; `manual`: agents claim them from the queue",
@@ -283,11 +289,9 @@ class Settings:
     human_idle_close_s: float = setting(_TIMERS, "HUMAN_IDLE_CLOSE_S", 3600.0, number(0.0), "customer silence in "
                                         "`human` before the conversation is closed (reason `inactivity`); 0: never")
     business_hours: WeeklyHours | None = setting(
-        _TIMERS, "BUSINESS_HOURS", None, HOURS,
-        "when agents are expected, e.g. `Mon-Fri 09:00-18:00; Sat 10:00-16:00` (in `BUSINESS_TZ`); outside "
-        "them a handoff tells the customer when agents are back and the AI keeps answering while it waits",
-        shown_default="unset: always open",
-    )
+        _TIMERS, "BUSINESS_HOURS", None, HOURS, "when agents are expected, e.g. `Mon-Fri 09:00-18:00; Sat 10:00-16:00` "
+        "(in `BUSINESS_TZ`); outside them a handoff tells the customer when agents are back and the AI keeps "
+        "answering while it waits", shown_default="unset: always open")
     business_tz: str = setting(_TIMERS, "BUSINESS_TZ", "Asia/Shanghai", ZONE, "the time zone of `BUSINESS_HOURS`")
     holidays: tuple[date, ...] = setting(_TIMERS, "HOLIDAYS", (), HOLIDAY_DATES, "dates closed all day (in "
                                          "`BUSINESS_TZ`), e.g. `2026-10-01,2026-10-02`", shown_default="none")

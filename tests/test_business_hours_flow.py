@@ -96,3 +96,23 @@ async def test_an_agent_claim_off_hours_ends_the_ai_answers(harness_factory, sim
     await h.drain_ai()
     assert [s for s, _ in await stored(h, cid)] == ["customer", "system", "system", "customer"]
     assert h.provider.calls == []
+
+
+async def test_a_claim_while_the_ai_answers_a_waiting_conversation_interrupts_the_reply(harness_factory, sim_clock):
+    from tests.test_ai_stream import CHUNKS, StepProvider, deltas_until
+
+    sim_clock.ms = shanghai_ms(2027, 1, 2, 20, 0)
+    provider = StepProvider(list(CHUNKS))
+    h = await harness_factory(provider_=provider, business_hours=HOURS, **NO_TIMERS)
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="转人工")
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="my parcel?")
+    provider.allow(1)
+    first = await deltas_until(ws, 1)
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("conversation.claim", conversation_id=cid)  # handoff -> human while the AI writes
+    interrupted = await ws.event("ai.interrupted")
+    assert interrupted["data"]["turn_id"] == first[0]["turn_id"]
+    provider.allow(len(CHUNKS))
+    await h.drain_ai()
+    assert "ai" not in [s for s, _ in await stored(h, cid)]

@@ -76,6 +76,11 @@ class StatsOut(Out):
     human_entries = fields.Integer(required=True, metadata={
         "description": "transitions into `human` in the window (each starts a first-response SLA)"})
     sla_breached = fields.Integer(required=True, metadata={"description": "sla_breached entries logged in the window"})
+    csat_average = fields.Float(required=True, allow_none=True, metadata={
+        "description": "average CSAT score (1-5) of the closes in the window; null when none was rated"})
+    csat_responses = fields.Integer(required=True, metadata={"description": "closes in the window that were rated"})
+    csat_response_rate = fields.Float(required=True, allow_none=True, metadata={
+        "description": "csat_responses / closes in the window; null when none closed"})
     sla_met_rate = fields.Float(required=True, allow_none=True, metadata={
         "description": "1 - sla_breached / human_entries (a running SLA counts as met so far); null when no entry"})
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.conversations.assignment import Assignment
+from chat.conversations.canned import Canned
+from chat.conversations.csat import Csat
 from chat.conversations.hours import OfficeHours
 from chat.conversations.labels import Labels
 from chat.conversations.lifecycle import Conversations, actor_of, check_assigned
@@ -33,6 +35,8 @@ class Operations:
     labels: Labels
     staff: Staff
     presence: Presence
+    csat: Csat
+    canned: Canned
 
 
 def build_operations(repository: ConversationRepository, store: Store, events: Events, presence: Presence,
@@ -47,13 +51,17 @@ def build_operations(repository: ConversationRepository, store: Store, events: E
         labels=Labels(conversations, store, events),
         staff=staff,
         presence=presence,
+        csat=Csat(conversations, store, events, enabled=settings.csat_enabled),
+        canned=Canned(conversations, store),
     )
 
 
 __all__ = [
     "MAX_CONTENT_CHARS",
     "Assignment",
+    "Canned",
     "Conversations",
+    "Csat",
     "Labels",
     "Messages",
     "OfficeHours",

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from chat.store.csat import Csat
 from chat.store.db import Database
 from chat.store.log_stats import LogStats
 from chat.store.models import SENDER_TYPES, STATES
@@ -78,6 +79,7 @@ class Stats:
         self.db = db
         self._t = db.tables
         self.log = LogStats(db)
+        self.csat = Csat(db)  # the ratings: the customer's, not the event log's
 
     async def figures(self, *, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, Any]:
         """The figures of GET /api/v1/stats (definitions in docs/rest.md)."""
@@ -106,6 +108,7 @@ class Stats:
             "resolution_avg_s": _seconds(closes.total_ms, closes.count),
             "messages_by_sender_type": await self._messages(window),
             **await self.log.figures(since_ms, until_ms, team_id),
+            **{f"csat_{name}": value for name, value in (await self.csat.summary(since_ms, until_ms, team_id)).items()},
         }
 
     async def _by_state(self, window: Window) -> dict[str, int]:

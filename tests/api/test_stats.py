@@ -176,6 +176,9 @@ async def test_stats_of_the_window(api, fixture):
         "human_entries": 4,  # A 40.5, B 1100 and 1500, E 5000
         "sla_breached": 0,
         "sla_met_rate": 1.0,
+        "csat_average": None,  # the ratings table (issue 15's CSAT): none here
+        "csat_responses": 0,
+        "csat_response_rate": 0.0,  # 0 of the 3 closes rated
     }
 
 
