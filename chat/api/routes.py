@@ -2,7 +2,21 @@
 
 from aiohttp import web
 
-from chat.api import agents, auth, common, conversations, labels, openapi, sessions, stats, teams, users, visitors
+from chat.api import (
+    agents,
+    auth,
+    canned,
+    common,
+    conversations,
+    csat,
+    labels,
+    openapi,
+    sessions,
+    stats,
+    teams,
+    users,
+    visitors,
+)
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -16,6 +30,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *auth.HANDLERS,
     *users.HANDLERS,
     *visitors.HANDLERS,
+    *csat.HANDLERS,
+    *canned.HANDLERS,
 )
 
 

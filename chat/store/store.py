@@ -7,7 +7,9 @@ resource's reads and writes live together in its module.
 from __future__ import annotations
 
 from chat.store.accounts import Accounts
+from chat.store.canned import CannedResponses
 from chat.store.conversations import Conversations
+from chat.store.csat import Csat
 from chat.store.db import Database
 from chat.store.events import Events
 from chat.store.labels import Labels
@@ -34,3 +36,5 @@ class Store:
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
+        self.csat = Csat(db)
+        self.canned = CannedResponses(db)
