@@ -29,6 +29,7 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.web import routes as web_routes
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
 from chat.ws.commands import conversation as conversation_commands
@@ -169,4 +170,5 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     health.register(app)
     routes.register(app)
     transport.register(app)
+    web_routes.register(app)
     return app
