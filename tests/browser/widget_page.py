@@ -14,11 +14,12 @@ from playwright.async_api import Locator, Page, Route, expect
 HOST_PATH = "/test-shop/"  # not a route of the service: the test's own page, served by interception
 
 
-def host_page(*, token: str | None = None, server: str | None = None, lang: str | None = None,
-              csp: bool = True) -> str:
+def host_page(*, token: str | None = None, token_provider: str | None = None, server: str | None = None,
+              lang: str | None = None) -> str:
     """A plain page embedding the widget with one script tag."""
     attrs = [f'{name}="{html.escape(value)}"' for name, value in
-             (("data-token", token), ("data-server", server), ("data-lang", lang)) if value]
+             (("data-token", token), ("data-token-provider", token_provider), ("data-server", server),
+              ("data-lang", lang)) if value]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Test shop</title>"
             f"<script src='/widget.js' {' '.join(attrs)} async></script></head>"
             "<body><h1>Test shop</h1><p>Products...</p></body></html>")
