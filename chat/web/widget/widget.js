@@ -100,8 +100,9 @@ export class ChatWidget {
       return fresh;
     }
     if (token) return token;
+    // a new visitor token is another visitor (PROTOCOL 2.2): keep this one while it is good
     const kept = this.memory.get("visitor");
-    if (kept && kept.exp - TOKEN_MARGIN_S > Date.now() / 1000) return kept.token;
+    if (kept && kept.exp - (refresh ? 0 : TOKEN_MARGIN_S) > Date.now() / 1000) return kept.token;
     // no body and no headers: a "simple" cross-origin request, so no CORS preflight
     const response = await fetch(new URL("/api/v1/visitors", this.config.server), { method: "POST", credentials: "omit" });
     if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
