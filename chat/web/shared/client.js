@@ -324,7 +324,7 @@ export class ChatClient {
   }
 
   _scheduleReconnect() {
-    this._setStatus(this._everReady ? "offline" : "connecting");
+    this._setStatus("offline"); // until the next attempt, which says "connecting"
     const delay = backoffDelay(this._attempt++, this.opts.backoffBaseMs, this.opts.backoffMaxMs);
     clearTimeout(this._timers.reconnect);
     this._timers.reconnect = setTimeout(() => {
