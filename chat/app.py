@@ -19,6 +19,7 @@ from chat.api import health, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
+from chat.cors import setup_cors
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -179,4 +180,5 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     routes.register(app)
     transport.register(app)
     web_routes.register(app)
+    setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chat.api import agents, auth, common, conversations, labels, openapi, sessions, stats, teams, users
+from chat.api import agents, auth, common, conversations, labels, openapi, sessions, stats, teams, users, visitors
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -15,6 +15,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *agents.HANDLERS,
     *auth.HANDLERS,
     *users.HANDLERS,
+    *visitors.HANDLERS,
 )
 
 
