@@ -4,6 +4,8 @@ conversation survives a reload; the page runs under its CSP with nothing refused
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Page, Request, expect
 
 from tests.browser.conftest import Service
@@ -14,7 +16,9 @@ async def test_a_visitor_chats_on_the_demo_page_and_keeps_the_conversation(servi
                                                                            page_errors: list[str]) -> None:
     visitor_calls: list[Request] = []
     page.on("request", lambda r: visitor_calls.append(r) if r.url.endswith("/api/v1/visitors") else None)
-    response = await page.goto(service.url + "/demo/")
+    banner = re.search(r"^  demo: +(\S+)", service.process.log_path.read_text(), re.MULTILINE)
+    assert banner is not None and banner.group(1) == service.url + "/demo/"  # `./dev serve` says where it is
+    response = await page.goto(banner.group(1))
     assert response is not None and "unsafe-inline" not in response.headers["content-security-policy"]
     widget = Widget(page)
     await expect(widget.launcher).to_be_visible()
