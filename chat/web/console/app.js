@@ -21,6 +21,7 @@ const t = translator(STRINGS);
 const root = document.getElementById("app");
 const PRESENCE_KEY = "chat-console.presence";  // sessionStorage: a reload keeps the chosen status
 const FRESH_TOKEN_MS = 15000;
+const QUEUE_REFRESH_MS = 15000;
 
 document.documentElement.lang = t.language === "zh" ? "zh-CN" : "en";
 document.title = t("app.title");
@@ -104,7 +105,7 @@ class Workspace {
       notify: (type, fields) => this.client.notify(type, fields),
       send: (frame) => this.client.sendMessage(frame).then((message) => ({message})),
     };
-    this.sync = new Sync({state, live, auth, toast, onError: toast, onAssigned: (c) => this.assigned(c)});
+    this.sync = new Sync({state, live, auth, onError: toast, onAssigned: (c) => this.assigned(c)});
     const open = (id) => this.open(id);
     this.sidebar = new Sidebar({state, t, onOpen: open, previewFor: (c) => this.preview(c)});
     this.view = new ConversationView({state, t, live, auth, sync: this.sync, toast});
@@ -118,7 +119,11 @@ class Workspace {
     this.showPage("inbox");
     this.client.start();
     if (!state.presenceChosen) this.readPresence();
-    this._unreadTimer = null;
+    // queue events reach online agents of the conversation's team only: an away agent, or one
+    // looking at other teams' waiting conversations, still sees the queue move
+    this._queueTimer = setInterval(() => {
+      if (state.status === "online") this.sync.refreshQueue().catch(() => {});
+    }, QUEUE_REFRESH_MS);
   }
 
   build(user) {
@@ -154,6 +159,7 @@ class Workspace {
   stop() {
     this.client.stop();
     clearInterval(this.sidebar._tick);
+    clearInterval(this._queueTimer);
   }
 
   async logout() {

@@ -157,7 +157,11 @@ export class Sync {
     if (state.presenceChosen) jobs.push(this.setPresence(state.presence));
     for (const thread of state.threads.values()) if (thread.loaded) jobs.push(this.catchUp(thread.id));
     const results = await Promise.allSettled(jobs);
-    for (const r of results) if (r.status === "rejected") this.onError(r.reason);
+    const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+    // the socket dropped again while resuming: the client reconnects and this runs once more
+    const lost = failed.find((e) => e && (e.code === "offline" || e.code === "timeout"));
+    if (lost) throw lost;
+    for (const error of failed) this.onError(error);
   }
 
   async setPresence(status) {
