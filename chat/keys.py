@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from chat.conversations import Operations
     from chat.events import Events
     from chat.hub import Hub
+    from chat.login import Login
     from chat.presence import Presence
     from chat.routing import Router
     from chat.store import Store
@@ -42,3 +43,4 @@ WS_REGISTRY: web.AppKey[Registry] = web.AppKey("ws_registry")
 WS_SERVICES: web.AppKey[Services] = web.AppKey("ws_services")  # what each socket's phases use
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 ROUTER: web.AppKey[Router] = web.AppKey("router")
+LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)

@@ -37,7 +37,8 @@ ERROR_TEXT = {
     404: "not_found",
     409: "conflict: the state machine refuses the transition, another actor won a race, or a duplicate",
     413: "too_large: the body is over 1 MiB",
-    429: "rate_limited: too many conversations started by this user in the last minute",
+    429: "rate_limited: over a rate limit (conversation starts per user, failed logins per user id and per "
+         "address); `Retry-After` says in how many seconds to try again",
     503: "unavailable: Redis or the database is down",
 }
 
@@ -59,8 +60,15 @@ def _json(schema: Schema | type[Schema] | dict[str, Any] | None, description: st
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds until a retry may succeed",
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
 def _error_responses(codes: Iterable[int]) -> dict[str, Any]:
-    return {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
+    responses = {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
+    if "429" in responses:
+        responses["429"]["headers"] = RETRY_AFTER
+    return responses
 
 
 def _operation(handler: EndpointHandler) -> dict[str, Any]:
@@ -78,27 +86,31 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
         errors.add(400)
     if spec.body is not None:
         errors.add(413)
-    errors.add(401)
-    if set(spec.roles) != set(EVERYONE):
+    if spec.roles:
+        errors.add(401)
+    if spec.roles and set(spec.roles) != set(EVERYONE):
         errors.add(403)
-    if spec.status == 204:
-        success = {"204": {"description": "done (no body)"}}
-    else:
-        success = {str(spec.status): _json(spec.response, "success")}
+    success: dict[str, Any] = {"204": {"description": "done (no body)"}}
+    if spec.status != 204:
+        content: dict[str, Any] = {"schema": spec.response}
+        if "response" in spec.examples:
+            content["example"] = spec.examples["response"]
+        success = {str(spec.status): {"description": "success", "content": {"application/json": content}}}
     operation: dict[str, Any] = {
         "operationId": handler.__name__.removeprefix("handle_"),
         "summary": spec.summary,
         "tags": [spec.tag],
         "parameters": parameters,
         "responses": {**success, **_error_responses(errors)},
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}] if spec.roles else [],
     }
-    operation["description"] = f"{spec.description} (roles: {', '.join(spec.roles)})".strip()
+    who = f"roles: {', '.join(spec.roles)}" if spec.roles else "no token"
+    operation["description"] = f"{spec.description} ({who})".strip()
     if spec.body is not None:
-        operation["requestBody"] = {
-            "required": spec.body_required,
-            "content": {"application/json": {"schema": type(spec.body)}},
-        }
+        content = {"schema": type(spec.body)}
+        if "body" in spec.examples:
+            content["example"] = spec.examples["body"]
+        operation["requestBody"] = {"required": spec.body_required, "content": {"application/json": content}}
     return operation
 
 

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chat.api import agents, common, conversations, labels, openapi, sessions, stats, teams
+from chat.api import agents, auth, common, conversations, labels, openapi, sessions, stats, teams, users
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -13,6 +13,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *teams.HANDLERS,
     *stats.HANDLERS,
     *agents.HANDLERS,
+    *auth.HANDLERS,
+    *users.HANDLERS,
 )
 
 
