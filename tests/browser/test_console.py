@@ -143,10 +143,10 @@ async def test_claim_from_the_queue_reply_and_a_note_the_customer_never_gets(ser
 
 
 async def test_transfer_to_a_second_agent(service: Service, new_page: Callable[..., Any]) -> None:
-    first, _ = await signed_in(await new_page(), service)
-    second, second_id = await signed_in(await new_page(), service)
-    async with customer(service) as (ws, conversation):
+    async with customer(service) as (ws, conversation):  # waiting before the agents sign in (away: no queue events)
         cid = conversation["id"]
+        first, _ = await signed_in(await new_page(), service)
+        second, second_id = await signed_in(await new_page(), service)
         await claimed(first, cid)
         await second.go("online")  # after the claim, or routing would have given it to second
         await first.write("let me ask a colleague")
@@ -168,9 +168,9 @@ async def test_transfer_to_a_second_agent(service: Service, new_page: Callable[.
 
 
 async def test_release_hands_the_conversation_back_to_the_ai(service: Service, page: Page) -> None:
-    console, _ = await signed_in(page, service)
     async with customer(service) as (ws, conversation):
         cid = conversation["id"]
+        console, _ = await signed_in(page, service)
         await claimed(console, cid)
 
         await console.release_button.click()
@@ -183,9 +183,9 @@ async def test_release_hands_the_conversation_back_to_the_ai(service: Service, p
 
 
 async def test_close_keeps_the_conversation_listed_as_closed(service: Service, page: Page) -> None:
-    console, _ = await signed_in(page, service)
     async with customer(service) as (ws, conversation):
         cid = conversation["id"]
+        console, _ = await signed_in(page, service)
         await claimed(console, cid)
 
         await console.close_button.click()
