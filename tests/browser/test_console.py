@@ -308,3 +308,33 @@ async def test_admin_pages(service: Service, page: Page, where: str) -> None:
             await expect(row).to_have_count(1)
             await row.click()
             await expect(console.by_text("searchable words", "customer")).to_have_count(1)
+
+
+# Records every text the console's streaming element shows (the echo provider streams within milliseconds).
+RECORD_STREAM = """() => {
+  const stream = document.querySelector('[data-testid=ai-stream]');
+  window.__streamed = [];
+  new MutationObserver(() => {
+    if (!stream.hidden && stream.textContent) window.__streamed.push(stream.lastChild.textContent);
+  }).observe(stream, {childList: true, characterData: true, subtree: true, attributes: true});
+}"""
+
+
+async def test_the_agent_watches_the_ai_reply_stream_live(service: Service, page: Page) -> None:
+    async with customer(service, handoff=False, text="first question") as (ws, conversation):
+        console, _ = await signed_in(page, service)
+        await page.get_by_role("tab", name="All").click()
+        await console.item(conversation["id"]).click()
+        await expect(console.message(2)).to_have_attribute("data-sender-type", "ai")  # the first answer
+        await page.evaluate(RECORD_STREAM)
+
+        await ws.ok("message.send", conversation_id=conversation["id"], client_msg_id="c2", content="second question")
+
+        reply = console.message(4)
+        await expect(reply).to_have_attribute("data-sender-type", "ai")
+        stored = await reply.locator(".text").text_content()
+        streamed = await page.evaluate("window.__streamed")
+        assert streamed, "the reply was never shown while it streamed"
+        assert all(stored and stored.startswith(text) for text in streamed), (streamed, stored)
+        await expect(console.stream).to_be_hidden()
+        assert await console.seqs() == [1, 2, 3, 4]
