@@ -252,12 +252,19 @@ async def test_an_assignment_rings_and_shows_up_in_mine(service: Service, page: 
     }""")
     await console.presence.click()  # a click also unlocks the audio
     await expect(console.presence).to_have_attribute("data-status", "online")
-    async with customer(service) as (_, conversation):
+    async with customer(service) as (ws, conversation):
         item = console.item(conversation["id"])
         # routed to this agent, the only one online (PROTOCOL 3.5: auto routing)
         await expect(item).to_have_attribute("data-state", "human")
         await expect(item).to_contain_text(user_id)
         await page.wait_for_function("() => window.__beeps > 0")
+
+        # a message in a conversation that is not open counts as unread until it is opened
+        await ws.ok("message.send", conversation_id=conversation["id"], client_msg_id="c2", content="are you there?")
+        await expect(item.get_by_test_id("unread-count")).to_have_text("1")
+        await item.click()
+        await expect(console.by_text("are you there?", "customer")).to_have_count(1)
+        await expect(item.get_by_test_id("unread-count")).to_have_count(0)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -338,3 +345,46 @@ async def test_the_agent_watches_the_ai_reply_stream_live(service: Service, page
         assert all(stored and stored.startswith(text) for text in streamed), (streamed, stored)
         await expect(console.stream).to_be_hidden()
         assert await console.seqs() == [1, 2, 3, 4]
+
+
+async def test_the_side_panel_labels_and_earlier_conversations(service: Service, page: Page) -> None:
+    title = unique("vip")
+    await rest(service, "POST", "/api/v1/labels", body={"title": title, "color": "#aa3377"}, expect_status=201)
+    async with customer(service, handoff=False, text="my first visit") as (ws, first):
+        await ws.ok("conversation.close", conversation_id=first["id"])
+        second = (await ws.ok("conversation.start", metadata={"plan": "gold"}))["conversation"]
+        await ws.ok("message.send", conversation_id=second["id"], client_msg_id="c1", content="me again")
+        await ws.ok("handoff.request", conversation_id=second["id"])
+        console, _ = await signed_in(page, service)
+        await console.queue_item(second["id"]).click()
+        await expect(page.locator(".metadata")).to_contain_text("gold")
+
+        label = page.locator(f"[data-testid=label-toggle][data-label='{title}']")
+        await label.click()
+        await expect(label).to_have_attribute("aria-pressed", "true")
+        assert (await rest(service, "GET", f"/api/v1/conversations/{second['id']}"))["labels"] == [title]
+
+        earlier = page.locator(f"[data-testid=history-item][data-conversation-id='{first['id']}']")
+        await earlier.click()
+        await expect(console.by_text("my first visit", "customer")).to_have_count(1)
+        await expect(console.state_badge).to_have_attribute("data-state", "closed")
+
+
+async def test_a_short_lived_access_token_is_renewed_silently(make_service: Callable[..., Service],
+                                                              page: Page) -> None:
+    service = make_service(ACCESS_TOKEN_TTL_S="3")
+    sockets: list[object] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    console, user_id = await signed_in(page, service)
+    await console.go("online")
+    for _ in range(3):  # well past the first token's life
+        async with page.expect_request(lambda r: r.url.endswith("/api/v1/auth/refresh")) as renewed:
+            pass
+        assert (await (await renewed.value).response()).status == 200  # type: ignore[union-attr]
+
+    async with customer(service) as (ws, conversation):
+        await expect(console.item(conversation["id"])).to_contain_text(user_id)  # routed: still online
+        await console.item(conversation["id"]).click()
+        await console.write("no sign-in needed")
+        await ws.event("message.created", lambda f: f["data"]["message"]["content"] == "no sign-in needed")
+    assert len(sockets) == 1  # the socket took the fresh tokens; it was never closed for an expired one

@@ -4,7 +4,7 @@
 
 import {ChatClient} from "/web/client.js";
 import {translator} from "/web/i18n.js";
-import {Auth} from "./auth.js";
+import {Auth, claims} from "./auth.js";
 import {ConversationView} from "./conversation.js";
 import {h, replace} from "./dom.js";
 import {loginView} from "./login.js";
@@ -20,7 +20,6 @@ import {Sync} from "./sync.js";
 const t = translator(STRINGS);
 const root = document.getElementById("app");
 const PRESENCE_KEY = "chat-console.presence";  // sessionStorage: a reload keeps the chosen status
-const FRESH_TOKEN_MS = 15000;
 const QUEUE_REFRESH_MS = 15000;
 
 document.documentElement.lang = t.language === "zh" ? "zh-CN" : "en";
@@ -29,10 +28,9 @@ document.addEventListener("pointerdown", unlockAudio, {capture: true});
 document.addEventListener("keydown", unlockAudio, {capture: true});
 
 let session = null;  // the running workspace, or null on the sign-in page
-let tokenAt = 0;
+let reusedToken = false;  // the last reconnect reused the token instead of refreshing it
 
 const auth = new Auth({
-  onChange: () => { tokenAt = Date.now(); },
   onLoggedOut: (reason) => signedOut(reason),
 });
 
@@ -70,14 +68,22 @@ function signedOut(reason) {
   showLogin(reason === "logout" ? "" : t("login.expired"));
 }
 
-/** The WebSocket's token: the current one, or a refreshed one when the client asks and ours is not fresh. */
+/** The WebSocket's token. When the client asks for a fresher one (before `exp`, or to reconnect),
+ * refresh only past half the token's life, so a restart of the service does not rotate the
+ * cookie for nothing; a second ask in a row always refreshes (the token itself was refused). */
 async function getToken({refresh}) {
-  if (refresh && Date.now() - tokenAt > FRESH_TOKEN_MS) {
-    if (!(await auth.refresh())) {
-      auth.expire("expired");
-      throw new Error("signed out");
-    }
-  }
+  if (refresh) {
+    const c = claims(auth.token || "");
+    const leftS = (c.exp || 0) - Date.now() / 1000;
+    const lifeS = c.exp && c.iat ? c.exp - c.iat : 0;
+    if (reusedToken || leftS < lifeS / 2) {
+      reusedToken = false;
+      if (!(await auth.refresh())) {
+        auth.expire("expired");
+        throw new Error("signed out");
+      }
+    } else reusedToken = true;
+  } else reusedToken = false;
   if (!auth.token) throw new Error("signed out");
   return auth.token;
 }

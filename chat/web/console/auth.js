@@ -4,6 +4,7 @@
 // agent signed in.
 
 const AUTH = "/api/v1/auth";
+const RECENT_MS = 5000;
 
 export class AuthError extends Error {
   constructor(status, code, message, retryAfterS = null) {
@@ -50,6 +51,8 @@ export class Auth {
     this.onLoggedOut = onLoggedOut;
     this._timer = null;
     this._refreshing = null;
+    this._renewedAt = 0;
+    this._lifeMs = 0;
   }
 
   get signedIn() {
@@ -67,7 +70,12 @@ export class Auth {
   async refresh() {
     // One refresh at a time, in this tab and across tabs (the cookie's token is good once).
     if (!this._refreshing) {
-      const run = () => post(`${AUTH}/refresh`, {cookie: true}).then((data) => { this._accept(data); return true; });
+      const run = async () => {
+        // the timer and the socket both ask near expiry: one rotation is enough
+        if (this.token && Date.now() - this._renewedAt < Math.min(RECENT_MS, this._lifeMs / 4)) return true;
+        this._accept(await post(`${AUTH}/refresh`, {cookie: true}));
+        return true;
+      };
       const locked = navigator.locks ? navigator.locks.request("chat-console-refresh", run) : run();
       this._refreshing = locked.catch((error) => {
         if (error instanceof AuthError && (error.status === 401 || error.status === 403 || error.status === 400)) {
@@ -132,10 +140,13 @@ export class Auth {
 
   _accept(data) {
     this.token = data.access_token;
+    this._renewedAt = Date.now();
     const c = claims(this.token);
     const user = data.user || {};
     this.user = {id: user.id || c.sub, role: user.role || c.role, name: user.name || c.name || null};
-    this._schedule(Number(data.expires_in) || (c.exp ? c.exp - Date.now() / 1000 : 900));
+    const lifeS = Number(data.expires_in) || (c.exp ? c.exp - Date.now() / 1000 : 900);
+    this._lifeMs = lifeS * 1000;
+    this._schedule(lifeS);
     this.onChange(this.token);
   }
 
@@ -156,6 +167,7 @@ export class Auth {
 
   _forget() {
     clearTimeout(this._timer);
+    this._renewedAt = 0;
     this.token = null;
     this.user = null;
   }
