@@ -16,7 +16,7 @@ from chat import keys
 from chat.ai import Provider, build_provider
 from chat.ai_turn import AIRunner
 from chat.api import health, routes
-from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser
+from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
@@ -26,6 +26,7 @@ from chat.logs import MaskedAccessLogger
 from chat.presence import Presence, run_every
 from chat.quotas import ConversationQuota
 from chat.redis_client import create_redis
+from chat.revocation import AccountGuard, ActiveUsers, Revocation
 from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
@@ -79,13 +80,14 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def _bus_receiver(hub: Hub, presence: Presence) -> Callable[[BusMessage], object]:
-    """Messages from the bus, dispatched by type to the hub and to presence's roster."""
+def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard) -> Callable[[BusMessage], object]:
+    """Messages from the bus, dispatched by type to the hub, to presence's roster and to the accounts' guard."""
     receivers: dict[type, Callable[[Any], object]] = {
         ToConversation: hub.to_conversation,
         ToUser: hub.to_user,
         ToAgents: hub.to_agents,
         PresenceChanged: presence.roster.apply,
+        UserDeactivated: accounts.apply,
     }
     return lambda message: receivers[type(message)](message)
 
@@ -113,7 +115,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     ops = build_operations(repository, store, events, presence, settings, quota=quota)
     interest = Interest(settings.bus_channel)
     hub = Hub(presence.roster, interest)
-    bus = Bus(redis, _bus_receiver(hub, presence), interest)
+    accounts = AccountGuard(ActiveUsers(store.staff, settings.active_check_s), hub, store.staff)
+    bus = Bus(redis, _bus_receiver(hub, presence, accounts), interest)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
                       settings=settings)
@@ -121,8 +124,9 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
+    app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
     app[keys.LOGIN] = Login(store, redis, settings)
-    app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events)
+    app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts)
     await bus.start()
     yield
     await runner.close()
@@ -130,7 +134,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), and the AI sweep (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, and the AI
+    sweep (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -139,6 +144,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     loops = [
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
+        asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "deactivated accounts")),
     ]
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)

@@ -31,6 +31,9 @@ class Peer(Protocol):
     def send_text(self, text: str) -> None:
         """Queue a frame; never blocks."""
 
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close the socket (from synchronous code) with a close code."""
+
 
 class OnlineAgents(Protocol):
     """Who is online, owned by presence."""
@@ -155,6 +158,17 @@ class Hub:
     def sockets_of(self, user_id: str) -> list[Peer]:
         """Every local socket of a user."""
         return [self.peers[p] for p in self._by_user.members(user_id)]
+
+    def staff_users(self) -> set[str]:
+        """The agents and admins with a socket here."""
+        return {self.peers[pid].identity.user_id for pid in self._agents}
+
+    def close_user(self, user_id: str, code: int, reason: str) -> int:
+        """Close every local socket of a user; return how many."""
+        peers = self.sockets_of(user_id)
+        for peer in peers:
+            peer.close_soon(code, reason)
+        return len(peers)
 
     # --- delivery, one method per kind of bus message ------------------------------------
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chat.hub import Hub
     from chat.login import Login
     from chat.presence import Presence
+    from chat.revocation import AccountGuard, Revocation
     from chat.routing import Router
     from chat.store import Store
     from chat.ws.registry import Registry
@@ -43,4 +44,6 @@ WS_REGISTRY: web.AppKey[Registry] = web.AppKey("ws_registry")
 WS_SERVICES: web.AppKey[Services] = web.AppKey("ws_services")  # what each socket's phases use
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 ROUTER: web.AppKey[Router] = web.AppKey("router")
+ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
+REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)

@@ -133,6 +133,12 @@ class Settings:
         shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
         note="**required**, at least 32 bytes, when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
+    active_check_s: float = setting(
+        _SERVICE, "ACTIVE_CHECK_S", 2.0, number(0.1),
+        "how stale the REST check that a token's account is still active may be, and how often each instance "
+        "looks for deactivated accounts among its open staff sockets (they are closed with 4403 at once "
+        "through the bus, and by that look should the bus message be lost)",
+    )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
     log_format: str = setting(

@@ -66,7 +66,9 @@ class WS:
         """Wait for the server to close; return the close code."""
         while True:
             msg = await self.ws.receive(timeout=timeout)
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            if msg.type == WSMsgType.CLOSE:
+                return msg.data  # the server's code (close_code may turn 1006 if its reply finds the transport gone)
+            if msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSING):
                 return self.ws.close_code
             if msg.type == WSMsgType.TEXT:
                 self.events.append(msg.json())

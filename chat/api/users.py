@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from chat import keys
 from chat.api.common import ADMIN, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Body, Id, Out, page_of
 from chat.auth import MAX_SUB_CHARS
@@ -163,15 +164,11 @@ async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
         raise Invalid("invalid body", {"teams": ["Unknown team."]}) from None
     if user is None:
         raise NotFound("user not found")
-    if data.get("active") is False:
-        await announce_deactivated(ctx, user["id"])
+    if data.get("active") is False:  # committed: now every instance closes its sockets and refuses its tokens
+        await ctx.request.app[keys.REVOCATION].deactivated(user["id"])
+    elif data.get("active") is True:  # reactivated: this instance's cached answer must not wait out its time
+        ctx.request.app[keys.ACCOUNTS].active.forget(user["id"])
     return user
-
-
-async def announce_deactivated(ctx: Ctx, user_id: str) -> None:
-    """REVOCATION CALL SITE (issue 13): once main has chat/revocation.py this becomes
-    `await ctx.request.app[keys.REVOCATION].deactivated(user_id)` (sockets closed with 4403 and
-    access tokens refused on every instance). Until then the SQL side (refresh tokens revoked) is all."""
 
 
 HANDLERS = (handle_list_users, handle_create_user, handle_get_user, handle_update_user)

@@ -78,7 +78,19 @@ class PresenceChanged:
         return {"agent_id": self.agent_id, "status": self.status, "teams": list(self.teams)}
 
 
-BusMessage = ToConversation | ToUser | ToAgents | PresenceChanged
+@dataclass(frozen=True, slots=True)
+class UserDeactivated:
+    """An account was deactivated: every instance closes its sockets (4403)."""
+
+    KIND: ClassVar[str] = "deactivated"
+    user_id: str
+
+    def fields(self) -> dict[str, Any]:
+        """The wire fields (without the kind)."""
+        return {"user_id": self.user_id}
+
+
+BusMessage = ToConversation | ToUser | ToAgents | PresenceChanged | UserDeactivated
 
 
 def encode(message: BusMessage) -> bytes:
@@ -103,11 +115,16 @@ def _presence(raw: dict[str, Any]) -> PresenceChanged:
     return PresenceChanged(raw["agent_id"], raw["status"], tuple(raw.get("teams") or ()))
 
 
+def _deactivated(raw: dict[str, Any]) -> UserDeactivated:
+    return UserDeactivated(raw["user_id"])
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
     ToConversation.KIND: _to_conversation,
     ToUser.KIND: _to_user,
     ToAgents.KIND: _to_agents,
     PresenceChanged.KIND: _presence,
+    UserDeactivated.KIND: _deactivated,
 }
 
 

@@ -91,16 +91,7 @@ class Bus:
             self._receive(message)
         except Exception:  # a bad local delivery must not stop the others
             log.exception("could not deliver a bus message here")
-        await self._outbox.submit((self._channel(message), self.origin + encode(message)))
-
-    def _channel(self, message: BusMessage) -> str:
-        if isinstance(message, ToConversation):
-            return self.interest.conversation(message.conversation_id)
-        if isinstance(message, ToUser):
-            return self.interest.user(message.user_id)
-        if isinstance(message, ToAgents):
-            return self.interest.agents
-        return self.interest.presence
+        await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
 
     async def _send(self, batch: list[tuple[Payload, asyncio.Future[None]]]) -> None:
         if len(batch) == 1:
@@ -222,6 +213,24 @@ class Bus:
             log.exception("could not deliver a bus message")
 
 
+def channel_of(interest: Interest, message: BusMessage) -> str:
+    """The channel a message goes to: its conversation's, its agent's, the agents', or the presence
+    channel every instance listens to (presence and account changes)."""
+    if isinstance(message, ToConversation):
+        return interest.conversation(message.conversation_id)
+    if isinstance(message, ToUser):
+        return interest.user(message.user_id)
+    if isinstance(message, ToAgents):
+        return interest.agents
+    return interest.presence
+
+
+async def publish_from_outside(redis: Redis | RedisCluster, interest: Interest, message: BusMessage) -> None:
+    """Publish from a process that runs no bus (the CLI): every instance that listens receives it."""
+    origin = uuid.uuid4().hex[:ORIGIN_BYTES].encode()
+    await redis.spublish(channel_of(interest, message), origin + encode(message))
+
+
 def _node(cluster: RedisCluster, channel: str) -> ClusterNode:
     """The master that serves the channel's slot."""
     node = cluster.get_node_from_key(channel)
@@ -230,4 +239,4 @@ def _node(cluster: RedisCluster, channel: str) -> ClusterNode:
     return node
 
 
-__all__ = ["Bus", "Receiver"]
+__all__ = ["Bus", "Receiver", "channel_of", "publish_from_outside"]

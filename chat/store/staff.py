@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from chat.store.db import Database, DuplicateKey
 from states.clock import now_ms
 
 STAFF_ROLES = ("agent", "admin")
+_IDS_PER_QUERY = 500
 
 
 class StaffMember(NamedTuple):
@@ -66,3 +68,18 @@ class Staff:
         """A user's own capacity, when one is set."""
         row = await self.db.fetchone(f"SELECT max_chats FROM {self._users} WHERE id = %s", (user_id,))
         return int(row[0]) if row and row[0] is not None else None
+
+    async def is_active(self, user_id: str) -> bool:
+        """False only for a user deactivated in `users` (a token holder with no row is active)."""
+        row = await self.db.fetchone(f"SELECT active FROM {self._users} WHERE id = %s", (user_id,))
+        return row is None or bool(row[0])
+
+    async def inactive_among(self, user_ids: Iterable[str]) -> set[str]:
+        """The deactivated users among these ids."""
+        ids, found = list(user_ids), set[str]()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start:start + _IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            rows = await self.db.fetchall(f"SELECT id FROM {self._users} WHERE active = 0 AND id IN ({marks})", chunk)
+            found.update(r[0] for r in rows)
+        return found

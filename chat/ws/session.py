@@ -24,6 +24,7 @@ from chat.conversations import Operations
 from chat.errors import ChatError, Forbidden, Invalid, RateLimited, Unauthenticated, to_chat_error
 from chat.events import Events
 from chat.hub import Hub
+from chat.revocation import AccountGuard
 from chat.settings import Settings
 from chat.ws.commands import CommandContext
 from chat.ws.connection import CLOSE_AUTH_FAILED, Connection, Incoming
@@ -44,6 +45,7 @@ class Services:
     hub: Hub
     registry: Registry
     events: Events
+    accounts: AccountGuard
     clock: Callable[[], float] = time.time  # wall-clock seconds, compared with the tokens' `exp`
 
 
@@ -91,6 +93,10 @@ class Session:
     def send_text(self, text: str) -> None:
         """Queue a frame (the hub's delivery)."""
         self.conn.send_text(text)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close the socket (the hub's revocation)."""
+        self.conn.close_soon(code, reason)
 
     # --- the token's lifetime -----------------------------------------------------------------
 
