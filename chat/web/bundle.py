@@ -3,7 +3,7 @@
 A site embeds `/widget.js` with a plain `<script>` tag (an async classic script, so it runs on any
 page and `document.currentScript` names its tag), while the console imports the same modules as ES
 modules. The modules follow one convention that makes this a few lines instead of a bundler: imports
-are single lines `import { a, b } from "./x.js";` at the top, and exports are `export function`,
+are named, `import { a, b } from "./x.js";` at the start of a line, and exports are `export function`,
 `export class`, `export const` or `export let` declarations. Each module becomes a function scope
 returning its exports, so module-private names never collide.
 """
@@ -58,7 +58,7 @@ def _wrap(path: Path) -> str:
     exported = [name for _, name in EXPORT.findall(body)]
     body = EXPORT.sub(lambda m: m.group(0).removeprefix("export").lstrip(), body)
     stray = STRAY_MODULE_SYNTAX.search(body)
-    if stray:  # a multi-line import, `export default`, `export { x }`: outside the convention
+    if stray:  # `import * as`, `export default`, `export { x }`: outside the convention
         line = body[: stray.start()].count("\n") + 1
         raise BundleError(f"{path.name}:{line}: module syntax the bundler does not understand")
     return (f"const {_module_var(path)} = (function () {{ /* {path.name} */\n{body}\n"

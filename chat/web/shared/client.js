@@ -5,7 +5,7 @@
 // an outbox: a message not yet acknowledged is sent again after a reconnect with its original
 // client_msg_id, which the server makes idempotent, so each message is stored exactly once.
 //
-// Bundling convention (chat/web/bundle.py): one-line imports, `export` only on declarations.
+// Bundling convention (chat/web/bundle.py): named imports, `export` only on declarations.
 
 const TRANSIENT = new Set(["unavailable", "rate_limited", "internal", "timeout", "offline"]);
 

@@ -1,5 +1,5 @@
 // Chinese or English from the browser's language (PROTOCOL 9), shared by the widget and the console.
-// Bundling convention (chat/web/bundle.py): one-line imports, `export` only on declarations.
+// Bundling convention (chat/web/bundle.py): named imports, `export` only on declarations.
 
 /** "zh" when the browser's preferred language is a Chinese one, else "en". */
 export function pickLanguage(languages = navigator.languages || [navigator.language]) {

@@ -163,6 +163,7 @@ export class WidgetView {
   addMessage(message) {
     this.removePending(message.client_msg_id);
     if (this._bySeq.has(message.seq)) return false;
+    const stick = this._atBottom();
     const node = el("div", { class: "msg", "data-testid": "widget-message", "data-seq": message.seq,
       "data-sender-type": message.sender_type },
     el("span", { class: "who" }, this._who(message.sender_type)), message.content);
@@ -170,7 +171,7 @@ export class WidgetView {
     for (const [seq, other] of this._bySeq) if (seq > message.seq && (!after || seq < Number(after.dataset.seq))) after = other;
     this.messages.insertBefore(node, after);
     this._bySeq.set(message.seq, node);
-    this._scrollDown();
+    this._scrollDown(stick);
     return true;
   }
 
@@ -185,7 +186,7 @@ export class WidgetView {
       "data-client-msg-id": clientMsgId, title: this.t("sending") }, content);
     this._pending.set(clientMsgId, node);
     this.pendingList.append(node);
-    this._scrollDown(true);
+    this._scrollDown(true); // the customer's own message: always in view
   }
 
   /** A pending message the service refused (it stays visible, marked). */
@@ -206,9 +207,10 @@ export class WidgetView {
 
   /** Append a piece of the AI reply being streamed. */
   appendStream(delta) {
+    const stick = this._atBottom();
     this.stream.hidden = false;
     this.stream.textContent += delta;
-    this._scrollDown();
+    this._scrollDown(stick);
   }
 
   /** Replace the streamed text (a resumed stream) or drop it (""). */
@@ -220,7 +222,9 @@ export class WidgetView {
   /** The agent's typing indicator. */
   showTyping(on) {
     clearTimeout(this._typingTimer);
+    const stick = this._atBottom();
     this.typing.hidden = !on;
+    this._scrollDown(stick);
     if (on) this._typingTimer = setTimeout(() => this.showTyping(false), TYPING_HIDE_MS);
   }
 
@@ -249,9 +253,13 @@ export class WidgetView {
     this.csat.hidden = true;
   }
 
-  _scrollDown(force = false) {
+  // follow new content only when the reader is at the end (not while they scroll back through history)
+  _atBottom() {
     const log = this.log;
-    const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-    if (force || nearBottom) log.scrollTop = log.scrollHeight;
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  }
+
+  _scrollDown(stick) {
+    if (stick) this.log.scrollTop = this.log.scrollHeight;
   }
 }

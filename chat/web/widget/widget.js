@@ -102,9 +102,8 @@ export class ChatWidget {
     if (token) return token;
     const kept = this.memory.get("visitor");
     if (kept && kept.exp - TOKEN_MARGIN_S > Date.now() / 1000) return kept.token;
-    const response = await fetch(new URL("/api/v1/visitors", this.config.server), {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}", credentials: "omit",
-    });
+    // no body and no headers: a "simple" cross-origin request, so no CORS preflight
+    const response = await fetch(new URL("/api/v1/visitors", this.config.server), { method: "POST", credentials: "omit" });
     if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
     const body = await response.json();
     const exp = tokenClaims(body.access_token).exp || Math.floor(Date.now() / 1000) + body.expires_in;
