@@ -374,7 +374,11 @@ async def test_a_short_lived_access_token_is_renewed_silently(make_service: Call
                                                               page: Page) -> None:
     service = make_service(ACCESS_TOKEN_TTL_S="3")
     sockets: list[object] = []
-    page.on("websocket", lambda ws: sockets.append(ws))
+
+    def opened(ws: object) -> None:  # Playwright cannot take a bound builtin such as list.append
+        sockets.append(ws)
+
+    page.on("websocket", opened)
     console, user_id = await signed_in(page, service)
     await console.go("online")
     for _ in range(3):  # well past the first token's life

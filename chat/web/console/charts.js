@@ -24,7 +24,7 @@ export function barChart(rows, {title, width = 360, rowHeight = 26} = {}) {
 }
 
 /** Columns over time: points [{label, value}]. */
-export function columnChart(points, {title, width = 420, height = 180} = {}) {
+export function columnChart(points, {title, width = 900, height = 200} = {}) {
   const max = Math.max(1, ...points.map((p) => p.value));
   const bottom = height - 24;
   const slot = (width - 20) / Math.max(1, points.length);
