@@ -21,6 +21,7 @@ const t = translator(STRINGS);
 const root = document.getElementById("app");
 const PRESENCE_KEY = "chat-console.presence";  // sessionStorage: a reload keeps the chosen status
 const QUEUE_REFRESH_MS = 15000;
+const QUEUE_REFRESH_AWAY_MS = 5000;
 
 document.documentElement.lang = t.language === "zh" ? "zh-CN" : "en";
 document.title = t("app.title");
@@ -125,11 +126,15 @@ class Workspace {
     this.showPage("inbox");
     this.client.start();
     if (!state.presenceChosen) this.readPresence();
-    // queue events reach online agents of the conversation's team only: an away agent, or one
-    // looking at other teams' waiting conversations, still sees the queue move
+    // queue events reach online agents of the conversation's team only: an away agent (more
+    // often), or one looking at other teams' waiting conversations, still sees the queue move
+    let lastQueueRead = 0;
     this._queueTimer = setInterval(() => {
-      if (state.status === "online") this.sync.refreshQueue().catch(() => {});
-    }, QUEUE_REFRESH_MS);
+      const every = state.presence === "online" ? QUEUE_REFRESH_MS : QUEUE_REFRESH_AWAY_MS;
+      if (state.status !== "online" || Date.now() - lastQueueRead < every) return;
+      lastQueueRead = Date.now();
+      this.sync.refreshQueue().catch(() => {});
+    }, QUEUE_REFRESH_AWAY_MS);
   }
 
   build(user) {

@@ -5,6 +5,8 @@
 
 import {MAX_SEQ, PAGE} from "./state.js";
 
+const KEEP_WATCHING = 10;  // conversations of others kept watched after the agent looked at them
+
 export class Sync {
   constructor({state, live, auth, onAssigned = () => {}, onError = () => {}}) {
     this.state = state;
@@ -94,6 +96,8 @@ export class Sync {
   async load(id) {
     const {state} = this;
     const thread = state.thread(id);
+    thread.openedAt = Date.now();
+    this._trim();
     if (thread.loaded) return this.catchUp(id);
     const head = await this.live.request("conversation.watch", {conversation_id: id, after_seq: MAX_SEQ, limit: 1});
     state.upsert(head.conversation);
@@ -104,6 +108,19 @@ export class Sync {
     thread.loaded = true;
     await this._forward(thread);
     return thread;
+  }
+
+  /** Stop watching conversations looked at long ago that are not the agent's own: fewer events
+   * to receive, less to resume after a reconnect. */
+  _trim() {
+    const {state} = this;
+    const others = [...state.threads.values()]
+      .filter((t) => t.id !== state.openId && state.conversations.get(t.id)?.agent_id !== state.me.id)
+      .sort((a, b) => (b.openedAt || 0) - (a.openedAt || 0));
+    for (const thread of others.slice(KEEP_WATCHING)) {
+      state.threads.delete(thread.id);
+      this.live.request("conversation.unwatch", {conversation_id: thread.id}).catch(() => {});
+    }
   }
 
   /** The page before the oldest loaded message; false when there is none. */
