@@ -142,6 +142,8 @@ def page_errors() -> PageErrors:
     return PageErrors()
 
 
+# what chromium logs by itself for failures the pages handle: a refused reconnect while a test has the
+# service stopped, an HTTP error answer (a wrong password's 401); a page's own console.error still counts
 IGNORED_CONSOLE = re.compile(r"WebSocket connection to .* failed|Failed to load resource|ERR_CONNECTION_REFUSED")
 
 

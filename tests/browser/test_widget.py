@@ -248,3 +248,54 @@ async def messages_of(service: Service, conversation_id: str) -> list[dict[str, 
             f"{service.url}/api/v1/conversations/{conversation_id}/messages", headers=headers) as response:
         assert response.status == 200, await response.text()
         return (await response.json())["items"]  # type: ignore[no-any-return]
+
+
+async def test_a_short_lived_token_is_renewed_on_the_open_socket(service: Service, page: Page,
+                                                                 page_errors: list[str]) -> None:
+    customer = unique("cust")
+    asked: list[bool] = []
+    enough = asyncio.Event()
+
+    def fresh_token(how: dict[str, Any]) -> str:
+        """The page's token provider (data-token-provider): a 4-second token each time."""
+        asked.append(bool(how and how.get("refresh")))
+        if len(asked) >= 5:  # the first token has expired by now: the socket lived on fresher ones
+            enough.set()
+        return service.token(customer, ttl_s=4)
+
+    await page.expose_function("freshChatToken", fresh_token)
+    sockets: list[object] = []
+    page.on("websocket", lambda ws: sockets.append(ws))  # noqa: PLW0108  (Playwright cannot wrap a builtin method)
+    await open_host(page, service.url, token_provider="freshChatToken")
+    widget = Widget(page)
+    await widget.open()
+    await widget.write("still here?")
+    await expect(widget.message(2)).to_be_visible()
+
+    await asyncio.wait_for(enough.wait(), timeout=30)
+
+    assert asked[0] is False and all(asked[1:])  # renewals, each sent as an auth frame on the open socket
+    await widget.write("yes")
+    await expect(widget.message(4)).to_contain_text("yes")
+    assert len(sockets) == 1  # never closed at exp, never reconnected
+    assert page_errors == []
+
+
+async def test_the_satisfaction_prompt_sends_csat_submit(service: Service, page: Page) -> None:
+    wire = Wire()
+    await wire.install(page)
+    widget = await widget_for(page, service)
+    await widget.write("thanks, bye")
+    await expect(widget.message(2)).to_be_visible()
+    conversation_id = (await widget.storage())["conversation_id"]
+    await expect(widget.csat).to_be_hidden()
+
+    # the service does not send csat.requested yet (PROTOCOL 3.6): the test plays it
+    wire.routes[-1].send(json.dumps({"type": "csat.requested", "data": {"conversation_id": conversation_id}}))
+    await expect(widget.csat).to_be_visible()
+    await widget.csat.locator("button[data-score='4']").click()
+
+    submits = await wire.sent_frames(lambda frame: frame["type"] == "csat.submit", 1)
+    assert submits[0]["conversation_id"] == conversation_id and submits[0]["score"] == 4
+    # this service refuses it (no csat.submit yet, or the conversation is not closed): the score may be given again
+    await expect(widget.csat.locator("button[data-score='4']")).to_be_enabled()

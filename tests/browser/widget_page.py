@@ -14,29 +14,34 @@ from playwright.async_api import Locator, Page, Route, expect
 HOST_PATH = "/test-shop/"  # not a route of the service: the test's own page, served by interception
 
 
-def host_page(*, token: str | None = None, server: str | None = None, lang: str | None = None,
-              csp: bool = True) -> str:
+def host_page(*, src: str = "/widget.js", token: str | None = None, token_provider: str | None = None,
+              server: str | None = None, lang: str | None = None) -> str:
     """A plain page embedding the widget with one script tag."""
     attrs = [f'{name}="{html.escape(value)}"' for name, value in
-             (("data-token", token), ("data-server", server), ("data-lang", lang)) if value]
+             (("data-token", token), ("data-token-provider", token_provider), ("data-server", server),
+              ("data-lang", lang)) if value]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Test shop</title>"
-            f"<script src='/widget.js' {' '.join(attrs)} async></script></head>"
+            f"<script src='{html.escape(src)}' {' '.join(attrs)} async></script></head>"
             "<body><h1>Test shop</h1><p>Products...</p></body></html>")
 
 
-async def open_host(page: Page, base_url: str, **kwargs: object) -> None:
-    """Open the host page on the service's origin (its HTML from the test, the widget from the service)."""
-    body = host_page(**kwargs)  # type: ignore[arg-type]
+async def open_host(page: Page, base_url: str, *, origin: str | None = None, **kwargs: object) -> None:
+    """Open a host page (its HTML from the test, the widget from the service at `base_url`) on the
+    service's own origin, or on `origin` (another site: the script tag names the service)."""
+    origin = origin or base_url
+    body = host_page(src=f"{base_url}/widget.js" if origin != base_url else "/widget.js", **kwargs)  # type: ignore[arg-type]
+    service = "'self'" if origin == base_url else f"{base_url} {base_url.replace('http', 'ws', 1)}"
     headers = {"Content-Type": "text/html; charset=utf-8",
-               # as strict as the service's own pages: the widget must work without inline script or style
-               "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                                          "connect-src 'self' ws: wss:"}
+               # as strict as the service's own pages (docs/web.md's advice for a site's CSP): the widget
+               # must work without inline script or style
+               "Content-Security-Policy": f"default-src 'self'; script-src 'self' {service}; style-src 'self'; "
+                                          f"connect-src 'self' {service}"}
 
     async def fulfil(route: Route) -> None:
         await route.fulfill(status=200, headers=headers, body=body)
 
-    await page.route(base_url + HOST_PATH, fulfil)
-    await page.goto(base_url + HOST_PATH)
+    await page.route(origin + HOST_PATH, fulfil)
+    await page.goto(origin + HOST_PATH)
 
 
 class Widget:

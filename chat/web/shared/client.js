@@ -81,18 +81,25 @@ export class ChatClient {
     this._everReady = false;
     this._timers = { reconnect: null, ping: null, pong: null, refresh: null };
     this._onlineWaiters = [];
+    this._token = null; // the token the socket was last authenticated with
+    this._wake = () => this._reconnectNow();
   }
 
   /** Connect (and keep reconnecting until stop()). */
   start() {
     if (!this._stopped) return;
     this._stopped = false;
+    // back online, or the tab shown again (a phone waking up): retry now instead of after the backoff
+    window.addEventListener("online", this._wake);
+    document.addEventListener("visibilitychange", this._wake);
     this._connect();
   }
 
   /** Close the socket and stop reconnecting; pending commands fail with `offline`. */
   stop() {
     this._stopped = true;
+    window.removeEventListener("online", this._wake);
+    document.removeEventListener("visibilitychange", this._wake);
     this._clearTimers();
     if (this._ws) this._ws.close(1000);
     this._dropSocket();
@@ -180,6 +187,7 @@ export class ChatClient {
     if (this._stopped) return;
     const ws = new WebSocket(socketUrl(this.opts.server));
     this._ws = ws;
+    this._token = token;
     ws.onopen = () => this._authenticate(ws, token);
     ws.onmessage = (event) => this._receive(ws, event.data);
     ws.onclose = (event) => this._closed(ws, event);
@@ -307,11 +315,20 @@ export class ChatClient {
     this._pending.clear();
   }
 
+  _reconnectNow() {
+    if (this._stopped || this._ws || document.visibilityState === "hidden") return;
+    if (this._timers.reconnect === null) return; // a connection attempt is already under way
+    clearTimeout(this._timers.reconnect);
+    this._timers.reconnect = null;
+    this._connect();
+  }
+
   _scheduleReconnect() {
-    this._setStatus(this._everReady ? "offline" : "connecting");
+    this._setStatus("offline"); // until the next attempt, which says "connecting"
     const delay = backoffDelay(this._attempt++, this.opts.backoffBaseMs, this.opts.backoffMaxMs);
     clearTimeout(this._timers.reconnect);
     this._timers.reconnect = setTimeout(() => {
+      this._timers.reconnect = null;
       if (!this._stopped) this._connect();
     }, delay);
   }
@@ -346,7 +363,9 @@ export class ChatClient {
     try {
       const token = await this.opts.getToken({ refresh: true });
       if (ws !== this._ws) return;
+      if (token === this._token) return; // nothing fresher: the socket closes at `exp`, the reconnect asks again
       this.identity = await this.request("auth", { token });
+      this._token = token;
     } catch (err) {
       // the server closes the socket at `exp` (4401); the reconnect asks for a token again
     }

@@ -40,6 +40,7 @@ export class ChatWidget {
     this._typingSentAt = 0;
     this._typingTimer = null;
     this._starting = null;
+    this._streamAt = null; // {turn, index} of the last delta shown, when the service numbers them
     this.view = new WidgetView({
       t: this.t,
       accent: config.accent,
@@ -69,7 +70,7 @@ export class ChatWidget {
       outbox: this.memory.get("outbox") || [],
     });
     this.client.on("message.created", (data) => this._onMessage(data));
-    this.client.on("ai.delta", (data) => this._mine(data) && this.view.appendStream(data.delta));
+    this.client.on("ai.delta", (data) => this._mine(data) && this._onDelta(data));
     this.client.on("ai.failed", (data) => this._mine(data) && this.view.setStream(""));
     this.client.on("ai.interrupted", (data) => this._mine(data) && this.view.setStream(""));
     this.client.on("conversation.updated", (data) => this._onConversation(data.conversation));
@@ -100,8 +101,9 @@ export class ChatWidget {
       return fresh;
     }
     if (token) return token;
+    // a new visitor token is another visitor (PROTOCOL 2.2): keep this one while it is good
     const kept = this.memory.get("visitor");
-    if (kept && kept.exp - TOKEN_MARGIN_S > Date.now() / 1000) return kept.token;
+    if (kept && kept.exp - (refresh ? 0 : TOKEN_MARGIN_S) > Date.now() / 1000) return kept.token;
     // no body and no headers: a "simple" cross-origin request, so no CORS preflight
     const response = await fetch(new URL("/api/v1/visitors", this.config.server), { method: "POST", credentials: "omit" });
     if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
@@ -127,8 +129,10 @@ export class ChatWidget {
     this._onConversation(page.conversation);
     for (const message of page.messages) this._show(message);
     const last = page.messages[page.messages.length - 1];
-    if (page.ai_stream && page.conversation.state === "ai") this.view.setStream(page.ai_stream.text);
-    else if (last && last.sender_type === "ai") this.view.setStream(""); // the reply it streamed is stored
+    if (page.ai_stream && page.conversation.state === "ai") {
+      this._streamAt = { turn: page.ai_stream.turn_id, index: page.ai_stream.index };
+      this.view.setStream(page.ai_stream.text);
+    } else if (last && last.sender_type === "ai") this.view.setStream(""); // the reply it streamed is stored
   }
 
   /** Send a customer message: shown as pending at once, stored exactly once however the socket fares. */
@@ -190,6 +194,18 @@ export class ChatWidget {
     } catch (err) {
       // conflict: already handed off (the state on screen catches up by event); offline: try again later
     }
+  }
+
+  // A delta carries its turn and index where the service numbers them (PROTOCOL 3.6): after a resume
+  // that returned the stream so far, a delta already included is skipped and a new turn starts afresh.
+  _onDelta(data) {
+    if (data.turn_id !== undefined && data.index !== undefined) {
+      const at = this._streamAt;
+      if (at && at.turn === data.turn_id && data.index <= at.index) return;
+      if (!at || at.turn !== data.turn_id) this.view.setStream("");
+      this._streamAt = { turn: data.turn_id, index: data.index };
+    }
+    this.view.appendStream(data.delta);
   }
 
   _mine(data) {
