@@ -138,7 +138,6 @@ class Workspace {
   }
 
   build(user) {
-    const {state} = this;
     this.presence = h("button", {type: "button", class: "presence", testid: "presence-toggle",
       title: t("presence.title"), on: {click: () => this.togglePresence()}});
     this.notifyButton = h("button", {type: "button", class: "link", testid: "notify-enable", text: t("notify.enable"),
@@ -164,12 +163,12 @@ class Workspace {
     replace(root, this.el);
     this.renderPresence();
     this.renderBanner();
-    void state;
   }
 
   stop() {
     this.client.stop();
-    clearInterval(this.sidebar._tick);
+    this.sidebar.dispose();
+    this.view.dispose();
     clearInterval(this._queueTimer);
   }
 

@@ -60,7 +60,13 @@ export class ConversationView {
         h("div", {class: "actions"}, Object.values(this.buttons))),
       this.scroller, this.typing, this.composer);
     this.el = h("main", {class: "main"}, this.empty, this.body);
-    setInterval(() => this._expireTyping(), 2000);
+    this._typingTick = setInterval(() => this._expireTyping(), 2000);
+  }
+
+  /** Stop the timers (signed out). */
+  dispose() {
+    clearInterval(this._typingTick);
+    clearTimeout(this._typingTimer);
   }
 
   get conversation() {

@@ -58,6 +58,11 @@ export class Sidebar {
     this._tick = setInterval(() => this.renderQueue(), 10000);
   }
 
+  /** Stop the clock (signed out). */
+  dispose() {
+    clearInterval(this._tick);
+  }
+
   show(tab) {
     this.tab = tab;
     this.render();
