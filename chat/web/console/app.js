@@ -30,6 +30,7 @@ document.addEventListener("keydown", unlockAudio, {capture: true});
 
 let session = null;  // the running workspace, or null on the sign-in page
 let reusedToken = false;  // the last reconnect reused the token instead of refreshing it
+let socketToken = null;  // the token last given to the WebSocket
 
 const auth = new Auth({
   onLoggedOut: (reason) => signedOut(reason),
@@ -69,24 +70,33 @@ function signedOut(reason) {
   showLogin(reason === "logout" ? "" : t("login.expired"));
 }
 
-/** The WebSocket's token. When the client asks for a fresher one (before `exp`, or to reconnect),
- * refresh only past half the token's life, so a restart of the service does not rotate the
- * cookie for nothing; a second ask in a row always refreshes (the token itself was refused). */
+/** The WebSocket's token. Before `exp` the client asks for a fresher one on the open socket: give
+ * it the page's newer token, or renew (the client keeps its own until it expires). To reconnect,
+ * renew only past half the token's life, so a restart of the service does not rotate the cookie
+ * for nothing; a second reconnect in a row always renews (the token itself may have been refused). */
 async function getToken({refresh}) {
-  if (refresh) {
+  const beforeExpiry = session !== null && session.client.status === "online";
+  if (refresh && beforeExpiry) {
+    if (auth.token === socketToken) await renew({force: true});
+  } else if (refresh) {
     const c = claims(auth.token || "");
     const leftS = (c.exp || 0) - Date.now() / 1000;
     const lifeS = c.exp && c.iat ? c.exp - c.iat : 0;
     if (reusedToken || leftS < lifeS / 2) {
       reusedToken = false;
-      if (!(await auth.refresh())) {
-        auth.expire("expired");
-        throw new Error("signed out");
-      }
+      await renew();
     } else reusedToken = true;
   } else reusedToken = false;
   if (!auth.token) throw new Error("signed out");
+  socketToken = auth.token;
   return auth.token;
+}
+
+async function renew(options) {
+  if (!(await auth.refresh(options))) {
+    auth.expire("expired");
+    throw new Error("signed out");
+  }
 }
 
 class Workspace {

@@ -66,13 +66,16 @@ export class Auth {
     return this.user;
   }
 
-  /** Get a new access token from the cookie; false when there is no valid session. */
-  async refresh() {
+  /** Get a new access token from the cookie; false when there is no valid session. Without
+   * `force`, a token renewed a moment ago counts as new. */
+  async refresh({force = false} = {}) {
     // One refresh at a time, in this tab and across tabs (the cookie's token is good once).
     if (!this._refreshing) {
       const run = async () => {
         // the timer and the socket both ask near expiry: one rotation is enough
-        if (this.token && Date.now() - this._renewedAt < Math.min(RECENT_MS, this._lifeMs / 4)) return true;
+        if (!force && this.token && Date.now() - this._renewedAt < Math.min(RECENT_MS, this._lifeMs / 4)) {
+          return true;
+        }
         this._accept(await post(`${AUTH}/refresh`, {cookie: true}));
         return true;
       };
@@ -152,8 +155,9 @@ export class Auth {
 
   _schedule(expiresInS) {
     clearTimeout(this._timer);
-    // refresh a minute early (a fifth early for short tokens), never in a tight loop
-    const aheadS = Math.min(60, expiresInS / 5);
+    // refresh a minute early (half-way through for short tokens, so a slow reply still beats
+    // the expiry), never in a tight loop
+    const aheadS = Math.min(60, expiresInS / 2);
     this._timer = setTimeout(() => this._renew(), Math.max(1, expiresInS - aheadS) * 1000);
   }
 
