@@ -167,6 +167,24 @@ async def test_transfer_to_a_second_agent(service: Service, new_page: Callable[.
         assert got["data"]["message"]["content"] == "hello, I take it from here"
 
 
+async def test_transfer_to_a_team_puts_it_back_in_the_queue(service: Service, page: Page) -> None:
+    team = await rest(service, "POST", "/api/v1/teams", body={"name": unique("billing")}, expect_status=201)
+    async with customer(service) as (ws, conversation):
+        cid = conversation["id"]
+        console, _ = await signed_in(page, service)
+        await claimed(console, cid)
+
+        await console.transfer_button.click()
+        await page.locator(f"[data-testid=transfer-target][data-team-id='{team['id']}']").click()
+        await console.confirm()
+
+        await expect(console.state_badge).to_have_attribute("data-state", "handoff")
+        moved = await ws.event("conversation.updated", lambda f: f["data"]["reason"] == "transfer")
+        assert (moved["data"]["conversation"]["state"], moved["data"]["conversation"]["team_id"]) == (
+            "handoff", team["id"])
+        await expect(console.queue_item(cid)).to_contain_text(team["name"])  # waiting again, for that team
+
+
 async def test_release_hands_the_conversation_back_to_the_ai(service: Service, page: Page) -> None:
     async with customer(service) as (ws, conversation):
         cid = conversation["id"]
