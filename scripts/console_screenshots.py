@@ -206,7 +206,7 @@ SCENES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                   ("chloe", "Do you have Longjing tea in 250 g tins?")]}),
     ("zh", {"locale": "zh-CN", "viewport": {"width": 1360, "height": 820}}, {
         "agent": "wang", "agent_name": "王芳", "customer": "zhang-wei",
-        "metadata": {"姓名": "张伟", "电话": "138-0000-0000", "会员": "金卡", "页面": "/checkout"},
+        "metadata": {"name": "张伟", "电话": "138-0000-0000", "会员": "金卡", "页面": "/checkout"},
         "labels": [("重要客户", "#b45309"), ("物流", "#2563eb")],
         "earlier": "可以寄到杭州吗？",
         "customer_says": ["你好，我的订单 1042 还没到。", "本来周一应该送到的。"],

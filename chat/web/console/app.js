@@ -12,7 +12,7 @@ import {askPermission, beep, canAsk, desktop, unlockAudio} from "./notify.js";
 import {SidePanel} from "./panel.js";
 import {SearchView} from "./search.js";
 import {Sidebar} from "./sidebar.js";
-import {State} from "./state.js";
+import {State, customerName} from "./state.js";
 import {StatsView} from "./stats.js";
 import {STRINGS} from "./strings.js";
 import {Sync} from "./sync.js";
@@ -296,7 +296,7 @@ class Workspace {
 
   assigned(c) {
     beep();
-    desktop(t("notify.assigned"), t("notify.assignedBody", {id: c.user_id}), () => this.open(c.id));
+    desktop(t("notify.assigned"), t("notify.assignedBody", {id: customerName(c)}), () => this.open(c.id));
   }
 }
 

@@ -4,6 +4,7 @@
 
 import {clock, h, replace} from "./dom.js";
 import {confirmDialog, transferDialog} from "./dialogs.js";
+import {customerName} from "./state.js";
 
 const TYPING_IDLE_MS = 4000;
 const TYPING_SHOWN_MS = 10000;
@@ -109,7 +110,7 @@ export class ConversationView {
     const me = state.me;
     const mine = c.agent_id === me.id;
     const admin = me.role === "admin";
-    this.title.textContent = t("conv.customer", {id: c.user_id});
+    this.title.textContent = t("conv.customer", {id: customerName(c)});
     this.badge.textContent = t(`state.${c.state}`);
     this.badge.className = `badge state-${c.state}`;
     this.badge.dataset.state = c.state;

@@ -4,6 +4,7 @@
 // node that a re-render just threw away.
 
 import {duration, h, replace} from "./dom.js";
+import {customerName} from "./state.js";
 
 /** Keep container's children in the order of items, one element per key, made or updated. */
 export function syncList(container, items, {key, create, update, empty}) {
@@ -92,7 +93,7 @@ export class Sidebar {
         el.classList.toggle("active", c.id === state.openId);
         replace(el,
           h("div", {class: "row"},
-            h("span", {class: "who", text: c.user_id}),
+            h("span", {class: "who", text: customerName(c), title: c.user_id}),
             h("span", {class: "wait", text: t("queue.waiting", {d: duration(Date.now() - Date.parse(c.updated_at), t)})})),
           h("div", {class: "row sub"},
             h("span", {class: "team", text: state.teamName(c.team_id) || t("queue.noTeam")})),
@@ -124,7 +125,7 @@ export class Sidebar {
         el.classList.toggle("has-unread", unread > 0);
         replace(el,
           h("div", {class: "row"},
-            h("span", {class: "who", text: c.user_id}),
+            h("span", {class: "who", text: customerName(c), title: c.user_id}),
             h("span", {class: `badge state-${c.state}`, text: t(`state.${c.state}`)}),
             unread ? h("span", {class: "unread", testid: "unread-count", text: String(unread),
               "aria-label": `${unread}`}) : null),

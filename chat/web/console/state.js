@@ -94,4 +94,10 @@ export class State extends EventTarget {
   }
 }
 
+/** How to call the customer: the `name` the site put in the metadata, else the user id. */
+export function customerName(c) {
+  const name = c.metadata && c.metadata.name;
+  return typeof name === "string" && name.trim() ? name.trim().slice(0, 80) : c.user_id;
+}
+
 export {MAX_SEQ};
