@@ -16,6 +16,10 @@ async def test_no_password_hash_or_token_in_any_log_line(api, caplog):
     secrets = [PASSWORD, wrong]
     _, first = await api.call("POST", "/api/v1/auth/login", json={"user_id": user_id, "password": PASSWORD})
     _, second = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ws = await api.client.ws_connect(f"/ws?token={second['access_token']}")  # the access log masks ?token=
+    await ws.send_json({"type": "ping"})
+    assert (await ws.receive_json())["type"] == "pong"
+    await ws.close()
     status, _ = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert status == 401  # the reuse is logged as a warning: without the token
     resp = await api.client.post("/api/v1/auth/login", json={"user_id": user_id, "password": PASSWORD,

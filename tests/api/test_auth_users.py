@@ -112,3 +112,18 @@ async def test_an_access_token_from_login_is_an_admins_only_when_the_account_is_
     _, tokens = await login(api, agent)
     status, body = await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"]))
     assert_error(status, body, 403, "forbidden")
+
+
+async def test_an_older_token_does_not_write_a_demoted_accounts_role_back(api):
+    user_id = await make_account(api, "admin", name="Ann")
+    _, tokens = await login(api, user_id)
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"role": "agent"})
+    assert status == 200 and user["role"] == "agent"
+    api.ops.staff._known.discard(user_id)  # as on an instance that has not seen it yet
+    # the admin token from before the demotion still runs its course (ACCESS_TOKEN_TTL_S) ...
+    assert (await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"])))[0] == 200
+    # ... but SQL keeps the demotion, so the next access token is an agent's
+    assert (await api.store.accounts.get(user_id))["role"] == "agent"
+    status, body = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert status == 200 and body["user"]["role"] == "agent"
+    assert (await api.call("GET", "/api/v1/users", headers=bearer(body["access_token"])))[0] == 403

@@ -21,6 +21,7 @@ def host_page(*, src: str = "/widget.js", token: str | None = None, token_provid
              (("data-token", token), ("data-token-provider", token_provider), ("data-server", server),
               ("data-lang", lang)) if value]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Test shop</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<script src='{html.escape(src)}' {' '.join(attrs)} async></script></head>"
             "<body><h1>Test shop</h1><p>Products...</p></body></html>")
 

@@ -118,3 +118,17 @@ async def test_a_name_change_keeps_the_tokens_and_an_inactive_user_cannot_rotate
     await store.db.execute(f"UPDATE {store.db.tables.users} SET active = 0 WHERE id = %s", (user_id,))
     assert (await store.accounts.rotate(digest(second), digest(uid("rt")), now_ms() + 60_000)).outcome \
         is Refreshed.REFUSED
+
+
+async def test_two_concurrent_uses_of_one_token_one_wins_the_other_is_a_reuse(store):
+    import asyncio
+
+    user_id = uid("agent")
+    await store.accounts.create(user_id, "agent", password_hash="h")
+    token, _ = await _login(store, user_id)
+    results = await asyncio.gather(*(store.accounts.rotate(digest(token), digest(uid("rt")), now_ms() + 60_000)
+                                     for _ in range(2)))
+    assert sorted(r.outcome.value for r in results) == ["reused", "rotated"]
+    rows = await store.db.fetchall(f"SELECT revoked_ms FROM {store.db.tables.refresh_tokens} WHERE user_id = %s",
+                                   (user_id,))
+    assert len(rows) == 2 and all(r[0] is not None for r in rows)  # the winner's successor is revoked too
