@@ -72,6 +72,17 @@ async def test_login_with_a_password_and_a_wrong_one(service: Service, page: Pag
     assert page_errors == []
 
 
+async def test_sign_out_ends_the_session(service: Service, page: Page) -> None:
+    console, _ = await signed_in(page, service)
+    async with page.expect_request(lambda r: r.url.endswith("/api/v1/auth/logout")) as logout:
+        await page.get_by_test_id("logout-button").click()
+    assert (await (await logout.value).response()).status == 204  # type: ignore[union-attr]
+    await expect(console.submit).to_be_visible()
+    await expect(console.login_error).to_have_text("")  # signing out is no error
+    await page.reload()  # the cookie went with it: no silent sign-in
+    await expect(console.submit).to_be_visible()
+
+
 async def test_the_console_speaks_chinese_to_a_chinese_browser(service: Service,
                                                                new_page: Callable[..., Any]) -> None:
     page = await new_page(locale="zh-CN")
@@ -140,6 +151,25 @@ async def test_claim_from_the_queue_reply_and_a_note_the_customer_never_gets(ser
         history = await ws.ok("conversation.resume", conversation_id=cid)
         assert "VIP" not in str(history["messages"])
     assert page_errors == []
+
+
+async def test_typing_shows_both_ways(service: Service, page: Page) -> None:
+    async with customer(service) as (ws, conversation):
+        cid = conversation["id"]
+        console, _ = await signed_in(page, service)
+        await claimed(console, cid)
+        typing = page.locator(".typing")
+
+        await ws.send({"type": "typing", "conversation_id": cid, "on": True})
+        await expect(typing).to_have_text("The customer is typing…")
+        await ws.send({"type": "typing", "conversation_id": cid, "on": False})
+        await expect(typing).to_have_text("")
+
+        await console.input.press_sequentially("Let me")
+        on = await ws.event("typing", lambda f: f["data"]["on"] is True)
+        assert on["data"] == {"conversation_id": cid, "sender_type": "agent", "on": True}
+        await console.input.press("Enter")  # sending ends the typing
+        await ws.event("typing", lambda f: f["data"]["on"] is False)
 
 
 async def test_transfer_to_a_second_agent(service: Service, new_page: Callable[..., Any]) -> None:
