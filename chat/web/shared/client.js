@@ -355,7 +355,8 @@ export class ChatClient {
     clearTimeout(this._timers.refresh);
     if (!this.identity || !this.identity.exp) return;
     const leftMs = this.identity.exp * 1000 - Date.now();
-    const delay = Math.max(1000, Math.min(leftMs - this.opts.refreshBeforeExpS * 1000, leftMs / 2));
+    // refreshBeforeExpS before `exp`; a short-lived token at half its life (never a refresh a second)
+    const delay = Math.max(1000, leftMs - this.opts.refreshBeforeExpS * 1000, leftMs / 2);
     this._timers.refresh = setTimeout(() => this._refresh(ws), Math.min(delay, 2 ** 31 - 1));
   }
 
@@ -363,9 +364,10 @@ export class ChatClient {
     try {
       const token = await this.opts.getToken({ refresh: true });
       if (ws !== this._ws) return;
-      if (token === this._token) return; // nothing fresher: the socket closes at `exp`, the reconnect asks again
-      this.identity = await this.request("auth", { token });
-      this._token = token;
+      if (token !== this._token) { // nothing fresher: ask again later; at `exp` the reconnect asks anyway
+        this.identity = await this.request("auth", { token });
+        this._token = token;
+      }
     } catch (err) {
       // the server closes the socket at `exp` (4401); the reconnect asks for a token again
     }
