@@ -165,6 +165,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(sweep))
     router.kick()  # conversations may have waited while no instance ran
     yield
+    app[keys.TIMERS].close()
     for task in loops:
         task.cancel()
     await asyncio.gather(*loops, return_exceptions=True)

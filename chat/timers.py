@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0  # the longest sleep: how soon a timer armed on another instance is seen here
 CLAIM_BATCH = 100
+RETRY_MS = 30_000  # a timer whose effect failed is armed again this much later
 
 
 class Timers:
@@ -57,6 +58,7 @@ class Timers:
         self._sleep_until_ms: int | None = None
         self._passes = asyncio.Condition()
         self._started = self._finished = 0  # the loop's passes
+        self._stopping = False
 
     def subscribe_to(self, events: Events) -> None:
         """Arm on moves, starts and customer messages; an agent reply ends the SLA timer."""
@@ -152,8 +154,9 @@ class Timers:
             for armed, due in claimed:
                 try:
                     acted += await self._apply(armed, due, at)
-                except Exception as exc:  # one timer's failure is logged; the others still run
+                except Exception as exc:  # logged and tried again later (SQL down, say); the others still run
                     log_failure(log, exc, "timer %s of %s failed", armed.timer.name, armed.conversation_id)
+                    await self._quietly("retry", armed.conversation_id, self.arm({armed: at + RETRY_MS}))
             if len(claimed) < CLAIM_BATCH:
                 return acted
 
@@ -161,7 +164,7 @@ class Timers:
         """Apply one claimed timer unless its conversation moved on; True when it acted."""
         row, cid = armed.timer, armed.conversation_id
         try:
-            conversation = await self.conversations.get(cid)
+            conversation = await self.conversations.refresh(cid)  # checked against SQL, the truth of version
         except NotFound:
             return False
         if conversation.version != armed.version or conversation.state != row.state:
@@ -216,9 +219,17 @@ class Timers:
         async with self._passes:
             await self._passes.wait_for(lambda: self._finished >= wanted)
 
+    def close(self) -> None:
+        """Stop the loop at its next turn (shutdown; the cleanup also cancels its task)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Forever: apply what is due, then sleep until the next due time, POLL_S or a wake-up."""
-        while True:
+        """Until closed: apply what is due, then sleep until the next due time, POLL_S or a wake-up."""
+        task = asyncio.current_task()
+        while not self._stopping:
+            if task is not None and task.cancelling():  # a cancel a driver swallowed still ends the loop
+                raise asyncio.CancelledError
             self._wake.clear()  # before looking: an arm from here on wakes the next sleep
             self._started += 1
             this_pass = self._started

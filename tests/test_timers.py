@@ -325,3 +325,24 @@ async def test_a_redis_failure_while_arming_is_logged_not_the_senders_error(harn
     monkeypatch.setattr(h.timers.index, "arm", down)
     message = await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
     assert message.seq == 1 and "could not re-arm the timers of" in caplog.text
+
+
+async def test_a_timer_whose_effect_failed_is_tried_again_later(harness_factory, sim_clock, monkeypatch):
+    from chat.store import DatabaseError
+
+    h = await harness_factory(ai_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    real = h.timers.store.timers.facts
+
+    async def down(*args):
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(h.timers.store.timers, "facts", down)
+    sim_clock.advance(601)
+    await h.timers.drain()
+    assert h.timers.fired == {}
+    assert await h.timers.index.due_of(Armed(TIMERS[0], c.id, 0)) == sim_clock() + 30_000
+    monkeypatch.setattr(h.timers.store.timers, "facts", real)
+    sim_clock.advance(31)
+    await h.timers.drain()
+    assert h.timers.fired == {"ai_idle_nudge": 1}
