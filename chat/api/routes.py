@@ -2,13 +2,14 @@
 
 from aiohttp import web
 
-from chat.api import agents, common, conversations, labels, openapi, sessions, stats, teams
+from chat.api import agents, common, conversations, labels, messages, openapi, sessions, stats, teams
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
 HANDLERS: tuple[EndpointHandler, ...] = (
     *sessions.HANDLERS,
     *conversations.HANDLERS,
+    *messages.HANDLERS,
     *labels.HANDLERS,
     *teams.HANDLERS,
     *stats.HANDLERS,
