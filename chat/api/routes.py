@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chat.api import agents, common, conversations, labels, messages, openapi, sessions, stats, teams
+from chat.api import agents, common, conversations, labels, me, messages, openapi, sessions, stats, teams
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -10,6 +10,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *sessions.HANDLERS,
     *conversations.HANDLERS,
     *messages.HANDLERS,
+    *me.HANDLERS,
     *labels.HANDLERS,
     *teams.HANDLERS,
     *stats.HANDLERS,
