@@ -1,4 +1,4 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, and the
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, export, and the
 cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from chat import export_cli
 from chat.cutover import commands as cutover
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = states_sub.add_parser("diagram", help="print the transition table as mermaid")
     diagram.set_defaults(func=cmd_states_diagram)
 
+    export_cli.add_to(sub)
     cutover.add_to(sub)
     return parser
 

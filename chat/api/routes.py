@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from chat.api import agents, common, conversations, labels, me, messages, openapi, sessions, stats, teams
+from chat.api import agents, common, conversations, export, labels, me, messages, openapi, sessions, stats, teams
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -11,6 +11,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *conversations.HANDLERS,
     *messages.HANDLERS,
     *me.HANDLERS,
+    *export.HANDLERS,
     *labels.HANDLERS,
     *teams.HANDLERS,
     *stats.HANDLERS,

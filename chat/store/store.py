@@ -9,6 +9,7 @@ from __future__ import annotations
 from chat.store.conversations import Conversations
 from chat.store.db import Database
 from chat.store.events import Events
+from chat.store.export import ExportReads
 from chat.store.labels import Labels
 from chat.store.listing import ConversationListing
 from chat.store.messages import Messages
@@ -32,3 +33,4 @@ class Store:
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
+        self.export = ExportReads(db)

@@ -98,6 +98,8 @@ MATRIX = [
     ("POST", "/api/v1/conversations/{x}/messages", assigned,
      lambda w, x: {"content": "a note", "client_msg_id": uid("m"), "private": True},
      {"none": 401, "customer": 403, "agent": 201, "admin": 201}),
+    ("GET", "/api/v1/conversations/{x}/transcript", conv, None, STAFF_READ),
+    ("GET", "/api/v1/export/conversations", _none, None, {**ADMIN_WRITE, "admin": 200}),
     ("GET", "/api/v1/me/conversations", _none, None, {"none": 401, "customer": 200, "agent": 403, "admin": 403}),
     ("GET", "/api/v1/labels", _none, None, STAFF_READ),
     ("POST", "/api/v1/labels", _none, lambda w, x: {"title": uid("label"), "color": "#a0b1c2"},
