@@ -44,7 +44,9 @@ class ExportReads:
             conditions.append("created_ms < %s")
             params.append(until_ms)
         if after is not None:
-            conditions.append("(created_ms > %s OR (created_ms = %s AND id > %s))")
+            # `created_ms >= %s` first: a range the index starts at, so each page reads only its own rows
+            # (the OR alone makes SQLite walk the window from its start on every page)
+            conditions.append("created_ms >= %s AND (created_ms > %s OR id > %s)")
             params += [after[0], after[0], after[1]]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self.db.fetchall(
