@@ -15,10 +15,11 @@ from aiohttp import web
 from chat import keys
 from chat.ai import Provider, build_provider
 from chat.ai_turn import AIRunner
-from chat.api import health, routes
+from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
+from chat.desk import Desk
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.logs import MaskedAccessLogger
@@ -119,6 +120,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
                       settings=settings)
     _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
+    app[keys.DESK] = desk = Desk(store, presence.roster)
+    desk.subscribe_to(events)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
@@ -174,5 +177,6 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)
+    http_metrics.register(app)
     transport.register(app)
     return app

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chat.ai_turn import AIRunner
     from chat.bus import Bus
     from chat.conversations import Operations
+    from chat.desk import Desk
     from chat.events import Events
     from chat.hub import Hub
     from chat.presence import Presence
@@ -45,3 +46,4 @@ PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 ROUTER: web.AppKey[Router] = web.AppKey("router")
 ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
+DESK: web.AppKey[Desk] = web.AppKey("desk")  # the gauges /metrics reads from the roster and the database
