@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chat import keys
+from chat import apidocs, keys
 from chat.ai import Provider, build_provider
 from chat.ai_turn import AIRunner
 from chat.api import health, http_metrics, routes
@@ -178,5 +178,6 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     health.register(app)
     routes.register(app)
     http_metrics.register(app)
+    apidocs.register(app)
     transport.register(app)
     return app
