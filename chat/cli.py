@@ -59,6 +59,7 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         f"  websocket: ws://{shown}:{port}/ws?token=<token>",
         f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",
         f"  OpenAPI:   {base}/api/openapi.json",
+        f"  API docs:  {base}/api/docs",
         "  tokens (valid 7 days):",
     ]
     lines += [f"    {role:8} {token}" for role, token in tokens.items()]
