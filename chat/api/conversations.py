@@ -148,6 +148,7 @@ class LabelsBody(Body):
 @endpoint(
     "POST", "/api/v1/conversations/{id}/assign", summary="Assign to an agent", tag="actions", roles=STAFF,
     body=AssignBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"agent_id": "agent-7"}},
     description="Admin: assign to any known agent (`ai`, `handoff` or `human` -> `human`; a takeover from "
                 "another agent is allowed). Agent naming itself: the WebSocket `conversation.claim` (`ai` or "
                 "`handoff` only, racing claims: one wins, the others 409). Agent naming another agent: the "
@@ -169,6 +170,7 @@ async def handle_assign(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversa
 @endpoint(
     "POST", "/api/v1/conversations/{id}/release", summary="Hand back to the AI", tag="actions", roles=STAFF,
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {}},
     description="`human` or `handoff` -> `ai` (an agent: only its own conversation).",
 )
 async def handle_release(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -180,6 +182,7 @@ async def handle_release(ctx: Ctx, data: dict[str, Any]) -> render.PublicConvers
 @endpoint(
     "POST", "/api/v1/conversations/{id}/handoff", summary="Hand over to a human", tag="actions", roles=STAFF,
     body=HandoffBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"reason": "asks about a refund over the AI's limit"}},
     description="`ai` -> `handoff` (queued for routing); the reason defaults to the caller's role.",
 )
 async def handle_handoff(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -191,6 +194,7 @@ async def handle_handoff(ctx: Ctx, data: dict[str, Any]) -> render.PublicConvers
 @endpoint(
     "POST", "/api/v1/conversations/{id}/close", summary="Close", tag="actions", roles=STAFF,
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {}},
     description="-> `closed`: an admin, the assigned agent, or any agent when none is assigned.",
 )
 async def handle_close(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -202,6 +206,7 @@ async def handle_close(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversat
 @endpoint(
     "PUT", "/api/v1/conversations/{id}/labels", summary="Replace the labels", tag="actions", roles=STAFF,
     body=LabelsBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"labels": ["refund", "vip"]}},
     description="The labels become exactly these titles; an unknown title is 404 and changes nothing.",
 )
 async def handle_set_labels(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:

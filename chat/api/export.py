@@ -10,7 +10,7 @@ from aiohttp import web
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from chat.api.common import ADMIN, STAFF, Ctx, endpoint
-from chat.api.schemas import Query, Timestamp
+from chat.api.schemas import Query, Timestamp, TranscriptOut
 from chat.api.streams import stream
 from chat.export import FORMATS, NdjsonExport, transcript, transcript_messages
 from states.clock import now_ms
@@ -35,6 +35,8 @@ class TranscriptQuery(Query):
 @endpoint(
     "GET", "/api/v1/conversations/{id}/transcript", summary="Transcript of a conversation", tag="export",
     roles=STAFF, query=TranscriptQuery, errors=(400, 404), path_doc=ID_DOC,
+    content={"application/json": {"schema": TranscriptOut},
+             "text/csv": {"schema": {"type": "string"}}, "text/markdown": {"schema": {"type": "string"}}},
     description="Every message with its sender and time, oldest first; private notes included and marked "
                 "(`private: true`; in CSV the `private` column; in Markdown **private note**). "
                 "`json`: `{\"conversation\": C, \"messages\": [M...]}`; `csv`: columns seq, created_at, "
@@ -70,6 +72,8 @@ class ExportQuery(Query):
 @endpoint(
     "GET", "/api/v1/export/conversations", summary="Export conversations (NDJSON)", tag="export", roles=ADMIN,
     query=ExportQuery, errors=(400,),
+    content={NDJSON: {"schema": {"type": "string", "description": "one ExportLine object (components) as JSON "
+                                                                 "per line"}}},
     description="One line per conversation created in [since, until), oldest first: "
                 "`{\"conversation\": C, \"messages\": [M...], \"events\": [E...]}` with private notes included "
                 "(`private: true`). Streamed from keyset pages of the database: memory stays flat whatever the "

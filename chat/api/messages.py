@@ -35,7 +35,9 @@ class SendBody(Body):
 @endpoint(
     "POST", "/api/v1/conversations/{id}/messages", summary="Send a message or a private note", tag="messages",
     roles=STAFF, body=SendBody, response=MessageOut, status=201, errors=(400, 403, 404, 409, 413),
-    path_doc=ID_DOC,
+    path_doc=ID_DOC, also={200: "a resend of the same client_msg_id: the stored message (nothing stored or pushed)"},
+    examples={"body": {"content": "您好，我来帮您查一下订单", "client_msg_id": "slack-1717171717.000200",
+                       "private": False}},
     description="The WebSocket `message.send` over REST, for bridges and bots: 201 with M for a new message, 200 "
                 "with the stored M for a resend of the same `client_msg_id` (nothing stored, nothing pushed). Only "
                 "the assigned agent (state `human`) may write to the customer, others get 403; any agent or admin "

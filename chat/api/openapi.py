@@ -15,7 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from chat.api.common import EVERYONE, EndpointHandler, dumps
-from chat.api.schemas import ConversationOut, ErrorOut, EventOut, MessageOut, Out
+from chat.api.schemas import ConversationOut, ErrorOut, EventOut, ExportLineOut, MessageOut, Out, TranscriptOut
 
 TITLE = "chat-api"
 VERSION = "1.0.0"
@@ -81,10 +81,13 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
     errors.add(401)
     if set(spec.roles) != set(EVERYONE):
         errors.add(403)
-    if spec.status == 204:
-        success = {"204": {"description": "done (no body)"}}
-    else:
-        success = {str(spec.status): _json(spec.response, "success")}
+    success: dict[str, Any] = {"204": {"description": "done (no body)"}}
+    if spec.status != 204:
+        content = spec.content or {"application/json": {"schema": spec.response}}
+        if "response" in spec.examples:
+            content = {media: {**body, "example": spec.examples["response"]} for media, body in content.items()}
+        success = {str(spec.status): {"description": "success", "content": content}}
+        success.update({str(status): {"description": text, "content": content} for status, text in spec.also.items()})
     operation: dict[str, Any] = {
         "operationId": handler.__name__.removeprefix("handle_"),
         "summary": spec.summary,
@@ -95,10 +98,10 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
     }
     operation["description"] = f"{spec.description} (roles: {', '.join(spec.roles)})".strip()
     if spec.body is not None:
-        operation["requestBody"] = {
-            "required": spec.body_required,
-            "content": {"application/json": {"schema": type(spec.body)}},
-        }
+        body: dict[str, Any] = {"schema": type(spec.body)}
+        if "body" in spec.examples:
+            body["example"] = spec.examples["body"]
+        operation["requestBody"] = {"required": spec.body_required, "content": {"application/json": body}}
     return operation
 
 
@@ -130,7 +133,7 @@ def build_document(handlers: tuple[EndpointHandler, ...]) -> dict[str, Any]:
         info={"description": INTRO},
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for schema in (ConversationOut, MessageOut, EventOut, ErrorOut):
+    for schema in (ConversationOut, MessageOut, EventOut, ErrorOut, TranscriptOut, ExportLineOut):
         spec.components.schema(_resolver(schema), schema=schema)
     _extra_paths(spec, {handler.endpoint.path for handler in handlers})
     for handler in handlers:
