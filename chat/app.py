@@ -22,6 +22,7 @@ from chat.conversations import Operations, build_operations
 from chat.desk import Desk
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
+from chat.login import Login
 from chat.logs import MaskedAccessLogger
 from chat.presence import Presence, run_every
 from chat.quotas import ConversationQuota
@@ -126,6 +127,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
+    app[keys.LOGIN] = Login(store, redis, settings)
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts)
     await bus.start()
     yield

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from chat import export_cli
+from chat import export_cli, users_cli
 from chat.cutover import commands as cutover
+from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
 
@@ -42,7 +43,7 @@ def _settings(args: argparse.Namespace, *, say_env_file: bool = True) -> Setting
     return settings
 
 
-def _banner(settings: Settings, host: str, port: int) -> str:
+def _banner(settings: Settings, host: str, port: int, accounts: list[FirstAccount]) -> str:
     from chat.auth import issue_token
 
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -55,13 +56,19 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         "chat-api: single-instance development mode (embedded in-process Redis, "
         f"SQLite at {settings.database.path}); AI provider: {settings.ai_provider}",
         "  not for production: set REDIS_URL, DATABASE_URL and JWT_SECRET_KEY for that",
+        f"  console:   {base}/console/",
         f"  health:    {base}/health",
         f"  websocket: ws://{shown}:{port}/ws?token=<token>",
         f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",
         f"  OpenAPI:   {base}/api/openapi.json",
         f"  API docs:  {base}/api/docs",
-        "  tokens (valid 7 days):",
+        f"  log in (the console, or POST {base}/api/v1/auth/login {{\"user_id\", \"password\"}}):",
     ]
+    for account in accounts:
+        password = (f"password {account.password}" if account.password is not None
+                    else "password changed since the first start (not shown)")
+        lines.append(f"    {account.role:8} user id {account.user_id:8} {password}")
+    lines.append("  tokens (valid 7 days):")
     lines += [f"    {role:8} {token}" for role, token in tokens.items()]
     return "\n".join(lines)
 
@@ -107,9 +114,9 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
         uvloop.install()
     except ImportError:  # the default loop works, only slower
         pass
-    if settings.embedded:
-        print(_banner(settings, host, port), flush=True)
     try:
+        if settings.embedded:  # the first admin and agent, made on the first start (chat/embedded_accounts.py)
+            print(_banner(settings, host, port, asyncio.run(ensure_first_accounts(settings))), flush=True)
         web.run_app(app, host=host, port=port, reuse_port=reuse_port or None,
                     print=lambda text: print(text, flush=True))
     except ForeignSchema as exc:  # another system's tables under the service's names: nothing written
@@ -197,6 +204,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Staff accounts: add, passwd, deactivate, activate, list (chat/users_cli.py)."""
+    return users_cli.run_command(args, _settings(args, say_env_file=False))
+
+
 def cmd_states_diagram(args: argparse.Namespace) -> int:
     """Print the transition table as a mermaid state diagram."""
     from states import mermaid_diagram
@@ -242,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--name", help="display name claim")
     token.add_argument("--teams", help="comma-separated team ids (agents)")
     token.set_defaults(func=cmd_token)
+
+    users_cli.add_to(sub, cmd_users)
 
     states = sub.add_parser("states", help="state machine commands")
     states_sub = states.add_subparsers(dest="states_command", required=True)

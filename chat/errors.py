@@ -52,6 +52,10 @@ class TooLarge(ChatError):
 class RateLimited(ChatError):
     code, status = "rate_limited", 429
 
+    def __init__(self, message: str, details: dict[str, Any] | None = None, *, retry_after_s: int | None = None):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s  # REST sends it as Retry-After
+
 
 class Unavailable(ChatError):
     code, status = "unavailable", 503

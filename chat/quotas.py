@@ -9,9 +9,11 @@ so it runs on a Redis Cluster as it does on one server.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -21,24 +23,54 @@ from states import redis_keys
 WINDOW_S = 60.0
 
 
+class Admission(NamedTuple):
+    """What SlidingWindow.take answered: the member counted (None: refused) and, when refused, the
+    whole seconds until the oldest counted event leaves the window."""
+
+    member: str | None
+    retry_after_s: int = 0
+
+
+class SlidingWindow:
+    """At most `limit` events under one Redis key in any `window_s` (one sorted-set member per event)."""
+
+    def __init__(self, redis: Redis, limit: int, window_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+
+    async def take(self, key: str) -> Admission:
+        """Count one event under `key`; over the limit it is taken back out and refused."""
+        now = self.clock()
+        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now - self.window_s)
+            pipe.zadd(key, {member: now})
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+            pipe.expire(key, math.ceil(self.window_s) + 1)
+            _, _, count, oldest, _ = await pipe.execute()
+        if count <= self.limit:
+            return Admission(member)
+        await self.redis.zrem(key, member)
+        return Admission(None, max(1, math.ceil(oldest[0][1] + self.window_s - now)))
+
+    async def give_back(self, key: str, member: str) -> None:
+        """Uncount an event taken before (a login that succeeded is no failure)."""
+        await self.redis.zrem(key, member)
+
+
 class ConversationQuota:
     """At most `per_min` conversation starts per user in any 60 s."""
 
     def __init__(self, redis: Redis, per_min: int, clock: Callable[[], float] = time.time) -> None:
-        self.redis = redis
         self.per_min = per_min
-        self.clock = clock
+        self.window = SlidingWindow(redis, per_min, WINDOW_S, clock)
 
     async def take(self, user_id: str) -> None:
         """Count one start for `user_id`, or raise RateLimited (nothing counted) when it is over."""
-        key, now = redis_keys.conversation_starts(user_id), self.clock()
-        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now - WINDOW_S)
-            pipe.zadd(key, {member: now})
-            pipe.zcard(key)
-            pipe.expire(key, int(WINDOW_S) + 1)
-            _, _, count, _ = await pipe.execute()
-        if count > self.per_min:
-            await self.redis.zrem(key, member)
-            raise RateLimited(f"at most {self.per_min} new conversations a minute; try again later")
+        admission = await self.window.take(redis_keys.conversation_starts(user_id))
+        if admission.member is None:
+            raise RateLimited(f"at most {self.per_min} new conversations a minute; try again later",
+                              retry_after_s=admission.retry_after_s)

@@ -97,6 +97,7 @@ def _switch(variable: str, text: str) -> bool:
 SWITCH = Parser(_switch, "`true` or `false`")
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
+_ACCOUNTS = Group.ACCOUNTS
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,28 @@ class Settings:
         _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
         "conversations one user may start per minute, WebSocket and REST together, across instances "
         "(over it: `rate_limited`, REST 429)",
+    )
+
+    access_token_ttl_s: int = setting(
+        _ACCOUNTS, "ACCESS_TOKEN_TTL_S", 900, integer(1),
+        "lifetime of the access tokens `POST /api/v1/auth/login` and `/refresh` issue (seconds)",
+    )
+    refresh_token_ttl_s: int = setting(
+        _ACCOUNTS, "REFRESH_TOKEN_TTL_S", 14 * 24 * 3600, integer(60),
+        "lifetime of a refresh token (seconds); each is good once, its successor gets a full lifetime again",
+    )
+    login_failures_per_account: int = setting(
+        _ACCOUNTS, "LOGIN_FAILURES_PER_ACCOUNT", 10, integer(1),
+        "failed logins one user id may have within `LOGIN_FAILURE_WINDOW_S`, across instances; the next "
+        "attempt gets 429 with `Retry-After`",
+    )
+    login_failures_per_address: int = setting(
+        _ACCOUNTS, "LOGIN_FAILURES_PER_ADDRESS", 50, integer(1),
+        "failed logins one client address may have within `LOGIN_FAILURE_WINDOW_S`, across instances and "
+        "user ids; the next attempt gets 429 with `Retry-After`",
+    )
+    login_failure_window_s: int = setting(
+        _ACCOUNTS, "LOGIN_FAILURE_WINDOW_S", 900, integer(1), "the sliding window of the failed-login limits",
     )
 
     ai_provider: str = setting(

@@ -261,6 +261,7 @@ class Group(StrEnum):
     """The sections of the settings docs, in order."""
 
     SERVICE = "Service"
+    ACCOUNTS = "Accounts and login"
     STORAGE = "Storage"
     AI = "AI"
     WEBSOCKET = "WebSocket"

@@ -50,6 +50,16 @@ def conversation_starts(user_id: str) -> str:
     return f"{QUOTA_PREFIX}conversation-starts:{user_id}"
 
 
+def login_failures_of_user(user_id: str) -> str:
+    """Recent failed logins for one user id (a sliding window; transient: a backup skips it)."""
+    return f"{QUOTA_PREFIX}login-failures:user:{user_id}"
+
+
+def login_failures_of_address(address: str) -> str:
+    """Recent failed logins from one client address (a sliding window; transient: a backup skips it)."""
+    return f"{QUOTA_PREFIX}login-failures:address:{address}"
+
+
 def agent_load(agent_id: str) -> str:
     """The set of conversations currently assigned to an agent."""
     return f"{AGENT_PREFIX}{AGENTS_TAG}:{agent_id}:load"

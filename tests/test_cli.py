@@ -3,9 +3,11 @@
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import jwt
+import pytest
 
 from states import mermaid_diagram
 
@@ -38,7 +40,7 @@ def test_db_upgrade_is_idempotent_on_sqlite(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "JWT_SECRET_KEY": SECRET, "CHAT_DATA_DIR": str(tmp_path)}
     first = run("db", "upgrade", env_extra=env)
     second = run("db", "upgrade", env_extra=env)
-    assert first.returncode == 0 and "applied schema version(s) [1]" in first.stdout
+    assert first.returncode == 0 and "applied schema version(s) [1, 2]" in first.stdout
     assert second.returncode == 0 and "nothing to do" in second.stdout
 
 
@@ -80,3 +82,106 @@ def test_cutover_programs_are_subcommands(tmp_path):
 def test_cutover_usage_errors_keep_their_exit_code():
     assert run("migrate-redis", "--batch", "0").returncode == 2
     assert run("monitor", "--url", "ftp://example.invalid/").returncode == 2
+
+
+# --- chat-api users ... (in-process: cli.main, the password on a fake stdin or prompt) -------------
+
+
+@pytest.fixture
+def users_env(monkeypatch, database_url, tmp_path):
+    """The environment of `chat-api users` on MariaDB or SQLite; `cli(*args, stdin=...)` runs it."""
+    import io
+
+    from chat import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path / "data"))
+
+    def call(*args: str, stdin: str = "") -> int:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        return cli.main(["users", *args])
+
+    return call, database_url
+
+
+def _account(database_url: str, user_id: str):
+    import asyncio
+
+    from chat.settings import parse_database_url
+    from chat.store import Store, connect
+
+    async def read():
+        db = await connect(parse_database_url(database_url))
+        try:
+            store = Store(db)
+            await store.migrations.upgrade()  # bad input exits before the command touches the database
+            return await store.accounts.credentials(user_id), await store.accounts.get(user_id)
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def _verifies(password_hash: str | None, password: str) -> bool:
+    import asyncio
+
+    from chat.passwords import verify_password
+
+    return asyncio.run(verify_password(password_hash, password))
+
+
+def test_users_add_list_passwd_deactivate_activate(users_env, capsys, monkeypatch):
+    cli, database_url = users_env
+    user_id = f"ann-{uuid.uuid4().hex[:8]}"
+    assert cli("add", "--id", user_id, "--role", "agent", "--name", "Ann", "--max-chats", "4", "--password-stdin",
+               stdin="first password\n") == 0
+    credentials, user = _account(database_url, user_id)
+    assert credentials.role == "agent" and credentials.active and _verifies(credentials.password_hash, "first password")
+    assert user["name"] == "Ann" and user["max_chats"] == 4
+    assert cli("add", "--id", user_id, "--role", "admin", "--password-stdin", stdin="x\n") == 1  # duplicate
+    assert "already in use" in capsys.readouterr().err
+    assert cli("list") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(user_id))
+    assert line.split()[:5] == [user_id, "agent", "yes", "set", "4"] and "first password" not in line
+
+    # a prompt, asked twice
+    answers = iter(["second password", "second password"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert cli("passwd", user_id) == 0
+    assert _verifies(_account(database_url, user_id)[0].password_hash, "second password")
+    answers = iter(["one", "another"])
+    assert cli("passwd", user_id) == 2
+    assert "differ" in capsys.readouterr().err
+    assert _verifies(_account(database_url, user_id)[0].password_hash, "second password")  # unchanged
+
+    assert cli("deactivate", user_id) == 0
+    assert _account(database_url, user_id)[0].active is False
+    assert cli("activate", user_id) == 0
+    assert _account(database_url, user_id)[0].active is True
+    for command in (("deactivate", "nobody-x"), ("activate", "nobody-x"), ("passwd", "nobody-x", "--password-stdin")):
+        assert cli(*command, stdin="pw\n") == 1
+        assert "no agent or admin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "stdin"), [
+    (("--id", "ok-id", "--role", "agent"), "\n"),  # an empty password
+    (("--id", "ok-id", "--role", "agent"), "x" * 10_000 + "\n"),
+    (("--id", "bad\u0001id", "--role", "agent"), "pw\n"),
+    (("--id", "x" * 65, "--role", "agent"), "pw\n"),
+    (("--id", "ok-id", "--role", "agent", "--max-chats", "0"), "pw\n"),
+])
+def test_users_add_refuses_bad_input_with_exit_2(users_env, capsys, args, stdin):
+    cli, database_url = users_env
+    assert cli("add", *args, "--password-stdin", stdin=stdin) == 2
+    assert capsys.readouterr().err.startswith("chat-api: ")
+    assert _account(database_url, args[1])[0] is None
+
+
+def test_a_password_is_never_an_argument(users_env):
+    cli, _ = users_env
+    with pytest.raises(SystemExit) as usage:
+        cli("add", "--id", "pw-arg", "--role", "agent", "--password", "secret")
+    assert usage.value.code == 2

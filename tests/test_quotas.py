@@ -87,3 +87,21 @@ async def test_a_refused_socket_leaves_no_trace_in_the_hub(harness_factory):
     assert len(h.app[keys.HUB].sockets_of("agent-s")) == 1
     with pytest.raises(WSServerHandshakeError):  # a bad token still fails the handshake first
         await h.client.ws_connect("/ws?token=garbage")
+
+
+async def test_a_sliding_window_says_when_to_retry_and_takes_back(redis):
+    from chat.quotas import SlidingWindow
+
+    clock, key = Clock(), f"quota:test:{uuid.uuid4().hex[:8]}"
+    window = SlidingWindow(redis, 2, 900, clock=clock)
+    first = await window.take(key)
+    clock.now += 100
+    second = await window.take(key)
+    assert first.member and second.member
+    clock.now += 50
+    refused = await window.take(key)
+    assert refused.member is None and refused.retry_after_s == 750  # the first leaves the window at +900
+    assert 0 < await redis.ttl(key) <= 901
+    await window.give_back(key, second.member)  # e.g. a login that succeeded
+    assert (await window.take(key)).member is not None
+    await redis.delete(key)

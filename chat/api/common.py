@@ -21,7 +21,7 @@ from marshmallow import Schema, ValidationError
 
 from chat import keys, logs, render
 from chat.auth import ROLES, AuthError, Identity, verify_token
-from chat.errors import ChatError, Forbidden, Invalid, Unauthenticated, to_chat_error
+from chat.errors import ChatError, Forbidden, Invalid, RateLimited, Unauthenticated, to_chat_error
 from states.record import Conversation
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chat.store import Store
 
 EVERYONE = ROLES
+PUBLIC: tuple[str, ...] = ()  # no token at all: the login endpoints
 STAFF = ("agent", "admin")  # agents may read and act as the WebSocket protocol lets them
 ADMIN = ("admin",)
 
@@ -57,6 +58,8 @@ def error_response(error: ChatError, headers: Mapping[str, str] | None = None) -
     headers = dict(headers or {})
     if error.status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    if isinstance(error, RateLimited) and error.retry_after_s:
+        headers.setdefault("Retry-After", str(error.retry_after_s))
     return web.json_response({"error": body}, status=error.status, headers=headers, dumps=dumps)
 
 
@@ -141,11 +144,10 @@ class Endpoint:
 
 
 @dataclass
-class Ctx:
-    """What a handler may use: who asks (always authenticated), the operations, the store, the path."""
+class RequestCtx:
+    """What a handler of a PUBLIC endpoint may use: the request, the operations, the store, the path."""
 
     request: web.Request
-    identity: Identity
 
     @property
     def ops(self) -> Operations:
@@ -160,6 +162,13 @@ class Ctx:
     def param(self, name: str) -> str:
         """A path parameter."""
         return self.request.match_info[name]
+
+
+@dataclass
+class Ctx(RequestCtx):
+    """What a handler may use: who asks (always authenticated), the operations, the store, the path."""
+
+    identity: Identity
 
     async def public(self, conversation: Conversation) -> render.PublicConversation:
         """C of a live record, with its last_seq and labels from SQL."""
@@ -269,7 +278,8 @@ def endpoint(
     also: dict[int, str] | None = None,
 ) -> Callable[[Handler], EndpointHandler]:
     """Make `handler(ctx, [data], [query])` an aiohttp handler that authenticates, checks the role,
-    validates, calls it and renders its result (JSON with `status`, or 204 for None)."""
+    validates, calls it and renders its result (JSON with `status`, or 204 for None). With
+    `roles=PUBLIC` no token is asked for and the handler gets a RequestCtx."""
     spec = Endpoint(
         method=method, path=path, summary=summary, tag=tag, roles=roles,
         body=body() if body else None, body_required=body_required, query=query() if query else None,
@@ -281,6 +291,9 @@ def endpoint(
     def wrap(handler: Handler) -> EndpointHandler:
         @functools.wraps(handler)
         async def view(request: web.Request) -> web.StreamResponse:
+            if not spec.roles:
+                _check_text(request.match_info.values(), "path")
+                return await _call(spec, handler, RequestCtx(request))
             identity = await authenticate(request, spec.roles)
             _check_text(request.match_info.values(), "path")
             conversation_id = request.match_info.get("id") if spec.path.startswith(_CONVERSATION_PATHS) else None
@@ -294,7 +307,7 @@ def endpoint(
     return wrap
 
 
-async def _call(spec: Endpoint, handler: Handler, ctx: Ctx) -> web.StreamResponse:
+async def _call(spec: Endpoint, handler: Handler, ctx: RequestCtx) -> web.StreamResponse:
     """Validate the query and body, call the handler, render its result."""
     kwargs: dict[str, Any] = {}
     if spec.query is not None:

@@ -37,7 +37,8 @@ ERROR_TEXT = {
     404: "not_found",
     409: "conflict: the state machine refuses the transition, another actor won a race, or a duplicate",
     413: "too_large: the body is over 1 MiB",
-    429: "rate_limited: too many conversations started by this user in the last minute",
+    429: "rate_limited: over a rate limit (conversation starts per user, failed logins per user id and per "
+         "address); `Retry-After` says in how many seconds to try again",
     503: "unavailable: Redis or the database is down",
 }
 
@@ -59,8 +60,15 @@ def _json(schema: Schema | type[Schema] | dict[str, Any] | None, description: st
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds until a retry may succeed",
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
 def _error_responses(codes: Iterable[int]) -> dict[str, Any]:
-    return {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
+    responses = {str(code): _json(ErrorOut, ERROR_TEXT[code]) for code in sorted(set(codes))}
+    if "429" in responses:
+        responses["429"]["headers"] = RETRY_AFTER
+    return responses
 
 
 def _operation(handler: EndpointHandler) -> dict[str, Any]:
@@ -78,8 +86,9 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
         errors.add(400)
     if spec.body is not None:
         errors.add(413)
-    errors.add(401)
-    if set(spec.roles) != set(EVERYONE):
+    if spec.roles:
+        errors.add(401)
+    if spec.roles and set(spec.roles) != set(EVERYONE):
         errors.add(403)
     success: dict[str, Any] = {"204": {"description": "done (no body)"}}
     if spec.status != 204:
@@ -94,9 +103,10 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
         "tags": [spec.tag],
         "parameters": parameters,
         "responses": {**success, **_error_responses(errors)},
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}] if spec.roles else [],
     }
-    operation["description"] = f"{spec.description} (roles: {', '.join(spec.roles)})".strip()
+    who = f"roles: {', '.join(spec.roles)}" if spec.roles else "no token"
+    operation["description"] = f"{spec.description} ({who})".strip()
     if spec.body is not None:
         body: dict[str, Any] = {"schema": type(spec.body)}
         if "body" in spec.examples:

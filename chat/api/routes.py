@@ -2,7 +2,21 @@
 
 from aiohttp import web
 
-from chat.api import agents, common, conversations, export, labels, me, messages, openapi, sessions, stats, teams
+from chat.api import (
+    agents,
+    auth,
+    common,
+    conversations,
+    export,
+    labels,
+    me,
+    messages,
+    openapi,
+    sessions,
+    stats,
+    teams,
+    users,
+)
 from chat.api.common import EndpointHandler
 
 # One tuple of @endpoint handlers: the router and the OpenAPI document are both built from it.
@@ -16,6 +30,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *teams.HANDLERS,
     *stats.HANDLERS,
     *agents.HANDLERS,
+    *auth.HANDLERS,
+    *users.HANDLERS,
 )
 
 

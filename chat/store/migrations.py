@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 from chat.store.db import Database, DatabaseError, DuplicateKey
-from chat.store.schema import MIGRATIONS, SCHEMA_VERSION, Table, render, schema_tables
+from chat.store.schema import MIGRATIONS, SCHEMA_VERSION, AddColumn, Table, added_columns, render, schema_tables
 from states.clock import now_ms
 
 _SAME_TYPES = {"integer": "int"}  # SQLite's spelling of MySQL's INT
@@ -72,11 +72,12 @@ class ForeignSchema(DatabaseError):
         return "\n".join(lines)
 
 
-def compare(table: Table, name: str, found: dict[str, str]) -> TableDifference:
-    """The difference between the schema's `table` and an existing table's {column: declared type}."""
+def compare(table: Table, name: str, found: dict[str, str], optional: set[str] | None = None) -> TableDifference:
+    """The difference between the schema's `table` and an existing table's {column: declared type};
+    an `optional` column (one a later version adds, which the upgrade will) may be missing."""
     wanted = table.column_types()
     found_lower = {column.lower(): declared for column, declared in found.items()}
-    missing = [column for column in wanted if column.lower() not in found_lower]
+    missing = [column for column in wanted if column.lower() not in found_lower and column not in (optional or set())]
     extra = [column for column in found if column.lower() not in {w.lower() for w in wanted}]
     mismatched = [
         (column, declared, found_lower[column.lower()])
@@ -119,11 +120,12 @@ class Migrations:
     async def differences(self) -> list[TableDifference]:
         """Every existing table under the service's names that the service could not use."""
         existing = await self.existing_columns()
+        added = added_columns()
         found = []
         for table in schema_tables():
             name = self.tables.of(table.name)
             if name in existing:
-                difference = compare(table, name, existing[name])
+                difference = compare(table, name, existing[name], added.get(table.name))
                 if difference.foreign:
                     found.append(difference)
         return found
@@ -145,11 +147,14 @@ class Migrations:
                 await self.db.execute(statement)
         current = await self.version()
         applied = []
-        for version, tables in MIGRATIONS:
+        for version, steps in MIGRATIONS:
             if version <= current:
                 continue
-            for table in tables:
-                for statement in render(table, self.db.dialect, self.tables):
+            for step in steps:
+                if isinstance(step, AddColumn):
+                    await self._add_column(step)
+                    continue
+                for statement in render(step, self.db.dialect, self.tables):
                     await self.db.execute(statement)
             try:
                 await self.db.execute(
@@ -160,6 +165,21 @@ class Migrations:
                 continue
             applied.append(version)
         return applied
+
+    async def _add_column(self, step: AddColumn) -> None:
+        """ALTER TABLE ... ADD COLUMN unless the column is there (a rerun after a crash, another instance)."""
+        name = self.tables.of(step.table)
+
+        async def present() -> bool:
+            return step.name.lower() in {c.lower() for c in (await self.existing_columns()).get(name, {})}
+
+        if await present():
+            return
+        try:
+            await self.db.execute(f"ALTER TABLE {name} ADD COLUMN {step.column}")
+        except DatabaseError:
+            if not await present():  # not a race with another instance adding it
+                raise
 
     async def version(self) -> int:
         """The applied schema version (0 before the first upgrade)."""

@@ -46,6 +46,7 @@ class Tables:
     conversation_labels: str = field(init=False)
     messages: str = field(init=False)
     conversation_events: str = field(init=False)
+    refresh_tokens: str = field(init=False)
     schema_version: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,8 +212,45 @@ TABLES_V1 = [
     ),
 ]
 
-# Each schema version is a list of tables to create; later versions add tables or statements.
-MIGRATIONS: list[tuple[int, list[Table]]] = [(1, TABLES_V1)]
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    """A nullable column a later version adds to an existing table (ALTER TABLE ... ADD COLUMN)."""
+
+    table: str  # without the prefix
+    column: str  # a column line as in Table.columns: `password_hash VARCHAR(255) NULL`
+
+    @property
+    def name(self) -> str:
+        """The column's name."""
+        return self.column.split()[0]
+
+
+Step = Table | AddColumn
+
+STEPS_V2: list[Step] = [
+    # staff accounts (PROTOCOL 2.1): an argon2id hash in PHC form; NULL: the user cannot log in
+    AddColumn("users", "password_hash VARCHAR(255) NULL"),
+    Table(
+        "refresh_tokens",
+        [
+            "token_hash CHAR(64) NOT NULL",  # hex SHA-256 of the token: the token itself is never stored
+            f"family_id {ID}",  # every token rotated from one login shares it
+            f"user_id {ID}",
+            "created_ms BIGINT NOT NULL",
+            "expires_ms BIGINT NOT NULL",
+            "used_ms BIGINT NULL",  # exchanged for its successor: presenting it again revokes the family
+            "revoked_ms BIGINT NULL",
+            "PRIMARY KEY (token_hash)",
+        ],
+        [("ix_refresh_tokens_family", "family_id"), ("ix_refresh_tokens_user", "user_id, revoked_ms")],
+        [("user_id", "users")],
+    ),
+]
+
+# Each schema version is a list of steps: tables to create, columns to add to existing tables.
+MIGRATIONS: list[tuple[int, list[Step]]] = [(1, list(TABLES_V1)), (2, STEPS_V2)]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -242,12 +280,32 @@ def render(table: Table, dialect: str, tables: Tables | None = None) -> list[str
 
 def table_names() -> list[str]:
     """Every table of the latest schema (without a prefix), parents before children."""
-    return [t.name for _, tables in MIGRATIONS for t in tables]
+    return [step.name for _, steps in MIGRATIONS for step in steps if isinstance(step, Table)]
+
+
+def added_columns() -> dict[str, set[str]]:
+    """{table: the columns later versions add to it}: a database not yet upgraded lacks them."""
+    added: dict[str, set[str]] = {}
+    for _, steps in MIGRATIONS:
+        for step in steps:
+            if isinstance(step, AddColumn):
+                added.setdefault(step.table, set()).add(step.name)
+    return added
 
 
 def schema_tables() -> list[Table]:
-    """Every table the service creates, schema_version included: what must match where it exists."""
-    return [SCHEMA_VERSION, *(t for _, tables in MIGRATIONS for t in tables)]
+    """Every table of the latest schema (added columns included), schema_version first: what must
+    match where it exists."""
+    tables = {step.name: step for _, steps in MIGRATIONS for step in steps if isinstance(step, Table)}
+    for _, steps in MIGRATIONS:
+        for step in steps:
+            if isinstance(step, AddColumn):
+                table = tables[step.table]
+                first_constraint = next((i for i, line in enumerate(table.columns) if _CONSTRAINT.match(line)),
+                                        len(table.columns))
+                columns = [*table.columns[:first_constraint], step.column, *table.columns[first_constraint:]]
+                tables[step.table] = Table(table.name, columns, table.indexes, table.references)
+    return [SCHEMA_VERSION, *tables.values()]
 
 
 BASE_NAMES = frozenset(t.name for t in schema_tables())

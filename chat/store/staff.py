@@ -30,7 +30,8 @@ class Staff:
         self._members = db.tables.team_members
 
     async def remember(self, user_id: str, role: str, name: str | None) -> None:
-        """Record (or refresh) a token holder in `users` (agents must exist to be assigned)."""
+        """Record (or refresh) a token holder in `users` (agents must exist to be assigned); the role and
+        name of an account that has a password are left as its admins set them."""
         now = now_ms()
         try:
             async with self.db.transaction() as tx:
@@ -40,8 +41,11 @@ class Staff:
                     (user_id, role, name, now, now),
                 )
         except DuplicateKey:
+            # an account with a password is managed by its admins (chat/store/accounts.py): an older
+            # token of it (say, from before a demotion) must not write its role back
             await self.db.execute(
-                f"UPDATE {self._users} SET role = %s, name = COALESCE(%s, name), updated_ms = %s WHERE id = %s",
+                f"UPDATE {self._users} SET role = %s, name = COALESCE(%s, name), updated_ms = %s "
+                "WHERE id = %s AND password_hash IS NULL",
                 (role, name, now, user_id),
             )
 

@@ -6,6 +6,7 @@ resource's reads and writes live together in its module.
 
 from __future__ import annotations
 
+from chat.store.accounts import Accounts
 from chat.store.conversations import Conversations
 from chat.store.db import Database
 from chat.store.events import Events
@@ -30,6 +31,7 @@ class Store:
         self.messages = Messages(db)
         self.events = Events(db)
         self.staff = Staff(db)
+        self.accounts = Accounts(db)
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)

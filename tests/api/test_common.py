@@ -75,6 +75,10 @@ async def team_with_member(w: World):
     return f"{team['id']}/members/{w.agent.user_id}"
 
 
+async def account(w: World):
+    return w.agent.user_id  # a known agent is an account (without a password)
+
+
 async def labelled(w: World):
     return await w.conversation(), (await w.label())["title"]
 
@@ -117,6 +121,17 @@ MATRIX = [
     ("GET", "/api/v1/stats", _none, None, STAFF_READ),
     ("GET", "/api/v1/agents", _none, None, STAFF_READ),
     ("GET", "/api/openapi.json", _none, None, {"none": 200, "customer": 200, "agent": 200, "admin": 200}),
+    ("GET", "/api/v1/users", _none, None, {**ADMIN_WRITE, "admin": 200}),
+    ("POST", "/api/v1/users", _none, lambda w, x: {"id": uid("user"), "role": "agent"}, {**ADMIN_WRITE, "admin": 201}),
+    ("GET", "/api/v1/users/{x}", account, None, {**ADMIN_WRITE, "admin": 200}),
+    ("PATCH", "/api/v1/users/{x}", account, lambda w, x: {"name": "Night"}, {**ADMIN_WRITE, "admin": 200}),
+    # no token needed (a token sent is ignored): the credentials in the body decide
+    ("POST", "/api/v1/auth/login", _none, lambda w, x: {"user_id": uid("nobody"), "password": "guess"},
+     {"none": 401, "customer": 401, "agent": 401, "admin": 401}),
+    ("POST", "/api/v1/auth/refresh", _none, lambda w, x: {"refresh_token": "unknown"},
+     {"none": 401, "customer": 401, "agent": 401, "admin": 401}),
+    ("POST", "/api/v1/auth/logout", _none, lambda w, x: {"refresh_token": "unknown"},
+     {"none": 204, "customer": 204, "agent": 204, "admin": 204}),
 ]
 
 

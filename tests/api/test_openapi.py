@@ -70,10 +70,14 @@ async def test_the_document_covers_every_route(live):
     assert served <= documented
     assert {("GET", "/health"), ("GET", "/metrics"), ("GET", "/api/v1/agents"),
             ("GET", "/api/openapi.json")} <= documented
+    public = {(h.endpoint.method, h.endpoint.path) for h in HANDLERS if not h.endpoint.roles}
     for (method, path) in served:
         operation = doc["paths"][path][method.lower()]
-        assert operation["security"] == [{"bearerAuth": []}]
-        assert {"401", "503"} <= set(operation["responses"])
+        if (method, path) in public:  # login, refresh, logout: no token
+            assert operation["security"] == [] and "403" not in operation["responses"]
+        else:
+            assert operation["security"] == [{"bearerAuth": []}] and "401" in operation["responses"]
+        assert "503" in operation["responses"]
         for name in re.findall(r"{(\w+)}", path):
             assert any(p["in"] == "path" and p["name"] == name for p in operation["parameters"])
     listing = doc["paths"]["/api/v1/conversations"]["get"]
@@ -84,6 +88,12 @@ async def test_the_document_covers_every_route(live):
     assert doc["paths"]["/api/v1/labels"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/LabelBody"}
     assert doc["components"]["schemas"]["LabelBody"]["additionalProperties"] is False
+    login = doc["paths"]["/api/v1/auth/login"]["post"]
+    assert login["requestBody"]["content"]["application/json"]["example"]["user_id"]
+    assert set(login["responses"]["200"]["content"]["application/json"]["example"]) >= {
+        "access_token", "token_type", "expires_in", "refresh_token", "user"}
+    assert login["responses"]["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert "password_hash" not in doc["components"]["schemas"]["User"]["properties"]
     agents = doc["components"]["schemas"]["Agent"]["properties"]
     assert {"agent_id", "status", "active", "max_chats", "active_conversations"} <= set(agents)
 

@@ -138,7 +138,7 @@ def test_sqlite_database_round_trip(dbs, tmp_path, capsys):
     url = f"sqlite:///{path}"
     asyncio.run(upgrade_schema(url))
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO users VALUES ('u1', 'agent', 'A', 1, NULL, 1, 2)")
+        conn.execute("INSERT INTO users VALUES ('u1', 'agent', 'A', 1, NULL, 1, 2, '$argon2id$x')")
     assert run_backup(tmp_path / "bk", database_url=url) == 0
     assert manifest(tmp_path / "bk")["database"]["method"] == "sqlite"
     assert manifest(tmp_path / "bk")["database"]["url"] == url  # the path as given, all slashes
@@ -149,7 +149,7 @@ def test_sqlite_database_round_trip(dbs, tmp_path, capsys):
     assert run_rollback(tmp_path / "bk", "--yes", database_url=url) == 0
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT * FROM users").fetchall() == [("u1", "agent", "A", 1, None, 1, 2)]
+        assert conn.execute("SELECT * FROM users").fetchall() == [("u1", "agent", "A", 1, None, 1, 2, "$argon2id$x")]
         assert conn.execute("SELECT COUNT(*) FROM teams").fetchone() == (0,)
 
 

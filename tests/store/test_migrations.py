@@ -12,9 +12,11 @@ from chat import cli
 from chat.settings import parse_database_url
 from chat.store import Store, connect
 from chat.store.migrations import ForeignSchema, type_family
-from chat.store.schema import LATEST_VERSION, Tables
+from chat.store.schema import LATEST_VERSION, MIGRATIONS, Tables
 from tests.conftest import TEST_DATABASE_URL, redis_url
 from tests.legacy_tables import LEGACY_ROWS, create_legacy, fresh_mysql_database
+
+ALL_VERSIONS = [version for version, _ in MIGRATIONS]
 
 
 async def test_upgrade_is_idempotent(store):
@@ -22,6 +24,31 @@ async def test_upgrade_is_idempotent(store):
     assert await store.migrations.version() == LATEST_VERSION
     for table in store.db.tables.all():
         assert await store.db.fetchone(f"SELECT COUNT(*) FROM {table}") is not None
+
+
+async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows(database_url, monkeypatch):
+    """Version 2 adds users.password_hash (ALTER TABLE) and refresh_tokens to a database made by version 1."""
+    from chat.store import migrations
+
+    prefix = f"v1_{os.getpid()}_"
+    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
+    try:
+        store = Store(db)
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:1])
+        assert await store.migrations.upgrade() == [1]
+        await db.execute(f"INSERT INTO {db.tables.users} (id, role, active, created_ms, updated_ms) "
+                         "VALUES ('old-agent', 'agent', 1, 1, 1)")
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        assert await store.migrations.differences() == []  # the missing column is the upgrade's to add
+        assert await store.migrations.upgrade() == [2]
+        assert await store.migrations.upgrade() == []
+        assert await db.fetchone(f"SELECT id, password_hash FROM {db.tables.users}") == ("old-agent", None)
+        assert await db.fetchone(f"SELECT COUNT(*) FROM {db.tables.refresh_tokens}") == (0,)
+        await store.migrations._add_column(MIGRATIONS[1][1][0])  # a rerun (another instance) finds it there
+    finally:
+        for table in reversed(db.tables.all()):
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
@@ -72,7 +99,7 @@ async def test_with_a_prefix_the_service_tables_live_beside_the_old_ones(legacy_
     try:
         before = await _tables_and_rows(db)
         store = Store(db)
-        assert await store.migrations.upgrade() == [LATEST_VERSION]
+        assert await store.migrations.upgrade() == ALL_VERSIONS
         after = await _tables_and_rows(db)
         assert {name: rows for name, rows in after.items() if name in before} == before  # old ones untouched
         assert sorted(set(after) - set(before)) == sorted(db.tables.all())
@@ -87,7 +114,7 @@ async def test_a_table_of_our_shape_with_extra_columns_is_used(tmp_path):
     try:
         await db.execute("CREATE TABLE labels (id VARCHAR(64) NOT NULL PRIMARY KEY, title VARCHAR(191) NOT NULL, "
                          "description TEXT NULL, color VARCHAR(16) NULL, created_ms BIGINT NOT NULL, note TEXT NULL)")
-        assert await Store(db).migrations.upgrade() == [LATEST_VERSION]
+        assert await Store(db).migrations.upgrade() == ALL_VERSIONS
     finally:
         await db.close()
 
@@ -116,7 +143,7 @@ def test_db_upgrade_on_the_old_tables_exits_2_and_lists_them(tmp_path, monkeypat
     assert "conversations: missing column(s)" in err and "DB_TABLE_PREFIX" in err
     monkeypatch.setenv("DB_TABLE_PREFIX", "chat_")
     assert cli.main(["db", "upgrade"]) == 0
-    assert "applied schema version(s) [1]" in capsys.readouterr().out
+    assert "applied schema version(s) [1, 2]" in capsys.readouterr().out
 
 
 def test_serve_on_the_old_mysql_tables_exits_2_having_written_nothing(tmp_path):

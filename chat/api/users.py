@@ -1,0 +1,174 @@
+"""Staff accounts over REST (PROTOCOL 2.1), admins only: GET|POST /api/v1/users, GET|PATCH /api/v1/users/{id}.
+
+A user object never carries the password hash, only `has_password`. Deactivating a user or giving
+it a new password revokes its refresh tokens (in the same SQL transaction) and then announces the
+deactivation, so its sockets close and its access tokens stop working on every instance.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
+
+from chat import keys
+from chat.api.common import ADMIN, Ctx, endpoint
+from chat.api.schemas import DATE_TIME, Body, Id, Out, page_of
+from chat.auth import MAX_SUB_CHARS
+from chat.errors import Conflict, Invalid, NotFound
+from chat.limits import counter_range
+from chat.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
+from chat.store.accounts import User
+from chat.store.db import DuplicateKey, IntegrityError
+from chat.store.staff import STAFF_ROLES
+from chat.ws.registry import StrictBoolean
+
+USER_DOC = {"id": "the user id"}
+MAX_TEAMS = 100
+
+
+def _no_control_characters(value: str) -> None:
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValidationError("Must not contain control characters.")
+
+
+def UserId(**kwargs: Any) -> fields.String:  # noqa: N802 - a field factory reads like a field class
+    """A user id as a token's `sub` (PROTOCOL 2): 1 to 64 characters, no control characters."""
+    return fields.String(validate=[validate.Length(min=1, max=MAX_SUB_CHARS), _no_control_characters],
+                         metadata={"description": f"1 to {MAX_SUB_CHARS} characters, no control characters"},
+                         **kwargs)
+
+
+def Password(**kwargs: Any) -> fields.String:  # noqa: N802
+    """A new password: 1 to 1024 characters (argon2id-hashed, never stored or shown)."""
+    metadata = {"description": "1 to 1024 characters; stored only as an argon2id hash", **kwargs.pop("metadata", {})}
+    return fields.String(validate=validate.Length(min=MIN_PASSWORD_CHARS, max=MAX_PASSWORD_CHARS),
+                         metadata=metadata, **kwargs)
+
+
+def _name(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=255), allow_none=True, **kwargs)
+
+
+def _max_chats(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=counter_range(minimum=1), allow_none=True,
+                          metadata={"description": "the agent's capacity; null: AGENT_MAX_CHATS"}, **kwargs)
+
+
+def _teams(**kwargs: Any) -> fields.List[Any]:
+    return fields.List(Id(), validate=validate.Length(max=MAX_TEAMS),
+                       metadata={"description": "team ids (each must exist); replaces the memberships"}, **kwargs)
+
+
+class UserOut(Out):
+    """An agent's or admin's account."""
+
+    id = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    name = fields.String(required=True, allow_none=True)
+    active = fields.Boolean(required=True)
+    max_chats = fields.Integer(required=True, allow_none=True)
+    teams = fields.List(fields.String(), required=True)
+    created_at = fields.String(required=True, metadata=DATE_TIME)
+    has_password = fields.Boolean(required=True, metadata={"description": "false: it cannot log in until set"})
+
+
+UserPage = page_of("UserPage", UserOut, "always null: every account is listed")
+
+
+class UserBody(Body):
+    """A new account; without a password it cannot log in until one is set."""
+
+    id = UserId(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    name = _name(load_default=None)
+    max_chats = _max_chats(load_default=None)
+    teams = _teams(load_default=list)
+    password = Password()
+
+
+class UserPatchBody(Body):
+    """The fields to change (an empty object changes nothing)."""
+
+    role = fields.String(validate=validate.OneOf(STAFF_ROLES))
+    name = _name()
+    active = StrictBoolean(metadata={"description": "false: its refresh tokens are revoked, its access tokens "
+                                                    "refused and its sockets closed (4403) on every instance"})
+    max_chats = _max_chats()
+    teams = _teams()
+    password = Password(metadata={"description": "a new password (1 to 1024 characters); revokes the user's "
+                                                 "refresh tokens"})
+
+
+async def _check_teams(ctx: Ctx, teams: list[str] | None) -> None:
+    unknown = [t for t in dict.fromkeys(teams or []) if not await ctx.store.teams.exists(t)]
+    if unknown:
+        raise Invalid("invalid body", {"teams": [f"Unknown team {t!r}." for t in unknown]})
+
+
+@endpoint("GET", "/api/v1/users", summary="List the accounts", tag="users", roles=ADMIN, response=UserPage)
+async def handle_list_users(ctx: Ctx) -> dict[str, Any]:
+    """Every agent and admin, by id."""
+    return {"items": await ctx.store.accounts.all(), "next_cursor": None}
+
+
+@endpoint(
+    "POST", "/api/v1/users", summary="Create an account", tag="users", roles=ADMIN, body=UserBody,
+    response=UserOut, status=201, errors=(400, 409, 413),
+    description="An id already in use (by an account, or by anyone the service has seen) is 409; an unknown "
+                "team is 400.",
+    examples={"body": {"id": "ann", "role": "agent", "name": "Ann", "max_chats": 5, "teams": [],
+                       "password": "correct horse battery staple"}},
+)
+async def handle_create_user(ctx: Ctx, data: dict[str, Any]) -> User:
+    """A new agent or admin."""
+    await _check_teams(ctx, data["teams"])
+    password_hash = await hash_password(data["password"]) if "password" in data else None
+    try:
+        return await ctx.store.accounts.create(data["id"], data["role"], name=data["name"],
+                                               max_chats=data["max_chats"], password_hash=password_hash,
+                                               teams=data["teams"])
+    except DuplicateKey:
+        raise Conflict(f"the user id {data['id']!r} is already in use", {"id": ["Already in use."]}) from None
+    except IntegrityError:  # a team deleted meanwhile
+        raise Invalid("invalid body", {"teams": ["Unknown team."]}) from None
+
+
+@endpoint("GET", "/api/v1/users/{id}", summary="Get an account", tag="users", roles=ADMIN, response=UserOut,
+          errors=(404,), path_doc=USER_DOC)
+async def handle_get_user(ctx: Ctx) -> User:
+    """One agent or admin."""
+    user = await ctx.store.accounts.get(ctx.param("id"))
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+@endpoint(
+    "PATCH", "/api/v1/users/{id}", summary="Change an account", tag="users", roles=ADMIN, body=UserPatchBody,
+    response=UserOut, errors=(400, 404, 413), path_doc=USER_DOC,
+    description="`active: false` takes effect everywhere within seconds: refresh tokens revoked, access tokens "
+                "refused on REST, sockets closed with 4403. A new password revokes the refresh tokens.",
+    examples={"body": {"active": False}},
+)
+async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
+    """Change role, name, active, max_chats, teams and/or the password."""
+    await _check_teams(ctx, data.get("teams"))
+    changes = {k: v for k, v in data.items() if k != "password"}
+    if "password" in data:
+        changes["password_hash"] = await hash_password(data["password"])
+    try:
+        user = await ctx.store.accounts.update(ctx.param("id"), changes)
+    except IntegrityError:  # a team deleted meanwhile
+        raise Invalid("invalid body", {"teams": ["Unknown team."]}) from None
+    if user is None:
+        raise NotFound("user not found")
+    if data.get("active") is False:  # committed: now every instance closes its sockets and refuses its tokens
+        await ctx.request.app[keys.REVOCATION].deactivated(user["id"])
+    elif data.get("active") is True:  # reactivated: this instance's cached answer must not wait out its time
+        ctx.request.app[keys.ACCOUNTS].active.forget(user["id"])
+    return user
+
+
+HANDLERS = (handle_list_users, handle_create_user, handle_get_user, handle_update_user)

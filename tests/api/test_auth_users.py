@@ -1,0 +1,129 @@
+"""The accounts over REST (GET|POST /api/v1/users, GET|PATCH /api/v1/users/{id}): admins only, never the hash."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from chat import keys
+from chat.auth import Identity
+from tests.api.accounts import ADMIN, PASSWORD, bearer, login, make_account
+from tests.api.support import assert_error, uid
+
+
+async def test_create_list_get_patch(api):
+    team = (await api.call("POST", "/api/v1/teams", as_=ADMIN, json={"name": uid("team")}))[1]
+    user_id = uid("agent")
+    status, user = await api.call("POST", "/api/v1/users", as_=ADMIN, json={
+        "id": user_id, "role": "agent", "name": "Ann", "max_chats": 3, "teams": [team["id"]], "password": PASSWORD})
+    assert status == 201
+    assert {k: user[k] for k in ("id", "role", "name", "active", "max_chats", "teams", "has_password")} == {
+        "id": user_id, "role": "agent", "name": "Ann", "active": True, "max_chats": 3, "teams": [team["id"]],
+        "has_password": True}
+    assert user["created_at"].endswith(("Z", "+00:00"))
+    status, got = await api.call("GET", f"/api/v1/users/{user_id}", as_=ADMIN)
+    assert status == 200 and got == user
+    status, page = await api.call("GET", "/api/v1/users", as_=ADMIN)
+    assert user in page["items"] and page["next_cursor"] is None
+    row = await api.store.db.fetchone(f"SELECT password_hash FROM {api.store.db.tables.users} WHERE id = %s",
+                                      (user_id,))
+    assert row[0].startswith("$argon2id$") and row[0] not in str(page)
+
+    status, changed = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN,
+                                     json={"role": "admin", "name": None, "max_chats": None, "teams": []})
+    assert status == 200
+    assert (changed["role"], changed["name"], changed["max_chats"], changed["teams"]) == ("admin", None, None, [])
+    status, same = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={})
+    assert status == 200 and same == changed
+    # the member shows in its team's members too
+    assert (await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"teams": [team["id"]]}))[0] == 200
+    _, members = await api.call("GET", f"/api/v1/teams/{team['id']}/members", as_=ADMIN)
+    assert [m["user_id"] for m in members["items"]] == [user_id]
+
+
+async def test_a_user_without_a_password_cannot_log_in_until_one_is_set(api):
+    user_id = await make_account(api, password=None)
+    status, user = await api.call("GET", f"/api/v1/users/{user_id}", as_=ADMIN)
+    assert user["has_password"] is False
+    assert_error(*await login(api, user_id), 401, "unauthenticated")
+    await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"password": PASSWORD})
+    assert (await login(api, user_id))[0] == 200
+
+
+async def test_bad_input_unknown_ids_and_duplicates(api):
+    user_id = await make_account(api)
+    assert_error(*await api.call("POST", "/api/v1/users", as_=ADMIN, json={"id": user_id, "role": "admin"}),
+                 409, "conflict")
+    for body in ({"id": uid("a"), "role": "customer"}, {"id": uid("a")}, {"id": uid("a"), "role": "agent", "x": 1},
+                 {"id": uid("a"), "role": "agent", "max_chats": 0}, {"id": uid("a"), "role": "agent", "name": ""},
+                 {"id": uid("a"), "role": "agent", "max_chats": "3"}, {"id": uid("a"), "role": "agent", "teams": "t"},
+                 {"id": uid("a"), "role": "agent", "teams": ["no-such-team"]}):
+        status, answer = await api.call("POST", "/api/v1/users", as_=ADMIN, json=body)
+        assert_error(status, answer, 400, "invalid")
+        assert answer["error"]["details"]
+    for body in ({"active": "no"}, {"active": 0}, {"role": "customer"}, {"id": "other"}, {"teams": ["nope"]}):
+        status, answer = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json=body)
+        assert_error(status, answer, 400, "invalid")
+    assert (await api.call("GET", f"/api/v1/users/{user_id}", as_=ADMIN))[1]["active"] is True  # nothing changed
+    assert_error(*await api.call("GET", f"/api/v1/users/{uid('nobody')}", as_=ADMIN), 404, "not_found")
+    assert_error(*await api.call("PATCH", f"/api/v1/users/{uid('nobody')}", as_=ADMIN, json={"name": "x"}),
+                 404, "not_found")
+    # customers are no accounts
+    customer = Identity(uid("cust"), "customer")
+    await api.call("POST", "/api/v1/sessions", as_=customer, json={})
+    assert_error(*await api.call("GET", f"/api/v1/users/{customer.user_id}", as_=ADMIN), 404, "not_found")
+
+
+async def test_only_admins(api):
+    agent = Identity(uid("agent"), "agent")
+    for method, path, body in (("GET", "/api/v1/users", None), ("POST", "/api/v1/users", {"id": "x", "role": "agent"}),
+                               ("GET", "/api/v1/users/x", None), ("PATCH", "/api/v1/users/x", {"active": False})):
+        assert_error(*await api.call(method, path, as_=agent, json=body), 403, "forbidden")
+        assert_error(*await api.call(method, path, json=body), 401, "unauthenticated")
+
+
+def _claims(sub: str, role: str = "admin", **extra) -> dict:
+    now = int(time.time())
+    return {"sub": sub, "role": role, "iat": now, "exp": now + 600, **extra}
+
+
+@pytest.mark.parametrize("kind", ["expired", "forged", "alg-none", "garbage"])
+async def test_expired_forged_and_alg_none_tokens_are_401(api, kind):
+    secret = api.app[keys.SETTINGS].jwt_secret_key
+    if kind == "expired":
+        token = jwt.encode(_claims("boss", exp=int(time.time()) - 1), secret, algorithm="HS256")
+    elif kind == "forged":
+        token = jwt.encode(_claims("boss"), "another-secret-0123456789abcdef0123", algorithm="HS256")
+    elif kind == "alg-none":
+        token = jwt.encode(_claims("boss"), None, algorithm="none")
+    else:
+        token = "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"
+    for method, path, body in (("GET", "/api/v1/users", None), ("POST", "/api/v1/users", {"id": "x", "role": "admin"}),
+                               ("PATCH", "/api/v1/users/boss", {"role": "admin"})):
+        status, answer = await api.call(method, path, json=body, headers=bearer(token))
+        assert_error(status, answer, 401, "unauthenticated")
+    assert await api.store.accounts.get("x") is None
+
+
+async def test_an_access_token_from_login_is_an_admins_only_when_the_account_is_admin(api):
+    agent = await make_account(api)
+    _, tokens = await login(api, agent)
+    status, body = await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"]))
+    assert_error(status, body, 403, "forbidden")
+
+
+async def test_an_older_token_does_not_write_a_demoted_accounts_role_back(api):
+    user_id = await make_account(api, "admin", name="Ann")
+    _, tokens = await login(api, user_id)
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"role": "agent"})
+    assert status == 200 and user["role"] == "agent"
+    api.ops.staff._known.discard(user_id)  # as on an instance that has not seen it yet
+    # the admin token from before the demotion still runs its course (ACCESS_TOKEN_TTL_S) ...
+    assert (await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"])))[0] == 200
+    # ... but SQL keeps the demotion, so the next access token is an agent's
+    assert (await api.store.accounts.get(user_id))["role"] == "agent"
+    status, body = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert status == 200 and body["user"]["role"] == "agent"
+    assert (await api.call("GET", "/api/v1/users", headers=bearer(body["access_token"])))[0] == 403
