@@ -121,8 +121,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
                       settings=settings)
     _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
-    app[keys.DESK] = desk = Desk(store, presence.roster)
-    desk.subscribe_to(events)
+    app[keys.DESK] = Desk(store, presence.roster, hub)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)

@@ -1,16 +1,18 @@
-"""The gauges an operator runs a desk on: sockets open by role (kept as sessions open and close on
-this instance), agents online and conversations waiting by team with the oldest wait (read from the
-roster and the SQL rows when /metrics is scraped, at most every REFRESH_S)."""
+"""The gauges an operator runs a desk on: sockets open by role (this instance's hub), agents online
+(the roster) and conversations waiting by team with the oldest wait (the SQL rows), read when
+/metrics is scraped, at most every REFRESH_S."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from chat import metrics
+from chat.auth import ROLES
 from chat.errors import log_failure
-from chat.events import Events, SessionClosed, SessionOpened
+from chat.hub import Hub
 from chat.presence import Roster
 from chat.store import Store
 from states.clock import now_ms
@@ -25,27 +27,15 @@ NO_TEAM = "none"
 class Desk:
     """Keeps the desk gauges of chat.metrics."""
 
-    def __init__(self, store: Store, roster: Roster, *, clock: Callable[[], int] = now_ms,
+    def __init__(self, store: Store, roster: Roster, hub: Hub, *, clock: Callable[[], int] = now_ms,
                  refresh_s: float = REFRESH_S) -> None:
         self.store = store
         self.roster = roster
+        self.hub = hub
         self.clock = clock
         self.refresh_s = refresh_s
         self._read_at: float | None = None
         self._teams: set[str] = set()  # every team seen waiting: shown at 0 once its queue empties
-
-    def subscribe_to(self, events: Events) -> None:
-        """Count sessions by role as they open and close."""
-        events.subscribe(SessionOpened, self.on_session_opened)
-        events.subscribe(SessionClosed, self.on_session_closed)
-
-    def on_session_opened(self, event: SessionOpened) -> None:
-        """A socket authenticated."""
-        metrics.WS_SESSIONS.labels(event.identity.role).inc()
-
-    def on_session_closed(self, event: SessionClosed) -> None:
-        """An authenticated socket closed."""
-        metrics.WS_SESSIONS.labels(event.identity.role).dec()
 
     async def refresh(self) -> None:
         """Read the deployment-wide figures unless they were read less than refresh_s ago; a database
@@ -54,6 +44,10 @@ class Desk:
         if self._read_at is not None and loop.time() - self._read_at < self.refresh_s:
             return
         self._read_at = loop.time()
+        # counted from the hub, which every session joins and leaves whatever else fails
+        sessions = Counter(peer.identity.role for peer in self.hub.peers.values())
+        for role in ROLES:
+            metrics.WS_SESSIONS.labels(role).set(sessions[role])
         metrics.AGENTS_ONLINE.set(len(self.roster))
         try:
             waiting = await asyncio.wait_for(self.store.conversations.waiting_by_team(), READ_TIMEOUT_S)

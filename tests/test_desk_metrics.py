@@ -35,6 +35,8 @@ async def test_no_created_series(harness):
 
 async def test_sockets_by_role_follow_sessions(harness):
     h = harness
+    h.app[keys.DESK].refresh_s = 0
+    await scrape(h)
     before = {role: value("chat_ws_sessions", role=role) for role in ("customer", "agent")}
     customer = await h.connect("desk-cust")
     agent = await h.connect("desk-agent", role="agent")
@@ -48,6 +50,7 @@ async def test_sockets_by_role_follow_sessions(harness):
     closed = when_session_closed(h.app, "desk-cust")
     await customer.close()
     await closed.wait()
+    await scrape(h)
     assert value("chat_ws_sessions", role="customer") == before["customer"]
 
 
