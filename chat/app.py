@@ -19,6 +19,7 @@ from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
+from chat.cors import setup_cors
 from chat.desk import Desk
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
@@ -181,4 +182,5 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     http_metrics.register(app)
     apidocs.register(app)
     transport.register(app)
+    setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
 ROLES = ("customer", "agent", "admin")
+ALGORITHMS = ["HS256"]  # the only one accepted: never `none`, never another HMAC or a public-key algorithm
 _ROLE = {role: role for role in ROLES}  # a token's role as the one shared string (each socket keeps its identity)
 MAX_SUB_CHARS = 64
 
@@ -48,11 +50,13 @@ def issue_token(
     name: str | None = None,
     teams: list[str] | None = None,
 ) -> str:
-    """A signed HS256 token with `sub`, `role`, `exp` (and `name`, `teams` when given)."""
+    """A token with `sub`, `role`, `iat`, `exp`, a random `jti` (and `name`, `teams` when given), signed
+    HS256 with `secret`: the current JWT_SECRET_KEY, never a previous one."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": str(sub), "role": role, "iat": now, "exp": now + int(ttl_s)}
+    claims: dict[str, Any] = {"sub": str(sub), "role": role, "iat": now, "exp": now + int(ttl_s),
+                              "jti": uuid.uuid4().hex}
     if name:
         claims["name"] = name
     if teams:
@@ -60,14 +64,15 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def verify_token(secret: str, token: object) -> Identity:
+def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
     """Check signature, algorithm, expiry and the claims (PROTOCOL section 2); return the identity.
-    `token` is what the client sent (an auth frame's field may be any JSON value): anything but a
-    string is refused. The error messages never repeat the token."""
+    `keys` is one key, or the keys a token may be signed with (`Settings.jwt_verification_keys`: the
+    current one, then those it replaced). `token` is what the client sent (an auth frame's field may be
+    any JSON value): anything but a string is refused. The error messages never repeat the token."""
     if not token or not isinstance(token, str):
         raise AuthError("missing token")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]})
+        claims = _decode((keys,) if isinstance(keys, str) else keys, token)
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
@@ -87,6 +92,27 @@ def verify_token(secret: str, token: object) -> Identity:
     name = claims.get("name")
     return Identity(user_id=sub, role=role, name=name if isinstance(name, str) else None, teams=tuple(teams),
                     exp=exp)
+
+
+def _decode(keys: tuple[str, ...], token: str) -> dict[str, Any]:
+    """The claims of a token signed with one of `keys` (tried in order: the current key first).
+
+    Only a bad signature moves on to the next key: any other error (malformed, another algorithm,
+    expired, a missing claim) is the same whichever key is tried, and is raised at once."""
+    if not keys or not all(keys):
+        raise ValueError("verify_token needs at least one key, none of them empty")
+    for key in keys[:-1]:
+        try:
+            return _decode_with(key, token)
+        except jwt.InvalidSignatureError:
+            continue
+    return _decode_with(keys[-1], token)
+
+
+def _decode_with(key: str, token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, key, algorithms=ALGORITHMS,
+                                        options={"require": ["exp", "sub", "role"]})
+    return claims
 
 
 def _valid_sub(sub: object) -> bool:

@@ -173,9 +173,10 @@ class MaskedAccessLogger(AccessLogger):
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """The values of the settings marked secret (left out of the dataclass repr)."""
-    values = (getattr(settings, f.name) for f in dataclasses.fields(settings) if not f.repr)
-    return [v for v in values if isinstance(v, str) and v]
+    """The values of the settings marked secret (left out of the dataclass repr); a list setting's each item."""
+    values = [getattr(settings, f.name) for f in dataclasses.fields(settings) if not f.repr]
+    items = itertools.chain.from_iterable(v if isinstance(v, tuple) else (v,) for v in values)
+    return [v for v in items if isinstance(v, str) and v]
 
 
 def resolve_format(log_format: str, stream: IO[str]) -> str:

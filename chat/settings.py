@@ -9,23 +9,25 @@ reads that table, and the README's table and docs/settings.md are generated from
 from __future__ import annotations
 
 import os
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chat.embedded_secret import embedded_secret
 from chat.settings_parse import (
     DATABASE,
+    ORIGINS,
     PATH,
     PHRASES,
     REDIS,
+    SECRET_LIST,
+    SWITCH,
+    TABLE_PREFIX,
     TEXT,
     URL_ROOT,
     DatabaseConfig,
     Group,
-    Parser,
     RedisConfig,
     Row,
     SettingsError,
@@ -77,25 +79,6 @@ MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def _table_prefix(variable: str, text: str) -> str:
-    prefix = text.strip()
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,24}", prefix):
-        raise SettingsError(variable, f"letters, digits and _ only, at most 24 of them, got {prefix!r}")
-    return prefix
-
-
-TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
-
-
-def _switch(variable: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("true", "false"):
-        raise SettingsError(variable, f"must be true or false, got {text!r}")
-    return value == "true"
-
-
-SWITCH = Parser(_switch, "`true` or `false`")
-
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
 _ACCOUNTS = Group.ACCOUNTS
 
@@ -133,6 +116,13 @@ class Settings:
         shown_default="embedded mode: a random one kept in `$CHAT_DATA_DIR/jwt-secret`",
         note="**required**, at least 32 bytes, when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
     )
+    jwt_previous_secret_keys: tuple[str, ...] = setting(
+        _SERVICE, "JWT_PREVIOUS_SECRET_KEYS", (), SECRET_LIST,
+        "secrets that signed tokens before the current `JWT_SECRET_KEY`: still accepted for verification, "
+        "never used to sign, so the secret can be rotated without logging anyone out (docs/protocol.md "
+        "section 2.3)",
+        shown_default="none", note="each at least 32 bytes when `DATABASE_URL` or `REDIS_URL` is set", secret=True,
+    )
     active_check_s: float = setting(
         _SERVICE, "ACTIVE_CHECK_S", 2.0, number(0.1),
         "how stale the REST check that a token's account is still active may be, and how often each instance "
@@ -146,6 +136,29 @@ class Settings:
         "log lines: `text`, or `json` (one object per line with `instance`, `request_id`, `user_id`, "
         "`conversation_id` where they apply); tokens and secrets are masked in both",
         shown_default="`auto`: `text` when stderr is a terminal, else `json`",
+    )
+    cors_origins: tuple[str, ...] = setting(
+        _SERVICE, "CORS_ORIGINS", (), ORIGINS,
+        "web origins allowed to call the service from a browser (CORS: the REST API, `/widget.js`, every route but "
+        "the WebSocket upgrade); without credentials (cookies): the console is served from the service's own origin",
+        shown_default="none: no cross-origin access",
+    )
+    anonymous_visitors: bool = setting(
+        _SERVICE, "ANONYMOUS_VISITORS", False, SWITCH,
+        "`POST /api/v1/visitors` (no token) gives anyone a customer token for a new visitor id, so the widget can "
+        "be tried with no website backend; off, it answers 404",
+        shown_default="`true` in the embedded mode, else `false`",
+    )
+    visitor_token_ttl_s: int = setting(
+        _SERVICE, "VISITOR_TOKEN_TTL_S", 24 * 3600, integer(60), "lifetime of a visitor's token (seconds)",
+    )
+    visitors_per_address: int = setting(
+        _SERVICE, "VISITORS_PER_ADDRESS", 20, integer(1),
+        "visitor tokens one client address may get within `VISITOR_WINDOW_S`, across instances (over it: 429 "
+        "with `Retry-After`); the address is the TCP peer's, never `X-Forwarded-For`",
+    )
+    visitor_window_s: int = setting(
+        _SERVICE, "VISITOR_WINDOW_S", 600, integer(1), "the sliding window of `VISITORS_PER_ADDRESS` (seconds)",
     )
     conversations_per_user_per_min: int = setting(
         _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
@@ -297,6 +310,11 @@ class Settings:
                 "AI_PROVIDER", "no AI provider configured, and the offline echo provider is not an AI: set "
                 "DASHSCOPE_API_KEY (or AI_PROVIDER=openai and AI_BASE_URL), or AI_PROVIDER=echo to run it on purpose")
 
+    @property
+    def jwt_verification_keys(self) -> tuple[str, ...]:
+        """The keys a token may be signed with: `JWT_SECRET_KEY` (the one that signs) first, then the previous ones."""
+        return (self.jwt_secret_key, *self.jwt_previous_secret_keys)
+
     def describe(self) -> str:
         """One log-safe line: provider, model, database and Redis (never a password or a key)."""
         redis = self.redis.describe() if self.redis else "embedded in-process Redis"
@@ -320,10 +338,14 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     if "jwt_secret_key" not in given:
         if not embedded:
             raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
-        values["jwt_secret_key"] = _embedded_secret(values["data_dir"])
+        values["jwt_secret_key"] = embedded_secret(values["data_dir"])
     elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
                                               f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
+    if not embedded:
+        _check_previous_keys(values["jwt_previous_secret_keys"])
+    if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
+        values["anonymous_visitors"] = embedded
     if values["redis_cluster"]:
         _check_cluster(values["redis"])
     if "ai_provider" not in given:
@@ -334,6 +356,15 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
         raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
 
 
+def _check_previous_keys(keys: tuple[str, ...]) -> None:
+    """A short previous key would make tokens as easy to forge as a short current one."""
+    for key in keys:
+        if len(key.encode()) < MIN_JWT_SECRET_BYTES:
+            raise SettingsError("JWT_PREVIOUS_SECRET_KEYS", f"each key must be at least {MIN_JWT_SECRET_BYTES} bytes "
+                                                            f"when DATABASE_URL or REDIS_URL is set, got one of "
+                                                            f"{len(key.encode())}")
+
+
 def _check_cluster(redis: RedisConfig | None) -> None:
     """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
     if redis is None:
@@ -342,44 +373,3 @@ def _check_cluster(redis: RedisConfig | None) -> None:
         raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
     if redis.db != 0:
         raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
-
-
-def _embedded_secret(data_dir: Path) -> str:
-    """A per-install random secret kept in the data directory, so dev tokens survive restarts.
-
-    The directory is made 0700 and the file 0600 from its first byte. An empty or blank file (an
-    older version crashing between creating and writing it) is replaced by a new secret: no token
-    can have been signed with it. An unreadable one is a SettingsError (one line, exit 2)."""
-    path = data_dir / "jwt-secret"
-    try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            secret = path.read_text().strip()
-        except FileNotFoundError:
-            return _new_secret_file(path, replace=False)
-        return secret or _new_secret_file(path, replace=True)
-    except OSError as exc:
-        raise SettingsError("CHAT_DATA_DIR", f"cannot keep the JWT secret in {path}: {exc.strerror or exc}") from None
-
-
-def _new_secret_file(path: Path, *, replace: bool) -> str:
-    """Write a new secret to a private temporary file (O_CREAT|O_EXCL, 0600), then put it in place
-    whole: no reader ever sees the file empty, half-written or readable by others."""
-    secret = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secret.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError: another process made it meanwhile; theirs wins
-    except FileExistsError:
-        return path.read_text().strip()
-    finally:
-        tmp.unlink(missing_ok=True)
-    return secret

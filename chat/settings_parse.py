@@ -3,6 +3,7 @@ and `setting()`, which makes a dataclass field one row of the settings table (ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -249,12 +250,62 @@ def _redis(variable: str, text: str) -> RedisConfig | None:
     return parse_redis_url(text, variable)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(variable: str, text: str) -> str:
+    """One browser origin, as browsers send it in `Origin`: lower case, no default port."""
+    if text == "*":
+        raise SettingsError(variable, "`*` is not accepted: list the origins allowed, e.g. https://shop.example.com")
+    problem = f"each origin is scheme://host[:port] (http or https, no path, no trailing /), got {text!r}"
+    parts, port = _split(text, variable)
+    scheme = parts.scheme.lower()
+    if (scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path or parts.query or parts.fragment
+            or "@" in parts.netloc or text.endswith(("?", "#"))):
+        raise SettingsError(variable, problem)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
+
+
+def _origins(variable: str, text: str) -> tuple[str, ...]:
+    origins = (_origin(variable, item.strip()) for item in text.split(",") if item.strip())
+    return tuple(dict.fromkeys(origins))
+
+
+def _table_prefix(variable: str, text: str) -> str:
+    prefix = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,24}", prefix):
+        raise SettingsError(variable, f"letters, digits and _ only, at most 24 of them, got {prefix!r}")
+    return prefix
+
+
+TABLE_PREFIX = Parser(_table_prefix, "letters, digits and `_`, at most 24")
+
+
+def _switch(variable: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise SettingsError(variable, f"must be true or false, got {text!r}")
+    return value == "true"
+
+
+SWITCH = Parser(_switch, "`true` or `false`")
+
+
+def _secret_list(variable: str, text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between the commas are ignored")
+
+
 TEXT = Parser(_text)
 URL_ROOT = Parser(_url_root, "a trailing `/` is stripped")
 PATH = Parser(_path)
 PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")
 DATABASE = Parser(_database, "needs a host and a database name; port 3306 and user `root` by default")
 REDIS = Parser(_redis, "the db must be a number")
+ORIGINS = Parser(_origins, "comma-separated `scheme://host[:port]` (http or https, no path); `*` is refused")
 
 
 class Group(StrEnum):

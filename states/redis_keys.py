@@ -63,3 +63,8 @@ def login_failures_of_address(address: str) -> str:
 def agent_load(agent_id: str) -> str:
     """The set of conversations currently assigned to an agent."""
     return f"{AGENT_PREFIX}{AGENTS_TAG}:{agent_id}:load"
+
+
+def visitor_tokens(address: str) -> str:
+    """Visitor tokens recently given to one client address (a sliding-window quota; transient: a backup skips it)."""
+    return f"{QUOTA_PREFIX}visitor-tokens:{address}"

@@ -51,3 +51,50 @@ def test_the_error_never_repeats_the_token(token):
         verify_token(SECRET, token)
     assert token not in str(err.value)
     assert not any(part in str(err.value) for part in token.split(".") if len(part) > 8)
+
+
+# --- secret rotation: the current key signs, the previous ones still verify -------------------------
+
+PREVIOUS = "previous-secret-0123456789abcdef0123"
+UNKNOWN = "unknown-secret-0123456789abcdef012345"
+
+
+def _signed(key: str, algorithm: str = "HS256", **claims) -> str:
+    return jwt.encode({"sub": "u-1", "role": "customer", "exp": LATER, **claims}, key, algorithm=algorithm)
+
+
+def test_a_token_signed_with_a_previous_key_is_accepted():
+    assert verify_token((SECRET, PREVIOUS), _signed(PREVIOUS)).user_id == "u-1"
+    assert verify_token((SECRET, PREVIOUS), _signed(SECRET)).user_id == "u-1"
+
+
+def test_a_token_signed_with_an_unknown_key_is_refused():
+    with pytest.raises(AuthError, match="Signature verification failed"):
+        verify_token((SECRET, PREVIOUS), _signed(UNKNOWN))
+
+
+def test_an_expired_token_of_a_previous_key_is_still_expired():
+    with pytest.raises(AuthError, match="expired"):
+        verify_token((SECRET, PREVIOUS), _signed(PREVIOUS, exp=1))
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("key", [SECRET, PREVIOUS])
+def test_alg_none_and_other_algorithms_are_refused_whatever_the_key(key):
+    unsigned = jwt.encode({"sub": "u-1", "role": "customer", "exp": LATER}, None, algorithm="none")
+    for token in (unsigned, _signed(key, "HS512"), _signed(key, "HS384")):
+        with pytest.raises(AuthError, match="alg value is not allowed"):
+            verify_token((SECRET, PREVIOUS), token)
+
+
+def test_verification_needs_a_key():
+    for keys in ((), ("",), (SECRET, "")):
+        with pytest.raises(ValueError, match="key"):
+            verify_token(keys, _signed(SECRET))
+
+
+def test_issued_tokens_carry_a_random_jti_and_iat():
+    first, second = (jwt.decode(issue_token(SECRET, "u-1", "customer", ttl_s=60), SECRET, algorithms=["HS256"])
+                     for _ in range(2))
+    assert len(first["jti"]) == 32 and first["jti"] != second["jti"]
+    assert type(first["iat"]) is int and first["exp"] - first["iat"] == 60

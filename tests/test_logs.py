@@ -106,13 +106,16 @@ def test_auto_is_text_on_a_terminal_and_json_otherwise():
 
 def test_setup_logging_sends_every_logger_through_one_masking_handler(restore_logging):
     settings = dataclasses.replace(Settings(), log_format="json", log_level="INFO",
-                                   jwt_secret_key="the-jwt-secret-of-this-test-0123")
+                                   jwt_secret_key="the-jwt-secret-of-this-test-0123",
+                                   jwt_previous_secret_keys=("the-previous-jwt-secret-0123456", "the-first-one-01234"))
     stream = io.StringIO()
     setup_logging(settings, "inst-7", stream)
     logging.getLogger("aiohttp.server").info("secret %s", settings.jwt_secret_key)
     logging.getLogger("chat.x").debug("below the level")
-    (line,) = stream.getvalue().splitlines()
-    assert json.loads(line) == {**json.loads(line), "message": f"secret {MASK}", "instance": "inst-7"}
+    logging.getLogger("chat.y").info("rotated %s", ",".join(settings.jwt_previous_secret_keys))
+    first, rotated = stream.getvalue().splitlines()
+    assert json.loads(first) == {**json.loads(first), "message": f"secret {MASK}", "instance": "inst-7"}
+    assert json.loads(rotated)["message"] == f"rotated {MASK},{MASK}"
 
 
 class Collect(logging.Handler):

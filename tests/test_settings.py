@@ -19,7 +19,7 @@ from chat.store import Store, connect
 from states.redis_keys import EVENTS_CHANNEL
 
 # fields that depend on the data directory or on embedded mode, not on their own variable
-DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded"}
+DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded", "anonymous_visitors"}
 
 
 def test_embedded_default(tmp_path):
@@ -203,3 +203,29 @@ def test_an_unreadable_secret_file_is_one_clear_settings_error(tmp_path):
     (tmp_path / "jwt-secret").mkdir()  # not a file: reading it fails whoever runs the test (root too)
     with pytest.raises(SettingsError, match=r"^CHAT_DATA_DIR: cannot keep the JWT secret in .*jwt-secret"):
         Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)})
+
+
+def test_previous_jwt_secrets_verify_after_the_current_one_and_stay_out_of_repr(tmp_path):
+    old, older = "o" * 32, "字" * 11
+    s = Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://h:6379/0", "JWT_SECRET_KEY": "k" * 32,
+                           "JWT_PREVIOUS_SECRET_KEYS": f" {old} ,, {older},"})
+    assert s.jwt_previous_secret_keys == (old, older)
+    assert s.jwt_verification_keys == ("k" * 32, old, older)  # the current key first: it alone signs
+    assert old not in repr(s) and older not in repr(s)
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)}).jwt_previous_secret_keys == ()
+
+
+def test_a_short_previous_jwt_secret_is_refused_outside_the_embedded_mode(tmp_path):
+    env = {"CHAT_DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": "k" * 32, "JWT_PREVIOUS_SECRET_KEYS": "o" * 32 + ",short"}
+    with pytest.raises(SettingsError, match=r"^JWT_PREVIOUS_SECRET_KEYS: each key must be at least 32 bytes") as err:
+        Settings.from_env({**env, "REDIS_URL": "redis://h:6379/0"})
+    assert "short" not in str(err.value)
+    assert Settings.from_env(env).jwt_previous_secret_keys == ("o" * 32, "short")  # the embedded mode takes any
+
+
+def test_anonymous_visitors_are_on_by_default_in_the_embedded_mode_only(tmp_path):
+    embedded = {"CHAT_DATA_DIR": str(tmp_path)}
+    server = {**embedded, "REDIS_URL": "redis://h:6379/0", "JWT_SECRET_KEY": "k" * 32}
+    assert Settings.from_env(embedded).anonymous_visitors and not Settings.from_env(server).anonymous_visitors
+    assert not Settings.from_env({**embedded, "ANONYMOUS_VISITORS": "false"}).anonymous_visitors
+    assert Settings.from_env({**server, "ANONYMOUS_VISITORS": "true"}).anonymous_visitors

@@ -187,7 +187,7 @@ def _bearer(request: web.Request) -> str:
 async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity:
     """The token's identity, when its role is one of `roles` (401 without a valid token, else 403)."""
     try:
-        identity = verify_token(request.app[keys.SETTINGS].jwt_secret_key, _bearer(request))
+        identity = verify_token(request.app[keys.SETTINGS].jwt_verification_keys, _bearer(request))
     except AuthError as exc:
         raise Unauthenticated(str(exc)) from None
     if identity.role not in roles:

@@ -16,6 +16,7 @@ from chat.api import (
     stats,
     teams,
     users,
+    visitors,
 )
 from chat.api.common import EndpointHandler
 
@@ -32,6 +33,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *agents.HANDLERS,
     *auth.HANDLERS,
     *users.HANDLERS,
+    *visitors.HANDLERS,
 )
 
 

@@ -37,7 +37,7 @@ class AuthPhase:
                 "authenticate first: send {\"type\": \"auth\", \"token\": ...}"))
             return None
         try:
-            identity = verify_token(self.services.settings.jwt_secret_key, frame.body.get("token"))
+            identity = verify_token(self.services.settings.jwt_verification_keys, frame.body.get("token"))
         except AuthError as exc:
             self.conn.reply_error(frame.id, Unauthenticated(str(exc)))
             await self.conn.close(CLOSE_AUTH_FAILED, "authentication failed")

@@ -127,7 +127,7 @@ class Session:
     def _refresh(self, frame: Incoming) -> dict[str, Any]:
         """`auth` on an open socket: a token for the same user and role moves the expiry."""
         try:
-            fresh = verify_token(self.services.settings.jwt_secret_key, frame.body.get("token"))
+            fresh = verify_token(self.services.settings.jwt_verification_keys, frame.body.get("token"))
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from None
         if (fresh.user_id, fresh.role) != (self.identity.user_id, self.identity.role):

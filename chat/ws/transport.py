@@ -26,7 +26,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[keys.SETTINGS]
     try:
-        identity = _url_identity(request, settings.jwt_secret_key)
+        identity = _url_identity(request, settings.jwt_verification_keys)
     except AuthError as exc:  # the error middleware let the handshake through: the response is all ours
         return web.json_response({"error": {"code": "unauthenticated", "message": str(exc)}}, status=401,
                                  headers={REQUEST_ID_HEADER: request_id_for(request)})
@@ -50,13 +50,13 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _url_identity(request: web.Request, secret: str) -> Identity | None:
+def _url_identity(request: web.Request, keys: tuple[str, ...]) -> Identity | None:
     """The identity of the URL's `token` (None without one). Parsed from the raw path in this short
     call: request.query would keep the parsed query, token and all, cached on the request for as
     long as the socket is open."""
     query = parse_qs(request.raw_path.partition("?")[2], keep_blank_values=True)
     token = next(iter(query.get("token", ())), None)
-    return None if token is None else verify_token(secret, token)
+    return None if token is None else verify_token(keys, token)
 
 
 async def _serve(conn: Connection, phase: AuthPhase, deadline: float) -> None:

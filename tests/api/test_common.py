@@ -132,6 +132,8 @@ MATRIX = [
      {"none": 401, "customer": 401, "agent": 401, "admin": 401}),
     ("POST", "/api/v1/auth/logout", _none, lambda w, x: {"refresh_token": "unknown"},
      {"none": 204, "customer": 204, "agent": 204, "admin": 204}),
+    # no token needed either; ANONYMOUS_VISITORS is off outside the embedded mode (tests/api/test_visitors.py: on)
+    ("POST", "/api/v1/visitors", _none, None, {"none": 404, "customer": 404, "agent": 404, "admin": 404}),
 ]
 
 
@@ -154,7 +156,7 @@ async def test_auth_matrix(api):
             if got != status:
                 mismatches.append((method, url, role, status, got, answer))
             elif got >= 400:
-                assert_error(got, answer, status, {401: "unauthenticated", 403: "forbidden"}[got])
+                assert_error(got, answer, status, {401: "unauthenticated", 403: "forbidden", 404: "not_found"}[got])
     assert not mismatches, "\n".join(map(str, mismatches))
 
 
