@@ -18,22 +18,22 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Literal
 
 from redis.asyncio import Redis
 
 from chat import metrics
-from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider, StreamItem, ToolCall
+from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider
 from chat.ai.early import EarlyReplies, EarlyReply
 from chat.ai_memory import Histories, Memories, Memory, build_context
+from chat.ai_stream import AI_FAILURE, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
-from chat.events import AIDelta, AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
+from chat.events import AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
 from states import StaleVersion, State, redis_keys
@@ -71,8 +71,9 @@ class AIRunner:
     """Schedules AI turns per conversation on this instance."""
 
     def __init__(self, conversations: Conversations, messages: Messages, *, store: Store, redis: Redis,
-                 provider: Provider, settings: Settings):
+                 streams: AIStreams, provider: Provider, settings: Settings):
         self.conversations = conversations
+        self.streams = streams
         self.messages = messages
         self.store = store
         self.provider = provider
@@ -81,6 +82,7 @@ class AIRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
         self._locks: dict[str, str] = {}  # cid -> token of the turn lock held here
+        self._lost: set[str] = set()  # conversations whose turn was stopped for a lost lock
         self._memories = Memories()
         self._histories = Histories(settings.ai_context_messages)
         self._early = EarlyReplies()
@@ -169,6 +171,7 @@ class AIRunner:
             task = self._tasks.get(conversation_id)
             if not ok and self._locks.get(conversation_id) == token and task is not None:
                 log.warning("AI turn of %s lost its lock; stopping it", conversation_id)
+                self._lost.add(conversation_id)
                 task.cancel()
 
     async def drain(self) -> None:
@@ -214,6 +217,7 @@ class AIRunner:
             raise
         finally:
             self._pending.discard(conversation_id)
+            self._lost.discard(conversation_id)
             self._early.drop(conversation_id)  # one its turn never took (the lock was busy, the turn broke)
 
     async def _due(self, conversation_id: str) -> bool:
@@ -297,58 +301,48 @@ class AIRunner:
         if early is not None and early.context != context:
             await early.drop()  # asked on a context that turned out not to be the one: never shown
             early = None
+        turn = await self.streams.begin(conversation, reply_to.id)
         replies = early.items() if early else self.provider.stream(context, tools=[TRANSFER_TO_HUMAN_TOOL])
         started = time.monotonic()
         try:
-            text = await self._stream(conversation, reply_to, replies, started)
+            text = await stream_reply(turn, replies, started, functools.partial(self._handoff, conversation.id))
         except AIError as exc:
+            await turn.interrupt(AI_FAILURE)
             await self._failed(conversation, memory, exc, reply_to.id)
             return
+        except asyncio.CancelledError:
+            # a move out of `ai` is told by whoever made it (AIStreams.on_moved); these two only here
+            if self._closing or conversation.id in self._lost:
+                await asyncio.shield(turn.interrupt(SHUTDOWN if self._closing else SUPERSEDED))
+            raise
         if text is None:
-            return  # the AI handed over to a human
+            return  # the AI handed over to a human, or its stream was ended meanwhile (a takeover elsewhere)
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
-        await self._store_reply(conversation, memory, history, reply_to, text)
+        if not await turn.finish():
+            self._discarded(conversation.id, memory)  # ended elsewhere in the meantime: not stored
+            return
+        await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
 
-    async def _stream(self, conversation: Conversation, reply_to: Message, replies: AsyncIterator[StreamItem],
-                      started: float) -> str | None:
-        """Stream the reply to the subscribers; its whole text, or None after a handoff tool call."""
-        parts: list[str] = []
-        # aclosing: an abandoned reply frees its HTTP connection at once (ignore: async generators, typed AsyncIterator)
-        async with aclosing(replies) as stream:  # type: ignore[type-var]
-            async for item in stream:
-                if isinstance(item, ToolCall):
-                    if item.name == "transfer_to_human":
-                        why = str(item.arguments.get("reason") or "").strip()
-                        await self._handoff(conversation.id, f"ai_decision: {why}" if why else "ai_decision")
-                        return None
-                    continue
-                if not item:
-                    continue
-                if not parts:
-                    metrics.AI_FIRST_CHUNK.observe(time.monotonic() - started)
-                parts.append(item)
-                await self.events.emit(AIDelta(conversation, reply_to.id, item))
-        text = "".join(parts)
-        if not text.strip():
-            raise AIError("empty_reply", "the provider returned no text")
-        return text
+    def _discarded(self, conversation_id: str, memory: Memory) -> None:
+        self._histories.forget(conversation_id)
+        self.discarded += 1
+        metrics.AI_DISCARDED.inc()
+        log.info("AI reply for %s discarded: the conversation moved on", conversation_id)
+        # not answered: if the conversation is still (or again) with the AI, the next look
+        # (right after this turn, on the repaired record) takes the message on once more
+        memory.attempted = 0
 
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
-                           reply_to: Message, text: str) -> None:
+                           reply_to: Message, text: str, *, turn: Turn) -> None:
         """Store the reply only while the conversation is still with the AI, unchanged."""
         self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
         try:
             message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
                                                     content=text[:MAX_REPLY_CHARS])
         except StaleVersion:
-            self._histories.forget(conversation.id)
-            self.discarded += 1
-            metrics.AI_DISCARDED.inc()
-            log.info("AI reply for %s discarded: the conversation moved on", conversation.id)
-            # not answered: if the conversation is still (or again) with the AI, the next look
-            # (right after this turn, on the repaired record) takes the message on once more
-            memory.attempted = 0
+            self._discarded(conversation.id, memory)
+            await turn.discarded(await reason_moved(self.conversations, conversation.id))
             return
         memory.replied_to(reply_to, message)
 

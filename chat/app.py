@@ -14,6 +14,7 @@ from aiohttp import web
 
 from chat import apidocs, keys
 from chat.ai import Provider, build_provider
+from chat.ai_stream import AIStreams
 from chat.ai_turn import AIRunner
 from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
@@ -93,10 +94,12 @@ def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard) -> Calla
     return lambda message: receivers[type(message)](message)
 
 
-def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, runner: AIRunner) -> None:
-    """Who hears what, in the order they act: a move first stops the AI turn, then loads are
-    kept, sockets told, the customer's notice stored, and routing runs last."""
+def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, *, runner: AIRunner,
+               streams: AIStreams) -> None:
+    """Who hears what, in the order they act: a move first stops the AI turn and ends its stream, then
+    loads are kept, sockets told, the customer's notice stored, and routing runs last."""
     runner.subscribe_to(events)
+    streams.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.presence.on_moved)
     publisher.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.messages.on_moved)
@@ -119,16 +122,18 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     accounts = AccountGuard(ActiveUsers(store.staff, settings.active_check_s), hub, store.staff)
     bus = Bus(redis, _bus_receiver(hub, presence, accounts), interest)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
-    runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, provider=app[keys.AI_PROVIDER],
-                      settings=settings)
-    _subscribe(events, ops, Publisher(bus, ops.conversations), router, runner)
+    streams = AIStreams(redis, bus, interest)
+    runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, streams=streams,
+                      provider=app[keys.AI_PROVIDER], settings=settings)
+    publisher = Publisher(bus, ops.conversations, csat_enabled=settings.csat_enabled)
+    _subscribe(events, ops, publisher, router, runner=runner, streams=streams)
     app[keys.DESK] = Desk(store, presence.roster, hub)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
     app[keys.LOGIN] = Login(store, redis, settings)
-    app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts)
+    app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts, streams)
     await bus.start()
     yield
     await runner.close()

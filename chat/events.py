@@ -93,12 +93,12 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
-class AIDelta:
-    """A piece of the AI reply being written."""
+class CsatSubmitted:
+    """A customer rated a close (`rating`: the stored row, chat.store.csat.CSAT_FIELDS); the hook of the
+    `csat.submitted` webhook event."""
 
     conversation: Conversation
-    reply_to: str
-    delta: str
+    rating: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

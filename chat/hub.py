@@ -7,7 +7,7 @@ agent-only one (private notes, queue changes). Only authenticated sessions join 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 import orjson
@@ -108,6 +108,9 @@ class Hub:
         self._by_user = Index()  # user id -> its sockets
         self._agents: set[str] = set()
         self._subscriptions = Index()  # socket -> the conversations it subscribed to
+        # socket -> conversation -> its frames held back until a command's reply is sent (a resume's:
+        # what it read must reach the client before the events after it); empty nearly always
+        self._held: dict[str, dict[str, list[Frame]]] = {}
 
     def add(self, peer: Peer) -> None:
         """An authenticated session joins."""
@@ -132,6 +135,7 @@ class Hub:
                 self.interest.drop(self.interest.agents)
         for cid in self._subscriptions.pop(peer.id):
             self._unlink(peer.id, cid)
+        self._held.pop(peer.id, None)
 
     def _unlink(self, peer_id: str, conversation_id: str) -> None:
         if self._by_conversation.discard(conversation_id, peer_id):
@@ -154,6 +158,31 @@ class Hub:
         """Stop sending this conversation's events to the socket."""
         self._subscriptions.discard(peer_id, conversation_id)
         self._unlink(peer_id, conversation_id)
+
+    def hold(self, peer_id: str, conversation_id: str) -> None:
+        """Keep the conversation's frames for this socket back until `release`."""
+        if peer_id in self.peers:
+            self._held.setdefault(peer_id, {}).setdefault(conversation_id, [])
+
+    def release(self, peer_id: str, conversation_id: str, keep: Callable[[Frame], bool]) -> None:
+        """Send the frames held back for the socket, in order, those `keep` accepts; stop holding."""
+        held = self._held.get(peer_id)
+        frames = held.pop(conversation_id, None) if held is not None else None
+        if held is not None and not held:
+            del self._held[peer_id]
+        peer = self.peers.get(peer_id)
+        for frame in frames or ():
+            if peer is not None and keep(frame):
+                peer.send_text(orjson.dumps(frame).decode())
+
+    def _holds(self, peer_id: str, message: ToConversation) -> bool:
+        """Is the frame kept back for this socket (and kept)?"""
+        held = self._held.get(peer_id)
+        frames = held.get(message.conversation_id) if held is not None else None
+        if frames is None:
+            return False
+        frames.append(message.frame)
+        return True
 
     def sockets_of(self, user_id: str) -> list[Peer]:
         """Every local socket of a user."""
@@ -181,7 +210,11 @@ class Hub:
             peer = self.peers[pid]
             if pid == message.skip:
                 continue
-            if peer.identity.is_agent or (not message.agents_only and peer.identity.user_id == message.owner):
+            agent = peer.identity.is_agent
+            if (agent and not message.customer_only) or (
+                    not agent and not message.agents_only and peer.identity.user_id == message.owner):
+                if self._held and self._holds(pid, message):
+                    continue  # sent after its command's reply
                 targets.append(peer)  # a customer only ever sees its own conversations
         return _send(targets, message.frame)
 

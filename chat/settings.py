@@ -255,6 +255,12 @@ class Settings:
         "sockets one user may hold open on one instance; the next is closed with 4429 after authentication",
     )
 
+    csat_enabled: bool = setting(
+        _ROUTING, "CSAT_ENABLED", True, SWITCH,
+        "after every close the customer gets `csat.requested` and may rate that close once (`csat.submit`); "
+        "`false`: no request, and `csat.submit` is `forbidden`",
+        shown_default="`true`",
+    )
     routing: str = setting(
         _ROUTING, "ROUTING", "auto", choice("auto", "manual"),
         "`auto`: waiting conversations go to agents; `manual`: agents claim them from the queue",

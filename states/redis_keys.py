@@ -1,13 +1,15 @@
 """Every Redis key shape the service uses, in one place (the backup takes PREFIXES).
 
-Only the AI turn lock expires (AI_TURN_LOCK_S, renewed while the turn runs: chat.ai_turn); a migrated
+Only the AI turn lock (AI_TURN_LOCK_S, renewed while the turn runs: chat.ai_turn) and the partial text of
+a streamed reply (chat.ai_stream) expire; a migrated
 session keeps the TTL it had, and a new one has none.
 
 On a Redis Cluster (REDIS_CLUSTER=true) a script, a MULTI or a multi-key command must keep to one
 hash slot. Every agent-wide key carries the hash tag AGENTS_TAG, so they all share one slot: the
 presence re-assert script (an agent's presence hash and the online set) and the status MULTI
 (presence hash, online and lease sets) stay there. Every other script or MULTI touches one key:
-the live record's compare-and-set, the turn lock's take/renew/release, a quota's MULTI. What spans
+the live record's compare-and-set, the turn lock's take/renew/release, a quota's MULTI; the AI stream's
+scripts touch one key and SPUBLISH on the conversation's channel, which shares that key's slot. What spans
 conversations goes one command per key (pipelined: redis-py's cluster pipeline sends each node
 its share), never one multi-key command: the turn locks' renewal, `db adopt`'s reads.
 """
@@ -17,6 +19,7 @@ PRESENCE_PREFIX = "presence:"
 AGENTS_PREFIX = "agents:"  # the sets over all agents
 AGENT_PREFIX = "agent:"  # per-agent keys besides presence
 AI_TURN_PREFIX = "ai:turn:"  # transient: a backup skips it
+AI_STREAM_PREFIX = "ai:stream:"  # transient: a backup skips it
 QUOTA_PREFIX = "quota:"  # transient: a backup skips it
 
 AGENTS_TAG = "{agents}"  # the hash tag of every agent-wide key: one cluster slot for all of them
@@ -43,6 +46,20 @@ def presence(agent_id: str) -> str:
 def ai_turn(conversation_id: str) -> str:
     """The lock of the AI turn in progress (transient: a backup skips it)."""
     return f"{AI_TURN_PREFIX}{conversation_id}"
+
+
+def ai_stream(channel: str) -> str:
+    """The partial text of a conversation's AI reply being streamed (chat.ai_stream; expires), named
+    after the conversation's bus channel: its hash tag is the part of the channel Redis hashes, so on a
+    Redis Cluster the script that appends a delta and publishes it on that channel keeps to one slot."""
+    return f"{AI_STREAM_PREFIX}{{{_hashed_part(channel)}}}"
+
+
+def _hashed_part(name: str) -> str:
+    """What Redis Cluster hashes of a key or channel name: its first non-empty `{...}`, else all of it."""
+    start = name.find("{")
+    end = name.find("}", start + 1) if start >= 0 else -1
+    return name[start + 1:end] if end > start + 1 else name
 
 
 def conversation_starts(user_id: str) -> str:

@@ -137,3 +137,28 @@ def test_channels_are_wanted_from_the_first_socket_to_the_last():
     hub.remove(tab2)
     assert changes == [("t:u:a2", False), ("t:agents", False), ("t:c:conv-1", False)]
     assert interest.wanted == {"t:presence"}
+
+
+def test_held_frames_wait_for_release_and_go_in_order_as_kept():
+    cust, other_tab, agent = peer("c", "c1"), peer("c2", "c1"), peer("a", "a1", "agent")
+    hub = hub_with(cust, other_tab, agent)
+    hub.subscribe("c", "conv-1")
+    hub.hold("c", "conv-1")
+    frames = [{"type": "ai.delta", "data": {"turn_id": "t", "index": i}} for i in range(3)]
+    for frame in frames:
+        hub.to_conversation(ToConversation("conv-1", "c1", frame))
+    hub.to_conversation(ToConversation("conv-1", "c1", {"type": "note", "data": {}}, agents_only=True))
+    hub.to_conversation(ToConversation("conv-2", "c1", FRAME))  # another conversation is not held
+    assert cust.got == [FRAME] and other_tab.got == [*frames, FRAME] and len(agent.got) == 0
+    hub.release("c", "conv-1", lambda f: f["data"].get("index", 0) > 0)
+    assert cust.got == [FRAME, frames[1], frames[2]]  # the agents-only note was never held for it
+    hub.to_conversation(ToConversation("conv-1", "c1", FRAME))
+    assert cust.got[-1] == FRAME  # no longer held
+
+
+def test_customer_only_frames_skip_the_agents():
+    cust, agent = peer("c", "c1"), peer("a", "a1", "agent")
+    hub = hub_with(cust, agent)
+    hub.subscribe("a", "conv-1")
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, customer_only=True)) == 1
+    assert (cust.got, agent.got) == ([FRAME], [])

@@ -5,8 +5,10 @@ from aiohttp import web
 from chat.api import (
     agents,
     auth,
+    canned,
     common,
     conversations,
+    csat,
     export,
     labels,
     me,
@@ -34,6 +36,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *auth.HANDLERS,
     *users.HANDLERS,
     *visitors.HANDLERS,
+    *csat.HANDLERS,
+    *canned.HANDLERS,
 )
 
 

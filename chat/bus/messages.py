@@ -29,11 +29,12 @@ class ToConversation:
     frame: Frame
     agents_only: bool = False
     skip: str | None = None  # the socket that caused it (typing), which does not get it back
+    customer_only: bool = False  # for the customer's sockets, not the agents' (csat.requested)
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
         return {"conversation_id": self.conversation_id, "owner": self.owner, "frame": self.frame,
-                "agents_only": self.agents_only, "skip": self.skip}
+                "agents_only": self.agents_only, "skip": self.skip, "customer_only": self.customer_only}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def encode(message: BusMessage) -> bytes:
 
 def _to_conversation(raw: dict[str, Any]) -> ToConversation:
     return ToConversation(raw["conversation_id"], raw["owner"], raw["frame"], bool(raw.get("agents_only")),
-                          raw.get("skip"))
+                          raw.get("skip"), bool(raw.get("customer_only")))
 
 
 def _to_user(raw: dict[str, Any]) -> ToUser:

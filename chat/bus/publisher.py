@@ -1,5 +1,6 @@
 """The bus publisher: turns the domain events of this instance into bus messages for the
-sockets of every instance."""
+sockets of every instance (the AI stream's `ai.delta` and `ai.interrupted` are published by
+chat.ai_stream, each with the write it announces)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from chat.bus.redis_bus import Bus
 from chat.conversations import Conversations
 from chat.events import (
     AgentStatusChanged,
-    AIDelta,
     AIFailed,
     ConversationAssigned,
     ConversationChanged,
@@ -20,6 +20,7 @@ from chat.events import (
     MessageStored,
     Typing,
 )
+from states import State
 from states.record import Conversation
 
 
@@ -30,9 +31,10 @@ def _frame(type_: str, data: dict[str, Any]) -> dict[str, Any]:
 class Publisher:
     """Subscribes to the domain events; publishes what the sockets are told."""
 
-    def __init__(self, bus: Bus, conversations: Conversations) -> None:
+    def __init__(self, bus: Bus, conversations: Conversations, *, csat_enabled: bool = False) -> None:
         self.bus = bus
         self.conversations = conversations
+        self.csat_enabled = csat_enabled
 
     def subscribe_to(self, events: Events) -> None:
         """Listen to every event that some socket hears of."""
@@ -41,7 +43,6 @@ class Publisher:
         events.subscribe(ConversationAssigned, self.on_assigned)
         events.subscribe(MessageStored, self.on_message)
         events.subscribe(Typing, self.on_typing)
-        events.subscribe(AIDelta, self.on_ai_delta)
         events.subscribe(AIFailed, self.on_ai_failed)
         events.subscribe(AgentStatusChanged, self.on_agent_status)
 
@@ -59,6 +60,9 @@ class Publisher:
         await self._to_conversation(t.after, "conversation.updated", data)
         if event.touches_queue:
             await self.bus.publish(ToAgents(t.after.team_id, _frame("conversation.updated", data)))
+        if self.csat_enabled and t.after.state == State.CLOSED:  # every close, each one rated on its own
+            frame = _frame("csat.requested", {"conversation_id": t.after.id, "version": t.after.version})
+            await self.bus.publish(ToConversation(t.after.id, t.after.user_id, frame, customer_only=True))
 
     async def on_changed(self, event: ConversationChanged) -> None:
         """conversation.updated for a change without a move (labels)."""
@@ -81,11 +85,6 @@ class Publisher:
         """typing, to everyone but the socket that said it."""
         data = {"conversation_id": event.conversation.id, "sender_type": event.sender_type, "on": event.on}
         await self._to_conversation(event.conversation, "typing", data, skip=event.skip)
-
-    async def on_ai_delta(self, event: AIDelta) -> None:
-        """ai.delta: a piece of the reply being written."""
-        data = {"conversation_id": event.conversation.id, "reply_to": event.reply_to, "delta": event.delta}
-        await self._to_conversation(event.conversation, "ai.delta", data)
 
     async def on_ai_failed(self, event: AIFailed) -> None:
         """ai.failed: drop the partial reply."""

@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 from redis.asyncio import ConnectionPool, Redis
@@ -53,6 +55,19 @@ OWN_ECHOES = Counter("chat_bus_own_echoes_total", "Payloads received back from t
 
 Receiver = Callable[[BusMessage], object]
 Payload = tuple[str, bytes]  # (channel, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    """A Lua script that publishes a message itself when it decides to (`publish_scripted`)."""
+
+    message: BusMessage
+    script: str
+    keys: Sequence[str]
+    args: Sequence[Any]  # the channel and the payload follow them
+
+
+Outgoing = Payload | Scripted
 ORIGIN_BYTES = 12
 # The longest a command waits for Redis to confirm a new subscription before reading what it replays
 # (a Redis that stopped answering on a connection not yet seen as lost); when the subscriber's
@@ -75,7 +90,7 @@ class Bus:
         self._pools: list[ConnectionPool] = []
         self._started = False
         self._state = asyncio.Event()
-        self._outbox: Batcher[Payload, None] = Batcher(self._send, name="bus-publisher")
+        self._outbox: Batcher[Outgoing, Any] = Batcher(self._send, name="bus-publisher")
         interest.on_change(self._on_interest)
         interest.on_listening(self.listening)
 
@@ -93,19 +108,44 @@ class Bus:
             log.exception("could not deliver a bus message here")
         await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
 
-    async def _send(self, batch: list[tuple[Payload, asyncio.Future[None]]]) -> None:
-        if len(batch) == 1:
-            await self._redis.spublish(*batch[0][0])
+    async def publish_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
+                               args: Sequence[Any]) -> Any:
+        """Run `script` (KEYS `keys`, ARGV `args` then the message's channel and payload), which
+        SPUBLISHes the payload itself when it decides to, so a write and the publish that announces it
+        are one atomic step; the script's keys must share the channel's cluster slot. Its result is
+        returned; when it is true the message is also delivered to this instance's sockets (after the
+        script ran: in the order of the publisher's queue, which the scripted and the plain messages share)."""
+        result = await self._outbox.submit(Scripted(message, script, keys, args))
+        if result:
+            try:
+                self._receive(message)
+            except Exception:
+                log.exception("could not deliver a bus message here")
+        return result
+
+    async def _send(self, batch: list[tuple[Outgoing, asyncio.Future[Any]]]) -> None:
+        first = batch[0][0]
+        if len(batch) == 1 and not isinstance(first, Scripted):
+            results: list[Any] = [await self._redis.spublish(*first)]
+            sent = len(first[1])
         else:
             pipe = self._redis.pipeline(transaction=False)
-            for (channel, payload), _ in batch:
-                pipe.spublish(channel, payload)
-            await pipe.execute()
+            sent = 0
+            for item, _ in batch:
+                if isinstance(item, Scripted):
+                    channel, payload = channel_of(self.interest, item.message), self.origin + encode(item.message)
+                    # EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA
+                    pipe.eval(item.script, len(item.keys), *item.keys, *item.args, channel, payload)
+                else:
+                    channel, payload = item
+                    pipe.spublish(channel, payload)
+                sent += len(payload)
+            results = await pipe.execute()
         PUBLISHED.inc(len(batch))
-        PUBLISHED_BYTES.inc(sum(len(payload) for (_, payload), _ in batch))
-        for _, future in batch:
+        PUBLISHED_BYTES.inc(sent)
+        for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
-                future.set_result(None)
+                future.set_result(result)
 
     async def start(self, wait_s: float = 3.0) -> None:
         """Subscribe to what is wanted; wait a little for it (the service still starts with Redis
@@ -239,4 +279,4 @@ def _node(cluster: RedisCluster, channel: str) -> ClusterNode:
     return node
 
 
-__all__ = ["Bus", "Receiver", "channel_of", "publish_from_outside"]
+__all__ = ["Bus", "Receiver", "Scripted", "channel_of", "publish_from_outside"]

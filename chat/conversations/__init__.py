@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chat.conversations.assignment import Assignment
+from chat.conversations.canned import Canned
+from chat.conversations.csat import Csat
 from chat.conversations.labels import Labels
 from chat.conversations.lifecycle import Conversations, actor_of, check_assigned
 from chat.conversations.messages import MAX_CONTENT_CHARS, Messages, check_content
@@ -30,6 +32,8 @@ class Operations:
     labels: Labels
     staff: Staff
     presence: Presence
+    csat: Csat
+    canned: Canned
 
 
 def build_operations(repository: ConversationRepository, store: Store, events: Events, presence: Presence,
@@ -44,13 +48,17 @@ def build_operations(repository: ConversationRepository, store: Store, events: E
         labels=Labels(conversations, store, events),
         staff=staff,
         presence=presence,
+        csat=Csat(conversations, store, events, enabled=settings.csat_enabled),
+        canned=Canned(conversations, store),
     )
 
 
 __all__ = [
     "MAX_CONTENT_CHARS",
     "Assignment",
+    "Canned",
     "Conversations",
+    "Csat",
     "Labels",
     "Messages",
     "Operations",

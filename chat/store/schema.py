@@ -47,6 +47,8 @@ class Tables:
     messages: str = field(init=False)
     conversation_events: str = field(init=False)
     refresh_tokens: str = field(init=False)
+    csat_responses: str = field(init=False)
+    canned_responses: str = field(init=False)
     schema_version: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -213,7 +215,6 @@ TABLES_V1 = [
 ]
 
 
-
 @dataclass(frozen=True)
 class AddColumn:
     """A nullable column a later version adds to an existing table (ALTER TABLE ... ADD COLUMN)."""
@@ -249,8 +250,44 @@ STEPS_V2: list[Step] = [
     ),
 ]
 
+
+TABLES_V3 = [
+    Table(
+        # one rating per close: a close is the conversation's version when it closed (PROTOCOL 3.4)
+        "csat_responses",
+        [
+            f"id {ID}",
+            f"conversation_id {ID}",
+            "close_version INTEGER NOT NULL",
+            f"user_id {ID}",
+            "agent_id VARCHAR(64) NULL",  # who held it at the close (null: the AI, or nobody)
+            "team_id VARCHAR(64) NULL",
+            "score SMALLINT NOT NULL",
+            "comment TEXT NULL",
+            "closed_ms BIGINT NOT NULL",
+            "created_ms BIGINT NOT NULL",
+            "PRIMARY KEY (id)",
+            "UNIQUE (conversation_id, close_version)",
+        ],
+        [("ix_csat_created", "created_ms, id"), ("ix_csat_closed", "closed_ms")],
+        [("conversation_id", "conversations")],
+    ),
+    Table(
+        "canned_responses",
+        [
+            f"id {ID}",
+            "short_code VARCHAR(64) NOT NULL",
+            "content TEXT NOT NULL",
+            "created_ms BIGINT NOT NULL",
+            "updated_ms BIGINT NOT NULL",
+            "PRIMARY KEY (id)",
+            "UNIQUE (short_code)",
+        ],
+    ),
+]
+
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
-MIGRATIONS: list[tuple[int, list[Step]]] = [(1, list(TABLES_V1)), (2, STEPS_V2)]
+MIGRATIONS: list[tuple[int, list[Step]]] = [(1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3))]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"

@@ -7,7 +7,9 @@ resource's reads and writes live together in its module.
 from __future__ import annotations
 
 from chat.store.accounts import Accounts
+from chat.store.canned import CannedResponses
 from chat.store.conversations import Conversations
+from chat.store.csat import Csat
 from chat.store.db import Database
 from chat.store.events import Events
 from chat.store.export import ExportReads
@@ -36,3 +38,5 @@ class Store:
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
         self.export = ExportReads(db)
+        self.csat = Csat(db)
+        self.canned = CannedResponses(db)

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from prometheus_client import Counter
 
 from chat import logs, metrics
+from chat.ai_stream import AIStreams
 from chat.auth import AuthError, Identity, verify_token
 from chat.conversations import Operations
 from chat.errors import ChatError, Forbidden, Invalid, RateLimited, Unauthenticated, to_chat_error
@@ -46,6 +47,7 @@ class Services:
     registry: Registry
     events: Events
     accounts: AccountGuard
+    streams: AIStreams
     clock: Callable[[], float] = time.time  # wall-clock seconds, compared with the tokens' `exp`
 
 
@@ -174,7 +176,7 @@ class Session:
                               conversation_id=_conversation_of(frame)):
             await self._dispatch(frame)
 
-    async def _run(self, frame: Incoming) -> dict[str, Any] | None:
+    async def _run(self, frame: Incoming, ctx: CommandContext) -> dict[str, Any] | None:
         """The command's result data; raises what the client is to be told."""
         if frame.type == "auth":
             return self._refresh(frame)
@@ -187,12 +189,20 @@ class Session:
             data = cmd.load(frame.body)
         except ValidationError as exc:
             raise Invalid("invalid fields", exc.messages_dict) from None
-        return await cmd.handler(CommandContext(self.services.ops, self.identity, self.id, self.services.hub), data)
+        return await cmd.handler(ctx, data)
 
     async def _dispatch(self, frame: Incoming) -> None:
         label = frame.type if frame.type == "auth" or frame.type in self.services.registry.commands else "unknown"
+        services = self.services
+        ctx = CommandContext(services.ops, self.identity, self.id, services.hub, services.streams)
         try:
-            result = await self._run(frame)
+            await self._answer(frame, label, ctx)
+        finally:
+            ctx.replied()  # what was held back for the reply goes out after it
+
+    async def _answer(self, frame: Incoming, label: str, ctx: CommandContext) -> None:
+        try:
+            result = await self._run(frame, ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure becomes an error frame; the socket stays open

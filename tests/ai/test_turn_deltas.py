@@ -28,7 +28,8 @@ async def test_chunks_in_one_read_reach_the_customer_as_one_delta(harness_factor
     h = await harness_factory(provider_=DashScopeProvider(session, api_key=fake.api_key, base_url=fake_base_url))
     ws, asked = await _customer_asks(h)
     delta = await ws.event("ai.delta")
-    assert delta["data"] == {"conversation_id": delta["data"]["conversation_id"], "reply_to": asked, "delta": REPLY}
+    assert delta["data"] == {"conversation_id": delta["data"]["conversation_id"], "reply_to": asked,
+                             "turn_id": delta["data"]["turn_id"], "index": 0, "delta": REPLY}
     stored = await ws.event("message.created", _is_ai_reply)
     assert stored["data"]["message"]["content"] == REPLY
     await h.drain_ai()
@@ -42,7 +43,7 @@ async def test_chunks_arriving_apart_stream_one_by_one(harness_factory, session,
     seen = []
     for _ in fake.chunks:
         delta = await ws.event("ai.delta")
-        assert delta["data"]["reply_to"] == asked
+        assert delta["data"]["reply_to"] == asked and delta["data"]["index"] == len(seen)
         seen.append(delta["data"]["delta"])
         fake.gate.put_nowait(None)
     assert seen == ["你好", "！我是", "通义千问。"]

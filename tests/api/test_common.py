@@ -79,6 +79,10 @@ async def account(w: World):
     return w.agent.user_id  # a known agent is an account (without a password)
 
 
+async def canned_id(w: World):
+    return (await w.api.store.canned.create(uid("code"), "Hello {{customer.name}}"))["id"]
+
+
 async def labelled(w: World):
     return await w.conversation(), (await w.label())["title"]
 
@@ -120,6 +124,13 @@ MATRIX = [
     ("DELETE", "/api/v1/teams/{x}", team_with_member, None, {**ADMIN_WRITE, "admin": 204}),
     ("GET", "/api/v1/stats", _none, None, STAFF_READ),
     ("GET", "/api/v1/agents", _none, None, STAFF_READ),
+    ("GET", "/api/v1/csat", _none, None, STAFF_READ),
+    ("GET", "/api/v1/canned_responses", _none, None, STAFF_READ),
+    ("POST", "/api/v1/canned_responses", _none, lambda w, x: {"short_code": uid("code"), "content": "Hi"},
+     {**ADMIN_WRITE, "admin": 201}),
+    ("PATCH", "/api/v1/canned_responses/{x}", canned_id, lambda w, x: {"content": "Hello"},
+     {**ADMIN_WRITE, "admin": 200}),
+    ("DELETE", "/api/v1/canned_responses/{x}", canned_id, None, {**ADMIN_WRITE, "admin": 204}),
     ("GET", "/api/openapi.json", _none, None, {"none": 200, "customer": 200, "agent": 200, "admin": 200}),
     ("GET", "/api/v1/users", _none, None, {**ADMIN_WRITE, "admin": 200}),
     ("POST", "/api/v1/users", _none, lambda w, x: {"id": uid("user"), "role": "agent"}, {**ADMIN_WRITE, "admin": 201}),

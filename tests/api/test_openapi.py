@@ -178,3 +178,13 @@ async def test_fuzz_finds_no_server_error_and_no_undocumented_response(live):
     # the fuzzer reached every served operation, and got past validation on the listings
     assert len(statuses) == len(served & {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops})
     assert 200 in statuses["GET /api/v1/conversations"] and 400 in statuses["GET /api/v1/conversations"]
+
+
+async def test_the_canned_and_csat_endpoints_have_examples(api):
+    status, doc = await api.call("GET", "/api/openapi.json")
+    create = doc["paths"]["/api/v1/canned_responses"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["example"]["short_code"] == "thanks"
+    patch = doc["paths"]["/api/v1/canned_responses/{id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["example"]["content"]
+    listing = doc["paths"]["/api/v1/csat"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert listing["items"][0]["score"] == 5

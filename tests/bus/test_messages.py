@@ -12,6 +12,7 @@ FRAME = {"type": "message.created", "data": {"conversation_id": "c1", "message":
     [
         ToConversation("c1", "cust-1", FRAME),
         ToConversation("c1", "cust-1", FRAME, agents_only=True, skip="sock-1"),
+        ToConversation("c1", "cust-1", FRAME, customer_only=True),
         ToUser("agent-1", FRAME, subscribe="c1"),
         ToUser("agent-1", None, subscribe="c1"),
         ToAgents(None, FRAME),

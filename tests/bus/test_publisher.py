@@ -6,7 +6,6 @@ from chat.bus.messages import BusMessage, PresenceChanged, ToAgents, ToConversat
 from chat.bus.publisher import Publisher
 from chat.events import (
     AgentStatusChanged,
-    AIDelta,
     ConversationAssigned,
     ConversationMoved,
     Events,
@@ -69,9 +68,6 @@ async def test_assignment_subscribes_the_agent_and_tells_it_unless_it_claimed():
     assert claimed == ToUser("a1", None, subscribe="c1")
 
 
-async def test_deltas_and_presence():
-    delta, presence = await publishing(AIDelta(record("ai"), "m1", "你好"),
-                                       AgentStatusChanged("a1", "online", ("billing",)))
-    assert isinstance(delta, ToConversation) and delta.frame == {
-        "type": "ai.delta", "data": {"conversation_id": "c1", "reply_to": "m1", "delta": "你好"}}
+async def test_presence():
+    (presence,) = await publishing(AgentStatusChanged("a1", "online", ("billing",)))
     assert presence == PresenceChanged("a1", "online", ("billing",))

@@ -160,3 +160,27 @@ async def test_health_and_the_agents_api_read_the_cluster(cluster_harness_factor
     by_id = {a["agent_id"]: a for a in (await resp.json())["items"]}
     assert by_id["agent-1"] == {"agent_id": "agent-1", "status": "online", "active": True, "max_chats": 4,
                                 "active_conversations": 1}
+
+
+async def test_a_reply_resumed_on_the_other_instance_of_a_cluster(cluster_harness_factory, mysql_database_url,
+                                                                 cluster):
+    from tests.test_ai_stream import CHUNKS, StepProvider, ask, deltas_until, is_ai_message
+
+    provider = StepProvider(list(CHUNKS))
+    a = await cluster_harness_factory(database_url=mysql_database_url, provider_=provider, routing="manual")
+    b = await cluster_harness_factory(database_url=mysql_database_url, provider_=provider, routing="manual")
+    ws_a, cid, _ = await ask(a)
+    provider.allow(3)
+    await deltas_until(ws_a, 3)
+    key = redis_keys.ai_stream(a.app[keys.HUB].interest.conversation(cid))
+    # the stream's key and the conversation's channel share a slot: the delta script runs on one node
+    assert cluster.keyslot(key) == cluster.keyslot(a.app[keys.HUB].interest.conversation(cid))
+    ws_b = await b.connect("cust-1")
+    page = await ws_b.ok("conversation.resume", conversation_id=cid)
+    assert page["ai_stream"]["index"] == 2 and page["ai_stream"]["text"] == "".join(CHUNKS[:3])
+    provider.allow(len(CHUNKS))
+    stored = await ws_b.event("message.created", is_ai_message)
+    later = [f["data"] for f in ws_b.events if f["type"] == "ai.delta"]
+    assert [d["index"] for d in later] == list(range(3, len(CHUNKS)))
+    assert page["ai_stream"]["text"] + "".join(d["delta"] for d in later) == stored["data"]["message"]["content"]
+    await a.drain_ai()

@@ -53,7 +53,7 @@ async def test_a_session_holds_no_expiry_timer_until_a_round_finds_its_exp_near(
     identity = verify_token(settings.jwt_secret_key, token)
     socket = FakeSocket()
     conn = Connection(socket, settings, Outbox())  # type: ignore[arg-type]
-    services = Services(settings, None, None, Registry(), None, None, clock=lambda: identity.exp - 0.05)  # type: ignore[arg-type]
+    services = Services(settings, None, None, Registry(), None, None, None, clock=lambda: identity.exp - 0.05)  # type: ignore[arg-type]
     session = Session(conn, identity, services)
     assert session._expiry is None  # 50 ms away, more than a heartbeat: left to the rounds
     keepalive = Keepalive(settings.ws_heartbeat_s, {conn})

@@ -27,7 +27,7 @@ async def _session(token: str) -> tuple[Session, FakeSocket]:
     identity = verify_token(SETTINGS.jwt_secret_key, token)
     socket = FakeSocket()
     conn = Connection(socket, SETTINGS, Outbox())  # type: ignore[arg-type]
-    services = Services(SETTINGS, None, None, Registry(), None, None, clock=lambda: identity.exp - LEFT_S)  # type: ignore[arg-type]
+    services = Services(SETTINGS, None, None, Registry(), None, None, None, clock=lambda: identity.exp - LEFT_S)  # type: ignore[arg-type]
     return Session(conn, identity, services), socket
 
 

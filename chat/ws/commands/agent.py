@@ -1,4 +1,4 @@
-"""Agent commands (PROTOCOL 3.5): presence, queue, watch, claim, release, transfer.
+"""Agent commands (PROTOCOL 3.5): presence, queue, watch, claim, release, transfer, canned responses.
 
 `message.send` (with `private`) and `conversation.close` are shared with customers
 (chat.ws.commands.conversation); the operations check who may do what.
@@ -31,6 +31,11 @@ class PresenceSchema(CommandSchema):
 
 class QueueSchema(CommandSchema):
     team_id = optional_id_field()
+
+
+class CannedSchema(CommandSchema):
+    prefix = fields.String(load_default="", validate=validate.Length(max=64))
+    conversation_id = optional_id_field()
 
 
 class TransferSchema(CommandSchema):
@@ -95,7 +100,13 @@ async def handle_transfer(ctx: CommandContext, data: dict[str, Any]) -> dict[str
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
+@command("canned.list", CannedSchema, roles=AGENT_ROLES)
+async def handle_canned(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Canned responses whose short code starts with `prefix`, placeholders filled for the conversation."""
+    return {"items": await ctx.ops.canned.list_for(ctx.identity, data["prefix"], data["conversation_id"])}
+
+
 def register(registry: Registry) -> None:
     """Add this family's commands."""
     registry.add(handle_presence, handle_queue, handle_watch, handle_unwatch, handle_claim, handle_release,
-                 handle_transfer)
+                 handle_transfer, handle_canned)

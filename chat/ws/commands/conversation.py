@@ -1,4 +1,5 @@
-"""Customer commands (PROTOCOL 3.4): start, resume, list, message.send, handoff.request, typing, close."""
+"""Customer commands (PROTOCOL 3.4): start, resume, list, message.send, handoff.request, typing, close,
+csat.submit."""
 
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ class ConversationOnlySchema(CommandSchema):
     conversation_id = conversation_id_field()
 
 
+MAX_CSAT_COMMENT_CHARS = 1000
+
+
+class CsatSchema(CommandSchema):
+    conversation_id = conversation_id_field()
+    score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_CSAT_COMMENT_CHARS))
+
+
 @command("conversation.start", StartSchema)
 async def handle_start(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Start a conversation and subscribe this socket to it."""
@@ -86,16 +96,21 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dic
 
     Only the page is read from the store (one row more tells whether there is a next page),
     never the whole history: a long conversation resumed by many sockets costs one page each.
-    `ai_stream` (S, PROTOCOL 3.7) is always null for now: a turn's deltas still arrive as events."""
+    `ai_stream` is S (PROTOCOL 3.7), the AI reply streaming now, read after the messages: a turn ends its
+    stream before its reply is stored, so a reply is never both in the page and in S. The conversation's
+    frames wait until the reply is sent, and the deltas it holds (or those of a turn that ended) are dropped."""
     ops, limit = ctx.ops, data["limit"]
     conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
-    await ctx.subscribe(conversation.id)  # before reading, so nothing falls between the read and the live events
+    # before reading, so nothing falls between the read and the live events
+    await ctx.subscribe(conversation.id, hold=True)
     messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"], limit + 1)
+    snapshot = await ctx.streams.read(conversation.id)
+    ctx.send_after_reply(conversation.id, snapshot.keeps)
     return {
         "conversation": await ops.conversations.view(conversation),
         "messages": [render.message(m) for m in messages[:limit]],
         "has_more": len(messages) > limit,
-        "ai_stream": None,
+        "ai_stream": snapshot.stream.public() if snapshot.stream is not None else None,
     }
 
 
@@ -140,6 +155,14 @@ async def handle_close(ctx: CommandContext, data: dict[str, Any]) -> dict[str, A
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 
+@command("csat.submit", CsatSchema, roles=("customer",))
+async def handle_csat(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Rate the conversation's close (once per close)."""
+    comment = (data["comment"] or "").strip() or None
+    return {"csat": await ctx.ops.csat.submit(ctx.identity, data["conversation_id"], data["score"], comment)}
+
+
 def register(registry: Registry) -> None:
     """Add this family's commands."""
-    registry.add(handle_start, handle_resume, handle_list, handle_send, handle_handoff, handle_typing, handle_close)
+    registry.add(handle_start, handle_resume, handle_list, handle_send, handle_handoff, handle_typing, handle_close,
+                 handle_csat)
