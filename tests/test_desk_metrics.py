@@ -126,3 +126,11 @@ async def test_the_dashboard_uses_only_served_metrics(harness):
     assert used <= known, used - known
     assert {"chat_ws_sessions", "chat_agents_online", "chat_conversations_waiting",
             "chat_conversations_waiting_oldest_seconds", "chat_http_request_seconds"} <= used
+
+
+async def test_every_served_metric_is_documented(harness):
+    text = await scrape(harness)
+    served = set(re.findall(r"^# TYPE (chat_\w+) ", text, re.M))
+    documented = (DASHBOARD.parent / "metrics.md").read_text()
+    missing = {name for name in served if f"`{name}`" not in documented and f"`{name}_total`" not in documented}
+    assert not missing, missing
