@@ -171,9 +171,18 @@ def _csv_rows(rows: Iterable[Iterable[Any]]) -> bytes:
     return out.getvalue().encode()
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet program would run as a formula
+
+
+def csv_text(text: str) -> str:
+    """A cell a spreadsheet program shows as text: one starting like a formula gets a leading `'`
+    (CSV injection; the JSON transcript has the text exactly)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _csv_row(m: Message) -> tuple[Any, ...]:
-    return m.seq, iso_from_ms(m.created_ms), m.sender_type, m.sender_id or "", "true" if m.private else "false", \
-        m.content
+    return (m.seq, iso_from_ms(m.created_ms), m.sender_type, csv_text(m.sender_id or ""),
+            "true" if m.private else "false", csv_text(m.content))
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline markup; line-start markers stay inside the quote

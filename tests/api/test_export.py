@@ -164,6 +164,8 @@ async def conversation_with_notes(api) -> tuple[str, list]:
     await api.store.messages.append(cid, sender_type="agent", sender_id="agent-t", content="内部备注, \"note\"",
                                     private=True)
     await api.store.messages.append(cid, sender_type="ai", content="第三条\n\nthird")
+    await api.store.messages.append(cid, sender_type="customer", sender_id=customer.user_id,
+                                    content='=HYPERLINK("http://evil.example","click")')
     return cid, await api.store.messages.list_of(cid)
 
 
@@ -185,8 +187,10 @@ async def test_transcripts(api, fmt):
         assert f'filename="conversation-{cid}.csv"' in resp.headers["Content-Disposition"]
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
         assert rows[0] == ["seq", "created_at", "sender_type", "sender_id", "private", "content"]
-        assert [(int(r[0]), r[2], r[3], r[4], r[5]) for r in rows[1:]] == [
-            (m.seq, m.sender_type, m.sender_id or "", "true" if m.private else "false", m.content) for m in stored]
+        assert [(int(r[0]), r[2], r[3], r[4], r[5]) for r in rows[1:-1]] == [
+            (m.seq, m.sender_type, m.sender_id or "", "true" if m.private else "false", m.content)
+            for m in stored[:-1]]
+        assert rows[-1][5] == "'" + stored[-1].content  # never a formula in a spreadsheet program
         assert rows[1][5] == TRICKY  # Chinese, comma, quotes, CRLF and LF, an emoji: exactly as stored
         assert rows[1][1] == iso_from_ms(stored[0].created_ms)
     else:
