@@ -34,6 +34,7 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.web import routes as web_routes
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
 from chat.ws.commands import conversation as conversation_commands
@@ -187,5 +188,6 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     http_metrics.register(app)
     apidocs.register(app)
     transport.register(app)
+    web_routes.register(app)
     setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app
