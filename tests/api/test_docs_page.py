@@ -1,19 +1,13 @@
-"""GET /api/docs: the vendored Swagger UI renders the OpenAPI document under a Content-Security-Policy
-without 'unsafe-inline' (no inline script or style; nothing from another origin), in a real browser
-(Debian's chromium driven by Playwright), and "Try it out" reaches the service."""
+"""GET /api/docs and its files: a page with no inline script or style under a Content-Security-Policy
+without 'unsafe-inline', the vendored Swagger UI files unchanged, nothing else of the package reachable
+(tests/browser/test_api_docs.py renders it in a real browser)."""
 
 from __future__ import annotations
 
-import os
 import re
-
-from playwright.async_api import async_playwright
 
 from chat.apidocs import CSP, FILES, VIEWER
 from chat.app import create_app
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-UI_TIMEOUT_MS = 20000
 
 
 async def test_the_page_and_its_files(aiohttp_client, make_settings):
@@ -39,32 +33,3 @@ async def test_the_page_and_its_files(aiohttp_client, make_settings):
     assert "Apache License" in licence and VIEWER["licence"] == "Apache-2.0"
     for missing in ("index.js", "..%2F__init__.py", "swagger-ui.js.map"):
         assert (await client.get(f"/api/docs/{missing}")).status == 404
-
-
-async def test_swagger_ui_renders_and_tries_the_api_under_the_policy(aiohttp_client, make_settings):
-    client = await aiohttp_client(create_app(make_settings()))
-    document = await (await client.get("/api/openapi.json")).json()
-    operations = sum(len(ops) for ops in document["paths"].values())
-    problems: list[str] = []
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = await browser.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("request", lambda r: None if r.url.startswith(str(client.make_url("/"))) else
-                    problems.append(f"request to another origin: {r.url}"))
-            await page.goto(str(client.make_url("/api/docs")))
-            blocks = page.locator(".opblock")
-            await blocks.first.wait_for(timeout=UI_TIMEOUT_MS)
-            assert await blocks.count() == operations
-            health = page.locator("#operations-service-health")
-            await health.locator(".opblock-summary").click()
-            await health.get_by_role("button", name="Try it out").click()
-            await health.get_by_role("button", name="Execute").click()
-            status = health.locator(".live-responses-table tbody .response-col_status").first
-            await status.wait_for(timeout=UI_TIMEOUT_MS)
-            assert (await status.inner_text()).strip() == "200"
-        finally:
-            await browser.close()
-    assert not problems, problems  # a CSP violation is a console error: none
