@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
 from chat import render
 from chat.api.common import STAFF, Ctx, endpoint
@@ -22,6 +22,7 @@ from chat.api.schemas import (
     QueryInt,
     Timestamp,
     Title,
+    WindowQuery,
 )
 from chat.cursors import Cursor, next_cursor
 from chat.limits import counter_range
@@ -34,7 +35,7 @@ ID_DOC = {"id": "the conversation id"}
 MAX_Q_CHARS = 100
 
 
-class ConversationQuery(Query):
+class ConversationQuery(WindowQuery):
     """Filters (all optional, combined with AND) and the page."""
 
     state = fields.String(validate=validate.OneOf(STATES))
@@ -48,11 +49,6 @@ class ConversationQuery(Query):
                       metadata={"description": "text in any message, case-insensitive; empty means no filter"})
     limit = QueryInt(load_default=50, validate=counter_range(200, minimum=1))
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
-
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ValidationError("must not be before since", "until")
 
 
 @endpoint(

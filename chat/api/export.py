@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from aiohttp import web
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
 from chat.api.common import ADMIN, STAFF, Ctx, endpoint
-from chat.api.schemas import Query, Timestamp, TranscriptOut
+from chat.api.schemas import Query, Timestamp, TranscriptOut, WindowQuery
 from chat.api.streams import stream
 from chat.export import FORMATS, NdjsonExport, transcript, transcript_messages
 from states.clock import now_ms
@@ -54,7 +54,7 @@ async def handle_transcript(ctx: Ctx, query: dict[str, Any]) -> web.StreamRespon
                         content_type=CONTENT_TYPES[fmt], filename=None if fmt == "json" else name)
 
 
-class ExportQuery(Query):
+class ExportQuery(WindowQuery):
     """The window of creation times."""
 
     since = Timestamp(metadata={"description": "created at or after (ISO 8601; no offset means UTC); default: "
@@ -62,11 +62,6 @@ class ExportQuery(Query):
     until = Timestamp(metadata={"description": "created before (ISO 8601; no offset means UTC); default: the time "
                                                "the export starts, so conversations started meanwhile are left "
                                                "for the next window"})
-
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ValidationError("must not be before since", "until")
 
 
 @endpoint(
