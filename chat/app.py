@@ -12,15 +12,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chat import keys
+from chat import apidocs, keys
 from chat.ai import Provider, build_provider
 from chat.ai_stream import AIStreams
 from chat.ai_turn import AIRunner
-from chat.api import health, routes
+from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
+from chat.desk import Desk
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -127,6 +128,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
                       provider=app[keys.AI_PROVIDER], settings=settings)
     publisher = Publisher(bus, ops.conversations, csat_enabled=settings.csat_enabled)
     _subscribe(events, ops, publisher, router, runner=runner, streams=streams)
+    app[keys.DESK] = Desk(store, presence.roster, hub)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
@@ -183,6 +185,8 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)
+    http_metrics.register(app)
+    apidocs.register(app)
     transport.register(app)
     web_routes.register(app)
     setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not

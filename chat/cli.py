@@ -1,4 +1,4 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, and the
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, export, and the
 cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chat import users_cli
+from chat import export_cli, users_cli
 from chat.cutover import commands as cutover
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
@@ -66,6 +66,7 @@ def _banner(settings: Settings, host: str, port: int, accounts: list[FirstAccoun
         f"  websocket: ws://{shown}:{port}/ws?token=<token>",
         f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",
         f"  OpenAPI:   {base}/api/openapi.json",
+        f"  API docs:  {base}/api/docs",
         f"  log in (the console, or POST {base}/api/v1/auth/login {{\"user_id\", \"password\"}}):",
     ]
     for account in accounts:
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = states_sub.add_parser("diagram", help="print the transition table as mermaid")
     diagram.set_defaults(func=cmd_states_diagram)
 
+    export_cli.add_to(sub)
     cutover.add_to(sub)
     return parser
 

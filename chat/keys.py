@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chat.ai_turn import AIRunner
     from chat.bus import Bus
     from chat.conversations import Operations
+    from chat.desk import Desk
     from chat.events import Events
     from chat.hub import Hub
     from chat.login import Login
@@ -47,3 +48,4 @@ ROUTER: web.AppKey[Router] = web.AppKey("router")
 ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
+DESK: web.AppKey[Desk] = web.AppKey("desk")  # the gauges /metrics reads from the roster and the database

@@ -7,8 +7,8 @@ from typing import Any
 from marshmallow import fields
 
 from chat.api.common import STAFF, Ctx, endpoint
-from chat.api.conversations import Cursor, encode_cursor
 from chat.api.schemas import DATE_TIME, Out, QueryInt, Timestamp, WindowQuery, page_of
+from chat.cursors import Cursor, next_cursor
 from chat.limits import counter_range
 
 
@@ -57,7 +57,7 @@ async def handle_list_csat(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """One page of ratings."""
     items, position = await ctx.store.csat.page(since_ms=query.get("since"), until_ms=query.get("until"),
                                                 limit=query["limit"], after=query.get("cursor"))
-    return {"items": items, "next_cursor": encode_cursor(position) if position else None}
+    return {"items": items, "next_cursor": next_cursor(position)}
 
 
 HANDLERS = (handle_list_csat,)

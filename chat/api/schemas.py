@@ -191,6 +191,20 @@ class EventOut(Out):
     created_at = fields.String(required=True, metadata=DATE_TIME)
 
 
+class TranscriptOut(Out):
+    """A conversation and its messages (GET .../transcript?format=json)."""
+
+    conversation = fields.Nested(ConversationOut, required=True)
+    messages = fields.List(fields.Nested(MessageOut), required=True,
+                           metadata={"description": "oldest first; private notes (staff only) marked `private`"})
+
+
+class ExportLineOut(TranscriptOut):
+    """One line of the NDJSON export: a conversation, its messages (notes included) and its transition log."""
+
+    events = fields.List(fields.Nested(EventOut), required=True, metadata={"description": "oldest first"})
+
+
 def page_of(name: str, item: type[Schema], cursor_doc: str) -> type[Schema]:
     """A list response: `items` of one object schema and a `next_cursor`."""
     return type(

@@ -146,6 +146,14 @@ class Conversations:
         params.append(int(limit))
         return [(r[0], r[1], int(r[2] or 0)) for r in await self.db.fetchall(sql, params)]
 
+    async def waiting_by_team(self) -> dict[str | None, tuple[int, int]]:
+        """Unassigned conversations in handoff by team (None: no team): (how many, the oldest handoff_ms)."""
+        rows = await self.db.fetchall(
+            f"SELECT team_id, COUNT(*), MIN(handoff_ms) FROM {self._t} WHERE state = %s GROUP BY team_id",
+            (State.HANDOFF.value,),
+        )
+        return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
+
     async def waiting_since(self, cutoff_ms: int, limit: int = 200) -> list[str]:
         """Conversations in handoff since before cutoff_ms."""
         rows = await self.db.fetchall(

@@ -12,6 +12,7 @@ from chat.store.conversations import Conversations
 from chat.store.csat import Csat
 from chat.store.db import Database
 from chat.store.events import Events
+from chat.store.export import ExportReads
 from chat.store.labels import Labels
 from chat.store.listing import ConversationListing
 from chat.store.messages import Messages
@@ -36,5 +37,6 @@ class Store:
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
+        self.export = ExportReads(db)
         self.csat = Csat(db)
         self.canned = CannedResponses(db)
