@@ -33,6 +33,7 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.webhooks import Deliverer
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
 from chat.ws.commands import conversation as conversation_commands
@@ -162,6 +163,21 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     await router.close()
 
 
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook outbox's delivery loop (any instance delivers; the claims keep them apart)."""
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    deliverer = Deliverer(store.webhooks, owner=app[keys.INSTANCE_ID], retry_base_s=settings.webhook_retry_base_s,
+                          allow_private=settings.webhook_allow_private, poll_s=settings.webhook_poll_s)
+    app[keys.WEBHOOKS] = deliverer
+    await store.webhooks.refresh()  # before the first change is written: who wants what
+    loop = asyncio.create_task(deliverer.run()) if settings.webhook_delivery else None
+    yield
+    if loop is not None:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    await deliverer.close()
+
+
 def command_registry() -> Registry:
     """Every WebSocket command, one explicit register call per command family."""
     registry = Registry()
@@ -179,7 +195,7 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     if ai_provider is not None:
         app[keys.AI_PROVIDER] = ai_provider
     app[keys.WS_REGISTRY] = command_registry()
-    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _webhooks_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)
     transport.register(app)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chat.revocation import AccountGuard, Revocation
     from chat.routing import Router
     from chat.store import Store
+    from chat.webhooks import Deliverer
     from chat.ws.registry import Registry
     from chat.ws.session import Services
     from states.repository import ConversationRepository
@@ -47,3 +48,4 @@ ROUTER: web.AppKey[Router] = web.AppKey("router")
 ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
+WEBHOOKS: web.AppKey[Deliverer] = web.AppKey("webhooks")  # the outbox delivery loop (chat/webhooks.py)

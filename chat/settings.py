@@ -80,7 +80,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
-_ACCOUNTS = Group.ACCOUNTS
+_ACCOUNTS, _INTEGRATIONS = Group.ACCOUNTS, Group.INTEGRATIONS
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ class Settings:
         "through the bus, and by that look should the bus message be lost)",
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
+    webhook_delivery: bool = True  # not a variable: tests turn the loop off and drain the outbox themselves
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
     log_format: str = setting(
         _SERVICE, "LOG_FORMAT", "auto", choice("auto", "text", "json"),
@@ -297,6 +298,21 @@ class Settings:
         "prefix of the cross-instance bus's sharded pub/sub channels (one per conversation, per user, the "
         "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
         "(and no other deployment on that Redis)",
+    )
+    webhook_retry_base_s: float = setting(
+        _INTEGRATIONS, "WEBHOOK_RETRY_BASE_S", 5.0, number(0.001),
+        "first retry of a failed webhook delivery after this, doubling (with jitter) for up to 24 h, then `failed`",
+    )
+    webhook_allow_private: bool = setting(
+        _INTEGRATIONS, "WEBHOOK_ALLOW_PRIVATE", False, SWITCH,
+        "`true`: webhooks may target private, loopback and link-local addresses (refused by default, at "
+        "subscription and after every DNS resolution: server-side request forgery)",
+        shown_default="`false`",
+    )
+    webhook_poll_s: float = setting(
+        _INTEGRATIONS, "WEBHOOK_POLL_S", 1.0, number(0.01),
+        "how often an idle instance looks for due webhook deliveries and re-reads the subscriptions "
+        "(another instance's new subscription is seen within this)",
     )
 
     @classmethod

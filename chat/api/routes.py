@@ -16,6 +16,7 @@ from chat.api import (
     teams,
     users,
     visitors,
+    webhooks,
 )
 from chat.api.common import EndpointHandler
 
@@ -32,6 +33,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *visitors.HANDLERS,
     *csat.HANDLERS,
     *canned.HANDLERS,
+    *webhooks.HANDLERS,
 )
 
 

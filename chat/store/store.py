@@ -19,6 +19,7 @@ from chat.store.migrations import Migrations
 from chat.store.staff import Staff
 from chat.store.stats import Stats
 from chat.store.teams import Teams
+from chat.store.webhooks import Webhooks
 
 
 class Store:
@@ -28,13 +29,14 @@ class Store:
         self.db = db
         self.migrations = Migrations(db)
         self.labels = Labels(db)
-        self.conversations = Conversations(db, self.labels)
-        self.messages = Messages(db)
+        self.webhooks = Webhooks(db)  # the outbox: written in the transactions of the changes below
+        self.conversations = Conversations(db, self.labels, self.webhooks)
+        self.messages = Messages(db, self.webhooks)
         self.events = Events(db)
         self.staff = Staff(db)
         self.accounts = Accounts(db)
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
-        self.csat = Csat(db)
+        self.csat = Csat(db, self.webhooks)
         self.canned = CannedResponses(db)
