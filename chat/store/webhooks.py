@@ -129,13 +129,13 @@ class Webhooks:
         line = conversation_id or ""
         if lock and line and self.db.dialect == "mysql":
             await tx.fetchone(f"SELECT id FROM {self.db.tables.conversations} WHERE id = %s FOR UPDATE", (line,))
-        row = await tx.fetchone(f"SELECT MAX(position) FROM {self._d} WHERE conversation_id = %s", (line,))
-        position = int(row[0] or 0) + 1 if row else 1
+        # one statement per subscription: the position is read and written in the same round trip
         await tx.executemany(
             f"INSERT INTO {self._d} (id, webhook_id, event_id, event_type, conversation_id, position, body, status, "
-            "attempts, next_ms, window_ms, created_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s, %s)",
-            [(str(uuid.uuid4()), webhook_id, event_id, event_type, line, position, body, PENDING, created_ms,
-              created_ms, created_ms) for webhook_id in targets],
+            "attempts, next_ms, window_ms, created_ms) SELECT %s, %s, %s, %s, %s, COALESCE(MAX(position), 0) + 1, "
+            f"%s, %s, 0, %s, %s, %s FROM {self._d} WHERE conversation_id = %s",
+            [(str(uuid.uuid4()), webhook_id, event_id, event_type, line, body, PENDING, created_ms, created_ms,
+              created_ms, line) for webhook_id in targets],
         )
         return event_id
 
