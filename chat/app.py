@@ -21,6 +21,7 @@ from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToCon
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
+from chat.erasure import Eraser
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -132,6 +133,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
     app[keys.LOGIN] = Login(store, redis, settings)
+    app[keys.ERASER] = Eraser(store, redis, interest, retention_days=settings.retention_days)
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts, streams)
     await bus.start()
     yield
@@ -140,8 +142,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, and the AI
-    sweep (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the AI
+    sweep and the retention purge (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -155,6 +157,9 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
         loops.append(asyncio.create_task(sweep))
+    if settings.retention_days > 0:
+        purge = run_every(settings.retention_check_s, app[keys.ERASER].purge, "retention purge", at_start=True)
+        loops.append(asyncio.create_task(purge))
     router.kick()  # conversations may have waited while no instance ran
     yield
     for task in loops:

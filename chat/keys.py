@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from chat.ai_turn import AIRunner
     from chat.bus import Bus
     from chat.conversations import Operations
+    from chat.erasure import Eraser
     from chat.events import Events
     from chat.hub import Hub
     from chat.login import Login
@@ -49,3 +50,4 @@ ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivat
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
 WEBHOOKS: web.AppKey[Deliverer] = web.AppKey("webhooks")  # the outbox delivery loop (chat/webhooks.py)
+ERASER: web.AppKey[Eraser] = web.AppKey("eraser")  # customer erasure and the retention purge (chat/erasure.py)

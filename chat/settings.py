@@ -314,6 +314,15 @@ class Settings:
         "how often an idle instance looks for due webhook deliveries and re-reads the subscriptions "
         "(another instance's new subscription is seen within this)",
     )
+    retention_days: int = setting(
+        _INTEGRATIONS, "RETENTION_DAYS", 0, integer(0),
+        "message contents, metadata and rating comments of conversations closed longer ago than this are "
+        "purged (counts, states and the event log stay); 0: kept forever",
+    )
+    retention_check_s: float = setting(
+        _INTEGRATIONS, "RETENTION_CHECK_S", 3600.0, number(1.0),
+        "how often each instance runs the retention purge (when `RETENTION_DAYS` is set)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

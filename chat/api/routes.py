@@ -9,6 +9,7 @@ from chat.api import (
     common,
     conversations,
     csat,
+    customers,
     labels,
     openapi,
     sessions,
@@ -34,6 +35,7 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *csat.HANDLERS,
     *canned.HANDLERS,
     *webhooks.HANDLERS,
+    *customers.HANDLERS,
 )
 
 

@@ -336,9 +336,15 @@ TABLES_V5 = [
     ),
 ]
 
+STEPS_V5: list[Step] = [
+    *TABLES_V5,
+    # when retention or an erasure last scrubbed the conversation's words (PROTOCOL 6)
+    AddColumn("conversations", "purged_ms BIGINT NULL"),
+]
+
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
 MIGRATIONS: list[tuple[int, list[Step]]] = [
-    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (5, list(TABLES_V5)),
+    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (5, STEPS_V5),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -11,6 +11,7 @@ from chat.store.canned import CannedResponses
 from chat.store.conversations import Conversations
 from chat.store.csat import Csat
 from chat.store.db import Database
+from chat.store.erasure import Erasure
 from chat.store.events import Events
 from chat.store.labels import Labels
 from chat.store.listing import ConversationListing
@@ -40,3 +41,4 @@ class Store:
         self.stats = Stats(db)
         self.csat = Csat(db, self.webhooks)
         self.canned = CannedResponses(db)
+        self.erasure = Erasure(db, self.webhooks)
