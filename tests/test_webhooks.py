@@ -9,21 +9,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
+import sys
 import time
+import uuid
 from collections import defaultdict
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
 from chat import keys
+from chat.auth import issue_token
 from chat.store.messages import Guard
 from chat.store.webhooks import skip_locked_supported
 from chat.webhooks import backoff_ms, private_address, sign
 from states.clock import now_iso
 from states.errors import StaleVersion
 from states.record import Conversation
+from tests.conftest import redis_url
+from tests.faults.servers import free_port
+from tests.test_serve_workers import Supervisor
+from tests.wsclient import WS
 
 SECRET = "whsec_test_0123456789abcdef"
 TOLERANCE_S = 300
@@ -402,3 +411,40 @@ def test_sign_matches_the_documented_formula():
     body = b'{"id":"e1"}'
     assert sign("k", 1700000000, body) == "t=1700000000,v1=" + hmac.new(
         b"k", b"1700000000." + body, hashlib.sha256).hexdigest()
+
+
+async def test_a_sigkilled_service_delivers_after_the_restart(harness_factory, receiver_url, tmp_path):
+    """The process is SIGKILLed after the changes committed and before its loop looked again; the next
+    instance on the same database delivers every event."""
+    database_url = f"sqlite:///{tmp_path}/killed.db"
+    port, jwt_secret = free_port(), "test-secret-0123456789abcdef0123456789"
+    env = {**{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")},
+           "REDIS_URL": redis_url(), "DATABASE_URL": database_url, "JWT_SECRET_KEY": jwt_secret,
+           "AI_PROVIDER": "echo", "CHAT_DATA_DIR": str(tmp_path), "WEBHOOK_ALLOW_PRIVATE": "true",
+           "WEBHOOK_POLL_S": "3600", "BUS_CHANNEL": f"chat:events:killed:{uuid.uuid4().hex[:8]}"}
+    service = Supervisor([sys.executable, "-m", "chat", "serve", "--host", "127.0.0.1", "--port", str(port)], env)
+    receiver = Receiver()
+    try:
+        service.wait_for(lambda lines: any("Running on" in line for line in lines))
+        base = f"http://127.0.0.1:{port}"
+        admin = {"Authorization": f"Bearer {issue_token(jwt_secret, 'admin-1', 'admin')}"}
+        async with aiohttp.ClientSession() as http:
+            created = await http.post(f"{base}/api/v1/webhooks", headers=admin,
+                                      json={"url": await receiver_url(receiver), "events": ["message.created"]})
+            assert created.status == 201
+            ws = WS(await http.ws_connect(f"{base}/ws?token={issue_token(jwt_secret, 'cust-1', 'customer')}"))
+            cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+            await ws.ok("message.send", conversation_id=cid, client_msg_id="k1", content="before the kill")
+            await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+            service.kill()  # SIGKILL: no shutdown of any kind
+            await ws.close()
+    finally:
+        service.kill()
+    assert receiver.requests == []
+
+    restarted, deliverer = await webhook_app(harness_factory, database_url=database_url)
+    made = await outbox_events(restarted)
+    assert len(made) == 2  # the customer's message and the AI's reply
+    await deliverer.drain()
+    assert [b["data"]["content"] for b in receiver.accepted][0] == "before the kill"
+    assert sorted(b["id"] for b in receiver.accepted) == sorted(event_id for event_id, _ in made)
