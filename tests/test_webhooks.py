@@ -236,6 +236,8 @@ async def test_after_24_hours_of_failures_a_delivery_is_failed_and_can_be_redeli
     resp = await h.client.post(url, headers=headers(h))
     again = await resp.json()
     assert resp.status == 200 and again["status"] == "pending" and again["attempts"] == 0
+    pending = await h.client.post(url, headers=headers(h))
+    assert pending.status == 409  # on its way already
     receiver.fail.clear()
     await deliverer.drain()
     assert failed[0]["event_id"] in [b["id"] for b in receiver.accepted]  # the same event id

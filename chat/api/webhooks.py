@@ -12,7 +12,7 @@ from chat import keys
 from chat.api.common import ADMIN, Ctx, endpoint
 from chat.api.conversations import Cursor, encode_cursor
 from chat.api.schemas import DATE_TIME, Body, Out, Query, QueryInt, page_of
-from chat.errors import Invalid, NotFound
+from chat.errors import Conflict, Invalid, NotFound
 from chat.limits import counter_range
 from chat.store.webhooks import EVENT_TYPES, Delivery, Webhook
 from chat.webhooks import RefusedTarget, check_url
@@ -142,16 +142,22 @@ async def handle_list_deliveries(ctx: Ctx, query: dict[str, Any]) -> dict[str, A
 
 @endpoint(
     "POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", summary="Deliver an event again",
-    tag="webhooks", roles=ADMIN, response=DeliveryOut, errors=(404,), path_doc=DELIVERY_DOC,
-    description="The same event (same `id` and body) is queued again, due now, with a fresh 24 h of retries, "
-                "after the events of its conversation already queued.",
+    tag="webhooks", roles=ADMIN, response=DeliveryOut, errors=(404, 409), path_doc=DELIVERY_DOC,
+    description="A delivered or failed delivery: the same event (same `id` and body) is queued again, due now, "
+                "with a fresh 24 h of retries, after the events of its conversation already queued. A pending one "
+                "is 409 (it is on its way).",
     examples={"response": {**EXAMPLE_DELIVERY, "status": "pending", "attempts": 0,
                            "next_attempt_at": "2026-12-01T10:00:00.000Z", "delivered_at": None}},
 )
 async def handle_redeliver(ctx: Ctx) -> Delivery:
-    """The delivery, pending again."""
-    delivery = await ctx.store.webhooks.redeliver(ctx.param("id"), ctx.param("delivery_id"))
-    if delivery is None:
+    """The delivery, pending again; 409 while it is pending already."""
+    webhook_id, delivery_id = ctx.param("id"), ctx.param("delivery_id")
+    if not await ctx.store.webhooks.redeliver(webhook_id, delivery_id):
+        if await ctx.store.webhooks.delivery(webhook_id, delivery_id) is None:
+            raise NotFound("delivery not found")
+        raise Conflict("the delivery is pending: it will be attempted (see next_attempt_at)")
+    delivery = await ctx.store.webhooks.delivery(webhook_id, delivery_id)
+    if delivery is None:  # its webhook was deleted meanwhile
         raise NotFound("delivery not found")
     return delivery
 

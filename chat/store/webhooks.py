@@ -199,21 +199,21 @@ class Webhooks:
                                      (webhook_id, delivery_id))
         return _delivery(row) if row else None
 
-    async def redeliver(self, webhook_id: str, delivery_id: str) -> Delivery | None:
-        """Queue a delivery again (same event id and body) at the end of its conversation's line, due
-        now, with a fresh 24 h of retries; None when there is no such delivery."""
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> bool:
+        """Queue a delivered or failed delivery again (same event id and body) at the end of its
+        conversation's line, due now, with a fresh 24 h of retries; False when it is not one (gone, or
+        pending: it is on its way already)."""
         now = now_ms()
         async with self.db.transaction() as tx:
             row = await tx.fetchone(f"SELECT conversation_id FROM {self._d} WHERE webhook_id = %s AND id = %s",
                                     (webhook_id, delivery_id))
             if row is None:
-                return None
+                return False
             top = await tx.fetchone(f"SELECT MAX(position) FROM {self._d} WHERE conversation_id = %s", (row[0],))
-            await tx.execute(
+            return bool(await tx.execute(
                 f"UPDATE {self._d} SET status = %s, attempts = 0, next_ms = %s, window_ms = %s, position = %s, "
-                "lease_ms = NULL, lease_owner = NULL, error = NULL WHERE id = %s",
-                (PENDING, now, now, int(top[0] or 0) + 1 if top else 1, delivery_id))
-        return await self.delivery(webhook_id, delivery_id)
+                "lease_ms = NULL, lease_owner = NULL, error = NULL WHERE id = %s AND status <> %s",
+                (PENDING, now, now, int(top[0] or 0) + 1 if top else 1, delivery_id, PENDING)))
 
     async def claim(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
         """Take the leases of up to `limit` due heads of their lines (one per subscription and
