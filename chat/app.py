@@ -34,6 +34,7 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.web import routes as web_routes
 from chat.webhooks import Deliverer
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
@@ -204,5 +205,6 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     health.register(app)
     routes.register(app)
     transport.register(app)
+    web_routes.register(app)
     setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app

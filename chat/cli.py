@@ -57,6 +57,7 @@ def _banner(settings: Settings, host: str, port: int, accounts: list[FirstAccoun
         f"SQLite at {settings.database.path}); AI provider: {settings.ai_provider}",
         "  not for production: set REDIS_URL, DATABASE_URL and JWT_SECRET_KEY for that",
         f"  console:   {base}/console/",
+        f"  demo:      {base}/demo/   (a sample shop with the customer widget: {base}/widget.js)",
         f"  health:    {base}/health",
         f"  websocket: ws://{shown}:{port}/ws?token=<token>",
         f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",

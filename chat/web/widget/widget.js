@@ -1,0 +1,288 @@
+// The customer widget (PROTOCOL 9): `<script src="https://chat.example.com/widget.js" async></script>`,
+// optionally with data-server, data-token, data-token-provider, data-lang, data-color, data-open.
+// Served as one classic script (chat/web/bundle.py joins this module and its imports); docs/web.md.
+import { ChatClient, newClientMsgId } from "../shared/client.js";
+import { pickLanguage, translator } from "../shared/i18n.js";
+import { WidgetMemory, tokenClaims } from "./memory.js";
+import { WIDGET_STRINGS } from "./strings.js";
+import { WidgetView } from "./view.js";
+
+const TOKEN_MARGIN_S = 60; // a stored token closer than this to `exp` is replaced before use
+const TYPING_IDLE_MS = 3000;
+const TYPING_REPEAT_MS = 4000; // typing frames count against the socket's command rate limit
+
+/** The settings of the script tag that loaded the widget. */
+export function readConfig(script) {
+  const data = (script && script.dataset) || {};
+  const src = script && script.src ? new URL(script.src, location.href) : new URL(location.href);
+  return {
+    server: new URL(data.server || src.origin, location.href).origin,
+    token: data.token || null,
+    tokenProvider: data.tokenProvider || null,
+    language: data.lang === "zh" || data.lang === "en" ? data.lang : pickLanguage(),
+    accent: data.color || null,
+    open: data.open === "true",
+  };
+}
+
+/** One widget on the page: the view, the protocol client and the conversation. */
+export class ChatWidget {
+  constructor(config) {
+    this.config = config;
+    this.t = translator(WIDGET_STRINGS, config.language);
+    this.memory = new WidgetMemory(config.server);
+    this.conversationId = null;
+    this.conversation = null;
+    this.highestSeq = 0;
+    this.unread = 0;
+    this.open = false;
+    this._typingOn = false;
+    this._typingSentAt = 0;
+    this._typingTimer = null;
+    this._starting = null;
+    this._streamAt = null; // {turn, index} of the last delta shown, when the service numbers them
+    this.view = new WidgetView({
+      t: this.t,
+      accent: config.accent,
+      onToggle: (open = !this.open) => this.setOpen(open),
+      onSend: (text) => this.send(text),
+      onInput: (nonEmpty) => this._typing(nonEmpty),
+      onHuman: () => this.requestHuman(),
+    });
+    this.client = null;
+    if (config.token) this.memory.forUser(tokenClaims(config.token).sub || null);
+    this.conversationId = this.memory.get("conversation_id") || null;
+    // a returning visitor with a conversation reconnects at once (agent replies may be waiting);
+    // a new one only when they open the panel, so a page view mints no visitor token
+    if (this.conversationId || (this.memory.get("outbox") || []).length) this.connect();
+    if (config.open || this.memory.get("open")) this.setOpen(true);
+  }
+
+  /** Start the protocol client (once). */
+  connect() {
+    if (this.client) return;
+    this.client = new ChatClient({
+      server: this.config.server,
+      getToken: (how) => this.token(how),
+      onStatus: (state) => this.view.setStatus(state),
+      onReady: () => this.resume(),
+      onOutboxChange: (frames) => this.memory.update({ outbox: frames }),
+      outbox: this.memory.get("outbox") || [],
+    });
+    this.client.on("message.created", (data) => this._onMessage(data));
+    this.client.on("ai.delta", (data) => this._mine(data) && this._onDelta(data));
+    this.client.on("ai.failed", (data) => this._mine(data) && this.view.setStream(""));
+    this.client.on("ai.interrupted", (data) => this._mine(data) && this.view.setStream(""));
+    this.client.on("conversation.updated", (data) => this._onConversation(data.conversation));
+    this.client.on("typing", (data) => this._mine(data) && data.sender_type === "agent" && this.view.showTyping(data.on));
+    this.client.on("csat.requested", (data) => this._mine(data) && this._askCsat());
+    for (const frame of this.client.outbox) this._sendFrame(frame); // unsent before a reload: shown, resent
+    this.client.start();
+  }
+
+  /** Open or close the panel (remembered across reloads). */
+  setOpen(open) {
+    this.open = open;
+    this.view.setOpen(open);
+    this.memory.update({ open });
+    if (open) {
+      this.unread = 0;
+      this.connect();
+    }
+  }
+
+  /** The token for a connection: the page's (data-token / data-token-provider) or an anonymous
+   * visitor's from POST /api/v1/visitors (PROTOCOL 2.2), kept in localStorage until near its `exp`. */
+  async token({ refresh } = {}) {
+    const { token, tokenProvider } = this.config;
+    if (tokenProvider && typeof window[tokenProvider] === "function") {
+      const fresh = await window[tokenProvider]({ refresh });
+      this.memory.forUser(tokenClaims(fresh).sub || null);
+      return fresh;
+    }
+    if (token) return token;
+    // a new visitor token is another visitor (PROTOCOL 2.2): keep this one while it is good
+    const kept = this.memory.get("visitor");
+    if (kept && kept.exp - (refresh ? 0 : TOKEN_MARGIN_S) > Date.now() / 1000) return kept.token;
+    // no body and no headers: a "simple" cross-origin request, so no CORS preflight
+    const response = await fetch(new URL("/api/v1/visitors", this.config.server), { method: "POST", credentials: "omit" });
+    if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
+    const body = await response.json();
+    const exp = tokenClaims(body.access_token).exp || Math.floor(Date.now() / 1000) + body.expires_in;
+    this.memory.forUser(body.user_id);
+    this.conversationId = this.memory.get("conversation_id") || null;
+    this.memory.update({ visitor: { token: body.access_token, exp } });
+    return body.access_token;
+  }
+
+  /** After each (re)connect: everything after the highest seq shown, by paging conversation.resume. */
+  async resume() {
+    if (!this.conversationId) return;
+    let page;
+    try {
+      page = await this.client.resumeAll(this.conversationId, this.highestSeq);
+    } catch (err) {
+      if (err.code !== "not_found") throw err; // the client reconnects and resumes again
+      this._forgetConversation(); // another identity, or the service lost it: start afresh on the next send
+      return;
+    }
+    this._onConversation(page.conversation);
+    for (const message of page.messages) this._show(message);
+    const last = page.messages[page.messages.length - 1];
+    if (page.ai_stream && page.conversation.state === "ai") {
+      this._streamAt = { turn: page.ai_stream.turn_id, index: page.ai_stream.index };
+      this.view.setStream(page.ai_stream.text);
+    } else if (last && last.sender_type === "ai") this.view.setStream(""); // the reply it streamed is stored
+  }
+
+  /** Send a customer message: shown as pending at once, stored exactly once however the socket fares. */
+  async send(text) {
+    const client_msg_id = newClientMsgId();
+    this.view.addPending(client_msg_id, text);
+    this._typing(false);
+    this.connect();
+    let conversationId;
+    try {
+      conversationId = await this.ensureConversation();
+    } catch (err) {
+      this.view.failPending(client_msg_id, err.message);
+      return;
+    }
+    this._sendFrame({ conversation_id: conversationId, client_msg_id, content: text });
+  }
+
+  _sendFrame(frame) {
+    this.view.addPending(frame.client_msg_id, frame.content);
+    this.client.sendMessage(frame).then(
+      (message) => this._onMessage({ conversation_id: message.conversation_id, message }),
+      (err) => this.view.failPending(frame.client_msg_id, err.message),
+    );
+  }
+
+  /** The conversation id, starting a conversation (once, when online) if there is none yet. */
+  async ensureConversation() {
+    if (this.conversationId) return this.conversationId;
+    if (!this._starting) {
+      this._starting = (async () => {
+        for (;;) {
+          await this.client.whenOnline();
+          try {
+            const { conversation } = await this.client.request("conversation.start", {
+              metadata: { page: location.href.slice(0, 500), title: document.title.slice(0, 200),
+                language: this.t.language },
+            });
+            this.conversationId = conversation.id;
+            this.memory.update({ conversation_id: conversation.id, last_seq: 0 });
+            this._onConversation(conversation);
+            return conversation.id;
+          } catch (err) {
+            if (!err.transient) throw err; // offline, timeout, unavailable: try again once online
+          }
+        }
+      })().finally(() => { this._starting = null; });
+    }
+    return this._starting;
+  }
+
+  /** Ask for a human agent (handoff.request). */
+  async requestHuman() {
+    this.connect();
+    try {
+      const conversationId = await this.ensureConversation();
+      const { conversation } = await this.client.request("handoff.request", { conversation_id: conversationId });
+      this._onConversation(conversation);
+    } catch (err) {
+      // conflict: already handed off (the state on screen catches up by event); offline: try again later
+    }
+  }
+
+  // A delta carries its turn and index where the service numbers them (PROTOCOL 3.6): after a resume
+  // that returned the stream so far, a delta already included is skipped and a new turn starts afresh.
+  _onDelta(data) {
+    if (data.turn_id !== undefined && data.index !== undefined) {
+      const at = this._streamAt;
+      if (at && at.turn === data.turn_id && data.index <= at.index) return;
+      if (!at || at.turn !== data.turn_id) this.view.setStream("");
+      this._streamAt = { turn: data.turn_id, index: data.index };
+    }
+    this.view.appendStream(data.delta);
+  }
+
+  _mine(data) {
+    return Boolean(this.conversationId) && data.conversation_id === this.conversationId;
+  }
+
+  _onMessage(data) {
+    if (!this._mine(data) || data.message.private) return;
+    const message = data.message;
+    if (message.sender_type === "ai") this.view.setStream(""); // the stored reply replaces the stream
+    if (message.sender_type === "agent") this.view.showTyping(false);
+    if (this._show(message) && !this.open && message.sender_type !== "customer") {
+      this.unread += 1;
+      this.view.setUnread(this.unread);
+    }
+  }
+
+  _show(message) {
+    const added = this.view.addMessage(message);
+    if (message.seq > this.highestSeq) {
+      this.highestSeq = message.seq;
+      this.memory.update({ last_seq: message.seq });
+    }
+    return added;
+  }
+
+  _onConversation(conversation) {
+    if (!conversation || conversation.id !== this.conversationId) return;
+    // events and replies may cross: a lower version is older news
+    if (this.conversation && conversation.version < this.conversation.version) return;
+    this.conversation = conversation;
+    if (conversation.state !== "ai") this.view.setStream("");
+    if (conversation.state !== "closed") this.view.hideCsat();
+    this.view.setConversationState(conversation.state, conversation.agent_id);
+  }
+
+  _askCsat() {
+    const conversationId = this.conversationId;
+    this.view.showCsat((score) => this.client.request("csat.submit", { conversation_id: conversationId, score }));
+  }
+
+  _forgetConversation() {
+    this.conversationId = null;
+    this.conversation = null;
+    this.memory.update({ conversation_id: null, last_seq: 0 });
+    this.view.setConversationState("ai", null);
+  }
+
+  // typing on when the customer starts writing (repeated at most every TYPING_REPEAT_MS), off after a pause
+  _typing(active) {
+    clearTimeout(this._typingTimer);
+    if (!this.client || !this.conversationId) return;
+    const now = Date.now();
+    if (active && (!this._typingOn || now - this._typingSentAt > TYPING_REPEAT_MS)) {
+      this.client.notify("typing", { conversation_id: this.conversationId, on: true });
+      this._typingOn = true;
+      this._typingSentAt = now;
+    }
+    if (active) {
+      this._typingTimer = setTimeout(() => this._typing(false), TYPING_IDLE_MS);
+    } else if (this._typingOn) {
+      this.client.notify("typing", { conversation_id: this.conversationId, on: false });
+      this._typingOn = false;
+    }
+  }
+}
+
+/** Start the widget for the script tag that loaded it (once per page). */
+export function boot(script) {
+  if (window.__chatApiWidget) return window.__chatApiWidget;
+  const start = () => {
+    window.__chatApiWidget = new ChatWidget(readConfig(script));
+  };
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start, { once: true });
+  return null;
+}
+
+// document.currentScript is the widget's own tag while a classic script (async too) first runs
+boot(document.currentScript || document.querySelector('script[src*="widget.js"]'));
