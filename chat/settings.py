@@ -130,7 +130,6 @@ class Settings:
         "through the bus, and by that look should the bus message be lost)",
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
-    webhook_delivery: bool = True  # not a variable: tests turn the loop off and drain the outbox themselves
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
     log_format: str = setting(
         _SERVICE, "LOG_FORMAT", "auto", choice("auto", "text", "json"),
@@ -308,6 +307,11 @@ class Settings:
         "`true`: webhooks may target private, loopback and link-local addresses (refused by default, at "
         "subscription and after every DNS resolution: server-side request forgery)",
         shown_default="`false`",
+    )
+    webhook_delivery: bool = setting(
+        _INTEGRATIONS, "WEBHOOK_DELIVERY", True, SWITCH,
+        "`false`: this instance writes webhook events to the outbox but leaves their delivery to the others",
+        shown_default="`true`",
     )
     webhook_poll_s: float = setting(
         _INTEGRATIONS, "WEBHOOK_POLL_S", 1.0, number(0.01),
