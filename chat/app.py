@@ -21,7 +21,7 @@ from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToCon
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
-from chat.erasure import Eraser
+from chat.erasure import RETENTION_CHECK_S, Eraser
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -159,7 +159,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
         loops.append(asyncio.create_task(sweep))
     if settings.retention_days > 0:
-        purge = run_every(settings.retention_check_s, app[keys.ERASER].purge, "retention purge", at_start=True)
+        purge = run_every(RETENTION_CHECK_S, app[keys.ERASER].purge, "retention purge", at_start=True)
         loops.append(asyncio.create_task(purge))
     router.kick()  # conversations may have waited while no instance ran
     yield

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 PURGE_BATCH = 200
+RETENTION_CHECK_S = 3600.0  # each instance purges at start and hourly (when RETENTION_DAYS is set)
 
 
 class Eraser:

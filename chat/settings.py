@@ -298,35 +298,18 @@ class Settings:
         "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
         "(and no other deployment on that Redis)",
     )
-    webhook_retry_base_s: float = setting(
-        _INTEGRATIONS, "WEBHOOK_RETRY_BASE_S", 5.0, number(0.001),
-        "first retry of a failed webhook delivery after this, doubling (with jitter) for up to 24 h, then `failed`",
-    )
-    webhook_allow_private: bool = setting(
-        _INTEGRATIONS, "WEBHOOK_ALLOW_PRIVATE", False, SWITCH,
+    webhook_retry_base_s: float = setting(_INTEGRATIONS, "WEBHOOK_RETRY_BASE_S", 5.0, number(0.001), (
+        "first retry of a failed webhook delivery after this, doubling (with jitter) for up to 24 h, then `failed`"))
+    webhook_allow_private: bool = setting(_INTEGRATIONS, "WEBHOOK_ALLOW_PRIVATE", False, SWITCH, (
         "`true`: webhooks may target private, loopback and link-local addresses (refused by default, at "
-        "subscription and after every DNS resolution: server-side request forgery)",
-        shown_default="`false`",
-    )
-    webhook_delivery: bool = setting(
-        _INTEGRATIONS, "WEBHOOK_DELIVERY", True, SWITCH,
-        "`false`: this instance writes webhook events to the outbox but leaves their delivery to the others",
-        shown_default="`true`",
-    )
-    webhook_poll_s: float = setting(
-        _INTEGRATIONS, "WEBHOOK_POLL_S", 1.0, number(0.01),
-        "how often an idle instance looks for due webhook deliveries and re-reads the subscriptions "
-        "(another instance's new subscription is seen within this)",
-    )
-    retention_days: int = setting(
-        _INTEGRATIONS, "RETENTION_DAYS", 0, integer(0),
-        "message contents, metadata and rating comments of conversations closed longer ago than this are "
-        "purged (counts, states and the event log stay); 0: kept forever",
-    )
-    retention_check_s: float = setting(
-        _INTEGRATIONS, "RETENTION_CHECK_S", 3600.0, number(1.0),
-        "how often each instance runs the retention purge (when `RETENTION_DAYS` is set)",
-    )
+        "subscription and after every DNS resolution: server-side request forgery)"), shown_default="`false`")
+    webhook_delivery: bool = setting(_INTEGRATIONS, "WEBHOOK_DELIVERY", True, SWITCH, (
+        "`false`: this instance writes webhook events to the outbox but leaves their delivery to the others"),
+        shown_default="`true`")
+    webhook_poll_s: float = setting(_INTEGRATIONS, "WEBHOOK_POLL_S", 1.0, number(0.01), (
+        "how often an idle instance looks for due webhook deliveries and re-reads the subscriptions"))
+    retention_days: int = setting(_INTEGRATIONS, "RETENTION_DAYS", 0, integer(0), (
+        "the words of conversations closed longer ago are purged, hourly (counts, states and log stay); 0: never"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

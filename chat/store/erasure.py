@@ -75,10 +75,10 @@ class Erasure:
     async def purge_closed_before(self, cutoff_ms: int, *, limit: int) -> list[str]:
         """Scrub the contents of up to `limit` conversations closed (last changed) before cutoff_ms and
         not purged since; the ids done (empty: nothing left)."""
-        c = self._t.conversations
         rows = await self.db.fetchall(
-            f"SELECT id FROM {c} WHERE state = %s AND updated_ms < %s "
-            "AND (purged_ms IS NULL OR purged_ms < updated_ms) ORDER BY updated_ms, id LIMIT %s",
+            f"SELECT c.id FROM {self._t.conversations} c LEFT JOIN {self._t.conversation_purges} p "
+            "ON p.conversation_id = c.id WHERE c.state = %s AND c.updated_ms < %s "
+            "AND (p.purged_ms IS NULL OR p.purged_ms < c.updated_ms) ORDER BY c.updated_ms, c.id LIMIT %s",
             ("closed", cutoff_ms, int(limit)))
         done = []
         for (conversation_id,) in rows:
@@ -103,9 +103,11 @@ class Erasure:
                          (conversation_id,))
         await tx.execute(f"UPDATE {t.csat_responses} SET comment = NULL WHERE conversation_id = %s", (conversation_id,))
         await self._scrub_outbox(tx, conversation_id)
+        await tx.execute(f"DELETE FROM {t.conversation_purges} WHERE conversation_id = %s", (conversation_id,))
+        await tx.execute(f"INSERT INTO {t.conversation_purges} (conversation_id, purged_ms) VALUES (%s, %s)",
+                         (conversation_id, now))
         if anonymous is None:
-            await tx.execute(f"UPDATE {t.conversations} SET metadata = NULL, purged_ms = %s WHERE id = %s",
-                             (now, conversation_id))
+            await tx.execute(f"UPDATE {t.conversations} SET metadata = NULL WHERE id = %s", (conversation_id,))
             return
         await tx.execute(f"UPDATE {t.messages} SET sender_id = %s WHERE conversation_id = %s AND sender_id = %s",
                          (anonymous, conversation_id, user_id))
@@ -114,8 +116,8 @@ class Erasure:
         await tx.execute(f"UPDATE {t.csat_responses} SET user_id = %s WHERE conversation_id = %s",
                          (anonymous, conversation_id))
         # the erasure takes the next version, so its log entry has a place in the conversation's history
-        await tx.execute(f"UPDATE {t.conversations} SET metadata = NULL, user_id = %s, version = %s, purged_ms = %s "
-                         "WHERE id = %s", (anonymous, version + 1, now, conversation_id))
+        await tx.execute(f"UPDATE {t.conversations} SET metadata = NULL, user_id = %s, version = %s WHERE id = %s",
+                         (anonymous, version + 1, conversation_id))
         actor_type, actor_id = log or ("system", None)
         await tx.execute(
             f"INSERT INTO {t.conversation_events} (id, conversation_id, version, trigger_name, from_state, to_state, "

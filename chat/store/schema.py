@@ -51,6 +51,7 @@ class Tables:
     canned_responses: str = field(init=False)
     webhooks: str = field(init=False)
     webhook_deliveries: str = field(init=False)
+    conversation_purges: str = field(init=False)
     schema_version: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -292,59 +293,38 @@ TABLES_V5 = [
     Table(
         # webhook subscriptions (PROTOCOL 6.1); the secret signs the deliveries, so it is kept as given
         "webhooks",
-        [
-            f"id {ID}",
-            "url VARCHAR(2048) NOT NULL",
-            "events VARCHAR(255) NOT NULL",  # the event types, comma-separated
-            "secret VARCHAR(255) NOT NULL",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-        ],
+        [f"id {ID}", "url VARCHAR(2048) NOT NULL", "events VARCHAR(255) NOT NULL", "secret VARCHAR(255) NOT NULL",
+         "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)"],
     ),
     Table(
-        # the outbox: one row per (event, subscription), written in the transaction of the change
+        # the outbox: one row per (event, subscription), written in the transaction of the change;
+        # `position` orders a conversation's events, `body` is what every attempt sends byte for byte
         "webhook_deliveries",
         [
-            f"id {ID}",
-            f"webhook_id {ID}",
-            f"event_id {ID}",  # the body's `id`: the same for every attempt and redelivery
-            "event_type VARCHAR(32) NOT NULL",
-            "conversation_id VARCHAR(64) NOT NULL",  # '' for events of no conversation
-            "position BIGINT NOT NULL",  # order within the conversation (taken under its row lock)
-            "body MEDIUMTEXT NOT NULL",  # the JSON body, byte for byte what every attempt sends
-            "status VARCHAR(16) NOT NULL",  # pending, delivered, failed
-            "attempts INTEGER NOT NULL DEFAULT 0",
-            "next_ms BIGINT NOT NULL",  # due at
-            "lease_ms BIGINT NULL",  # claimed by `lease_owner` until then
-            "lease_owner VARCHAR(64) NULL",
-            "window_ms BIGINT NOT NULL",  # retries stop 24 h after this (queued or redelivered)
-            "last_attempt_ms BIGINT NULL",
-            "response_status INTEGER NULL",
-            "response_excerpt VARCHAR(512) NULL",
-            "error VARCHAR(255) NULL",
-            "delivered_ms BIGINT NULL",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
+            f"id {ID}", f"webhook_id {ID}", f"event_id {ID}", "event_type VARCHAR(32) NOT NULL",
+            "conversation_id VARCHAR(64) NOT NULL", "position BIGINT NOT NULL", "body MEDIUMTEXT NOT NULL",
+            "status VARCHAR(16) NOT NULL", "attempts INTEGER NOT NULL DEFAULT 0", "next_ms BIGINT NOT NULL",
+            "lease_ms BIGINT NULL", "lease_owner VARCHAR(64) NULL", "window_ms BIGINT NOT NULL",
+            "last_attempt_ms BIGINT NULL", "response_status INTEGER NULL", "response_excerpt VARCHAR(512) NULL",
+            "error VARCHAR(255) NULL", "delivered_ms BIGINT NULL", "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)",
         ],
-        [
-            ("ix_webhook_deliveries_due", "status, next_ms"),
-            ("ix_webhook_deliveries_line", "webhook_id, conversation_id, status, position"),
-            ("ix_webhook_deliveries_conversation", "conversation_id, position"),
-            ("ix_webhook_deliveries_webhook", "webhook_id, created_ms"),
-        ],
+        [("ix_webhook_deliveries_due", "status, next_ms"),
+         ("ix_webhook_deliveries_line", "webhook_id, conversation_id, status, position"),
+         ("ix_webhook_deliveries_conversation", "conversation_id, position"),
+         ("ix_webhook_deliveries_webhook", "webhook_id, created_ms")],
         [("webhook_id", "webhooks")],
     ),
-]
-
-STEPS_V5: list[Step] = [
-    *TABLES_V5,
-    # when retention or an erasure last scrubbed the conversation's words (PROTOCOL 6)
-    AddColumn("conversations", "purged_ms BIGINT NULL"),
+    Table(
+        # when retention or an erasure last scrubbed a conversation's words (PROTOCOL 6)
+        "conversation_purges",
+        [f"conversation_id {ID}", "purged_ms BIGINT NOT NULL", "PRIMARY KEY (conversation_id)"],
+        references=[("conversation_id", "conversations")],
+    ),
 ]
 
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
 MIGRATIONS: list[tuple[int, list[Step]]] = [
-    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (5, STEPS_V5),
+    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (5, list(TABLES_V5)),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
