@@ -119,7 +119,9 @@ class Webhooks:
 
         The position in the conversation's line is taken while its row is locked: the message and
         transition writers hold that lock already; other callers (a rating, an SLA breach) pass
-        `lock=True` so it is taken here."""
+        `lock=True` so it is taken here. The SLA timers report a breach with
+        `record(tx, "sla.breached", conversation_id, data, lock=True)` in the transaction that writes its
+        event-log entry (guarded by `wants("sla.breached")` to cost nothing without a subscriber)."""
         targets = [s.id for s in self._subscriptions if event_type in s.events]
         if not targets:
             return None
