@@ -36,6 +36,8 @@ TIMEOUT_S = 10.0
 RETRY_WINDOW_MS = 24 * 3600 * 1000
 LEASE_MS = 60_000  # longer than a request can take: a live holder always settles first
 BATCH = 50
+KEEP_MS = 30 * 24 * 3600 * 1000  # delivered and failed deliveries are listed (and redeliverable) this long
+PRUNE_EVERY_MS = 3600 * 1000
 JITTER = 0.25  # a retry waits its delay plus up to a quarter more, so failed receivers are not hit in step
 
 Clock = Callable[[], int]  # epoch milliseconds
@@ -146,6 +148,7 @@ class Deliverer:
         self.rng = rng
         self.batch = BATCH
         self.sent = 0
+        self._pruned_ms = 0
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -170,11 +173,25 @@ class Deliverer:
                 await self.webhooks.refresh()
                 while await self.deliver_due():
                     pass
+                await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database away for a moment: try again next poll
                 log.warning("webhook delivery pass failed: %s", type(exc).__name__)
             await asyncio.sleep(self.poll_s)
+
+    async def prune(self) -> int:
+        """Hourly: forget deliveries settled more than 30 days ago; how many went."""
+        now = self.clock()
+        if now - self._pruned_ms < PRUNE_EVERY_MS:
+            return 0
+        self._pruned_ms = now
+        total = 0
+        while gone := await self.webhooks.prune(now - KEEP_MS):
+            total += gone
+        if total:
+            log.info("webhook deliveries settled over 30 days ago removed: %d", total)
+        return total
 
     async def drain(self) -> int:
         """Deliver until nothing is due at the clock's time; how many attempts were made."""

@@ -245,6 +245,12 @@ async def test_after_24_hours_of_failures_a_delivery_is_failed_and_can_be_redeli
     missing = await h.client.post(f"/api/v1/webhooks/{hook['id']}/deliveries/nope/redeliver", headers=headers(h))
     assert missing.status == 404
 
+    settled = len(await all_deliveries(h))
+    assert await deliverer.prune() == 0  # nothing settled 30 days ago
+    deliverer.clock.advance(31 * 24 * 3600)
+    assert await deliverer.prune() == settled  # every delivery is settled by now: all go
+    assert await all_deliveries(h) == []
+
 
 def test_backoff_doubles_from_the_base_with_bounded_jitter():
     assert [backoff_ms(n, 5.0, lambda: 0.0) for n in (1, 2, 3, 4)] == [5000, 10000, 20000, 40000]

@@ -273,6 +273,17 @@ class Webhooks:
              error[:ERROR_CHARS] if error else None, at_ms if status == DELIVERED else None, claimed.id,
              claimed.lease_owner))
 
+    async def prune(self, before_ms: int, limit: int = 1000) -> int:
+        """Delete up to `limit` delivered or failed deliveries settled before `before_ms`; how many."""
+        rows = await self.db.fetchall(
+            f"SELECT id FROM {self._d} WHERE status <> %s AND last_attempt_ms < %s LIMIT %s",
+            (PENDING, before_ms, int(limit)))
+        if not rows:
+            return 0
+        ids = [r[0] for r in rows]
+        return await self.db.execute(f"DELETE FROM {self._d} WHERE id IN ({marks(ids)}) AND status <> %s",
+                                     [*ids, PENDING])
+
     async def backlog(self) -> int:
         """How many deliveries are pending."""
         row = await self.db.fetchone(f"SELECT COUNT(*) FROM {self._d} WHERE status = %s", (PENDING,))
