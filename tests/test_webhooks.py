@@ -25,7 +25,7 @@ from chat import keys
 from chat.auth import issue_token
 from chat.store.messages import Guard
 from chat.store.webhooks import skip_locked_supported
-from chat.webhooks import backoff_ms, private_address, sign
+from chat.webhooks import LEASE_MS, backoff_ms, private_address, sign
 from states.clock import now_iso
 from states.errors import StaleVersion
 from states.record import Conversation
@@ -302,6 +302,22 @@ async def test_a_crash_between_the_change_and_the_delivery_loses_nothing(harness
     second, deliverer = await webhook_app(harness_factory, database_url=database_url)
     await deliverer.drain()
     assert sorted(b["id"] for b in receiver.accepted) == sorted(event_id for event_id, _ in made)
+
+
+async def test_a_claim_whose_holder_died_is_taken_over_when_its_lease_runs_out(harness_factory, receiver_url):
+    h, deliverer = await webhook_app(harness_factory)
+    receiver = Receiver()
+    await subscribe(h, await receiver_url(receiver), ["conversation.updated"])
+    ws = await h.connect("cust-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    await ws.ok("conversation.close", conversation_id=cid)
+    webhooks = h.app[keys.STORE].webhooks
+    taken = await webhooks.claim("dead-instance", deliverer.clock(), LEASE_MS, 10)
+    assert len(taken) == 1  # claimed, then its holder died before sending
+    assert await deliverer.drain() == 0  # leased: nobody else sends it meanwhile
+    deliverer.clock.advance(LEASE_MS / 1000 + 1)
+    assert await deliverer.drain() == 1
+    assert [b["id"] for b in receiver.accepted] == [taken[0].event_id]
 
 
 async def test_two_instances_deliver_every_event_exactly_once(harness_factory, receiver_url, mysql_database_url):
