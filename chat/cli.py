@@ -10,12 +10,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chat import users_cli
 from chat.cutover import commands as cutover
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from chat.store import Store
 
 DEV_TOKEN_TTL_S = 7 * 24 * 3600
 
@@ -129,37 +133,20 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
     return 0
 
 
-async def _upgrade(settings: Settings) -> tuple[list[int], int]:
-    from chat.store import Store, connect
-
-    db = await connect(settings.database)
-    try:
-        store = Store(db)
-        applied = await store.migrations.upgrade()
-        return applied, await store.migrations.version()
-    finally:
-        await db.close()
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Create or upgrade the SQL schema (idempotent)."""
-    from chat.store import DatabaseError
-    from chat.store.migrations import ForeignSchema
-
     settings = _settings(args)
-    try:
-        applied, version = asyncio.run(_upgrade(settings))
-    except ForeignSchema as exc:
-        print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseError as exc:
-        print(f"chat-api: database error on {settings.database.describe()}: {exc}", file=sys.stderr)
-        return 1
-    if applied:
-        print(f"{settings.database.describe()}: applied schema version(s) {applied}; now at {version}")
-    else:
-        print(f"{settings.database.describe()}: schema already at version {version}; nothing to do")
-    return 0
+
+    async def upgrade(store: Store) -> int:
+        applied = await store.migrations.upgrade()
+        version = await store.migrations.version()
+        if applied:
+            print(f"{settings.database.describe()}: applied schema version(s) {applied}; now at {version}")
+        else:
+            print(f"{settings.database.describe()}: schema already at version {version}; nothing to do")
+        return 0
+
+    return users_cli.run_on_store(settings, upgrade, upgrade=False)
 
 
 def cmd_db_adopt(args: argparse.Namespace) -> int:

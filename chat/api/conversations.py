@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate
 
 from chat import render
 from chat.api.common import STAFF, Ctx, endpoint
@@ -27,6 +27,7 @@ from chat.api.schemas import (
     QueryInt,
     Timestamp,
     Title,
+    WindowQuery,
 )
 from chat.limits import counter_range
 from chat.store.listing import ConversationFilter, Position
@@ -86,7 +87,7 @@ class Cursor(fields.String):
             raise ValidationError("Not a valid cursor: pass back a next_cursor unchanged.") from None
 
 
-class ConversationQuery(Query):
+class ConversationQuery(WindowQuery):
     """Filters (all optional, combined with AND) and the page."""
 
     state = fields.String(validate=validate.OneOf(STATES))
@@ -100,11 +101,6 @@ class ConversationQuery(Query):
                       metadata={"description": "text in any message, case-insensitive; empty means no filter"})
     limit = QueryInt(load_default=50, validate=counter_range(200, minimum=1))
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
-
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ValidationError("must not be before since", "until")
 
 
 @endpoint(

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from chat.store.models import SENDER_TYPES, STATES
@@ -36,6 +36,16 @@ class Query(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class WindowQuery(Query):
+    """A query with a `since`/`until` window (declared by each subclass with its own meaning): until
+    must not come before since."""
+
+    @validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ValidationError("must not be before since", "until")
 
 
 class Out(Schema):
