@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from chat.bus import Bus
     from chat.conversations import Operations
     from chat.desk import Desk
+    from chat.erasure import Eraser
     from chat.events import Events
     from chat.hub import Hub
     from chat.login import Login
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from chat.revocation import AccountGuard, Revocation
     from chat.routing import Router
     from chat.store import Store
+    from chat.webhooks import Deliverer
     from chat.ws.registry import Registry
     from chat.ws.session import Services
     from states.repository import ConversationRepository
@@ -49,3 +51,5 @@ ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivat
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
 DESK: web.AppKey[Desk] = web.AppKey("desk")  # the gauges /metrics reads from the roster and the database
+WEBHOOKS: web.AppKey[Deliverer] = web.AppKey("webhooks")  # the outbox delivery loop (chat/webhooks.py)
+ERASER: web.AppKey[Eraser] = web.AppKey("eraser")  # customer erasure and the retention purge (chat/erasure.py)

@@ -80,7 +80,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
-_ACCOUNTS = Group.ACCOUNTS
+_ACCOUNTS, _INTEGRATIONS = Group.ACCOUNTS, Group.INTEGRATIONS
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,18 @@ class Settings:
         "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
         "(and no other deployment on that Redis)",
     )
+    webhook_retry_base_s: float = setting(_INTEGRATIONS, "WEBHOOK_RETRY_BASE_S", 5.0, number(0.001), (
+        "first retry of a failed webhook delivery after this, doubling (with jitter) for up to 24 h, then `failed`"))
+    webhook_allow_private: bool = setting(_INTEGRATIONS, "WEBHOOK_ALLOW_PRIVATE", False, SWITCH, (
+        "`true`: webhooks may target private, loopback and link-local addresses (refused by default, at "
+        "subscription and after every DNS resolution: server-side request forgery)"), shown_default="`false`")
+    webhook_delivery: bool = setting(_INTEGRATIONS, "WEBHOOK_DELIVERY", True, SWITCH, (
+        "`false`: this instance writes webhook events to the outbox but leaves their delivery to the others"),
+        shown_default="`true`")
+    webhook_poll_s: float = setting(_INTEGRATIONS, "WEBHOOK_POLL_S", 1.0, number(0.01), (
+        "how often an idle instance looks for due webhook deliveries and re-reads the subscriptions"))
+    retention_days: int = setting(_INTEGRATIONS, "RETENTION_DAYS", 0, integer(0), (
+        "the words of conversations closed longer ago are purged, hourly (counts, states and log stay); 0: never"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

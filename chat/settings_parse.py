@@ -317,6 +317,7 @@ class Group(StrEnum):
     AI = "AI"
     WEBSOCKET = "WebSocket"
     ROUTING = "Routing and presence"
+    INTEGRATIONS = "Webhooks and data retention"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from chat.api import (
     common,
     conversations,
     csat,
+    customers,
     export,
     labels,
     me,
@@ -19,6 +20,7 @@ from chat.api import (
     teams,
     users,
     visitors,
+    webhooks,
 )
 from chat.api.common import EndpointHandler
 
@@ -38,6 +40,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *visitors.HANDLERS,
     *csat.HANDLERS,
     *canned.HANDLERS,
+    *webhooks.HANDLERS,
+    *customers.HANDLERS,
 )
 
 

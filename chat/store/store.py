@@ -11,6 +11,7 @@ from chat.store.canned import CannedResponses
 from chat.store.conversations import Conversations
 from chat.store.csat import Csat
 from chat.store.db import Database
+from chat.store.erasure import Erasure
 from chat.store.events import Events
 from chat.store.export import ExportReads
 from chat.store.labels import Labels
@@ -20,6 +21,7 @@ from chat.store.migrations import Migrations
 from chat.store.staff import Staff
 from chat.store.stats import Stats
 from chat.store.teams import Teams
+from chat.store.webhooks import Webhooks
 
 
 class Store:
@@ -29,8 +31,9 @@ class Store:
         self.db = db
         self.migrations = Migrations(db)
         self.labels = Labels(db)
-        self.conversations = Conversations(db, self.labels)
-        self.messages = Messages(db)
+        self.webhooks = Webhooks(db)  # the outbox: written in the transactions of the changes below
+        self.conversations = Conversations(db, self.labels, self.webhooks)
+        self.messages = Messages(db, self.webhooks)
         self.events = Events(db)
         self.staff = Staff(db)
         self.accounts = Accounts(db)
@@ -38,5 +41,6 @@ class Store:
         self.listing = ConversationListing(db, self.labels)
         self.stats = Stats(db)
         self.export = ExportReads(db)
-        self.csat = Csat(db)
+        self.csat = Csat(db, self.webhooks)
         self.canned = CannedResponses(db)
+        self.erasure = Erasure(db, self.webhooks)
