@@ -1,5 +1,6 @@
 """The gauges an operator runs a desk on: sockets open by role (this instance's hub), agents online
-(the roster) and conversations waiting by team with the oldest wait (the SQL rows), read when
+(the roster), conversations waiting by team with the oldest wait and the webhook backlog (the SQL
+rows), read when
 /metrics is scraped, at most every REFRESH_S."""
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ class Desk:
         metrics.AGENTS_ONLINE.set(len(self.roster))
         try:
             waiting = await asyncio.wait_for(self.store.conversations.waiting_by_team(), READ_TIMEOUT_S)
+            backlog = await asyncio.wait_for(self.store.webhooks.backlog(), READ_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a scrape never fails for it
             log_failure(log, exc, "the waiting conversations could not be read for /metrics")
             return
+        metrics.WEBHOOK_BACKLOG.set(backlog)
         now = self.clock()
         by_team = {team or NO_TEAM: figures for team, figures in waiting.items()}
         self._teams |= by_team.keys()

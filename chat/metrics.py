@@ -1,8 +1,8 @@
 """Prometheus metrics of the process (GET /metrics); each is described in docs/metrics.md.
 
-Counters and histograms count what this process did; the `chat_agents_online` and
-`chat_conversations_waiting*` gauges are the whole deployment's figures as this instance reads
-them when scraped (the same on every instance: aggregate them with max, not sum).
+Counters and histograms count what this process did; the `chat_agents_online`,
+`chat_conversations_waiting*` and `chat_webhook_backlog` gauges are the whole deployment's figures as
+this instance reads them when scraped (the same on every instance: aggregate them with max, not sum).
 """
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
@@ -18,6 +18,15 @@ WS_SESSIONS = Gauge("chat_ws_sessions", "Authenticated WebSocket connections ope
                     ["role"])
 WS_COMMANDS = Counter("chat_ws_commands_total", "WebSocket commands handled, by type and outcome", ["type", "outcome"])
 WS_SLOW_CLIENTS = Counter("chat_ws_slow_clients_total", "Sockets closed because they could not keep up")
+WEBHOOK_DELIVERIES = Counter("chat_webhook_deliveries_total",
+                             "Webhook delivery attempts made by this process, by outcome", ["outcome"])
+WEBHOOK_LAG = Histogram(
+    "chat_webhook_delivery_lag_seconds",
+    "From an event (or its redelivery) to its successful delivery, retries included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+WEBHOOK_BACKLOG = Gauge("chat_webhook_backlog", "Webhook deliveries pending (due or waiting to retry) in the "
+                        "deployment")
 AGENTS_ONLINE = Gauge("chat_agents_online", "Agents online (status online with a socket open) on every instance")
 CONVERSATIONS_WAITING = Gauge(
     "chat_conversations_waiting", "Conversations waiting for an agent (state handoff), by team (`none`: no team)",

@@ -28,9 +28,12 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from chat import metrics
 from chat.store.webhooks import DELIVERED, EXCERPT_BYTES, FAILED, PENDING, Claimed, Webhooks
 
 log = logging.getLogger(__name__)
+
+_OUTCOME_LABELS = {DELIVERED: "delivered", PENDING: "retry", FAILED: "failed"}  # of an attempt
 
 TIMEOUT_S = 10.0
 RETRY_WINDOW_MS = 24 * 3600 * 1000
@@ -220,6 +223,9 @@ class Deliverer:
             log.info("webhook delivery %s to %s failed (attempt %d, %s)%s", claimed.id, claimed.webhook_id,
                      attempts, error or f"HTTP {status}", "; giving up" if outcome == FAILED else "")
         self.sent += 1
+        metrics.WEBHOOK_DELIVERIES.labels(_OUTCOME_LABELS[outcome]).inc()
+        if ok:
+            metrics.WEBHOOK_LAG.observe(max(now - claimed.window_ms, 0) / 1000)
         await self.webhooks.settle(claimed, status=outcome, at_ms=now, next_ms=next_ms, response_status=status,
                                    excerpt=excerpt, error=error)
 

@@ -20,9 +20,11 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from chat import keys
 from chat.auth import issue_token
+from chat.desk import Desk
 from chat.store.messages import Guard
 from chat.store.webhooks import skip_locked_supported
 from chat.webhooks import LEASE_MS, backoff_ms, private_address, sign
@@ -478,3 +480,32 @@ async def test_a_sigkilled_service_delivers_after_the_restart(harness_factory, r
     await deliverer.drain()
     assert [b["data"]["content"] for b in receiver.accepted][0] == "before the kill"
     assert sorted(b["id"] for b in receiver.accepted) == sorted(event_id for event_id, _ in made)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_deliveries_are_counted_by_outcome_and_the_backlog_is_a_desk_gauge(harness_factory, receiver_url):
+    h, deliverer = await webhook_app(harness_factory, webhook_retry_base_s=5.0)
+    receiver = Receiver(fail=[500])
+    await subscribe(h, await receiver_url(receiver), ["message.created"])
+    await talk(h, "cust-m", 1)  # the customer's message and the AI's reply: two events
+    desk = Desk(h.app[keys.STORE], h.app[keys.PRESENCE].roster, h.app[keys.HUB])
+    await desk.refresh()
+    assert sample("chat_webhook_backlog") == 2
+    before = {outcome: sample("chat_webhook_deliveries_total", {"outcome": outcome})
+              for outcome in ("delivered", "retry", "failed")}
+    lag_count = sample("chat_webhook_delivery_lag_seconds_count")
+
+    assert await deliverer.drain() == 1  # the head of the line fails with 500; the second waits behind it
+    deliverer.clock.advance(5.1)
+    await deliverer.drain()
+    assert len(receiver.accepted) == 2
+
+    assert sample("chat_webhook_deliveries_total", {"outcome": "retry"}) - before["retry"] == 1
+    assert sample("chat_webhook_deliveries_total", {"outcome": "delivered"}) - before["delivered"] == 2
+    assert sample("chat_webhook_deliveries_total", {"outcome": "failed"}) == before["failed"]
+    assert sample("chat_webhook_delivery_lag_seconds_count") - lag_count == 2
+    await Desk(h.app[keys.STORE], h.app[keys.PRESENCE].roster, h.app[keys.HUB]).refresh()
+    assert sample("chat_webhook_backlog") == 0
