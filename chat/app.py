@@ -12,15 +12,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chat import keys
+from chat import apidocs, keys
 from chat.ai import Provider, build_provider
 from chat.ai_stream import AIStreams
 from chat.ai_turn import AIRunner
-from chat.api import health, routes
+from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
+from chat.desk import Desk
+from chat.erasure import RETENTION_CHECK_S, Eraser
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -35,6 +37,7 @@ from chat.store import Store
 from chat.store.db import connect_waiting
 from chat.timers import Timers
 from chat.web import routes as web_routes
+from chat.webhooks import Deliverer
 from chat.ws import transport
 from chat.ws.commands import agent as agent_commands
 from chat.ws.commands import conversation as conversation_commands
@@ -133,12 +136,14 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     timers = Timers(TimerIndex(redis), ops.conversations, ops.messages, store=store, events=events,
                     settings=settings)
     _subscribe(events, ops, publisher, router, runner=runner, streams=streams, timers=timers)
+    app[keys.DESK] = Desk(store, presence.roster, hub)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
     app[keys.LOGIN] = Login(store, redis, settings)
     app[keys.TIMERS] = timers
+    app[keys.ERASER] = Eraser(store, redis, interest, retention_days=settings.retention_days)
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts, streams)
     await bus.start()
     yield
@@ -148,7 +153,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the state
-    timers' loop, and the AI sweep (at start, then periodically)."""
+    timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -163,6 +168,9 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
         loops.append(asyncio.create_task(sweep))
+    if settings.retention_days > 0:
+        purge = run_every(RETENTION_CHECK_S, app[keys.ERASER].purge, "retention purge", at_start=True)
+        loops.append(asyncio.create_task(purge))
     router.kick()  # conversations may have waited while no instance ran
     yield
     app[keys.TIMERS].close()
@@ -179,6 +187,21 @@ async def _timers_loop(timers: Timers) -> None:
     except Exception as exc:  # SQL or Redis down at start: the conversations waiting keep their place
         log.warning("could not arm the queue-wait timers: %s", type(exc).__name__)
     await timers.run()
+
+
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook outbox's delivery loop (any instance delivers; the claims keep them apart)."""
+    settings, store = app[keys.SETTINGS], app[keys.STORE]
+    deliverer = Deliverer(store.webhooks, owner=app[keys.INSTANCE_ID], retry_base_s=settings.webhook_retry_base_s,
+                          allow_private=settings.webhook_allow_private, poll_s=settings.webhook_poll_s)
+    app[keys.WEBHOOKS] = deliverer
+    await store.webhooks.refresh()  # before the first change is written: who wants what
+    loop = asyncio.create_task(deliverer.run()) if settings.webhook_delivery else None
+    yield
+    if loop is not None:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    await deliverer.close()
 
 
 def command_registry() -> Registry:
@@ -198,9 +221,11 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     if ai_provider is not None:
         app[keys.AI_PROVIDER] = ai_provider
     app[keys.WS_REGISTRY] = command_registry()
-    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _http_ctx, _core_ctx, _agents_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _store_ctx, _webhooks_ctx, _http_ctx, _core_ctx, _agents_ctx])
     health.register(app)
     routes.register(app)
+    http_metrics.register(app)
+    apidocs.register(app)
     transport.register(app)
     web_routes.register(app)
     setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not

@@ -1,5 +1,5 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, stats rebuild, and the
-cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, stats rebuild, export,
+and the cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chat import users_cli
+from chat import export_cli, users_cli
 from chat.cutover import commands as cutover
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from chat.store import Store
 
 DEV_TOKEN_TTL_S = 7 * 24 * 3600
 
@@ -63,6 +66,7 @@ def _banner(settings: Settings, host: str, port: int, accounts: list[FirstAccoun
         f"  websocket: ws://{shown}:{port}/ws?token=<token>",
         f"  REST:      {base}/api/v1/...   (Authorization: Bearer <token>)",
         f"  OpenAPI:   {base}/api/openapi.json",
+        f"  API docs:  {base}/api/docs",
         f"  log in (the console, or POST {base}/api/v1/auth/login {{\"user_id\", \"password\"}}):",
     ]
     for account in accounts:
@@ -130,37 +134,20 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
     return 0
 
 
-async def _upgrade(settings: Settings) -> tuple[list[int], int]:
-    from chat.store import Store, connect
-
-    db = await connect(settings.database)
-    try:
-        store = Store(db)
-        applied = await store.migrations.upgrade()
-        return applied, await store.migrations.version()
-    finally:
-        await db.close()
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Create or upgrade the SQL schema (idempotent)."""
-    from chat.store import DatabaseError
-    from chat.store.migrations import ForeignSchema
-
     settings = _settings(args)
-    try:
-        applied, version = asyncio.run(_upgrade(settings))
-    except ForeignSchema as exc:
-        print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseError as exc:
-        print(f"chat-api: database error on {settings.database.describe()}: {exc}", file=sys.stderr)
-        return 1
-    if applied:
-        print(f"{settings.database.describe()}: applied schema version(s) {applied}; now at {version}")
-    else:
-        print(f"{settings.database.describe()}: schema already at version {version}; nothing to do")
-    return 0
+
+    async def upgrade(store: Store) -> int:
+        applied = await store.migrations.upgrade()
+        version = await store.migrations.version()
+        if applied:
+            print(f"{settings.database.describe()}: applied schema version(s) {applied}; now at {version}")
+        else:
+            print(f"{settings.database.describe()}: schema already at version {version}; nothing to do")
+        return 0
+
+    return users_cli.run_on_store(settings, upgrade, upgrade=False)
 
 
 def cmd_db_adopt(args: argparse.Namespace) -> int:
@@ -297,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.set_defaults(func=cmd_states_diagram)
 
     _add_stats(sub)
+    export_cli.add_to(sub)
     cutover.add_to(sub)
     return parser
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from chat.ai_turn import AIRunner
     from chat.bus import Bus
     from chat.conversations import Operations
+    from chat.desk import Desk
+    from chat.erasure import Eraser
     from chat.events import Events
     from chat.hub import Hub
     from chat.login import Login
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from chat.routing import Router
     from chat.store import Store
     from chat.timers import Timers
+    from chat.webhooks import Deliverer
     from chat.ws.registry import Registry
     from chat.ws.session import Services
     from states.repository import ConversationRepository
@@ -49,3 +52,6 @@ ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivat
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
 TIMERS: web.AppKey[Timers] = web.AppKey("timers")  # the state timers (PROTOCOL 4.1)
+DESK: web.AppKey[Desk] = web.AppKey("desk")  # the gauges /metrics reads from the roster and the database
+WEBHOOKS: web.AppKey[Deliverer] = web.AppKey("webhooks")  # the outbox delivery loop (chat/webhooks.py)
+ERASER: web.AppKey[Eraser] = web.AppKey("eraser")  # customer erasure and the retention purge (chat/erasure.py)

@@ -54,6 +54,11 @@ def new_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFF:08x}"
 
 
+def current_request_id() -> str | None:
+    """The request id of the log context this runs in (None outside a request or command)."""
+    return _context.get()[0]
+
+
 class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
     """Every line logged inside (and by tasks started inside) carries these fields (request_id,
     user_id, conversation_id); the fields not named keep their outer value. (A plain class, not a

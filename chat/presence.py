@@ -89,6 +89,10 @@ class Roster:
     def __init__(self) -> None:
         self._teams: dict[str, frozenset[str]] = {}
 
+    def __len__(self) -> int:
+        """How many agents are online."""
+        return len(self._teams)
+
     def teams_of(self, agent_id: str) -> frozenset[str] | None:
         """The teams of an online agent; None when it is not online."""
         return self._teams.get(agent_id)

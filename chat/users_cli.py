@@ -60,24 +60,27 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]], upgrade: bool) -> int:
     from chat.store import Store, connect
 
     db = await connect(settings.database)
     try:
         store = Store(db)
-        await store.migrations.upgrade()
+        if upgrade:
+            await store.migrations.upgrade()
         return await work(store)
     finally:
         await db.close()
 
 
-def _run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+def run_on_store(settings: Settings, work: Callable[[Any], Awaitable[int]], *, upgrade: bool = True) -> int:
+    """Run work(store) on the configured database (its schema upgraded first, unless told not to); the
+    database's refusals become one line on stderr and the exit code (2 for another system's tables)."""
     from chat.store import DatabaseError
     from chat.store.migrations import ForeignSchema
 
     try:
-        return asyncio.run(_with_store(settings, work))
+        return asyncio.run(_with_store(settings, work, upgrade))
     except Refused as exc:
         print(f"chat-api: {exc}", file=sys.stderr)
         return 1
@@ -106,7 +109,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         print(f"added {data['role']} {data['id']}")
         return 0
 
-    return _run(settings, work)
+    return run_on_store(settings, work)
 
 
 def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,7 +124,7 @@ def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
         print(f"new password set for {args.id}; its refresh tokens are revoked")
         return 0
 
-    return _run(settings, work)
+    return run_on_store(settings, work)
 
 
 def _set_active(active: bool) -> Command:
@@ -140,7 +143,7 @@ def _set_active(active: bool) -> Command:
                      "close its sockets and refuse its tokens within ACTIVE_CHECK_S"))
             return 0
 
-        return _run(settings, work)
+        return run_on_store(settings, work)
 
     command.__doc__ = "Activate an account." if active else "Deactivate an account (its tokens stop working)."
     return command
@@ -160,7 +163,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             print("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]))
         return 0
 
-    return _run(settings, work)
+    return run_on_store(settings, work)
 
 
 def add_to(sub: Any, run: Callable[[argparse.Namespace], int]) -> None:

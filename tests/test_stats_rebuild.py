@@ -77,6 +77,8 @@ def test_replay_names_a_gap_and_a_wrong_start():
     result = replay([E(1, "ai", "handoff"), E(3, "human", "closed")])
     assert (result.state, result.version) == ("closed", 3)
     assert result.problems == ("version 3 follows 1", "version 3 leaves human, not handoff")
+    erased = replay([E(1, "ai", "handoff"), E(2, "handoff", "erased"), E(3, "handoff", "ai")])
+    assert (erased.state, erased.version, erased.problems) == ("ai", 3, ())  # an erasure keeps the state
 
 
 async def test_stats_rebuild_reports_and_repairs_rows_that_drifted_from_their_log(tmp_path, monkeypatch, capsys,

@@ -139,6 +139,8 @@ class Endpoint:
     description: str = ""
     path_doc: dict[str, str] = field(default_factory=dict)
     examples: dict[str, Any] = field(default_factory=dict)  # "body", "response": shown in the OpenAPI document
+    content: dict[str, Any] | None = None  # the success body by media type, when it is not `response` as JSON
+    also: dict[int, str] = field(default_factory=dict)  # other success statuses (same body) and what they mean
 
 
 @dataclass
@@ -272,6 +274,8 @@ def endpoint(
     description: str = "",
     path_doc: dict[str, str] | None = None,
     examples: dict[str, Any] | None = None,
+    content: dict[str, Any] | None = None,
+    also: dict[int, str] | None = None,
 ) -> Callable[[Handler], EndpointHandler]:
     """Make `handler(ctx, [data], [query])` an aiohttp handler that authenticates, checks the role,
     validates, calls it and renders its result (JSON with `status`, or 204 for None). With
@@ -281,6 +285,7 @@ def endpoint(
         body=body() if body else None, body_required=body_required, query=query() if query else None,
         response=response, status=status, errors=errors, description=description, path_doc=path_doc or {},
         examples=examples or {},
+        content=content, also=also or {},
     )
 
     def wrap(handler: Handler) -> EndpointHandler:

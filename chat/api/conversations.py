@@ -5,13 +5,9 @@ the conversation operations exactly like the WebSocket commands.
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Mapping
 from typing import Any
 
-import orjson
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
 from chat import render
 from chat.api.common import STAFF, Ctx, endpoint
@@ -20,73 +16,26 @@ from chat.api.schemas import (
     ConversationOut,
     ConversationPage,
     EventPage,
-    FullMatch,
     Id,
     MessagePage,
     Query,
     QueryInt,
     Timestamp,
     Title,
+    WindowQuery,
 )
+from chat.cursors import Cursor, next_cursor
 from chat.limits import counter_range
-from chat.store.listing import ConversationFilter, Position
+from chat.store.listing import ConversationFilter
 from chat.store.models import STATES
 
 ID_DOC = {"id": "the conversation id"}
 # Query values are kept short enough that a full query string stays under aiohttp's 8190-byte
 # request line even percent-encoded (it answers a longer one with a plain-text 400 of its own).
-MAX_CURSOR_CHARS = 512
 MAX_Q_CHARS = 100
 
 
-def encode_cursor(position: Position) -> str:
-    """An opaque cursor: urlsafe base64 (unpadded) of the JSON [created_ms, id]."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(position))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> Position:
-    """The position a cursor stands for; ValueError when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = orjson.loads(raw)
-    except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise ValueError("not a cursor") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or type(value[0]) is not int
-        or not 0 <= value[0] < 2**53
-        or not isinstance(value[1], str)
-        or not 0 < len(value[1]) <= 64
-    ):
-        raise ValueError("not a cursor")
-    return value[0], value[1]
-
-
-CURSOR_CHARS = rf"^[A-Za-z0-9_-]{{0,{MAX_CURSOR_CHARS}}}$"
-
-
-class Cursor(fields.String):
-    """The opaque `cursor` of a conversation page, loaded as its (created_ms, id) position."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        # the pattern is checked in _deserialize (validators would see the decoded position)
-        super().__init__(metadata={"pattern": CURSOR_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
-
-    # a string in the request, a position once loaded: marshmallow's way, which its types do not follow
-    def _deserialize(  # type: ignore[override]
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> Position | None:
-        text = FullMatch(CURSOR_CHARS)(super()._deserialize(value, attr, data, **kwargs))
-        if not text:
-            return None  # `cursor=`: the first page
-        try:
-            return decode_cursor(text)
-        except ValueError:
-            raise ValidationError("Not a valid cursor: pass back a next_cursor unchanged.") from None
-
-
-class ConversationQuery(Query):
+class ConversationQuery(WindowQuery):
     """Filters (all optional, combined with AND) and the page."""
 
     state = fields.String(validate=validate.OneOf(STATES))
@@ -100,11 +49,6 @@ class ConversationQuery(Query):
                       metadata={"description": "text in any message, case-insensitive; empty means no filter"})
     limit = QueryInt(load_default=50, validate=counter_range(200, minimum=1))
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
-
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ValidationError("must not be before since", "until")
 
 
 @endpoint(
@@ -124,7 +68,7 @@ async def handle_list_conversations(ctx: Ctx, query: dict[str, Any]) -> dict[str
     page = await ctx.store.listing.page(where, limit=query["limit"], after=query.get("cursor"))
     return {
         "items": page.items,
-        "next_cursor": encode_cursor(page.next_position) if page.next_position else None,
+        "next_cursor": next_cursor(page.next_position),
     }
 
 
@@ -204,6 +148,7 @@ class LabelsBody(Body):
 @endpoint(
     "POST", "/api/v1/conversations/{id}/assign", summary="Assign to an agent", tag="actions", roles=STAFF,
     body=AssignBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"agent_id": "agent-7"}},
     description="Admin: assign to any known agent (`ai`, `handoff` or `human` -> `human`; a takeover from "
                 "another agent is allowed). Agent naming itself: the WebSocket `conversation.claim` (`ai` or "
                 "`handoff` only, racing claims: one wins, the others 409). Agent naming another agent: the "
@@ -225,6 +170,7 @@ async def handle_assign(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversa
 @endpoint(
     "POST", "/api/v1/conversations/{id}/release", summary="Hand back to the AI", tag="actions", roles=STAFF,
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {}},
     description="`human` or `handoff` -> `ai` (an agent: only its own conversation).",
 )
 async def handle_release(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -236,6 +182,7 @@ async def handle_release(ctx: Ctx, data: dict[str, Any]) -> render.PublicConvers
 @endpoint(
     "POST", "/api/v1/conversations/{id}/handoff", summary="Hand over to a human", tag="actions", roles=STAFF,
     body=HandoffBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"reason": "asks about a refund over the AI's limit"}},
     description="`ai` -> `handoff` (queued for routing); the reason defaults to the caller's role.",
 )
 async def handle_handoff(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -247,6 +194,7 @@ async def handle_handoff(ctx: Ctx, data: dict[str, Any]) -> render.PublicConvers
 @endpoint(
     "POST", "/api/v1/conversations/{id}/close", summary="Close", tag="actions", roles=STAFF,
     body=EmptyBody, body_required=False, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {}},
     description="-> `closed`: an admin, the assigned agent, or any agent when none is assigned.",
 )
 async def handle_close(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:
@@ -258,6 +206,7 @@ async def handle_close(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversat
 @endpoint(
     "PUT", "/api/v1/conversations/{id}/labels", summary="Replace the labels", tag="actions", roles=STAFF,
     body=LabelsBody, response=ConversationOut, errors=ACTION_ERRORS, path_doc=ID_DOC,
+    examples={"body": {"labels": ["refund", "vip"]}},
     description="The labels become exactly these titles; an unknown title is 404 and changes nothing.",
 )
 async def handle_set_labels(ctx: Ctx, data: dict[str, Any]) -> render.PublicConversation:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, validates_schema
+from marshmallow import fields
 
 from chat.api.common import STAFF, Ctx, endpoint
-from chat.api.conversations import Cursor, encode_cursor
-from chat.api.schemas import DATE_TIME, Out, Query, QueryInt, Timestamp, page_of
+from chat.api.schemas import DATE_TIME, Out, QueryInt, Timestamp, WindowQuery, page_of
+from chat.cursors import Cursor, next_cursor
 from chat.limits import counter_range
 
 
@@ -30,18 +30,13 @@ class CsatOut(Out):
 CsatPage = page_of("CsatPage", CsatOut, "pass as `cursor` for the next page; null on the last")
 
 
-class CsatQuery(Query):
+class CsatQuery(WindowQuery):
     """The window (by when the rating was given) and the page."""
 
     since = Timestamp(metadata={"description": "given at or after (ISO 8601; no offset means UTC)"})
     until = Timestamp(metadata={"description": "given before (ISO 8601; no offset means UTC)"})
     limit = QueryInt(load_default=50, validate=counter_range(200, minimum=1))
     cursor = Cursor(metadata={"description": "the next_cursor of the previous page (empty: the first page)"})
-
-    @validates_schema
-    def _window(self, data: dict[str, Any], **_: Any) -> None:
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ValidationError("must not be before since", "until")
 
 
 EXAMPLE_RATING = {
@@ -62,7 +57,7 @@ async def handle_list_csat(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """One page of ratings."""
     items, position = await ctx.store.csat.page(since_ms=query.get("since"), until_ms=query.get("until"),
                                                 limit=query["limit"], after=query.get("cursor"))
-    return {"items": items, "next_cursor": encode_cursor(position) if position else None}
+    return {"items": items, "next_cursor": next_cursor(position)}
 
 
 HANDLERS = (handle_list_csat,)

@@ -44,7 +44,10 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    """Every metric of the process in the Prometheus text format."""
+    """Every metric of the process in the Prometheus text format (the desk's gauges read first)."""
+    desk = request.app.get(keys.DESK)
+    if desk is not None:
+        await desk.refresh()
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -46,6 +46,7 @@ async def handle_list_labels(ctx: Ctx) -> dict[str, Any]:
 @endpoint(
     "POST", "/api/v1/labels", summary="Create a label", tag="labels", roles=ADMIN, body=LabelBody,
     response=LabelOut, status=201, errors=(400, 409, 413), description="A title already in use is 409 conflict.",
+    examples={"body": {"title": "refund", "description": "the customer asks for money back", "color": "#e5534b"}},
 )
 async def handle_create_label(ctx: Ctx, data: dict[str, Any]) -> Label:
     """A new label."""

@@ -15,7 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from chat.api.common import EVERYONE, EndpointHandler, dumps
-from chat.api.schemas import ConversationOut, ErrorOut, EventOut, MessageOut, Out
+from chat.api.schemas import ConversationOut, ErrorOut, EventOut, ExportLineOut, MessageOut, Out, TranscriptOut
 
 TITLE = "chat-api"
 VERSION = "1.0.0"
@@ -92,10 +92,11 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
         errors.add(403)
     success: dict[str, Any] = {"204": {"description": "done (no body)"}}
     if spec.status != 204:
-        content: dict[str, Any] = {"schema": spec.response}
+        content = spec.content or {"application/json": {"schema": spec.response}}
         if "response" in spec.examples:
-            content["example"] = spec.examples["response"]
-        success = {str(spec.status): {"description": "success", "content": {"application/json": content}}}
+            content = {media: {**body, "example": spec.examples["response"]} for media, body in content.items()}
+        success = {str(spec.status): {"description": "success", "content": content}}
+        success.update({str(status): {"description": text, "content": content} for status, text in spec.also.items()})
     operation: dict[str, Any] = {
         "operationId": handler.__name__.removeprefix("handle_"),
         "summary": spec.summary,
@@ -107,10 +108,10 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
     who = f"roles: {', '.join(spec.roles)}" if spec.roles else "no token"
     operation["description"] = f"{spec.description} ({who})".strip()
     if spec.body is not None:
-        content = {"schema": type(spec.body)}
+        body: dict[str, Any] = {"schema": type(spec.body)}
         if "body" in spec.examples:
-            content["example"] = spec.examples["body"]
-        operation["requestBody"] = {"required": spec.body_required, "content": {"application/json": content}}
+            body["example"] = spec.examples["body"]
+        operation["requestBody"] = {"required": spec.body_required, "content": {"application/json": body}}
     return operation
 
 
@@ -142,7 +143,7 @@ def build_document(handlers: tuple[EndpointHandler, ...]) -> dict[str, Any]:
         info={"description": INTRO},
     )
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
-    for schema in (ConversationOut, MessageOut, EventOut, ErrorOut):
+    for schema in (ConversationOut, MessageOut, EventOut, ErrorOut, TranscriptOut, ExportLineOut):
         spec.components.schema(_resolver(schema), schema=schema)
     _extra_paths(spec, {handler.endpoint.path for handler in handlers})
     for handler in handlers:

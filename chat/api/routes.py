@@ -9,13 +9,18 @@ from chat.api import (
     common,
     conversations,
     csat,
+    customers,
+    export,
     labels,
+    me,
+    messages,
     openapi,
     sessions,
     stats,
     teams,
     users,
     visitors,
+    webhooks,
 )
 from chat.api.common import EndpointHandler
 
@@ -23,6 +28,9 @@ from chat.api.common import EndpointHandler
 HANDLERS: tuple[EndpointHandler, ...] = (
     *sessions.HANDLERS,
     *conversations.HANDLERS,
+    *messages.HANDLERS,
+    *me.HANDLERS,
+    *export.HANDLERS,
     *labels.HANDLERS,
     *teams.HANDLERS,
     *stats.HANDLERS,
@@ -32,6 +40,8 @@ HANDLERS: tuple[EndpointHandler, ...] = (
     *visitors.HANDLERS,
     *csat.HANDLERS,
     *canned.HANDLERS,
+    *webhooks.HANDLERS,
+    *customers.HANDLERS,
 )
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from chat.store.models import SENDER_TYPES, STATES
@@ -36,6 +36,16 @@ class Query(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class WindowQuery(Query):
+    """A query with a `since`/`until` window (declared by each subclass with its own meaning): until
+    must not come before since."""
+
+    @validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ValidationError("must not be before since", "until")
 
 
 class Out(Schema):
@@ -179,6 +189,20 @@ class EventOut(Out):
     actor_id = fields.String(required=True, allow_none=True)
     reason = fields.String(required=True, allow_none=True)
     created_at = fields.String(required=True, metadata=DATE_TIME)
+
+
+class TranscriptOut(Out):
+    """A conversation and its messages (GET .../transcript?format=json)."""
+
+    conversation = fields.Nested(ConversationOut, required=True)
+    messages = fields.List(fields.Nested(MessageOut), required=True,
+                           metadata={"description": "oldest first; private notes (staff only) marked `private`"})
+
+
+class ExportLineOut(TranscriptOut):
+    """One line of the NDJSON export: a conversation, its messages (notes included) and its transition log."""
+
+    events = fields.List(fields.Nested(EventOut), required=True, metadata={"description": "oldest first"})
 
 
 def page_of(name: str, item: type[Schema], cursor_doc: str) -> type[Schema]:

@@ -24,6 +24,7 @@ class StartSessionBody(Body):
 @endpoint(
     "POST", "/api/v1/sessions", summary="Start a conversation", tag="sessions", roles=("customer", "admin"),
     body=StartSessionBody, body_required=False, response=ConversationOut, status=201, errors=(400, 403, 404, 413, 429),
+    examples={"body": {"metadata": {"channel": "web", "page": "/pricing"}}},
     description="A customer starts its own conversation; an admin may start one for `user_id`. "
                 "A customer naming another user_id is 403; agents are 403 (they do not start conversations).",
 )

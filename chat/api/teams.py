@@ -79,6 +79,7 @@ async def handle_list_teams(ctx: Ctx) -> dict[str, Any]:
 @endpoint(
     "POST", "/api/v1/teams", summary="Create a team", tag="teams", roles=ADMIN, body=TeamBody, response=TeamOut,
     status=201, errors=(400, 409, 413), description="A name already in use is 409 conflict.",
+    examples={"body": {"name": "billing", "description": "invoices, refunds and payment problems"}},
 )
 async def handle_create_team(ctx: Ctx, data: dict[str, Any]) -> Team:
     """A new team."""
@@ -98,6 +99,7 @@ async def handle_get_team(ctx: Ctx) -> Team:
 @endpoint(
     "PATCH", "/api/v1/teams/{id}", summary="Change a team", tag="teams", roles=ADMIN, body=TeamPatchBody,
     response=TeamOut, errors=(400, 404, 409, 413), path_doc=TEAM_DOC,
+    examples={"body": {"description": "invoices, refunds, payment problems and VAT questions"}},
 )
 async def handle_update_team(ctx: Ctx, data: dict[str, Any]) -> Team:
     """Change name and/or description."""
@@ -131,6 +133,7 @@ async def handle_list_members(ctx: Ctx) -> dict[str, Any]:
 @endpoint(
     "POST", "/api/v1/teams/{id}/members", summary="Add a member", tag="teams", roles=ADMIN, body=MemberBody,
     response=MemberOut, status=201, errors=(400, 404, 409, 413), path_doc=TEAM_DOC,
+    examples={"body": {"user_id": "agent-7"}},
     description="404 when the team or the agent is unknown (an agent is known once it has signed in); "
                 "409 when it is already a member.",
 )

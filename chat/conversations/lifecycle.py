@@ -8,17 +8,20 @@ from typing import Any
 
 from chat import metrics, render
 from chat.auth import Identity
+from chat.cursors import Position, next_cursor
 from chat.errors import Forbidden, NotFound, log_failure
 from chat.events import ConversationMoved, ConversationStarted, Events
 from chat.quotas import ConversationQuota
 from chat.render import PublicConversation
 from chat.store import Store
+from chat.store.listing import ConversationFilter
 from states import ConversationNotFound, InvalidTransition, StaleVersion
 from states.record import Conversation
 from states.repository import Actor, ConversationRepository, Transition
 
 log = logging.getLogger(__name__)
 
+OWN_PAGE, MAX_OWN_PAGE = 20, 100  # a customer's list of its conversations: default and largest page
 LAST_SEEN_MAX = 4096  # conversations whose last seen record this instance keeps (the newest seen)
 
 
@@ -97,6 +100,17 @@ class Conversations:
         """The protocol's C object."""
         last_seq, labels = await self.store.conversations.extras(conversation.id)
         return render.conversation(conversation, last_seq, labels)
+
+    async def list_own(self, identity: Identity, *, state: str | None = None, limit: int = OWN_PAGE,
+                       after: Position | None = None) -> tuple[list[PublicConversation], str | None]:
+        """A customer's own conversations, newest first (created, then id), and the next page's cursor:
+        conversation.list and GET /api/v1/me/conversations. Read from the SQL rows, bounded by the
+        owner whatever the cursor says."""
+        if identity.role != "customer":
+            raise Forbidden("only customers list their own conversations (staff: GET /api/v1/conversations)")
+        page = await self.store.listing.page(ConversationFilter(user_id=identity.user_id, state=state),
+                                             limit=limit, after=after)
+        return page.items, next_cursor(page.next_position)
 
     async def start(self, identity: Identity, *, metadata: dict[str, Any] | None = None,
                     team_id: str | None = None, user_id: str | None = None) -> Conversation:

@@ -115,12 +115,20 @@ class Messages:
     async def send(self, identity: Identity, conversation_id: str, *, content: str, client_msg_id: str | None,
                    private: bool = False) -> Message:
         """Store a message (idempotent on client_msg_id) and set off what follows it."""
+        message, _ = await self.deliver(identity, conversation_id, content=content, client_msg_id=client_msg_id,
+                                        private=private)
+        return message
+
+    async def deliver(self, identity: Identity, conversation_id: str, *, content: str, client_msg_id: str | None,
+                      private: bool = False) -> tuple[Message, bool]:
+        """`send`, also telling whether the message is new (False: a resend returned the stored one);
+        the WebSocket's message.send and the REST POST .../messages both come here."""
         check_content(content)
         known = self.conversations.last_seen(identity, conversation_id)
         if known is not None:
-            message = await self._at_last_seen(identity, known, content, client_msg_id, private)
-            if message is not None:
-                return message
+            sent = await self._at_last_seen(identity, known, content, client_msg_id, private)
+            if sent is not None:
+                return sent
         conversation = await self.conversations.get_for(identity, conversation_id)
         if private and not identity.is_agent:
             raise Invalid("only agents may send private notes", {"private": ["Not allowed for customers."]})
@@ -130,13 +138,13 @@ class Messages:
             existing = await self.store.messages.find(conversation_id, sender_type_of(identity), identity.user_id,
                                                       client_msg_id)
             if existing is not None:
-                return existing
+                return existing, False
         if identity.is_agent:
             return await self._from_agent(identity, conversation, content, client_msg_id, private)
         return await self._from_customer(identity, conversation, content, client_msg_id)
 
     async def _at_last_seen(self, identity: Identity, known: Conversation, content: str, client_msg_id: str | None,
-                            private: bool) -> Message | None:
+                            private: bool) -> tuple[Message, bool] | None:
         """The message path without reading the live record: written under a guard on the state and
         version this instance last saw, which the SQL row checks at the insert. None when that record
         does not allow the message as it is or is behind (the full path reads it and decides)."""
@@ -161,10 +169,10 @@ class Messages:
             await self._stored(known, message)
             if not identity.is_agent:
                 await self._customer_wrote(identity, known, message)
-        return message
+        return message, created
 
     async def _from_customer(self, identity: Identity, conversation: Conversation, content: str,
-                             client_msg_id: str | None) -> Message:
+                             client_msg_id: str | None) -> tuple[Message, bool]:
         for attempt in range(2):
             if conversation.state == State.CLOSED:
                 conversation = await self.conversations.reopen(identity, conversation)
@@ -181,7 +189,7 @@ class Messages:
                 conversation = await self.conversations.get(conversation.id)
         if created:
             await self._customer_wrote(identity, conversation, message)
-        return message
+        return message, created
 
     def ai_answers(self, state: str) -> bool:
         """Does the AI answer a customer in this state now (`ai`; `handoff` outside business hours)?"""
@@ -201,7 +209,7 @@ class Messages:
             await self.events.emit(CustomerWrote(conversation, message))
 
     async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
-                          client_msg_id: str | None, private: bool) -> Message:
+                          client_msg_id: str | None, private: bool) -> tuple[Message, bool]:
         for attempt in range(2):
             if not private and not writes_to_customer(identity, conversation):
                 raise Forbidden("only the assigned agent may send a message to the customer; add a private note "
@@ -209,11 +217,10 @@ class Messages:
             # stored only while this agent is still the assignee (checked on the SQL row at the insert)
             guard = None if private else Guard(state=State.HUMAN, agent_id=identity.user_id)
             try:
-                message, _ = await self.append(
+                return await self.append(
                     conversation, guard=guard, sender_type="agent", sender_id=identity.user_id, content=content,
                     client_msg_id=client_msg_id, private=private,
                 )
-                return message
             except StaleVersion:
                 if attempt:
                     raise

@@ -14,6 +14,7 @@ from chat.store.db import Database, DuplicateKey, Tx, marks
 from chat.store.events import insert_event
 from chat.store.labels import Labels
 from chat.store.models import CONVERSATION_COLUMNS, ConversationRow
+from chat.store.webhooks import Webhooks
 from states.clock import iso_from_ms, ms_from_iso
 from states.errors import StaleVersion
 from states.machine import State
@@ -54,12 +55,31 @@ def _record(row: ConversationRow) -> Conversation:
     )
 
 
+def transition_data(transition: Transition) -> dict[str, Any]:
+    """The `data` of a `conversation.updated` webhook event: the conversation after the move (C
+    without last_seq and labels, which the move does not change) and the log entry E."""
+    after = transition.after
+    conversation = {
+        "id": after.id, "user_id": after.user_id, "state": after.state, "agent_type": after.agent_type,
+        "agent_id": after.agent_id, "team_id": after.team_id, "version": after.version, "metadata": after.metadata,
+        "created_at": after.created_at, "updated_at": after.updated_at,
+    }
+    event = {
+        "id": transition.id, "conversation_id": after.id, "version": after.version, "trigger": transition.trigger,
+        "from_state": transition.before.state, "to_state": after.state, "actor_type": transition.actor.type,
+        "actor_id": transition.actor.id, "reason": transition.reason or None,
+        "created_at": iso_from_ms(transition.at_ms),
+    }
+    return {"conversation": conversation, "event": event}
+
+
 class Conversations:
     """Every SQL statement on the conversations table outside the admin listing."""
 
-    def __init__(self, db: Database, labels: Labels):
+    def __init__(self, db: Database, labels: Labels, webhooks: Webhooks):
         self.db = db
         self._labels = labels
+        self._webhooks = webhooks
         self._events = db.tables.conversation_events
         self._t = t = db.tables.conversations
         self._insert = f"INSERT INTO {t} ({CONVERSATION_COLUMNS}) VALUES ({marks(ConversationRow._fields)})"
@@ -90,6 +110,8 @@ class Conversations:
                 await insert_event(tx, self._events, transition)
             except DuplicateKey:
                 raise StaleVersion(before.id, before.version) from None
+            if self._webhooks.wants("conversation.updated"):
+                await self._webhooks.record(tx, "conversation.updated", before.id, transition_data(transition))
             yield
 
     async def _move(self, tx: Tx, transition: Transition) -> None:
@@ -145,6 +167,14 @@ class Conversations:
         sql += " ORDER BY handoff_ms, id LIMIT %s"
         params.append(int(limit))
         return [(r[0], r[1], int(r[2] or 0)) for r in await self.db.fetchall(sql, params)]
+
+    async def waiting_by_team(self) -> dict[str | None, tuple[int, int]]:
+        """Unassigned conversations in handoff by team (None: no team): (how many, the oldest handoff_ms)."""
+        rows = await self.db.fetchall(
+            f"SELECT team_id, COUNT(*), MIN(handoff_ms) FROM {self._t} WHERE state = %s GROUP BY team_id",
+            (State.HANDOFF.value,),
+        )
+        return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
 
     async def waiting_since(self, cutoff_ms: int, limit: int = 200) -> list[str]:
         """Conversations in handoff since before cutoff_ms."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from chat import render
 from chat.store.db import Database
+from chat.store.webhooks import Webhooks
 from states.clock import now_ms
 from states.machine import State
 
@@ -47,17 +48,23 @@ def _window(column: str, since_ms: int | None, until_ms: int | None) -> tuple[st
 class Csat:
     """Every SQL statement on csat_responses."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, webhooks: Webhooks):
         self.db = db
+        self._webhooks = webhooks
         self._t = db.tables
 
     async def add(self, rating: NewRating) -> Rating:
-        """Store a rating; DuplicateKey when that close was rated already."""
+        """Store a rating (and its `csat.submitted` webhook event); DuplicateKey when that close was rated
+        already."""
         row = (str(uuid.uuid4()), rating.conversation_id, rating.close_version, rating.user_id, rating.agent_id,
                rating.team_id, rating.score, rating.comment, rating.closed_ms, now_ms())
-        await self.db.execute(
-            f"INSERT INTO {self._t.csat_responses} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(row))})", row)
-        return render.row_object(CSAT_FIELDS, row)
+        stored = render.row_object(CSAT_FIELDS, row)
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO {self._t.csat_responses} ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(row))})", row)
+            if self._webhooks.wants("csat.submitted"):
+                await self._webhooks.record(tx, "csat.submitted", rating.conversation_id, stored, lock=True)
+        return stored
 
     async def page(self, *, since_ms: int | None, until_ms: int | None, limit: int,
                    after: Position | None) -> tuple[list[Rating], Position | None]:

@@ -95,7 +95,9 @@ class ConversationListing:
         """Newest first by (created_ms, id); `after` is the position of the previous page's last item."""
         conditions, params = where.where(self.db.tables)
         if after is not None:
-            conditions.append("(c.created_ms < %s OR (c.created_ms = %s AND c.id < %s))")
+            # `created_ms <= %s` first: a range the indexes can start at (the OR alone has every page
+            # walk from the newest row: quadratic over a long walk)
+            conditions.append("c.created_ms <= %s AND (c.created_ms < %s OR c.id < %s)")
             params += [after[0], after[0], after[1]]
         sql = f"SELECT {_C_COLUMNS} FROM {self.db.tables.conversations} c"
         if conditions:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chat.store.db import Database
+from chat.store.erasure import ERASED_STATE
 from states.clock import now_ms
 from states.machine import State, Trigger
 
@@ -68,7 +69,8 @@ def replay(entries: Sequence[LogEntry], *, initial_state: str = State.AI.value) 
             problems.append(f"version {entry.version} follows {version}")
         if entry.from_state != state:
             problems.append(f"version {entry.version} leaves {entry.from_state}, not {state}")
-        state, version = entry.to_state, entry.version
+        # an erasure takes a version but the conversation keeps its state (chat/store/erasure.py)
+        state, version = (state if entry.to_state == ERASED_STATE else entry.to_state), entry.version
     last = entries[-1]
     return Replayed(state, version, last.agent_id, last.team_id, tuple(problems))
 
@@ -137,6 +139,7 @@ class LogStats:
             sql += " AND c.team_id = %s"
             params.append(team_id)
         rows = await self.db.fetchall(sql + " ORDER BY c.id, e.version", params)
+        rows = [r for r in rows if r[4] != ERASED_STATE]  # an erasure is no move: the state goes on
         totals = dict.fromkeys(TIMED_STATES, 0)
         for group in _by_conversation(rows):
             created, current = int(group[0][1]), group[0][2]

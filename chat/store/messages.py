@@ -15,6 +15,7 @@ from typing import Any
 
 from chat.store.db import Database, DuplicateKey, Tx, marks
 from chat.store.models import MESSAGE_COLUMNS, Message, message_from_row
+from chat.store.webhooks import Webhooks
 from states.clock import now_ms
 from states.errors import ConversationNotFound, StaleVersion
 
@@ -91,8 +92,9 @@ def _guard_cases(ids: list[str], guards: dict[str, list[tuple[str, tuple[Any, ..
 class Messages:
     """Every SQL statement on messages."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, webhooks: Webhooks):
         self.db = db
+        self._webhooks = webhooks
         self._t = db.tables.messages
         self._c = c = db.tables.conversations
         self._insert_sql = f"INSERT INTO {self._t} ({MESSAGE_COLUMNS}) VALUES ({marks(MESSAGE_COLUMNS.split(','))})"
@@ -152,6 +154,8 @@ class Messages:
             seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
             message = draft.stored(seq, created_ms)
             await tx.execute(self._insert_sql, _values(message))
+            if self._webhooks.wants("note.created" if message.private else "message.created"):
+                await self._webhooks.record_message(tx, [message])
         return message
 
     async def _next_seq(self, tx: Tx, conversation_id: str, created_ms: int, guard: Guard | None) -> int:
@@ -203,6 +207,8 @@ class Messages:
                 messages.append(draft.stored(next_seq[draft.conversation_id], created_ms))
                 next_seq[draft.conversation_id] += 1
             await tx.executemany(self._insert_sql, [_values(m) for m in messages])
+            if self._webhooks.wants("message.created") or self._webhooks.wants("note.created"):
+                await self._webhooks.record_message(tx, messages)
         return messages
 
     async def list_of(self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None,

@@ -50,6 +50,9 @@ class Tables:
     conversation_marks: str = field(init=False)
     csat_responses: str = field(init=False)
     canned_responses: str = field(init=False)
+    webhooks: str = field(init=False)
+    webhook_deliveries: str = field(init=False)
+    conversation_purges: str = field(init=False)
     schema_version: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -309,9 +312,43 @@ TABLES_V4 = [
     ),
 ]
 
+TABLES_V5 = [
+    Table(
+        # webhook subscriptions (PROTOCOL 6.1); the secret signs the deliveries, so it is kept as given
+        "webhooks",
+        [f"id {ID}", "url VARCHAR(2048) NOT NULL", "events VARCHAR(255) NOT NULL", "secret VARCHAR(255) NOT NULL",
+         "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)"],
+    ),
+    Table(
+        # the outbox: one row per (event, subscription), written in the transaction of the change;
+        # `position` orders a conversation's events, `body` is what every attempt sends byte for byte
+        "webhook_deliveries",
+        [
+            f"id {ID}", f"webhook_id {ID}", f"event_id {ID}", "event_type VARCHAR(32) NOT NULL",
+            "conversation_id VARCHAR(64) NOT NULL", "position BIGINT NOT NULL", "body MEDIUMTEXT NOT NULL",
+            "status VARCHAR(16) NOT NULL", "attempts INTEGER NOT NULL DEFAULT 0", "next_ms BIGINT NOT NULL",
+            "lease_ms BIGINT NULL", "lease_owner VARCHAR(64) NULL", "window_ms BIGINT NOT NULL",
+            "last_attempt_ms BIGINT NULL", "response_status INTEGER NULL", "response_excerpt VARCHAR(512) NULL",
+            "error VARCHAR(255) NULL", "delivered_ms BIGINT NULL", "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)",
+        ],
+        [("ix_webhook_deliveries_due", "status, next_ms"),
+         ("ix_webhook_deliveries_line", "webhook_id, conversation_id, status, position"),
+         ("ix_webhook_deliveries_conversation", "conversation_id, position"),
+         ("ix_webhook_deliveries_webhook", "webhook_id, created_ms")],
+        [("webhook_id", "webhooks")],
+    ),
+    Table(
+        # when retention or an erasure last scrubbed a conversation's words (PROTOCOL 6)
+        "conversation_purges",
+        [f"conversation_id {ID}", "purged_ms BIGINT NOT NULL", "PRIMARY KEY (conversation_id)"],
+        references=[("conversation_id", "conversations")],
+    ),
+]
+
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
-MIGRATIONS: list[tuple[int, list[Step]]] = [(1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)),
-                                            (4, list(TABLES_V4))]
+MIGRATIONS: list[tuple[int, list[Step]]] = [
+    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (4, list(TABLES_V4)), (5, list(TABLES_V5)),
+]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"

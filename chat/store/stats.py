@@ -75,11 +75,11 @@ class Closes:
 class Stats:
     """Every SQL statement of the statistics."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, csat: Csat):
         self.db = db
         self._t = db.tables
         self.log = LogStats(db)
-        self.csat = Csat(db)  # the ratings: the customer's, not the event log's
+        self.csat = csat  # the ratings: the customer's, not the event log's
 
     async def figures(self, *, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, Any]:
         """The figures of GET /api/v1/stats (definitions in docs/rest.md)."""

@@ -11,7 +11,9 @@ from chat.store.canned import CannedResponses
 from chat.store.conversations import Conversations
 from chat.store.csat import Csat
 from chat.store.db import Database
+from chat.store.erasure import Erasure
 from chat.store.events import Events
+from chat.store.export import ExportReads
 from chat.store.labels import Labels
 from chat.store.listing import ConversationListing
 from chat.store.messages import Messages
@@ -20,6 +22,7 @@ from chat.store.staff import Staff
 from chat.store.stats import Stats
 from chat.store.teams import Teams
 from chat.store.timers import TimerReads
+from chat.store.webhooks import Webhooks
 
 
 class Store:
@@ -29,14 +32,17 @@ class Store:
         self.db = db
         self.migrations = Migrations(db)
         self.labels = Labels(db)
-        self.conversations = Conversations(db, self.labels)
-        self.messages = Messages(db)
+        self.webhooks = Webhooks(db)  # the outbox: written in the transactions of the changes below
+        self.conversations = Conversations(db, self.labels, self.webhooks)
+        self.messages = Messages(db, self.webhooks)
         self.events = Events(db)
         self.staff = Staff(db)
         self.accounts = Accounts(db)
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
-        self.stats = Stats(db)
         self.timers = TimerReads(db)
-        self.csat = Csat(db)
+        self.export = ExportReads(db)
+        self.csat = Csat(db, self.webhooks)
+        self.stats = Stats(db, self.csat)
         self.canned = CannedResponses(db)
+        self.erasure = Erasure(db, self.webhooks)

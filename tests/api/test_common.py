@@ -83,6 +83,27 @@ async def canned_id(w: World):
     return (await w.api.store.canned.create(uid("code"), "Hello {{customer.name}}"))["id"]
 
 
+# webhooks made here hear only erasures, at a public address no test erases anything for (93.184.216.34)
+HOOK_BODY = {"url": "https://93.184.216.34/hook", "events": ["customer.erased"]}
+
+
+async def webhook_id(w: World):
+    return (await w.api.store.webhooks.create(HOOK_BODY["url"], HOOK_BODY["events"], None))["id"]
+
+
+async def failed_delivery(w: World):
+    """A webhook and one delivery of it that failed (only those are redelivered)."""
+    hook, webhooks = await webhook_id(w), w.api.store.webhooks
+    await webhooks.refresh()
+    async with w.api.store.db.transaction() as tx:
+        event_id = await webhooks.record(tx, "customer.erased", None, {"user_id": uid("gone")})
+    table = w.api.store.db.tables.webhook_deliveries
+    await w.api.store.db.execute(f"UPDATE {table} SET status = 'failed' WHERE event_id = %s", (event_id,))
+    row = await w.api.store.db.fetchone(f"SELECT id FROM {table} WHERE event_id = %s AND webhook_id = %s",
+                                        (event_id, hook))
+    return hook, row[0]
+
+
 async def labelled(w: World):
     return await w.conversation(), (await w.label())["title"]
 
@@ -103,6 +124,12 @@ MATRIX = [
     ("POST", "/api/v1/conversations/{x}/handoff", conv, lambda w, x: {"reason": "billing"}, STAFF_READ),
     ("POST", "/api/v1/conversations/{x}/close", conv, None, STAFF_READ),
     ("PUT", "/api/v1/conversations/{x[0]}/labels", labelled, lambda w, x: {"labels": [x[1]]}, STAFF_READ),
+    ("POST", "/api/v1/conversations/{x}/messages", assigned,
+     lambda w, x: {"content": "a note", "client_msg_id": uid("m"), "private": True},
+     {"none": 401, "customer": 403, "agent": 201, "admin": 201}),
+    ("GET", "/api/v1/conversations/{x}/transcript", conv, None, STAFF_READ),
+    ("GET", "/api/v1/export/conversations", _none, None, {**ADMIN_WRITE, "admin": 200}),
+    ("GET", "/api/v1/me/conversations", _none, None, {"none": 401, "customer": 200, "agent": 403, "admin": 403}),
     ("GET", "/api/v1/labels", _none, None, STAFF_READ),
     ("POST", "/api/v1/labels", _none, lambda w, x: {"title": uid("label"), "color": "#a0b1c2"},
      {**ADMIN_WRITE, "admin": 201}),
@@ -139,12 +166,25 @@ MATRIX = [
      {"none": 204, "customer": 204, "agent": 204, "admin": 204}),
     # no token needed either; ANONYMOUS_VISITORS is off outside the embedded mode (tests/api/test_visitors.py: on)
     ("POST", "/api/v1/visitors", _none, None, {"none": 404, "customer": 404, "agent": 404, "admin": 404}),
+    ("GET", "/api/v1/webhooks", _none, None, {**ADMIN_WRITE, "admin": 200}),
+    ("POST", "/api/v1/webhooks", _none, lambda w, x: HOOK_BODY, {**ADMIN_WRITE, "admin": 201}),
+    ("DELETE", "/api/v1/webhooks/{x}", webhook_id, None, {**ADMIN_WRITE, "admin": 204}),
+    ("GET", "/api/v1/webhooks/{x}/deliveries", webhook_id, None, {**ADMIN_WRITE, "admin": 200}),
+    ("POST", "/api/v1/webhooks/{x[0]}/deliveries/{x[1]}/redeliver", failed_delivery, None,
+     {**ADMIN_WRITE, "admin": 200}),
+    ("DELETE", "/api/v1/customers/{x}", lambda w: _value(w.customer.user_id), None, {**ADMIN_WRITE, "admin": 200}),
 ]
+
+
+async def _value(value: Any) -> Any:
+    return value
 
 
 def test_the_matrix_covers_every_endpoint():
     covered = {(method, path.replace("{x}", "{id}").replace("{x[0]}", "{id}")) for method, path, *_ in MATRIX}
     covered.add(("DELETE", "/api/v1/teams/{id}/members/{user_id}"))  # the team_with_member row
+    covered.add(("POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver"))  # the failed_delivery row
+    covered.add(("DELETE", "/api/v1/customers/{user_id}"))
     declared = {(h.endpoint.method, h.endpoint.path) for h in HANDLERS}
     assert declared <= covered, declared - covered
 
@@ -162,6 +202,8 @@ async def test_auth_matrix(api):
                 mismatches.append((method, url, role, status, got, answer))
             elif got >= 400:
                 assert_error(got, answer, status, {401: "unauthenticated", 403: "forbidden", 404: "not_found"}[got])
+    for hook in await api.store.webhooks.all():  # the database is shared: no subscription outlives the test
+        await api.store.webhooks.delete(hook["id"])
     assert not mismatches, "\n".join(map(str, mismatches))
 
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from chat import keys
-from chat.api.conversations import decode_cursor, encode_cursor
 from chat.auth import Identity, issue_token
+from chat.cursors import decode_cursor, encode_cursor
 from chat.errors import to_chat_error
 from chat.store.models import CONVERSATION_COLUMNS
 from states.clock import ms_from_iso, now_ms

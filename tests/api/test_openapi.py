@@ -98,6 +98,39 @@ async def test_the_document_covers_every_route(live):
     assert {"agent_id", "status", "active", "max_chats", "active_conversations"} <= set(agents)
 
 
+async def test_every_body_has_a_valid_example_and_every_error_its_schema(live):
+    _, client = live
+    doc = await (await client.get("/api/openapi.json")).json()
+    by_route = {(h.endpoint.method.lower(), h.endpoint.path): h.endpoint for h in HANDLERS}
+    bodies = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                bodies += 1
+                media = operation["requestBody"]["content"]["application/json"]
+                assert "example" in media, f"{method.upper()} {path}: no example body"
+                spec = by_route[(method, path)]
+                spec.body.load(media["example"])  # the example is a body the endpoint accepts
+            for status, response in operation["responses"].items():
+                if int(status) >= 400 and path != "/health":  # its 503 is the health body, by design
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
+    assert bodies == sum(1 for h in HANDLERS if h.endpoint.body is not None) >= 11
+    error = doc["components"]["schemas"]["ErrorDetail"]
+    assert set(error["required"]) == {"code", "message"} and "details" in error["properties"]
+    send = doc["paths"]["/api/v1/conversations/{id}/messages"]["post"]["responses"]
+    assert {"201", "200", "403", "404", "409", "413"} <= set(send)
+    transcript = doc["paths"]["/api/v1/conversations/{id}/transcript"]["get"]
+    assert set(transcript["responses"]["200"]["content"]) == {"application/json", "text/csv", "text/markdown"}
+    assert transcript["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Transcript"}
+    export = doc["paths"]["/api/v1/export/conversations"]["get"]
+    assert set(export["responses"]["200"]["content"]) == {"application/x-ndjson"}
+    assert {"conversation", "messages", "events"} <= set(doc["components"]["schemas"]["ExportLine"]["properties"])
+    mine = doc["paths"]["/api/v1/me/conversations"]["get"]
+    assert {p["name"] for p in mine["parameters"] if p["in"] == "query"} == {"state", "limit", "cursor"}
+
+
 def _fuzz(doc: dict, base_url: str, token: str, served: set[tuple[str, str]],
           statuses: dict[str, set[int]]) -> list[str]:
     """Run every served operation in both generation modes; return what failed."""

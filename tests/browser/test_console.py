@@ -255,7 +255,8 @@ async def test_a_deactivated_agent_is_signed_out_within_seconds(service: Service
 
     await rest(service, "PATCH", f"/api/v1/users/{user_id}", body={"active": False})
 
-    await expect(console.submit).to_be_visible(timeout=10000)  # PROTOCOL 2.1: within 5 s
+    # PROTOCOL 2.1 says within 5 s; the UI wait allows for a loaded machine
+    await expect(console.submit).to_be_visible()
     await expect(console.presence).to_have_count(0)
     await page.reload()  # the refresh cookie no longer works either
     await expect(console.submit).to_be_visible()

@@ -2,6 +2,7 @@
 // reply as it streams, typing, the composer (reply or private note) and the actions (take
 // over, release, transfer, close). Every text is set with textContent.
 
+import {CannedMenu} from "./canned.js";
 import {clock, h, replace} from "./dom.js";
 import {confirmDialog, transferDialog} from "./dialogs.js";
 import {customerName} from "./state.js";
@@ -47,12 +48,14 @@ export class ConversationView {
     this.input = h("textarea", {testid: "message-input", rows: 3, "aria-label": t("conv.send")});
     this.input.addEventListener("keydown", (e) => this._keydown(e));
     this.input.addEventListener("input", () => this._typed());
+    this.canned = new CannedMenu({t, live, toast, input: this.input, conversationId: () => this.state.openId});
     this.noteToggle = h("button", {type: "button", class: "note-toggle", testid: "note-toggle",
       "aria-pressed": "false", title: t("conv.noteOn"), text: t("conv.note"),
       on: {click: () => this.setNote(!this.noteMode)}});
     this.send = h("button", {type: "button", class: "primary", testid: "send-button", text: t("conv.send"),
       on: {click: () => this.submit()}});
-    this.composer = h("div", {class: "composer"}, this.noteToggle, this.input, this.send);
+    this.composer = h("div", {class: "composer"}, this.noteToggle,
+      h("div", {class: "composer-field"}, this.canned.el, this.input), this.send);
 
     this.empty = h("div", {class: "placeholder", text: t("conv.none")});
     this.body = h("div", {class: "conversation", hidden: true},
@@ -77,7 +80,10 @@ export class ConversationView {
   /** Show a conversation (loading its newest page when it is not loaded yet). */
   async open(id) {
     const {state} = this;
-    if (state.openId !== id) this._stopTyping();
+    if (state.openId !== id) {
+      this._stopTyping();
+      this.canned.close();
+    }
     state.openId = id;
     state.unread.delete(id);
     this.render();
@@ -221,6 +227,7 @@ export class ConversationView {
   }
 
   _keydown(e) {
+    if (this.canned.keydown(e)) return;  // the canned responses menu takes Enter, Tab, arrows, Escape
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
       this.submit();
@@ -258,6 +265,7 @@ export class ConversationView {
     const pending = {content, private: isPrivate};
     thread.pending.set(clientId, pending);
     this.input.value = "";
+    this.canned.close();
     if (!isPrivate) this._stopTyping();
     this.renderMessages();
     this._toBottom();

@@ -1,4 +1,5 @@
-"""Customer commands (PROTOCOL 3.4): start, resume, message.send, handoff.request, typing, close, csat.submit."""
+"""Customer commands (PROTOCOL 3.4): start, resume, list, message.send, handoff.request, typing, close,
+csat.submit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 from marshmallow import fields, validate
 
 from chat import render
+from chat.conversations.lifecycle import MAX_OWN_PAGE, OWN_PAGE
+from chat.cursors import Cursor
 from chat.errors import Forbidden
 from chat.limits import check_metadata, counter_range
+from chat.store.models import STATES
 from chat.ws.commands import CommandContext
 from chat.ws.registry import CommandSchema, Registry, StrictBoolean, command
 
@@ -31,6 +35,12 @@ class ResumeSchema(CommandSchema):
     conversation_id = conversation_id_field()
     after_seq = fields.Integer(load_default=0, strict=True, validate=counter_range())
     limit = fields.Integer(load_default=RESUME_PAGE, strict=True, validate=counter_range(MAX_RESUME_PAGE, minimum=1))
+
+
+class ListSchema(CommandSchema):
+    state = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STATES))
+    limit = fields.Integer(load_default=OWN_PAGE, strict=True, validate=counter_range(MAX_OWN_PAGE, minimum=1))
+    cursor = Cursor(load_default=None, allow_none=True)
 
 
 class SendSchema(CommandSchema):
@@ -104,6 +114,14 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dic
     }
 
 
+@command("conversation.list", ListSchema, roles=("customer",))
+async def handle_list(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
+    """The customer's own conversations, newest first, one page (no subscription)."""
+    conversations, cursor = await ctx.ops.conversations.list_own(ctx.identity, state=data["state"],
+                                                                 limit=data["limit"], after=data["cursor"])
+    return {"conversations": conversations, "next_cursor": cursor}
+
+
 @command("message.send", SendSchema)
 async def handle_send(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """Store a message (idempotent per client_msg_id)."""
@@ -146,4 +164,5 @@ async def handle_csat(ctx: CommandContext, data: dict[str, Any]) -> dict[str, An
 
 def register(registry: Registry) -> None:
     """Add this family's commands."""
-    registry.add(handle_start, handle_resume, handle_send, handle_handoff, handle_typing, handle_close, handle_csat)
+    registry.add(handle_start, handle_resume, handle_list, handle_send, handle_handoff, handle_typing, handle_close,
+                 handle_csat)
