@@ -28,7 +28,7 @@ from chat.settings import Settings
 from chat.store import Store
 from chat.store.messages import Guard
 from states import StaleVersion
-from states.clock import now_ms
+from states.clock import iso_from_ms, now_ms
 from states.record import Conversation
 from states.repository import SYSTEM
 from states.timers import Armed, Effect, TimerIndex, TimerRow, timers_of
@@ -201,9 +201,13 @@ class Timers:
             return created
         facts = await self.store.timers.facts(conversation.id, conversation.version)
         entered = facts.entered_ms if facts is not None else due_ms
+        data = {"conversation_id": conversation.id, "version": conversation.version, "state": conversation.state,
+                "agent_id": conversation.agent_id, "team_id": conversation.team_id,
+                "entered_at": iso_from_ms(entered), "due_at": iso_from_ms(due_ms), "breached_at": iso_from_ms(now)}
         if not await self.store.timers.add_mark(conversation.id, conversation.version, row.reason,
                                                 state=conversation.state, agent_id=conversation.agent_id,
-                                                team_id=conversation.team_id, at_ms=now):
+                                                team_id=conversation.team_id, at_ms=now,
+                                                webhook={"type": "sla.breached", "data": data}):
             return False
         metrics.SLA_BREACHES.inc()
         await self.events.emit(SlaBreached(conversation, conversation.agent_id, entered, due_ms))

@@ -346,3 +346,20 @@ async def test_a_timer_whose_effect_failed_is_tried_again_later(harness_factory,
     sim_clock.advance(31)
     await h.timers.drain()
     assert h.timers.fired == {"ai_idle_nudge": 1}
+
+
+async def test_a_breach_goes_to_the_outbox_with_its_log_entry_when_a_webhook_wants_it(harness_factory, sim_clock):
+    import orjson
+
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    store = h.app[keys.STORE]
+    await store.webhooks.create("https://example.com/hook", ["sla.breached"], None)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(121)
+    await h.timers.drain()
+    rows = await store.db.fetchall("SELECT event_type, body FROM webhook_deliveries WHERE conversation_id = %s",
+                                   (c.id,))
+    assert [r[0] for r in rows] == ["sla.breached"]
+    data = orjson.loads(rows[0][1])["data"]
+    assert (data["conversation_id"], data["version"], data["agent_id"], data["state"]) == (c.id, 1, "agent-1", "human")

@@ -295,18 +295,9 @@ TABLES_V3 = [
 TABLES_V4 = [
     Table(
         "conversation_marks",
-        [
-            f"id {ID}",
-            f"conversation_id {ID}",
-            "version INTEGER NOT NULL",
-            "kind VARCHAR(32) NOT NULL",
-            "state VARCHAR(16) NOT NULL",
-            "agent_id VARCHAR(64) NULL",
-            "team_id VARCHAR(64) NULL",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-            "UNIQUE (conversation_id, version, kind)",
-        ],
+        [f"id {ID}", f"conversation_id {ID}", "version INTEGER NOT NULL", "kind VARCHAR(32) NOT NULL",
+         "state VARCHAR(16) NOT NULL", "agent_id VARCHAR(64) NULL", "team_id VARCHAR(64) NULL",
+         "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)", "UNIQUE (conversation_id, version, kind)"],
         [("ix_marks_kind", "kind, created_ms")],
         [("conversation_id", "conversations")],
     ),

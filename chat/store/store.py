@@ -40,7 +40,7 @@ class Store:
         self.accounts = Accounts(db)
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
-        self.timers = TimerReads(db)
+        self.timers = TimerReads(db, self.webhooks)
         self.export = ExportReads(db)
         self.csat = Csat(db, self.webhooks)
         self.stats = Stats(db, self.csat)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.store.db import Database, DuplicateKey
+from chat.store.webhooks import Webhooks
 
 AGENT, CUSTOMER = "agent", "customer"
 
@@ -41,9 +42,10 @@ MARK_COLUMNS = "id, conversation_id, version, kind, state, agent_id, team_id, cr
 class TimerReads:
     """The timers' SQL: facts before acting, and the marks they log."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, webhooks: Webhooks):
         self.db = db
         self._t = db.tables
+        self.webhooks = webhooks  # the outbox: an SLA breach is reported in the transaction that logs it
 
     async def facts(self, conversation_id: str, version: int) -> TimerFacts | None:
         """The facts of a conversation at a version; None when it has no SQL row."""
@@ -66,13 +68,18 @@ class TimerReads:
         return TimerFacts(entered, None if row[2] is None else int(row[2]), replied is not None)
 
     async def add_mark(self, conversation_id: str, version: int, kind: str, *, state: str, agent_id: str | None,
-                       team_id: str | None, at_ms: int) -> bool:
-        """Log a mark; False when this conversation already has one of this kind at this version."""
+                       team_id: str | None, at_ms: int, webhook: dict[str, Any] | None = None) -> bool:
+        """Log a mark, and the webhook event `webhook` names (`sla.breached`) in the same transaction when
+        a subscription wants it; False when this conversation already has one of this kind at this version."""
         try:
-            await self.db.execute(
-                f"INSERT INTO {self._t.conversation_marks} ({MARK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (str(uuid.uuid4()), conversation_id, version, kind, state, agent_id, team_id, at_ms),
-            )
+            async with self.db.transaction() as tx:
+                await tx.execute(
+                    f"INSERT INTO {self._t.conversation_marks} ({MARK_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (str(uuid.uuid4()), conversation_id, version, kind, state, agent_id, team_id, at_ms),
+                )
+                if webhook is not None and self.webhooks.wants(webhook["type"]):
+                    await self.webhooks.record(tx, webhook["type"], conversation_id, webhook["data"], lock=True)
         except DuplicateKey:
             return False
         return True
