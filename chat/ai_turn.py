@@ -36,7 +36,7 @@ from chat.errors import NotFound, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
-from states import StaleVersion, State, redis_keys
+from states import StaleVersion, redis_keys
 from states.record import Conversation
 from states.repository import Actor
 
@@ -279,7 +279,7 @@ class AIRunner:
         if isinstance(history, BaseException):
             raise history
         reply_to = self._memories.peek(conversation_id).due(history)
-        return None if reply_to is None or conversation.state != State.AI else (conversation, history, reply_to)
+        return (conversation, history, reply_to) if reply_to and self.messages.ai_answers(conversation.state) else None
 
     async def _turn(self, conversation_id: str) -> None:
         early = self._early.take(conversation_id)  # kept only if the context the turn checks is the same

@@ -35,6 +35,7 @@ from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.db import connect_waiting
+from chat.timers import Timers
 from chat.web import routes as web_routes
 from chat.webhooks import Deliverer
 from chat.ws import transport
@@ -43,6 +44,7 @@ from chat.ws.commands import conversation as conversation_commands
 from chat.ws.registry import Registry
 from chat.ws.session import Services
 from states.repository import ConversationRepository
+from states.timers import TimerIndex
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,16 @@ def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard) -> Calla
 
 
 def _subscribe(events: Events, ops: Operations, publisher: Publisher, router: Router, *, runner: AIRunner,
-               streams: AIStreams) -> None:
+               streams: AIStreams, timers: Timers) -> None:
     """Who hears what, in the order they act: a move first stops the AI turn and ends its stream, then
-    loads are kept, sockets told, the customer's notice stored, and routing runs last."""
+    loads are kept, sockets told, the customer's notice stored, the state's timers armed, and routing
+    runs last."""
     runner.subscribe_to(events)
     streams.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.presence.on_moved)
     publisher.subscribe_to(events)
     events.subscribe(ConversationMoved, ops.messages.on_moved)
+    timers.subscribe_to(events)
     router.subscribe_to(events)
     events.subscribe(SessionOpened, ops.staff.on_session_opened)
     events.subscribe(SessionOpened, ops.presence.on_session_opened)
@@ -129,13 +133,16 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, streams=streams,
                       provider=app[keys.AI_PROVIDER], settings=settings)
     publisher = Publisher(bus, ops.conversations, csat_enabled=settings.csat_enabled)
-    _subscribe(events, ops, publisher, router, runner=runner, streams=streams)
+    timers = Timers(TimerIndex(redis), ops.conversations, ops.messages, store=store, events=events,
+                    settings=settings)
+    _subscribe(events, ops, publisher, router, runner=runner, streams=streams, timers=timers)
     app[keys.DESK] = Desk(store, presence.roster, hub)
     app[keys.EVENTS], app[keys.CONVERSATIONS], app[keys.OPERATIONS] = events, repository, ops
     app[keys.HUB], app[keys.BUS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER] = (
         hub, bus, presence, router, runner)
     app[keys.ACCOUNTS], app[keys.REVOCATION] = accounts, Revocation(bus, accounts)
     app[keys.LOGIN] = Login(store, redis, settings)
+    app[keys.TIMERS] = timers
     app[keys.ERASER] = Eraser(store, redis, interest, retention_days=settings.retention_days)
     app[keys.WS_SERVICES] = Services(settings, ops, hub, app[keys.WS_REGISTRY], events, accounts, streams)
     await bus.start()
@@ -145,8 +152,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the AI
-    sweep and the retention purge (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the state
+    timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -156,6 +163,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
         asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "deactivated accounts")),
+        asyncio.create_task(_timers_loop(app[keys.TIMERS]), name="timers"),
     ]
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
@@ -165,10 +173,20 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         loops.append(asyncio.create_task(purge))
     router.kick()  # conversations may have waited while no instance ran
     yield
+    app[keys.TIMERS].close()
     for task in loops:
         task.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
     await router.close()
+
+
+async def _timers_loop(timers: Timers) -> None:
+    """Arm what waits in the queue without a timer, then run the timers forever."""
+    try:
+        await timers.arm_waiting()
+    except Exception as exc:  # SQL or Redis down at start: the conversations waiting keep their place
+        log.warning("could not arm the queue-wait timers: %s", type(exc).__name__)
+    await timers.run()
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

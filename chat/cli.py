@@ -1,5 +1,5 @@
-"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, export, and the
-cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
+"""`chat-api` (also `python -m chat`): serve, db upgrade, db adopt, token, states diagram, stats rebuild, export,
+and the cut-over programs (migrate-redis, migrate-config, backup, rollback, monitor: chat/cutover/commands.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chat import export_cli, users_cli
 from chat.cutover import commands as cutover
@@ -205,6 +205,39 @@ def cmd_states_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats_rebuild(args: argparse.Namespace) -> int:
+    """Check every conversation row against the replay of its event log (`--repair`: fix the rows)."""
+    from chat.stats_rebuild import RebuildReport, rebuild
+    from chat.store import DatabaseError
+
+    def progress(report: RebuildReport) -> None:
+        print(f"  checked {report.checked}, differing {report.differing}, repaired {report.repaired}, "
+              f"broken logs {report.broken_logs}", file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(rebuild(_settings(args), repair=args.repair, batch=args.batch, progress=progress))
+    except (DatabaseError, OSError) as exc:
+        print(f"chat-api: stats rebuild failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines:
+        print(line)
+    print(f"checked {report.checked} conversations against their event log: {report.differing} differing "
+          f"({report.repaired} repaired), {report.broken_logs} broken logs; the statistics are computed from the "
+          "log on each request")
+    return 0 if report.broken_logs == 0 and report.differing == report.repaired else 1
+
+
+def _add_stats(sub: Any) -> None:
+    """`chat-api stats rebuild`."""
+    stats = sub.add_parser("stats", help="statistics commands")
+    stats_sub = stats.add_subparsers(dest="stats_command", required=True)
+    rebuild_cmd = stats_sub.add_parser(
+        "rebuild", help="check each conversation's row against its replayed event log (the statistics' source)")
+    rebuild_cmd.add_argument("--repair", action="store_true", help="rewrite the rows that differ from their log")
+    rebuild_cmd.add_argument("--batch", type=int, default=500, help="conversations per read (default 500)")
+    rebuild_cmd.set_defaults(func=cmd_stats_rebuild)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of chat-api."""
     parser = argparse.ArgumentParser(prog="chat-api", description="Customer-support chat service")
@@ -250,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram = states_sub.add_parser("diagram", help="print the transition table as mermaid")
     diagram.set_defaults(func=cmd_states_diagram)
 
+    _add_stats(sub)
     export_cli.add_to(sub)
     cutover.add_to(sub)
     return parser

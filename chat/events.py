@@ -21,6 +21,8 @@ from states.repository import Transition
 
 log = logging.getLogger(__name__)
 
+_AI_ANSWERS = (State.AI, State.HANDOFF)  # the states an AI turn may run in
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationMoved:
@@ -40,13 +42,32 @@ class ConversationMoved:
 
     @property
     def left_ai(self) -> bool:
-        """The conversation was with the AI and is not any more (a takeover, a handoff, a close)."""
-        return self.transition.before.state == State.AI and self.transition.after.state != State.AI
+        """The AI may have been answering and is not any more (a takeover, a handoff, a close): it
+        answers in `ai`, and in `handoff` outside business hours (chat.conversations.hours)."""
+        return self.transition.before.state in _AI_ANSWERS and self.transition.after.state != State.AI
 
     @property
     def touches_queue(self) -> bool:
         """The conversation entered or left the waiting queue (`handoff`)."""
         return State.HANDOFF in (self.transition.before.state, self.transition.after.state)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationStarted:
+    """A conversation was created (in `ai`, version 0): no transition announces that."""
+
+    conversation: Conversation
+
+
+@dataclass(frozen=True, slots=True)
+class SlaBreached:
+    """The assigned agent did not answer within SLA_FIRST_RESPONSE_S of business time (logged, not a
+    transition): for metrics and, later, the `sla.breached` webhook."""
+
+    conversation: Conversation
+    agent_id: str | None
+    entered_ms: int
+    due_ms: int
 
 
 @dataclass(frozen=True, slots=True)

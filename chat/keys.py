@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chat.revocation import AccountGuard, Revocation
     from chat.routing import Router
     from chat.store import Store
+    from chat.timers import Timers
     from chat.webhooks import Deliverer
     from chat.ws.registry import Registry
     from chat.ws.session import Services
@@ -50,6 +51,7 @@ ROUTER: web.AppKey[Router] = web.AppKey("router")
 ACCOUNTS: web.AppKey[AccountGuard] = web.AppKey("accounts")  # refuses deactivated users, closes their sockets
 REVOCATION: web.AppKey[Revocation] = web.AppKey("revocation")  # what a deactivation calls after its commit
 LOGIN: web.AppKey[Login] = web.AppKey("login")  # staff login, refresh and logout (chat/login.py)
+TIMERS: web.AppKey[Timers] = web.AppKey("timers")  # the state timers (PROTOCOL 4.1)
 DESK: web.AppKey[Desk] = web.AppKey("desk")  # the gauges /metrics reads from the roster and the database
 WEBHOOKS: web.AppKey[Deliverer] = web.AppKey("webhooks")  # the outbox delivery loop (chat/webhooks.py)
 ERASER: web.AppKey[Eraser] = web.AppKey("eraser")  # customer erasure and the retention purge (chat/erasure.py)

@@ -52,3 +52,7 @@ AI_ERRORS = Counter("chat_ai_errors_total", "Failed AI turns, by error code", ["
 AI_DISCARDED = Counter(
     "chat_ai_replies_discarded_total", "AI replies not stored because the conversation left `ai` meanwhile"
 )
+TIMERS_FIRED = Counter(
+    "chat_timers_fired_total", "State timers that acted when due (PROTOCOL 4.1), by timer", ["timer"]
+)
+SLA_BREACHES = Counter("chat_sla_breaches_total", "First responses later than SLA_FIRST_RESPONSE_S (business time)")

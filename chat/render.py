@@ -17,6 +17,7 @@ from states.clock import iso_from_ms
 
 if TYPE_CHECKING:
     from chat.store.models import ConversationRow, Message, TransitionEvent
+    from chat.store.timers import Mark
     from states.record import Conversation
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,14 @@ def event(e: TransitionEvent) -> dict[str, Any]:
     body = dict(zip(EVENT_FIELDS, _event_values(e), strict=True))
     body["created_at"] = iso_from_ms(e.created_ms)
     return body
+
+
+def mark(m: Mark) -> dict[str, Any]:
+    """E for an entry of the event log that is not a transition (`sla_breached`): the state stays,
+    the version is the one it happened at, the actor is the system."""
+    return {"id": m.id, "conversation_id": m.conversation_id, "version": m.version, "trigger": m.kind,
+            "from_state": m.state, "to_state": m.state, "actor_type": "system", "actor_id": None, "reason": None,
+            "created_at": iso_from_ms(m.created_ms)}
 
 
 def row_object(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:

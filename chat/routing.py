@@ -1,5 +1,5 @@
-"""Routing conversations in `handoff` to online agents, and the sweeper for gone agents and
-long waits. Both run in the background and can be drained in tests (no sleeping to wait).
+"""Routing conversations in `handoff` to online agents, and the sweeper for gone agents. Both run
+in the background and can be drained in tests (no sleeping to wait).
 
 Auto routing gives a waiting conversation to the online agent of its team with the fewest
 active conversations below their capacity (ties: the agent idle longest). Capacity is
@@ -134,18 +134,16 @@ class Router:
         return True
 
     async def sweep(self) -> None:
-        """Requeue the conversations of agents gone past the grace period; apply the wait timeout.
-        The load sets are first brought in line with SQL, so an assignment Redis lost is found too."""
+        """Requeue the conversations of agents gone past the grace period (the "assignee offline"
+        timeout of PROTOCOL 4.1: armed by the agent's lease, not by a state, so it stays here; the
+        state timers are chat/timers.py's). The load sets are first brought in line with SQL, so an
+        assignment Redis lost is found too."""
         await self.presence.reconcile()
         for agent_id in await self.presence.gone_agents():
             await self.presence.mark_offline(agent_id)
             for conversation_id in await self.presence.assigned_to(agent_id):
                 await self._requeue(conversation_id, agent_id)
             await self.presence.forget_if_idle(agent_id)
-        if self.settings.handoff_wait_timeout_s > 0:
-            cutoff = self.presence.clock() - int(self.settings.handoff_wait_timeout_s * 1000)
-            for conversation_id in await self.store.conversations.waiting_since(cutoff):
-                await self.assignment.release_after_wait(conversation_id)
         self.kick()
 
     async def _requeue(self, conversation_id: str, agent_id: str) -> None:

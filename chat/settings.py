@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from chat.embedded_secret import embedded_secret
+from chat.settings_hours import HOLIDAY_DATES, HOURS, ZONE
 from chat.settings_parse import (
     DATABASE,
     ORIGINS,
@@ -31,6 +33,7 @@ from chat.settings_parse import (
     RedisConfig,
     Row,
     SettingsError,
+    check_cluster,
     choice,
     integer,
     number,
@@ -40,6 +43,7 @@ from chat.settings_parse import (
     setting,
     table_of,
 )
+from states.business_hours import WeeklyHours
 from states.redis_keys import EVENTS_CHANNEL
 
 __all__ = [
@@ -80,7 +84,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 _SERVICE, _STORAGE, _AI, _WS, _ROUTING = Group.SERVICE, Group.STORAGE, Group.AI, Group.WEBSOCKET, Group.ROUTING
-_ACCOUNTS, _INTEGRATIONS = Group.ACCOUNTS, Group.INTEGRATIONS
+_ACCOUNTS, _TIMERS, _INTEGRATIONS = Group.ACCOUNTS, Group.TIMERS, Group.INTEGRATIONS
 
 
 @dataclass(frozen=True)
@@ -273,9 +277,22 @@ class Settings:
         _ROUTING, "PRESENCE_GRACE_S", 60.0, number(0.0),
         "grace before a gone agent's conversations are requeued; the sweeper runs every grace/4",
     )
-    handoff_wait_timeout_s: float = setting(
-        _ROUTING, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "handoff wait before going back to `ai`; 0: wait forever"
-    )
+    handoff_wait_timeout_s: float = setting(_TIMERS, "HANDOFF_WAIT_TIMEOUT_S", 0.0, number(0.0), "business time in "
+                                            "`handoff` before `release` reason `no_agent`; 0: wait forever")
+    ai_idle_nudge_s: float = setting(_TIMERS, "AI_IDLE_NUDGE_S", 600.0, number(0.0), "customer silence in `ai` "
+                                     "before a system message asks if anything else is needed; 0: never")
+    ai_idle_close_s: float = setting(_TIMERS, "AI_IDLE_CLOSE_S", 1800.0, number(0.0), "customer silence in `ai` "
+                                     "before the conversation is closed (reason `inactivity`); 0: never")
+    sla_first_response_s: float = setting(_TIMERS, "SLA_FIRST_RESPONSE_S", 120.0, number(0.0), "business time for "
+                                          "the assignee's first reply, else a `sla_breached` entry; 0: no SLA")
+    human_idle_close_s: float = setting(_TIMERS, "HUMAN_IDLE_CLOSE_S", 3600.0, number(0.0), "customer silence in "
+                                        "`human` before the conversation is closed (reason `inactivity`); 0: never")
+    business_hours: WeeklyHours | None = setting(_TIMERS, "BUSINESS_HOURS", None, HOURS, "when agents are expected, "
+                                                 "e.g. `Mon-Fri 09:00-18:00; Sat 10:00-16:00` (in `BUSINESS_TZ`)",
+                                                 shown_default="unset: always open")
+    business_tz: str = setting(_TIMERS, "BUSINESS_TZ", "Asia/Shanghai", ZONE, "the time zone of `BUSINESS_HOURS`")
+    holidays: tuple[date, ...] = setting(_TIMERS, "HOLIDAYS", (), HOLIDAY_DATES, "dates closed all day (in "
+                                         "`BUSINESS_TZ`), e.g. `2026-10-01,2026-10-02`", shown_default="none")
     db_pool_size: int = setting(_STORAGE, "DB_POOL_SIZE", 10, integer(1), "SQL connection pool size")
     db_table_prefix: str = setting(
         _STORAGE, "DB_TABLE_PREFIX", "", TABLE_PREFIX,
@@ -365,7 +382,7 @@ def _join(values: dict[str, Any], given: set[str]) -> None:
     if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
         values["anonymous_visitors"] = embedded
     if values["redis_cluster"]:
-        _check_cluster(values["redis"])
+        check_cluster(values["redis"])
     if "ai_provider" not in given:
         values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
     if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
@@ -381,13 +398,3 @@ def _check_previous_keys(keys: tuple[str, ...]) -> None:
             raise SettingsError("JWT_PREVIOUS_SECRET_KEYS", f"each key must be at least {MIN_JWT_SECRET_BYTES} bytes "
                                                             f"when DATABASE_URL or REDIS_URL is set, got one of "
                                                             f"{len(key.encode())}")
-
-
-def _check_cluster(redis: RedisConfig | None) -> None:
-    """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
-    if redis is None:
-        raise SettingsError("REDIS_CLUSTER", "needs REDIS_URL: a node of the cluster, e.g. redis://10.0.0.5:6379")
-    if redis.scheme == "unix":
-        raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
-    if redis.db != 0:
-        raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")

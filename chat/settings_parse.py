@@ -183,6 +183,16 @@ def parse_redis_url(url: str, variable: str = "REDIS_URL") -> RedisConfig:
     return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db, scheme=parts.scheme)
 
 
+def check_cluster(redis: RedisConfig | None) -> None:
+    """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
+    if redis is None:
+        raise SettingsError("REDIS_CLUSTER", "needs REDIS_URL: a node of the cluster, e.g. redis://10.0.0.5:6379")
+    if redis.scheme == "unix":
+        raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
+    if redis.db != 0:
+        raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
+
+
 @dataclass(frozen=True)
 class Parser(Generic[T]):
     """Turns a variable's (non-blank) text into a value or a SettingsError; `check` says how, for the docs."""
@@ -317,6 +327,7 @@ class Group(StrEnum):
     AI = "AI"
     WEBSOCKET = "WebSocket"
     ROUTING = "Routing and presence"
+    TIMERS = "Timers and business hours"
     INTEGRATIONS = "Webhooks and data retention"
 
 

@@ -1,18 +1,53 @@
-"""Time helpers: the record keeps ISO 8601 UTC strings, SQL keeps epoch milliseconds."""
+"""Time helpers: the record keeps ISO 8601 UTC strings, SQL keeps epoch milliseconds.
+
+`now_ms` reads the wall clock through one replaceable source, so tests run the service in simulated
+time (`SimulatedClock`): every transition, message and timer then agrees on what "now" is, and a
+test moves it forward instead of sleeping.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 
 
+_wall_ns: Callable[[], int] = time.time_ns
+
+
 def now_ms() -> int:
     """Wall-clock time in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
+    return _wall_ns() // 1_000_000
+
+
+def set_wall_clock(source_ns: Callable[[], int] | None) -> None:
+    """Read "now" from `source_ns` (epoch nanoseconds) from here on; None: the real clock again."""
+    global _wall_ns  # noqa: PLW0603 (the one replaceable source of every now_ms)
+    _wall_ns = source_ns or time.time_ns
+
+
+class SimulatedClock:
+    """Simulated time for tests: starts at the real now and moves only when told."""
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.ms = time.time_ns() // 1_000_000 if start_ms is None else start_ms
+
+    def __call__(self) -> int:
+        """Now, in epoch ms."""
+        return self.ms
+
+    def ns(self) -> int:
+        """Now, in epoch ns (what set_wall_clock reads)."""
+        return self.ms * 1_000_000
+
+    def advance(self, seconds: float) -> int:
+        """Move forward; return the new now in epoch ms."""
+        self.ms += int(seconds * 1000)
+        return self.ms
 
 
 @functools.lru_cache(maxsize=4096)

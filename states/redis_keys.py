@@ -21,16 +21,19 @@ AGENT_PREFIX = "agent:"  # per-agent keys besides presence
 AI_TURN_PREFIX = "ai:turn:"  # transient: a backup skips it
 AI_STREAM_PREFIX = "ai:stream:"  # transient: a backup skips it
 QUOTA_PREFIX = "quota:"  # transient: a backup skips it
+TIMERS_PREFIX = "timers:"  # the due-time index of the state timers (states/timers.py)
 
 AGENTS_TAG = "{agents}"  # the hash tag of every agent-wide key: one cluster slot for all of them
+TIMERS_TAG = "{timers}"  # the hash tag of the timer keys: the claim script's key, one slot
 
 AGENTS_ONLINE = f"{AGENTS_PREFIX}{AGENTS_TAG}:online"  # zset: agents whose status is online, score = ms they set it
 AGENTS_LEASE = f"{AGENTS_PREFIX}{AGENTS_TAG}:lease"  # zset: ms until which an agent counts as connected (heartbeats)
 AGENTS_LAST_ASSIGNED = f"{AGENTS_PREFIX}{AGENTS_TAG}:last_assigned"  # zset: ms of each agent's last assignment
+TIMERS_DUE = f"{TIMERS_PREFIX}{TIMERS_TAG}:due"  # zset: armed timer (name|version|conversation) -> due ms
 EVENTS_CHANNEL = "chat:events"  # pub/sub channel for cross-instance fan-out (the default of BUS_CHANNEL)
 
 # Every key prefix the service writes and a backup keeps: each key below starts with one of them.
-PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, AGENTS_PREFIX, AGENT_PREFIX)
+PREFIXES = (SESSION_PREFIX, PRESENCE_PREFIX, AGENTS_PREFIX, AGENT_PREFIX, TIMERS_PREFIX)
 
 
 def session(conversation_id: str) -> str:

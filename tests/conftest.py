@@ -156,6 +156,21 @@ class Harness:
     async def drain_ai(self) -> None:
         await self.app[keys.AI_RUNNER].drain()
 
+    @property
+    def timers(self):
+        return self.app[keys.TIMERS]
+
+
+@pytest.fixture
+def sim_clock():
+    """Simulated wall-clock time for the whole service (states.clock.now_ms): move it with advance()."""
+    from states.clock import SimulatedClock, set_wall_clock
+
+    clock = SimulatedClock()
+    set_wall_clock(clock.ns)
+    yield clock
+    set_wall_clock(None)
+
 
 @pytest.fixture
 def provider():

@@ -60,6 +60,8 @@ def test_freed_agent(before, after, freed):
 
 def test_left_ai_and_touches_queue():
     assert moved(record("ai"), record("handoff")).left_ai
+    assert moved(record("handoff"), record("human")).left_ai  # the AI answers a waiting one off hours
+    assert not moved(record("human"), record("handoff")).left_ai
     assert moved(record("ai"), record("handoff")).touches_queue
     assert not moved(record("closed"), record("ai")).left_ai
     assert not moved(record("human", "a1"), record("closed")).touches_queue

@@ -105,13 +105,17 @@ async def handle_list_messages(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any
 @endpoint(
     "GET", "/api/v1/conversations/{id}/events", summary="Transition log of a conversation", tag="conversations",
     roles=STAFF, response=EventPage, errors=(404,), path_doc=ID_DOC,
-    description="Every transition, oldest first.",
+    description="Every transition, oldest first, and the entries that are not transitions (`sla_breached`: "
+                "`from_state` = `to_state`, the version unchanged) where they happened.",
 )
 async def handle_list_events(ctx: Ctx) -> dict[str, Any]:
-    """Items E, oldest first."""
+    """Items E, oldest first (a mark after the transition of its version)."""
     conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
     events = await ctx.store.events.list_of(conversation.id)
-    return {"items": [render.event(e) for e in events], "next_cursor": None}
+    marks = await ctx.store.timers.marks_of(conversation.id)
+    entries = [((e.version, 0, e.created_ms), render.event(e)) for e in events]
+    entries += [((m.version, 1, m.created_ms), render.mark(m)) for m in marks]
+    return {"items": [body for _key, body in sorted(entries, key=lambda entry: entry[0])], "next_cursor": None}
 
 
 # --- actions: the same operations as the WebSocket commands ------------------------------------

@@ -8,6 +8,7 @@ from marshmallow import ValidationError, fields, validates_schema
 
 from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Id, Out, Query, Timestamp
+from chat.store.log_stats import CLOSERS
 from chat.store.models import SENDER_TYPES, STATES
 
 
@@ -30,6 +31,8 @@ def _counts(name: str, doc: str, keys: tuple[str, ...]) -> type[Out]:
 
 
 ByState = _counts("ByState", "Conversations created in the window, by their current state.", STATES)
+ByCloser = _counts("ByCloser", "close transitions in the window by actor type; a system close for inactivity (the "
+                   "idle timers) counts as inactivity", CLOSERS)
 BySender = _counts("BySender", "Messages stored in the window, by sender type (private notes count as agent).",
                    SENDER_TYPES)
 
@@ -60,11 +63,32 @@ class StatsOut(Out):
         "average seconds from the first assignment (in the window) to the first agent message after it")
     resolution_avg_s = _seconds("average seconds from creation to the close, of conversations closed in the window")
     messages_by_sender_type = fields.Nested(BySender, required=True)
+    time_with_ai_s = fields.Float(required=True, metadata={
+        "description": "seconds conversations spent in `ai` inside the window (from the transition log)"})
+    time_in_queue_s = fields.Float(required=True, metadata={"description": "seconds spent in `handoff` inside it"})
+    time_with_humans_s = fields.Float(required=True, metadata={"description": "seconds spent in `human` inside it"})
+    ai_time_share = fields.Float(required=True, allow_none=True, metadata={
+        "description": "time_with_ai_s / (time_with_ai_s + time_with_humans_s); null when both are 0"})
+    closes_by_actor = fields.Nested(ByCloser, required=True)
+    reopened = fields.Integer(required=True, metadata={"description": "reopen transitions in the window"})
+    reopen_rate = fields.Float(required=True, metadata={
+        "description": "reopened / close transitions in the window (0 when none closed)"})
+    human_entries = fields.Integer(required=True, metadata={
+        "description": "transitions into `human` in the window (each starts a first-response SLA)"})
+    sla_breached = fields.Integer(required=True, metadata={"description": "sla_breached entries logged in the window"})
+    csat_average = fields.Float(required=True, allow_none=True, metadata={
+        "description": "average CSAT score (1-5) of the closes in the window; null when none was rated"})
+    csat_responses = fields.Integer(required=True, metadata={"description": "closes in the window that were rated"})
+    csat_response_rate = fields.Float(required=True, allow_none=True, metadata={
+        "description": "csat_responses / closes in the window; null when none closed"})
+    sla_met_rate = fields.Float(required=True, allow_none=True, metadata={
+        "description": "1 - sla_breached / human_entries (a running SLA counts as met so far); null when no entry"})
 
 
 @endpoint(
     "GET", "/api/v1/stats", summary="Statistics", tag="stats", roles=STAFF, query=StatsQuery, response=StatsOut,
-    errors=(400,), description="Every figure is computed in SQL over the *_ms columns; see docs/rest.md.",
+    errors=(400,), description="Every figure is computed in SQL over the *_ms columns, the AI-vs-human ones from the "
+                                "event log alone; see docs/rest.md and docs/protocol.md.",
 )
 async def handle_stats(ctx: Ctx, query: dict[str, Any]) -> dict[str, Any]:
     """The figures of the window."""

@@ -5,11 +5,13 @@ socket, and announce what happened as typed events (chat.events) that collaborat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.conversations.assignment import Assignment
 from chat.conversations.canned import Canned
 from chat.conversations.csat import Csat
+from chat.conversations.hours import OfficeHours
 from chat.conversations.labels import Labels
 from chat.conversations.lifecycle import Conversations, actor_of, check_assigned
 from chat.conversations.messages import MAX_CONTENT_CHARS, Messages, check_content
@@ -19,6 +21,7 @@ from chat.presence import Presence
 from chat.quotas import ConversationQuota
 from chat.settings import Settings
 from chat.store import Store
+from states.clock import now_ms
 from states.repository import ConversationRepository
 
 
@@ -37,13 +40,13 @@ class Operations:
 
 
 def build_operations(repository: ConversationRepository, store: Store, events: Events, presence: Presence,
-                     settings: Settings, *, quota: ConversationQuota) -> Operations:
-    """The operations in dependency order."""
+                     settings: Settings, *, quota: ConversationQuota, clock: Callable[[], int] = now_ms) -> Operations:
+    """The operations in dependency order (`clock`: what business hours are read at)."""
     conversations = Conversations(repository, store, events, quota)
     staff = Staff(store)
     return Operations(
         conversations=conversations,
-        messages=Messages(conversations, store, events, settings.handoff_phrases),
+        messages=Messages(conversations, store, events, settings.handoff_phrases, OfficeHours.of(settings, clock)),
         assignment=Assignment(conversations, staff, store, events),
         labels=Labels(conversations, store, events),
         staff=staff,
@@ -61,6 +64,7 @@ __all__ = [
     "Csat",
     "Labels",
     "Messages",
+    "OfficeHours",
     "Operations",
     "Staff",
     "actor_of",

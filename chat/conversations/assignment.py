@@ -85,11 +85,6 @@ class Assignment:
                                               expect_version=current.version)
         return True
 
-    async def release_after_wait(self, conversation_id: str) -> None:
-        """Nobody took the conversation in time: back to the AI, with a message."""
-        await self.conversations.fire_quietly(conversation_id, "release", actor=SYSTEM, reason="handoff_timeout",
-                                              expect_states=(State.HANDOFF.value,))
-
     async def queue(self, team_id: str | None) -> list[dict[str, Any]]:
         """Unassigned conversations in handoff, longest waiting first (one team, or all)."""
         await self.staff.check_team(team_id)

@@ -10,7 +10,7 @@ from chat import metrics, render
 from chat.auth import Identity
 from chat.cursors import Position, next_cursor
 from chat.errors import Forbidden, NotFound, log_failure
-from chat.events import ConversationMoved, Events
+from chat.events import ConversationMoved, ConversationStarted, Events
 from chat.quotas import ConversationQuota
 from chat.render import PublicConversation
 from chat.store import Store
@@ -121,7 +121,12 @@ class Conversations:
         await self.quota.take(identity.user_id)  # the one who starts it, before anything is written
         conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
         metrics.CONVERSATIONS_STARTED.inc()
-        return self._seen(conversation)
+        self._seen(conversation)
+        try:  # created: a collaborator's failure (arming its timers) must not make the start an error
+            await self.events.emit(ConversationStarted(conversation))
+        except Exception as exc:
+            log_failure(log, exc, "after the start of %s: a collaborator failed", conversation.id)
+        return conversation
 
     async def fire(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str | None = None,
                    **data: Any) -> Transition:

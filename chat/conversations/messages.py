@@ -10,6 +10,7 @@ from prometheus_client import Counter
 
 from chat import metrics
 from chat.auth import Identity
+from chat.conversations.hours import OfficeHours
 from chat.conversations.lifecycle import Conversations, actor_of
 from chat.conversations.texts import notice_for
 from chat.errors import Forbidden, Invalid, TooLarge
@@ -57,10 +58,11 @@ class Messages:
     """Storing and reading messages of conversations."""
 
     def __init__(self, conversations: Conversations, store: Store, events: Events,
-                 handoff_phrases: tuple[str, ...]) -> None:
+                 handoff_phrases: tuple[str, ...], office_hours: OfficeHours) -> None:
         self.conversations = conversations
         self.store = store
         self.events = events
+        self.office_hours = office_hours
         self.writer = MessageWriter(store.messages)
         self._phrases = tuple(p.casefold() for p in handoff_phrases)
 
@@ -102,8 +104,11 @@ class Messages:
         )
 
     async def on_moved(self, event: ConversationMoved) -> None:
-        """Tell the customer what the move means for them (a system message)."""
-        text = notice_for(event.transition)
+        """Tell the customer what the move means for them (a system message). A move into the queue
+        outside business hours says when agents are back instead (one notice: the AI answers only
+        messages written after it, so the two never cross)."""
+        queued = event.transition.after.state == State.HANDOFF
+        text = notice_for(event.transition, self.office_hours.back_at() if queued else None)
         if text is not None:
             await self.append(event.transition.after, sender_type="system", content=text)
 
@@ -186,9 +191,16 @@ class Messages:
             await self._customer_wrote(identity, conversation, message)
         return message, created
 
+    def ai_answers(self, state: str) -> bool:
+        """Does the AI answer a customer in this state now (`ai`; `handoff` outside business hours)?"""
+        return self.office_hours.ai_answers(state)
+
     async def _customer_wrote(self, identity: Identity, conversation: Conversation, message: Message) -> None:
-        """In `ai`, a customer's new message asks for a human (a handoff phrase) or for the AI's answer."""
+        """In `ai`, a customer's new message asks for a human (a handoff phrase) or for the AI's answer;
+        in `handoff` outside business hours the AI answers it too."""
         if conversation.state != State.AI:
+            if self.ai_answers(conversation.state):
+                await self.events.emit(CustomerWrote(conversation, message))
             return
         if self.wants_human(message.content):
             await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),

@@ -47,6 +47,7 @@ class Tables:
     messages: str = field(init=False)
     conversation_events: str = field(init=False)
     refresh_tokens: str = field(init=False)
+    conversation_marks: str = field(init=False)
     csat_responses: str = field(init=False)
     canned_responses: str = field(init=False)
     webhooks: str = field(init=False)
@@ -289,6 +290,19 @@ TABLES_V3 = [
     ),
 ]
 
+# The event log's entries that are not transitions (PROTOCOL 4.1: `sla_breached`): at most one of a
+# kind per conversation and version, so a timer claimed twice could not log twice either.
+TABLES_V4 = [
+    Table(
+        "conversation_marks",
+        [f"id {ID}", f"conversation_id {ID}", "version INTEGER NOT NULL", "kind VARCHAR(32) NOT NULL",
+         "state VARCHAR(16) NOT NULL", "agent_id VARCHAR(64) NULL", "team_id VARCHAR(64) NULL",
+         "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)", "UNIQUE (conversation_id, version, kind)"],
+        [("ix_marks_kind", "kind, created_ms")],
+        [("conversation_id", "conversations")],
+    ),
+]
+
 TABLES_V5 = [
     Table(
         # webhook subscriptions (PROTOCOL 6.1); the secret signs the deliveries, so it is kept as given
@@ -324,7 +338,7 @@ TABLES_V5 = [
 
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
 MIGRATIONS: list[tuple[int, list[Step]]] = [
-    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (5, list(TABLES_V5)),
+    (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (4, list(TABLES_V4)), (5, list(TABLES_V5)),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

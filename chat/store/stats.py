@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from chat.store.csat import Csat
 from chat.store.db import Database
+from chat.store.log_stats import LogStats
 from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms
 from states.machine import State, Trigger
@@ -73,9 +75,11 @@ class Closes:
 class Stats:
     """Every SQL statement of the statistics."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, csat: Csat):
         self.db = db
         self._t = db.tables
+        self.log = LogStats(db)
+        self.csat = csat  # the ratings: the customer's, not the event log's
 
     async def figures(self, *, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, Any]:
         """The figures of GET /api/v1/stats (definitions in docs/rest.md)."""
@@ -103,6 +107,8 @@ class Stats:
             "first_response_avg_s": _seconds(response_ms, responses),
             "resolution_avg_s": _seconds(closes.total_ms, closes.count),
             "messages_by_sender_type": await self._messages(window),
+            **await self.log.figures(since_ms, until_ms, team_id),
+            **{f"csat_{name}": value for name, value in (await self.csat.summary(since_ms, until_ms, team_id)).items()},
         }
 
     async def _by_state(self, window: Window) -> dict[str, int]:

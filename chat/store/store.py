@@ -21,6 +21,7 @@ from chat.store.migrations import Migrations
 from chat.store.staff import Staff
 from chat.store.stats import Stats
 from chat.store.teams import Teams
+from chat.store.timers import TimerReads
 from chat.store.webhooks import Webhooks
 
 
@@ -39,8 +40,9 @@ class Store:
         self.accounts = Accounts(db)
         self.teams = Teams(db)
         self.listing = ConversationListing(db, self.labels)
-        self.stats = Stats(db)
+        self.timers = TimerReads(db, self.webhooks)
         self.export = ExportReads(db)
         self.csat = Csat(db, self.webhooks)
+        self.stats = Stats(db, self.csat)
         self.canned = CannedResponses(db)
         self.erasure = Erasure(db, self.webhooks)

@@ -18,6 +18,7 @@ from chat.app import create_app
 from chat.auth import issue_token
 from chat.store.models import CONVERSATION_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
 from chat.store.stats import p90_seconds
+from chat.store.timers import MARK_COLUMNS
 from states.clock import iso_from_ms, ms_from_iso
 
 DAY_S = 86_400
@@ -73,14 +74,22 @@ class Fixture:
         )
         return cid
 
-    async def events(self, cid: str, *transitions: tuple[float, str, str, str]) -> None:
-        for version, (when_s, trigger, from_state, to_state) in enumerate(transitions, start=1):
+    async def events(self, cid: str, *transitions: tuple) -> None:
+        """(when_s, trigger, from_state, to_state[, actor_type, reason]) each; actor system by default."""
+        for version, (when_s, trigger, from_state, to_state, *who) in enumerate(transitions, start=1):
+            actor, reason = (who + ["system", None])[:2] if who else ("system", None)
             await self.db.execute(
                 f"INSERT INTO conversation_events ({EVENT_COLUMNS}) VALUES "
                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (str(uuid.uuid4()), cid, version, trigger, from_state, to_state, "system", None, None, None, None,
+                (str(uuid.uuid4()), cid, version, trigger, from_state, to_state, actor, None, reason, None, None,
                  self.at(when_s)),
             )
+
+    async def breach(self, cid: str, version: int, when_s: float) -> None:
+        await self.db.execute(
+            f"INSERT INTO conversation_marks ({MARK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (str(uuid.uuid4()), cid, version, "sla_breached", "human", "agent-1", None, self.at(when_s)),
+        )
 
     async def messages(self, cid: str, *messages: tuple[float, str, bool]) -> None:
         for seq, (when_s, sender_type, private) in enumerate(messages, start=1):
@@ -134,11 +143,23 @@ async def fixture(api):
     return {"team": team, "team2": team2, "clock": clock}
 
 
-async def test_stats_of_the_window(api, fixture):
+async def test_stats_of_the_window(api, fixture, database_url):
     _, stats = api
     clock = fixture["clock"]
     status, body = await stats(**clock.window())
     assert status == 200, body
+    # the times count every conversation open during the window, also ones other tests left in the
+    # shared MariaDB database from long before it: they are checked per team (below and in the next test)
+    times = {key: body.pop(key) for key in ("time_with_ai_s", "time_in_queue_s", "time_with_humans_s",
+                                            "ai_time_share")}
+    assert times["time_with_ai_s"] >= 163120.0 and times["time_with_humans_s"] >= 86259.5
+    if database_url.startswith("sqlite"):  # a database of this test's own: every figure by hand
+        assert times == {
+            "time_with_ai_s": 163120.0,  # A 10, B 10, C 600, D 100 + 83000 (back with the AI), F 79400
+            "time_in_queue_s": 5720.5,  # A 30.5, B 90 + 300, D 300, E 5000 (its wait since -4000, cut at 0)
+            "time_with_humans_s": 86259.5,  # A 259.5, B 100 + 84900, E 1000
+            "ai_time_share": 0.6541,
+        }
     assert body == {
         "since": clock.iso(0),
         "until": clock.iso(DAY_S),
@@ -156,6 +177,16 @@ async def test_stats_of_the_window(api, fixture):
         "first_response_avg_s": 176.5,  # (59.5 + 450 + 20) / 3
         "resolution_avg_s": 3966.667,  # (300 + 600 + 11000) / 3
         "messages_by_sender_type": {"customer": 4, "ai": 1, "agent": 4, "system": 1},
+        # from the log alone (the times of A B E: team T, D: team2, in the next test)
+        "closes_by_actor": {"customer": 0, "agent": 0, "admin": 0, "ai": 0, "system": 3, "inactivity": 0},
+        "reopened": 0,
+        "reopen_rate": 0.0,
+        "human_entries": 4,  # A 40.5, B 1100 and 1500, E 5000
+        "sla_breached": 0,
+        "sla_met_rate": 1.0,
+        "csat_average": None,  # the ratings table (issue 15's CSAT): none here
+        "csat_responses": 0,
+        "csat_response_rate": 0.0,  # 0 of the 3 closes rated
     }
 
 
@@ -170,8 +201,13 @@ async def test_stats_of_one_team(api, fixture):
     assert (body["queue_waits"], body["queue_wait_avg_s"], body["queue_wait_p90_s"]) == (3, 140.167, 300.0)
     assert (body["first_responses"], body["first_response_avg_s"]) == (3, 176.5)
     assert body["messages_by_sender_type"] == {"customer": 2, "ai": 0, "agent": 4, "system": 0}
+    assert (body["time_with_ai_s"], body["time_in_queue_s"], body["time_with_humans_s"]) == (20.0, 5420.5, 86259.5)
+    assert (body["closes_by_actor"]["system"], body["human_entries"]) == (2, 4)
 
     status, body = await stats(**fixture["clock"].window(), team_id=fixture["team2"])  # D only
+    # D: ai 3000-3100, handoff 3100-3400, back with the AI 3400 to the end of the window
+    assert (body["time_with_ai_s"], body["time_in_queue_s"], body["time_with_humans_s"]) == (83100.0, 300.0, 0.0)
+    assert body["ai_time_share"] == 1.0
     assert body["conversations_by_state"] == {"ai": 1, "handoff": 0, "human": 0, "closed": 0}
     assert (body["started"], body["handed_off"], body["handoff_rate"], body["queue_waits"]) == (1, 1, 1.0, 0)
     assert body["queue_wait_avg_s"] is None and body["queue_wait_p90_s"] is None
@@ -194,6 +230,33 @@ async def test_a_narrow_window_cuts_pairs_by_their_start(api, fixture):
     assert (body["queue_waits"], body["queue_wait_avg_s"]) == (1, 300.0)
     assert body["started"] == 0 and body["first_responses"] == 0
     assert body["messages_by_sender_type"]["agent"] == 1  # B at 1550
+
+
+async def test_closes_by_actor_reopens_and_the_sla_come_from_the_log(api):
+    app, stats = api
+    clock = Clock()
+    f = Fixture(app[keys.STORE].db, clock)
+    team = f"team-{uuid.uuid4().hex[:8]}"  # the MariaDB database is shared: earlier days' open conversations
+    a = await f.conversation(0, "closed", team)  # the customer closes, reopens; idle timers close it
+    await f.events(a, (10, "close", "ai", "closed", "customer"), (20, "reopen", "closed", "ai", "customer"),
+                   (1820, "close", "ai", "closed", "system", "inactivity"))
+    b = await f.conversation(100, "closed", team)  # an agent answers late, then closes
+    await f.events(b, (110, "assign", "ai", "human", "agent"), (400, "close", "human", "closed", "agent"))
+    await f.breach(b, 1, 230)
+    c = await f.conversation(200, "human", team)  # assigned, SLA still running
+    await f.events(c, (210, "assign", "ai", "human", "admin"))
+    d = await f.conversation(300, "closed", team)
+    await f.events(d, (310, "close", "ai", "closed", "admin"))
+    status, body = await stats(**clock.window(), team_id=team)
+    assert status == 200, body
+    assert body["closes_by_actor"] == {"customer": 1, "agent": 1, "admin": 1, "ai": 0, "system": 0, "inactivity": 1}
+    assert (body["reopened"], body["reopen_rate"]) == (1, 0.25)
+    assert (body["human_entries"], body["sla_breached"], body["sla_met_rate"]) == (2, 1, 0.5)
+    # a: ai 0-10 and 20-1820; b: ai 100-110, human 110-400; c: ai 200-210, human to the end; d: ai 300-310
+    assert body["time_with_ai_s"] == 10 + 1800 + 10 + 10 + 10
+    assert body["time_with_humans_s"] == 290 + (DAY_S - 210)
+    status, body = await stats(**clock.window(0, 215), team_id=team)  # cut at 215: c has just been assigned
+    assert body["time_with_humans_s"] == (215 - 110) + (215 - 210) and body["sla_breached"] == 0  # b: at 230
 
 
 async def test_stats_validation(api):

@@ -21,10 +21,20 @@ C = Conversation(id="c1", user_id="u1", agent_type="ai", created_at=T, updated_a
         ("requeue", "agent_offline", texts.REQUEUED),
         ("requeue", "transfer", texts.REQUEUED),
         ("release", "release", texts.RELEASED),
-        ("release", "handoff_timeout", texts.NO_AGENT),
+        ("release", "no_agent", texts.NO_AGENT),
         ("close", "closed by agent", texts.CLOSED),
+        ("close", "inactivity", texts.INACTIVITY),
         ("reopen", "customer wrote again", None),
     ],
 )
 def test_notice_for(trigger, reason, notice):
     assert texts.notice_for(Transition(C, C, trigger, Actor("system"), reason, 0)) == notice
+
+
+def test_a_move_into_the_queue_outside_business_hours_says_when_agents_are_back_instead():
+    queued = Conversation(id="c1", user_id="u1", agent_type="human", created_at=T, updated_at=T, state="handoff")
+    move = Transition(C, queued, "request_handoff", Actor("customer", "u1"), "keyword", 0)
+    text = texts.notice_for(move, ("10月5日（周一）09:00", "Mon Oct 5, 09:00 (Asia/Shanghai)"))
+    assert text is not None and "10月5日（周一）09:00" in text and "Mon Oct 5, 09:00 (Asia/Shanghai)" in text
+    assert texts.HANDOFF not in text
+    assert texts.notice_for(move) == texts.HANDOFF  # open: the usual notice

@@ -89,6 +89,13 @@ def test_mermaid_diagram_is_generated_from_the_table_and_committed(expected_move
     assert text in committed, "docs/states.md is stale: regenerate with `chat-api states diagram`"
 
 
+def test_the_timer_table_is_committed_beside_the_transition_table():
+    from states.timers import timer_table
+
+    committed = (Path(__file__).parents[2] / "docs" / "states.md").read_text()
+    assert timer_table() in committed, "docs/states.md is stale: paste states.timers.timer_table() into it"
+
+
 def test_states_and_agent_types_read_as_their_values():
     assert [str(s) for s in State] == ["ai", "handoff", "human", "closed"]
     assert [f"{a}" for a in AgentType] == ["ai", "human"]

@@ -12,10 +12,11 @@ def test_key_shapes_are_exact():
         "agents:{agents}:online", "agents:{agents}:lease", "agents:{agents}:last_assigned"
     )
     assert redis_keys.EVENTS_CHANNEL == "chat:events"
+    assert redis_keys.TIMERS_DUE == "timers:{timers}:due"  # one key, one hash tag: the claim script's slot
 
 
 def test_every_kept_key_is_under_a_backup_prefix_and_the_turn_lock_is_not():
     kept = [redis_keys.session("c"), redis_keys.presence("a"), redis_keys.agent_load("a"), redis_keys.AGENTS_ONLINE,
-            redis_keys.AGENTS_LEASE, redis_keys.AGENTS_LAST_ASSIGNED]
+            redis_keys.AGENTS_LEASE, redis_keys.AGENTS_LAST_ASSIGNED, redis_keys.TIMERS_DUE]
     assert all(key.startswith(redis_keys.PREFIXES) for key in kept)
     assert not redis_keys.ai_turn("c").startswith(redis_keys.PREFIXES)

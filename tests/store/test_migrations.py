@@ -16,7 +16,7 @@ from chat.store.schema import LATEST_VERSION, MIGRATIONS, Tables
 from tests.conftest import TEST_DATABASE_URL, redis_url
 from tests.legacy_tables import LEGACY_ROWS, create_legacy, fresh_mysql_database
 
-ALL_VERSIONS = [version for version, _ in MIGRATIONS]
+ALL_VERSIONS = [version for version, _ in MIGRATIONS]  # what an upgrade of an empty database applies
 
 
 async def test_upgrade_is_idempotent(store):

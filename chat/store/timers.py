@@ -1,0 +1,108 @@
+"""What a due state timer checks before it acts, and the event log's entries that are not transitions
+(`conversation_marks`: `sla_breached`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from chat.store.db import Database, DuplicateKey
+from chat.store.webhooks import Webhooks
+
+AGENT, CUSTOMER = "agent", "customer"
+
+
+@dataclass(frozen=True)
+class TimerFacts:
+    """What a due timer of a conversation at one version looks at."""
+
+    entered_ms: int  # when the conversation reached that version (its creation for version 0)
+    last_customer_ms: int | None  # the customer's newest message, any state
+    agent_replied: bool  # a non-private agent message at or after entered_ms
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One entry of the event log that is not a transition."""
+
+    id: str
+    conversation_id: str
+    version: int
+    kind: str
+    state: str
+    agent_id: str | None
+    team_id: str | None
+    created_ms: int
+
+
+MARK_COLUMNS = "id, conversation_id, version, kind, state, agent_id, team_id, created_ms"
+
+
+class TimerReads:
+    """The timers' SQL: facts before acting, and the marks they log."""
+
+    def __init__(self, db: Database, webhooks: Webhooks):
+        self.db = db
+        self._t = db.tables
+        self.webhooks = webhooks  # the outbox: an SLA breach is reported in the transaction that logs it
+
+    async def facts(self, conversation_id: str, version: int) -> TimerFacts | None:
+        """The facts of a conversation at a version; None when it has no SQL row."""
+        t = self._t
+        row = await self.db.fetchone(
+            f"SELECT c.created_ms, (SELECT e.created_ms FROM {t.conversation_events} e "
+            "WHERE e.conversation_id = c.id AND e.version = %s), "
+            f"(SELECT MAX(m.created_ms) FROM {t.messages} m WHERE m.conversation_id = c.id AND m.sender_type = %s) "
+            f"FROM {t.conversations} c WHERE c.id = %s",
+            (version, CUSTOMER, conversation_id),
+        )
+        if row is None:
+            return None
+        entered = int(row[1] if row[1] is not None else row[0])
+        replied = await self.db.fetchone(
+            f"SELECT 1 FROM {t.messages} WHERE conversation_id = %s AND sender_type = %s AND private = 0 "
+            "AND created_ms >= %s LIMIT 1",
+            (conversation_id, AGENT, entered),
+        )
+        return TimerFacts(entered, None if row[2] is None else int(row[2]), replied is not None)
+
+    async def add_mark(self, conversation_id: str, version: int, kind: str, *, state: str, agent_id: str | None,
+                       team_id: str | None, at_ms: int, webhook: dict[str, Any] | None = None) -> bool:
+        """Log a mark, and the webhook event `webhook` names (`sla.breached`) in the same transaction when
+        a subscription wants it; False when this conversation already has one of this kind at this version."""
+        try:
+            async with self.db.transaction() as tx:
+                await tx.execute(
+                    f"INSERT INTO {self._t.conversation_marks} ({MARK_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (str(uuid.uuid4()), conversation_id, version, kind, state, agent_id, team_id, at_ms),
+                )
+                if webhook is not None and self.webhooks.wants(webhook["type"]):
+                    await self.webhooks.record(tx, webhook["type"], conversation_id, webhook["data"], lock=True)
+        except DuplicateKey:
+            return False
+        return True
+
+    async def marks_of(self, conversation_id: str) -> list[Mark]:
+        """A conversation's marks, oldest first."""
+        rows = await self.db.fetchall(
+            f"SELECT {MARK_COLUMNS} FROM {self._t.conversation_marks} WHERE conversation_id = %s "
+            "ORDER BY created_ms, version",
+            (conversation_id,),
+        )
+        return [_mark(r) for r in rows]
+
+    async def waiting(self, after_id: str = "", limit: int = 500) -> list[tuple[str, int, int]]:
+        """Conversations in `handoff` by id after `after_id`: (id, version, ms it entered handoff);
+        what a start arms the wait timer of, should it be missing (armed before an upgrade)."""
+        rows = await self.db.fetchall(
+            f"SELECT id, version, handoff_ms, updated_ms FROM {self._t.conversations} WHERE state = %s AND id > %s "
+            "ORDER BY id LIMIT %s",
+            ("handoff", after_id, int(limit)),
+        )
+        return [(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3])) for r in rows]
+
+
+def _mark(row: Any) -> Mark:
+    return Mark(row[0], row[1], int(row[2]), row[3], row[4], row[5], row[6], int(row[7]))

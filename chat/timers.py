@@ -1,0 +1,258 @@
+"""The state timers of PROTOCOL 4.1 at work: armed from the operations' events, fired by one loop per
+instance from the shared due-time index (states/timers.py), each armed timer by one instance only.
+
+Arming: a move disarms the timers of the version it leaves and arms those of the state it enters
+(due from the move's time; business time for the SLA and the queue wait); a start arms the `ai`
+ones; a customer message arms the idle timers again from its time; an agent's first reply ends
+the SLA timer. Firing: the loop sleeps until the earliest due time (at most POLL_S: another instance
+may arm an earlier one) or a wake-up, claims what is due and applies each with the version it was
+armed with: a conversation that moved on is left alone. Before acting, an idle timer looks at the
+customer's newest message in SQL and is armed again from it when it is newer (a lost re-arm, or a
+message that raced the claim), and the SLA timer looks for an agent reply: what Redis says is a
+reminder, SQL decides. `run_due(now_ms)` is the drain mode: tests run due timers in simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from chat import metrics
+from chat.conversations import Conversations, Messages
+from chat.conversations.texts import IDLE_NUDGE
+from chat.errors import NotFound, log_failure
+from chat.events import ConversationMoved, ConversationStarted, Events, MessageStored, SlaBreached
+from chat.settings import Settings
+from chat.store import Store
+from chat.store.messages import Guard
+from states import StaleVersion
+from states.clock import iso_from_ms, now_ms
+from states.record import Conversation
+from states.repository import SYSTEM
+from states.timers import Armed, Effect, TimerIndex, TimerRow, timers_of
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0  # the longest sleep: how soon a timer armed on another instance is seen here
+CLAIM_BATCH = 100
+RETRY_MS = 30_000  # a timer whose effect failed is armed again this much later
+
+
+class Timers:
+    """Arms, claims and applies the state timers; `run()` is the background loop."""
+
+    def __init__(self, index: TimerIndex, conversations: Conversations, messages: Messages, *, store: Store,
+                 events: Events, settings: Settings, clock: Callable[[], int] = now_ms) -> None:
+        self.index = index
+        self.conversations = conversations
+        self.messages = messages
+        self.store = store
+        self.events = events
+        self.settings = settings
+        self.hours = messages.office_hours.hours
+        self.clock = clock
+        self.fired: dict[str, int] = {}  # timer name -> effects applied here (tests, /metrics has the same)
+        self._wake = asyncio.Event()
+        self._sleep_until_ms: int | None = None
+        self._passes = asyncio.Condition()
+        self._started = self._finished = 0  # the loop's passes
+        self._stopping = False
+
+    def subscribe_to(self, events: Events) -> None:
+        """Arm on moves, starts and customer messages; an agent reply ends the SLA timer."""
+        events.subscribe(ConversationMoved, self.on_moved)
+        events.subscribe(ConversationStarted, self.on_started)
+        events.subscribe(MessageStored, self.on_message)
+
+    # --- arming ------------------------------------------------------------------------------
+
+    def after_ms(self, row: TimerRow) -> int:
+        """The timer's delay in ms (0: disabled)."""
+        seconds: float = getattr(self.settings, row.setting)
+        return int(seconds * 1000)
+
+    def enabled(self, state: str) -> tuple[TimerRow, ...]:
+        """The state's timers whose setting is not 0."""
+        return tuple(row for row in timers_of(state) if self.after_ms(row) > 0)
+
+    def due_ms(self, row: TimerRow, start_ms: int) -> int:
+        """When a timer armed at `start_ms` is due (business time where the row says so)."""
+        if row.business_time:
+            return self.hours.add_ms(start_ms, self.after_ms(row))
+        return start_ms + self.after_ms(row)
+
+    async def arm(self, due: dict[Armed, int]) -> None:
+        """Arm timers; wake the loop when one is due before it would look again."""
+        await self.index.arm(due)
+        if due and (self._sleep_until_ms is None or min(due.values()) < self._sleep_until_ms):
+            self._wake.set()
+
+    async def _quietly(self, what: str, conversation_id: str, step: Awaitable[None]) -> None:
+        """Arming follows a committed move or message: a Redis failure here is logged, never the
+        caller's error (the customer's message is stored; an idle timer re-arms from SQL anyway)."""
+        try:
+            await step
+        except Exception as exc:
+            log_failure(log, exc, "could not %s the timers of %s", what, conversation_id)
+
+    async def on_moved(self, event: ConversationMoved) -> None:
+        """Disarm the left version's timers, arm the entered state's."""
+        t = event.transition
+        left = [Armed(row, t.after.id, t.before.version) for row in self.enabled(t.before.state)]
+        entered = {Armed(row, t.after.id, t.after.version): self.due_ms(row, t.at_ms)
+                   for row in self.enabled(t.after.state)}
+        await self._quietly("disarm", t.after.id, self.index.disarm(left))
+        await self._quietly("arm", t.after.id, self.arm(entered))
+
+    async def on_started(self, event: ConversationStarted) -> None:
+        """A new conversation is in `ai` from its creation."""
+        c = event.conversation
+        due = {Armed(row, c.id, c.version): self.due_ms(row, self.clock()) for row in self.enabled(c.state)}
+        await self._quietly("arm", c.id, self.arm(due))
+
+    async def on_message(self, event: MessageStored) -> None:
+        """A customer message counts idle time again; an agent's public reply ends the SLA timer."""
+        c, m = event.conversation, event.message
+        if m.sender_type == "customer":
+            due = {Armed(row, c.id, c.version): self.due_ms(row, m.created_ms)
+                   for row in self.enabled(c.state) if row.idle}
+            await self._quietly("re-arm", c.id, self.arm(due))
+        elif m.sender_type == "agent" and not m.private:
+            ended = [Armed(row, c.id, c.version) for row in self.enabled(c.state) if row.until_agent_reply]
+            await self._quietly("end", c.id, self.index.disarm(ended))
+
+    async def arm_waiting(self) -> int:
+        """Arm the queue-wait timer of every conversation in `handoff` that lacks one (waiting since
+        before an upgrade, or a Redis that lost its index); an armed one keeps its due time."""
+        rows = list(self.enabled("handoff"))
+        if not rows:
+            return 0
+        count, after_id = 0, ""
+        while True:
+            batch = await self.store.timers.waiting(after_id)
+            if not batch:
+                return count
+            for conversation_id, version, entered_ms in batch:
+                for row in rows:
+                    armed = Armed(row, conversation_id, version)
+                    if await self.index.due_of(armed) is None:
+                        await self.arm({armed: self.due_ms(row, entered_ms)})
+                        count += 1
+            after_id = batch[-1][0]
+
+    # --- firing ------------------------------------------------------------------------------
+
+    async def run_due(self, now: int | None = None) -> int:
+        """Claim and apply every timer due at `now` (default: the clock), until none is left (the
+        drain mode); return how many acted here."""
+        at = self.clock() if now is None else now
+        acted = 0
+        while True:
+            claimed = await self.index.claim(at, CLAIM_BATCH)
+            for armed, due in claimed:
+                try:
+                    acted += await self._apply(armed, due, at)
+                except Exception as exc:  # logged and tried again later (SQL down, say); the others still run
+                    log_failure(log, exc, "timer %s of %s failed", armed.timer.name, armed.conversation_id)
+                    await self._quietly("retry", armed.conversation_id, self.arm({armed: at + RETRY_MS}))
+            if len(claimed) < CLAIM_BATCH:
+                return acted
+
+    async def _apply(self, armed: Armed, due_ms: int, now: int) -> bool:
+        """Apply one claimed timer unless its conversation moved on; True when it acted."""
+        row, cid = armed.timer, armed.conversation_id
+        try:
+            conversation = await self.conversations.refresh(cid)  # checked against SQL, the truth of version
+        except NotFound:
+            return False
+        if conversation.version != armed.version or conversation.state != row.state:
+            return False  # moved on: the timer belonged to a version that is gone
+        if row.idle or row.until_agent_reply:
+            facts = await self.store.timers.facts(cid, armed.version)
+            if facts is None or (row.until_agent_reply and facts.agent_replied):
+                return False
+            if row.idle:
+                due = self.due_ms(row, max(facts.entered_ms, facts.last_customer_ms or 0))
+                if due > now:  # the customer wrote since it was armed: count from that message
+                    await self.arm({armed: due})
+                    return False
+        acted = await self._effect(row, conversation, due_ms, now)
+        if acted:
+            self.fired[row.name] = self.fired.get(row.name, 0) + 1
+            metrics.TIMERS_FIRED.labels(row.name).inc()
+        return acted
+
+    async def _effect(self, row: TimerRow, conversation: Conversation, due_ms: int, now: int) -> bool:
+        if row.effect is Effect.TRANSITION:
+            assert row.trigger is not None
+            moved = await self.conversations.fire_quietly(conversation.id, row.trigger.value, actor=SYSTEM,
+                                                          reason=row.reason, expect_version=conversation.version)
+            return moved is not None
+        if row.effect is Effect.NOTICE:
+            guard = Guard(state=conversation.state, version=conversation.version)
+            try:
+                _message, created = await self.messages.append(conversation, guard=guard, sender_type="system",
+                                                               content=IDLE_NUDGE)
+            except StaleVersion as exc:  # moved on meanwhile
+                log.info("%s of %s skipped: %s", row.name, conversation.id, exc)
+                return False
+            return created
+        facts = await self.store.timers.facts(conversation.id, conversation.version)
+        entered = facts.entered_ms if facts is not None else due_ms
+        data = {"conversation_id": conversation.id, "version": conversation.version, "state": conversation.state,
+                "agent_id": conversation.agent_id, "team_id": conversation.team_id,
+                "entered_at": iso_from_ms(entered), "due_at": iso_from_ms(due_ms), "breached_at": iso_from_ms(now)}
+        if not await self.store.timers.add_mark(conversation.id, conversation.version, row.reason,
+                                                state=conversation.state, agent_id=conversation.agent_id,
+                                                team_id=conversation.team_id, at_ms=now,
+                                                webhook={"type": "sla.breached", "data": data}):
+            return False
+        metrics.SLA_BREACHES.inc()
+        await self.events.emit(SlaBreached(conversation, conversation.agent_id, entered, due_ms))
+        return True
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Wake the loop and wait until a whole pass that started after this call is over (tests:
+        move the simulated clock, then drain; nothing sleeps)."""
+        wanted = self._started + 1
+        self._wake.set()
+        async with self._passes:
+            await self._passes.wait_for(lambda: self._finished >= wanted)
+
+    def close(self) -> None:
+        """Stop the loop at its next turn (shutdown; the cleanup also cancels its task)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until closed: apply what is due, then sleep until the next due time, POLL_S or a wake-up."""
+        task = asyncio.current_task()
+        while not self._stopping:
+            if task is not None and task.cancelling():  # a cancel a driver swallowed still ends the loop
+                raise asyncio.CancelledError
+            self._wake.clear()  # before looking: an arm from here on wakes the next sleep
+            self._started += 1
+            this_pass = self._started
+            next_due: int | None = None
+            try:
+                await self.run_due()
+                next_due = await self.index.next_due_ms()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log_failure(log, exc, "timer pass failed")
+            async with self._passes:
+                self._finished = this_pass
+                self._passes.notify_all()
+            now = self.clock()
+            delay_ms = POLL_S * 1000 if next_due is None else min(POLL_S * 1000, max(0, next_due - now))
+            self._sleep_until_ms = now + int(delay_ms)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that meets a wake-up
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay_ms / 1000):
+                    await self._wake.wait()
+            self._sleep_until_ms = None

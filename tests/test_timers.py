@@ -1,0 +1,365 @@
+"""State timers (PROTOCOL 4.1) in simulated time: the table, the atomic claim, each timer's effect,
+the peers' bugs (an SLA clock that outlives the conversation or restarts on a system message, a
+conversation the bot could not hand off left waiting forever) and two instances sharing one index."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from chat import keys
+from chat.auth import Identity
+from chat.conversations import texts
+from chat.events import SlaBreached
+from states import redis_keys
+from states.business_hours import parse_hours
+from states.machine import State
+from states.timers import TIMERS, Armed, TimerIndex, timers_of
+from tests.wsclient import AIError, ScriptedProvider
+
+CUSTOMER = Identity("cust-1", "customer")
+AGENT = Identity("agent-1", "agent")
+NO_IDLE = {"ai_idle_nudge_s": 0, "ai_idle_close_s": 0, "human_idle_close_s": 0}
+
+
+def test_the_table_has_one_row_per_timeout_and_members_round_trip():
+    assert [(r.name, r.state.value, r.setting) for r in TIMERS] == [
+        ("ai_idle_nudge", "ai", "ai_idle_nudge_s"),
+        ("ai_idle_close", "ai", "ai_idle_close_s"),
+        ("handoff_wait", "handoff", "handoff_wait_timeout_s"),
+        ("sla_first_response", "human", "sla_first_response_s"),
+        ("human_idle_close", "human", "human_idle_close_s"),
+    ]
+    assert timers_of(State.CLOSED) == ()
+    armed = Armed(TIMERS[3], "c-1|x", 7)
+    assert armed.member == "sla_first_response|7|c-1|x"
+    assert Armed.parse(armed.member.encode()) == armed
+    assert Armed.parse("unknown|1|c") is None and Armed.parse("handoff_wait|x|c") is None
+
+
+@pytest.fixture(params=["redis", "embedded"])
+async def any_redis(request, redis):
+    """The real Redis, and the embedded mode's in-process one (its Lua runs the claim too)."""
+    if request.param == "redis":
+        yield redis
+        return
+    from chat.embedded_redis import EmbeddedRedis
+
+    client = EmbeddedRedis()
+    yield client
+    await client.aclose()
+
+
+async def test_a_due_timer_is_handed_to_one_claimer_only(any_redis):
+    redis = any_redis
+    await redis.delete(redis_keys.TIMERS_DUE)
+    assert redis_keys.TIMERS_DUE == "timers:{timers}:due"
+    index_a, index_b = TimerIndex(redis), TimerIndex(redis)
+    await index_a.arm({Armed(TIMERS[0], f"c{i}", 0): 1000 + i for i in range(60)})
+    await index_a.arm({Armed(TIMERS[0], "later", 0): 5000})
+    got_a, got_b = await asyncio.gather(index_a.claim(2000, 7), index_b.claim(2000, 100))
+    rest = await index_a.claim(2000, 100)
+    ids = [a.conversation_id for a, _ in got_a + got_b + rest]
+    assert sorted(ids) == sorted(f"c{i}" for i in range(60))  # each once
+    assert await index_a.next_due_ms() == 5000
+    await redis.delete(redis_keys.TIMERS_DUE)
+
+
+async def messages(h, cid):
+    return await h.app[keys.STORE].messages.list_of(cid, include_private=True)
+
+
+async def events(h, cid):
+    return await h.app[keys.STORE].events.list_of(cid)
+
+
+async def test_ai_idle_nudges_once_then_closes_for_inactivity(harness_factory, sim_clock):
+    h = await harness_factory()
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
+    await h.drain_ai()
+    sim_clock.advance(599)
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id) if m.sender_type == "system"] == []
+    sim_clock.advance(2)
+    await h.timers.drain()
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id) if m.sender_type == "system"] == [texts.IDLE_NUDGE]
+    sim_clock.advance(1200)
+    await h.timers.drain()
+    closed = (await events(h, c.id))[-1]
+    assert (closed.trigger, closed.actor_type, closed.reason) == ("close", "system", "inactivity")
+    assert (await h.repository.get(c.id)).state == "closed"
+    assert h.timers.fired == {"ai_idle_nudge": 1, "ai_idle_close": 1}
+
+
+async def test_a_customer_message_counts_idle_time_again(harness_factory, sim_clock):
+    h = await harness_factory(ai_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.messages.send(CUSTOMER, c.id, content="one", client_msg_id="m1")
+    sim_clock.advance(500)
+    await h.ops.messages.send(CUSTOMER, c.id, content="two", client_msg_id="m2")
+    await h.drain_ai()
+    sim_clock.advance(101)  # 601 s after the first message, 101 s after the second
+    await h.timers.drain()
+    assert h.timers.fired == {}
+    sim_clock.advance(500)
+    await h.timers.drain()
+    assert h.timers.fired == {"ai_idle_nudge": 1}
+
+
+async def test_a_lost_re_arm_is_caught_by_the_check_before_acting(harness_factory, sim_clock):
+    h = await harness_factory(ai_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    index = h.timers.index
+    await index.disarm([Armed(TIMERS[0], c.id, 0)])
+    await index.arm({Armed(TIMERS[0], c.id, 0): sim_clock() + 600_000})  # armed at the start
+    sim_clock.advance(500)
+    await h.ops.messages.send(CUSTOMER, c.id, content="x", client_msg_id="m1")
+    await index.arm({Armed(TIMERS[0], c.id, 0): sim_clock() + 100_000})  # as if the re-arm got lost
+    sim_clock.advance(101)
+    await h.timers.drain()
+    assert h.timers.fired == {}  # the customer wrote 101 s ago: armed again from that message
+    assert await index.due_of(Armed(TIMERS[0], c.id, 0)) == sim_clock() - 101_000 + 600_000
+
+
+async def test_a_timer_of_a_version_that_moved_on_does_nothing(harness_factory, sim_clock):
+    h = await harness_factory(sla_first_response_s=0, human_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    stale = Armed(TIMERS[1], c.id, 0)
+    await h.ops.assignment.claim(AGENT, c.id)  # version 1: the `ai` timers are disarmed...
+    assert await h.timers.index.due_of(stale) is None
+    await h.timers.index.arm({stale: sim_clock()})  # ...and one that lingers anyway is ignored
+    sim_clock.advance(1)
+    await h.timers.drain()
+    assert (await h.repository.get(c.id)).state == "human" and h.timers.fired == {}
+
+
+async def test_a_silent_customer_with_an_agent_is_closed_for_inactivity(harness_factory, sim_clock):
+    h = await harness_factory(sla_first_response_s=0, presence_grace_s=10**6)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(1800)  # the AI's idle timers belonged to version 0
+    await h.timers.drain()
+    await h.ops.messages.send(CUSTOMER, c.id, content="still here", client_msg_id="m1")
+    sim_clock.advance(3599)
+    await h.timers.drain()
+    assert (await h.repository.get(c.id)).state == "human"
+    sim_clock.advance(2)
+    await h.timers.drain()
+    last = (await events(h, c.id))[-1]
+    assert (last.trigger, last.from_state, last.actor_type, last.reason) == ("close", "human", "system", "inactivity")
+    assert (await messages(h, c.id))[-1].content == texts.INACTIVITY
+    assert h.timers.fired == {"human_idle_close": 1}
+
+
+async def test_zero_disables_a_timer(harness_factory, sim_clock):
+    h = await harness_factory(**NO_IDLE)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
+    members = await h.app[keys.REDIS].zrange(redis_keys.TIMERS_DUE, 0, -1)
+    assert [m for m in members if c.id.encode() in m] == []
+
+
+# --- the SLA of the first human response ---------------------------------------------------------
+
+
+def breaches(h):
+    seen: list[SlaBreached] = []
+    h.app[keys.EVENTS].subscribe(SlaBreached, seen.append)
+    return seen
+
+
+async def marks(h, cid):
+    return [(m.kind, m.state, m.agent_id) for m in await h.app[keys.STORE].timers.marks_of(cid)]
+
+
+async def test_no_first_reply_in_time_logs_one_sla_breach_and_moves_nothing(harness_factory, sim_clock):
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    seen = breaches(h)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.conversations.request_handoff(CUSTOMER, c.id)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(119)
+    await h.timers.drain()
+    assert await marks(h, c.id) == []
+    sim_clock.advance(2)
+    await h.timers.drain()
+    assert await marks(h, c.id) == [("sla_breached", "human", "agent-1")]
+    assert [(e.conversation.id, e.agent_id) for e in seen] == [(c.id, "agent-1")]
+    after = await h.repository.get(c.id)
+    assert (after.state, after.version) == ("human", 2)  # a log entry, not a transition
+    token = h.token("admin-1", "admin")
+    resp = await h.client.get(f"/api/v1/conversations/{c.id}/events", headers={"Authorization": f"Bearer {token}"})
+    log = (await resp.json())["items"]
+    assert [(e["version"], e["trigger"], e["from_state"], e["to_state"], e["actor_type"]) for e in log] == [
+        (1, "request_handoff", "ai", "handoff", "customer"), (2, "assign", "handoff", "human", "agent"),
+        (2, "sla_breached", "human", "human", "system")]
+
+
+async def test_a_reply_in_time_meets_the_sla(harness_factory, sim_clock):
+    h = await harness_factory(**NO_IDLE)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(60)
+    await h.ops.messages.send(AGENT, c.id, content="private first", client_msg_id="n1", private=True)
+    assert await h.timers.index.due_of(Armed(TIMERS[3], c.id, 1)) is not None  # a note is no reply
+    await h.ops.messages.send(AGENT, c.id, content="hi, how can I help?", client_msg_id="a1")
+    assert await h.timers.index.due_of(Armed(TIMERS[3], c.id, 1)) is None
+    await h.timers.index.arm({Armed(TIMERS[3], c.id, 1): sim_clock()})  # even if it were still armed
+    sim_clock.advance(120)
+    await h.timers.drain()
+    assert await marks(h, c.id) == []
+
+
+async def test_the_sla_clock_stops_when_the_conversation_is_closed(harness_factory, sim_clock):
+    """Chatwoot #10178: the SLA went on counting (and breaching) after the conversation was resolved."""
+    h = await harness_factory(**NO_IDLE)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(30)
+    await h.ops.conversations.close(AGENT, c.id)
+    sim_clock.advance(3600)
+    await h.timers.drain()
+    assert await marks(h, c.id) == [] and h.timers.fired == {}
+
+
+async def test_system_messages_at_the_handoff_do_not_restart_the_sla(harness_factory, sim_clock):
+    """Chatwoot PR #13336: a system message posted at the handoff restarted the SLA clock."""
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.conversations.request_handoff(CUSTOMER, c.id)  # the HANDOFF notice
+    sim_clock.advance(50)
+    await h.ops.assignment.claim(AGENT, c.id)  # the SLA starts here, with the ASSIGNED notice
+    sim_clock.advance(60)
+    await h.ops.messages.append(await h.repository.get(c.id), sender_type="system", content="a notice")
+    await h.ops.messages.send(CUSTOMER, c.id, content="anyone?", client_msg_id="m1")
+    sim_clock.advance(61)  # 121 s after the claim, 61 s after the last system message
+    await h.timers.drain()
+    assert await marks(h, c.id) == [("sla_breached", "human", "agent-1")]
+
+
+def shanghai_ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
+
+
+async def test_the_sla_counts_business_time_only(harness_factory, sim_clock):
+    sim_clock.ms = shanghai_ms(2027, 1, 4, 17, 59)  # a Monday, a minute before closing
+    h = await harness_factory(**NO_IDLE, business_hours=parse_hours("Mon-Fri 09:00-18:00"), presence_grace_s=10**6)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.ms = shanghai_ms(2027, 1, 5, 9, 0, 30)  # one minute before the close, 30 s after opening
+    await h.timers.drain()
+    assert await marks(h, c.id) == []
+    sim_clock.ms = shanghai_ms(2027, 1, 5, 9, 1, 1)
+    await h.timers.drain()
+    assert await marks(h, c.id) == [("sla_breached", "human", "agent-1")]
+
+
+# --- the queue wait ---------------------------------------------------------------------------
+
+
+async def test_a_conversation_the_bot_could_not_hand_off_goes_back_to_the_ai(harness_factory, sim_clock):
+    """Chatwoot #15688: after a failed bot handoff the conversation stayed pending forever."""
+    provider = ScriptedProvider([AIError("http_500", "boom", status=500)])
+    h = await harness_factory(provider_=provider, handoff_wait_timeout_s=300, **NO_IDLE)
+    cust = await h.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="m1", content="help")
+    await h.drain_ai()
+    assert (await h.repository.get(cid)).state == "handoff"  # ai_failure, and no agent online
+    sim_clock.advance(301)
+    await h.timers.drain()
+    last = (await events(h, cid))[-1]
+    assert (last.trigger, last.from_state, last.to_state, last.reason) == ("release", "handoff", "ai", "no_agent")
+    assert (await messages(h, cid))[-1].content == texts.NO_AGENT
+    provider.chunks = ["back ", "again"]
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="m2", content="still there?")
+    await h.drain_ai()
+    assert (await messages(h, cid))[-1].content == "back again"  # the AI continues
+
+
+async def test_a_start_arms_the_wait_of_conversations_queued_without_a_timer(harness_factory, sim_clock):
+    h = await harness_factory(handoff_wait_timeout_s=300, **NO_IDLE)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.conversations.request_handoff(CUSTOMER, c.id)
+    armed = Armed(TIMERS[2], c.id, 1)
+    due = await h.timers.index.due_of(armed)
+    await h.timers.index.disarm([armed])  # as if armed before the upgrade, or Redis lost its index
+    assert await h.timers.arm_waiting() == 1
+    assert await h.timers.index.due_of(armed) == due
+    assert await h.timers.arm_waiting() == 0
+
+
+# --- two instances ---------------------------------------------------------------------------------
+
+
+async def test_a_hundred_due_timers_on_two_instances_each_fire_exactly_once(
+        harness_factory, mysql_database_url, sim_clock):
+    settings = {"ai_idle_nudge_s": 60, "ai_idle_close_s": 0, "routing": "manual"}
+    a = await harness_factory(database_url=mysql_database_url, **settings)
+    b = await harness_factory(database_url=mysql_database_url, **settings)
+    ids = [(await a.ops.conversations.start(Identity(f"cust-{i}", "customer"))).id for i in range(100)]
+    sim_clock.advance(61)
+    await asyncio.gather(a.timers.drain(), b.timers.drain(), a.timers.drain(), b.timers.drain())
+    nudges = await a.app[keys.STORE].db.fetchall(
+        "SELECT conversation_id, COUNT(*) FROM messages WHERE sender_type = 'system' AND content = %s "
+        "GROUP BY conversation_id", (texts.IDLE_NUDGE,))
+    counts = {cid: n for cid, n in nudges if cid in set(ids)}
+    assert counts == dict.fromkeys(ids, 1)
+    assert a.timers.fired.get("ai_idle_nudge", 0) + b.timers.fired.get("ai_idle_nudge", 0) == 100
+
+
+async def test_a_redis_failure_while_arming_is_logged_not_the_senders_error(harness_factory, monkeypatch, caplog):
+    from redis.exceptions import ConnectionError as RedisDown
+
+    h = await harness_factory()
+    c = await h.ops.conversations.start(CUSTOMER)
+
+    async def down(_due):
+        raise RedisDown("gone")
+
+    monkeypatch.setattr(h.timers.index, "arm", down)
+    message = await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
+    assert message.seq == 1 and "could not re-arm the timers of" in caplog.text
+
+
+async def test_a_timer_whose_effect_failed_is_tried_again_later(harness_factory, sim_clock, monkeypatch):
+    from chat.store import DatabaseError
+
+    h = await harness_factory(ai_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    real = h.timers.store.timers.facts
+
+    async def down(*args):
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(h.timers.store.timers, "facts", down)
+    sim_clock.advance(601)
+    await h.timers.drain()
+    assert h.timers.fired == {}
+    assert await h.timers.index.due_of(Armed(TIMERS[0], c.id, 0)) == sim_clock() + 30_000
+    monkeypatch.setattr(h.timers.store.timers, "facts", real)
+    sim_clock.advance(31)
+    await h.timers.drain()
+    assert h.timers.fired == {"ai_idle_nudge": 1}
+
+
+async def test_a_breach_goes_to_the_outbox_with_its_log_entry_when_a_webhook_wants_it(harness_factory, sim_clock):
+    import orjson
+
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    store = h.app[keys.STORE]
+    await store.webhooks.create("https://example.com/hook", ["sla.breached"], None)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.assignment.claim(AGENT, c.id)
+    sim_clock.advance(121)
+    await h.timers.drain()
+    rows = await store.db.fetchall("SELECT event_type, body FROM webhook_deliveries WHERE conversation_id = %s",
+                                   (c.id,))
+    assert [r[0] for r in rows] == ["sla.breached"]
+    data = orjson.loads(rows[0][1])["data"]
+    assert (data["conversation_id"], data["version"], data["agent_id"], data["state"]) == (c.id, 1, "agent-1", "human")
