@@ -145,10 +145,12 @@ class Migrations:
             warnings.simplefilter("ignore")
             for statement in render(SCHEMA_VERSION, self.db.dialect, self.tables):
                 await self.db.execute(statement)
-        current = await self.version()
+        # every version not recorded yet, not only those above the highest: two branches' versions may
+        # land in either order, and each step is safe to run again
+        done = {int(r[0]) for r in await self.db.fetchall(f"SELECT version FROM {self.tables.schema_version}")}
         applied = []
         for version, steps in MIGRATIONS:
-            if version <= current:
+            if version in done:
                 continue
             for step in steps:
                 if isinstance(step, AddColumn):

@@ -51,6 +51,27 @@ async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows
         await db.close()
 
 
+async def test_a_version_missing_below_the_highest_is_applied(database_url, monkeypatch):
+    """Versions from two branches may land in either order: one recorded above another never skips it."""
+    from chat.store import migrations
+
+    prefix = f"gap_{os.getpid()}_"
+    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
+    try:
+        store = Store(db)
+        missing = MIGRATIONS[-2]
+        monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m is not missing])
+        assert missing[0] not in await store.migrations.upgrade()
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        assert await store.migrations.upgrade() == [missing[0]]
+        assert await store.migrations.upgrade() == []
+        assert await store.migrations.differences() == []
+    finally:
+        for table in reversed(db.tables.all()):
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
+
+
 @pytest.fixture(params=["mysql", "sqlite"])
 def legacy_config(request, tmp_path):
     """A new database holding only the old system's tables and rows."""
