@@ -11,18 +11,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser.conftest import Service, unique
 from tests.browser.console_page import Console, staff
-from tests.browser.widget_page import Widget, open_host
-
-# Records every text the widget's streaming element shows, so the test sees the stream even when
-# the offline echo provider finishes it within milliseconds.
-RECORD_WIDGET_STREAM = """() => {
-  const root = document.querySelector('[data-chat-api-widget]').shadowRoot;
-  const stream = root.querySelector('[data-testid=widget-ai-stream]');
-  window.__streamed = [];
-  new MutationObserver(() => {
-    if (!stream.hidden && stream.textContent) window.__streamed.push(stream.textContent);
-  }).observe(stream, {childList: true, characterData: true, subtree: true, attributes: true});
-}"""
+from tests.browser.widget_page import RECORD_STREAM, Widget, open_host
 
 
 async def shown_once(console: Console, widget: Widget) -> list[int]:
@@ -40,7 +29,7 @@ async def customer_asks_for_a_human(shop: Page, service: Service) -> tuple[Widge
     await open_host(shop, service.url, token=service.token(unique("cust")))
     widget = Widget(shop)
     await widget.open()
-    await shop.evaluate(RECORD_WIDGET_STREAM)
+    await shop.evaluate(RECORD_STREAM)
     await widget.write("Hello, my parcel is late")
     await expect(widget.message(2)).to_have_attribute("data-sender-type", "ai")
     assert await shop.evaluate("window.__streamed"), "the reply was never shown while it streamed"

@@ -13,19 +13,8 @@ import aiohttp
 from playwright.async_api import Page, WebSocketRoute, expect
 
 from tests.browser.conftest import UI_TIMEOUT_MS, Service, unique
-from tests.browser.widget_page import Widget, open_host
+from tests.browser.widget_page import RECORD_STREAM, Widget, open_host
 from tests.wsclient import WS
-
-# Records every text the streaming element shows (a MutationObserver in the widget's shadow root), so
-# a test sees the stream even when the offline echo provider finishes it within milliseconds.
-RECORD_STREAM = """() => {
-  const root = document.querySelector('[data-chat-api-widget]').shadowRoot;
-  const stream = root.querySelector('[data-testid=widget-ai-stream]');
-  window.__streamed = [];
-  new MutationObserver(() => {
-    if (!stream.hidden && stream.textContent) window.__streamed.push(stream.textContent);
-  }).observe(stream, {childList: true, characterData: true, subtree: true, attributes: true});
-}"""
 
 
 async def widget_for(page: Page, service: Service, user: str | None = None, **kwargs: object) -> Widget:

@@ -11,6 +11,17 @@ import html
 
 from playwright.async_api import Locator, Page, Route, expect
 
+# Records every text the streaming element shows (a MutationObserver in the widget's shadow root), so
+# a test sees the stream even when the offline echo provider finishes it within milliseconds.
+RECORD_STREAM = """() => {
+  const root = document.querySelector('[data-chat-api-widget]').shadowRoot;
+  const stream = root.querySelector('[data-testid=widget-ai-stream]');
+  window.__streamed = [];
+  new MutationObserver(() => {
+    if (!stream.hidden && stream.textContent) window.__streamed.push(stream.textContent);
+  }).observe(stream, {childList: true, characterData: true, subtree: true, attributes: true});
+}"""
+
 HOST_PATH = "/test-shop/"  # not a route of the service: the test's own page, served by interception
 
 
