@@ -8,13 +8,13 @@ rebuilt from the scrubbed rows the next time it is missing.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from chat.bus import Interest
 from chat.store import Store
 from chat.store.erasure import Erased
 from states import redis_keys
+from states.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ class Eraser:
                         redis_keys.ai_stream(self.interest.conversation(conversation_id))):
                 await self.redis.delete(key)
 
-    async def purge(self, now_ms: int | None = None) -> int:
+    async def purge(self, at_ms: int | None = None) -> int:
         """Scrub every conversation closed more than RETENTION_DAYS ago, in batches, logging progress;
         how many were scrubbed (0 when retention is off)."""
         if self.retention_days <= 0:
             return 0
-        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - self.retention_days * DAY_MS
+        cutoff = (at_ms if at_ms is not None else now_ms()) - self.retention_days * DAY_MS
         total = 0
         while done := await self.store.erasure.purge_closed_before(cutoff, limit=PURGE_BATCH):
             await self._forget(done)

@@ -20,7 +20,6 @@ import ipaddress
 import logging
 import random
 import socket
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from aiohttp.resolver import DefaultResolver
 
 from chat import metrics
 from chat.store.webhooks import DELIVERED, EXCERPT_BYTES, FAILED, PENDING, Claimed, Webhooks
+from states.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class Deliverer:
         self.allow_private = allow_private
         self.poll_s = poll_s
         self.timeout_s = timeout_s
-        self.clock: Clock = clock or (lambda: int(time.time() * 1000))
+        self.clock: Clock = clock or now_ms
         self.rng = rng
         self.batch = BATCH
         self.sent = 0
