@@ -8,9 +8,17 @@ ended (stored, or interrupted): what a resume reads then tells it which turn's d
 send. Each delta is appended and published by one script (`Bus.publish_scripted`: one EVAL in the
 bus's pipeline, the cost of the SPUBLISH it replaces), which appends only while the list is still
 that turn's with every earlier delta in it; so once a turn was ended (a takeover on any instance, a
-close, a newer turn) none of its deltas goes out any more, and a reader that subscribed and then read
-the list has every delta either in the text it read or arriving live after it (the hub holds back a
-resuming socket's frames until its reply is sent and drops the deltas the reply already holds).
+close, a newer turn) none of its deltas goes to another instance any more, and a reader that subscribed
+and then read the list has every delta either in the text it read or arriving live after it (the hub
+holds back a resuming socket's frames until its reply is sent and drops the deltas the reply already
+holds).
+
+The turn's own instance delivers each delta to its sockets at once, before the script runs (the chunk
+is not kept waiting for a Redis round trip), as long as it knows the turn is live: it has not ended the
+turn and no `ai.interrupted` of it has reached this instance (`LiveTurns`). So a socket may get a delta
+whose append then failed, always before the `ai.interrupted` that ended its turn, never after it. A
+resume on this instance reads the list behind every append queued so far (`Bus.read_in_order`), so a
+delta delivered here before the socket subscribed is in what it reads.
 
 A turn that ends without being stored sends `ai.interrupted` {conversation_id, turn_id, reason}.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -144,6 +153,32 @@ def _frame(type_: str, data: dict[str, Any]) -> Frame:
     return {"type": type_, "data": data}
 
 
+class LiveTurns:
+    """The turns streaming on this instance, by id (held weakly: a turn its runner dropped is gone). An
+    `ai.interrupted` this instance delivers to its sockets ends its turn here first, so the turn delivers
+    none of its later deltas here, even before its own append learns the stream was ended."""
+
+    def __init__(self) -> None:
+        self._turns: weakref.WeakValueDictionary[str, Turn] = weakref.WeakValueDictionary()
+
+    def add(self, turn: Turn) -> None:
+        """A turn begun here."""
+        self._turns[turn.turn_id] = turn
+
+    def watching(self, deliver: Callable[[ToConversation], object]) -> Callable[[ToConversation], object]:
+        """`deliver` for the conversations' bus messages, noting each `ai.interrupted` before delivering it."""
+        turns = self._turns
+
+        def receive(message: ToConversation) -> object:
+            if turns and message.frame.get("type") == "ai.interrupted":
+                turn = turns.get(message.frame["data"].get("turn_id"))
+                if turn is not None:
+                    turn.ended = True
+            return deliver(message)
+
+        return receive
+
+
 class Turn:
     """One AI turn's stream: its deltas, and how it ends."""
 
@@ -156,14 +191,17 @@ class Turn:
         self.ended = False
 
     async def delta(self, text: str) -> bool:
-        """Append and publish the next delta; False when the turn's stream was ended meanwhile (by a
-        takeover or a close on any instance, or a newer turn): nothing more of it is to be sent."""
+        """Deliver the next delta here at once, then append and publish it; False when the turn's stream
+        was ended meanwhile (by a takeover or a close on any instance, or a newer turn): nothing more of
+        it is to be sent."""
+        if self.ended:
+            return False
         c = self.conversation
         data = {"conversation_id": c.id, "reply_to": self.reply_to, "turn_id": self.turn_id,
                 "index": self.next_index, "delta": text}
         sent = await self._streams.bus.publish_scripted(
             ToConversation(c.id, c.user_id, _frame("ai.delta", data)), APPEND_SCRIPT, [self._streams.key(c.id)],
-            [self.turn_id, self.next_index, text, STREAM_TTL_MS])
+            [self.turn_id, self.next_index, text, STREAM_TTL_MS], deliver_first=True)
         if not sent:
             self.ended = True
             return False
@@ -227,11 +265,12 @@ class AIStreams:
     """The streams of AI replies, in Redis: begun and written by the AI turns, read by resume and watch,
     ended by the turns or by a move out of `ai` (on whichever instance makes it)."""
 
-    def __init__(self, redis: Redis, bus: Bus, interest: Interest,
+    def __init__(self, redis: Redis, bus: Bus, interest: Interest, live: LiveTurns | None = None,
                  new_turn_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.redis = redis
         self.bus = bus
         self.interest = interest
+        self.live = live if live is not None else LiveTurns()
         self._new_turn_id = new_turn_id
 
     def subscribe_to(self, events: Events) -> None:
@@ -245,6 +284,7 @@ class AIStreams:
     async def begin(self, conversation: Conversation, reply_to: str) -> Turn:
         """A new turn answering `reply_to`; a live turn it replaces is interrupted (`superseded`)."""
         turn = Turn(self, conversation, reply_to, self._new_turn_id())
+        self.live.add(turn)
         replaced = await self.redis.eval(BEGIN_SCRIPT, 1, self.key(conversation.id), turn.turn_id, reply_to,
                                          STREAM_TTL_MS)
         if replaced:
@@ -252,8 +292,9 @@ class AIStreams:
         return turn
 
     async def read(self, conversation_id: str) -> Snapshot:
-        """The conversation's stream now (resume and watch read it after subscribing)."""
-        return _snapshot(await self.redis.lrange(self.key(conversation_id), 0, -1))
+        """The conversation's stream now (resume and watch read it after subscribing), behind every
+        append this instance queued (a delta delivered here is in it, or its turn is seen ended)."""
+        return _snapshot(await self.bus.read_in_order("LRANGE", self.key(conversation_id), 0, -1))
 
     async def end(self, conversation: Conversation, turn_id: str, reason: str | None) -> bool:
         """End the turn's live stream, with `ai.interrupted` when a reason is given; False when it was not live."""

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from chat import apidocs, keys
 from chat.ai import Provider, build_provider
-from chat.ai_stream import AIStreams
+from chat.ai_stream import AIStreams, LiveTurns
 from chat.ai_turn import AIRunner
 from chat.api import health, http_metrics, routes
 from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
@@ -87,10 +87,12 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard) -> Callable[[BusMessage], object]:
-    """Messages from the bus, dispatched by type to the hub, to presence's roster and to the accounts' guard."""
+def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard,
+                  live: LiveTurns) -> Callable[[BusMessage], object]:
+    """Messages from the bus, dispatched by type to the hub (the AI turns streaming here noting each
+    `ai.interrupted` first), to presence's roster and to the accounts' guard."""
     receivers: dict[type, Callable[[Any], object]] = {
-        ToConversation: hub.to_conversation,
+        ToConversation: live.watching(hub.to_conversation),
         ToUser: hub.to_user,
         ToAgents: hub.to_agents,
         PresenceChanged: presence.roster.apply,
@@ -127,9 +129,10 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     interest = Interest(settings.bus_channel)
     hub = Hub(presence.roster, interest)
     accounts = AccountGuard(ActiveUsers(store.staff, settings.active_check_s), hub, store.staff)
-    bus = Bus(redis, _bus_receiver(hub, presence, accounts), interest)
+    live = LiveTurns()
+    bus = Bus(redis, _bus_receiver(hub, presence, accounts, live), interest)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)
-    streams = AIStreams(redis, bus, interest)
+    streams = AIStreams(redis, bus, interest, live)
     runner = AIRunner(ops.conversations, ops.messages, store=store, redis=redis, streams=streams,
                       provider=app[keys.AI_PROVIDER], settings=settings)
     publisher = Publisher(bus, ops.conversations, csat_enabled=settings.csat_enabled)

@@ -66,22 +66,32 @@ async def two_instances(harness_factory, mysql_database_url, provider):
     return a, b
 
 
+@pytest.mark.parametrize("where", ["other", "same"])
 @pytest.mark.parametrize("k", [1, 3, len(CHUNKS)])
-async def test_a_customer_resuming_on_another_instance_at_delta_k_ends_with_the_stored_reply(
-        harness_factory, mysql_database_url, k):
+async def test_a_customer_resuming_at_delta_k_ends_with_the_stored_reply(harness_factory, mysql_database_url, k,
+                                                                        where):
+    """On the other instance the deltas arrive from Redis after their append; on the turn's own instance
+    they are delivered before it, and the resume's read must still see every one delivered before it."""
     provider = StepProvider(list(CHUNKS))
     a, b = await two_instances(harness_factory, mysql_database_url, provider)
     ws_a, cid, asked = await ask(a)
     provider.allow(k)
     seen = await deltas_until(ws_a, k)
     assert [d["index"] for d in seen] == list(range(k)) and len({d["turn_id"] for d in seen}) == 1
-    await ws_a.close()  # the customer's connection drops; it comes back on the other instance
+    await ws_a.close()  # the customer's connection drops; it comes back on either instance
 
-    ws_b = await b.connect("cust-1")
+    ws_b = await (b if where == "other" else a).connect("cust-1")
     provider.allow(len(CHUNKS) - k)  # the rest streams while the resume runs: the race it must win
     page = await ws_b.ok("conversation.resume", conversation_id=cid)
-    assert [f for f in ws_b.events if f["type"] == "ai.delta"] == []  # nothing before the reply
     stream = page["ai_stream"]
+    early = [f for f in ws_b.events if f["type"] == "ai.delta"]  # before the reply
+    if where == "other":
+        assert early == []  # that instance heard nothing of the conversation before the resume subscribed
+    elif stream is not None:  # the customer's socket hears its conversations: each delta before the reply is in S
+        assert [f["data"]["index"] for f in early] == list(range(k, k + len(early)))
+        assert all(f["data"]["index"] <= stream["index"] for f in early)
+    for frame in early:
+        ws_b.events.remove(frame)
     in_page = [m for m in page["messages"] if m["sender_type"] == "ai"]
     if in_page:  # the reply was stored before the resume read it: no stream then, and no delta after it
         assert stream is None and in_page[0]["content"] == "".join(CHUNKS)

@@ -67,7 +67,14 @@ class Scripted:
     args: Sequence[Any]  # the channel and the payload follow them
 
 
-Outgoing = Payload | Scripted
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A read that runs after everything published and every script queued before it (`read_in_order`)."""
+
+    command: tuple[Any, ...]
+
+
+Outgoing = Payload | Scripted | Read
 ORIGIN_BYTES = 12
 # The longest a command waits for Redis to confirm a new subscription before reading what it replays
 # (a Redis that stopped answering on a connection not yet seen as lost); when the subscriber's
@@ -102,36 +109,51 @@ class Bus:
     async def publish(self, message: BusMessage) -> None:
         """Deliver to this instance's sockets now, and send to the instances that listen. Messages
         published while others are on their way go together in one pipeline, in order."""
+        self._deliver(message)
+        await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
+
+    async def publish_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
+                               args: Sequence[Any], *, deliver_first: bool = False) -> Any:
+        """Run `script` (KEYS `keys`, ARGV `args` then the message's channel and payload), which
+        SPUBLISHes the payload itself when it decides to, so a write and the publish that announces it
+        are one atomic step; the script's keys must share the channel's cluster slot. Its result is
+        returned. The message is delivered to this instance's sockets after the script ran, when its
+        result is true (in the order of the publisher's queue, which the scripted and the plain messages
+        share); or, with `deliver_first`, at once, before the script runs, whatever it then decides: for
+        a caller that knows it will publish unless another instance intervened, and whose readers
+        tolerate that (an `ai.delta` before the `ai.interrupted` that ends its turn)."""
+        if deliver_first:
+            self._deliver(message)
+        result = await self._outbox.submit(Scripted(message, script, keys, args))
+        if result and not deliver_first:
+            self._deliver(message)
+        return result
+
+    async def read_in_order(self, *command: Any) -> Any:
+        """Run a Redis read command after every publish and script queued before it (they share one
+        queue, sent in order): it sees the writes of every script a `deliver_first` delivered here."""
+        return await self._outbox.submit(Read(command))
+
+    def _deliver(self, message: BusMessage) -> None:
         try:
             self._receive(message)
         except Exception:  # a bad local delivery must not stop the others
             log.exception("could not deliver a bus message here")
-        await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
-
-    async def publish_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
-                               args: Sequence[Any]) -> Any:
-        """Run `script` (KEYS `keys`, ARGV `args` then the message's channel and payload), which
-        SPUBLISHes the payload itself when it decides to, so a write and the publish that announces it
-        are one atomic step; the script's keys must share the channel's cluster slot. Its result is
-        returned; when it is true the message is also delivered to this instance's sockets (after the
-        script ran: in the order of the publisher's queue, which the scripted and the plain messages share)."""
-        result = await self._outbox.submit(Scripted(message, script, keys, args))
-        if result:
-            try:
-                self._receive(message)
-            except Exception:
-                log.exception("could not deliver a bus message here")
-        return result
 
     async def _send(self, batch: list[tuple[Outgoing, asyncio.Future[Any]]]) -> None:
         first = batch[0][0]
-        if len(batch) == 1 and not isinstance(first, Scripted):
+        published = len(batch)
+        if len(batch) == 1 and isinstance(first, tuple):
             results: list[Any] = [await self._redis.spublish(*first)]
             sent = len(first[1])
         else:
             pipe = self._redis.pipeline(transaction=False)
             sent = 0
             for item, _ in batch:
+                if isinstance(item, Read):
+                    pipe.execute_command(*item.command)
+                    published -= 1
+                    continue
                 if isinstance(item, Scripted):
                     channel, payload = channel_of(self.interest, item.message), self.origin + encode(item.message)
                     # EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA
@@ -141,7 +163,7 @@ class Bus:
                     pipe.spublish(channel, payload)
                 sent += len(payload)
             results = await pipe.execute()
-        PUBLISHED.inc(len(batch))
+        PUBLISHED.inc(published)
         PUBLISHED_BYTES.inc(sent)
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
@@ -279,4 +301,4 @@ def _node(cluster: RedisCluster, channel: str) -> ClusterNode:
     return node
 
 
-__all__ = ["Bus", "Receiver", "Scripted", "channel_of", "publish_from_outside"]
+__all__ = ["Bus", "Read", "Receiver", "Scripted", "channel_of", "publish_from_outside"]

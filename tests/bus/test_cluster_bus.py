@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from chat.bus import Bus, Interest, ToConversation, ToUser
+from states import redis_keys
 from tests.bus.recorder import Recorder
 
 
@@ -93,3 +94,20 @@ async def test_a_lost_subscriber_on_one_master_resubscribes_its_channels(cluster
     assert sorted(m.frame["cid"] for m in sink.got) == sorted(cids)
     for bus in (listener, publisher):
         await bus.stop()
+
+
+async def test_a_read_in_order_is_routed_to_its_keys_master(cluster_client):
+    prefix = f"bus-cluster:{uuid.uuid4().hex[:8]}"
+    names = Interest(prefix)
+    bus = Bus(cluster_client, Recorder(), Interest(prefix))
+    await bus.start()
+    script = "redis.call('RPUSH', KEYS[1], ARGV[1]) redis.call('SPUBLISH', ARGV[2], ARGV[3]) return 1"
+    cids = spread(cluster_client, names, 6)
+    keys = {cid: redis_keys.ai_stream(names.conversation(cid)) for cid in cids}  # the channel's slot
+    pushed = await asyncio.gather(*(bus.publish_scripted(ToConversation(cid, "cust", {"n": cid}), script,
+                                                           [keys[cid]], [cid], deliver_first=True) for cid in cids))
+    reads = await asyncio.gather(*(bus.read_in_order("LRANGE", keys[cid], 0, -1) for cid in cids))
+    assert pushed == [1] * len(cids)
+    assert [[item.decode() for item in read] for read in reads] == [[cid] for cid in cids]
+    await cluster_client.delete(*keys.values())
+    await bus.stop()

@@ -184,3 +184,41 @@ async def test_listening_does_not_wait_while_the_subscriber_is_down():
     assert not shard.listening(bus.interest.conversation("c1"))
     await bus.stop()
     await down.aclose()
+
+
+# ARGV[1] a value, then the channel and the payload: push the value; publish unless it is "no".
+PUSH_SCRIPT = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if ARGV[1] == 'no' then return 0 end
+redis.call('SPUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+async def test_deliver_first_delivers_here_before_the_script_runs_whatever_it_decides(redis, prefix):
+    bus, sink = await started(redis, prefix=prefix)
+    key = f"{prefix}:list"
+    refused = ToConversation("c1", "cust", {"n": "no"})
+    pending = asyncio.ensure_future(bus.publish_scripted(refused, PUSH_SCRIPT, [key], ["no"], deliver_first=True))
+    await asyncio.sleep(0)  # one loop step: the call ran up to its wait for Redis
+    assert sink.got == [refused] and not pending.done()
+    assert await pending == 0  # refused by the script, and delivered here all the same
+    assert await bus.publish_scripted(ToConversation("c1", "cust", {"n": 1}), PUSH_SCRIPT, [key], ["no"]) == 0
+    assert sink.got == [refused]  # without deliver_first a refused message is not delivered here
+    await redis.delete(key)
+    await bus.stop()
+
+
+async def test_a_read_in_order_sees_the_write_of_every_script_queued_before_it(redis, prefix):
+    bus, sink = await started(redis, prefix=prefix)
+    key = f"{prefix}:list"
+    values = [str(i) for i in range(200)]
+    *results, read = await asyncio.gather(
+        *(bus.publish_scripted(ToConversation("c1", "cust", {"n": v}), PUSH_SCRIPT, [key], [v], deliver_first=True)
+          for v in values),
+        bus.read_in_order("LRANGE", key, 0, -1))
+    assert results == [1] * len(values)
+    assert [item.decode() for item in read] == values  # every push queued before the read, none missing
+    assert [m.frame["n"] for m in sink.got] == values
+    await redis.delete(key)
+    await bus.stop()
