@@ -148,6 +148,10 @@ class Histories:
             return
         self.keep(conversation_id, [*history, message])
 
+    def peek(self, conversation_id: str) -> list[Message] | None:
+        """The entry, left in place."""
+        return self._entries.get(conversation_id)
+
     def take(self, conversation_id: str) -> list[Message] | None:
         """The entry, handed over (a turn reads it once)."""
         history = self._entries.pop(conversation_id, None)

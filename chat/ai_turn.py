@@ -18,6 +18,7 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -33,7 +34,7 @@ from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.ai_stream import AI_FAILURE, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
-from chat.events import AIFailed, ConversationMoved, CustomerWrote, Events, MessageStored
+from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
 from states import StaleVersion, redis_keys
@@ -95,16 +96,37 @@ class AIRunner:
 
     def subscribe_to(self, events: Events) -> None:
         """Answer customers; stop when the conversation leaves the AI."""
+        events.subscribe(CustomerWriting, self.on_customer_writing)
         events.subscribe(CustomerWrote, self.on_customer_wrote)
         events.subscribe(ConversationMoved, self.on_moved)
         events.subscribe(MessageStored, self.on_message_stored)
 
+    def on_customer_writing(self, event: CustomerWriting) -> None:
+        """A customer message about to be stored: when the messages kept here lead up to it, ask the
+        provider now, while it commits (dropped unseen if it is not stored)."""
+        cid, kept = event.conversation.id, self._histories.peek(event.conversation.id)
+        if kept is None:
+            return
+        last = kept[-1]  # the message as build_context reads it: its seq, sender, privacy and text
+        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=event.content,
+                                      private=False)
+        context = build_context(self.settings.ai_system_prompt, [*kept, message], self.settings.ai_context_chars)
+        reply = self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+
+        def settled(stored: asyncio.Future[bool]) -> None:
+            if not stored.result():
+                self._early.drop(cid, only=reply)
+
+        event.stored.add_done_callback(settled)
+
     def on_customer_wrote(self, event: CustomerWrote) -> None:
-        """A customer message to answer (asked at once when the messages kept here lead up to it)."""
+        """A customer message to answer (asked at once when the messages kept here lead up to it,
+        unless it was asked on the same context while the message committed)."""
         cid, kept = event.conversation.id, self._histories.take(event.conversation.id)
         if kept is not None and kept[-1].id == event.message.id:
             context = build_context(self.settings.ai_system_prompt, kept, self.settings.ai_context_chars)
-            self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+            if not self._early.asked(cid, context):
+                self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
         self.schedule(cid)
 
     def on_message_stored(self, event: MessageStored) -> None:

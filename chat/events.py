@@ -8,6 +8,7 @@ directly, so each can be built before the ones that listen to it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,6 +102,17 @@ class CustomerWrote:
 
     conversation: Conversation
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerWriting:
+    """A customer message to the AI about to be stored, announced before its commit so the provider may
+    be asked ahead of it (chat.ai.early); `stored` resolves to whether it was (False: a resend of a
+    stored one, a failed write, or a conversation that moved meanwhile)."""
+
+    conversation: Conversation
+    content: str
+    stored: asyncio.Future[bool]
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,81 @@ async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(ha
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "customer", "ai"]
 
 
+def _hold_message_commits(harness, monkeypatch) -> asyncio.Event:
+    """From now on the message writer's SQL writes wait for the returned event."""
+    messages, release = harness.app[keys.STORE].messages, asyncio.Event()
+    for name in ("append_batch", "append_draft"):
+        write = getattr(messages, name)
+
+        async def held(drafts, write=write):
+            await release.wait()
+            return await write(drafts)
+
+        monkeypatch.setattr(messages, name, held)
+    return release
+
+
+class ClosedCounting(ScriptedProvider):
+    """Counts the reply streams that were closed (read to the end or abandoned)."""
+
+    def __init__(self):
+        super().__init__()
+        self.closed = 0
+        self.changed = asyncio.Event()
+
+    async def stream(self, messages, *, tools=None):
+        try:
+            async for item in super().stream(messages, tools=tools):
+                yield item
+        finally:
+            self.closed += 1
+            self.changed.set()
+
+    async def until_closed(self, n: int) -> None:
+        async with asyncio.timeout(RECV_TIMEOUT_S):
+            while self.closed < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_the_next_question_is_asked_while_it_commits_and_its_turn_takes_that_reply(harness, monkeypatch):
+    provider: ScriptedProvider = harness.provider
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await harness.drain_ai()
+    release = _hold_message_commits(harness, monkeypatch)
+    provider.started.clear()
+    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
+                                          content="second question"))
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()
+    assert not sending.done()  # asked before the message was stored and acknowledged
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
+    assert await stored_senders(harness, cid) == ["customer", "ai"]  # not stored yet
+    release.set()
+    assert (await sending)["message"]["seq"] == 3
+    await harness.drain_ai()
+    assert len(provider.calls) == 2  # the turn took the reply asked while the message committed
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
+async def test_a_resend_asked_ahead_is_dropped_unseen_when_it_turns_out_stored(harness_factory):
+    provider = ClosedCounting()
+    h = await harness_factory(provider_=provider)
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await h.drain_ai()
+    await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    again = await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    assert again["message"]["seq"] == 1  # the stored one
+    await provider.until_closed(len(provider.calls))  # the request asked ahead of it closed too
+    await h.drain_ai()
+    assert len(provider.calls) == 2 and provider.closed == 2
+    assert await stored_senders(h, cid) == ["customer", "ai"]  # no second reply
+    assert [f for f in ws.events if f["type"] == "ai.delta" and f["data"]["reply_to"] != again["message"]["id"]] == []
+    assert "".join(f["data"]["delta"] for f in ws.events if f["type"] == "ai.delta") == "Hello, world"
+
+
 def test_context_is_bounded_by_characters():
     def msg(seq, sender, text, private=False):
         return Message(f"m{seq}", "c", seq, sender, None, text, private, None, 0)

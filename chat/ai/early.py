@@ -51,17 +51,26 @@ class EarlyReplies:
         self._dropping: set[asyncio.Task[None]] = set()
 
     def ask(self, conversation_id: str, provider: Provider, context: list[dict[str, str]],
-            tools: list[dict[str, Any]]) -> None:
+            tools: list[dict[str, Any]]) -> EarlyReply:
         """Send the conversation's request now (an older early reply of it is dropped)."""
         self.drop(conversation_id)
-        self._replies[conversation_id] = EarlyReply(provider, context, tools)
+        reply = self._replies[conversation_id] = EarlyReply(provider, context, tools)
+        return reply
+
+    def asked(self, conversation_id: str, context: list[dict[str, str]]) -> bool:
+        """Is the conversation's early reply one asked on this context?"""
+        reply = self._replies.get(conversation_id)
+        return reply is not None and reply.context == context
 
     def take(self, conversation_id: str) -> EarlyReply | None:
         """The conversation's early reply, handed over to its turn."""
         return self._replies.pop(conversation_id, None)
 
-    def drop(self, conversation_id: str) -> None:
-        """Abandon the conversation's early reply, if any (its request is closed in the background)."""
+    def drop(self, conversation_id: str, only: EarlyReply | None = None) -> None:
+        """Abandon the conversation's early reply, if any (`only`: if it is that one); its request is
+        closed in the background."""
+        if only is not None and self._replies.get(conversation_id) is not only:
+            return
         reply = self._replies.pop(conversation_id, None)
         if reply is not None:
             task = asyncio.create_task(reply.drop(), name=f"ai-early-drop-{conversation_id}")

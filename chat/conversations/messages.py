@@ -3,6 +3,7 @@ the rules of who may write what, and typing."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -14,7 +15,7 @@ from chat.conversations.hours import OfficeHours
 from chat.conversations.lifecycle import Conversations, actor_of
 from chat.conversations.texts import notice_for
 from chat.errors import Forbidden, Invalid, TooLarge
-from chat.events import ConversationMoved, CustomerWrote, Events, MessageStored, Typing
+from chat.events import ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored, Typing
 from chat.store import Message, Store
 from chat.store.messages import Guard, NewMessage
 from chat.store.writer import MessageWriter
@@ -156,20 +157,35 @@ class Messages:
             return None
         draft = NewMessage(known.id, sender_type_of(identity), content, identity.user_id,
                            private, client_msg_id, at_version(known))
+        writing = await self._customer_writing(identity, known, content)
+        created = False
         try:
-            message, created = await self.writer.append(draft)
-        except ConversationNotFound:
-            return None  # no SQL row yet (a migrated record): the full path creates it
-        except StaleVersion:
-            # moved since (maybe by another instance): read it checked against SQL, which also
-            # repairs a live record that is behind, so the next message takes this path again
-            await self.conversations.refresh(known.id)
-            return None
+            try:
+                message, created = await self.writer.append(draft)
+            except ConversationNotFound:
+                return None  # no SQL row yet (a migrated record): the full path creates it
+            except StaleVersion:
+                # moved since (maybe by another instance): read it checked against SQL, which also
+                # repairs a live record that is behind, so the next message takes this path again
+                await self.conversations.refresh(known.id)
+                return None
+        finally:
+            if writing is not None:
+                writing.stored.set_result(created)
         if created:
             await self._stored(known, message)
             if not identity.is_agent:
                 await self._customer_wrote(identity, known, message)
         return message, created
+
+    async def _customer_writing(self, identity: Identity, known: Conversation, content: str) -> CustomerWriting | None:
+        """Announce a customer's message to the AI before its commit (the provider may be asked while it
+        commits); None for any other message."""
+        if identity.is_agent or known.state != State.AI or self.wants_human(content):
+            return None
+        writing = CustomerWriting(known, content, asyncio.get_running_loop().create_future())
+        await self.events.emit(writing)
+        return writing
 
     async def _from_customer(self, identity: Identity, conversation: Conversation, content: str,
                              client_msg_id: str | None) -> tuple[Message, bool]:
