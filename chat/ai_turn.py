@@ -18,7 +18,6 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -86,7 +85,8 @@ class AIRunner:
         self._lost: set[str] = set()  # conversations whose turn was stopped for a lost lock
         self._memories = Memories()
         self._histories = Histories(settings.ai_context_messages)
-        self._early = EarlyReplies()
+        self._early = EarlyReplies(provider, [TRANSFER_TO_HUMAN_TOOL], functools.partial(
+            build_context, settings.ai_system_prompt, max_chars=settings.ai_context_chars))
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self.discarded = 0
@@ -102,31 +102,14 @@ class AIRunner:
         events.subscribe(MessageStored, self.on_message_stored)
 
     def on_customer_writing(self, event: CustomerWriting) -> None:
-        """A customer message about to be stored: when the messages kept here lead up to it, ask the
-        provider now, while it commits (dropped unseen if it is not stored)."""
-        cid, kept = event.conversation.id, self._histories.peek(event.conversation.id)
-        if kept is None:
-            return
-        last = kept[-1]  # the message as build_context reads it: its seq, sender, privacy and text
-        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=event.content,
-                                      private=False)
-        context = build_context(self.settings.ai_system_prompt, [*kept, message], self.settings.ai_context_chars)
-        reply = self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
-
-        def settled(stored: asyncio.Future[bool]) -> None:
-            if not stored.result():
-                self._early.drop(cid, only=reply)
-
-        event.stored.add_done_callback(settled)
+        """A customer message about to be stored: asked at once when the messages kept here lead up to it."""
+        cid = event.conversation.id
+        self._early.while_storing(cid, self._histories.peek(cid), event.content, event.stored)
 
     def on_customer_wrote(self, event: CustomerWrote) -> None:
-        """A customer message to answer (asked at once when the messages kept here lead up to it,
-        unless it was asked on the same context while the message committed)."""
-        cid, kept = event.conversation.id, self._histories.take(event.conversation.id)
-        if kept is not None and kept[-1].id == event.message.id:
-            context = build_context(self.settings.ai_system_prompt, kept, self.settings.ai_context_chars)
-            if not self._early.asked(cid, context):
-                self._early.ask(cid, self.provider, context, [TRANSFER_TO_HUMAN_TOOL])
+        """A customer message to answer (asked at once when the messages kept here lead up to it)."""
+        cid = event.conversation.id
+        self._early.once_stored(cid, self._histories.take(cid), event.message.id)
         self.schedule(cid)
 
     def on_message_stored(self, event: MessageStored) -> None:

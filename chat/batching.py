@@ -28,11 +28,15 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue the item; its result once its batch is handled."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue the item; the future of its result (handled in order with everything submitted)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=self._name)
-        return await future
+        return future
 
     async def drain(self) -> None:
         """Wait until everything queued has been handled."""

@@ -464,7 +464,9 @@ async def test_a_sigkilled_service_delivers_after_the_restart(harness_factory, r
             created = await http.post(f"{base}/api/v1/webhooks", headers=admin,
                                       json={"url": await receiver_url(receiver), "events": ["message.created"]})
             assert created.status == 201
-            ws = WS(await http.ws_connect(f"{base}/ws?token={issue_token(jwt_secret, 'cust-1', 'customer')}"))
+            # a customer of its own: the service shares the tests' Redis database, and with it the start quotas
+            customer = f"cust-killed-{uuid.uuid4().hex[:8]}"
+            ws = WS(await http.ws_connect(f"{base}/ws?token={issue_token(jwt_secret, customer, 'customer')}"))
             cid = (await ws.ok("conversation.start"))["conversation"]["id"]
             await ws.ok("message.send", conversation_id=cid, client_msg_id="k1", content="before the kill")
             await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")

@@ -8,17 +8,22 @@ so nothing of a dropped reply was ever shown: it changes when the request leaves
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
+from chat.store.models import Message
+
 from .base import Provider, StreamItem
+
+Context = list[dict[str, str]]
 
 
 class EarlyReply:
     """A provider stream started now, its first item awaited in the background."""
 
-    def __init__(self, provider: Provider, context: list[dict[str, str]], tools: list[dict[str, Any]]) -> None:
+    def __init__(self, provider: Provider, context: Context, tools: list[dict[str, Any]]) -> None:
         self.context = context
         self._stream = provider.stream(context, tools=tools)
         # the first step of the stream sends the request; the turn takes the reply over later
@@ -44,23 +49,49 @@ class EarlyReply:
 
 
 class EarlyReplies:
-    """This instance's early replies, one per conversation, until its turn takes it or drops it."""
+    """This instance's early replies, one per conversation, until its turn takes it or drops it.
 
-    def __init__(self) -> None:
+    A customer's message is asked on as soon as the messages this instance kept lead up to it: while
+    it commits (`while_storing`), or once it is stored (`once_stored`) when that was not possible."""
+
+    def __init__(self, provider: Provider, tools: list[dict[str, Any]], build: Callable[[list[Message]], Context]):
+        self._provider = provider
+        self._tools = tools
+        self._build = build  # the context of the kept messages (chat.ai_memory.build_context)
         self._replies: dict[str, EarlyReply] = {}
         self._dropping: set[asyncio.Task[None]] = set()
 
-    def ask(self, conversation_id: str, provider: Provider, context: list[dict[str, str]],
-            tools: list[dict[str, Any]]) -> EarlyReply:
+    def ask(self, conversation_id: str, context: Context) -> EarlyReply:
         """Send the conversation's request now (an older early reply of it is dropped)."""
         self.drop(conversation_id)
-        reply = self._replies[conversation_id] = EarlyReply(provider, context, tools)
+        reply = self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
         return reply
 
-    def asked(self, conversation_id: str, context: list[dict[str, str]]) -> bool:
-        """Is the conversation's early reply one asked on this context?"""
+    def while_storing(self, conversation_id: str, kept: list[Message] | None, content: str,
+                      stored: asyncio.Future[bool]) -> None:
+        """A customer's message about to be stored after the `kept` messages: ask on it now, while it
+        commits; the reply is dropped unseen if `stored` says it was not stored."""
+        if kept is None:
+            return
+        last = kept[-1]  # the message as the context reads it: its seq, sender, privacy and text
+        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=content, private=False)
+        reply = self.ask(conversation_id, self._build([*kept, message]))
+
+        def settled(outcome: asyncio.Future[bool]) -> None:
+            if not outcome.result():
+                self.drop(conversation_id, only=reply)
+
+        stored.add_done_callback(settled)
+
+    def once_stored(self, conversation_id: str, kept: list[Message] | None, message_id: str) -> None:
+        """A customer's message stored: ask on the `kept` messages when they end with it, unless its
+        reply was asked on that context while it committed."""
+        if kept is None or kept[-1].id != message_id:
+            return
+        context = self._build(kept)
         reply = self._replies.get(conversation_id)
-        return reply is not None and reply.context == context
+        if reply is None or reply.context != context:
+            self.ask(conversation_id, context)
 
     def take(self, conversation_id: str) -> EarlyReply | None:
         """The conversation's early reply, handed over to its turn."""

@@ -76,10 +76,13 @@ class Publisher:
                  if event.tell else None)
         await self.bus.publish(ToUser(event.agent_id, frame, subscribe=event.conversation.id))
 
-    async def on_message(self, event: MessageStored) -> None:
-        """message.created (private notes: agents only)."""
-        data = {"conversation_id": event.conversation.id, "message": render.message(event.message)}
-        await self._to_conversation(event.conversation, "message.created", data, agents_only=event.message.private)
+    def on_message(self, event: MessageStored) -> None:
+        """message.created (private notes: agents only), without waiting for Redis: the sender's
+        acknowledgement follows at once, often in the same write to its socket."""
+        c = event.conversation
+        data = {"conversation_id": c.id, "message": render.message(event.message)}
+        self.bus.publish_soon(ToConversation(c.id, c.user_id, _frame("message.created", data),
+                                             agents_only=event.message.private))
 
     async def on_typing(self, event: Typing) -> None:
         """typing, to everyone but the socket that said it."""

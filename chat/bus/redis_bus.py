@@ -42,6 +42,7 @@ from chat.bus.messages import (
     encode,
 )
 from chat.bus.shard import Shard
+from chat.errors import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,14 @@ class Bus:
         published while others are on their way go together in one pipeline, in order."""
         self._deliver(message)
         await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
+
+    def publish_soon(self, message: BusMessage) -> None:
+        """`publish` without waiting for Redis: delivered to this instance's sockets now, sent to the
+        other instances in order with everything else published; a failure is logged (the messages
+        are stored, and the clients there resume by seq)."""
+        self._deliver(message)
+        sent = self._outbox.submit_nowait((channel_of(self.interest, message), self.origin + encode(message)))
+        sent.add_done_callback(_log_unsent)
 
     async def publish_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
                                args: Sequence[Any], *, deliver_first: bool = False) -> Any:
@@ -273,6 +282,11 @@ class Bus:
             log.warning("ignored a bus message: %s", exc)
         except Exception:  # one bad message must not stop the listener
             log.exception("could not deliver a bus message")
+
+
+def _log_unsent(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and (exc := sent.exception()) is not None:
+        log_failure(log, exc, "a bus message was not sent to the other instances")
 
 
 def channel_of(interest: Interest, message: BusMessage) -> str:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import struct
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,22 @@ SEND_ERRORS = (ConnectionError, RuntimeError)  # the socket is gone; the read lo
 # process by the prefix, and cheaper than a uuid4 per socket
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _socket_numbers = itertools.count(1)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame as a server sends it (RFC 6455 5.2), for writing several at once;
+    aiohttp's writer sends one frame per write."""
+    size = len(payload)
+    if size < 126:
+        return _HEADER_SHORT(0x81, size) + payload
+    if size < 65536:
+        return _HEADER_16(0x81, 126, size) + payload
+    return _HEADER_64(0x81, 127, size) + payload
+
+
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +175,12 @@ class Connection:
         if self._drainer is not None or self.closing:
             return  # the drainer, or the close, writes them
         frames, self._pending = self._pending, []
+        transport = self.transport
+        if len(frames) > 1 and transport is not None and not self.behind(sum(map(len, frames))):
+            # several frames in one write, one send: a message's `message.created` and its `result`
+            if not (self.ws.closed or transport.is_closing()):
+                transport.write(b"".join(map(text_frame, frames)))
+            return
         for i, data in enumerate(frames):
             if self.behind(len(data)):
                 self._pending = frames[i:]

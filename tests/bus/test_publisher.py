@@ -26,6 +26,9 @@ class FakeBus:
     async def publish(self, message: BusMessage) -> None:
         self.sent.append(message)
 
+    def publish_soon(self, message: BusMessage) -> None:
+        self.sent.append(message)
+
 
 class FakeConversations:
     async def view(self, conversation: Conversation) -> dict:

@@ -1,6 +1,7 @@
 """Protocol conformance of GET /ws: auth phase, envelope, error codes, close codes."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
@@ -183,6 +184,22 @@ class _Buffer(asyncio.WriteTransport):
     def __init__(self, size: int = 0) -> None:
         super().__init__()
         self.size = size
+        self.written = bytearray()  # what the connection wrote itself (several frames at once)
+
+    def write(self, data) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def frames(self) -> list[bytes]:
+        """The payloads of the short text frames written (a 2-byte header each)."""
+        out, data = [], bytes(self.written)
+        while data:
+            assert data[0] == 0x81 and data[1] < 126
+            out.append(data[2 : 2 + data[1]])
+            data = data[2 + data[1] :]
+        return out
 
     def get_write_buffer_size(self) -> int:
         return self.size
@@ -193,6 +210,8 @@ class _Buffer(asyncio.WriteTransport):
 
 class _Peer:
     """A server socket that records frames; `stuck` makes a send wait (aiohttp's flow control)."""
+
+    closed = False
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
@@ -218,14 +237,31 @@ async def test_frames_of_every_socket_are_written_by_one_outbox_task(make_settin
     """No task per socket: what is queued in a turn is written in the next, in order."""
     from chat.ws.connection import Connection, Outbox
 
-    outbox, peers = Outbox(), [_Peer(), _Peer()]
-    conns = [Connection(p, make_settings(), outbox, _Buffer()) for p in peers]
+    outbox, peers, buffers = Outbox(), [_Peer(), _Peer()], [_Buffer(), _Buffer()]
+    conns = [Connection(p, make_settings(), outbox, b) for p, b in zip(peers, buffers, strict=True)]
     for i in range(3):
         for conn in conns:
             conn.send({"n": i})
-    assert all(p.frames == [] for p in peers)  # queued, not written inline
+    assert all(b.written == b"" for b in buffers)  # queued, not written inline
     await _turns()
-    assert all(p.frames == [b'{"n":0}', b'{"n":1}', b'{"n":2}'] for p in peers)
+    # the three frames of a turn in one write to each socket
+    assert all(b.frames() == [b'{"n":0}', b'{"n":1}', b'{"n":2}'] and p.frames == []
+               for p, b in zip(peers, buffers, strict=True))
+    conns[0].send({"n": 3})
+    await _turns()
+    assert peers[0].frames == [b'{"n":3}']  # a lone frame through aiohttp's writer
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+async def test_a_frame_written_with_others_is_the_frame_aiohttp_writes(size):
+    from aiohttp.http import WebSocketWriter
+
+    from chat.ws.connection import text_frame
+
+    transport, payload = _Buffer(), bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    writer = WebSocketWriter(SimpleNamespace(_paused=False), transport, use_mask=False)
+    await writer.send_frame(payload, WSMsgType.TEXT)
+    assert text_frame(payload) == bytes(transport.written)
 
 
 async def test_slow_client_is_disconnected_without_stalling_the_others(make_settings):
