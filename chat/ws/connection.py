@@ -18,7 +18,7 @@ import logging
 import struct
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -44,6 +44,11 @@ _ID_PREFIX = uuid.uuid4().hex[:12]
 _socket_numbers = itertools.count(1)
 
 
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_16 = struct.Struct("!BBH").pack
+_HEADER_64 = struct.Struct("!BBQ").pack
+
+
 def text_frame(payload: bytes) -> bytes:
     """A final, unmasked text frame as a server sends it (RFC 6455 5.2), for writing several at once;
     aiohttp's writer sends one frame per write."""
@@ -53,11 +58,6 @@ def text_frame(payload: bytes) -> bytes:
     if size < 65536:
         return _HEADER_16(0x81, 126, size) + payload
     return _HEADER_64(0x81, 127, size) + payload
-
-
-_HEADER_SHORT = struct.Struct("!BB").pack
-_HEADER_16 = struct.Struct("!BBH").pack
-_HEADER_64 = struct.Struct("!BBQ").pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,12 @@ class Connection:
 
     def __init__(self, ws: web.WebSocketResponse, settings: Settings, outbox: Outbox,
                  transport: asyncio.BaseTransport | None = None):
-        """`transport`: the request's (its buffer tells whether the peer keeps up); None in unit tests."""
+        """`transport`: the request's (its buffer tells whether the peer keeps up); None in unit tests.
+        Any transport that tells its write buffer counts: uvloop's are no asyncio.WriteTransport."""
         self.id = f"{_ID_PREFIX}{next(_socket_numbers):x}"
         self.ws = ws
-        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        tells_buffer = hasattr(transport, "get_write_buffer_size")
+        self.transport = cast(asyncio.WriteTransport, transport) if tells_buffer else None
         self.user_id: str | None = None  # for log lines, once a session is open
         self.session: Session | None = None  # once authenticated (the keepalive arms its token's expiry)
         self.received_at = asyncio.get_running_loop().time()  # the last frame from the peer (event-loop time)

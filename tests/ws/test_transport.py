@@ -395,3 +395,40 @@ async def test_a_socket_whose_write_fails_unexpectedly_is_dropped_and_the_others
     second.send_text("and on")
     await _turns()
     assert fine.frames == [b"to the fine one", b"and on"]
+
+
+def test_under_uvloop_a_connection_sees_its_transport(make_settings):
+    """`chat-api serve` runs on uvloop, whose transports are no asyncio.WriteTransport: the connection must
+    still see its transport's buffer, or a peer that is behind is never noticed (nor closed with 1013) and
+    frames are never written together."""
+    import uvloop
+    from aiohttp import ClientSession, web
+
+    from chat.ws.connection import Connection, Outbox
+
+    async def main():
+        seen = {}
+
+        async def handler(request):
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            seen["transport"] = Connection(ws, make_settings(), Outbox(), request.transport).transport
+            await ws.close()
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        async with ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{port}/") as ws:
+            await ws.receive()
+        await runner.cleanup()
+        return seen["transport"]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        transport = runner.run(main())
+    assert transport is not None and type(transport).__module__.startswith("uvloop")
+    assert transport.get_write_buffer_limits()[0] > 0
