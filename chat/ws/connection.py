@@ -2,10 +2,10 @@
 session) use it.
 
 No task per socket: a frame is kept on its connection and the process's one `Outbox` task writes
-every connection's frames once per loop turn. aiohttp's send only waits when the peer is not
-reading (its flow control pauses above the transport's high-water mark), so the outbox writes a
-socket only while its transport buffer is under the low-water mark (where a send cannot wait);
-a socket that is behind gets a task of its own until it has caught up, and one that falls
+every connection's frames once per loop turn, all of a turn's frames in one write to the transport
+(a message's `message.created` and its `result`: one send), which never waits. A socket whose peer
+has more than the transport's high-water mark unread gets a task of its own that writes through
+aiohttp's writer, each frame as its flow control lets it, until it has caught up; one that falls
 `WS_SEND_QUEUE_MAX` frames behind is closed with 1013: it never stalls the others.
 """
 
@@ -50,8 +50,8 @@ _HEADER_64 = struct.Struct("!BBQ").pack
 
 
 def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked text frame as a server sends it (RFC 6455 5.2), for writing several at once;
-    aiohttp's writer sends one frame per write."""
+    """A final, unmasked text frame as a server sends it (RFC 6455 5.2; permessage-deflate is off), for
+    writing several at once: aiohttp's writer sends one frame per write."""
     size = len(payload)
     if size < 126:
         return _HEADER_SHORT(0x81, size) + payload
@@ -172,26 +172,25 @@ class Connection:
         return transport.get_write_buffer_size() + size > low_water
 
     async def write_pending(self) -> None:
-        """Write what is queued (the outbox's turn): at once while the peer keeps up (these sends
-        never wait), else through a task of this socket's own."""
+        """Write what is queued (the outbox's turn): the turn's frames in one write to the transport, which
+        never waits, unless the peer has more than the high-water mark still unread: then a task of this
+        socket's own writes them, each as aiohttp's flow control lets it."""
         if self._drainer is not None or self.closing:
             return  # the drainer, or the close, writes them
         frames, self._pending = self._pending, []
         transport = self.transport
-        if len(frames) > 1 and transport is not None and not self.behind(sum(map(len, frames))):
-            # several frames in one write, one send: a message's `message.created` and its `result`
-            if not (self.ws.closed or transport.is_closing()):
-                transport.write(b"".join(map(text_frame, frames)))
+        if transport is None:  # unit tests: through aiohttp's writer
+            for data in frames:
+                try:
+                    await self.ws.send_frame(data, WSMsgType.TEXT)
+                except SEND_ERRORS:
+                    return
             return
-        for i, data in enumerate(frames):
-            if self.behind(len(data)):
-                self._pending = frames[i:]
-                self._drainer = asyncio.get_running_loop().create_task(self._drain())
-                return
-            try:
-                await self.ws.send_frame(data, WSMsgType.TEXT)
-            except SEND_ERRORS:
-                return
+        if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
+            self._pending = frames
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        elif not (self.ws.closed or transport.is_closing()):
+            transport.write(b"".join(map(text_frame, frames)))
 
     async def _drain(self) -> None:
         """A peer that is behind: its frames one by one, each as aiohttp's flow control lets it."""

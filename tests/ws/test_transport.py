@@ -181,13 +181,19 @@ async def test_shutdown_closes_sockets_with_1001(aiohttp_server, make_settings, 
 class _Buffer(asyncio.WriteTransport):
     """A transport whose write buffer the test sets: `size` bytes waiting, low-water mark 1000."""
 
-    def __init__(self, size: int = 0) -> None:
+    def __init__(self, size: int = 0, peer: "_Peer | None" = None) -> None:
         super().__init__()
         self.size = size
-        self.written = bytearray()  # what the connection wrote itself (several frames at once)
+        self.peer = peer  # the frames written here go to its list, after those of aiohttp's writer
+        self.written = bytearray()
+        self.writes = 0
 
     def write(self, data) -> None:
+        self.writes += 1
         self.written += data
+        if self.peer is not None:
+            self.peer.frames += self.frames()
+            self.written.clear()
 
     def is_closing(self) -> bool:
         return False
@@ -237,19 +243,16 @@ async def test_frames_of_every_socket_are_written_by_one_outbox_task(make_settin
     """No task per socket: what is queued in a turn is written in the next, in order."""
     from chat.ws.connection import Connection, Outbox
 
-    outbox, peers, buffers = Outbox(), [_Peer(), _Peer()], [_Buffer(), _Buffer()]
+    outbox, peers = Outbox(), [_Peer(), _Peer()]
+    buffers = [_Buffer(peer=p) for p in peers]
     conns = [Connection(p, make_settings(), outbox, b) for p, b in zip(peers, buffers, strict=True)]
     for i in range(3):
         for conn in conns:
             conn.send({"n": i})
-    assert all(b.written == b"" for b in buffers)  # queued, not written inline
+    assert all(p.frames == [] for p in peers)  # queued, not written inline
     await _turns()
-    # the three frames of a turn in one write to each socket
-    assert all(b.frames() == [b'{"n":0}', b'{"n":1}', b'{"n":2}'] and p.frames == []
-               for p, b in zip(peers, buffers, strict=True))
-    conns[0].send({"n": 3})
-    await _turns()
-    assert peers[0].frames == [b'{"n":3}']  # a lone frame through aiohttp's writer
+    assert all(p.frames == [b'{"n":0}', b'{"n":1}', b'{"n":2}'] for p in peers)
+    assert [b.writes for b in buffers] == [1, 1]  # the three frames of a turn in one write to each socket
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
@@ -271,8 +274,8 @@ async def test_slow_client_is_disconnected_without_stalling_the_others(make_sett
 
     outbox, slow, fast = Outbox(), _Peer(), _Peer()
     slow.stuck.clear()  # it does not read
-    slow_conn = Connection(slow, make_settings(ws_send_queue_max=3), outbox, _Buffer(size=5000))
-    fast_conn = Connection(fast, make_settings(ws_send_queue_max=3), outbox, _Buffer())
+    slow_conn = Connection(slow, make_settings(ws_send_queue_max=3), outbox, _Buffer(size=5000, peer=slow))
+    fast_conn = Connection(fast, make_settings(ws_send_queue_max=3), outbox, _Buffer(peer=fast))
     slow_conn.send_text("frame 0")
     await _turns()
     for i in range(1, 10):
@@ -288,14 +291,18 @@ async def test_slow_client_is_disconnected_without_stalling_the_others(make_sett
 async def test_a_peer_that_catches_up_gets_every_frame_in_order(make_settings):
     from chat.ws.connection import Connection, Outbox
 
-    peer, buffer = _Peer(), _Buffer(size=999)
+    peer = _Peer()
+    buffer = _Buffer(size=3999, peer=peer)
     conn = Connection(peer, make_settings(ws_send_queue_max=10), Outbox(), buffer)
     peer.stuck.clear()
-    conn.send_text("a")  # 999 + 1 bytes: still at the low-water mark, written by the outbox (then waits)
+    conn.send_text("a")  # 3,999 bytes unread: under the high-water mark, written at once
+    await _turns()
+    buffer.size = 4001  # over it: the peer is behind, and its own task waits for aiohttp's flow control
     conn.send_text("bb")
     await _turns()
     conn.send_text("c")
     await _turns()
+    assert peer.frames == [b"a"]
     buffer.size = 0
     peer.stuck.set()  # the peer reads again
     await _turns(6)
@@ -378,15 +385,15 @@ async def test_session_setup_failure_is_unavailable_then_closes(harness, monkeyp
 async def test_a_socket_whose_write_fails_unexpectedly_is_dropped_and_the_others_are_written(make_settings):
     from chat.ws.connection import Connection, Outbox
 
-    class Broken(_Peer):
-        async def send_frame(self, data, opcode):
+    class Broken(_Buffer):
+        def write(self, data):
             raise ValueError("a bug")
 
-    outbox, broken, fine = Outbox(), Broken(), _Peer()
-    broken_buffer = _Buffer()
+    outbox, broken, fine = Outbox(), _Peer(), _Peer()
+    broken_buffer = Broken(peer=broken)
     broken_buffer.close = lambda: setattr(broken_buffer, "closed", True)
     first, second = Connection(broken, make_settings(), outbox, broken_buffer), Connection(fine, make_settings(),
-                                                                                           outbox, _Buffer())
+                                                                                           outbox, _Buffer(peer=fine))
     first.send_text("to the broken one")
     second.send_text("to the fine one")
     await _turns()
