@@ -106,8 +106,11 @@ async def test_a_read_in_order_is_routed_to_its_keys_master(cluster_client):
     keys = {cid: redis_keys.ai_stream(names.conversation(cid)) for cid in cids}  # the channel's slot
     pushed = await asyncio.gather(*(bus.publish_scripted(ToConversation(cid, "cust", {"n": cid}), script,
                                                            [keys[cid]], [cid], deliver_first=True) for cid in cids))
+    for cid in cids:  # one at a time: each script alone in its batch, on its key's master
+        message = ToConversation(cid, "cust", {"n": cid})
+        assert await bus.publish_scripted(message, script, [keys[cid]], [f"{cid} alone"], deliver_first=True) == 1
     reads = await asyncio.gather(*(bus.read_in_order("LRANGE", keys[cid], 0, -1) for cid in cids))
     assert pushed == [1] * len(cids)
-    assert [[item.decode() for item in read] for read in reads] == [[cid] for cid in cids]
+    assert [[item.decode() for item in read] for read in reads] == [[cid, f"{cid} alone"] for cid in cids]
     await cluster_client.delete(*keys.values())
     await bus.stop()
