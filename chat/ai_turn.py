@@ -117,8 +117,8 @@ class AIRunner:
         self._histories.extend(event.conversation.id, event.message)
 
     def on_moved(self, event: ConversationMoved) -> None:
-        """A takeover stops the reply being generated here; the version guard covers other
-        instances. A move the AI made itself (its handoff) ends its own turn without a cancel."""
+        """A takeover stops the reply generated here (the version guard covers other instances); a move
+        the AI made itself (its handoff) ends its own turn without a cancel."""
         if event.left_ai:
             self.cancel(event.transition.after.id, stop_turn=event.transition.actor != AI_ACTOR)
 
@@ -147,10 +147,9 @@ class AIRunner:
         return len(set(self._tasks) | self._pending | set(self._locks)) + len(self._memories)
 
     async def sweep(self) -> int:
-        """Answer every conversation in `ai` whose newest customer message has no reply and no turn
-        running (one a crash or a shutdown left unanswered); return how many turns it started.
-        Instances sweeping at once start one turn each at most: the turn lock picks one, and the
-        turn re-reads under it what is due, so each message is answered once."""
+        """Answer every conversation in `ai` whose newest customer message has no reply and no turn running
+        (a crash or a shutdown left it); return how many turns it started. Instances sweeping at once start
+        one turn each at most: the lock picks one, which re-reads under it what is due."""
         started, after = 0, ""
         while True:
             page = await self.store.conversations.unanswered_ai(after_id=after, limit=SWEEP_PAGE)
@@ -205,6 +204,7 @@ class AIRunner:
                 log.warning("could not renew the AI turn locks: %s", exc)
 
     async def _run(self, conversation_id: str) -> None:
+        answered = False
         try:
             while True:
                 self._pending.discard(conversation_id)
@@ -214,6 +214,7 @@ class AIRunner:
                 if conversation_id in self._pending or await self._due(conversation_id):
                     continue
                 self._memories.settle(conversation_id)
+                answered = True  # an early reply left is one asked while the next message commits: its turn takes it
                 return
         except asyncio.CancelledError:
             why = "the instance is shutting down" if self._closing else "the conversation moved or the lock was lost"
@@ -223,11 +224,12 @@ class AIRunner:
         finally:
             self._pending.discard(conversation_id)
             self._lost.discard(conversation_id)
-            self._early.drop(conversation_id)  # one its turn never took (the lock was busy, the turn broke)
+            if not answered:
+                self._early.drop(conversation_id)  # one its turn never took (the lock was busy, the turn broke)
 
     async def _due(self, conversation_id: str) -> bool:
-        """Is a reply due: a message stored elsewhere during the turn, or one announced here (also
-        while this looks, whatever its reads saw: the next turn reads it)?"""
+        """Is a reply due: a message stored elsewhere during the turn, or one announced here (also while
+        this looks, whatever its reads saw: the next turn reads it)?"""
         try:
             replied = self._memories.peek(conversation_id).replied  # one small read: nothing after it?
             newer = not replied or [m.seq for m in await self.store.messages.recent(conversation_id, 1)] != [replied]
@@ -240,8 +242,7 @@ class AIRunner:
         return conversation_id in self._pending
 
     async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
-        """One turn under the conversation's lock: "busy" when another instance holds it, "broken"
-        when it failed unexpectedly (a dependency went away mid-turn), else "done"."""
+        """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed), or "done"."""
         key, token = redis_keys.ai_turn(conversation_id), uuid.uuid4().hex
         try:
             if not await self._redis.set(key, token, nx=True, px=self._lock_ms):

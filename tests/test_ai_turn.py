@@ -194,6 +194,39 @@ async def test_the_next_question_is_asked_while_it_commits_and_its_turn_takes_th
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_turn(harness, monkeypatch):
+    """The last turn's task ends (nothing more due: the question is not stored yet) after the question was
+    asked ahead of its commit: that reply is kept for the question's turn, not dropped with the old task."""
+    provider: ScriptedProvider = harness.provider
+    store, looked, looks_go_on = harness.app[keys.STORE], asyncio.Event(), asyncio.Event()
+    recent = store.messages.recent
+
+    async def held_look(conversation_id, limit):
+        if limit == 1:  # the ending turn's look for anything newer
+            looked.set()
+            await looks_go_on.wait()
+        return await recent(conversation_id, limit)
+
+    monkeypatch.setattr(store.messages, "recent", held_look)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await looked.wait()
+    commits_go_on = _hold_message_commits(harness, monkeypatch)
+    provider.started.clear()
+    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
+                                          content="second question"))
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()  # asked while it commits
+    looks_go_on.set()
+    await harness.drain_ai()  # the last turn's task ended, finding nothing newer
+    commits_go_on.set()
+    await sending
+    await harness.drain_ai()
+    assert len(provider.calls) == 2  # the question's turn took the reply asked ahead: none asked twice
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
 async def test_a_resend_asked_ahead_is_dropped_unseen_when_it_turns_out_stored(harness_factory):
     provider = ClosedCounting()
     h = await harness_factory(provider_=provider)
