@@ -141,6 +141,17 @@ async def test_a_failed_publish_is_raised_to_its_publisher_after_the_local_deliv
     await down.aclose()
 
 
+async def test_publish_soon_delivers_here_and_logs_a_failed_send_without_raising(caplog):
+    down = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    sink = Recorder()
+    bus = Bus(down, sink, Interest("x"))
+    bus.publish_soon(ToUser("nobody", {"n": 1}))
+    assert sink.got == [ToUser("nobody", {"n": 1})]  # delivered here before anything is sent
+    await bus.stop()  # sends what is queued: the send fails, and says so in the log
+    assert any("was not sent to the other instances" in r.getMessage() for r in caplog.records)
+    await down.aclose()
+
+
 async def test_listening_returns_once_redis_confirmed_the_channel_and_at_once_after(redis, prefix):
     names = Interest(prefix)
     listener, sink = await started(redis, prefix=prefix)
