@@ -150,6 +150,18 @@ def _hold_message_commits(harness, monkeypatch) -> asyncio.Event:
     return release
 
 
+async def _ask_while_it_commits(harness, monkeypatch, ws, cid) -> tuple[asyncio.Event, asyncio.Future]:
+    """Hold the message commits, send the second question and wait until the provider was asked on it.
+    Returns the event that lets the commits go on, and the pending message.send."""
+    release = _hold_message_commits(harness, monkeypatch)
+    harness.provider.started.clear()
+    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
+                                          content="second question"))
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await harness.provider.started.wait()
+    return release, sending
+
+
 class ClosedCounting(ScriptedProvider):
     """Counts the reply streams that were closed (read to the end or abandoned)."""
 
@@ -178,12 +190,7 @@ async def test_the_next_question_is_asked_while_it_commits_and_its_turn_takes_th
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await harness.drain_ai()
-    release = _hold_message_commits(harness, monkeypatch)
-    provider.started.clear()
-    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
-                                          content="second question"))
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()
+    release, sending = await _ask_while_it_commits(harness, monkeypatch, ws, cid)
     assert not sending.done()  # asked before the message was stored and acknowledged
     assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
     assert await stored_senders(harness, cid) == ["customer", "ai"]  # not stored yet
@@ -212,12 +219,7 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     async with asyncio.timeout(RECV_TIMEOUT_S):
         await looked.wait()
-    commits_go_on = _hold_message_commits(harness, monkeypatch)
-    provider.started.clear()
-    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
-                                          content="second question"))
-    async with asyncio.timeout(RECV_TIMEOUT_S):
-        await provider.started.wait()  # asked while it commits
+    commits_go_on, sending = await _ask_while_it_commits(harness, monkeypatch, ws, cid)
     looks_go_on.set()
     await harness.drain_ai()  # the last turn's task ended, finding nothing newer
     commits_go_on.set()
