@@ -3,13 +3,15 @@ instance from the shared due-time index (states/timers.py), each armed timer by 
 
 Arming: a move disarms the timers of the version it leaves and arms those of the state it enters
 (due from the move's time; business time for the SLA and the queue wait); a start arms the `ai`
-ones; a customer message arms the idle timers again from its time; an agent's first reply ends
-the SLA timer. Firing: the loop sleeps until the earliest due time (at most POLL_S: another instance
-may arm an earlier one) or a wake-up, claims what is due and applies each with the version it was
-armed with: a conversation that moved on is left alone. Before acting, an idle timer looks at the
-customer's newest message in SQL and is armed again from it when it is newer (a lost re-arm, or a
-message that raced the claim), and the SLA timer looks for an agent reply: what Redis says is a
-reminder, SQL decides. `run_due(now_ms)` is the drain mode: tests run due timers in simulated time.
+ones; a customer message arms the idle timers again from its time (at most once per REARM_EVERY_MS
+of a conversation's version on an instance: one armed a little early finds the newer message when it
+fires, below); an agent's first reply ends the SLA timer. Firing: the loop sleeps until the earliest
+due time (at most POLL_S: another instance may arm an earlier one) or a wake-up, claims what is due
+and applies each with the version it was armed with: a conversation that moved on is left alone.
+Before acting, an idle timer looks at the customer's newest message in SQL and is armed again from
+it when it is newer (a lost re-arm, a skipped one, or a message that raced the claim), and the SLA
+timer looks for an agent reply: what Redis says is a reminder, SQL decides. `run_due(now_ms)` is the
+drain mode: tests run due timers in simulated time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from chat import metrics
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # the longest sleep: how soon a timer armed on another instance is seen here
 CLAIM_BATCH = 100
 RETRY_MS = 30_000  # a timer whose effect failed is armed again this much later
+# A customer who writes again within this of the last re-arm here costs no Redis write: the idle timer
+# armed from the earlier message fires at most this much early, reads the newer one and is armed again.
+REARM_EVERY_MS = 30_000
+REARMED_KEPT = 10_000  # conversations whose last re-arm is remembered (least recent out first)
 
 
 class Timers:
@@ -54,6 +61,7 @@ class Timers:
         self.hours = messages.office_hours.hours
         self.clock = clock
         self.fired: dict[str, int] = {}  # timer name -> effects applied here (tests, /metrics has the same)
+        self._rearmed: OrderedDict[tuple[str, int], int] = OrderedDict()  # (conversation, version) -> ms
         self._wake = asyncio.Event()
         self._sleep_until_ms: int | None = None
         self._passes = asyncio.Condition()
@@ -118,10 +126,23 @@ class Timers:
         if m.sender_type == "customer":
             due = {Armed(row, c.id, c.version): self.due_ms(row, m.created_ms)
                    for row in self.enabled(c.state) if row.idle}
-            await self._quietly("re-arm", c.id, self.arm(due))
+            if due and self._rearm_due(c, m.created_ms):
+                await self._quietly("re-arm", c.id, self.arm(due))
         elif m.sender_type == "agent" and not m.private:
             ended = [Armed(row, c.id, c.version) for row in self.enabled(c.state) if row.until_agent_reply]
             await self._quietly("end", c.id, self.index.disarm(ended))
+
+    def _rearm_due(self, c: Conversation, at_ms: int) -> bool:
+        """Is it time to re-arm this version's idle timers (none re-armed here in REARM_EVERY_MS)?"""
+        key, rearmed = (c.id, c.version), self._rearmed
+        last = rearmed.pop(key, None)
+        if last is not None and at_ms - last < REARM_EVERY_MS:
+            rearmed[key] = last
+            return False
+        rearmed[key] = at_ms
+        if len(rearmed) > REARMED_KEPT:
+            rearmed.popitem(last=False)
+        return True
 
     async def arm_waiting(self) -> int:
         """Arm the queue-wait timer of every conversation in `handoff` that lacks one (waiting since

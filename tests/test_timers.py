@@ -111,6 +111,35 @@ async def test_a_customer_message_counts_idle_time_again(harness_factory, sim_cl
     assert h.timers.fired == {"ai_idle_nudge": 1}
 
 
+async def test_messages_close_together_re_arm_once_and_the_early_timer_counts_from_the_last(
+        harness_factory, sim_clock, monkeypatch):
+    from chat.timers import REARM_EVERY_MS
+
+    h = await harness_factory(ai_idle_close_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    nudge, arms = Armed(TIMERS[0], c.id, 0), []
+    arm = h.timers.index.arm
+
+    async def counted(due):
+        arms.append(due)
+        await arm(due)
+
+    monkeypatch.setattr(h.timers.index, "arm", counted)
+    first = sim_clock()
+    await h.ops.messages.send(CUSTOMER, c.id, content="one", client_msg_id="m1")
+    sim_clock.advance(REARM_EVERY_MS / 1000 - 1)
+    await h.ops.messages.send(CUSTOMER, c.id, content="two", client_msg_id="m2")  # no Redis write for this one
+    await h.drain_ai()
+    assert arms == [{nudge: first + 600_000}]
+    sim_clock.advance(600 - REARM_EVERY_MS / 1000 + 1)  # the timer armed from the first message is due
+    await h.timers.drain()
+    assert h.timers.fired == {}  # it found the second message and counts from it
+    assert await h.timers.index.due_of(nudge) == first + REARM_EVERY_MS - 1000 + 600_000
+    sim_clock.advance(REARM_EVERY_MS / 1000)
+    await h.timers.drain()
+    assert h.timers.fired == {"ai_idle_nudge": 1}
+
+
 async def test_a_lost_re_arm_is_caught_by_the_check_before_acting(harness_factory, sim_clock):
     h = await harness_factory(ai_idle_close_s=0)
     c = await h.ops.conversations.start(CUSTOMER)
