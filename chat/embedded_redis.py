@@ -4,7 +4,7 @@ Through redis-py, a fakeredis command costs what a network round trip costs in P
 connection taken from the pool and given back, the command encoded to RESP, fakeredis parsing
 the RESP back into words, the reply queued and awaited, the retry wrapper around it all (about
 45 µs for a GET, more than the real Redis costs the client). The commands of DIRECT (the live
-record's GET, the bus's PUBLISH and the few other plain key commands, none of which blocks,
+record's GET, the bus's SPUBLISH and the few other plain key commands, none of which blocks,
 subscribes or belongs to a MULTI) skip all of that, alone or in a pipeline outside a transaction:
 they run at once on one fakeredis connection kept for them, and their reply goes through the same
 redis-py response callbacks (about 8 µs for a GET). Every other command, transactions and
@@ -21,11 +21,12 @@ from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 
 # Plain key commands that never block, subscribe, or change the connection's state: their reply
-# is there as soon as fakeredis has run them. GET is the one of every message (the live record).
+# is there as soon as fakeredis has run them. GET is the one of every message (the live record),
+# SPUBLISH the bus's (chat.bus publishes every message on its conversation's sharded channel).
 DIRECT = frozenset({
     "GET", "MGET", "SET", "DEL", "EXISTS", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "INCR", "INCRBY", "DECRBY",
     "HGET", "HSET", "HDEL", "HGETALL", "SADD", "SREM", "SMEMBERS", "SCARD", "SISMEMBER", "ZADD", "ZREM",
-    "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH",
+    "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH", "SPUBLISH",
 })
 
 
