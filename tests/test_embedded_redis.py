@@ -170,6 +170,31 @@ async def test_direct_and_ordinary_commands_share_the_server_and_publishes_reach
         await r.aclose()
 
 
+async def test_a_queued_reply_is_read_at_once_as_fakeredis_reads_it():
+    """The bus's subscriber reads what is already queued without waiting: the same replies, an error
+    reply raised, and a reply not queued yet still waited for."""
+    r = EmbeddedRedis()
+    try:
+        await r.set("s", "text")
+        conn = r.connection_pool.make_connection()
+        await conn.connect()
+        for command in (("GET", "s"), ("INCR", "s"), ("GET", "s")):
+            await conn.send_command(*command)
+        assert conn._sock.responses.qsize() == 3
+        assert await conn.read_response() == b"text"
+        with pytest.raises(ResponseError, match="integer"):
+            await conn.read_response()
+        assert await conn.read_response(disable_decoding=True) == b"text"
+        later = asyncio.create_task(conn.read_response(timeout=1))
+        await asyncio.sleep(0)
+        assert not later.done()
+        await conn.send_command("GET", "s")
+        assert await later == b"text"
+        await conn.disconnect()
+    finally:
+        await r.aclose()
+
+
 async def test_concurrent_direct_commands_each_get_their_own_reply():
     r = EmbeddedRedis()
     try:
