@@ -4,7 +4,7 @@ Through redis-py, a fakeredis command costs what a network round trip costs in P
 connection taken from the pool and given back, the command encoded to RESP, fakeredis parsing
 the RESP back into words, the reply queued and awaited, the retry wrapper around it all (about
 45 µs for a GET, more than the real Redis costs the client). The commands of DIRECT (the live
-record's GET, the bus's PUBLISH and the few other plain key commands, none of which blocks,
+record's GET, the bus's SPUBLISH and the few other plain key commands, none of which blocks,
 subscribes or belongs to a MULTI) skip all of that, alone or in a pipeline outside a transaction:
 they run at once on one fakeredis connection kept for them, and their reply goes through the same
 redis-py response callbacks (about 8 µs for a GET). Every other command, transactions and
@@ -18,14 +18,17 @@ from typing import Any
 import fakeredis
 from redis.asyncio.client import Pipeline
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+RaiseErrorTypes = (ResponseError, AuthenticationError)  # the error replies fakeredis' read_response raises
 
 # Plain key commands that never block, subscribe, or change the connection's state: their reply
-# is there as soon as fakeredis has run them. GET is the one of every message (the live record).
+# is there as soon as fakeredis has run them. GET is the one of every message (the live record),
+# SPUBLISH the bus's (chat.bus publishes every message on its conversation's sharded channel).
 DIRECT = frozenset({
     "GET", "MGET", "SET", "DEL", "EXISTS", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "INCR", "INCRBY", "DECRBY",
     "HGET", "HSET", "HDEL", "HGETALL", "SADD", "SREM", "SMEMBERS", "SCARD", "SISMEMBER", "ZADD", "ZREM",
-    "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH",
+    "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH", "SPUBLISH",
 })
 
 
@@ -33,7 +36,7 @@ class EmbeddedRedis(fakeredis.FakeAsyncRedis):
     """A fakeredis client (bytes in, bytes out) on its own in-process server."""
 
     def __init__(self) -> None:
-        super().__init__(server=fakeredis.FakeServer())
+        super().__init__(server=fakeredis.FakeServer(), connection_class=_Connection)
         self._direct: Any = None  # the connection of the DIRECT commands, made on first use
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -59,7 +62,11 @@ class EmbeddedRedis(fakeredis.FakeAsyncRedis):
         queues an error reply as redis-py's exception)."""
         encode = conn.encoder.encode
         socket = conn._sock  # fakeredis' in-process socket: runs a command from its words, queues the reply
-        socket._process_command([arg if isinstance(arg, bytes) else encode(arg) for arg in args])
+        words = [arg if isinstance(arg, bytes) else encode(arg) for arg in args]
+        if args[0] == "SPUBLISH" and len(words) == 3:  # the bus's, one per message: straight to the subscribers
+            with socket._server.lock:
+                return socket.spublish(words[1], words[2])
+        socket._process_command(words)
         response = socket.responses.get_nowait()
         if isinstance(response, RedisError):
             if EMPTY_RESPONSE in options:
@@ -109,3 +116,23 @@ class _DirectPipeline(Pipeline):
             return replies
         finally:
             await self.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+
+class _Connection(fakeredis.FakeAsyncRedisConnection):
+    """fakeredis' connection, whose reply already queued is taken at once: the bus's subscriber reads
+    one message after the other (every SPUBLISH above), each of which fakeredis would read through
+    two more coroutines and a readiness check."""
+
+    # redis-py's parameters; fakeredis' own override takes **kwargs, which mypy holds against them
+    async def read_response(  # type: ignore[override]
+            self, disable_decoding: bool = False, timeout: float | None = None, *,
+            disconnect_on_error: bool = True, push_request: bool | None = False) -> Any:
+        """The next reply; one already queued without waiting, as fakeredis returns it."""
+        socket = self._sock
+        if socket is None or disable_decoding or socket.responses.empty():
+            return await super().read_response(disable_decoding=disable_decoding, timeout=timeout,
+                                               disconnect_on_error=disconnect_on_error, push_request=push_request)
+        response = socket.responses.get_nowait()
+        if isinstance(response, RaiseErrorTypes):
+            raise response
+        return self._decode(response)

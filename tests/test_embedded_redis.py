@@ -60,6 +60,7 @@ async def script(r):
     incr = r.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
     out.append(await incr(keys=["n"], args=[10]))  # EVALSHA: NOSCRIPT, then loaded and run
     out.append(await r.publish("nobody", "x"))
+    out.append(await r.spublish("nobody", "x"))
     out.append(await r.delete("s", "n", "h", "set", "z"))
     for bad in (r.incr("h2"), r.hget("s2", "f")):
         await r.set("h2", "not a number")
@@ -74,7 +75,7 @@ async def script(r):
 def test_every_direct_command_is_in_the_session():
     assert {"GET", "MGET", "SET", "DEL", "EXISTS", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "INCR", "INCRBY", "DECRBY",
             "HGET", "HSET", "HDEL", "HGETALL", "SADD", "SREM", "SMEMBERS", "SCARD", "SISMEMBER", "ZADD", "ZREM",
-            "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH"} == DIRECT
+            "ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "EVALSHA", "EVAL", "PUBLISH", "SPUBLISH"} == DIRECT
 
 
 async def test_direct_commands_answer_what_the_ordinary_way_answers():
@@ -94,7 +95,8 @@ async def pipelines(r):
     """Pipelines: DIRECT only (replies, an error reply in its place), a transaction, a mixed one."""
     out = []
     pipe = r.pipeline(transaction=False)
-    pipe.set("p", "1").incr("p").hset("ph", "f", "v").hgetall("ph").publish("nobody", "x").get("p")
+    pipe.set("p", "1").incr("p").hset("ph", "f", "v").hgetall("ph")
+    pipe.publish("nobody", "x").spublish("nobody", "y").get("p")
     out.append(await pipe.execute())
     pipe.incr("ph").get("p")  # the pipeline is empty again after execute
     replies = await pipe.execute(raise_on_error=False)
@@ -116,7 +118,7 @@ async def test_pipelines_answer_what_the_ordinary_way_answers():
     try:
         mine = await pipelines(direct)
         assert mine == await pipelines(ordinary)
-        assert mine[0] == [True, 2, 1, {b"f": b"v"}, 0, b"2"]
+        assert mine[0] == [True, 2, 1, {b"f": b"v"}, 0, 0, b"2"]
         assert mine[1] == ["ResponseError", b"2"] and "Command # 1" in mine[2][1]
     finally:
         await direct.aclose()
@@ -144,7 +146,7 @@ async def test_a_missing_script_is_no_script_error():
         await r.aclose()
 
 
-async def test_direct_and_ordinary_commands_share_the_server_and_publish_reaches_subscribers():
+async def test_direct_and_ordinary_commands_share_the_server_and_publishes_reach_subscribers():
     r = EmbeddedRedis()
     try:
         pubsub = r.pubsub()
@@ -156,7 +158,39 @@ async def test_direct_and_ordinary_commands_share_the_server_and_publish_reaches
         assert await r.publish("bus", "hello") == 1
         message = await pubsub.get_message(timeout=1)
         assert message is not None and message["data"] == b"hello"
+        await pubsub.ssubscribe("shard")
+        assert (await pubsub.get_message(timeout=1))["type"] == "ssubscribe"
+        assert await r.spublish("shard", "one") == 1  # DIRECT, alone and in a pipeline
+        assert await r.pipeline(transaction=False).spublish("shard", "two").execute() == [1]
+        for data in (b"one", b"two"):
+            message = await pubsub.get_message(timeout=1)
+            assert message is not None and message["data"] == data
         await pubsub.aclose()
+    finally:
+        await r.aclose()
+
+
+async def test_a_queued_reply_is_read_at_once_as_fakeredis_reads_it():
+    """The bus's subscriber reads what is already queued without waiting: the same replies, an error
+    reply raised, and a reply not queued yet still waited for."""
+    r = EmbeddedRedis()
+    try:
+        await r.set("s", "text")
+        conn = r.connection_pool.make_connection()
+        await conn.connect()
+        for command in (("GET", "s"), ("INCR", "s"), ("GET", "s")):
+            await conn.send_command(*command)
+        assert conn._sock.responses.qsize() == 3
+        assert await conn.read_response() == b"text"
+        with pytest.raises(ResponseError, match="integer"):
+            await conn.read_response()
+        assert await conn.read_response(disable_decoding=True) == b"text"
+        later = asyncio.create_task(conn.read_response(timeout=1))
+        await asyncio.sleep(0)
+        assert not later.done()
+        await conn.send_command("GET", "s")
+        assert await later == b"text"
+        await conn.disconnect()
     finally:
         await r.aclose()
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 
 import pytest
@@ -84,4 +85,43 @@ async def test_sqlite_checkpoints_the_wal_off_the_loop_every_so_many_commits(tmp
         assert copy.execute("SELECT COUNT(*) FROM t").fetchone() == (2,)
         copy.close()
     finally:
+        await db.close()
+
+
+async def test_sqlite_wal_starts_over_after_a_checkpoint_that_commits_ran_during(tmp_path, monkeypatch):
+    """Commits made while a checkpoint copies the WAL are copied too, with the service's writes held
+    back: the next commit writes the WAL from its beginning again instead of growing it without end."""
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_EVERY", 4)
+    copied, go_on = threading.Event(), threading.Event()
+    passes = []
+    checkpoint = sqlite_backend._Checkpointer._checkpoint
+
+    def first_pass_then_wait(self):
+        checkpoint(self)
+        passes.append(self._writes.locked())
+        if len(passes) == 1:
+            copied.set()  # the first pass is done: the test commits before it returns
+            go_on.wait(5)
+
+    monkeypatch.setattr(sqlite_backend._Checkpointer, "_checkpoint", first_pass_then_wait)
+    path = tmp_path / "chat.db"
+    db = await connect(parse_database_url(f"sqlite:///{path}"))
+    try:
+        await db.execute("CREATE TABLE t (n INTEGER)")
+        for n in range(3):  # the fourth commit starts a checkpoint
+            await db.execute("INSERT INTO t VALUES (%s)", (n,))
+        assert await asyncio.to_thread(copied.wait, 5)
+        for n in range(3, 23):  # twenty commits the first pass did not see
+            await db.execute("INSERT INTO t VALUES (%s)", (n,))
+        go_on.set()
+        await db._checkpointer.wait()
+        assert passes == [False, True]  # the second pass ran with the writes held
+        await db.execute("INSERT INTO t VALUES (23)")
+        other = sqlite3.connect(path)
+        _, frames, _ = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert other.execute("SELECT COUNT(*) FROM t").fetchone() == (24,)
+        other.close()
+        assert frames <= 2  # the last commit's pages only: the WAL was started over
+    finally:
+        go_on.set()
         await db.close()
