@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -99,6 +100,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return workers.supervise(args.workers, lambda: _serve(settings, env_file, host, port, reuse_port=True))
 
 
+async def freeze_heap(_app: object) -> None:
+    """Once the service has started: collect, then move every object alive (the imported modules, the
+    app) out of the collector's reach (gc.freeze). The oldest generation's collections then walk only
+    what was made since, instead of pausing the loop for tens of milliseconds (61 ms measured during
+    the AI benchmark: the slowest of its provider requests waited for it)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse_port: bool) -> int:
     """One instance in this process, until SIGTERM or SIGINT (then it drains: aiohttp's run_app)."""
     from aiohttp import web
@@ -110,6 +120,7 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
     from chat.store.migrations import ForeignSchema
 
     app = create_app(settings)
+    app.on_startup.append(freeze_heap)  # after every startup context of the app
     setup_logging(settings, app[keys.INSTANCE_ID])  # LOG_FORMAT text|json, tokens and secrets masked
     logging.getLogger("chat.cli").info("chat-api starting: %s; %s; pid %d", settings.describe(), env_file.describe(),
                                        os.getpid())  # one line per worker with --workers
