@@ -111,14 +111,14 @@ class Bus:
         """Deliver to this instance's sockets now, and send to the instances that listen. Messages
         published while others are on their way go together in one pipeline, in order."""
         self._deliver(message)
-        await self._outbox.submit((channel_of(self.interest, message), self.origin + encode(message)))
+        await self._outbox.submit(self._payload(message))
 
     def publish_soon(self, message: BusMessage) -> None:
         """`publish` without waiting for Redis: delivered to this instance's sockets now, sent to the
         other instances in order with everything else published; a failure is logged (the messages
         are stored, and the clients there resume by seq)."""
         self._deliver(message)
-        sent = self._outbox.submit_nowait((channel_of(self.interest, message), self.origin + encode(message)))
+        sent = self._outbox.submit_nowait(self._payload(message))
         sent.add_done_callback(_log_unsent)
 
     async def publish_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
@@ -143,6 +143,10 @@ class Bus:
         queue, sent in order): it sees the writes of every script a `deliver_first` delivered here."""
         return await self._outbox.submit(Read(command))
 
+    def _payload(self, message: BusMessage) -> Payload:
+        """The message's channel, and its bytes as published: this instance's origin, then the JSON."""
+        return channel_of(self.interest, message), self.origin + encode(message)
+
     def _deliver(self, message: BusMessage) -> None:
         try:
             self._receive(message)
@@ -164,7 +168,7 @@ class Bus:
                     published -= 1
                     continue
                 if isinstance(item, Scripted):
-                    channel, payload = channel_of(self.interest, item.message), self.origin + encode(item.message)
+                    channel, payload = self._payload(item.message)
                     # EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA
                     pipe.eval(item.script, len(item.keys), *item.keys, *item.args, channel, payload)
                 else:

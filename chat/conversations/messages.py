@@ -160,17 +160,16 @@ class Messages:
         writing = await self._customer_writing(identity, known, content)
         created = False
         try:
-            try:
-                message, created = await self.writer.append(draft)
-            except ConversationNotFound:
-                return None  # no SQL row yet (a migrated record): the full path creates it
-            except StaleVersion:
-                # moved since (maybe by another instance): read it checked against SQL, which also
-                # repairs a live record that is behind, so the next message takes this path again
-                await self.conversations.refresh(known.id)
-                return None
+            message, created = await self.writer.append(draft)
+        except ConversationNotFound:
+            return None  # no SQL row yet (a migrated record): the full path creates it
+        except StaleVersion:
+            # moved since (maybe by another instance): read it checked against SQL, which also
+            # repairs a live record that is behind, so the next message takes this path again
+            await self.conversations.refresh(known.id)
+            return None
         finally:
-            if writing is not None:
+            if writing is not None:  # its early AI request is dropped unless the message was stored
                 writing.stored.set_result(created)
         if created:
             await self._stored(known, message)

@@ -162,14 +162,13 @@ class Connection:
             frame["details"] = error.details
         self.send(frame)
 
-    def behind(self, size: int = 0) -> bool:
-        """Could writing `size` more bytes make aiohttp wait? Its flow control pauses above the high-water
-        mark and resumes at the low one, so at or under the low mark a send never waits."""
+    def behind(self) -> bool:
+        """Could a send through aiohttp's writer (the keepalive's ping) wait now? Its flow control pauses
+        above the high-water mark and resumes at the low one, so at or under the low mark it never waits."""
         transport = self.transport
         if transport is None:
             return False
-        low_water = transport.get_write_buffer_limits()[0]
-        return transport.get_write_buffer_size() + size > low_water
+        return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[0]
 
     async def write_pending(self) -> None:
         """Write what is queued (the outbox's turn): the turn's frames in one write to the transport, which
