@@ -8,9 +8,10 @@ keyset pages by seq (Messages.list_of) and version (UNIQUE (conversation_id, seq
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from chat.store.db import Database, marks
+from chat.store.db import Database, Row, marks
 from chat.store.models import (
     CONVERSATION_COLUMNS,
     EVENT_COLUMNS,
@@ -23,6 +24,7 @@ from chat.store.models import (
 )
 
 Position = tuple[int, str]  # (created_ms, id) of the last conversation read
+Item = TypeVar("Item", Message, TransitionEvent)  # a row of one conversation
 
 
 class ExportReads:
@@ -59,30 +61,29 @@ class ExportReads:
         more than `limit` of them (then read each conversation by pages: Messages.list_of)."""
         t = self.db.tables.messages
         private = "" if include_private else " AND private = 0"
-        rows = await self.db.fetchall(
+        return await self._grouped(
             f"SELECT {MESSAGE_COLUMNS} FROM {t} WHERE conversation_id IN ({marks(conversation_ids)}){private} "
-            "ORDER BY conversation_id, seq LIMIT %s", [*conversation_ids, limit + 1])
-        if len(rows) > limit:
-            return None
-        grouped: dict[str, list[Message]] = {}
-        for row in rows:
-            message = message_from_row(row)
-            grouped.setdefault(message.conversation_id, []).append(message)
-        return grouped
+            "ORDER BY conversation_id, seq LIMIT %s", conversation_ids, limit, message_from_row)
 
     async def events_of(self, conversation_ids: list[str], *, limit: int) -> dict[str, list[TransitionEvent]] | None:
         """The transition log of these conversations by conversation, oldest first; None when it holds
         more than `limit` entries (then read each conversation with events_after)."""
         t = self.db.tables.conversation_events
-        rows = await self.db.fetchall(
+        return await self._grouped(
             f"SELECT {EVENT_COLUMNS} FROM {t} WHERE conversation_id IN ({marks(conversation_ids)}) "
-            "ORDER BY conversation_id, version LIMIT %s", [*conversation_ids, limit + 1])
+            "ORDER BY conversation_id, version LIMIT %s", conversation_ids, limit, event_from_row)
+
+    async def _grouped(self, sql: str, conversation_ids: list[str], limit: int,
+                       from_row: Callable[[Row], Item]) -> dict[str, list[Item]] | None:
+        """The rows of `sql` (ending in LIMIT %s) by conversation, in the order read; None when there are
+        more than `limit`."""
+        rows = await self.db.fetchall(sql, [*conversation_ids, limit + 1])
         if len(rows) > limit:
             return None
-        grouped: dict[str, list[TransitionEvent]] = {}
+        grouped: dict[str, list[Item]] = {}
         for row in rows:
-            event = event_from_row(row)
-            grouped.setdefault(event.conversation_id, []).append(event)
+            item = from_row(row)
+            grouped.setdefault(item.conversation_id, []).append(item)
         return grouped
 
     async def events_after(self, conversation_id: str, *, after_version: int, limit: int) -> list[TransitionEvent]:
