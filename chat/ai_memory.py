@@ -3,6 +3,7 @@ builds from its history (chat.ai_turn)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -148,9 +149,15 @@ class Histories:
             return
         self.keep(conversation_id, [*history, message])
 
-    def peek(self, conversation_id: str) -> list[Message] | None:
-        """The entry, left in place."""
-        return self._entries.get(conversation_id)
+    def then(self, conversation_id: str, content: str) -> list[Message] | None:
+        """The entry followed by a customer's message not stored yet, as the next turn will read it: the
+        newest `messages` (the oldest drops out). The entry is left in place."""
+        history = self._entries.get(conversation_id)
+        if history is None:
+            return None
+        last = history[-1]  # the message as the context reads it: its seq, sender, privacy and text
+        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=content, private=False)
+        return [*history, message][-self._messages :]
 
     def take(self, conversation_id: str) -> list[Message] | None:
         """The entry, handed over (a turn reads it once)."""

@@ -104,7 +104,7 @@ class AIRunner:
     def on_customer_writing(self, event: CustomerWriting) -> None:
         """A customer message about to be stored: asked at once when the messages kept here lead up to it."""
         cid = event.conversation.id
-        self._early.while_storing(cid, self._histories.peek(cid), event.content, event.stored)
+        self._early.while_storing(cid, self._histories.then(cid, event.content), event.stored)
 
     def on_customer_wrote(self, event: CustomerWrote) -> None:
         """A customer message to answer (asked at once when the messages kept here lead up to it)."""

@@ -229,6 +229,21 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_a_conversation_longer_than_the_context_is_asked_once_per_turn(harness_factory):
+    """Beyond AI_CONTEXT_MESSAGES the question asked while it commits is on the same window as the turn's
+    read (the oldest message drops out): the turn takes that reply, none is asked twice."""
+    h = await harness_factory(ai_context_messages=3)
+    provider: ScriptedProvider = h.provider
+    ws, cid = await start(h)
+    for n in range(1, 6):
+        await ws.ok("message.send", conversation_id=cid, client_msg_id=str(n), content=f"question {n}")
+        await ws.event("message.created", lambda f, n=n: f["data"]["message"]["seq"] == 2 * n)  # its reply
+        await h.drain_ai()
+    assert len(provider.calls) == 5
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["question 4", "Hello, world", "question 5"]
+    assert await stored_senders(h, cid) == ["customer", "ai"] * 5
+
+
 async def test_a_resend_asked_ahead_is_dropped_unseen_when_it_turns_out_stored(harness_factory):
     provider = ClosedCounting()
     h = await harness_factory(provider_=provider)
@@ -582,7 +597,9 @@ def test_kept_histories_follow_the_seqs_and_are_bounded_by_characters():
     kept.keep("a", [msg(1), msg(2, sender="ai")])
     kept.extend("a", msg(3))
     kept.extend("a", msg(4))
-    assert [m.seq for m in kept.take("a")] == [2, 3, 4]  # the newest three, handed over once
+    upcoming = kept.then("a", "next")  # a message about to be stored: the window the next turn reads
+    assert [(m.seq, m.content) for m in upcoming] == [(3, "x"), (4, "x"), (5, "next")]
+    assert [m.seq for m in kept.take("a")] == [2, 3, 4]  # the newest three, left in place by then(), handed over once
     assert kept.take("a") is None
     kept.keep("a", [msg(1)])
     kept.extend("a", msg(3))  # seq 2 was stored elsewhere: what is kept here is behind

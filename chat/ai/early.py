@@ -8,7 +8,6 @@ so nothing of a dropped reply was ever shown: it changes when the request leaves
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -67,15 +66,13 @@ class EarlyReplies:
         reply = self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
         return reply
 
-    def while_storing(self, conversation_id: str, kept: list[Message] | None, content: str,
+    def while_storing(self, conversation_id: str, upcoming: list[Message] | None,
                       stored: asyncio.Future[bool]) -> None:
-        """A customer's message about to be stored after the `kept` messages: ask on it now, while it
-        commits; the reply is dropped unseen if `stored` says it was not stored."""
-        if kept is None:
+        """A customer's message about to be stored, the last of the `upcoming` messages: ask on them now,
+        while it commits; the reply is dropped unseen if `stored` says it was not stored."""
+        if upcoming is None:
             return
-        last = kept[-1]  # the message as the context reads it: its seq, sender, privacy and text
-        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=content, private=False)
-        reply = self.ask(conversation_id, self._build([*kept, message]))
+        reply = self.ask(conversation_id, self._build(upcoming))
 
         def settled(outcome: asyncio.Future[bool]) -> None:
             if not outcome.result():
