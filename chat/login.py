@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from chat.store import Store
 from chat.store.accounts import Refreshed, User
 from states import redis_keys
 from states.clock import now_ms
+from states.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Login:
         if needs_rehash(password_hash):
             await self.store.accounts.rehash(user_id, password_hash, await hash_password(password))
         refresh_token = new_refresh_token()
-        await self.store.accounts.add_refresh(token_digest(refresh_token), str(uuid.uuid4()), user_id,
+        await self.store.accounts.add_refresh(token_digest(refresh_token), new_id(), user_id,
                                               now_ms() + self.settings.refresh_token_ttl_s * 1000)
         log.info("login: %s", user_id)
         return await self._tokens(user_id, refresh_token)

@@ -19,7 +19,6 @@ A writer holding a genuinely stale version still fails with StaleVersion and wri
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from redis.asyncio import Redis
 from states import redis_keys
 from states.clock import now_iso, now_ms
 from states.errors import ConversationNotFound, InvalidTransition, StaleVersion
+from states.ids import new_id
 from states.machine import AgentType, State, apply_trigger
 from states.record import Conversation, dump_record, load_record
 
@@ -76,7 +76,7 @@ class Transition:
     actor: Actor
     reason: str | None
     at_ms: int
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_id)
 
     @property
     def previous_state(self) -> str:
@@ -126,7 +126,7 @@ class ConversationRepository:
         """Start a conversation in state `ai` (SQL row first, then the live record)."""
         now = now_iso()
         conversation = Conversation(
-            id=conversation_id or str(uuid.uuid4()),
+            id=conversation_id or new_id(),
             user_id=user_id,
             agent_type=AgentType.AI.value,
             created_at=now,

@@ -20,6 +20,7 @@ from chat.app import create_app
 from chat.auth import issue_token
 from chat.settings import Settings, parse_database_url, parse_redis_url
 from chat.store import Store, connect
+from states.ids import new_id
 from tests.legacy_tables import fresh_mysql_database
 from tests.wsclient import WS, ScriptedProvider
 
@@ -119,11 +120,6 @@ def make_settings(tmp_path):
         return replace(base, **{"bus_channel": BUS_CHANNEL, "ai_sweep_interval_s": 0, **overrides})
 
     return make
-
-
-def new_id() -> str:
-    """A fresh conversation id."""
-    return str(uuid.uuid4())
 
 
 # --- a running app and its sockets (the service's own tests) --------------------------------

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from chat import render
 from chat.store.db import Database, Row
 from states.clock import now_ms
+from states.ids import new_id
 
 CANNED_FIELDS = ("id", "short_code", "content", "created_at", "updated_at")
 _COLUMNS = "id, short_code, content, created_ms, updated_ms"
@@ -38,7 +38,7 @@ class CannedResponses:
     async def create(self, short_code: str, content: str) -> Canned:
         """A new canned response; DuplicateKey when the short code is taken."""
         now = now_ms()
-        row = (str(uuid.uuid4()), short_code, content, now, now)
+        row = (new_id(), short_code, content, now, now)
         await self.db.execute(f"INSERT INTO {self._table} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", row)
         return _canned(row)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ from chat import render
 from chat.store.db import Database
 from chat.store.webhooks import Webhooks
 from states.clock import now_ms
+from states.ids import new_id
 from states.machine import State
 
 CSAT_FIELDS = ("id", "conversation_id", "version", "user_id", "agent_id", "team_id", "score", "comment",
@@ -56,7 +56,7 @@ class Csat:
     async def add(self, rating: NewRating) -> Rating:
         """Store a rating (and its `csat.submitted` webhook event); DuplicateKey when that close was rated
         already."""
-        row = (str(uuid.uuid4()), rating.conversation_id, rating.close_version, rating.user_id, rating.agent_id,
+        row = (new_id(), rating.conversation_id, rating.close_version, rating.user_id, rating.agent_id,
                rating.team_id, rating.score, rating.comment, rating.closed_ms, now_ms())
         stored = render.row_object(CSAT_FIELDS, row)
         async with self.db.transaction() as tx:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from chat.store.db import Database, Tx
 from chat.store.webhooks import Webhooks, event_body
 from states.clock import now_ms
+from states.ids import new_id
 
 ERASED_TEXT = ""  # what a message's content becomes (the column is NOT NULL)
 ERASE_TRIGGER = "erase"
@@ -123,7 +124,7 @@ class Erasure:
             f"INSERT INTO {t.conversation_events} (id, conversation_id, version, trigger_name, from_state, to_state, "
             "actor_type, actor_id, reason, agent_id, team_id, created_ms) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (str(uuid.uuid4()), conversation_id, version + 1, ERASE_TRIGGER, state, ERASED_STATE, actor_type,
+            (new_id(), conversation_id, version + 1, ERASE_TRIGGER, state, ERASED_STATE, actor_type,
              actor_id, "customer erased", agent_id, team_id, now))
 
     async def _scrub_outbox(self, tx: Tx, conversation_id: str) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from chat import render
 from chat.store.db import Database, marks
 from states.clock import now_ms
+from states.ids import new_id
 
 LABEL_FIELDS = ("id", "title", "description", "color", "created_at")
 Label = dict[str, Any]  # LABEL_FIELDS (chat.api.labels.LabelOut documents it)
@@ -28,7 +28,7 @@ class Labels:
 
     async def create(self, title: str, description: str | None, color: str | None) -> Label:
         """A new label; DuplicateKey when the title is taken."""
-        row = (str(uuid.uuid4()), title, description, color, now_ms())
+        row = (new_id(), title, description, color, now_ms())
         await self.db.execute(
             f"INSERT INTO {self._t.labels} (id, title, description, color, created_ms) VALUES (%s, %s, %s, %s, %s)", row
         )

@@ -9,7 +9,6 @@ the path of guarded writes (the AI's replies, checked against the state they ans
 from __future__ import annotations
 
 import functools
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from chat.store.models import MESSAGE_COLUMNS, Message, message_from_row
 from chat.store.webhooks import Webhooks
 from states.clock import now_ms
 from states.errors import ConversationNotFound, StaleVersion
+from states.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class NewMessage:
     def stored(self, seq: int, created_ms: int) -> Message:
         """The stored message, with a fresh id."""
         return Message(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             conversation_id=self.conversation_id,
             seq=seq,
             sender_type=self.sender_type,

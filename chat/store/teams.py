@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from chat import render
 from chat.store.db import Database, Row
 from states.clock import now_ms
+from states.ids import new_id
 
 TEAM_COLUMNS = "id, name, description, created_ms, updated_ms"
 EDITABLE = ("name", "description")
@@ -56,7 +56,7 @@ class Teams:
     async def create(self, name: str, description: str | None) -> Team:
         """A new team; DuplicateKey when the name is taken."""
         now = now_ms()
-        row = (str(uuid.uuid4()), name, description, now, now)
+        row = (new_id(), name, description, now, now)
         await self.db.execute(f"INSERT INTO {self._teams} ({TEAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", row)
         return _team(row)
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from chat.store.db import Database, DuplicateKey
 from chat.store.webhooks import Webhooks
+from states.ids import new_id
 
 AGENT, CUSTOMER = "agent", "customer"
 
@@ -76,7 +76,7 @@ class TimerReads:
                 await tx.execute(
                     f"INSERT INTO {self._t.conversation_marks} ({MARK_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (str(uuid.uuid4()), conversation_id, version, kind, state, agent_id, team_id, at_ms),
+                    (new_id(), conversation_id, version, kind, state, agent_id, team_id, at_ms),
                 )
                 if webhook is not None and self.webhooks.wants(webhook["type"]):
                     await self.webhooks.record(tx, webhook["type"], conversation_id, webhook["data"], lock=True)

@@ -27,6 +27,7 @@ import orjson
 from chat import render
 from chat.store.db import Database, Tx, marks
 from states.clock import iso_from_ms, now_ms
+from states.ids import new_id
 
 EVENT_TYPES = ("message.created", "note.created", "conversation.updated", "sla.breached", "csat.submitted",
                "customer.erased")
@@ -126,7 +127,7 @@ class Webhooks:
         if not targets:
             return None
         created_ms = now_ms()
-        event_id = str(uuid.uuid4())
+        event_id = new_id()
         body = event_body(event_id, event_type, created_ms, data).decode()
         line = conversation_id or ""
         if lock and line and self.db.dialect == "mysql":
@@ -136,7 +137,7 @@ class Webhooks:
             f"INSERT INTO {self._d} (id, webhook_id, event_id, event_type, conversation_id, position, body, status, "
             "attempts, next_ms, window_ms, created_ms) SELECT %s, %s, %s, %s, %s, COALESCE(MAX(position), 0) + 1, "
             f"%s, %s, 0, %s, %s, %s FROM {self._d} WHERE conversation_id = %s",
-            [(str(uuid.uuid4()), webhook_id, event_id, event_type, line, body, PENDING, created_ms, created_ms,
+            [(new_id(), webhook_id, event_id, event_type, line, body, PENDING, created_ms, created_ms,
               created_ms, line) for webhook_id in targets],
         )
         return event_id
@@ -152,7 +153,7 @@ class Webhooks:
 
     async def create(self, url: str, events: list[str], secret: str | None) -> Webhook:
         """A new subscription; its secret (generated when not given) is in the result, and only there."""
-        webhook_id, created_ms = str(uuid.uuid4()), now_ms()
+        webhook_id, created_ms = new_id(), now_ms()
         secret = secret or "whsec_" + secrets.token_hex(24)
         wanted = ",".join(t for t in EVENT_TYPES if t in set(events))
         await self.db.execute(

@@ -15,7 +15,7 @@ async def test_labels(api):
                                    json={"title": f"  {title} ", "description": "big spender", "color": "#FF0000"})
     assert status == 201
     assert label["title"] == title and label["description"] == "big spender" and label["color"] == "#FF0000"
-    uuid.UUID(label["id"], version=4)
+    assert uuid.UUID(label["id"]).version == 7  # a row id (states/ids.py)
     status, body = await api.call("POST", "/api/v1/labels", as_=admin, json={"title": title})
     assert_error(status, body, 409, "conflict")
     status, body = await api.call("POST", "/api/v1/labels", as_=admin, json={"title": "x", "color": "red"})

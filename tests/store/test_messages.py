@@ -1,6 +1,7 @@
 """Messages on MariaDB and SQLite: gap-free seq, idempotent resend, the state guard, batches, reads."""
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -145,3 +146,18 @@ async def test_list_of_pages_without_gaps_and_at_the_top_of_the_seq_range(store,
         after_seq = page[-1].seq
     assert seqs == list(range(1, 12))
     assert await store.messages.list_of(cid, after_seq=2**31 - 1, limit=1000) == []  # the largest seq a client names
+
+
+async def test_message_ids_are_time_ordered_uuids(store, conversation_id, sim_clock):
+    """Ids are UUIDs version 7 carrying the store's clock: messages stored in later milliseconds sort after
+    the earlier ones, so each new key lands at the end of the primary key's index (states/ids.py)."""
+    stored = []
+    for i in range(4):
+        message, _ = await store.messages.append(conversation_id, sender_type="customer", content=f"m{i}")
+        stored.append(message)
+        sim_clock.advance(0.001)
+    ids = [uuid.UUID(m.id) for m in stored]
+    assert [i.version for i in ids] == [7] * 4
+    assert [i.int >> 80 for i in ids] == [m.created_ms for m in stored]  # the time of the insert, in ms
+    assert sorted(stored, key=lambda m: m.id) == stored
+    assert len({m.id for m in stored}) == 4
