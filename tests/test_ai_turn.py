@@ -229,17 +229,26 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
-async def test_a_conversation_longer_than_the_context_is_asked_once_per_turn(harness_factory):
-    """Beyond AI_CONTEXT_MESSAGES the question asked while it commits is on the same window as the turn's
-    read (the oldest message drops out): the turn takes that reply, none is asked twice."""
+async def test_a_conversation_longer_than_the_context_is_asked_once_per_turn(harness_factory, monkeypatch):
+    """Beyond AI_CONTEXT_MESSAGES the question is still asked early, on the same window as the turn's read
+    (the oldest message drops out): the turn takes that reply, none is asked twice."""
     h = await harness_factory(ai_context_messages=3)
     provider: ScriptedProvider = h.provider
     ws, cid = await start(h)
-    for n in range(1, 6):
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="question 1")
+    await ws.event("message.created", lambda f: f["data"]["message"]["seq"] == 2)  # its reply
+    await h.drain_ai()
+    for n in range(2, 6):
+        release = _hold_history_reads(h, monkeypatch)
+        provider.started.clear()
         await ws.ok("message.send", conversation_id=cid, client_msg_id=str(n), content=f"question {n}")
-        await ws.event("message.created", lambda f, n=n: f["data"]["message"]["seq"] == 2 * n)  # its reply
+        async with asyncio.timeout(RECV_TIMEOUT_S):
+            await provider.started.wait()  # asked before the turn could read its history: early
+        release.set()
+        await ws.event("message.created", lambda f, n=n: f["data"]["message"]["seq"] == 2 * n)
         await h.drain_ai()
-    assert len(provider.calls) == 5
+        monkeypatch.undo()
+    assert len(provider.calls) == 5  # one request per turn: each turn took the reply asked early
     assert [m["content"] for m in provider.calls[-1][1:]] == ["question 4", "Hello, world", "question 5"]
     assert await stored_senders(h, cid) == ["customer", "ai"] * 5
 

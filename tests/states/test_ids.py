@@ -20,3 +20,4 @@ def test_ids_are_version_7_with_the_rfc_variant_and_sort_by_millisecond(sim_cloc
     flat = [text for batch in made for text in batch]
     assert [sorted(flat).index(t) // 50 for t in flat] == [i // 50 for i in range(150)]  # a later ms sorts after
     assert len(set(flat)) == 150  # 74 random bits: none repeats
+    assert len({(uuid.UUID(t).int >> 64) & 0xFFF for t in flat}) > 1  # rand_a, after the version, is random too
