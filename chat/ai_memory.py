@@ -118,10 +118,11 @@ class Histories:
     """The recent public messages of conversations answered here, as the last turn read them and
     followed by every message stored here since: while they are complete, the next turn asks the
     provider on them at once, before the reads that check them (chat.ai.early). Bounded by
-    characters, least recently kept first out; a gap in the seqs drops a conversation's entry."""
+    characters, least recently kept first out; a gap in the seqs drops a conversation's entry (a private
+    note takes its seq without joining: the turn's read leaves it out too)."""
 
     def __init__(self, messages: int, max_chars: int = MAX_HISTORY_CHARS) -> None:
-        self._entries: OrderedDict[str, list[Message]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[list[Message], int]] = OrderedDict()  # the messages, the last seq
         self._messages = messages
         self._max_chars = max_chars
         self._chars = 0
@@ -129,42 +130,50 @@ class Histories:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keep(self, conversation_id: str, history: list[Message]) -> None:
-        """The conversation's newest public messages, oldest first (what the last turn saw and its reply)."""
+    def keep(self, conversation_id: str, history: list[Message], last_seq: int | None = None) -> None:
+        """The conversation's newest public messages, oldest first (what the last turn saw and its reply);
+        `last_seq` when a private note came after them."""
         self.forget(conversation_id)
         kept = history[-self._messages :]
-        self._entries[conversation_id] = kept
+        self._entries[conversation_id] = (kept, history[-1].seq if last_seq is None else last_seq)
         self._chars += _chars(kept)
         while self._chars > self._max_chars:
-            _, dropped = self._entries.popitem(last=False)
+            _, (dropped, _) = self._entries.popitem(last=False)
             self._chars -= _chars(dropped)
 
     def extend(self, conversation_id: str, message: Message) -> None:
-        """A message stored here: the next in seq joins the entry, anything else ends it."""
-        history = self._entries.get(conversation_id)
-        if history is None:
+        """A message stored here: the next in seq joins the entry (a private note only moves the seq on),
+        anything else ends it."""
+        entry = self._entries.get(conversation_id)
+        if entry is None:
             return
-        if message.private or message.seq != history[-1].seq + 1:
+        history, last_seq = entry
+        if message.seq != last_seq + 1:
             self.forget(conversation_id)
-            return
-        self.keep(conversation_id, [*history, message])
+        elif message.private:
+            self._entries[conversation_id] = (history, message.seq)
+        else:
+            self.keep(conversation_id, [*history, message])
 
     def then(self, conversation_id: str, content: str) -> list[Message] | None:
         """The entry followed by a customer's message not stored yet, as the next turn will read it: the
         newest `messages` (the oldest drops out). The entry is left in place."""
-        history = self._entries.get(conversation_id)
-        if history is None:
+        entry = self._entries.get(conversation_id)
+        if entry is None:
             return None
-        last = history[-1]  # the message as the context reads it: its seq, sender, privacy and text
-        message = dataclasses.replace(last, seq=last.seq + 1, sender_type="customer", content=content, private=False)
+        history, last_seq = entry
+        # the message as the context reads it: its seq, sender, privacy and text
+        message = dataclasses.replace(history[-1], seq=last_seq + 1, sender_type="customer", content=content,
+                                      private=False)
         return [*history, message][-self._messages :]
 
     def take(self, conversation_id: str) -> list[Message] | None:
-        """The entry, handed over (a turn reads it once)."""
-        history = self._entries.pop(conversation_id, None)
-        if history is not None:
-            self._chars -= _chars(history)
-        return history
+        """The entry's messages, handed over (a turn reads them once)."""
+        entry = self._entries.pop(conversation_id, None)
+        if entry is None:
+            return None
+        self._chars -= _chars(entry[0])
+        return entry[0]
 
     def forget(self, conversation_id: str) -> None:
         """Drop the conversation's entry (it left `ai`, or a turn is reading it)."""

@@ -97,6 +97,26 @@ async def test_a_question_sent_while_the_last_turn_still_ends_is_asked_early_too
     assert len(provider.calls) == 2 and await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_after_an_agents_private_note_the_next_question_is_still_asked_early(harness, monkeypatch):
+    """A private note takes a seq but is not in the AI's context: the messages kept for the next turn
+    still lead up to the customer's next question."""
+    provider: ScriptedProvider = harness.provider
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
+    await ws.event("message.created", lambda f: f["data"]["message"]["seq"] == 2)  # its reply
+    await harness.drain_ai()
+    agent = Identity("agent-1", "agent")
+    await harness.ops.staff.remember(agent)
+    note = await harness.ops.messages.send(agent, cid, content="a note", client_msg_id="n1", private=True)
+    assert note.seq == 3
+    release = await _ask_second_question_early(harness, monkeypatch, ws, cid)  # asked before the history read
+    release.set()
+    await ws.event("message.created", lambda f: f["data"]["message"]["seq"] == 5)
+    await harness.drain_ai()
+    assert len(provider.calls) == 2  # the turn took the reply asked early
+    assert [m["content"] for m in provider.calls[-1][1:]] == ["first question", "Hello, world", "second question"]
+
+
 async def test_an_early_question_is_dropped_unseen_when_another_instance_holds_the_turn(harness_factory):
     h = await harness_factory(ai_sweep_interval_s=0)
     provider: ScriptedProvider = h.provider
@@ -613,6 +633,11 @@ def test_kept_histories_follow_the_seqs_and_are_bounded_by_characters():
     kept.keep("a", [msg(1)])
     kept.extend("a", msg(3))  # seq 2 was stored elsewhere: what is kept here is behind
     assert kept.take("a") is None
+    kept.keep("a", [msg(1), msg(2, sender="ai")])
+    kept.extend("a", Message("m3", "c", 3, "agent", "agent-1", "a private note", True, None, 0))
+    assert [(m.seq, m.content) for m in kept.then("a", "next")] == [(1, "x"), (2, "x"), (4, "next")]  # not the note
+    kept.extend("a", msg(4))  # the next after the note's seq
+    assert [m.seq for m in kept.take("a")] == [1, 2, 4]
     kept.keep("a", [msg(1, "x" * 6)])
     kept.keep("b", [msg(1, "y" * 6)])  # 12 characters: the least recently kept goes
     assert kept.take("a") is None and len(kept) == 1
