@@ -130,12 +130,11 @@ class Histories:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keep(self, conversation_id: str, history: list[Message], last_seq: int | None = None) -> None:
-        """The conversation's newest public messages, oldest first (what the last turn saw and its reply);
-        `last_seq` when a private note came after them."""
+    def keep(self, conversation_id: str, history: list[Message]) -> None:
+        """The conversation's newest public messages, oldest first (what the last turn saw and its reply)."""
         self.forget(conversation_id)
         kept = history[-self._messages :]
-        self._entries[conversation_id] = (kept, history[-1].seq if last_seq is None else last_seq)
+        self._entries[conversation_id] = (kept, history[-1].seq)
         self._chars += _chars(kept)
         while self._chars > self._max_chars:
             _, (dropped, _) = self._entries.popitem(last=False)
