@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from chat import render
-from chat.bus.messages import BusMessage, PresenceChanged, ToAgents, ToConversation, ToUser
+from chat.bus.messages import PresenceChanged, ToAgents, ToConversation, ToUser
 from chat.bus.redis_bus import Bus
 from chat.conversations import Conversations
 from chat.events import (
@@ -26,6 +26,12 @@ from states.record import Conversation
 
 def _frame(type_: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": type_, "data": data}
+
+
+def _to(conversation: Conversation, type_: str, data: dict[str, Any], *, agents_only: bool = False,
+        skip: str | None = None) -> ToConversation:
+    """The bus message of a frame to the conversation's subscribers."""
+    return ToConversation(conversation.id, conversation.user_id, _frame(type_, data), agents_only, skip)
 
 
 class Publisher:
@@ -47,10 +53,8 @@ class Publisher:
         events.subscribe(AgentStatusChanged, self.on_agent_status)
 
     async def _to_conversation(self, conversation: Conversation, type_: str, data: dict[str, Any], *,
-                               agents_only: bool = False, skip: str | None = None) -> None:
-        message: BusMessage = ToConversation(conversation.id, conversation.user_id, _frame(type_, data),
-                                             agents_only, skip)
-        await self.bus.publish(message)
+                               skip: str | None = None) -> None:
+        await self.bus.publish(_to(conversation, type_, data, skip=skip))
 
     async def on_moved(self, event: ConversationMoved) -> None:
         """conversation.updated to subscribers, and to agents when the queue changed."""
@@ -79,10 +83,8 @@ class Publisher:
     def on_message(self, event: MessageStored) -> None:
         """message.created (private notes: agents only), without waiting for Redis: the sender's
         acknowledgement follows at once, often in the same write to its socket."""
-        c = event.conversation
-        data = {"conversation_id": c.id, "message": render.message(event.message)}
-        self.bus.publish_soon(ToConversation(c.id, c.user_id, _frame("message.created", data),
-                                             agents_only=event.message.private))
+        data = {"conversation_id": event.conversation.id, "message": render.message(event.message)}
+        self.bus.publish_soon(_to(event.conversation, "message.created", data, agents_only=event.message.private))
 
     async def on_typing(self, event: Typing) -> None:
         """typing, to everyone but the socket that said it."""
