@@ -60,11 +60,11 @@ class EarlyReplies:
         self._replies: dict[str, EarlyReply] = {}
         self._dropping: set[asyncio.Task[None]] = set()
 
-    def ask(self, conversation_id: str, context: Context) -> EarlyReply:
+    def _ask(self, conversation_id: str, context: Context) -> EarlyReply:
         """Send the conversation's request now (an older early reply of it is dropped)."""
         self.drop(conversation_id)
-        reply = self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
-        return reply
+        self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
+        return self._replies[conversation_id]
 
     def while_storing(self, conversation_id: str, upcoming: list[Message] | None,
                       stored: asyncio.Future[bool]) -> None:
@@ -72,7 +72,7 @@ class EarlyReplies:
         while it commits; the reply is dropped unseen if `stored` says it was not stored."""
         if upcoming is None:
             return
-        reply = self.ask(conversation_id, self._build(upcoming))
+        reply = self._ask(conversation_id, self._build(upcoming))
 
         def settled(outcome: asyncio.Future[bool]) -> None:
             if not outcome.result():
@@ -88,7 +88,7 @@ class EarlyReplies:
         context = self._build(kept)
         reply = self._replies.get(conversation_id)
         if reply is None or reply.context != context:
-            self.ask(conversation_id, context)
+            self._ask(conversation_id, context)
 
     def take(self, conversation_id: str) -> EarlyReply | None:
         """The conversation's early reply, handed over to its turn."""
