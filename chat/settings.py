@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from chat.embedded_secret import embedded_secret
 from chat.settings_hours import HOLIDAY_DATES, HOURS, ZONE
 from chat.settings_parse import (
     DATABASE,
@@ -33,7 +31,6 @@ from chat.settings_parse import (
     RedisConfig,
     Row,
     SettingsError,
-    check_cluster,
     choice,
     integer,
     number,
@@ -43,6 +40,7 @@ from chat.settings_parse import (
     setting,
     table_of,
 )
+from chat.settings_rules import join_settings
 from states.business_hours import WeeklyHours
 from states.redis_keys import EVENTS_CHANNEL
 
@@ -79,7 +77,6 @@ DEFAULT_SYSTEM_PROMPT = (
 DEFAULT_DASHSCOPE_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"  # chat.ai.dashscope's default too
 
 AI_PROVIDERS = ("dashscope", "openai", "echo")
-MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -332,7 +329,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raise SettingsError naming the first bad one."""
         values, given = read_table(settings_table(), os.environ if env is None else env)
-        _join(values, given)
+        join_settings(values, given)
         return cls(**values)
 
     def check_serve(self, env: Mapping[str, str]) -> None:
@@ -361,40 +358,3 @@ class Settings:
 def settings_table() -> list[Row]:
     """Every setting read from the environment, in declaration order."""
     return table_of(Settings)
-
-
-def _join(values: dict[str, Any], given: set[str]) -> None:
-    """The rules between settings: embedded mode and its defaults, and what each AI provider needs."""
-    embedded = not given & {"database", "redis"}
-    values["embedded"] = embedded
-    if "database" not in given:
-        values["database"] = DatabaseConfig(kind="sqlite", path=str(values["data_dir"] / "chat.db"))
-    values["database"] = replace(values["database"], table_prefix=values["db_table_prefix"])
-    if "jwt_secret_key" not in given:
-        if not embedded:
-            raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
-        values["jwt_secret_key"] = embedded_secret(values["data_dir"])
-    elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
-        raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
-                                              f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
-    if not embedded:
-        _check_previous_keys(values["jwt_previous_secret_keys"])
-    if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
-        values["anonymous_visitors"] = embedded
-    if values["redis_cluster"]:
-        check_cluster(values["redis"])
-    if "ai_provider" not in given:
-        values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
-    if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
-        raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
-    if values["ai_provider"] == "openai" and "ai_base_url" not in given:
-        raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
-
-
-def _check_previous_keys(keys: tuple[str, ...]) -> None:
-    """A short previous key would make tokens as easy to forge as a short current one."""
-    for key in keys:
-        if len(key.encode()) < MIN_JWT_SECRET_BYTES:
-            raise SettingsError("JWT_PREVIOUS_SECRET_KEYS", f"each key must be at least {MIN_JWT_SECRET_BYTES} bytes "
-                                                            f"when DATABASE_URL or REDIS_URL is set, got one of "
-                                                            f"{len(key.encode())}")

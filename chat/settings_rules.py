@@ -1,0 +1,49 @@
+"""The rules between settings (chat.settings reads each one alone, then joins them here): the embedded
+mode and its defaults, the JWT secrets' length outside it, and what each AI provider needs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from chat.embedded_secret import embedded_secret
+from chat.settings_parse import DatabaseConfig, SettingsError, check_cluster
+
+MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
+
+
+def join_settings(values: dict[str, Any], given: set[str]) -> None:
+    """The rules between settings: embedded mode and its defaults, and what each AI provider needs."""
+    embedded = not given & {"database", "redis"}
+    values["embedded"] = embedded
+    if "database" not in given:
+        values["database"] = DatabaseConfig(kind="sqlite", path=str(values["data_dir"] / "chat.db"))
+    values["database"] = replace(values["database"], table_prefix=values["db_table_prefix"])
+    if "jwt_secret_key" not in given:
+        if not embedded:
+            raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
+        values["jwt_secret_key"] = embedded_secret(values["data_dir"])
+    elif not embedded and len(values["jwt_secret_key"].encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError("JWT_SECRET_KEY", f"must be at least {MIN_JWT_SECRET_BYTES} bytes when DATABASE_URL or "
+                                              f"REDIS_URL is set, got {len(values['jwt_secret_key'].encode())}")
+    if not embedded:
+        _check_previous_keys(values["jwt_previous_secret_keys"])
+    if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
+        values["anonymous_visitors"] = embedded
+    if values["redis_cluster"]:
+        check_cluster(values["redis"])
+    if "ai_provider" not in given:
+        values["ai_provider"] = "dashscope" if "dashscope_api_key" in given else "echo"
+    if values["ai_provider"] == "dashscope" and "dashscope_api_key" not in given:
+        raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
+    if values["ai_provider"] == "openai" and "ai_base_url" not in given:
+        raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
+
+
+def _check_previous_keys(keys: tuple[str, ...]) -> None:
+    """A short previous key would make tokens as easy to forge as a short current one."""
+    for key in keys:
+        if len(key.encode()) < MIN_JWT_SECRET_BYTES:
+            raise SettingsError("JWT_PREVIOUS_SECRET_KEYS", f"each key must be at least {MIN_JWT_SECRET_BYTES} bytes "
+                                                            f"when DATABASE_URL or REDIS_URL is set, got one of "
+                                                            f"{len(key.encode())}")
