@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chat import apidocs, keys
+from chat import apidocs, client_address, keys
 from chat.ai import Provider, build_provider
 from chat.ai_stream import AIStreams, LiveTurns
 from chat.ai_turn import AIRunner
@@ -231,5 +231,6 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     apidocs.register(app)
     transport.register(app)
     web_routes.register(app)
+    client_address.register(app, settings.trusted_proxies)
     setup_cors(app, settings.cors_origins)  # last: every route registered above gets it, the WebSocket upgrade not
     return app

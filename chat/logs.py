@@ -24,6 +24,8 @@ from typing import IO, TYPE_CHECKING
 import orjson
 from aiohttp.web_log import AccessLogger
 
+from chat.client_address import client_address
+
 if TYPE_CHECKING:
     from aiohttp.web_request import BaseRequest
     from aiohttp.web_response import StreamResponse
@@ -163,12 +165,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class MaskedAccessLogger(AccessLogger):
-    """aiohttp's access log with the `token` query parameter masked (GET /ws?token=***)."""
+    """aiohttp's access log with the `token` query parameter masked (GET /ws?token=***), and the client
+    address (chat.client_address) where it shows the peer's."""
 
     def _format_line(
         self, request: BaseRequest, response: StreamResponse, time: float
     ) -> Iterable[tuple[str | tuple[str, str], str]]:
-        return [(key, mask_tokens(value) if isinstance(value, str) else value)
+        return [(key, client_address(request) if key == "remote_address" and request is not None
+                 else mask_tokens(value) if isinstance(value, str) else value)
                 for key, value in super()._format_line(request, response, time)]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from chat.client_address import TRUSTED, Networks
 from chat.settings_hours import HOLIDAY_DATES, HOURS, ZONE
 from chat.settings_parse import (
     DATABASE,
@@ -156,10 +157,17 @@ class Settings:
     visitors_per_address: int = setting(
         _SERVICE, "VISITORS_PER_ADDRESS", 20, integer(1),
         "visitor tokens one client address may get within `VISITOR_WINDOW_S`, across instances (over it: 429 "
-        "with `Retry-After`); the address is the TCP peer's, never `X-Forwarded-For`",
+        "with `Retry-After`); the client address is the TCP peer's, or behind `TRUSTED_PROXIES` the one they forwarded",
     )
     visitor_window_s: int = setting(
         _SERVICE, "VISITOR_WINDOW_S", 600, integer(1), "the sliding window of `VISITORS_PER_ADDRESS` (seconds)",
+    )
+    trusted_proxies: Networks = setting(
+        _SERVICE, "TRUSTED_PROXIES", (), TRUSTED,
+        "the reverse proxies or load balancers in front of the service: for a request from one of them the "
+        "client address (failed logins and visitor tokens are counted by it, the access log shows it) is the "
+        "right-most `X-Forwarded-For` entry that is no trusted proxy; any other peer is the client itself",
+        shown_default="none: the TCP peer is the client",
     )
     conversations_per_user_per_min: int = setting(
         _SERVICE, "CONVERSATIONS_PER_USER_PER_MIN", 10, integer(1),
@@ -182,8 +190,8 @@ class Settings:
     )
     login_failures_per_address: int = setting(
         _ACCOUNTS, "LOGIN_FAILURES_PER_ADDRESS", 50, integer(1),
-        "failed logins one client address may have within `LOGIN_FAILURE_WINDOW_S`, across instances and "
-        "user ids; the next attempt gets 429 with `Retry-After`",
+        "failed logins one client address (`TRUSTED_PROXIES`) may have within `LOGIN_FAILURE_WINDOW_S`, across "
+        "instances and user ids; the next attempt gets 429 with `Retry-After`",
     )
     login_failure_window_s: int = setting(
         _ACCOUNTS, "LOGIN_FAILURE_WINDOW_S", 900, integer(1), "the sliding window of the failed-login limits",

@@ -19,6 +19,7 @@ from chat import keys
 from chat.api.common import PUBLIC, RequestCtx, dumps, endpoint, error_response
 from chat.api.schemas import Body, Out
 from chat.api.users import UserId, UserOut
+from chat.client_address import client_address
 from chat.errors import Unauthenticated
 from chat.login import Tokens
 from chat.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
@@ -106,7 +107,7 @@ def _refresh_token(ctx: RequestCtx, data: dict[str, Any]) -> tuple[str | None, b
 )
 async def handle_login(ctx: RequestCtx, data: dict[str, Any]) -> web.Response:
     """An access token and a refresh token for a staff member's password."""
-    tokens = await ctx.request.app[keys.LOGIN].login(data["user_id"], data["password"], ctx.request.remote or "")
+    tokens = await ctx.request.app[keys.LOGIN].login(data["user_id"], data["password"], client_address(ctx.request))
     return _tokens_response(ctx.request, tokens, cookie=data["cookie"])
 
 

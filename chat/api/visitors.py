@@ -3,9 +3,8 @@ can be tried with no website backend minting tokens. No token needed; off (404) 
 ANONYMOUS_VISITORS; each client address may get VISITORS_PER_ADDRESS of them per VISITOR_WINDOW_S,
 counted in Redis so the limit holds across instances.
 
-The client address is the TCP peer's (`request.remote`). `X-Forwarded-For` is not read: any client
-can write it, so trusting it would let one client pass for many. Behind a reverse proxy every
-visitor therefore counts against the proxy's address (docs/protocol.md section 2.2).
+The client address is the TCP peer's, or behind `TRUSTED_PROXIES` the client they forwarded the request
+for (chat.client_address, docs/protocol.md section 2.4).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from chat import keys
 from chat.api.common import PUBLIC, RequestCtx, endpoint
 from chat.api.schemas import Out
 from chat.auth import issue_token
+from chat.client_address import client_address
 from chat.errors import NotFound, RateLimited
 from chat.quotas import SlidingWindow
 from states import redis_keys
@@ -45,8 +45,8 @@ _EXAMPLE = {"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ2LT
     response=VisitorOut, errors=(404, 429),
     description="Only when ANONYMOUS_VISITORS is on (the default in the embedded mode only), else 404. No body. "
                 "Each call makes a new visitor id. At most VISITORS_PER_ADDRESS tokens per client address (the "
-                "TCP peer; X-Forwarded-For is not trusted) in VISITOR_WINDOW_S, across instances: then 429 with "
-                "Retry-After.",
+                "TCP peer, or behind TRUSTED_PROXIES the X-Forwarded-For client) in VISITOR_WINDOW_S, across "
+                "instances: then 429 with Retry-After.",
     examples={"response": _EXAMPLE},
 )
 async def handle_new_visitor(ctx: RequestCtx) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def handle_new_visitor(ctx: RequestCtx) -> dict[str, Any]:
     if not settings.anonymous_visitors:
         raise NotFound("anonymous visitors are off (ANONYMOUS_VISITORS)")
     window = SlidingWindow(app[keys.REDIS], settings.visitors_per_address, settings.visitor_window_s)
-    admission = await window.take(redis_keys.visitor_tokens(ctx.request.remote or ""))
+    admission = await window.take(redis_keys.visitor_tokens(client_address(ctx.request)))
     if admission.member is None:
         raise RateLimited("too many visitor tokens for this address; try again later",
                           retry_after_s=admission.retry_after_s)
