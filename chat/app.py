@@ -17,7 +17,7 @@ from chat.ai import Provider, build_provider
 from chat.ai_stream import AIStreams, LiveTurns
 from chat.ai_turn import AIRunner
 from chat.api import health, http_metrics, routes
-from chat.bus import Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser, UserDeactivated
+from chat.bus import AccountChanged, Bus, BusMessage, Interest, PresenceChanged, ToAgents, ToConversation, ToUser
 from chat.bus.publisher import Publisher
 from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
@@ -30,7 +30,7 @@ from chat.logs import MaskedAccessLogger
 from chat.presence import Presence, run_every
 from chat.quotas import ConversationQuota
 from chat.redis_client import create_redis
-from chat.revocation import AccountGuard, ActiveUsers, Revocation
+from chat.revocation import AccountGuard, Revocation, Standings
 from chat.routing import Router
 from chat.settings import Settings
 from chat.store import Store
@@ -96,7 +96,7 @@ def _bus_receiver(hub: Hub, presence: Presence, accounts: AccountGuard,
         ToUser: hub.to_user,
         ToAgents: hub.to_agents,
         PresenceChanged: presence.roster.apply,
-        UserDeactivated: accounts.apply,
+        AccountChanged: accounts.apply,
     }
     return lambda message: receivers[type(message)](message)
 
@@ -128,7 +128,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     ops = build_operations(repository, store, events, presence, settings, quota=quota)
     interest = Interest(settings.bus_channel)
     hub = Hub(presence.roster, interest)
-    accounts = AccountGuard(ActiveUsers(store.staff, settings.active_check_s), hub, store.staff)
+    accounts = AccountGuard(Standings(store.staff, settings.active_check_s), hub, store.staff)
     live = LiveTurns()
     bus = Bus(redis, _bus_receiver(hub, presence, accounts, live), interest)
     router = Router(ops.assignment, ops.conversations, store, presence, settings)

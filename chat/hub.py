@@ -188,13 +188,18 @@ class Hub:
         """Every local socket of a user."""
         return [self.peers[p] for p in self._by_user.members(user_id)]
 
-    def staff_users(self) -> set[str]:
-        """The agents and admins with a socket here."""
-        return {self.peers[pid].identity.user_id for pid in self._agents}
+    def staff_roles(self) -> dict[str, set[str]]:
+        """The agents and admins with a socket here, each with the roles its sockets' tokens name."""
+        roles: dict[str, set[str]] = {}
+        for pid in self._agents:
+            identity = self.peers[pid].identity
+            roles.setdefault(identity.user_id, set()).add(identity.role)
+        return roles
 
-    def close_user(self, user_id: str, code: int, reason: str) -> int:
-        """Close every local socket of a user; return how many."""
-        peers = self.sockets_of(user_id)
+    def close_user(self, user_id: str, code: int, reason: str,
+                   which: Callable[[Identity], bool] = lambda _: True) -> int:
+        """Close the local sockets of a user (those whose identity `which` picks); return how many."""
+        peers = [peer for peer in self.sockets_of(user_id) if which(peer.identity)]
         for peer in peers:
             peer.close_soon(code, reason)
         return len(peers)

@@ -1,11 +1,16 @@
-"""Taking an account back everywhere (PROTOCOL 2.1): once a user is deactivated in SQL its access
-tokens get 401 on REST within ACTIVE_CHECK_S (a cached look at `users.active`), no new socket of it
-authenticates, and its open sockets close with 4403 on every instance: at once through the bus, and
-within ACTIVE_CHECK_S by each instance's own look at its staff sockets should that message be lost
-(Redis down at the moment, or the CLI beside an embedded-mode server, which shares no Redis).
+"""Taking an account back everywhere (PROTOCOL 2.1). Once a user is deactivated in SQL, or its account
+is given another role, the access tokens it no longer admits (all of a deactivated user's; a role
+change: those naming the old role) get 401 on REST within ACTIVE_CHECK_S (a cached look at `users`), no
+new socket with one authenticates, and the open sockets with one close on every instance: with 4403 for
+a deactivated account (the client stops), with 4401 for a role change (as for an expired token: the
+client refreshes, which issues a token with the role read from `users`, and reconnects). At once
+through the bus, and within ACTIVE_CHECK_S by each instance's own look at its staff sockets should that
+message be lost (Redis down at the moment, or the CLI beside an embedded-mode server, which shares no
+Redis).
 
-SQL holds the truth (`users.active`), written before anything is announced; the bus only makes
-it felt sooner.
+SQL holds the truth (`users.active`, `users.role`), written before anything is announced; the bus only
+makes it felt sooner. Only an account with a password has its role compared: a token-only user's role
+is its tokens' (they write it into `users`), and a token holder with no row in `users` is admitted.
 """
 
 from __future__ import annotations
@@ -13,43 +18,76 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from chat.auth import Identity
-from chat.bus import Bus, Interest, UserDeactivated, publish_from_outside
+from chat.bus import AccountChanged, Bus, Interest, publish_from_outside
+from chat.errors import ChatError, Forbidden, Unauthenticated
 from chat.hub import Hub
 from chat.redis_client import create_redis
 from chat.settings import Settings
-from chat.store.staff import Staff
+from chat.store.accounts import User
+from chat.store.staff import Staff, Standing
 
 log = logging.getLogger(__name__)
 
 CLOSE_DEACTIVATED = 4403
+CLOSE_ROLE_CHANGED = 4401  # the code of an expired token (PROTOCOL 2.3): a refreshed token is good again
 _PRUNE_AT = 10_000  # cached answers kept before the expired ones are dropped
 
 
-class ActiveUsers:
-    """`users.active`, each answer kept for at most `ttl_s` (a REST call per request must not cost a
-    query per request)."""
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why `users` no longer lets a staff token in: how its sockets close and what the client is told."""
+
+    code: int  # the close code
+    reason: str  # the close reason
+    error: type[ChatError]  # the error frame of a socket refused at authentication (REST: always 401)
+    message: str
+
+
+DEACTIVATED = Refusal(CLOSE_DEACTIVATED, "account deactivated", Forbidden, "this account is deactivated")
+ROLE_CHANGED = Refusal(CLOSE_ROLE_CHANGED, "role changed", Unauthenticated,
+                       "this account's role changed: get a new token")
+
+
+def refused(standing: Standing, identity: Identity) -> Refusal | None:
+    """Why this token holder is not let in any more (None: it is; customers have no account here)."""
+    if not identity.is_agent:
+        return None
+    if not standing.active:
+        return DEACTIVATED
+    return None if standing.admits(identity.role) else ROLE_CHANGED
+
+
+def account_changed(user: User) -> AccountChanged:
+    """The bus message for an account as it is now (committed)."""
+    return AccountChanged(user["id"], bool(user["active"]), user["role"] if user["has_password"] else None)
+
+
+class Standings:
+    """Each user's standing in `users` (active, and the role an account's tokens must name), each
+    answer kept for at most `ttl_s` (a REST call per request must not cost a query per request)."""
 
     def __init__(self, staff: Staff, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._staff = staff
         self._ttl_s = ttl_s
         self._clock = clock
-        self._answers: dict[str, tuple[bool, float]] = {}
+        self._answers: dict[str, tuple[Standing, float]] = {}
 
-    async def check(self, user_id: str) -> bool:
-        """Is the user active (a token holder unknown to `users` is)?"""
+    async def check(self, user_id: str) -> Standing:
+        """The user's standing (a token holder unknown to `users` is active, with any role)."""
         now = self._clock()
         cached = self._answers.get(user_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        active = await self._staff.is_active(user_id)
+        standing = await self._staff.standing(user_id)
         if len(self._answers) >= _PRUNE_AT:
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
-        self._answers[user_id] = (active, now + self._ttl_s)
-        return active
+        self._answers[user_id] = (standing, now + self._ttl_s)
+        return standing
 
     def forget(self, user_id: str) -> None:
         """The user changed: ask SQL next time."""
@@ -57,55 +95,62 @@ class ActiveUsers:
 
 
 class AccountGuard:
-    """This instance's side: refuse deactivated users, close their sockets here."""
+    """This instance's side: refuse the tokens `users` no longer admits, close their sockets here."""
 
-    def __init__(self, active: ActiveUsers, hub: Hub, staff: Staff) -> None:
-        self.active = active
+    def __init__(self, standings: Standings, hub: Hub, staff: Staff) -> None:
+        self.standings = standings
         self._hub = hub
         self._staff = staff
 
-    async def admits(self, identity: Identity) -> bool:
-        """May this token holder in? Only staff accounts can be deactivated (customers have no account
-        here), so a customer costs no query."""
-        return not identity.is_agent or await self.active.check(identity.user_id)
+    async def refusal(self, identity: Identity) -> Refusal | None:
+        """Why this token holder may not come in (None: it may). Only staff have accounts here, so a
+        customer costs no query."""
+        if not identity.is_agent:
+            return None
+        return refused(await self.standings.check(identity.user_id), identity)
 
-    def apply(self, message: UserDeactivated) -> None:
-        """A user was deactivated (on any instance): close its sockets here."""
-        self.active.forget(message.user_id)
-        self._close(message.user_id)
+    def apply(self, message: AccountChanged) -> None:
+        """An account changed (on any instance): close the sockets here that it no longer admits."""
+        self.standings.forget(message.user_id)
+        self._close(message.user_id, Standing(message.active, message.role))
 
     async def sweep(self) -> None:
-        """Close the sockets of staff members deactivated without this instance hearing of it."""
-        users = self._hub.staff_users()
-        if not users:
+        """Close the sockets of staff members deactivated, or given another role, without this
+        instance hearing of it."""
+        sockets = self._hub.staff_roles()
+        if not sockets:
             return
-        for user_id in await self._staff.inactive_among(users):
-            self.active.forget(user_id)
-            self._close(user_id)
+        for user_id, standing in (await self._staff.changed_among(sockets)).items():
+            self.standings.forget(user_id)
+            self._close(user_id, standing)
 
-    def _close(self, user_id: str) -> None:
-        closed = self._hub.close_user(user_id, CLOSE_DEACTIVATED, "account deactivated")
+    def _close(self, user_id: str, standing: Standing) -> None:
+        why = ROLE_CHANGED if standing.active else DEACTIVATED
+        closed = self._hub.close_user(user_id, why.code, why.reason,
+                                      lambda identity: refused(standing, identity) is not None)
         if closed:
-            log.info("account %s deactivated: closed %d socket(s)", user_id, closed)
+            log.info("account %s: %s: closed %d socket(s)", user_id, why.reason, closed)
 
 
 class Revocation:
-    """What a deactivation calls after its SQL commit (REST; the CLI uses announce_deactivated)."""
+    """What a change of an account's `active`, role or password calls after its SQL commit (REST; the
+    CLI uses announce_changed)."""
 
     def __init__(self, bus: Bus, guard: AccountGuard) -> None:
         self._bus = bus
         self._guard = guard
 
-    async def deactivated(self, user_id: str) -> None:
-        """Close the user's sockets on every instance (this one included, at once)."""
-        self._guard.active.forget(user_id)
+    async def changed(self, user: User) -> None:
+        """Every instance (this one at once) forgets what it cached of the user and closes the sockets
+        the account no longer admits."""
+        self._guard.standings.forget(user["id"])
         try:
-            await self._bus.publish(UserDeactivated(user_id))  # delivered here at once, then to the others
+            await self._bus.publish(account_changed(user))  # delivered here at once, then to the others
         except RedisError as exc:  # the others' sweeps close them within ACTIVE_CHECK_S
-            log.warning("could not announce the deactivation of %s: %s", user_id, type(exc).__name__)
+            log.warning("could not announce the change of account %s: %s", user["id"], type(exc).__name__)
 
 
-async def announce_deactivated(settings: Settings, user_id: str) -> bool:
+async def announce_changed(settings: Settings, user: User) -> bool:
     """Tell the running instances from outside (the CLI); False when there is no shared Redis to
     tell them through (the embedded mode) or it does not answer: their sweeps then close the sockets
     within ACTIVE_CHECK_S."""
@@ -113,9 +158,9 @@ async def announce_deactivated(settings: Settings, user_id: str) -> bool:
         return False
     redis = create_redis(settings, client_name="chat-api-cli")
     try:
-        await publish_from_outside(redis, Interest(settings.bus_channel), UserDeactivated(user_id))
+        await publish_from_outside(redis, Interest(settings.bus_channel), account_changed(user))
     except RedisError as exc:
-        log.warning("could not announce the deactivation of %s: %s", user_id, type(exc).__name__)
+        log.warning("could not announce the change of account %s: %s", user["id"], type(exc).__name__)
         return False
     finally:
         await redis.aclose()

@@ -130,14 +130,15 @@ def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
 def _set_active(active: bool) -> Command:
     def command(args: argparse.Namespace, settings: Settings) -> int:
         async def work(store: Any) -> int:
-            if await store.accounts.update(args.id, {"active": active}) is None:
+            user = await store.accounts.update(args.id, {"active": active})
+            if user is None:
                 raise Refused(f"no agent or admin {args.id!r}")
             if active:
                 print(f"{args.id} is active")
                 return 0
-            from chat.revocation import announce_deactivated
+            from chat.revocation import announce_changed
 
-            told = await announce_deactivated(settings, args.id)  # after the commit: SQL is the truth
+            told = await announce_changed(settings, user)  # after the commit: SQL is the truth
             print(f"{args.id} is deactivated; its refresh tokens are revoked; running instances "
                   + ("were told to close its sockets" if told else
                      "close its sockets and refuse its tokens within ACTIVE_CHECK_S"))

@@ -1,11 +1,13 @@
-"""Deactivation reaches everywhere (PROTOCOL 2.1): REST 401, no new socket, open sockets closed with
-4403 on every instance (through the bus, or by each instance's own look when the message is lost)."""
+"""Deactivation and a role change reach everywhere (PROTOCOL 2.1): REST 401, no new socket, open sockets
+closed (4403 deactivated, 4401 another role) on every instance (through the bus, or by each instance's own
+look when the message is lost)."""
 
 from __future__ import annotations
 
 from chat import keys
-from chat.revocation import CLOSE_DEACTIVATED, ActiveUsers, announce_deactivated
-from chat.store.staff import Staff
+from chat.bus import AccountChanged, decode, encode
+from chat.revocation import CLOSE_DEACTIVATED, CLOSE_ROLE_CHANGED, Standings, announce_changed
+from chat.store.staff import Staff, Standing
 
 WITHIN_S = 5.0  # PROTOCOL 2.1: a deactivation takes effect everywhere within 5 s
 
@@ -13,6 +15,13 @@ WITHIN_S = 5.0  # PROTOCOL 2.1: a deactivation takes effect everywhere within 5 
 async def set_active(h, user_id: str, active: bool) -> None:
     store = h.app[keys.STORE]
     await store.db.execute(f"UPDATE {store.db.tables.users} SET active = %s WHERE id = %s", (int(active), user_id))
+
+
+async def account(h, user_id: str) -> dict:
+    """The user as REST shows it (what an account change announces)."""
+    user = await h.app[keys.STORE].accounts.get(user_id)
+    assert user is not None
+    return user
 
 
 async def connected(h, user_id: str, role: str = "agent"):
@@ -35,34 +44,59 @@ class Clock:
         return self.now
 
 
-async def test_the_active_check_is_cached_for_at_most_its_ttl(store):
+async def test_the_standing_is_cached_for_at_most_its_ttl(store):
     staff = Staff(store.db)
     await staff.remember("agent-c", "agent", None)
     clock = Clock()
-    active = ActiveUsers(staff, ttl_s=2.0, clock=clock)
-    assert await active.check("agent-c") is True
+    standings = Standings(staff, ttl_s=2.0, clock=clock)
+    assert await standings.check("agent-c") == Standing(True, None)  # token-only: its tokens' role is taken
     await store.db.execute(f"UPDATE {store.db.tables.users} SET active = 0 WHERE id = %s", ("agent-c",))
     clock.now += 1.9
-    assert await active.check("agent-c") is True  # still the cached answer
+    assert (await standings.check("agent-c")).active is True  # still the cached answer
     clock.now += 0.2
-    assert await active.check("agent-c") is False
-    assert await active.check("nobody-known") is True  # a token holder unknown to `users` (a customer)
+    assert (await standings.check("agent-c")).active is False
+    assert await standings.check("nobody-known") == Standing(True, None)  # unknown to `users` (a customer)
 
 
-async def test_inactive_among_finds_only_the_deactivated(store):
+async def test_an_accounts_standing_names_the_role_its_admins_set(store):
+    await store.accounts.create("acct-c", "admin", password_hash="a-hash")
+    standings = Standings(Staff(store.db), ttl_s=2.0, clock=Clock())
+    assert await standings.check("acct-c") == Standing(True, "admin")
+    assert Standing(True, "admin").admits("admin") and not Standing(True, "admin").admits("agent")
+    await store.db.execute(f"UPDATE {store.db.tables.users} SET role = 'agent' WHERE id = %s", ("acct-c",))
+    assert (await standings.check("acct-c")).role == "admin"  # cached
+    standings.forget("acct-c")
+    assert await standings.check("acct-c") == Standing(True, "agent")
+
+
+async def test_changed_among_finds_the_deactivated_and_the_accounts_of_another_role(store):
     staff = Staff(store.db)
     for user in ("s-1", "s-2", "s-3"):
         await staff.remember(user, "agent", None)
+    await staff.remember("s-4", "admin", None)  # token-only: its sockets' roles are not compared
     await store.db.execute(f"UPDATE {store.db.tables.users} SET active = 0 WHERE id IN (%s, %s)", ("s-1", "s-3"))
-    assert await staff.inactive_among(["s-1", "s-2", "s-3", "unknown"]) == {"s-1", "s-3"}
-    assert await staff.inactive_among([]) == set()
+    await store.accounts.create("s-5", "admin", password_hash="a-hash")  # was an agent
+    await store.accounts.create("s-6", "agent", password_hash="a-hash")  # unchanged
+    await store.accounts.create("s-7", "admin", password_hash="a-hash")  # an agent socket beside an admin one
+    sockets = {u: {"agent"} for u in ("s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "unknown")}
+    sockets["s-7"] = {"agent", "admin"}
+    assert await staff.changed_among(sockets) == {
+        "s-1": Standing(False, None), "s-3": Standing(False, None),
+        "s-5": Standing(True, "admin"), "s-7": Standing(True, "admin")}
+    assert await staff.changed_among({}) == {}
+
+
+def test_the_bus_still_decodes_the_deactivation_of_older_instances():
+    assert decode(b'{"k": "deactivated", "user_id": "u-1"}') == AccountChanged("u-1", False, None)
+    message = AccountChanged("u-2", True, "agent")
+    assert decode(encode(message)) == message
 
 
 async def test_deactivation_refuses_rest_and_closes_the_socket_here(harness):
     ws = await connected(harness, "agent-d")
     assert await rest_status(harness, "agent-d") == 200
     await set_active(harness, "agent-d", False)
-    await harness.app[keys.REVOCATION].deactivated("agent-d")
+    await harness.app[keys.REVOCATION].changed(await account(harness, "agent-d"))
     assert await ws.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
     response = await harness.client.get("/api/v1/conversations",
                                          headers={"Authorization": f"Bearer {harness.token('agent-d', 'agent')}"})
@@ -74,13 +108,13 @@ async def test_a_deactivated_user_cannot_open_a_socket(harness):
     ws = await connected(harness, "agent-e")
     await ws.close()
     await set_active(harness, "agent-e", False)
-    harness.app[keys.ACCOUNTS].active.forget("agent-e")
+    harness.app[keys.ACCOUNTS].standings.forget("agent-e")
     ws = await harness.connect()
     reply = await ws.request("auth", token=harness.token("agent-e", "agent"))
     assert reply["type"] == "error" and reply["code"] == "forbidden"
     assert await ws.closed() == CLOSE_DEACTIVATED
     await set_active(harness, "agent-e", True)
-    harness.app[keys.ACCOUNTS].active.forget("agent-e")
+    harness.app[keys.ACCOUNTS].standings.forget("agent-e")
     again = await harness.connect()
     assert (await again.ok("auth", token=harness.token("agent-e", "agent")))["user_id"] == "agent-e"
 
@@ -91,7 +125,7 @@ async def test_deactivation_closes_a_socket_on_another_instance(harness_factory,
     on_b = await connected(b, "agent-f")
     other = await connected(b, "agent-g")
     await set_active(a, "agent-f", False)
-    await a.app[keys.REVOCATION].deactivated("agent-f")
+    await a.app[keys.REVOCATION].changed(await account(a, "agent-f"))
     assert await on_b.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
     assert await rest_status(b, "agent-f") == 401  # b's cached answer was dropped by the message
     assert (await other.request("ping"))["type"] == "pong"  # the other agent's socket stays open
@@ -100,7 +134,7 @@ async def test_deactivation_closes_a_socket_on_another_instance(harness_factory,
 async def test_the_cli_announcement_closes_sockets_on_running_instances(harness):
     ws = await connected(harness, "agent-h")
     await set_active(harness, "agent-h", False)
-    assert await announce_deactivated(harness.settings, "agent-h") is True
+    assert await announce_changed(harness.settings, await account(harness, "agent-h")) is True
     assert await ws.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
 
 
@@ -114,4 +148,123 @@ async def test_the_sweep_closes_sockets_whose_message_was_lost(harness):
 
 
 async def test_announcing_without_a_shared_redis_says_so(make_settings):
-    assert await announce_deactivated(make_settings(embedded=True), "agent-j") is False
+    user = {"id": "agent-j", "role": "agent", "active": False, "has_password": False}
+    assert await announce_changed(make_settings(embedded=True), user) is False
+
+
+# --- a role change (an account with a password: its role is the one its admins set) -------------------
+
+
+async def make_account(h, user_id: str, role: str) -> None:
+    await h.app[keys.STORE].accounts.create(user_id, role, password_hash="a-hash")
+
+
+async def set_role(h, user_id: str, role: str) -> dict:
+    """The role changed in SQL (committed, not announced); the account as it is now."""
+    store = h.app[keys.STORE]
+    await store.db.execute(f"UPDATE {store.db.tables.users} SET role = %s WHERE id = %s", (role, user_id))
+    return await account(h, user_id)
+
+
+async def admin_status(h, user_id: str, role: str) -> int:
+    """GET an admin-only endpoint."""
+    return (await h.client.get("/api/v1/users", headers={"Authorization": f"Bearer {h.token(user_id, role)}"})).status
+
+
+async def test_a_role_change_refuses_the_old_role_and_closes_its_sockets_here(harness):
+    await make_account(harness, "adm-a", "admin")
+    ws = await connected(harness, "adm-a", "admin")
+    assert await admin_status(harness, "adm-a", "admin") == 200  # cached: admin
+    await harness.app[keys.REVOCATION].changed(await set_role(harness, "adm-a", "agent"))
+    assert await ws.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
+    response = await harness.client.get("/api/v1/users",
+                                         headers={"Authorization": f"Bearer {harness.token('adm-a', 'admin')}"})
+    assert response.status == 401  # not 403: a refresh gives a token with the new role
+    assert (await response.json())["error"]["code"] == "unauthenticated"
+    assert await rest_status(harness, "adm-a", "admin") == 401
+    assert await rest_status(harness, "adm-a", "agent") == 200  # the new role's token works
+
+    again = await harness.connect()  # a new socket with the old role does not authenticate
+    reply = await again.request("auth", token=harness.token("adm-a", "admin"))
+    assert reply["type"] == "error" and reply["code"] == "unauthenticated"
+    assert await again.closed() == CLOSE_ROLE_CHANGED
+    fresh = await harness.connect()
+    assert (await fresh.ok("auth", token=harness.token("adm-a", "agent")))["role"] == "agent"
+
+
+async def test_a_role_change_closes_a_socket_on_another_instance(harness_factory, mysql_database_url):
+    a = await harness_factory(database_url=mysql_database_url)
+    b = await harness_factory(database_url=mysql_database_url)
+    await make_account(a, "adm-b", "admin")
+    on_b = await connected(b, "adm-b", "admin")
+    assert await admin_status(b, "adm-b", "admin") == 200  # b's cached answer: admin
+    await a.app[keys.REVOCATION].changed(await set_role(a, "adm-b", "agent"))
+    assert await on_b.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
+    assert await admin_status(b, "adm-b", "admin") == 401  # b's cached answer was dropped by the message
+
+
+async def test_another_instance_refuses_the_old_role_within_its_cache_ttl(harness):
+    """The bus message lost: the cached answer is good for ACTIVE_CHECK_S at most."""
+    guard = harness.app[keys.ACCOUNTS]
+    clock = Clock()
+    guard.standings = Standings(harness.app[keys.STORE].staff, ttl_s=2.0, clock=clock)
+    await make_account(harness, "adm-c", "admin")
+    assert await admin_status(harness, "adm-c", "admin") == 200
+    await set_role(harness, "adm-c", "agent")  # not announced
+    clock.now += 1.9
+    assert await admin_status(harness, "adm-c", "admin") == 200  # the cached answer, within its time
+    clock.now += 0.2
+    assert await admin_status(harness, "adm-c", "admin") == 401
+
+
+async def test_the_sweep_closes_the_sockets_of_the_old_role_when_the_message_was_lost(harness):
+    await make_account(harness, "adm-d", "admin")
+    old = await connected(harness, "adm-d", "admin")
+    await make_account(harness, "adm-e", "admin")
+    untouched = await connected(harness, "adm-e", "admin")
+    await set_role(harness, "adm-d", "agent")  # no announcement
+    await harness.app[keys.ACCOUNTS].sweep()
+    assert await old.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
+    new = await connected(harness, "adm-d", "agent")  # the sweep dropped the cached answer too
+    await harness.app[keys.ACCOUNTS].sweep()
+    assert (await new.request("ping"))["type"] == "pong"  # a socket with the new role stays
+    assert (await untouched.request("ping"))["type"] == "pong"
+
+
+async def test_a_change_to_the_same_role_closes_nothing(harness_factory, mysql_database_url):
+    a = await harness_factory(database_url=mysql_database_url)
+    b = await harness_factory(database_url=mysql_database_url)
+    await make_account(a, "adm-f", "admin")
+    kept = await connected(b, "adm-f", "admin")
+    gone = await connected(b, "agent-k")
+    await a.app[keys.REVOCATION].changed(await set_role(a, "adm-f", "admin"))
+    await set_active(a, "agent-k", False)
+    await a.app[keys.REVOCATION].changed(await account(a, "agent-k"))  # published after, on the same channel
+    assert await gone.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED  # so b has heard the first one too
+    assert (await kept.request("ping"))["type"] == "pong"
+    assert await admin_status(b, "adm-f", "admin") == 200
+
+
+async def test_a_token_only_user_keeps_the_role_of_its_tokens(harness):
+    await harness.app[keys.STORE].staff.remember("tok-a", "agent", None)  # no password: not an account's role
+    assert await admin_status(harness, "tok-a", "admin") == 200
+    ws = await connected(harness, "tok-a", "admin")
+    await harness.app[keys.ACCOUNTS].sweep()
+    assert (await ws.request("ping"))["type"] == "pong"
+
+
+async def test_a_customer_token_costs_no_query(harness, monkeypatch):
+    staff, asked = harness.app[keys.STORE].staff, []
+    standing = staff.standing
+
+    async def counted(user_id: str) -> Standing:
+        asked.append(user_id)
+        return await standing(user_id)
+
+    monkeypatch.setattr(staff, "standing", counted)
+    customer = {"Authorization": f"Bearer {harness.token('cust-q', 'customer')}"}
+    assert (await harness.client.get("/api/v1/me/conversations", headers=customer)).status == 200
+    await connected(harness, "cust-q", "customer")
+    assert asked == []
+    assert await rest_status(harness, "agent-q", "agent") == 200
+    assert asked == ["agent-q"]  # the spy sees a staff token's look

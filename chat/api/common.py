@@ -192,8 +192,8 @@ async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity
         raise Unauthenticated(str(exc)) from None
     if identity.role not in roles:
         raise Forbidden(f"role {identity.role} may not do this")
-    if not await request.app[keys.ACCOUNTS].admits(identity):
-        raise Unauthenticated("this account is deactivated")
+    if (refusal := await request.app[keys.ACCOUNTS].refusal(identity)) is not None:
+        raise Unauthenticated(refusal.message)  # deactivated, or another role now: refresh (PROTOCOL 2.1)
     await request.app[keys.OPERATIONS].staff.remember(identity)  # agents must be known to be assigned
     return identity
 

@@ -1,8 +1,10 @@
 """Staff accounts over REST (PROTOCOL 2.1), admins only: GET|POST /api/v1/users, GET|PATCH /api/v1/users/{id}.
 
 A user object never carries the password hash, only `has_password`. Deactivating a user or giving
-it a new password revokes its refresh tokens (in the same SQL transaction) and then announces the
-deactivation, so its sockets close and its access tokens stop working on every instance.
+it a new password revokes its refresh tokens (in the same SQL transaction). A change of `active`, role
+or password is then announced, so every instance forgets what it cached of the account: a deactivated
+user's sockets close (4403) and its access tokens stop working, and so do those of an account's sockets
+and tokens that name its old role (4401; a refresh gives a token with the new one).
 """
 
 from __future__ import annotations
@@ -91,7 +93,10 @@ class UserBody(Body):
 class UserPatchBody(Body):
     """The fields to change (an empty object changes nothing)."""
 
-    role = fields.String(validate=validate.OneOf(STAFF_ROLES))
+    role = fields.String(validate=validate.OneOf(STAFF_ROLES),
+                         metadata={"description": "its access tokens naming the old role are refused (401) and "
+                                                  "its sockets with them closed (4401) on every instance; a "
+                                                  "refresh gives a token with the new role"})
     name = _name()
     active = StrictBoolean(metadata={"description": "false: its refresh tokens are revoked, its access tokens "
                                                     "refused and its sockets closed (4403) on every instance"})
@@ -149,7 +154,9 @@ async def handle_get_user(ctx: Ctx) -> User:
     "PATCH", "/api/v1/users/{id}", summary="Change an account", tag="users", roles=ADMIN, body=UserPatchBody,
     response=UserOut, errors=(400, 404, 413), path_doc=USER_DOC,
     description="`active: false` takes effect everywhere within seconds: refresh tokens revoked, access tokens "
-                "refused on REST, sockets closed with 4403. A new password revokes the refresh tokens.",
+                "refused on REST, sockets closed with 4403. A new `role` does too for the tokens naming the old "
+                "one (of an account with a password): 401 on REST, sockets closed with 4401, and a refresh "
+                "gives a token with the new role. A new password revokes the refresh tokens.",
     examples={"body": {"active": False}},
 )
 async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
@@ -164,10 +171,8 @@ async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
         raise Invalid("invalid body", {"teams": ["Unknown team."]}) from None
     if user is None:
         raise NotFound("user not found")
-    if data.get("active") is False:  # committed: now every instance closes its sockets and refuses its tokens
-        await ctx.request.app[keys.REVOCATION].deactivated(user["id"])
-    elif data.get("active") is True:  # reactivated: this instance's cached answer must not wait out its time
-        ctx.request.app[keys.ACCOUNTS].active.forget(user["id"])
+    if data.keys() & {"active", "role", "password"}:  # committed: every instance forgets its cached answer
+        await ctx.request.app[keys.REVOCATION].changed(user)  # and closes the sockets it no longer admits
     return user
 
 

@@ -80,18 +80,22 @@ class PresenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class UserDeactivated:
-    """An account was deactivated: every instance closes its sockets (4403)."""
+class AccountChanged:
+    """An account's standing changed (deactivated, reactivated, another role): every instance forgets
+    what it cached and closes the sockets it no longer admits (4403 deactivated, 4401 another role).
+    `role` is None when tokens' roles are not compared (no password: a token-only user)."""
 
-    KIND: ClassVar[str] = "deactivated"
+    KIND: ClassVar[str] = "account"
     user_id: str
+    active: bool
+    role: str | None
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
-        return {"user_id": self.user_id}
+        return {"user_id": self.user_id, "active": self.active, "role": self.role}
 
 
-BusMessage = ToConversation | ToUser | ToAgents | PresenceChanged | UserDeactivated
+BusMessage = ToConversation | ToUser | ToAgents | PresenceChanged | AccountChanged
 
 
 def encode(message: BusMessage) -> bytes:
@@ -116,8 +120,13 @@ def _presence(raw: dict[str, Any]) -> PresenceChanged:
     return PresenceChanged(raw["agent_id"], raw["status"], tuple(raw.get("teams") or ()))
 
 
-def _deactivated(raw: dict[str, Any]) -> UserDeactivated:
-    return UserDeactivated(raw["user_id"])
+def _account(raw: dict[str, Any]) -> AccountChanged:
+    return AccountChanged(raw["user_id"], bool(raw["active"]), raw.get("role"))
+
+
+def _deactivated(raw: dict[str, Any]) -> AccountChanged:
+    """The kind older instances publish for a deactivation (a rolling deploy shares one bus)."""
+    return AccountChanged(raw["user_id"], False, None)
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
@@ -125,7 +134,8 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
     ToUser.KIND: _to_user,
     ToAgents.KIND: _to_agents,
     PresenceChanged.KIND: _presence,
-    UserDeactivated.KIND: _deactivated,
+    AccountChanged.KIND: _account,
+    "deactivated": _deactivated,
 }
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from chat.store.db import Database, DuplicateKey
+from chat.store.db import Database, DuplicateKey, marks
 from states.clock import now_ms
 
 STAFF_ROLES = ("agent", "admin")
@@ -19,6 +19,17 @@ class StaffMember(NamedTuple):
     role: str
     active: bool
     max_chats: int | None
+
+
+class Standing(NamedTuple):
+    """What `users` says of a token holder: may its tokens be used, and with which role (PROTOCOL 2.1)."""
+
+    active: bool = True
+    role: str | None = None  # an account with a password: the role its admins set; None: its tokens' role
+
+    def admits(self, role: str) -> bool:
+        """May a token with this role in?"""
+        return self.active and self.role in (None, role)
 
 
 class Staff:
@@ -73,17 +84,27 @@ class Staff:
         row = await self.db.fetchone(f"SELECT max_chats FROM {self._users} WHERE id = %s", (user_id,))
         return int(row[0]) if row and row[0] is not None else None
 
-    async def is_active(self, user_id: str) -> bool:
-        """False only for a user deactivated in `users` (a token holder with no row is active)."""
-        row = await self.db.fetchone(f"SELECT active FROM {self._users} WHERE id = %s", (user_id,))
-        return row is None or bool(row[0])
+    async def standing(self, user_id: str) -> Standing:
+        """What `users` says of a token holder (one with no row is active, its token's role taken)."""
+        row = await self.db.fetchone(
+            f"SELECT active, role, password_hash IS NULL FROM {self._users} WHERE id = %s", (user_id,))
+        return Standing() if row is None else _standing(row)
 
-    async def inactive_among(self, user_ids: Iterable[str]) -> set[str]:
-        """The deactivated users among these ids."""
-        ids, found = list(user_ids), set[str]()
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = ids[start:start + _IDS_PER_QUERY]
-            marks = ", ".join(["%s"] * len(chunk))
-            rows = await self.db.fetchall(f"SELECT id FROM {self._users} WHERE active = 0 AND id IN ({marks})", chunk)
-            found.update(r[0] for r in rows)
+    async def changed_among(self, sockets: Mapping[str, Iterable[str]]) -> dict[str, Standing]:
+        """The users among these (id -> the roles of its open sockets) who are deactivated, or whose
+        account has another role than one of their sockets: their standing, by id."""
+        found: dict[str, Standing] = {}
+        for role in {r for roles in sockets.values() for r in roles}:
+            ids = [user_id for user_id, roles in sockets.items() if role in roles]
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start:start + _IDS_PER_QUERY]
+                rows = await self.db.fetchall(
+                    f"SELECT id, active, role, password_hash IS NULL FROM {self._users} WHERE id IN ({marks(chunk)}) "
+                    "AND (active = 0 OR (role <> %s AND password_hash IS NOT NULL))", [*chunk, role])
+                found.update((r[0], _standing(r[1:])) for r in rows)
         return found
+
+
+def _standing(row: Sequence[Any]) -> Standing:
+    """(active, role, password_hash IS NULL) as a Standing."""
+    return Standing(bool(row[0]), None if row[2] else row[1])

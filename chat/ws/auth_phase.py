@@ -8,9 +8,8 @@ import logging
 from aiohttp import WSCloseCode
 
 from chat.auth import AuthError, Identity, verify_token
-from chat.errors import Forbidden, RateLimited, Unauthenticated, to_chat_error
+from chat.errors import RateLimited, Unauthenticated, to_chat_error
 from chat.events import SessionClosed, SessionOpened
-from chat.revocation import CLOSE_DEACTIVATED
 from chat.ws.connection import CLOSE_AUTH_FAILED, CLOSE_TOO_MANY_SOCKETS, Connection
 from chat.ws.session import Services, Session, auth_result
 
@@ -58,15 +57,15 @@ class AuthPhase:
             await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
             return None
         try:
-            active = await self.services.accounts.admits(identity)
+            refusal = await self.services.accounts.refusal(identity)
         except Exception as exc:
             self.conn.reply_error(frame_id, to_chat_error(exc))
             await self.conn.close(WSCloseCode.INTERNAL_ERROR, "session setup failed")
             return None
-        if not active:
-            log.info("user %s is deactivated: closing socket %s", identity.user_id, self.conn.id)
-            self.conn.reply_error(frame_id, Forbidden("this account is deactivated"))
-            await self.conn.close(CLOSE_DEACTIVATED, "account deactivated")
+        if refusal is not None:  # deactivated (4403), or the account has another role now (4401)
+            log.info("user %s: %s: closing socket %s", identity.user_id, refusal.reason, self.conn.id)
+            self.conn.reply_error(frame_id, refusal.error(refusal.message))
+            await self.conn.close(refusal.code, refusal.reason)
             return None
         session = Session(self.conn, identity, self.services)
         self.services.hub.add(session)

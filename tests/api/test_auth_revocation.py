@@ -1,12 +1,13 @@
 """Deactivating an account (REST PATCH or `chat-api users deactivate`) reaches a session made by login
-on another instance: its socket closes with 4403, its access token gets 401, its refresh token too."""
+on another instance: its socket closes with 4403, its access token gets 401, its refresh token too. A
+role change does as well for the tokens naming the old role (4401), and a refresh gives the new one."""
 
 from __future__ import annotations
 
 import asyncio
 
-from chat.auth import issue_token
-from chat.revocation import CLOSE_DEACTIVATED
+from chat.auth import issue_token, verify_token
+from chat.revocation import CLOSE_DEACTIVATED, CLOSE_ROLE_CHANGED
 from tests.api.accounts import PASSWORD
 from tests.api.support import uid
 from tests.conftest import BUS_CHANNEL, redis_url
@@ -27,10 +28,10 @@ async def _socket(h, access_token: str) -> WS:
     return ws
 
 
-async def _account(h) -> str:
+async def _account(h, role: str = "agent") -> str:
     admin = issue_token(h.settings.jwt_secret_key, "revoking-admin", "admin")
-    user_id = uid("agent")
-    resp = await h.client.post("/api/v1/users", json={"id": user_id, "role": "agent", "password": PASSWORD},
+    user_id = uid(role)
+    resp = await h.client.post("/api/v1/users", json={"id": user_id, "role": role, "password": PASSWORD},
                                headers={"Authorization": f"Bearer {admin}"})
     assert resp.status == 201
     return user_id
@@ -77,3 +78,34 @@ async def test_the_cli_deactivation_closes_a_login_session(harness_factory, mysq
     assert await ws.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
     resp = await h.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert resp.status == 401
+
+
+async def test_a_demoted_admin_is_refused_everywhere_and_a_refresh_gives_the_new_role(harness_factory,
+                                                                                      mysql_database_url):
+    a = await harness_factory(database_url=mysql_database_url)
+    b = await harness_factory(database_url=mysql_database_url)
+    user_id = await _account(a, "admin")
+    tokens = await _logged_in(b, user_id)
+    ws = await _socket(b, tokens["access_token"])
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await a.client.get("/api/v1/users", headers=bearer)).status == 200  # each instance caches: admin
+    assert (await b.client.get("/api/v1/users", headers=bearer)).status == 200
+
+    admin = issue_token(a.settings.jwt_secret_key, "revoking-admin", "admin")
+    resp = await a.client.patch(f"/api/v1/users/{user_id}", json={"role": "agent"},
+                                headers={"Authorization": f"Bearer {admin}"})
+    assert resp.status == 200 and (await resp.json())["role"] == "agent"
+    resp = await a.client.get("/api/v1/users", headers=bearer)  # the instance that changed it forgot at once
+    assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthenticated"
+    assert await ws.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
+    assert (await b.client.get("/api/v1/users", headers=bearer)).status == 401  # b forgot on the message
+
+    resp = await b.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 200
+    fresh = await resp.json()
+    assert verify_token(b.settings.jwt_verification_keys, fresh["access_token"]).role == "agent"
+    new_bearer = {"Authorization": f"Bearer {fresh['access_token']}"}
+    assert (await b.client.get("/api/v1/conversations", headers=new_bearer)).status == 200
+    assert (await b.client.get("/api/v1/users", headers=new_bearer)).status == 403  # an agent now
+    again = await _socket(a, fresh["access_token"])
+    assert (await again.request("ping"))["type"] == "pong"

@@ -120,9 +120,10 @@ async def test_an_older_token_does_not_write_a_demoted_accounts_role_back(api):
     status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"role": "agent"})
     assert status == 200 and user["role"] == "agent"
     api.ops.staff._known.discard(user_id)  # as on an instance that has not seen it yet
-    # the admin token from before the demotion still runs its course (ACCESS_TOKEN_TTL_S) ...
-    assert (await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"])))[0] == 200
-    # ... but SQL keeps the demotion, so the next access token is an agent's
+    # the admin token from before the demotion is refused now (PROTOCOL 2: the client refreshes) ...
+    status, body = await api.call("GET", "/api/v1/users", headers=bearer(tokens["access_token"]))
+    assert_error(status, body, 401, "unauthenticated")
+    # ... and SQL keeps the demotion, so the next access token is an agent's
     assert (await api.store.accounts.get(user_id))["role"] == "agent"
     status, body = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert status == 200 and body["user"]["role"] == "agent"
