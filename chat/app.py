@@ -155,8 +155,8 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), the look for deactivated accounts, the state
-    timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for accounts deactivated or given another
+    role, the state timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())
@@ -165,7 +165,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     loops = [
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
-        asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "deactivated accounts")),
+        asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "changed accounts")),
         asyncio.create_task(_timers_loop(app[keys.TIMERS]), name="timers"),
     ]
     if settings.ai_sweep_interval_s > 0:

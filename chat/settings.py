@@ -127,9 +127,9 @@ class Settings:
     )
     active_check_s: float = setting(
         _SERVICE, "ACTIVE_CHECK_S", 2.0, number(0.1),
-        "how stale the REST check that a token's account is still active may be, and how often each instance "
-        "looks for deactivated accounts among its open staff sockets (they are closed with 4403 at once "
-        "through the bus, and by that look should the bus message be lost)",
+        "how stale the REST check that a token's account is still active, with the token's role, may be, and how "
+        "often each instance looks for accounts deactivated (sockets closed with 4403) or given another role "
+        "(4401) among its open staff sockets (closed at once through the bus, by that look should it be lost)",
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
