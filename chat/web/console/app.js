@@ -71,12 +71,17 @@ function signedOut(reason) {
 }
 
 /** The WebSocket's token. Before `exp` the client asks for a fresher one on the open socket: give
- * it the page's newer token, or renew (the client keeps its own until it expires). To reconnect,
- * renew only past half the token's life, so a restart of the service does not rotate the cookie
- * for nothing; a second reconnect in a row always renews (the token itself may have been refused). */
-async function getToken({refresh}) {
+ * it the page's newer token, or renew (the client keeps its own until it expires). After a socket
+ * whose token was refused (4401: expired, or its account given another role), never that token
+ * again: the page's newer one (a REST call may have renewed it already), or renew at once. For
+ * any other reconnect, renew only past half the token's life, so a restart of the service does
+ * not rotate the cookie for nothing; a second reconnect in a row always renews. */
+async function getToken({refresh, refused = false}) {
   const beforeExpiry = session !== null && session.client.status === "online";
   if (refresh && beforeExpiry) {
+    if (auth.token === socketToken) await renew({force: true});
+  } else if (refused) {
+    reusedToken = false;
     if (auth.token === socketToken) await renew({force: true});
   } else if (refresh) {
     const c = claims(auth.token || "");
