@@ -262,6 +262,59 @@ async def test_a_deactivated_agent_is_signed_out_within_seconds(service: Service
     await expect(console.submit).to_be_visible()
 
 
+# Records each WebSocket the page opens and the close code of each (Playwright's own socket events
+# have no close code).
+RECORD_SOCKETS = """() => {
+  window.__sockets = 0;
+  window.__closes = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__sockets += 1;
+      this.addEventListener("close", (event) => window.__closes.push(event.code));
+    }
+  };
+}"""
+
+
+async def test_a_role_change_rebuilds_the_workspace_without_a_new_sign_in(service: Service, page: Page,
+                                                                          page_errors: list[str]) -> None:
+    await page.add_init_script(script=f"({RECORD_SOCKETS})()")
+    console, user_id = await signed_in(page, service, "admin")
+    stats = page.get_by_test_id("nav-stats")
+    await expect(stats).to_be_visible()
+    await expect(page.get_by_test_id("nav-search")).to_be_visible()
+    await expect(console.banner).to_be_hidden()
+    assert await page.evaluate("window.__sockets") == 1
+
+    # demoted by another admin: the socket is closed with 4401 and comes back as an agent's
+    await rest(service, "PATCH", f"/api/v1/users/{user_id}", body={"role": "agent"})
+    await page.wait_for_function("window.__closes.includes(4401)")
+    await expect(stats).to_have_count(0)
+    await expect(page.get_by_test_id("nav-search")).to_have_count(0)
+    await expect(page.get_by_test_id("toast").filter(has_text="Your role is now agent")).to_have_count(1)
+    await expect(console.banner).to_be_hidden()  # the rebuilt workspace is online
+    await expect(page.get_by_test_id("current-user")).to_have_text(user_id)
+    await expect(console.submit).to_have_count(0)  # never signed out
+    # the refused socket was followed by one with a renewed token at once (not the refused one
+    # again), whose role the workspace was not built for: it was replaced by the new workspace's
+    await page.wait_for_function("window.__closes.length >= 2")
+    assert await page.evaluate("window.__closes") == [4401, 1000]
+    assert await page.evaluate("window.__sockets") == 3
+    await console.go("online")  # the agent's socket works
+
+    # promoted back: the admin pages come back the same way
+    await rest(service, "PATCH", f"/api/v1/users/{user_id}", body={"role": "admin"})
+    await expect(stats).to_be_visible()
+    await expect(console.banner).to_be_hidden()
+    await stats.click()
+    await expect(page.get_by_test_id("stats-panel")).to_be_visible()
+    await page.wait_for_function("window.__closes.length >= 4")
+    assert await page.evaluate("window.__closes") == [4401, 1000, 4401, 1000]
+    assert page_errors == []
+
+
 async def test_message_text_is_shown_as_text_and_runs_nothing(service: Service, page: Page,
                                                               page_errors: list[str]) -> None:
     async with customer(service, text=XSS) as (_, conversation):

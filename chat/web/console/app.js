@@ -45,16 +45,19 @@ function describe(error) {
 }
 
 function makeToaster(host) {
-  const toast = (error) => {
-    if (error && (error.code === "offline" || error.code === "unauthenticated") && !auth.signedIn) return "";
-    const text = describe(error);
-    if (error && !error.code) console.warn("console:", error);
+  const show = (text) => {
     const el = h("div", {class: "toast", role: "status", testid: "toast", text});
     host.append(el);
     setTimeout(() => el.remove(), 6000);
     return text;
   };
+  const toast = (error) => {
+    if (error && (error.code === "offline" || error.code === "unauthenticated") && !auth.signedIn) return "";
+    if (error && !error.code) console.warn("console:", error);
+    return show(describe(error));
+  };
   toast.describe = describe;
+  toast.notice = show;  // a piece of news rather than an error
   return toast;
 }
 
@@ -71,12 +74,17 @@ function signedOut(reason) {
 }
 
 /** The WebSocket's token. Before `exp` the client asks for a fresher one on the open socket: give
- * it the page's newer token, or renew (the client keeps its own until it expires). To reconnect,
- * renew only past half the token's life, so a restart of the service does not rotate the cookie
- * for nothing; a second reconnect in a row always renews (the token itself may have been refused). */
-async function getToken({refresh}) {
+ * it the page's newer token, or renew (the client keeps its own until it expires). After a socket
+ * whose token was refused (4401: expired, or its account given another role), never that token
+ * again: the page's newer one (a REST call may have renewed it already), or renew at once. For
+ * any other reconnect, renew only past half the token's life, so a restart of the service does
+ * not rotate the cookie for nothing; a second reconnect in a row always renews. */
+async function getToken({refresh, refused = false}) {
   const beforeExpiry = session !== null && session.client.status === "online";
   if (refresh && beforeExpiry) {
+    if (auth.token === socketToken) await renew({force: true});
+  } else if (refused) {
+    reusedToken = false;
     if (auth.token === socketToken) await renew({force: true});
   } else if (refresh) {
     const c = claims(auth.token || "");
@@ -114,7 +122,7 @@ class Workspace {
       server: location.origin,
       getToken,
       onStatus: (status) => { state.status = status; this.renderBanner(); },
-      onReady: () => this.sync.ready(),
+      onReady: () => this.ready(),
       onFatal: () => auth.expire("deactivated"),
     });
     const live = {
@@ -173,6 +181,18 @@ class Workspace {
     replace(root, this.el);
     this.renderPresence();
     this.renderBanner();
+  }
+
+  /** After each `auth`: resume, unless the socket's role is not the one this workspace was built
+   * for (an admin changed it, PROTOCOL 2: the old token was refused with 4401 and the client got a
+   * new one). Then the workspace is built again for the new role, as a page load would. */
+  ready() {
+    const role = this.client.identity && this.client.identity.role;
+    if (role && role !== this.state.me.role) {
+      roleChanged(role);
+      return undefined;  // this workspace is stopped: its client does not go online
+    }
+    return this.sync.ready();
   }
 
   stop() {
@@ -300,8 +320,7 @@ class Workspace {
   }
 }
 
-function startSession() {
-  const user = auth.user;
+function startSession(user = auth.user, notice = "") {
   if (!user || (user.role !== "agent" && user.role !== "admin")) {
     auth.logout();
     showLogin(t("login.wrong"));
@@ -309,6 +328,14 @@ function startSession() {
   }
   if (session) session.stop();
   session = new Workspace(user);
+  if (notice) session.toast.notice(notice);
+}
+
+/** The signed-in account was given another role: the same sign-in, a workspace built for that role
+ * (an admin's pages shown or gone), and a word about it. */
+function roleChanged(role) {
+  if (!auth.user) return;
+  startSession({...auth.user, role}, t("notice.roleChanged", {role: t(`role.${role}`)}));
 }
 
 async function boot() {

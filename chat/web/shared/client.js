@@ -56,7 +56,10 @@ const DEFAULTS = {
 
 /**
  * new ChatClient({server, getToken, onStatus, onReady, onOutboxChange, onFatal, outbox, ...DEFAULTS})
- * - getToken({refresh}) -> token or Promise<token>: called for each connection and before `exp`.
+ * - getToken({refresh, refused}) -> token or Promise<token>: called for each connection and before `exp`.
+ *   `refresh` is true for a reconnect and before `exp`; `refused` is true when the last socket was closed
+ *   with 4401 or its `auth` got `unauthenticated` (its token expired, or the server no longer admits it:
+ *   a staff account's role changed, PROTOCOL 2), so the token it had must not be given again.
  * - onStatus(state): "connecting" | "online" | "offline".
  * - onReady({reconnected}) (may be async): runs after each successful `auth` and before the status goes
  *   online and the outbox is resent: the place to resume conversations by seq.
@@ -82,6 +85,7 @@ export class ChatClient {
     this._timers = { reconnect: null, ping: null, pong: null, refresh: null };
     this._onlineWaiters = [];
     this._token = null; // the token the socket was last authenticated with
+    this._refused = false; // the last socket's token was refused (4401): getToken is told so
     this._wake = () => this._reconnectNow();
   }
 
@@ -89,6 +93,7 @@ export class ChatClient {
   start() {
     if (!this._stopped) return;
     this._stopped = false;
+    this._refused = false;
     // back online, or the tab shown again (a phone waking up): retry now instead of after the backoff
     window.addEventListener("online", this._wake);
     document.addEventListener("visibilitychange", this._wake);
@@ -179,11 +184,12 @@ export class ChatClient {
     this._setStatus("connecting");
     let token;
     try {
-      token = await this.opts.getToken({ refresh: this._attempt > 0 });
+      token = await this.opts.getToken({ refresh: this._attempt > 0, refused: this._refused });
     } catch (err) {
-      this._scheduleReconnect();
+      this._scheduleReconnect(); // still refused, if it was: the next attempt says so again
       return;
     }
+    this._refused = false; // told once; a socket refused again sets it again
     if (this._stopped) return;
     const ws = new WebSocket(socketUrl(this.opts.server));
     this._ws = ws;
@@ -200,7 +206,10 @@ export class ChatClient {
     this._pending.set(id, {
       timer,
       resolve: (data) => this._authenticated(ws, data),
-      reject: () => ws.close(4000, "auth refused"), // the server closes with 4401 too
+      reject: (err) => {
+        if (err.code === "unauthenticated") this._refused = true; // the server closes with 4401 too
+        ws.close(4000, "auth refused");
+      },
     });
     ws.send(JSON.stringify({ type: "auth", id, token }));
     this._keepAlive(ws);
@@ -292,6 +301,7 @@ export class ChatClient {
   _closed(ws, event) {
     if (ws !== this._ws) return;
     this._dropSocket();
+    if (event.code === 4401) this._refused = true; // expired, or no longer admitted (a role change)
     if (event.code === 4403) {
       this._stopped = true;
       this._setStatus("offline");
