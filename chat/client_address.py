@@ -5,8 +5,10 @@ By default it is the TCP peer's. Behind a reverse proxy or a load balancer the p
 the proxy, so every client would share one address: one guesser's failed logins would lock every agent
 out, and the widget's visitors would share one allowance. `TRUSTED_PROXIES` names the proxies (addresses
 or networks). When the peer is one of them, the client is the right-most address of `X-Forwarded-For`
-that is not: each proxy appends the address it received the request from, so what a client wrote into
-the header itself stays left of what the trusted proxies added and is never taken. A peer that is not a
+that is not (without its port, IPv4-mapped IPv6 as IPv4: one client, one key): each proxy appends the
+address it received the request from, so what a client wrote into the header itself stays left of what
+the trusted proxies added and is never taken, as long as no client's own address lies in a trusted
+network (such a client would be skipped as a proxy, and what it wrote taken). A peer that is not a
 trusted proxy is the client, whatever it sends (nobody passes for someone else by writing the header).
 
 Written here rather than taken from aiohttp-remotes: its `XForwardedStrict` answers 400 to a request
@@ -73,8 +75,9 @@ def address_behind(peer: str, forwarded: Iterable[str], trusted: Networks) -> st
     hops = [hop.strip() for header in forwarded for hop in header.split(",") if hop.strip()]
     client = peer
     for hop in reversed(hops):
-        client = hop[:MAX_ADDRESS_CHARS]
-        if not _trusted(_address(hop), trusted):
+        address = _address(hop)
+        client = str(address) if address is not None else hop[:MAX_ADDRESS_CHARS]  # no port: one key per client
+        if not _trusted(address, trusted):
             break
     return client  # every hop a trusted proxy: the left-most
 

@@ -15,6 +15,7 @@ is its tokens' (they write it into `users`), and a token holder with no row in `
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -24,11 +25,10 @@ from redis.exceptions import RedisError
 
 from chat.auth import Identity
 from chat.bus import AccountChanged, Bus, Interest, publish_from_outside
-from chat.errors import ChatError, Forbidden, Unauthenticated
+from chat.errors import ChatError, Forbidden, Unauthenticated, log_failure
 from chat.hub import Hub
 from chat.redis_client import create_redis
 from chat.settings import Settings
-from chat.store.accounts import User
 from chat.store.staff import Staff, Standing
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,6 @@ def refused(standing: Standing, identity: Identity) -> Refusal | None:
     return None if standing.admits(identity.role) else ROLE_CHANGED
 
 
-def account_changed(user: User) -> AccountChanged:
-    """The bus message for an account as it is now (committed)."""
-    return AccountChanged(user["id"], bool(user["active"]), user["role"] if user["has_password"] else None)
-
-
 class Standings:
     """Each user's standing in `users` (active, and the role an account's tokens must name), each
     answer kept for at most `ttl_s` (a REST call per request must not cost a query per request)."""
@@ -76,6 +71,7 @@ class Standings:
         self._ttl_s = ttl_s
         self._clock = clock
         self._answers: dict[str, tuple[Standing, float]] = {}
+        self._forgotten: dict[str, int] = {}  # how often each user was forgotten: a read begun before is not kept
 
     async def check(self, user_id: str) -> Standing:
         """The user's standing (a token holder unknown to `users` is active, with any role)."""
@@ -83,15 +79,19 @@ class Standings:
         cached = self._answers.get(user_id)
         if cached is not None and cached[1] > now:
             return cached[0]
+        forgotten = self._forgotten.get(user_id, 0)
         standing = await self._staff.standing(user_id)
+        if forgotten != self._forgotten.get(user_id, 0):  # changed while it was read: not to be kept
+            return standing
         if len(self._answers) >= _PRUNE_AT:
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
         self._answers[user_id] = (standing, now + self._ttl_s)
         return standing
 
     def forget(self, user_id: str) -> None:
-        """The user changed: ask SQL next time."""
+        """The user changed: ask SQL next time (and keep no answer of a read already under way)."""
         self._answers.pop(user_id, None)
+        self._forgotten[user_id] = self._forgotten.get(user_id, 0) + 1
 
 
 class AccountGuard:
@@ -101,6 +101,7 @@ class AccountGuard:
         self.standings = standings
         self._hub = hub
         self._staff = staff
+        self._rechecks: set[asyncio.Task[None]] = set()
 
     async def refusal(self, identity: Identity) -> Refusal | None:
         """Why this token holder may not come in (None: it may). Only staff have accounts here, so a
@@ -110,9 +111,25 @@ class AccountGuard:
         return refused(await self.standings.check(identity.user_id), identity)
 
     def apply(self, message: AccountChanged) -> None:
-        """An account changed (on any instance): close the sockets here that it no longer admits."""
-        self.standings.forget(message.user_id)
-        self._close(message.user_id, Standing(message.active, message.role))
+        """An account changed (on any instance): forget its cached answer, and with staff sockets of it
+        here, read it again and close those it no longer admits."""
+        user_id = message.user_id
+        self.standings.forget(user_id)
+        if any(peer.identity.is_agent for peer in self._hub.sockets_of(user_id)):
+            task = asyncio.create_task(self._recheck(user_id), name=f"account-{user_id}")
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
+
+    async def settled(self) -> None:
+        """Wait until every look at an account that a message began here is done (tests)."""
+        while self._rechecks:
+            await asyncio.gather(*self._rechecks, return_exceptions=True)
+
+    async def _recheck(self, user_id: str) -> None:
+        try:
+            self._close(user_id, await self.standings.check(user_id))
+        except Exception as exc:  # the sweep looks again within ACTIVE_CHECK_S
+            log_failure(log, exc, "could not read account %s again", user_id)
 
     async def sweep(self) -> None:
         """Close the sockets of staff members deactivated, or given another role, without this
@@ -140,17 +157,17 @@ class Revocation:
         self._bus = bus
         self._guard = guard
 
-    async def changed(self, user: User) -> None:
+    async def changed(self, user_id: str) -> None:
         """Every instance (this one at once) forgets what it cached of the user and closes the sockets
         the account no longer admits."""
-        self._guard.standings.forget(user["id"])
+        self._guard.standings.forget(user_id)
         try:
-            await self._bus.publish(account_changed(user))  # delivered here at once, then to the others
+            await self._bus.publish(AccountChanged(user_id))  # delivered here at once, then to the others
         except RedisError as exc:  # the others' sweeps close them within ACTIVE_CHECK_S
-            log.warning("could not announce the change of account %s: %s", user["id"], type(exc).__name__)
+            log.warning("could not announce the change of account %s: %s", user_id, type(exc).__name__)
 
 
-async def announce_changed(settings: Settings, user: User) -> bool:
+async def announce_changed(settings: Settings, user_id: str) -> bool:
     """Tell the running instances from outside (the CLI); False when there is no shared Redis to
     tell them through (the embedded mode) or it does not answer: their sweeps then close the sockets
     within ACTIVE_CHECK_S."""
@@ -158,9 +175,9 @@ async def announce_changed(settings: Settings, user: User) -> bool:
         return False
     redis = create_redis(settings, client_name="chat-api-cli")
     try:
-        await publish_from_outside(redis, Interest(settings.bus_channel), account_changed(user))
+        await publish_from_outside(redis, Interest(settings.bus_channel), AccountChanged(user_id))
     except RedisError as exc:
-        log.warning("could not announce the change of account %s: %s", user["id"], type(exc).__name__)
+        log.warning("could not announce the change of account %s: %s", user_id, type(exc).__name__)
         return False
     finally:
         await redis.aclose()

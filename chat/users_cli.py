@@ -138,7 +138,7 @@ def _set_active(active: bool) -> Command:
                 return 0
             from chat.revocation import announce_changed
 
-            told = await announce_changed(settings, user)  # after the commit: SQL is the truth
+            told = await announce_changed(settings, user["id"])  # after the commit: SQL is the truth
             print(f"{args.id} is deactivated; its refresh tokens are revoked; running instances "
                   + ("were told to close its sockets" if told else
                      "close its sockets and refuse its tokens within ACTIVE_CHECK_S"))

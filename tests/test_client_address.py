@@ -38,10 +38,12 @@ LOCAL = (ip_network("127.0.0.1/32"),)  # the test client's peer
     # a trusted peer without the header
     ("10.1.2.3", [], "10.1.2.3"),
     # ports, brackets, IPv6 and a dual-stack socket's mapped IPv4 peer
-    ("10.1.2.3", ["198.51.100.1:51234"], "198.51.100.1:51234"),
+    ("10.1.2.3", ["198.51.100.1:51234"], "198.51.100.1"),  # the port is no part of the client: one key
+    ("10.1.2.3", ["::ffff:198.51.100.1"], "198.51.100.1"),
+    ("10.1.2.3", ["2001:DB8:0::5"], "2001:db8::5"),
     ("10.1.2.3", ["198.51.100.1, 192.168.1.10:8080"], "198.51.100.1"),
     ("fd00::1", ["2001:db8::5"], "2001:db8::5"),
-    ("fd00::1", ["[2001:db8::5]:443, [fd00::7]:80"], "[2001:db8::5]:443"),
+    ("fd00::1", ["[2001:db8::5]:443, [fd00::7]:80"], "2001:db8::5"),
     ("::ffff:10.1.2.3", ["198.51.100.1"], "198.51.100.1"),
     # an entry that names no address, put there by a trusted proxy, is the client (as text, cut)
     ("10.1.2.3", ["unknown"], "unknown"),

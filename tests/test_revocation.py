@@ -4,6 +4,8 @@ look when the message is lost)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from chat import keys
 from chat.bus import AccountChanged, decode, encode
 from chat.revocation import CLOSE_DEACTIVATED, CLOSE_ROLE_CHANGED, Standings, announce_changed
@@ -87,8 +89,8 @@ async def test_changed_among_finds_the_deactivated_and_the_accounts_of_another_r
 
 
 def test_the_bus_still_decodes_the_deactivation_of_older_instances():
-    assert decode(b'{"k": "deactivated", "user_id": "u-1"}') == AccountChanged("u-1", False, None)
-    message = AccountChanged("u-2", True, "agent")
+    assert decode(b'{"k": "deactivated", "user_id": "u-1"}') == AccountChanged("u-1")
+    message = AccountChanged("u-2")
     assert decode(encode(message)) == message
 
 
@@ -96,7 +98,7 @@ async def test_deactivation_refuses_rest_and_closes_the_socket_here(harness):
     ws = await connected(harness, "agent-d")
     assert await rest_status(harness, "agent-d") == 200
     await set_active(harness, "agent-d", False)
-    await harness.app[keys.REVOCATION].changed(await account(harness, "agent-d"))
+    await harness.app[keys.REVOCATION].changed((await account(harness, "agent-d"))["id"])
     assert await ws.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
     response = await harness.client.get("/api/v1/conversations",
                                          headers={"Authorization": f"Bearer {harness.token('agent-d', 'agent')}"})
@@ -125,7 +127,7 @@ async def test_deactivation_closes_a_socket_on_another_instance(harness_factory,
     on_b = await connected(b, "agent-f")
     other = await connected(b, "agent-g")
     await set_active(a, "agent-f", False)
-    await a.app[keys.REVOCATION].changed(await account(a, "agent-f"))
+    await a.app[keys.REVOCATION].changed((await account(a, "agent-f"))["id"])
     assert await on_b.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
     assert await rest_status(b, "agent-f") == 401  # b's cached answer was dropped by the message
     assert (await other.request("ping"))["type"] == "pong"  # the other agent's socket stays open
@@ -148,8 +150,7 @@ async def test_the_sweep_closes_sockets_whose_message_was_lost(harness):
 
 
 async def test_announcing_without_a_shared_redis_says_so(make_settings):
-    user = {"id": "agent-j", "role": "agent", "active": False, "has_password": False}
-    assert await announce_changed(make_settings(embedded=True), user) is False
+    assert await announce_changed(make_settings(embedded=True), "agent-j") is False
 
 
 # --- a role change (an account with a password: its role is the one its admins set) -------------------
@@ -175,7 +176,7 @@ async def test_a_role_change_refuses_the_old_role_and_closes_its_sockets_here(ha
     await make_account(harness, "adm-a", "admin")
     ws = await connected(harness, "adm-a", "admin")
     assert await admin_status(harness, "adm-a", "admin") == 200  # cached: admin
-    await harness.app[keys.REVOCATION].changed(await set_role(harness, "adm-a", "agent"))
+    await harness.app[keys.REVOCATION].changed((await set_role(harness, "adm-a", "agent"))["id"])
     assert await ws.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
     response = await harness.client.get("/api/v1/users",
                                          headers={"Authorization": f"Bearer {harness.token('adm-a', 'admin')}"})
@@ -198,7 +199,7 @@ async def test_a_role_change_closes_a_socket_on_another_instance(harness_factory
     await make_account(a, "adm-b", "admin")
     on_b = await connected(b, "adm-b", "admin")
     assert await admin_status(b, "adm-b", "admin") == 200  # b's cached answer: admin
-    await a.app[keys.REVOCATION].changed(await set_role(a, "adm-b", "agent"))
+    await a.app[keys.REVOCATION].changed((await set_role(a, "adm-b", "agent"))["id"])
     assert await on_b.closed(timeout=WITHIN_S) == CLOSE_ROLE_CHANGED
     assert await admin_status(b, "adm-b", "admin") == 401  # b's cached answer was dropped by the message
 
@@ -237,9 +238,9 @@ async def test_a_change_to_the_same_role_closes_nothing(harness_factory, mysql_d
     await make_account(a, "adm-f", "admin")
     kept = await connected(b, "adm-f", "admin")
     gone = await connected(b, "agent-k")
-    await a.app[keys.REVOCATION].changed(await set_role(a, "adm-f", "admin"))
+    await a.app[keys.REVOCATION].changed((await set_role(a, "adm-f", "admin"))["id"])
     await set_active(a, "agent-k", False)
-    await a.app[keys.REVOCATION].changed(await account(a, "agent-k"))  # published after, on the same channel
+    await a.app[keys.REVOCATION].changed((await account(a, "agent-k"))["id"])  # published after, on the same channel
     assert await gone.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED  # so b has heard the first one too
     assert (await kept.request("ping"))["type"] == "pong"
     assert await admin_status(b, "adm-f", "admin") == 200
@@ -248,8 +249,10 @@ async def test_a_change_to_the_same_role_closes_nothing(harness_factory, mysql_d
 async def test_a_token_only_user_keeps_the_role_of_its_tokens(harness):
     await harness.app[keys.STORE].staff.remember("tok-a", "agent", None)  # no password: not an account's role
     assert await admin_status(harness, "tok-a", "admin") == 200
-    ws = await connected(harness, "tok-a", "admin")
-    await harness.app[keys.ACCOUNTS].sweep()
+    ws = await connected(harness, "tok-a", "admin")  # (its token wrote `admin` into its row)
+    db = harness.app[keys.STORE].db
+    await db.execute(f"UPDATE {db.tables.users} SET role = 'agent' WHERE id = %s", ("tok-a",))
+    await harness.app[keys.ACCOUNTS].sweep()  # the row says agent, the socket admin: not compared, kept
     assert (await ws.request("ping"))["type"] == "pong"
 
 
@@ -268,3 +271,55 @@ async def test_a_customer_token_costs_no_query(harness, monkeypatch):
     assert asked == []
     assert await rest_status(harness, "agent-q", "agent") == 200
     assert asked == ["agent-q"]  # the spy sees a staff token's look
+
+
+async def test_a_read_under_way_when_the_account_changes_is_not_kept(store):
+    """forget() while check() reads SQL: the answer read before the change is not cached."""
+    await store.accounts.create("acct-r", "admin", password_hash="a-hash")
+    staff = Staff(store.db)
+    standings = Standings(staff, ttl_s=60.0, clock=Clock())
+    reading, release, reads = asyncio.Event(), asyncio.Event(), []
+    standing = staff.standing
+
+    async def held(user_id: str) -> Standing:
+        answer = await standing(user_id)
+        reads.append(answer)
+        reading.set()
+        await release.wait()
+        return answer
+
+    staff.standing = held  # type: ignore[method-assign]
+    first = asyncio.create_task(standings.check("acct-r"))
+    await reading.wait()
+    await store.db.execute(f"UPDATE {store.db.tables.users} SET role = 'agent' WHERE id = %s", ("acct-r",))
+    standings.forget("acct-r")  # the change, announced while the read is under way
+    release.set()
+    assert (await first).role == "admin"  # what was read is answered once...
+    assert (await standings.check("acct-r")).role == "agent"  # ...but not kept
+    assert len(reads) == 2
+
+
+async def test_an_account_message_is_a_hint_the_account_is_read_again(harness_factory, mysql_database_url):
+    """Out of order or stale, a message never closes what SQL still admits: each instance reads the account."""
+    a = await harness_factory(database_url=mysql_database_url)
+    b = await harness_factory(database_url=mysql_database_url)
+    await make_account(a, "adm-h", "admin")
+    kept = await connected(b, "adm-h", "admin")
+    await set_role(a, "adm-h", "agent")
+    await set_role(a, "adm-h", "admin")  # changed back before anyone heard of the first change
+    await a.app[keys.REVOCATION].changed("adm-h")
+    await a.app[keys.REVOCATION].changed("adm-h")
+    gone = await connected(b, "agent-h")
+    await set_active(a, "agent-h", False)
+    await a.app[keys.REVOCATION].changed("agent-h")  # published after, on the same channel
+    assert await gone.closed(timeout=WITHIN_S) == CLOSE_DEACTIVATED
+    await b.app[keys.ACCOUNTS].settled()  # every look b began is done
+    assert (await kept.request("ping"))["type"] == "pong"
+
+
+async def test_a_token_its_account_no_longer_admits_is_401_before_any_role_check(harness):
+    await make_account(harness, "agt-p", "agent")
+    assert await admin_status(harness, "agt-p", "agent") == 403  # an agent on an admin route
+    await harness.app[keys.REVOCATION].changed((await set_role(harness, "agt-p", "admin"))["id"])
+    assert await admin_status(harness, "agt-p", "agent") == 401  # the old agent token: refresh, not forbidden
+    assert await admin_status(harness, "agt-p", "admin") == 200

@@ -190,10 +190,11 @@ async def authenticate(request: web.Request, roles: tuple[str, ...]) -> Identity
         identity = verify_token(request.app[keys.SETTINGS].jwt_verification_keys, _bearer(request))
     except AuthError as exc:
         raise Unauthenticated(str(exc)) from None
-    if identity.role not in roles:
-        raise Forbidden(f"role {identity.role} may not do this")
+    # a token its account no longer admits is 401 first, whatever the route (the client refreshes on 401)
     if (refusal := await request.app[keys.ACCOUNTS].refusal(identity)) is not None:
         raise Unauthenticated(refusal.message)  # deactivated, or another role now: refresh (PROTOCOL 2.1)
+    if identity.role not in roles:
+        raise Forbidden(f"role {identity.role} may not do this")
     await request.app[keys.OPERATIONS].staff.remember(identity)  # agents must be known to be assigned
     return identity
 

@@ -172,7 +172,7 @@ async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
     if user is None:
         raise NotFound("user not found")
     if data.keys() & {"active", "role", "password"}:  # committed: every instance forgets its cached answer
-        await ctx.request.app[keys.REVOCATION].changed(user)  # and closes the sockets it no longer admits
+        await ctx.request.app[keys.REVOCATION].changed(user["id"])  # and closes the sockets it no longer admits
     return user
 
 

@@ -81,18 +81,17 @@ class PresenceChanged:
 
 @dataclass(frozen=True, slots=True)
 class AccountChanged:
-    """An account's standing changed (deactivated, reactivated, another role): every instance forgets
-    what it cached and closes the sockets it no longer admits (4403 deactivated, 4401 another role).
-    `role` is None when tokens' roles are not compared (no password: a token-only user)."""
+    """An account's standing may have changed (deactivated, reactivated, another role): every instance
+    forgets what it cached, and one with sockets of the user reads the account again and closes those it
+    no longer admits (4403 deactivated, 4401 another role). A hint, not the standing itself: whatever order
+    such messages arrive in, SQL says what is true now."""
 
     KIND: ClassVar[str] = "account"
     user_id: str
-    active: bool
-    role: str | None
 
     def fields(self) -> dict[str, Any]:
         """The wire fields (without the kind)."""
-        return {"user_id": self.user_id, "active": self.active, "role": self.role}
+        return {"user_id": self.user_id}
 
 
 BusMessage = ToConversation | ToUser | ToAgents | PresenceChanged | AccountChanged
@@ -121,12 +120,8 @@ def _presence(raw: dict[str, Any]) -> PresenceChanged:
 
 
 def _account(raw: dict[str, Any]) -> AccountChanged:
-    return AccountChanged(raw["user_id"], bool(raw["active"]), raw.get("role"))
-
-
-def _deactivated(raw: dict[str, Any]) -> AccountChanged:
-    """The kind older instances publish for a deactivation (a rolling deploy shares one bus)."""
-    return AccountChanged(raw["user_id"], False, None)
+    """Also the kind older instances publish for a deactivation, "deactivated" (a rolling deploy shares one bus)."""
+    return AccountChanged(raw["user_id"])
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
@@ -135,7 +130,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], BusMessage]] = {
     ToAgents.KIND: _to_agents,
     PresenceChanged.KIND: _presence,
     AccountChanged.KIND: _account,
-    "deactivated": _deactivated,
+    "deactivated": _account,
 }
 
 

@@ -91,17 +91,17 @@ class Staff:
         return Standing() if row is None else _standing(row)
 
     async def changed_among(self, sockets: Mapping[str, Iterable[str]]) -> dict[str, Standing]:
-        """The users among these (id -> the roles of its open sockets) who are deactivated, or whose
-        account has another role than one of their sockets: their standing, by id."""
-        found: dict[str, Standing] = {}
-        for role in {r for roles in sockets.values() for r in roles}:
-            ids = [user_id for user_id, roles in sockets.items() if role in roles]
-            for start in range(0, len(ids), _IDS_PER_QUERY):
-                chunk = ids[start:start + _IDS_PER_QUERY]
-                rows = await self.db.fetchall(
-                    f"SELECT id, active, role, password_hash IS NULL FROM {self._users} WHERE id IN ({marks(chunk)}) "
-                    "AND (active = 0 OR (role <> %s AND password_hash IS NOT NULL))", [*chunk, role])
-                found.update((r[0], _standing(r[1:])) for r in rows)
+        """The users among these (id -> the roles of its open sockets) whose account no longer admits one
+        of their sockets' roles (deactivated, or another role): their standing, by id."""
+        ids, found = list(sockets), dict[str, Standing]()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start:start + _IDS_PER_QUERY]
+            for user_id, *row in await self.db.fetchall(
+                    f"SELECT id, active, role, password_hash IS NULL FROM {self._users} WHERE id IN ({marks(chunk)})",
+                    chunk):
+                standing = _standing(row)
+                if not all(standing.admits(role) for role in sockets[user_id]):
+                    found[user_id] = standing
         return found
 
 
