@@ -62,6 +62,21 @@ class Tx(ABC):
         """MySQL's LAST_INSERT_ID() after the last statement (0 elsewhere)."""
         return 0
 
+    async def execute_then_fetchall(self, write: str, write_params: Params, read: str,
+                                    read_params: Params) -> tuple[int, list[Row]]:
+        """A write, then a read: the rows the write changed and the rows the read found (in one round trip
+        where the backend can)."""
+        return await self.execute(write, write_params), await self.fetchall(read, read_params)
+
+    async def executemany_and_commit(self, sql: str, rows: Sequence[Params]) -> None:
+        """`executemany` as the transaction's last statement, sent with the COMMIT where the backend can (one
+        round trip less); nothing may follow it in the transaction."""
+        await self.executemany(sql, rows)
+
+    async def fetchall_and_commit(self, sql: str, params: Params = ()) -> list[Row]:
+        """`fetchall` as the transaction's last statement, sent with the COMMIT where the backend can."""
+        return await self.fetchall(sql, params)
+
 
 class Database(ABC):
     """A connection pool (MySQL) or a serialized connection (SQLite), and the names of the
@@ -84,14 +99,14 @@ class Database(ABC):
             return await tx.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        """One row, outside any explicit transaction."""
-        async with self.transaction() as tx:
-            return await tx.fetchone(sql, params)
+        """One row (the first), outside any explicit transaction."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        """All rows, outside any explicit transaction."""
+        """All rows, outside any explicit transaction (on MySQL one round trip: the query with its COMMIT)."""
         async with self.transaction() as tx:
-            return await tx.fetchall(sql, params)
+            return await tx.fetchall_and_commit(sql, params)
 
     async def ping(self) -> None:
         """Raise DatabaseError unless `SELECT 1` answers."""

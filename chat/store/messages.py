@@ -153,9 +153,11 @@ class Messages:
         async with self.db.transaction() as tx:
             seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
             message = draft.stored(seq, created_ms)
-            await tx.execute(self._insert_sql, _values(message))
             if self._webhooks.wants("note.created" if message.private else "message.created"):
+                await tx.execute(self._insert_sql, _values(message))
                 await self._webhooks.record_message(tx, [message])
+            else:  # the last statement: it goes with the COMMIT
+                await tx.executemany_and_commit(self._insert_sql, [_values(message)])
         return message
 
     async def _next_seq(self, tx: Tx, conversation_id: str, created_ms: int, guard: Guard | None) -> int:
@@ -193,22 +195,24 @@ class Messages:
         cases = " ".join(["WHEN %s THEN %s"] * len(ids))
         checks, check_params = _guard_cases(ids, guards)
         async with self.db.transaction() as tx:
-            moved = await tx.execute(
+            moved, rows = await tx.execute_then_fetchall(
                 f"UPDATE {self._c} SET last_seq = last_seq + CASE id {cases} END, updated_ms = %s "
                 f"WHERE id IN ({marks(ids)}){checks}",
                 [v for cid in ids for v in (cid, counts[cid])] + [created_ms] + ids + check_params,
-            )
+                f"SELECT id, last_seq FROM {self._c} WHERE id IN ({marks(ids)})", ids)
             if moved != len(ids):
                 raise ConversationNotFound("one of a batch")
-            rows = await tx.fetchall(f"SELECT id, last_seq FROM {self._c} WHERE id IN ({marks(ids)})", ids)
             next_seq = {cid: int(last) - counts[cid] + 1 for cid, last in rows}
             messages = []
             for draft in drafts:
                 messages.append(draft.stored(next_seq[draft.conversation_id], created_ms))
                 next_seq[draft.conversation_id] += 1
-            await tx.executemany(self._insert_sql, [_values(m) for m in messages])
+            values = [_values(m) for m in messages]
             if self._webhooks.wants("message.created") or self._webhooks.wants("note.created"):
+                await tx.executemany(self._insert_sql, values)
                 await self._webhooks.record_message(tx, messages)
+            else:  # the last statement: it goes with the COMMIT
+                await tx.executemany_and_commit(self._insert_sql, values)
         return messages
 
     async def list_of(self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None,

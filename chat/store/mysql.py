@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,11 @@ from chat.store.schema import Tables
 from chat.store.tls import offers_tls, ssl_context
 
 _FOUND_ROWS = 2  # CLIENT.FOUND_ROWS (the same flag in both drivers): rowcount = rows matched, as in SQLite
+_IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
+# Both drivers always ask for CLIENT.MULTI_STATEMENTS: a query may be several statements separated by `;` (the
+# parameters are escaped into its text by the driver, as for every query). _MySQLTx sends a write with the read
+# after it, and a transaction's last INSERT or its only read with the COMMIT, as one query each (docs/store.md).
+_VALUES = re.compile(r"^(.*\bVALUES\s*)(\(.*\))\s*$", re.DOTALL | re.IGNORECASE)  # INSERT ... VALUES (row)
 _MYSQL_DUPLICATE = 1062
 
 
@@ -89,12 +95,15 @@ class _MySQLTx(Tx):
     def __init__(self, cursor: Any, driver: Driver):
         self._cur = cursor
         self._driver = driver
+        self.committed = False  # by a statement sent with the COMMIT: the transaction is over
 
     @property
     def last_insert_id(self) -> int:
         return int(self._cur.lastrowid or 0)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
+        if self.committed:
+            raise RuntimeError("a statement after the COMMIT would run outside the transaction")
         try:
             return int(await self._cur.execute(sql, tuple(params) or None))
         except self._driver.error as exc:
@@ -116,6 +125,45 @@ class _MySQLTx(Tx):
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         await self.execute(sql, params)
         return list(await self._cur.fetchall())
+
+    def _text(self, sql: str, params: Params) -> str:
+        """The statement with its parameters escaped into it, as the driver sends it."""
+        return str(self._cur.mogrify(sql, tuple(params))) if params else sql
+
+    async def _next(self) -> None:
+        """On to the answer of the query's next statement (an error in one stops the query there)."""
+        try:
+            await self._cur.nextset()
+        except self._driver.error as exc:
+            raise self._driver.wrap(exc) from exc
+
+    async def _commit_answered(self) -> None:
+        await self._next()
+        self.committed = True
+        # asyncmy keeps a status only when it is not 0, and with autocommit off the COMMIT's is 0: the
+        # connection would still say "in a transaction" (the statement before) and its pool would close it
+        self._cur.connection.server_status &= ~_IN_TRANS
+
+    async def execute_then_fetchall(self, write: str, write_params: Params, read: str,
+                                    read_params: Params) -> tuple[int, list[Row]]:
+        changed = await self.execute(f"{self._text(write, write_params)};\n{self._text(read, read_params)}")
+        await self._next()
+        return changed, list(await self._cur.fetchall())
+
+    async def fetchall_and_commit(self, sql: str, params: Params = ()) -> list[Row]:
+        await self.execute(f"{self._text(sql, params)};\nCOMMIT")
+        rows = list(await self._cur.fetchall())
+        await self._commit_answered()
+        return rows
+
+    async def executemany_and_commit(self, sql: str, rows: Sequence[Params]) -> None:
+        match = _VALUES.match(sql)
+        if match is None or not rows:
+            await self.executemany(sql, rows)
+            return
+        head, values = match.groups()
+        await self.execute(head + ",".join(self._text(values, row) for row in rows) + ";\nCOMMIT")
+        await self._commit_answered()
 
 
 class MySQLDatabase(Database):
@@ -165,8 +213,9 @@ class MySQLDatabase(Database):
             raise DatabaseError(f"cannot get a database connection: {exc}") from None
         try:
             async with conn.cursor() as cur:
+                tx = _MySQLTx(cur, driver)
                 try:
-                    yield _MySQLTx(cur, driver)
+                    yield tx
                 except asyncio.CancelledError:
                     # cancelled mid-query: the connection's state is unknown, so it is not reused;
                     # the server rolls the transaction back when the connection closes
@@ -175,7 +224,8 @@ class MySQLDatabase(Database):
                 except BaseException:
                     await conn.rollback()
                     raise
-                await conn.commit()
+                if not tx.committed:
+                    await conn.commit()
         except asyncio.CancelledError:
             conn.close()  # cancelled during the commit: the same
             raise

@@ -105,6 +105,72 @@ async def test_a_server_warning_is_a_python_warning_on_both_drivers(db: Database
         await db.execute(f"UPDATE {parent} SET n = n + 1")  # no warning: nothing issued
 
 
+async def test_statements_travel_together_and_stay_one_transaction(db: Database, tables: tuple[str, str]):
+    parent, _ = tables
+    await db.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("a",))
+    async with db.transaction() as tx:
+        changed, rows = await tx.execute_then_fetchall(
+            f"UPDATE {parent} SET n = n + %s WHERE name IN (%s, %s)", (5, "a", "nobody"),
+            f"SELECT name, n FROM {parent} ORDER BY id", ())
+        assert (changed, rows) == (1, [("a", 5)])  # the read sees the write before it
+        # a value holding `;`, quotes and `%` stays a value (the driver escapes it into the text)
+        await tx.executemany_and_commit(f"INSERT INTO {parent} (name, n) VALUES (%s, %s)",
+                                        [("b'; DROP TABLE x; -- 100%", 1), ("c", 2)])
+        with pytest.raises(RuntimeError, match="after the COMMIT"):
+            await tx.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("late",))
+    assert await db.fetchall(f"SELECT name, n FROM {parent} ORDER BY id") == [
+        ("a", 5), ("b'; DROP TABLE x; -- 100%", 1), ("c", 2)]
+
+
+async def test_a_refused_insert_sent_with_its_commit_commits_nothing(db: Database, tables: tuple[str, str]):
+    parent, _ = tables
+    await db.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("taken",))
+    with pytest.raises(DuplicateKey):
+        async with db.transaction() as tx:
+            await tx.execute_then_fetchall(f"UPDATE {parent} SET n = 7", (), "SELECT 1", ())
+            await tx.executemany_and_commit(f"INSERT INTO {parent} (name) VALUES (%s)", [("new",), ("taken",)])
+    # neither the UPDATE before it nor the first row: the COMMIT after the refused INSERT never ran
+    assert await db.fetchall(f"SELECT name, n FROM {parent}") == [("taken", 0)]
+
+
+async def test_a_read_outside_a_transaction_ends_its_snapshot(mysql_database_url: str, driver: str,
+                                                                tables: tuple[str, str]):
+    """db.fetchall sends the query with its COMMIT: the pooled connection leaves no transaction open, so
+    its next read sees what others committed since (REPEATABLE READ would keep the old snapshot)."""
+    parent, _ = tables
+    url = parse_database_url(url_for(mysql_database_url, driver))
+    reader, writer = await connect(url, pool_size=1), await connect(url, pool_size=1)
+    try:
+        assert await reader.fetchall(f"SELECT COUNT(*) FROM {parent}") == [(0,)]
+        await writer.execute(f"INSERT INTO {parent} (name) VALUES (%s)", ("new; it's 100%",))
+        assert await reader.fetchone(f"SELECT COUNT(*) FROM {parent}") == (1,)
+        assert await reader.fetchall(f"SELECT name FROM {parent} WHERE name = %s", ("new; it's 100%",)) == [
+            ("new; it's 100%",)]
+        assert await reader.fetchone(f"SELECT name FROM {parent} WHERE name = %s", ("none",)) is None
+        with pytest.raises(DatabaseError):  # an error in the query: its COMMIT never ran, the pool is fine
+            await reader.fetchall(f"SELECT no_such_column FROM {parent}")
+        assert await reader.fetchone(f"SELECT COUNT(*) FROM {parent}") == (1,)
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_the_pool_keeps_a_connection_whose_commit_went_with_a_statement(mysql_database_url: str, driver: str,
+                                                                               tables: tuple[str, str]):
+    """asyncmy keeps a server status only when it is not 0, and after a COMMIT with autocommit off it is 0: unless
+    the in-transaction mark is cleared, its pool closes the connection and every such query pays a new one."""
+    parent, _ = tables
+    db = await connect(parse_database_url(url_for(mysql_database_url, driver)), pool_size=1)
+    try:
+        first = await db.fetchone("SELECT CONNECTION_ID()")
+        async with db.transaction() as tx:
+            await tx.execute_then_fetchall(f"UPDATE {parent} SET n = 1", (), "SELECT 1", ())
+            await tx.executemany_and_commit(f"INSERT INTO {parent} (name) VALUES (%s)", [("kept",)])
+        assert await db.fetchone("SELECT CONNECTION_ID()") == first
+    finally:
+        await db.close()
+
+
 async def test_a_killed_connection_is_an_error_then_the_pool_recovers(db: Database):
     reached = False
     with pytest.raises(DatabaseError):
