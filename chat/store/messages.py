@@ -1,9 +1,9 @@
 """Messages: the one table every message is written to, with a gap-free seq per conversation.
 
 The seq comes from conversations.last_seq, bumped in the same transaction as the insert: the
-row lock it takes orders concurrent writers of a conversation. Writes of customer and agent
-messages come through chat.store.writer (group commit); append() is its one-by-one path and
-the path of guarded writes (the AI's replies, checked against the state they answer).
+row lock it takes orders concurrent writers of a conversation. Every message the service writes
+comes through chat.store.writer (group commit: append_batch, each draft with its guard);
+append_draft is its one-by-one path. On MySQL each is two round trips (docs/store.md).
 """
 
 from __future__ import annotations
