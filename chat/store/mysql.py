@@ -10,6 +10,7 @@ map to the store's DatabaseError / IntegrityError / DuplicateKey.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import warnings
@@ -31,11 +32,18 @@ from chat.store.tls import offers_tls, ssl_context
 
 _FOUND_ROWS = 2  # CLIENT.FOUND_ROWS (the same flag in both drivers): rowcount = rows matched, as in SQLite
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
+_MYSQL_DUPLICATE = 1062
 # Both drivers always ask for CLIENT.MULTI_STATEMENTS: a query may be several statements separated by `;` (the
 # parameters are escaped into its text by the driver, as for every query). _MySQLTx sends a write with the read
 # after it, and a transaction's last INSERT or its only read with the COMMIT, as one query each (docs/store.md).
 _VALUES = re.compile(r"^(.*\bVALUES\s*)(\(.*\))\s*$", re.DOTALL | re.IGNORECASE)  # INSERT ... VALUES (row)
-_MYSQL_DUPLICATE = 1062
+
+
+@functools.lru_cache(maxsize=64)  # the store's few INSERTs, split once each (the writer's on every batch)
+def _insert_parts(sql: str) -> tuple[str, str] | None:
+    """`INSERT ... VALUES ` and its `(row)`, or None for another statement."""
+    match = _VALUES.match(sql)
+    return None if match is None else (match[1], match[2])
 
 
 @dataclass(frozen=True)
@@ -157,11 +165,11 @@ class _MySQLTx(Tx):
         return rows
 
     async def executemany_and_commit(self, sql: str, rows: Sequence[Params]) -> None:
-        match = _VALUES.match(sql)
-        if match is None or not rows:
+        parts = _insert_parts(sql)
+        if parts is None or not rows:
             await self.executemany(sql, rows)
             return
-        head, values = match.groups()
+        head, values = parts
         await self.execute(head + ",".join(self._text(values, row) for row in rows) + ";\nCOMMIT")
         await self._commit_answered()
 
