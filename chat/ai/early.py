@@ -63,8 +63,8 @@ class EarlyReplies:
     def _ask(self, conversation_id: str, context: Context) -> EarlyReply:
         """Send the conversation's request now (an older early reply of it is dropped)."""
         self.drop(conversation_id)
-        self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
-        return self._replies[conversation_id]
+        reply = self._replies[conversation_id] = EarlyReply(self._provider, context, self._tools)
+        return reply
 
     def while_storing(self, conversation_id: str, upcoming: list[Message] | None,
                       stored: asyncio.Future[bool]) -> None:
