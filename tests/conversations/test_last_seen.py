@@ -141,6 +141,8 @@ async def test_after_a_redis_restore_the_message_path_repairs_the_record_and_is_
     harness.ops.conversations._last_seen.clear()  # as on an instance that starts after the restore
     await harness.ops.messages.send(CUSTOMER, c.id, content="first", client_msg_id="m1")
     await harness.ops.messages.send(CUSTOMER, c.id, content="second", client_msg_id="m2")
+    # the AI turn "first" set off (the restored record said ai) finds the move and drops its reply
+    await harness.drain_ai()
     assert (await harness.repository.get(c.id)).version == 1  # repaired from SQL
     seen = harness.ops.conversations.last_seen(CUSTOMER, c.id)
     assert (seen.state, seen.version) == ("handoff", 1)
