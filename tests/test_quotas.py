@@ -89,6 +89,33 @@ async def test_a_refused_socket_leaves_no_trace_in_the_hub(harness_factory):
         await h.client.ws_connect("/ws?token=garbage")
 
 
+async def test_sockets_authenticating_at_once_cannot_all_pass_the_cap(harness_factory):
+    """The account's look waits for SQL; sockets of one user that authenticate meanwhile are
+    counted after it, so no more than the cap get in."""
+    h = await harness_factory(ws_max_sockets_per_user=1)
+    standings = h.app[keys.ACCOUNTS].standings
+    original, gate, waiting, all_waiting = standings.check, asyncio.Event(), [], asyncio.Event()
+
+    async def slow_check(user_id):
+        waiting.append(user_id)
+        if len(waiting) == 3:
+            all_waiting.set()
+        await gate.wait()
+        return await original(user_id)
+
+    standings.check = slow_check
+    sockets = [await h.connect() for _ in range(3)]
+    replies = [asyncio.ensure_future(ws.request("auth", token=h.token("agent-cap", role="agent"))) for ws in sockets]
+    await asyncio.wait_for(all_waiting.wait(), 5)  # every socket is inside the account's look
+    gate.set()
+    answered = await asyncio.gather(*replies)
+    assert sorted(r["type"] for r in answered) == ["error", "error", "result"]
+    assert all(r["code"] == "rate_limited" for r in answered if r["type"] == "error")
+    refused = [ws for ws, r in zip(sockets, answered, strict=True) if r["type"] == "error"]
+    assert [await ws.closed() for ws in refused] == [4429, 4429]
+    assert len(h.app[keys.HUB].sockets_of("agent-cap")) == 1
+
+
 async def test_a_sliding_window_says_when_to_retry_and_takes_back(redis):
     from chat.quotas import SlidingWindow
 

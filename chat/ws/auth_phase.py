@@ -50,12 +50,6 @@ class AuthPhase:
         """Leave the auth phase: the socket gets its session. When the session cannot be set up
         (Redis or the database down) the client gets the error and the socket is closed, and so is
         a socket over the user's cap on this instance (4429)."""
-        cap = self.services.settings.ws_max_sockets_per_user
-        if len(self.services.hub.sockets_of(identity.user_id)) >= cap:  # checked and added with no await between
-            log.info("user %s is over %d sockets: closing socket %s", identity.user_id, cap, self.conn.id)
-            self.conn.reply_error(frame_id, RateLimited(f"at most {cap} open sockets per user"))
-            await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
-            return None
         try:
             refusal = await self.services.accounts.refusal(identity)
         except Exception as exc:
@@ -66,6 +60,14 @@ class AuthPhase:
             log.info("user %s: %s: closing socket %s", identity.user_id, refusal.reason, self.conn.id)
             self.conn.reply_error(frame_id, refusal.error(refusal.message))
             await self.conn.close(refusal.code, refusal.reason)
+            return None
+        # after the account's look (which may wait for SQL): counted and added with no await between,
+        # so sockets of one user authenticating at once cannot all pass the cap
+        cap = self.services.settings.ws_max_sockets_per_user
+        if len(self.services.hub.sockets_of(identity.user_id)) >= cap:
+            log.info("user %s is over %d sockets: closing socket %s", identity.user_id, cap, self.conn.id)
+            self.conn.reply_error(frame_id, RateLimited(f"at most {cap} open sockets per user"))
+            await self.conn.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
             return None
         session = Session(self.conn, identity, self.services)
         self.services.hub.add(session)
