@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page, WebSocketRoute, expect
 
+from chat.auth import issue_token
 from tests.browser.conftest import UI_TIMEOUT_MS, Service, unique
 from tests.browser.widget_page import RECORD_STREAM, Widget, open_host
 from tests.wsclient import WS
@@ -270,6 +271,42 @@ async def test_a_short_lived_token_is_renewed_on_the_open_socket(service: Servic
     await expect(widget.message(4)).to_contain_text("yes")
     assert len(sockets) == 1  # never closed at exp, never reconnected
     assert page_errors == []
+
+
+async def test_a_kept_visitor_token_the_service_refuses_is_replaced(service: Service, page: Page) -> None:
+    """A visitor token kept from an earlier visit, not expired but no longer accepted (the service's key
+    was rotated): the widget takes a new visitor's token instead of offering the refused one again."""
+    stale = issue_token("a-key-this-service-no-longer-has", "visitor-before-rotation", "customer")
+    await open_host(page, service.url)
+    await page.evaluate(
+        "([key, record]) => localStorage.setItem(key, JSON.stringify(record))",
+        [f"chat-api-widget:{service.url}", {"user_id": "visitor-before-rotation", "conversation_id": None,
+                                              "visitor": {"token": stale, "exp": 4_102_444_800}}])
+    await page.reload()
+    widget = Widget(page)
+    await widget.open()  # online only with an accepted token
+    await widget.write("after the rotation")
+    await expect(widget.by_text("after the rotation", "customer")).to_have_attribute("data-seq", "1")
+    kept = await widget.storage()
+    assert kept["visitor"]["token"] != stale  # type: ignore[index]
+    assert kept["user_id"] != "visitor-before-rotation"
+
+
+async def test_the_token_provider_is_told_when_its_token_was_refused(service: Service, page: Page) -> None:
+    customer, asked = unique("cust"), []
+
+    def provide(how: dict[str, Any]) -> str:
+        """The page's provider: first a token the service refuses, then good ones."""
+        asked.append(bool(how.get("refused")))
+        if len(asked) == 1:
+            return issue_token("a-key-this-service-no-longer-has", customer, "customer")
+        return service.token(customer)
+
+    await page.expose_function("chatTokenAfterRefusal", provide)
+    await open_host(page, service.url, token_provider="chatTokenAfterRefusal")
+    widget = Widget(page)
+    await widget.open()
+    assert asked[:2] == [False, True]  # the refused token is not asked for again
 
 
 async def test_the_satisfaction_prompt_sends_csat_submit(service: Service, page: Page) -> None:

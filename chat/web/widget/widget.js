@@ -92,18 +92,19 @@ export class ChatWidget {
   }
 
   /** The token for a connection: the page's (data-token / data-token-provider) or an anonymous
-   * visitor's from POST /api/v1/visitors (PROTOCOL 2.2), kept in localStorage until near its `exp`. */
-  async token({ refresh } = {}) {
+   * visitor's from POST /api/v1/visitors (PROTOCOL 2.2), kept in localStorage until near its `exp`,
+   * or until the service refuses it (`refused`: its key was rotated): then a new visitor's. */
+  async token({ refresh, refused } = {}) {
     const { token, tokenProvider } = this.config;
     if (tokenProvider && typeof window[tokenProvider] === "function") {
-      const fresh = await window[tokenProvider]({ refresh });
+      const fresh = await window[tokenProvider]({ refresh: Boolean(refresh), refused: Boolean(refused) });
       this.memory.forUser(tokenClaims(fresh).sub || null);
       return fresh;
     }
     if (token) return token;
     // a new visitor token is another visitor (PROTOCOL 2.2): keep this one while it is good
     const kept = this.memory.get("visitor");
-    if (kept && kept.exp - (refresh ? 0 : TOKEN_MARGIN_S) > Date.now() / 1000) return kept.token;
+    if (kept && !refused && kept.exp - (refresh ? 0 : TOKEN_MARGIN_S) > Date.now() / 1000) return kept.token;
     // no body and no headers: a "simple" cross-origin request, so no CORS preflight
     const response = await fetch(new URL("/api/v1/visitors", this.config.server), { method: "POST", credentials: "omit" });
     if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
