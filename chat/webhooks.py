@@ -75,8 +75,12 @@ def _literal(host: str) -> str | None:
 
 async def check_url(url: str, *, allow_private: bool) -> None:
     """RefusedTarget unless `url` is http(s) with a host whose every address is public (or
-    allow_private); a name that does not resolve is refused too."""
-    parts = urlsplit(url)
+    allow_private); a name that does not resolve is refused too. The reasons never quote the URL (it
+    may carry credentials, and a refusal can reach a log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 host, a netloc that NFKC changes
+        raise RefusedTarget("not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedTarget("only http and https URLs with a host")
     if parts.username or parts.password:
@@ -91,6 +95,8 @@ async def check_url(url: str, *, allow_private: bool) -> None:
             infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, None, type=socket.SOCK_STREAM)
         except OSError:
             raise RefusedTarget(f"{parts.hostname} does not resolve") from None
+        except UnicodeError:  # IDNA refuses the name (an empty label, a character it cannot encode)
+            raise RefusedTarget("the host is not a valid domain name") from None
         addresses = [str(info[4][0]) for info in infos]
     if not addresses or any(private_address(a) for a in addresses):
         raise RefusedTarget(f"{parts.hostname} is a private, loopback or link-local address")

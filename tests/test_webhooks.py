@@ -410,6 +410,18 @@ async def test_private_and_loopback_targets_are_refused_by_default(harness_facto
         "refused: localhost resolves to a private, loopback or link-local address"]
 
 
+async def test_a_malformed_url_is_400_and_its_credentials_reach_no_log(harness_factory, caplog):
+    h = await harness_factory(webhook_delivery=False)
+    for bad in ("http://[oops/", "http://a..b/hook", "https://bot:hunter2@host\u2100/", "http://\u2100.com/"):
+        resp = await h.client.post("/api/v1/webhooks", json={"url": bad, "events": ["message.created"]},
+                                   headers=headers(h))
+        assert resp.status == 400, bad
+        body = await resp.json()
+        assert body["error"]["code"] == "invalid" and b"hunter2" not in orjson.dumps(body)
+    assert "hunter2" not in caplog.text
+    assert (await (await h.client.get("/api/v1/webhooks", headers=headers(h))).json())["items"] == []
+
+
 def test_what_counts_as_private():
     for address in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254", "::1", "fe80::1",
                     "::ffff:127.0.0.1", "0.0.0.0", "fc00::1"):
