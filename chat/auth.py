@@ -86,7 +86,7 @@ def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
     role = _ROLE.get(role) if isinstance(role, str) else None
     if role is None:
         raise AuthError("invalid token: unknown role")
-    teams = claims.get("teams") or []
+    teams = claims.get("teams", [])  # absent is none; any other type, a falsy one too, is refused
     if not isinstance(teams, list) or not all(isinstance(t, str) for t in teams):
         raise AuthError("invalid token: teams must be a list of strings")
     name = claims.get("name")

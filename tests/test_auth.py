@@ -35,6 +35,18 @@ def test_a_bad_sub_is_refused(sub):
         verify_token(SECRET, _token(sub=sub))
 
 
+@pytest.mark.parametrize("teams", ["", 0, False, {}, None, "sales", [1], {"a": 1}])
+def test_teams_of_another_type_than_a_list_of_strings_are_refused(teams):
+    with pytest.raises(AuthError, match="teams"):
+        verify_token(SECRET, _token(teams=teams))
+
+
+def test_teams_absent_or_a_list_of_strings_are_accepted():
+    assert verify_token(SECRET, _token()).teams == ()
+    assert verify_token(SECRET, _token(teams=[])).teams == ()
+    assert verify_token(SECRET, _token(teams=["sales", "vip"])).teams == ("sales", "vip")
+
+
 def test_a_sub_of_64_characters_any_script_is_accepted():
     sub = "客服" * (MAX_SUB_CHARS // 2)
     assert verify_token(SECRET, _token(sub=sub)).user_id == sub
