@@ -140,9 +140,19 @@ class Presence:
             await self.socket_closed(event.identity)
 
     async def socket_opened(self, identity: Identity) -> None:
-        """An agent socket authenticated here: renew its lease now."""
-        self.local[identity.user_id] = self.local.get(identity.user_id, 0) + 1
-        await self.redis.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock() + self._ttl_ms})
+        """An agent socket authenticated here: renew its lease now. When that fails the socket is refused
+        (it never opens, so no close follows): it is not counted."""
+        agent = identity.user_id
+        self.local[agent] = self.local.get(agent, 0) + 1  # before the write: a close meanwhile still sees it
+        try:
+            await self.redis.zadd(redis_keys.AGENTS_LEASE, {agent: self.clock() + self._ttl_ms})
+        except BaseException:
+            left = self.local.get(agent, 0) - 1
+            if left > 0:
+                self.local[agent] = left
+            else:
+                self.local.pop(agent, None)
+            raise
 
     async def socket_closed(self, identity: Identity) -> None:
         """An agent socket closed here; the last one ends this instance's lease now."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat import keys
 from chat.bus.messages import PresenceChanged
@@ -63,6 +66,29 @@ async def test_a_connected_agent_is_online_again_after_a_heartbeat_when_redis_lo
     assert heard == [AgentStatusChanged("agent-1", "online", ("billing",))]  # routing and rosters hear it
     await presence.heartbeat()
     assert len(heard) == 1  # nothing lost: nothing re-asserted
+
+
+async def test_a_socket_refused_because_redis_failed_is_not_counted(harness_factory):
+    """Its lease write failed, so the socket is closed unopened and no close event follows: the agent's
+    count here must not keep it connected once its real socket closes."""
+    h = await harness_factory()
+    presence = h.app[keys.PRESENCE]
+    first = await h.connect("agent-r", role="agent")
+    original = presence.redis.zadd
+
+    async def down_once(*args, **kwargs):
+        presence.redis.zadd = original
+        raise RedisConnectionError("Redis went away")
+
+    presence.redis.zadd = down_once
+    refused = await h.connect("agent-r", role="agent")
+    assert await refused.closed() == 1011
+    assert presence.local == {"agent-r": 1}
+    closed = when_session_closed(h.app, "agent-r")
+    await first.close()
+    await asyncio.wait_for(closed.wait(), 5)
+    assert "agent-r" not in presence.local
+    assert not (await presence.agents(["agent-r"]))[0].connected
 
 
 async def test_the_heartbeat_never_overrides_a_status_set_elsewhere(harness_factory, redis):
