@@ -21,7 +21,7 @@ from chat.events import AgentStatusChanged, ConversationMoved, Events
 from chat.presence import AgentState, Presence
 from chat.settings import Settings
 from chat.store import Store
-from states import InvalidTransition, StaleVersion, State
+from states import InvalidTransition, RecordError, StaleVersion, State
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,9 @@ class Router:
                 await self.presence.release_slot(agent.agent_id, conversation_id)
             if isinstance(exc, (InvalidTransition, StaleVersion)):
                 log.debug("routing %s to %s lost a race: %s", conversation_id, agent.agent_id, exc)
+                return False
+            if isinstance(exc, RecordError):  # that one conversation's live record is unreadable: the others go on
+                log.error("cannot route %s: %s", conversation_id, exc)
                 return False
             raise
         agent.load += 1

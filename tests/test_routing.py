@@ -101,6 +101,22 @@ async def test_no_capacity_then_agent_comes_online(harness_factory):
     assert {a["data"]["conversation"]["id"] for a in assigned} == {c for c, g in zip(ids, got, strict=True) if g}
 
 
+async def test_an_unreadable_live_record_stops_neither_routing_nor_the_queue(harness_factory, caplog):
+    """One conversation whose live record is unreadable (another writer's format) fails alone: the
+    others are still routed, and queue.list still answers."""
+    h = await harness_factory(agent_max_chats=5)
+    broken, *fine = await handoffs(h, 3)
+    await h.app[keys.REDIS].set(redis_keys.session(broken), b'{"not": "a record"')
+    router = h.app[keys.ROUTER]
+    await router.drain()
+    (agent,) = await online_agents(h, 1)
+    await router.drain()
+    assert [(await h.repository.get(c)).agent_id for c in fine] == ["agent-0", "agent-0"]
+    assert sorted(await h.app[keys.PRESENCE].assigned_to("agent-0")) == sorted(fine)  # no slot kept for the broken one
+    assert (await agent.ok("queue.list"))["conversations"] == []  # the broken one is left out, not an error
+    assert broken in caplog.text
+
+
 async def test_team_conversations_go_to_team_agents(harness_factory):
     h = await harness_factory()
     await h.app[keys.STORE].db.execute(

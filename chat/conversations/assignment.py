@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from chat.auth import Identity
@@ -10,9 +11,11 @@ from chat.conversations.staff import Staff
 from chat.errors import NotFound
 from chat.events import ConversationAssigned, Events
 from chat.store import Store
-from states import InvalidTransition, State
+from states import InvalidTransition, RecordError, State
 from states.record import Conversation
 from states.repository import SYSTEM, Actor
+
+log = logging.getLogger(__name__)
 
 
 class Assignment:
@@ -94,4 +97,6 @@ class Assignment:
                 out.append(await self.conversations.view(await self.conversations.get(conversation_id)))
             except NotFound:
                 continue
+            except RecordError as exc:  # only that conversation fails (PROTOCOL 7.1), not everyone's queue
+                log.error("queue: leaving out %s: %s", conversation_id, exc)
         return out
