@@ -212,7 +212,11 @@ class ConversationRepository:
                 if attempt == 0 and await self.repair(conversation_id, raw, before) is not None:
                     continue
                 raise
-            await self._publish(conversation_id, raw, transition)
+            try:
+                await self._publish(conversation_id, raw, transition)
+            except Exception as exc:  # committed in SQL, the truth: the next checked read repairs the record
+                log.warning("the live record of %s did not follow %s to version %d: %s", conversation_id, trigger,
+                            transition.after.version, type(exc).__name__)
             return transition
         raise StaleVersion(conversation_id, expect_version or 0)  # not reached: the loop returns or raises
 

@@ -113,3 +113,40 @@ async def test_an_ai_reply_refused_by_sql_repairs_the_stale_live_record(harness)
     with pytest.raises(StaleVersion):
         await harness.ops.messages.append(stale, guard_version=True, sender_type="ai", content="late")
     assert (await harness.repository.get(cid)).state == "human"
+
+
+# --- a committed move stays a success whatever fails after the commit (PROTOCOL 3.7) -------------
+
+async def test_a_move_whose_live_record_write_fails_after_the_commit_is_a_success(harness, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from chat.events import ConversationMoved
+
+    cid = await started(harness)
+    moved: list[ConversationMoved] = []
+    harness.app[keys.EVENTS].subscribe(ConversationMoved, moved.append)
+
+    async def redis_gone(*args, **kwargs):
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(harness.repository, "_cas", redis_gone)
+    after = await harness.ops.conversations.request_handoff(CUSTOMER, cid)  # no error for a committed move
+    assert (after.state, after.version) == ("handoff", 1)
+    assert [m.transition.after.version for m in moved] == [1]  # and everyone hears of it
+    monkeypatch.undo()
+    assert (await harness.repository.get(cid)).version == 0  # the live record stayed behind
+    assert (await harness.repository.get(cid, fresh=True)).version == 1  # the next checked read repairs it
+
+
+async def test_a_claim_whose_announcement_fails_after_the_commit_is_a_success(harness):
+    from chat.events import ConversationAssigned
+
+    cid = await started(harness, handoff=True)
+
+    def announcement_fails(event: ConversationAssigned) -> None:
+        raise RuntimeError("the bus is down")
+
+    harness.app[keys.EVENTS].subscribe(ConversationAssigned, announcement_fails)
+    claimed = await harness.ops.assignment.claim(A1, cid)
+    assert (claimed.state, claimed.agent_id) == ("human", "agent-1")
+    assert (await harness.repository.get(cid, fresh=True)).agent_id == "agent-1"
