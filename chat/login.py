@@ -96,11 +96,15 @@ class Login:
         assert password_hash is not None  # verify_password is False without one
         await self.by_user.give_back(user_key, user_slot.member)
         await self.by_address.give_back(address_key, address_slot.member)
+        checked = password_hash  # what the account's hash must still be when the session is stored
         if needs_rehash(password_hash):
-            await self.store.accounts.rehash(user_id, password_hash, await hash_password(password))
+            checked = await hash_password(password)
+            await self.store.accounts.rehash(user_id, password_hash, checked)
         refresh_token = new_refresh_token()
-        await self.store.accounts.add_refresh(token_digest(refresh_token), new_id(), user_id,
-                                              now_ms() + self.settings.refresh_token_ttl_s * 1000)
+        if not await self.store.accounts.add_refresh(token_digest(refresh_token), new_id(), user_id,
+                                                     now_ms() + self.settings.refresh_token_ttl_s * 1000, checked):
+            log.info("login refused: the password changed (or the account was deactivated) while it was checked")
+            raise Unauthenticated(BAD_CREDENTIALS)
         log.info("login: %s", user_id)
         return await self._tokens(user_id, refresh_token)
 

@@ -154,16 +154,22 @@ class Accounts:
 
     # --- refresh tokens ------------------------------------------------------------------------
 
-    async def add_refresh(self, token_hash: str, family_id: str, user_id: str, expires_ms: int) -> None:
-        """Store a new token (the first of a family, at login); the user's long-expired rows go."""
+    async def add_refresh(self, token_hash: str, family_id: str, user_id: str, expires_ms: int,
+                          password_hash: str) -> bool:
+        """Store a new token (the first of a family, at login) while the account is active and its password
+        is still the one the login checked (`password_hash`); False, storing nothing, when it changed
+        meanwhile: a new password revokes the tokens it finds, and one stored after that would outlive it.
+        The user's long-expired rows go."""
         now = now_ms()
         async with self.db.transaction() as tx:
             await tx.execute(f"DELETE FROM {self._tokens} WHERE user_id = %s AND expires_ms < %s", (user_id, now))
-            await tx.execute(
+            # the read of the users row waits for a password change that holds it (InnoDB's INSERT ... SELECT
+            # locks what it reads; SQLite has one writer), so it sees the new hash
+            return bool(await tx.execute(
                 f"INSERT INTO {self._tokens} (token_hash, family_id, user_id, created_ms, expires_ms) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (token_hash, family_id, user_id, now, expires_ms),
-            )
+                f"SELECT %s, %s, %s, %s, %s FROM {self._users} WHERE id = %s AND active = 1 AND password_hash = %s",
+                (token_hash, family_id, user_id, now, expires_ms, user_id, password_hash),
+            ))
 
     async def rotate(self, token_hash: str, new_hash: str, expires_ms: int) -> Rotation:
         """Use a token once: mark it used and store `new_hash` in its family (ROTATED), or revoke the

@@ -95,6 +95,40 @@ async def test_deactivation_and_a_new_password_revoke_the_refresh_tokens(api):
     assert_error(*await refresh(api, first["refresh_token"]), 401, "unauthenticated")
 
 
+async def test_a_login_checking_the_old_password_while_it_is_changed_gets_no_session(api, monkeypatch):
+    import chat.login
+
+    user_id = await make_account(api)
+    verify = chat.login.verify_password
+
+    async def changed_while_checking(password_hash, password):
+        ok = await verify(password_hash, password)
+        status, _ = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=ADMIN, json={"password": "changed"})
+        assert status == 200
+        return ok
+
+    monkeypatch.setattr(chat.login, "verify_password", changed_while_checking)
+    assert_error(*await login(api, user_id), 401, "unauthenticated")
+    monkeypatch.undo()
+    rows = await api.app[keys.STORE].db.fetchall(
+        f"SELECT 1 FROM {api.app[keys.STORE].db.tables.refresh_tokens} WHERE user_id = %s", (user_id,))
+    assert rows == []  # no session outlives the new password
+    assert (await login(api, user_id, "changed"))[0] == 200
+
+
+async def test_a_hash_made_with_older_parameters_is_renewed_at_login_and_the_login_succeeds(api):
+    from argon2 import PasswordHasher
+
+    user_id = await make_account(api, password=None)
+    store = api.app[keys.STORE]
+    old = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    await store.accounts.update(user_id, {"password_hash": old})
+    status, body = await login(api, user_id)
+    assert status == 200, body
+    assert (await store.accounts.credentials(user_id)).password_hash != old
+    assert (await refresh(api, body["refresh_token"]))[0] == 200
+
+
 async def test_twenty_failed_logins_in_a_row_get_429_with_retry_after(api):
     user_id = await make_account(api)
     statuses = []

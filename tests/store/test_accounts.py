@@ -54,7 +54,7 @@ async def test_customers_are_no_accounts(store):
 
 async def _login(store, user_id: str) -> tuple[str, str]:
     token, family = uid("rt"), uid("family")
-    await store.accounts.add_refresh(digest(token), family, user_id, now_ms() + 60_000)
+    assert await store.accounts.add_refresh(digest(token), family, user_id, now_ms() + 60_000, "h")
     return token, family
 
 
@@ -78,11 +78,26 @@ async def test_rotation_reuse_revokes_the_family(store):
     assert {r[0] for r in rows} == {digest(first), digest(second)}
 
 
+async def test_a_session_is_stored_only_while_the_password_checked_is_the_accounts(store):
+    """A login that checked the old password while it was changed stores no session: the change revoked
+    the tokens it found, and one stored after it would outlive it."""
+    user_id = uid("agent")
+    await store.accounts.create(user_id, "agent", password_hash="old")
+    await store.accounts.update(user_id, {"password_hash": "new"})
+    assert await store.accounts.add_refresh(digest(uid("rt")), uid("family"), user_id, now_ms() + 60_000, "old") \
+        is False
+    await store.accounts.update(user_id, {"active": False})
+    assert await store.accounts.add_refresh(digest(uid("rt")), uid("family"), user_id, now_ms() + 60_000, "new") \
+        is False
+    rows = await store.db.fetchall(f"SELECT 1 FROM {store.db.tables.refresh_tokens} WHERE user_id = %s", (user_id,))
+    assert rows == []
+
+
 async def test_expired_tokens_and_other_sessions(store):
     user_id = uid("agent")
     await store.accounts.create(user_id, "agent", password_hash="h")
     expired = uid("rt")
-    await store.accounts.add_refresh(digest(expired), uid("family"), user_id, now_ms() - 1)
+    assert await store.accounts.add_refresh(digest(expired), uid("family"), user_id, now_ms() - 1, "h")
     assert (await store.accounts.rotate(digest(expired), digest(uid("rt")), now_ms() + 60_000)).outcome \
         is Refreshed.REFUSED
     one, _ = await _login(store, user_id)
