@@ -300,6 +300,8 @@ class AIRunner:
         if due is None:
             return
         conversation, history, reply_to = due
+        if await self.messages.handoff_asked(conversation, reply_to, late=True):
+            return  # its own handoff failed after it was stored (Messages._customer_wrote)
         memory = self._memories.touch(conversation_id)
         memory.attempted = reply_to.seq
         context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars,

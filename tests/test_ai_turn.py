@@ -351,6 +351,49 @@ async def test_second_message_during_generation_gets_one_more_turn(harness):
     assert [m["content"] for m in provider.calls[1] if m["role"] == "user"] == ["one", "two", "three"]
 
 
+async def test_a_keyword_handoff_that_fails_after_the_message_is_stored_is_made_by_the_ai_sweep(harness,
+                                                                                                 monkeypatch):
+    """The message is stored and acknowledged (a retry would only find it stored); the conversation's next
+    AI look hands it over instead of answering it."""
+    from chat.store import DatabaseError
+
+    ws, cid = await start(harness)
+    conversations = harness.ops.conversations
+    fire = conversations.fire_quietly
+
+    async def database_gone(*args, **kwargs):
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(conversations, "fire_quietly", database_gone)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="我要转人工")
+    monkeypatch.setattr(conversations, "fire_quietly", fire)
+    await harness.drain_ai()
+    assert (await harness.repository.get(cid)).state == "ai"
+    await harness.app[keys.AI_RUNNER].sweep()
+    await harness.drain_ai()
+    assert harness.provider.calls == []  # never answered by the AI
+    events = await harness.app[keys.STORE].events.list_of(cid)
+    assert [(e.trigger, e.reason, e.actor_type) for e in events] == [("request_handoff", "keyword", "customer")]
+
+
+async def test_a_keyword_message_handed_over_and_given_back_is_answered_by_the_ai(harness):
+    """Handed over for its phrase, then released to the AI with that message still the newest: the AI
+    answers it (the handoff it asked for happened), it does not hand over again."""
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="我要转人工")
+    agent = Identity("agent-1", "agent")
+    await harness.ops.staff.remember(agent)
+    await harness.ops.assignment.claim(agent, cid)
+    await harness.ops.assignment.release(agent, cid)
+    await harness.app[keys.STORE].db.execute(  # no notice after it: the phrase is the newest public message
+        f"DELETE FROM {harness.app[keys.STORE].db.tables.messages} WHERE conversation_id = %s AND sender_type = %s",
+        (cid, "system"))
+    await harness.app[keys.AI_RUNNER].sweep()
+    await harness.drain_ai()
+    assert (await harness.repository.get(cid)).state == "ai"
+    assert len(harness.provider.calls) == 1  # answered
+
+
 @pytest.mark.parametrize("phrase", ["我要转人工", "Can I TALK TO A HUMAN please", "人工客服在吗"])
 async def test_keyword_handoff(harness, phrase):
     ws, cid = await start(harness)

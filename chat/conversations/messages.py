@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import Any
 
 from prometheus_client import Counter
@@ -12,15 +13,18 @@ from prometheus_client import Counter
 from chat import metrics
 from chat.auth import Identity
 from chat.conversations.hours import OfficeHours
-from chat.conversations.lifecycle import Conversations, actor_of
+from chat.conversations.lifecycle import Conversations
 from chat.conversations.texts import notice_for
-from chat.errors import Forbidden, Invalid, TooLarge
+from chat.errors import Forbidden, Invalid, TooLarge, log_failure
 from chat.events import ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored, Typing
 from chat.store import Message, Store
 from chat.store.messages import Guard, NewMessage
 from chat.store.writer import MessageWriter
 from states import ConversationNotFound, StaleVersion, State
 from states.record import Conversation
+from states.repository import Actor
+
+log = logging.getLogger(__name__)
 
 MAX_CONTENT_CHARS = 4000
 NOT_CLOSED = Guard(not_state=State.CLOSED)  # a customer's message never goes into a closed conversation
@@ -217,11 +221,27 @@ class Messages:
             if self.ai_answers(conversation.state):
                 await self.events.emit(CustomerWrote(conversation, message))
             return
-        if self.wants_human(message.content):
-            await self.conversations.fire_quietly(conversation.id, "request_handoff", actor=actor_of(identity),
-                                                  reason="keyword")
-        else:
-            await self.events.emit(CustomerWrote(conversation, message))
+        try:
+            if await self.handoff_asked(conversation, message):
+                return
+        except Exception as exc:  # the message is stored: the AI's next look hands it over (handoff_asked)
+            log_failure(log, exc, "the handoff %s asked for in %s is left to the AI's next look", identity.user_id,
+                        conversation.id)
+            return
+        await self.events.emit(CustomerWrote(conversation, message))
+
+    async def handoff_asked(self, conversation: Conversation, message: Message, *, late: bool = False) -> bool:
+        """A customer's message in `ai` holding a handoff phrase moves the conversation to `handoff` (reason
+        `keyword`) instead of being answered: True when it holds one. `late`: an AI turn found it unanswered;
+        it hands over only when the conversation has not moved since (the move failed after the message was
+        stored), not when it was handed over and then given back to the AI."""
+        if conversation.state != State.AI or not self.wants_human(message.content):
+            return False
+        if late and await self.store.events.moved_since(conversation.id, message.created_ms):
+            return False
+        await self.conversations.fire_quietly(conversation.id, "request_handoff",
+                                              actor=Actor("customer", message.sender_id), reason="keyword")
+        return True
 
     async def _from_agent(self, identity: Identity, conversation: Conversation, content: str,
                           client_msg_id: str | None, private: bool) -> tuple[Message, bool]:
