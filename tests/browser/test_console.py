@@ -4,6 +4,7 @@ a deactivated agent signed out, text never run as HTML, a reload keeping the ses
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -14,8 +15,9 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import Service, unique
+from tests.browser.conftest import UI_TIMEOUT_MS, Service, unique
 from tests.browser.console_page import Console, rest, staff
+from tests.browser.wire import Wire
 from tests.wsclient import WS
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -150,6 +152,33 @@ async def test_claim_from_the_queue_reply_and_a_note_the_customer_never_gets(ser
         assert not [f for f in ws.events if "VIP" in str(f)]
         history = await ws.ok("conversation.resume", conversation_id=cid)
         assert "VIP" not in str(history["messages"])
+    assert page_errors == []
+
+
+async def test_a_message_whose_event_was_lost_is_fetched_once_the_next_one_shows_the_hole(
+        service: Service, page: Page, page_errors: list[str]) -> None:
+    wire = Wire()
+    await wire.install(page)
+    async with customer(service) as (ws, conversation):
+        cid = conversation["id"]
+        console, _ = await signed_in(page, service)
+        await claimed(console, cid)
+        lost = asyncio.Event()
+
+        def lose_the_first(frame: dict[str, Any]) -> bool:  # as a bus hiccup would
+            if not lost.is_set() and frame.get("type") == "message.created" \
+                    and frame["data"]["message"]["content"] == "lost on the way":
+                lost.set()
+                return True
+            return False
+
+        wire.drop = lose_the_first
+        await ws.ok("message.send", conversation_id=cid, client_msg_id="c2", content="lost on the way")
+        await asyncio.wait_for(lost.wait(), UI_TIMEOUT_MS / 1000)
+        await ws.ok("message.send", conversation_id=cid, client_msg_id="c3", content="and the next one")
+        await expect(console.by_text("and the next one", "customer")).to_be_visible()
+        await expect(console.by_text("lost on the way", "customer")).to_be_visible()  # no reload, no reconnect
+        assert len(wire.routes) == 1
     assert page_errors == []
 
 

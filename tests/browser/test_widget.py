@@ -10,11 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Page, WebSocketRoute, expect
+from playwright.async_api import Page, expect
 
 from chat.auth import issue_token
 from tests.browser.conftest import UI_TIMEOUT_MS, Service, unique
-from tests.browser.widget_page import RECORD_STREAM, Widget, open_host
+from tests.browser.widget_page import HOST_PATH, RECORD_STREAM, Widget, open_host
+from tests.browser.wire import Wire
 from tests.wsclient import WS
 
 
@@ -137,49 +138,6 @@ async def test_a_restart_of_the_service_loses_and_doubles_nothing(make_service: 
     assert page_errors == []
 
 
-class Wire:
-    """The widget's WebSocket through a Playwright route: every frame is forwarded and recorded,
-    except what `drop` says to lose; `cut()` closes the page's side (as a network drop would)."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []  # page -> service
-        self.drop: Callable[[dict[str, Any]], bool] = lambda frame: False
-        self.routes: list[WebSocketRoute] = []
-        self._recorded = asyncio.Condition()
-
-    async def install(self, page: Page) -> None:
-        await page.route_web_socket(re.compile(r".*/ws$"), self._route)
-
-    def _route(self, ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-        self.routes.append(ws)
-
-        async def to_server(message: str | bytes) -> None:
-            server.send(message)
-            async with self._recorded:
-                self.sent.append(json.loads(message))
-                self._recorded.notify_all()
-
-        def to_page(message: str | bytes) -> None:
-            if not self.drop(json.loads(message)):
-                ws.send(message)
-
-        ws.on_message(to_server)
-        server.on_message(to_page)
-
-    async def sent_frames(self, predicate: Callable[[dict[str, Any]], bool], count: int) -> list[dict[str, Any]]:
-        """The frames the page sent that match, once there are `count` of them."""
-        def matching() -> list[dict[str, Any]]:
-            return [frame for frame in self.sent if predicate(frame)]
-
-        async with self._recorded:
-            await asyncio.wait_for(self._recorded.wait_for(lambda: len(matching()) >= count), UI_TIMEOUT_MS / 1000)
-        return matching()
-
-    async def cut(self) -> None:
-        await self.routes[-1].close(code=4000, reason="test: connection lost")
-
-
 async def test_an_unacknowledged_message_is_resent_once_and_stored_once(service: Service, page: Page,
                                                                         page_errors: list[str]) -> None:
     wire = Wire()
@@ -231,6 +189,80 @@ async def test_events_missed_while_disconnected_come_back_by_resume(service: Ser
     assert resumes[-1]["after_seq"] == 1  # the highest seq shown, not the whole history
     assert await widget.seqs() == [1, 2]
     assert page_errors == []
+
+
+def losing(wire: Wire, lose: Callable[[dict[str, Any]], bool]) -> asyncio.Event:
+    """Make the wire lose the first frame `lose` picks (as a bus hiccup would); the event is set once it did."""
+    lost = asyncio.Event()
+
+    def drop(frame: dict[str, Any]) -> bool:
+        if not lost.is_set() and lose(frame):
+            lost.set()
+            return True
+        return False
+
+    wire.drop = drop
+    return lost
+
+
+async def test_a_message_whose_event_was_lost_is_fetched_once_the_next_one_shows_the_hole(
+        service: Service, page: Page, page_errors: list[str]) -> None:
+    wire = Wire()
+    await wire.install(page)
+    widget = await widget_for(page, service)
+    lost = losing(wire, lambda f: f.get("type") == "message.created" and f["data"]["message"]["sender_type"] == "ai")
+    await widget.write("first")
+    await asyncio.wait_for(lost.wait(), UI_TIMEOUT_MS / 1000)  # the AI's reply is stored, its event lost
+    await widget.write("second")
+    await expect(widget.by_text("You said: second", "ai")).to_be_visible()
+    await expect(widget.message(2)).to_contain_text("You said: first")  # fetched: no reload, no reconnect
+    assert await widget.seqs() == [1, 2, 3, 4]
+    assert len(wire.routes) == 1
+    assert page_errors == []
+
+
+async def test_another_user_on_the_same_page_never_sees_the_first_ones_messages(service: Service, page: Page,
+                                                                                page_errors: list[str]) -> None:
+    """A single-page site: one user signs out and another signs in; the token provider now gives the
+    second one's tokens. The widget forgets the first one's conversation, on screen too."""
+    first, second = unique("cust"), unique("cust")
+    current = [first]
+    await page.expose_function("whoeverIsSignedIn", lambda how: service.token(current[0]))
+    wire = Wire()
+    await wire.install(page)
+    await open_host(page, service.url, token_provider="whoeverIsSignedIn")
+    widget = Widget(page)
+    await widget.open()
+    await widget.write("from the first user")
+    await expect(widget.message(2)).to_be_visible()
+    current[0] = second
+    await wire.cut()  # the next connection asks the provider, and gets the second user's token
+    await expect(widget.by_text("from the first user")).to_have_count(0)
+    await widget.online()
+    await widget.write("from the second user")
+    await expect(widget.message(2)).to_contain_text("You said: from the second user")
+    assert await widget.seqs() == [1, 2]
+    await expect(widget.by_text("from the second user", "customer")).to_have_attribute("data-seq", "1")
+    assert page_errors == []
+
+
+async def test_the_page_sent_with_a_new_conversation_leaves_out_its_query_and_fragment(service: Service,
+                                                                                      page: Page) -> None:
+    """A host page's URL may carry the site's own secrets (a reset link's token, an OAuth fragment):
+    agents and webhooks get the page without them."""
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    await page.evaluate("history.replaceState(null, '', location.pathname + '?reset=s3cret#access_token=t0ken')")
+    widget = Widget(page)
+    await widget.open()
+    await widget.write("hello")
+    await expect(widget.message(2)).to_be_visible()
+    conversation_id = (await widget.storage())["conversation_id"]
+    headers = {"Authorization": f"Bearer {service.token(unique('admin'), 'admin')}"}
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{service.url}/api/v1/conversations/{conversation_id}", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        metadata = (await response.json())["metadata"]
+    assert metadata["page"] == service.url + HOST_PATH
 
 
 async def messages_of(service: Service, conversation_id: str) -> list[dict[str, Any]]:

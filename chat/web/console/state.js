@@ -11,7 +11,7 @@ export class Thread {
     this.id = id;
     this.messages = new Map();  // seq -> M
     this.minSeq = null;  // the oldest seq loaded
-    this.maxSeq = 0;  // the newest seq seen
+    this.heldTo = 0;  // every seq up to this one is held (from the first one loaded): where a catch-up starts
     this.hasOlder = false;
     this.loaded = false;
     this.stream = null;  // {text, index, turnId} while the AI reply streams
@@ -26,7 +26,7 @@ export class Thread {
     this.messages.set(seq, message);
     if (message.client_msg_id) this.pending.delete(message.client_msg_id);
     if (this.minSeq === null || seq < this.minSeq) this.minSeq = seq;
-    if (seq > this.maxSeq) this.maxSeq = seq;
+    while (this.messages.has(this.heldTo + 1)) this.heldTo += 1;
     if (message.sender_type === "ai") this.stream = null;  // the reply being streamed is now stored
     return true;
   }

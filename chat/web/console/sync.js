@@ -63,9 +63,9 @@ export class Sync {
     if (message.sender_type === "customer") state.previews.set(id, {lastSeq: message.seq, text: message.content});
     const thread = state.threads.get(id);
     if (thread && thread.loaded) {
-      const gap = message.seq > thread.maxSeq + 1;
       if (!thread.add(message)) return;
-      if (gap) this.catchUp(id);  // an event went missing (a bus hiccup): fetch what lies between
+      // an event went missing (a bus hiccup): fetch what lies between, from the last seq held without a hole
+      if (message.seq > thread.heldTo) this.catchUp(id);
     }
     if (id !== state.openId && message.sender_type === "customer") {
       state.unread.set(id, (state.unread.get(id) || 0) + 1);
@@ -103,7 +103,7 @@ export class Sync {
     state.upsert(head.conversation);
     const start = Math.max(0, head.conversation.last_seq - PAGE);
     thread.minSeq = start + 1;
-    thread.maxSeq = start;
+    thread.heldTo = start;
     thread.hasOlder = start > 0;
     thread.loaded = true;
     await this._forward(thread);
@@ -143,7 +143,7 @@ export class Sync {
     }
   }
 
-  /** Everything after the highest seq held (after a reconnect, or a gap). */
+  /** Everything after the last seq held without a hole before it (after a reconnect, or a gap). */
   catchUp(id) {
     if (!this._catchingUp.has(id)) {
       const thread = this.state.threads.get(id);
@@ -156,7 +156,7 @@ export class Sync {
   async _forward(thread) {
     for (;;) {
       const page = await this.live.request("conversation.watch",
-        {conversation_id: thread.id, after_seq: thread.maxSeq, limit: 200});
+        {conversation_id: thread.id, after_seq: thread.heldTo, limit: 200});
       this.state.upsert(page.conversation, {quiet: true});
       for (const m of page.messages) thread.add(m);
       if (page.conversation.state !== "ai") thread.stream = null;

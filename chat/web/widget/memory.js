@@ -39,10 +39,10 @@ export class WidgetMemory {
     }
   }
 
-  /** A new identity (another user): forget that user's conversation and unsent messages. */
+  /** A new identity (another user): forget that user's conversation and unsent messages; true when it was. */
   forUser(userId) {
-    if (this.data.user_id !== userId) {
-      this.update({ user_id: userId, conversation_id: null, last_seq: 0, outbox: [] });
-    }
+    if (this.data.user_id === userId) return false;
+    this.update({ user_id: userId, conversation_id: null, last_seq: 0, outbox: [] });
+    return true;
   }
 }

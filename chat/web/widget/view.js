@@ -159,6 +159,13 @@ export class WidgetView {
     return this._bySeq.has(seq);
   }
 
+  /** Take every stored message off the screen (another conversation, or another user, now). */
+  clearMessages() {
+    for (const node of this._bySeq.values()) node.remove();
+    this._bySeq.clear();
+    this.setStream("");
+  }
+
   /** Show a stored message once, in seq order; it replaces its pending copy. */
   addMessage(message) {
     this.removePending(message.client_msg_id);

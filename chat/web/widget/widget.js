@@ -33,7 +33,8 @@ export class ChatWidget {
     this.memory = new WidgetMemory(config.server);
     this.conversationId = null;
     this.conversation = null;
-    this.highestSeq = 0;
+    this.knownTo = 0; // every seq up to this one is shown, or is a private note the customer never gets
+    this._resuming = null;
     this.unread = 0;
     this.open = false;
     this._typingOn = false;
@@ -98,7 +99,7 @@ export class ChatWidget {
     const { token, tokenProvider } = this.config;
     if (tokenProvider && typeof window[tokenProvider] === "function") {
       const fresh = await window[tokenProvider]({ refresh: Boolean(refresh), refused: Boolean(refused) });
-      this.memory.forUser(tokenClaims(fresh).sub || null);
+      this._asUser(tokenClaims(fresh).sub || null);
       return fresh;
     }
     if (token) return token;
@@ -110,25 +111,34 @@ export class ChatWidget {
     if (!response.ok) throw new Error(`visitor token: HTTP ${response.status}`);
     const body = await response.json();
     const exp = tokenClaims(body.access_token).exp || Math.floor(Date.now() / 1000) + body.expires_in;
-    this.memory.forUser(body.user_id);
-    this.conversationId = this.memory.get("conversation_id") || null;
+    this._asUser(body.user_id);
     this.memory.update({ visitor: { token: body.access_token, exp } });
     return body.access_token;
   }
 
-  /** After each (re)connect: everything after the highest seq shown, by paging conversation.resume. */
-  async resume() {
+  /** After each (re)connect, and when a message shows a hole before it: everything after the last seq known
+   * without a hole, by paging conversation.resume (one after another, each from where the last left off). */
+  resume() {
+    this._resuming = (this._resuming || Promise.resolve()).catch(() => {}).then(() => this._resume());
+    return this._resuming;
+  }
+
+  async _resume() {
     if (!this.conversationId) return;
+    const conversationId = this.conversationId;
     let page;
     try {
-      page = await this.client.resumeAll(this.conversationId, this.highestSeq);
+      page = await this.client.resumeAll(conversationId, this.knownTo);
     } catch (err) {
       if (err.code !== "not_found") throw err; // the client reconnects and resumes again
       this._forgetConversation(); // another identity, or the service lost it: start afresh on the next send
       return;
     }
+    if (conversationId !== this.conversationId) return; // another conversation meanwhile
     this._onConversation(page.conversation);
     for (const message of page.messages) this._show(message);
+    // every seq up to the conversation's last one as the resume began was either returned or is a private note
+    this._known(page.conversation.last_seq || 0);
     const last = page.messages[page.messages.length - 1];
     if (page.ai_stream && page.conversation.state === "ai") {
       this._streamAt = { turn: page.ai_stream.turn_id, index: page.ai_stream.index };
@@ -169,7 +179,8 @@ export class ChatWidget {
           await this.client.whenOnline();
           try {
             const { conversation } = await this.client.request("conversation.start", {
-              metadata: { page: location.href.slice(0, 500), title: document.title.slice(0, 200),
+              // the page without its query and fragment: they may hold the host site's tokens
+              metadata: { page: (location.origin + location.pathname).slice(0, 500), title: document.title.slice(0, 200),
                 language: this.t.language },
             });
             this.conversationId = conversation.id;
@@ -222,15 +233,29 @@ export class ChatWidget {
       this.unread += 1;
       this.view.setUnread(this.unread);
     }
+    // an event went missing (a bus hiccup): fetch the hole (offline: the reconnect's resume does)
+    if (message.seq > this.knownTo) this.resume().catch(() => {});
   }
 
   _show(message) {
     const added = this.view.addMessage(message);
-    if (message.seq > this.highestSeq) {
-      this.highestSeq = message.seq;
-      this.memory.update({ last_seq: message.seq });
-    }
+    this._known(0);
     return added;
+  }
+
+  /** Every seq up to `seq` is accounted for; then as far as the shown messages go without a hole. */
+  _known(seq) {
+    let known = Math.max(this.knownTo, seq);
+    while (this.view.hasSeq(known + 1)) known += 1;
+    if (known !== this.knownTo) {
+      this.knownTo = known;
+      this.memory.update({ last_seq: known });
+    }
+  }
+
+  /** A token's user: another one than the stored one forgets the conversation, on screen too. */
+  _asUser(userId) {
+    if (this.memory.forUser(userId)) this._forgetConversation();
   }
 
   _onConversation(conversation) {
@@ -251,6 +276,9 @@ export class ChatWidget {
   _forgetConversation() {
     this.conversationId = null;
     this.conversation = null;
+    this.knownTo = 0;
+    this._streamAt = null;
+    this.view.clearMessages(); // seqs start again at 1 in the next conversation
     this.memory.update({ conversation_id: null, last_seq: 0 });
     this.view.setConversationState("ai", null);
   }
