@@ -117,8 +117,7 @@ class AIRunner:
         self._histories.extend(event.conversation.id, event.message)
 
     def on_moved(self, event: ConversationMoved) -> None:
-        """A takeover stops the reply generated here (the version guard covers other instances); a move
-        the AI made itself (its handoff) ends its own turn without a cancel."""
+        """A takeover stops the reply made here (the version guard covers others); the AI's own handoff does not."""
         if event.left_ai:
             self.cancel(event.transition.after.id, stop_turn=event.transition.actor != AI_ACTOR)
 
@@ -147,9 +146,8 @@ class AIRunner:
         return len(set(self._tasks) | self._pending | set(self._locks)) + len(self._memories)
 
     async def sweep(self) -> int:
-        """Answer every conversation in `ai` whose newest customer message has no reply and no turn running
-        (a crash or a shutdown left it); return how many turns it started. Instances sweeping at once start
-        one turn each at most: the lock picks one, which re-reads under it what is due."""
+        """Answer every conversation in `ai` whose newest customer message has no reply and no turn running (a
+        crash or a shutdown left it): how many turns it started (sweeping instances: the lock picks one)."""
         started, after = 0, ""
         while True:
             page = await self.store.conversations.unanswered_ai(after_id=after, limit=SWEEP_PAGE)
