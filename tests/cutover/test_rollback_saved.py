@@ -98,3 +98,32 @@ def test_rows_written_after_the_backup_are_saved_then_brought_back(dbs, mysql_ur
 def test_restore_saved_needs_a_database(tmp_path, capsys):
     assert rollback_main(["--restore-saved", str(tmp_path / "x.jsonl"), "--skip-database"]) == 2
     assert rollback_main([]) == 2
+
+
+def test_a_saved_message_whose_seq_another_holds_now_stops_the_restore_and_writes_nothing(dbs, mysql_url,
+                                                                                            tmp_path, capsys):
+    """After the rollback the old system went on with the conversation, and a later import gave its
+    message the saved message's seq: the restore must not drop the saved one quietly."""
+    seed_sql(mysql_url)
+    bk = tmp_path / "bk"
+    assert run_backup(bk, "--no-mysqldump", database_url=mysql_url) == 0
+    since = manifest(bk)["backup_ms"]
+    write_after_backup(mysql_url, since)
+    assert run_rollback(bk, "--yes", database_url=mysql_url) == 0
+    saved = Path(re.search(r"-> (\S+saved-since-backup\S+)", capsys.readouterr().out)[1])
+    conn = mysql_connection(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO conversations VALUES "
+                        "('conv-new', 'cust-2', 'ai', 'ai', NULL, NULL, 0, 1, NULL, NULL, %s, %s)", (since, since))
+            cur.execute("INSERT INTO messages VALUES ('m-old', 'conv-new', 1, 'customer', 'cust-2', "
+                        "'written by the old system', 0, NULL, %s)", (since + 10,))
+        conn.commit()
+    finally:
+        conn.close()
+
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 1
+    captured = capsys.readouterr()
+    assert "m-new" in captured.err and "seq 1" in captured.err and "result: FAILED" in captured.out
+    assert rows(mysql_url, "SELECT id FROM messages WHERE conversation_id = 'conv-new'") == [("m-old",)]
+    assert rows(mysql_url, "SELECT state FROM conversations WHERE id = 'conv-1'") != [("closed",)]  # all or nothing

@@ -23,7 +23,7 @@ from chat.cutover.rollback.options import PROG, Options, build_parser, check_opt
 from chat.cutover.rollback.redis_apply import apply_redis
 from chat.cutover.rollback.redis_plan import plan_redis
 from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
-from chat.cutover.rollback.saved import restore_saved, save_since_backup
+from chat.cutover.rollback.saved import TakenPlace, restore_saved, save_since_backup
 
 
 def config_destinations(
@@ -184,7 +184,7 @@ def restore_saved_main(options: Options) -> int:
     print(f"restore saved rows: {options.restore_saved} -> {shown}{' (dry run)' if options.dry_run else ''}")
     try:
         done = restore_saved(options.restore_saved, options.database, dry_run=options.dry_run)
-    except (FormatError, OSError, KeyError, pymysql.MySQLError, sqlite3.Error) as exc:
+    except (FormatError, OSError, KeyError, TakenPlace, pymysql.MySQLError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("result: FAILED (rolled back: nothing written)")
         return EXIT_FAILURE

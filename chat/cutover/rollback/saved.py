@@ -7,7 +7,9 @@ restored, every conversation, message and event created or changed since the bac
 messages): a header line ``{"type": "saved", "backup_ms", "saved_ms", "counts"}``, then one
 ``{"type": "row", "table", "row": {column: value}}`` per row, parents first. ``rollback.py
 --restore-saved FILE`` puts them back (conversations updated to their saved state, messages and
-events added unless already there).
+events added unless already there). A saved message or event whose place is taken by another row (the
+old system, running again after the rollback, went on with the conversation, and a later import gave
+its messages the same seqs) stops the restore with nothing written: it is never dropped quietly.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMySQL)
 
 from chat.cutover.backup_format import iter_jsonl
 from chat.cutover.backup_sql import decode_sql_value, encode_sql_value, identifier, mysql_connect, sqlite_identifier
@@ -32,6 +35,15 @@ SAVED_TABLES = ("conversations", "messages", "conversation_events")
 CHANGED_COLUMNS = ("created_ms", "updated_ms")
 # Only a conversation changes after it is written; messages and events are added, never changed.
 UPDATED_ON_RESTORE = frozenset({"conversations"})
+
+
+class TakenPlace(Exception):
+    """A saved row clashes with another row than itself (its seq or version is held by another)."""
+
+    def __init__(self, table: str, row: dict[str, Any]) -> None:
+        where = ", ".join(f"{k} {row[k]!r}" for k in ("conversation_id", "seq", "version") if k in row)
+        super().__init__(f"{table} row {row.get('id')!r} ({where}): another row holds its place now "
+                         "(written since the rollback); nothing was restored")
 
 
 @dataclass
@@ -98,21 +110,27 @@ class _Database:
             cur.close()
 
     def put(self, table: str, row: dict[str, Any]) -> bool:
-        """Insert the row; a conversation already there is updated. False: already there, left alone."""
+        """Insert the row; a conversation already there is updated. False: already there (same id), left
+        alone; TakenPlace when another row holds its unique place."""
         names = ", ".join(self.name(c) for c in row)
         marks = ", ".join([self.mark] * len(row))
         sql = f"INSERT INTO {self.name(table)} ({names}) VALUES ({marks})"
         update = any(table.endswith(base) for base in UPDATED_ON_RESTORE)
-        if self.sqlite:
+        if self.sqlite and update:
             sets = ", ".join(f"{self.name(c)} = excluded.{self.name(c)}" for c in row if c != "id")
-            sql += f" ON CONFLICT(id) DO UPDATE SET {sets}" if update else " ON CONFLICT DO NOTHING"
+            sql += f" ON CONFLICT(id) DO UPDATE SET {sets}"
         elif update:
             sql += " ON DUPLICATE KEY UPDATE " + ", ".join(f"{self.name(c)} = VALUES({self.name(c)})" for c in row)
-        else:
-            sql = sql.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
         cur = self.conn.cursor()
         try:
-            cur.execute(sql, list(row.values()))
+            try:
+                cur.execute(sql, list(row.values()))
+            except (sqlite3.IntegrityError, pymysql.err.IntegrityError):
+                # a plain insert that failed changed nothing (the transaction goes on): itself, or another?
+                cur.execute(f"SELECT 1 FROM {self.name(table)} WHERE id = {self.mark}", (row.get("id"),))
+                if cur.fetchone() is None:
+                    raise TakenPlace(table, row) from None
+                return False
             return bool(cur.rowcount)
         finally:
             cur.close()
