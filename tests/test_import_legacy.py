@@ -176,3 +176,33 @@ async def test_rows_that_cannot_be_imported_are_listed_and_fail_the_run(tmp_path
     assert "conversations: 4 read, 3 added, 0 already there, 1 invalid, 0 refused" in out
     assert "conversations id=103: status = 'archived' is not in its map" in out
     assert "label-7: refused (a unique value is taken" in out
+
+
+async def test_a_row_fixed_after_a_run_that_refused_it_is_imported_by_the_next_run(tmp_path):
+    """The first message of a conversation is invalid in the first run (a sender type the map lacks); the
+    map is fixed and the import run again: the message comes in after those already stored, no seq taken
+    twice, and last_seq says so."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    create_legacy(parse_database_url(url))
+    old = await connect(parse_database_url(url))
+    try:
+        await old.execute("UPDATE messages SET sender_type = 'system' WHERE id = 1000")
+    finally:
+        await old.close()
+    config = prefixed(url)
+    first = await import_legacy(config, load_mapping(EXAMPLE))
+    assert (first["messages"].invalid, first["messages"].added) == (1, 5)
+
+    fixed = tmp_path / "mapping.toml"
+    fixed.write_text(EXAMPLE.read_text().replace('bot = "ai" }', 'bot = "ai", system = "ai" }'))
+    second = await import_legacy(config, load_mapping(fixed))
+    assert (second["messages"].added, second["messages"].refused, second["messages"].present) == (1, 0, 5)
+    db = await connect(config)
+    try:
+        cid = conversation_id(100)
+        seqs = await db.fetchall(f"SELECT seq, content FROM {db.tables.messages} WHERE conversation_id = %s "
+                                 "ORDER BY seq", (cid,))
+        assert seqs == [(1, "It left the warehouse yesterday."), (2, "Where is my order?")]
+        assert (await db.fetchone(f"SELECT last_seq FROM {db.tables.conversations} WHERE id = %s", (cid,)))[0] == 2
+    finally:
+        await db.close()

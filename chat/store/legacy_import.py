@@ -224,9 +224,11 @@ class LegacyImport:
             f"WHERE {quoted(link.column)} IN ({marks(old_keys)}) ORDER BY {', '.join(quoted(c) for c in order)}",
             old_keys)] if old_keys else []
         rows = await self._rows(section, old_rows)
-        last_seq: dict[str, int] = {}
+        # a run after one that refused some rows: those already stored keep their seqs, the others follow them
+        present, last_seq = await self._stored_messages(rows)
         for row in rows:
-            last_seq[row["conversation_id"]] = row["seq"] = last_seq.get(row["conversation_id"], 0) + 1
+            if row["id"] not in present:
+                last_seq[row["conversation_id"]] = row["seq"] = last_seq.get(row["conversation_id"], 0) + 1
             owner = conversations.get(row["conversation_id"])
             if row["sender_type"] == "customer" and row.get("sender_id") is None and owner is not None:
                 row["sender_id"] = owner["user_id"]
@@ -236,6 +238,18 @@ class LegacyImport:
             async with self.db.transaction() as tx:
                 await tx.executemany(f"UPDATE {table} SET last_seq = %s WHERE id = %s AND last_seq < %s",
                                      [(seq, cid, seq) for cid, seq in last_seq.items()])
+
+    async def _stored_messages(self, rows: list[NewRow]) -> tuple[set[str], dict[str, int]]:
+        """Which of these messages are stored already, and the highest seq stored per conversation."""
+        if not rows or not self.tables_exist:
+            return set(), {}
+        table, ids = self.db.tables.messages, [r["id"] for r in rows]
+        conversation_ids = list({r["conversation_id"] for r in rows})
+        present = {r[0] for r in await self.db.fetchall(f"SELECT id FROM {table} WHERE id IN ({marks(ids)})", ids)}
+        stored = await self.db.fetchall(
+            f"SELECT conversation_id, MAX(seq) FROM {table} WHERE conversation_id IN ({marks(conversation_ids)}) "
+            "GROUP BY conversation_id", conversation_ids)
+        return present, {cid: int(seq) for cid, seq in stored}
 
 
 def _check(target: str, row: NewRow, old_key: object) -> None:
