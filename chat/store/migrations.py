@@ -12,7 +12,16 @@ import warnings
 from dataclasses import dataclass
 
 from chat.store.db import Database, DatabaseError, DuplicateKey
-from chat.store.schema import MIGRATIONS, SCHEMA_VERSION, AddColumn, Table, added_columns, render, schema_tables
+from chat.store.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    AddColumn,
+    Table,
+    Tables,
+    added_columns,
+    render,
+    schema_tables,
+)
 from states.clock import now_ms
 
 _SAME_TYPES = {"integer": "int"}  # SQLite's spelling of MySQL's INT
@@ -87,6 +96,20 @@ def compare(table: Table, name: str, found: dict[str, str], optional: set[str] |
     return TableDifference(name, missing, extra, mismatched)
 
 
+def foreign_tables(existing: dict[str, dict[str, str]], tables: Tables) -> list[TableDifference]:
+    """Of the existing tables ({table: {column: declared type}}), those under the service's names (`tables`)
+    that the service could not use: another system's tables."""
+    added = added_columns()
+    found = []
+    for table in schema_tables():
+        name = tables.of(table.name)
+        if name in existing:
+            difference = compare(table, name, existing[name], added.get(table.name))
+            if difference.foreign:
+                found.append(difference)
+    return found
+
+
 class Migrations:
     """The schema_version table and the upgrade that fills it."""
 
@@ -119,16 +142,7 @@ class Migrations:
 
     async def differences(self) -> list[TableDifference]:
         """Every existing table under the service's names that the service could not use."""
-        existing = await self.existing_columns()
-        added = added_columns()
-        found = []
-        for table in schema_tables():
-            name = self.tables.of(table.name)
-            if name in existing:
-                difference = compare(table, name, existing[name], added.get(table.name))
-                if difference.foreign:
-                    found.append(difference)
-        return found
+        return foreign_tables(await self.existing_columns(), self.tables)
 
     async def check(self) -> None:
         """Raise ForeignSchema (before anything is written) when a table of another shape has one of our names."""

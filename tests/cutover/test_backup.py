@@ -114,3 +114,22 @@ def test_bad_urls_and_missing_config_are_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as exc:
         backup_main(["--help"])
     assert exc.value.code == 0
+
+
+def test_the_old_systems_tables_under_the_services_names_are_refused(dbs, tmp_path, capsys, monkeypatch):
+    """Without DB_TABLE_PREFIX the service's names are the old system's `users`, `messages`...: the
+    backup refuses (a rollback would restore them as if they were the service's); with it, it goes on."""
+    from chat.settings import parse_database_url
+    from tests.conftest import TEST_DATABASE_URL
+    from tests.legacy_tables import create_legacy, fresh_mysql_database
+
+    with fresh_mysql_database(TEST_DATABASE_URL) as url:
+        create_legacy(parse_database_url(url))
+        monkeypatch.delenv("DB_TABLE_PREFIX", raising=False)
+        assert run_backup(tmp_path / "bare", "--no-mysqldump", database_url=url) == 1
+        out = capsys.readouterr()
+        assert "another shape" in out.err + out.out and "DB_TABLE_PREFIX" in out.err + out.out
+        assert not (tmp_path / "bare" / "manifest.json").exists()
+        monkeypatch.setenv("DB_TABLE_PREFIX", "chat_")
+        assert run_backup(tmp_path / "prefixed", "--no-mysqldump", database_url=url) == 0
+        assert manifest(tmp_path / "prefixed")["database"]["tables"]["chat_messages"]["absent"] is True

@@ -23,6 +23,7 @@ from chat.cutover.backup_sql import (
     mysql_connection_args,
     mysql_counts,
     mysql_existing_tables,
+    mysql_foreign_tables,
     mysql_option_file,
     sqlite_copy,
     sqlite_counts,
@@ -50,6 +51,9 @@ def backup_mysql_logical(config: DatabaseConfig, out: Path, progress: Progress) 
         with conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            foreign = mysql_foreign_tables(cur)
+            if foreign is not None:  # a rollback would put another system's tables back as if they were ours
+                raise BackupFailed(foreign)
             existing = mysql_existing_tables(cur)
             for index, table in enumerate(order):
                 if table not in existing:
