@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +37,14 @@ def parse_checked(
 
 # Query parameters that carry a secret in the URL forms redis-py and the MySQL drivers accept.
 _SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "token", "secret"})
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]*@")
+
+
+def mask_urls_in(text: str) -> str:
+    """`text` (a command line, say) with the password of every `scheme://user:password@` in it as ``***``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}@", text)
 
 
 def mask_url(url: str) -> str:

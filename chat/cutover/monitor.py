@@ -29,6 +29,7 @@ from chat.cutover.common import (
     EXIT_OK,
     EXIT_USAGE,
     mask_url,
+    mask_urls_in,
     non_negative_float,
     percent,
     positive_float,
@@ -132,7 +133,7 @@ class Monitor:
         if not command:
             return
         env = dict(os.environ, MONITOR_URL=self.shown_url, MONITOR_BREACH="; ".join(breaches))
-        print(f"running --on-breach command: {command}", file=sys.stderr, flush=True)
+        print(f"running --on-breach command: {mask_urls_in(command)}", file=sys.stderr, flush=True)
         try:
             self.hooks.append(
                 await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.DEVNULL, env=env)

@@ -161,6 +161,20 @@ async def test_slow_server_breaches_p95(aiohttp_server, tmp_path, capsys):
     assert flag.exists()
 
 
+async def test_the_hook_command_is_shown_without_its_passwords(aiohttp_server, capsys):
+    server = await serve(aiohttp_server, health_app(500, {"status": "error"}))
+    hook = "true --redis-url 'redis://:S3cret@h:6379/1' --reverse-target redis://u:p%40ss@h2:6379/0"
+
+    rc = await monitor.amain(["--url", str(server.make_url("/")), "--count", "3", "--interval-s", "0",
+                              "--on-breach", hook])
+
+    assert rc == 1
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "running --on-breach command: true --redis-url 'redis://:***@h:6379/1'" in shown
+    assert "S3cret" not in shown and "p%40ss" not in shown
+
+
 async def test_hook_runs_once_however_many_polls_breach(aiohttp_server, tmp_path, capsys):
     server = await serve(aiohttp_server, health_app(500, {"status": "error"}))
     log = tmp_path / "hook.log"
