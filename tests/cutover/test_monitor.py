@@ -205,6 +205,30 @@ async def test_hook_runs_once_however_many_polls_breach(aiohttp_server, tmp_path
     assert lines.index(next(line for line in lines if line.startswith("BREACH"))) == 2
 
 
+async def test_the_hook_runs_at_the_first_breach_only_not_at_a_second_one(aiohttp_server, tmp_path, capsys):
+    statuses = iter([500, 500, 200, 500, 500, 200])
+
+    async def breaks_twice(request):
+        status = next(statuses)
+        return web.json_response({"status": "ok" if status == 200 else "error"}, status=status)
+
+    app = web.Application()
+    app.router.add_get("/health", breaks_twice)
+    app.router.add_get("/ws", ws_pong)
+    server = await serve(aiohttp_server, app)
+    log = tmp_path / "hook.log"
+
+    rc = await monitor.amain(["--url", str(server.make_url("/")), "--count", "6", "--interval-s", "0",
+                              "--fail-after", "2", "--min-polls", "2", "--window-max-error-rate", "100",
+                              "--on-breach", f"echo fired >> {shlex.quote(str(log))}"])
+
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("BREACH: ") == 2 and "RECOVERED" in captured.out
+    assert log.read_text() == "fired\n"  # a rollback never runs twice in one watch
+    assert "not run again" in captured.err
+
+
 async def test_min_polls_holds_judgement_until_the_end(aiohttp_server, tmp_path, capsys):
     responses = iter([503, 200, 200, 200])
 
