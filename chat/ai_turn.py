@@ -138,7 +138,7 @@ class AIRunner:
         self._histories.forget(conversation_id)
         self._early.drop(conversation_id)
         task = self._tasks.get(conversation_id)
-        if task is not None and stop_turn:
+        if task is not None and stop_turn and task is not asyncio.current_task():  # the turn's own move: it returns
             task.cancel()
 
     def tracked(self) -> int:

@@ -371,6 +371,10 @@ async def test_a_keyword_handoff_that_fails_after_the_message_is_stored_is_made_
     assert (await harness.repository.get(cid)).state == "ai"
     await harness.app[keys.AI_RUNNER].sweep()
     await harness.drain_ai()
+    # everyone hears of the move the turn made (the turn is not cancelled by its own move halfway through it)
+    updated = await ws.event("conversation.updated", lambda f: f["data"]["conversation"]["state"] == "handoff")
+    assert updated["data"]["reason"] == "keyword"
+    assert "system" in [m.sender_type for m in await harness.app[keys.STORE].messages.list_of(cid)]  # the notice
     assert harness.provider.calls == []  # never answered by the AI
     events = await harness.app[keys.STORE].events.list_of(cid)
     assert [(e.trigger, e.reason, e.actor_type) for e in events] == [("request_handoff", "keyword", "customer")]

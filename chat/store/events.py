@@ -48,7 +48,7 @@ class Events:
         return [event_from_row(r) for r in rows]
 
     async def moved_since(self, conversation_id: str, at_ms: int) -> bool:
-        """Did the conversation move at or after `at_ms`?"""
+        """Did the conversation move after `at_ms`?"""
         return await self.db.fetchone(
-            f"SELECT 1 FROM {self.db.tables.conversation_events} WHERE conversation_id = %s AND created_ms >= %s "
+            f"SELECT 1 FROM {self.db.tables.conversation_events} WHERE conversation_id = %s AND created_ms > %s "
             "LIMIT 1", (conversation_id, at_ms)) is not None
