@@ -96,17 +96,28 @@ class Login:
         assert password_hash is not None  # verify_password is False without one
         await self.by_user.give_back(user_key, user_slot.member)
         await self.by_address.give_back(address_key, address_slot.member)
-        checked = password_hash  # what the account's hash must still be when the session is stored
-        if needs_rehash(password_hash):
-            checked = await hash_password(password)
-            await self.store.accounts.rehash(user_id, password_hash, checked)
+        checked = await self._renewed(user_id, password_hash, password)
         refresh_token = new_refresh_token()
-        if not await self.store.accounts.add_refresh(token_digest(refresh_token), new_id(), user_id,
-                                                     now_ms() + self.settings.refresh_token_ttl_s * 1000, checked):
+        if checked is None or not await self.store.accounts.add_refresh(
+                token_digest(refresh_token), new_id(), user_id, now_ms() + self.settings.refresh_token_ttl_s * 1000,
+                checked):
             log.info("login refused: the password changed (or the account was deactivated) while it was checked")
             raise Unauthenticated(BAD_CREDENTIALS)
         log.info("login: %s", user_id)
         return await self._tokens(user_id, refresh_token)
+
+    async def _renewed(self, user_id: str, password_hash: str, password: str) -> str | None:
+        """The hash the account must still have when the session is stored: this one, or its renewal when it
+        was made with older parameters (renewed by a login at the same moment: the one stored then, if it
+        holds the password; None when it no longer does)."""
+        if not needs_rehash(password_hash):
+            return password_hash
+        renewed = await hash_password(password)
+        if await self.store.accounts.rehash(user_id, password_hash, renewed):
+            return renewed
+        now = await self.store.accounts.credentials(user_id)
+        current = now.password_hash if now and now.active else None
+        return current if current and await verify_password(current, password) else None
 
     async def refresh(self, refresh_token: str) -> Tokens:
         """A new pair for a good refresh token (which is used up); Unauthenticated otherwise. A used

@@ -147,10 +147,12 @@ class Accounts:
         )
         return Credentials(row[0], bool(row[1]), row[2]) if row else None
 
-    async def rehash(self, user_id: str, old_hash: str, new_hash: str) -> None:
-        """Replace a hash made with older parameters (after a successful login), unless it changed meanwhile."""
-        await self.db.execute(f"UPDATE {self._users} SET password_hash = %s WHERE id = %s AND password_hash = %s",
-                              (new_hash, user_id, old_hash))
+    async def rehash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        """Replace a hash made with older parameters (after a successful login), unless it changed meanwhile
+        (False then: another login renewed it first, or the password changed)."""
+        return bool(await self.db.execute(
+            f"UPDATE {self._users} SET password_hash = %s WHERE id = %s AND password_hash = %s",
+            (new_hash, user_id, old_hash)))
 
     # --- refresh tokens ------------------------------------------------------------------------
 
@@ -164,7 +166,8 @@ class Accounts:
         async with self.db.transaction() as tx:
             await tx.execute(f"DELETE FROM {self._tokens} WHERE user_id = %s AND expires_ms < %s", (user_id, now))
             # the read of the users row waits for a password change that holds it (InnoDB's INSERT ... SELECT
-            # locks what it reads; SQLite has one writer), so it sees the new hash
+            # locks what it reads at MySQL's default REPEATABLE READ, which the service keeps; SQLite has one
+            # writer), so it sees the new hash
             return bool(await tx.execute(
                 f"INSERT INTO {self._tokens} (token_hash, family_id, user_id, created_ms, expires_ms) "
                 f"SELECT %s, %s, %s, %s, %s FROM {self._users} WHERE id = %s AND active = 1 AND password_hash = %s",

@@ -129,6 +129,32 @@ async def test_a_hash_made_with_older_parameters_is_renewed_at_login_and_the_log
     assert (await refresh(api, body["refresh_token"]))[0] == 200
 
 
+async def test_two_logins_at_once_that_both_renew_an_old_hash_both_succeed(api, monkeypatch):
+    import asyncio
+
+    from argon2 import PasswordHasher
+
+    import chat.login
+
+    user_id = await make_account(api, password=None)
+    store = api.app[keys.STORE]
+    await store.accounts.update(user_id, {"password_hash": PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                          parallelism=1).hash(PASSWORD)})
+    verify, checked, both = chat.login.verify_password, [], asyncio.Event()
+
+    async def together(password_hash, password):  # both have read the old hash before either renews it
+        ok = await verify(password_hash, password)
+        checked.append(ok)
+        if len(checked) == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        return ok
+
+    monkeypatch.setattr(chat.login, "verify_password", together)
+    results = await asyncio.gather(login(api, user_id), login(api, user_id))
+    assert [status for status, _ in results] == [200, 200], results
+
+
 async def test_twenty_failed_logins_in_a_row_get_429_with_retry_after(api):
     user_id = await make_account(api)
     statuses = []
