@@ -235,14 +235,21 @@ async def test_another_user_on_the_same_page_never_sees_the_first_ones_messages(
     await widget.open()
     await widget.write("from the first user")
     await expect(widget.message(2)).to_be_visible()
+    wire.drop = lambda frame: (frame.get("data") or {}).get("message", {}).get("content") == "not acknowledged yet"
+    await widget.write("not acknowledged yet")  # stored, but its acknowledgement is lost: still pending
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(1)
+    wire.drop = lambda frame: False
     current[0] = second
     await wire.cut()  # the next connection asks the provider, and gets the second user's token
     await expect(widget.by_text("from the first user")).to_have_count(0)
     await widget.online()
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(0)  # not resent under the second user
     await widget.write("from the second user")
     await expect(widget.message(2)).to_contain_text("You said: from the second user")
     assert await widget.seqs() == [1, 2]
     await expect(widget.by_text("from the second user", "customer")).to_have_attribute("data-seq", "1")
+    await expect(page.locator(".failed")).to_have_count(0)
+    assert (await widget.storage())["outbox"] == []
     assert page_errors == []
 
 

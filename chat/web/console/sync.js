@@ -159,6 +159,9 @@ export class Sync {
         {conversation_id: thread.id, after_seq: thread.heldTo, limit: 200});
       this.state.upsert(page.conversation, {quiet: true});
       for (const m of page.messages) thread.add(m);
+      // the conversation is read before its messages: every seq up to its last_seq was in the pages (a seq
+      // no message holds, an import's, is no hole to fetch again)
+      if (!page.has_more) thread.heldTo = Math.max(thread.heldTo, page.conversation.last_seq || 0);
       if (page.conversation.state !== "ai") thread.stream = null;
       else this._stream(thread, page.ai_stream);
       if (!page.has_more || !page.messages.length) break;

@@ -157,6 +157,13 @@ export class ChatClient {
     });
   }
 
+  /** Forget every message not yet acknowledged (the page's user changed): each rejects with `dropped`. */
+  dropOutbox() {
+    for (const entry of [...this._outbox.values()]) {
+      this._settle(entry, (waiter) => waiter.reject(new ChatError("dropped", "another user signed in")));
+    }
+  }
+
   /** The unacknowledged message.send frames, oldest first. */
   get outbox() {
     return Array.from(this._outbox.values(), (entry) => entry.frame);

@@ -166,6 +166,12 @@ export class WidgetView {
     this.setStream("");
   }
 
+  /** Take every message not yet stored off the screen (another user now). */
+  clearPending() {
+    for (const node of this._pending.values()) node.remove();
+    this._pending.clear();
+  }
+
   /** Show a stored message once, in seq order; it replaces its pending copy. */
   addMessage(message) {
     this.removePending(message.client_msg_id);

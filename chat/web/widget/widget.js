@@ -253,9 +253,13 @@ export class ChatWidget {
     }
   }
 
-  /** A token's user: another one than the stored one forgets the conversation, on screen too. */
+  /** A token's user: another one than the stored one forgets the conversation and the unsent messages, on
+   * screen too. */
   _asUser(userId) {
-    if (this.memory.forUser(userId)) this._forgetConversation();
+    if (!this.memory.forUser(userId)) return;
+    this._forgetConversation();
+    this.view.clearPending();
+    if (this.client) this.client.dropOutbox();
   }
 
   _onConversation(conversation) {
