@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from states import redis_keys
 from states.clock import now_iso, now_ms
@@ -216,7 +217,8 @@ class ConversationRepository:
                 await self._publish(conversation_id, raw, transition)
             except Exception as exc:  # committed in SQL, the truth: the next checked read repairs the record
                 log.warning("the live record of %s did not follow %s to version %d: %s", conversation_id, trigger,
-                            transition.after.version, type(exc).__name__)
+                            transition.after.version, type(exc).__name__,
+                            exc_info=not isinstance(exc, RedisError))  # anything else: a bug, with its traceback
             return transition
         raise StaleVersion(conversation_id, expect_version or 0)  # not reached: the loop returns or raises
 

@@ -412,7 +412,8 @@ async def test_private_and_loopback_targets_are_refused_by_default(harness_facto
 
 async def test_a_malformed_url_is_400_and_its_credentials_reach_no_log(harness_factory, caplog):
     h = await harness_factory(webhook_delivery=False)
-    for bad in ("http://[oops/", "http://a..b/hook", "https://bot:hunter2@host\u2100/", "http://\u2100.com/"):
+    for bad in ("http://[oops/", "http://a..b/hook", "https://bot:hunter2@host\u2100/", "http://\u2100.com/",
+                "https://example.com:99999/hook", "https://example.com:abc/hook"):
         resp = await h.client.post("/api/v1/webhooks", json={"url": bad, "events": ["message.created"]},
                                    headers=headers(h))
         assert resp.status == 400, bad

@@ -39,12 +39,12 @@ def parse_checked(
 _SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "token", "secret"})
 
 
-_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:'\"]*:)[^\s@'\"]*@")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 
 
 def mask_urls_in(text: str) -> str:
-    """`text` (a command line, say) with the password of every `scheme://user:password@` in it as ``***``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}@", text)
+    """`text` (a command line, say) with every URL in it masked as `mask_url` masks one."""
+    return _URL.sub(lambda m: mask_url(m[0]), text)
 
 
 def mask_url(url: str) -> str:

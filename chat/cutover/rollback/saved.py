@@ -125,7 +125,9 @@ class _Database:
         try:
             try:
                 cur.execute(sql, list(row.values()))
-            except (sqlite3.IntegrityError, pymysql.err.IntegrityError):
+            except (sqlite3.IntegrityError, pymysql.err.IntegrityError) as exc:
+                if not _duplicate(exc):
+                    raise  # a missing parent, a NULL: the error says which
                 # a plain insert that failed changed nothing (the transaction goes on): itself, or another?
                 cur.execute(f"SELECT 1 FROM {self.name(table)} WHERE id = {self.mark}", (row.get("id"),))
                 if cur.fetchone() is None:
@@ -134,6 +136,13 @@ class _Database:
             return bool(cur.rowcount)
         finally:
             cur.close()
+
+
+def _duplicate(exc: Exception) -> bool:
+    """Was an integrity error a unique key's (MySQL's ER_DUP_ENTRY 1062; SQLite's UNIQUE or PRIMARY KEY)?"""
+    if isinstance(exc, pymysql.err.IntegrityError):
+        return bool(exc.args) and exc.args[0] == 1062
+    return "UNIQUE constraint failed" in str(exc)
 
 
 def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, config: DatabaseConfig) -> Saved:
