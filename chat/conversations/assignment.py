@@ -8,7 +8,7 @@ from typing import Any
 from chat.auth import Identity
 from chat.conversations.lifecycle import Conversations, actor_of, check_assigned
 from chat.conversations.staff import Staff
-from chat.errors import NotFound, log_failure
+from chat.errors import NotFound
 from chat.events import ConversationAssigned, Events
 from chat.store import Store
 from states import InvalidTransition, RecordError, State
@@ -31,12 +31,10 @@ class Assignment:
                       **data: Any) -> Conversation:
         t = await self.conversations.fire(conversation_id, "assign", actor=actor, reason=reason, agent_id=agent_id,
                                           **data)
-        # every socket of the agent (any instance) subscribes; it is told unless it claimed itself. The move is
-        # committed: a failure here is logged, never the caller's error (a retry would only get `conflict`)
-        try:
-            await self.events.emit(ConversationAssigned(t.after, agent_id, tell))
-        except Exception as exc:
-            log_failure(log, exc, "after assigning %s to %s: its sockets were not told", conversation_id, agent_id)
+        # every socket of the agent (any instance) subscribes; it is told unless it claimed itself
+        await self.conversations.announce(ConversationAssigned(t.after, agent_id, tell),
+                                          "after assigning %s to %s: its sockets were not told", conversation_id,
+                                          agent_id)
         return t.after
 
     async def claim(self, identity: Identity, conversation_id: str) -> Conversation:

@@ -140,13 +140,18 @@ class Conversations:
             raise
         metrics.TRANSITIONS.labels(trigger).inc()
         self._seen(transition.after)
-        # the transition is committed: what follows must not turn it into an error for the caller
-        # (a retry would only get `conflict`); a failure here is logged, and clients resume by seq
-        try:
-            await self.events.emit(ConversationMoved(transition))
-        except Exception as exc:
-            log_failure(log, exc, "after %s of %s: a collaborator failed", trigger, conversation_id)
+        await self.announce(ConversationMoved(transition), "after %s of %s: a collaborator failed", trigger,
+                            conversation_id)
         return transition
+
+    async def announce(self, event: object, failure: str, *args: object) -> None:
+        """Tell the collaborators of a committed move: what follows must not turn it into an error for the
+        caller (a retry would only get `conflict`); a failure here is logged (`failure` % args), and clients
+        resume by seq."""
+        try:
+            await self.events.emit(event)
+        except Exception as exc:
+            log_failure(log, exc, failure, *args)
 
     async def fire_quietly(self, conversation_id: str, trigger: str, *, actor: Actor, reason: str,
                            **data: Any) -> Transition | None:

@@ -19,7 +19,7 @@ import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMy
 from chat.cutover.backup_format import FormatError
 from chat.cutover.common import Progress
 from chat.settings import DatabaseConfig
-from chat.store.migrations import ForeignSchema, foreign_tables
+from chat.store.migrations import ForeignSchema, columns_by_table, foreign_tables, mysql_columns_sql
 from chat.store.schema import Tables
 
 TABLE_PREFIX_VARIABLE = "DB_TABLE_PREFIX"  # the service's setting: its tables' names start with it
@@ -206,13 +206,8 @@ def mysql_foreign_tables(cur: Any) -> str | None:
     `users`, `messages`... with no prefix set), what the service's upgrade would say of them; else None."""
     tables = Tables(os.environ.get(TABLE_PREFIX_VARIABLE, ""))
     names = tables.all()
-    cur.execute("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(['%s'] * len(names))}) "
-                "ORDER BY TABLE_NAME, ORDINAL_POSITION", names)
-    existing: dict[str, dict[str, str]] = {}
-    for table, column, declared in cur.fetchall():
-        existing.setdefault(table, {})[column] = declared
-    differences = foreign_tables(existing, tables)
+    cur.execute(mysql_columns_sql(len(names)), names)
+    differences = foreign_tables(columns_by_table(cur.fetchall()), tables)
     return ForeignSchema(differences, tables.prefix).explain() if differences else None
 
 

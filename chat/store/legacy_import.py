@@ -165,10 +165,7 @@ class LegacyImport:
         """Insert the rows not there yet; return the ones added (on a dry run: that would be)."""
         counts = self.counts[target]
         table = self.db.tables.of(target)
-        present: set[str] = set()
-        if rows and self.tables_exist:
-            ids = [r["id"] for r in rows]
-            present = {r[0] for r in await self.db.fetchall(f"SELECT id FROM {table} WHERE id IN ({marks(ids)})", ids)}
+        present = await self._present(target, rows)
         new = [r for r in rows if r["id"] not in present]
         counts.present += len(present)
         if self.dry_run or not new:
@@ -239,13 +236,21 @@ class LegacyImport:
                 await tx.executemany(f"UPDATE {table} SET last_seq = %s WHERE id = %s AND last_seq < %s",
                                      [(seq, cid, seq) for cid, seq in last_seq.items()])
 
+    async def _present(self, target: str, rows: list[NewRow]) -> set[str]:
+        """The ids of these rows stored already."""
+        if not rows or not self.tables_exist:
+            return set()
+        ids = [r["id"] for r in rows]
+        return {r[0] for r in await self.db.fetchall(
+            f"SELECT id FROM {self.db.tables.of(target)} WHERE id IN ({marks(ids)})", ids)}
+
     async def _stored_messages(self, rows: list[NewRow]) -> tuple[set[str], dict[str, int]]:
         """Which of these messages are stored already, and the highest seq stored per conversation."""
         if not rows or not self.tables_exist:
             return set(), {}
-        table, ids = self.db.tables.messages, [r["id"] for r in rows]
+        table = self.db.tables.messages
         conversation_ids = list({r["conversation_id"] for r in rows})
-        present = {r[0] for r in await self.db.fetchall(f"SELECT id FROM {table} WHERE id IN ({marks(ids)})", ids)}
+        present = await self._present("messages", rows)
         stored = await self.db.fetchall(
             f"SELECT conversation_id, MAX(seq) FROM {table} WHERE conversation_id IN ({marks(conversation_ids)}) "
             "GROUP BY conversation_id", conversation_ids)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from chat.store.db import Database, DatabaseError, DuplicateKey
 from chat.store.schema import (
@@ -96,6 +98,20 @@ def compare(table: Table, name: str, found: dict[str, str], optional: set[str] |
     return TableDifference(name, missing, extra, mismatched)
 
 
+def mysql_columns_sql(count: int) -> str:
+    """MySQL: (table, column, declared type) of `count` tables named by the parameters, in table order."""
+    return ("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            f"DATABASE() AND TABLE_NAME IN ({', '.join(['%s'] * count)}) ORDER BY TABLE_NAME, ORDINAL_POSITION")
+
+
+def columns_by_table(rows: Iterable[Sequence[Any]]) -> dict[str, dict[str, str]]:
+    """{table: {column: declared type}} of mysql_columns_sql's rows."""
+    found: dict[str, dict[str, str]] = {}
+    for table, column, declared in rows:
+        found.setdefault(table, {})[column] = declared
+    return found
+
+
 def foreign_tables(existing: dict[str, dict[str, str]], tables: Tables) -> list[TableDifference]:
     """Of the existing tables ({table: {column: declared type}}), those under the service's names (`tables`)
     that the service could not use: another system's tables."""
@@ -121,16 +137,7 @@ class Migrations:
         """{table: {column: declared type}} of the tables that exist under the service's names."""
         names = {self.tables.of(t.name) for t in schema_tables()}
         if self.db.dialect == "mysql":
-            rows = await self.db.fetchall(
-                "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
-                f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({', '.join(['%s'] * len(names))}) "
-                "ORDER BY TABLE_NAME, ORDINAL_POSITION",
-                sorted(names),
-            )
-            found: dict[str, dict[str, str]] = {}
-            for table, column, declared in rows:
-                found.setdefault(table, {})[column] = declared
-            return found
+            return columns_by_table(await self.db.fetchall(mysql_columns_sql(len(names)), sorted(names)))
         present = await self.db.fetchall(
             f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({', '.join(['%s'] * len(names))})",
             sorted(names),
