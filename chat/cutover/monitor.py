@@ -132,10 +132,6 @@ class Monitor:
         command = self.args.on_breach
         if not command:
             return
-        if self.hooks:  # a rollback must not run a second time over what came after the first
-            print("--on-breach command not run again: it ran at the first breach of this run", file=sys.stderr,
-                  flush=True)
-            return
         env = dict(os.environ, MONITOR_URL=self.shown_url, MONITOR_BREACH="; ".join(breaches))
         print(f"running --on-breach command: {mask_urls_in(command)}", file=sys.stderr, flush=True)
         try:
