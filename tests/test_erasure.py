@@ -185,3 +185,22 @@ async def test_retention_purges_the_words_of_long_closed_conversations(harness_f
     assert await eraser.purge(int(time.time() * 1000) + 31 * DAY_MS) == 0  # done once
     off = await harness_factory(webhook_delivery=False)
     assert await off.app[keys.ERASER].purge(int(time.time() * 1000) + 3650 * DAY_MS) == 0  # RETENTION_DAYS=0
+
+
+async def test_an_erasure_keeps_the_services_own_reasons_for_the_statistics(harness_factory):
+    """The words a person gave as a reason go; the reason the service itself recorded (an idle close's
+    `inactivity`, which the statistics count apart) stays."""
+    from chat.auth import Identity
+    from states.repository import SYSTEM
+
+    h = await harness_factory(webhook_delivery=False)
+    user = f"cust-{uuid.uuid4().hex[:8]}"
+    customer = Identity(user, "customer")
+    cid = (await h.ops.conversations.start(customer)).id
+    await h.ops.conversations.request_handoff(customer, cid, reason="my account number is 12345")
+    await h.ops.conversations.fire(cid, "close", actor=SYSTEM, reason="inactivity")
+    resp = await h.client.delete(f"/api/v1/customers/{user}", headers=headers(h))
+    assert resp.status == 200
+    entries = await h.app[keys.STORE].events.list_of(cid)
+    assert [(e.trigger, e.reason) for e in entries] == [
+        ("request_handoff", None), ("close", "inactivity"), ("erase", "customer erased")]

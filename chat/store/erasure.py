@@ -100,8 +100,9 @@ class Erasure:
         state, version, agent_id, team_id = row[0], int(row[1]), row[2], row[3]
         await tx.execute(f"UPDATE {t.messages} SET content = %s, client_msg_id = NULL WHERE conversation_id = %s",
                          (ERASED_TEXT, conversation_id))
-        await tx.execute(f"UPDATE {t.conversation_events} SET reason = NULL WHERE conversation_id = %s",
-                         (conversation_id,))
+        # the reasons people wrote go; the service's own (an idle close's `inactivity`) stay for the statistics
+        await tx.execute(f"UPDATE {t.conversation_events} SET reason = NULL WHERE conversation_id = %s "
+                         "AND actor_type <> %s", (conversation_id, "system"))
         await tx.execute(f"UPDATE {t.csat_responses} SET comment = NULL WHERE conversation_id = %s", (conversation_id,))
         await self._scrub_outbox(tx, conversation_id)
         await tx.execute(f"DELETE FROM {t.conversation_purges} WHERE conversation_id = %s", (conversation_id,))

@@ -127,7 +127,7 @@ class LogStats:
 
     async def _times(self, since_ms: int | None, until_ms: int | None, team_id: str | None) -> dict[str, int]:
         """Every conversation that may have spent time in the window, replayed segment by segment."""
-        t, end = self._t, until_ms if until_ms is not None else now_ms()
+        t, end = self._t, min(until_ms, now_ms()) if until_ms is not None else now_ms()  # never past now
         sql = (f"SELECT c.id, c.created_ms, c.state, e.from_state, e.to_state, e.created_ms FROM {t.conversations} c "
                f"LEFT JOIN {t.conversation_events} e ON e.conversation_id = c.id WHERE c.created_ms < %s")
         params: list[Any] = [end]
@@ -139,12 +139,13 @@ class LogStats:
             sql += " AND c.team_id = %s"
             params.append(team_id)
         rows = await self.db.fetchall(sql + " ORDER BY c.id, e.version", params)
-        rows = [r for r in rows if r[4] != ERASED_STATE]  # an erasure is no move: the state goes on
         totals = dict.fromkeys(TIMED_STATES, 0)
         for group in _by_conversation(rows):
             created, current = int(group[0][1]), group[0][2]
-            moves = [(r[4], int(r[5])) for r in group if r[4] is not None]
-            first = group[0][3] if moves else current
+            # an erasure is no move: the state goes on (one whose only entry is its erasure never moved)
+            moved = [r for r in group if r[4] is not None and r[4] != ERASED_STATE]
+            moves = [(r[4], int(r[5])) for r in moved]
+            first = moved[0][3] if moved else current
             for state, ms in state_times(created, first, moves, since_ms, end).items():
                 totals[state] += ms
         return totals

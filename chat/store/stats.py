@@ -12,6 +12,7 @@ from typing import Any
 
 from chat.store.csat import Csat
 from chat.store.db import Database
+from chat.store.erasure import ERASED_STATE
 from chat.store.log_stats import LogStats
 from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms
@@ -152,16 +153,18 @@ class Stats:
 
     async def _queue_waits(self, window: Window) -> list[int]:
         """Milliseconds from entering `handoff` (in the window) to the very next transition when
-        that one is handoff -> human; a queue left any other way (release, close) is no wait."""
+        that one is handoff -> human; a queue left any other way (release, close) is no wait. An erasure
+        between the two is no transition (the conversation stayed in the queue)."""
         scope, params = window.scoped("e1.created_ms")
         tb = self._t
         rows = await self.db.fetchall(
             f"SELECT e2.created_ms - e1.created_ms FROM {tb.conversation_events} e1 "
-            f"JOIN {tb.conversation_events} e2 "
-            "ON e2.conversation_id = e1.conversation_id AND e2.version = e1.version + 1 "
+            f"JOIN {tb.conversation_events} e2 ON e2.conversation_id = e1.conversation_id AND e2.version = ("
+            f"SELECT MIN(n.version) FROM {tb.conversation_events} n WHERE n.conversation_id = e1.conversation_id "
+            "AND n.version > e1.version AND n.to_state <> %s) "
             f"JOIN {tb.conversations} c ON c.id = e1.conversation_id "
             f"WHERE e1.to_state = %s AND e2.from_state = %s AND e2.to_state = %s{scope}",
-            [State.HANDOFF.value, State.HANDOFF.value, State.HUMAN.value, *params],
+            [ERASED_STATE, State.HANDOFF.value, State.HANDOFF.value, State.HUMAN.value, *params],
         )
         return [int(r[0]) for r in rows]
 

@@ -19,7 +19,7 @@ from chat.auth import issue_token
 from chat.store.models import CONVERSATION_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
 from chat.store.stats import p90_seconds
 from chat.store.timers import MARK_COLUMNS
-from states.clock import iso_from_ms, ms_from_iso
+from states.clock import iso_from_ms, ms_from_iso, now_ms
 
 DAY_S = 86_400
 _DAYS = itertools.count(10, 10)  # day numbers in 2010, one per fixture, 9 free days between
@@ -257,6 +257,39 @@ async def test_closes_by_actor_reopens_and_the_sla_come_from_the_log(api):
     assert body["time_with_humans_s"] == 290 + (DAY_S - 210)
     status, body = await stats(**clock.window(0, 215), team_id=team)  # cut at 215: c has just been assigned
     assert body["time_with_humans_s"] == (215 - 110) + (215 - 210) and body["sla_breached"] == 0  # b: at 230
+
+
+async def test_an_erasure_changes_no_time_and_no_wait(api):
+    """PROTOCOL 8.2: after an erasure the statistics are unchanged. Its log entry is no move: a
+    conversation whose only entry it is still spent its time with the AI, and a wait it falls into is
+    still a wait."""
+    app, stats = api
+    clock = Clock()
+    f = Fixture(app[keys.STORE].db, clock)
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    a = await f.conversation(0, "ai", team)  # never moved, erased at 50
+    await f.events(a, (50, "erase", "ai", "erased", "admin"))
+    b = await f.conversation(100, "human", team)  # erased while it waits in the queue, then assigned
+    await f.events(b, (110, "request_handoff", "ai", "handoff", "customer"),
+                   (120, "erase", "handoff", "erased", "admin"), (170, "assign", "handoff", "human", "agent"))
+    status, body = await stats(**clock.window(), team_id=team)
+    assert status == 200, body
+    assert body["time_with_ai_s"] == DAY_S + 10  # a: the whole window; b: 100-110
+    assert (body["time_in_queue_s"], body["time_with_humans_s"]) == (60, DAY_S - 170)
+    assert (body["queue_waits"], body["queue_wait_avg_s"]) == (1, 60.0)
+
+
+async def test_a_window_reaching_into_the_future_counts_time_only_up_to_now(api):
+    app, stats = api
+    f = Fixture(app[keys.STORE].db, Clock())
+    hour_ago_ms = now_ms() - 3_600_000
+    f.at = lambda seconds: hour_ago_ms + round(seconds * 1000)
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    await f.conversation(0, "ai", team)  # with the AI for the last hour
+    status, body = await stats(since=iso_from_ms(hour_ago_ms - 60_000), until=iso_from_ms(now_ms() + 10 * DAY_S * 1000),
+                               team_id=team)
+    assert status == 200, body
+    assert 3600 <= body["time_with_ai_s"] < 3700  # not ten days more
 
 
 async def test_stats_validation(api):
