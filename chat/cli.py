@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from chat import export_cli, users_cli
 from chat.cutover import commands as cutover
+from chat.cutover.common import positive_int
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
@@ -245,7 +246,7 @@ def _add_stats(sub: Any) -> None:
     rebuild_cmd = stats_sub.add_parser(
         "rebuild", help="check each conversation's row against its replayed event log (the statistics' source)")
     rebuild_cmd.add_argument("--repair", action="store_true", help="rewrite the rows that differ from their log")
-    rebuild_cmd.add_argument("--batch", type=int, default=500, help="conversations per read (default 500)")
+    rebuild_cmd.add_argument("--batch", type=positive_int, default=500, help="conversations per read (default 500)")
     rebuild_cmd.set_defaults(func=cmd_stats_rebuild)
 
 
@@ -270,13 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)")
     upgrade.set_defaults(func=cmd_db_upgrade)
     adopt_cmd = db_sub.add_parser("adopt", help="create the SQL rows of migrated Redis session records")
-    adopt_cmd.add_argument("--batch", type=int, default=500, help="keys per SCAN (default 500)")
+    adopt_cmd.add_argument("--batch", type=positive_int, default=500, help="keys per SCAN (default 500)")
     adopt_cmd.set_defaults(func=cmd_db_adopt)
     legacy = db_sub.add_parser("import-legacy", help="copy the old system's tables into the service's (TOML mapping)")
     legacy.add_argument("--mapping", type=Path, required=True,
                         help="the column mapping (docs/legacy-mapping.example.toml)")
     legacy.add_argument("--dry-run", action="store_true", help="read and convert everything, write nothing")
-    legacy.add_argument("--batch", type=int, default=500, help="old rows per read (default 500)")
+    legacy.add_argument("--batch", type=positive_int, default=500, help="old rows per read (default 500)")
     legacy.set_defaults(func=cmd_db_import_legacy)
 
     token = sub.add_parser("token", help="print a JWT signed with JWT_SECRET_KEY")

@@ -9,9 +9,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from marshmallow import ValidationError
+
+if TYPE_CHECKING:
+    from chat.settings import Settings
 
 PROGRESS_EVERY_S = 2.0
 
@@ -36,13 +39,11 @@ def _window(args: argparse.Namespace) -> dict[str, Any]:
     return window
 
 
-async def _export(args: argparse.Namespace, window: dict[str, Any], out: BinaryIO) -> int:
-    from chat.cli import _settings
+async def _export(settings: Settings, window: dict[str, Any], out: BinaryIO) -> int:
     from chat.export import NdjsonExport
     from chat.store import Store, connect
     from states.clock import now_ms
 
-    settings = _settings(args)
     db = await connect(settings.database)
     try:
         export = NdjsonExport(Store(db), since_ms=window.get("since"), until_ms=window.get("until", now_ms()))
@@ -58,7 +59,8 @@ async def _export(args: argparse.Namespace, window: dict[str, Any], out: BinaryI
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the export; exit 1 (and no FILE) when it fails, 2 on a bad window."""
+    """Write the export; exit 1 (and no FILE) when it fails, 2 on a bad window or configuration."""
+    from chat.cli import _settings
     from chat.store import DatabaseError
 
     try:
@@ -66,6 +68,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"chat-api export: {exc.messages}", file=sys.stderr)
         return 2
+    settings = _settings(args)  # a configuration error ends here (exit 2), before any file is made
     started = time.monotonic()
     if args.out == "-":
         target, partial = None, None
@@ -73,9 +76,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         target = Path(args.out)
         partial = target.with_name(target.name + ".partial")
-        out = partial.open("wb")
+        try:
+            out = partial.open("wb")
+        except OSError as exc:  # no such directory, no permission
+            print(f"chat-api export failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     try:
-        count = asyncio.run(_export(args, window, out))
+        count = asyncio.run(_export(settings, window, out))
         out.flush()
     except (DatabaseError, OSError) as exc:
         print(f"chat-api export failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@ and `setting()`, which makes a dataclass field one row of the settings table (ch
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -207,6 +208,8 @@ def _bounded(convert: Callable[[str], N], minimum: N, what: str, check: str) -> 
             value = convert(text)
         except ValueError:
             raise SettingsError(variable, f"must be {what}, got {text!r}") from None
+        if not math.isfinite(value):  # float("nan") and float("inf") parse, and nan passes any comparison
+            raise SettingsError(variable, f"must be a finite number, got {text!r}")
         if value < minimum:
             raise SettingsError(variable, f"must be >= {minimum}, got {value}")
         return value

@@ -82,6 +82,10 @@ def test_cutover_programs_are_subcommands(tmp_path):
 
 def test_cutover_usage_errors_keep_their_exit_code():
     assert run("migrate-redis", "--batch", "0").returncode == 2
+    for command in (("stats", "rebuild"), ("db", "adopt"), ("db", "import-legacy", "--mapping", "m.toml")):
+        for batch in ("0", "-5"):  # 0 read nothing and said all was well; -5 is no limit on SQLite
+            refused = run(*command, "--batch", batch)
+            assert refused.returncode == 2 and "must be >= 1" in refused.stderr, (command, batch)
     assert run("monitor", "--url", "ftp://example.invalid/").returncode == 2
 
 

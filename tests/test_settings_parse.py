@@ -66,6 +66,9 @@ def test_value_parsers_name_the_variable_and_state_their_check():
         integer(1).read("N", "1.5")
     with pytest.raises(SettingsError, match=r"^S: must be >= 1.0, got 0.5$"):
         number(1.0).read("S", "0.5")
+    for text in ("nan", "NaN", "inf", "-inf", "Infinity"):  # they parse as floats, and nan passes any bound
+        with pytest.raises(SettingsError, match=rf"^S: must be a finite number, got '{text}'$"):
+            number(1.0).read("S", text)
     with pytest.raises(SettingsError, match=r"^C: must be one of a, b, got 'c'$"):
         choice("a", "b").read("C", " C ")
     assert choice("info", upper=True).read("L", "Info") == "INFO"

@@ -152,6 +152,15 @@ def test_the_cli_writes_the_file_with_progress(tmp_path, capsys, monkeypatch):
     assert "exported 9 conversations" in capsys.readouterr().err
     assert main(["export", "--since", "tomorrow", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+    capsys.readouterr()
+    assert main(["export", "--out", str(tmp_path / "no-such-dir" / "x.ndjson")]) == 1  # one line, no traceback
+    err = capsys.readouterr().err
+    assert "chat-api export failed: FileNotFoundError" in err and "Traceback" not in err
+    monkeypatch.setenv("PORT", "abc")  # a configuration error: exit 2, and no file left behind
+    with pytest.raises(SystemExit) as exited:
+        main(["export", "--out", str(tmp_path / "y.ndjson")])
+    assert exited.value.code == 2
+    assert not (tmp_path / "y.ndjson.partial").exists() and not (tmp_path / "y.ndjson").exists()
 
 
 # --- transcripts ---------------------------------------------------------------------------------
