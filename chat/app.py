@@ -199,11 +199,13 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
                           allow_private=settings.webhook_allow_private, poll_s=settings.webhook_poll_s)
     app[keys.WEBHOOKS] = deliverer
     await store.webhooks.refresh()  # before the first change is written: who wants what
-    loop = asyncio.create_task(deliverer.run()) if settings.webhook_delivery else None
+    loops = [asyncio.create_task(deliverer.follow_subscriptions())]
+    if settings.webhook_delivery:
+        loops.append(asyncio.create_task(deliverer.run()))
     yield
-    if loop is not None:
+    for loop in loops:
         loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
+    await asyncio.gather(*loops, return_exceptions=True)
     await deliverer.close()
 
 

@@ -175,12 +175,23 @@ class Deliverer:
             await self._session.close()
             self._session = None
 
-    async def run(self) -> None:
-        """Deliver forever: as long as rows are due back to back, else every poll_s (the subscriptions
-        are re-read then, so another instance's change is seen)."""
+    async def follow_subscriptions(self) -> None:
+        """Re-read the subscriptions every poll_s, so another instance's change is seen: on every instance,
+        delivering or not (each writes the events its subscriptions want), and however long a delivery
+        pass takes."""
         while True:
+            await asyncio.sleep(self.poll_s)
             try:
                 await self.webhooks.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database away for a moment: the cache stays, try again
+                log.warning("could not re-read the webhook subscriptions: %s", type(exc).__name__)
+
+    async def run(self) -> None:
+        """Deliver forever: as long as rows are due back to back, else every poll_s."""
+        while True:
+            try:
                 while await self.deliver_due():
                     pass
                 await self.prune()

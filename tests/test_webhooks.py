@@ -351,6 +351,49 @@ async def test_two_instances_deliver_every_event_exactly_once(harness_factory, r
         await a.client.delete(f"/api/v1/webhooks/{hook['id']}", headers=headers(a))
 
 
+async def test_an_instance_that_does_not_deliver_sees_another_ones_subscriptions(harness_factory, receiver_url,
+                                                                                  mysql_database_url):
+    """WEBHOOK_DELIVERY=false still writes the events its subscriptions want: it re-reads them too."""
+    quiet = await harness_factory(database_url=mysql_database_url, webhook_delivery=False, webhook_poll_s=0.05)
+    other, _ = await webhook_app(harness_factory, database_url=mysql_database_url)
+    webhooks, reread = quiet.app[keys.STORE].webhooks, asyncio.Event()
+    refresh = webhooks.refresh
+
+    async def noted() -> None:
+        await refresh()
+        if webhooks.wants("message.created"):
+            reread.set()
+
+    webhooks.refresh = noted
+    hook = await subscribe(other, await receiver_url(Receiver()), ["message.created"])
+    try:
+        await asyncio.wait_for(reread.wait(), 10)
+        cid = await talk(quiet, "cust-quiet", 1)
+        store = quiet.app[keys.STORE]
+        rows = await store.db.fetchall(
+            f"SELECT webhook_id FROM {store.db.tables.webhook_deliveries} WHERE conversation_id = %s", (cid,))
+        assert rows and {r[0] for r in rows} == {hook["id"]}
+    finally:
+        await other.client.delete(f"/api/v1/webhooks/{hook['id']}", headers=headers(other))
+
+
+async def test_a_subscription_deleted_elsewhere_fails_no_write_here(harness_factory, receiver_url,
+                                                                     mysql_database_url):
+    """Deleted on one instance, still in another's cache: that one's messages are stored all the same."""
+    here, _ = await webhook_app(harness_factory, database_url=mysql_database_url, webhook_poll_s=3600)
+    there, _ = await webhook_app(harness_factory, database_url=mysql_database_url)
+    hook = await subscribe(there, await receiver_url(Receiver()), ["message.created"])
+    await here.app[keys.STORE].webhooks.refresh()
+    assert (await there.client.delete(f"/api/v1/webhooks/{hook['id']}", headers=headers(there))).status == 204
+    assert here.app[keys.STORE].webhooks.wants("message.created")  # not re-read yet
+    cid = await talk(here, "cust-stale", 1)
+    store = here.app[keys.STORE]
+    stored = await store.messages.list_of(cid)
+    assert [m.sender_type for m in stored] == ["customer", "ai"]
+    assert await store.db.fetchall(
+        f"SELECT 1 FROM {store.db.tables.webhook_deliveries} WHERE conversation_id = %s", (cid,)) == []
+
+
 async def test_a_failed_transaction_writes_no_outbox_row(store):
     webhooks = store.webhooks
     hook = await webhooks.create("https://example.com/hook", ["message.created", "conversation.updated"], None)

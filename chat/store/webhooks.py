@@ -132,13 +132,16 @@ class Webhooks:
         line = conversation_id or ""
         if lock and line and self.db.dialect == "mysql":
             await tx.fetchone(f"SELECT id FROM {self.db.tables.conversations} WHERE id = %s FOR UPDATE", (line,))
-        # one statement per subscription: the position is read and written in the same round trip
+        # one statement per subscription: the position is read and written in the same round trip; a
+        # subscription deleted on another instance since this one's cache was read gets nothing (and breaks
+        # no foreign key, which would fail the change the event belongs to)
         await tx.executemany(
             f"INSERT INTO {self._d} (id, webhook_id, event_id, event_type, conversation_id, position, body, status, "
-            "attempts, next_ms, window_ms, created_ms) SELECT %s, %s, %s, %s, %s, COALESCE(MAX(position), 0) + 1, "
-            f"%s, %s, 0, %s, %s, %s FROM {self._d} WHERE conversation_id = %s",
-            [(new_id(), webhook_id, event_id, event_type, line, body, PENDING, created_ms, created_ms,
-              created_ms, line) for webhook_id in targets],
+            "attempts, next_ms, window_ms, created_ms) SELECT %s, w.id, %s, %s, %s, "
+            f"(SELECT COALESCE(MAX(position), 0) + 1 FROM {self._d} WHERE conversation_id = %s), %s, %s, 0, %s, %s, %s "
+            f"FROM {self._t} w WHERE w.id = %s",
+            [(new_id(), event_id, event_type, line, line, body, PENDING, created_ms, created_ms, created_ms,
+              webhook_id) for webhook_id in targets],
         )
         return event_id
 
