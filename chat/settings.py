@@ -17,6 +17,7 @@ from pathlib import Path
 from chat.client_address import TRUSTED, Networks
 from chat.settings_hours import HOLIDAY_DATES, HOURS, ZONE
 from chat.settings_parse import (
+    CHANNEL_PREFIX,
     DATABASE,
     ORIGINS,
     PATH,
@@ -315,7 +316,7 @@ class Settings:
         "needed); a reopened conversation's record has no TTL again; 0: kept forever",
     )
     bus_channel: str = setting(
-        _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, TEXT,
+        _STORAGE, "BUS_CHANNEL", EVENTS_CHANNEL, CHANNEL_PREFIX,
         "prefix of the cross-instance bus's sharded pub/sub channels (one per conversation, per user, the "
         "agents' and presence); pub/sub is server-wide, so every instance of one deployment must share it "
         "(and no other deployment on that Redis)",

@@ -243,6 +243,12 @@ def _text(variable: str, text: str) -> str:
     return text
 
 
+def _channel_prefix(variable: str, text: str) -> str:
+    if "{" in text or "}" in text:  # Redis Cluster would hash every channel (and AI stream key) by that part alone
+        raise SettingsError(variable, f"must not contain {{ or }}, got {text!r}")
+    return text
+
+
 def _url_root(variable: str, text: str) -> str:
     return text.rstrip("/")
 
@@ -313,6 +319,7 @@ SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between t
 
 
 TEXT = Parser(_text)
+CHANNEL_PREFIX = Parser(_channel_prefix, "no `{` or `}`")
 URL_ROOT = Parser(_url_root, "a trailing `/` is stripped")
 PATH = Parser(_path)
 PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")

@@ -3,7 +3,7 @@
 import pytest
 
 from chat.settings import parse_database_url, parse_redis_url
-from chat.settings_parse import SettingsError, choice, integer, number
+from chat.settings_parse import CHANNEL_PREFIX, SettingsError, choice, integer, number
 
 
 @pytest.mark.parametrize(
@@ -69,6 +69,10 @@ def test_value_parsers_name_the_variable_and_state_their_check():
     for text in ("nan", "NaN", "inf", "-inf", "Infinity"):  # they parse as floats, and nan passes any bound
         with pytest.raises(SettingsError, match=rf"^S: must be a finite number, got '{text}'$"):
             number(1.0).read("S", text)
+    assert CHANNEL_PREFIX.read("B", "chat:prod") == "chat:prod"
+    for text in ("chat:{prod}", "a}b", "{"):  # a hash tag would put every conversation's channel in one slot
+        with pytest.raises(SettingsError, match=r"^B: must not contain \{ or \}"):
+            CHANNEL_PREFIX.read("B", text)
     with pytest.raises(SettingsError, match=r"^C: must be one of a, b, got 'c'$"):
         choice("a", "b").read("C", " C ")
     assert choice("info", upper=True).read("L", "Info") == "INFO"
