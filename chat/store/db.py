@@ -38,6 +38,11 @@ class DuplicateKey(IntegrityError):
     """A UNIQUE or PRIMARY KEY constraint refused the write."""
 
 
+class RolledBack(DatabaseError):
+    """The server rolled the transaction back itself (a deadlock, a lock wait timeout): nothing of it was
+    written, and it may be tried again."""
+
+
 class Tx(ABC):
     """The statements of one transaction (or of one autocommitted statement)."""
 

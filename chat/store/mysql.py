@@ -26,13 +26,14 @@ import asyncmy.errors
 import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev dependencies
 
 from chat.settings import DatabaseConfig
-from chat.store.db import Database, DatabaseError, DuplicateKey, IntegrityError, Params, Row, Tx
+from chat.store.db import Database, DatabaseError, DuplicateKey, IntegrityError, Params, RolledBack, Row, Tx
 from chat.store.schema import Tables
 from chat.store.tls import offers_tls, ssl_context
 
 _FOUND_ROWS = 2  # CLIENT.FOUND_ROWS (the same flag in both drivers): rowcount = rows matched, as in SQLite
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
 _MYSQL_DUPLICATE = 1062
+_MYSQL_ROLLED_BACK = frozenset({1205, 1213})  # ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
 # Both drivers always ask for CLIENT.MULTI_STATEMENTS: a query may be several statements separated by `;` (the
 # parameters are escaped into its text by the driver, as for every query). _MySQLTx sends a write with the read
 # after it, and a transaction's last INSERT or its only read with the COMMIT, as one query each (docs/store.md).
@@ -76,6 +77,8 @@ class Driver:
         if isinstance(exc, self.integrity):
             code = exc.args[0] if exc.args else None
             return (DuplicateKey if code == _MYSQL_DUPLICATE else IntegrityError)(str(exc))
+        if exc.args and exc.args[0] in _MYSQL_ROLLED_BACK:
+            return RolledBack(str(exc))
         return DatabaseError(str(exc))
 
 

@@ -3,8 +3,10 @@
 While one batch is being written, the messages that arrive queue up and go together in the
 next one, so under load many messages cost one commit, and with no load a message is
 written at once (no timer, no added latency). A batch that cannot be written whole (a
-resend, a conversation without its row yet) falls back to one transaction per message,
-which handles those cases exactly as before.
+resend, a conversation without its row yet, a failed guard, a deadlock) falls back to one
+transaction per message, which handles those cases exactly as before. Any other failure
+(a connection lost, perhaps after the COMMIT ran) fails every message of the batch: writing
+them again could store a message without a client_msg_id (an AI reply, a notice) twice.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import asyncio
 import logging
 
 from chat.batching import Batcher
+from chat.store.db import IntegrityError, RolledBack
 from chat.store.messages import Messages, NewMessage
 from chat.store.models import Message
+from states.errors import ConversationNotFound, StaleVersion
 
 log = logging.getLogger(__name__)
 
 Stored = tuple[Message, bool]  # the message and whether it is new (False: a resend)
+# what a batch raises only when none of it was written
+NOT_WRITTEN = (IntegrityError, RolledBack, ConversationNotFound, StaleVersion)
 
 
 class MessageWriter:
@@ -37,7 +43,7 @@ class MessageWriter:
         if len(batch) > 1:
             try:
                 messages = await self.messages.append_batch([draft for draft, _ in batch])
-            except Exception as exc:  # a resend, a missing row or a failed guard: one by one below
+            except NOT_WRITTEN as exc:  # certainly nothing written: one by one below, each to its own outcome
                 log.debug("batch of %d not written whole (%s); writing one by one", len(batch), type(exc).__name__)
             else:
                 self.batches += 1

@@ -228,3 +228,18 @@ async def test_both_drivers_talk_tls_and_check_the_certificate(tls_mariadb, pki,
     assert await cipher_of(f"{base}?ssl=1&ssl_verify=false")
     with pytest.raises(DatabaseError, match="certif"):
         await cipher_of(f"{base}?ssl=true&ssl_ca={pki.other_ca}")
+
+
+def test_a_deadlock_or_a_lock_wait_timeout_is_a_rolled_back_transaction():
+    import asyncmy.errors
+    import pymysql
+
+    from chat.store.db import DatabaseError, RolledBack
+    from chat.store.mysql import DRIVERS
+
+    for name, error in (("asyncmy", asyncmy.errors.OperationalError), ("aiomysql", pymysql.err.OperationalError)):
+        wrap = DRIVERS[name].wrap
+        assert isinstance(wrap(error(1213, "Deadlock found when trying to get lock")), RolledBack)
+        assert isinstance(wrap(error(1205, "Lock wait timeout exceeded")), RolledBack)
+        lost = wrap(error(2013, "Lost connection to MySQL server during query"))
+        assert isinstance(lost, DatabaseError) and not isinstance(lost, RolledBack)

@@ -69,3 +69,40 @@ async def test_batch_sizes_are_capped(store, conversation_id, n):
     results = await asyncio.gather(*(append(writer, cid, sender_type="agent", sender_id="a1", content=str(i),
                                                    client_msg_id=str(i)) for i in range(7)))
     assert sorted(m.seq for m, _ in results) == list(range(1, 8))
+
+
+async def test_a_batch_whose_commit_may_have_run_is_not_written_again(store, conversation_id, monkeypatch):
+    """The connection is lost after the COMMIT ran (the answer never came): writing the messages again one
+    by one would store those without a client_msg_id (AI replies, notices) twice. Each sender gets the
+    error instead."""
+    from chat.store import DatabaseError
+
+    writer, cid = MessageWriter(store.messages), conversation_id
+    write = store.messages.append_batch
+
+    async def committed_then_lost(drafts):
+        await write(drafts)
+        raise DatabaseError("Lost connection to server during query")
+
+    monkeypatch.setattr(store.messages, "append_batch", committed_then_lost)
+    results = await asyncio.gather(*(append(writer, cid, sender_type="system", content=f"notice {i}")
+                                     for i in range(6)), return_exceptions=True)
+    assert any(isinstance(r, DatabaseError) for r in results)  # the batch's senders are told it failed
+    stored = [m.content for m in await store.messages.list_of(cid)]
+    assert sorted(stored) == sorted(set(stored))  # none stored twice
+    assert [m.seq for m in await store.messages.list_of(cid)] == list(range(1, len(stored) + 1))
+
+
+async def test_a_deadlocked_batch_falls_back_to_one_by_one(store, conversation_id, monkeypatch):
+    """A deadlock rolled the whole batch back: each message is then written on its own."""
+    from chat.store.db import RolledBack
+
+    writer, cid = MessageWriter(store.messages), conversation_id
+
+    async def deadlocked(drafts):
+        raise RolledBack("Deadlock found when trying to get lock; try restarting transaction")
+
+    monkeypatch.setattr(store.messages, "append_batch", deadlocked)
+    results = await asyncio.gather(*(append(writer, cid, sender_type="system", content=f"notice {i}")
+                                     for i in range(6)))
+    assert sorted(m.seq for m, _ in results) == list(range(1, 7))
