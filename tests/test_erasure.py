@@ -204,3 +204,24 @@ async def test_an_erasure_keeps_the_services_own_reasons_for_the_statistics(harn
     entries = await h.app[keys.STORE].events.list_of(cid)
     assert [(e.trigger, e.reason) for e in entries] == [
         ("request_handoff", None), ("close", "inactivity"), ("erase", "customer erased")]
+
+
+async def test_retention_leaves_a_conversation_reopened_after_it_was_picked(harness_factory, monkeypatch):
+    """Picked as long closed, reopened by its customer before its turn came: its words stay."""
+    h = await harness_factory(webhook_delivery=False, retention_days=30)
+    ws = await h.connect("cust-r")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="still needed")
+    await h.drain_ai()
+    await ws.ok("conversation.close", conversation_id=cid)
+    erasure, store = h.app[keys.STORE].erasure, h.app[keys.STORE]
+    scrub = erasure._scrub
+
+    async def reopened_first(tx, conversation_id, **kwargs):  # (in its transaction: SQLite has one writer)
+        await tx.execute(f"UPDATE {store.db.tables.conversations} SET state = 'ai', updated_ms = %s "
+                         "WHERE id = %s", (int(time.time() * 1000) + 40 * DAY_MS, conversation_id))
+        return await scrub(tx, conversation_id, **kwargs)
+
+    monkeypatch.setattr(erasure, "_scrub", reopened_first)
+    assert await erasure.purge_closed_before(int(time.time() * 1000) + 31 * DAY_MS, limit=100) == []
+    assert "still needed" in [m.content for m in await store.messages.list_of(cid)]

@@ -84,20 +84,26 @@ class Erasure:
         done = []
         for (conversation_id,) in rows:
             async with self.db.transaction() as tx:
-                await self._scrub(tx, conversation_id, user_id=None, anonymous=None, log=None)
-            done.append(conversation_id)
+                if await self._scrub(tx, conversation_id, user_id=None, anonymous=None, log=None,
+                                     closed_before=cutoff_ms):
+                    done.append(conversation_id)
         return done
 
     async def _scrub(self, tx: Tx, conversation_id: str, *, user_id: str | None, anonymous: str | None,
-                     log: tuple[str, str | None] | None) -> None:
+                     log: tuple[str, str | None] | None, closed_before: int | None = None) -> bool:
         """Remove the words of one conversation (and, erasing a customer, its id); `log`: the actor of an
-        erasure to record in the event log."""
+        erasure to record in the event log; `closed_before` (retention): only while it is still closed since
+        before then, checked under the row lock (a customer may have reopened it since it was picked).
+        False when there was nothing to scrub."""
         t, now = self._t, now_ms()
-        row = await tx.fetchone(f"SELECT state, version, agent_id, team_id FROM {t.conversations} WHERE id = %s "
-                                + ("FOR UPDATE" if self.db.dialect == "mysql" else ""), (conversation_id,))
+        row = await tx.fetchone(f"SELECT state, version, agent_id, team_id, updated_ms FROM {t.conversations} "
+                                "WHERE id = %s " + ("FOR UPDATE" if self.db.dialect == "mysql" else ""),
+                                (conversation_id,))
         if row is None:
-            return
+            return False
         state, version, agent_id, team_id = row[0], int(row[1]), row[2], row[3]
+        if closed_before is not None and (state != "closed" or int(row[4]) >= closed_before):
+            return False
         await tx.execute(f"UPDATE {t.messages} SET content = %s, client_msg_id = NULL WHERE conversation_id = %s",
                          (ERASED_TEXT, conversation_id))
         # the reasons people wrote go; the service's own (an idle close's `inactivity`) stay for the statistics
@@ -110,7 +116,7 @@ class Erasure:
                          (conversation_id, now))
         if anonymous is None:
             await tx.execute(f"UPDATE {t.conversations} SET metadata = NULL WHERE id = %s", (conversation_id,))
-            return
+            return True
         await tx.execute(f"UPDATE {t.messages} SET sender_id = %s WHERE conversation_id = %s AND sender_id = %s",
                          (anonymous, conversation_id, user_id))
         await tx.execute(f"UPDATE {t.conversation_events} SET actor_id = %s WHERE conversation_id = %s "
@@ -127,6 +133,7 @@ class Erasure:
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (new_id(), conversation_id, version + 1, ERASE_TRIGGER, state, ERASED_STATE, actor_type,
              actor_id, "customer erased", agent_id, team_id, now))
+        return True
 
     async def _scrub_outbox(self, tx: Tx, conversation_id: str) -> None:
         """Outbox rows about the conversation keep their event id and type; their data becomes a notice."""
