@@ -70,6 +70,7 @@ class Shard:
         self._pending: dict[str, bool] = {}
         self._changed = asyncio.Event()
         self._heard = True  # something arrived since the last PING
+        self._check_at = 0.0  # loop time of the next liveness check (a change of interest does not put it off)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -160,6 +161,7 @@ class Shard:
         self._awaiting = set(self._held)
         await self._send_groups(conn, "SSUBSCRIBE", self._held)
         self._confirm()
+        self._check_at = asyncio.get_running_loop().time() + PING_S
         reader = asyncio.create_task(self._read(conn), name=f"bus-reader-{self.name}")
         reader.add_done_callback(lambda _: self._changed.set())
         try:
@@ -181,14 +183,16 @@ class Shard:
                 await reader
 
     async def _wait_or_ping(self, conn: AbstractConnection) -> None:
-        """Wait for a change; PING when idle, and give the connection up when a PING went unanswered."""
+        """Wait for a change; PING every PING_S, and give the connection up when a PING went unanswered. The
+        checks keep their own schedule: sockets joining and leaving all the time do not put them off."""
         while True:
             try:
-                async with asyncio.timeout(PING_S):  # not wait_for: on 3.11 it can swallow a cancellation
+                async with asyncio.timeout_at(self._check_at):  # not wait_for: on 3.11 it can swallow a cancel
                     await self._changed.wait()
                 self._changed.clear()
                 return
             except TimeoutError:
+                self._check_at = asyncio.get_running_loop().time() + PING_S
                 if not self._heard:
                     raise RedisConnectionError(f"no answer to PING in {PING_S}s") from None
                 self._heard = False
