@@ -239,22 +239,10 @@ def choice(*choices: str, upper: bool = False) -> Parser[str]:
     return Parser(read, "one of " + ", ".join(f"`{c}`" for c in choices))
 
 
-def _text(variable: str, text: str) -> str:
-    return text
-
-
 def _channel_prefix(variable: str, text: str) -> str:
     if "{" in text or "}" in text:  # Redis Cluster would hash every channel (and AI stream key) by that part alone
         raise SettingsError(variable, f"must not contain {{ or }}, got {text!r}")
     return text
-
-
-def _url_root(variable: str, text: str) -> str:
-    return text.rstrip("/")
-
-
-def _path(variable: str, text: str) -> Path:
-    return Path(text)
 
 
 def _phrases(variable: str, text: str) -> tuple[str, ...]:
@@ -318,10 +306,10 @@ def _secret_list(variable: str, text: str) -> tuple[str, ...]:
 SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between the commas are ignored")
 
 
-TEXT = Parser(_text)
+TEXT: Parser[str] = Parser(lambda _variable, text: text)
 CHANNEL_PREFIX = Parser(_channel_prefix, "no `{` or `}`")
-URL_ROOT = Parser(_url_root, "a trailing `/` is stripped")
-PATH = Parser(_path)
+URL_ROOT: Parser[str] = Parser(lambda _variable, text: text.rstrip("/"), "a trailing `/` is stripped")
+PATH: Parser[Path] = Parser(lambda _variable, text: Path(text))
 PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")
 DATABASE = Parser(_database, "needs a host and a database name; port 3306 and user `root` by default")
 REDIS = Parser(_redis, "the db must be a number")
