@@ -153,12 +153,18 @@ class Messages:
         async with self.db.transaction() as tx:
             seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
             message = draft.stored(seq, created_ms)
-            if self._webhooks.wants("note.created" if message.private else "message.created"):
-                await tx.execute(self._insert_sql, _values(message))
-                await self._webhooks.record_message(tx, [message])
-            else:  # the last statement: it goes with the COMMIT
-                await tx.executemany_and_commit(self._insert_sql, [_values(message)])
+            await self._write(tx, [message])
         return message
+
+    async def _write(self, tx: Tx, messages: list[Message]) -> None:
+        """Insert the stored messages, the transaction's last statement (sent with its COMMIT), or followed
+        by their webhook events when a subscription wants message events."""
+        values = [_values(m) for m in messages]
+        if self._webhooks.wants_messages():
+            await tx.executemany(self._insert_sql, values)
+            await self._webhooks.record_message(tx, messages)
+        else:
+            await tx.executemany_and_commit(self._insert_sql, values)
 
     async def _next_seq(self, tx: Tx, conversation_id: str, created_ms: int, guard: Guard | None) -> int:
         """Bump last_seq (under the guard) and return it; the row stays locked until the commit."""
@@ -207,12 +213,7 @@ class Messages:
             for draft in drafts:
                 messages.append(draft.stored(next_seq[draft.conversation_id], created_ms))
                 next_seq[draft.conversation_id] += 1
-            values = [_values(m) for m in messages]
-            if self._webhooks.wants("message.created") or self._webhooks.wants("note.created"):
-                await tx.executemany(self._insert_sql, values)
-                await self._webhooks.record_message(tx, messages)
-            else:  # the last statement: it goes with the COMMIT
-                await tx.executemany_and_commit(self._insert_sql, values)
+            await self._write(tx, messages)
         return messages
 
     async def list_of(self, conversation_id: str, *, after_seq: int = 0, limit: int | None = None,

@@ -32,6 +32,7 @@ from states.ids import new_id
 EVENT_TYPES = ("message.created", "note.created", "conversation.updated", "sla.breached", "csat.submitted",
                "customer.erased")
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+MESSAGE_EVENTS = frozenset({"message.created", "note.created"})  # what a stored message may be announced as
 EXCERPT_BYTES = 512  # of a receiver's response body: no more is ever stored
 ERROR_CHARS = 255
 WEBHOOK_FIELDS = ("id", "url", "events", "created_at")
@@ -103,6 +104,10 @@ class Webhooks:
     def wants(self, event_type: str) -> bool:
         """Whether any active subscription wants this event type (no SQL: the cache)."""
         return event_type in self._wanted
+
+    def wants_messages(self) -> bool:
+        """Whether any active subscription wants `message.created` or `note.created` (the cache)."""
+        return not self._wanted.isdisjoint(MESSAGE_EVENTS)
 
     async def refresh(self) -> None:
         """Re-read the subscriptions into the cache (at start, after a change here, and every poll)."""
