@@ -7,6 +7,7 @@ exists is compared with the schema: another system's table of the same name (the
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from chat.store.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     AddColumn,
+    ExactColumn,
     Table,
     Tables,
     added_columns,
@@ -25,6 +27,11 @@ from chat.store.schema import (
     schema_tables,
 )
 from states.clock import now_ms
+
+log = logging.getLogger(__name__)
+
+# The NO PAD binary collations of utf8mb4: MariaDB's, MySQL 8's.
+NO_PAD_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
 
 _SAME_TYPES = {"integer": "int"}  # SQLite's spelling of MySQL's INT
 
@@ -177,6 +184,9 @@ class Migrations:
                 if isinstance(step, AddColumn):
                     await self._add_column(step)
                     continue
+                if isinstance(step, ExactColumn):
+                    await self._exact_column(step)
+                    continue
                 for statement in render(step, self.db.dialect, self.tables):
                     await self.db.execute(statement)
             try:
@@ -203,6 +213,26 @@ class Migrations:
         except DatabaseError:
             if not await present():  # not a race with another instance adding it
                 raise
+
+    async def _exact_column(self, step: ExactColumn) -> None:
+        """MySQL: MODIFY the column to a NO PAD binary collation unless it has one (a rerun, another instance)."""
+        if self.db.dialect != "mysql":
+            return  # SQLite compares text exactly
+        rows = await self.db.fetchall(
+            "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (%s, %s)",
+            NO_PAD_COLLATIONS)
+        if not rows:
+            log.warning("the server has no NO PAD binary collation (%s): %s keeps trailing spaces insignificant",
+                        " or ".join(NO_PAD_COLLATIONS), step.name)
+            return
+        collation = str(rows[0][0])
+        name = self.tables.of(step.table)
+        current = await self.db.fetchone(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = %s", (name, step.name))
+        if current is not None and current[0] in NO_PAD_COLLATIONS:
+            return
+        await self.db.execute(f"ALTER TABLE {name} MODIFY {step.column} COLLATE {collation}")
 
     async def version(self) -> int:
         """The applied schema version (0 before the first upgrade)."""

@@ -1,7 +1,8 @@
 """The SQL schema, versioned: `chat-api db upgrade` applies what is missing, idempotently.
 
-One description renders to both dialects: MySQL 8 / MariaDB 10.11 (InnoDB, utf8mb4, binary
-collation so ids and client_msg_id compare exactly as in SQLite) and SQLite. Times are
+One description renders to both dialects: MySQL 8 / MariaDB 10.11 (InnoDB, utf8mb4, the binary
+collation utf8mb4_bin; client_msg_id in a NO PAD one, see ExactColumn, so it compares exactly as in SQLite) and
+SQLite. Times are
 epoch milliseconds (BIGINT) so the same arithmetic works in both for the statistics.
 
 Every table name the service uses goes through `Tables` (`DB_TABLE_PREFIX` prepended), so the
@@ -78,66 +79,31 @@ ID = "VARCHAR(64) NOT NULL"
 TABLES_V1 = [
     Table(
         "users",
-        [
-            f"id {ID}",
-            "role VARCHAR(16) NOT NULL",
-            "name VARCHAR(255) NULL",
-            "active SMALLINT NOT NULL DEFAULT 1",
-            "max_chats INTEGER NULL",
-            "created_ms BIGINT NOT NULL",
-            "updated_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-        ],
+        [f"id {ID}", "role VARCHAR(16) NOT NULL", "name VARCHAR(255) NULL", "active SMALLINT NOT NULL DEFAULT 1",
+         "max_chats INTEGER NULL", "created_ms BIGINT NOT NULL", "updated_ms BIGINT NOT NULL", "PRIMARY KEY (id)"],
         [("ix_users_role", "role")],
     ),
     Table(
         "customer_contacts",
-        [
-            f"id {ID}",
-            f"user_id {ID}",
-            "name VARCHAR(255) NULL",
-            "email VARCHAR(255) NULL",
-            "phone VARCHAR(64) NULL",
-            "metadata TEXT NULL",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-        ],
+        [f"id {ID}", f"user_id {ID}", "name VARCHAR(255) NULL", "email VARCHAR(255) NULL", "phone VARCHAR(64) NULL",
+         "metadata TEXT NULL", "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)"],
         [("ix_contacts_user", "user_id")],
     ),
     Table(
         "teams",
-        [
-            f"id {ID}",
-            "name VARCHAR(191) NOT NULL",
-            "description TEXT NULL",
-            "created_ms BIGINT NOT NULL",
-            "updated_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-            "UNIQUE (name)",
-        ],
+        [f"id {ID}", "name VARCHAR(191) NOT NULL", "description TEXT NULL", "created_ms BIGINT NOT NULL",
+         "updated_ms BIGINT NOT NULL", "PRIMARY KEY (id)", "UNIQUE (name)"],
     ),
     Table(
         "team_members",
-        [
-            f"team_id {ID}",
-            f"user_id {ID}",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (team_id, user_id)",
-        ],
+        [f"team_id {ID}", f"user_id {ID}", "created_ms BIGINT NOT NULL", "PRIMARY KEY (team_id, user_id)"],
         [("ix_team_members_user", "user_id")],
         [("team_id", "teams")],
     ),
     Table(
         "labels",
-        [
-            f"id {ID}",
-            "title VARCHAR(191) NOT NULL",
-            "description TEXT NULL",
-            "color VARCHAR(16) NULL",
-            "created_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-            "UNIQUE (title)",
-        ],
+        [f"id {ID}", "title VARCHAR(191) NOT NULL", "description TEXT NULL", "color VARCHAR(16) NULL",
+         "created_ms BIGINT NOT NULL", "PRIMARY KEY (id)", "UNIQUE (title)"],
     ),
     Table(
         "conversations",
@@ -167,11 +133,7 @@ TABLES_V1 = [
     ),
     Table(
         "conversation_labels",
-        [
-            f"conversation_id {ID}",
-            f"label_id {ID}",
-            "PRIMARY KEY (conversation_id, label_id)",
-        ],
+        [f"conversation_id {ID}", f"label_id {ID}", "PRIMARY KEY (conversation_id, label_id)"],
         [("ix_conversation_labels_label", "label_id")],
         [("conversation_id", "conversations"), ("label_id", "labels")],
     ),
@@ -232,7 +194,22 @@ class AddColumn:
         return self.column.split()[0]
 
 
-Step = Table | AddColumn
+@dataclass(frozen=True)
+class ExactColumn:
+    """A column whose values compare exactly in MySQL too (ALTER TABLE ... MODIFY to a NO PAD binary
+    collation): under the tables' utf8mb4_bin, a PAD SPACE collation, `k1` and `k1 ` are one value in a
+    comparison and in a unique key, while SQLite and the protocol hold them apart. Nothing in SQLite."""
+
+    table: str  # without the prefix
+    column: str  # the column line as declared in Table.columns: `client_msg_id VARCHAR(64) NULL`
+
+    @property
+    def name(self) -> str:
+        """The column's name."""
+        return self.column.split()[0]
+
+
+Step = Table | AddColumn | ExactColumn
 
 STEPS_V2: list[Step] = [
     # staff accounts (PROTOCOL 2.1): an argon2id hash in PHC form; NULL: the user cannot log in
@@ -278,15 +255,8 @@ TABLES_V3 = [
     ),
     Table(
         "canned_responses",
-        [
-            f"id {ID}",
-            "short_code VARCHAR(64) NOT NULL",
-            "content TEXT NOT NULL",
-            "created_ms BIGINT NOT NULL",
-            "updated_ms BIGINT NOT NULL",
-            "PRIMARY KEY (id)",
-            "UNIQUE (short_code)",
-        ],
+        [f"id {ID}", "short_code VARCHAR(64) NOT NULL", "content TEXT NOT NULL", "created_ms BIGINT NOT NULL",
+         "updated_ms BIGINT NOT NULL", "PRIMARY KEY (id)", "UNIQUE (short_code)"],
     ),
 ]
 
@@ -339,6 +309,8 @@ TABLES_V5 = [
 # Each schema version is a list of steps: tables to create, columns to add to existing tables.
 MIGRATIONS: list[tuple[int, list[Step]]] = [
     (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (4, list(TABLES_V4)), (5, list(TABLES_V5)),
+    # a resend is told by its exact client_msg_id (PROTOCOL 3.4): `k1 ` is not a resend of `k1`
+    (6, [ExactColumn("messages", "client_msg_id VARCHAR(64) NULL")]),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -81,6 +81,23 @@ async def test_find_is_per_sender(store, conversation_id):
     assert await store.messages.find(cid, "agent", "a2", "1") is None
 
 
+async def test_a_client_msg_id_is_matched_exactly_trailing_spaces_included(store, conversation_id):
+    """`k1 ` is a message of its own, not a resend of `k1` (MySQL's PAD SPACE collations call them equal)."""
+    cid = conversation_id
+    first, _ = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="a", client_msg_id="k1")
+    second, created = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="b",
+                                                  client_msg_id="k1 ")
+    assert created and (second.seq, second.client_msg_id) == (2, "k1 ")
+    assert await store.messages.find(cid, "customer", "u1", "k1 ") == second
+    assert await store.messages.find(cid, "customer", "u1", "k1") == first
+    batch = await store.messages.append_batch([NewMessage(cid, "customer", "c", "u1", False, "k2"),
+                                               NewMessage(cid, "customer", "d", "u1", False, "k2  ")])
+    assert [(m.seq, m.client_msg_id) for m in batch] == [(3, "k2"), (4, "k2  ")]
+    again, created = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="b",
+                                                 client_msg_id="k1 ")
+    assert not created and again == second
+
+
 async def test_a_batch_numbers_each_conversation_in_order(store, make_conversation):
     a, b = (await make_conversation()).id, (await make_conversation()).id
     await store.messages.append(a, sender_type="customer", content="first")

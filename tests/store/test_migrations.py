@@ -13,7 +13,7 @@ from chat.settings import parse_database_url
 from chat.store import Store, connect
 from chat.store.migrations import ForeignSchema, type_family
 from chat.store.schema import LATEST_VERSION, MIGRATIONS, Tables
-from tests.conftest import TEST_DATABASE_URL, redis_url
+from tests.conftest import TEST_DATABASE_URL, new_id, redis_url
 from tests.legacy_tables import LEGACY_ROWS, create_legacy, fresh_mysql_database
 
 ALL_VERSIONS = [version for version, _ in MIGRATIONS]  # what an upgrade of an empty database applies
@@ -45,6 +45,34 @@ async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows
         assert await db.fetchone(f"SELECT id, password_hash FROM {db.tables.users}") == ("old-agent", None)
         assert await db.fetchone(f"SELECT COUNT(*) FROM {db.tables.refresh_tokens}") == (0,)
         await store.migrations._add_column(MIGRATIONS[1][1][0])  # a rerun (another instance) finds it there
+    finally:
+        for table in reversed(db.tables.all()):
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
+
+
+async def test_version_6_makes_a_version_5_databases_client_msg_ids_exact(database_url, monkeypatch):
+    """Before version 6, MySQL's utf8mb4_bin (PAD SPACE) took `k1 ` for a resend of `k1`: acknowledged, not stored."""
+    from chat.store import migrations
+
+    prefix = f"v5_{os.getpid()}_"
+    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
+    try:
+        store = Store(db)
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:5])
+        assert await store.migrations.upgrade() == ALL_VERSIONS[:5]
+        cid = new_id()
+        await db.execute(f"INSERT INTO {db.tables.conversations} (id, user_id, state, agent_type, version, last_seq, "
+                         "created_ms, updated_ms) VALUES (%s, 'u1', 'ai', 'ai', 0, 0, 1, 1)", (cid,))
+        first, _ = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="a",
+                                               client_msg_id="k1")
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        assert await store.migrations.upgrade() == [6]
+        await store.migrations._exact_column(MIGRATIONS[5][1][0])  # a rerun (another instance) changes nothing
+        second, created = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="b",
+                                                      client_msg_id="k1 ")
+        assert created and second.id != first.id
+        assert [m.content for m in await store.messages.list_of(cid)] == ["a", "b"]
     finally:
         for table in reversed(db.tables.all()):
             await db.execute(f"DROP TABLE IF EXISTS {table}")
