@@ -20,7 +20,8 @@ from chat import render
 from chat.render import PublicConversation
 from chat.store import Message, Store
 from chat.store.export import Position
-from chat.store.models import ConversationRow, TransitionEvent
+from chat.store.models import ConversationRow
+from chat.store.timers import Mark
 from states.clock import iso_from_ms
 
 EXPORT_PAGE = 200  # conversations per read
@@ -31,6 +32,7 @@ CSV_COLUMNS = ("seq", "created_at", "sender_type", "sender_id", "private", "cont
 BOM = "\ufeff".encode()  # spreadsheet programs read the CSV as UTF-8 only with it (Chinese text)
 
 T = TypeVar("T")
+Entry = dict[str, Any]  # E, rendered: a transition or a mark
 Batches = AsyncIterator[list[T]]
 
 
@@ -50,7 +52,8 @@ async def _json_array(batches: Batches[T], to_json: Callable[[T], Any]) -> Async
 
 class NdjsonExport:
     """One line per conversation created in [since, until), oldest first:
-    `{"conversation": C, "messages": [M...], "events": [E...]}` (private notes included, `"private": true`).
+    `{"conversation": C, "messages": [M...], "events": [E...]}` (private notes included, `"private": true`;
+    the event log as `GET .../events` gives it: transitions and the marks such as `sla_breached`).
 
     `conversations` counts the lines written so far (for progress output)."""
 
@@ -89,21 +92,27 @@ class NdjsonExport:
                 async for chunk in self._lines(part, labels):
                     yield chunk
             return
+        log: dict[str, list[Entry]] | None = None
+        if events is not None:  # the marks of these transitions' versions: as many at most
+            marks: dict[str, list[Mark]] = {}
+            for mark in await self.store.timers.marks_of(ids):
+                marks.setdefault(mark.conversation_id, []).append(mark)
+            log = {cid: render.log_entries(events.get(cid, []), marks.get(cid, [])) for cid in ids}
         for row in rows:
-            async for chunk in self._line(row, labels.get(row.id, []), messages, events):
+            async for chunk in self._line(row, labels.get(row.id, []), messages, log):
                 yield chunk
             self.conversations += 1
 
     async def _line(self, row: ConversationRow, labels: list[str], messages: dict[str, list[Message]] | None,
-                    events: dict[str, list[TransitionEvent]] | None) -> AsyncIterator[bytes]:
+                    log: dict[str, list[Entry]] | None) -> AsyncIterator[bytes]:
         conversation = render.conversation_from_row(row, labels)
         yield b'{"conversation":' + orjson.dumps(conversation) + b',"messages":['
         message_batches = _one(messages.get(row.id, [])) if messages is not None else self._messages(row.id)
         async for chunk in _json_array(message_batches, render.message):
             yield chunk
         yield b'],"events":['
-        event_batches = _one(events.get(row.id, [])) if events is not None else self._events(row.id)
-        async for chunk in _json_array(event_batches, render.event):
+        log_batches = _one(log.get(row.id, [])) if log is not None else self._log(row.id)
+        async for chunk in _json_array(log_batches, _as_is):
             yield chunk
         yield b"]}\n"
 
@@ -117,16 +126,23 @@ class NdjsonExport:
                 return
             after_seq = page[-1].seq
 
-    async def _events(self, conversation_id: str) -> AsyncIterator[list[TransitionEvent]]:
-        """A long transition log, a page at a time."""
+    async def _log(self, conversation_id: str) -> AsyncIterator[list[Entry]]:
+        """A long event log, a page of transitions at a time, each with the marks of its versions."""
         after_version = 0
         while True:
             page = await self.store.export.events_after(conversation_id, after_version=after_version,
                                                         limit=self.rows_per_read)
-            yield page
-            if len(page) < self.rows_per_read:
+            through = page[-1].version if len(page) == self.rows_per_read else None  # None: the last page
+            marks = await self.store.timers.marks_of([conversation_id], after_version=after_version,
+                                                     through_version=through)
+            yield render.log_entries(page, marks)
+            if through is None:
                 return
-            after_version = page[-1].version
+            after_version = through
+
+
+def _as_is(entry: Entry) -> Entry:
+    return entry
 
 
 # --- one conversation's transcript --------------------------------------------------------------------

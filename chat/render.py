@@ -8,6 +8,7 @@ labels read from SQL) and a row of the admin listing; both end in `_conversation
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,13 @@ def mark(m: Mark) -> dict[str, Any]:
     return {"id": m.id, "conversation_id": m.conversation_id, "version": m.version, "trigger": m.kind,
             "from_state": m.state, "to_state": m.state, "actor_type": "system", "actor_id": None, "reason": None,
             "created_at": iso_from_ms(m.created_ms)}
+
+
+def log_entries(events: Iterable[TransitionEvent], marks: Iterable[Mark]) -> list[dict[str, Any]]:
+    """E for each transition and each mark, oldest first: a mark after the transition of its version."""
+    entries = [((e.version, 0, e.created_ms), event(e)) for e in events]
+    entries += [((m.version, 1, m.created_ms), mark(m)) for m in marks]
+    return [body for _key, body in sorted(entries, key=lambda entry: entry[0])]
 
 
 def row_object(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:

@@ -203,7 +203,7 @@ def breaches(h):
 
 
 async def marks(h, cid):
-    return [(m.kind, m.state, m.agent_id) for m in await h.app[keys.STORE].timers.marks_of(cid)]
+    return [(m.kind, m.state, m.agent_id) for m in await h.app[keys.STORE].timers.marks_of([cid])]
 
 
 async def test_no_first_reply_in_time_logs_one_sla_breach_and_moves_nothing(harness_factory, sim_clock):

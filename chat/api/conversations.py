@@ -112,10 +112,8 @@ async def handle_list_events(ctx: Ctx) -> dict[str, Any]:
     """Items E, oldest first (a mark after the transition of its version)."""
     conversation = await ctx.ops.conversations.get_for(ctx.identity, ctx.param("id"))
     events = await ctx.store.events.list_of(conversation.id)
-    marks = await ctx.store.timers.marks_of(conversation.id)
-    entries = [((e.version, 0, e.created_ms), render.event(e)) for e in events]
-    entries += [((m.version, 1, m.created_ms), render.mark(m)) for m in marks]
-    return {"items": [body for _key, body in sorted(entries, key=lambda entry: entry[0])], "next_cursor": None}
+    marks = await ctx.store.timers.marks_of([conversation.id])
+    return {"items": render.log_entries(events, marks), "next_cursor": None}
 
 
 # --- actions: the same operations as the WebSocket commands ------------------------------------

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chat.store.db import Database, DuplicateKey
+from chat.store.db import Database, DuplicateKey, marks
 from chat.store.webhooks import Webhooks
 from states.ids import new_id
 
@@ -84,12 +85,17 @@ class TimerReads:
             return False
         return True
 
-    async def marks_of(self, conversation_id: str) -> list[Mark]:
-        """A conversation's marks, oldest first."""
+    async def marks_of(self, conversation_ids: Sequence[str], *, after_version: int = 0,
+                       through_version: int | None = None) -> list[Mark]:
+        """The marks of these conversations at versions in (after_version, through_version], by conversation and
+        version. As many as the transitions of those versions at most (one per kind and version): a caller
+        that reads the log a bounded page at a time reads the marks of each page's versions."""
+        through = "" if through_version is None else " AND version <= %s"
         rows = await self.db.fetchall(
-            f"SELECT {MARK_COLUMNS} FROM {self._t.conversation_marks} WHERE conversation_id = %s "
-            "ORDER BY created_ms, version",
-            (conversation_id,),
+            f"SELECT {MARK_COLUMNS} FROM {self._t.conversation_marks} "
+            f"WHERE conversation_id IN ({marks(conversation_ids)}) AND version > %s{through} "
+            "ORDER BY conversation_id, version, created_ms",
+            [*conversation_ids, after_version, *([] if through_version is None else [through_version])],
         )
         return [_mark(r) for r in rows]
 

@@ -18,6 +18,7 @@ from chat.cli import main
 from chat.export import NdjsonExport
 from chat.store import DatabaseError
 from chat.store.models import EVENT_COLUMNS
+from chat.store.timers import MARK_COLUMNS
 from states.clock import iso_from_ms
 from tests.api.support import assert_error, uid
 from tests.api.test_conversations import insert_conversation
@@ -49,9 +50,16 @@ async def fill(store, count: int, base: int) -> dict[str, dict]:
             await store.messages.append(cid, sender_type="agent" if n % 3 == 2 else "customer",
                                         sender_id="agent-x" if n % 3 == 2 else "cust",
                                         content=TRICKY if n == 0 else f"m{n}", private=n % 3 == 2)
-        for version in range(1, (3 if i % 5 == 0 else 0) + 1):
+        versions = 3 if i % 5 == 0 or i == 7 else 0
+        for version in range(1, versions + 1):
             await add_event(store.db, cid, version, base + i)
-        expected[cid] = {"messages": messages, "events": 3 if i % 5 == 0 else 0}
+        log = [(version, "request_handoff") for version in range(1, versions + 1)]
+        if versions:  # an SLA breach logged at version 2 (not a transition): after that version's transition
+            await store.db.execute(f"INSERT INTO conversation_marks ({MARK_COLUMNS}) VALUES "
+                                   "(%s, %s, 2, 'sla_breached', 'human', 'agent-x', NULL, %s)",
+                                   (str(uuid.uuid4()), cid, base + i))
+            log.insert(2, (2, "sla_breached"))
+        expected[cid] = {"messages": messages, "events": log}
     return expected
 
 
@@ -83,7 +91,7 @@ async def test_the_export_reads_in_pages_and_every_line_is_whole(store):
     for line in lines:
         want = expected[line["conversation"]["id"]]
         assert [m["seq"] for m in line["messages"]] == list(range(1, want["messages"] + 1))
-        assert [e["version"] for e in line["events"]] == list(range(1, want["events"] + 1))
+        assert [(e["version"], e["trigger"]) for e in line["events"]] == want["events"]
         for m in line["messages"]:
             assert m["private"] is (m["sender_type"] == "agent")  # notes included and marked
             assert m["content"] == TRICKY if m["seq"] == 1 else m["content"] == f"m{m['seq'] - 1}"
@@ -91,6 +99,25 @@ async def test_the_export_reads_in_pages_and_every_line_is_whole(store):
     # tells there is more), and they were read a page at a time, never one conversation at a time
     assert max(sizes) <= 51
     assert len(sizes) < 230 / 3, sizes
+
+
+async def test_a_long_event_log_is_read_in_pages_each_with_the_marks_of_its_versions(store):
+    base = window_start()
+    cid = await insert_conversation(store.db, user_id=uid("log"), created_ms=base)
+    for version in range(1, 96):
+        await add_event(store.db, cid, version, base + version)
+    for version in (1, 40, 41, 80, 95):  # at the pages' edges (40 transitions a read)
+        await store.db.execute(f"INSERT INTO conversation_marks ({MARK_COLUMNS}) VALUES "
+                               "(%s, %s, %s, 'sla_breached', 'human', 'agent-x', NULL, %s)",
+                               (str(uuid.uuid4()), cid, version, base + version))
+    sizes = counting(store.db)
+    export = NdjsonExport(store, since_ms=base, until_ms=base + 1, rows_per_read=40)
+    [line] = [orjson.loads(x) for x in b"".join([c async for c in export.chunks()]).splitlines()]
+    want = [(v, "request_handoff") for v in range(1, 96)]
+    for version in (95, 80, 41, 40, 1):
+        want.insert(version, (version, "sla_breached"))
+    assert [(e["version"], e["trigger"]) for e in line["events"]] == want
+    assert max(sizes) <= 41
 
 
 async def test_the_export_window_is_half_open(store):
