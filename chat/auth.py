@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import unicodedata
 import uuid
@@ -14,6 +15,10 @@ ROLES = ("customer", "agent", "admin")
 ALGORITHMS = ["HS256"]  # the only one accepted: never `none`, never another HMAC or a public-key algorithm
 _ROLE = {role: role for role in ROLES}  # a token's role as the one shared string (each socket keeps its identity)
 MAX_SUB_CHARS = 64
+# How far an issuer's clock may run ahead of ours: a token it has just minted carries an `iat` (or `nbf`)
+# a little in our future, and is good. `exp` has no such leeway.
+CLOCK_SKEW_S = 60
+MAX_EXP = 2**53 - 1  # the largest integer every JSON reader (a browser's too) holds exactly
 
 
 class AuthError(Exception):
@@ -78,8 +83,16 @@ def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None  # PyJWT's messages never quote the token
     exp, sub, role = claims["exp"], claims["sub"], claims["role"]
-    if type(exp) is not int:  # PyJWT takes a float exp (and a bool is an int subclass)
-        raise AuthError("invalid token: exp must be an integer")
+    if type(exp) is not int or exp > MAX_EXP:  # PyJWT takes a float exp (and a bool is an int subclass)
+        raise AuthError(f"invalid token: exp must be an integer of at most {MAX_EXP}")
+    for claim in ("iat", "nbf"):  # checked here rather than by PyJWT, to allow for the issuer's clock
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if type(value) not in (int, float) or not math.isfinite(value):  # not a bool, NaN or infinity
+            raise AuthError(f"invalid token: {claim} must be a number")
+        if value > time.time() + CLOCK_SKEW_S:
+            raise AuthError(f"invalid token: {claim} is in the future")
     if not _valid_sub(sub):
         raise AuthError(f"invalid token: sub must be a string of 1 to {MAX_SUB_CHARS} characters without control "
                         "characters")
@@ -111,7 +124,8 @@ def _decode(keys: tuple[str, ...], token: str) -> dict[str, Any]:
 
 def _decode_with(key: str, token: str) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(token, key, algorithms=ALGORITHMS,
-                                        options={"require": ["exp", "sub", "role"]})
+                                        options={"require": ["exp", "sub", "role"], "verify_iat": False,
+                                                 "verify_nbf": False})
     return claims
 
 

@@ -5,7 +5,7 @@ import time
 import jwt
 import pytest
 
-from chat.auth import MAX_SUB_CHARS, AuthError, issue_token, verify_token
+from chat.auth import CLOCK_SKEW_S, MAX_EXP, MAX_SUB_CHARS, AuthError, issue_token, verify_token
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 LATER = int(time.time()) + 3600
@@ -26,6 +26,26 @@ def test_the_identity_carries_the_tokens_integer_exp():
 def test_an_exp_that_is_not_an_integer_is_refused(exp):
     with pytest.raises(AuthError, match="exp"):  # True is 1: long expired
         verify_token(SECRET, _token(exp=exp))
+
+
+def test_an_exp_beyond_what_json_readers_hold_exactly_is_refused():
+    assert verify_token(SECRET, _token(exp=MAX_EXP)).exp == MAX_EXP
+    for exp in (MAX_EXP + 1, 2**64):  # 2**64 once broke the reply that carries it (orjson: 64 bits at most)
+        with pytest.raises(AuthError, match="exp must be an integer"):
+            verify_token(SECRET, _token(exp=exp))
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_iat_and_nbf_allow_for_an_issuer_clock_a_little_ahead(claim):
+    """A token minted by a backend whose clock runs a few seconds ahead is good; one from far ahead is not."""
+    now = time.time()
+    assert verify_token(SECRET, _token(**{claim: int(now) + 2})).user_id == "u-1"
+    assert verify_token(SECRET, _token(**{claim: now - 10.5})).user_id == "u-1"
+    with pytest.raises(AuthError, match=f"{claim} is in the future"):
+        verify_token(SECRET, _token(**{claim: int(now) + CLOCK_SKEW_S + 30}))
+    for bad in ("yesterday", True, [1]):
+        with pytest.raises(AuthError, match=f"{claim} must be a number"):
+            verify_token(SECRET, _token(**{claim: bad}))
 
 
 @pytest.mark.parametrize("sub", ["", "x" * (MAX_SUB_CHARS + 1), "a\nb", "nul\x00", "del\x7f", "c1\x85", 7, None],

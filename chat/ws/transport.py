@@ -34,7 +34,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     # no permessage-deflate: chat frames are small, and each socket's zlib state would cost far more
     # memory (hundreds of KB) than an idle socket is allowed
     # the heartbeat is the keepalive's (one task for every socket), so pings and pongs come to the read loop
-    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes, autoping=False, compress=False)
+    # + 1: aiohttp refuses a message of max_msg_size bytes itself, the protocol only one over the limit
+    ws = web.WebSocketResponse(max_msg_size=settings.ws_max_frame_bytes + 1, autoping=False, compress=False)
     await ws.prepare(request)
     conn = Connection(ws, settings, app[OUTBOX], request.transport)
     phase = AuthPhase(conn, app[keys.WS_SERVICES])

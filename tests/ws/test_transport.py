@@ -145,6 +145,16 @@ async def test_frame_over_the_size_limit_closes_1009(harness_factory):
     assert await ws.closed() == 1009
 
 
+async def test_a_frame_of_exactly_the_size_limit_is_read_and_one_byte_more_closes_1009(harness_factory):
+    h = await harness_factory(ws_max_frame_bytes=2048)
+    ws = await h.connect("cust-1")
+    head = '{"id": 1, "type": "ping", "pad": "'
+    await ws.ws.send_str(head + "x" * (2048 - len(head) - 2) + '"}')  # 2048 bytes: not over the limit
+    assert (await ws.recv())["type"] == "pong"
+    await ws.ws.send_str(head + "x" * (2049 - len(head) - 2) + '"}')
+    assert await ws.closed() == 1009
+
+
 async def test_rate_limit_then_close_1008_on_flooding(harness_factory):
     h = await harness_factory(ws_rate_limit_count=5, ws_rate_limit_window_s=60)
     ws = await h.connect("cust-1")
