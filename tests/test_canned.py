@@ -1,4 +1,5 @@
-"""Canned responses: REST CRUD (admins write, agents read) and the agents' `canned.list` with placeholders."""
+"""Canned responses: REST CRUD (agents and admins, PROTOCOL 6; customers none) and the agents' `canned.list`
+with placeholders."""
 
 from __future__ import annotations
 
@@ -24,13 +25,21 @@ async def test_crud_with_unique_short_codes(harness):
                 {"short_code": "ok", "content": "x" * 4001}, {"short_code": "", "content": "x"}, {"content": "x"}):
         status, body = await call(harness, "POST", "/api/v1/canned_responses", json=bad)
         assert status == 400 and body["error"]["code"] == "invalid", bad
-    status, body = await call(harness, "POST", path, "agent", json={"short_code": "a", "content": "b"})
+    status, body = await call(harness, "POST", path, "customer", json={"short_code": "a", "content": "b"})
     assert status == 403
+    status, mine = await call(harness, "POST", path, "agent", json={"short_code": "a", "content": "b"})
+    assert status == 201  # agents write them too (PROTOCOL 6: "Agent and admin")
     status, other = await call(harness, "POST", path, json={"short_code": "bye", "content": "Bye"})
     assert status == 201
 
     status, page = await call(harness, "GET", "/api/v1/canned_responses", "agent")
-    assert status == 200 and [c["short_code"] for c in page["items"]] == ["bye", "thanks"]
+    assert status == 200 and [c["short_code"] for c in page["items"]] == ["a", "bye", "thanks"]
+    status, changed = await call(harness, "PATCH", f"{path}/{mine['id']}", "agent", json={"content": "c"})
+    assert status == 200 and changed["content"] == "c"
+    status, _ = await call(harness, "DELETE", f"{path}/{mine['id']}", "agent")
+    assert status == 204
+    status, _ = await call(harness, "GET", "/api/v1/canned_responses", "customer")
+    assert status == 403
     assert page["next_cursor"] is None
 
     path = f"{path}/{made['id']}"
@@ -40,7 +49,7 @@ async def test_crud_with_unique_short_codes(harness):
     assert status == 409
     status, body = await call(harness, "PATCH", path, json={})
     assert status == 400
-    status, body = await call(harness, "PATCH", path, "agent", json={"content": "x"})
+    status, body = await call(harness, "PATCH", path, "customer", json={"content": "x"})
     assert status == 403
     status, body = await call(harness, "PATCH", "/api/v1/canned_responses/nope", json={"content": "x"})
     assert status == 404

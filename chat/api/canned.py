@@ -76,7 +76,7 @@ async def handle_list_canned(ctx: Ctx) -> dict[str, Any]:
 
 
 @endpoint(
-    "POST", "/api/v1/canned_responses", summary="Create a canned response", tag="canned responses", roles=ADMIN,
+    "POST", "/api/v1/canned_responses", summary="Create a canned response", tag="canned responses", roles=STAFF,
     body=CannedBody, response=CannedOut, status=201, errors=(400, 409, 413),
     description="A short code already in use is 409 conflict.", examples={"body": EXAMPLE_BODY, "response": EXAMPLE},
 )
@@ -90,7 +90,7 @@ async def handle_create_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
 
 @endpoint(
     "PATCH", "/api/v1/canned_responses/{id}", summary="Change a canned response", tag="canned responses",
-    roles=ADMIN, body=CannedPatchBody, response=CannedOut, errors=(400, 404, 409, 413), path_doc=ID_DOC,
+    roles=STAFF, body=CannedPatchBody, response=CannedOut, errors=(400, 404, 409, 413), path_doc=ID_DOC,
     examples={"body": {"content": EXAMPLE["content"]}, "response": EXAMPLE},
 )
 async def handle_update_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
@@ -108,7 +108,7 @@ async def handle_update_canned(ctx: Ctx, data: dict[str, Any]) -> Canned:
 
 @endpoint(
     "DELETE", "/api/v1/canned_responses/{id}", summary="Delete a canned response", tag="canned responses",
-    roles=ADMIN, status=204, errors=(404,), path_doc=ID_DOC,
+    roles=STAFF, status=204, errors=(404,), path_doc=ID_DOC,
 )
 async def handle_delete_canned(ctx: Ctx) -> None:
     """204, or 404."""
