@@ -483,10 +483,15 @@ async def test_subscriptions_over_rest(harness_factory):
     listed = (await (await h.client.get("/api/v1/webhooks", headers=headers(h))).json())["items"]
     assert listed == [{k: v for k, v in created.items() if k != "secret"}]  # the secret is shown once
     for bad in ({"url": "https://example.com", "events": []}, {"url": "https://example.com", "events": ["nope"]},
-                {"url": "https://example.com", "events": ["message.created"], "secret": "short"},
+                {"url": "https://example.com", "events": ["message.created"], "secret": ""},
+                {"url": "https://example.com", "events": ["message.created"], "secret": "s" * 256},
                 {"events": ["message.created"]}):
         resp = await h.client.post("/api/v1/webhooks", json=bad, headers=headers(h))
         assert resp.status == 400, bad
+    short = await h.client.post("/api/v1/webhooks", headers=headers(h), json={  # PROTOCOL 6.1 sets no minimum
+        "url": "https://example.com/short", "events": ["message.created"], "secret": "s3cret"})
+    assert short.status == 201 and (await short.json())["secret"] == "s3cret"
+    await h.client.delete(f"/api/v1/webhooks/{(await short.json())['id']}", headers=headers(h))
     agent = await h.client.get("/api/v1/webhooks", headers=headers(h, "agent-1", "agent"))
     assert agent.status == 403
     assert (await h.client.get("/api/v1/webhooks/nope/deliveries", headers=headers(h))).status == 404

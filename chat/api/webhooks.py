@@ -63,7 +63,7 @@ class WebhookBody(Body):
                                                  "unless WEBHOOK_ALLOW_PRIVATE"})
     events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), required=True,
                          validate=validate.Length(min=1, max=len(EVENT_TYPES)))
-    secret = fields.String(validate=validate.Length(min=16, max=255),
+    secret = fields.String(validate=validate.Length(min=1, max=255),
                            metadata={"description": "the HMAC key; generated when absent"})
 
 
