@@ -19,6 +19,7 @@ from chat.cutover.common import positive_int
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
 from chat.settings import Settings, SettingsError
+from chat.settings_parse import PORT_NUMBER
 
 if TYPE_CHECKING:
     from chat.store import Store
@@ -250,6 +251,14 @@ def _add_stats(sub: Any) -> None:
     rebuild_cmd.set_defaults(func=cmd_stats_rebuild)
 
 
+def _port(text: str) -> int:
+    """argparse type: a listen port, checked as PORT is."""
+    try:
+        return PORT_NUMBER.read("--port", text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of chat-api."""
     parser = argparse.ArgumentParser(prog="chat-api", description="Customer-support chat service")
@@ -260,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="listen port (default PORT or 8000)")
+    serve.add_argument("--port", type=_port, help="listen port, 0-65535 (default PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="processes sharing the port (SO_REUSEPORT), each a whole instance; needs REDIS_URL and "
                             "DATABASE_URL (default 1)")

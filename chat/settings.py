@@ -22,6 +22,7 @@ from chat.settings_parse import (
     ORIGINS,
     PATH,
     PHRASES,
+    PORT_NUMBER,
     REDIS,
     SECRET_LIST,
     SWITCH,
@@ -91,7 +92,7 @@ class Settings:
     """Everything the service reads from its environment; units in the names."""
 
     host: str = setting(_SERVICE, "HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)")
-    port: int = setting(_SERVICE, "PORT", 8000, integer(0), "listen port (`serve --port` overrides it)")
+    port: int = setting(_SERVICE, "PORT", 8000, PORT_NUMBER, "listen port (`serve --port` overrides it)")
     data_dir: Path = setting(
         _SERVICE, "CHAT_DATA_DIR", Path("data"), PATH, "where the embedded mode keeps its SQLite file and JWT secret"
     )

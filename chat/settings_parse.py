@@ -202,7 +202,7 @@ class Parser(Generic[T]):
     check: str = ""
 
 
-def _bounded(convert: Callable[[str], N], minimum: N, what: str, check: str) -> Parser[N]:
+def _bounded(convert: Callable[[str], N], minimum: N, what: str, check: str, maximum: N | None = None) -> Parser[N]:
     def read(variable: str, text: str) -> N:
         try:
             value = convert(text)
@@ -210,16 +210,21 @@ def _bounded(convert: Callable[[str], N], minimum: N, what: str, check: str) -> 
             raise SettingsError(variable, f"must be {what}, got {text!r}") from None
         if not math.isfinite(value):  # float("nan") and float("inf") parse, and nan passes any comparison
             raise SettingsError(variable, f"must be a finite number, got {text!r}")
-        if value < minimum:
-            raise SettingsError(variable, f"must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upto = "" if maximum is None else f" and <= {maximum}"
+            raise SettingsError(variable, f"must be >= {minimum}{upto}, got {value}")
         return value
 
     return Parser(read, check)
 
 
-def integer(minimum: int = 0) -> Parser[int]:
-    """A whole number no smaller than `minimum`."""
-    return _bounded(int, minimum, "an integer", f"integer ≥ {minimum}")
+def integer(minimum: int = 0, maximum: int | None = None) -> Parser[int]:
+    """A whole number no smaller than `minimum` (nor larger than `maximum`, when given)."""
+    upto = "" if maximum is None else f", ≤ {maximum}"
+    return _bounded(int, minimum, "an integer", f"integer ≥ {minimum}{upto}", maximum)
+
+
+PORT_NUMBER = integer(0, 65535)  # PORT, and `serve --port`
 
 
 def number(minimum: float = 0.0) -> Parser[float]:

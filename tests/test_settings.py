@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from chat import cli
 from chat.settings import (
     DEFAULT_HANDOFF_PHRASES,
     DatabaseConfig,
@@ -72,12 +73,22 @@ def test_cli_prints_one_clear_line_and_exits_2(tmp_path):
 @pytest.mark.parametrize(
     "env, variable",
     [({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"), ({"WS_HEARTBEAT_S": "0"}, "WS_HEARTBEAT_S"),
-     ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S")],
+     ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S"), ({"PORT": "65536"}, "PORT")],
 )
 def test_values_that_would_break_the_service_are_refused(env, variable, tmp_path):
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), **env})
     assert err.value.variable == variable
+
+
+def test_a_port_above_65535_is_refused_not_wrapped_around(tmp_path, capsys):
+    """PORT=70000 once listened on 4464 (70000 - 65536) under a banner that said 70000."""
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "PORT": "65535"}).port == 65535
+    with pytest.raises(SettingsError, match=r"^PORT: must be >= 0 and <= 65535, got 70000$"):
+        Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "PORT": "70000"})
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--env-file", "/dev/null", "serve", "--port", "70000"])
+    assert exit_.value.code == 2 and "--port: must be >= 0 and <= 65535, got 70000" in capsys.readouterr().err
 
 
 def test_every_field_but_embedded_is_a_row_with_its_own_variable():

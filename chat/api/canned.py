@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from chat.api.common import ADMIN, STAFF, Ctx, endpoint
+from chat.api.common import STAFF, Ctx, endpoint
 from chat.api.schemas import DATE_TIME, Body, FullMatch, Out, page_of
 from chat.conversations import MAX_CONTENT_CHARS
 from chat.errors import Conflict, Invalid, NotFound
