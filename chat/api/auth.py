@@ -17,8 +17,8 @@ from marshmallow import fields, validate
 
 from chat import keys
 from chat.api.common import PUBLIC, RequestCtx, dumps, endpoint, error_response
-from chat.api.schemas import Body, Out
-from chat.api.users import UserId, UserOut
+from chat.api.schemas import Body, Out, UserId
+from chat.api.users import UserOut
 from chat.client_address import client_address
 from chat.errors import Unauthenticated
 from chat.login import Tokens

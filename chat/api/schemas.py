@@ -11,11 +11,13 @@ for the document, and stay open (clients must accept fields added later).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from chat.auth import MAX_SUB_CHARS
 from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from chat.store.models import SENDER_TYPES, STATES
 from states.clock import iso_from_ms, ms_from_iso
@@ -82,6 +84,20 @@ class Stripped(fields.String):
 def Id(**kwargs: Any) -> fields.String:  # noqa: N802 - a field factory reads like a field class
     """An id or user id: 1 to 64 characters (the VARCHAR(64) columns)."""
     return fields.String(validate=validate.Length(min=1, max=64), **kwargs)
+
+
+def _no_control_characters(value: str) -> None:
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValidationError("Must not contain control characters.")
+
+
+def UserId(**kwargs: Any) -> fields.String:  # noqa: N802 - a field factory reads like a field class
+    """A user id as a token's `sub` (PROTOCOL 2): 1 to 64 characters, no control characters."""
+    rule = f"1 to {MAX_SUB_CHARS} characters, no control characters"
+    metadata = kwargs.pop("metadata", {})
+    metadata["description"] = f"{metadata['description']}; {rule}" if "description" in metadata else rule
+    return fields.String(validate=[validate.Length(min=1, max=MAX_SUB_CHARS), _no_control_characters],
+                         metadata=metadata, **kwargs)
 
 
 def Title(**kwargs: Any) -> fields.String:  # noqa: N802

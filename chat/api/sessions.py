@@ -6,7 +6,7 @@ from typing import Any
 
 from chat import render
 from chat.api.common import EVERYONE, Ctx, endpoint
-from chat.api.schemas import Body, ConversationOut, Id, Metadata
+from chat.api.schemas import Body, ConversationOut, Id, Metadata, UserId
 from chat.errors import Forbidden
 
 ID_DOC = {"id": "the conversation (session) id"}
@@ -16,8 +16,8 @@ class StartSessionBody(Body):
     """A new conversation."""
 
     metadata = Metadata(load_default=dict)
-    user_id = Id(load_default=None, allow_none=True,
-                 metadata={"description": "admin only: start it for this user (a customer may name only itself)"})
+    user_id = UserId(load_default=None, allow_none=True,  # a token's sub: a customer could own no other
+                     metadata={"description": "admin only: start it for this user (a customer may name only itself)"})
     team_id = Id(load_default=None, allow_none=True, metadata={"description": "an existing team"})
 
 

@@ -9,15 +9,13 @@ and tokens that name its old role (4401; a refresh gives a token with the new on
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import fields, validate
 
 from chat import keys
 from chat.api.common import ADMIN, Ctx, endpoint
-from chat.api.schemas import DATE_TIME, Body, Id, Out, page_of
-from chat.auth import MAX_SUB_CHARS
+from chat.api.schemas import DATE_TIME, Body, Id, Out, UserId, page_of
 from chat.errors import Conflict, Invalid, NotFound
 from chat.limits import counter_range
 from chat.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
@@ -28,18 +26,6 @@ from chat.ws.registry import StrictBoolean
 
 USER_DOC = {"id": "the user id"}
 MAX_TEAMS = 100
-
-
-def _no_control_characters(value: str) -> None:
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise ValidationError("Must not contain control characters.")
-
-
-def UserId(**kwargs: Any) -> fields.String:  # noqa: N802 - a field factory reads like a field class
-    """A user id as a token's `sub` (PROTOCOL 2): 1 to 64 characters, no control characters."""
-    return fields.String(validate=[validate.Length(min=1, max=MAX_SUB_CHARS), _no_control_characters],
-                         metadata={"description": f"1 to {MAX_SUB_CHARS} characters, no control characters"},
-                         **kwargs)
 
 
 def Password(**kwargs: Any) -> fields.String:  # noqa: N802

@@ -33,6 +33,9 @@ async def test_sessions(api):
     assert status == 201 and for_bob["user_id"] == bob.user_id and for_bob["metadata"] == {}
     status, body = await api.call("GET", f"/api/v1/sessions/{for_bob['id']}", as_=bob)
     assert status == 200 and body["id"] == for_bob["id"]
+    for nobody in ("a\u0001b", "", "x" * 65):  # no token's sub could be this: a conversation no customer could own
+        status, body = await api.call("POST", "/api/v1/sessions", as_=admin, json={"user_id": nobody})
+        assert_error(status, body, 400, "invalid")
     status, body = await api.call("POST", "/api/v1/sessions", as_=alice, json={"team_id": uid("no-team")})
     assert_error(status, body, 404, "not_found")
     status, body = await api.call("POST", "/api/v1/sessions", as_=alice, json={"metadata": "not an object"})
