@@ -201,7 +201,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 
     settings = _settings(args, say_env_file=False)  # stdout is the token; the file read is no news here
     teams = [t for t in (args.teams or "").split(",") if t]
-    print(issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams))
+    try:
+        token = issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams)
+    except ValueError as exc:  # a token the service would refuse is not printed
+        print(f"chat-api token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -292,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a JWT signed with JWT_SECRET_KEY")
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--role", required=True, choices=["customer", "agent", "admin"])
-    token.add_argument("--ttl-s", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl-s", type=positive_int, default=3600, help="lifetime in seconds, ≥ 1 (default 3600)")
     token.add_argument("--name", help="display name claim")
     token.add_argument("--teams", help="comma-separated team ids (agents)")
     token.set_defaults(func=cmd_token)

@@ -9,6 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from chat.cli import main
 from chat.store.schema import MIGRATIONS
 from states import mermaid_diagram
 
@@ -30,6 +31,22 @@ def test_token_is_signed_with_the_configured_secret(tmp_path):
     claims = jwt.decode(proc.stdout.strip(), "cli-secret-0123456789abcdef0123456", algorithms=["HS256"])
     assert claims["sub"] == "agent-7" and claims["role"] == "agent" and claims["teams"] == ["t1", "t2"]
     assert 110 <= claims["exp"] - claims["iat"] <= 120
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--sub", ""], "sub must be"), (["--sub", "x" * 65], "sub must be"), (["--sub", "a\nb"], "sub must be"),
+    (["--sub", "u", "--ttl-s", "-100"], "--ttl-s: must be >= 1"),
+    (["--sub", "u", "--ttl-s", "0"], "--ttl-s: must be >= 1"),
+])
+def test_token_never_prints_one_the_service_would_refuse(args, problem, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
+    try:
+        code = main(["--env-file", "/dev/null", "token", "--role", "customer", *args])
+    except SystemExit as exit_:  # argparse's refusal of the option
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and problem in err
 
 
 def test_states_diagram_matches_the_table():
