@@ -37,8 +37,12 @@ def read_password(args: argparse.Namespace) -> str:
         password = password[:-1] if password.endswith("\n") else password
         password = password[:-1] if password.endswith("\r") else password
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Password (again): ") != password:
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Password (again): ")
+        except EOFError:  # no terminal, and nothing on stdin (getpass's fallback)
+            raise UsageError("no password given (without a terminal, use --password-stdin)") from None
+        if again != password:
             raise UsageError("the two passwords differ")
     problem = password_problem(password)
     if problem:

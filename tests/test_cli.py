@@ -202,6 +202,19 @@ def test_users_add_refuses_bad_input_with_exit_2(users_env, capsys, args, stdin)
     assert _account(database_url, args[1])[0] is None
 
 
+def test_no_terminal_and_nothing_on_stdin_is_one_line_and_exit_2(users_env, capsys, monkeypatch):
+    cli, database_url = users_env
+
+    def no_terminal(prompt: str = "") -> str:
+        raise EOFError  # what getpass's fallback to stdin raises on an empty stdin (`users add </dev/null`)
+
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    assert cli("add", "--id", "no-tty", "--role", "agent") == 2
+    assert capsys.readouterr().err.strip() == (
+        "chat-api: no password given (without a terminal, use --password-stdin)")
+    assert _account(database_url, "no-tty")[0] is None
+
+
 def test_a_password_is_never_an_argument(users_env):
     cli, _ = users_env
     with pytest.raises(SystemExit) as usage:
