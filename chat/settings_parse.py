@@ -184,16 +184,6 @@ def parse_redis_url(url: str, variable: str = "REDIS_URL") -> RedisConfig:
     return RedisConfig(url=url.strip(), host=parts.hostname or "", port=port or 6379, db=db, scheme=parts.scheme)
 
 
-def check_cluster(redis: RedisConfig | None) -> None:
-    """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
-    if redis is None:
-        raise SettingsError("REDIS_CLUSTER", "needs REDIS_URL: a node of the cluster, e.g. redis://10.0.0.5:6379")
-    if redis.scheme == "unix":
-        raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
-    if redis.db != 0:
-        raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
-
-
 @dataclass(frozen=True)
 class Parser(Generic[T]):
     """Turns a variable's (non-blank) text into a value or a SettingsError; `check` says how, for the docs."""
@@ -279,6 +269,13 @@ def _origin(variable: str, text: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
 
 
+def _url_root(variable: str, text: str) -> str:
+    parts, _port = _split(text, variable)  # a bad port is refused here, not at the first AI turn
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        raise SettingsError(variable, "must be an http(s) URL with a host, e.g. https://dashscope.aliyuncs.com/api/v1")
+    return text.strip().rstrip("/")
+
+
 def _origins(variable: str, text: str) -> tuple[str, ...]:
     origins = (_origin(variable, item.strip()) for item in text.split(",") if item.strip())
     return tuple(dict.fromkeys(origins))
@@ -313,7 +310,7 @@ SECRET_LIST = Parser(_secret_list, "comma-separated; blanks around and between t
 
 TEXT: Parser[str] = Parser(lambda _variable, text: text)
 CHANNEL_PREFIX = Parser(_channel_prefix, "no `{` or `}`")
-URL_ROOT: Parser[str] = Parser(lambda _variable, text: text.rstrip("/"), "a trailing `/` is stripped")
+URL_ROOT: Parser[str] = Parser(_url_root, "an http(s) URL with a host; a trailing `/` is stripped")
 PATH: Parser[Path] = Parser(lambda _variable, text: Path(text))
 PHRASES = Parser(_phrases, "`|`-separated, case-insensitive substrings; empty: no phrases (no keyword handoff)")
 DATABASE = Parser(_database, "needs a host and a database name; port 3306 and user `root` by default")

@@ -1,5 +1,6 @@
 """The rules between settings (chat.settings reads each one alone, then joins them here): the embedded
-mode and its defaults, the JWT secrets' length outside it, and what each AI provider needs."""
+mode and its defaults, the JWT secrets' length outside it, Redis Cluster's needs, and what each AI provider
+needs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from chat.embedded_secret import embedded_secret
-from chat.settings_parse import DatabaseConfig, SettingsError, check_cluster
+from chat.settings_parse import DatabaseConfig, RedisConfig, SettingsError
 
 MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 
@@ -38,6 +39,16 @@ def join_settings(values: dict[str, Any], given: set[str]) -> None:
         raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
     if values["ai_provider"] == "openai" and "ai_base_url" not in given:
         raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
+
+
+def check_cluster(redis: RedisConfig | None) -> None:
+    """REDIS_CLUSTER=true needs a node to start from, over TCP, and database 0 (a cluster has no other)."""
+    if redis is None:
+        raise SettingsError("REDIS_CLUSTER", "needs REDIS_URL: a node of the cluster, e.g. redis://10.0.0.5:6379")
+    if redis.scheme == "unix":
+        raise SettingsError("REDIS_URL", "a Redis Cluster is reached over TCP: use redis:// or rediss://")
+    if redis.db != 0:
+        raise SettingsError("REDIS_URL", f"a Redis Cluster has only database 0, got {redis.db}")
 
 
 def _check_previous_keys(keys: tuple[str, ...]) -> None:

@@ -73,7 +73,11 @@ def test_cli_prints_one_clear_line_and_exits_2(tmp_path):
 @pytest.mark.parametrize(
     "env, variable",
     [({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"), ({"WS_HEARTBEAT_S": "0"}, "WS_HEARTBEAT_S"),
-     ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S"), ({"PORT": "65536"}, "PORT")],
+     ({"PRESENCE_TTL_S": "0"}, "PRESENCE_TTL_S"), ({"PORT": "65536"}, "PORT"),
+     ({"DASHSCOPE_API_KEY": "k", "DASHSCOPE_BASE_URL": "not a url"}, "DASHSCOPE_BASE_URL"),
+     ({"AI_PROVIDER": "openai", "AI_BASE_URL": "ftp://models.example.com/v1"}, "AI_BASE_URL"),
+     ({"AI_PROVIDER": "openai", "AI_BASE_URL": "https:///v1"}, "AI_BASE_URL"),
+     ({"AI_PROVIDER": "openai", "AI_BASE_URL": "http://models.example.com:99999/v1"}, "AI_BASE_URL")],
 )
 def test_values_that_would_break_the_service_are_refused(env, variable, tmp_path):
     with pytest.raises(SettingsError) as err:
