@@ -149,6 +149,10 @@ class Hub:
             self.interest.want(self.interest.conversation(conversation_id))
         self._subscriptions.add(peer_id, conversation_id)
 
+    def subscribed(self, peer_id: str, conversation_id: str) -> bool:
+        """Does the socket get this conversation's events?"""
+        return peer_id in self._by_conversation.members(conversation_id)
+
     async def listening(self, conversation_id: str) -> None:
         """Return once this instance receives the conversation's events published from now on (after
         `subscribe`; see Bus.listening): a read of its history after this misses nothing."""

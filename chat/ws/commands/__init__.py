@@ -43,8 +43,13 @@ class CommandContext:
             self._held[conversation_id] = keep
 
     def unsubscribe(self, conversation_id: str) -> None:
-        """Stop sending this conversation's events to the asking socket."""
+        """Stop sending this conversation's events to the asking socket (none held back for it is sent)."""
+        self.send_after_reply(conversation_id, lambda frame: False)
         self.hub.unsubscribe(self.peer_id, conversation_id)
+
+    def subscribed(self, conversation_id: str) -> bool:
+        """Does the asking socket get this conversation's events already?"""
+        return self.hub.subscribed(self.peer_id, conversation_id)
 
     def replied(self) -> None:
         """The reply (or the error) is queued: send what was held back for it, in order."""

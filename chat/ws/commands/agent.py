@@ -79,8 +79,17 @@ async def handle_unwatch(ctx: CommandContext, data: dict[str, Any]) -> dict[str,
 @command("conversation.claim", ConversationOnlySchema, roles=AGENT_ROLES)
 async def handle_claim(ctx: CommandContext, data: dict[str, Any]) -> dict[str, Any]:
     """`ai` or `handoff` -> `human`, assigned to this agent; racing agents: one wins."""
-    conversation = await ctx.ops.assignment.claim(ctx.identity, data["conversation_id"])
-    await ctx.subscribe(conversation.id)
+    cid = data["conversation_id"]
+    await ctx.ops.conversations.get_for(ctx.identity, cid)  # no events of one it may not see
+    # subscribed before the move, so this socket hears it and the messages it brings, after the reply
+    watching = ctx.subscribed(cid)
+    await ctx.subscribe(cid, hold=True)
+    try:
+        conversation = await ctx.ops.assignment.claim(ctx.identity, cid)
+    except BaseException:
+        if not watching:
+            ctx.unsubscribe(cid)
+        raise
     return {"conversation": await ctx.ops.conversations.view(conversation)}
 
 

@@ -76,6 +76,25 @@ async def test_claim_from_ai_is_a_takeover(harness):
     assert (await agent.request("conversation.claim", conversation_id=closed_id))["code"] == "conflict"
 
 
+async def test_the_claimer_hears_its_claim_after_the_reply_and_a_refused_claimer_hears_nothing(harness):
+    """The claiming socket subscribes before the move: its conversation.updated reaches it (after the reply),
+    also when the agent is no queue recipient (away); a claim that conflicts leaves no subscription behind."""
+    cust = await harness.connect("cust-1")
+    cid = (await cust.ok("conversation.start"))["conversation"]["id"]
+    agent = await harness.connect("agent-1", role="agent")  # away: no queue events
+    await agent.ok("conversation.claim", conversation_id=cid)
+    assert agent.events == []  # nothing of the claim before its reply
+    moved = await agent.event("conversation.updated", lambda f: f["data"]["conversation"]["id"] == cid)
+    assert (moved["data"]["previous_state"], moved["data"]["conversation"]["state"]) == ("ai", "human")
+
+    late = await harness.connect("agent-2", role="agent")
+    assert (await late.request("conversation.claim", conversation_id=cid))["code"] == "conflict"
+    await cust.ok("message.send", conversation_id=cid, client_msg_id="c1", content="hello?")
+    await agent.event("message.created", is_sender("customer"))
+    await late.request("ping")  # its socket's frames so far have arrived
+    assert [f for f in late.events if f["type"] in ("message.created", "conversation.updated")] == []
+
+
 async def test_private_notes_never_reach_the_customer(harness):
     h = harness
     cust = await h.connect("cust-1")
