@@ -45,6 +45,12 @@ class Identity:
         """Only admins."""
         return self.role == "admin"
 
+    @property
+    def speaker(self) -> str:
+        """Who this identity is in a conversation, as `typing` names its sender: `agent:<id>` (admins too)
+        or `customer:<id>` (an agent and a customer may share an id string)."""
+        return f"{'agent' if self.is_agent else 'customer'}:{self.user_id}"
+
 
 def issue_token(
     secret: str,

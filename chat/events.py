@@ -117,7 +117,7 @@ class CustomerWriting:
 
 @dataclass(frozen=True, slots=True)
 class Typing:
-    """Someone is typing (or stopped); `skip` is the socket that said so."""
+    """Someone is typing (or stopped); `skip` is who (Identity.speaker): none of its sockets hears it back."""
 
     conversation: Conversation
     sender_type: str

@@ -217,8 +217,8 @@ class Hub:
         targets = []
         for pid in ids:
             peer = self.peers[pid]
-            if pid == message.skip:
-                continue
+            if message.skip is not None and peer.identity.speaker == message.skip:
+                continue  # the typist's own tabs
             agent = peer.identity.is_agent
             if (agent and not message.customer_only) or (
                     not agent and not message.agents_only and peer.identity.user_id == message.owner):

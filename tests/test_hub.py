@@ -58,8 +58,17 @@ def test_agents_only_frames_never_reach_customers_and_skip_is_skipped():
     hub = hub_with(cust, agent1, agent2)
     for p in (cust, agent1, agent2):
         hub.subscribe(p.id, "conv-1")
-    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, agents_only=True, skip="a1")) == 1
+    assert hub.to_conversation(ToConversation("conv-1", "c1", FRAME, agents_only=True, skip="agent:a1")) == 1
     assert (cust.got, agent1.got, agent2.got) == ([], [], [FRAME])
+
+
+def test_skip_names_a_speaker_none_of_whose_tabs_get_it_and_no_one_else_of_that_id():
+    """A customer typing in one tab is not told so in its others; an agent whose id is the same string is."""
+    tab1, tab2, agent = peer("t1", "u7"), peer("t2", "u7"), peer("a", "u7", "agent")
+    hub = hub_with(tab1, tab2, agent)
+    hub.subscribe("a", "conv-1")
+    assert hub.to_conversation(ToConversation("conv-1", "u7", FRAME, skip="customer:u7")) == 1
+    assert (tab1.got, tab2.got, agent.got) == ([], [], [FRAME])
 
 
 def test_to_user_subscribes_its_sockets_even_without_a_frame():

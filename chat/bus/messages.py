@@ -28,7 +28,7 @@ class ToConversation:
     owner: str
     frame: Frame
     agents_only: bool = False
-    skip: str | None = None  # the socket that caused it (typing), which does not get it back
+    skip: str | None = None  # who caused it (typing: Identity.speaker), none of whose sockets gets it back
     customer_only: bool = False  # for the customer's sockets, not the agents' (csat.requested)
 
     def fields(self) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class Publisher:
         self.bus.publish_soon(_to(event.conversation, "message.created", data, agents_only=event.message.private))
 
     async def on_typing(self, event: Typing) -> None:
-        """typing, to everyone but the socket that said it."""
+        """typing, to everyone but the typist's sockets."""
         data = {"conversation_id": event.conversation.id, "sender_type": event.sender_type, "on": event.on}
         await self._to_conversation(event.conversation, "typing", data, skip=event.skip)
 

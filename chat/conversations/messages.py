@@ -267,9 +267,9 @@ class Messages:
         text = content.casefold()
         return any(phrase in text for phrase in self._phrases)
 
-    async def typing(self, identity: Identity, conversation_id: str, on: bool, peer_id: str | None) -> None:
-        """Tell the other subscribers that someone is typing (only the conversation's id and owner matter:
-        this instance's last seen record does, when there is one)."""
+    async def typing(self, identity: Identity, conversation_id: str, on: bool) -> None:
+        """Tell the subscribers other than the typist (none of its tabs) that it is typing (only the
+        conversation's id and owner matter: this instance's last seen record does, when there is one)."""
         conversation = (self.conversations.last_seen(identity, conversation_id)
                         or await self.conversations.get_for(identity, conversation_id))
-        await self.events.emit(Typing(conversation, sender_type_of(identity), on, peer_id))
+        await self.events.emit(Typing(conversation, sender_type_of(identity), on, identity.speaker))

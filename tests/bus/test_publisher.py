@@ -59,9 +59,9 @@ async def test_a_move_into_the_queue_tells_subscribers_and_the_team():
 async def test_a_private_note_is_for_agents_only_and_typing_skips_its_sender():
     note = Message(id="m1", conversation_id="c1", seq=3, sender_type="agent", sender_id="a1", content="vip",
                    private=True, client_msg_id="n1", created_ms=0)
-    sent = await publishing(MessageStored(record("human"), note), Typing(record("human"), "agent", True, "sock-1"))
+    sent = await publishing(MessageStored(record("human"), note), Typing(record("human"), "agent", True, "agent:a1"))
     assert isinstance(sent[0], ToConversation) and sent[0].agents_only and sent[0].frame["type"] == "message.created"
-    assert isinstance(sent[1], ToConversation) and sent[1].skip == "sock-1" and not sent[1].agents_only
+    assert isinstance(sent[1], ToConversation) and sent[1].skip == "agent:a1" and not sent[1].agents_only
 
 
 async def test_assignment_subscribes_the_agent_and_tells_it_unless_it_claimed():

@@ -89,7 +89,7 @@ async def test_a_customer_never_reaches_another_customers_conversation(harness):
     with pytest.raises(NotFound):
         await harness.ops.messages.send(OTHER, c.id, content="hi", client_msg_id="x")
     with pytest.raises(NotFound):
-        await harness.ops.messages.typing(OTHER, c.id, True, None)
+        await harness.ops.messages.typing(OTHER, c.id, True)
     assert "hi" not in await stored(harness, c.id)
 
 

@@ -145,7 +145,7 @@ async def handle_handoff(ctx: CommandContext, data: dict[str, Any]) -> dict[str,
 @command("typing", TypingSchema)
 async def handle_typing(ctx: CommandContext, data: dict[str, Any]) -> None:
     """Tell the other side someone is typing (no reply unless the frame has an id)."""
-    await ctx.ops.messages.typing(ctx.identity, data["conversation_id"], data["on"], ctx.peer_id)
+    await ctx.ops.messages.typing(ctx.identity, data["conversation_id"], data["on"])
 
 
 @command("conversation.close", ConversationOnlySchema)

@@ -125,15 +125,23 @@ async def test_every_tab_of_the_customer_gets_the_events(h):
 
 
 async def test_typing_goes_to_others_not_the_sender(h):
+    """PROTOCOL 3.6: to the subscribers other than the sender, none of whose tabs hears it back."""
     tab1 = await h.connect("cust-1")
     tab2 = await h.connect("cust-1")
+    agent = await h.connect("agent-1", role="agent")
     cid = (await tab1.ok("conversation.start"))["conversation"]["id"]
+    await agent.ok("conversation.watch", conversation_id=cid)
     await tab1.send({"type": "typing", "conversation_id": cid, "on": True})  # no id: no reply
-    ev = await tab2.event("typing")
+    ev = await agent.event("typing")
     assert ev["data"] == {"conversation_id": cid, "sender_type": "customer", "on": True}
     assert await tab1.ok("typing", conversation_id=cid, on=False) == {}
-    await tab1.send({"type": "ping", "id": 1})
-    assert await tab1.recv() == {"id": 1, "type": "pong"}  # no typing event echoed to the sender
+    await agent.event("typing", lambda f: f["data"]["on"] is False)
+    for tab in (tab1, tab2):  # the frames sent to each tab before its pong have all arrived: no typing among them
+        await tab.request("ping")
+        assert [f for f in tab.events if f["type"] == "typing"] == []
+    await agent.ok("typing", conversation_id=cid, on=True)
+    for tab in (tab1, tab2):
+        assert (await tab.event("typing"))["data"]["sender_type"] == "agent"
 
 
 async def test_handoff_request_and_close_then_message_reopens(h):
