@@ -1,8 +1,10 @@
 """Schema upgrades on MariaDB and SQLite, and the check that refuses another system's tables."""
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMySQL)
@@ -10,7 +12,7 @@ import pytest
 
 from chat import cli
 from chat.settings import parse_database_url
-from chat.store import Store, connect
+from chat.store import Database, Store, connect
 from chat.store.migrations import ForeignSchema, type_family
 from chat.store.schema import LATEST_VERSION, MIGRATIONS, Tables
 from tests.conftest import TEST_DATABASE_URL, new_id, redis_url
@@ -26,14 +28,23 @@ async def test_upgrade_is_idempotent(store):
         assert await store.db.fetchone(f"SELECT COUNT(*) FROM {table}") is not None
 
 
+@contextlib.asynccontextmanager
+async def tables_of_their_own(database_url: str, name: str) -> AsyncIterator[tuple[Database, Store]]:
+    """A database and Store under a prefix of their own (the versions applied are the test's); dropped after."""
+    db = await connect(replace(parse_database_url(database_url), table_prefix=f"{name}_{os.getpid()}_"))
+    try:
+        yield db, Store(db)
+    finally:
+        for table in reversed(db.tables.all()):
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+        await db.close()
+
+
 async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows(database_url, monkeypatch):
     """Version 2 adds users.password_hash (ALTER TABLE) and refresh_tokens to a database made by version 1."""
     from chat.store import migrations
 
-    prefix = f"v1_{os.getpid()}_"
-    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
-    try:
-        store = Store(db)
+    async with tables_of_their_own(database_url, "v1") as (db, store):
         monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:1])
         assert await store.migrations.upgrade() == [1]
         await db.execute(f"INSERT INTO {db.tables.users} (id, role, active, created_ms, updated_ms) "
@@ -45,20 +56,13 @@ async def test_a_version_1_database_gets_the_accounts_columns_and_keeps_its_rows
         assert await db.fetchone(f"SELECT id, password_hash FROM {db.tables.users}") == ("old-agent", None)
         assert await db.fetchone(f"SELECT COUNT(*) FROM {db.tables.refresh_tokens}") == (0,)
         await store.migrations._add_column(MIGRATIONS[1][1][0])  # a rerun (another instance) finds it there
-    finally:
-        for table in reversed(db.tables.all()):
-            await db.execute(f"DROP TABLE IF EXISTS {table}")
-        await db.close()
 
 
 async def test_version_6_makes_a_version_5_databases_client_msg_ids_exact(database_url, monkeypatch):
     """Before version 6, MySQL's utf8mb4_bin (PAD SPACE) took `k1 ` for a resend of `k1`: acknowledged, not stored."""
     from chat.store import migrations
 
-    prefix = f"v5_{os.getpid()}_"
-    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
-    try:
-        store = Store(db)
+    async with tables_of_their_own(database_url, "v5") as (db, store):
         monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:5])
         assert await store.migrations.upgrade() == ALL_VERSIONS[:5]
         cid = new_id()
@@ -73,20 +77,13 @@ async def test_version_6_makes_a_version_5_databases_client_msg_ids_exact(databa
                                                       client_msg_id="k1 ")
         assert created and second.id != first.id
         assert [m.content for m in await store.messages.list_of(cid)] == ["a", "b"]
-    finally:
-        for table in reversed(db.tables.all()):
-            await db.execute(f"DROP TABLE IF EXISTS {table}")
-        await db.close()
 
 
 async def test_a_version_missing_below_the_highest_is_applied(database_url, monkeypatch):
     """Versions from two branches may land in either order: one recorded above another never skips it."""
     from chat.store import migrations
 
-    prefix = f"gap_{os.getpid()}_"
-    db = await connect(replace(parse_database_url(database_url), table_prefix=prefix))
-    try:
-        store = Store(db)
+    async with tables_of_their_own(database_url, "gap") as (db, store):
         missing = MIGRATIONS[-2]
         monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m is not missing])
         assert missing[0] not in await store.migrations.upgrade()
@@ -94,10 +91,6 @@ async def test_a_version_missing_below_the_highest_is_applied(database_url, monk
         assert await store.migrations.upgrade() == [missing[0]]
         assert await store.migrations.upgrade() == []
         assert await store.migrations.differences() == []
-    finally:
-        for table in reversed(db.tables.all()):
-            await db.execute(f"DROP TABLE IF EXISTS {table}")
-        await db.close()
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
