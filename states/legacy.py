@@ -37,6 +37,7 @@ _FIRST_STATE = {"ai": State.AI.value, "human": State.HANDOFF.value}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _EPOCH_MS = re.compile(r"[+-]?\d+(?:\.\d*)?")  # epoch ms written as text
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")  # an ISO 8601 date, no time of day
 _MIN_EPOCH_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
@@ -94,7 +95,8 @@ def _preview(value: Any, limit: int = 60) -> str:
 def parse_timestamp(value: Any, name: str, naive_tz: tzinfo = UTC) -> str | None:
     """An old ``createdAt``/``updatedAt`` (ISO 8601, offset or UTC; epoch ms as a number or a string)
     as ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None when absent. An ISO time without an offset (naive,
-    ``"2025-04-30 18:00:00"``) is read in ``naive_tz``."""
+    ``"2025-04-30 18:00:00"``) is read in ``naive_tz``; a date alone (``"2025-04-30"``) is UTC
+    midnight, as JavaScript's Date reads it."""
     return _parse_timestamp(value, name, naive_tz)[0]
 
 
@@ -124,9 +126,10 @@ def _parse_text(value: str, name: str, naive_tz: tzinfo) -> tuple[str, bool]:
         return _from_epoch_ms(float(text) if "." in text else int(text), name), False
     try:
         moment = datetime.fromisoformat(text)
-        naive = moment.tzinfo is None
-        if naive:
-            moment = moment.replace(tzinfo=naive_tz)
+        # `new Date("2025-04-30")` is UTC midnight: only a date-time without an offset is local time
+        naive = moment.tzinfo is None and not _DATE_ONLY.fullmatch(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=naive_tz if naive else UTC)
         return iso_from_ms((moment - _EPOCH) // _ONE_MS), naive
     except (ValueError, OverflowError):
         problem = f"{name} is neither ISO 8601 nor epoch ms: {_preview(value)}"

@@ -235,6 +235,18 @@ def test_naive_times_are_read_in_the_given_zone():
     assert not to_new({"userId": "u", "createdAt": "2025-04-30T18:00:00.000Z"}, NOW).naive_time
 
 
+def test_a_date_alone_is_utc_midnight_whatever_the_naive_zone():
+    """The old services' `new Date("2025-04-30")` is UTC midnight: --naive-tz is for date-times only."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert parse_timestamp("2025-04-30", "t", shanghai) == "2025-04-30T00:00:00.000Z"
+    assert parse_timestamp("2025-04-30T00:00", "t", shanghai) == "2025-04-29T16:00:00.000Z"
+    original = {"userId": "u", "agent": "ai", "context": {}, "createdAt": "2025-04-30"}
+    converted = to_new(original, NOW, shanghai)
+    assert converted.record["created_at"] == "2025-04-30T00:00:00.000Z" and not converted.naive_time
+    # the reverse migration gives the unchanged date back as the old services wrote it
+    assert to_old(converted.record, original)["createdAt"] == "2025-04-30"
+
+
 def test_a_naive_time_never_puts_updated_before_created():
     with pytest.raises(ConversionError) as exc:
         to_new({"userId": "u", "createdAt": "2025-04-30 18:00:00", "updatedAt": "2025-04-30T10:30:00Z"}, NOW)
