@@ -175,7 +175,23 @@ async def test_rows_that_cannot_be_imported_are_listed_and_fail_the_run(tmp_path
     assert "labels: 2 read, 1 added, 0 already there, 0 invalid, 1 refused" in out
     assert "conversations: 4 read, 3 added, 0 already there, 1 invalid, 0 refused" in out
     assert "conversations id=103: status = 'archived' is not in its map" in out
-    assert "label-7: refused (a unique value is taken" in out
+    assert "labels id=7 (new id label-7): refused (a unique value is taken" in out  # the old key first
+
+
+async def test_a_message_whose_conversation_is_not_in_the_old_table_is_reported_and_fails_the_run(legacy_url,
+                                                                                                  capsys):
+    """No conversation batch reads it: it must still be counted, named by its old key, and fail the run."""
+    db = await connect(parse_database_url(legacy_url))
+    try:
+        await db.execute("INSERT INTO messages VALUES (1006, 999, 'contact', NULL, 'lost', 0, '2024-04-05 10:00:00')")
+    finally:
+        await db.close()
+
+    assert await asyncio.to_thread(run_command, prefixed(legacy_url), EXAMPLE, dry_run=False, batch=2) == 1
+
+    out = capsys.readouterr().out
+    assert "messages: 7 read, 6 added, 0 already there, 1 invalid, 0 refused" in out
+    assert "messages id=1006: its conversation 999 is not in conversations (not imported)" in out
 
 
 async def test_a_row_fixed_after_a_run_that_refused_it_is_imported_by_the_next_run(tmp_path):

@@ -71,6 +71,7 @@ class LegacyImport:
         self.tables_exist = tables_exist  # False on a dry run before the first upgrade: nothing is there yet
         self.progress = progress
         self.counts = {target: Counts() for target in mapping.sections}
+        self.old_keys: dict[tuple[str, str], Any] = {}  # (target, new id) -> old key: problems name the old row
 
     async def run(self) -> dict[str, Counts]:
         """Import every mapped table, parents first; the counts per table."""
@@ -79,6 +80,8 @@ class LegacyImport:
                 await self._plain(self.mapping.sections[target])
         if "conversations" in self.mapping.sections:
             await self._conversations()
+            if "messages" in self.mapping.sections:
+                await self._orphan_messages()
         return self.counts
 
     # --- reading the old tables --------------------------------------------------------------
@@ -149,6 +152,7 @@ class LegacyImport:
         for old in old_rows:
             try:
                 rows.append(self._convert(section, old, looked))
+                self.old_keys[section.target, rows[-1]["id"]] = old[section.key]
             except (ValueProblem, KeyError, TypeError, ValueError) as exc:
                 counts.invalid += 1
                 counts.problem(f"{section.source} {section.key}={old[section.key]!r}: {exc}")
@@ -190,7 +194,7 @@ class LegacyImport:
             except IntegrityError as exc:
                 counts.refused += 1
                 what = "a unique value is taken" if isinstance(exc, DuplicateKey) else "a parent row is missing"
-                counts.problem(f"{target} {row['id']}: refused ({what}: {exc})")
+                counts.problem(f"{self._old_row(target, row)}: refused ({what}: {exc})")
                 continue
             counts.added += 1
             added.append(row)
@@ -235,6 +239,29 @@ class LegacyImport:
             async with self.db.transaction() as tx:
                 await tx.executemany(f"UPDATE {table} SET last_seq = %s WHERE id = %s AND last_seq < %s",
                                      [(seq, cid, seq) for cid, seq in last_seq.items()])
+
+    def _old_row(self, target: str, row: NewRow) -> str:
+        """`labels id=7 (new id …)`: the old row a new one came from, as the operator knows it."""
+        section = self.mapping.sections[target]
+        return f"{section.source} {section.key}={self.old_keys.get((target, row['id']))!r} (new id {row['id']})"
+
+    async def _orphan_messages(self) -> None:
+        """Old messages whose conversation is not in the old conversations table: no batch reads them, so
+        they are counted here as read and invalid, by their old key, never skipped quietly."""
+        section, parent = self.mapping.sections["messages"], self.mapping.sections["conversations"]
+        link = quoted(section.columns["conversation_id"].column)
+        orphans = await self.db.fetchall(
+            f"SELECT m.{quoted(section.key)}, m.{link} FROM {quoted(section.source)} m WHERE m.{link} IS NULL OR "
+            f"NOT EXISTS (SELECT 1 FROM {quoted(parent.source)} c WHERE c.{quoted(parent.key)} = m.{link}) "
+            f"ORDER BY m.{quoted(section.key)}")
+        counts = self.counts["messages"]
+        for key, conversation in orphans:
+            counts.read += 1
+            counts.invalid += 1
+            counts.problem(f"{section.source} {section.key}={key!r}: its conversation "
+                           f"{conversation!r} is not in {parent.source} (not imported)")
+        if orphans:
+            self.progress(counts.line("messages", dry_run=self.dry_run))
 
     async def _present(self, target: str, rows: list[NewRow]) -> set[str]:
         """The ids of these rows stored already."""
