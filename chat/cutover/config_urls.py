@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 DB_DEFAULTS = {
     "DB_HOST": "localhost",
@@ -71,3 +71,26 @@ def redis_url(env: Mapping[str, str], target_db: int) -> str:
     password = env.get("REDIS_PASSWORD", "")
     auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/{target_db}"
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` naming database ``db``: the path of a redis:// or rediss:// URL, the ``db`` parameter of a
+    unix:// one; the rest (a percent-encoded password) exactly as it was."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "db"]
+    path = parts.path
+    if parts.scheme == "unix":
+        query.append(("db", str(db)))
+    else:
+        path = f"/{db}"
+    text = urlencode(query, safe="*")
+    # by hand: urlunsplit drops the `//` of a unix:///path URL (no host)
+    return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{text}" if text else "") + (
+        f"#{parts.fragment}" if parts.fragment else "")
+
+
+def redis_db_of(url: str) -> int:
+    """The database a Redis URL names (as redis-py reads it: ``?db=``, else the path, else 0)."""
+    parts = urlsplit(url)
+    given = dict(parse_qsl(parts.query)).get("db") or parts.path.strip("/") or "0"
+    return int(given) if given.isascii() and given.isdigit() else 0

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, MASK, mask_url
-from chat.cutover.config_urls import REDIS_DEFAULTS, database_url, redis_url, valid_port, value_or_default
+from chat.cutover.config_urls import (
+    REDIS_DEFAULTS,
+    database_url,
+    redis_db_of,
+    redis_url,
+    valid_port,
+    value_or_default,
+    with_redis_db,
+)
 from chat.cutover.envfile import quote_value, read_env, write_env
 
 PROG = "migrate_config.py"
@@ -102,6 +110,7 @@ def migrate(old: Mapping[str, str | None], *, redis_db: int = TARGET_REDIS_DB) -
         if name in env and name not in used:
             _set(result, name, env[name], name)
             used.add(name)
+    _carried_redis_db(env, result, redis_db)
     result.unmapped = {name: UNMAPPED_REASONS.get(name, GENERIC_REASON) for name in env if name not in used}
     result.values = {name: result.values[name] for name in NEW_NAMES if name in result.values}
     return result
@@ -135,6 +144,23 @@ def _note_target_db(env: Mapping[str, str], result: Migration, redis_db: int) ->
             f"REDIS_DB={old_db} is the old services' database: REDIS_URL names db {redis_db}, "
             "where migrate_redis.py writes the converted records (--redis-db to change)"
         )
+
+
+def _carried_redis_db(env: Mapping[str, str], result: Migration, redis_db: int) -> None:
+    """A REDIS_URL the old .env already had names the migration's target too (PROTOCOL 8): the
+    service must read the database migrate_redis.py writes, not the old services' one."""
+    url = result.values.get("REDIS_URL")
+    if url is None or result.sources.get("REDIS_URL") != "REDIS_URL":
+        return
+    old_db = redis_db_of(url)
+    if old_db == redis_db:
+        return
+    _set(result, "REDIS_URL", with_redis_db(url, redis_db), "REDIS_URL")
+    result.sources["REDIS_URL"] += f"; db {redis_db}: the migration's target"
+    result.notes.append(
+        f"REDIS_URL={mask_url(url)} names db {old_db}, the old services' database: rewritten to db {redis_db}, "
+        "where migrate_redis.py writes the converted records (--redis-db to change)"
+    )
 
 
 def _log_level(env: dict[str, str], result: Migration, used: set[str]) -> None:

@@ -171,7 +171,7 @@ def test_new_style_variables_are_carried_over(tmp_path):
 
     assert rc == 0
     assert dotenv_values(new) == {
-        "REDIS_URL": "redis://cache:6379/3",
+        "REDIS_URL": "redis://cache:6379/1",  # the migration's target, not the old db (see below)
         "JWT_SECRET_KEY": "abc",
         "AI_MODEL": "qwen-plus",
     }
@@ -300,6 +300,29 @@ def test_redis_url_names_the_migration_target(tmp_path, capsys, extra, db):
     assert rc == 0
     assert dotenv_values(new)["REDIS_URL"] == f"redis://cache:6379/{db}"
     assert f"REDIS_DB=0 is the old services' database: REDIS_URL names db {db}" in capsys.readouterr().err
+
+
+# A carried-over REDIS_URL names the migration's target too (PROTOCOL 8), its password untouched.
+@pytest.mark.parametrize(("text", "extra", "written"), [
+    ("REDIS_URL=redis://:pw%40x@10.0.0.5:6379/0\n", (), "redis://:pw%40x@10.0.0.5:6379/1"),
+    ("REDIS_URL=redis://:pw%40x@10.0.0.5:6379/0\n", ("--redis-db", "1"), "redis://:pw%40x@10.0.0.5:6379/1"),
+    ("REDIS_URL='rediss://u:pw%40x@cache:6380?db=0&ssl_cert_reqs=none'\n", ("--redis-db", "5"),
+     "rediss://u:pw%40x@cache:6380/5?ssl_cert_reqs=none"),
+    ("REDIS_URL=unix:///run/redis.sock?db=0\n", (), "unix:///run/redis.sock?db=1"),
+])
+def test_a_carried_redis_url_names_the_migration_target(tmp_path, capsys, text, extra, written):
+    rc, new = run(tmp_path, text, *extra)
+
+    assert rc == 0
+    assert dotenv_values(new)["REDIS_URL"] == written
+    err = capsys.readouterr().err
+    assert "names db 0, the old services' database: rewritten to db" in err and "pw%40x" not in err
+
+
+def test_a_carried_redis_url_already_on_the_target_is_kept(tmp_path, capsys):
+    rc, new = run(tmp_path, "REDIS_URL=redis://cache:6379/1\n")
+    assert rc == 0 and dotenv_values(new)["REDIS_URL"] == "redis://cache:6379/1"
+    assert "rewritten" not in capsys.readouterr().err
 
 
 # Issue 12.3: LOG_LEVEL and DASHSCOPE_MODEL are carried over; every other variable is listed with why.
