@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chat-api", description="Customer-support chat service")
     parser.add_argument("--env-file", type=Path, metavar="PATH",
                         help="read the variables of this .env file (default: ./.env when it exists); "
-                             "variables already in the environment win. Give it before the command")
+                             "variables already in the environment win. Give it before the command (the "
+                             "cut-over commands also take it after theirs)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service")

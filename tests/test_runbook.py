@@ -64,10 +64,6 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> str
     return out
 
 
-def script(name: str) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / f"{name}.py")]
-
-
 @pytest.fixture
 def old_mysql() -> Iterator[tuple[str, str]]:
     """(database, user): a fresh database on the test server and a user with a password holding @ and :."""
@@ -146,13 +142,13 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     shell = operator_env(DB_TABLE_PREFIX="chat_")  # the backup takes the service's tables under their prefix
 
     # 1. backup (the service's Redis db 1 and its tables, which do not exist yet; the old .env)
-    out = run([*script("backup"), "--out", "backup", "--redis-url", redis_url(old_redis, 1), "--database-url",
+    out = run([CHAT_API, "backup", "--out", "backup", "--redis-url", redis_url(old_redis, 1), "--database-url",
                database_url, "--config", "old.env", "--no-mysqldump", "--quiet"], folder, shell)
     assert (folder / "backup" / "manifest.json").exists(), out
     assert REDIS_PASSWORD not in out and DB_PASSWORD not in out
 
     # 2. migrate_config: the new .env, then the two lines the runbook adds by hand
-    out = run([*script("migrate_config"), "--input", "old.env", "--output", ".env"], folder, shell)
+    out = run([CHAT_API, "migrate-config", "--input", "old.env", "--output", ".env"], folder, shell)
     assert "SOME_NODE_ONLY_SETTING" in out and REDIS_PASSWORD not in out
     new_env = (folder / ".env").read_text()
     assert new_env.split("REDIS_URL=", 1)[1].splitlines()[0].endswith("/1")  # the migration's target db
@@ -164,7 +160,7 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
         env_file.write("DB_TABLE_PREFIX=chat_\nAI_PROVIDER=echo\n")
 
     # 3. migrate_redis: db 0 -> db 1, the three junk keys accepted, naive times in Shanghai time
-    out = run([*script("migrate_redis"), "--source", redis_url(old_redis, 0), "--target", redis_url(old_redis, 1),
+    out = run([CHAT_API, "migrate-redis", "--source", redis_url(old_redis, 0), "--target", redis_url(old_redis, 1),
                "--naive-tz", "Asia/Shanghai", "--max-failures", str(len(JUNK)), "--verify", "--quiet",
                "--report", "migrate_redis_report.jsonl"], folder, operator_env())
     report = [json.loads(line) for line in (folder / "migrate_redis_report.jsonl").read_text().splitlines()]
@@ -187,10 +183,11 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     assert f"read {folder / '.env'}" in log, log  # the file read is said at start
     assert "echo" in log and REDIS_PASSWORD not in log and DB_PASSWORD not in log
 
-    # 6. rollback with the reverse migration: db 1 restored, changed sessions written back to db 0
-    out = run([*script("rollback"), "--from", "backup", "--redis-url", redis_url(old_redis, 1), "--database-url",
-               database_url, "--reverse-migrate", "--reverse-target", redis_url(old_redis, 0), "--yes",
-               "--skip-config"], folder, operator_env())
+    # 6. rollback as the monitor's hook runs it: db 1 and the database from ./.env, changed sessions to db 0
+    out = run([CHAT_API, "rollback", "--from", "backup", "--reverse-migrate", "--reverse-target",
+               redis_url(old_redis, 0), "--yes"], folder, operator_env())
+    assert f"(from REDIS_URL in {folder / '.env'})" in out and f"(from DATABASE_URL in {folder / '.env'})" in out
+    assert REDIS_PASSWORD not in out and quote(REDIS_PASSWORD, safe="") not in out
     _check_the_rollback(folder, out, old, ttls_before, database_url)
 
 
@@ -247,8 +244,8 @@ def _check_the_rollback(folder: Path, out: str, old: redis.Redis, ttls_before: d
     lines = [json.loads(line) for line in saved[0].read_text().splitlines()]
     header, rows = lines[0], lines[1:]
     assert header["counts"]["chat_conversations"] >= 3 and header["counts"]["chat_messages"] >= 6, header
-    for table, count in header["counts"].items():
-        assert re.search(rf"\b{table}\b\D*\b{count}\b", out), (table, count, out)
+    for table, count in header["counts"].items():  # the plan said so, table by table, and the file holds it
+        assert re.search(rf"table {table} +[\d,]+ now, {count:,} to save first \(", out), (table, count, out)
         assert sum(1 for r in rows if r["table"] == table) == count
     contents = {r["row"].get("content") for r in rows if r["table"].endswith("messages")}
     assert {"where is my order?", "any news?", "hello"} <= contents
@@ -264,3 +261,17 @@ def _check_the_rollback(folder: Path, out: str, old: redis.Redis, ttls_before: d
             assert cur.fetchone()[0] == 3
     finally:
         conn.close()
+
+
+def test_the_runbook_commands_work_from_the_cutover_folder():
+    """docs/cutover.md is typed from `cutover/`: `chat-api X`, never `python scripts/X.py` (a path from the repo
+    root); every reverse migration names db 0, the old services' database; db 0 is backed up first."""
+    docs = [ROOT / "docs" / "cutover.md", ROOT / "docs" / "migration.md", ROOT / "README.md"]
+    runbook = docs[0].read_text()
+    commands = re.findall(r"`([^`\n]*(?:chat-api|scripts/)[^`\n]*)`|^(chat-api .*)$", runbook, re.MULTILINE)
+    assert not [c for pair in commands for c in pair if "python scripts/" in c]
+    assert "chat-api backup --out backup-db0 --redis-url 'redis://:PASS@HOST:6379/0'" in runbook
+    for doc in docs:
+        for line in doc.read_text().splitlines():
+            if "--reverse-migrate" in line and "rollback" in line and "--from" in line:
+                assert re.search(r"--reverse-target '?redis://\S*/0\b", line), (doc.name, line)

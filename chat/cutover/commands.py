@@ -36,9 +36,17 @@ def add_to(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(argv: list[str]) -> int | None:
-    """Run the program ``argv[0]`` names with the rest of ``argv``; None when it names none."""
+    """Run the program ``argv[0]`` names with the rest of ``argv``; None when it names none.
+
+    chat-api's own ``--env-file PATH`` before the name goes to the program (backup and rollback read
+    their URLs from it), so ``chat-api --env-file .env rollback ...`` reads what serve would."""
+    env_file: list[str] = []
+    if len(argv) > 2 and argv[0] == "--env-file":
+        env_file, argv = argv[:2], argv[2:]
+    elif argv and argv[0].startswith("--env-file="):
+        env_file, argv = ["--env-file", argv[0].partition("=")[2]], argv[1:]
     if not argv or argv[0] not in PROGRAMS:
         return None
     module = importlib.import_module(PROGRAMS[argv[0]][0])
     main: Program = module.main
-    return main(argv[1:], prog=f"chat-api {argv[0]}")
+    return main([*argv[1:], *env_file], prog=f"chat-api {argv[0]}")

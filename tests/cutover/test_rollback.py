@@ -130,7 +130,9 @@ def test_plan_names_the_rows_written_since_the_backup(dbs, mysql_url, tmp_path, 
     assert run_rollback(tmp_path / "bk", "--dry-run", database_url=mysql_url) == 0
 
     out = capsys.readouterr().out
-    assert re.search(r"table messages +3 now, 1 created since the backup \(saved to a file first\) -> 3", out)
+    assert re.search(r"table messages +3 now, 1 to save first \(created_ms after the backup\) -> 3", out)
+    assert re.search(r"table users +2 now, 0 to save first \(created_ms or updated_ms after the backup\) -> 2", out)
+    assert re.search(r"table schema_version +0 now, not saved \(schema bookkeeping\) -> 6", out)
 
 
 def test_sqlite_database_round_trip(dbs, tmp_path, capsys):

@@ -63,19 +63,18 @@ def test_rows_written_after_the_backup_are_saved_then_brought_back(dbs, mysql_ur
     assert run_rollback(bk, "--yes", database_url=mysql_url) == 0
 
     out = capsys.readouterr().out
-    found = re.search(
-        r"saved since the backup: (\d+) conversations, (\d+) messages, (\d+) conversation_events -> (\S+)", out
-    )
+    # conv-1's label comes with it (its conversation is saved): conversation_labels has no time column
+    found = re.search(r"saved since the backup: 2 conversations, 1 conversation_labels, 1 messages, "
+                      r"1 conversation_events -> (\S+)", out)
     assert found, out
-    printed = {"conversations": int(found[1]), "messages": int(found[2]), "conversation_events": int(found[3])}
-    assert printed == {"conversations": 2, "messages": 1, "conversation_events": 1}
-    saved = Path(found[4])
+    printed = {"conversations": 2, "conversation_labels": 1, "messages": 1, "conversation_events": 1}
+    saved = Path(found[1])
     assert saved.parent == bk and stat.S_IMODE(saved.stat().st_mode) == 0o600
     lines = [json.loads(line) for line in saved.read_text().splitlines()]
-    assert lines[0]["type"] == "saved" and lines[0]["counts"] == printed
+    assert lines[0]["type"] == "saved" and {t: n for t, n in lines[0]["counts"].items() if n} == printed
     in_file = {table: sum(1 for line in lines[1:] if line["table"] == table) for table in printed}
     assert in_file == printed
-    assert {line["row"]["id"] for line in lines[1:]} == {"conv-new", "conv-1", "m-new", "e-new"}
+    assert {line["row"].get("id") for line in lines[1:]} == {"conv-new", "conv-1", "m-new", "e-new", None}
     assert re.search(r"saved messages +1 ", out)
     # The database is the backup's again ...
     assert rows(mysql_url, "SELECT id FROM messages WHERE id = 'm-new'") == []
@@ -127,3 +126,61 @@ def test_a_saved_message_whose_seq_another_holds_now_stops_the_restore_and_write
     assert "m-new" in captured.err and "seq 1" in captured.err and "result: FAILED" in captured.out
     assert rows(mysql_url, "SELECT id FROM messages WHERE conversation_id = 'conv-new'") == [("m-old",)]
     assert rows(mysql_url, "SELECT state FROM conversations WHERE id = 'conv-1'") != [("closed",)]  # all or nothing
+
+
+def write_elsewhere_after_backup(url: str, since_ms: int) -> None:
+    """Rows of the other tables written after the backup: a rating, a new agent and a new password,
+    a contact, a label, a canned response, a webhook, and a label put on an old conversation."""
+    later = since_ms + 5
+    conn = mysql_connection(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO csat_responses VALUES ('csat-1', 'conv-1', 3, 'cust-1', 'agent-1', NULL, 5, "
+                        "'great', %s, %s)", (later, later))
+            cur.execute("INSERT INTO users VALUES ('agent-2', 'agent', 'Bo', 1, 2, %s, %s, '$argon2id$new')",
+                        (later, later))
+            cur.execute("UPDATE users SET password_hash = '$argon2id$changed', updated_ms = %s "
+                        "WHERE id = 'agent-1'", (later,))
+            cur.execute("INSERT INTO customer_contacts VALUES ('cc-2', 'cust-1', 'Ed', NULL, '555', NULL, %s)",
+                        (later,))
+            cur.execute("INSERT INTO labels VALUES ('label-2', 'refund', NULL, NULL, %s)", (later,))
+            cur.execute("INSERT INTO canned_responses VALUES ('cr-1', 'hi', 'Hello!', %s, %s)", (later, later))
+            cur.execute("INSERT INTO webhooks VALUES ('wh-1', 'https://example.com/h', 'message', 's3cret', %s)",
+                        (later,))
+            cur.execute("INSERT INTO conversation_labels VALUES ('conv-2', 'label-2')")
+            cur.execute("UPDATE conversations SET updated_ms = %s WHERE id = 'conv-2'", (later,))  # as labels.py does
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_every_table_written_after_the_backup_is_saved_and_brought_back(dbs, mysql_url, tmp_path, capsys):
+    """The plan says what is saved, table by table, and the file holds exactly that (issue 12.8 review)."""
+    seed_sql(mysql_url)
+    bk = tmp_path / "bk"
+    assert run_backup(bk, "--no-mysqldump", database_url=mysql_url) == 0
+    write_elsewhere_after_backup(mysql_url, manifest(bk)["backup_ms"])
+    capsys.readouterr()
+
+    assert run_rollback(bk, "--yes", database_url=mysql_url) == 0
+
+    out = capsys.readouterr().out
+    expected = {"users": 2, "customer_contacts": 1, "labels": 1, "conversations": 1, "conversation_labels": 1,
+                "csat_responses": 1, "canned_responses": 1, "webhooks": 1}
+    for table, count in expected.items():
+        assert re.search(rf"table {table} +\d+ now, {count} to save first \(", out), (table, out)
+    saved = Path(re.search(r"-> (\S+saved-since-backup\S+)", out)[1])
+    lines = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert {t: n for t, n in lines[0]["counts"].items() if n} == expected
+    assert rows(mysql_url, "SELECT COUNT(*) FROM csat_responses") == [(0,)]
+    assert rows(mysql_url, "SELECT password_hash FROM users WHERE id = 'agent-1'") != [("$argon2id$changed",)]
+
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0
+    assert rows(mysql_url, "SELECT score, comment FROM csat_responses") == [(5, "great")]
+    assert rows(mysql_url, "SELECT id, password_hash FROM users WHERE id LIKE 'agent-%' ORDER BY id") == [
+        ("agent-1", "$argon2id$changed"), ("agent-2", "$argon2id$new")]
+    assert rows(mysql_url, "SELECT name FROM customer_contacts WHERE id = 'cc-2'") == [("Ed",)]
+    assert rows(mysql_url, "SELECT content FROM canned_responses") == [("Hello!",)]
+    assert rows(mysql_url, "SELECT secret FROM webhooks") == [("s3cret",)]
+    assert rows(mysql_url, "SELECT conversation_id, label_id FROM conversation_labels ORDER BY 1") == [
+        ("conv-1", "label-1"), ("conv-2", "label-2")]

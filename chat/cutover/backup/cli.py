@@ -33,7 +33,7 @@ from chat.cutover.common import (
     parse_checked,
     positive_int,
 )
-from chat.cutover.targets import check_redis_url, database_target, redis_target
+from chat.cutover.targets import add_env_file_option, check_redis_url, database_target, read_variables, redis_target
 from states.clock import now_ms
 from states.redis_keys import PREFIXES
 
@@ -66,20 +66,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url",
         metavar="URL",
-        help=f"Redis to back up (default: $REDIS_URL, else {DEFAULT_REDIS_URL})",
+        help=f"Redis to back up (default: $REDIS_URL, else REDIS_URL in the --env-file, else {DEFAULT_REDIS_URL})",
     )
     parser.add_argument(
         "--database-url",
         metavar="URL",
         help="SQL database: mysql://... or sqlite:///path "
-        f"(default: $DATABASE_URL, else {DEFAULT_DATABASE_URL})",
+        f"(default: $DATABASE_URL, else DATABASE_URL in the --env-file, else {DEFAULT_DATABASE_URL})",
     )
+    add_env_file_option(parser)
     parser.add_argument(
         "--config",
         action="append",
         default=[],
         metavar="FILE",
-        help="a configuration file to copy (repeat for several, e.g. the old and the new .env)",
+        help="a configuration file to copy (repeat for several, e.g. the old and the new .env); the "
+        "--env-file (default ./.env when it exists) is always taken unless --skip-config",
     )
     _add_run_options(parser)
     return parser
@@ -111,6 +113,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--skip-database", action="store_true", help="do not back up the SQL database"
     )
     parser.add_argument(
+        "--skip-config", action="store_true", help="do not back up the .env file read (--config files still are)"
+    )
+    parser.add_argument(
         "--force", action="store_true", help="write into DIR even if it is not empty"
     )
     parser.add_argument(
@@ -123,17 +128,27 @@ def check_options(args: argparse.Namespace) -> Options:
     """Resolve defaults and check what argparse cannot; UsageError on a bad value."""
     redis_url = database_url = None
     database = None
+    variables = read_variables(args.env_file)
+    sources = [variables.env_file.describe()]
     if not args.skip_redis:
-        redis_url = redis_target(args.redis_url)
+        redis_url, source = redis_target(args.redis_url, variables)
         check_redis_url(redis_url, "--redis-url")
+        sources.append(source)
     if not args.skip_database:
-        database_url, database = database_target(args.database_url)
+        database_url, database, source = database_target(args.database_url, variables)
+        sources.append(source)
     configs = []
     for name in args.config:
         path = Path(name).resolve()
         if not path.is_file():
             raise UsageError(f"--config {name}: not a file")
         configs.append(path)
+    # the configuration the service runs with is part of what a rollback must put back
+    if variables.env_file.path is not None and not args.skip_config and variables.env_file.path not in configs:
+        configs.append(variables.env_file.path)
+    if not configs:
+        sources.append("warning: no configuration file is backed up (no ./.env; name it with --env-file "
+                       "or --config FILE): a rollback cannot put the old .env back")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
@@ -154,6 +169,7 @@ def check_options(args: argparse.Namespace) -> Options:
         dry_run=args.dry_run,
         force=args.force,
         quiet=args.quiet,
+        sources=sources,
     )
 
 
@@ -218,6 +234,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     options = parse_checked(build_parser(prog), argv, check_options)
     if options is None:
         return EXIT_USAGE
+    for line in options.sources:
+        print(f"{prog}: {line}", file=sys.stderr)
     if options.dry_run:
         return dry_run(options)
 

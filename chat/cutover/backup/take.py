@@ -52,6 +52,7 @@ class Options:
     dry_run: bool
     force: bool
     quiet: bool
+    sources: list[str] = field(default_factory=list)  # the .env read, where each URL came from (masked)
 
 
 def database_method(options: Options) -> str:

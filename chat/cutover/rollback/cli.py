@@ -161,7 +161,7 @@ def _database_part(backup: Backup, options: Options, outcome: Outcome) -> bool:
     except (FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
         outcome.problems.append(f"database: cannot save the rows written since the backup ({exc}): not restored")
         return True
-    counts = ", ".join(f"{count:,} {table}" for table, count in outcome.saved.counts.items())
+    counts = ", ".join(f"{count:,} {table}" for table, count in outcome.saved.counts.items() if count) or "no rows"
     print(f"saved since the backup: {counts} -> {outcome.saved.path}", flush=True)
     progress = Progress("database", enabled=not options.quiet)
     try:
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
     options = parse_checked(build_parser(prog), argv, check_options)
     if options is None:
         return EXIT_USAGE
+    for line in options.sources:
+        print(f"{prog}: {line}", file=sys.stderr)
     if options.restore_saved is not None:
         return restore_saved_main(options)
     started = time.monotonic()

@@ -28,6 +28,7 @@ from chat.cutover.backup_sql import (
 )
 from chat.cutover.common import Progress
 from chat.cutover.rollback.checks import Backup, sqlite_ro_uri
+from chat.cutover.rollback.saved import counts_to_save
 from chat.settings import DatabaseConfig
 
 ROW_BATCH = 1000
@@ -80,58 +81,46 @@ TableNow = dict[str, tuple[int | None, int | None]]
 
 
 def database_now(backup: Backup, config: DatabaseConfig) -> TableNow:
-    """Per backed-up table: rows now and rows created since the backup (None: unknown/absent)."""
+    """Per backed-up table: rows now and rows the rollback saves first (None: absent / never saved)."""
     assert backup.database is not None
     tables = list(backup.database["tables"])
     if config.kind == "sqlite":
-        return _sqlite_now(Path(config.path), tables, backup.backup_ms)
-    now: TableNow = {}
-    conn = mysql_connect(config)
-    try:
-        with conn.cursor() as cur:
-            existing = mysql_existing_tables(cur)
-            for table in tables:
-                if table not in existing:
-                    now[table] = (None, None)
-                    continue
-                cur.execute(f"SELECT COUNT(*) FROM {identifier(table)}")
-                rows = int(cur.fetchone()[0])
-                since = None
-                if "created_ms" in mysql_columns(cur, table)[0]:
-                    cur.execute(
-                        f"SELECT COUNT(*) FROM {identifier(table)} WHERE created_ms > %s",
-                        (backup.backup_ms,),
-                    )
-                    since = int(cur.fetchone()[0])
-                now[table] = (rows, since)
-        conn.rollback()
-    finally:
-        conn.close()
-    return now
-
-
-def _sqlite_now(path: Path, tables: list[str], backup_ms: int) -> TableNow:
-    if not path.is_file():
+        rows_now = _sqlite_rows(Path(config.path), tables)
+    else:
+        rows_now = {}
+        conn = mysql_connect(config)
+        try:
+            with conn.cursor() as cur:
+                existing = mysql_existing_tables(cur)
+                for table in tables:
+                    rows_now[table] = None
+                    if table in existing:
+                        cur.execute(f"SELECT COUNT(*) FROM {identifier(table)}")
+                        rows_now[table] = int(cur.fetchone()[0])
+            conn.rollback()
+        finally:
+            conn.close()
+    if all(rows is None for rows in rows_now.values()):
         return {table: (None, None) for table in tables}
-    now: TableNow = {}
+    to_save = counts_to_save(tables, backup.backup_ms, config)
+    return {table: (rows, to_save.get(table) if rows is not None else None) for table, rows in rows_now.items()}
+
+
+def _sqlite_rows(path: Path, tables: list[str]) -> dict[str, int | None]:
+    if not path.is_file():
+        return dict.fromkeys(tables)
+    rows_now: dict[str, int | None] = {}
     conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
         listing = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         existing = {row[0] for row in listing}
         for table in tables:
-            if table not in existing:
-                now[table] = (None, None)
-                continue
-            name = sqlite_identifier(table)
-            (rows,) = conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()
-            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({name})")}
-            since = None
-            if "created_ms" in columns:
-                (since,) = conn.execute(f"SELECT COUNT(*) FROM {name} WHERE created_ms > ?", (backup_ms,)).fetchone()
-            now[table] = (rows, since)
+            rows_now[table] = None
+            if table in existing:
+                (rows_now[table],) = conn.execute(f"SELECT COUNT(*) FROM {sqlite_identifier(table)}").fetchone()
     finally:
         conn.close()
-    return now
+    return rows_now
 
 
 def restore_database(backup: Backup, config: DatabaseConfig, progress: Progress) -> dict[str, int]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat.cutover.backup_format import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
-from chat.cutover.common import UsageError, positive_int
-from chat.cutover.targets import check_redis_url, database_target, redis_target
+from chat.cutover.common import UsageError, mask_url, positive_int
+from chat.cutover.config_urls import redis_db_of
+from chat.cutover.targets import add_env_file_option, check_redis_url, database_target, read_variables, redis_target
 from chat.settings import DatabaseConfig
 
 PROG = "rollback.py"
@@ -42,13 +43,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url",
         metavar="URL",
-        help=f"Redis to restore (default: $REDIS_URL, else {DEFAULT_REDIS_URL})",
+        help=f"Redis to restore (default: $REDIS_URL, else REDIS_URL in the --env-file, else {DEFAULT_REDIS_URL})",
     )
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        help=f"SQL database to restore (default: $DATABASE_URL, else {DEFAULT_DATABASE_URL})",
+        help="SQL database to restore (default: $DATABASE_URL, else DATABASE_URL in the --env-file, "
+        f"else {DEFAULT_DATABASE_URL})",
     )
+    add_env_file_option(parser)
     parser.add_argument(
         "--config-dir",
         metavar="DIR",
@@ -69,9 +72,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reverse-target",
         metavar="URL",
-        help="with --reverse-migrate: the Redis the old services read, when it is not the one "
-        "restored (e.g. redis://localhost:6379/0 after a migration from db 0 to db 1); "
-        "default: --redis-url itself",
+        help="with --reverse-migrate: the Redis the old services read. Needed after a migration "
+        "from db 0 to db 1 (the default one): give redis://HOST:6379/0, else the sessions are "
+        "written back into the restored database, where the old services do not look; "
+        "default: --redis-url itself (a warning says so)",
     )
     parser.add_argument("--skip-redis", action="store_true", help="leave Redis alone")
     parser.add_argument("--skip-database", action="store_true", help="leave the SQL database alone")
@@ -108,16 +112,22 @@ class Options:
     yes: bool
     quiet: bool
     restore_saved: Path | None = None
+    sources: list[str] = field(default_factory=list)  # where each URL came from, masked
 
 
 def check_options(args: argparse.Namespace) -> Options:
     """Resolve defaults and check what argparse cannot; UsageError on a bad value."""
     if not args.source and not args.restore_saved:
         raise UsageError("--from DIR is required (or --restore-saved FILE)")
+    variables = read_variables(args.env_file)
+    sources = [variables.env_file.describe()]
     if args.restore_saved:
-        database_url, database = (None, None) if args.skip_database else database_target(args.database_url)
+        database_url = database = None
+        if not args.skip_database:
+            database_url, database, source = database_target(args.database_url, variables)
+            sources.append(source)
         return Options(Path(args.source or "."), None, None, database, database_url, None, False,
-                       args.batch, args.dry_run, args.yes, args.quiet, Path(args.restore_saved))
+                       args.batch, args.dry_run, args.yes, args.quiet, Path(args.restore_saved), sources)
     if args.reverse_target and not args.reverse_migrate:
         raise UsageError("--reverse-target needs --reverse-migrate")
     if args.reverse_migrate and args.skip_redis:
@@ -125,13 +135,21 @@ def check_options(args: argparse.Namespace) -> Options:
     redis_url = reverse_url = database_url = None
     database = None
     if not args.skip_redis:
-        redis_url = redis_target(args.redis_url)
+        redis_url, source = redis_target(args.redis_url, variables)
         check_redis_url(redis_url, "--redis-url")
+        sources.append(source)
         if args.reverse_migrate:
             reverse_url = args.reverse_target or redis_url
             check_redis_url(reverse_url, "--reverse-target")
+            if not args.reverse_target:
+                sources.append(
+                    f"warning: --reverse-migrate without --reverse-target writes the sessions back into "
+                    f"{mask_url(redis_url)} (db {redis_db_of(redis_url)}), the database restored; the old "
+                    "services read the database migrate-redis read (db 0 by default): give --reverse-target "
+                    "redis://HOST:6379/0")
     if not args.skip_database:
-        database_url, database = database_target(args.database_url)
+        database_url, database, source = database_target(args.database_url, variables)
+        sources.append(source)
     return Options(
         source=Path(args.source),
         redis_url=redis_url,
@@ -144,6 +162,7 @@ def check_options(args: argparse.Namespace) -> Options:
         dry_run=args.dry_run,
         yes=args.yes,
         quiet=args.quiet,
+        sources=sources,
     )
 
 

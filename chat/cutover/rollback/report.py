@@ -14,7 +14,7 @@ from chat.cutover.rollback.database import TableNow
 from chat.cutover.rollback.options import Options
 from chat.cutover.rollback.redis_apply import RedisDone
 from chat.cutover.rollback.redis_plan import RedisPlan
-from chat.cutover.rollback.saved import Saved
+from chat.cutover.rollback.saved import Saved, save_note
 
 
 @dataclass
@@ -84,12 +84,20 @@ def _print_database_plan(
     shown = show_database(options.database_url or "", options.database)
     print(f"  database {shown} ({part['method']};", end="")
     print(f" backed up from {part.get('url')})")
+    print("    rows to save first: written to a file in the backup folder before the restore "
+          "(--restore-saved FILE brings them back)")
     for table, info in part["tables"].items():
-        rows_now, since = database_now.get(table, (None, None))
+        rows_now, to_save = database_now.get(table, (None, None))
         now_text = "absent" if rows_now is None else f"{rows_now:,} now"
-        since_text = f", {since:,} created since the backup (saved to a file first)" if since else ""
+        note = save_note(table)
+        if rows_now is None:
+            save_text = ""
+        elif note is None or to_save is None:
+            save_text = ", not saved (schema bookkeeping)" if note is None else ", not saved (no time column)"
+        else:
+            save_text = f", {to_save:,} to save first ({note})"
         after = "emptied" if info.get("absent") else f"-> {info['rows']:,}"
-        print(f"    table {table:<20}{now_text:>14}{since_text} {after}")
+        print(f"    table {table:<20}{now_text:>14}{save_text} {after}")
 
 
 def confirm() -> bool | None:
@@ -132,7 +140,8 @@ def print_summary(outcome: Outcome, plan: Plan, elapsed_s: float) -> None:
         for label, count, note in rows:
             _row(label, count, note)
     if outcome.saved is not None:
-        for table, count in outcome.saved.counts.items():
+        saved = {table: count for table, count in outcome.saved.counts.items() if count} or {"rows": 0}
+        for table, count in saved.items():
             _row(f"saved {table}", count, "written since the backup: see the file below")
         print(f"  saved to {outcome.saved.path} (bring back: rollback.py --restore-saved FILE)")
     if outcome.rows is not None:

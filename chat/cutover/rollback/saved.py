@@ -1,15 +1,17 @@
 """What was written after the backup, saved before a rollback restores the database, and brought back.
 
 PROTOCOL 8: the rollback never loses what was written after the backup. Before the database is
-restored, every conversation, message and event created or changed since the backup
-(``created_ms`` or ``updated_ms`` later than the backup's ``backup_ms``) is written to
-``saved-since-backup-<time>.jsonl`` in the backup folder (mode 0600: it holds customers'
-messages): a header line ``{"type": "saved", "backup_ms", "saved_ms", "counts"}``, then one
-``{"type": "row", "table", "row": {column: value}}`` per row, parents first. ``rollback.py
---restore-saved FILE`` puts them back (conversations updated to their saved state, messages and
-events added unless already there). A saved message or event whose place is taken by another row (the
-old system, running again after the rollback, went on with the conversation, and a later import gave
-its messages the same seqs) stops the restore with nothing written: it is never dropped quietly.
+restored, every row of every service table that was created or changed since the backup (one of its
+time columns, SAVE_RULES, later than the backup's ``backup_ms``) is written to
+``saved-since-backup-<time>.jsonl`` in the backup folder (mode 0600: it holds customers' messages and
+password hashes): a header line ``{"type": "saved", "backup_ms", "saved_ms", "counts"}``, then one
+``{"type": "row", "table", "row": {column: value}}`` per row, parents first. conversation_labels has
+no time column: the labels of every saved conversation are saved (setting labels touches the
+conversation's ``updated_ms``). ``rollback.py --restore-saved FILE`` puts them back: rows that can
+change (UPDATED_ON_RESTORE) are updated to their saved state, the others are added unless already
+there. A saved row whose place is taken by another row (the old system, running again after the
+rollback, went on with the conversation, and a later import gave its messages the same seqs) stops the
+restore with nothing written: it is never dropped quietly.
 """
 
 from __future__ import annotations
@@ -26,15 +28,58 @@ import orjson
 import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMySQL)
 
 from chat.cutover.backup_format import iter_jsonl
-from chat.cutover.backup_sql import decode_sql_value, encode_sql_value, identifier, mysql_connect, sqlite_identifier
+from chat.cutover.backup_sql import (
+    decode_sql_value,
+    encode_sql_value,
+    identifier,
+    mysql_columns,
+    mysql_connect,
+    sqlite_identifier,
+)
 from chat.settings import DatabaseConfig
+from chat.store.schema import BASE_NAMES
 from states.clock import iso_from_ms, now_ms
 
-# Parents first: the order rows are saved and put back in.
-SAVED_TABLES = ("conversations", "messages", "conversation_events")
-CHANGED_COLUMNS = ("created_ms", "updated_ms")
-# Only a conversation changes after it is written; messages and events are added, never changed.
-UPDATED_ON_RESTORE = frozenset({"conversations"})
+# Per service table (without DB_TABLE_PREFIX): the time columns of which any later than the backup
+# marks a row created or changed since. Every write of the service moves one of them, except
+# conversation_labels (saved with its conversations: see OF_SAVED_CONVERSATIONS).
+SAVE_RULES: dict[str, tuple[str, ...]] = {
+    "users": ("created_ms", "updated_ms"),  # a new password moves updated_ms too
+    "customer_contacts": ("created_ms",),
+    "teams": ("created_ms", "updated_ms"),
+    "team_members": ("created_ms",),
+    "labels": ("created_ms",),
+    "conversations": ("created_ms", "updated_ms"),
+    "messages": ("created_ms",),
+    "conversation_events": ("created_ms",),
+    "refresh_tokens": ("created_ms", "used_ms", "revoked_ms"),
+    "csat_responses": ("created_ms",),
+    "canned_responses": ("created_ms", "updated_ms"),
+    "conversation_marks": ("created_ms",),
+    "webhooks": ("created_ms",),
+    "webhook_deliveries": ("created_ms", "last_attempt_ms", "delivered_ms"),
+    "conversation_purges": ("purged_ms",),
+}
+OF_SAVED_CONVERSATIONS = frozenset({"conversation_labels"})
+# Rows the service changes after writing them: put back as saved; the others are only ever added.
+UPDATED_ON_RESTORE = frozenset({"users", "teams", "conversations", "refresh_tokens", "canned_responses",
+                                "webhook_deliveries"})
+
+
+def table_base(table: str) -> tuple[str, str] | None:
+    """``(DB_TABLE_PREFIX, name without it)`` of a service table; None: not one of the schema's."""
+    base = max((b for b in BASE_NAMES if table.endswith(b)), key=len, default=None)
+    return None if base is None else (table[: -len(base)], base)
+
+
+def save_note(table: str) -> str | None:
+    """What of a table the rollback saves first, in the plan's words; None: nothing (schema bookkeeping)."""
+    found = table_base(table)
+    if found is None or found[1] == "schema_version":
+        return None
+    if found[1] in OF_SAVED_CONVERSATIONS:
+        return "those of the conversations saved"
+    return " or ".join(SAVE_RULES[found[1]]) + " after the backup"
 
 
 class TakenPlace(Exception):
@@ -54,11 +99,6 @@ class Saved:
     counts: dict[str, int]
 
 
-def saved_tables(tables: list[str]) -> list[str]:
-    """The backed-up tables whose rows are saved (with any DB_TABLE_PREFIX), parents first."""
-    return list(dict.fromkeys(t for base in SAVED_TABLES for t in tables if t.endswith(base)))
-
-
 class _Database:
     """Just enough of MySQL (pymysql) and SQLite for the save and the restore."""
 
@@ -73,36 +113,60 @@ class _Database:
     def name(self, table: str) -> str:
         return sqlite_identifier(table) if self.sqlite else identifier(table)
 
-    def columns(self, table: str) -> list[str] | None:
-        """The table's columns; None when it does not exist."""
+    def shape(self, table: str) -> tuple[list[str], list[str]] | None:
+        """The table's columns and primary key columns; None when it does not exist."""
         cur = self.conn.cursor()
         try:
             if self.sqlite:
                 cur.execute(f"PRAGMA table_info({self.name(table)})")
-                names = [row[1] for row in cur.fetchall()]
+                info = cur.fetchall()
+                columns = [row[1] for row in info]
+                key = [row[1] for row in sorted(info, key=lambda r: r[5]) if row[5]]
             else:
-                cur.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() "
-                    "AND table_name = %s ORDER BY ordinal_position",
-                    (table,),
-                )
-                names = [row[0] for row in cur.fetchall()]
+                columns, key = mysql_columns(cur, table)
         finally:
             cur.close()
-        return names or None
+        return (columns, key) if columns else None
 
-    def rows_since(self, table: str, since_ms: int) -> Iterator[dict[str, Any]]:
-        columns = self.columns(table)
-        if columns is None:
-            return
-        changed = [c for c in CHANGED_COLUMNS if c in columns]
+    def _selection(self, table: str, since_ms: int) -> tuple[str, list[int]] | None:
+        """The WHERE clause (and its parameters) of the rows to save; None: none of this table."""
+        found = table_base(table)
+        shape = self.shape(table)
+        if found is None or shape is None:
+            return None
+        prefix, base = found
+        if base in OF_SAVED_CONVERSATIONS:
+            parent = self._selection(prefix + "conversations", since_ms)
+            if parent is None:
+                return None
+            conversations = self.name(prefix + "conversations")
+            return f"conversation_id IN (SELECT id FROM {conversations} WHERE {parent[0]})", parent[1]
+        changed = [c for c in SAVE_RULES.get(base, ()) if c in shape[0]]
         if not changed:
-            return
-        where = " OR ".join(f"{self.name(c)} > {self.mark}" for c in changed)
-        order = self.name("created_ms") if "created_ms" in columns else "1"
+            return None
+        return " OR ".join(f"{self.name(c)} > {self.mark}" for c in changed), [since_ms] * len(changed)
+
+    def count_to_save(self, table: str, since_ms: int) -> int | None:
+        """How many of the table's rows a save takes now; None: none of this table is saved."""
+        selection = self._selection(table, since_ms)
+        if selection is None:
+            return None
         cur = self.conn.cursor()
         try:
-            cur.execute(f"SELECT * FROM {self.name(table)} WHERE {where} ORDER BY {order}", [since_ms] * len(changed))
+            cur.execute(f"SELECT COUNT(*) FROM {self.name(table)} WHERE {selection[0]}", selection[1])
+            return int(cur.fetchone()[0])
+        finally:
+            cur.close()
+
+    def rows_to_save(self, table: str, since_ms: int) -> Iterator[dict[str, Any]]:
+        selection = self._selection(table, since_ms)
+        shape = self.shape(table)
+        if selection is None or shape is None:
+            return
+        order = ", ".join(self.name(c) for c in (["created_ms"] if "created_ms" in shape[0] else shape[1] or ["1"]))
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"SELECT * FROM {self.name(table)} WHERE {selection[0]} ORDER BY {order}", selection[1])
             names = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 yield dict(zip(names, row, strict=True))
@@ -110,29 +174,35 @@ class _Database:
             cur.close()
 
     def put(self, table: str, row: dict[str, Any]) -> bool:
-        """Insert the row; a conversation already there is updated. False: already there (same id), left
-        alone; TakenPlace when another row holds its unique place."""
+        """Insert the row; one already there (same primary key) is updated to it when its table's rows
+        change (UPDATED_ON_RESTORE), else left alone (False); TakenPlace when another row holds its place."""
+        shape = self.shape(table)
+        key = shape[1] if shape and shape[1] else ["id"]
         names = ", ".join(self.name(c) for c in row)
         marks = ", ".join([self.mark] * len(row))
-        sql = f"INSERT INTO {self.name(table)} ({names}) VALUES ({marks})"
-        update = any(table.endswith(base) for base in UPDATED_ON_RESTORE)
-        if self.sqlite and update:
-            sets = ", ".join(f"{self.name(c)} = excluded.{self.name(c)}" for c in row if c != "id")
-            sql += f" ON CONFLICT(id) DO UPDATE SET {sets}"
-        elif update:
-            sql += " ON DUPLICATE KEY UPDATE " + ", ".join(f"{self.name(c)} = VALUES({self.name(c)})" for c in row)
+        where = " AND ".join(f"{self.name(c)} = {self.mark}" for c in key)
         cur = self.conn.cursor()
         try:
             try:
-                cur.execute(sql, list(row.values()))
+                cur.execute(f"INSERT INTO {self.name(table)} ({names}) VALUES ({marks})", list(row.values()))
+                return bool(cur.rowcount)
             except (sqlite3.IntegrityError, pymysql.err.IntegrityError) as exc:
                 if not _duplicate(exc):
                     raise  # a missing parent, a NULL: the error says which
-                # a plain insert that failed changed nothing (the transaction goes on): itself, or another?
-                cur.execute(f"SELECT 1 FROM {self.name(table)} WHERE id = {self.mark}", (row.get("id"),))
-                if cur.fetchone() is None:
-                    raise TakenPlace(table, row) from None
+            # a plain insert that failed changed nothing (the transaction goes on): itself, or another?
+            cur.execute(f"SELECT 1 FROM {self.name(table)} WHERE {where}", [row.get(c) for c in key])
+            if cur.fetchone() is None:
+                raise TakenPlace(table, row)
+            if (table_base(table) or ("", ""))[1] not in UPDATED_ON_RESTORE:
                 return False
+            sets = ", ".join(f"{self.name(c)} = {self.mark}" for c in row if c not in key)
+            try:
+                cur.execute(f"UPDATE {self.name(table)} SET {sets} WHERE {where}",
+                            [*(v for c, v in row.items() if c not in key), *(row.get(c) for c in key)])
+            except (sqlite3.IntegrityError, pymysql.err.IntegrityError) as exc:
+                if not _duplicate(exc):
+                    raise
+                raise TakenPlace(table, row) from None
             return bool(cur.rowcount)
         finally:
             cur.close()
@@ -146,14 +216,17 @@ def _duplicate(exc: Exception) -> bool:
 
 
 def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, config: DatabaseConfig) -> Saved:
-    """Write every saved table's rows created or changed after ``backup_ms`` to a new file in the backup folder."""
+    """Write every row created or changed after ``backup_ms`` (SAVE_RULES) to a new file in the backup folder."""
     saved_ms = now_ms()
     path = backup_root / f"saved-since-backup-{iso_from_ms(saved_ms).replace(':', '')}.jsonl"
-    counts = dict.fromkeys(saved_tables(tables), 0)
+    counts: dict[str, int] = {}
     lines: list[bytes] = []
     with closing(_Database(config)) as db:
-        for table in counts:
-            for row in db.rows_since(table, backup_ms):
+        for table in tables:  # the backup's order: parents first
+            if save_note(table) is None or db.shape(table) is None:
+                continue
+            counts[table] = 0
+            for row in db.rows_to_save(table, backup_ms):
                 lines.append(orjson.dumps({"type": "row", "table": table,
                                            "row": {k: encode_sql_value(v) for k, v in row.items()}}))
                 counts[table] += 1
@@ -165,6 +238,15 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
         out.flush()
         os.fsync(out.fileno())
     return Saved(path, counts)
+
+
+def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig) -> dict[str, int | None]:
+    """Per backed-up table, the rows a save would take now (None: the table is absent or never saved)."""
+    with closing(_Database(config)) as db:
+        counts = {table: db.count_to_save(table, backup_ms) if save_note(table) else None
+                  for table in tables}
+        db.conn.rollback()
+    return counts
 
 
 def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
