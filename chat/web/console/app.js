@@ -19,7 +19,10 @@ import {Sync} from "./sync.js";
 
 const t = translator(STRINGS);
 const root = document.getElementById("app");
-const PRESENCE_KEY = "chat-console.presence";  // sessionStorage: a reload keeps the chosen status
+// sessionStorage, per user: a reload keeps the chosen status; signing out forgets it, and the next
+// person to sign in on the tab starts from what the service holds for them
+const PRESENCE_KEY = "chat-console.presence";
+const presenceKey = (userId) => `${PRESENCE_KEY}:${userId}`;
 const QUEUE_REFRESH_MS = 15000;
 const QUEUE_REFRESH_AWAY_MS = 5000;
 
@@ -111,7 +114,8 @@ class Workspace {
   constructor(user) {
     const state = this.state = new State();
     state.me = user;
-    const stored = sessionStorage.getItem(PRESENCE_KEY);
+    sessionStorage.removeItem(PRESENCE_KEY);  // an earlier version's choice, kept for whoever signed in next
+    const stored = sessionStorage.getItem(presenceKey(user.id));
     if (stored === "online" || stored === "away") {
       state.presence = stored;
       state.presenceChosen = true;
@@ -132,7 +136,8 @@ class Workspace {
     };
     this.sync = new Sync({state, live, auth, onError: toast, onAssigned: (c) => this.assigned(c)});
     const open = (id) => this.open(id);
-    this.sidebar = new Sidebar({state, t, onOpen: open, previewFor: (c) => this.preview(c)});
+    this.sidebar = new Sidebar({state, t, onOpen: open, previewFor: (c) => this.preview(c),
+      waitFor: (c) => this.sync.handoffTime(c)});
     this.view = new ConversationView({state, t, live, auth, sync: this.sync, toast});
     this.panel = new SidePanel({state, t, auth, onOpen: open, toast});
     this.stats = new StatsView({state, t, auth, toast});
@@ -204,6 +209,7 @@ class Workspace {
 
   async logout() {
     this.stop();
+    sessionStorage.removeItem(presenceKey(this.state.me.id));
     await auth.logout();
     signedOut("logout");
   }
@@ -294,7 +300,7 @@ class Workspace {
     if (next === "online") askPermission().then(() => { this.notifyButton.hidden = !canAsk(); });
     try {
       await this.sync.setPresence(next);
-      sessionStorage.setItem(PRESENCE_KEY, next);
+      sessionStorage.setItem(presenceKey(this.state.me.id), next);
     } catch (error) {
       this.toast(error);
     }

@@ -9,6 +9,7 @@ import {customerName} from "./state.js";
 
 const TYPING_IDLE_MS = 4000;
 const TYPING_SHOWN_MS = 10000;
+const MAX_CONTENT_CHARS = 4000;
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -45,12 +46,13 @@ export class ConversationView {
     this.scroller = h("div", {class: "scroller"}, this.top, this.list, this.stream);
     this.scroller.addEventListener("scroll", () => this._maybeOlder());
 
-    this.input = h("textarea", {testid: "message-input", rows: 3, "aria-label": t("conv.send")});
+    // PROTOCOL 3.4: content is 1-4000 characters; the accessible name follows the placeholder (renderComposer)
+    this.input = h("textarea", {testid: "message-input", rows: 3, maxlength: String(MAX_CONTENT_CHARS)});
     this.input.addEventListener("keydown", (e) => this._keydown(e));
     this.input.addEventListener("input", () => this._typed());
     this.canned = new CannedMenu({t, live, toast, input: this.input, conversationId: () => this.state.openId});
     this.noteToggle = h("button", {type: "button", class: "note-toggle", testid: "note-toggle",
-      "aria-pressed": "false", title: t("conv.noteOn"), text: t("conv.note"),
+      "aria-pressed": "false", title: t("conv.noteOff"), text: t("conv.note"),
       on: {click: () => this.setNote(!this.noteMode)}});
     this.send = h("button", {type: "button", class: "primary", testid: "send-button", text: t("conv.send"),
       on: {click: () => this.submit()}});
@@ -93,6 +95,11 @@ export class ConversationView {
     } catch (error) {
       this.toast(error);
     }
+    const refused = state.threads.get(id)?.refused;
+    if (refused && state.openId === id) {
+      state.threads.get(id).refused = null;
+      this._restore(refused.content, refused.private);
+    }
     if (state.openId === id) {
       this.render();
       this._toBottom();
@@ -103,6 +110,7 @@ export class ConversationView {
   setNote(on) {
     this.noteMode = on;
     this.noteToggle.setAttribute("aria-pressed", String(on));
+    this.noteToggle.title = this.t(on ? "conv.noteOn" : "conv.noteOff");
     this.renderComposer();
     this.input.focus();
   }
@@ -140,6 +148,7 @@ export class ConversationView {
     this.composer.classList.toggle("note", this.noteMode);
     this.input.placeholder = this.t(this.noteMode ? "conv.placeholder.note"
       : canReply ? "conv.placeholder.reply" : "conv.placeholder.readonly");
+    this.input.setAttribute("aria-label", this.input.placeholder);
     this.send.textContent = this.t(this.noteMode ? "conv.addNote" : "conv.send");
     this.send.disabled = !(this.noteMode || canReply);
   }
@@ -195,9 +204,9 @@ export class ConversationView {
   }
 
   _pending(clientId, p) {
-    return h("div", {class: `msg from-agent pending${p.private ? " private" : ""}${p.failed ? " failed" : ""}`,
+    return h("div", {class: `msg from-agent pending${p.private ? " private" : ""}`,
       testid: "message-pending", data: {clientMsgId: clientId}},
-    h("div", {class: "meta", text: p.failed ? `${this.t("error.generic", {message: p.failed})}` : "…"}),
+    h("div", {class: "meta", text: "…"}),
     h("div", {class: "text", text: p.content}));
   }
 
@@ -275,9 +284,21 @@ export class ConversationView {
       if (result && result.message) this.sync.handle("message.created", {conversation_id: c.id,
         message: result.message});
     } catch (error) {
-      pending.failed = this.toast(error) || error.code || "error";
+      // refused (too long, no longer the agent's...): said once, and the text goes back to the composer
+      thread.pending.delete(clientId);
+      this.toast(error);
+      if (this.state.openId === c.id) this._restore(content, isPrivate);
+      else thread.refused = {content, private: isPrivate};  // back in the composer when it is opened again
     }
     if (this.state.openId === c.id) this.renderMessages();
+  }
+
+  /** Put a refused message back in the composer: in front of anything written since, on its own line. */
+  _restore(content, isPrivate) {
+    const written = this.input.value;
+    if (!written) this.setNote(isPrivate);
+    this.input.value = written ? `${content}\n${written}` : content;
+    this.input.focus();
   }
 
   async _act(type, fields = {}) {

@@ -32,11 +32,12 @@ export function syncList(container, items, {key, create, update, empty}) {
 }
 
 export class Sidebar {
-  constructor({state, t, onOpen, previewFor}) {
+  constructor({state, t, onOpen, previewFor, waitFor = () => {}}) {
     this.state = state;
     this.t = t;
     this.onOpen = onOpen;
     this.previewFor = previewFor;
+    this.waitFor = waitFor;  // asks for the time a conversation entered the queue, when not known
     this.tab = "mine";
     this.queueEl = h("ul", {class: "queue", "aria-label": t("queue.title")});
     this.listEl = h("ul", {class: "conversations"});
@@ -90,11 +91,14 @@ export class Sidebar {
       },
       update: (el, c) => {
         const preview = this.previewFor(c);
+        const since = state.waitingSince(c);
+        if (since === null) this.waitFor(c);
         el.classList.toggle("active", c.id === state.openId);
         replace(el,
           h("div", {class: "row"},
             h("span", {class: "who", text: customerName(c), title: c.user_id}),
-            h("span", {class: "wait", text: t("queue.waiting", {d: duration(Date.now() - Date.parse(c.updated_at), t)})})),
+            since === null ? null : h("time", {class: "wait", datetime: new Date(since).toISOString(),
+              text: t("queue.waiting", {d: duration(Date.now() - since, t)})})),
           h("div", {class: "row sub"},
             h("span", {class: "team", text: state.teamName(c.team_id) || t("queue.noTeam")})),
           h("div", {class: "preview", text: preview ?? t("queue.noPreview")}));

@@ -17,6 +17,7 @@ export class Thread {
     this.stream = null;  // {text, index, turnId} while the AI reply streams
     this.typing = null;  // sender_type of whoever is typing
     this.pending = new Map();  // client_msg_id -> {content, private} until the server stores it
+    this.refused = null;  // {content, private}: a message refused while another conversation was open
   }
 
   /** Add a stored message; false when it was already there. */
@@ -50,6 +51,8 @@ export class State extends EventTarget {
     this.status = "connecting";  // connection: connecting / online / offline
     this.presence = "away";
     this.teams = new Map();  // team id -> name
+    this.queueRank = new Map();  // id -> place in the last queue.list (the service's order: longest waiting first)
+    this.handoffAt = new Map();  // id -> {version, at}: when it entered handoff, from its transition log
   }
 
   emit(what, detail = {}) {
@@ -77,10 +80,23 @@ export class State extends EventTarget {
     return thread;
   }
 
+  /** When a waiting conversation entered handoff (ms), or null while unknown. Not updated_at: a
+   * message or a label moves that, and a REST copy carries the last message's time. */
+  waitingSince(c) {
+    const known = this.handoffAt.get(c.id);
+    const at = c.handoff_at || (known && known.version === c.version ? known.at : null);
+    return at ? Date.parse(at) : null;
+  }
+
+  /** The waiting conversations, longest waiting first (PROTOCOL 3.5); those whose time is not known
+   * yet after them, in the service's order, then the ones heard of since (the newest arrivals). */
   queue() {
+    const since = (c) => this.waitingSince(c) ?? Infinity;
+    const rank = (c) => this.queueRank.get(c.id) ?? Infinity;
+    const order = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
     return [...this.conversations.values()]
       .filter((c) => c.state === "handoff")
-      .sort((a, b) => (a.updated_at < b.updated_at ? -1 : a.updated_at > b.updated_at ? 1 : a.id < b.id ? -1 : 1));
+      .sort((a, b) => order(since(a), since(b)) || order(rank(a), rank(b)) || order(a.id, b.id));
   }
 
   list(which) {

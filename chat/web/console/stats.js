@@ -8,9 +8,9 @@ const DAY_MS = 86400000;
 
 function seconds(value, t) {
   if (value === null || value === undefined) return t("stats.none");
-  if (value < 60) return `${value.toFixed(1)} s`;
-  if (value < 3600) return `${(value / 60).toFixed(1)} min`;
-  return `${(value / 3600).toFixed(1)} h`;
+  if (value < 60) return t("duration.s", {n: value.toFixed(1)});
+  if (value < 3600) return t("duration.m", {n: (value / 60).toFixed(1)});
+  return t("duration.h", {n: (value / 3600).toFixed(1)});
 }
 
 function dayStart(ms) {

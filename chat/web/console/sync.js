@@ -16,6 +16,7 @@ export class Sync {
     this.onError = onError;
     this._catchingUp = new Map();  // id -> promise
     this._previewing = new Set();
+    this._handoffAsked = new Set();  // id:version whose handoff time was asked for
   }
 
   /** A server push. */
@@ -194,6 +195,8 @@ export class Sync {
   async refreshQueue() {
     const {conversations} = await this.live.request("queue.list", {});
     const listed = new Set(conversations.map((c) => c.id));
+    this.state.queueRank = new Map(conversations.map((c, i) => [c.id, i]));
+    this._handoffAsked.clear();
     for (const c of conversations) this.state.upsert(c, {quiet: true});
     // a waiting conversation that left the queue without our hearing of it (another team's)
     for (const c of this.state.conversations.values()) {
@@ -225,6 +228,26 @@ export class Sync {
     const teams = await this.auth.fetchJSON("/api/v1/teams");
     this.state.teams = new Map(teams.items.map((team) => [team.id, team.name]));
     this.state.emit("teams");
+  }
+
+  /** When a waiting conversation entered handoff: C has no such field (a service that adds
+   * `handoff_at` to it saves this call), its transition log has; read once per version. */
+  async handoffTime(c) {
+    const key = `${c.id}:${c.version}`;
+    if (c.state !== "handoff" || c.handoff_at !== undefined || this.state.waitingSince(c) !== null
+      || this._handoffAsked.has(key)) return;
+    this._handoffAsked.add(key);  // asked again (after a failure) only after the next queue.list
+    try {
+      const log = await this.auth.fetchJSON(`/api/v1/conversations/${encodeURIComponent(c.id)}/events`);
+      const entered = log.items.filter((e) => e.to_state === "handoff" && e.from_state !== "handoff"
+        && e.version <= c.version).pop();
+      if (entered) {
+        this.state.handoffAt.set(c.id, {version: c.version, at: entered.created_at});
+        this.state.emit("queue");
+      }
+    } catch (error) {
+      this.onError(error);
+    }
   }
 
   /** The last customer message of a waiting conversation, fetched once per last_seq. */

@@ -1,7 +1,9 @@
 // What the widget keeps across page loads, in localStorage under one key per service: the visitor
-// token (anonymous visitors), the conversation id, the highest seq shown and the unacknowledged
-// message.send frames (resent with their client_msg_id after a reload). A browser that refuses
-// storage (private mode, blocked cookies) still gets a working widget, only without the memory.
+// token (anonymous visitors), the conversation id, the highest seq shown, the unacknowledged
+// message.send frames (resent with their client_msg_id after a reload) and the messages written
+// before the conversation existed (sent, with their client_msg_id, once it is started). A browser
+// that refuses storage (private mode, blocked cookies) still gets a working widget, only without the
+// memory.
 
 /** The JWT's payload (`sub`, `exp`...) read without checking it: the service checks it. */
 export function tokenClaims(token) {
@@ -42,7 +44,7 @@ export class WidgetMemory {
   /** A new identity (another user): forget that user's conversation and unsent messages; true when it was. */
   forUser(userId) {
     if (this.data.user_id === userId) return false;
-    this.update({ user_id: userId, conversation_id: null, last_seq: 0, outbox: [] });
+    this.update({ user_id: userId, conversation_id: null, last_seq: 0, outbox: [], unsent: [] });
     return true;
   }
 }

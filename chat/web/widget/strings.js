@@ -30,6 +30,8 @@ export const WIDGET_STRINGS = {
     csatThanks: "Thank you for your feedback!",
     welcome: "Hello! How can we help you today?",
     unread: "{count} new messages",
+    humanRefused: "A person cannot take this conversation now. Write again to continue.",
+    humanOffline: "Not connected. Please try again in a moment.",
   },
   zh: {
     title: "在线客服",
@@ -60,5 +62,7 @@ export const WIDGET_STRINGS = {
     csatThanks: "感谢您的评价！",
     welcome: "您好！请问有什么可以帮您？",
     unread: "{count} 条新消息",
+    humanRefused: "当前无法转接人工客服。请再次发送消息继续对话。",
+    humanOffline: "尚未连接，请稍后再试。",
   },
 };

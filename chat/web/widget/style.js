@@ -43,6 +43,7 @@ header button.icon { font-size: 18px; line-height: 1; padding: 3px 9px; }
 .banner { padding: 8px 14px; font-size: 13px; background: #fef3c7; color: #92400e; border-bottom: 1px solid var(--line); }
 .banner.agent { background: #dcfce7; color: #166534; }
 .banner.closed { background: #f3f4f6; color: var(--muted); }
+.banner.notice { background: #fee2e2; color: #991b1b; }
 .log { flex: 1; overflow-y: auto; padding: 14px; display: flex; flex-direction: column; gap: 8px; overscroll-behavior: contain; }
 .messages, .pending { display: flex; flex-direction: column; gap: 8px; }
 .msg { max-width: 82%; padding: 8px 12px; border-radius: var(--radius); background: var(--bubble); white-space: pre-wrap;

@@ -6,6 +6,7 @@ import { WIDGET_CSS } from "./style.js";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const BUBBLE_PATH = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
 const TYPING_HIDE_MS = 8000; // an agent's "typing on" without an "off" (a dropped socket) fades out
+const NOTICE_HIDE_MS = 10000;
 
 /** el("div", {class: "x", "data-testid": "y"}, child...): an element; strings become text nodes. */
 function el(tag, attrs = {}, ...children) {
@@ -48,6 +49,7 @@ export class WidgetView {
     this._bySeq = new Map(); // seq -> element
     this._pending = new Map(); // client_msg_id -> element
     this._typingTimer = null;
+    this._noticeTimer = null;
     this._build(onToggle, onSend, onInput, onHuman);
     if (accent) this.root.style.setProperty("--accent", accent);
     document.body.append(this.host);
@@ -71,6 +73,7 @@ export class WidgetView {
       role: "status" }, t("agentJoined"));
     this.closedBanner = el("div", { class: "banner closed", "data-testid": "widget-closed", hidden: true,
       role: "status" }, t("closed"));
+    this.notice = el("div", { class: "banner notice", "data-testid": "widget-notice", hidden: true, role: "status" });
     this.messages = el("div", { class: "messages" });
     this.pendingList = el("div", { class: "pending" });
     this.stream = el("div", { class: "msg stream", "data-testid": "widget-ai-stream", "data-sender-type": "ai",
@@ -83,7 +86,7 @@ export class WidgetView {
       placeholder: t("placeholder"), "aria-label": t("placeholder") });
     this.sendButton = el("button", { type: "button", "data-testid": "widget-send", disabled: true }, t("send"));
     this.panel = el("section", { class: "panel", role: "dialog", "aria-label": t("title"), hidden: true },
-      header, this.handoffBanner, this.agentBanner, this.closedBanner, this.log, this.csat,
+      header, this.handoffBanner, this.agentBanner, this.closedBanner, this.notice, this.log, this.csat,
       el("footer", {}, this.input, this.sendButton));
     this.root = el("div", { class: "root", lang: t.language === "zh" ? "zh-CN" : "en" }, this.panel, this.launcher);
     this.shadow.append(this.root);
@@ -142,8 +145,16 @@ export class WidgetView {
     this.handoffBanner.hidden = state !== "handoff";
     this.agentBanner.hidden = state !== "human";
     this.closedBanner.hidden = state !== "closed";
-    this.humanButton.hidden = state === "handoff" || state === "human";
+    this.humanButton.hidden = state !== "ai"; // waiting or with an agent already; closed: writing reopens it
     if (state !== "human") this.showTyping(false);
+  }
+
+  /** A passing notice (a refused request); "" hides it. */
+  showNotice(text) {
+    clearTimeout(this._noticeTimer);
+    this.notice.textContent = text;
+    this.notice.hidden = !text;
+    if (text) this._noticeTimer = setTimeout(() => this.showNotice(""), NOTICE_HIDE_MS);
   }
 
   /** The count on the launcher while the panel is closed. */

@@ -55,7 +55,7 @@ export class ChatWidget {
     this.conversationId = this.memory.get("conversation_id") || null;
     // a returning visitor with a conversation reconnects at once (agent replies may be waiting);
     // a new one only when they open the panel, so a page view mints no visitor token
-    if (this.conversationId || (this.memory.get("outbox") || []).length) this.connect();
+    if (this.conversationId || (this.memory.get("outbox") || []).length || this._unsent().length) this.connect();
     if (config.open || this.memory.get("open")) this.setOpen(true);
   }
 
@@ -78,7 +78,9 @@ export class ChatWidget {
     this.client.on("typing", (data) => this._mine(data) && data.sender_type === "agent" && this.view.showTyping(data.on));
     this.client.on("csat.requested", (data) => this._mine(data) && this._askCsat());
     for (const frame of this.client.outbox) this._sendFrame(frame); // unsent before a reload: shown, resent
+    for (const m of this._unsent()) this.view.addPending(m.client_msg_id, m.content); // written before a conversation
     this.client.start();
+    this._sendUnsent();
   }
 
   /** Open or close the panel (remembered across reloads). */
@@ -147,19 +149,44 @@ export class ChatWidget {
   }
 
   /** Send a customer message: shown as pending at once, stored exactly once however the socket fares. */
-  async send(text) {
+  send(text) {
     const client_msg_id = newClientMsgId();
     this.view.addPending(client_msg_id, text);
     this._typing(false);
-    this.connect();
-    let conversationId;
-    try {
-      conversationId = await this.ensureConversation();
-    } catch (err) {
-      this.view.failPending(client_msg_id, err.message);
+    if (this.conversationId) {
+      this.connect();
+      this._sendFrame({ conversation_id: this.conversationId, client_msg_id, content: text });
       return;
     }
-    this._sendFrame({ conversation_id: conversationId, client_msg_id, content: text });
+    // no conversation yet (it starts once online): kept in localStorage until it has one, so a reload
+    // meanwhile still sends it, with the same client_msg_id
+    this.memory.update({ unsent: [...this._unsent(), { client_msg_id, content: text }] });
+    this.connect();
+    this._sendUnsent();
+  }
+
+  /** Messages written before the conversation existed, oldest first: [{client_msg_id, content}]. */
+  _unsent() {
+    return this.memory.get("unsent") || [];
+  }
+
+  /** Start the conversation for the messages written before it existed, then send them (into the
+   * client's outbox, which keeps them from then on). Another user meanwhile drops them (_asUser). */
+  async _sendUnsent() {
+    if (!this._unsent().length) return;
+    let conversationId;
+    try {
+      await this.client.whenOnline(); // a token for another user, if it comes to that, has dropped them by then
+      if (!this._unsent().length) return;
+      conversationId = await this.ensureConversation();
+    } catch (err) {
+      for (const m of this._unsent()) this.view.failPending(m.client_msg_id, err.message);
+      this.memory.update({ unsent: [] });
+      return;
+    }
+    const unsent = this._unsent();
+    for (const m of unsent) this._sendFrame({ conversation_id: conversationId, ...m }); // each in the outbox now
+    this.memory.update({ unsent: [] });
   }
 
   _sendFrame(frame) {
@@ -199,12 +226,17 @@ export class ChatWidget {
   /** Ask for a human agent (handoff.request). */
   async requestHuman() {
     this.connect();
+    this.view.showNotice("");
     try {
       const conversationId = await this.ensureConversation();
       const { conversation } = await this.client.request("handoff.request", { conversation_id: conversationId });
       this._onConversation(conversation);
     } catch (err) {
-      // conflict: already handed off (the state on screen catches up by event); offline: try again later
+      // refused (conflict: the conversation moved on, e.g. it was closed; the screen may be behind), or
+      // not connected: say so, and bring the conversation's state up to date
+      const state = this.conversation && this.conversation.state;
+      if (state !== "handoff" && state !== "human") this.view.showNotice(this.t(err.transient ? "humanOffline" : "humanRefused"));
+      if (this.client.status === "online") this.resume().catch(() => {});
     }
   }
 

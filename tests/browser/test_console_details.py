@@ -1,0 +1,173 @@
+"""The agent console's finer points in a real browser: presence that belongs to the person signed in,
+a refused reply that goes back to the composer, the queue in the order conversations entered it,
+Chinese everywhere in a Chinese browser, and accessible names that say what a control is."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Page, Route, expect
+
+from tests.browser.conftest import Service
+from tests.browser.console_page import Console, rest, staff
+from tests.browser.test_console import customer
+from tests.wsclient import WS
+
+
+async def status_of(service: Service, user_id: str) -> str | None:
+    """The presence the service lists for a staff account (None when it is not listed)."""
+    agents = await rest(service, "GET", "/api/v1/agents")
+    return next((a["status"] for a in agents["items"] if a["agent_id"] == user_id), None)
+
+
+async def claim(service: Service, token: str, conversation_id: str) -> None:
+    """Take a conversation over on an agent's own socket."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(service.url + "/ws") as raw:
+        agent = WS(raw)
+        await agent.ok("auth", token=token)
+        await agent.ok("conversation.claim", conversation_id=conversation_id)
+
+
+async def test_presence_chosen_by_one_person_is_not_the_next_ones_in_the_same_tab(service: Service,
+                                                                                  page: Page) -> None:
+    agent, agent_password = await staff(service, "agent")
+    admin, admin_password = await staff(service, "admin")
+    console = Console(page, service.url)
+    await console.login(agent, agent_password)
+    await console.go("online")
+    await page.get_by_test_id("logout-button").click()
+    await expect(console.submit).to_be_visible()
+
+    await console.user.fill(admin)
+    await console.password.fill(admin_password)
+    await console.submit.click()
+
+    await expect(console.banner).to_be_hidden()  # connected: a kept status would have been sent by now
+    await expect(console.presence).to_have_attribute("data-status", "away")
+    assert await status_of(service, admin) != "online"
+    assert await page.evaluate("() => sessionStorage.length") == 0  # signing out forgot the agent's choice
+
+
+async def claimed_by_new_agent(page: Page, service: Service, conversation_id: str) -> Console:
+    """A console signed in as a new agent, holding the conversation (opened from the queue, taken over)."""
+    user_id, password = await staff(service, "agent")
+    console = Console(page, service.url)
+    await console.login(user_id, password)
+    await console.queue_item(conversation_id).click()
+    await console.claim_button.click()
+    await expect(console.item(conversation_id)).to_have_attribute("data-state", "human")
+    return console
+
+
+async def test_a_refused_reply_goes_back_to_the_composer_with_one_translated_error(
+        service: Service, new_page: Callable[..., Any], page_errors: list[str]) -> None:
+    page = await new_page(locale="zh-CN")
+    async with customer(service) as (ws, conversation):
+        console = await claimed_by_new_agent(page, service, conversation["id"])
+        await expect(console.input).to_have_attribute("maxlength", "4000")  # PROTOCOL 3.4: 1-4000 characters
+        too_long = "长" * 4000 + "!"
+        # a browser that ignores maxlength (or a paste it let through): the service refuses it as too_large
+        await console.input.evaluate("(node, text) => { node.value = text; }", too_long)
+        await console.input.press("Enter")
+
+        toast = page.get_by_test_id("toast")
+        await expect(toast).to_have_text(["内容过长：一条消息最多 4000 个字符。"])  # once, in Chinese
+        await expect(console.input).to_have_value(too_long)  # nothing lost: the text is back, to shorten
+        await expect(page.get_by_test_id("message-pending")).to_have_count(0)
+
+        await console.input.evaluate("node => { node.value = node.value.slice(0, 20); }")
+        await console.input.press("Enter")
+        sent = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "agent")
+        assert sent["data"]["message"]["content"] == "长" * 20
+        await expect(console.input).to_have_value("")
+        await expect(console.by_text("长" * 20, "agent")).to_have_count(1)
+    assert page_errors == []
+
+
+async def test_the_composer_and_the_note_toggle_say_what_they_are(service: Service, page: Page) -> None:
+    async with customer(service) as (_, conversation):
+        console = await claimed_by_new_agent(page, service, conversation["id"])
+        await expect(console.input).to_have_accessible_name(
+            "Reply to the customer (Enter sends, Shift+Enter: new line, / canned responses)")
+        await expect(console.send_button).to_have_accessible_name("Send")
+        await expect(console.note_toggle).to_have_attribute("aria-pressed", "false")
+        await expect(console.note_toggle).to_have_attribute("title", "Private note mode: off")
+
+        await console.note_toggle.click()
+        await expect(console.note_toggle).to_have_attribute("aria-pressed", "true")
+        await expect(console.note_toggle).to_have_attribute("title", "Private note mode: on")
+        await expect(console.input).to_have_accessible_name("Private note, only agents see it (Enter adds it)")
+
+        await console.note_toggle.click()
+        await expect(console.note_toggle).to_have_attribute("title", "Private note mode: off")
+
+
+PROTOCOL_ERROR_CODES = ("unauthenticated", "forbidden", "not_found", "invalid", "conflict", "rate_limited",
+                        "too_large", "unavailable", "internal")  # PROTOCOL 3.3
+CLIENT_ERROR_CODES = ("offline", "timeout")  # the shared client's own (docs/web.md)
+
+
+async def test_every_error_code_has_words_in_both_languages(service: Service, page: Page) -> None:
+    await page.goto(service.url + "/console/")
+    tables = await page.evaluate("async () => (await import('/console/strings.js')).STRINGS")
+    for code in PROTOCOL_ERROR_CODES + CLIENT_ERROR_CODES:
+        for language in ("en", "zh"):
+            assert f"error.{code}" in tables[language], (language, code)
+        assert tables["zh"][f"error.{code}"] != tables["en"][f"error.{code}"]
+
+
+async def test_statistics_speak_chinese_units(service: Service, new_page: Callable[..., Any]) -> None:
+    page = await new_page(locale="zh-CN")
+    async with customer(service) as (_, conversation):
+        agent = service.token("stats-agent", "agent")
+        await rest(service, "GET", "/api/v1/agents", token=agent)  # known as staff, so it may claim
+        await claim(service, agent, conversation["id"])  # a queue wait to show, in seconds
+        user_id, password = await staff(service, "admin")
+        console = Console(page, service.url)
+        await console.login(user_id, password)
+        await page.get_by_test_id("nav-stats").click()
+        wait = page.get_by_test_id("stats-panel").locator("[data-stat=queue_wait_avg_s] .figure-value")
+        await expect(wait).to_have_text(re.compile(r"^\d+(\.\d)? (秒|分钟|小时)$"))
+
+
+async def test_the_queue_is_longest_waiting_first_by_the_time_each_entered_it(
+        make_service: Callable[..., Service], page: Page, page_errors: list[str]) -> None:
+    service = make_service(ROUTING="manual")  # the queue stays as it is
+    async with customer(service, text="first to wait") as (first_ws, first), \
+            customer(service, text="second to wait") as (_, second):
+        # the first one writes again: its last message (and its updated_at) is now the newest
+        await first_ws.ok("message.send", conversation_id=first["id"], client_msg_id="c2", content="still here")
+        log = await rest(service, "GET", f"/api/v1/conversations/{first['id']}/events")
+        entered = next(e["created_at"] for e in log["items"] if e["to_state"] == "handoff")
+        items = page.get_by_test_id("queue-item")
+
+        async def lists_after_the_queue(route: Route) -> None:
+            """The lists' REST copies (updated_at: the last message's time) land after queue.list's."""
+            response = await route.fetch()
+            await expect(items).to_have_count(2)
+            await route.fulfill(response=response)
+
+        await page.route(re.compile(r".*/api/v1/conversations\?.*"), lists_after_the_queue)
+        user_id, password = await staff(service, "agent")
+        console = Console(page, service.url)
+        await console.login(user_id, password)
+        await page.get_by_role("tab", name="All").click()
+        await expect(console.item(first["id"])).to_be_visible()  # the lists are in
+        await expect(items).to_have_count(2)
+        await expect(console.queue_item(first["id"]).locator("time.wait")).to_be_visible()
+        await expect(console.queue_item(second["id"]).locator("time.wait")).to_be_visible()
+        order = await items.evaluate_all("nodes => nodes.map(n => n.dataset.conversationId)")
+        assert order == [first["id"], second["id"]]
+        since = await console.queue_item(first["id"]).locator("time.wait").get_attribute("datetime")
+        assert since is not None and abs(parse(since) - parse(entered)) < 0.002  # not its last message's time
+        await expect(console.queue_item(first["id"])).to_contain_text(re.compile(r"waiting \d+ s"))
+    assert page_errors == []
+
+
+def parse(iso: str) -> float:
+    """An ISO 8601 timestamp in seconds."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

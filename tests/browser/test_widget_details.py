@@ -1,0 +1,97 @@
+"""The customer widget's finer points in a real browser: a first message written while the service is
+down survives a reload and is sent once, and "Talk to a person" where it can no longer help."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import Service, unique
+from tests.browser.widget_page import Widget, open_host
+from tests.browser.wire import Wire
+from tests.wsclient import WS
+
+
+async def messages_of(service: Service, conversation_id: str) -> list[dict[str, Any]]:
+    """Every stored message of the conversation (REST, as an admin)."""
+    headers = {"Authorization": f"Bearer {service.token(unique('admin'), 'admin')}"}
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{service.url}/api/v1/conversations/{conversation_id}/messages", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["items"]  # type: ignore[no-any-return]
+
+
+async def test_a_first_message_written_while_the_service_is_down_survives_a_reload(
+        make_service: Callable[..., Service], page: Page, page_errors: list[str]) -> None:
+    service = make_service()
+    async with aiohttp.ClientSession() as http, http.get(service.url + "/widget.js") as response:
+        script = await response.read()
+    # the script as a browser cache would keep it: the page still loads the widget while the service is down
+    await page.route(service.url + "/widget.js", lambda route: route.fulfill(
+        status=200, body=script, headers={"Content-Type": "text/javascript; charset=utf-8"}))
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    widget = Widget(page)
+    await widget.open()  # a new visitor: no conversation yet
+    await asyncio.to_thread(service.stop)
+    await expect(widget.status).to_have_attribute("data-state", "offline")
+    await widget.write("my very first message")
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(1)
+    assert "my very first message" in json.dumps(await widget.storage())  # kept for a reload
+
+    await page.reload()
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(1)  # still shown while the service is down
+    await asyncio.to_thread(service.start)
+
+    await widget.online()
+    await expect(widget.by_text("my very first message", "customer")).to_have_attribute("data-seq", "1")
+    await expect(widget.message(2)).to_contain_text("You said: my very first message")
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(0)
+    kept = await widget.storage()
+    assert "my very first message" not in json.dumps(kept)  # sent: nothing left to send again
+    stored = await messages_of(service, kept["conversation_id"])  # type: ignore[arg-type]
+    assert [m["content"] for m in stored].count("my very first message") == 1
+    assert page_errors == []
+
+
+async def test_talk_to_a_person_is_gone_once_closed_and_a_refusal_is_said(service: Service, page: Page,
+                                                                          page_errors: list[str]) -> None:
+    wire = Wire()
+    await wire.install(page)
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    widget = Widget(page)
+    await widget.open()
+    human = page.get_by_test_id("widget-human")
+    notice = page.get_by_test_id("widget-notice")
+    await widget.write("hello")
+    await expect(widget.message(2)).to_be_visible()
+    conversation_id = (await widget.storage())["conversation_id"]
+    await expect(human).to_be_visible()
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(service.url + "/ws") as raw:
+        agent = WS(raw)
+        await agent.ok("auth", token=service.token(unique("agent"), "agent"))
+        await agent.ok("conversation.close", conversation_id=conversation_id)
+        await expect(page.get_by_test_id("widget-closed")).to_be_visible()
+        await expect(human).to_be_hidden()  # a closed conversation cannot be handed to a person
+
+        await widget.write("one more question")  # writing reopens it (state ai): a person may be asked again
+        await expect(widget.by_text("one more question", "customer")).to_be_visible()
+        await expect(human).to_be_visible()
+
+        # the close reaches the service, but its event is lost on the way: the screen still offers the button
+        wire.drop = lambda frame: (frame.get("type") == "conversation.updated"
+                                   and frame["data"]["conversation"]["state"] == "closed")
+        await agent.ok("conversation.close", conversation_id=conversation_id)
+        await human.click()  # the service refuses it (conflict)
+
+    await expect(notice).to_be_visible()
+    await expect(notice).to_have_text("A person cannot take this conversation now. Write again to continue.")
+    await expect(page.get_by_test_id("widget-closed")).to_be_visible()  # caught up with the service
+    await expect(human).to_be_hidden()
+    await expect(widget.handoff).to_be_hidden()
+    assert page_errors == []
