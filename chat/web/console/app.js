@@ -299,6 +299,8 @@ class Workspace {
     const next = this.state.presence === "online" ? "away" : "online";
     if (next === "online") askPermission().then(() => { this.notifyButton.hidden = !canAsk(); });
     try {
+      // a click while the socket (re)connects is not lost: it is said once the console is online
+      await this.client.whenOnline();
       await this.sync.setPresence(next);
       sessionStorage.setItem(presenceKey(this.state.me.id), next);
     } catch (error) {
