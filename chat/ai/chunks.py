@@ -105,6 +105,11 @@ class ReplyParser(Protocol):
         """Items from one event; raise AIError for an error event."""
         ...
 
+    @property
+    def ended(self) -> bool:
+        """The reply said it is complete ([DONE], a final finish_reason): nothing more to wait for."""
+        ...
+
     def finish(self) -> list[StreamItem]:
         """Items left at the end of the body; raise AIError if the reply was cut short."""
         ...

@@ -53,17 +53,18 @@ class DashScopeProvider(HTTPStreamProvider):
         return {"model": self.model, "input": {"messages": messages}, "parameters": parameters}
 
     def _reply_parser(self) -> DashScopeReply:
-        return DashScopeReply()
+        # the chunks are what the request asked for: incremental unless the parameters turned it off
+        return DashScopeReply(cumulative=self._extra.get("incremental_output") is False)
 
 
 class DashScopeReply:
-    """One attempt's chunks, in the message or the old text format, incremental or not."""
+    """One attempt's chunks, in the message or the old text format: each a new piece (incremental_output,
+    as the service asks), or each the whole text so far (`cumulative`, when the parameters ask for that).
+    Never guessed from the text: an incremental piece may well start with the text before it (哈, 哈哈)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cumulative: bool = False) -> None:
         self._sent = ""  # every character yielded so far
-        # "incremental" or "cumulative" (each chunk the whole text so far); decided
-        # by the second chunk with text, since a provider may ignore incremental_output.
-        self._mode: str | None = None
+        self._cumulative = cumulative
         self._tool_calls = ToolCallAccumulator()
         self._finished = False
 
@@ -103,6 +104,11 @@ class DashScopeReply:
                 items.extend(self._tool_calls.drain())
         return items
 
+    @property
+    def ended(self) -> bool:
+        """A chunk gave the final finish_reason."""
+        return self._finished
+
     def finish(self) -> list[StreamItem]:
         """Tool calls still pending at the end; raise AIError if no chunk finished the reply."""
         if not self._finished:
@@ -112,10 +118,7 @@ class DashScopeReply:
     def _new_text(self, text: str) -> str:
         if not text:
             return ""
-        if self._mode is None and self._sent:
-            cumulative = len(text) > len(self._sent) and text.startswith(self._sent)
-            self._mode = "cumulative" if cumulative else "incremental"
-        if self._mode == "cumulative":
+        if self._cumulative:
             if text.startswith(self._sent):
                 new = text[len(self._sent) :]
             elif self._sent.startswith(text):

@@ -92,6 +92,11 @@ class OpenAIReply:
                 items.extend(self._tool_calls.drain())
         return items
 
+    @property
+    def ended(self) -> bool:
+        """[DONE], or a chunk with a finish_reason (a usage chunk may follow: not waited for)."""
+        return self._done or self._finished
+
     def finish(self) -> list[StreamItem]:
         """Tool calls still pending at the end; raise AIError if neither [DONE] nor a finish came."""
         if not (self._done or self._finished):

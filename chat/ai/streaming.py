@@ -164,36 +164,40 @@ class HTTPStreamProvider:
     async def _read_reply(self, response: aiohttp.ClientResponse) -> AsyncIterator[StreamItem]:
         parser = self._reply_parser()
         decoder = SSEDecoder()
-        # Decided by the first byte, not the Content-Type: a JSON object means the
-        # server ignored the streaming request and sent the whole reply at once.
-        whole_json: bytearray | None = None
+        chunks = response.content.iter_any()
+        whole: list[SSEEvent] | None = None  # a JSON body: the server ignored the streaming request
         sniffed = False
-        async for chunk in response.content.iter_any():
+        async for chunk in chunks:
+            # decided by the first byte, not the Content-Type
             if not sniffed and chunk.strip():
                 sniffed = True
                 if chunk.lstrip().startswith(b"{"):
-                    whole_json = bytearray()
-            if whole_json is not None:
-                whole_json += chunk
-                if len(whole_json) > JSON_REPLY_MAX_BYTES:
-                    raise AIError("bad_response", "the JSON reply is too large")
-                continue
+                    whole = await _whole_json(chunk, chunks)
+                    break
             items, error = _items_of(parser, decoder.feed(chunk))
             for item in items:
                 yield item
             if error is not None:
                 raise error
-        if whole_json is not None:
-            events = [SSEEvent(data=whole_json.decode("utf-8", errors="replace"))]
-        else:
-            events = decoder.flush()
-        items, error = _items_of(parser, events)
+            if parser.ended:  # a server or proxy that holds the connection open would time the turn out
+                break
+        items, error = _items_of(parser, whole if whole is not None else decoder.flush())
         for item in items:
             yield item
         if error is not None:
             raise error
         for item in parser.finish():
             yield item
+
+
+async def _whole_json(first: bytes, rest: AsyncIterator[bytes]) -> list[SSEEvent]:
+    """A non-streamed JSON reply, read to its end (at most JSON_REPLY_MAX_BYTES), as one event."""
+    body = bytearray(first)
+    async for chunk in rest:
+        body += chunk
+        if len(body) > JSON_REPLY_MAX_BYTES:
+            raise AIError("bad_response", "the JSON reply is too large")
+    return [SSEEvent(data=body.decode("utf-8", errors="replace"))]
 
 
 def _items_of(parser: ReplyParser, events: list[SSEEvent]) -> tuple[list[StreamItem], AIError | None]:

@@ -42,6 +42,8 @@ class FakeDashScope:
     drop_after: int | None = None
     # Send every event of the reply in one write (as a busy network delivers them together).
     together: bool = False
+    # Keep the connection open after the final chunk (a proxy that does not pass the end on).
+    hold_open: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -91,6 +93,8 @@ class FakeDashScope:
                 await self.gate.get()
             await response.write(sse_event(index + 1, payload))
             self.log.append(f"sent {index}")
+        if self.hold_open:
+            await self._released.wait()
         await response.write_eof()
         return response
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import aiohttp
@@ -59,20 +60,33 @@ async def test_no_tools_key_without_tools(session, mocked):
 
 
 @pytest.mark.parametrize(
-    ("body", "expected"),
+    ("body", "incremental", "expected"),
     [
-        (streams.DASHSCOPE_INCREMENTAL, streams.DASHSCOPE_DELTAS),
-        (streams.DASHSCOPE_CUMULATIVE, streams.DASHSCOPE_DELTAS),
-        (streams.DASHSCOPE_TEXT_FORMAT, streams.DASHSCOPE_TEXT_DELTAS),
-        (streams.DASHSCOPE_TEXT_FORMAT_CUMULATIVE, streams.DASHSCOPE_TEXT_DELTAS),
+        (streams.DASHSCOPE_INCREMENTAL, True, streams.DASHSCOPE_DELTAS),
+        (streams.DASHSCOPE_CUMULATIVE, False, streams.DASHSCOPE_DELTAS),
+        (streams.DASHSCOPE_TEXT_FORMAT, True, streams.DASHSCOPE_TEXT_DELTAS),
+        (streams.DASHSCOPE_TEXT_FORMAT_CUMULATIVE, False, streams.DASHSCOPE_TEXT_DELTAS),
     ],
     ids=["message-incremental", "message-cumulative", "text-incremental", "text-cumulative"],
 )
-async def test_streams_yield_only_new_text(session, mocked, body, expected):
+async def test_streams_yield_only_new_text(session, mocked, body, incremental, expected):
+    """Incremental chunks as the service asks; cumulative ones (each the whole text) when the parameters
+    turn incremental_output off."""
     sse(mocked, body)
-    provider = make(session)
+    provider = make(session, extra_parameters=None if incremental else {"incremental_output": False})
     assert await collect(provider) == expected
     assert provider.health == {"status": "ok"}
+    assert calls(mocked, URL)[0].kwargs["json"]["parameters"]["incremental_output"] is incremental
+
+
+async def test_an_incremental_piece_that_starts_with_the_text_before_it_is_kept_whole(session, mocked):
+    """哈, 哈哈, ，你好: once read as a cumulative stream (the second piece extends the first), which
+    dropped text and failed the turn into a handoff."""
+    pieces = ["哈", "哈哈", "，你好", "！"]
+    chunks = [{"output": {"choices": [{"message": {"content": piece}, "finish_reason": "null"}]}} for piece in pieces]
+    chunks[-1]["output"]["choices"][0]["finish_reason"] = "stop"
+    sse(mocked, "".join(f"data:{json.dumps(chunk, ensure_ascii=False)}\n\n" for chunk in chunks))
+    assert "".join(await collect(make(session))) == "哈哈哈，你好！"
 
 
 @pytest.mark.parametrize(

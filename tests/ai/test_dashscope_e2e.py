@@ -43,6 +43,15 @@ async def test_chunks_that_arrive_together_come_out_as_one_delta_in_order(sessio
         assert await collect(make(session, fake_base_url)) == ["你好！我是通义千问。"]
 
 
+async def test_a_reply_that_said_stop_is_complete_though_the_connection_stays_open(session, fake, fake_base_url):
+    """A finished reply was read on until the connection closed: a proxy holding it open timed the turn
+    out, and the complete reply was lost."""
+    fake.hold_open = True
+    async with asyncio.timeout(GUARD_S):
+        items = await collect(make(session, fake_base_url, chunk_timeout_s=GUARD_S * 2))
+    assert "".join(items) == "你好！我是通义千问。"
+
+
 async def test_silence_between_chunks_times_out_without_retry(session, fake, fake_base_url):
     fake.stall_after = 1
     async with asyncio.timeout(GUARD_S):

@@ -137,3 +137,18 @@ async def test_is_a_provider(session):
 async def test_base_url_is_required(session):
     with pytest.raises(ValueError):
         OpenAIProvider(session, api_key="", base_url="", model="m")
+
+
+def test_the_reply_has_ended_at_a_finish_reason_or_done():
+    """What the reader stops at (a server or proxy may keep the connection open after it)."""
+    from chat.ai.openai import OpenAIReply
+    from chat.ai.sse import SSEEvent
+
+    reply = OpenAIReply()
+    reply.feed(SSEEvent(data='{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}'))
+    assert not reply.ended
+    reply.feed(SSEEvent(data='{"choices":[{"delta":{},"finish_reason":"stop"}]}'))
+    assert reply.ended
+    done = OpenAIReply()
+    done.feed(SSEEvent(data="[DONE]"))
+    assert done.ended
