@@ -30,7 +30,7 @@ from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider
 from chat.ai.early import EarlyReplies, EarlyReply
 from chat.ai_memory import Histories, Memories, Memory, build_context
-from chat.ai_stream import AI_FAILURE, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
+from chat.ai_stream import AI_FAILURE, HANDOFF, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
@@ -321,8 +321,8 @@ class AIRunner:
             if self._closing or conversation.id in self._lost:
                 await asyncio.shield(turn.interrupt(SHUTDOWN if self._closing else SUPERSEDED))
             raise
-        if text is None:
-            return  # the AI handed over to a human, or its stream was ended meanwhile (a takeover elsewhere)
+        if text is None:  # the AI handed over to a human, or its stream was ended meanwhile (a takeover elsewhere)
+            return await turn.interrupt(HANDOFF)  # a no-op once ended; not when it waits in handoff already
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
         if not await turn.finish():

@@ -62,6 +62,26 @@ async def test_an_ai_handoff_off_hours_gives_the_same_single_notice(harness_fact
     assert await stored(h, cid) == [("customer", "refund please"), ("system", notice)]
 
 
+async def test_an_ai_handoff_while_it_already_waits_ends_the_streamed_reply(harness_factory, provider, sim_clock):
+    """The AI answering a conversation that waits off hours asks for a human again: the conversation cannot
+    move (it is in handoff already), and its stream still ends with ai.interrupted, nothing stored; it was
+    left live, a partial reply stuck in every widget for the stream's lifetime."""
+    sim_clock.ms = shanghai_ms(2027, 1, 2, 20, 0)  # a Saturday evening
+    h = await harness_factory(business_hours=HOURS, **NO_TIMERS)
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="转人工")
+    await h.drain_ai()
+    provider.chunks = ["Let me get a person. ", ToolCall("transfer_to_human", {"reason": "wants human"})]
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="a person please")
+    await h.drain_ai()
+    delta = await ws.event("ai.delta")
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": delta["data"]["turn_id"], "reason": "handoff"}
+    resumed = await ws.ok("conversation.resume", conversation_id=cid)
+    assert resumed["ai_stream"] is None
+    assert [s for s, _ in await stored(h, cid)] == ["customer", "system", "customer"]
+
+
 async def test_in_business_hours_the_ai_stays_quiet_while_a_conversation_waits(harness_factory, sim_clock):
     sim_clock.ms = shanghai_ms(2027, 1, 4, 10, 0)  # Monday morning
     h = await harness_factory(business_hours=HOURS, **NO_TIMERS)
