@@ -1,5 +1,5 @@
 """The client's address: what failed logins and visitor tokens are counted by (PROTOCOL 2.1, 2.2), and
-what the access log shows.
+what the access log shows; and whether the client came over https (the refresh cookie's `Secure`).
 
 By default it is the TCP peer's. Behind a reverse proxy or a load balancer the peer of every request is
 the proxy, so every client would share one address: one guesser's failed logins would lock every agent
@@ -10,6 +10,7 @@ address it received the request from, so what a client wrote into the header its
 the trusted proxies added and is never taken, as long as no client's own address lies in a trusted
 network (such a client would be skipped as a proxy, and what it wrote taken). A peer that is not a
 trusted proxy is the client, whatever it sends (nobody passes for someone else by writing the header).
+A trusted proxy's `X-Forwarded-Proto: https` says the client came over https (TLS ends at the proxy).
 
 Written here rather than taken from aiohttp-remotes: its `XForwardedStrict` answers 400 to a request
 whose number of hops differs from the configured chain (a client that sends its own `X-Forwarded-For`
@@ -31,6 +32,7 @@ from chat.settings_parse import Parser, SettingsError
 Networks = tuple[IPv4Network | IPv6Network, ...]
 
 CLIENT_ADDRESS = web.RequestKey("client_address", str)
+FORWARDED_HTTPS = web.RequestKey("forwarded_https", bool)  # a trusted proxy took the request in over https
 MAX_ADDRESS_CHARS = 64  # a forwarded entry that is no address is kept as text, this long at most
 
 
@@ -87,6 +89,12 @@ def client_address(request: web.BaseRequest) -> str:
     return request.get(CLIENT_ADDRESS) or request.remote or ""
 
 
+def over_https(request: web.BaseRequest) -> bool:
+    """Did the client's request come over https: to the service itself, or to a trusted proxy that says so
+    in `X-Forwarded-Proto` (its right-most value: the nearest proxy's word)?"""
+    return request.secure or request.get(FORWARDED_HTTPS, False)
+
+
 def register(app: web.Application, trusted: Networks) -> None:
     """With trusted proxies, a middleware (outermost) notes each request's client address; without, the
     peer is the client and nothing is added."""
@@ -97,6 +105,9 @@ def register(app: web.Application, trusted: Networks) -> None:
     async def forwarded_for(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[CLIENT_ADDRESS] = address_behind(request.remote or "", request.headers.getall(hdrs.X_FORWARDED_FOR, ()),
                                                  trusted)
+        proto = request.headers.get(hdrs.X_FORWARDED_PROTO, "").rpartition(",")[2].strip().lower()
+        if proto == "https" and _trusted(_address(request.remote or ""), trusted):
+            request[FORWARDED_HTTPS] = True
         return await handler(request)
 
     app.middlewares.insert(0, forwarded_for)

@@ -168,7 +168,8 @@ class Settings:
         _SERVICE, "TRUSTED_PROXIES", (), TRUSTED,
         "the reverse proxies or load balancers in front of the service: for a request from one of them the "
         "client address (failed logins and visitor tokens are counted by it, the access log shows it) is the "
-        "right-most `X-Forwarded-For` entry that is no trusted proxy; any other peer is the client itself",
+        "right-most `X-Forwarded-For` entry that is no trusted proxy, and `X-Forwarded-Proto: https` makes the "
+        "refresh cookie `Secure`; any other peer is the client itself",
         shown_default="none: the TCP peer is the client",
     )
     conversations_per_user_per_min: int = setting(

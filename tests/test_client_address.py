@@ -117,3 +117,27 @@ async def test_the_access_log_shows_the_forwarded_client(harness_factory):
         await h.client.get("/health", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.7"})
         line = await collect.access_line("GET /health")
     assert line.startswith("203.0.113.7 ") and "6.6.6.6" not in line
+
+
+async def test_the_refresh_cookie_is_secure_when_a_trusted_proxy_took_the_request_over_https(
+        aiohttp_client, make_settings, database_url):
+    """TLS ends at the proxy: the service sees http, and only the proxy's X-Forwarded-Proto says https."""
+    from http.cookies import SimpleCookie
+
+    async def cookie_secure(api: Api, user_id: str, proto: str | None) -> bool:
+        resp = await api.client.post("/api/v1/auth/login", json={"user_id": user_id, "password": PASSWORD,
+                                                                 "cookie": True},
+                                     headers={"X-Forwarded-Proto": proto} if proto else {})
+        assert resp.status == 200
+        cookie: SimpleCookie = SimpleCookie()
+        cookie.load(resp.headers["Set-Cookie"])
+        return bool(cookie["chat_refresh"]["secure"])
+
+    behind = await _api(aiohttp_client, make_settings, database_url, trusted_proxies=LOCAL)
+    user_id = await make_account(behind)
+    assert await cookie_secure(behind, user_id, "https") is True
+    assert await cookie_secure(behind, user_id, "http, https") is True  # the nearest proxy's word
+    assert await cookie_secure(behind, user_id, "https, http") is False
+    assert await cookie_secure(behind, user_id, None) is False
+    untrusted = await _api(aiohttp_client, make_settings, database_url)  # anyone may write the header
+    assert await cookie_secure(untrusted, await make_account(untrusted), "https") is False

@@ -19,7 +19,7 @@ from chat import keys
 from chat.api.common import PUBLIC, RequestCtx, dumps, endpoint, error_response
 from chat.api.schemas import Body, Out, UserId
 from chat.api.users import UserOut
-from chat.client_address import client_address
+from chat.client_address import client_address, over_https
 from chat.errors import Unauthenticated
 from chat.login import Tokens
 from chat.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
@@ -84,7 +84,7 @@ def _tokens_response(request: web.Request, tokens: Tokens, *, cookie: bool) -> w
     response = web.json_response(text=dumps(tokens.body(with_refresh_token=not cookie)))
     if cookie:
         response.set_cookie(REFRESH_COOKIE, tokens.refresh_token, max_age=tokens.refresh_expires_in,
-                             path=COOKIE_PATH, httponly=True, samesite="Strict", secure=request.secure)
+                             path=COOKIE_PATH, httponly=True, samesite="Strict", secure=over_https(request))
     return response
 
 
