@@ -10,6 +10,7 @@ RUN pip install --no-cache-dir --upgrade pip \
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
     PORT=8000 \
     CHAT_DATA_DIR=/data
 COPY --from=build /wheels /wheels

@@ -63,6 +63,8 @@ def _banner(settings: Settings, host: str, port: int, accounts: list[FirstAccoun
         "chat-api: single-instance development mode (embedded in-process Redis, "
         f"SQLite at {settings.database.path}); AI provider: {settings.ai_provider}",
         "  not for production: set REDIS_URL, DATABASE_URL and JWT_SECRET_KEY for that",
+        *([f"  listening on {host} only: `serve --host 0.0.0.0` (or HOST) to be reached from other machines"]
+          if host == "127.0.0.1" else []),
         f"  console:   {base}/console/",
         f"  demo:      {base}/demo/   (a sample shop with the customer widget: {base}/widget.js)",
         f"  health:    {base}/health",

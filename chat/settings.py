@@ -91,7 +91,8 @@ _ACCOUNTS, _TIMERS, _INTEGRATIONS = Group.ACCOUNTS, Group.TIMERS, Group.INTEGRAT
 class Settings:
     """Everything the service reads from its environment; units in the names."""
 
-    host: str = setting(_SERVICE, "HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)")
+    host: str = setting(_SERVICE, "HOST", "0.0.0.0", TEXT, "listen address (`serve --host` overrides it)",
+                        shown_default="`0.0.0.0`; `127.0.0.1` in the embedded mode (its banner shows passwords)")
     port: int = setting(_SERVICE, "PORT", 8000, PORT_NUMBER, "listen port (`serve --port` overrides it)")
     data_dir: Path = setting(
         _SERVICE, "CHAT_DATA_DIR", Path("data"), PATH, "where the embedded mode keeps its SQLite file and JWT secret"

@@ -31,6 +31,8 @@ def join_settings(values: dict[str, Any], given: set[str]) -> None:
         _check_previous_keys(values["jwt_previous_secret_keys"])
     if "anonymous_visitors" not in given:  # a demo convenience: on by default only on a developer's machine
         values["anonymous_visitors"] = embedded
+    if "host" not in given and embedded:  # its banner prints an admin password and tokens: this machine only
+        values["host"] = "127.0.0.1"
     if values["redis_cluster"]:
         check_cluster(values["redis"])
     if "ai_provider" not in given:

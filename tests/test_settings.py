@@ -20,7 +20,7 @@ from chat.store import Store, connect
 from states.redis_keys import EVENTS_CHANNEL
 
 # fields that depend on the data directory or on embedded mode, not on their own variable
-DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded", "anonymous_visitors"}
+DERIVED = {"data_dir", "database", "jwt_secret_key", "embedded", "anonymous_visitors", "host"}
 
 
 def test_embedded_default(tmp_path):
@@ -28,6 +28,14 @@ def test_embedded_default(tmp_path):
     assert s.embedded and s.redis is None and s.database.kind == "sqlite"
     assert s.ai_provider == "echo" and s.port == 8000 and s.ai_model == "qwen-turbo"
     assert s.jwt_secret_key == Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)}).jwt_secret_key
+
+
+def test_the_embedded_mode_listens_on_this_machine_only_unless_told(tmp_path):
+    """Its banner shows an admin password and tokens: 0.0.0.0 put them within reach of any network."""
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path)}).host == "127.0.0.1"
+    assert Settings.from_env({"CHAT_DATA_DIR": str(tmp_path), "HOST": "0.0.0.0"}).host == "0.0.0.0"
+    served = Settings.from_env({"DATABASE_URL": "mysql://root@db/chat", "JWT_SECRET_KEY": "k" * 32})
+    assert served.host == "0.0.0.0"
 
 
 def test_dashscope_key_selects_dashscope(tmp_path):
