@@ -202,6 +202,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     from chat.auth import issue_token
 
     settings = _settings(args, say_env_file=False)  # stdout is the token; the file read is no news here
+    if _not_the_embedded_instance(settings, "token", secret_only=True):
+        return 2
     teams = [t for t in (args.teams or "").split(",") if t]
     try:
         token = issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams)
@@ -214,7 +216,23 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_users(args: argparse.Namespace) -> int:
     """Staff accounts: add, passwd, deactivate, activate, list (chat/users_cli.py)."""
-    return users_cli.run_command(args, _settings(args, say_env_file=False))
+    settings = _settings(args, say_env_file=False)
+    return 2 if _not_the_embedded_instance(settings, "users") else users_cli.run_command(args, settings)
+
+
+def _not_the_embedded_instance(settings: Settings, command: str, *, secret_only: bool = False) -> bool:
+    """In the embedded mode, a command run where no instance keeps its data (CHAT_DATA_DIR, default ./data
+    of the directory it runs in) would sign with a new secret or read an empty database: said, and refused
+    (`secret_only`: unless JWT_SECRET_KEY was given, not made in the data directory)."""
+    if not settings.embedded or Path(settings.database.path or "").exists():
+        return False
+    made = settings.data_dir / "jwt-secret"
+    if secret_only and not (made.exists() and made.read_text().strip() == settings.jwt_secret_key):
+        return False
+    print(f"chat-api {command}: no embedded instance's data in {settings.data_dir.resolve()}: run it in the "
+          "directory `chat-api serve` runs in (`./dev serve`: the repository's), or set CHAT_DATA_DIR, "
+          "or REDIS_URL and DATABASE_URL", file=sys.stderr)
+    return True
 
 
 def cmd_states_diagram(args: argparse.Namespace) -> int:

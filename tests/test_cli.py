@@ -49,6 +49,22 @@ def test_token_never_prints_one_the_service_would_refuse(args, problem, tmp_path
     assert code == 2 and out == "" and problem in err
 
 
+def test_embedded_token_and_users_refuse_where_no_instance_keeps_its_data(tmp_path, monkeypatch, capsys):
+    """Run outside the directory `serve` runs in, they made a new secret (a token the instance refuses) or read
+    an empty database ("no agent or admin"); with the instance's data they work."""
+    for name in ("JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path / "data"))
+    token = ["--env-file", "/dev/null", "token", "--sub", "admin-1", "--role", "admin"]
+    assert main(token) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"no embedded instance's data in {tmp_path / 'data'}" in err
+    assert main(["--env-file", "/dev/null", "users", "list"]) == 2
+    assert main(["--env-file", "/dev/null", "db", "upgrade"]) == 0  # an instance's database (serve makes it)
+    capsys.readouterr()
+    assert main(token) == 0 and capsys.readouterr().out.count(".") == 2  # header.claims.signature
+
+
 def test_states_diagram_matches_the_table():
     proc = run("states", "diagram")
     assert proc.returncode == 0 and proc.stdout == mermaid_diagram()
