@@ -95,7 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    problem = workers.refusal(args.workers, embedded=settings.embedded, port=port)
+    problem = workers.refusal(args.workers, port=port,
+                              shared=settings.redis is not None and settings.database.kind != "sqlite")
     if problem:
         print(f"chat-api: {problem}", file=sys.stderr)
         return 2
@@ -297,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=_port, help="listen port, 0-65535 (default PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="processes sharing the port (SO_REUSEPORT), each a whole instance; needs REDIS_URL and "
-                            "DATABASE_URL (default 1)")
+                       help="processes sharing the port (SO_REUSEPORT), each a whole instance; needs REDIS_URL and a "
+                            "MySQL DATABASE_URL (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database commands")

@@ -28,13 +28,14 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 
-def refusal(workers: int, *, embedded: bool, port: int) -> str | None:
-    """Why `--workers` cannot be used with these settings, or None."""
+def refusal(workers: int, *, shared: bool, port: int) -> str | None:
+    """Why `--workers` cannot be used with these settings, or None (`shared`: a Redis server and a MySQL
+    database, what the workers share)."""
     if workers < 1:
         return f"--workers must be 1 or more, got {workers}"
-    if workers > 1 and embedded:
-        return ("--workers needs REDIS_URL and DATABASE_URL: the embedded mode keeps Redis inside the process "
-                "and SQLite has a single writer, so it runs as one process")
+    if workers > 1 and not shared:
+        return ("--workers needs REDIS_URL and a MySQL DATABASE_URL: without REDIS_URL each process would keep its "
+                "own in-process Redis (no bus between them), and SQLite has a single writer")
     if workers > 1 and port == 0:
         return "--workers needs a fixed port (PORT or --port), not 0"
     return None

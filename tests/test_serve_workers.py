@@ -143,10 +143,15 @@ def run_serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
                           text=True, timeout=60, check=False)
 
 
-def test_the_embedded_mode_refuses_more_than_one_worker(tmp_path):
-    proc = run_serve("--workers", "2", env={"CHAT_DATA_DIR": str(tmp_path)})
+@pytest.mark.parametrize("given", ["nothing", "only DATABASE_URL", "REDIS_URL and SQLite"])
+def test_more_than_one_worker_needs_a_redis_server_and_mysql(tmp_path, mysql_database_url, given):
+    """With only DATABASE_URL each worker kept an in-process Redis of its own: no bus between them."""
+    env = {"CHAT_DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": SECRET, "AI_PROVIDER": "echo",
+           **{"nothing": {}, "only DATABASE_URL": {"DATABASE_URL": mysql_database_url},
+              "REDIS_URL and SQLite": {"REDIS_URL": redis_url(), "DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}}[given]}
+    proc = run_serve("--workers", "2", env=env)
     assert proc.returncode == 2
-    assert "--workers needs REDIS_URL and DATABASE_URL" in proc.stderr and "Running on" not in proc.stdout
+    assert "--workers needs REDIS_URL and a MySQL DATABASE_URL" in proc.stderr and "Running on" not in proc.stdout
 
 
 def test_bad_worker_counts_and_port_zero_are_refused(mysql_database_url, tmp_path):
