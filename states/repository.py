@@ -197,12 +197,19 @@ class ConversationRepository:
         repaired and the trigger tried once more on it."""
         for attempt in range(2):
             raw, before = await self._load_raw(conversation_id)
-            if expect_version is not None and before.version != expect_version:
-                raise StaleVersion(conversation_id, expect_version)
-            if expect_states is not None and before.state not in set(expect_states):
-                raise InvalidTransition(trigger, before.state)
-            after = before.copy()
-            await apply_trigger(after, trigger, **data)
+            try:
+                if expect_version is not None and before.version != expect_version:
+                    raise StaleVersion(conversation_id, expect_version)
+                if expect_states is not None and before.state not in set(expect_states):
+                    raise InvalidTransition(trigger, before.state)
+                after = before.copy()
+                await apply_trigger(after, trigger, **data)
+            except (StaleVersion, InvalidTransition):
+                # refused by the live record: one behind SQL (Redis restored from an older snapshot) would refuse
+                # every claim, routing and handoff for ever; repaired, the trigger is judged on the truth
+                if attempt == 0 and await self.repair(conversation_id, raw, before) is not None:
+                    continue
+                raise
             after.version = before.version + 1
             after.updated_at = now_iso()
             transition = Transition(before, after, trigger, actor, reason, now_ms())

@@ -189,6 +189,32 @@ async def test_a_live_record_behind_sql_is_repaired_and_moves_on(repo, redis, st
     assert (fresh.state, fresh.agent_id, fresh.version) == ("human", "a2", 3)
 
 
+@pytest.mark.parametrize("how", ["expected state", "trigger", "expected version"])
+async def test_a_transition_the_stale_record_refuses_is_judged_on_the_repaired_one(repo, redis, store, how):
+    """Redis restored from an older snapshot in `human` (agent a1, version 1) while SQL went on to `handoff`
+    (released, then handed off again): a claim expecting `ai` or `handoff`, a handoff, or a move at SQL's
+    version was refused by the stale record for ever; each is now judged on the repaired record."""
+    cid = await put_in_state(repo, "ai")
+    key = redis_keys.session(cid)
+    await repo.fire(cid, "assign", agent_id="a1")
+    snapshot = await redis.get(key)  # human, a1, version 1
+    await repo.fire(cid, "release")
+    await repo.fire(cid, "request_handoff")  # SQL: handoff, version 3
+    await redis.set(key, snapshot)  # the restore
+    if how == "expected state":
+        t = await repo.fire(cid, "assign", agent_id="a2", expect_states=("ai", "handoff"))
+        assert (t.before.state, t.after.agent_id, t.after.version) == ("handoff", "a2", 4)
+    elif how == "trigger":
+        await repo.fire(cid, "release")  # human -> ai on the stale record would pass: make it `ai` in SQL first
+        await redis.set(key, snapshot)
+        t = await repo.fire(cid, "request_handoff")  # the stale record is in `human`: refused there
+        assert (t.before.state, t.after.state, t.after.version) == ("ai", "handoff", 5)
+    else:
+        t = await repo.fire(cid, "assign", agent_id="a2", expect_version=3)
+        assert (t.before.version, t.after.version) == (3, 4)
+    assert (await repo.get(cid)).version == t.after.version == (await mirror_row(store, cid))[4]
+
+
 async def test_a_stale_transition_on_a_repaired_record_is_refused_by_its_state(repo, redis, store):
     cid = await put_in_state(repo, "ai")
     key = redis_keys.session(cid)
