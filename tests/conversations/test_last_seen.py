@@ -157,3 +157,25 @@ async def test_after_a_redis_restore_the_message_path_repairs_the_record_and_is_
     await harness.ops.messages.send(CUSTOMER, c.id, content="third", client_msg_id="m3")
     assert reads == []  # no live-record read: the last seen record was right
     assert (await stored(harness, c.id))[-3:] == ["first", "second", "third"]
+
+
+async def test_after_a_redis_restore_the_assigned_agent_may_write_to_the_customer(harness):
+    """The snapshot was taken before the agent claimed: the restored record says `handoff`, no agent, and
+    refused every message of the agent SQL says it belongs to (`forbidden`, for ever)."""
+    c = await harness.ops.conversations.start(CUSTOMER)
+    await harness.ops.conversations.request_handoff(CUSTOMER, c.id)
+    redis, key = harness.app[keys.REDIS], redis_keys.session(c.id)
+    snapshot = await redis.get(key)  # handoff, no agent
+    await harness.ops.assignment.claim(A1, c.id)
+    await redis.set(key, snapshot)  # the restore
+    harness.ops.conversations._last_seen.clear()  # as on an instance that starts after the restore
+    agent = await harness.connect("agent-1", role="agent")
+    watched = (await agent.ok("conversation.watch", conversation_id=c.id))["conversation"]
+    assert (watched["state"], watched["agent_id"], watched["version"]) == ("human", "agent-1", 2)
+    await redis.set(key, snapshot)
+    harness.ops.conversations._last_seen.clear()
+    message, created = await harness.ops.messages.deliver(A1, c.id, content="I am here", client_msg_id="a1")
+    assert created and message.sender_id == "agent-1"
+    with pytest.raises(Forbidden):  # another agent still may not
+        await harness.ops.messages.deliver(A2, c.id, content="me too", client_msg_id="a2")
+    assert (await stored(harness, c.id))[-1] == "I am here"

@@ -359,14 +359,14 @@ async def test_a_dependency_failure_is_unavailable_and_a_bug_is_internal(harness
     cid = (await ws.ok("conversation.start"))["conversation"]["id"]
     repo = harness.repository
 
-    async def redis_down(conversation_id):
+    async def redis_down(conversation_id, **kwargs):
         raise RedisConnectionError("Connection refused")
 
     monkeypatch.setattr(repo, "get", redis_down)
     reply = await ws.request("conversation.resume", conversation_id=cid)
     assert reply["code"] == "unavailable" and "Connection refused" not in reply["message"]
 
-    async def bug(conversation_id):
+    async def bug(conversation_id, **kwargs):
         raise KeyError("secret internals")
 
     monkeypatch.setattr(repo, "get", bug)

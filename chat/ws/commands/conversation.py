@@ -100,7 +100,8 @@ async def subscribe_and_replay(ctx: CommandContext, data: dict[str, Any]) -> dic
     stream before its reply is stored, so a reply is never both in the page and in S. The conversation's
     frames wait until the reply is sent, and the deltas it holds (or those of a turn that ended) are dropped."""
     ops, limit = ctx.ops, data["limit"]
-    conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"])
+    # checked against SQL: a client (re)joining must not be shown a live record left behind by a Redis restore
+    conversation = await ops.conversations.get_for(ctx.identity, data["conversation_id"], fresh=True)
     # before reading, so nothing falls between the read and the live events
     await ctx.subscribe(conversation.id, hold=True)
     messages = await ops.messages.list_for(ctx.identity, conversation.id, data["after_seq"], limit + 1)
