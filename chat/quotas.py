@@ -9,10 +9,11 @@ so it runs on a Redis Cluster as it does on one server.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
 
 from redis.asyncio import Redis
@@ -68,9 +69,22 @@ class ConversationQuota:
         self.per_min = per_min
         self.window = SlidingWindow(redis, per_min, WINDOW_S, clock)
 
-    async def take(self, user_id: str) -> None:
-        """Count one start for `user_id`, or raise RateLimited (nothing counted) when it is over."""
+    async def take(self, user_id: str) -> str:
+        """Count one start for `user_id` (its member in the window), or raise RateLimited (nothing counted)."""
         admission = await self.window.take(redis_keys.conversation_starts(user_id))
         if admission.member is None:
             raise RateLimited(f"at most {self.per_min} new conversations a minute; try again later",
                               retry_after_s=admission.retry_after_s)
+        return admission.member
+
+    @contextlib.asynccontextmanager
+    async def starting(self, user_id: str) -> AsyncIterator[None]:
+        """One start counted while it runs, and given back when it fails: a database outage must not use up
+        the allowance of a customer who retries (after it, the next start was refused for a minute)."""
+        member = await self.take(user_id)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # Redis away too: the member leaves with its window
+                await self.window.give_back(redis_keys.conversation_starts(user_id), member)
+            raise

@@ -39,8 +39,8 @@ async def test_the_quota_allows_per_min_starts_in_any_window(redis):
 async def test_concurrent_starts_never_pass_the_limit(redis):
     quota, user = ConversationQuota(redis, 5), f"u-{uuid.uuid4().hex[:8]}"
     results = await asyncio.gather(*(quota.take(user) for _ in range(30)), return_exceptions=True)
-    assert sum(r is None for r in results) == 5
-    assert all(isinstance(r, RateLimited) for r in results if r is not None)
+    assert sum(isinstance(r, str) for r in results) == 5  # the members counted
+    assert all(isinstance(r, RateLimited) for r in results if not isinstance(r, str))
 
 
 async def test_one_limit_over_websocket_and_rest_on_two_instances(harness_factory, mysql_database_url):
@@ -132,3 +132,25 @@ async def test_a_sliding_window_says_when_to_retry_and_takes_back(redis):
     await window.give_back(key, second.member)  # e.g. a login that succeeded
     assert (await window.take(key)).member is not None
     await redis.delete(key)
+
+
+async def test_a_start_that_fails_gives_its_count_back(harness_factory, monkeypatch):
+    """The database away: each failed start used to count, so a customer retrying through the outage was
+    refused (rate_limited) for a minute after it ended."""
+    from chat.store import DatabaseError
+
+    h = await harness_factory(conversations_per_user_per_min=2)
+    ws = await h.connect("cust-down")
+    original = h.repository.create
+
+    async def database_down(*args, **kwargs):
+        raise DatabaseError("the database is away")
+
+    monkeypatch.setattr(h.repository, "create", database_down)
+    for _ in range(3):
+        assert (await ws.request("conversation.start"))["code"] == "unavailable"
+    assert await h.app[keys.REDIS].zcard(redis_keys.conversation_starts("cust-down")) == 0
+    monkeypatch.setattr(h.repository, "create", original)
+    await ws.ok("conversation.start")
+    await ws.ok("conversation.start")
+    assert (await ws.request("conversation.start"))["code"] == "rate_limited"  # the limit still holds

@@ -118,8 +118,8 @@ class Conversations:
         owner = user_id if (user_id and identity.is_admin) else identity.user_id
         if team_id is not None and not await self.store.teams.exists(team_id):
             raise NotFound(f"team {team_id} not found")
-        await self.quota.take(identity.user_id)  # the one who starts it, before anything is written
-        conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
+        async with self.quota.starting(identity.user_id):  # the one who starts it, before anything is written
+            conversation = await self.repository.create(owner, metadata=metadata, team_id=team_id)
         metrics.CONVERSATIONS_STARTED.inc()
         self._seen(conversation)
         try:  # created: a collaborator's failure (arming its timers) must not make the start an error
