@@ -18,10 +18,10 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-import uuid
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from chat import metrics
 from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider
 from chat.ai.early import EarlyReplies, EarlyReply
+from chat.ai_locks import TurnLocks
 from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.ai_stream import AI_FAILURE, HANDOFF, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
@@ -36,7 +37,7 @@ from chat.errors import NotFound, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
-from states import StaleVersion, redis_keys
+from states import StaleVersion, State
 from states.record import Conversation
 from states.repository import Actor
 
@@ -45,21 +46,6 @@ log = logging.getLogger(__name__)
 AI_ACTOR = Actor("ai")
 MAX_REPLY_CHARS = 16000
 SWEEP_PAGE = 200
-
-# Release the turn lock only if this turn still holds it.
-UNLOCK_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# Extend a turn lock this instance still holds (KEYS[1] with token ARGV[2]) to ARGV[1] ms; 0 for
-# a lock that expired or was taken since. One key per call, the calls pipelined: on a Redis Cluster
-# the locks of different conversations lie in different slots (states/redis_keys.py).
-RENEW_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 0
-"""
-
 
 def _cancelled_meanwhile() -> bool:
     """The current task is being cancelled (an error raised while it unwound stands for the cancel)."""
@@ -81,18 +67,14 @@ class AIRunner:
         self.settings = settings
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: set[str] = set()
-        self._locks: dict[str, str] = {}  # cid -> token of the turn lock held here
+        self.locks = TurnLocks(redis, settings.ai_turn_lock_s, self._lock_lost)
         self._lost: set[str] = set()  # conversations whose turn was stopped for a lost lock
         self._memories = Memories()
         self._histories = Histories(settings.ai_context_messages)
         self._early = EarlyReplies(provider, [TRANSFER_TO_HUMAN_TOOL], functools.partial(
             build_context, settings.ai_system_prompt, max_chars=settings.ai_context_chars))
-        self._keeper: asyncio.Task[None] | None = None
         self._closing = False
         self.discarded = 0
-        self._redis = redis
-        self._unlock = redis.register_script(UNLOCK_SCRIPT)
-        self._lock_ms = int(1000 * settings.ai_turn_lock_s)
 
     def subscribe_to(self, events: Events) -> None:
         """Answer customers; stop when the conversation leaves the AI."""
@@ -143,7 +125,7 @@ class AIRunner:
 
     def tracked(self) -> int:
         """How many conversations this runner keeps anything of (the kept recent messages aside: bounded)."""
-        return len(set(self._tasks) | self._pending | set(self._locks)) + len(self._memories)
+        return len(set(self._tasks) | self._pending | self.locks.held) + len(self._memories)
 
     async def sweep(self) -> int:
         """Answer every conversation in `ai` whose newest customer message has no reply and no turn running (a
@@ -160,21 +142,13 @@ class AIRunner:
                 return started
             after = page[-1][0]
 
-    async def renew_locks(self) -> None:
-        """Extend the lock of every turn running here; a turn whose lock ran out or was taken stops."""
-        held = list(self._locks.items())
-        if not held:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for conversation_id, token in held:  # EVAL: redis-py's cluster pipeline refuses EVALSHA
-            pipe.eval(RENEW_SCRIPT, 1, redis_keys.ai_turn(conversation_id), self._lock_ms, token)
-        alive = await pipe.execute()
-        for (conversation_id, token), ok in zip(held, alive, strict=True):
-            task = self._tasks.get(conversation_id)
-            if not ok and self._locks.get(conversation_id) == token and task is not None:
-                log.warning("AI turn of %s lost its lock; stopping it", conversation_id)
-                self._lost.add(conversation_id)
-                task.cancel()
+    def _lock_lost(self, conversation_id: str) -> None:
+        """A turn's lock ran out or was taken: the turn stops (another instance may answer meanwhile)."""
+        task = self._tasks.get(conversation_id)
+        if task is not None:
+            log.warning("AI turn of %s lost its lock; stopping it", conversation_id)
+            self._lost.add(conversation_id)
+            task.cancel()
 
     async def drain(self) -> None:
         """Wait until no turn is running or pending (tests use it instead of sleeping)."""
@@ -184,22 +158,12 @@ class AIRunner:
     async def close(self) -> None:
         """Cancel every turn (shutdown); a sweep on any instance answers what they left."""
         self._closing = True
-        tasks = [*self._tasks.values(), *([self._keeper] if self._keeper is not None else [])]
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.locks.close()
         await self._early.close()
-
-    async def _keep_locks(self) -> None:
-        """Renew the turn locks every third of their TTL while any is held here."""
-        while self._locks:
-            await asyncio.sleep(self._lock_ms / 3000)
-            try:
-                await self.renew_locks()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away: try again next time; a lock that ran out stops its turn then
-                log.warning("could not renew the AI turn locks: %s", exc)
 
     async def _run(self, conversation_id: str) -> None:
         answered = False
@@ -241,16 +205,13 @@ class AIRunner:
 
     async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
         """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed), or "done"."""
-        key, token = redis_keys.ai_turn(conversation_id), uuid.uuid4().hex
         try:
-            if not await self._redis.set(key, token, nx=True, px=self._lock_ms):
-                return "busy"
+            token = await self.locks.take(conversation_id)
         except Exception as exc:  # Redis away: nothing was started; a later sweep takes the message on
             log_failure(log, exc, "AI turn of %s could not take its lock", conversation_id)
             return "broken"
-        self._locks[conversation_id] = token
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.create_task(self._keep_locks(), name="ai-turn-locks")
+        if token is None:
+            return "busy"
         try:
             await self._turn(conversation_id)
         except asyncio.CancelledError:
@@ -262,8 +223,7 @@ class AIRunner:
             self._memories.abandon(conversation_id)  # not answered: a later sweep takes it on again
             return "broken"
         finally:
-            self._locks.pop(conversation_id, None)
-            await asyncio.shield(self._unlock(keys=[key], args=[token]))
+            await self.locks.release(conversation_id, token)
         return "done"
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
@@ -321,8 +281,10 @@ class AIRunner:
             if self._closing or conversation.id in self._lost:
                 await asyncio.shield(turn.interrupt(SHUTDOWN if self._closing else SUPERSEDED))
             raise
-        if text is None:  # the AI handed over to a human, or its stream was ended meanwhile (a takeover elsewhere)
-            return await turn.interrupt(HANDOFF)  # a no-op once ended; not when it waits in handoff already
+        if text is None:  # the AI handed over to a human, or its stream was ended meanwhile
+            if not turn.ended:  # the handoff did not move it (it waits in handoff already, off hours)
+                return await turn.interrupt(HANDOFF)
+            return await self._stream_ended(conversation.id, memory, turn)
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
         if not await turn.finish():
@@ -350,7 +312,19 @@ class AIRunner:
             self._discarded(conversation.id, memory)
             await turn.discarded(await reason_moved(self.conversations, conversation.id))
             return
+        except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
+            with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
+                await turn.discarded(SUPERSEDED)
+            raise
         memory.replied_to(reply_to, message)
+
+    async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
+        """Its stream was ended while it streamed: by a move out of `ai` (whoever made it told the
+        subscribers), or by nothing that moved it (Redis emptied or restored): then the subscribers are
+        told, and the message is answered again (the next look after this turn)."""
+        if (await self.conversations.refresh(conversation_id)).state == State.AI:
+            self._discarded(conversation_id, memory)
+            await turn.discarded(SUPERSEDED)
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)

@@ -551,16 +551,16 @@ async def test_a_message_another_instance_stored_before_the_unlock_is_answered_a
     b = await harness_factory(database_url=url, provider_=ScriptedProvider(["from B"]), ai_sweep_interval_s=0)
     ws_a, cid = await start(a)
     ws_b = await b.connect("cust-1")
-    runner = a.app[keys.AI_RUNNER]
-    unlock = runner._unlock
+    locks = a.app[keys.AI_RUNNER].locks
+    release = locks.release
 
-    async def unlock_after_a_message_on_b(**kwargs):
-        monkeypatch.setattr(runner, "_unlock", unlock)
+    async def release_after_a_message_on_b(conversation_id, token):
+        monkeypatch.setattr(locks, "release", release)
         await ws_b.ok("message.send", conversation_id=cid, client_msg_id="2", content="and another thing")
         await b.drain_ai()  # b's turn found the lock busy
-        return await unlock(**kwargs)
+        return await release(conversation_id, token)
 
-    monkeypatch.setattr(runner, "_unlock", unlock_after_a_message_on_b)
+    monkeypatch.setattr(locks, "release", release_after_a_message_on_b)
     await ws_a.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
     await a.drain_ai()
     assert await stored_senders(a, cid) == ["customer", "ai", "customer", "ai"]
@@ -622,10 +622,10 @@ async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_fa
     await ws.event("ai.delta")  # the turn holds the lock and waits on the gate
     assert 0 < await redis.pttl(lock) <= 6_000
     await redis.pexpire(lock, 500)  # nearly run out
-    await runner.renew_locks()
+    await runner.locks.renew()
     assert await redis.pttl(lock) > 5_000
     await redis.set(lock, "another-instance", px=6_000)  # lost meanwhile: the turn stops
-    await runner.renew_locks()
+    await runner.locks.renew()
     await h.drain_ai()
     provider.gate.set()
     assert await stored_senders(h, cid) == ["customer"]
@@ -789,3 +789,63 @@ async def test_a_turn_broken_by_a_dependency_is_taken_on_again_by_the_sweep(harn
     assert await runner.sweep() == 1
     await h.drain_ai()
     assert [m.sender_type for m in await h.app[keys.STORE].messages.list_of(cid)] == ["customer", "ai"]
+
+
+async def test_a_lock_that_cannot_be_released_runs_out_and_the_turn_ends_cleanly(harness, monkeypatch, caplog):
+    """Redis went away after the reply was stored: the release failed out of the turn's task ('Task
+    exception was never retrieved'); it is logged now, and the lock runs out by itself."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    locks = harness.app[keys.AI_RUNNER].locks
+
+    async def redis_away(**kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(locks, "_unlock", redis_away)
+    ws, cid = await start(harness)
+    with caplog.at_level(logging.WARNING, logger="chat.ai_locks"):
+        await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hi")
+        await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai"]
+    assert any("could not release the AI turn lock" in r.getMessage() for r in caplog.records)
+    assert locks.held == set()
+
+
+async def test_a_stream_emptied_from_redis_mid_reply_is_told_and_the_message_answered_again(harness):
+    """Redis emptied while the AI streamed (nothing moved the conversation): the turn stopped with no
+    ai.interrupted and left the message marked tried, so no sweep answered it: the customer waited for ever."""
+    provider: ScriptedProvider = harness.provider
+    provider.gate = asyncio.Event()
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    first = await ws.event("ai.delta")  # streaming, waiting on the gate
+    await harness.app[keys.REDIS].delete(harness.app[keys.AI_RUNNER].streams.key(cid))  # what FLUSHALL does to it
+    provider.gate.set()
+    await harness.drain_ai()
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": first["data"]["turn_id"], "reason": "superseded"}
+    assert await stored_senders(harness, cid) == ["customer", "ai"]  # answered by the next turn
+    assert len(provider.calls) == 2
+
+
+async def test_a_streamed_reply_the_database_cannot_store_is_told_interrupted(harness, monkeypatch):
+    """The database away after the stream ended: the subscribers had the whole reply and never heard that
+    it would not be stored (a later turn then streamed a second one)."""
+    from chat.store import DatabaseError
+
+    messages = harness.ops.messages
+    append = messages.append
+
+    async def database_away_for_the_ai(conversation, **kwargs):
+        if kwargs.get("sender_type") == "ai":
+            raise DatabaseError("the database is away")
+        return await append(conversation, **kwargs)
+
+    monkeypatch.setattr(messages, "append", database_away_for_the_ai)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await harness.drain_ai()
+    delta = await ws.event("ai.delta")
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": delta["data"]["turn_id"], "reason": "superseded"}
+    assert await stored_senders(harness, cid) == ["customer"]

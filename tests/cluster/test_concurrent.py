@@ -52,12 +52,12 @@ async def test_turn_locks_on_every_master_are_renewed_and_a_lost_one_stops_its_t
         await cust.event("ai.delta", lambda f, cid=cid: f["data"]["conversation_id"] == cid)
     for lock in locks:
         await cluster.pexpire(lock, 500)  # nearly run out
-    await runner.renew_locks()
+    await runner.locks.renew()
     assert min([await cluster.pttl(lock) for lock in locks]) > 5_000
 
     lost = locks[0]
     await cluster.set(lost, "another-instance", px=6_000)  # taken meanwhile: that turn stops
-    await runner.renew_locks()
+    await runner.locks.renew()
     provider.gate.set()
     await h.drain_ai()
     assert await cluster.get(lost) == b"another-instance"  # not ours to release
