@@ -293,8 +293,13 @@ class AIStreams:
 
     async def read(self, conversation_id: str) -> Snapshot:
         """The conversation's stream now (resume and watch read it after subscribing), behind every
-        append this instance queued (a delta delivered here is in it, or its turn is seen ended)."""
-        return _snapshot(await self.bus.read_in_order("LRANGE", self.key(conversation_id), 0, -1))
+        append this instance queued (a delta delivered here is in it, or its turn is seen ended). A live
+        stream no turn holds the lock of (`ai:turn`) counts as ended: a crashed instance's half reply, or
+        one a Redis restored from an older snapshot brought back, is no reply in progress."""
+        snapshot = _snapshot(await self.bus.read_in_order("LRANGE", self.key(conversation_id), 0, -1))
+        if snapshot.stream is not None and not await self.redis.exists(redis_keys.ai_turn(conversation_id)):
+            return Snapshot(None, snapshot.stream.turn_id)
+        return snapshot
 
     async def end(self, conversation: Conversation, turn_id: str, reason: str | None) -> bool:
         """End the turn's live stream, with `ai.interrupted` when a reason is given; False when it was not live."""

@@ -233,6 +233,19 @@ async def test_a_new_turn_supersedes_a_stream_a_dead_turn_left(harness_factory):
     await harness.drain_ai()
 
 
+async def test_a_stream_no_turn_holds_is_no_reply_in_progress(harness_factory, redis):
+    """A Redis restored from an older snapshot (or a crashed instance) left a live stream that no turn
+    holds the lock of: resume showed its half reply for up to STREAM_TTL_MS; it shows none now."""
+    harness = await harness_factory(provider_=StepProvider(list(CHUNKS)))
+    ws = await harness.connect("cust-1")
+    cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+    left = await streams(harness).begin(await harness.repository.get(cid), "m-old")
+    assert await left.delta("lost ")
+    assert (await ws.ok("conversation.resume", conversation_id=cid))["ai_stream"] is None
+    await redis.set(redis_keys.ai_turn(cid), "a-turn-elsewhere", px=60_000)  # a turn that holds it
+    assert (await ws.ok("conversation.resume", conversation_id=cid))["ai_stream"]["text"] == "lost "
+
+
 async def test_the_embedded_mode_resumes_a_reply_too(harness_factory):
     provider = StepProvider(list(CHUNKS))
     h = await harness_factory(embedded=True, provider_=provider)  # fakeredis runs the delta script
