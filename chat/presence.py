@@ -37,20 +37,37 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
-# Put back what Redis lost of a status this instance's agent set: the presence hash when it is
-# gone, and the agent in the online set when its status says online but the set does not.
-# Atomic, so a status set meanwhile on another instance is never overwritten. 1: rewritten.
-# Sent with EVAL inside the heartbeat's pipeline (redis-py's cluster pipeline refuses EVALSHA);
-# both keys carry the {agents} hash tag, so on a Redis Cluster they are in one slot.
-REASSERT_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  redis.call('HSET', KEYS[1], 'status', ARGV[2], 'teams', ARGV[3], 'max_chats', ARGV[4])
-  status = ARGV[2]
-elseif status ~= 'online' or redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return 0
+# Set an agent's status (KEYS: its presence hash, the online set, the lease set; ARGV: agent, status, teams,
+# max_chats, now ms, lease until ms), stamped with Redis's own clock (`set_ms`, one clock for every instance):
+# the stamp, which tells a status set later from one a restored snapshot brought back. All three keys carry the
+# {agents} hash tag: one slot on a Redis Cluster.
+SET_STATUS_SCRIPT = """
+local t = redis.call('TIME')
+local stamp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'teams', ARGV[3], 'max_chats', ARGV[4], 'set_ms', stamp)
+if ARGV[2] == 'online' then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
 end
-if status == 'online' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) end
+return stamp
+"""
+
+# Put back what Redis lost or rolled back of a status this instance's agent set (ARGV as SET_STATUS_SCRIPT's
+# first five, then the stamp it got): the whole status when Redis holds none or an older one (emptied, or
+# restored from an older snapshot), else only the agent in the online set when its status says online but the
+# set does not. Atomic, so a status set later on another instance (a newer stamp) is never overwritten.
+# 1: rewritten. Sent with EVAL inside the heartbeat's pipeline (redis-py's cluster pipeline refuses EVALSHA).
+REASSERT_SCRIPT = """
+local held = redis.call('HMGET', KEYS[1], 'status', 'set_ms')
+if held[1] and tonumber(held[2] or '0') >= tonumber(ARGV[6]) then
+  if held[1] ~= 'online' or redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'teams', ARGV[3], 'max_chats', ARGV[4], 'set_ms', ARGV[6])
+if ARGV[2] == 'online' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) else redis.call('ZREM', KEYS[2], ARGV[1]) end
 return 1
 """
 
@@ -62,6 +79,7 @@ class StatusSet:
     status: str
     teams: tuple[str, ...]
     max_chats: int
+    stamp: int  # Redis's clock when it was set (SET_STATUS_SCRIPT)
 
 
 @dataclass
@@ -125,6 +143,7 @@ class Presence:
         self.local: dict[str, int] = {}  # agent id -> sockets open on this instance
         self._set: dict[str, StatusSet] = {}  # agent id -> the last status it set here (while it has a socket here)
         self._reserve = redis.register_script(RESERVE_SCRIPT)
+        self._set_status = redis.register_script(SET_STATUS_SCRIPT)
         self._ttl_ms = int(settings.presence_ttl_s * 1000)
 
     # --- sockets ---------------------------------------------------------------------------
@@ -167,7 +186,8 @@ class Presence:
 
     async def heartbeat(self) -> None:
         """Renew the lease of every agent with a socket here, and re-assert the status each of
-        them set here where Redis lost it (a restart that came back empty, a failover)."""
+        them set here where Redis lost it (a restart that came back empty, a failover) or holds an older one
+        (restored from an older snapshot)."""
         if not self.local:
             return
         now = self.clock()
@@ -176,7 +196,7 @@ class Presence:
         asserted = [(agent, status) for agent, status in self._set.items() if agent in self.local]
         for agent, status in asserted:
             pipe.eval(REASSERT_SCRIPT, 2, redis_keys.presence(agent), redis_keys.AGENTS_ONLINE,
-                      agent, status.status, orjson.dumps(status.teams), status.max_chats, now)
+                      agent, status.status, orjson.dumps(status.teams), status.max_chats, now, status.stamp)
         rewritten = (await pipe.execute())[1:]
         for (agent, status), done in zip(asserted, rewritten, strict=True):
             if done:
@@ -189,19 +209,12 @@ class Presence:
         """online / away, with the agent's teams (token and team_members) and capacity."""
         teams = set(identity.teams) | set(await self.store.staff.teams_of(identity.user_id))
         max_chats = await self.store.staff.max_chats_of(identity.user_id) or self.settings.agent_max_chats
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            redis_keys.presence(identity.user_id),
-            mapping={"status": status, "teams": orjson.dumps(sorted(teams)), "max_chats": max_chats},
-        )
-        if status == "online":
-            pipe.zadd(redis_keys.AGENTS_ONLINE, {identity.user_id: self.clock()})
-            pipe.zadd(redis_keys.AGENTS_LEASE, {identity.user_id: self.clock() + self._ttl_ms})
-        else:
-            pipe.zrem(redis_keys.AGENTS_ONLINE, identity.user_id)
-        await pipe.execute()
+        now = self.clock()
+        stamp = await self._set_status(
+            keys=[redis_keys.presence(identity.user_id), redis_keys.AGENTS_ONLINE, redis_keys.AGENTS_LEASE],
+            args=[identity.user_id, status, orjson.dumps(sorted(teams)), max_chats, now, now + self._ttl_ms])
         if identity.user_id in self.local:  # the heartbeat re-asserts it while a socket stays open here
-            self._set[identity.user_id] = StatusSet(status, tuple(sorted(teams)), max_chats)
+            self._set[identity.user_id] = StatusSet(status, tuple(sorted(teams)), max_chats, int(stamp))
         await self.events.emit(AgentStatusChanged(identity.user_id, status, tuple(sorted(teams))))
 
     async def online_teams(self) -> dict[str, set[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat import keys
@@ -102,6 +103,28 @@ async def test_the_heartbeat_never_overrides_a_status_set_elsewhere(harness_fact
     await presence.heartbeat()
     assert (await presence.agents(["agent-1"]))[0].status == "away"
     assert await presence.online_ids() == set()
+
+
+@pytest.mark.parametrize(("before", "after"), [("online", "away"), ("away", "online")])
+async def test_a_status_a_restored_snapshot_rolled_back_is_set_again(harness_factory, redis, before, after):
+    """Redis restored from a snapshot taken before the agent's last change: an agent gone away kept being
+    routed conversations (or one back online stayed away), as the heartbeat only filled in a lost status."""
+    h = await harness_factory()
+    presence = h.app[keys.PRESENCE]
+    agent = await h.connect("agent-1", role="agent")
+    await agent.ok("presence.set", status=before)
+    key = redis_keys.presence("agent-1")
+    snapshot = await redis.hgetall(key), await redis.zscore(redis_keys.AGENTS_ONLINE, "agent-1")
+    await agent.ok("presence.set", status=after)
+    await redis.hset(key, mapping=snapshot[0])  # the restore
+    if snapshot[1] is not None:
+        await redis.zadd(redis_keys.AGENTS_ONLINE, {"agent-1": snapshot[1]})
+    else:
+        await redis.zrem(redis_keys.AGENTS_ONLINE, "agent-1")
+    assert (await presence.agents(["agent-1"]))[0].status == before
+    await presence.heartbeat()
+    assert (await presence.agents(["agent-1"]))[0].status == after
+    assert await presence.online_ids() == ({"agent-1"} if after == "online" else set())
 
 
 async def test_an_away_agent_is_away_again_and_a_closed_socket_is_forgotten(harness_factory, redis):
