@@ -184,11 +184,13 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _timers_loop(timers: Timers) -> None:
-    """Arm what waits in the queue without a timer, then run the timers forever."""
+    """Arm the open conversations' timers that are missing, then run the timers forever."""
     try:
-        await timers.arm_waiting()
-    except Exception as exc:  # SQL or Redis down at start: the conversations waiting keep their place
-        log.warning("could not arm the queue-wait timers: %s", type(exc).__name__)
+        armed = await timers.arm_missing()
+        if armed:
+            log.warning("armed %d missing state timer(s): Redis had lost them (or they predate an upgrade)", armed)
+    except Exception as exc:  # SQL or Redis down at start: the conversations keep their place
+        log.warning("could not arm the missing state timers: %s", type(exc).__name__)
     await timers.run()
 
 

@@ -144,24 +144,26 @@ class Timers:
             rearmed.popitem(last=False)
         return True
 
-    async def arm_waiting(self) -> int:
-        """Arm the queue-wait timer of every conversation in `handoff` that lacks one (waiting since
-        before an upgrade, or a Redis that lost its index); an armed one keeps its due time."""
-        rows = list(self.enabled("handoff"))
-        if not rows:
-            return 0
-        count, after_id = 0, ""
-        while True:
-            batch = await self.store.timers.waiting(after_id)
-            if not batch:
-                return count
-            for conversation_id, version, entered_ms in batch:
-                for row in rows:
-                    armed = Armed(row, conversation_id, version)
-                    if await self.index.due_of(armed) is None:
-                        await self.arm({armed: self.due_ms(row, entered_ms)})
-                        count += 1
-            after_id = batch[-1][0]
+    async def arm_missing(self) -> int:
+        """Arm every timer of every open conversation that lacks one (armed before an upgrade, or a Redis
+        that lost its index: emptied, or restored from an older snapshot); an armed one keeps its due time.
+        Each is armed from when its version began: an idle timer then counts from the customer's newest
+        message when it comes due, an SLA finds the agent's reply, so early is never wrong."""
+        count = 0
+        for state in ("ai", "handoff", "human"):
+            rows = self.enabled(state)
+            after_id = ""
+            while rows:
+                batch = await self.store.timers.in_state(state, after_id)
+                if not batch:
+                    break
+                count += await self.index.arm_missing({  # one round trip a page
+                    Armed(row, conversation_id, version): self.due_ms(row, entered_ms)
+                    for conversation_id, version, entered_ms in batch for row in rows})
+                after_id = batch[-1][0]
+        if count:
+            self._wake.set()  # one may be due before the loop would look again
+        return count
 
     # --- firing ------------------------------------------------------------------------------
 

@@ -135,6 +135,12 @@ class TimerIndex:
         if due:
             await self.redis.zadd(self.key, {armed.member: ms for armed, ms in due.items()})
 
+    async def arm_missing(self, due: dict[Armed, int]) -> int:
+        """Arm those of these timers that are not armed (an armed one keeps its due time): how many."""
+        if not due:
+            return 0
+        return int(await self.redis.zadd(self.key, {armed.member: ms for armed, ms in due.items()}, nx=True))
+
     async def disarm(self, armed: list[Armed]) -> None:
         """Forget these timers (the state they belong to was left, or what they wait for happened)."""
         if armed:

@@ -318,9 +318,32 @@ async def test_a_start_arms_the_wait_of_conversations_queued_without_a_timer(har
     armed = Armed(TIMERS[2], c.id, 1)
     due = await h.timers.index.due_of(armed)
     await h.timers.index.disarm([armed])  # as if armed before the upgrade, or Redis lost its index
-    assert await h.timers.arm_waiting() == 1
+    assert await h.timers.arm_missing() == 1
     assert await h.timers.index.due_of(armed) == due
-    assert await h.timers.arm_waiting() == 0
+    assert await h.timers.arm_missing() == 0
+
+
+async def test_a_start_arms_every_state_timer_redis_lost(harness_factory, sim_clock):
+    """Redis emptied (or restored from an older snapshot): only the queue waits were armed again at start, so
+    idle conversations were never closed and no SLA breach was ever logged."""
+    h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=600, human_idle_close_s=900, sla_first_response_s=120)
+    talking = await h.ops.conversations.start(CUSTOMER)
+    taken = await h.ops.conversations.start(Identity("cust-2", "customer"))
+    await h.ops.staff.remember(AGENT)
+    await h.ops.assignment.claim(AGENT, taken.id)
+    expected = {Armed(TIMERS[1], talking.id, 0), Armed(TIMERS[3], taken.id, 1), Armed(TIMERS[4], taken.id, 1)}
+    dues = {armed: await h.timers.index.due_of(armed) for armed in expected}
+    assert None not in dues.values()
+    await h.app[keys.REDIS].delete(redis_keys.TIMERS_DUE)  # what FLUSHALL does to the index
+    assert await h.timers.arm_missing() == 3
+    assert {armed: await h.timers.index.due_of(armed) for armed in expected} == dues  # from when each began
+    sim_clock.advance(121)
+    await h.timers.drain()
+    assert [(m.kind, m.agent_id) for m in await h.app[keys.STORE].timers.marks_of([taken.id])] == [
+        ("sla_breached", "agent-1")]
+    sim_clock.advance(600)
+    await h.timers.drain()
+    assert (await h.repository.get(talking.id)).state == "closed"
 
 
 # --- two instances ---------------------------------------------------------------------------------

@@ -99,15 +99,20 @@ class TimerReads:
         )
         return [_mark(r) for r in rows]
 
-    async def waiting(self, after_id: str = "", limit: int = 500) -> list[tuple[str, int, int]]:
-        """Conversations in `handoff` by id after `after_id`: (id, version, ms it entered handoff);
-        what a start arms the wait timer of, should it be missing (armed before an upgrade)."""
+    async def in_state(self, state: str, after_id: str = "", limit: int = 500) -> list[tuple[str, int, int]]:
+        """Conversations in `state` by id after `after_id`: (id, version, ms it entered that version; for
+        `handoff`, the queue); what a start arms the timers of, should they be missing (armed before an
+        upgrade, or a Redis that lost its index)."""
+        t = self._t
         rows = await self.db.fetchall(
-            f"SELECT id, version, handoff_ms, updated_ms FROM {self._t.conversations} WHERE state = %s AND id > %s "
-            "ORDER BY id LIMIT %s",
-            ("handoff", after_id, int(limit)),
+            f"SELECT c.id, c.version, c.handoff_ms, c.updated_ms, e.created_ms, c.created_ms FROM {t.conversations} c "
+            f"LEFT JOIN {t.conversation_events} e ON e.conversation_id = c.id AND e.version = c.version "
+            "WHERE c.state = %s AND c.id > %s ORDER BY c.id LIMIT %s",
+            (state, after_id, int(limit)),
         )
-        return [(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3])) for r in rows]
+        if state == "handoff":
+            return [(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3])) for r in rows]
+        return [(r[0], int(r[1]), int(r[4] if r[4] is not None else r[5])) for r in rows]
 
 
 def _mark(row: Any) -> Mark:
