@@ -53,16 +53,19 @@ def rows(url: str, sql: str) -> list[tuple]:
         conn.close()
 
 
-def test_rows_written_after_the_backup_are_saved_then_brought_back(dbs, mysql_url, tmp_path, capsys):
+def rolled_back(mysql_url: str, tmp_path, capsys, write) -> tuple[Path, str]:
+    """Seed, back up, `write(url, backup_ms)` after the backup, roll back: the backup folder and what it printed."""
     seed_sql(mysql_url)
     bk = tmp_path / "bk"
     assert run_backup(bk, "--no-mysqldump", database_url=mysql_url) == 0
-    write_after_backup(mysql_url, manifest(bk)["backup_ms"])
+    write(mysql_url, manifest(bk)["backup_ms"])
     capsys.readouterr()
-
     assert run_rollback(bk, "--yes", database_url=mysql_url) == 0
+    return bk, capsys.readouterr().out
 
-    out = capsys.readouterr().out
+
+def test_rows_written_after_the_backup_are_saved_then_brought_back(dbs, mysql_url, tmp_path, capsys):
+    bk, out = rolled_back(mysql_url, tmp_path, capsys, write_after_backup)
     # conv-1's label comes with it (its conversation is saved): conversation_labels has no time column
     found = re.search(r"saved since the backup: 2 conversations, 1 conversation_labels, 1 messages, "
                       r"1 conversation_events -> (\S+)", out)
@@ -156,15 +159,7 @@ def write_elsewhere_after_backup(url: str, since_ms: int) -> None:
 
 def test_every_table_written_after_the_backup_is_saved_and_brought_back(dbs, mysql_url, tmp_path, capsys):
     """The plan says what is saved, table by table, and the file holds exactly that (issue 12.8 review)."""
-    seed_sql(mysql_url)
-    bk = tmp_path / "bk"
-    assert run_backup(bk, "--no-mysqldump", database_url=mysql_url) == 0
-    write_elsewhere_after_backup(mysql_url, manifest(bk)["backup_ms"])
-    capsys.readouterr()
-
-    assert run_rollback(bk, "--yes", database_url=mysql_url) == 0
-
-    out = capsys.readouterr().out
+    bk, out = rolled_back(mysql_url, tmp_path, capsys, write_elsewhere_after_backup)
     expected = {"users": 2, "customer_contacts": 1, "labels": 1, "conversations": 1, "conversation_labels": 1,
                 "csat_responses": 1, "canned_responses": 1, "webhooks": 1}
     for table, count in expected.items():
