@@ -187,8 +187,9 @@ async def _timers_loop(timers: Timers) -> None:
     """Arm the open conversations' timers that are missing, then run the timers forever."""
     try:
         armed = await timers.arm_missing()
-        if armed:
-            log.warning("armed %d missing state timer(s): Redis had lost them (or they predate an upgrade)", armed)
+        if armed:  # done ones too (the index forgets a timer that fired): they find nothing to do
+            log.info("armed %d state timer(s) not in the index (lost with Redis, from before an upgrade, or done)",
+                     armed)
     except Exception as exc:  # SQL or Redis down at start: the conversations keep their place
         log.warning("could not arm the missing state timers: %s", type(exc).__name__)
     await timers.run()

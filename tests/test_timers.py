@@ -415,3 +415,29 @@ async def test_a_breach_goes_to_the_outbox_with_its_log_entry_when_a_webhook_wan
     assert [r[0] for r in rows] == ["sla.breached"]
     data = orjson.loads(rows[0][1])["data"]
     assert (data["conversation_id"], data["version"], data["agent_id"], data["state"]) == (c.id, 1, "agent-1", "human")
+
+
+async def test_a_start_never_sends_the_idle_nudge_again(harness_factory, sim_clock):
+    """The index forgets a timer once it fired, so a start took a sent nudge for a lost one and sent it again
+    (on every start, every instance)."""
+    h = await harness_factory(ai_idle_nudge_s=60, ai_idle_close_s=0, human_idle_close_s=0, sla_first_response_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    sim_clock.advance(61)
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id)] == [texts.IDLE_NUDGE]
+    assert await h.timers.arm_missing() == 0
+    sim_clock.advance(600)
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id)] == [texts.IDLE_NUDGE]
+
+
+async def test_the_start_pages_through_every_open_conversation_once(harness_factory, sim_clock):
+    """Pages by (created_ms, id) on the state's index (by id alone each page read every row of the state)."""
+    h = await harness_factory(**NO_IDLE)
+    ids = {(await h.ops.conversations.start(Identity(f"cust-page-{i}", "customer"))).id for i in range(5)}
+    seen: list[str] = []
+    after = None
+    while batch := await h.app[keys.STORE].timers.in_state("ai", after, limit=2):  # one millisecond: the id decides
+        seen += [v.conversation_id for v in batch]
+        after = batch[-1].position
+    assert ids <= set(seen) and len(seen) == len(set(seen))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chat.store.db import Database, DuplicateKey, marks
 from chat.store.webhooks import Webhooks
@@ -38,6 +38,17 @@ class Mark:
 
 
 MARK_COLUMNS = "id, conversation_id, version, kind, state, agent_id, team_id, created_ms"
+
+Position = tuple[int, str]  # (created_ms, id) of the last conversation of a page
+
+
+class OpenVersion(NamedTuple):
+    """An open conversation's current version, and when it began (TimerReads.in_state)."""
+
+    conversation_id: str
+    version: int
+    entered_ms: int
+    position: Position
 
 
 class TimerReads:
@@ -99,20 +110,30 @@ class TimerReads:
         )
         return [_mark(r) for r in rows]
 
-    async def in_state(self, state: str, after_id: str = "", limit: int = 500) -> list[tuple[str, int, int]]:
-        """Conversations in `state` by id after `after_id`: (id, version, ms it entered that version; for
-        `handoff`, the queue); what a start arms the timers of, should they be missing (armed before an
-        upgrade, or a Redis that lost its index)."""
+    async def in_state(self, state: str, after: Position | None = None, limit: int = 500) -> list[OpenVersion]:
+        """Conversations in `state` after `after` (their creation order, on ix_conversations_state): what a
+        start arms the timers of, should they be missing (armed before an upgrade, or a Redis that lost its
+        index)."""
         t = self._t
+        page = ""
+        params: list[Any] = [state]
+        if after is not None:  # `created_ms >= %s` first: each page reads from where the last one ended
+            page = " AND c.created_ms >= %s AND (c.created_ms > %s OR c.id > %s)"
+            params += [after[0], after[0], after[1]]
         rows = await self.db.fetchall(
             f"SELECT c.id, c.version, c.handoff_ms, c.updated_ms, e.created_ms, c.created_ms FROM {t.conversations} c "
             f"LEFT JOIN {t.conversation_events} e ON e.conversation_id = c.id AND e.version = c.version "
-            "WHERE c.state = %s AND c.id > %s ORDER BY c.id LIMIT %s",
-            (state, after_id, int(limit)),
+            f"WHERE c.state = %s{page} ORDER BY c.created_ms, c.id LIMIT %s",
+            [*params, int(limit)],
         )
-        if state == "handoff":
-            return [(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3])) for r in rows]
-        return [(r[0], int(r[1]), int(r[4] if r[4] is not None else r[5])) for r in rows]
+        return [OpenVersion(r[0], int(r[1]), _entered(state, r), (int(r[5]), r[0])) for r in rows]
+
+
+def _entered(state: str, row: Any) -> int:
+    """When the version began (the queue: when it entered `handoff`; else its transition, or the creation)."""
+    if state == "handoff":
+        return int(row[2] if row[2] is not None else row[3])
+    return int(row[4] if row[4] is not None else row[5])
 
 
 def _mark(row: Any) -> Mark:
