@@ -37,7 +37,7 @@ from chat.errors import NotFound, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
-from states import StaleVersion, State
+from states import StaleVersion
 from states.record import Conversation
 from states.repository import Actor
 
@@ -322,7 +322,7 @@ class AIRunner:
         """Its stream was ended while it streamed: by a move out of `ai` (whoever made it told the
         subscribers), or by nothing that moved it (Redis emptied or restored): then the subscribers are
         told, and the message is answered again (the next look after this turn)."""
-        if (await self.conversations.refresh(conversation_id)).state == State.AI:
+        if self.messages.ai_answers((await self.conversations.refresh(conversation_id)).state):  # off hours: handoff
             self._discarded(conversation_id, memory)
             await turn.discarded(SUPERSEDED)
 

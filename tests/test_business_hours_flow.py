@@ -4,6 +4,7 @@ the notice and the AI's replies never cross (Chatwoot #5764, #9293); inside them
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -136,3 +137,23 @@ async def test_a_claim_while_the_ai_answers_a_waiting_conversation_interrupts_th
     provider.allow(len(CHUNKS))
     await h.drain_ai()
     assert "ai" not in [s for s, _ in await stored(h, cid)]
+
+
+async def test_a_stream_emptied_from_redis_while_it_waits_off_hours_is_told_and_answered_again(
+        harness_factory, provider, sim_clock):
+    """The AI answers in handoff off hours; its stream vanished (Redis emptied) mid-reply: only a conversation
+    in `ai` was answered again, this one kept a half reply and no answer."""
+    sim_clock.ms = shanghai_ms(2027, 1, 2, 20, 0)  # a Saturday evening
+    h = await harness_factory(business_hours=HOURS, **NO_TIMERS)
+    ws, cid = await start(h)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="转人工")
+    await h.drain_ai()
+    provider.gate = asyncio.Event()
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="2", content="where is my parcel?")
+    first = await ws.event("ai.delta")
+    await h.app[keys.REDIS].delete(h.app[keys.AI_RUNNER].streams.key(cid))
+    provider.gate.set()
+    await h.drain_ai()
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": first["data"]["turn_id"], "reason": "superseded"}
+    assert [s for s, _ in await stored(h, cid)] == ["customer", "system", "customer", "ai"]

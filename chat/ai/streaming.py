@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ log = logging.getLogger("chat.ai")
 ERROR_BODY_MAX_BYTES = 64 * 1024
 # A non-streamed JSON reply (a server that ignored the streaming request).
 JSON_REPLY_MAX_BYTES = 4 * 1024 * 1024
+# After a reply said it is complete: how long the rest of its body ([DONE], a usage chunk) may take to end.
+END_DRAIN_S = 1.0
 
 # aiohttp >= 3.10 tells a connect timeout from a read timeout by class.
 _CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())
@@ -165,29 +168,41 @@ class HTTPStreamProvider:
         parser = self._reply_parser()
         decoder = SSEDecoder()
         chunks = response.content.iter_any()
-        whole: list[SSEEvent] | None = None  # a JSON body: the server ignored the streaming request
+        last: list[SSEEvent] | None = None  # the events left at the end (None: what the decoder holds)
         sniffed = False
         async for chunk in chunks:
             # decided by the first byte, not the Content-Type
             if not sniffed and chunk.strip():
                 sniffed = True
-                if chunk.lstrip().startswith(b"{"):
-                    whole = await _whole_json(chunk, chunks)
+                if chunk.lstrip().startswith(b"{"):  # a JSON body: the server ignored the streaming request
+                    last = await _whole_json(chunk, chunks)
                     break
             items, error = _items_of(parser, decoder.feed(chunk))
             for item in items:
                 yield item
             if error is not None:
                 raise error
-            if parser.ended:  # a server or proxy that holds the connection open would time the turn out
+            if parser.ended:  # complete: what follows ([DONE], usage, a tail cut short) is no part of it
+                last = []
+                await _drain(chunks)
                 break
-        items, error = _items_of(parser, whole if whole is not None else decoder.flush())
+        items, error = _items_of(parser, last if last is not None else decoder.flush())
         for item in items:
             yield item
         if error is not None:
             raise error
         for item in parser.finish():
             yield item
+
+
+async def _drain(rest: AsyncIterator[bytes]) -> None:
+    """Read what follows the end of a reply to the end of the body, so that the connection goes back to the
+    pool; one that a server or proxy holds open is left after END_DRAIN_S (and closed), never timing the
+    complete reply out."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(END_DRAIN_S):
+            async for _chunk in rest:
+                pass
 
 
 async def _whole_json(first: bytes, rest: AsyncIterator[bytes]) -> list[SSEEvent]:

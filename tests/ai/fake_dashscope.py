@@ -44,6 +44,8 @@ class FakeDashScope:
     together: bool = False
     # Keep the connection open after the final chunk (a proxy that does not pass the end on).
     hold_open: bool = False
+    # When set, the body ends (after the final chunk) only once it is set.
+    eof_gate: asyncio.Event | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -63,7 +65,8 @@ class FakeDashScope:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._error(401, "InvalidApiKey", "Invalid API-key provided.")
         body = await request.json()
-        self.requests.append({"headers": dict(request.headers), "json": body})
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.requests.append({"headers": dict(request.headers), "json": body, "peer": peer})
         if not (body.get("model") and body.get("input", {}).get("messages")):
             return self._error(400, "InvalidParameter", "Required parameter missing")
         if self.failures:
@@ -95,6 +98,8 @@ class FakeDashScope:
             self.log.append(f"sent {index}")
         if self.hold_open:
             await self._released.wait()
+        if self.eof_gate is not None:
+            await self.eof_gate.wait()
         await response.write_eof()
         return response
 

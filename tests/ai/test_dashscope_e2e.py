@@ -52,6 +52,23 @@ async def test_a_reply_that_said_stop_is_complete_though_the_connection_stays_op
     assert "".join(items) == "你好！我是通义千问。"
 
 
+async def test_one_connection_serves_reply_after_reply(session, fake, fake_base_url):
+    """The reader stops at the final chunk, then reads the body to its end: left unread, the connection was
+    closed instead of going back to the pool, and every turn paid for a new one (TLS included, in production)."""
+    provider = make(session, fake_base_url)
+    fake.eof_gate = asyncio.Event()
+    async with asyncio.timeout(GUARD_S):
+        for _ in range(3):
+            fake.eof_gate.clear()
+            received = []
+            async for item in provider.stream(USER_HI):
+                received.append(item)
+                if item.endswith("通义千问。"):  # the last piece: the body ends only after the final chunk was read
+                    fake.eof_gate.set()
+            assert "".join(received) == "你好！我是通义千问。"
+    assert len({request["peer"] for request in fake.requests}) == 1
+
+
 async def test_silence_between_chunks_times_out_without_retry(session, fake, fake_base_url):
     fake.stall_after = 1
     async with asyncio.timeout(GUARD_S):

@@ -152,3 +152,13 @@ def test_the_reply_has_ended_at_a_finish_reason_or_done():
     done = OpenAIReply()
     done.feed(SSEEvent(data="[DONE]"))
     assert done.ended
+
+
+async def test_a_tail_cut_short_after_the_end_is_no_part_of_the_reply(session, mocked):
+    """What follows the final chunk is not read as the reply: a `data: [DO` cut short there once turned a
+    complete reply into bad_response (an interrupted turn, a failure counted towards the handoff)."""
+    body = ('data: {"choices":[{"delta":{"content":"All done."},"finish_reason":null}]}\n\n'
+            'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
+            'data: [DO')
+    sse(mocked, body)
+    assert await collect(make(session)) == ["All done."]
