@@ -30,7 +30,6 @@ from chat.events import ConversationMoved, ConversationStarted, Events, MessageS
 from chat.settings import Settings
 from chat.store import Store
 from chat.store.messages import Guard
-from chat.store.timers import Position
 from states import StaleVersion
 from states.clock import iso_from_ms, now_ms
 from states.record import Conversation
@@ -146,24 +145,21 @@ class Timers:
         return True
 
     async def arm_missing(self) -> int:
-        """Arm the timers an open conversation's version lacks (armed before an upgrade, or a Redis that lost
-        its index: emptied, or restored from an older snapshot); an armed one keeps its due time. Each is armed
-        from when its version began: early is never wrong, as an idle timer counts from the customer's newest
-        message when it comes due and an SLA finds the agent's reply or its mark. The index cannot tell a lost
-        timer from one that fired, so only those whose effect cannot repeat are armed: a transition moves the
-        version on, a mark is unique per version; the idle nudge, a message, is not armed again."""
-        count = 0
-        for state in ("ai", "handoff", "human"):
-            rows = [row for row in self.enabled(state) if row.effect is not Effect.NOTICE]
-            after: Position | None = None
-            while rows:
-                batch = await self.store.timers.in_state(state, after)
-                if not batch:
-                    break
-                count += await self.index.arm_missing({  # one round trip a page
-                    Armed(row, v.conversation_id, v.version): self.due_ms(row, v.entered_ms)
-                    for v in batch for row in rows})
-                after = batch[-1].position
+        """Arm the queue-wait timer of every conversation in `handoff` that lacks one (armed before an
+        upgrade, or a Redis that lost its index: emptied, or restored from an older snapshot), from when it
+        entered the queue; an armed one keeps its due time. Only the queue wait: the idle and SLA timers of
+        conversations in `ai` and `human` armed from the past would all fire at the first start after an import
+        or a restore (every old conversation closed at once, with its webhooks); they are armed again by the
+        conversation's next move or customer message."""
+        count, after, rows = 0, None, self.enabled("handoff")
+        while rows:
+            batch = await self.store.timers.in_state("handoff", after)
+            if not batch:
+                break
+            count += await self.index.arm_missing({  # one round trip a page
+                Armed(row, v.conversation_id, v.version): self.due_ms(row, v.entered_ms)
+                for v in batch for row in rows})
+            after = batch[-1].position
         if count:
             self._wake.set()  # one may be due before the loop would look again
         return count

@@ -323,103 +323,9 @@ async def test_a_start_arms_the_wait_of_conversations_queued_without_a_timer(har
     assert await h.timers.arm_missing() == 0
 
 
-async def test_a_start_arms_every_state_timer_redis_lost(harness_factory, sim_clock):
-    """Redis emptied (or restored from an older snapshot): only the queue waits were armed again at start, so
-    idle conversations were never closed and no SLA breach was ever logged."""
-    h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=600, human_idle_close_s=900, sla_first_response_s=120)
-    talking = await h.ops.conversations.start(CUSTOMER)
-    taken = await h.ops.conversations.start(Identity("cust-2", "customer"))
-    await h.ops.staff.remember(AGENT)
-    await h.ops.assignment.claim(AGENT, taken.id)
-    expected = {Armed(TIMERS[1], talking.id, 0), Armed(TIMERS[3], taken.id, 1), Armed(TIMERS[4], taken.id, 1)}
-    dues = {armed: await h.timers.index.due_of(armed) for armed in expected}
-    assert None not in dues.values()
-    await h.app[keys.REDIS].delete(redis_keys.TIMERS_DUE)  # what FLUSHALL does to the index
-    assert await h.timers.arm_missing() == 3
-    assert {armed: await h.timers.index.due_of(armed) for armed in expected} == dues  # from when each began
-    sim_clock.advance(121)
-    await h.timers.drain()
-    assert [(m.kind, m.agent_id) for m in await h.app[keys.STORE].timers.marks_of([taken.id])] == [
-        ("sla_breached", "agent-1")]
-    sim_clock.advance(600)
-    await h.timers.drain()
-    assert (await h.repository.get(talking.id)).state == "closed"
-
-
-# --- two instances ---------------------------------------------------------------------------------
-
-
-async def test_a_hundred_due_timers_on_two_instances_each_fire_exactly_once(
-        harness_factory, mysql_database_url, sim_clock):
-    settings = {"ai_idle_nudge_s": 60, "ai_idle_close_s": 0, "routing": "manual"}
-    a = await harness_factory(database_url=mysql_database_url, **settings)
-    b = await harness_factory(database_url=mysql_database_url, **settings)
-    ids = [(await a.ops.conversations.start(Identity(f"cust-{i}", "customer"))).id for i in range(100)]
-    sim_clock.advance(61)
-    await asyncio.gather(a.timers.drain(), b.timers.drain(), a.timers.drain(), b.timers.drain())
-    nudges = await a.app[keys.STORE].db.fetchall(
-        "SELECT conversation_id, COUNT(*) FROM messages WHERE sender_type = 'system' AND content = %s "
-        "GROUP BY conversation_id", (texts.IDLE_NUDGE,))
-    counts = {cid: n for cid, n in nudges if cid in set(ids)}
-    assert counts == dict.fromkeys(ids, 1)
-    assert a.timers.fired.get("ai_idle_nudge", 0) + b.timers.fired.get("ai_idle_nudge", 0) == 100
-
-
-async def test_a_redis_failure_while_arming_is_logged_not_the_senders_error(harness_factory, monkeypatch, caplog):
-    from redis.exceptions import ConnectionError as RedisDown
-
-    h = await harness_factory()
-    c = await h.ops.conversations.start(CUSTOMER)
-
-    async def down(_due):
-        raise RedisDown("gone")
-
-    monkeypatch.setattr(h.timers.index, "arm", down)
-    message = await h.ops.messages.send(CUSTOMER, c.id, content="hello", client_msg_id="m1")
-    assert message.seq == 1 and "could not re-arm the timers of" in caplog.text
-
-
-async def test_a_timer_whose_effect_failed_is_tried_again_later(harness_factory, sim_clock, monkeypatch):
-    from chat.store import DatabaseError
-
-    h = await harness_factory(ai_idle_close_s=0)
-    c = await h.ops.conversations.start(CUSTOMER)
-    real = h.timers.store.timers.facts
-
-    async def down(*args):
-        raise DatabaseError("gone")
-
-    monkeypatch.setattr(h.timers.store.timers, "facts", down)
-    sim_clock.advance(601)
-    await h.timers.drain()
-    assert h.timers.fired == {}
-    assert await h.timers.index.due_of(Armed(TIMERS[0], c.id, 0)) == sim_clock() + 30_000
-    monkeypatch.setattr(h.timers.store.timers, "facts", real)
-    sim_clock.advance(31)
-    await h.timers.drain()
-    assert h.timers.fired == {"ai_idle_nudge": 1}
-
-
-async def test_a_breach_goes_to_the_outbox_with_its_log_entry_when_a_webhook_wants_it(harness_factory, sim_clock):
-    import orjson
-
-    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
-    store = h.app[keys.STORE]
-    await store.webhooks.create("https://example.com/hook", ["sla.breached"], None)
-    c = await h.ops.conversations.start(CUSTOMER)
-    await h.ops.assignment.claim(AGENT, c.id)
-    sim_clock.advance(121)
-    await h.timers.drain()
-    rows = await store.db.fetchall("SELECT event_type, body FROM webhook_deliveries WHERE conversation_id = %s",
-                                   (c.id,))
-    assert [r[0] for r in rows] == ["sla.breached"]
-    data = orjson.loads(rows[0][1])["data"]
-    assert (data["conversation_id"], data["version"], data["agent_id"], data["state"]) == (c.id, 1, "agent-1", "human")
-
-
 async def test_a_start_never_sends_the_idle_nudge_again(harness_factory, sim_clock):
-    """The index forgets a timer once it fired, so a start took a sent nudge for a lost one and sent it again
-    (on every start, every instance)."""
+    """The index forgets a timer once it fired: a start must not take a sent nudge for a lost one (an
+    earlier version of the start-up arming sent it again on every start, on every instance)."""
     h = await harness_factory(ai_idle_nudge_s=60, ai_idle_close_s=0, human_idle_close_s=0, sla_first_response_s=0)
     c = await h.ops.conversations.start(CUSTOMER)
     sim_clock.advance(61)
@@ -434,10 +340,14 @@ async def test_a_start_never_sends_the_idle_nudge_again(harness_factory, sim_clo
 async def test_the_start_pages_through_every_open_conversation_once(harness_factory, sim_clock):
     """Pages by (created_ms, id) on the state's index (by id alone each page read every row of the state)."""
     h = await harness_factory(**NO_IDLE)
-    ids = {(await h.ops.conversations.start(Identity(f"cust-page-{i}", "customer"))).id for i in range(5)}
+    ids = set()
+    for i in range(5):
+        c = await h.ops.conversations.start(Identity(f"cust-page-{i}", "customer"))
+        await h.ops.conversations.request_handoff(Identity(f"cust-page-{i}", "customer"), c.id)
+        ids.add(c.id)
     seen: list[str] = []
     after = None
-    while batch := await h.app[keys.STORE].timers.in_state("ai", after, limit=2):  # one millisecond: the id decides
+    while batch := await h.app[keys.STORE].timers.in_state("handoff", after, limit=2):  # one ms: the id decides
         seen += [v.conversation_id for v in batch]
         after = batch[-1].position
     assert ids <= set(seen) and len(seen) == len(set(seen))

@@ -20,19 +20,17 @@ async def test_every_agent_key_is_in_the_one_slot_of_the_agents_tag(cluster):
 
 
 async def test_the_presence_script_and_multi_run_on_the_cluster(cluster):
-    """The re-assert script's keys (presence hash + online set) and the status MULTI's (presence
-    hash + online + lease) are accepted by the cluster as one slot: no CROSSSLOT."""
-    from chat.presence import REASSERT_SCRIPT
+    """The re-assert script's keys (presence hash + online set) and the status script's (presence hash +
+    online + lease) are accepted by the cluster as one slot: no CROSSSLOT."""
+    from chat.presence import REASSERT_SCRIPT, SET_STATUS_SCRIPT
 
     for agent in AGENTS:
         done = await cluster.eval(REASSERT_SCRIPT, 2, redis_keys.presence(agent), redis_keys.AGENTS_ONLINE,
-                                  agent, "online", b'["t"]', 3, 1000)
+                                  agent, "online", b'["t"]', 3, 1000, 1)
         assert done == 1
-        async with cluster.pipeline(transaction=True) as pipe:
-            pipe.hset(redis_keys.presence(agent), "status", "away")
-            pipe.zrem(redis_keys.AGENTS_ONLINE, agent)
-            pipe.zadd(redis_keys.AGENTS_LEASE, {agent: 1})
-            assert await pipe.execute() == [0, 1, 1]
+        stamp = await cluster.eval(SET_STATUS_SCRIPT, 3, redis_keys.presence(agent), redis_keys.AGENTS_ONLINE,
+                                   redis_keys.AGENTS_LEASE, agent, "away", b'["t"]', 3, 1000, 2000)
+        assert int(stamp) > 1
     assert await cluster.zcard(redis_keys.AGENTS_ONLINE) == 0
 
 
