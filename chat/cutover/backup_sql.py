@@ -162,10 +162,27 @@ def mysql_connection_args(option_file: str, host: str, port: int) -> list[str]:
 # --------------------------------------------------------------------------- SQL helpers
 
 
-def backup_tables(prefix: str | None = None) -> list[str]:
+def backup_tables(prefix: str) -> list[str]:
     """The tables a logical dump takes, parents first (children are restored after them): the
-    service's, named with `prefix` (None: $DB_TABLE_PREFIX, as the service names them)."""
-    return Tables(os.environ.get(TABLE_PREFIX_VARIABLE, "") if prefix is None else prefix).all()
+    service's, named with `prefix` (DB_TABLE_PREFIX as the service reads it: chat/cutover/targets.py)."""
+    return Tables(prefix).all()
+
+
+def backup_prefix(part: dict[str, Any]) -> str | None:
+    """The DB_TABLE_PREFIX a backup's database part was taken with; None: not known (a mysqldump backup
+    of a version that did not record it). Older logical and SQLite backups tell it by their tables."""
+    prefix = part.get("table_prefix")
+    if isinstance(prefix, str):
+        return prefix
+    tables = [str(t) for t in (part.get("order") if part.get("method") == "logical" else part.get("tables")) or []]
+    first = Tables("").all()[0]
+    if part.get("method") in ("logical", "sqlite") and tables and tables[0].endswith(first):
+        candidate = tables[0][: -len(first)]
+        try:
+            return candidate if Tables(candidate).all() == tables else None
+        except ValueError:  # not a prefix the service accepts
+            return None
+    return None
 
 
 def mysql_connect(config: DatabaseConfig, **kwargs: Any) -> pymysql.connections.Connection:
@@ -201,10 +218,10 @@ def mysql_columns(cur: Any, table: str) -> tuple[list[str], list[str]]:
     return columns, [row[0] for row in cur.fetchall()]
 
 
-def mysql_foreign_tables(cur: Any) -> str | None:
-    """When tables under the service's names ($DB_TABLE_PREFIX) have another shape (the old system's
+def mysql_foreign_tables(cur: Any, prefix: str) -> str | None:
+    """When tables under the service's names (`prefix`) have another shape (the old system's
     `users`, `messages`... with no prefix set), what the service's upgrade would say of them; else None."""
-    tables = Tables(os.environ.get(TABLE_PREFIX_VARIABLE, ""))
+    tables = Tables(prefix)
     names = tables.all()
     cur.execute(mysql_columns_sql(len(names)), names)
     differences = foreign_tables(columns_by_table(cur.fetchall()), tables)
@@ -237,13 +254,13 @@ def mysql_counts(config: DatabaseConfig, tables: list[str]) -> dict[str, int]:
         conn.close()
 
 
-def sqlite_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """Rows per schema table of an SQLite database (absent tables marked so)."""
+def sqlite_counts(conn: sqlite3.Connection, prefix: str) -> dict[str, dict[str, Any]]:
+    """Rows per schema table (named with `prefix`) of an SQLite database (absent tables marked so)."""
     existing = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     }
     tables: dict[str, dict[str, Any]] = {}
-    for table in backup_tables():
+    for table in backup_tables(prefix):
         if table in existing:
             (rows,) = conn.execute(f"SELECT COUNT(*) FROM {sqlite_identifier(table)}").fetchone()
             tables[table] = {"rows": rows}
@@ -252,14 +269,16 @@ def sqlite_counts(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     return tables
 
 
-def sqlite_copy(source_uri: str, target: Path | str, progress: Progress) -> dict[str, dict[str, Any]]:
+def sqlite_copy(
+    source_uri: str, target: Path | str, progress: Progress, prefix: str
+) -> dict[str, dict[str, Any]]:
     """sqlite3's backup API, page by page (consistent while another process writes); rows per table after."""
     source = sqlite3.connect(source_uri, uri=True)
     try:
         copy = sqlite3.connect(target)
         try:
             source.backup(copy, pages=1024, progress=lambda _s, left, total: _pages_done(progress, total - left, total))
-            return sqlite_counts(copy)
+            return sqlite_counts(copy, prefix)
         finally:
             copy.close()
     finally:

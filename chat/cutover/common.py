@@ -36,7 +36,12 @@ def parse_checked(
         return None
 
 # Query parameters that carry a secret in the URL forms redis-py and the MySQL drivers accept.
-_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "token", "secret"})
+# A query parameter whose name holds one of these is a secret (password, auth_token, api_key...)
+_SECRET_QUERY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+
+
+def _secret_key(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_QUERY_WORDS)
 
 
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
@@ -64,13 +69,15 @@ def mask_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-            query = urlencode(
-                [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
-                safe="*",
-            )
+        if any(_secret_key(key) for key, _ in pairs):
+            query = urlencode([(k, MASK if _secret_key(k) else v) for k, v in pairs], safe="*")
     if not netloc and parts.scheme and url.startswith(f"{parts.scheme}:///"):
-        return url  # sqlite:///path, sqlite:////abs/path: no host, no secret; keep it exactly
+        # sqlite:///path, unix:///tmp/redis.sock: no host; keep the path exactly (urlunsplit drops a
+        # slash), but never a secret in the query (unix:///sock?password=...)
+        if query == parts.query:
+            return url
+        rest = url[: url.index("?")] if "?" in url else url
+        return f"{rest.split('#', 1)[0]}?{query}" + (f"#{parts.fragment}" if parts.fragment else "")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -69,3 +69,16 @@ def test_mask_url_keeps_sqlite_paths():
     assert mask_url("sqlite:////abs/path/chat.db") == "sqlite:////abs/path/chat.db"
     assert mask_url("sqlite:///data/chat.db") == "sqlite:///data/chat.db"
     assert mask_url("mysql://u:secret@h:3306/db") == "mysql://u:***@h:3306/db"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("unix:///tmp/redis.sock?db=1&password=TopSecret", "unix:///tmp/redis.sock?db=1&password=***"),
+        ("unix:///tmp/redis.sock?db=1", "unix:///tmp/redis.sock?db=1"),
+        ("redis://host:6379/0?auth_token=TopSecret&db=1", "redis://host:6379/0?auth_token=***&db=1"),
+        ("sqlite:///data/chat.db?api_key=TopSecret", "sqlite:///data/chat.db?api_key=***"),
+    ],
+)
+def test_mask_url_masks_query_secrets_of_every_scheme(url, expected):
+    assert mask_url(url) == expected

@@ -30,12 +30,12 @@ def write_after_backup(url: str, since_ms: int) -> None:
                 (since_ms + 2,),
             )
             cur.execute(
-                "INSERT INTO conversation_events VALUES ('e-new', 'conv-1', 2, 'close', 'human', 'closed', 'agent', "
+                "INSERT INTO conversation_events VALUES ('e-new', 'conv-1', 4, 'close', 'human', 'closed', 'agent', "
                 "'agent-1', NULL, NULL, NULL, %s)",
                 (since_ms + 3,),
             )
             cur.execute(
-                "UPDATE conversations SET state = 'closed', version = 2, updated_ms = %s WHERE id = 'conv-1'",
+                "UPDATE conversations SET state = 'closed', version = 4, updated_ms = %s WHERE id = 'conv-1'",
                 (since_ms + 3,),
             )
         conn.commit()
@@ -89,7 +89,7 @@ def test_rows_written_after_the_backup_are_saved_then_brought_back(dbs, mysql_ur
     out = capsys.readouterr().out
     assert re.search(r"conversations +2  written", out) and re.search(r"messages +1  written", out)
     assert rows(mysql_url, "SELECT content FROM messages WHERE id = 'm-new'") == [("where is my order?",)]
-    assert rows(mysql_url, "SELECT state, version FROM conversations WHERE id = 'conv-1'") == [("closed", 2)]
+    assert rows(mysql_url, "SELECT state, version FROM conversations WHERE id = 'conv-1'") == [("closed", 4)]
     assert rows(mysql_url, "SELECT trigger_name FROM conversation_events WHERE id = 'e-new'") == [("close",)]
 
     # A second time adds nothing.

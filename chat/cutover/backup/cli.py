@@ -129,7 +129,7 @@ def check_options(args: argparse.Namespace) -> Options:
     redis_url = database_url = None
     database = None
     variables = read_variables(args.env_file)
-    sources = [variables.env_file.describe()]
+    sources = []
     if not args.skip_redis:
         redis_url, source = redis_target(args.redis_url, variables)
         check_redis_url(redis_url, "--redis-url")
@@ -144,8 +144,10 @@ def check_options(args: argparse.Namespace) -> Options:
             raise UsageError(f"--config {name}: not a file")
         configs.append(path)
     # the configuration the service runs with is part of what a rollback must put back
-    if variables.env_file.path is not None and not args.skip_config and variables.env_file.path not in configs:
-        configs.append(variables.env_file.path)
+    env_path = variables.file_path()
+    if env_path is not None and not args.skip_config and env_path not in configs:
+        configs.append(env_path)
+    sources.insert(0, variables.describe())
     if not configs:
         sources.append("warning: no configuration file is backed up (no ./.env; name it with --env-file "
                        "or --config FILE): a rollback cannot put the old .env back")

@@ -42,7 +42,7 @@ def backup_mysql_logical(config: DatabaseConfig, out: Path, progress: Progress) 
     """Every schema table as JSON lines, all read in one consistent snapshot."""
     tables: dict[str, dict[str, Any]] = {}
     total = 0
-    order = backup_tables()
+    order = backup_tables(config.table_prefix)
     try:
         conn = mysql_connect(config, cursorclass=pymysql.cursors.SSCursor)
     except pymysql.MySQLError as exc:
@@ -51,7 +51,7 @@ def backup_mysql_logical(config: DatabaseConfig, out: Path, progress: Progress) 
         with conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            foreign = mysql_foreign_tables(cur)
+            foreign = mysql_foreign_tables(cur, config.table_prefix)
             if foreign is not None:  # a rollback would put another system's tables back as if they were ours
                 raise BackupFailed(foreign)
             existing = mysql_existing_tables(cur)
@@ -130,7 +130,7 @@ def backup_sqlite(config: DatabaseConfig, out: Path, progress: Progress) -> dict
         raise BackupFailed(f"no SQLite database at {config.path}")
     path = out / SQLITE_FILE
     try:
-        tables = sqlite_copy(source_path.resolve().as_uri() + "?mode=ro", path, progress)
+        tables = sqlite_copy(source_path.resolve().as_uri() + "?mode=ro", path, progress, config.table_prefix)
     except sqlite3.Error as exc:
         raise BackupFailed(f"copying {config.path}: {exc}") from None
     os.chmod(path, 0o600)
@@ -145,12 +145,12 @@ def count_rows(config: DatabaseConfig) -> dict[str, int | None]:
         conn = sqlite3.connect(Path(config.path).resolve().as_uri() + "?mode=ro", uri=True)
         try:
             return {
-                t: (None if i.get("absent") else i["rows"]) for t, i in sqlite_counts(conn).items()
+                t: (None if i.get("absent") else i["rows"]) for t, i in sqlite_counts(conn, config.table_prefix).items()
             }
         finally:
             conn.close()
     try:
-        counts = mysql_counts(config, backup_tables())
+        counts = mysql_counts(config, backup_tables(config.table_prefix))
     except pymysql.MySQLError as exc:
         raise BackupFailed(f"{config.describe()}: {exc}") from None
-    return {table: counts.get(table) for table in backup_tables()}
+    return {table: counts.get(table) for table in backup_tables(config.table_prefix)}

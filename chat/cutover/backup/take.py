@@ -111,6 +111,7 @@ def take_backup(options: Options) -> Result:
             progress.close()
         part["url"] = show_database(options.database_url or "", options.database)
         part["kind"] = options.database.kind
+        part["table_prefix"] = options.database.table_prefix  # which tables are the service's
         result.database = part
     result.config = copy_configs(options.configs, out)
     return result

@@ -22,7 +22,7 @@ from chat.cutover.backup_format import (
     iter_jsonl,
     sha256_file,
 )
-from chat.cutover.backup_sql import count_dump_rows, decode_sql_value, identifier, sqlite_counts
+from chat.cutover.backup_sql import backup_prefix, count_dump_rows, decode_sql_value, identifier, sqlite_counts
 from chat.cutover.common import Progress
 
 
@@ -220,16 +220,16 @@ def _check_database(backup: Backup) -> list[str]:
     if method == "mysqldump":
         same = count_dump_rows(backup.path(part["file"])) == expected
         return [] if same else [f"database: rows in {part['file']} differ from the manifest"]
-    return _check_sqlite_file(backup.path(part["file"]), part["file"], tables)
+    return _check_sqlite_file(backup.path(part["file"]), part["file"], tables, backup_prefix(part) or "")
 
 
-def _check_sqlite_file(path: Path, rel: str, tables: dict[str, Any]) -> list[str]:
+def _check_sqlite_file(path: Path, rel: str, tables: dict[str, Any], prefix: str) -> list[str]:
     conn = sqlite3.connect(sqlite_ro_uri(path), uri=True)
     try:
         (check,) = conn.execute("PRAGMA quick_check").fetchone()
         if check != "ok":
             return [f"database: {rel} fails quick_check: {check}"]
-        if sqlite_counts(conn) != tables:
+        if sqlite_counts(conn, prefix) != tables:
             return [f"database: rows in {rel} differ from the manifest"]
         return []
     finally:

@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMy
 import redis
 
 from chat.cutover.backup_format import FormatError
-from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, mask_url, parse_checked
+from chat.cutover.backup_sql import backup_prefix
+from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, UsageError, mask_url, parse_checked
 from chat.cutover.migrate_redis.cli import same_database
 from chat.cutover.rollback.checks import Backup, BackupInvalid, load_backup
 from chat.cutover.rollback.database import RestoreFailed, database_now, preflight_database, restore_database
@@ -23,7 +25,7 @@ from chat.cutover.rollback.options import PROG, Options, build_parser, check_opt
 from chat.cutover.rollback.redis_apply import apply_redis
 from chat.cutover.rollback.redis_plan import plan_redis
 from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
-from chat.cutover.rollback.saved import TakenPlace, restore_saved, save_since_backup
+from chat.cutover.rollback.saved import TakenPlace, restore_saved, save_since_backup, saved_prefix
 
 
 def config_destinations(
@@ -183,7 +185,14 @@ def restore_saved_main(options: Options) -> int:
     shown = mask_url(options.database_url or "")
     print(f"restore saved rows: {options.restore_saved} -> {shown}{' (dry run)' if options.dry_run else ''}")
     try:
-        done = restore_saved(options.restore_saved, options.database, dry_run=options.dry_run)
+        prefix = saved_prefix(options.restore_saved)
+        if prefix is None:  # a file of an older version: the service's DB_TABLE_PREFIX
+            prefix = options.variables.table_prefix()[0]
+        config = replace(options.database, table_prefix=prefix)
+        done = restore_saved(options.restore_saved, config, dry_run=options.dry_run)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (FormatError, OSError, KeyError, TakenPlace, pymysql.MySQLError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("result: FAILED (rolled back: nothing written)")
@@ -212,6 +221,11 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
             print(f"error: {problem}", file=sys.stderr)
         print("result: REFUSED (the backup does not check out; nothing was changed)")
         return EXIT_FAILURE
+    try:
+        _take_backup_prefix(backup, options)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     clients = Clients(options)
     plan = Plan()
     try:
@@ -233,6 +247,18 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         clients.close()
     print_summary(outcome, plan, time.monotonic() - started)
     return EXIT_FAILURE if outcome.problems else EXIT_OK
+
+
+def _take_backup_prefix(backup: Backup, options: Options) -> None:
+    """Name the service's tables as the backup did (its DB_TABLE_PREFIX; a backup that does not record
+    it: the service's variables); UsageError when those cannot be read."""
+    if options.database is None or backup.database is None:
+        return
+    prefix = backup_prefix(backup.database)
+    if prefix is None:
+        prefix, source = options.variables.table_prefix()
+        print(f"{PROG}: the backup does not record DB_TABLE_PREFIX: {prefix or '(none)'} ({source})", file=sys.stderr)
+    options.database = replace(options.database, table_prefix=prefix)
 
 
 def make_plan(backup: Backup, options: Options, clients: Clients, plan: Plan) -> list[str]:

@@ -256,7 +256,7 @@ def _restore_sqlite(backup: Backup, config: DatabaseConfig, progress: Progress) 
     part = backup.database
     assert part is not None
     try:
-        counts = sqlite_copy(sqlite_ro_uri(backup.path(part["file"])), config.path, progress)
+        counts = sqlite_copy(sqlite_ro_uri(backup.path(part["file"])), config.path, progress, config.table_prefix)
     except sqlite3.Error as exc:
         raise RestoreFailed(f"restoring {config.path}: {exc}") from None
     return {t: i["rows"] for t, i in counts.items() if not i.get("absent")}

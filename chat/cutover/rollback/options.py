@@ -9,7 +9,14 @@ from pathlib import Path
 from chat.cutover.backup_format import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 from chat.cutover.common import UsageError, mask_url, positive_int
 from chat.cutover.config_urls import redis_db_of
-from chat.cutover.targets import add_env_file_option, check_redis_url, database_target, read_variables, redis_target
+from chat.cutover.targets import (
+    Variables,
+    add_env_file_option,
+    check_redis_url,
+    database_target,
+    read_variables,
+    redis_target,
+)
 from chat.settings import DatabaseConfig
 
 PROG = "rollback.py"
@@ -113,6 +120,20 @@ class Options:
     quiet: bool
     restore_saved: Path | None = None
     sources: list[str] = field(default_factory=list)  # where each URL came from, masked
+    # the service's variables, for DB_TABLE_PREFIX when neither the backup nor the saved file records it
+    variables: Variables = field(default_factory=lambda: Variables(None, {}))
+
+
+def _restore_saved_options(args: argparse.Namespace, variables: Variables) -> Options:
+    """--restore-saved FILE: only a database (the saved file's header names its tables' prefix)."""
+    database_url = database = None
+    sources = []
+    if not args.skip_database:
+        database_url, database, source = database_target(args.database_url, variables, with_prefix=False)
+        sources.append(source)
+    return Options(Path(args.source or "."), None, None, database, database_url, None, False,
+                   args.batch, args.dry_run, args.yes, args.quiet, Path(args.restore_saved),
+                   [variables.describe(), *sources], variables)
 
 
 def check_options(args: argparse.Namespace) -> Options:
@@ -120,14 +141,9 @@ def check_options(args: argparse.Namespace) -> Options:
     if not args.source and not args.restore_saved:
         raise UsageError("--from DIR is required (or --restore-saved FILE)")
     variables = read_variables(args.env_file)
-    sources = [variables.env_file.describe()]
+    sources: list[str] = []
     if args.restore_saved:
-        database_url = database = None
-        if not args.skip_database:
-            database_url, database, source = database_target(args.database_url, variables)
-            sources.append(source)
-        return Options(Path(args.source or "."), None, None, database, database_url, None, False,
-                       args.batch, args.dry_run, args.yes, args.quiet, Path(args.restore_saved), sources)
+        return _restore_saved_options(args, variables)
     if args.reverse_target and not args.reverse_migrate:
         raise UsageError("--reverse-target needs --reverse-migrate")
     if args.reverse_migrate and args.skip_redis:
@@ -148,8 +164,10 @@ def check_options(args: argparse.Namespace) -> Options:
                     "services read the database migrate-redis read (db 0 by default): give --reverse-target "
                     "redis://HOST:6379/0")
     if not args.skip_database:
-        database_url, database, source = database_target(args.database_url, variables)
+        # the tables' prefix is the backup's (its manifest): the .env is not read for it
+        database_url, database, source = database_target(args.database_url, variables, with_prefix=False)
         sources.append(source)
+    sources.insert(0, variables.describe())
     return Options(
         source=Path(args.source),
         redis_url=redis_url,
@@ -163,6 +181,7 @@ def check_options(args: argparse.Namespace) -> Options:
         yes=args.yes,
         quiet=args.quiet,
         sources=sources,
+        variables=variables,
     )
 
 

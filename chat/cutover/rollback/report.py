@@ -89,7 +89,7 @@ def _print_database_plan(
     for table, info in part["tables"].items():
         rows_now, to_save = database_now.get(table, (None, None))
         now_text = "absent" if rows_now is None else f"{rows_now:,} now"
-        note = save_note(table)
+        note = save_note(table, options.database.table_prefix)
         if rows_now is None:
             save_text = ""
         elif note is None or to_save is None:

@@ -37,7 +37,7 @@ from chat.cutover.backup_sql import (
     sqlite_identifier,
 )
 from chat.settings import DatabaseConfig
-from chat.store.schema import BASE_NAMES
+from chat.store.schema import BASE_NAMES, Tables
 from states.clock import iso_from_ms, now_ms
 
 # Per service table (without DB_TABLE_PREFIX): the time columns of which any later than the backup
@@ -66,20 +66,34 @@ UPDATED_ON_RESTORE = frozenset({"users", "teams", "conversations", "refresh_toke
                                 "webhook_deliveries"})
 
 
-def table_base(table: str) -> tuple[str, str] | None:
-    """``(DB_TABLE_PREFIX, name without it)`` of a service table; None: not one of the schema's."""
-    base = max((b for b in BASE_NAMES if table.endswith(b)), key=len, default=None)
-    return None if base is None else (table[: -len(base)], base)
+def table_base(table: str, prefix: str) -> str | None:
+    """A service table's name without its (known) DB_TABLE_PREFIX; None: not one of the schema's."""
+    base = table[len(prefix):] if table.startswith(prefix) else None
+    return base if base in BASE_NAMES else None
 
 
-def save_note(table: str) -> str | None:
+def schema_order(tables: list[str], prefix: str) -> list[str]:
+    """``tables`` in the schema's order, parents first (a mysqldump lists them alphabetically); others last."""
+    rank = {name: index for index, name in enumerate(Tables(prefix).all())}
+    return sorted(tables, key=lambda t: rank.get(t, len(rank)))
+
+
+def save_note(table: str, prefix: str) -> str | None:
     """What of a table the rollback saves first, in the plan's words; None: nothing (schema bookkeeping)."""
-    found = table_base(table)
-    if found is None or found[1] == "schema_version":
+    base = table_base(table, prefix)
+    if base is None or base == "schema_version":
         return None
-    if found[1] in OF_SAVED_CONVERSATIONS:
+    if base in OF_SAVED_CONVERSATIONS:
         return "those of the conversations saved"
-    return " or ".join(SAVE_RULES[found[1]]) + " after the backup"
+    return " or ".join(SAVE_RULES[base]) + " after the backup"
+
+
+def saved_prefix(path: Path) -> str | None:
+    """The DB_TABLE_PREFIX a saved file was written with (its header); None: an older file without it."""
+    for _number, entry in iter_jsonl(path):
+        prefix = entry.get("table_prefix") if entry.get("type") == "saved" else None
+        return prefix if isinstance(prefix, str) else None
+    return None
 
 
 class TakenPlace(Exception):
@@ -104,11 +118,22 @@ class _Database:
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.sqlite = config.kind == "sqlite"
+        self.prefix = config.table_prefix
         self.conn: Any = sqlite3.connect(config.path) if self.sqlite else mysql_connect(config)
         self.mark = "?" if self.sqlite else "%s"
 
     def close(self) -> None:
         self.conn.close()
+
+    def replace_labels(self, table: str, conversations: set[Any]) -> None:
+        """Clear the labels of the conversations put back as saved: their saved labels are the whole set
+        (a label removed after the backup stays removed)."""
+        cur = self.conn.cursor()
+        try:
+            for conversation_id in sorted(conversations):
+                cur.execute(f"DELETE FROM {self.name(table)} WHERE conversation_id = {self.mark}", [conversation_id])
+        finally:
+            cur.close()
 
     def name(self, table: str) -> str:
         return sqlite_identifier(table) if self.sqlite else identifier(table)
@@ -130,11 +155,11 @@ class _Database:
 
     def _selection(self, table: str, since_ms: int) -> tuple[str, list[int]] | None:
         """The WHERE clause (and its parameters) of the rows to save; None: none of this table."""
-        found = table_base(table)
+        base = table_base(table, self.prefix)
         shape = self.shape(table)
-        if found is None or shape is None:
+        if base is None or shape is None:
             return None
-        prefix, base = found
+        prefix = self.prefix
         if base in OF_SAVED_CONVERSATIONS:
             parent = self._selection(prefix + "conversations", since_ms)
             if parent is None:
@@ -175,7 +200,8 @@ class _Database:
 
     def put(self, table: str, row: dict[str, Any]) -> bool:
         """Insert the row; one already there (same primary key) is updated to it when its table's rows
-        change (UPDATED_ON_RESTORE), else left alone (False); TakenPlace when another row holds its place."""
+        change (UPDATED_ON_RESTORE) and the saved row is the newer (_newer), else left alone (False);
+        TakenPlace when another row holds its place."""
         shape = self.shape(table)
         key = shape[1] if shape and shape[1] else ["id"]
         names = ", ".join(self.name(c) for c in row)
@@ -190,11 +216,18 @@ class _Database:
                 if not _duplicate(exc):
                     raise  # a missing parent, a NULL: the error says which
             # a plain insert that failed changed nothing (the transaction goes on): itself, or another?
-            cur.execute(f"SELECT 1 FROM {self.name(table)} WHERE {where}", [row.get(c) for c in key])
-            if cur.fetchone() is None:
+            cur.execute(f"SELECT * FROM {self.name(table)} WHERE {where}", [row.get(c) for c in key])
+            found = cur.fetchone()
+            if found is None:
                 raise TakenPlace(table, row)
-            if (table_base(table) or ("", ""))[1] not in UPDATED_ON_RESTORE:
+            live = dict(zip([d[0] for d in cur.description], found, strict=True))
+            base = table_base(table, self.prefix)
+            if base not in UPDATED_ON_RESTORE:
                 return False
+            if base == "refresh_tokens":  # a token used or revoked since stays so: never cleared
+                row = {**row, **{c: live[c] for c in ("used_ms", "revoked_ms") if live.get(c) is not None}}
+            elif not _newer(base, row, live):
+                return False  # changed again since it was saved: the live row is the newer state
             sets = ", ".join(f"{self.name(c)} = {self.mark}" for c in row if c not in key)
             try:
                 cur.execute(f"UPDATE {self.name(table)} SET {sets} WHERE {where}",
@@ -206,6 +239,17 @@ class _Database:
             return bool(cur.rowcount)
         finally:
             cur.close()
+
+
+def _newer(base: str, saved: dict[str, Any], live: dict[str, Any]) -> bool:
+    """Is the saved row a later state than the live one, by its time columns (SAVE_RULES) and, for a
+    conversation, its version (never below the events the live one has)?"""
+    def latest(row: dict[str, Any]) -> int:
+        return max((int(row[c]) for c in SAVE_RULES[base] if row.get(c) is not None), default=-1)
+
+    if "version" in saved and live.get("version") is not None and int(saved["version"]) < int(live["version"]):
+        return False
+    return latest(saved) > latest(live)
 
 
 def _duplicate(exc: Exception) -> bool:
@@ -222,8 +266,8 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
     counts: dict[str, int] = {}
     lines: list[bytes] = []
     with closing(_Database(config)) as db:
-        for table in tables:  # the backup's order: parents first
-            if save_note(table) is None or db.shape(table) is None:
+        for table in schema_order(tables, config.table_prefix):  # parents first
+            if save_note(table, config.table_prefix) is None or db.shape(table) is None:
                 continue
             counts[table] = 0
             for row in db.rows_to_save(table, backup_ms):
@@ -231,7 +275,8 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
                                            "row": {k: encode_sql_value(v) for k, v in row.items()}}))
                 counts[table] += 1
         db.conn.rollback()
-    header = orjson.dumps({"type": "saved", "backup_ms": backup_ms, "saved_ms": saved_ms, "counts": counts})
+    header = orjson.dumps({"type": "saved", "backup_ms": backup_ms, "saved_ms": saved_ms, "counts": counts,
+                           "table_prefix": config.table_prefix})
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(b"\n".join([header, *lines]) + b"\n")
@@ -243,27 +288,42 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
 def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig) -> dict[str, int | None]:
     """Per backed-up table, the rows a save would take now (None: the table is absent or never saved)."""
     with closing(_Database(config)) as db:
-        counts = {table: db.count_to_save(table, backup_ms) if save_note(table) else None
+        counts = {table: db.count_to_save(table, backup_ms) if save_note(table, config.table_prefix) else None
                   for table in tables}
         db.conn.rollback()
     return counts
 
 
 def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
-    """Put a saved file's rows back, in one transaction: per table ``(written, already there)``."""
+    """Put a saved file's rows back, in one transaction, parents first (the schema's order, whatever the
+    file's): per table ``(written, already there or newer)``. ``config.table_prefix`` names the tables."""
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for _number, entry in iter_jsonl(path):
+        if entry.get("type") == "row":
+            by_table.setdefault(entry["table"], []).append({k: decode_sql_value(v) for k, v in entry["row"].items()})
+    tables = Tables(config.table_prefix)
+    if tables.conversations in by_table:  # a saved conversation with no label left has no label rows
+        by_table.setdefault(tables.conversation_labels, [])
     done: dict[str, tuple[int, int]] = {}
+    written_conversations: set[Any] = set()
     with closing(_Database(config)) as db:
         try:
-            for _number, entry in iter_jsonl(path):
-                if entry.get("type") != "row":
-                    continue
-                table = entry["table"]
-                row = {k: decode_sql_value(v) for k, v in entry["row"].items()}
-                written, there = done.get(table, (0, 0))
-                if dry_run or db.put(table, row):
-                    done[table] = (written + 1, there)
-                else:
-                    done[table] = (written, there + 1)
+            for table in schema_order(list(by_table), config.table_prefix):
+                base = table_base(table, config.table_prefix)
+                if base in OF_SAVED_CONVERSATIONS and not dry_run:
+                    db.replace_labels(table, written_conversations)
+                written = there = 0
+                for row in by_table[table]:
+                    if base in OF_SAVED_CONVERSATIONS and not dry_run and row["conversation_id"] not in \
+                            written_conversations:
+                        there += 1  # its conversation changed again since: the live labels are the newer
+                    elif dry_run or db.put(table, row):
+                        written += 1
+                        if base == "conversations":
+                            written_conversations.add(row["id"])
+                    else:
+                        there += 1
+                done[table] = (written, there)
             if dry_run:
                 db.conn.rollback()
             else:
