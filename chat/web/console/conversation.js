@@ -46,8 +46,9 @@ export class ConversationView {
     this.scroller = h("div", {class: "scroller"}, this.top, this.list, this.stream);
     this.scroller.addEventListener("scroll", () => this._maybeOlder());
 
-    // PROTOCOL 3.4: content is 1-4000 characters; the accessible name follows the placeholder (renderComposer)
-    this.input = h("textarea", {testid: "message-input", rows: 3, maxlength: String(MAX_CONTENT_CHARS)});
+    // PROTOCOL 3.4: content is 1-4000 characters (code points), checked on submit: no maxlength, which would
+    // cut a longer paste silently and counts UTF-16 units; the accessible name follows the placeholder
+    this.input = h("textarea", {testid: "message-input", rows: 3});
     this.input.addEventListener("keydown", (e) => this._keydown(e));
     this.input.addEventListener("input", () => this._typed());
     this.canned = new CannedMenu({t, live, toast, input: this.input, conversationId: () => this.state.openId});
@@ -96,9 +97,9 @@ export class ConversationView {
       this.toast(error);
     }
     const refused = state.threads.get(id)?.refused;
-    if (refused && state.openId === id) {
-      state.threads.get(id).refused = null;
-      this._restore(refused.content, refused.private);
+    if (refused && refused.length && state.openId === id) {
+      state.threads.get(id).refused = [];
+      this._restoreAll(refused);
     }
     if (state.openId === id) {
       this.render();
@@ -268,6 +269,11 @@ export class ConversationView {
     const c = this.conversation;
     const content = this.input.value;
     if (!c || !content.trim() || this.send.disabled) return;
+    if ([...content].length > MAX_CONTENT_CHARS) {  // refused as the service would (too_large); the text stays
+      this.toast({code: "too_large", message: `over ${MAX_CONTENT_CHARS} characters`});
+      this.input.focus();
+      return;
+    }
     const isPrivate = this.noteMode;
     const clientId = newId();
     const thread = this.state.thread(c.id);
@@ -288,7 +294,7 @@ export class ConversationView {
       thread.pending.delete(clientId);
       this.toast(error);
       if (this.state.openId === c.id) this._restore(content, isPrivate);
-      else thread.refused = {content, private: isPrivate};  // back in the composer when it is opened again
+      else thread.refused.push({content, private: isPrivate});  // back in the composer when it is opened again
     }
     if (this.state.openId === c.id) this.renderMessages();
   }
@@ -298,6 +304,15 @@ export class ConversationView {
     const written = this.input.value;
     if (!written) this.setNote(isPrivate);
     this.input.value = written ? `${content}\n${written}` : content;
+    this.input.focus();
+  }
+
+  /** Put several refused messages back, in the order they were written, in front of anything written
+   * since; the note mode follows the first one when the composer was empty. */
+  _restoreAll(refused) {
+    const written = this.input.value;
+    if (!written) this.setNote(refused[0].private);
+    this.input.value = [...refused.map((r) => r.content), ...(written ? [written] : [])].join("\n");
     this.input.focus();
   }
 

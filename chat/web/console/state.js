@@ -17,7 +17,7 @@ export class Thread {
     this.stream = null;  // {text, index, turnId} while the AI reply streams
     this.typing = null;  // sender_type of whoever is typing
     this.pending = new Map();  // client_msg_id -> {content, private} until the server stores it
-    this.refused = null;  // {content, private}: a message refused while another conversation was open
+    this.refused = [];  // [{content, private}]: messages refused while another conversation was open, oldest first
   }
 
   /** Add a stored message; false when it was already there. */
@@ -88,15 +88,17 @@ export class State extends EventTarget {
     return at ? Date.parse(at) : null;
   }
 
-  /** The waiting conversations, longest waiting first (PROTOCOL 3.5); those whose time is not known
-   * yet after them, in the service's order, then the ones heard of since (the newest arrivals). */
+  /** The waiting conversations, longest waiting first (PROTOCOL 3.5): in the order of the last queue.list
+   * (the service's: by the time each entered handoff, known to it even where the console cannot learn it),
+   * then the ones heard of since (the newest arrivals), by the time they entered handoff where known, else
+   * by their updated_at (a move into handoff sets it). */
   queue() {
-    const since = (c) => this.waitingSince(c) ?? Infinity;
     const rank = (c) => this.queueRank.get(c.id) ?? Infinity;
+    const since = (c) => this.waitingSince(c) ?? (Date.parse(c.updated_at) || Infinity);
     const order = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
     return [...this.conversations.values()]
       .filter((c) => c.state === "handoff")
-      .sort((a, b) => order(since(a), since(b)) || order(rank(a), rank(b)) || order(a.id, b.id));
+      .sort((a, b) => order(rank(a), rank(b)) || order(since(a), since(b)) || order(a.id, b.id));
   }
 
   list(which) {

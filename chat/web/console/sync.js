@@ -6,6 +6,7 @@
 import {MAX_SEQ, PAGE} from "./state.js";
 
 const KEEP_WATCHING = 10;  // conversations of others kept watched after the agent looked at them
+const HANDOFF_LOOKUPS = 4;  // transition logs asked for at once (a large queue's first render)
 
 export class Sync {
   constructor({state, live, auth, onAssigned = () => {}, onError = () => {}}) {
@@ -16,7 +17,11 @@ export class Sync {
     this.onError = onError;
     this._catchingUp = new Map();  // id -> promise
     this._previewing = new Set();
-    this._handoffAsked = new Set();  // id:version whose handoff time was asked for
+    // id:version -> "asking" / "found" / "none" (its log has no entry into handoff: an adopted or imported
+    // conversation) / "failed" (asked again after the next queue.list): a version is asked for once
+    this._handoffAsked = new Map();
+    this._handoffWaiting = [];  // conversations whose handoff time is still to be asked for, in turn
+    this._handoffRunning = 0;
   }
 
   /** A server push. */
@@ -196,7 +201,11 @@ export class Sync {
     const {conversations} = await this.live.request("queue.list", {});
     const listed = new Set(conversations.map((c) => c.id));
     this.state.queueRank = new Map(conversations.map((c, i) => [c.id, i]));
-    this._handoffAsked.clear();
+    // what was found (or found missing) stays known; a failed look-up is tried again; a conversation that
+    // left the queue is forgotten
+    for (const [key, outcome] of this._handoffAsked) {
+      if (outcome === "failed" || !listed.has(key.slice(0, key.lastIndexOf(":")))) this._handoffAsked.delete(key);
+    }
     for (const c of conversations) this.state.upsert(c, {quiet: true});
     // a waiting conversation that left the queue without our hearing of it (another team's)
     for (const c of this.state.conversations.values()) {
@@ -230,22 +239,47 @@ export class Sync {
     this.state.emit("teams");
   }
 
-  /** When a waiting conversation entered handoff: C has no such field (a service that adds
-   * `handoff_at` to it saves this call), its transition log has; read once per version. */
-  async handoffTime(c) {
+  /** When a waiting conversation entered handoff, for its "waiting N" text (the queue keeps queue.list's
+   * order): C has no such field (a service that adds `handoff_at` to it saves this call), its transition
+   * log has; asked once per version, HANDOFF_LOOKUPS at a time. */
+  handoffTime(c) {
     const key = `${c.id}:${c.version}`;
     if (c.state !== "handoff" || c.handoff_at !== undefined || this.state.waitingSince(c) !== null
       || this._handoffAsked.has(key)) return;
-    this._handoffAsked.add(key);  // asked again (after a failure) only after the next queue.list
+    this._handoffAsked.set(key, "asking");
+    this._handoffWaiting.push(c);
+    this._nextHandoffTime();
+  }
+
+  _nextHandoffTime() {
+    while (this._handoffRunning < HANDOFF_LOOKUPS && this._handoffWaiting.length) {
+      const c = this._handoffWaiting.shift();
+      this._handoffRunning += 1;
+      this._askHandoffTime(c).finally(() => {
+        this._handoffRunning -= 1;
+        this._nextHandoffTime();
+      });
+    }
+  }
+
+  async _askHandoffTime(c) {
+    const key = `${c.id}:${c.version}`;
+    const now = this.state.conversations.get(c.id);
+    if (!now || now.version !== c.version || now.state !== "handoff") {  // moved on while it waited its turn
+      this._handoffAsked.delete(key);
+      return;
+    }
     try {
       const log = await this.auth.fetchJSON(`/api/v1/conversations/${encodeURIComponent(c.id)}/events`);
       const entered = log.items.filter((e) => e.to_state === "handoff" && e.from_state !== "handoff"
         && e.version <= c.version).pop();
+      this._handoffAsked.set(key, entered ? "found" : "none");
       if (entered) {
         this.state.handoffAt.set(c.id, {version: c.version, at: entered.created_at});
         this.state.emit("queue");
       }
     } catch (error) {
+      this._handoffAsked.set(key, "failed");
       this.onError(error);
     }
   }

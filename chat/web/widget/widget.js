@@ -11,6 +11,14 @@ const TOKEN_MARGIN_S = 60; // a stored token closer than this to `exp` is replac
 const TYPING_IDLE_MS = 3000;
 const TYPING_REPEAT_MS = 4000; // typing frames count against the socket's command rate limit
 
+/** Run `fn(true)` holding the Web Lock `name` (one tab of the origin at a time), or `fn(false)` where the
+ * browser has none (an insecure context, an old browser). */
+function exclusive(name, fn) {
+  const locks = typeof navigator !== "undefined" && navigator.locks;
+  if (locks && typeof locks.request === "function") return locks.request(name, () => fn(true));
+  return fn(false);
+}
+
 /** The settings of the script tag that loaded the widget. */
 export function readConfig(script) {
   const data = (script && script.dataset) || {};
@@ -160,7 +168,7 @@ export class ChatWidget {
     }
     // no conversation yet (it starts once online): kept in localStorage until it has one, so a reload
     // meanwhile still sends it, with the same client_msg_id
-    this.memory.update({ unsent: [...this._unsent(), { client_msg_id, content: text }] });
+    this.memory.addUnsent({ client_msg_id, content: text });
     this.connect();
     this._sendUnsent();
   }
@@ -171,22 +179,40 @@ export class ChatWidget {
   }
 
   /** Start the conversation for the messages written before it existed, then send them (into the
-   * client's outbox, which keeps them from then on). Another user meanwhile drops them (_asUser). */
+   * client's outbox, which keeps them from then on). Another user meanwhile drops them (_asUser). Other
+   * tabs of the site share them (localStorage): one tab at a time (a Web Lock) takes the stored list,
+   * starts the conversation and sends them, once; a tab that finds them gone takes the conversation
+   * another tab started. Without Web Locks the list is taken (cleared) before the start. */
   async _sendUnsent() {
     if (!this._unsent().length) return;
-    let conversationId;
+    let taken = [];
     try {
       await this.client.whenOnline(); // a token for another user, if it comes to that, has dropped them by then
-      if (!this._unsent().length) return;
-      conversationId = await this.ensureConversation();
+      await exclusive(`${this.memory.key}:unsent`, async (locked) => {
+        taken = this.memory.storedUnsent();
+        if (!locked) this.memory.update({ unsent: [] }); // taken: another tab finds none
+        const stored = this.memory.stored();
+        if (!this.conversationId && stored.conversation_id && stored.user_id === this.memory.get("user_id")) {
+          this._adopt(stored.conversation_id); // another tab started it
+        }
+        if (!taken.length) return;
+        const conversationId = await this.ensureConversation();
+        if (locked) taken = this.memory.storedUnsent(); // with those written meanwhile (no other tab took them)
+        for (const m of taken) this._sendFrame({ conversation_id: conversationId, ...m }); // each in the outbox now
+        this.memory.update({ unsent: [] });
+        taken = [];
+      });
     } catch (err) {
-      for (const m of this._unsent()) this.view.failPending(m.client_msg_id, err.message);
+      for (const m of [...taken, ...this._unsent()]) this.view.failPending(m.client_msg_id, err.message);
       this.memory.update({ unsent: [] });
-      return;
     }
-    const unsent = this._unsent();
-    for (const m of unsent) this._sendFrame({ conversation_id: conversationId, ...m }); // each in the outbox now
-    this.memory.update({ unsent: [] });
+  }
+
+  /** The conversation another tab of the site started: shown here too (its messages by resume). */
+  _adopt(conversationId) {
+    this.conversationId = conversationId;
+    this.memory.update({ conversation_id: conversationId });
+    this.resume().catch(() => {});
   }
 
   _sendFrame(frame) {
