@@ -95,3 +95,23 @@ async def test_talk_to_a_person_is_gone_once_closed_and_a_refusal_is_said(servic
     await expect(human).to_be_hidden()
     await expect(widget.handoff).to_be_hidden()
     assert page_errors == []
+
+
+async def test_a_message_over_4000_characters_is_refused_whole_and_kept(service: Service, page: Page,
+                                                                        page_errors: list[str]) -> None:
+    """maxlength cut a paste at 4000 UTF-16 units and sent the rest silently (and counted an emoji twice): the
+    widget counts code points as the service does, refuses a longer message whole and keeps it to shorten."""
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    widget = Widget(page)
+    await widget.open()
+    too_long = "x" * 4500
+    await widget.write(too_long)
+    await expect(page.get_by_test_id("widget-notice")).to_contain_text("4000")
+    await expect(widget.input).to_have_value(too_long)
+    assert await page.get_by_test_id("widget-message").count() == 0  # nothing was sent
+    emoji = "😀" * 2500  # 2500 characters: 5000 UTF-16 units
+    await widget.write(emoji)
+    await expect(widget.by_text(emoji[:10], "customer")).to_have_attribute("data-seq", "1")
+    stored = await messages_of(service, (await widget.storage())["conversation_id"])  # type: ignore[arg-type]
+    assert [m["content"] for m in stored if m["sender_type"] == "customer"] == [emoji]
+    assert page_errors == []

@@ -31,6 +31,7 @@ export const WIDGET_STRINGS = {
     welcome: "Hello! How can we help you today?",
     unread: "{count} new messages",
     humanRefused: "A person cannot take this conversation now. Write again to continue.",
+    tooLong: "This message is too long: at most 4000 characters. Shorten it and send again.",
     humanOffline: "Not connected. Please try again in a moment.",
   },
   zh: {
@@ -63,6 +64,7 @@ export const WIDGET_STRINGS = {
     welcome: "您好！请问有什么可以帮您？",
     unread: "{count} 条新消息",
     humanRefused: "当前无法转接人工客服。请再次发送消息继续对话。",
+    tooLong: "消息过长：最多 4000 个字符。请缩短后再发送。",
     humanOffline: "尚未连接，请稍后再试。",
   },
 };

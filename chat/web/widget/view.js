@@ -3,6 +3,7 @@
 // data-testid values are PROTOCOL 9's.
 import { WIDGET_CSS } from "./style.js";
 
+const MAX_MESSAGE_CHARS = 4000; // PROTOCOL 3.4: content of 1 to 4000 characters
 const SVG_NS = "http://www.w3.org/2000/svg";
 const BUBBLE_PATH = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z";
 const TYPING_HIDE_MS = 8000; // an agent's "typing on" without an "off" (a dropped socket) fades out
@@ -82,7 +83,7 @@ export class WidgetView {
     this.log = el("div", { class: "log", role: "log", "aria-live": "polite" },
       el("div", { class: "welcome" }, t("welcome")), this.messages, this.pendingList, this.stream, this.typing);
     this.csat = el("div", { class: "csat", "data-testid": "widget-csat", hidden: true });
-    this.input = el("textarea", { "data-testid": "widget-input", rows: 1, maxlength: 4000,
+    this.input = el("textarea", { "data-testid": "widget-input", rows: 1,
       placeholder: t("placeholder"), "aria-label": t("placeholder") });
     this.sendButton = el("button", { type: "button", "data-testid": "widget-send", disabled: true }, t("send"));
     this.panel = el("section", { class: "panel", role: "dialog", "aria-label": t("title"), hidden: true },
@@ -97,6 +98,12 @@ export class WidgetView {
     const send = () => {
       const text = this.input.value.trim();
       if (!text) return;
+      // counted as the service counts (code points); refused whole and kept, never cut (maxlength cut pastes
+      // silently, and counted an emoji twice)
+      if ([...text].length > MAX_MESSAGE_CHARS) {
+        this.showNotice(t("tooLong"));
+        return;
+      }
       this.input.value = "";
       this._inputChanged();
       onSend(text);
