@@ -19,11 +19,10 @@ from tests.browser.test_console import customer
 EVENTS = re.compile(r".*/api/v1/conversations/([^/?]+)/events$")
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    """Wait until `check()` holds (what the page asked for is seen by the test's route handlers)."""
-    async with asyncio.timeout(UI_TIMEOUT_MS / 1000):
-        while not check():
-            await asyncio.sleep(0.05)
+async def until(changed: asyncio.Condition, check: Callable[[], bool], what: str) -> None:
+    """Wait until `check()` holds, woken by `changed` (the route handlers notify it as requests come)."""
+    async with asyncio.timeout(UI_TIMEOUT_MS / 1000), changed:
+        await changed.wait_for(check)
     assert check(), what
 
 
@@ -39,12 +38,15 @@ async def test_a_conversation_whose_log_lacks_its_handoff_keeps_its_place_and_is
         asked: dict[str, int] = {}
         flight = {"now": 0, "most": 0}
         four_at_once = asyncio.Event()
+        changed = asyncio.Condition()
 
         async def events(route: Route) -> None:
             """Each log request counted; the first ones held until four are asked for at once."""
             match = EVENTS.match(route.request.url)
             assert match
             asked[match.group(1)] = asked.get(match.group(1), 0) + 1
+            async with changed:
+                changed.notify_all()
             flight["now"] += 1
             flight["most"] = max(flight["most"], flight["now"])
             if flight["now"] >= 4:
@@ -66,7 +68,7 @@ async def test_a_conversation_whose_log_lacks_its_handoff_keeps_its_place_and_is
         await expect(items).to_have_count(6)
         for conversation_id in ids[3:]:
             await expect(console.queue_item(conversation_id).locator("time.wait")).to_be_visible()
-        await until(lambda: all(asked.get(i) for i in ids), "every log asked for")
+        await until(changed, lambda: all(asked.get(i) for i in ids), "every log asked for")
         # queue.list's order (longest waiting first), not the known times first
         assert await items.evaluate_all("nodes => nodes.map(n => n.dataset.conversationId)") == ids
         for conversation_id in unlogged:
@@ -76,7 +78,7 @@ async def test_a_conversation_whose_log_lacks_its_handoff_keeps_its_place_and_is
         # log is asked for, that list was rendered, and the logs already read are not asked for again
         newcomer = (await stack.enter_async_context(customer(service, text="the newest")))[1]
         await expect(items).to_have_count(7)
-        await until(lambda: asked.get(newcomer["id"], 0) >= 1, "the newcomer's log asked for")
+        await until(changed, lambda: asked.get(newcomer["id"], 0) >= 1, "the newcomer's log asked for")
         assert [asked[i] for i in ids] == [1] * 6, asked
         assert await items.evaluate_all("nodes => nodes.map(n => n.dataset.conversationId)") == [*ids, newcomer["id"]]
         assert flight["most"] <= 4, flight
