@@ -20,7 +20,9 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright, expect
@@ -186,3 +188,12 @@ async def page(new_page: Callable[..., object]) -> Page:
 def unique(prefix: str) -> str:
     """An id no other test uses (tests share the session's service)."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def messages_of(service: Service, conversation_id: str) -> list[dict[str, Any]]:
+    """Every stored message of the conversation (REST, as an admin)."""
+    headers = {"Authorization": f"Bearer {service.token(unique('admin'), 'admin')}"}
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{service.url}/api/v1/conversations/{conversation_id}/messages", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["items"]  # type: ignore[no-any-return]

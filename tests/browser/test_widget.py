@@ -13,7 +13,7 @@ import aiohttp
 from playwright.async_api import Page, expect
 
 from chat.auth import issue_token
-from tests.browser.conftest import UI_TIMEOUT_MS, Service, unique
+from tests.browser.conftest import UI_TIMEOUT_MS, Service, messages_of, unique
 from tests.browser.widget_page import HOST_PATH, RECORD_STREAM, Widget, open_host
 from tests.browser.wire import Wire
 from tests.wsclient import WS
@@ -270,15 +270,6 @@ async def test_the_page_sent_with_a_new_conversation_leaves_out_its_query_and_fr
         assert response.status == 200, await response.text()
         metadata = (await response.json())["metadata"]
     assert metadata["page"] == service.url + HOST_PATH
-
-
-async def messages_of(service: Service, conversation_id: str) -> list[dict[str, Any]]:
-    """Every stored message of the conversation (REST, as an admin)."""
-    headers = {"Authorization": f"Bearer {service.token(unique('admin'), 'admin')}"}
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{service.url}/api/v1/conversations/{conversation_id}/messages", headers=headers) as response:
-        assert response.status == 200, await response.text()
-        return (await response.json())["items"]  # type: ignore[no-any-return]
 
 
 async def test_a_short_lived_token_is_renewed_on_the_open_socket(service: Service, page: Page,

@@ -6,24 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import Service, unique
+from tests.browser.conftest import Service, messages_of, unique
 from tests.browser.widget_page import Widget, open_host
 from tests.browser.wire import Wire
 from tests.wsclient import WS
-
-
-async def messages_of(service: Service, conversation_id: str) -> list[dict[str, Any]]:
-    """Every stored message of the conversation (REST, as an admin)."""
-    headers = {"Authorization": f"Bearer {service.token(unique('admin'), 'admin')}"}
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{service.url}/api/v1/conversations/{conversation_id}/messages", headers=headers) as response:
-        assert response.status == 200, await response.text()
-        return (await response.json())["items"]  # type: ignore[no-any-return]
 
 
 async def test_a_first_message_written_while_the_service_is_down_survives_a_reload(

@@ -11,9 +11,8 @@ from collections.abc import Callable
 import aiohttp
 from playwright.async_api import Page, Route, expect
 
-from tests.browser.conftest import Service, unique
+from tests.browser.conftest import Service, messages_of, unique
 from tests.browser.console_page import rest
-from tests.browser.test_widget_details import messages_of
 from tests.browser.widget_page import Widget, open_host
 
 
