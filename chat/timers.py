@@ -153,12 +153,12 @@ class Timers:
         conversation's next move or customer message."""
         count, after, rows = 0, None, self.enabled("handoff")
         while rows:
-            batch = await self.store.timers.in_state("handoff", after)
+            batch = await self.store.timers.waiting(after)
             if not batch:
                 break
-            count += await self.index.arm_missing({  # one round trip a page
+            count += await self.index.arm({  # one round trip a page
                 Armed(row, v.conversation_id, v.version): self.due_ms(row, v.entered_ms)
-                for v in batch for row in rows})
+                for v in batch for row in rows}, missing_only=True)
             after = batch[-1].position
         if count:
             self._wake.set()  # one may be due before the loop would look again

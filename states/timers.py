@@ -130,16 +130,12 @@ class TimerIndex:
         self.key = redis_keys.TIMERS_DUE
         self._claim = redis.register_script(CLAIM_SCRIPT)
 
-    async def arm(self, due: dict[Armed, int]) -> None:
-        """Arm (or move) these timers to their due epoch ms."""
-        if due:
-            await self.redis.zadd(self.key, {armed.member: ms for armed, ms in due.items()})
-
-    async def arm_missing(self, due: dict[Armed, int]) -> int:
-        """Arm those of these timers that are not armed (an armed one keeps its due time): how many."""
+    async def arm(self, due: dict[Armed, int], *, missing_only: bool = False) -> int:
+        """Arm (or move) these timers to their due epoch ms; `missing_only`: only those not armed (an armed one
+        keeps its due time). How many were added."""
         if not due:
             return 0
-        return int(await self.redis.zadd(self.key, {armed.member: ms for armed, ms in due.items()}, nx=True))
+        return int(await self.redis.zadd(self.key, {armed.member: ms for armed, ms in due.items()}, nx=missing_only))
 
     async def disarm(self, armed: list[Armed]) -> None:
         """Forget these timers (the state they belong to was left, or what they wait for happened)."""

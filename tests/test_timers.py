@@ -347,7 +347,7 @@ async def test_the_start_pages_through_every_open_conversation_once(harness_fact
         ids.add(c.id)
     seen: list[str] = []
     after = None
-    while batch := await h.app[keys.STORE].timers.in_state("handoff", after, limit=2):  # one ms: the id decides
+    while batch := await h.app[keys.STORE].timers.waiting(after, limit=2):  # one millisecond: the id decides
         seen += [v.conversation_id for v in batch]
         after = batch[-1].position
     assert ids <= set(seen) and len(seen) == len(set(seen))

@@ -43,7 +43,7 @@ Position = tuple[int, str]  # (created_ms, id) of the last conversation of a pag
 
 
 class OpenVersion(NamedTuple):
-    """An open conversation's current version, and when it began (TimerReads.in_state)."""
+    """A waiting conversation's current version, and when it entered the queue (TimerReads.waiting)."""
 
     conversation_id: str
     version: int
@@ -110,30 +110,22 @@ class TimerReads:
         )
         return [_mark(r) for r in rows]
 
-    async def in_state(self, state: str, after: Position | None = None, limit: int = 500) -> list[OpenVersion]:
-        """Conversations in `state` after `after` (their creation order, on ix_conversations_state): what a
-        start arms the timers of, should they be missing (armed before an upgrade, or a Redis that lost its
-        index)."""
-        t = self._t
+    async def waiting(self, after: Position | None = None, limit: int = 500) -> list[OpenVersion]:
+        """Conversations in `handoff` after `after` (their creation order, on ix_conversations_state), with when
+        they entered the queue: what a start arms the wait timer of, should it be missing (armed before an
+        upgrade, or a Redis that lost its index)."""
         page = ""
-        params: list[Any] = [state]
+        params: list[Any] = ["handoff"]
         if after is not None:  # `created_ms >= %s` first: each page reads from where the last one ended
-            page = " AND c.created_ms >= %s AND (c.created_ms > %s OR c.id > %s)"
+            page = " AND created_ms >= %s AND (created_ms > %s OR id > %s)"
             params += [after[0], after[0], after[1]]
         rows = await self.db.fetchall(
-            f"SELECT c.id, c.version, c.handoff_ms, c.updated_ms, e.created_ms, c.created_ms FROM {t.conversations} c "
-            f"LEFT JOIN {t.conversation_events} e ON e.conversation_id = c.id AND e.version = c.version "
-            f"WHERE c.state = %s{page} ORDER BY c.created_ms, c.id LIMIT %s",
+            f"SELECT id, version, handoff_ms, updated_ms, created_ms FROM {self._t.conversations} "
+            f"WHERE state = %s{page} ORDER BY created_ms, id LIMIT %s",
             [*params, int(limit)],
         )
-        return [OpenVersion(r[0], int(r[1]), _entered(state, r), (int(r[5]), r[0])) for r in rows]
-
-
-def _entered(state: str, row: Any) -> int:
-    """When the version began (the queue: when it entered `handoff`; else its transition, or the creation)."""
-    if state == "handoff":
-        return int(row[2] if row[2] is not None else row[3])
-    return int(row[4] if row[4] is not None else row[5])
+        return [OpenVersion(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3]), (int(r[4]), r[0]))
+                for r in rows]
 
 
 def _mark(row: Any) -> Mark:
