@@ -3,6 +3,8 @@ embedded in-process one."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -10,7 +12,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, SlotNotCoveredError
+from redis.exceptions import ClusterDownError, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chat.settings import Settings
@@ -53,7 +55,11 @@ def create_redis(settings: Settings, client_name: str | None = None) -> aioredis
         return cast(aioredis.Redis, cluster)
     pool = aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=1024, retry=stale_connection_retry(),
                                             **options)
-    return ServiceRedis(pool, aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, **options))
+    # RESP2 for the subscriptions: a RESP3 push costs redis-py three times the CPU of an array (it renders
+    # each one for a debug log), on every bus message an instance receives (a cluster's node connections
+    # stay on RESP3: redis-py's cluster client gives them maintenance-notification handlers, which need it)
+    return ServiceRedis(pool, aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, protocol=2,
+                                                               **options))
 
 
 class ServiceRedis(aioredis.Redis):
@@ -65,6 +71,32 @@ class ServiceRedis(aioredis.Redis):
         super().__init__(connection_pool=pool)
         self.auto_close_connection_pool = True  # both pools are this client's own
         self._subscriber_pool = subscriber_pool
+        self._batch_connection: Any = None  # send_batch's, taken from the pool once and kept
+        self._batch_turn = asyncio.Lock()  # one batch at a time on it (the bus sends one at a time anyway)
+
+    async def send_batch(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """What a pipeline without a transaction does, on a connection kept for the batches (the bus's
+        publisher sends one at a time): one write, the replies read in order, an error reply in its
+        command's place. Without a pooled connection taken and given back and a pipeline object built for
+        every batch, a batch of one costs about a third less of this process's CPU (docs/performance.md).
+        The retry is the pool's (stale_connection_retry)."""
+        async with self._batch_turn:
+            conn = self._batch_connection
+            if conn is None:
+                conn = self._batch_connection = await self.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            return cast(list[Any], await conn.retry.call_with_retry(
+                lambda: self._send_batch(conn, commands), lambda _error: conn.disconnect()))
+
+    async def _send_batch(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        # a write or read that fails or is cancelled closes the connection (redis-py): no reply is left behind
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                replies.append(await self.parse_response(conn, command[0]))
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
 
     def pubsub(self, **kwargs: Any) -> PubSub:
         """A subscription on the pool without retries."""
@@ -72,8 +104,22 @@ class ServiceRedis(aioredis.Redis):
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         """Close both pools."""
+        if self._batch_connection is not None:
+            await self.connection_pool.release(self._batch_connection)
+            self._batch_connection = None
         await super().aclose(close_connection_pool)
         await self._subscriber_pool.aclose()
+
+
+async def send_batch(redis: aioredis.Redis | RedisCluster, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send the commands in one pipeline without a transaction: their replies in order, an error reply in
+    its command's place. On the service's single-server client, on the connection it keeps for this."""
+    if isinstance(redis, ServiceRedis):
+        return await redis.send_batch(commands)
+    pipe = redis.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return await pipe.execute(raise_on_error=False)
 
 
 class ServiceRedisCluster(RedisCluster):

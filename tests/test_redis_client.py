@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from chat.redis_client import ServiceRedisCluster, create_redis, stale_connection_retry
+from chat.redis_client import ServiceRedisCluster, create_redis, send_batch, stale_connection_retry
 from chat.settings import Settings, SettingsError
 
 READY = b"Ready to accept connections"
@@ -67,6 +68,7 @@ async def test_the_first_command_after_a_restart_succeeds(private_redis, tmp_pat
     try:
         await client.set("k", "before")
         assert await client.get("k") == b"before"  # the pool now holds a connection to this process
+        assert await send_batch(client, [("GET", "k")]) == [b"before"]  # and the batches' kept one
         subscription = client.pubsub()
         await subscription.subscribe("events")
         await private_redis.stop()
@@ -74,9 +76,45 @@ async def test_the_first_command_after_a_restart_succeeds(private_redis, tmp_pat
         assert await client.get("k") is None  # the stale connection is replaced, the GET answered
         assert await client.incr("n") == 1  # ran once
         assert await client.set("lock", "me", nx=True) is True
+        assert await send_batch(client, [("INCR", "n"), ("GET", "n")]) == [2, b"2"]  # its kept one too, once
         # a subscription's drop is left to its owner to see (the bus counts, logs and resubscribes)
         assert subscription.connection is not None and subscription.connection.retry.get_retries() == 0
         await subscription.aclose()
+    finally:
+        await client.aclose()
+
+
+async def test_a_batch_answers_each_command_in_its_place(private_redis, tmp_path):
+    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
+                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
+    client = create_redis(settings)
+    try:
+        replies = await send_batch(client, [("SET", "k", "v"), ("EVAL", "return redis.call('LLEN', KEYS[1])", 1, "k"),
+                                            ("GET", "k")])
+        assert replies[0] is True and replies[2] == b"v"
+        assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])  # in its place, not raised
+        # on the cluster's pipeline the same (tests/cluster); here the embedded client's pipeline
+        embedded = create_redis(Settings.from_env({"JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)}))
+        assert isinstance((await send_batch(embedded, [("SET", "k", "v"), ("LLEN", "k")]))[1], ResponseError)
+        await embedded.aclose()
+    finally:
+        await client.aclose()
+
+
+async def test_a_batch_cancelled_while_it_waits_leaves_no_reply_behind(private_redis, tmp_path):
+    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
+                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
+    client = create_redis(settings)
+    try:
+        waiting = asyncio.create_task(send_batch(client, [("BLPOP", "queue", 0)]))
+        while b"cmd=blpop" not in await client.execute_command("CLIENT", "LIST"):  # the batch waits in Redis
+            assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await client.rpush("queue", "late")  # an answer to the cancelled batch, were it still on its connection
+        assert await send_batch(client, [("PING",)]) == [True]  # the next batch's own answer
+        assert await client.lrange("queue", 0, -1) == [b"late"]  # nobody popped it
     finally:
         await client.aclose()
 

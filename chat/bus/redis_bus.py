@@ -28,7 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import SlotNotCoveredError
+from redis.exceptions import ResponseError, SlotNotCoveredError
 
 from chat.batching import Batcher
 from chat.bus.interest import Interest
@@ -43,6 +43,7 @@ from chat.bus.messages import (
 )
 from chat.bus.shard import Shard
 from chat.errors import log_failure
+from chat.redis_client import send_batch
 
 log = logging.getLogger(__name__)
 
@@ -154,32 +155,30 @@ class Bus:
             log.exception("could not deliver a bus message here")
 
     async def _send(self, batch: list[tuple[Outgoing, asyncio.Future[Any]]]) -> None:
-        first = batch[0][0]
-        published = len(batch)
-        if len(batch) == 1 and isinstance(first, tuple):
-            results: list[Any] = [await self._redis.spublish(*first)]
-            sent = len(first[1])
-        else:
-            pipe = self._redis.pipeline(transaction=False)
-            sent = 0
-            for item, _ in batch:
-                if isinstance(item, Read):
-                    pipe.execute_command(*item.command)
-                    published -= 1
-                    continue
-                if isinstance(item, Scripted):
-                    channel, payload = self._payload(item.message)
-                    # EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA
-                    pipe.eval(item.script, len(item.keys), *item.keys, *item.args, channel, payload)
-                else:
-                    channel, payload = item
-                    pipe.spublish(channel, payload)
-                sent += len(payload)
-            results = await pipe.execute()
+        commands: list[tuple[Any, ...]] = []
+        published = sent = 0
+        for item, _ in batch:
+            if isinstance(item, Read):
+                commands.append(item.command)
+                continue
+            if isinstance(item, Scripted):
+                channel, payload = self._payload(item.message)
+                # EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA
+                commands.append(("EVAL", item.script, len(item.keys), *item.keys, *item.args, channel, payload))
+            else:
+                channel, payload = item
+                commands.append(("SPUBLISH", channel, payload))
+            published += 1
+            sent += len(payload)
+        results = await send_batch(self._redis, commands)
         PUBLISHED.inc(published)
         PUBLISHED_BYTES.inc(sent)
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, ResponseError):
+                future.set_exception(result)
+            else:
                 future.set_result(result)
 
     async def start(self, wait_s: float = 3.0) -> None:

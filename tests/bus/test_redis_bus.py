@@ -7,8 +7,11 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from chat.bus import Bus, BusMessage, Interest, ToConversation, ToUser
+from chat.redis_client import create_redis
+from chat.settings import Settings
 from tests.bus.recorder import Recorder
 from tests.conftest import redis_url
 
@@ -26,6 +29,19 @@ async def started(client, *channels: str, prefix: str) -> tuple[Bus, Recorder]:
         interest.want(channel)
     await asyncio.wait_for(bus.settled(), timeout=10)
     return bus, sink
+
+
+@pytest.fixture(params=["redis-py", "service"])
+async def redis(request, tmp_path):
+    """Database 14 of the real Redis, through a plain redis-py client (its pipelines) and through the
+    service's own (create_redis: the batches on the connection it keeps, RESP2 subscriptions)."""
+    if request.param == "redis-py":
+        client = aioredis.Redis.from_url(redis_url())
+    else:
+        client = create_redis(Settings.from_env({"REDIS_URL": redis_url(), "JWT_SECRET_KEY": "k" * 32,
+                                                 "CHAT_DATA_DIR": str(tmp_path)}))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture
@@ -232,4 +248,21 @@ async def test_a_read_in_order_sees_the_write_of_every_script_queued_before_it(r
     assert [item.decode() for item in read] == values  # every push queued before the read, none missing
     assert [m.frame["n"] for m in sink.got] == values
     await redis.delete(key)
+    await bus.stop()
+
+
+async def test_a_script_refused_by_redis_fails_only_its_own_publish(redis, prefix):
+    bus, sink = await started(redis, prefix=prefix)
+    listener, far = await started(redis, Interest(prefix).user("u"), prefix=prefix)
+    key = f"{prefix}:string"
+    await redis.set(key, "not a list")
+    broken = bus.publish_scripted(ToConversation("c1", "cust", {"n": "x"}), PUSH_SCRIPT, [key], ["x"])
+    *_, failed = await asyncio.gather(bus.publish(ToUser("u", {"n": 1})), bus.publish(ToUser("u", {"n": 2})), broken,
+                                      return_exceptions=True)  # one batch: queued before its sender ran
+    assert isinstance(failed, ResponseError) and "WRONGTYPE" in str(failed)
+    await far.until(lambda m: m.frame == {"n": 2})  # the others in its batch went out
+    assert [m.frame for m in far.got] == [{"n": 1}, {"n": 2}]
+    assert [m.frame for m in sink.got] == [{"n": 1}, {"n": 2}]  # nor was the refused one delivered here
+    await redis.delete(key)
+    await listener.stop()
     await bus.stop()
