@@ -14,8 +14,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.settings import Settings
+
+BATCH_TIMEOUT_S = 10.0  # the longest ServiceRedis.send_batch waits for a batch's replies (socket_timeout's value)
 
 
 def stale_connection_retry() -> Retry:
@@ -58,8 +61,11 @@ def create_redis(settings: Settings, client_name: str | None = None) -> aioredis
     # RESP2 for the subscriptions: a RESP3 push costs redis-py three times the CPU of an array (it renders
     # each one for a debug log), on every bus message an instance receives (a cluster's node connections
     # stay on RESP3: redis-py's cluster client gives them maintenance-notification handlers, which need it)
-    return ServiceRedis(pool, aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, protocol=2,
-                                                               **options))
+    subscriber_pool = aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=8, protocol=2, **options)
+    # send_batch's one connection, without a timeout per reply (a batch has one, BATCH_TIMEOUT_S, for all)
+    batch_pool = aioredis.ConnectionPool.from_url(settings.redis.url, max_connections=1, retry=stale_connection_retry(),
+                                                  **{**options, "socket_timeout": None})
+    return ServiceRedis(pool, subscriber_pool, batch_pool)
 
 
 class ServiceRedis(aioredis.Redis):
@@ -67,25 +73,32 @@ class ServiceRedis(aioredis.Redis):
     come from a pool without that retry, so the bus listener sees a dropped subscription itself
     (it counts it, logs it and resubscribes) instead of redis-py resubscribing behind its back."""
 
-    def __init__(self, pool: aioredis.ConnectionPool, subscriber_pool: aioredis.ConnectionPool) -> None:
+    def __init__(self, pool: aioredis.ConnectionPool, subscriber_pool: aioredis.ConnectionPool,
+                 batch_pool: aioredis.ConnectionPool) -> None:
         super().__init__(connection_pool=pool)
-        self.auto_close_connection_pool = True  # both pools are this client's own
+        self.auto_close_connection_pool = True  # the pools are this client's own
         self._subscriber_pool = subscriber_pool
-        self._batch_connection: Any = None  # send_batch's, taken from the pool once and kept
+        self._batch_pool = batch_pool
+        self._batch_connection: Any = None  # send_batch's, taken from its pool once and kept
         self._batch_turn = asyncio.Lock()  # one batch at a time on it (the bus sends one at a time anyway)
 
     async def send_batch(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """What a pipeline without a transaction does, on a connection kept for the batches (the bus's
         publisher sends one at a time): one write, the replies read in order, an error reply in its
-        command's place. Without a pooled connection taken and given back and a pipeline object built for
-        every batch, a batch of one costs about a third less of this process's CPU (docs/performance.md).
-        The retry is the pool's (stale_connection_retry)."""
+        command's place, BATCH_TIMEOUT_S for the whole batch. Without a pooled connection taken and given
+        back, a pipeline object built and a timeout armed for every reply, a batch costs a third less of
+        this process's CPU (docs/performance.md). A dead connection is replaced and the batch re-sent once,
+        as any command (stale_connection_retry); a batch that timed out is not re-sent."""
         async with self._batch_turn:
             conn = self._batch_connection
             if conn is None:
-                conn = self._batch_connection = await self.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-            return cast(list[Any], await conn.retry.call_with_retry(
-                lambda: self._send_batch(conn, commands), lambda _error: conn.disconnect()))
+                conn = self._batch_connection = await self._batch_pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                async with asyncio.timeout(BATCH_TIMEOUT_S):  # a read cut short closes the connection (redis-py)
+                    return cast(list[Any], await conn.retry.call_with_retry(
+                        lambda: self._send_batch(conn, commands), lambda _error: conn.disconnect()))
+            except TimeoutError:
+                raise RedisTimeoutError(f"no answer from Redis to a batch in {BATCH_TIMEOUT_S}s") from None
 
     async def _send_batch(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         # a write or read that fails or is cancelled closes the connection (redis-py): no reply is left behind
@@ -103,12 +116,11 @@ class ServiceRedis(aioredis.Redis):
         return PubSub(self._subscriber_pool, event_dispatcher=self._event_dispatcher, **kwargs)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        """Close both pools."""
-        if self._batch_connection is not None:
-            await self.connection_pool.release(self._batch_connection)
-            self._batch_connection = None
+        """Close the pools."""
         await super().aclose(close_connection_pool)
         await self._subscriber_pool.aclose()
+        self._batch_connection = None
+        await self._batch_pool.aclose()
 
 
 async def send_batch(redis: aioredis.Redis | RedisCluster, commands: Sequence[tuple[Any, ...]]) -> list[Any]:

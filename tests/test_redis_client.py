@@ -119,6 +119,22 @@ async def test_a_batch_cancelled_while_it_waits_leaves_no_reply_behind(private_r
         await client.aclose()
 
 
+async def test_a_batch_without_an_answer_times_out_whole_and_the_next_one_is_answered(private_redis, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setattr("chat.redis_client.BATCH_TIMEOUT_S", 0.2)  # the time under test: Redis never answers
+    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
+                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
+    client = create_redis(settings)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await send_batch(client, [("PING",), ("BLPOP", "queue", 0)])
+        await client.rpush("queue", "late")
+        assert await send_batch(client, [("PING",)]) == [True]  # its own answer, on a new connection
+        assert await client.lrange("queue", 0, -1) == [b"late"]  # the timed-out BLPOP was not left waiting
+    finally:
+        await client.aclose()
+
+
 def test_only_a_dead_connection_is_retried_and_only_once():
     retry = stale_connection_retry()
     assert retry.get_retries() == 1
