@@ -249,6 +249,56 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
+async def test_a_question_whose_turn_took_its_early_reply_before_it_was_announced_is_not_asked_again(
+        harness, monkeypatch):
+    """The last turn's look for anything newer finds the question committed before its own handler announced
+    it (CustomerWrote) and answers it with the reply asked while it committed: the announcement that follows
+    asks the provider nothing more (a request nobody reads is a request paid for)."""
+    provider: ScriptedProvider = harness.provider
+    store, messages = harness.app[keys.STORE], harness.app[keys.AI_RUNNER].messages
+    looked, looks_go_on, announce = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    recent, handoff_asked = store.messages.recent, messages.handoff_asked
+
+    async def held_look(conversation_id, limit):
+        if limit == 1 and not looks_go_on.is_set():  # the first turn's look for anything newer
+            looked.set()
+            await looks_go_on.wait()
+        return await recent(conversation_id, limit)
+
+    async def held_announcement(conversation, message, *, late=False):
+        if not late:  # the customer's handler, between the commit and CustomerWrote
+            await announce.wait()
+        return await handoff_asked(conversation, message, late=late)
+
+    monkeypatch.setattr(store.messages, "recent", held_look)
+    monkeypatch.setattr(messages, "handoff_asked", held_announcement)
+    ws, cid = await start(harness)
+    announce.set()
+    first = (await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question"))["message"]
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await looked.wait()
+    announce.clear()
+    provider.started.clear()
+    provider.gate = asyncio.Event()  # the second reply streams its first piece, then waits
+    sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
+                                          content="second question"))
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await provider.started.wait()  # asked while it commits
+        while await stored_senders(harness, cid) != ["customer", "ai", "customer"]:
+            await asyncio.sleep(0)  # committed, its announcement held
+    looks_go_on.set()  # the first turn's look finds it and streams the reply asked while it committed
+    streams = harness.app[keys.AI_RUNNER].streams
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        while (live := (await streams.read(cid)).stream) is None or live.reply_to == first["id"] or live.index < 0:
+            await asyncio.sleep(0)  # its first piece is out
+    announce.set()  # announced while that reply streams
+    await sending
+    provider.gate.set()
+    await harness.drain_ai()
+    assert len(provider.calls) == 2  # one request per question
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
 async def test_a_conversation_longer_than_the_context_is_asked_once_per_turn(harness_factory, monkeypatch):
     """Beyond AI_CONTEXT_MESSAGES the question is still asked early, on the same window as the turn's read
     (the oldest message drops out): the turn takes that reply, none is asked twice."""

@@ -58,6 +58,9 @@ class EarlyReplies:
         self._tools = tools
         self._build = build  # the context of the kept messages (chat.ai_memory.build_context)
         self._replies: dict[str, EarlyReply] = {}
+        # the reply asked while a customer's message committed, until that message is announced as stored
+        # (once_stored), even after a turn took it over
+        self._asked: dict[str, EarlyReply] = {}
         self._dropping: set[asyncio.Task[None]] = set()
 
     def _ask(self, conversation_id: str, context: Context) -> EarlyReply:
@@ -72,7 +75,7 @@ class EarlyReplies:
         while it commits; the reply is dropped unseen if `stored` says it was not stored."""
         if upcoming is None:
             return
-        reply = self._ask(conversation_id, self._build(upcoming))
+        reply = self._asked[conversation_id] = self._ask(conversation_id, self._build(upcoming))
 
         def settled(outcome: asyncio.Future[bool]) -> None:
             if not outcome.result():
@@ -82,11 +85,15 @@ class EarlyReplies:
 
     def once_stored(self, conversation_id: str, kept: list[Message] | None, message_id: str) -> None:
         """A customer's message stored: ask on the `kept` messages when they end with it, unless its
-        reply was asked on that context while it committed."""
+        reply was asked on that context while it committed, or a turn took that reply over already (the
+        turn checks its context and asks again itself if it must: a second request now would go unread)."""
+        asked = self._asked.pop(conversation_id, None)
         if kept is None or kept[-1].id != message_id:
             return
         context = self._build(kept)
         reply = self._replies.get(conversation_id)
+        if reply is None and asked is not None:
+            return
         if reply is None or reply.context != context:
             self._ask(conversation_id, context)
 
@@ -97,6 +104,8 @@ class EarlyReplies:
     def drop(self, conversation_id: str, only: EarlyReply | None = None) -> None:
         """Abandon the conversation's early reply, if any (`only`: if it is that one); its request is
         closed in the background."""
+        if only is None or self._asked.get(conversation_id) is only:
+            self._asked.pop(conversation_id, None)
         if only is not None and self._replies.get(conversation_id) is not only:
             return
         reply = self._replies.pop(conversation_id, None)
