@@ -191,14 +191,13 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _timers_loop(timers: Timers) -> None:
-    """Arm the queue-wait timers that are missing, then run the timers forever."""
+    """Arm the state timers that are missing, then run the timers forever."""
     try:
         armed = await timers.arm_missing()
         if armed:
-            log.info("armed %d queue-wait timer(s) not in the index (lost with Redis, or older than an upgrade)",
-                     armed)
+            log.info("armed %d state timer(s) not in the index (lost with Redis, or older than an upgrade)", armed)
     except Exception as exc:  # SQL or Redis down at start: the conversations keep their place
-        log.warning("could not arm the missing queue-wait timers: %s", type(exc).__name__)
+        log.warning("could not arm the missing state timers: %s", type(exc).__name__)
     await timers.run()
 
 

@@ -145,21 +145,29 @@ class Timers:
         return True
 
     async def arm_missing(self) -> int:
-        """Arm the queue-wait timer of every conversation in `handoff` that lacks one (armed before an
-        upgrade, or a Redis that lost its index: emptied, or restored from an older snapshot), from when it
-        entered the queue; an armed one keeps its due time. Only the queue wait: the idle and SLA timers of
-        conversations in `ai` and `human` armed from the past would all fire at the first start after an import
-        or a restore (every old conversation closed at once, with its webhooks); they are armed again by the
-        conversation's next move or customer message."""
-        count, after, rows = 0, None, self.enabled("handoff")
-        while rows:
-            batch = await self.store.timers.waiting(after)
-            if not batch:
-                break
-            count += await self.index.arm({  # one round trip a page
-                Armed(row, v.conversation_id, v.version): self.due_ms(row, v.entered_ms)
-                for v in batch for row in rows}, missing_only=True)
-            after = batch[-1].position
+        """Arm the timers of every open conversation that lacks them (armed before an upgrade, or a Redis that
+        lost its index: emptied, or restored from an older snapshot) for when they would have been due: the
+        queue wait from entering the queue, an idle timer from the customer's newest message (or the state's
+        start), the SLA from the state's start; an armed one keeps its due time. An idle or SLA timer due
+        already is left out: the index forgets a timer once it fired (an idle nudge would be sent again), and
+        armed from the past they would all fire at the first start after an import (every old conversation
+        closed at once, with its webhooks); the conversation's next move or customer message arms it again.
+        A queue wait due already is armed: it releases the conversation to the AI, which a fired one did."""
+        count, now = 0, self.clock()
+        for state in ("handoff", "ai", "human"):
+            rows, after = self.enabled(state), None
+            while rows:
+                batch = await self.store.timers.open_versions(state, after)
+                if not batch:
+                    break
+                due: dict[Armed, int] = {}
+                for v in batch:
+                    for row in rows:
+                        at = self.due_ms(row, max(v.entered_ms, v.last_customer_ms or 0) if row.idle else v.entered_ms)
+                        if state == "handoff" or at > now:
+                            due[Armed(row, v.conversation_id, v.version)] = at
+                count += await self.index.arm(due, missing_only=True)  # one round trip a page
+                after = batch[-1].position
         if count:
             self._wake.set()  # one may be due before the loop would look again
         return count

@@ -337,6 +337,51 @@ async def test_a_start_never_sends_the_idle_nudge_again(harness_factory, sim_clo
     assert [m.content for m in await messages(h, c.id)] == [texts.IDLE_NUDGE]
 
 
+async def test_a_start_arms_the_idle_and_sla_timers_a_lost_index_held_when_they_were_due(harness_factory, sim_clock):
+    """A Redis restored from an older snapshot lost the timers armed since: a start arms each again for when it
+    was due (idle from the customer's newest message, the SLA from the claim), and it fires then."""
+    h = await harness_factory(ai_idle_nudge_s=300, ai_idle_close_s=900, human_idle_close_s=1200,
+                              sla_first_response_s=600)
+    ai_conversation = await h.ops.conversations.start(CUSTOMER)
+    sim_clock.advance(100)
+    await h.ops.messages.send(CUSTOMER, ai_conversation.id, content="still there?", client_msg_id="m1")
+    wrote_ms = sim_clock.ms
+    other = Identity("cust-2", "customer")
+    human_conversation = await h.ops.conversations.start(other)
+    await h.ops.conversations.request_handoff(other, human_conversation.id)
+    claimed = await h.ops.assignment.claim(AGENT, human_conversation.id)
+    claimed_ms = sim_clock.ms
+    lost = {Armed(row, ai_conversation.id, 0): wrote_ms + h.timers.after_ms(row) for row in timers_of("ai")}
+    lost |= {Armed(row, human_conversation.id, claimed.version): claimed_ms + h.timers.after_ms(row)
+             for row in timers_of("human")}
+    for armed, due in lost.items():
+        assert await h.timers.index.due_of(armed) == due  # as armed live
+    await h.app[keys.REDIS].delete(h.timers.index.key)  # the index lost
+    assert await h.timers.arm_missing() == 4
+    for armed, due in lost.items():
+        assert await h.timers.index.due_of(armed) == due  # armed again for when each was due
+    assert await h.timers.arm_missing() == 0
+    sim_clock.advance(301)
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, ai_conversation.id)][-1] == texts.IDLE_NUDGE
+
+
+async def test_a_start_leaves_out_idle_and_sla_timers_due_already(harness_factory, sim_clock):
+    """Due already, one may have fired (the index forgets it) or stood for an imported conversation's old
+    silence: neither is armed again, so nothing fires at once at a start."""
+    h = await harness_factory(ai_idle_nudge_s=60, ai_idle_close_s=900, human_idle_close_s=0, sla_first_response_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    sim_clock.advance(61)
+    await h.timers.drain()  # the nudge fired
+    await h.app[keys.REDIS].delete(h.timers.index.key)
+    assert await h.timers.arm_missing() == 1  # the close, due in 839 s; not the nudge
+    close = Armed(timers_of("ai")[1], c.id, 0)
+    assert await h.timers.index.due_of(close) == sim_clock.ms - 61_000 + 900_000
+    sim_clock.advance(3600)
+    await h.app[keys.REDIS].delete(h.timers.index.key)
+    assert await h.timers.arm_missing() == 0  # an hour of silence: the close is due already, left out
+
+
 async def test_the_start_pages_through_every_open_conversation_once(harness_factory, sim_clock):
     """Pages by (created_ms, id) on the state's index (by id alone each page read every row of the state)."""
     h = await harness_factory(**NO_IDLE)
@@ -347,7 +392,7 @@ async def test_the_start_pages_through_every_open_conversation_once(harness_fact
         ids.add(c.id)
     seen: list[str] = []
     after = None
-    while batch := await h.app[keys.STORE].timers.waiting(after, limit=2):  # one millisecond: the id decides
+    while batch := await h.app[keys.STORE].timers.open_versions("handoff", after, limit=2):  # one ms: the id decides
         seen += [v.conversation_id for v in batch]
         after = batch[-1].position
     assert ids <= set(seen) and len(seen) == len(set(seen))

@@ -43,11 +43,13 @@ Position = tuple[int, str]  # (created_ms, id) of the last conversation of a pag
 
 
 class OpenVersion(NamedTuple):
-    """A waiting conversation's current version, and when it entered the queue (TimerReads.waiting)."""
+    """An open conversation's current version (TimerReads.open_versions): when it began, as its timers count
+    (the queue wait from entering the queue), the customer's newest message, and its place in the paging."""
 
     conversation_id: str
     version: int
     entered_ms: int
+    last_customer_ms: int | None
     position: Position
 
 
@@ -110,22 +112,33 @@ class TimerReads:
         )
         return [_mark(r) for r in rows]
 
-    async def waiting(self, after: Position | None = None, limit: int = 500) -> list[OpenVersion]:
-        """Conversations in `handoff` after `after` (their creation order, on ix_conversations_state), with when
-        they entered the queue: what a start arms the wait timer of, should it be missing (armed before an
-        upgrade, or a Redis that lost its index)."""
+    async def open_versions(self, state: str, after: Position | None = None, limit: int = 500) -> list[OpenVersion]:
+        """Conversations in `state` after `after` (their creation order, on ix_conversations_state): what a
+        start arms the missing timers of (armed before an upgrade, or a Redis that lost its index). Entered:
+        for `handoff` when it entered the queue, else when its current version began (its creation for
+        version 0), as TimerFacts."""
+        t = self._t
         page = ""
-        params: list[Any] = ["handoff"]
+        params: list[Any] = [CUSTOMER, state]
         if after is not None:  # `created_ms >= %s` first: each page reads from where the last one ended
-            page = " AND created_ms >= %s AND (created_ms > %s OR id > %s)"
+            page = " AND c.created_ms >= %s AND (c.created_ms > %s OR c.id > %s)"
             params += [after[0], after[0], after[1]]
         rows = await self.db.fetchall(
-            f"SELECT id, version, handoff_ms, updated_ms, created_ms FROM {self._t.conversations} "
-            f"WHERE state = %s{page} ORDER BY created_ms, id LIMIT %s",
+            "SELECT c.id, c.version, c.created_ms, c.handoff_ms, c.updated_ms, "
+            f"(SELECT e.created_ms FROM {t.conversation_events} e WHERE e.conversation_id = c.id "
+            "AND e.version = c.version), "
+            f"(SELECT MAX(m.created_ms) FROM {t.messages} m WHERE m.conversation_id = c.id AND m.sender_type = %s) "
+            f"FROM {t.conversations} c WHERE c.state = %s{page} ORDER BY c.created_ms, c.id LIMIT %s",
             [*params, int(limit)],
         )
-        return [OpenVersion(r[0], int(r[1]), int(r[2] if r[2] is not None else r[3]), (int(r[4]), r[0]))
+        return [OpenVersion(r[0], int(r[1]), _entered(state, r), None if r[6] is None else int(r[6]), (int(r[2]), r[0]))
                 for r in rows]
+
+
+def _entered(state: str, row: Any) -> int:
+    if state == "handoff":  # the queue wait counts from entering the queue (a move inside it keeps it)
+        return int(row[3] if row[3] is not None else row[4])
+    return int(row[5] if row[5] is not None else row[2])
 
 
 def _mark(row: Any) -> Mark:
