@@ -174,6 +174,7 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
         asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "changed accounts")),
         asyncio.create_task(_timers_loop(app[keys.TIMERS]), name="timers"),
+        asyncio.create_task(_arm_when_redis_returns(app[keys.TIMERS], app[keys.BUS]), name="timers-after-redis"),
     ]
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
@@ -192,13 +193,28 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _timers_loop(timers: Timers) -> None:
     """Arm the state timers that are missing, then run the timers forever."""
+    await _arm_missing(timers, "at start")
+    await timers.run()
+
+
+async def _arm_when_redis_returns(timers: Timers, bus: Bus) -> None:
+    """Each time the bus is subscribed again after a lost connection (Redis restarted, failed over, or restored
+    from an older snapshot, which lost the timers armed since), arm the missing state timers again."""
+    seen = bus.reconnects
+    while True:
+        await bus.wait_resubscribed(seen + 1)
+        seen = bus.reconnects
+        await _arm_missing(timers, "after Redis came back")
+
+
+async def _arm_missing(timers: Timers, when: str) -> None:
     try:
         armed = await timers.arm_missing()
         if armed:
-            log.info("armed %d state timer(s) not in the index (lost with Redis, or older than an upgrade)", armed)
-    except Exception as exc:  # SQL or Redis down at start: the conversations keep their place
-        log.warning("could not arm the missing state timers: %s", type(exc).__name__)
-    await timers.run()
+            log.info("armed %d state timer(s) not in the index %s (lost with Redis, or older than an upgrade)",
+                     armed, when)
+    except Exception as exc:  # SQL or Redis down: the conversations keep their place; the next chance re-arms
+        log.warning("could not arm the missing state timers %s: %s", when, type(exc).__name__)
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -382,6 +382,26 @@ async def test_a_start_leaves_out_idle_and_sla_timers_due_already(harness_factor
     assert await h.timers.arm_missing() == 0  # an hour of silence: the close is due already, left out
 
 
+async def test_the_timers_a_restored_redis_lost_are_armed_again_once_the_bus_is_back(harness_factory, sim_clock):
+    """Redis restarted from an older snapshot under a running instance: its subscriber reconnects, and the timers
+    missing from the index are armed again then, without waiting for the next start."""
+    h = await harness_factory(ai_idle_nudge_s=300, ai_idle_close_s=900, human_idle_close_s=0, sla_first_response_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    nudge = Armed(timers_of("ai")[0], c.id, 0)
+    due = await h.timers.index.due_of(nudge)
+    redis, bus = h.app[keys.REDIS], h.app[keys.BUS]
+    await redis.delete(h.timers.index.key)  # the snapshot had none of them
+    name = f"chat-api-{h.app[keys.INSTANCE_ID]}"
+    subscriber = [c["id"] for c in await redis.client_list(_type="pubsub") if c.get("name") == name]
+    assert len(subscriber) == 1
+    await redis.client_kill_filter(_id=subscriber[0])  # the restart, as this instance's subscriber sees it
+    await asyncio.wait_for(bus.wait_resubscribed(1), timeout=10)
+    async with asyncio.timeout(10):
+        while await h.timers.index.due_of(nudge) is None:
+            await asyncio.sleep(0)  # armed by the look that follows the resubscription
+    assert await h.timers.index.due_of(nudge) == due
+
+
 async def test_the_start_pages_through_every_open_conversation_once(harness_factory, sim_clock):
     """Pages by (created_ms, id) on the state's index (by id alone each page read every row of the state)."""
     h = await harness_factory(**NO_IDLE)
