@@ -77,6 +77,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
+ARM_RETRY_FIRST_S, ARM_RETRY_MAX_S = 1.0, 60.0  # retries of a failed arming of the missing state timers
+
+
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -173,8 +176,8 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(run_every(settings.presence_ttl_s / 3, presence.heartbeat, "presence heartbeat")),
         asyncio.create_task(run_every(max(settings.presence_grace_s / 4, 0.05), router.sweep, "presence sweeper")),
         asyncio.create_task(run_every(settings.active_check_s, app[keys.ACCOUNTS].sweep, "changed accounts")),
-        asyncio.create_task(_timers_loop(app[keys.TIMERS]), name="timers"),
-        asyncio.create_task(_arm_when_redis_returns(app[keys.TIMERS], app[keys.BUS]), name="timers-after-redis"),
+        asyncio.create_task(app[keys.TIMERS].run(), name="timers"),
+        asyncio.create_task(_arm_missing_timers(app[keys.TIMERS], app[keys.BUS]), name="timers-missing"),
     ]
     if settings.ai_sweep_interval_s > 0:
         sweep = run_every(settings.ai_sweep_interval_s, runner.sweep, "AI sweep", at_start=True)
@@ -191,30 +194,29 @@ async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     await router.close()
 
 
-async def _timers_loop(timers: Timers) -> None:
-    """Arm the state timers that are missing, then run the timers forever."""
-    await _arm_missing(timers, "at start")
-    await timers.run()
-
-
-async def _arm_when_redis_returns(timers: Timers, bus: Bus) -> None:
-    """Each time the bus is subscribed again after a lost connection (Redis restarted, failed over, or restored
-    from an older snapshot, which lost the timers armed since), arm the missing state timers again."""
-    seen = bus.reconnects
+async def _arm_missing_timers(timers: Timers, bus: Bus) -> None:
+    """Arm the state timers missing from the index at start, and again each time the bus is subscribed after a
+    lost Redis connection (Redis restarted, failed over, or restored from an older snapshot: the timers armed
+    since are gone). Each arming is tried until it succeeds: a Redis still loading its snapshot answers
+    LOADING, the database may be away."""
+    when = "at start"
     while True:
-        await bus.wait_resubscribed(seen + 1)
-        seen = bus.reconnects
-        await _arm_missing(timers, "after Redis came back")
-
-
-async def _arm_missing(timers: Timers, when: str) -> None:
-    try:
-        armed = await timers.arm_missing()
+        delay_s = ARM_RETRY_FIRST_S
+        while True:
+            try:
+                armed = await timers.arm_missing()
+                break
+            except Exception as exc:  # the conversations keep their place meanwhile
+                log.warning("could not arm the missing state timers %s (%s); trying again in %.0f s", when,
+                            type(exc).__name__, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, ARM_RETRY_MAX_S)
         if armed:
             log.info("armed %d state timer(s) not in the index %s (lost with Redis, or older than an upgrade)",
                      armed, when)
-    except Exception as exc:  # SQL or Redis down: the conversations keep their place; the next chance re-arms
-        log.warning("could not arm the missing state timers %s: %s", when, type(exc).__name__)
+        await bus.until_lost()
+        await bus.subscribed.wait()
+        when = "after Redis came back"
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

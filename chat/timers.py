@@ -204,10 +204,13 @@ class Timers:
             if facts is None or (row.until_agent_reply and facts.agent_replied):
                 return False
             if row.idle:
-                due = self.due_ms(row, max(facts.entered_ms, facts.last_customer_ms or 0))
+                silent_since = max(facts.entered_ms, facts.last_customer_ms or 0)
+                due = self.due_ms(row, silent_since)
                 if due > now:  # the customer wrote since it was armed: count from that message
                     await self.arm({armed: due})
                     return False
+                if row.effect is Effect.NOTICE and await self.store.timers.noticed_since(cid, IDLE_NUDGE, silent_since):
+                    return False  # nudged already in this silence (a timer armed again after it fired)
         acted = await self._effect(row, conversation, due_ms, now)
         if acted:
             self.fired[row.name] = self.fired.get(row.name, 0) + 1

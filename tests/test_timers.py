@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from redis.exceptions import BusyLoadingError
 
 from chat import keys
 from chat.auth import Identity
@@ -382,6 +383,17 @@ async def test_a_start_leaves_out_idle_and_sla_timers_due_already(harness_factor
     assert await h.timers.arm_missing() == 0  # an hour of silence: the close is due already, left out
 
 
+async def armed_again(h, armed: Armed, within_s: float = 10) -> int:
+    """Its due time once the timer is back in the index (an assertion error after `within_s`: a deadline checked
+    at each look, since a cancel can be lost in redis-py's wait_for on 3.11)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while (due := await h.timers.index.due_of(armed)) is None:
+        assert loop.time() < deadline, f"{armed} not armed again within {within_s}s"
+        await asyncio.sleep(0)
+    return due
+
+
 async def test_the_timers_a_restored_redis_lost_are_armed_again_once_the_bus_is_back(harness_factory, sim_clock):
     """Redis restarted from an older snapshot under a running instance: its subscriber reconnects, and the timers
     missing from the index are armed again then, without waiting for the next start."""
@@ -396,10 +408,53 @@ async def test_the_timers_a_restored_redis_lost_are_armed_again_once_the_bus_is_
     assert len(subscriber) == 1
     await redis.client_kill_filter(_id=subscriber[0])  # the restart, as this instance's subscriber sees it
     await asyncio.wait_for(bus.wait_resubscribed(1), timeout=10)
-    async with asyncio.timeout(10):
-        while await h.timers.index.due_of(nudge) is None:
-            await asyncio.sleep(0)  # armed by the look that follows the resubscription
-    assert await h.timers.index.due_of(nudge) == due
+    assert await armed_again(h, nudge) == due  # by the look that follows the resubscription
+
+
+async def test_an_arming_refused_while_redis_loads_its_snapshot_is_tried_again(harness_factory, sim_clock,
+                                                                                 monkeypatch):
+    """A restarted Redis takes subscriptions while it still loads its snapshot, and answers the arming's writes
+    LOADING: the arming is tried again until it succeeds."""
+    h = await harness_factory(ai_idle_nudge_s=300, ai_idle_close_s=0, human_idle_close_s=0, sla_first_response_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    nudge = Armed(timers_of("ai")[0], c.id, 0)
+    due = await h.timers.index.due_of(nudge)
+    redis, arm_missing, refused = h.app[keys.REDIS], h.timers.arm_missing, []
+
+    async def loading_once():
+        if not refused:
+            refused.append(True)
+            raise BusyLoadingError("Redis is loading the dataset in memory")
+        return await arm_missing()
+
+    monkeypatch.setattr(h.timers, "arm_missing", loading_once)
+    monkeypatch.setattr("chat.app.ARM_RETRY_FIRST_S", 0.01)
+    await redis.delete(h.timers.index.key)
+    name = f"chat-api-{h.app[keys.INSTANCE_ID]}"
+    subscriber = [c["id"] for c in await redis.client_list(_type="pubsub") if c.get("name") == name]
+    await redis.client_kill_filter(_id=subscriber[0])
+    assert await armed_again(h, nudge) == due and refused
+
+
+async def test_a_nudge_armed_again_after_it_fired_is_not_sent_twice(harness_factory, sim_clock):
+    """A start's arming can put a nudge back just after another instance fired it (its SQL read came first), and
+    a Redis restored from an older snapshot holds fired ones: the nudge goes once per silence."""
+    h = await harness_factory(ai_idle_nudge_s=60, ai_idle_close_s=0, human_idle_close_s=0, sla_first_response_s=0)
+    c = await h.ops.conversations.start(CUSTOMER)
+    nudge = Armed(timers_of("ai")[0], c.id, 0)
+    due = await h.timers.index.due_of(nudge)
+    sim_clock.advance(61)
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id)] == [texts.IDLE_NUDGE]
+    await h.timers.index.arm({nudge: due})  # back in the index, due long since
+    await h.timers.drain()
+    assert [m.content for m in await messages(h, c.id)] == [texts.IDLE_NUDGE]
+    sim_clock.advance(5)
+    await h.ops.messages.send(CUSTOMER, c.id, content="yes, one more thing", client_msg_id="m1")
+    sim_clock.advance(61)
+    await h.timers.drain()  # a new silence: a new nudge
+    assert [m.content for m in await messages(h, c.id)][-1] == texts.IDLE_NUDGE
+    assert [m.content for m in await messages(h, c.id)].count(texts.IDLE_NUDGE) == 2
 
 
 async def test_the_start_pages_through_every_open_conversation_once(harness_factory, sim_clock):

@@ -207,6 +207,11 @@ class Bus:
         while not (self.reconnects >= reconnects and self.subscribed.is_set()):
             await self._state.wait()
 
+    async def until_lost(self) -> None:
+        """Return once a subscriber connection is lost (at once while one is down)."""
+        while self.subscribed.is_set():
+            await self._state.wait()
+
     async def settled(self) -> None:
         """Wait until Redis confirmed every subscription and unsubscription asked so far (tests,
         and a command that must hear a conversation's next event)."""

@@ -11,7 +11,7 @@ from chat.store.db import Database, DuplicateKey, marks
 from chat.store.webhooks import Webhooks
 from states.ids import new_id
 
-AGENT, CUSTOMER = "agent", "customer"
+AGENT, CUSTOMER, SYSTEM = "agent", "customer", "system"
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,16 @@ class TimerReads:
             (conversation_id, AGENT, entered),
         )
         return TimerFacts(entered, None if row[2] is None else int(row[2]), replied is not None)
+
+    async def noticed_since(self, conversation_id: str, content: str, since_ms: int) -> bool:
+        """Is there a system message with this text after `since_ms` (an idle nudge already sent for this
+        silence: the index forgets a fired timer, and one armed again must not send it twice)?"""
+        row = await self.db.fetchone(
+            f"SELECT 1 FROM {self._t.messages} WHERE conversation_id = %s AND sender_type = %s AND created_ms > %s "
+            "AND content = %s LIMIT 1",
+            (conversation_id, SYSTEM, since_ms, content),
+        )
+        return row is not None
 
     async def add_mark(self, conversation_id: str, version: int, kind: str, *, state: str, agent_id: str | None,
                        team_id: str | None, at_ms: int, webhook: dict[str, Any] | None = None) -> bool:
