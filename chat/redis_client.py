@@ -101,14 +101,17 @@ class ServiceRedis(aioredis.Redis):
                 raise RedisTimeoutError(f"no answer from Redis to a batch in {BATCH_TIMEOUT_S}s") from None
 
     async def _send_batch(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        # a write or read that fails or is cancelled closes the connection (redis-py): no reply is left behind
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         replies: list[Any] = []
-        for command in commands:
-            try:
-                replies.append(await self.parse_response(conn, command[0]))
-            except ResponseError as exc:
-                replies.append(exc)
+        try:
+            for command in commands:
+                try:
+                    replies.append(await self.parse_response(conn, command[0]))
+                except ResponseError as exc:
+                    replies.append(exc)
+        finally:
+            if len(replies) < len(commands):  # the rest would answer the next batch's commands
+                await conn.disconnect(nowait=True)
         return replies
 
     def pubsub(self, **kwargs: Any) -> PubSub:
@@ -131,7 +134,11 @@ async def send_batch(redis: aioredis.Redis | RedisCluster, commands: Sequence[tu
     pipe = redis.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
-    return await pipe.execute(raise_on_error=False)
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for reply in replies:  # the cluster's pipeline puts a lost connection in the replies too: raised, as above
+        if isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 class ServiceRedisCluster(RedisCluster):

@@ -135,6 +135,34 @@ async def test_a_batch_without_an_answer_times_out_whole_and_the_next_one_is_ans
         await client.aclose()
 
 
+class StubPipeline:
+    """A cluster pipeline's answers: redis-py's puts a lost connection among the replies too."""
+
+    def __init__(self, replies: list) -> None:
+        self.replies, self.commands = replies, []
+
+    def execute_command(self, *args) -> None:
+        self.commands.append(args)
+
+    async def execute(self, raise_on_error: bool = True) -> list:
+        return self.replies
+
+
+class StubCluster:
+    def __init__(self, replies: list) -> None:
+        self.replies = replies
+
+    def pipeline(self, transaction: bool = True) -> StubPipeline:
+        return StubPipeline(self.replies)
+
+
+async def test_a_pipeline_batch_raises_a_lost_connection_and_keeps_error_replies_in_place():
+    refused = ResponseError("WRONGTYPE")
+    assert await send_batch(StubCluster([1, refused]), [("SPUBLISH", "c", "p"), ("EVAL", "s", 0)]) == [1, refused]
+    with pytest.raises(RedisConnectionError):  # not a result: the publisher's callers see the failure
+        await send_batch(StubCluster([1, RedisConnectionError("lost")]), [("SPUBLISH", "c", "p"), ("GET", "k")])
+
+
 def test_only_a_dead_connection_is_retried_and_only_once():
     retry = stale_connection_retry()
     assert retry.get_retries() == 1

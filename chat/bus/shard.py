@@ -129,6 +129,7 @@ class Shard:
             pubsub = self._open()
             try:
                 await pubsub.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                backoff_s = 0.05  # connected: a later loss starts again from the shortest wait
                 await self._session(pubsub.connection)
             except asyncio.CancelledError:
                 raise
@@ -143,8 +144,6 @@ class Shard:
                 log.warning("bus subscriber %s lost its connection (%s); reconnecting", self.name, type(exc).__name__)
                 await asyncio.sleep(backoff_s * (1 + random.random()))
                 backoff_s = min(backoff_s * 2, 2.0)
-            else:
-                backoff_s = 0.05
             finally:
                 with contextlib.suppress(Exception):  # the connection is already gone
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated

@@ -44,3 +44,50 @@ async def test_a_silent_connection_is_given_up_however_often_interest_changes(mo
                     await shard._wait_or_ping(conn)
     finally:
         churning.cancel()
+
+
+class DroppingConnection:
+    """Connects, then is lost at the first read."""
+
+    is_connected = True
+
+    async def send_command(self, *args: str, check_health: bool = True) -> None:
+        pass
+
+    async def read_response(self, timeout: float | None = None, push_request: bool = False) -> Any:
+        raise RedisConnectionError("lost")
+
+    async def disconnect(self) -> None:
+        pass
+
+
+class DroppingPubSub:
+    def __init__(self) -> None:
+        self.connection: Any = None
+
+    async def connect(self) -> None:
+        self.connection = DroppingConnection()
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_wait_before_reconnecting_starts_short_again_after_each_connection(monkeypatch):
+    """Backing off is for a Redis that refuses connections; one that was reached and then lost (a restart, a
+    killed client) is tried again at once: else each loss waits longer than the last, up to 2 s of lost events."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(delay: float, *args: Any) -> None:
+        waits.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(shard_module.random, "random", lambda: 0.0)
+    monkeypatch.setattr(shard_module.asyncio, "sleep", recorded)
+    shard = Shard("test", DroppingPubSub, lambda: (), lambda _: None, lambda: None)  # type: ignore[arg-type]
+    shard.start()
+    async with asyncio.timeout(5):
+        while len(waits) < 5:
+            await real_sleep(0)
+    await shard.stop()
+    assert waits[:5] == [0.05] * 5
