@@ -71,11 +71,13 @@ return old
 """
 
 # KEYS[1] the stream; ARGV turn_id, index, delta, ttl ms, channel, payload. Append and publish delta
-# `index` only while the list is this turn's, live, with every earlier delta in it: 1, else 0.
+# `index` only while the list is this turn's, live, with every earlier delta in it: 1, else 0. A delta
+# already appended (its batch re-sent on a new connection after the first run) is 1 again, unpublished.
 APPEND_SCRIPT = """
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] or redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[2]) + 2 then
-  return 0
-end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+local length, at = redis.call('LLEN', KEYS[1]), tonumber(ARGV[2]) + 2
+if length > at and redis.call('LINDEX', KEYS[1], at) == ARGV[3] then return 1 end
+if length ~= at then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SPUBLISH', ARGV[5], ARGV[6])

@@ -10,7 +10,7 @@ import pytest
 
 from chat import keys
 from chat.ai import AIError
-from chat.ai_stream import STREAM_TTL_MS, AIStreams
+from chat.ai_stream import APPEND_SCRIPT, STREAM_TTL_MS, AIStreams
 from chat.auth import Identity
 from states import redis_keys
 
@@ -208,6 +208,32 @@ async def test_the_stream_key_its_contents_and_ttl(harness_factory, redis):
     provider.allow(len(CHUNKS))
     await harness.drain_ai()
     assert await redis.lrange(key, 0, -1) == [first[0]["turn_id"].encode()]  # ended: its deltas are not to be sent
+
+
+async def test_a_delta_sent_again_after_it_ran_is_appended_and_published_once(redis):
+    """A batch re-sent on a new connection after Redis ran it (the connection died before the replies came)
+    runs each delta's script twice: the second finds it in place and says so, without appending or publishing
+    it again; the turn goes on (a 0 would have ended it as if ended elsewhere)."""
+    key, channel = "ai:stream:{test-resend}", "test-resend"
+    await redis.delete(key)
+    await redis.rpush(key, "turn-1", "message-1", "Once ")
+    listener = redis.pubsub()
+    await listener.execute_command("SSUBSCRIBE", channel)
+    args = ["turn-1", 1, "upon ", STREAM_TTL_MS, channel, "payload"]
+    assert [await redis.eval(APPEND_SCRIPT, 1, key, *args) for _ in range(2)] == [1, 1]
+    assert await redis.lrange(key, 0, -1) == [b"turn-1", b"message-1", b"Once ", b"upon "]
+    assert await redis.eval(APPEND_SCRIPT, 1, key, "turn-1", 0, "Once ", STREAM_TTL_MS, channel, "payload") == 1
+    assert await redis.eval(APPEND_SCRIPT, 1, key, "turn-1", 1, "other ", STREAM_TTL_MS, channel, "payload") == 0
+    assert await redis.eval(APPEND_SCRIPT, 1, key, "turn-2", 2, "a ", STREAM_TTL_MS, channel, "payload") == 0
+    await redis.spublish(channel, "marker")  # after every publish of the scripts
+    published: list[bytes] = []
+    async with asyncio.timeout(10):
+        while b"marker" not in published:
+            message = await listener.get_message(timeout=1.0)
+            published += [message["data"]] if message and message["type"] == "smessage" else []
+    assert published == [b"payload", b"marker"]  # the delta published once
+    await listener.aclose()
+    await redis.delete(key)
 
 
 def test_the_stream_key_shares_the_slot_of_the_channel():

@@ -92,7 +92,7 @@ class EarlyReplies:
             return
         context = self._build(kept)
         reply = self._replies.get(conversation_id)
-        if reply is None and asked is not None:
+        if reply is None and asked is not None and asked.context == context:
             return
         if reply is None or reply.context != context:
             self._ask(conversation_id, context)
