@@ -144,8 +144,9 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
         print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
         return 2
     except DatabaseError as exc:  # unreachable for DB_CONNECT_TIMEOUT_S at start: one line, no traceback
-        print(f"chat-api: gave up on the database after {settings.db_connect_timeout_s:g} s "
-              f"(DB_CONNECT_TIMEOUT_S): {exc}", file=sys.stderr)
+        waited = "" if settings.database.kind == "sqlite" else (  # a file is not waited for (chat.store.db)
+            f" after {settings.db_connect_timeout_s:g} s (DB_CONNECT_TIMEOUT_S)")
+        print(f"chat-api: gave up on the database{waited}: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -59,3 +59,15 @@ def test_serve_waits_then_exits_2_with_one_line(tmp_path):
     assert waits and f"waiting for the database at mysql://u@127.0.0.1:{port}/db (attempt 2)..." in waits[0]
     assert "chat-api starting: AI provider echo" in lines[0]  # the start line (PROTOCOL 7)
     assert len(waits) == len(lines) - 2  # nothing else on stderr
+
+
+def test_serve_on_a_sqlite_file_it_cannot_open_exits_2_without_claiming_it_waited(tmp_path):
+    (tmp_path / "dir").write_text("a file where a directory should be")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/dir/chat.db", "JWT_SECRET_KEY": "k" * 32,
+           "CHAT_DATA_DIR": str(tmp_path), "LOG_FORMAT": "text", "AI_PROVIDER": "echo"}
+    env.pop("REDIS_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "chat", "serve", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"chat-api: gave up on the database: cannot open sqlite:///{tmp_path}/dir/chat.db"), last

@@ -29,6 +29,17 @@ from chat.store.schema import Tables
 
 BUSY_TIMEOUT_S = 5.0  # how long a transaction waits for another process's write lock
 BUSY_RETRY_S = 0.005
+
+
+def _ran(conn: sqlite3.Connection, statement: str, deadline: float) -> bool:
+    """Run the statement; False while another process holds the lock it needs (until the deadline: then raised)."""
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if ("locked" in str(exc) or "busy" in str(exc)) and asyncio.get_running_loop().time() < deadline:
+            return False
+        raise
+    return True
 CHECKPOINT_EVERY = 100  # commits between two checkpoints (SQLite's own: about every 1,000 pages)
 
 log = logging.getLogger(__name__)
@@ -156,8 +167,10 @@ class SQLiteDatabase(Database):
             # busy timeout 0: a lock held by another process is waited for in _begin, off the loop
             conn = sqlite3.connect(config.path, isolation_level=None, timeout=0, check_same_thread=False,
                                    cached_statements=512)
+            deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_S
             for pragma in ("foreign_keys = ON", "journal_mode = WAL", "synchronous = NORMAL", "wal_autocheckpoint = 0"):
-                conn.execute(f"PRAGMA {pragma}")
+                while not _ran(conn, f"PRAGMA {pragma}", deadline):  # another process is setting the file up
+                    await asyncio.sleep(BUSY_RETRY_S)
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open {config.describe()}: {exc}") from None
         return cls(conn, Tables(config.table_prefix), config.path)
@@ -165,17 +178,11 @@ class SQLiteDatabase(Database):
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE (the write lock), retried while another process holds it."""
         deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = "locked" in str(exc) or "busy" in str(exc)
-                if not busy or asyncio.get_running_loop().time() >= deadline:
-                    raise DatabaseError(str(exc)) from None
-            except sqlite3.Error as exc:  # ProgrammingError: the connection is closed
-                raise DatabaseError(str(exc)) from None
-            await asyncio.sleep(BUSY_RETRY_S)
+        try:
+            while not _ran(self._conn, "BEGIN IMMEDIATE", deadline):
+                await asyncio.sleep(BUSY_RETRY_S)
+        except sqlite3.Error as exc:  # another error, the lock held past the deadline, or a closed connection
+            raise DatabaseError(str(exc)) from None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -125,3 +125,20 @@ async def test_sqlite_wal_starts_over_after_a_checkpoint_that_commits_ran_during
     finally:
         go_on.set()
         await db.close()
+
+
+async def test_a_file_another_process_is_setting_up_is_opened_once_it_lets_go(tmp_path):
+    """Two instances started at once on a new SQLite file: one switching it to WAL holds a lock the other's
+    start-up needs for a moment; the other waits for it instead of exiting with "database is locked"."""
+    path = tmp_path / "chat.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the other process, mid set-up
+    opening = asyncio.ensure_future(connect(parse_database_url(f"sqlite:///{path}")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not opening.done()  # waiting, not failed
+    holder.execute("COMMIT")
+    holder.close()
+    db = await opening
+    assert await db.fetchone("PRAGMA journal_mode") == ("wal",)
+    await db.close()
