@@ -207,16 +207,26 @@ async def _arm_missing_timers(timers: Timers, bus: Bus) -> None:
                 armed = await timers.arm_missing()
                 break
             except Exception as exc:  # the conversations keep their place meanwhile
+                _raise_if_cancelled()
                 log.warning("could not arm the missing state timers %s (%s); trying again in %.0f s", when,
                             type(exc).__name__, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, ARM_RETRY_MAX_S)
+        _raise_if_cancelled()
         if armed:
             log.info("armed %d state timer(s) not in the index %s (lost with Redis, or older than an upgrade)",
                      armed, when)
         await bus.until_lost()
         await bus.subscribed.wait()
         when = "after Redis came back"
+
+
+def _raise_if_cancelled() -> None:
+    """Go on being cancelled: a client library (redis-py's wait_for on 3.11, a database driver) can turn the
+    shutdown's cancel into an error of its own, or drop it, and a loop would then wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -471,3 +471,34 @@ async def test_the_start_pages_through_every_open_conversation_once(harness_fact
         seen += [v.conversation_id for v in batch]
         after = batch[-1].position
     assert ids <= set(seen) and len(seen) == len(set(seen))
+
+
+async def test_the_arming_task_ends_at_shutdown_although_a_client_library_dropped_the_cancel():
+    """redis-py's wait_for on 3.11, or a database driver, can swallow the shutdown's cancel in the middle of an
+    arming: the task must still end (a teardown waited on it for ever)."""
+    from chat.app import _arm_missing_timers
+
+    class DroppingTimers:
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+
+        async def arm_missing(self) -> int:
+            self.entered.set()
+            try:
+                await asyncio.Event().wait()  # cancelled here...
+            except asyncio.CancelledError:
+                return 0  # ...and the cancel dropped
+            return 0
+
+    class QuietBus:
+        subscribed = asyncio.Event()
+
+        async def until_lost(self) -> None:
+            await asyncio.Event().wait()
+
+    timers = DroppingTimers()
+    task = asyncio.create_task(_arm_missing_timers(timers, QuietBus()))  # type: ignore[arg-type]
+    await timers.entered.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert task in done and task.cancelled()
