@@ -61,78 +61,63 @@ async def private_redis(tmp_path) -> AsyncIterator[PrivateRedis]:
     await server.stop()
 
 
-async def test_the_first_command_after_a_restart_succeeds(private_redis, tmp_path):
+@pytest.fixture
+async def client(private_redis, tmp_path):
+    """The service's client (create_redis) of the private server."""
     settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
                                   "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
-    client = create_redis(settings)
-    try:
-        await client.set("k", "before")
-        assert await client.get("k") == b"before"  # the pool now holds a connection to this process
-        assert await send_batch(client, [("GET", "k")]) == [b"before"]  # and the batches' kept one
-        subscription = client.pubsub()
-        await subscription.subscribe("events")
-        await private_redis.stop()
-        await private_redis.start()  # empty: --save ""
-        assert await client.get("k") is None  # the stale connection is replaced, the GET answered
-        assert await client.incr("n") == 1  # ran once
-        assert await client.set("lock", "me", nx=True) is True
-        assert await send_batch(client, [("INCR", "n"), ("GET", "n")]) == [2, b"2"]  # its kept one too, once
-        # a subscription's drop is left to its owner to see (the bus counts, logs and resubscribes)
-        assert subscription.connection is not None and subscription.connection.retry.get_retries() == 0
-        await subscription.aclose()
-    finally:
-        await client.aclose()
+    service_client = create_redis(settings)
+    yield service_client
+    await service_client.aclose()
 
 
-async def test_a_batch_answers_each_command_in_its_place(private_redis, tmp_path):
-    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
-                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
-    client = create_redis(settings)
-    try:
-        replies = await send_batch(client, [("SET", "k", "v"), ("EVAL", "return redis.call('LLEN', KEYS[1])", 1, "k"),
-                                            ("GET", "k")])
-        assert replies[0] is True and replies[2] == b"v"
-        assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])  # in its place, not raised
-        # on the cluster's pipeline the same (tests/cluster); here the embedded client's pipeline
-        embedded = create_redis(Settings.from_env({"JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)}))
-        assert isinstance((await send_batch(embedded, [("SET", "k", "v"), ("LLEN", "k")]))[1], ResponseError)
-        await embedded.aclose()
-    finally:
-        await client.aclose()
+async def test_the_first_command_after_a_restart_succeeds(private_redis, client):
+    await client.set("k", "before")
+    assert await client.get("k") == b"before"  # the pool now holds a connection to this process
+    assert await send_batch(client, [("GET", "k")]) == [b"before"]  # and the batches' kept one
+    subscription = client.pubsub()
+    await subscription.subscribe("events")
+    await private_redis.stop()
+    await private_redis.start()  # empty: --save ""
+    assert await client.get("k") is None  # the stale connection is replaced, the GET answered
+    assert await client.incr("n") == 1  # ran once
+    assert await client.set("lock", "me", nx=True) is True
+    assert await send_batch(client, [("INCR", "n"), ("GET", "n")]) == [2, b"2"]  # its kept one too, once
+    # a subscription's drop is left to its owner to see (the bus counts, logs and resubscribes)
+    assert subscription.connection is not None and subscription.connection.retry.get_retries() == 0
+    await subscription.aclose()
 
 
-async def test_a_batch_cancelled_while_it_waits_leaves_no_reply_behind(private_redis, tmp_path):
-    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
-                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
-    client = create_redis(settings)
-    try:
-        waiting = asyncio.create_task(send_batch(client, [("BLPOP", "queue", 0)]))
-        while b"cmd=blpop" not in await client.execute_command("CLIENT", "LIST"):  # the batch waits in Redis
-            assert not waiting.done()
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        await client.rpush("queue", "late")  # an answer to the cancelled batch, were it still on its connection
-        assert await send_batch(client, [("PING",)]) == [True]  # the next batch's own answer
-        assert await client.lrange("queue", 0, -1) == [b"late"]  # nobody popped it
-    finally:
-        await client.aclose()
+async def test_a_batch_answers_each_command_in_its_place(client, tmp_path):
+    replies = await send_batch(client, [("SET", "k", "v"), ("EVAL", "return redis.call('LLEN', KEYS[1])", 1, "k"),
+                                        ("GET", "k")])
+    assert replies[0] is True and replies[2] == b"v"
+    assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])  # in its place, not raised
+    # on the cluster's pipeline the same (tests/cluster); here the embedded client's pipeline
+    embedded = create_redis(Settings.from_env({"JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)}))
+    assert isinstance((await send_batch(embedded, [("SET", "k", "v"), ("LLEN", "k")]))[1], ResponseError)
+    await embedded.aclose()
 
 
-async def test_a_batch_without_an_answer_times_out_whole_and_the_next_one_is_answered(private_redis, tmp_path,
-                                                                                     monkeypatch):
+async def test_a_batch_cancelled_while_it_waits_leaves_no_reply_behind(client):
+    waiting = asyncio.create_task(send_batch(client, [("BLPOP", "queue", 0)]))
+    while b"cmd=blpop" not in await client.execute_command("CLIENT", "LIST"):  # the batch waits in Redis
+        assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await client.rpush("queue", "late")  # an answer to the cancelled batch, were it still on its connection
+    assert await send_batch(client, [("PING",)]) == [True]  # the next batch's own answer
+    assert await client.lrange("queue", 0, -1) == [b"late"]  # nobody popped it
+
+
+async def test_a_batch_without_an_answer_times_out_whole_and_the_next_one_is_answered(client, monkeypatch):
     monkeypatch.setattr("chat.redis_client.BATCH_TIMEOUT_S", 0.2)  # the time under test: Redis never answers
-    settings = Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{private_redis.port}/0",
-                                  "JWT_SECRET_KEY": "k" * 32, "CHAT_DATA_DIR": str(tmp_path)})
-    client = create_redis(settings)
-    try:
-        with pytest.raises(RedisTimeoutError):
-            await send_batch(client, [("PING",), ("BLPOP", "queue", 0)])
-        await client.rpush("queue", "late")
-        assert await send_batch(client, [("PING",)]) == [True]  # its own answer, on a new connection
-        assert await client.lrange("queue", 0, -1) == [b"late"]  # the timed-out BLPOP was not left waiting
-    finally:
-        await client.aclose()
+    with pytest.raises(RedisTimeoutError):
+        await send_batch(client, [("PING",), ("BLPOP", "queue", 0)])
+    await client.rpush("queue", "late")
+    assert await send_batch(client, [("PING",)]) == [True]  # its own answer, on a new connection
+    assert await client.lrange("queue", 0, -1) == [b"late"]  # the timed-out BLPOP was not left waiting
 
 
 class StubPipeline:
