@@ -33,7 +33,7 @@ from chat.ai_locks import TurnLocks
 from chat.ai_memory import Histories, Memories, Memory, build_context
 from chat.ai_stream import AI_FAILURE, HANDOFF, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
 from chat.conversations import Conversations, Messages
-from chat.errors import NotFound, log_failure
+from chat.errors import NotFound, cancelled_meanwhile, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
@@ -46,12 +46,6 @@ log = logging.getLogger(__name__)
 AI_ACTOR = Actor("ai")
 MAX_REPLY_CHARS = 16000
 SWEEP_PAGE = 200
-
-def _cancelled_meanwhile() -> bool:
-    """The current task is being cancelled (an error raised while it unwound stands for the cancel)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
 
 class AIRunner:
     """Schedules AI turns per conversation on this instance."""
@@ -198,7 +192,7 @@ class AIRunner:
             if newer and conversation_id not in self._pending and await self._next(conversation_id) is not None:
                 return True
         except Exception as exc:
-            if _cancelled_meanwhile():
+            if cancelled_meanwhile():
                 raise asyncio.CancelledError from None
             log_failure(log, exc, "could not look for unanswered messages of %s", conversation_id)
         return conversation_id in self._pending
@@ -217,7 +211,7 @@ class AIRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _cancelled_meanwhile():  # e.g. the database driver turned the cancel into its own error
+            if cancelled_meanwhile():  # e.g. the database driver turned the cancel into its own error
                 raise asyncio.CancelledError from None
             log_failure(log, exc, "AI turn of %s failed", conversation_id)
             self._memories.abandon(conversation_id)  # not answered: a later sweep takes it on again

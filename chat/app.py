@@ -24,6 +24,7 @@ from chat.conversations import Operations, build_operations
 from chat.cors import setup_cors
 from chat.desk import Desk
 from chat.erasure import RETENTION_CHECK_S, Eraser
+from chat.errors import cancelled_meanwhile
 from chat.events import ConversationMoved, Events, SessionClosed, SessionOpened
 from chat.hub import Hub
 from chat.login import Login
@@ -207,26 +208,20 @@ async def _arm_missing_timers(timers: Timers, bus: Bus) -> None:
                 armed = await timers.arm_missing()
                 break
             except Exception as exc:  # the conversations keep their place meanwhile
-                _raise_if_cancelled()
+                if cancelled_meanwhile():  # a client library turned the shutdown's cancel into this
+                    raise asyncio.CancelledError from None
                 log.warning("could not arm the missing state timers %s (%s); trying again in %.0f s", when,
                             type(exc).__name__, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, ARM_RETRY_MAX_S)
-        _raise_if_cancelled()
+        if cancelled_meanwhile():  # or dropped it (redis-py's wait_for on 3.11): the loop would wait for ever
+            raise asyncio.CancelledError
         if armed:
             log.info("armed %d state timer(s) not in the index %s (lost with Redis, or older than an upgrade)",
                      armed, when)
         await bus.until_lost()
         await bus.subscribed.wait()
         when = "after Redis came back"
-
-
-def _raise_if_cancelled() -> None:
-    """Go on being cancelled: a client library (redis-py's wait_for on 3.11, a database driver) can turn the
-    shutdown's cancel into an error of its own, or drop it, and a loop would then wait for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

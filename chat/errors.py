@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -62,6 +63,13 @@ class Unavailable(ChatError):
 
 
 DEPENDENCY_ERRORS = (RedisError, DatabaseError, ConnectionError, OSError)
+
+
+def cancelled_meanwhile() -> bool:
+    """The current task is being cancelled: an error a client library raised as it unwound stands for the
+    cancel, and a cancel it dropped (redis-py's wait_for on 3.11, a database driver) is still owed."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def log_failure(logger: logging.Logger, exc: BaseException, what: str, *args: object) -> None:

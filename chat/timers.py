@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from chat import metrics
 from chat.conversations import Conversations, Messages
 from chat.conversations.texts import IDLE_NUDGE
-from chat.errors import NotFound, log_failure
+from chat.errors import NotFound, cancelled_meanwhile, log_failure
 from chat.events import ConversationMoved, ConversationStarted, Events, MessageStored, SlaBreached
 from chat.settings import Settings
 from chat.store import Store
@@ -45,6 +45,12 @@ RETRY_MS = 30_000  # a timer whose effect failed is armed again this much later
 # armed from the earlier message fires at most this much early, reads the newer one and is armed again.
 REARM_EVERY_MS = 30_000
 REARMED_KEPT = 10_000  # conversations whose last re-arm is remembered (least recent out first)
+
+
+def counted_from(row: TimerRow, entered_ms: int, last_customer_ms: int | None) -> int:
+    """When a timer's time starts: an idle timer's at the customer's newest message (or the state's start), the
+    others' at the state's start. The arming at start and the firing count alike (Timers.arm_missing, _apply)."""
+    return max(entered_ms, last_customer_ms or 0) if row.idle else entered_ms
 
 
 class Timers:
@@ -163,7 +169,7 @@ class Timers:
                 due: dict[Armed, int] = {}
                 for v in batch:
                     for row in rows:
-                        at = self.due_ms(row, max(v.entered_ms, v.last_customer_ms or 0) if row.idle else v.entered_ms)
+                        at = self.due_ms(row, counted_from(row, v.entered_ms, v.last_customer_ms))
                         if state == "handoff" or at > now:
                             due[Armed(row, v.conversation_id, v.version)] = at
                 count += await self.index.arm(due, missing_only=True)  # one round trip a page
@@ -204,7 +210,7 @@ class Timers:
             if facts is None or (row.until_agent_reply and facts.agent_replied):
                 return False
             if row.idle:
-                silent_since = max(facts.entered_ms, facts.last_customer_ms or 0)
+                silent_since = counted_from(row, facts.entered_ms, facts.last_customer_ms)
                 due = self.due_ms(row, silent_since)
                 if due > now:  # the customer wrote since it was armed: count from that message
                     await self.arm({armed: due})
@@ -263,9 +269,8 @@ class Timers:
 
     async def run(self) -> None:
         """Until closed: apply what is due, then sleep until the next due time, POLL_S or a wake-up."""
-        task = asyncio.current_task()
         while not self._stopping:
-            if task is not None and task.cancelling():  # a cancel a driver swallowed still ends the loop
+            if cancelled_meanwhile():  # a cancel a driver swallowed still ends the loop
                 raise asyncio.CancelledError
             self._wake.clear()  # before looking: an arm from here on wakes the next sleep
             self._started += 1
