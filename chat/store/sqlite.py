@@ -29,6 +29,9 @@ from chat.store.schema import Tables
 
 BUSY_TIMEOUT_S = 5.0  # how long a transaction waits for another process's write lock
 BUSY_RETRY_S = 0.005
+CHECKPOINT_EVERY = 100  # commits between two checkpoints (SQLite's own: about every 1,000 pages)
+
+log = logging.getLogger(__name__)
 
 
 def _ran(conn: sqlite3.Connection, statement: str, deadline: float) -> bool:
@@ -40,9 +43,6 @@ def _ran(conn: sqlite3.Connection, statement: str, deadline: float) -> bool:
             return False
         raise
     return True
-CHECKPOINT_EVERY = 100  # commits between two checkpoints (SQLite's own: about every 1,000 pages)
-
-log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=512)
