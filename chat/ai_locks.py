@@ -3,6 +3,10 @@
 A turn holds `ai:turn:{id}` (`AI_TURN_LOCK_S`), renewed every third of that while any is held here, so
 the lock of a crashed instance soon runs out; one that ran out or was taken is reported, and its turn
 stops. A lock is released only by the turn that holds it (its token).
+
+An instance that finds the lock busy with a customer message to answer leaves a flag beside it
+(`ai:asked:{…}`, expiring with the lock), and the release tells the holder whether one was left: it
+looks again for unanswered messages then (messages announced on its own instance it knows of).
 """
 
 from __future__ import annotations
@@ -19,10 +23,23 @@ from states import redis_keys
 
 log = logging.getLogger(__name__)
 
-# Release the turn lock only if this turn still holds it.
-UNLOCK_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+# KEYS[1] the lock, KEYS[2] its asked flag; ARGV token, ms. Take the lock (1; a flag a lost holder left
+# goes: this turn reads every message), or, while another turn holds it, leave the flag (0).
+TAKE_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 0
+"""
+
+# KEYS[1] the lock, KEYS[2] its asked flag; ARGV token. Release the lock only if this turn still holds
+# it: 2 when another instance asked meanwhile (the flag goes), 1 when none did, 0 when it was not held.
+UNLOCK_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1 + redis.call('DEL', KEYS[2])
 """
 
 # Extend a turn lock this instance still holds (KEYS[1] with token ARGV[2]) to ARGV[1] ms; 0 for
@@ -43,6 +60,7 @@ class TurnLocks:
         self._lost = lost
         self._held: dict[str, str] = {}  # conversation id -> the token of its lock held here
         self._keeper: asyncio.Task[None] | None = None
+        self._take = redis.register_script(TAKE_SCRIPT)
         self._unlock = redis.register_script(UNLOCK_SCRIPT)
 
     @property
@@ -51,22 +69,26 @@ class TurnLocks:
         return set(self._held)
 
     async def take(self, conversation_id: str) -> str | None:
-        """Take the conversation's lock: its token, or None while another turn holds it."""
+        """Take the conversation's lock: its token, or None while another turn holds it (which is asked to
+        look again when it is done)."""
         token = uuid.uuid4().hex
-        if not await self._redis.set(redis_keys.ai_turn(conversation_id), token, nx=True, px=self._ms):
+        if not await self._take(keys=_keys(conversation_id), args=[token, self._ms]):
             return None
         self._held[conversation_id] = token
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep(), name="ai-turn-locks")
         return token
 
-    async def release(self, conversation_id: str, token: str) -> None:
-        """Release the lock if it is still this token's; Redis away: logged, the lock runs out by itself."""
+    async def release(self, conversation_id: str, token: str) -> bool:
+        """Release the lock if it is still this token's: may another instance have asked for a turn meanwhile
+        (True also when that is not known)? Redis away: logged, the lock runs out by itself."""
         self._held.pop(conversation_id, None)
         try:
-            await asyncio.shield(self._unlock(keys=[redis_keys.ai_turn(conversation_id)], args=[token]))
+            released = await asyncio.shield(self._unlock(keys=_keys(conversation_id), args=[token]))
         except Exception as exc:  # a cancel still goes through
             log_failure(log, exc, "could not release the AI turn lock of %s (it runs out)", conversation_id)
+            return True
+        return int(released) != 1
 
     async def renew(self) -> None:
         """Extend every lock held here; one that ran out or was taken is reported lost."""
@@ -97,3 +119,7 @@ class TurnLocks:
                 raise
             except Exception as exc:  # Redis away: try again next time; a lock that ran out stops its turn then
                 log.warning("could not renew the AI turn locks: %s", exc)
+
+
+def _keys(conversation_id: str) -> list[str]:
+    return [redis_keys.ai_turn(conversation_id), redis_keys.ai_asked(conversation_id)]

@@ -6,8 +6,9 @@ renewed while the turn runs, so the lock of a crashed instance soon runs out. A 
 message that arrives while a reply is being generated does not start a second generation: it
 is stored at once, and when the current reply is done one more turn runs that sees every
 message stored meanwhile (several quick messages get one answer). The instance holding the
-lock looks again for unanswered messages after releasing it, so a message that arrived on
-another instance during the turn is answered too. A sweep (at start and every
+lock looks again for unanswered messages after releasing it when another instance found the lock
+busy meanwhile (chat.ai_locks), so a message that arrived on another instance during the turn is
+answered too. A sweep (at start and every
 `AI_SWEEP_INTERVAL_S`, on every instance) answers what a crash or a shutdown left unanswered:
 every conversation in `ai` whose newest customer message has no reply and no turn running.
 The recent messages a turn read are kept and followed as messages are stored here; when the
@@ -165,9 +166,9 @@ class AIRunner:
             while True:
                 self._pending.discard(conversation_id)
                 outcome = await self._locked_turn(conversation_id)
-                if outcome != "done":  # busy: another instance answers and looks again when it is done;
-                    return  # broken: its message may be taken on again by the next sweep, not a tight loop here
-                if conversation_id in self._pending or await self._due(conversation_id):
+                if outcome in ("busy", "broken"):  # busy: another instance answers and looks again when it is
+                    return  # done; broken: its message may be taken on again by the next sweep, not a tight loop
+                if conversation_id in self._pending or (outcome == "done" and await self._due(conversation_id)):
                     continue
                 self._memories.settle(conversation_id)
                 answered = True  # an early reply left is one asked while the next message commits: its turn takes it
@@ -197,8 +198,10 @@ class AIRunner:
             log_failure(log, exc, "could not look for unanswered messages of %s", conversation_id)
         return conversation_id in self._pending
 
-    async def _locked_turn(self, conversation_id: str) -> Literal["busy", "done", "broken"]:
-        """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed), or "done"."""
+    async def _locked_turn(self, conversation_id: str) -> Literal["busy", "broken", "done", "answered"]:
+        """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed),
+        "answered" (a reply stored, and no other instance asked for a turn meanwhile: nothing more to
+        look for but what is announced here), or "done"."""
         try:
             token = await self.locks.take(conversation_id)
         except Exception as exc:  # Redis away: nothing was started; a later sweep takes the message on
@@ -206,8 +209,9 @@ class AIRunner:
             return "broken"
         if token is None:
             return "busy"
+        answered = False
         try:
-            await self._turn(conversation_id)
+            answered = await self._turn(conversation_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -217,8 +221,8 @@ class AIRunner:
             self._memories.abandon(conversation_id)  # not answered: a later sweep takes it on again
             return "broken"
         finally:
-            await self.locks.release(conversation_id, token)
-        return "done"
+            asked = await self.locks.release(conversation_id, token)
+        return "answered" if answered and not asked else "done"
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
@@ -239,21 +243,23 @@ class AIRunner:
         reply_to = self._memories.peek(conversation_id).due(history)
         return (conversation, history, reply_to) if reply_to and self.messages.ai_answers(conversation.state) else None
 
-    async def _turn(self, conversation_id: str) -> None:
+    async def _turn(self, conversation_id: str) -> bool:
+        """Was a reply stored?"""
         early = self._early.take(conversation_id)  # kept only if the context the turn checks is the same
         try:
-            await self._answer(conversation_id, early)
+            return await self._answer(conversation_id, early)
         finally:
             if early is not None:
                 await early.drop()  # nothing when the turn read it
 
-    async def _answer(self, conversation_id: str, early: EarlyReply | None) -> None:
+    async def _answer(self, conversation_id: str, early: EarlyReply | None) -> bool:
+        """Was a reply stored?"""
         due = await self._next(conversation_id)
         if due is None:
-            return
+            return False
         conversation, history, reply_to = due
         if await self.messages.handoff_asked(conversation, reply_to, late=True):
-            return  # its own handoff failed after it was stored (Messages._customer_wrote)
+            return False  # its own handoff failed after it was stored (Messages._customer_wrote)
         memory = self._memories.touch(conversation_id)
         memory.attempted = reply_to.seq
         context = build_context(self.settings.ai_system_prompt, history, self.settings.ai_context_chars,
@@ -269,7 +275,7 @@ class AIRunner:
         except AIError as exc:
             await turn.interrupt(AI_FAILURE)
             await self._failed(conversation, memory, exc, reply_to.id)
-            return
+            return False
         except asyncio.CancelledError:
             # a move out of `ai` is told by whoever made it (AIStreams.on_moved); these two only here
             if self._closing or conversation.id in self._lost:
@@ -277,14 +283,16 @@ class AIRunner:
             raise
         if text is None:  # the AI handed over to a human, or its stream was ended meanwhile
             if not turn.ended:  # the handoff did not move it (it waits in handoff already, off hours)
-                return await turn.interrupt(HANDOFF)
-            return await self._stream_ended(conversation.id, memory, turn)
+                await turn.interrupt(HANDOFF)
+            else:
+                await self._stream_ended(conversation.id, memory, turn)
+            return False
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
         if not await turn.finish():
             self._discarded(conversation.id, memory)  # ended elsewhere in the meantime: not stored
-            return
-        await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
+            return False
+        return await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
 
     def _discarded(self, conversation_id: str, memory: Memory) -> None:
         self._histories.forget(conversation_id)
@@ -296,8 +304,8 @@ class AIRunner:
         memory.attempted = 0
 
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
-                           reply_to: Message, text: str, *, turn: Turn) -> None:
-        """Store the reply only while the conversation is still with the AI, unchanged."""
+                           reply_to: Message, text: str, *, turn: Turn) -> bool:
+        """Store the reply only while the conversation is still with the AI, unchanged: was it?"""
         self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
         try:
             message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
@@ -305,12 +313,13 @@ class AIRunner:
         except StaleVersion:
             self._discarded(conversation.id, memory)
             await turn.discarded(await reason_moved(self.conversations, conversation.id))
-            return
+            return False
         except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
             with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
                 await turn.discarded(SUPERSEDED)
             raise
         memory.replied_to(reply_to, message)
+        return True
 
     async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
         """Its stream was ended while it streamed: by a move out of `ai` (whoever made it told the

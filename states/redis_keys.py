@@ -1,17 +1,18 @@
 """Every Redis key shape the service uses, in one place (the backup takes PREFIXES).
 
-Only the AI turn lock (AI_TURN_LOCK_S, renewed while the turn runs: chat.ai_turn) and the partial text of
-a streamed reply (chat.ai_stream) expire; a migrated
-session keeps the TTL it had, and a new one has none.
+Only the AI turn lock (AI_TURN_LOCK_S, renewed while the turn runs: chat.ai_turn), its asked flag and
+the partial text of a streamed reply (chat.ai_stream) expire; a migrated session keeps the TTL it had,
+and a new one has none.
 
 On a Redis Cluster (REDIS_CLUSTER=true) a script, a MULTI or a multi-key command must keep to one
 hash slot. Every agent-wide key carries the hash tag AGENTS_TAG, so they all share one slot: the
 presence re-assert script (an agent's presence hash and the online set) and the status MULTI
-(presence hash, online and lease sets) stay there. Every other script or MULTI touches one key:
-the live record's compare-and-set, the turn lock's take/renew/release, a quota's MULTI; the AI stream's
-scripts touch one key and SPUBLISH on the conversation's channel, which shares that key's slot. What spans
-conversations goes one command per key (pipelined: redis-py's cluster pipeline sends each node
-its share), never one multi-key command: the turn locks' renewal, `db adopt`'s reads.
+(presence hash, online and lease sets) stay there. Every other script or MULTI touches one key, or
+keys of one slot: the live record's compare-and-set, the turn lock's renewal, a quota's MULTI touch
+one; the turn lock's take and release touch the lock and its asked flag, whose hash tag is the lock's
+key; the AI stream's scripts touch one key and SPUBLISH on the conversation's channel, which shares
+that key's slot. What spans conversations goes one command per key (pipelined: redis-py's cluster
+pipeline sends each node its share), never one multi-key command: the turn locks' renewal, `db adopt`'s reads.
 """
 
 SESSION_PREFIX = "session:"
@@ -19,6 +20,7 @@ PRESENCE_PREFIX = "presence:"
 AGENTS_PREFIX = "agents:"  # the sets over all agents
 AGENT_PREFIX = "agent:"  # per-agent keys besides presence
 AI_TURN_PREFIX = "ai:turn:"  # transient: a backup skips it
+AI_ASKED_PREFIX = "ai:asked:"  # transient: a backup skips it
 AI_STREAM_PREFIX = "ai:stream:"  # transient: a backup skips it
 QUOTA_PREFIX = "quota:"  # transient: a backup skips it
 TIMERS_PREFIX = "timers:"  # the due-time index of the state timers (states/timers.py)
@@ -49,6 +51,13 @@ def presence(agent_id: str) -> str:
 def ai_turn(conversation_id: str) -> str:
     """The lock of the AI turn in progress (transient: a backup skips it)."""
     return f"{AI_TURN_PREFIX}{conversation_id}"
+
+
+def ai_asked(conversation_id: str) -> str:
+    """Set by an instance that found the AI turn lock busy with a customer message to answer, read and
+    cleared by the lock's release: the holder looks again (transient). Its hash tag is the whole lock key,
+    so the lock's scripts keep to one cluster slot."""
+    return f"{AI_ASKED_PREFIX}{{{_hashed_part(ai_turn(conversation_id))}}}"
 
 
 def ai_stream(channel: str) -> str:

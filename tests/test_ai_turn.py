@@ -182,6 +182,34 @@ async def _ask_while_it_commits(harness, monkeypatch, ws, cid) -> tuple[asyncio.
     return release, sending
 
 
+def _asked_elsewhere_at_each_release(harness, monkeypatch) -> None:
+    """From now on, as each turn ends, another instance has found its lock busy and left its flag: the
+    turn looks again for unanswered messages (the small newest-message read) after releasing it."""
+    locks, redis = harness.app[keys.AI_RUNNER].locks, harness.app[keys.REDIS]
+    release = locks.release
+
+    async def release_asked(conversation_id, token):
+        await redis.set(redis_keys.ai_asked(conversation_id), "1", px=15_000)
+        return await release(conversation_id, token)
+
+    monkeypatch.setattr(locks, "release", release_asked)
+
+
+def _hold_turn_ends(harness, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """From now on a turn's lock release waits: returns the event set when one waits and the one that
+    lets it go on."""
+    locks, ending, go_on = harness.app[keys.AI_RUNNER].locks, asyncio.Event(), asyncio.Event()
+    release = locks.release
+
+    async def held(conversation_id, token):
+        ending.set()
+        await go_on.wait()
+        return await release(conversation_id, token)
+
+    monkeypatch.setattr(locks, "release", held)
+    return ending, go_on
+
+
 class ClosedCounting(ScriptedProvider):
     """Counts the reply streams that were closed (read to the end or abandoned)."""
 
@@ -225,23 +253,14 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
     """The last turn's task ends (nothing more due: the question is not stored yet) after the question was
     asked ahead of its commit: that reply is kept for the question's turn, not dropped with the old task."""
     provider: ScriptedProvider = harness.provider
-    store, looked, looks_go_on = harness.app[keys.STORE], asyncio.Event(), asyncio.Event()
-    recent = store.messages.recent
-
-    async def held_look(conversation_id, limit):
-        if limit == 1:  # the ending turn's look for anything newer
-            looked.set()
-            await looks_go_on.wait()
-        return await recent(conversation_id, limit)
-
-    monkeypatch.setattr(store.messages, "recent", held_look)
+    ending, ends_go_on = _hold_turn_ends(harness, monkeypatch)
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     async with asyncio.timeout(RECV_TIMEOUT_S):
-        await looked.wait()
+        await ending.wait()
     commits_go_on, sending = await _ask_while_it_commits(harness, monkeypatch, ws, cid)
-    looks_go_on.set()
-    await harness.drain_ai()  # the last turn's task ended, finding nothing newer
+    ends_go_on.set()
+    await harness.drain_ai()  # the last turn's task ended, with nothing newer announced
     commits_go_on.set()
     await sending
     await harness.drain_ai()
@@ -251,9 +270,10 @@ async def test_a_question_asked_ahead_as_the_last_turn_ends_is_kept_for_its_own_
 
 async def test_a_question_whose_turn_took_its_early_reply_before_it_was_announced_is_not_asked_again(
         harness, monkeypatch):
-    """The last turn's look for anything newer finds the question committed before its own handler announced
-    it (CustomerWrote) and answers it with the reply asked while it committed: the announcement that follows
-    asks the provider nothing more (a request nobody reads is a request paid for)."""
+    """The last turn's look for anything newer (another instance asked for a turn meanwhile) finds the
+    question committed before its own handler announced it (CustomerWrote) and answers it with the reply
+    asked while it committed: the announcement that follows asks the provider nothing more (a request
+    nobody reads is a request paid for)."""
     provider: ScriptedProvider = harness.provider
     store, messages = harness.app[keys.STORE], harness.app[keys.AI_RUNNER].messages
     looked, looks_go_on, announce = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -272,6 +292,7 @@ async def test_a_question_whose_turn_took_its_early_reply_before_it_was_announce
 
     monkeypatch.setattr(store.messages, "recent", held_look)
     monkeypatch.setattr(messages, "handoff_asked", held_announcement)
+    _asked_elsewhere_at_each_release(harness, monkeypatch)
     ws, cid = await start(harness)
     announce.set()
     first = (await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question"))["message"]
@@ -594,8 +615,8 @@ async def test_two_instances_sweeping_at_once_answer_once(harness_factory, tmp_p
 
 async def test_a_message_another_instance_stored_before_the_unlock_is_answered_after_it(harness_factory, tmp_path,
                                                                                         monkeypatch):
-    """The other instance finds the lock busy and leaves the message; the holder looks again once it
-    released the lock (here the message lands after the reply, so the small newest-message read finds it)."""
+    """The other instance finds the lock busy, leaves the message and flags the lock; the holder's release
+    finds the flag, and it looks again (the small newest-message read finds the message)."""
     url = f"sqlite:///{tmp_path}/shared.db"
     a = await harness_factory(database_url=url, provider_=ScriptedProvider(["from A"]), ai_sweep_interval_s=0)
     b = await harness_factory(database_url=url, provider_=ScriptedProvider(["from B"]), ai_sweep_interval_s=0)
@@ -618,8 +639,9 @@ async def test_a_message_another_instance_stored_before_the_unlock_is_answered_a
 
 
 async def test_a_question_announced_while_the_turn_looks_for_more_is_answered(harness, monkeypatch):
-    """The turn's last look read before the question was stored; its announcement came while the
-    read was on its way back: the next turn answers it, not a later sweep."""
+    """The turn's last look (another instance asked for a turn meanwhile) read before the question was
+    stored; its announcement came while the read was on its way back: the next turn answers it, not a later
+    sweep."""
     store, looked, go_on = harness.app[keys.STORE], asyncio.Event(), asyncio.Event()
     recent = store.messages.recent
 
@@ -631,6 +653,7 @@ async def test_a_question_announced_while_the_turn_looks_for_more_is_answered(ha
         return rows
 
     monkeypatch.setattr(store.messages, "recent", small_read_back_late)
+    _asked_elsewhere_at_each_release(harness, monkeypatch)
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     async with asyncio.timeout(RECV_TIMEOUT_S):
@@ -645,16 +668,16 @@ async def test_a_question_announced_as_the_turn_ends_gets_its_own_turn(harness, 
     """Between a turn's end and its task's removal, an announced question starts a turn (it was
     left pending on the finished one, for the sweep)."""
     runner, store = harness.app[keys.AI_RUNNER], harness.app[keys.STORE]
-    due = runner._due
+    release = runner.locks.release
 
-    async def nothing_due_then_a_question(conversation_id):
-        monkeypatch.setattr(runner, "_due", due)
-        answer = await due(conversation_id)
+    async def nothing_asked_then_a_question(conversation_id, token):
+        monkeypatch.setattr(runner.locks, "release", release)
+        asked = await release(conversation_id, token)
         await store.messages.append(conversation_id, sender_type="customer", sender_id="cust-1", content="one more")
         asyncio.get_running_loop().call_soon(runner.schedule, conversation_id)  # runs right after the turn ends
-        return answer
+        return asked
 
-    monkeypatch.setattr(runner, "_due", nothing_due_then_a_question)
+    monkeypatch.setattr(runner.locks, "release", nothing_asked_then_a_question)
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="first question")
     await harness.drain_ai()
@@ -681,6 +704,50 @@ async def test_the_turn_lock_is_short_and_renewed_while_the_turn_runs(harness_fa
     assert await stored_senders(h, cid) == ["customer"]
     assert await redis.get(lock) == b"another-instance"  # not ours to release
     assert runner.tracked() == 0
+
+
+async def test_a_busy_lock_asks_its_holder_to_look_again_and_a_release_tells_it(harness):
+    """Another instance that finds the lock busy leaves the flag; the release says so (and clears it),
+    says nothing when none was left, and says "look" when the lock was no longer this turn's."""
+    from chat.ai_locks import TurnLocks
+
+    redis = harness.app[keys.REDIS]
+    here, elsewhere = TurnLocks(redis, 15, lambda _: None), TurnLocks(redis, 15, lambda _: None)
+    token = await here.take("c1")
+    assert token and await here.release("c1", token) is False  # nobody asked
+    token = await here.take("c1")
+    assert await elsewhere.take("c1") is None  # busy: asks
+    assert await redis.exists(redis_keys.ai_asked("c1"))
+    assert await here.release("c1", token) is True
+    assert not await redis.exists(redis_keys.ai_asked("c1"), redis_keys.ai_turn("c1"))
+    token = await here.take("c1")
+    await redis.set(redis_keys.ai_turn("c1"), "taken-meanwhile")
+    assert await here.release("c1", token) is True  # not ours any more: another turn may have run
+    await redis.delete(redis_keys.ai_turn("c1"))
+    await redis.set(redis_keys.ai_asked("c1"), "1")  # left by an asker whose holder was lost
+    token = await here.take("c1")  # this turn reads every message: the old flag goes
+    assert token and await here.release("c1", token) is False
+    await here.close()
+    await elsewhere.close()
+
+
+async def test_a_turn_that_stored_its_reply_with_nobody_asking_reads_nothing_more(harness, monkeypatch):
+    """Messages announced here are pending, another instance's are flagged by its busy take: after a
+    stored reply with neither, the turn's task ends without another read (one history read a question)."""
+    store = harness.app[keys.STORE]
+    recent, reads = store.messages.recent, []
+
+    async def counted(conversation_id, limit):
+        reads.append(limit)
+        return await recent(conversation_id, limit)
+
+    monkeypatch.setattr(store.messages, "recent", counted)
+    ws, cid = await start(harness)
+    for n in ("1", "2"):
+        await ws.ok("message.send", conversation_id=cid, client_msg_id=n, content=f"question {n}")
+        await harness.drain_ai()
+    assert reads == [harness.settings.ai_context_messages] * 2
+    assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
 
 
 async def test_bookkeeping_is_empty_after_the_turns_end(harness):

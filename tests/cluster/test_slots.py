@@ -34,6 +34,20 @@ async def test_the_presence_script_and_multi_run_on_the_cluster(cluster):
     assert await cluster.zcard(redis_keys.AGENTS_ONLINE) == 0
 
 
+async def test_the_turn_locks_scripts_run_on_the_cluster(cluster):
+    """The take and release scripts touch the lock and its asked flag: one slot, whatever the id."""
+    from chat.ai_locks import TurnLocks
+
+    here, elsewhere = TurnLocks(cluster, 15, lambda _: None), TurnLocks(cluster, 15, lambda _: None)
+    for cid in ["conversation-1", *AGENTS]:
+        assert await slot(cluster, redis_keys.ai_asked(cid)) == await slot(cluster, redis_keys.ai_turn(cid))
+        token = await here.take(cid)
+        assert token and await elsewhere.take(cid) is None
+        assert await here.release(cid, token) is True  # asked by the busy take
+        token = await here.take(cid)
+        assert token and await here.release(cid, token) is False
+
+
 async def test_conversation_keys_spread_over_the_masters(cluster):
     cids = [f"conversation-{i}" for i in range(40)]  # fixed ids: 40 random ones may share a slot by chance
     for key_of in (redis_keys.session, redis_keys.ai_turn):
