@@ -289,8 +289,8 @@ class AIRunner:
             return False
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
-        if not await turn.finish():
-            self._discarded(conversation.id, memory)  # ended elsewhere in the meantime: not stored
+        if not await turn.finish():  # ended elsewhere in the meantime, or its stream lost: not stored
+            await self._stream_ended(conversation.id, memory, turn)
             return False
         return await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
 
@@ -322,11 +322,11 @@ class AIRunner:
         return True
 
     async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
-        """Its stream was ended while it streamed: by a move out of `ai` (whoever made it told the
-        subscribers), or by nothing that moved it (Redis emptied or restored): then the subscribers are
-        told, and the message is answered again (the next look after this turn)."""
+        """Its stream was ended before its reply was stored: by a move out of `ai` (whoever made it told
+        the subscribers), or by nothing that moved it (Redis emptied or restored, a newer turn): then the
+        subscribers are told, and the message is answered again (the next look after this turn)."""
+        self._discarded(conversation_id, memory)
         if self.messages.ai_answers((await self.conversations.refresh(conversation_id)).state):  # off hours: handoff
-            self._discarded(conversation_id, memory)
             await turn.discarded(SUPERSEDED)
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:

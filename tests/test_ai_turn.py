@@ -945,6 +945,30 @@ async def test_a_stream_emptied_from_redis_mid_reply_is_told_and_the_message_ans
     assert len(provider.calls) == 2
 
 
+async def test_a_stream_emptied_from_redis_as_the_reply_ends_is_told_and_the_message_answered_again(harness,
+                                                                                                     monkeypatch):
+    """Redis emptied after the last delta, before the turn ended its stream: the reply is not stored, and
+    the subscribers are told (they had streamed text that no message.created would replace)."""
+    provider: ScriptedProvider = harness.provider
+    streams = harness.app[keys.AI_RUNNER].streams
+    end = streams.end
+
+    async def emptied_first(conversation, turn_id, reason):
+        monkeypatch.setattr(streams, "end", end)
+        await harness.app[keys.REDIS].delete(streams.key(conversation.id))  # what FLUSHALL does to it
+        return await end(conversation, turn_id, reason)
+
+    monkeypatch.setattr(streams, "end", emptied_first)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    first = await ws.event("ai.delta")
+    await harness.drain_ai()
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": first["data"]["turn_id"], "reason": "superseded"}
+    assert await stored_senders(harness, cid) == ["customer", "ai"]  # answered by the next turn
+    assert len(provider.calls) == 2
+
+
 async def test_a_streamed_reply_the_database_cannot_store_is_told_interrupted(harness, monkeypatch):
     """The database away after the stream ended: the subscribers had the whole reply and never heard that
     it would not be stored (a later turn then streamed a second one)."""
