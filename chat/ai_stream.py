@@ -5,10 +5,9 @@ instance reads it, so `conversation.resume` and `conversation.watch` during a tu
 
 The list holds `[turn_id, reply_to, delta 0, delta 1, ...]` while a turn streams, and `[turn_id]` once it
 ended (stored, or interrupted): what a resume reads then tells it which turn's deltas it may no longer
-send. Each delta is appended and published by one script (`Bus.stream_scripted`: one EVAL in the
-bus's pipeline, the cost of the SPUBLISH it replaces; it may wait `LINGER_S` so that the deltas of
-several turns share a round trip), which appends only while the list is still that turn's with every
-earlier delta in it; so once a turn was ended (a takeover on any instance, a
+send. Each delta is appended and published by one script (`Bus.publish_scripted`: one EVAL in the
+bus's pipeline, the cost of the SPUBLISH it replaces), which appends only while the list is still
+that turn's with every earlier delta in it; so once a turn was ended (a takeover on any instance, a
 close, a newer turn) none of its deltas goes to another instance any more, and a reader that subscribed
 and then read the list has every delta either in the text it read or arriving live after it (the hub
 holds back a resuming socket's frames until its reply is sent and drops the deltas the reply already
@@ -16,20 +15,16 @@ holds).
 
 The turn's own instance delivers each delta to its sockets at once, before the script runs (the chunk
 is not kept waiting for a Redis round trip), as long as it knows the turn is live: it has not ended the
-turn, no append of it came back refused, and no `ai.interrupted` of it has reached this instance
-(`LiveTurns`). The turn does not wait for each append: it reads the provider on, and learns of a refused
-one (or of Redis' error) at a later delta, or when it ends its stream, which runs after every append. So
-a socket may get a delta whose append then failed, always before the `ai.interrupted` that ended its
-turn, never after it. A resume on this instance reads the list behind every append queued so far
-(`Bus.in_order`), so a delta delivered here before the socket subscribed is in what it reads.
+turn and no `ai.interrupted` of it has reached this instance (`LiveTurns`). So a socket may get a delta
+whose append then failed, always before the `ai.interrupted` that ended its turn, never after it. A
+resume on this instance reads the list behind every append queued so far (`Bus.read_in_order`), so a
+delta delivered here before the socket subscribed is in what it reads.
 
 A turn that ends without being stored sends `ai.interrupted` {conversation_id, turn_id, reason}.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import time
 import uuid
@@ -196,37 +191,29 @@ class Turn:
         self.turn_id = turn_id
         self.next_index = 0
         self.ended = False
-        self._appends: collections.deque[asyncio.Future[Any]] = collections.deque()  # not yet seen come back
 
     async def delta(self, text: str) -> bool:
-        """Deliver the next delta here at once, and send its append; False when the turn's stream was
-        ended meanwhile (by a takeover or a close on any instance, or a newer turn; an earlier append
-        refused): nothing more of it is to be sent. Raises the error of an earlier append."""
-        if self.ended or not self._appended():
+        """Deliver the next delta here at once, then append and publish it; False when the turn's stream
+        was ended meanwhile (by a takeover or a close on any instance, or a newer turn): nothing more of
+        it is to be sent."""
+        if self.ended:
             return False
         c = self.conversation
         data = {"conversation_id": c.id, "reply_to": self.reply_to, "turn_id": self.turn_id,
                 "index": self.next_index, "delta": text}
-        self._appends.append(self._streams.bus.stream_scripted(
+        sent = await self._streams.bus.publish_scripted(
             ToConversation(c.id, c.user_id, _frame("ai.delta", data)), APPEND_SCRIPT, [self._streams.key(c.id)],
-            [self.turn_id, self.next_index, text, STREAM_TTL_MS]))
+            [self.turn_id, self.next_index, text, STREAM_TTL_MS], deliver_first=True)
+        if not sent:
+            self.ended = True
+            return False
         self.next_index += 1
         return True
 
-    def _appended(self) -> bool:
-        """Did every append that came back go into the stream? (One refused ends the turn here.)"""
-        while self._appends and self._appends[0].done():
-            if not self._appends.popleft().result():
-                self.ended = True
-                return False
-        return True
-
     async def finish(self) -> bool:
-        """End the stream before its reply is stored (after every append sent); False when it had been
-        ended elsewhere, or an append was refused (do not store)."""
+        """End the stream before its reply is stored; False when it had been ended elsewhere (do not store)."""
         self.ended = True
-        live = bool(await self._streams.end(self.conversation, self.turn_id, None))
-        return self._appended() and live  # the end ran after every append: they all came back
+        return bool(await self._streams.end(self.conversation, self.turn_id, None))
 
     async def interrupt(self, reason: str) -> None:
         """End the stream unstored: `ai.interrupted` to the subscribers, unless it had ended already."""
@@ -311,7 +298,7 @@ class AIStreams:
         append this instance queued (a delta delivered here is in it, or its turn is seen ended). A live
         stream no turn holds the lock of (`ai:turn`) counts as ended: a crashed instance's half reply, or
         one a Redis restored from an older snapshot brought back, is no reply in progress."""
-        snapshot = _snapshot(await self.bus.in_order("LRANGE", self.key(conversation_id), 0, -1))
+        snapshot = _snapshot(await self.bus.read_in_order("LRANGE", self.key(conversation_id), 0, -1))
         if snapshot.stream is not None and not await self.redis.exists(redis_keys.ai_turn(conversation_id)):
             return Snapshot(None, snapshot.stream.turn_id)
         return snapshot
@@ -319,8 +306,8 @@ class AIStreams:
     async def end(self, conversation: Conversation, turn_id: str, reason: str | None) -> bool:
         """End the turn's live stream, with `ai.interrupted` when a reason is given; False when it was not live."""
         key = self.key(conversation.id)
-        if reason is None:  # a reply about to be stored: nothing to publish (after the turn's appends)
-            return bool(await self.bus.in_order("EVAL", END_SCRIPT, 1, key, turn_id, STREAM_TTL_MS, "0"))
+        if reason is None:  # a reply about to be stored: nothing to publish
+            return bool(await self.redis.eval(END_SCRIPT, 1, key, turn_id, STREAM_TTL_MS, "0"))
         message = self.interrupted(conversation, turn_id, reason)
         return bool(await self.bus.publish_scripted(message, END_SCRIPT, [key], [turn_id, STREAM_TTL_MS, "1"]))
 

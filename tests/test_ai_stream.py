@@ -56,13 +56,8 @@ async def ask(h, user: str = "cust-1"):
     return ws, cid, asked
 
 
-async def deltas_until(ws, n: int, sent_by=None) -> list[dict]:
-    """The socket's next n deltas; with `sent_by` (the turn's instance), once they also went to Redis
-    (delivered there first, the appends may wait `LINGER_S` for company): what another instance reads."""
-    deltas = [(await ws.event("ai.delta"))["data"] for _ in range(n)]
-    if sent_by is not None:
-        await sent_by.app[keys.BUS].sent()
-    return deltas
+async def deltas_until(ws, n: int) -> list[dict]:
+    return [(await ws.event("ai.delta"))["data"] for _ in range(n)]
 
 
 async def two_instances(harness_factory, mysql_database_url, provider):
@@ -122,7 +117,7 @@ async def test_a_resume_between_deltas_gets_s_and_then_each_later_delta_once(har
     a, b = await two_instances(harness_factory, mysql_database_url, provider)
     ws_a, cid, asked = await ask(a)
     provider.allow(2)
-    first = await deltas_until(ws_a, 2, sent_by=a)
+    first = await deltas_until(ws_a, 2)
     ws_b = await b.connect("cust-1")
     page = await ws_b.ok("conversation.resume", conversation_id=cid)
     assert page["ai_stream"] == {"turn_id": first[0]["turn_id"], "reply_to": asked["id"], "index": 1,
@@ -143,7 +138,7 @@ async def test_watch_during_a_turn_gets_s(harness_factory, mysql_database_url):
     a, b = await two_instances(harness_factory, mysql_database_url, provider)
     ws, cid, asked = await ask(a)
     provider.allow(3)
-    await deltas_until(ws, 3, sent_by=a)
+    await deltas_until(ws, 3)
     agent = await b.connect("agent-1", role="agent")
     page = await agent.ok("conversation.watch", conversation_id=cid)
     assert page["ai_stream"]["index"] == 2 and page["ai_stream"]["text"] == "Once upon a "
@@ -204,7 +199,7 @@ async def test_the_stream_key_its_contents_and_ttl(harness_factory, redis):
     harness = await harness_factory(provider_=provider)
     ws, cid, asked = await ask(harness)
     provider.allow(2)
-    first = await deltas_until(ws, 2, sent_by=harness)
+    first = await deltas_until(ws, 2)
     channel = harness.app[keys.HUB].interest.conversation(cid)
     key = f"ai:stream:{{{channel}}}"
     assert streams(harness).key(cid) == redis_keys.ai_stream(channel) == key

@@ -83,17 +83,12 @@ ORIGIN_BYTES = 12
 # connection is known to be down it does not wait at all. Either way it then answers from the store,
 # and its client resumes by seq after the gap, as after any lost subscriber connection.
 LISTEN_WAIT_S = 1.0
-# The longest a `stream_scripted` script waits for company (`chat.batching`): the AI's deltas, about one per
-# conversation per chunk, go a few to a round trip. They are delivered here at once; the other instances
-# get them this much later at most.
-LINGER_S = 0.005
 
 
 class Bus:
     """Publish typed messages (delivered here at once); hand the other instances' to the receiver."""
 
-    def __init__(self, redis: Redis | RedisCluster, receive: Receiver, interest: Interest, *,
-                 linger_s: float = LINGER_S) -> None:
+    def __init__(self, redis: Redis | RedisCluster, receive: Receiver, interest: Interest) -> None:
         self._redis = redis
         self._receive = receive
         self.interest = interest
@@ -104,7 +99,7 @@ class Bus:
         self._pools: list[ConnectionPool] = []
         self._started = False
         self._state = asyncio.Event()
-        self._outbox: Batcher[Outgoing, Any] = Batcher(self._send, name="bus-publisher", linger_s=linger_s)
+        self._outbox: Batcher[Outgoing, Any] = Batcher(self._send, name="bus-publisher")
         interest.on_change(self._on_interest)
         interest.on_listening(self.listening)
 
@@ -144,21 +139,9 @@ class Bus:
             self._deliver(message)
         return result
 
-    def stream_scripted(self, message: BusMessage, script: str, keys: Sequence[str],
-                        args: Sequence[Any]) -> asyncio.Future[Any]:
-        """`publish_scripted` with `deliver_first`, for a stream of them nobody waits on one by one: the
-        message is delivered here at once, and the script may wait up to `LINGER_S` for others to go with
-        it (anything else published or run in order takes it along at once). The future of its result;
-        its error, if nobody asks for it, is dropped (whoever follows the stream learns of it by its
-        later results, or by the command that closes the stream)."""
-        self._deliver(message)
-        result = self._outbox.submit_nowait(Scripted(message, script, keys, args), linger=True)
-        result.add_done_callback(_retrieved)
-        return result
-
-    async def in_order(self, *command: Any) -> Any:
-        """Run a Redis command after every publish and script queued before it (they share one queue,
-        sent in order): a read sees the writes of every script a `deliver_first` delivered here."""
+    async def read_in_order(self, *command: Any) -> Any:
+        """Run a Redis read command after every publish and script queued before it (they share one
+        queue, sent in order): it sees the writes of every script a `deliver_first` delivered here."""
         return await self._outbox.submit(Read(command))
 
     def _payload(self, message: BusMessage) -> Payload:
@@ -211,13 +194,9 @@ class Bus:
         except TimeoutError:
             log.warning("bus not subscribed yet: Redis does not answer; retrying in the background")
 
-    async def sent(self) -> None:
-        """Wait until everything queued so far went to Redis (tests; `stop`)."""
-        await self._outbox.drain()
-
     async def stop(self) -> None:
         """Send what is still queued, then close the subscriber connections."""
-        await self.sent()
+        await self._outbox.drain()
         for shard in self._shards.values():
             await shard.stop()
         for pool in self._pools:
@@ -311,11 +290,6 @@ class Bus:
             log.warning("ignored a bus message: %s", exc)
         except Exception:  # one bad message must not stop the listener
             log.exception("could not deliver a bus message")
-
-
-def _retrieved(result: asyncio.Future[Any]) -> None:
-    if not result.cancelled():
-        result.exception()  # asked for: not logged as never retrieved
 
 
 def _log_unsent(sent: asyncio.Future[Any]) -> None:

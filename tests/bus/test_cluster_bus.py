@@ -96,7 +96,7 @@ async def test_a_lost_subscriber_on_one_master_resubscribes_its_channels(cluster
         await bus.stop()
 
 
-async def test_a_command_in_order_is_routed_to_its_keys_master(cluster_client):
+async def test_a_read_in_order_is_routed_to_its_keys_master(cluster_client):
     prefix = f"bus-cluster:{uuid.uuid4().hex[:8]}"
     names = Interest(prefix)
     bus = Bus(cluster_client, Recorder(), Interest(prefix))
@@ -109,7 +109,7 @@ async def test_a_command_in_order_is_routed_to_its_keys_master(cluster_client):
     for cid in cids:  # one at a time: each script alone in its batch, on its key's master
         message = ToConversation(cid, "cust", {"n": cid})
         assert await bus.publish_scripted(message, script, [keys[cid]], [f"{cid} alone"], deliver_first=True) == 1
-    reads = await asyncio.gather(*(bus.in_order("LRANGE", keys[cid], 0, -1) for cid in cids))
+    reads = await asyncio.gather(*(bus.read_in_order("LRANGE", keys[cid], 0, -1) for cid in cids))
     assert pushed == [1] * len(cids)
     assert [[item.decode() for item in read] for read in reads] == [[cid, f"{cid} alone"] for cid in cids]
     await cluster_client.delete(*keys.values())

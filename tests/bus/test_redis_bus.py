@@ -20,10 +20,10 @@ def is_marker(m: BusMessage) -> bool:
     return isinstance(m, ToUser) and m.frame == {"type": "marker"}
 
 
-async def started(client, *channels: str, prefix: str, **options) -> tuple[Bus, Recorder]:
+async def started(client, *channels: str, prefix: str) -> tuple[Bus, Recorder]:
     sink = Recorder()
     interest = Interest(prefix)
-    bus = Bus(client, sink, interest, **options)
+    bus = Bus(client, sink, interest)
     await bus.start()
     for channel in channels:
         interest.want(channel)
@@ -236,31 +236,14 @@ async def test_deliver_first_delivers_here_before_the_script_runs_whatever_it_de
     await bus.stop()
 
 
-async def test_a_streamed_script_is_delivered_at_once_and_sent_with_the_next_command(redis, prefix):
-    """`stream_scripted` delivers here at once; its script waits for company (here for good) until
-    anything else goes, and runs first, in order: a read after it sees its write."""
-    bus, sink = await started(redis, prefix=prefix, linger_s=3600)
-    key = f"{prefix}:list"
-    messages = [ToConversation("c1", "cust", {"n": v}) for v in ("a", "no", "b")]
-    results = [bus.stream_scripted(m, PUSH_SCRIPT, [key], [m.frame["n"]]) for m in messages]
-    assert sink.got == messages  # delivered at once, whatever the script will decide
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not any(r.done() for r in results) and await redis.llen(key) == 0  # still waiting
-    assert await bus.in_order("LRANGE", key, 0, -1) == [b"a", b"no", b"b"]
-    assert [r.result() for r in results] == [1, 0, 1]
-    await redis.delete(key)
-    await bus.stop()
-
-
-async def test_a_command_in_order_sees_the_write_of_every_script_queued_before_it(redis, prefix):
+async def test_a_read_in_order_sees_the_write_of_every_script_queued_before_it(redis, prefix):
     bus, sink = await started(redis, prefix=prefix)
     key = f"{prefix}:list"
     values = [str(i) for i in range(200)]
     *results, read = await asyncio.gather(
         *(bus.publish_scripted(ToConversation("c1", "cust", {"n": v}), PUSH_SCRIPT, [key], [v], deliver_first=True)
           for v in values),
-        bus.in_order("LRANGE", key, 0, -1))
+        bus.read_in_order("LRANGE", key, 0, -1))
     assert results == [1] * len(values)
     assert [item.decode() for item in read] == values  # every push queued before the read, none missing
     assert [m.frame["n"] for m in sink.got] == values

@@ -171,7 +171,7 @@ async def test_a_reply_resumed_on_the_other_instance_of_a_cluster(cluster_harnes
     b = await cluster_harness_factory(database_url=mysql_database_url, provider_=provider, routing="manual")
     ws_a, cid, _ = await ask(a)
     provider.allow(3)
-    await deltas_until(ws_a, 3, sent_by=a)
+    await deltas_until(ws_a, 3)
     key = redis_keys.ai_stream(a.app[keys.HUB].interest.conversation(cid))
     # the stream's key and the conversation's channel share a slot: the delta script runs on one node
     assert cluster.keyslot(key) == cluster.keyslot(a.app[keys.HUB].interest.conversation(cid))
