@@ -199,9 +199,8 @@ class AIRunner:
         return conversation_id in self._pending
 
     async def _locked_turn(self, conversation_id: str) -> Literal["busy", "broken", "done", "answered"]:
-        """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed),
-        "answered" (a reply stored, and no other instance asked for a turn meanwhile: nothing more to
-        look for but what is announced here), or "done"."""
+        """A turn under the lock: "busy" (another instance holds it), "broken" (a dependency failed), "done",
+        or "answered" (a reply stored, no other instance asked meanwhile: nothing to look for but here)."""
         try:
             token = await self.locks.take(conversation_id)
         except Exception as exc:  # Redis away: nothing was started; a later sweep takes the message on
@@ -299,27 +298,31 @@ class AIRunner:
         self.discarded += 1
         metrics.AI_DISCARDED.inc()
         log.info("AI reply for %s discarded: the conversation moved on", conversation_id)
-        # not answered: if the conversation is still (or again) with the AI, the next look
-        # (right after this turn, on the repaired record) takes the message on once more
-        memory.attempted = 0
+        memory.attempted = 0  # not answered: if still (or again) with the AI, the next look takes it on again
 
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
                            reply_to: Message, text: str, *, turn: Turn) -> bool:
-        """Store the reply only while the conversation is still with the AI, unchanged: was it?"""
+        """Store the reply only while the conversation is still with the AI, unchanged, and no other turn
+        replied since the history was read (one that took over a lock this turn lost): was it? A cancel
+        (a lost lock, a takeover, a shutdown) lets the write finish, announced or refused and told."""
         self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
-        try:
-            message, _ = await self.messages.append(conversation, guard_version=True, sender_type="ai",
-                                                    content=text[:MAX_REPLY_CHARS])
-        except StaleVersion:
-            self._discarded(conversation.id, memory)
-            await turn.discarded(await reason_moved(self.conversations, conversation.id))
-            return False
-        except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
-            with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
-                await turn.discarded(SUPERSEDED)
-            raise
-        memory.replied_to(reply_to, message)
-        return True
+
+        async def write() -> bool:
+            try:  # an AI message after the newest one read is another turn's
+                message, _ = await self.messages.append(conversation, answering=history[-1].seq, sender_type="ai",
+                                                        content=text[:MAX_REPLY_CHARS])
+            except StaleVersion:
+                self._discarded(conversation.id, memory)
+                await turn.discarded(await reason_moved(self.conversations, conversation.id))
+                return False
+            except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
+                with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
+                    await turn.discarded(SUPERSEDED)
+                raise
+            memory.replied_to(reply_to, message)
+            return True
+
+        return await asyncio.shield(write())
 
     async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
         """Its stream was ended before its reply was stored: by a move out of `ai` (whoever made it told

@@ -223,7 +223,8 @@ class Settings:
         _AI, "AI_CONNECT_TIMEOUT_S", 5.0, number(0.001), "connect timeout, including the wait for a pooled connection"
     )
     ai_chunk_timeout_s: float = setting(
-        _AI, "AI_CHUNK_TIMEOUT_S", 30.0, number(0.001), "longest silence between reads (the first token too)"
+        _AI, "AI_CHUNK_TIMEOUT_S", 30.0, number(0.001),
+        "longest wait for the reply's next event, the first too (SSE keep-alive comments do not count)",
     )
     ai_max_retries: int = setting(_AI, "AI_MAX_RETRIES", 3, integer(0), "retries before the first chunk")
     ai_retry_base_s: float = setting(

@@ -990,3 +990,49 @@ async def test_a_streamed_reply_the_database_cannot_store_is_told_interrupted(ha
     ended = await ws.event("ai.interrupted")
     assert ended["data"] == {"conversation_id": cid, "turn_id": delta["data"]["turn_id"], "reason": "superseded"}
     assert await stored_senders(harness, cid) == ["customer"]
+
+
+async def test_a_reply_to_a_question_another_turn_answered_meanwhile_is_not_stored(harness):
+    """This turn's lock ran out while it streamed (a stalled link) and another instance's turn answered the
+    question: the version is the same, but the reply is refused, not stored a second time."""
+    provider: ScriptedProvider = harness.provider
+    provider.gate = asyncio.Event()
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    first = await ws.event("ai.delta")
+    # the other instance's reply, stored as its turn stores one (the conversation's version unchanged)
+    await harness.app[keys.STORE].messages.append(cid, sender_type="ai", content="from the other instance")
+    provider.gate.set()
+    await harness.drain_ai()
+    stored = await harness.app[keys.STORE].messages.list_of(cid)
+    assert [(m.sender_type, m.content) for m in stored] == [("customer", "hello?"), ("ai", "from the other instance")]
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": first["data"]["turn_id"], "reason": "superseded"}
+    assert len(provider.calls) == 1  # answered: no turn after it
+
+
+async def test_a_turn_cancelled_while_its_reply_is_written_still_announces_it(harness, monkeypatch):
+    """The cancel (here a lost lock; a takeover or a shutdown the same) came while the reply's commit was
+    on its way: the reply was stored, and its message.created must still reach the subscribers, whose
+    stream had ended with no other word."""
+    messages, writing, go_on = harness.app[keys.STORE].messages, asyncio.Event(), asyncio.Event()
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    for name in ("append_batch", "append_draft"):  # from now on: the AI's reply
+        write = getattr(messages, name)
+
+        async def held(drafts, write=write):
+            writing.set()
+            await go_on.wait()
+            return await write(drafts)
+
+        monkeypatch.setattr(messages, name, held)
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await writing.wait()
+    runner = harness.app[keys.AI_RUNNER]
+    runner._lock_lost(cid)  # the turn is cancelled
+    go_on.set()
+    created = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    assert created["data"]["message"]["content"] == "Hello, world"
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai"]

@@ -170,6 +170,8 @@ class HTTPStreamProvider:
         chunks = response.content.iter_any()
         last: list[SSEEvent] | None = None  # the events left at the end (None: what the decoder holds)
         sniffed = False
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # the last event: SSE comments (a gateway's keep-alives) are no reply
         async for chunk in chunks:
             # decided by the first byte, not the Content-Type
             if not sniffed and chunk.strip():
@@ -177,7 +179,12 @@ class HTTPStreamProvider:
                 if chunk.lstrip().startswith(b"{"):  # a JSON body: the server ignored the streaming request
                     last = await _whole_json(chunk, chunks)
                     break
-            items, error = _items_of(parser, decoder.feed(chunk))
+            events = decoder.feed(chunk)
+            if events:
+                heard = loop.time()
+            elif loop.time() - heard > self._chunk_timeout_s:  # bytes, but none of the reply: a stuck upstream
+                raise AIError("timeout", f"no reply event for {self._chunk_timeout_s}s (only keep-alives)")
+            items, error = _items_of(parser, events)
             for item in items:
                 yield item
             if error is not None:

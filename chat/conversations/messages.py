@@ -4,6 +4,7 @@ the rules of who may write what, and typing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from typing import Any
@@ -71,17 +72,18 @@ class Messages:
         self.writer = MessageWriter(store.messages)
         self._phrases = tuple(p.casefold() for p in handoff_phrases)
 
-    async def append(self, conversation: Conversation, *, guard: Guard | None = None, guard_version: bool = False,
+    async def append(self, conversation: Conversation, *, guard: Guard | None = None, answering: int | None = None,
                      **fields: Any) -> tuple[Message, bool]:
         """Store a message and announce it when it is new; return it and whether it is new.
 
         Every message goes through the group-commit writer. With a guard the write happens only
-        while the SQL row still matches it (`guard_version`: the state and version the
-        conversation was read with, for the AI's reply); otherwise the live record is checked
-        against SQL (and repaired), StaleVersion is raised and nothing is written.
+        while the SQL row still matches it (`answering`, for the AI's reply on a history read up to
+        that seq: the state and version the conversation was read with, and no AI message after
+        it, another turn's); otherwise the live record is checked against SQL (and repaired), StaleVersion is
+        raised and nothing is written.
         """
-        if guard_version:
-            guard = at_version(conversation)
+        if answering is not None:
+            guard = dataclasses.replace(at_version(conversation), no_ai_after=answering)
         draft = NewMessage(conversation.id, guard=guard, **fields)
         try:
             try:

@@ -23,16 +23,20 @@ from states.ids import new_id
 @dataclass(frozen=True)
 class Guard:
     """Write only while the mirror row still matches: a state (and its version), an assignee,
-    or not a given state. The row lock of the seq bump holds it until the commit."""
+    or not a given state; and, for an AI reply, while no AI message came after the newest message
+    its turn read (another instance's turn, which took over a lock this one lost). The row lock of
+    the seq bump holds it until the commit (every writer of the conversation's messages takes it
+    first)."""
 
     state: str | None = None
     version: int | None = None
     agent_id: str | None = None
     not_state: str | None = None
+    no_ai_after: int | None = None  # a seq
 
-    def sql(self) -> tuple[str, tuple[Any, ...]]:
-        """The condition on the conversations row, and its parameters."""
-        return _guard_sql(self)
+    def sql(self, conversations: str, messages: str) -> tuple[str, tuple[Any, ...]]:
+        """The condition on the conversations row (the tables' names), and its parameters."""
+        return _guard_sql(self, conversations, messages)
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,13 @@ def _values(m: Message) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=4096)  # a customer's guard is the same for every message: built once
-def _guard_sql(guard: Guard) -> tuple[str, tuple[Any, ...]]:
+def _guard_sql(guard: Guard, conversations: str, messages: str) -> tuple[str, tuple[Any, ...]]:
     parts = [(f"{column} {op} %s", value) for column, op, value in (
         ("state", "=", guard.state), ("version", "=", guard.version), ("agent_id", "=", guard.agent_id),
         ("state", "<>", guard.not_state)) if value is not None]
+    if guard.no_ai_after is not None:
+        parts.append((f"NOT EXISTS (SELECT 1 FROM {messages} WHERE {messages}.conversation_id = {conversations}.id "
+                      f"AND {messages}.seq > %s AND {messages}.sender_type = 'ai')", guard.no_ai_after))
     return " AND ".join(p for p, _ in parts) or "1 = 1", tuple(v for _, v in parts)
 
 
@@ -171,7 +178,7 @@ class Messages:
         sql = self._bump_sql
         params: tuple[Any, ...] = (created_ms, conversation_id)
         if guard is not None:
-            condition, values = guard.sql()
+            condition, values = guard.sql(self._c, self._t)
             sql += f" AND {condition}"
             params += values
         if not await tx.execute(sql, params):
@@ -196,7 +203,7 @@ class Messages:
         for draft in drafts:
             counts[draft.conversation_id] = counts.get(draft.conversation_id, 0) + 1
             if draft.guard is not None:
-                guards.setdefault(draft.conversation_id, []).append(draft.guard.sql())
+                guards.setdefault(draft.conversation_id, []).append(draft.guard.sql(self._c, self._t))
         ids = sorted(counts)  # one lock order for every writer: no deadlock between batches
         cases = " ".join(["WHEN %s THEN %s"] * len(ids))
         checks, check_params = _guard_cases(ids, guards)

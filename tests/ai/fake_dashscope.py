@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ class FakeDashScope:
     gate: asyncio.Queue | None = None
     # Stop after this many chunks and keep the connection open, or drop it.
     stall_after: int | None = None
+    # While stalled, an SSE comment (`: keep-alive`) this often, as gateways send for a stuck upstream.
+    keepalive_s: float | None = None
     drop_after: int | None = None
     # Send every event of the reply in one write (as a busy network delivers them together).
     together: bool = False
@@ -86,6 +89,10 @@ class FakeDashScope:
             return response
         for index, payload in enumerate(events):
             if index == self.stall_after:
+                while self.keepalive_s is not None and not self._released.is_set():
+                    await response.write(b": keep-alive\n\n")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._released.wait(), self.keepalive_s)
                 await self._released.wait()
                 return response
             if index == self.drop_after:

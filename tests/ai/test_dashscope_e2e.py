@@ -78,6 +78,16 @@ async def test_silence_between_chunks_times_out_without_retry(session, fake, fak
     assert len(fake.requests) == 1
 
 
+async def test_keep_alive_comments_alone_time_out_as_silence(session, fake, fake_base_url):
+    """A gateway whose upstream is stuck sends SSE comments: bytes, but no piece of the reply."""
+    fake.stall_after, fake.keepalive_s = 1, 0.02
+    async with asyncio.timeout(GUARD_S):
+        items, error = await collect_until_error(make(session, fake_base_url, chunk_timeout_s=0.2))
+    assert items == ["你好"]
+    assert (error.code, error.retryable) == ("timeout", False)
+    assert len(fake.requests) == 1
+
+
 async def test_silence_before_the_first_chunk_times_out(session, fake, fake_base_url):
     fake.stall_after = 0
     async with asyncio.timeout(GUARD_S):

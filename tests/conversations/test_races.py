@@ -111,7 +111,7 @@ async def test_an_ai_reply_refused_by_sql_repairs_the_stale_live_record(harness)
     stale = await harness.repository.get(cid)
     assert stale.state == "ai"
     with pytest.raises(StaleVersion):
-        await harness.ops.messages.append(stale, guard_version=True, sender_type="ai", content="late")
+        await harness.ops.messages.append(stale, answering=1, sender_type="ai", content="late")
     assert (await harness.repository.get(cid)).state == "human"
 
 

@@ -55,6 +55,25 @@ async def test_guarded_append_refuses_a_moved_conversation(store, make_conversat
     assert (await store.conversations.extras(cid))[0] == 1  # the refused write took no seq
 
 
+async def test_an_ai_reply_is_refused_after_another_ai_message_one_by_one_and_in_a_batch(store, make_conversation):
+    """The AI reply's guard: no AI message after the newest message its turn read (another turn's reply),
+    in the one-by-one write and in a group commit (the tables' names qualify the subquery: prefixed too)."""
+    cid = (await make_conversation(state="ai", version=0)).id
+    await store.messages.append(cid, sender_type="customer", sender_id="u1", content="q")  # seq 1
+    await store.messages.append(cid, sender_type="agent", sender_id="a1", content="note", private=True)  # 2
+    reply = Guard(state="ai", version=0, no_ai_after=2)  # a turn that read up to seq 2
+    first, _ = await store.messages.append(cid, sender_type="ai", content="first", guard=reply)  # 3
+    with pytest.raises(StaleVersion):
+        await store.messages.append(cid, sender_type="ai", content="second", guard=reply)
+    with pytest.raises(ConversationNotFound):  # a batch is all or nothing (the writer then goes one by one)
+        await store.messages.append_batch([NewMessage(cid, "customer", "more", "u1"),
+                                           NewMessage(cid, "ai", "second", guard=reply)])
+    batch = await store.messages.append_batch([
+        NewMessage(cid, "customer", "more", "u1"), NewMessage(cid, "ai", "answer", guard=Guard(no_ai_after=3))])
+    assert [m.seq for m in batch] == [4, 5]
+    assert [m.content for m in await store.messages.list_of(cid)] == ["q", "note", "first", "more", "answer"]
+
+
 async def test_append_to_unknown_conversation(store):
     with pytest.raises(ConversationNotFound):
         await store.messages.append(new_id(), sender_type="customer", content="x")
