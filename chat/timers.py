@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0  # the longest sleep: how soon a timer armed on another instance is seen here
 CLAIM_BATCH = 100
 RETRY_MS = 30_000  # a timer whose effect failed is armed again this much later
+# A claimed timer goes to no other instance for this long: one whose instance was killed while applying it is
+# claimed again after this (a shutdown hands back what it did not apply at once).
+CLAIM_LEASE_MS = 120_000
 # A customer who writes again within this of the last re-arm here costs no Redis write: the idle timer
 # armed from the earlier message fires at most this much early, reads the newer one and is armed again.
 REARM_EVERY_MS = 30_000
@@ -103,7 +106,7 @@ class Timers:
         if due and (self._sleep_until_ms is None or min(due.values()) < self._sleep_until_ms):
             self._wake.set()
 
-    async def _quietly(self, what: str, conversation_id: str, step: Awaitable[None]) -> None:
+    async def _quietly(self, what: str, conversation_id: str, step: Awaitable[object]) -> None:
         """Arming follows a committed move or message: a Redis failure here is logged, never the
         caller's error (the customer's message is stored; an idle timer re-arms from SQL anyway)."""
         try:
@@ -184,15 +187,24 @@ class Timers:
         """Claim and apply every timer due at `now` (default: the clock), until none is left (the
         drain mode); return how many acted here."""
         at = self.clock() if now is None else now
-        acted = 0
+        lease, acted = at + CLAIM_LEASE_MS, 0
         while True:
-            claimed = await self.index.claim(at, CLAIM_BATCH)
-            for armed, due in claimed:
-                try:
-                    acted += await self._apply(armed, due, at)
-                except Exception as exc:  # logged and tried again later (SQL down, say); the others still run
-                    log_failure(log, exc, "timer %s of %s failed", armed.timer.name, armed.conversation_id)
-                    await self._quietly("retry", armed.conversation_id, self.arm({armed: at + RETRY_MS}))
+            claimed = await self.index.claim(at, CLAIM_BATCH, lease)
+            done: list[Armed] = []
+            try:
+                for armed, due in claimed:
+                    try:
+                        acted += await self._apply(armed, due, at)
+                    except Exception as exc:  # logged and tried again later (SQL down, say); the others still run
+                        log_failure(log, exc, "timer %s of %s failed", armed.timer.name, armed.conversation_id)
+                        await self._quietly("retry", armed.conversation_id, self.arm({armed: at + RETRY_MS}))
+                    done.append(armed)
+            except asyncio.CancelledError:  # shutdown: what was not applied is due again at once, for any instance
+                left = {armed: due for armed, due in claimed if armed not in done}
+                await asyncio.shield(self._quietly("hand back", "a claimed batch", self.index.arm(left)))
+                raise
+            finally:
+                await asyncio.shield(self._quietly("release", "a claimed batch", self.index.release(done, lease)))
             if len(claimed) < CLAIM_BATCH:
                 return acted
 

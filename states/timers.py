@@ -4,10 +4,14 @@ the due-time index in Redis that fires each armed timer at most once across inst
 A timer belongs to a state. It is armed with the conversation's version when the conversation
 enters that state (`idle` timers again at each customer message: customer silence is what they
 count); its member in the index names the timer, the version and the conversation, so arming it
-again only moves its due time. Instances claim due members with one Lua script (ZRANGEBYSCORE
-then ZREM, atomically), so each armed member is handed to exactly one instance. The effect is
+again only moves its due time. Instances claim due members with one Lua script (ZRANGEBYSCORE,
+then each moved to the end of a lease, atomically), so each armed member is handed to one instance
+at a time; once applied it is removed, unless armed again meanwhile. One whose instance died while
+applying it (killed, or its host gone) is claimed again when its lease runs out. The effect is
 then applied with the version it was armed with: a conversation that moved on meanwhile (another
-version) is left alone, by the transition's compare-and-set when the effect is a transition.
+version) is left alone, by the transition's compare-and-set when the effect is a transition (a timer
+applied again, its lease run out in a long stall: the close acts once by that compare-and-set, the
+SLA mark once by its unique key, and the nudge looks for one sent in the same silence first).
 
 The "assignee offline" timeout of PROTOCOL 4.1 (PRESENCE_GRACE_S -> `requeue` reason
 `agent_offline`) is not in this table: it is armed by an agent's presence lease running out,
@@ -110,14 +114,26 @@ class Armed(NamedTuple):
         return cls(row, conversation_id, int(version))
 
 
-# Hand the due members (score <= ARGV[1], at most ARGV[2]) to this caller and remove them, at once:
-# two instances never both get one. One key, so a Redis Cluster runs it on the key's node.
+# Hand the due members (score <= ARGV[1], at most ARGV[2]) to this caller and move them to the end of its
+# lease (ARGV[3] ms), at once: two instances never both get one while its lease runs. One key, so a Redis
+# Cluster runs it on the key's node.
 CLAIM_SCRIPT = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 for i = 1, #due, 2 do
-  redis.call('ZREM', KEYS[1], due[i])
+  redis.call('ZADD', KEYS[1], ARGV[3], due[i])
 end
 return due
+"""
+
+# Remove the members ARGV[2..] that still wait for the end of the lease ARGV[1] (applied); one armed again
+# meanwhile (another due time) stays. How many went.
+RELEASE_SCRIPT = """
+local gone = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[1]) then gone = gone + redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return gone
 """
 
 
@@ -129,6 +145,7 @@ class TimerIndex:
         self.redis = redis
         self.key = redis_keys.TIMERS_DUE
         self._claim = redis.register_script(CLAIM_SCRIPT)
+        self._release = redis.register_script(RELEASE_SCRIPT)
 
     async def arm(self, due: dict[Armed, int], *, missing_only: bool = False) -> int:
         """Arm (or move) these timers to their due epoch ms; `missing_only`: only those not armed (an armed one
@@ -142,15 +159,22 @@ class TimerIndex:
         if armed:
             await self.redis.zrem(self.key, *(a.member for a in armed))
 
-    async def claim(self, now_ms: int, limit: int = 100) -> list[tuple[Armed, int]]:
-        """Take up to `limit` timers due at `now_ms` (each is handed to one caller only), with their due ms."""
-        raw = await self._claim(keys=[self.key], args=[now_ms, limit])
+    async def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[tuple[Armed, int]]:
+        """Take up to `limit` timers due at `now_ms`, with their due ms: each is handed to no other caller until
+        `lease_until_ms` (then to the next that claims it, unless released)."""
+        raw = await self._claim(keys=[self.key], args=[now_ms, limit, lease_until_ms])
         out = []
         for member, score in zip(raw[::2], raw[1::2], strict=True):
             armed = Armed.parse(member)
             if armed is not None:
                 out.append((armed, int(float(score))))
         return out
+
+    async def release(self, claimed: list[Armed], lease_until_ms: int) -> int:
+        """Forget claimed timers that were applied (those armed again meanwhile stay armed): how many."""
+        if not claimed:
+            return 0
+        return int(await self._release(keys=[self.key], args=[lease_until_ms, *(a.member for a in claimed)]))
 
     async def next_due_ms(self) -> int | None:
         """The earliest due time in the index (None when empty)."""

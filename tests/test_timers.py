@@ -61,11 +61,28 @@ async def test_a_due_timer_is_handed_to_one_claimer_only(any_redis):
     index_a, index_b = TimerIndex(redis), TimerIndex(redis)
     await index_a.arm({Armed(TIMERS[0], f"c{i}", 0): 1000 + i for i in range(60)})
     await index_a.arm({Armed(TIMERS[0], "later", 0): 5000})
-    got_a, got_b = await asyncio.gather(index_a.claim(2000, 7), index_b.claim(2000, 100))
-    rest = await index_a.claim(2000, 100)
+    got_a, got_b = await asyncio.gather(index_a.claim(2000, 7, 60_000), index_b.claim(2000, 100, 60_000))
+    rest = await index_a.claim(2000, 100, 60_000)
     ids = [a.conversation_id for a, _ in got_a + got_b + rest]
     assert sorted(ids) == sorted(f"c{i}" for i in range(60))  # each once
     assert await index_a.next_due_ms() == 5000
+    await redis.delete(redis_keys.TIMERS_DUE)
+
+
+async def test_a_claimed_timer_is_claimed_again_when_its_lease_runs_out_unless_released(any_redis):
+    """Its instance died while applying it: another takes it when the lease ends. One applied (released)
+    is gone; one armed again meanwhile (another due time) stays armed."""
+    redis = any_redis
+    await redis.delete(redis_keys.TIMERS_DUE)
+    index = TimerIndex(redis)
+    died, applied, rearmed = (Armed(TIMERS[1], cid, 0) for cid in ("died", "applied", "rearmed"))
+    await index.arm({died: 1000, applied: 1000, rearmed: 1000})
+    assert {a for a, _ in await index.claim(2000, 100, 62_000)} == {died, applied, rearmed}
+    assert await index.claim(61_999, 100, 122_000) == []  # leased: nobody else gets them
+    await index.arm({rearmed: 90_000})
+    assert await index.release([applied, rearmed], 62_000) == 1
+    assert await index.due_of(applied) is None and await index.due_of(rearmed) == 90_000
+    assert await index.claim(62_000, 100, 122_000) == [(died, 62_000)]  # the dead instance's, again
     await redis.delete(redis_keys.TIMERS_DUE)
 
 
@@ -95,6 +112,47 @@ async def test_ai_idle_nudges_once_then_closes_for_inactivity(harness_factory, s
     assert (closed.trigger, closed.actor_type, closed.reason) == ("close", "system", "inactivity")
     assert (await h.repository.get(c.id)).state == "closed"
     assert h.timers.fired == {"ai_idle_nudge": 1, "ai_idle_close": 1}
+
+
+async def test_an_idle_close_claimed_by_an_instance_that_died_is_applied_after_its_lease(harness_factory):
+    """Another instance claimed the close and was killed before it applied it: the close is not lost.
+    (Simulated times passed to run_due: the harness's own loop, on the unmoved clock, sees nothing due.)"""
+    from chat.timers import CLAIM_LEASE_MS
+
+    h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=60)
+    c = await h.ops.conversations.start(CUSTOMER)
+    later = h.timers.clock() + 61_000
+    claimed = await h.timers.index.claim(later, 100, later + CLAIM_LEASE_MS)
+    assert [a.timer.name for a, _ in claimed] == ["ai_idle_close"]
+    assert await h.timers.run_due(later + CLAIM_LEASE_MS - 1) == 0  # leased to the dead one
+    assert (await h.repository.get(c.id)).state == "ai"
+    assert await h.timers.run_due(later + CLAIM_LEASE_MS) == 1
+    assert (await h.repository.get(c.id)).state == "closed"
+    assert await h.timers.index.next_due_ms() is None  # applied: released
+
+
+async def test_a_shutdown_while_a_timer_is_applied_hands_it_back_due_at_once(harness_factory, monkeypatch):
+    h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=60)
+    c = await h.ops.conversations.start(CUSTOMER)
+    close = Armed(timers_of(State.AI)[1], c.id, 0)
+    armed_for = await h.timers.index.due_of(close)
+    later = h.timers.clock() + 61_000
+    applying, apply = asyncio.Event(), h.timers._apply
+
+    async def stuck(armed, due, now):
+        applying.set()
+        await asyncio.Event().wait()  # the database stalls; the instance shuts down meanwhile
+
+    monkeypatch.setattr(h.timers, "_apply", stuck)
+    running = asyncio.ensure_future(h.timers.run_due(later))
+    await applying.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert await h.timers.index.due_of(close) == armed_for  # due again at once, for any instance
+    monkeypatch.setattr(h.timers, "_apply", apply)
+    assert await h.timers.run_due(later) == 1
+    assert (await h.repository.get(c.id)).state == "closed"
 
 
 async def test_a_customer_message_counts_idle_time_again(harness_factory, sim_clock):
