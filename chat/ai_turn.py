@@ -208,7 +208,6 @@ class AIRunner:
             return "broken"
         if token is None:
             return "busy"
-        answered = False
         try:
             answered = await self._turn(conversation_id)
         except asyncio.CancelledError:
@@ -302,9 +301,8 @@ class AIRunner:
 
     async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
                            reply_to: Message, text: str, *, turn: Turn) -> bool:
-        """Store the reply only while the conversation is still with the AI, unchanged, and no other turn
-        replied since the history was read (one that took over a lock this turn lost): was it? A cancel
-        (a lost lock, a takeover, a shutdown) lets the write finish, announced or refused and told."""
+        """Store the reply while the conversation is with the AI, unchanged, with no other turn's reply since the
+        history was read: was it? A cancel (lost lock, takeover, shutdown) lets the write finish and be told."""
         self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
 
         async def write() -> bool:
@@ -316,6 +314,10 @@ class AIRunner:
                 await turn.discarded(await reason_moved(self.conversations, conversation.id))
                 return False
             except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
+                if (landed := await _landed(self.store, conversation.id, history[-1].seq, text[:MAX_REPLY_CHARS])):
+                    await self.messages.announce(conversation, landed)  # committed, its answer lost on the way
+                    memory.replied_to(reply_to, landed)
+                    return True
                 with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
                     await turn.discarded(SUPERSEDED)
                 raise
@@ -325,9 +327,8 @@ class AIRunner:
         return await asyncio.shield(write())
 
     async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
-        """Its stream was ended before its reply was stored: by a move out of `ai` (whoever made it told
-        the subscribers), or by nothing that moved it (Redis emptied or restored, a newer turn): then the
-        subscribers are told, and the message is answered again (the next look after this turn)."""
+        """Its stream was ended before its reply was stored: by a move out of `ai` (whoever made it told the
+        subscribers), or by nothing that moved it (Redis emptied or restored, a newer turn): told here then."""
         self._discarded(conversation_id, memory)
         if self.messages.ai_answers((await self.conversations.refresh(conversation_id)).state):  # off hours: handoff
             await turn.discarded(SUPERSEDED)
@@ -347,3 +348,13 @@ class AIRunner:
             await self._handoff(conversation.id, "ai_failure")
             return
         await self.events.emit(AIFailed(conversation, reply_to, exc.code))
+
+
+async def _landed(store: Store, conversation_id: str, read_up_to: int, text: str) -> Message | None:
+    """The reply whose write failed, if it was committed all the same (the connection lost after the
+    commit): the AI message after `read_up_to` with its text (the guard lets no other turn's in)."""
+    with contextlib.suppress(Exception):
+        for message in await store.messages.recent(conversation_id, 3):
+            if message.sender_type == "ai" and message.seq > read_up_to and message.content == text:
+                return message
+    return None

@@ -1036,3 +1036,27 @@ async def test_a_turn_cancelled_while_its_reply_is_written_still_announces_it(ha
     assert created["data"]["message"]["content"] == "Hello, world"
     await harness.drain_ai()
     assert await stored_senders(harness, cid) == ["customer", "ai"]
+
+
+async def test_a_reply_committed_whose_answer_was_lost_is_announced_not_told_interrupted(harness, monkeypatch):
+    """The commit went through and the connection died before its answer came back: the reply is stored,
+    so the subscribers get its message.created (before: `superseded`, and nobody answered again)."""
+    from chat.store import DatabaseError
+
+    messages = harness.app[keys.STORE].messages
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    for name in ("append_batch", "append_draft"):  # from now on: the AI's reply
+        write = getattr(messages, name)
+
+        async def committed_then_lost(drafts, write=write):
+            await write(drafts)
+            raise DatabaseError("(2006, 'MySQL server has gone away')")
+
+        monkeypatch.setattr(messages, name, committed_then_lost)
+    created = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    assert created["data"]["message"]["content"] == "Hello, world"
+    await harness.drain_ai()
+    assert [f for f in ws.events if f["type"] == "ai.interrupted"] == []
+    assert await stored_senders(harness, cid) == ["customer", "ai"]
+    assert len(harness.provider.calls) == 1

@@ -96,10 +96,11 @@ class Messages:
             await self.conversations.refresh(conversation.id)
             raise
         if created:
-            await self._stored(conversation, message)
+            await self.announce(conversation, message)
         return message, created
 
-    async def _stored(self, conversation: Conversation, message: Message) -> None:
+    async def announce(self, conversation: Conversation, message: Message) -> None:
+        """A new message was stored: count it, and tell every subscriber (MessageStored)."""
         _messages_counter(message.sender_type).inc()
         await self.events.emit(MessageStored(conversation, message))
 
@@ -178,7 +179,7 @@ class Messages:
             if writing is not None:  # its early AI request is dropped unless the message was stored
                 writing.stored.set_result(created)
         if created:
-            await self._stored(known, message)
+            await self.announce(known, message)
             if not identity.is_agent:
                 await self._customer_wrote(identity, known, message)
         return message, created
