@@ -252,6 +252,7 @@ class Timers:
             return created
         facts = await self.store.timers.facts(conversation.id, conversation.version)
         entered = facts.entered_ms if facts is not None else due_ms
+        due_ms = self.due_ms(row, entered) if facts is not None else due_ms  # not a lease's end: claimed again
         data = {"conversation_id": conversation.id, "version": conversation.version, "state": conversation.state,
                 "agent_id": conversation.agent_id, "team_id": conversation.team_id,
                 "entered_at": iso_from_ms(entered), "due_at": iso_from_ms(due_ms), "breached_at": iso_from_ms(now)}

@@ -288,6 +288,21 @@ async def test_no_first_reply_in_time_logs_one_sla_breach_and_moves_nothing(harn
         (2, "sla_breached", "human", "human", "system")]
 
 
+async def test_an_sla_breach_claimed_again_after_a_lease_says_when_it_was_due(harness_factory):
+    """Its first claimer died: the breach comes after the lease, and tells the SLA's due time, not the lease's end."""
+    from chat.timers import CLAIM_LEASE_MS
+
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    seen = breaches(h)
+    c = await h.ops.conversations.start(CUSTOMER)
+    await h.ops.conversations.request_handoff(CUSTOMER, c.id)
+    await h.ops.assignment.claim(AGENT, c.id)
+    later = h.timers.clock() + 121_000
+    assert len(await h.timers.index.claim(later, 100, later + CLAIM_LEASE_MS)) == 1  # then killed
+    assert await h.timers.run_due(later + CLAIM_LEASE_MS) == 1
+    assert [(e.due_ms - e.entered_ms) for e in seen] == [120_000]
+
+
 async def test_a_reply_in_time_meets_the_sla(harness_factory, sim_clock):
     h = await harness_factory(**NO_IDLE)
     c = await h.ops.conversations.start(CUSTOMER)
