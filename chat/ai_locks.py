@@ -5,8 +5,10 @@ the lock of a crashed instance soon runs out; one that ran out or was taken is r
 stops. A lock is released only by the turn that holds it (its token).
 
 An instance that finds the lock busy with a customer message to answer leaves a flag beside it
-(`ai:asked:{…}`, expiring with the lock), and the release tells the holder whether one was left: it
-looks again for unanswered messages then (messages announced on its own instance it knows of).
+(`ai:asked:{…}`, renewed with the lock), and the release tells the holder whether one was left: it
+looks again for unanswered messages then (messages announced on its own instance it knows of). A
+conversation id whose lock key cannot share a cluster slot with a flag (a `}` in a migrated id) has
+none: its release always says "look".
 """
 
 from __future__ import annotations
@@ -23,31 +25,34 @@ from states import redis_keys
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the lock, KEYS[2] its asked flag; ARGV token, ms. Take the lock (1; a flag a lost holder left
-# goes: this turn reads every message), or, while another turn holds it, leave the flag (0).
+# KEYS[1] the lock, KEYS[2] its asked flag (when it has one); ARGV token, ms. Take the lock (1; a flag a lost
+# holder left goes: this turn reads every message), or, while another turn holds it, leave the flag (0).
 TAKE_SCRIPT = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
+  if #KEYS > 1 then redis.call('DEL', KEYS[2]) end
   return 1
 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if #KEYS > 1 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 0
 """
 
-# KEYS[1] the lock, KEYS[2] its asked flag; ARGV token. Release the lock only if this turn still holds
-# it: 2 when another instance asked meanwhile (the flag goes), 1 when none did, 0 when it was not held.
+# KEYS[1] the lock, KEYS[2] its asked flag (when it has one); ARGV token. Release the lock only if this turn
+# still holds it: 2 when another instance asked meanwhile (the flag goes) or there is no flag to say, 1 when
+# none did, 0 when it was not held.
 UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+if #KEYS == 1 then return 2 end
 return 1 + redis.call('DEL', KEYS[2])
 """
 
-# Extend a turn lock this instance still holds (KEYS[1] with token ARGV[2]) to ARGV[1] ms; 0 for
-# a lock that expired or was taken since. One key per call, the calls pipelined: on a Redis Cluster
-# the locks of different conversations lie in different slots (states/redis_keys.py).
+# Extend a turn lock this instance still holds (KEYS[1] with token ARGV[2]) and its asked flag, if any, to
+# ARGV[1] ms; 0 for a lock that expired or was taken since. One lock per call, the calls pipelined: on a
+# Redis Cluster the locks of different conversations lie in different slots (states/redis_keys.py).
 RENEW_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return 0
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if #KEYS > 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 """
 
 
@@ -97,7 +102,8 @@ class TurnLocks:
             return
         pipe = self._redis.pipeline(transaction=False)
         for conversation_id, token in held:  # EVAL: redis-py's cluster pipeline refuses EVALSHA
-            pipe.eval(RENEW_SCRIPT, 1, redis_keys.ai_turn(conversation_id), self._ms, token)
+            keys = _keys(conversation_id)
+            pipe.eval(RENEW_SCRIPT, len(keys), *keys, self._ms, token)
         alive = await pipe.execute()
         for (conversation_id, token), ok in zip(held, alive, strict=True):
             if not ok and self._held.get(conversation_id) == token:
@@ -122,4 +128,6 @@ class TurnLocks:
 
 
 def _keys(conversation_id: str) -> list[str]:
-    return [redis_keys.ai_turn(conversation_id), redis_keys.ai_asked(conversation_id)]
+    """The lock, and its asked flag when the conversation id lets it share the lock's cluster slot."""
+    asked = redis_keys.ai_asked(conversation_id)
+    return [redis_keys.ai_turn(conversation_id)] + ([asked] if asked is not None else [])

@@ -19,7 +19,6 @@ and the turn uses that reply only if the context it then reads and checks under 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -32,20 +31,19 @@ from chat.ai import TRANSFER_TO_HUMAN_TOOL, AIError, Provider
 from chat.ai.early import EarlyReplies, EarlyReply
 from chat.ai_locks import TurnLocks
 from chat.ai_memory import Histories, Memories, Memory, build_context
-from chat.ai_stream import AI_FAILURE, HANDOFF, SHUTDOWN, SUPERSEDED, AIStreams, Turn, reason_moved, stream_reply
+from chat.ai_reply import ReplyEnds
+from chat.ai_stream import AI_FAILURE, HANDOFF, SHUTDOWN, SUPERSEDED, AIStreams, stream_reply
 from chat.conversations import Conversations, Messages
 from chat.errors import NotFound, cancelled_meanwhile, log_failure
 from chat.events import AIFailed, ConversationMoved, CustomerWriting, CustomerWrote, Events, MessageStored
 from chat.settings import Settings
 from chat.store import Message, Store
-from states import StaleVersion
 from states.record import Conversation
 from states.repository import Actor
 
 log = logging.getLogger(__name__)
 
 AI_ACTOR = Actor("ai")
-MAX_REPLY_CHARS = 16000
 SWEEP_PAGE = 200
 
 class AIRunner:
@@ -70,6 +68,7 @@ class AIRunner:
             build_context, settings.ai_system_prompt, max_chars=settings.ai_context_chars))
         self._closing = False
         self.discarded = 0
+        self.ends = ReplyEnds(conversations, messages, store, self._discarded)
 
     def subscribe_to(self, events: Events) -> None:
         """Answer customers; stop when the conversation leaves the AI."""
@@ -220,7 +219,10 @@ class AIRunner:
             return "broken"
         finally:
             asked = await self.locks.release(conversation_id, token)
-        return "answered" if answered and not asked else "done"
+        # "answered" only after a reply that directly followed its question: one stored after other messages
+        # (an older instance, whose busy take leaves no flag, may have written one) looks again
+        direct = self._memories.peek(conversation_id).replied
+        return "answered" if answered and direct and not asked else "done"
 
     async def _next(self, conversation_id: str) -> tuple[Conversation, list[Message], Message] | None:
         """(conversation, history, the customer message to answer), or None when nothing is due."""
@@ -283,14 +285,13 @@ class AIRunner:
             if not turn.ended:  # the handoff did not move it (it waits in handoff already, off hours)
                 await turn.interrupt(HANDOFF)
             else:
-                await self._stream_ended(conversation.id, memory, turn)
+                await self.ends.ended(conversation.id, memory, turn)
             return False
         metrics.AI_REPLY.observe(time.monotonic() - started)
         memory.failures = 0
-        if not await turn.finish():  # ended elsewhere in the meantime, or its stream lost: not stored
-            await self._stream_ended(conversation.id, memory, turn)
-            return False
-        return await self._store_reply(conversation, memory, history, reply_to, text, turn=turn)
+        self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
+        return await self.ends.store_reply(conversation, memory, history=history, reply_to=reply_to, text=text,
+                                           turn=turn)
 
     def _discarded(self, conversation_id: str, memory: Memory) -> None:
         self._histories.forget(conversation_id)
@@ -298,40 +299,6 @@ class AIRunner:
         metrics.AI_DISCARDED.inc()
         log.info("AI reply for %s discarded: the conversation moved on", conversation_id)
         memory.attempted = 0  # not answered: if still (or again) with the AI, the next look takes it on again
-
-    async def _store_reply(self, conversation: Conversation, memory: Memory, history: list[Message],
-                           reply_to: Message, text: str, *, turn: Turn) -> bool:
-        """Store the reply while the conversation is with the AI, unchanged, with no other turn's reply since the
-        history was read: was it? A cancel (lost lock, takeover, shutdown) lets the write finish and be told."""
-        self._histories.keep(conversation.id, history)  # the reply and what follows join it as they are stored
-
-        async def write() -> bool:
-            try:  # an AI message after the newest one read is another turn's
-                message, _ = await self.messages.append(conversation, answering=history[-1].seq, sender_type="ai",
-                                                        content=text[:MAX_REPLY_CHARS])
-            except StaleVersion:
-                self._discarded(conversation.id, memory)
-                await turn.discarded(await reason_moved(self.conversations, conversation.id))
-                return False
-            except Exception:  # the database away: the streamed reply is not stored (a later turn answers)
-                if (landed := await _landed(self.store, conversation.id, history[-1].seq, text[:MAX_REPLY_CHARS])):
-                    await self.messages.announce(conversation, landed)  # committed, its answer lost on the way
-                    memory.replied_to(reply_to, landed)
-                    return True
-                with contextlib.suppress(Exception):  # Redis away too: the subscribers' streams run out
-                    await turn.discarded(SUPERSEDED)
-                raise
-            memory.replied_to(reply_to, message)
-            return True
-
-        return await asyncio.shield(write())
-
-    async def _stream_ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
-        """Its stream was ended before its reply was stored: by a move out of `ai` (whoever made it told the
-        subscribers), or by nothing that moved it (Redis emptied or restored, a newer turn): told here then."""
-        self._discarded(conversation_id, memory)
-        if self.messages.ai_answers((await self.conversations.refresh(conversation_id)).state):  # off hours: handoff
-            await turn.discarded(SUPERSEDED)
 
     async def _handoff(self, conversation_id: str, reason: str) -> None:
         await self.conversations.fire_quietly(conversation_id, "request_handoff", actor=AI_ACTOR, reason=reason)
@@ -349,12 +316,3 @@ class AIRunner:
             return
         await self.events.emit(AIFailed(conversation, reply_to, exc.code))
 
-
-async def _landed(store: Store, conversation_id: str, read_up_to: int, text: str) -> Message | None:
-    """The reply whose write failed, if it was committed all the same (the connection lost after the
-    commit): the AI message after `read_up_to` with its text (the guard lets no other turn's in)."""
-    with contextlib.suppress(Exception):
-        for message in await store.messages.recent(conversation_id, 3):
-            if message.sender_type == "ai" and message.seq > read_up_to and message.content == text:
-                return message
-    return None

@@ -1,5 +1,5 @@
 """The state timers of PROTOCOL 4.1 at work: armed from the operations' events, fired by one loop per
-instance from the shared due-time index (states/timers.py), each armed timer by one instance only.
+instance from the shared due-time index (states/timers.py), each armed timer by one instance at a time.
 
 Arming: a move disarms the timers of the version it leaves and arms those of the state it enters
 (due from the move's time; business time for the SLA and the queue wait); a start arms the `ai`
@@ -187,8 +187,9 @@ class Timers:
         """Claim and apply every timer due at `now` (default: the clock), until none is left (the
         drain mode); return how many acted here."""
         at = self.clock() if now is None else now
-        lease, acted = at + CLAIM_LEASE_MS, 0
+        acted = 0
         while True:
+            lease = max(at, self.clock()) + CLAIM_LEASE_MS  # from each claim: a long pass's later batches too
             claimed = await self.index.claim(at, CLAIM_BATCH, lease)
             done: list[Armed] = []
             try:

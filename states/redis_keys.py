@@ -9,7 +9,7 @@ hash slot. Every agent-wide key carries the hash tag AGENTS_TAG, so they all sha
 presence re-assert script (an agent's presence hash and the online set) and the status MULTI
 (presence hash, online and lease sets) stay there. Every other script or MULTI touches one key, or
 keys of one slot: the live record's compare-and-set, the turn lock's renewal, a quota's MULTI touch
-one; the turn lock's take and release touch the lock and its asked flag, whose hash tag is the lock's
+one; the turn lock's take, renew and release touch the lock and its asked flag, whose hash tag is the lock's
 key; the AI stream's scripts touch one key and SPUBLISH on the conversation's channel, which shares
 that key's slot. What spans conversations goes one command per key (pipelined: redis-py's cluster
 pipeline sends each node its share), never one multi-key command: the turn locks' renewal, `db adopt`'s reads.
@@ -53,11 +53,13 @@ def ai_turn(conversation_id: str) -> str:
     return f"{AI_TURN_PREFIX}{conversation_id}"
 
 
-def ai_asked(conversation_id: str) -> str:
+def ai_asked(conversation_id: str) -> str | None:
     """Set by an instance that found the AI turn lock busy with a customer message to answer, read and
-    cleared by the lock's release: the holder looks again (transient). Its hash tag is the whole lock key,
-    so the lock's scripts keep to one cluster slot."""
-    return f"{AI_ASKED_PREFIX}{{{_hashed_part(ai_turn(conversation_id))}}}"
+    cleared by the lock's release: the holder looks again (transient). Its hash tag is the part of the lock
+    key a cluster hashes, so the lock's scripts keep to one slot; None when no tag can be that part (it
+    holds a `}`: a migrated id), and the lock goes without a flag."""
+    hashed = _hashed_part(ai_turn(conversation_id))
+    return None if "}" in hashed else f"{AI_ASKED_PREFIX}{{{hashed}}}"
 
 
 def ai_stream(channel: str) -> str:

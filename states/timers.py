@@ -1,5 +1,5 @@
 """Timers as state-machine timeouts (PROTOCOL 4.1): the timer table beside the transition table, and
-the due-time index in Redis that fires each armed timer at most once across instances.
+the due-time index in Redis that hands each armed timer to one instance at a time (a lease).
 
 A timer belongs to a state. It is armed with the conversation's version when the conversation
 enters that state (`idle` timers again at each customer message: customer silence is what they

@@ -299,8 +299,7 @@ async def test_a_move_between_the_end_of_the_stream_and_the_store_still_interrup
         await h.ops.conversations.close(Identity("cust-1", "customer"), cid)
         return await append(conversation, **kw)
 
-    runner.messages = SimpleNamespace(append=closed_first, ai_answers=runner.messages.ai_answers,
-                                      handoff_asked=runner.messages.handoff_asked)
+    runner.ends.messages = SimpleNamespace(append=closed_first, ai_answers=runner.messages.ai_answers)
     provider.allow(2)
     first = await deltas_until(ws, 2)
     interrupted = await ws.event("ai.interrupted")

@@ -727,6 +727,12 @@ async def test_a_busy_lock_asks_its_holder_to_look_again_and_a_release_tells_it(
     await redis.set(redis_keys.ai_asked("c1"), "1")  # left by an asker whose holder was lost
     token = await here.take("c1")  # this turn reads every message: the old flag goes
     assert token and await here.release("c1", token) is False
+    token = await here.take("c1")  # a turn longer than the lock's time: the flag lasts as long as the lock
+    assert await elsewhere.take("c1") is None
+    await redis.pexpire(redis_keys.ai_asked("c1"), 500)
+    await here.renew()
+    assert await redis.pttl(redis_keys.ai_asked("c1")) > 5_000
+    assert await here.release("c1", token) is True
     await here.close()
     await elsewhere.close()
 
@@ -748,6 +754,21 @@ async def test_a_turn_that_stored_its_reply_with_nobody_asking_reads_nothing_mor
         await harness.drain_ai()
     assert reads == [harness.settings.ai_context_messages] * 2
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "ai"]
+
+
+async def test_a_reply_stored_after_a_message_nobody_announced_here_looks_again(harness):
+    """A message stored during the turn by an instance that left no flag (an older version's busy take):
+    the reply did not directly follow its question, so the turn looks again and answers it."""
+    provider: ScriptedProvider = harness.provider
+    provider.gate = asyncio.Event()
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    await ws.event("ai.delta")
+    await harness.app[keys.STORE].messages.append(cid, sender_type="customer", sender_id="cust-1", content="and?")
+    provider.gate.set()
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "customer", "ai", "ai"]
+    assert len(provider.calls) == 2
 
 
 async def test_bookkeeping_is_empty_after_the_turns_end(harness):
@@ -820,6 +841,10 @@ def test_memories_are_bounded():
 
 
 async def test_a_turn_cancelled_at_shutdown_is_logged_as_cancelled(harness, monkeypatch, caplog):
+    """The shutdown waits WRITE_WAIT_S for the reply's write (here stuck for good), then cancels it too."""
+    from chat import ai_reply
+
+    monkeypatch.setattr(ai_reply, "WRITE_WAIT_S", 0.05)
     runner = harness.app[keys.AI_RUNNER]
     writing = asyncio.Event()
 
@@ -1060,3 +1085,28 @@ async def test_a_reply_committed_whose_answer_was_lost_is_announced_not_told_int
     assert [f for f in ws.events if f["type"] == "ai.interrupted"] == []
     assert await stored_senders(harness, cid) == ["customer", "ai"]
     assert len(harness.provider.calls) == 1
+
+
+async def test_a_turn_cancelled_while_it_ends_its_stream_still_stores_and_announces_the_reply(harness, monkeypatch):
+    """The cancel came while the stream's end was on its way to Redis (before: the stream ended, nothing
+    stored, nobody told)."""
+    streams, ending, go_on = harness.app[keys.AI_RUNNER].streams, asyncio.Event(), asyncio.Event()
+    end = streams.end
+
+    async def slow_end(conversation, turn_id, reason):
+        if reason is None:
+            ending.set()
+            await go_on.wait()
+        return await end(conversation, turn_id, reason)
+
+    monkeypatch.setattr(streams, "end", slow_end)
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await ending.wait()
+    harness.app[keys.AI_RUNNER]._lock_lost(cid)  # the turn is cancelled
+    go_on.set()
+    created = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    assert created["data"]["message"]["content"] == "Hello, world"
+    await harness.drain_ai()
+    assert await stored_senders(harness, cid) == ["customer", "ai"]

@@ -131,6 +131,35 @@ async def test_an_idle_close_claimed_by_an_instance_that_died_is_applied_after_i
     assert await h.timers.index.next_due_ms() is None  # applied: released
 
 
+async def test_each_claim_of_a_long_pass_leases_from_its_own_time(harness_factory, sim_clock, monkeypatch):
+    """A pass that takes long (a backlog, a stalled apply): a later batch's lease counts from its claim, not
+    from the pass's start, or it would have run out before it was applied."""
+    from chat import timers as timers_module
+
+    h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=60)
+    h.timers.close()  # this test runs the passes itself
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for _ in range(2):
+        await h.ops.conversations.start(CUSTOMER)
+    monkeypatch.setattr(timers_module, "CLAIM_BATCH", 1)
+    claim, leases = h.timers.index.claim, []
+
+    async def recorded(now_ms, limit, lease_until_ms):
+        leases.append(lease_until_ms)
+        return await claim(now_ms, limit, lease_until_ms)
+
+    async def slow_apply(armed, due, now):
+        sim_clock.advance(200)
+        return False
+
+    monkeypatch.setattr(h.timers.index, "claim", recorded)
+    monkeypatch.setattr(h.timers, "_apply", slow_apply)
+    sim_clock.advance(61)
+    await h.timers.run_due()
+    assert len(leases) == 3 and leases[1] - leases[0] == leases[2] - leases[1] == 200_000
+
+
 async def test_a_shutdown_while_a_timer_is_applied_hands_it_back_due_at_once(harness_factory, monkeypatch):
     h = await harness_factory(ai_idle_nudge_s=0, ai_idle_close_s=60)
     c = await h.ops.conversations.start(CUSTOMER)

@@ -51,11 +51,12 @@ class NewMessage:
     private: bool = False
     client_msg_id: str | None = None
     guard: Guard | None = None
+    message_id: str | None = None  # its id when the writer chose it (to find it after a lost answer)
 
     def stored(self, seq: int, created_ms: int) -> Message:
-        """The stored message, with a fresh id."""
+        """The stored message, with its id (a fresh one unless chosen)."""
         return Message(
-            id=new_id(),
+            id=self.message_id or new_id(),
             conversation_id=self.conversation_id,
             seq=seq,
             sender_type=self.sender_type,

@@ -35,17 +35,21 @@ async def test_the_presence_script_and_multi_run_on_the_cluster(cluster):
 
 
 async def test_the_turn_locks_scripts_run_on_the_cluster(cluster):
-    """The take and release scripts touch the lock and its asked flag: one slot, whatever the id."""
+    """The take, renew and release scripts touch the lock and its asked flag: one slot. An id whose lock key
+    no hash tag can match (a `}` in what the cluster hashes) has no flag: its release always says "look"."""
     from chat.ai_locks import TurnLocks
 
     here, elsewhere = TurnLocks(cluster, 15, lambda _: None), TurnLocks(cluster, 15, lambda _: None)
-    for cid in ["conversation-1", *AGENTS]:
-        assert await slot(cluster, redis_keys.ai_asked(cid)) == await slot(cluster, redis_keys.ai_turn(cid))
+    for cid in ["conversation-1", *AGENTS, "x}y", "a{}b"]:
+        asked = redis_keys.ai_asked(cid)
+        assert asked is None or await slot(cluster, asked) == await slot(cluster, redis_keys.ai_turn(cid))
         token = await here.take(cid)
         assert token and await elsewhere.take(cid) is None
+        await here.renew()
         assert await here.release(cid, token) is True  # asked by the busy take
         token = await here.take(cid)
-        assert token and await here.release(cid, token) is False
+        assert token and await here.release(cid, token) is (asked is None)
+    assert redis_keys.ai_asked("x}y") is None and redis_keys.ai_asked("a{}b") is None
 
 
 async def test_conversation_keys_spread_over_the_masters(cluster):
