@@ -107,6 +107,7 @@ class TurnLocks:
         alive = await pipe.execute()
         for (conversation_id, token), ok in zip(held, alive, strict=True):
             if not ok and self._held.get(conversation_id) == token:
+                del self._held[conversation_id]  # reported once (a second cancel would cut the reply's end short)
                 self._lost(conversation_id)
 
     async def close(self) -> None:

@@ -48,7 +48,10 @@ class ReplyEnds:
             return await asyncio.shield(ending)
         except asyncio.CancelledError:
             await asyncio.wait({ending}, timeout=WRITE_WAIT_S)  # a second cancel ends this wait, not the write
-            ending.cancel()  # (done by now, or stuck that long)
+            if not ending.done():
+                ending.cancel()  # stuck that long
+            elif not ending.cancelled() and (exc := ending.exception()) is not None:
+                log.warning("AI reply of %s, its turn cancelled: %s", conversation.id, exc)
             raise
 
     async def ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:

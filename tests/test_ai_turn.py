@@ -722,6 +722,11 @@ async def test_a_busy_lock_asks_its_holder_to_look_again_and_a_release_tells_it(
     assert not await redis.exists(redis_keys.ai_asked("c1"), redis_keys.ai_turn("c1"))
     token = await here.take("c1")
     await redis.set(redis_keys.ai_turn("c1"), "taken-meanwhile")
+    lost: list[str] = []
+    here._lost = lost.append
+    await here.renew()
+    await here.renew()
+    assert lost == ["c1"]  # reported once: a second cancel would cut the turn's end short
     assert await here.release("c1", token) is True  # not ours any more: another turn may have run
     await redis.delete(redis_keys.ai_turn("c1"))
     await redis.set(redis_keys.ai_asked("c1"), "1")  # left by an asker whose holder was lost
