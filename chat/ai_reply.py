@@ -1,13 +1,16 @@
 """How a streamed AI reply ends (chat.ai_turn): its stream ended, then the reply stored and announced, or
-refused and its subscribers told. Once it has begun, a cancel (a lost lock, a takeover, a shutdown) waits
-for it: the turn holds its lock until the write is done, and a shutdown lets it finish, so a reply that is
-stored is always published and one that is not is always told (`ai.interrupted`).
+refused and its subscribers told. Once it has begun it is never cancelled: a cancel of its turn (a lost
+lock, a takeover, a shutdown; one or several) waits for it up to WRITE_WAIT_S with the turn's lock held,
+so a reply that is stored is published and one that is not is told (`ai.interrupted`). A write the
+database has not answered by then goes on by itself after its turn has ended, and still tells how it
+ended when the database answers (a failure then is logged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -22,8 +25,8 @@ from states.record import Conversation
 log = logging.getLogger(__name__)
 
 MAX_REPLY_CHARS = 16000
-# How long a cancel (a shutdown, a lost lock, a takeover) waits for a reply's end already under way; a write
-# the database has not answered by then is cancelled too (a later turn answers what it did not store).
+# How long a cancel (a shutdown, a lost lock, a takeover) waits for a reply's end already under way, the
+# turn's lock held; a write the database has not answered by then goes on without its turn.
 WRITE_WAIT_S = 10.0
 
 
@@ -43,15 +46,11 @@ class ReplyEnds:
         turn's reply since the history was read: was it? A cancel meanwhile waits for the end, then goes on."""
         ending = asyncio.ensure_future(self._end(conversation, memory, history=history, reply_to=reply_to,
                                                  text=text, turn=turn))
-        ending.add_done_callback(_retrieved)
         try:
             return await asyncio.shield(ending)
         except asyncio.CancelledError:
-            await asyncio.wait({ending}, timeout=WRITE_WAIT_S)  # a second cancel ends this wait, not the write
-            if not ending.done():
-                ending.cancel()  # stuck that long
-            elif not ending.cancelled() and (exc := ending.exception()) is not None:
-                log.warning("AI reply of %s, its turn cancelled: %s", conversation.id, exc)
+            await _outlast(ending)
+            ending.add_done_callback(functools.partial(_told, conversation.id))
             raise
 
     async def ended(self, conversation_id: str, memory: Memory, turn: Turn) -> None:
@@ -97,6 +96,18 @@ class ReplyEnds:
         return None
 
 
-def _retrieved(ending: asyncio.Future[bool]) -> None:
-    if not ending.cancelled():
-        ending.exception()  # a cancelled turn's (the turn has gone): not logged as never retrieved
+async def _outlast(ending: asyncio.Future[bool]) -> None:
+    """Wait for a reply's end up to WRITE_WAIT_S, whatever cancels come meanwhile (its turn leaves after)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WRITE_WAIT_S
+    while not ending.done() and (left := deadline - loop.time()) > 0:
+        with contextlib.suppress(asyncio.CancelledError):  # its turn is leaving already: once this is over
+            await asyncio.wait({ending}, timeout=left)
+
+
+def _told(conversation_id: str, ending: asyncio.Future[bool]) -> None:
+    """The end of a reply whose turn was cancelled meanwhile: a failure is logged (nobody else hears of it)."""
+    if ending.cancelled():
+        return
+    if (exc := ending.exception()) is not None:
+        log.warning("AI reply of %s, its turn cancelled: %s: %s", conversation_id, type(exc).__name__, exc)

@@ -1115,3 +1115,62 @@ async def test_a_turn_cancelled_while_it_ends_its_stream_still_stores_and_announ
     assert created["data"]["message"]["content"] == "Hello, world"
     await harness.drain_ai()
     assert await stored_senders(harness, cid) == ["customer", "ai"]
+
+
+async def test_a_cancelled_turn_holds_its_lock_until_its_reply_is_written_whatever_cancels_come(harness, monkeypatch):
+    """Shutdown (runner.close) and a second cancel while the reply's write waits on the database: the turn
+    keeps its lock and close() waits, until the write is done and announced."""
+    messages, writing, go_on = harness.app[keys.STORE].messages, asyncio.Event(), asyncio.Event()
+    runner, redis = harness.app[keys.AI_RUNNER], harness.app[keys.REDIS]
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    for name in ("append_batch", "append_draft"):  # from now on: the AI's reply
+        write = getattr(messages, name)
+
+        async def held(drafts, write=write):
+            writing.set()
+            await go_on.wait()
+            return await write(drafts)
+
+        monkeypatch.setattr(messages, name, held)
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        await writing.wait()
+    turn = runner._tasks[cid]
+    closing = asyncio.ensure_future(runner.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    turn.cancel()  # a second cancel
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done() and await redis.exists(redis_keys.ai_turn(cid))
+    go_on.set()
+    await closing
+    created = await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+    assert created["data"]["message"]["content"] == "Hello, world"
+    assert not await redis.exists(redis_keys.ai_turn(cid))
+
+
+async def test_a_failed_write_does_not_adopt_another_turns_identical_reply(harness, monkeypatch):
+    """The write failed (nothing committed) and another turn's reply with the same text is stored after the
+    history this turn read: it is not taken for this one (looked up by the id it was written with)."""
+    from chat.store import DatabaseError
+
+    provider: ScriptedProvider = harness.provider
+    provider.gate = asyncio.Event()
+    store = harness.app[keys.STORE]
+    ws, cid = await start(harness)
+    await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
+    first = await ws.event("ai.delta")  # streaming, waiting on the gate
+    await store.messages.append(cid, sender_type="ai", content="Hello, world")  # the other turn's
+
+    async def away(drafts):
+        raise DatabaseError("(2006, 'MySQL server has gone away')")
+
+    for name in ("append_batch", "append_draft"):
+        monkeypatch.setattr(store.messages, name, away)
+    provider.gate.set()
+    await harness.drain_ai()
+    ended = await ws.event("ai.interrupted")
+    assert ended["data"] == {"conversation_id": cid, "turn_id": first["data"]["turn_id"], "reason": "superseded"}
+    created = [f for f in ws.events if f["type"] == "message.created"]
+    assert [f["data"]["message"]["sender_type"] for f in created] == ["customer"]  # the other turn's is not ours
