@@ -156,24 +156,26 @@ async def test_an_early_question_on_a_history_that_moved_on_is_dropped_unseen(ha
     assert await stored_senders(harness, cid) == ["customer", "ai", "customer", "customer", "ai"]
 
 
-def _hold_message_commits(harness, monkeypatch) -> asyncio.Event:
-    """From now on the message writer's SQL writes wait for the returned event."""
-    messages, release = harness.app[keys.STORE].messages, asyncio.Event()
+def _hold_message_commits(harness, monkeypatch) -> tuple[asyncio.Event, asyncio.Event]:
+    """From now on the message writer's SQL writes wait: the event set when one waits, and the one that
+    lets them go on."""
+    messages, waiting, release = harness.app[keys.STORE].messages, asyncio.Event(), asyncio.Event()
     for name in ("append_batch", "append_draft"):
         write = getattr(messages, name)
 
         async def held(drafts, write=write):
+            waiting.set()
             await release.wait()
             return await write(drafts)
 
         monkeypatch.setattr(messages, name, held)
-    return release
+    return waiting, release
 
 
 async def _ask_while_it_commits(harness, monkeypatch, ws, cid) -> tuple[asyncio.Event, asyncio.Future]:
     """Hold the message commits, send the second question and wait until the provider was asked on it.
     Returns the event that lets the commits go on, and the pending message.send."""
-    release = _hold_message_commits(harness, monkeypatch)
+    _, release = _hold_message_commits(harness, monkeypatch)
     harness.provider.started.clear()
     sending = asyncio.ensure_future(ws.ok("message.send", conversation_id=cid, client_msg_id="2",
                                           content="second question"))
@@ -1045,18 +1047,9 @@ async def test_a_turn_cancelled_while_its_reply_is_written_still_announces_it(ha
     """The cancel (here a lost lock; a takeover or a shutdown the same) came while the reply's commit was
     on its way: the reply was stored, and its message.created must still reach the subscribers, whose
     stream had ended with no other word."""
-    messages, writing, go_on = harness.app[keys.STORE].messages, asyncio.Event(), asyncio.Event()
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
-    for name in ("append_batch", "append_draft"):  # from now on: the AI's reply
-        write = getattr(messages, name)
-
-        async def held(drafts, write=write):
-            writing.set()
-            await go_on.wait()
-            return await write(drafts)
-
-        monkeypatch.setattr(messages, name, held)
+    writing, go_on = _hold_message_commits(harness, monkeypatch)  # from now on: the AI's reply
     async with asyncio.timeout(RECV_TIMEOUT_S):
         await writing.wait()
     runner = harness.app[keys.AI_RUNNER]
@@ -1120,19 +1113,10 @@ async def test_a_turn_cancelled_while_it_ends_its_stream_still_stores_and_announ
 async def test_a_cancelled_turn_holds_its_lock_until_its_reply_is_written_whatever_cancels_come(harness, monkeypatch):
     """Shutdown (runner.close) and a second cancel while the reply's write waits on the database: the turn
     keeps its lock and close() waits, until the write is done and announced."""
-    messages, writing, go_on = harness.app[keys.STORE].messages, asyncio.Event(), asyncio.Event()
     runner, redis = harness.app[keys.AI_RUNNER], harness.app[keys.REDIS]
     ws, cid = await start(harness)
     await ws.ok("message.send", conversation_id=cid, client_msg_id="1", content="hello?")
-    for name in ("append_batch", "append_draft"):  # from now on: the AI's reply
-        write = getattr(messages, name)
-
-        async def held(drafts, write=write):
-            writing.set()
-            await go_on.wait()
-            return await write(drafts)
-
-        monkeypatch.setattr(messages, name, held)
+    writing, go_on = _hold_message_commits(harness, monkeypatch)  # from now on: the AI's reply
     async with asyncio.timeout(RECV_TIMEOUT_S):
         await writing.wait()
     turn = runner._tasks[cid]
