@@ -315,4 +315,3 @@ class AIRunner:
             await self._handoff(conversation.id, "ai_failure")
             return
         await self.events.emit(AIFailed(conversation, reply_to, exc.code))
-

@@ -201,7 +201,7 @@ class Timers:
                         await self._quietly("retry", armed.conversation_id, self.arm({armed: at + RETRY_MS}))
                     done.append(armed)
             except asyncio.CancelledError:  # shutdown: what was not applied is due again at once, for any instance
-                left = {armed: due for armed, due in claimed if armed not in done}
+                left = dict(claimed[len(done):])  # `done` is the claim's head, in order
                 await asyncio.shield(self._quietly("hand back", "a claimed batch", self.index.arm(left)))
                 raise
             finally:
@@ -252,8 +252,9 @@ class Timers:
                 return False
             return created
         facts = await self.store.timers.facts(conversation.id, conversation.version)
-        entered = facts.entered_ms if facts is not None else due_ms
-        due_ms = self.due_ms(row, entered) if facts is not None else due_ms  # not a lease's end: claimed again
+        entered = due_ms
+        if facts is not None:  # its due time from the state's start: not a lease's end (claimed again)
+            entered, due_ms = facts.entered_ms, self.due_ms(row, facts.entered_ms)
         data = {"conversation_id": conversation.id, "version": conversation.version, "state": conversation.state,
                 "agent_id": conversation.agent_id, "team_id": conversation.team_id,
                 "entered_at": iso_from_ms(entered), "due_at": iso_from_ms(due_ms), "breached_at": iso_from_ms(now)}

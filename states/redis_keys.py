@@ -8,10 +8,10 @@ On a Redis Cluster (REDIS_CLUSTER=true) a script, a MULTI or a multi-key command
 hash slot. Every agent-wide key carries the hash tag AGENTS_TAG, so they all share one slot: the
 presence re-assert script (an agent's presence hash and the online set) and the status MULTI
 (presence hash, online and lease sets) stay there. Every other script or MULTI touches one key, or
-keys of one slot: the live record's compare-and-set, the turn lock's renewal, a quota's MULTI touch
-one; the turn lock's take, renew and release touch the lock and its asked flag, whose hash tag is the lock's
-key; the AI stream's scripts touch one key and SPUBLISH on the conversation's channel, which shares
-that key's slot. What spans conversations goes one command per key (pipelined: redis-py's cluster
+keys of one slot: the live record's compare-and-set and a quota's MULTI touch one; the turn lock's
+take, renew and release touch the lock and its asked flag, whose hash tag is the lock's key; the AI
+stream's scripts touch one key and SPUBLISH on the conversation's channel, which shares that key's
+slot. What spans conversations goes one command per key (pipelined: redis-py's cluster
 pipeline sends each node its share), never one multi-key command: the turn locks' renewal, `db adopt`'s reads.
 """
 
