@@ -120,14 +120,14 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
 
     from chat import keys
     from chat.app import create_app
-    from chat.logs import setup_logging
+    from chat.logs import START_LOGGER, setup_logging
     from chat.store import DatabaseError
     from chat.store.migrations import ForeignSchema
 
     app = create_app(settings)
     app.on_startup.append(freeze_heap)  # after every startup context of the app
     setup_logging(settings, app[keys.INSTANCE_ID])  # LOG_FORMAT text|json, tokens and secrets masked
-    logging.getLogger("chat.cli").info("chat-api starting: %s; %s; pid %d", settings.describe(), env_file.describe(),
+    logging.getLogger(START_LOGGER).info("chat-api starting: %s; %s; pid %d", settings.describe(), env_file.describe(),
                                        os.getpid())  # one line per worker with --workers
     try:
         import uvloop

@@ -191,6 +191,9 @@ def resolve_format(log_format: str, stream: IO[str]) -> str:
     return "text" if isatty is not None and isatty() else "json"
 
 
+START_LOGGER = "chat.start"  # the start line: logged whatever LOG_LEVEL says
+
+
 def setup_logging(settings: Settings, instance_id: str, stream: IO[str] | None = None) -> logging.Handler:
     """Route every logger to one handler on `stream` (stderr) in the configured format and level."""
     stream = stream if stream is not None else sys.stderr
@@ -200,4 +203,5 @@ def setup_logging(settings: Settings, instance_id: str, stream: IO[str] | None =
     use_json = resolve_format(settings.log_format, stream) == "json"
     handler.setFormatter(JsonFormatter(redact) if use_json else TextFormatter(redact))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger(START_LOGGER).setLevel(logging.INFO)  # what an operator checks after a start, at any level
     return handler

@@ -93,8 +93,9 @@ def test_serve_from_the_env_file_refuses_the_default_echo_provider(tmp_path):
 
 
 def test_serve_logs_one_start_line_with_the_env_file(tmp_path):
+    """Whatever LOG_LEVEL says (migrate-config writes `warning` for the old services' `warn`)."""
     write_env(tmp_path, REDIS_URL=redis_url().replace("redis://", "redis://:pw-secret@"),
-              DATABASE_URL="sqlite:///serve.db", JWT_SECRET_KEY=SECRET, AI_PROVIDER="echo")
+              DATABASE_URL="sqlite:///serve.db", JWT_SECRET_KEY=SECRET, AI_PROVIDER="echo", LOG_LEVEL="warning")
     proc = subprocess.Popen([sys.executable, "-m", "chat", "serve", "--host", "127.0.0.1", "--port", "0"],
                             env=clean_env(LOG_FORMAT="text", REDIS_URL=redis_url()), cwd=tmp_path,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
@@ -106,7 +107,7 @@ def test_serve_logs_one_start_line_with_the_env_file(tmp_path):
         proc.wait(timeout=30)
     host_db = redis_url().split("://", 1)[1]
     assert (f"chat-api starting: AI provider echo (model qwen-turbo), database sqlite:///serve.db, "
-            f"Redis redis://{host_db}; read {tmp_path.resolve() / '.env'} (3 variable(s) used; "
+            f"Redis redis://{host_db}; read {tmp_path.resolve() / '.env'} (4 variable(s) used; "
             "1 already set in the environment: REDIS_URL)") in start
     assert "pw-secret" not in start and SECRET not in start
 
