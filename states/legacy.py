@@ -153,12 +153,13 @@ def _from_epoch_ms(value: int | float, name: str) -> str:
     return iso_from_ms(value)
 
 
-def _canonical_stamp(value: Any) -> str | None:
-    """What the migration makes of a timestamp value (None: absent; _UNPARSEABLE: refused)."""
+def _canonical_stamp(value: Any, naive_tz: tzinfo = UTC) -> str | None:
+    """What the migration makes of a timestamp value, a naive one read in ``naive_tz`` (None: absent;
+    _UNPARSEABLE: refused)."""
     if value is _ABSENT:
         return None
     try:
-        return parse_timestamp(value, "timestamp")
+        return parse_timestamp(value, "timestamp", naive_tz)
     except ConversionError:
         return _UNPARSEABLE
 
@@ -287,13 +288,15 @@ def old_agent(record: Record) -> str:
     return str(agent_type)
 
 
-def to_old(record: Record, original: Record | None = None) -> Record:
+def to_old(record: Record, original: Record | None = None, naive_tz: tzinfo = UTC) -> Record:
     """The old record for a new one: the inverse of ``to_new``; ReverseError when there is none.
 
     ``state`` beyond ai/human, ``version``, ``agent_id``, ``team_id`` and ``handoff_at`` have no
     place in it. With the ``original`` old record the key was migrated from, every field the
     conversation has not changed takes the original's raw form back (an epoch-ms ``createdAt``,
     a numeric ``userId``, fields the migration dropped): an unchanged record comes back as it was.
+    ``naive_tz`` is the zone the migration read the original's times without an offset in (its
+    ``--naive-tz``): only with it is such a time recognised as unchanged.
     """
     user_id = record.get("user_id")
     if type(user_id) is not str or not user_id:
@@ -316,10 +319,10 @@ def to_old(record: Record, original: Record | None = None) -> Record:
         if type(value) is not str or _canonical_stamp(value) in (None, _UNPARSEABLE):
             raise ReverseError("bad_timestamp", f"{new_name} is not an ISO 8601 timestamp: {value!r}")
         old[old_name] = value
-    return old if original is None else _like_original(old, original)
+    return old if original is None else _like_original(old, original, naive_tz)
 
 
-def _like_original(old: Record, original: Record) -> Record:
+def _like_original(old: Record, original: Record, naive_tz: tzinfo) -> Record:
     """``old`` with the original's raw value for every field that converts to the same value."""
 
     def raw(name: str) -> Any:
@@ -334,7 +337,7 @@ def _like_original(old: Record, original: Record) -> Record:
         value = raw(name)
         as_migrated = {} if value in (_ABSENT, None) else value
         fields[name] = value if _same_json(as_migrated, old.get(name, {})) else old.get(name, _ABSENT)
-    fields.update(_original_times(old, raw))
+    fields.update(_original_times(old, raw, naive_tz))
     result: Record = {}
     for name, value in original.items():  # the original's key order, dropped fields included
         if name not in OLD_FIELDS:
@@ -347,9 +350,11 @@ def _like_original(old: Record, original: Record) -> Record:
     return result
 
 
-def _original_times(old: Record, raw: Callable[[str], Any]) -> Record:
-    """createdAt and updatedAt as the original wrote them where the conversation kept them."""
-    created, updated = _canonical_stamp(raw("createdAt")), _canonical_stamp(raw("updatedAt"))
+def _original_times(old: Record, raw: Callable[[str], Any], naive_tz: tzinfo) -> Record:
+    """createdAt and updatedAt as the original wrote them where the conversation kept them (the
+    original's naive times read in ``naive_tz``, as the migration read them)."""
+    created = _canonical_stamp(raw("createdAt"), naive_tz)
+    updated = _canonical_stamp(raw("updatedAt"), naive_tz)
     now_created = _canonical_stamp(old.get("createdAt", _ABSENT))
     now_updated = _canonical_stamp(old.get("updatedAt", _ABSENT))
     # convert: created = createdAt or updatedAt, updated = updatedAt or createdAt; with

@@ -247,6 +247,34 @@ def test_a_date_alone_is_utc_midnight_whatever_the_naive_zone():
     assert to_old(converted.record, original)["createdAt"] == "2025-04-30"
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(old_records(), st.sampled_from(["Asia/Shanghai", "America/New_York", "UTC"]))
+def test_naive_times_come_back_as_written_given_the_migrations_zone(old, zone):
+    """Finding 7: the reverse migration given the zone the migration read naive times in gives
+    every unchanged record back as it was, naive times included."""
+    naive_tz = ZoneInfo(zone)
+    try:
+        new = to_new(old, NOW, naive_tz).record
+    except ConversionError:
+        assume(False)
+        raise
+
+    assert canonical_json(to_old(new, old, naive_tz)) == canonical_json(old)
+
+
+def test_an_unchanged_naive_time_comes_back_as_the_old_services_wrote_it():
+    shanghai = ZoneInfo("Asia/Shanghai")
+    original = {"userId": "cust-naive", "agent": "ai", "context": {"lang": "zh"},
+                "createdAt": "2025-04-30 18:00:00", "updatedAt": "2025-04-30 18:05:00"}
+    new = to_new(original, NOW, shanghai).record
+    assert new["created_at"] == "2025-04-30T10:00:00.000Z"
+
+    assert to_old(new, original, shanghai) == original
+    # changed since: the new time, in the style the old services read
+    changed = {**new, "updated_at": "2025-05-01T00:00:00.000Z"}
+    assert to_old(changed, original, shanghai) == {**original, "updatedAt": "2025-05-01T00:00:00.000Z"}
+
+
 def test_a_naive_time_never_puts_updated_before_created():
     with pytest.raises(ConversionError) as exc:
         to_new({"userId": "u", "createdAt": "2025-04-30 18:00:00", "updatedAt": "2025-04-30T10:30:00Z"}, NOW)
