@@ -316,7 +316,7 @@ def test_reverse_migrate_in_place(dbs, tmp_path, capsys):
     # The new service: a conversation taken by an agent, a new one, presence.
     _service_touch(live, "session:epoch", "ai", _future_stamp(backup_ms))
     _service_touch(live, "session:canonical", "human", _future_stamp(backup_ms))
-    live.set("session:created-after", new_session("u-new", "closed", _future_stamp(backup_ms)), px=HOUR_MS)
+    live.set("session:created-after", new_session("u-new", "handoff", _future_stamp(backup_ms)), px=HOUR_MS)
     live.hset("presence:agent-1", "status", "online")
     capsys.readouterr()
 
@@ -395,6 +395,93 @@ def test_reverse_migrate_into_the_old_services_db(dbs, tmp_path, capsys):
     for key in ("session:canonical", "session:sparse", "session:no-times", "session:only-updated"):
         assert old.get(key) == raws[key], key
     assert old.hgetall("not:a:session") == {b"x": b"1"}
+
+
+def _reverse_plan(out: str) -> dict[str, int]:
+    """The counts of the plan's reverse-migration lines (chat/cutover/rollback/reverse_report.py)."""
+    rows = re.findall(r"^    (delete \w+|not written back) +([\d,]+)  ", out, re.MULTILINE)
+    return {label: int(count.replace(",", "")) for label, count in rows}
+
+
+def _rebuilt(user_id: str, state: str, stamp_ms: int) -> bytes:
+    """What the service writes when it rebuilds a live record from its SQL row on a read
+    (states/repository.py): the row's times, an empty context."""
+    stamp = iso_from_ms(stamp_ms)
+    return json.dumps({"user_id": user_id, "agent_type": "human", "context": {}, "created_at": stamp,
+                       "updated_at": stamp, "state": state, "version": 2, "agent_id": None, "team_id": None,
+                       "metadata": {}, "handoff_at": None}).encode()
+
+
+def test_records_rebuilt_on_a_read_and_closed_ones_are_not_written_back(dbs, tmp_path, capsys):
+    """Finding 2: an admin's read of an imported conversation rebuilds its live record; it is not a
+    session started or changed since, and a closed conversation is never a live old session."""
+    old, live = dbs[OLD_DB], dbs[LIVE]
+    raws = _seed_old(old)
+    assert migrate_redis_main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
+                               "--report", str(tmp_path / "report.jsonl")]) == 0
+    assert run_backup(tmp_path / "bk") == 0
+    backup_ms = manifest(tmp_path / "bk")["backup_ms"]
+    # after the backup: two imported conversations read by an admin (rebuilt from SQL, with a TTL),
+    # a migrated session closed on chat-api, and a new conversation closed already
+    live.set("session:imported-101", _rebuilt("cust-101", "closed", 1_712_052_000_000), px=HOUR_MS)
+    live.set("session:imported-102", _rebuilt("cust-102", "handoff", 1_712_052_000_000), px=HOUR_MS)
+    _service_touch(live, "session:canonical", "closed", _future_stamp(backup_ms))
+    live.set("session:new-closed", new_session("u-new", "closed", _future_stamp(backup_ms)), px=HOUR_MS)
+    live.set("session:new-open", new_session("u-open", "ai", _future_stamp(backup_ms)), px=HOUR_MS)
+    capsys.readouterr()
+
+    rc = run_rollback(tmp_path / "bk", "--yes", "--reverse-migrate", "--reverse-target", redis_url(OLD_DB))
+
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for key in ("session:imported-101", "session:imported-102", "session:new-closed", "session:canonical"):
+        assert not old.exists(key), key  # the closed one's old live copy is gone: it ended
+    assert json.loads(old.get("session:new-open"))["userId"] == "u-open"
+    for key in ("session:epoch", "session:sparse", "session:no-times", "session:only-updated"):
+        assert old.get(key) == raws[key], key
+    plan = _reverse_plan(out)
+    assert plan == {"delete closed": 1, "delete erased": 0, "delete purged": 0, "not written back": 3}
+    assert "session:canonical" in out
+    assert "1 old session cop(ies) deleted" in out
+
+
+def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(dbs, mysql_url, tmp_path, capsys):
+    """Finding 3: a customer erased (or a conversation purged) on chat-api during the cut-over does
+    not come back in the old services' database, nor in the restored one."""
+    old, live = dbs[OLD_DB], dbs[LIVE]
+    for key in ("session:conv-1", "session:conv-2", "session:kept"):
+        old.set(key, json.dumps({"userId": "cust-1", "agent": "ai", "context": {"n": 7}}))
+    assert migrate_redis_main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
+                               "--report", str(tmp_path / "report.jsonl")]) == 0
+    seed_sql(mysql_url)
+    assert run_backup(tmp_path / "bk", "--no-mysqldump", database_url=mysql_url) == 0
+    backup_ms = manifest(tmp_path / "bk")["backup_ms"]
+    # chat-api erases cust-1's conv-1 (its live record deleted) and purges conv-2 (chat/erasure.py)
+    live.delete("session:conv-1", "session:conv-2")
+    conn = mysql_connection(mysql_url)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO conversation_events (id, conversation_id, version, trigger_name, from_state, "
+                    "to_state, actor_type, actor_id, reason, agent_id, team_id, created_ms) VALUES "
+                    "('e-erase', 'conv-1', 4, 'erase', 'human', 'erased', 'admin', 'admin-1', 'customer erased', "
+                    "NULL, NULL, %s)", (backup_ms + 1_000,))
+        cur.execute("INSERT INTO conversation_purges (conversation_id, purged_ms) VALUES ('conv-1', %s), "
+                    "('conv-2', %s)", (backup_ms + 1_000, backup_ms + 2_000))
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+
+    rc = run_rollback(tmp_path / "bk", "--yes", "--reverse-migrate", "--reverse-target", redis_url(OLD_DB),
+                      database_url=mysql_url)
+
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert not old.exists("session:conv-1") and not old.exists("session:conv-2")
+    assert not live.exists("session:conv-1") and not live.exists("session:conv-2")  # not restored either
+    assert json.loads(old.get("session:kept"))["context"] == {"n": 7}
+    assert live.exists("session:kept")
+    plan = _reverse_plan(out)
+    assert plan["delete erased"] == 1 and plan["delete purged"] == 1
+    assert "2 old session cop(ies) deleted" in out
 
 
 def test_record_that_cannot_go_back_is_reported_and_left_alone(dbs, tmp_path, capsys):

@@ -21,10 +21,12 @@ from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, Usa
 from chat.cutover.migrate_redis.cli import same_database
 from chat.cutover.rollback.checks import Backup, BackupInvalid, load_backup
 from chat.cutover.rollback.database import RestoreFailed, database_now, preflight_database, restore_database
+from chat.cutover.rollback.forgotten import scrubbed_since
 from chat.cutover.rollback.options import PROG, Options, build_parser, check_options
 from chat.cutover.rollback.redis_apply import apply_redis
-from chat.cutover.rollback.redis_plan import plan_redis
+from chat.cutover.rollback.redis_plan import ReverseSources, plan_redis
 from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
+from chat.cutover.rollback.reverse_report import print_reverse_done, print_reverse_plan
 from chat.cutover.rollback.saved import TakenPlace, restore_saved, save_since_backup, saved_prefix
 
 
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
             print("result: REFUSED (nothing was changed)")
             return EXIT_FAILURE
         print_plan(backup, options, plan)
+        print_reverse_plan(plan.redis, options.reverse_url, database_read=options.database is not None)
         stop = _stop_before_changes(options, plan)
         if stop is not None:
             return stop
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
         return EXIT_FAILURE
     finally:
         clients.close()
+    print_reverse_done(outcome.redis, plan.redis, options.reverse_url)
     print_summary(outcome, plan, time.monotonic() - started)
     return EXIT_FAILURE if outcome.problems else EXIT_OK
 
@@ -268,7 +272,11 @@ def make_plan(backup: Backup, options: Options, clients: Clients, plan: Plan) ->
         if problems:
             return problems
         if clients.main is not None and backup.redis is not None:
-            plan.redis = plan_redis(backup, clients.main, clients.reverse, in_place=plan.in_place, batch=options.batch)
+            sources = ReverseSources(options.naive_tz)
+            if clients.reverse is not None and options.database is not None:
+                sources.scrubbed = scrubbed_since(options.database, backup.backup_ms)
+            plan.redis = plan_redis(backup, clients.main, clients.reverse, in_place=plan.in_place,
+                                    batch=options.batch, sources=sources)
         if options.database is not None and backup.database is not None:
             plan.database_now = database_now(backup, options.database)
     except (redis.RedisError, pymysql.MySQLError, sqlite3.Error, OSError) as exc:

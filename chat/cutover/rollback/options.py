@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 from chat.cutover.backup_format import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL
 from chat.cutover.common import UsageError, mask_url, positive_int
 from chat.cutover.config_urls import redis_db_of
+from chat.cutover.migrate_redis.cli import time_zone
 from chat.cutover.targets import (
     Variables,
     add_env_file_option,
@@ -84,6 +86,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "written back into the restored database, where the old services do not look; "
         "default: --redis-url itself (a warning says so)",
     )
+    parser.add_argument(
+        "--naive-tz",
+        type=time_zone,
+        default=UTC,
+        metavar="ZONE",
+        help="with --reverse-migrate: the --naive-tz migrate-redis was given (default UTC), so that an "
+        "unchanged record whose times had no offset comes back byte for byte",
+    )
     parser.add_argument("--skip-redis", action="store_true", help="leave Redis alone")
     parser.add_argument("--skip-database", action="store_true", help="leave the SQL database alone")
     parser.add_argument(
@@ -122,6 +132,7 @@ class Options:
     sources: list[str] = field(default_factory=list)  # where each URL came from, masked
     # the service's variables, for DB_TABLE_PREFIX when neither the backup nor the saved file records it
     variables: Variables = field(default_factory=lambda: Variables(None, {}))
+    naive_tz: tzinfo = UTC  # --naive-tz: the zone the migration read times without an offset in
 
 
 def _restore_saved_options(args: argparse.Namespace, variables: Variables) -> Options:
@@ -182,6 +193,7 @@ def check_options(args: argparse.Namespace) -> Options:
         quiet=args.quiet,
         sources=sources,
         variables=variables,
+        naive_tz=args.naive_tz,
     )
 
 

@@ -1,4 +1,5 @@
-"""The Redis part of a rollback, applied: reverse-migrated sessions first, then RESTORE, then UNLINK."""
+"""The Redis part of a rollback, applied: reverse-migrated sessions (and the old copies of ended,
+erased or purged ones deleted) first, then RESTORE, then UNLINK."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class RedisDone:
     removed: int = 0
     reversed: int = 0
     exact: int = 0
+    ended: int = 0  # old copies deleted from the reverse target (plan.end)
     failed: list[tuple[bytes, str]] = field(default_factory=list)
 
 
@@ -44,6 +46,10 @@ def apply_redis(
         assert reverse_client is not None
         _write_reversed(reverse_client, plan.reverse, done, batch, lambda: progress.update(done.reversed,
                                                                                             done.reversed / total))
+    if plan.end:
+        assert reverse_client is not None
+        for items in chunks(plan.end, batch):
+            done.ended += reverse_client.delete(*(key for key, _ in items))
     pending: list[tuple[bytes, bytes, int | None]] = []
     for entry in backup.entries():
         if entry[0] in plan.skip:

@@ -1,13 +1,18 @@
 """The Redis part of a rollback, planned: what is restored, removed, or written back in the old format.
 
-With --reverse-migrate, the sessions created or changed since the backup are turned back into
-the old Node.js record (states/legacy.py) so the old services can carry them on.
+With --reverse-migrate, the sessions started or changed since the backup are turned back into
+the old Node.js record (states/legacy.py) so the old services can carry them on. Not written back:
+a record the service only rebuilt from its SQL row on a read (no old original, times not after the
+backup), and a closed conversation (the old services have no closed session: one that ended is
+gone from their database, so its old copy there is deleted). The old copies of conversations
+erased or purged since the backup are deleted too (chat/cutover/rollback/forgotten.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any, TypeVar
 
 import redis
@@ -18,6 +23,7 @@ from chat.cutover.backup_rdb import decode_string_dump
 from chat.cutover.records import encode_old, loads
 from chat.cutover.rollback.checks import Backup
 from states.legacy import ConversionError, Record, ReverseError, is_new_format, is_old_format, newest_ms, to_old
+from states.machine import State
 
 T = TypeVar("T")
 
@@ -38,6 +44,18 @@ class Reverse:
     exact: bool  # byte for byte the original old record
 
 
+CLOSED = "closed"  # the reason of an ended session: closed on chat-api since the backup
+
+
+@dataclass
+class ReverseSources:
+    """What the reverse migration needs besides Redis: the zone the migration read naive times in,
+    and the conversations scrubbed since the backup (None: the database was not read)."""
+
+    naive_tz: tzinfo = UTC
+    scrubbed: dict[str, str] | None = None  # conversation id -> "erased" / "purged"
+
+
 @dataclass
 class RedisPlan:
     """What the Redis part of the rollback will do."""
@@ -50,6 +68,8 @@ class RedisPlan:
     kept: list[bytes] = field(default_factory=list)
     failed: list[tuple[bytes, str]] = field(default_factory=list)
     skip: set[bytes] = field(default_factory=set)  # neither restored nor removed
+    end: list[tuple[bytes, str]] = field(default_factory=list)  # old copies to delete, and why
+    left_out: int = 0  # live records not written back: closed without an old copy, or only rebuilt from SQL
 
 
 def server_ms(client: redis.Redis) -> int:
@@ -64,6 +84,7 @@ def plan_redis(
     *,
     in_place: bool,
     batch: int,
+    sources: ReverseSources | None = None,
 ) -> RedisPlan:
     """Look at the live keys (reads only) and decide what happens to each."""
     assert backup.redis is not None
@@ -72,7 +93,8 @@ def plan_redis(
         live.update(keys)
     plan = RedisPlan(now_ms=server_ms(client))
     if reverse_client is not None:
-        _plan_reverse(backup, client, reverse_client, plan, live, in_place=in_place, batch=batch)
+        sources = sources or ReverseSources()
+        _plan_reverse(backup, client, reverse_client, plan, live, in_place=in_place, batch=batch, sources=sources)
     plan.skip.update(key for key, _ in plan.failed)
     for key, expire_at_ms in backup.expiries.items():
         if key in plan.skip:
@@ -82,6 +104,9 @@ def plan_redis(
         else:
             plan.restore += 1
     plan.remove = sorted(live - backup.expiries.keys() - plan.skip)
+    if not in_place:  # the restored database does not keep them either
+        ended = {key for key, reason in plan.end if reason != CLOSED}
+        plan.remove = sorted(set(plan.remove) | (ended & live))
     return plan
 
 
@@ -94,27 +119,49 @@ def _plan_reverse(
     *,
     in_place: bool,
     batch: int,
+    sources: ReverseSources,
 ) -> None:
-    """Find the sessions created or changed since the backup and convert them back."""
+    """Find the sessions started or changed since the backup and convert them back; find the old
+    copies of conversations that ended, were erased or purged since."""
     candidates = _changed_sessions(backup, client, plan, live, in_place=in_place, batch=batch)
-    originals = _originals(backup, candidates.keys())
-    if not in_place and candidates:
-        _target_originals(target, list(candidates), originals, plan, batch)
+    scrubbed = {SESSION_PREFIX + cid.encode(): why for cid, why in (sources.scrubbed or {}).items()}
+    originals = _originals(backup, [*candidates, *scrubbed])
+    if not in_place and (candidates or scrubbed):
+        _target_originals(target, [*candidates, *(k for k in scrubbed if k not in candidates)], originals, plan, batch)
     conflicts = {key for key, _ in plan.failed}
+    for key, why in scrubbed.items():
+        if key in originals or key in live or key in backup.expiries:
+            plan.end.append((key, why))
     for key, (record, expire_at_ms) in candidates.items():
-        if key in conflicts:
+        if key in conflicts or key in scrubbed:
             continue
         original = originals.get(key)
+        if record.get("state") == State.CLOSED.value:
+            if original is not None:
+                plan.end.append((key, CLOSED))
+            else:
+                plan.left_out += 1
+            continue  # never a live session of the old services; without an old copy: nothing to end
+        if original is None and key not in backup.expiries and not _newer(record, backup.backup_ms):
+            plan.left_out += 1  # rebuilt from its SQL row on a read: neither started nor changed since
+            continue
         try:
-            value = encode_old(to_old(record, original[0] if original else None), original)
+            value = encode_old(to_old(record, original[0] if original else None, sources.naive_tz), original)
         except ReverseError as exc:
             plan.failed.append((key, f"cannot convert back ({exc.code}): {exc.reason}"))
             continue
         exact = original is not None and value == original[1]
         plan.reverse.append(Reverse(key, value, expire_at_ms, exact))
+    plan.skip.update(key for key, why in plan.end if why != CLOSED or in_place)
     if in_place:
         plan.skip.update(r.key for r in plan.reverse)
         plan.skip.update(plan.kept)
+
+
+def _newer(record: Record, backup_ms: int) -> bool:
+    """The record's own later time is after the backup (or unreadable: the conversion says why)."""
+    newest = newest_ms(record)
+    return newest is None or newest > backup_ms
 
 
 def _changed_sessions(
@@ -173,7 +220,8 @@ def _target_originals(
     plan: RedisPlan,
     batch: int,
 ) -> None:
-    """Old records the reverse target still holds (the migration's source, left intact)."""
+    """Old records the reverse target still holds (the migration's source, left intact); a key holding
+    another type is a conflict (not overwritten), except for the keys to delete."""
     for chunk in chunks(keys, batch):
         pipe = target.pipeline(transaction=False)
         for key in chunk:
