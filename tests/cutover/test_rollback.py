@@ -484,6 +484,28 @@ def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(
     assert "2 old session cop(ies) deleted" in out
 
 
+def test_naive_times_come_back_byte_for_byte_with_the_migrations_zone(dbs, tmp_path, capsys):
+    """Finding 7: the rollback given the migration's --naive-tz writes an unchanged record with naive
+    times back exactly as the old services wrote it."""
+    old, live = dbs[OLD_DB], dbs[LIVE]
+    raw = json.dumps({"userId": "cust-naive", "agent": "ai", "context": {"lang": "zh"},
+                      "createdAt": "2025-04-30 18:00:00", "updatedAt": "2025-04-30 18:05:00"}).encode()
+    old.set("session:s-naive", raw, px=HOUR_MS)
+    assert run_backup(tmp_path / "bk") == 0  # the runbook's order: the backup, then the migration
+    assert migrate_redis_main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
+                               "--naive-tz", "Asia/Shanghai", "--report", str(tmp_path / "report.jsonl")]) == 0
+    assert json.loads(live.get("session:s-naive"))["created_at"] == "2025-04-30T10:00:00.000Z"
+    capsys.readouterr()
+
+    rc = run_rollback(tmp_path / "bk", "--yes", "--reverse-migrate", "--reverse-target", redis_url(OLD_DB),
+                      "--naive-tz", "Asia/Shanghai")
+
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert old.get("session:s-naive") == raw
+    assert "(1 byte-identical to their original)" in out
+
+
 def test_record_that_cannot_go_back_is_reported_and_left_alone(dbs, tmp_path, capsys):
     live = dbs[LIVE]
     live.set("session:other", "before")
