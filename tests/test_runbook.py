@@ -185,7 +185,7 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
 
     # 6. rollback as the monitor's hook runs it: db 1 and the database from ./.env, changed sessions to db 0
     out = run([CHAT_API, "rollback", "--from", "backup", "--reverse-migrate", "--reverse-target",
-               redis_url(old_redis, 0), "--yes"], folder, operator_env())
+               redis_url(old_redis, 0), "--naive-tz", "Asia/Shanghai", "--yes"], folder, operator_env())
     assert f"(from REDIS_URL in {folder / '.env'})" in out and f"(from DATABASE_URL in {folder / '.env'})" in out
     assert REDIS_PASSWORD not in out and quote(REDIS_PASSWORD, safe="") not in out
     _check_the_rollback(folder, out, old, ttls_before, database_url)
