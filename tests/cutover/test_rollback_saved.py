@@ -179,3 +179,61 @@ def test_every_table_written_after_the_backup_is_saved_and_brought_back(dbs, mys
     assert rows(mysql_url, "SELECT secret FROM webhooks") == [("s3cret",)]
     assert rows(mysql_url, "SELECT conversation_id, label_id FROM conversation_labels ORDER BY 1") == [
         ("conv-1", "label-1"), ("conv-2", "label-2")]
+
+
+def saved_then_changed(mysql_url: str, tmp_path, capsys, sql: list[tuple[str, tuple]]) -> Path:
+    """Seed, back up, write after the backup, roll back; then run ``sql`` (what happens in the database
+    between the rollback and --restore-saved): the saved file."""
+    bk, out = rolled_back(mysql_url, tmp_path, capsys, write_after_backup)
+    saved = Path(re.search(r"-> (\S+saved-since-backup\S+)", out)[1])
+    conn = mysql_connection(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            for statement, args in sql:
+                cur.execute(statement, args)
+        conn.commit()
+    finally:
+        conn.close()
+    return saved
+
+
+def test_a_kept_newer_conversation_is_raised_to_the_seq_of_the_saved_messages_put_into_it(dbs, mysql_url,
+                                                                                          tmp_path, capsys):
+    """Finding 1: a later import or adopt made conv-new again, newer and with last_seq 0: it is kept, the
+    saved message goes into it and its last_seq follows, so the next message gets seq 2, not a duplicate 1."""
+    later = 4_000_000_000_000
+    saved = saved_then_changed(mysql_url, tmp_path, capsys, [(
+        "INSERT INTO conversations VALUES ('conv-new', 'cust-2', 'human', 'human', NULL, NULL, 0, 0, NULL, NULL, "
+        "%s, %s)", (later, later))])
+
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"conversations +1  written \(1 already there", out), out
+    assert rows(mysql_url, "SELECT state, last_seq, updated_ms FROM conversations WHERE id = 'conv-new'") == [
+        ("human", 1, later)]
+    assert rows(mysql_url, "SELECT id, seq FROM messages WHERE conversation_id = 'conv-new'") == [("m-new", 1)]
+    # a conversation already past the saved seqs keeps its own last_seq (GREATEST, never lowered)
+    conn = mysql_connection(mysql_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE conversations SET last_seq = 7 WHERE id = 'conv-new'")
+        conn.commit()
+    finally:
+        conn.close()
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0
+    assert rows(mysql_url, "SELECT last_seq FROM conversations WHERE id = 'conv-new'") == [(7,)]
+
+
+def test_a_saved_event_above_the_version_of_its_kept_conversation_stops_the_restore(dbs, mysql_url, tmp_path,
+                                                                                    capsys):
+    """conv-1 changed in the database after the rollback (kept: newer) and is at version 3; the saved close
+    event is version 4, the number its next transition takes: the restore stops, naming it, nothing written."""
+    saved = saved_then_changed(mysql_url, tmp_path, capsys, [
+        ("UPDATE conversations SET updated_ms = %s WHERE id = 'conv-1'", (4_000_000_000_000,))])
+
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 1
+    captured = capsys.readouterr()
+    assert "conversation_events row 'e-new'" in captured.err and "version 3 in the database" in captured.err
+    assert "run --restore-saved again" in captured.err and "result: FAILED" in captured.out
+    assert rows(mysql_url, "SELECT COUNT(*) FROM conversation_events WHERE id = 'e-new'") == [(0,)]
+    assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(0,)]  # all or nothing

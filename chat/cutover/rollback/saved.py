@@ -7,7 +7,7 @@ time columns, SAVE_RULES, later than the backup's ``backup_ms``) is written to
 password hashes): a header line ``{"type": "saved", "backup_ms", "saved_ms", "counts"}``, then one
 ``{"type": "row", "table", "row": {column: value}}`` per row, parents first. conversation_labels has
 no time column: the labels of every saved conversation are saved (setting labels touches the
-conversation's ``updated_ms``). ``rollback.py --restore-saved FILE`` puts them back: rows that can
+conversation's ``updated_ms``). ``chat-api rollback --restore-saved FILE`` puts them back: rows that can
 change (UPDATED_ON_RESTORE) are updated to their saved state, the others are added unless already
 there. A saved row whose place is taken by another row (the old system, running again after the
 rollback, went on with the conversation, and a later import gave its messages the same seqs) stops the
@@ -96,13 +96,22 @@ def saved_prefix(path: Path) -> str | None:
     return None
 
 
-class TakenPlace(Exception):
-    """A saved row clashes with another row than itself (its seq or version is held by another)."""
+# Conversation children numbered by the conversation's version: a saved one above the version of the
+# conversation as it is in the database would take the place of one of its next transitions.
+BY_VERSION = {"conversation_events": "version", "conversation_marks": "version", "csat_responses": "close_version"}
 
-    def __init__(self, table: str, row: dict[str, Any]) -> None:
-        where = ", ".join(f"{k} {row[k]!r}" for k in ("conversation_id", "seq", "version") if k in row)
-        super().__init__(f"{table} row {row.get('id')!r} ({where}): another row holds its place now "
-                         "(written since the rollback); nothing was restored")
+
+class TakenPlace(Exception):
+    """A saved row clashes with another row than itself (its seq or version is held by another), or
+    with the conversation it belongs to as kept (its version is behind the saved row's)."""
+
+    def __init__(self, table: str, row: dict[str, Any], why: str | None = None) -> None:
+        keys = ("conversation_id", "seq", "version", "close_version", "short_code", "title", "name")
+        where = ", ".join(f"{k} {row[k]!r}" for k in keys if k in row)
+        why = why or "another row holds its place now (written since the rollback)"
+        super().__init__(f"{table} row {row.get('id')!r} ({where}): {why}; nothing was restored: move the "
+                         "clashing row in the database (or take the saved one out of the file), then run "
+                         "--restore-saved again")
 
 
 @dataclass
@@ -137,6 +146,40 @@ class _Database:
 
     def name(self, table: str) -> str:
         return sqlite_identifier(table) if self.sqlite else identifier(table)
+
+    def raise_last_seq(self, table: str, highest: dict[Any, int]) -> None:
+        """Never a conversation below the seq of a message it holds: ``last_seq`` raised to the highest
+        seq restored into it (a live row kept, being newer, keeps its own when that is higher)."""
+        greatest = "MAX" if self.sqlite else "GREATEST"
+        cur = self.conn.cursor()
+        try:
+            for conversation_id, seq in sorted(highest.items()):
+                cur.execute(f"UPDATE {self.name(table)} SET last_seq = {greatest}(last_seq, {self.mark}) "
+                            f"WHERE id = {self.mark}", [seq, conversation_id])
+        finally:
+            cur.close()
+
+    def check_version(self, conversations: str, table: str, row: dict[str, Any], versions: dict[Any, int]) -> None:
+        """TakenPlace when a saved event, mark or rating is numbered above the version its conversation
+        has in the database (a live row kept, being newer): the conversation's next transition would
+        take that number (the version is the live Redis record's, so it cannot be raised here)."""
+        column = BY_VERSION.get(table_base(table, self.prefix) or "")
+        if column is None or row.get(column) is None:
+            return
+        conversation_id = row["conversation_id"]
+        if conversation_id not in versions:
+            cur = self.conn.cursor()
+            try:
+                cur.execute(f"SELECT version FROM {self.name(conversations)} WHERE id = {self.mark}",
+                            [conversation_id])
+                found = cur.fetchone()
+            finally:
+                cur.close()
+            versions[conversation_id] = int(found[0]) if found is not None else -1
+        live = versions[conversation_id]
+        if live >= 0 and int(row[column]) > live:
+            raise TakenPlace(table, row, f"its conversation is at version {live} in the database (changed "
+                             "there since, so kept): its next transition would take this version")
 
     def shape(self, table: str) -> tuple[list[str], list[str]] | None:
         """The table's columns and primary key columns; None when it does not exist."""
@@ -305,25 +348,11 @@ def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) 
     if tables.conversations in by_table:  # a saved conversation with no label left has no label rows
         by_table.setdefault(tables.conversation_labels, [])
     done: dict[str, tuple[int, int]] = {}
-    written_conversations: set[Any] = set()
     with closing(_Database(config)) as db:
         try:
+            restore = _Restore(db, tables)
             for table in schema_order(list(by_table), config.table_prefix):
-                base = table_base(table, config.table_prefix)
-                if base in OF_SAVED_CONVERSATIONS and not dry_run:
-                    db.replace_labels(table, written_conversations)
-                written = there = 0
-                for row in by_table[table]:
-                    if base in OF_SAVED_CONVERSATIONS and not dry_run and row["conversation_id"] not in \
-                            written_conversations:
-                        there += 1  # its conversation changed again since: the live labels are the newer
-                    elif dry_run or db.put(table, row):
-                        written += 1
-                        if base == "conversations":
-                            written_conversations.add(row["id"])
-                    else:
-                        there += 1
-                done[table] = (written, there)
+                done[table] = (len(by_table[table]), 0) if dry_run else restore.table(table, by_table[table])
             if dry_run:
                 db.conn.rollback()
             else:
@@ -332,3 +361,37 @@ def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) 
             db.conn.rollback()
             raise
     return done
+
+
+class _Restore:
+    """The tables of one --restore-saved, put back one after the other in the caller's transaction."""
+
+    def __init__(self, db: _Database, tables: Tables) -> None:
+        self.db = db
+        self.tables = tables
+        self.written_conversations: set[Any] = set()
+        self.versions: dict[Any, int] = {}  # per conversation, its version once the conversations are back
+
+    def table(self, table: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        """Put one table's saved rows back: (written, already there or newer)."""
+        db = self.db
+        base = table_base(table, db.prefix)
+        if base in OF_SAVED_CONVERSATIONS:
+            db.replace_labels(table, self.written_conversations)
+        written = there = 0
+        highest: dict[Any, int] = {}
+        for row in rows:
+            db.check_version(self.tables.conversations, table, row, self.versions)
+            if base in OF_SAVED_CONVERSATIONS and row["conversation_id"] not in self.written_conversations:
+                there += 1  # its conversation changed again since: the live labels are the newer
+            elif db.put(table, row):
+                written += 1
+                if base == "conversations":
+                    self.written_conversations.add(row["id"])
+            else:
+                there += 1
+            if base == "messages":  # written, or already there: held by its conversation either way
+                highest[row["conversation_id"]] = max(highest.get(row["conversation_id"], 0), int(row["seq"]))
+        if highest:
+            db.raise_last_seq(self.tables.conversations, highest)
+        return written, there
