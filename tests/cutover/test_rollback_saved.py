@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import stat
 from pathlib import Path
 
+from chat.cutover.backup import main as backup_main
 from chat.cutover.rollback import main as rollback_main
 from tests.cutover.backups import manifest, mysql_connection, run_backup, run_rollback, seed_sql
+from tests.cutover.test_cutover_review import sqlite_schema
 
 
 def write_after_backup(url: str, since_ms: int) -> None:
@@ -237,3 +240,49 @@ def test_a_saved_event_above_the_version_of_its_kept_conversation_stops_the_rest
     assert "run --restore-saved again" in captured.err and "result: FAILED" in captured.out
     assert rows(mysql_url, "SELECT COUNT(*) FROM conversation_events WHERE id = 'e-new'") == [(0,)]
     assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(0,)]  # all or nothing
+
+
+def count_columns(lines: list[str]) -> set[int]:
+    """Where the count of each line ends (its first number after the label)."""
+    return {found.end() for line in lines if (found := re.match(r"\s+\S+(?: \S+)*? +[\d,]+(?= |$)", line))}
+
+
+def test_the_plan_and_the_summaries_keep_their_columns_and_name_the_command_to_run(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Findings 12 and 15: long table names (chat_conversation_labels) do not push the counts out of
+    their column, and the summary names the command the operator has (chat-api rollback), with the file."""
+    for name in ("REDIS_URL", "DATABASE_URL", "DB_TABLE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DB_TABLE_PREFIX", "chat_")
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "chat.db"
+    sqlite_schema(db, "chat_")
+    url = f"sqlite:///{db}"
+    bk = tmp_path / "bk"
+    assert backup_main(["--out", str(bk), "--skip-redis", "--skip-config", "--database-url", url, "--quiet"]) == 0
+    later = manifest(bk)["backup_ms"] + 1
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO chat_conversations (id, user_id, state, agent_type, created_ms, updated_ms) "
+                 "VALUES ('c-1', 'u-1', 'ai', 'ai', ?, ?)", (later, later))
+    conn.execute("INSERT INTO chat_labels (id, title, created_ms) VALUES ('l-1', 'vip', ?)", (later,))
+    conn.execute("INSERT INTO chat_conversation_labels VALUES ('c-1', 'l-1')")
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+
+    assert rollback_main(["--from", str(bk), "--skip-redis", "--database-url", url, "--yes", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    plan = [line for line in out.splitlines() if line.startswith("    table ")]
+    assert len(plan) > 10 and any("chat_conversation_labels" in line for line in plan), out
+    assert len(count_columns(plan)) == 1, plan
+    summary = out.split("summary:\n")[1].splitlines()
+    counted = [line for line in summary if re.match(r"  (saved|table|config) ", line)]
+    assert any(line.startswith("  saved chat_conversation_labels ") for line in counted), out
+    assert len(count_columns(counted)) == 1, counted
+    saved = re.search(r"-> (\S+saved-since-backup\S+)", out)[1]
+    assert f"\n  bring them back later with: chat-api rollback --restore-saved {saved}\n" in out
+    assert "rollback.py" not in out
+
+    assert rollback_main(["--restore-saved", saved, "--database-url", url]) == 0
+    lines = capsys.readouterr().out.split("summary:\n")[1].splitlines()[:-1]
+    assert any("chat_conversation_labels" in line for line in lines) and len(count_columns(lines)) == 1, lines

@@ -200,8 +200,9 @@ def restore_saved_main(options: Options) -> int:
         print("result: FAILED (rolled back: nothing written)")
         return EXIT_FAILURE
     print("summary:")
+    width = max((len(table) for table in done), default=0)
     for table, (written, there) in done.items():
-        print(f"  {table:<28}{written:>10,}  written ({there:,} already there, left alone)")
+        print(f"  {table:<{width}} {written:>10,}  written ({there:,} already there, left alone)")
     print("result: OK" + (" (dry run: nothing written)" if options.dry_run else ""))
     return EXIT_OK
 

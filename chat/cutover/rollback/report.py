@@ -31,9 +31,20 @@ def key_name(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
 
 
-def _row(label: str, count: int, note: str, indent: int = 2) -> None:
-    """One line of the plan or the summary: label, right-aligned count, note."""
-    print(f"{' ' * indent}{label:<{30 - indent}}{count:>10,}  {note}")
+RESTORE_SAVED = "chat-api rollback --restore-saved"  # what the operator runs (in the cut-over folder too)
+
+
+def _row(label: str, count: int, note: str, indent: int = 2, width: int = 28) -> None:
+    """One line of the plan or the summary: label (padded to ``width``, and never touching the count),
+    right-aligned count, note."""
+    print(f"{' ' * indent}{label:<{width}} {count:>10,}  {note}")
+
+
+def _rows(rows: list[tuple[str, int, str]], indent: int = 2) -> None:
+    """Lines of one block, their counts in one column however long a label (a table name) is."""
+    width = max((len(label) for label, _, _ in rows), default=0)
+    for label, count, note in rows:
+        _row(label, count, note, indent, width)
 
 
 def print_plan(backup: Backup, options: Options, plan: Plan) -> None:
@@ -63,16 +74,19 @@ def print_plan(backup: Backup, options: Options, plan: Plan) -> None:
 
 def _print_redis_plan(part: dict[str, Any], options: Options, redis_plan: RedisPlan, *, in_place: bool) -> None:
     print(f"  redis {mask_url(options.redis_url or '')} (backed up from {part.get('url')})")
-    _row("restore", redis_plan.restore, "keys, values and TTLs as backed up", 4)
-    _row("expired", redis_plan.expired, "backed-up keys whose TTL ran out since: deleted", 4)
     patterns = ", ".join(part["patterns"])
-    _row("remove", len(redis_plan.remove), f"keys under {patterns} created since", 4)
+    rows = [
+        ("restore", redis_plan.restore, "keys, values and TTLs as backed up"),
+        ("expired", redis_plan.expired, "backed-up keys whose TTL ran out since: deleted"),
+        ("remove", len(redis_plan.remove), f"keys under {patterns} created since"),
+    ]
     if options.reverse_url is not None:
         where = "in place" if in_place else f"into {mask_url(options.reverse_url)}"
         note = f"sessions created or changed since, old format, {where}"
-        _row("reverse-migrate", len(redis_plan.reverse), note, 4)
+        rows.append(("reverse-migrate", len(redis_plan.reverse), note))
         if in_place:
-            _row("keep", len(redis_plan.kept), "old-format sessions newer than the backup", 4)
+            rows.append(("keep", len(redis_plan.kept), "old-format sessions newer than the backup"))
+    _rows(rows, 4)
     for key, reason in redis_plan.failed:
         print(f"    failed: {key_name(key)}: {reason} (left untouched)")
 
@@ -85,7 +99,8 @@ def _print_database_plan(
     print(f"  database {shown} ({part['method']};", end="")
     print(f" backed up from {part.get('url')})")
     print("    rows to save first: written to a file in the backup folder before the restore "
-          "(--restore-saved FILE brings them back)")
+          f"({RESTORE_SAVED} FILE brings them back)")
+    width = max((len(table) for table in part["tables"]), default=0)
     for table, info in part["tables"].items():
         rows_now, to_save = database_now.get(table, (None, None))
         now_text = "absent" if rows_now is None else f"{rows_now:,} now"
@@ -97,7 +112,7 @@ def _print_database_plan(
         else:
             save_text = f", {to_save:,} to save first ({note})"
         after = "emptied" if info.get("absent") else f"-> {info['rows']:,}"
-        print(f"    table {table:<20}{now_text:>14}{save_text} {after}")
+        print(f"    table {table:<{width}} {now_text:>14}{save_text} {after}")
 
 
 def confirm() -> bool | None:
@@ -137,18 +152,23 @@ def print_summary(outcome: Outcome, plan: Plan, elapsed_s: float) -> None:
                 ("kept", len(plan.redis.kept), "old-format sessions newer than the backup"),
             ]
         rows.append(("keys failed", len(done.failed), "see above"))
-        for label, count, note in rows:
-            _row(label, count, note)
+    else:
+        rows = []
     if outcome.saved is not None:
         saved = {table: count for table, count in outcome.saved.counts.items() if count} or {"rows": 0}
-        for table, count in saved.items():
-            _row(f"saved {table}", count, "written since the backup: see the file below")
-        print(f"  saved to {outcome.saved.path} (bring back: rollback.py --restore-saved FILE)")
+        rows += [(f"saved {table}", count, "written since the backup: see the file below")
+                 for table, count in saved.items()]
+    saved_end = len(rows)  # the file's line goes after the saved rows
     if outcome.rows is not None:
-        for table, count in outcome.rows.items():
-            _row(f"table {table}", count, "rows")
-    _row("config files", outcome.configs, "restored")
-    print(f"  {'elapsed':<28}{format_duration(elapsed_s):>10}")
+        rows += [(f"table {table}", count, "rows") for table, count in outcome.rows.items()]
+    rows.append(("config files", outcome.configs, "restored"))
+    width = max(len(label) for label, _, _ in rows)
+    for number, (label, count, note) in enumerate(rows, 1):
+        _row(label, count, note, 2, width)
+        if number == saved_end and outcome.saved is not None:
+            print(f"  saved to {outcome.saved.path}")
+            print(f"  bring them back later with: {RESTORE_SAVED} {outcome.saved.path}")
+    print(f"  {'elapsed':<{width}} {format_duration(elapsed_s):>10}")
     if outcome.problems:
         print(f"result: FAILED ({len(outcome.problems)} problem(s))")
         for problem in outcome.problems:
