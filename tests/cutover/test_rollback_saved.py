@@ -10,6 +10,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
+
 from chat.cutover.backup import main as backup_main
 from chat.cutover.rollback import main as rollback_main
 from tests.cutover.backups import manifest, mysql_connection, run_backup, run_rollback, seed_sql
@@ -286,3 +288,59 @@ def test_the_plan_and_the_summaries_keep_their_columns_and_name_the_command_to_r
     assert rollback_main(["--restore-saved", saved, "--database-url", url]) == 0
     lines = capsys.readouterr().out.split("summary:\n")[1].splitlines()[:-1]
     assert any("chat_conversation_labels" in line for line in lines) and len(count_columns(lines)) == 1, lines
+
+
+@pytest.mark.parametrize("method", ["logical", "mysqldump"])
+def test_rows_restore_saved_wrote_after_a_later_backup_are_saved_by_the_next_rollback(dbs, mysql_url, tmp_path,
+                                                                                      capsys, method):
+    """Finding 4: --restore-saved puts rows back with their own (older) times after a second backup; a
+    rollback to that backup must save them (not in it as they are) rather than empty them away."""
+    _bk, out = rolled_back(mysql_url, tmp_path, capsys, write_after_backup)
+    first = Path(re.search(r"-> (\S+saved-since-backup\S+)", out)[1])
+    bk2 = tmp_path / "bk2"
+    assert run_backup(bk2, *(["--no-mysqldump"] if method == "logical" else []), database_url=mysql_url) == 0
+    assert manifest(bk2)["database"]["method"] == method
+    assert rollback_main(["--restore-saved", str(first), "--database-url", mysql_url]) == 0
+    capsys.readouterr()
+
+    assert run_rollback(bk2, "--yes", database_url=mysql_url) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"table messages +4 now, 1 to save first \(", out), out
+    assert re.search(r"table conversations +3 now, 2 to save first \(", out), out
+    found = re.search(r"saved since the backup: 2 conversations, 1 conversation_labels, 1 messages, "
+                      r"1 conversation_events -> (\S+)", out)
+    assert found, out
+    lines = [json.loads(line) for line in Path(found[1]).read_text().splitlines()[1:]]
+    assert {line["row"].get("id") for line in lines} == {"conv-new", "conv-1", "m-new", "e-new", None}
+    assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(0,)]
+
+    assert rollback_main(["--restore-saved", found[1], "--database-url", mysql_url]) == 0
+    assert rows(mysql_url, "SELECT content FROM messages WHERE id = 'm-new'") == [("where is my order?",)]
+    assert rows(mysql_url, "SELECT state, version FROM conversations WHERE id = 'conv-1'") == [("closed", 4)]
+
+
+def test_an_sqlite_rollback_saves_rows_written_since_with_older_times(tmp_path, capsys, monkeypatch):
+    """Finding 4 with an SQLite backup: a row added after it (an import: an old created_ms) is saved."""
+    for name in ("REDIS_URL", "DATABASE_URL", "DB_TABLE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "chat.db"
+    sqlite_schema(db, "")
+    url = f"sqlite:///{db}"
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO labels (id, title, created_ms) VALUES ('l-1', 'vip', 5)")
+    conn.commit()
+    assert backup_main(["--out", str(tmp_path / "bk"), "--skip-redis", "--skip-config", "--database-url", url,
+                        "--quiet"]) == 0
+    conn.execute("INSERT INTO labels (id, title, created_ms) VALUES ('l-2', 'refund', 7)")
+    conn.execute("UPDATE labels SET description = 'changed' WHERE id = 'l-1'")
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+
+    assert rollback_main(["--from", str(tmp_path / "bk"), "--skip-redis", "--database-url", url, "--yes",
+                          "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"table labels +2 now, 2 to save first", out), out
+    saved = Path(re.search(r"-> (\S+saved-since-backup\S+)", out)[1])
+    assert {json.loads(line)["row"]["id"] for line in saved.read_text().splitlines()[1:]} == {"l-1", "l-2"}

@@ -19,6 +19,7 @@ from chat.cutover.backup_format import FormatError
 from chat.cutover.backup_sql import backup_prefix
 from chat.cutover.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Progress, UsageError, mask_url, parse_checked
 from chat.cutover.migrate_redis.cli import same_database
+from chat.cutover.rollback.backed_up import BackedUp
 from chat.cutover.rollback.checks import Backup, BackupInvalid, load_backup
 from chat.cutover.rollback.database import RestoreFailed, database_now, preflight_database, restore_database
 from chat.cutover.rollback.forgotten import scrubbed_since
@@ -26,8 +27,9 @@ from chat.cutover.rollback.options import PROG, Options, build_parser, check_opt
 from chat.cutover.rollback.redis_apply import apply_redis
 from chat.cutover.rollback.redis_plan import ReverseSources, plan_redis
 from chat.cutover.rollback.report import Outcome, Plan, confirm, key_name, print_plan, print_summary
+from chat.cutover.rollback.restore import restore_saved
 from chat.cutover.rollback.reverse_report import print_reverse_done, print_reverse_plan
-from chat.cutover.rollback.saved import TakenPlace, restore_saved, save_since_backup, saved_prefix
+from chat.cutover.rollback.saved import TakenPlace, save_since_backup, saved_prefix
 
 
 def config_destinations(
@@ -160,7 +162,7 @@ def _database_part(backup: Backup, options: Options, outcome: Outcome) -> bool:
     assert options.database is not None and backup.database is not None
     try:
         outcome.saved = save_since_backup(
-            backup.root, list(backup.database["tables"]), backup.backup_ms, options.database
+            backup.root, list(backup.database["tables"]), backup.backup_ms, options.database, BackedUp(backup)
         )
     except (FormatError, OSError, pymysql.MySQLError, sqlite3.Error) as exc:
         outcome.problems.append(f"database: cannot save the rows written since the backup ({exc}): not restored")

@@ -27,6 +27,7 @@ from chat.cutover.backup_sql import (
     sqlite_identifier,
 )
 from chat.cutover.common import Progress
+from chat.cutover.rollback.backed_up import BackedUp
 from chat.cutover.rollback.checks import Backup, sqlite_ro_uri
 from chat.cutover.rollback.saved import counts_to_save
 from chat.settings import DatabaseConfig
@@ -102,7 +103,7 @@ def database_now(backup: Backup, config: DatabaseConfig) -> TableNow:
             conn.close()
     if all(rows is None for rows in rows_now.values()):
         return {table: (None, None) for table in tables}
-    to_save = counts_to_save(tables, backup.backup_ms, config)
+    to_save = counts_to_save(tables, backup.backup_ms, config, BackedUp(backup))
     return {table: (rows, to_save.get(table) if rows is not None else None) for table, rows in rows_now.items()}
 
 

@@ -2,12 +2,13 @@
 
 PROTOCOL 8: the rollback never loses what was written after the backup. Before the database is
 restored, every row of every service table that was created or changed since the backup (one of its
-time columns, SAVE_RULES, later than the backup's ``backup_ms``) is written to
+time columns, SAVE_RULES, later than the backup's ``backup_ms``), or that is not in the backup as it is
+now (backed_up.py: rows --restore-saved or db import-legacy wrote keep their older times), is written to
 ``saved-since-backup-<time>.jsonl`` in the backup folder (mode 0600: it holds customers' messages and
 password hashes): a header line ``{"type": "saved", "backup_ms", "saved_ms", "counts"}``, then one
 ``{"type": "row", "table", "row": {column: value}}`` per row, parents first. conversation_labels has
 no time column: the labels of every saved conversation are saved (setting labels touches the
-conversation's ``updated_ms``). ``chat-api rollback --restore-saved FILE`` puts them back: rows that can
+conversation's ``updated_ms``). ``chat-api rollback --restore-saved FILE`` (restore.py) puts them back: rows that can
 change (UPDATED_ON_RESTORE) are updated to their saved state, the others are added unless already
 there. A saved row whose place is taken by another row (the old system, running again after the
 rollback, went on with the conversation, and a later import gave its messages the same seqs) stops the
@@ -29,13 +30,13 @@ import pymysql  # type: ignore[import-untyped]  # no stubs installed (types-PyMy
 
 from chat.cutover.backup_format import iter_jsonl
 from chat.cutover.backup_sql import (
-    decode_sql_value,
     encode_sql_value,
     identifier,
     mysql_columns,
     mysql_connect,
     sqlite_identifier,
 )
+from chat.cutover.rollback.backed_up import BackedUp, digest
 from chat.settings import DatabaseConfig
 from chat.store.schema import BASE_NAMES, Tables
 from states.clock import iso_from_ms, now_ms
@@ -84,8 +85,8 @@ def save_note(table: str, prefix: str) -> str | None:
     if base is None or base == "schema_version":
         return None
     if base in OF_SAVED_CONVERSATIONS:
-        return "those of the conversations saved"
-    return " or ".join(SAVE_RULES[base]) + " after the backup"
+        return "those of the conversations saved, or not in the backup as they were"
+    return " or ".join(SAVE_RULES[base]) + " after the backup, or not in the backup as it was"
 
 
 def saved_prefix(path: Path) -> str | None:
@@ -122,7 +123,7 @@ class Saved:
     counts: dict[str, int]
 
 
-class _Database:
+class Database:
     """Just enough of MySQL (pymysql) and SQLite for the save and the restore."""
 
     def __init__(self, config: DatabaseConfig) -> None:
@@ -302,18 +303,66 @@ def _duplicate(exc: Exception) -> bool:
     return "UNIQUE constraint failed" in str(exc)
 
 
-def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, config: DatabaseConfig) -> Saved:
-    """Write every row created or changed after ``backup_ms`` (SAVE_RULES) to a new file in the backup folder."""
+class _Selection:
+    """The rows a save takes, table after table, parents first: those the time columns mark (SAVE_RULES)
+    and, given the backup's rows (BackedUp), every row not in the backup as it was (written since with
+    older times: --restore-saved, db import-legacy); the labels of every conversation saved."""
+
+    def __init__(self, db: Database, since_ms: int, backed_up: BackedUp | None) -> None:
+        self.db = db
+        self.since_ms = since_ms
+        self.backed_up = backed_up
+        self.conversations: set[Any] = set()
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        base = table_base(table, self.db.prefix)
+        backed = self.backed_up.digests(table) if self.backed_up is not None else None
+        if backed is None:
+            rows = self.db.rows_to_save(table, self.since_ms)
+        else:
+            rows = self._not_backed_up(table, base, *backed)
+        for row in rows:
+            if base == "conversations":
+                self.conversations.add(row["id"])
+            yield row
+
+    def _not_backed_up(self, table: str, base: str | None, columns: list[str], digests: set[int]) \
+            -> Iterator[dict[str, Any]]:
+        db = self.db
+        shape = db.shape(table)
+        if shape is None:
+            return
+        times = [c for c in SAVE_RULES.get(base or "", ()) if c in shape[0]]
+        cur = db.conn.cursor() if db.sqlite else db.conn.cursor(pymysql.cursors.SSCursor)  # streamed
+        try:
+            cur.execute(f"SELECT * FROM {db.name(table)}")
+            names = [d[0] for d in cur.description]
+            for values in cur:
+                row = dict(zip(names, values, strict=True))
+                if (any(row[c] is not None and int(row[c]) > self.since_ms for c in times)
+                        or (base in OF_SAVED_CONVERSATIONS and row["conversation_id"] in self.conversations)
+                        or not columns or any(c not in row for c in columns)
+                        or digest([row[c] for c in columns]) not in digests):
+                    yield row
+        finally:
+            cur.close()
+
+
+def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, config: DatabaseConfig,
+                      backed_up: BackedUp | None = None) -> Saved:
+    """Write every row created or changed after ``backup_ms`` (SAVE_RULES) and, given the backup's rows,
+    every row not in the backup as it was, to a new file in the backup folder."""
     saved_ms = now_ms()
     path = backup_root / f"saved-since-backup-{iso_from_ms(saved_ms).replace(':', '')}.jsonl"
     counts: dict[str, int] = {}
     lines: list[bytes] = []
-    with closing(_Database(config)) as db:
+    with closing(Database(config)) as db:
+        selection = _Selection(db, backup_ms, backed_up)
         for table in schema_order(tables, config.table_prefix):  # parents first
             if save_note(table, config.table_prefix) is None or db.shape(table) is None:
                 continue
             counts[table] = 0
-            for row in db.rows_to_save(table, backup_ms):
+            for row in selection.rows(table):
                 lines.append(orjson.dumps({"type": "row", "table": table,
                                            "row": {k: encode_sql_value(v) for k, v in row.items()}}))
                 counts[table] += 1
@@ -328,70 +377,18 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
     return Saved(path, counts)
 
 
-def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig) -> dict[str, int | None]:
+def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig,
+                   backed_up: BackedUp | None = None) -> dict[str, int | None]:
     """Per backed-up table, the rows a save would take now (None: the table is absent or never saved)."""
-    with closing(_Database(config)) as db:
-        counts = {table: db.count_to_save(table, backup_ms) if save_note(table, config.table_prefix) else None
-                  for table in tables}
+    counts: dict[str, int | None] = dict.fromkeys(tables)
+    with closing(Database(config)) as db:
+        selection = _Selection(db, backup_ms, backed_up)
+        for table in schema_order(tables, config.table_prefix):
+            if save_note(table, config.table_prefix) is None:
+                continue
+            if backed_up is None:
+                counts[table] = db.count_to_save(table, backup_ms)
+            elif db.shape(table) is not None:
+                counts[table] = sum(1 for _row in selection.rows(table))
         db.conn.rollback()
     return counts
-
-
-def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
-    """Put a saved file's rows back, in one transaction, parents first (the schema's order, whatever the
-    file's): per table ``(written, already there or newer)``. ``config.table_prefix`` names the tables."""
-    by_table: dict[str, list[dict[str, Any]]] = {}
-    for _number, entry in iter_jsonl(path):
-        if entry.get("type") == "row":
-            by_table.setdefault(entry["table"], []).append({k: decode_sql_value(v) for k, v in entry["row"].items()})
-    tables = Tables(config.table_prefix)
-    if tables.conversations in by_table:  # a saved conversation with no label left has no label rows
-        by_table.setdefault(tables.conversation_labels, [])
-    done: dict[str, tuple[int, int]] = {}
-    with closing(_Database(config)) as db:
-        try:
-            restore = _Restore(db, tables)
-            for table in schema_order(list(by_table), config.table_prefix):
-                done[table] = (len(by_table[table]), 0) if dry_run else restore.table(table, by_table[table])
-            if dry_run:
-                db.conn.rollback()
-            else:
-                db.conn.commit()
-        except BaseException:
-            db.conn.rollback()
-            raise
-    return done
-
-
-class _Restore:
-    """The tables of one --restore-saved, put back one after the other in the caller's transaction."""
-
-    def __init__(self, db: _Database, tables: Tables) -> None:
-        self.db = db
-        self.tables = tables
-        self.written_conversations: set[Any] = set()
-        self.versions: dict[Any, int] = {}  # per conversation, its version once the conversations are back
-
-    def table(self, table: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
-        """Put one table's saved rows back: (written, already there or newer)."""
-        db = self.db
-        base = table_base(table, db.prefix)
-        if base in OF_SAVED_CONVERSATIONS:
-            db.replace_labels(table, self.written_conversations)
-        written = there = 0
-        highest: dict[Any, int] = {}
-        for row in rows:
-            db.check_version(self.tables.conversations, table, row, self.versions)
-            if base in OF_SAVED_CONVERSATIONS and row["conversation_id"] not in self.written_conversations:
-                there += 1  # its conversation changed again since: the live labels are the newer
-            elif db.put(table, row):
-                written += 1
-                if base == "conversations":
-                    self.written_conversations.add(row["id"])
-            else:
-                there += 1
-            if base == "messages":  # written, or already there: held by its conversation either way
-                highest[row["conversation_id"]] = max(highest.get(row["conversation_id"], 0), int(row["seq"]))
-        if highest:
-            db.raise_last_seq(self.tables.conversations, highest)
-        return written, there

@@ -1,0 +1,79 @@
+"""``--restore-saved FILE``: the rows a rollback saved (saved.py) put back, in one transaction.
+
+Parents first, in the schema's order. A conversation kept as it is in the database (newer) still gets
+its saved messages, and its ``last_seq`` is raised to the highest seq among them; a saved event, mark or
+rating numbered above the version such a conversation has stops the restore (TakenPlace), as does a
+saved row whose unique place another row holds.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from chat.cutover.backup_format import iter_jsonl
+from chat.cutover.backup_sql import decode_sql_value
+from chat.cutover.rollback.saved import OF_SAVED_CONVERSATIONS, Database, schema_order, table_base
+from chat.settings import DatabaseConfig
+from chat.store.schema import Tables
+
+
+def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
+    """Put a saved file's rows back, in one transaction, parents first (the schema's order, whatever the
+    file's): per table ``(written, already there or newer)``. ``config.table_prefix`` names the tables."""
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for _number, entry in iter_jsonl(path):
+        if entry.get("type") == "row":
+            by_table.setdefault(entry["table"], []).append({k: decode_sql_value(v) for k, v in entry["row"].items()})
+    tables = Tables(config.table_prefix)
+    if tables.conversations in by_table:  # a saved conversation with no label left has no label rows
+        by_table.setdefault(tables.conversation_labels, [])
+    done: dict[str, tuple[int, int]] = {}
+    with closing(Database(config)) as db:
+        try:
+            restore = _Restore(db, tables)
+            for table in schema_order(list(by_table), config.table_prefix):
+                done[table] = (len(by_table[table]), 0) if dry_run else restore.table(table, by_table[table])
+            if dry_run:
+                db.conn.rollback()
+            else:
+                db.conn.commit()
+        except BaseException:
+            db.conn.rollback()
+            raise
+    return done
+
+
+class _Restore:
+    """The tables of one --restore-saved, put back one after the other in the caller's transaction."""
+
+    def __init__(self, db: Database, tables: Tables) -> None:
+        self.db = db
+        self.tables = tables
+        self.written_conversations: set[Any] = set()
+        self.versions: dict[Any, int] = {}  # per conversation, its version once the conversations are back
+
+    def table(self, table: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        """Put one table's saved rows back: (written, already there or newer)."""
+        db = self.db
+        base = table_base(table, db.prefix)
+        if base in OF_SAVED_CONVERSATIONS:
+            db.replace_labels(table, self.written_conversations)
+        written = there = 0
+        highest: dict[Any, int] = {}
+        for row in rows:
+            db.check_version(self.tables.conversations, table, row, self.versions)
+            if base in OF_SAVED_CONVERSATIONS and row["conversation_id"] not in self.written_conversations:
+                there += 1  # its conversation changed again since: the live labels are the newer
+            elif db.put(table, row):
+                written += 1
+                if base == "conversations":
+                    self.written_conversations.add(row["id"])
+            else:
+                there += 1
+            if base == "messages":  # written, or already there: held by its conversation either way
+                highest[row["conversation_id"]] = max(highest.get(row["conversation_id"], 0), int(row["seq"]))
+        if highest:
+            db.raise_last_seq(self.tables.conversations, highest)
+        return written, there
