@@ -229,6 +229,22 @@ def test_a_kept_newer_conversation_is_raised_to_the_seq_of_the_saved_messages_pu
     assert rows(mysql_url, "SELECT last_seq FROM conversations WHERE id = 'conv-new'") == [(7,)]
 
 
+def test_running_the_restore_again_repairs_a_conversation_an_earlier_restore_left_below_its_messages(
+        dbs, mysql_url, tmp_path, capsys):
+    """What the restore did before finding 1 was fixed: conv-new kept at last_seq 0 with m-new (seq 1) in it.
+    Running it again finds m-new already there and still raises last_seq to it."""
+    later = 4_000_000_000_000
+    saved = saved_then_changed(mysql_url, tmp_path, capsys, [
+        ("INSERT INTO conversations VALUES ('conv-new', 'cust-2', 'human', 'human', NULL, NULL, 0, 0, NULL, NULL, "
+         "%s, %s)", (later, later)),
+        ("INSERT INTO messages VALUES ('m-new', 'conv-new', 1, 'customer', 'cust-2', 'where is my order?', 0, "
+         "'c-9', %s)", (later,))])
+
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0
+    assert re.search(r"messages +0  written \(1 already there", capsys.readouterr().out)
+    assert rows(mysql_url, "SELECT last_seq FROM conversations WHERE id = 'conv-new'") == [(1,)]
+
+
 def test_a_saved_event_above_the_version_of_its_kept_conversation_stops_the_restore(dbs, mysql_url, tmp_path,
                                                                                     capsys):
     """conv-1 changed in the database after the rollback (kept: newer) and is at version 3; the saved close
