@@ -190,6 +190,26 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     assert REDIS_PASSWORD not in out and quote(REDIS_PASSWORD, safe="") not in out
     _check_the_rollback(folder, out, old, ttls_before, database_url)
 
+    # 9. roll forward again (docs/cutover.md): a new backup, the same .env, the sessions and old rows again,
+    # the saved rows back before anything else writes, then the service
+    run([CHAT_API, "backup", "--out", "backup-2", "--config", ".env", "--no-mysqldump", "--quiet"], folder,
+        operator_env())
+    run([CHAT_API, "migrate-redis", "--source", redis_url(old_redis, 0), "--target", redis_url(old_redis, 1),
+         "--naive-tz", "Asia/Shanghai", "--max-failures", str(len(JUNK)), "--verify", "--quiet"], folder, operator_env())
+    run([CHAT_API, "db", "import-legacy", "--mapping", str(ROOT / "docs" / "legacy-mapping.example.toml")],
+        folder, operator_env())
+    saved = next((folder / "backup").glob("saved-since-backup-*.jsonl"))
+    out = run([CHAT_API, "rollback", "--restore-saved", str(saved)], folder, operator_env())
+    assert "result: OK" in out, out
+    run([CHAT_API, "db", "adopt"], folder, operator_env())  # after the restore: rows only for the sessions left
+    service = Process("chat-api", ["/bin/sh", "-c", f'cd "{folder}" && exec "{CHAT_API}" serve --host 127.0.0.1'],
+                      tmp_path / "serve-again.log", "Running on", operator_env())
+    service.start()
+    try:
+        await _use_it_again(folder, port)
+    finally:
+        service.terminate()
+
 
 async def _use_the_service(folder: Path, port: int) -> None:
     env = operator_env()
@@ -224,6 +244,25 @@ async def _use_the_service(folder: Path, port: int) -> None:
         started = (await fresh.ok("conversation.start"))["conversation"]["id"]
         await fresh.ok("message.send", conversation_id=started, client_msg_id="m1", content="hello")
         await fresh.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+
+
+async def _use_it_again(folder: Path, port: int) -> None:
+    """After the roll-forward: what was written in the first cut-over is there once, and the conversations
+    take new messages."""
+    env = operator_env()
+    customer = run([CHAT_API, "token", "--sub", "cust-ttl", "--role", "customer"], folder, env).split()[-1]
+    old_customer = run([CHAT_API, "token", "--sub", "cust-100", "--role", "customer"], folder, env).split()[-1]
+    imported = str(uuid.uuid5(DEFAULT_NAMESPACE, "conversations:100"))
+    async with aiohttp.ClientSession() as http:
+        for token, cid, question in ((customer, "s-ttl", "where is my order?"), (old_customer, imported, "any news?")):
+            ws = WS(await http.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}"))
+            history = (await ws.ok("conversation.resume", conversation_id=cid))["messages"]
+            contents = [m["content"] for m in history]
+            assert contents.count(question) == 1, contents  # the first cut-over's message, once
+            assert [m["seq"] for m in history] == list(range(1, len(history) + 1)), history
+            sent = await ws.ok("message.send", conversation_id=cid, client_msg_id="again", content="back again")
+            assert sent["message"]["seq"] == history[-1]["seq"] + 1, (sent, history)
+            await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
 
 
 def _check_the_rollback(folder: Path, out: str, old: redis.Redis, ttls_before: dict[str, int],
