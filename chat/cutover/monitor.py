@@ -67,6 +67,8 @@ class Monitor:
         self.episodes = 0
         self.in_breach = False
         self.hooks: list[asyncio.subprocess.Process] = []
+        self.reported: set[int] = set()  # pids of the hooks whose exit was printed
+        self.abandon = asyncio.Event()  # a second Ctrl-C: stop waiting for the hooks
         self._jsonl: TextIO | None = None
 
     async def run(self) -> int:
@@ -103,6 +105,7 @@ class Monitor:
             self._record({"type": "poll", "url": self.shown_url, **asdict(result)})
             if self.stats.polls >= self.args.min_polls:
                 await self._judge()
+            self._report_hooks()
 
     async def _poll(self, session: aiohttp.ClientSession, seq: int) -> Poll:
         """The health request, then (when the service answered) the WebSocket ping."""
@@ -136,18 +139,49 @@ class Monitor:
         print(f"running --on-breach command: {mask_urls_in(command)}", file=sys.stderr, flush=True)
         try:
             self.hooks.append(
-                await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.DEVNULL, env=env)
+                # Its own session: a Ctrl-C (SIGINT to the terminal's group) never stops a rollback half done.
+                await asyncio.create_subprocess_shell(
+                    command, stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True
+                )
             )
         except OSError as exc:
             print(f"error: --on-breach command could not start: {exc}", file=sys.stderr)
+
+    def interrupt(self) -> None:
+        """Ctrl-C / SIGTERM: stop at the next poll boundary; a second one stops waiting for the hooks."""
+        (self.abandon if self.stop.is_set() else self.stop).set()
+
+    def _report_hooks(self) -> None:
+        """Print (and record) the exit of every hook that ended since the last look."""
+        for hook in (h for h in self.hooks if h.returncode is not None and h.pid not in self.reported):
+            self.reported.add(hook.pid)
+            seq = self.stats.polls
+            print(f"--on-breach command (pid {hook.pid}) exited with {hook.returncode} (seen after poll {seq})",
+                  file=sys.stderr, flush=True)
+            self._record({"type": "hook", "pid": hook.pid, "exit_code": hook.returncode, "seq": seq})
+
+    async def _wait_hooks(self) -> None:
+        """Wait for the hooks still running, unless a second Ctrl-C says to leave them."""
+        running = [hook for hook in self.hooks if hook.returncode is None]
+        if running and not self.abandon.is_set():
+            pids = ", ".join(str(hook.pid) for hook in running)
+            print(f"waiting for the --on-breach command (pid {pids}) to finish; Ctrl-C again to leave it running",
+                  file=sys.stderr, flush=True)
+            ended: asyncio.Future[Any] = asyncio.gather(*(hook.wait() for hook in running))
+            abandoned: asyncio.Future[Any] = asyncio.ensure_future(self.abandon.wait())
+            await asyncio.wait([ended, abandoned], return_when=asyncio.FIRST_COMPLETED)
+            for future in (ended, abandoned):
+                future.cancel()
+            await asyncio.gather(ended, abandoned, return_exceptions=True)
+        self._report_hooks()
+        for hook in (h for h in self.hooks if h.returncode is None):
+            print(f"--on-breach command (pid {hook.pid}) left running (second Ctrl-C)", file=sys.stderr, flush=True)
 
     async def _finish(self) -> int:
         if self.stats.polls:
             # Whatever the number of polls, the end of the run is judged.
             await self._judge()
-        for hook in self.hooks:
-            code = await hook.wait()
-            print(f"--on-breach command exited with {code}", file=sys.stderr)
+        await self._wait_hooks()
         self._summary()
         if not self.stats.polls:
             print("result: NO DATA (stopped before the first poll)", file=self.out)
@@ -223,7 +257,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             "of the last --window polls failed, or a p95 (over the window, 20 samples at least) "
             "above --max-p95-ms; never one blip. Exit codes: 0 no breach; 1 a breach (or no poll "
             "made); 2 bad command line. --on-breach runs once per breach, through the shell, "
-            "with MONITOR_URL and MONITOR_BREACH in its environment."
+            "with MONITOR_URL and MONITOR_BREACH in its environment, in a session of its own "
+            "(a Ctrl-C on the monitor does not reach it); its exit is printed at the next poll. "
+            "Ctrl-C while it runs waits for it; a second Ctrl-C leaves it running."
         ),
     )
     parser.add_argument("--url", required=True, help="the service root (or its /health URL)")
@@ -339,9 +375,10 @@ async def amain(argv: list[str] | None = None, *, handle_signals: bool = False, 
     monitor = Monitor(args, url, sys.stdout)
     loop = asyncio.get_running_loop()
     if handle_signals:
-        # Ctrl-C or SIGTERM ends the run at the next poll boundary and still prints the summary.
+        # Ctrl-C or SIGTERM ends the run at the next poll boundary and still prints the summary,
+        # after the --on-breach commands still running (a second one leaves them running).
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, monitor.stop.set)
+            loop.add_signal_handler(signum, monitor.interrupt)
     try:
         limit = "once" if args.once else f"{args.count} polls" if args.count else "until Ctrl-C"
         print(f"monitor: {monitor.shown_url} every {args.interval_s:g} s, {limit}", file=sys.stderr)

@@ -1,0 +1,148 @@
+"""The monitor's --on-breach commands: Ctrl-C leaves them alone, their exit is reported at once.
+
+Real short child processes; the tests wait on files, pipes and processes, never on a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from chat.cutover import monitor
+from tests.cutover.support import REPO
+from tests.cutover.test_monitor import health_app, read_jsonl, serve
+
+
+async def wait_for_file(path: Path) -> None:
+    """Wait until ``path`` exists (the pytest timeout bounds it)."""
+    while not path.exists():
+        await asyncio.sleep(0.01)
+
+
+async def read_until(stream: asyncio.StreamReader, text: str, seen: list[str]) -> None:
+    """Read lines into ``seen`` until one contains ``text``."""
+    while True:
+        line = (await stream.readline()).decode()
+        assert line, f"{text!r} never printed; saw {seen}"
+        seen.append(line)
+        if text in line:
+            return
+
+
+def gated_hook(tmp_path: Path) -> tuple[str, Path, Path, Path]:
+    """A hook that says it started, blocks until the test writes to a FIFO, then says it finished."""
+    started, gate, finished = tmp_path / "started", tmp_path / "gate", tmp_path / "finished"
+    os.mkfifo(gate)
+    q = shlex.quote
+    # Its output elsewhere: the monitor's pipes close when the monitor ends, whatever the hook does.
+    hook = f"exec >/dev/null 2>&1; echo $$ > {q(str(started))}; read line < {q(str(gate))}; touch {q(str(finished))}"
+    return hook, started, gate, finished
+
+
+async def start_monitor(url: str, hook: str, tmp_path: Path) -> asyncio.subprocess.Process:
+    """`scripts/monitor.py` until Ctrl-C, in a process group of its own (a terminal's, for the test)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "scripts/monitor.py", "--url", url, "--interval-s", "0.05", "--fail-after", "1",
+        "--no-ws", "--on-breach", hook, cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def release(gate: Path, pid: int) -> bool:
+    """Let the gated hook go on; False when it is gone (nobody reads the FIFO any more)."""
+    while True:
+        try:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader (yet, or any more)
+            if not alive(pid):
+                return False
+            await asyncio.sleep(0.01)
+            continue
+        os.write(fd, b"go\n")
+        os.close(fd)
+        return True
+
+
+async def test_ctrl_c_waits_for_the_running_hook_and_does_not_kill_it(aiohttp_server, tmp_path):
+    server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
+    hook, started, gate, finished = gated_hook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook, tmp_path)
+    assert process.stderr is not None and process.stdout is not None
+    await wait_for_file(started)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+
+    seen: list[str] = []
+    await read_until(process.stderr, "waiting for the --on-breach command", seen)
+    pid = int(started.read_text())
+    assert await release(gate, pid), "the hook was killed by the Ctrl-C"
+    out, err = await process.communicate()
+
+    assert finished.exists()
+    assert f"--on-breach command (pid {pid}) exited with 0" in "".join(seen) + err.decode()
+    assert "result: BREACH (1 breach(es))" in out.decode()
+    assert process.returncode == 1
+
+
+async def test_a_second_ctrl_c_leaves_the_hook_running_and_names_it(aiohttp_server, tmp_path):
+    server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
+    hook, started, gate, finished = gated_hook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook, tmp_path)
+    assert process.stderr is not None
+    await wait_for_file(started)
+    os.killpg(process.pid, signal.SIGINT)
+    seen: list[str] = []
+    await read_until(process.stderr, "Ctrl-C again to leave it running", seen)
+    os.killpg(process.pid, signal.SIGINT)
+    pid = int(started.read_text())
+    try:
+        await read_until(process.stderr, f"--on-breach command (pid {pid}) left running", seen)
+        assert await process.wait() == 1  # the monitor is gone ...
+        assert alive(pid) and not finished.exists()  # ... its hook is not
+    finally:
+        released = await release(gate, pid)
+    assert released
+    await wait_for_file(finished)
+    out, _ = await process.communicate()
+    assert "result: BREACH (1 breach(es))" in out.decode()
+
+
+async def test_a_hook_exit_is_reported_at_the_next_poll(aiohttp_server, tmp_path, capsys, monkeypatch):
+    hooks: list[asyncio.subprocess.Process] = []
+    start_shell = asyncio.create_subprocess_shell
+
+    async def recording_shell(*args, **kwargs):
+        hooks.append(await start_shell(*args, **kwargs))
+        return hooks[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_shell", recording_shell)
+    async def after_the_hook(request: web.Request) -> web.Response:
+        if hooks:  # the polls after the breach are answered once the hook has ended
+            await hooks[0].wait()
+        return web.json_response({"status": "down"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/health", after_the_hook)
+    server = await serve(aiohttp_server, app)
+    jsonl = tmp_path / "m.jsonl"
+
+    rc = await monitor.amain(["--url", str(server.make_url("/")), "--count", "4", "--interval-s", "0",
+                              "--fail-after", "1", "--no-ws", "--on-breach", "true", "--jsonl", str(jsonl)])
+
+    assert rc == 1
+    records = [r for r in read_jsonl(jsonl) if r["type"] == "hook"]
+    assert records == [{"type": "hook", "pid": hooks[0].pid, "exit_code": 0, "seq": 2}]
+    assert f"--on-breach command (pid {hooks[0].pid}) exited with 0 (seen after poll 2)" in capsys.readouterr().err
