@@ -57,6 +57,11 @@ class Variables:
         path = self.cwd / DEFAULT_NAME
         return path.resolve() if path.is_file() else None
 
+    @property
+    def was_read(self) -> bool:
+        """Whether a value was asked of the .env file (so it was read)."""
+        return self._env_file is not None
+
     def describe(self) -> str:
         """The first source line: the file read, or why none was."""
         if self._env_file is not None:

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from chat.cutover.backup.database import BackupFailed, count_rows
-from chat.cutover.backup.redis_part import scan_keys
+from chat.cutover.backup.redis_part import keys_left_out, scan_keys
 from chat.cutover.backup.take import Options, build_manifest, database_method, take_backup
 from chat.cutover.backup_format import (
     DEFAULT_DATABASE_URL,
@@ -33,13 +33,25 @@ from chat.cutover.common import (
     parse_checked,
     positive_int,
 )
-from chat.cutover.targets import add_env_file_option, check_redis_url, database_target, read_variables, redis_target
+from chat.cutover.targets import (
+    Variables,
+    add_env_file_option,
+    check_redis_url,
+    database_target,
+    read_variables,
+    redis_target,
+)
 from states.clock import now_ms
 from states.redis_keys import PREFIXES
 
 PROG = "backup.py"
 DEFAULT_BATCH = 500
 MYSQLDUMP = "mysqldump"
+
+
+def rollback_command(prog: str) -> str:
+    """The rollback as the operator runs it: `chat-api rollback` beside `chat-api backup`."""
+    return "chat-api rollback" if prog.startswith("chat-api") else "scripts/rollback.py"
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -49,7 +61,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description=(
             "Back up the Redis keys of the service (with their TTLs), the SQL database and the "
             "configuration files into DIR, with a manifest of counts and SHA-256 checksums. "
-            "Restore with scripts/rollback.py --from DIR. Take it with the writers stopped "
+            f"Restore with {rollback_command(prog)} --from DIR. Take it with the writers stopped "
             "for a snapshot of one moment (each Redis key and the SQL dump are consistent on "
             "their own in any case)."
         ),
@@ -147,10 +159,11 @@ def check_options(args: argparse.Namespace) -> Options:
     env_path = variables.file_path()
     if env_path is not None and not args.skip_config and env_path not in configs:
         configs.append(env_path)
-    sources.insert(0, variables.describe())
+    sources.insert(0, _env_file_line(variables, env_path, args.skip_config))
     if not configs:
-        sources.append("warning: no configuration file is backed up (no ./.env; name it with --env-file "
-                       "or --config FILE): a rollback cannot put the old .env back")
+        why = "--skip-config given" if args.skip_config else "no ./.env; name it with --env-file"
+        sources.append(f"warning: no configuration file is backed up ({why}; add --config FILE to take one): "
+                       "a rollback cannot put the old .env back")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
@@ -175,6 +188,23 @@ def check_options(args: argparse.Namespace) -> Options:
     )
 
 
+def _env_file_line(variables: Variables, env_path: Path | None, skip_config: bool) -> str:
+    """The first source line: the .env read for the URLs or not, copied or not."""
+    if env_path is None or variables.was_read:
+        return variables.describe() + (" (not copied: --skip-config)" if env_path and skip_config else "")
+    if skip_config:
+        return f"{env_path} neither read (the URLs came from elsewhere) nor copied (--skip-config)"
+    return f"{env_path} not read for the URLs (they came from elsewhere); copied as a config file"
+
+
+def left_out_line(count: int, examples: list[str]) -> str:
+    """What a summary says of the database's keys outside the patterns."""
+    if not count:
+        return "no other key in the database"
+    shown = ", ".join(examples) + (", ..." if count > len(examples) else "")
+    return f"outside the patterns, NOT in the backup (e.g. {shown})"
+
+
 def dry_run(options: Options) -> int:
     """Count what a real run would take and print it."""
     print("dry run: nothing is written")
@@ -182,13 +212,15 @@ def dry_run(options: Options) -> int:
         client = redis.Redis.from_url(options.redis_url, protocol=2)
         try:
             client.ping()
-            total = sum(len(keys) for keys, _ in scan_keys(client, options.patterns, options.batch))
+            taken = {key for keys, _ in scan_keys(client, options.patterns, options.batch) for key in keys}
+            left_out, examples = keys_left_out(client, taken, options.batch)
         except redis.RedisError as exc:
             print(f"error: Redis {mask_url(options.redis_url)}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         finally:
             client.close()
-        print(f"  redis keys      {total:>10,}  would be backed up ({', '.join(options.patterns)})")
+        print(f"  redis keys      {len(taken):>10,}  would be backed up ({', '.join(options.patterns)})")
+        print(f"  left out        {left_out:>10,}  {left_out_line(left_out, examples)}")
     if options.database is not None:
         try:
             counts = count_rows(options.database)
@@ -216,6 +248,8 @@ def print_summary(manifest: dict[str, Any], out: Path, elapsed_s: float) -> None
         print(f"  {'redis keys':<28}{redis_part['keys']:>10,}  from {redis_part['url']} {ttl_note}")
         vanished_note = "expired or deleted between SCAN and DUMP"
         print(f"  {'vanished':<28}{redis_part['vanished']:>10,}  {vanished_note}")
+        left_out = left_out_line(redis_part["left_out"], redis_part["left_out_examples"])
+        print(f"  {'left out':<28}{redis_part['left_out']:>10,}  {left_out} (db {redis_part['db']})")
     database = manifest["database"]
     if database:
         print(f"  {'database':<28}{database['method']:>10}  from {database['url']}")

@@ -37,6 +37,25 @@ def scan_keys(
                 break
 
 
+LEFT_OUT_EXAMPLES = 5
+
+
+def keys_left_out(client: redis.Redis, taken: set[bytes], batch: int) -> tuple[int, list[str]]:
+    """How many keys of the database are outside the patterns (not in ``taken``), and a few of them.
+
+    One SCAN of the whole database (never KEYS); a key SCAN hands out twice is counted once.
+    """
+    left: set[bytes] = set()
+    cursor = 0
+    while True:
+        cursor, found = client.scan(cursor, count=batch)
+        left.update(key for key in cast(list[bytes], found) if key not in taken)
+        if cursor == 0:
+            break
+    examples = sorted(key.decode("utf-8", "backslashreplace") for key in left)[:LEFT_OUT_EXAMPLES]
+    return len(left), examples
+
+
 def timed_read(
     client: redis.Redis, keys: Sequence[bytes], command: str
 ) -> tuple[int, list[tuple[Any, int]]]:
@@ -64,8 +83,10 @@ def backup_redis(
     path.parent.mkdir(mode=0o700, exist_ok=True)
     keys = with_ttl = vanished = 0
     types: Counter[str] = Counter()
+    taken: set[bytes] = set()
     with open(path, "wb") as fh:
         for batch_keys, fraction in scan_keys(client, patterns, batch):
+            taken.update(batch_keys)
             now_ms, pairs = timed_read(client, batch_keys, "DUMP")
             lines = []
             for key, (payload, pttl) in zip(batch_keys, pairs, strict=True):
@@ -84,6 +105,7 @@ def backup_redis(
     progress.update(keys, 1.0, force=True)
     os.chmod(path, 0o600)
     info = client.info("server")
+    left_out, examples = keys_left_out(client, taken, batch)
     return {
         "file": REDIS_FILE,
         "keys": keys,
@@ -91,6 +113,8 @@ def backup_redis(
         "vanished": vanished,
         "types": dict(sorted(types.items())),
         "patterns": patterns,
+        "left_out": left_out,
+        "left_out_examples": examples,
         "db": int(client.connection_pool.connection_kwargs.get("db", 0)),
         "redis_version": info.get("redis_version"),
     }
