@@ -186,10 +186,16 @@ def cmd_db_adopt(args: argparse.Namespace) -> int:
         stats = asyncio.run(adopt(settings, batch=args.batch, progress=progress))
     except (DatabaseError, RedisError, OSError) as exc:
         print(f"chat-api: db adopt failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("result: FAILED (see the error above; rows adopted before it stay, a new run adds only the rest)")
         return 1
     print(f"scanned {stats.scanned} session keys: {stats.adopted} adopted, {stats.present} already had a row, "
           f"{stats.invalid} invalid")
-    return 1 if stats.invalid else 0
+    if stats.invalid:
+        print(f"result: FAILED ({stats.invalid} invalid record(s), not adopted: the 'skipped session:...' lines on "
+              f"stderr; {stats.adopted} adopted)")
+        return 1
+    print(f"result: OK ({stats.adopted} adopted, {stats.present} already had a row)")
+    return 0
 
 
 def cmd_db_import_legacy(args: argparse.Namespace) -> int:

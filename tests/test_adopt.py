@@ -1,6 +1,7 @@
 """Sessions migrated from the old Node.js format by scripts/migrate_redis.py are picked up by
 the running service: the customer resumes its conversation and gets an AI reply."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,9 +86,29 @@ async def test_db_adopt_makes_migrated_handoffs_visible_to_agents(harness_factor
     first = run()
     assert first.returncode == 1 and "1 adopted" in first.stdout  # the bad one is reported:
     assert "1 invalid" in first.stdout
+    assert first.stdout.splitlines()[-1] == ("result: FAILED (1 invalid record(s), not adopted: the 'skipped "
+                                             "session:...' lines on stderr; 1 adopted)")
     second = run()
     assert "0 adopted, 1 already had a row" in second.stdout
+    assert second.stdout.splitlines()[-1] == "result: FAILED (1 invalid record(s), not adopted: the 'skipped " \
+        "session:...' lines on stderr; 0 adopted)"
+    await redis.delete(*[key async for key in redis.scan_iter(match="session:*")
+                         if await redis.get(key) == b"not json"])
+    third = run()
+    assert third.returncode == 0 and third.stdout.splitlines()[-1] == "result: OK (0 adopted, 1 already had a row)"
     h = await harness_factory(database_url=mysql_database_url, routing="manual")
     agent = await h.connect("agent-1", role="agent")
     queue = (await agent.ok("queue.list"))["conversations"]
     assert waiting in [c["id"] for c in queue]
+
+
+def test_db_adopt_that_cannot_reach_redis_ends_with_a_failed_result(mysql_database_url, unused_tcp_port):
+    env = {"REDIS_URL": f"redis://127.0.0.1:{unused_tcp_port}/0", "DATABASE_URL": mysql_database_url,
+           "JWT_SECRET_KEY": "x" * 40}
+    proc = subprocess.run([sys.executable, "-m", "chat", "db", "adopt"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **env}, check=False)
+
+    assert proc.returncode == 1
+    assert "chat-api: db adopt failed: " in proc.stderr
+    assert proc.stdout.splitlines()[-1] == ("result: FAILED (see the error above; rows adopted before it stay, a new "
+                                            "run adds only the rest)")

@@ -6,6 +6,7 @@ resumed by its customer and answered by the AI."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -132,12 +133,22 @@ def test_the_command_line_reports_and_exits(legacy_url, tmp_path, monkeypatch, c
                         "JWT_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["db", "import-legacy", "--mapping", str(EXAMPLE), "--dry-run"]) == 0
-    assert "messages: 6 read, 6 to add" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "messages: 6 read, 6 to add" in out
+    total = sum(int(n) for n in re.findall(r": \d+ read, (\d+) to add", out))
+    assert out.splitlines()[-1] == f"result: OK ({total} row(s) to add, 0 already there; dry run, nothing written)"
     assert cli.main(["db", "import-legacy", "--mapping", str(EXAMPLE)]) == 0
-    assert "messages: 6 read, 6 added" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "messages: 6 read, 6 added" in out
+    assert out.splitlines()[-1] == f"result: OK ({total} row(s) added, 0 already there)"
+    assert cli.main(["db", "import-legacy", "--mapping", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"result: OK (0 row(s) added, {total} already there)"
     monkeypatch.delenv("DB_TABLE_PREFIX")  # the old tables under the service's own names: refused, nothing written
     assert cli.main(["db", "import-legacy", "--mapping", str(EXAMPLE)]) == 2
-    assert "DB_TABLE_PREFIX" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "DB_TABLE_PREFIX" in captured.err
+    assert captured.out.splitlines()[-1] == (
+        "result: FAILED (the service's tables collide with others: see above; nothing written)")
 
 
 def test_a_bad_mapping_is_refused_before_anything_runs(tmp_path):
@@ -176,6 +187,7 @@ async def test_rows_that_cannot_be_imported_are_listed_and_fail_the_run(tmp_path
     assert "conversations: 4 read, 3 added, 0 already there, 1 invalid, 0 refused" in out
     assert "conversations id=103: status = 'archived' is not in its map" in out
     assert "labels id=7 (new id label-7): refused (a unique value is taken" in out  # the old key first
+    assert out.splitlines()[-1].startswith("result: FAILED (1 invalid, 1 refused: the rows listed above; ")
 
 
 async def test_a_message_whose_conversation_is_not_in_the_old_table_is_reported_and_fails_the_run(legacy_url,
@@ -192,6 +204,8 @@ async def test_a_message_whose_conversation_is_not_in_the_old_table_is_reported_
     out = capsys.readouterr().out
     assert "messages: 7 read, 6 added, 0 already there, 1 invalid, 0 refused" in out
     assert "messages id=1006: its conversation 999 is not in conversations (not imported)" in out
+    assert re.fullmatch(r"result: FAILED \(1 invalid, 0 refused: the rows listed above; \d+ row\(s\) added, 0 already"
+                        r" there; fix the mapping or the data and run again\)", out.splitlines()[-1])
 
 
 async def test_a_row_fixed_after_a_run_that_refused_it_is_imported_by_the_next_run(tmp_path):
@@ -222,3 +236,15 @@ async def test_a_row_fixed_after_a_run_that_refused_it_is_imported_by_the_next_r
         assert (await db.fetchone(f"SELECT last_seq FROM {db.tables.conversations} WHERE id = %s", (cid,)))[0] == 2
     finally:
         await db.close()
+
+
+def test_a_database_error_ends_with_a_failed_result(tmp_path, capsys):
+    """The old tables are not there (a wrong database): the error, then `result: FAILED`."""
+    config = prefixed(f"sqlite:///{tmp_path}/empty.db")
+
+    assert run_command(config, EXAMPLE, dry_run=False, batch=500) == 1
+
+    captured = capsys.readouterr()
+    assert "db import-legacy failed on" in captured.err
+    assert captured.out.splitlines()[-1] == ("result: FAILED (a database error: see the error above; rows imported "
+                                             "before it stay, a new run adds only the rest)")

@@ -366,6 +366,7 @@ def run_command(config: DatabaseConfig, mapping_path: Path, *, dry_run: bool, ba
         mapping = load_mapping(mapping_path)
     except MappingError as exc:
         print(f"chat-api: db import-legacy: {exc}", file=sys.stderr)
+        print(f"result: FAILED (the mapping {mapping_path}: see the error above; nothing read or written)")
         return 2
     print(f"chat-api: importing into {config.describe()} (tables {config.table_prefix or '(no prefix)'}*) by "
           f"{mapping_path}{' -- dry run, nothing is written' if dry_run else ''}", file=sys.stderr, flush=True)
@@ -374,9 +375,24 @@ def run_command(config: DatabaseConfig, mapping_path: Path, *, dry_run: bool, ba
                                            progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True)))
     except ForeignSchema as exc:
         print(f"chat-api: {config.describe()}: {exc}", file=sys.stderr)
+        print("result: FAILED (the service's tables collide with others: see above; nothing written)")
         return 2
     except DatabaseError as exc:  # an old table or column the mapping names is not there, say
         print(f"chat-api: db import-legacy failed on {config.describe()}: {exc}", file=sys.stderr)
+        print("result: FAILED (a database error: see the error above; rows imported before it stay, "
+              "a new run adds only the rest)")
         return 1
     print("\n".join(summary(counts, dry_run=dry_run)))
+    print(result_line(counts, dry_run=dry_run))
     return 1 if any(c.invalid or c.refused for c in counts.values()) else 0
+
+
+def result_line(counts: dict[str, Counts], *, dry_run: bool) -> str:
+    """`result: OK (...)` when every row was imported or already there, else `result: FAILED (...)`."""
+    added, present = sum(c.added for c in counts.values()), sum(c.present for c in counts.values())
+    invalid, refused = sum(c.invalid for c in counts.values()), sum(c.refused for c in counts.values())
+    done = f"{added} row(s) {'to add' if dry_run else 'added'}, {present} already there"
+    if invalid or refused:
+        return (f"result: FAILED ({invalid} invalid, {refused} refused: the rows listed above; {done}; fix the "
+                "mapping or the data and run again)")
+    return f"result: OK ({done}{'; dry run, nothing written' if dry_run else ''})"
