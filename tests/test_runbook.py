@@ -195,7 +195,8 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     run([CHAT_API, "backup", "--out", "backup-2", "--config", ".env", "--no-mysqldump", "--quiet"], folder,
         operator_env())
     run([CHAT_API, "migrate-redis", "--source", redis_url(old_redis, 0), "--target", redis_url(old_redis, 1),
-         "--naive-tz", "Asia/Shanghai", "--max-failures", str(len(JUNK)), "--verify", "--quiet"], folder, operator_env())
+         "--naive-tz", "Asia/Shanghai", "--max-failures", str(len(JUNK)), "--verify", "--quiet"], folder,
+        operator_env())
     run([CHAT_API, "db", "import-legacy", "--mapping", str(ROOT / "docs" / "legacy-mapping.example.toml")],
         folder, operator_env())
     saved = next((folder / "backup").glob("saved-since-backup-*.jsonl"))
