@@ -1,5 +1,6 @@
 """The customer widget's finer points in a real browser: a first message written while the service is
-down survives a reload and is sent once, and "Talk to a person" where it can no longer help."""
+down survives a reload and is sent once, "Talk to a person" where it can no longer help, and a connection
+lost without a word noticed."""
 
 from __future__ import annotations
 
@@ -105,3 +106,33 @@ async def test_a_message_over_4000_characters_is_refused_whole_and_kept(service:
     stored = await messages_of(service, (await widget.storage())["conversation_id"])  # type: ignore[arg-type]
     assert [m["content"] for m in stored if m["sender_type"] == "customer"] == [emoji]
     assert page_errors == []
+
+
+
+async def test_a_connection_lost_without_a_close_event_is_noticed_and_caught_up(
+        service: Service, page: Page, page_errors: list[str]) -> None:
+    """With the network gone, closing the socket brings no close event: the client must drop it itself
+    once a ping goes unanswered (ping 25 s + 10 s), say so, and reconnect when the network is back."""
+    await page.clock.install()  # the page's timers, driven by the test: no 35 s of waiting
+    customer_id = unique("cust")
+    await open_host(page, service.url, token=service.token(customer_id))
+    widget = Widget(page)
+    await widget.open()
+    await widget.write("hello")
+    await expect(widget.message(2)).to_be_visible()
+    conversation_id = str((await widget.storage())["conversation_id"])
+
+    await page.context.set_offline(True)
+    await page.clock.run_for(36_000)  # the ping goes out, its pong never comes
+    await expect(widget.status).not_to_have_attribute("data-state", "online")
+    await widget.write("written while offline")
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(1)
+
+    await page.context.set_offline(False)  # the `online` event: reconnect now, not after the backoff
+    await widget.online()
+    await expect(widget.by_text("written while offline", "customer")).to_have_attribute("data-seq", "3")
+    await expect(page.get_by_test_id("widget-pending")).to_have_count(0)
+    stored = await messages_of(service, conversation_id)
+    assert [m["content"] for m in stored if m["sender_type"] == "customer"] == ["hello", "written while offline"]
+    assert page_errors == []
+

@@ -359,12 +359,17 @@ export class ChatClient {
   }
 
   // After a ping, some frame must arrive within pongTimeoutMs, else the connection is dead
-  // (a laptop waking up, a proxy dropping it): close and reconnect instead of waiting for TCP.
+  // (a laptop waking up, a proxy dropping it, the network gone): drop it and reconnect at once
+  // instead of waiting for TCP. The socket is let go before its close event: while the link is
+  // down that event may never come, and the page would go on saying "online".
   _armPong(ws, waiting = false) {
     clearTimeout(this._timers.pong);
     if (!waiting) return;
     this._timers.pong = setTimeout(() => {
-      if (ws === this._ws) ws.close(4000, "no pong");
+      if (ws !== this._ws) return;
+      this._dropSocket(); // from now on its frames and its close event are ignored
+      ws.close(4000, "no pong");
+      if (!this._stopped) this._scheduleReconnect();
     }, this.opts.pongTimeoutMs);
   }
 
