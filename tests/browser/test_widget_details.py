@@ -1,12 +1,13 @@
 """The customer widget's finer points in a real browser: a first message written while the service is
-down survives a reload and is sent once, "Talk to a person" where it can no longer help, and a connection
-lost without a word noticed."""
+down survives a reload and is sent once, "Talk to a person" where it can no longer help, a connection
+lost without a word noticed, the newest messages kept in view, and the page's focus left alone."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from playwright.async_api import Page, expect
@@ -102,11 +103,19 @@ async def test_a_message_over_4000_characters_is_refused_whole_and_kept(service:
     assert await page.get_by_test_id("widget-message").count() == 0  # nothing was sent
     emoji = "😀" * 2500  # 2500 characters: 5000 UTF-16 units
     await widget.write(emoji)
+    # the shortened message went out: the notice about the long one goes at once (not after its own 10 s)
+    assert await page.get_by_test_id("widget-notice").is_hidden()
     await expect(widget.by_text(emoji[:10], "customer")).to_have_attribute("data-seq", "1")
     stored = await messages_of(service, (await widget.storage())["conversation_id"])  # type: ignore[arg-type]
     assert [m["content"] for m in stored if m["sender_type"] == "customer"] == [emoji]
     assert page_errors == []
 
+
+# The widget's log (inside its shadow root) scrolled to its end, with more in it than fits.
+LOG_AT_END = """() => {
+  const log = document.querySelector('[data-chat-api-widget]').shadowRoot.querySelector('.log');
+  return log.scrollHeight > log.clientHeight + 100 && log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+}"""
 
 
 async def test_a_connection_lost_without_a_close_event_is_noticed_and_caught_up(
@@ -136,3 +145,48 @@ async def test_a_connection_lost_without_a_close_event_is_noticed_and_caught_up(
     assert [m["content"] for m in stored if m["sender_type"] == "customer"] == ["hello", "written while offline"]
     assert page_errors == []
 
+
+async def test_the_newest_messages_stay_in_view_when_the_conversation_closes(
+        service: Service, new_page: Callable[..., Any]) -> None:
+    """The closed banner and the satisfaction prompt take room from the log: on a phone its last
+    messages (the last reply, the closing notice) were hidden behind them."""
+    page = await new_page(viewport={"width": 375, "height": 667}, is_mobile=True, has_touch=True)
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    widget = Widget(page)
+    await widget.open()
+    question = "how long does delivery to Hangzhou take, and can I pay on arrival? " * 2
+    for n in range(1, 6):
+        await widget.write(f"question {n}: {question}")
+        await expect(widget.message(2 * n)).to_be_visible()
+    await page.wait_for_function(LOG_AT_END)
+    conversation_id = (await widget.storage())["conversation_id"]
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(service.url + "/ws") as raw:
+        agent = WS(raw)
+        await agent.ok("auth", token=service.token(unique("agent"), "agent"))
+        await agent.ok("conversation.close", conversation_id=conversation_id)
+    await expect(page.get_by_test_id("widget-closed")).to_be_visible()
+    await expect(widget.csat).to_be_visible()  # the close asks for a rating (CSAT_ENABLED, the default)
+    await expect(widget.by_text("", "system")).not_to_have_count(0)  # the closing notice
+    await page.wait_for_function(LOG_AT_END, timeout=3000)
+
+
+async def test_a_panel_left_open_takes_no_focus_on_load_and_escape_closes_it(service: Service, page: Page,
+                                                                              page_errors: list[str]) -> None:
+    await open_host(page, service.url, token=service.token(unique("cust")))
+    widget = Widget(page)
+    await widget.open()
+    await page.reload()
+    await expect(widget.input).to_be_visible()  # restored open
+    await widget.online()
+    # the host page keeps its focus: the widget's input takes it only when the visitor opens the panel
+    assert await page.evaluate("document.activeElement === document.body")
+
+    await widget.input.click()
+    await page.keyboard.press("Escape")
+    await expect(widget.input).to_be_hidden()
+    await expect(widget.launcher).to_be_focused()
+    assert (await widget.storage())["open"] is False
+    await page.keyboard.press("Enter")  # the launcher opens it again, with the cursor in the input
+    await expect(widget.input).to_be_focused()
+    assert page_errors == []

@@ -104,6 +104,7 @@ export class WidgetView {
         this.showNotice(t("tooLong"));
         return;
       }
+      if (this.notice.textContent === t("tooLong")) this.showNotice(""); // shortened: it was sent
       this.input.value = "";
       this._inputChanged();
       onSend(text);
@@ -115,6 +116,13 @@ export class WidgetView {
         event.preventDefault();
         send();
       }
+    });
+    // Escape closes the panel and gives the focus back to the launcher
+    this.panel.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || event.isComposing) return;
+      event.preventDefault();
+      onToggle(false);
+      this.launcher.focus();
     });
     this.input.addEventListener("input", () => {
       this._inputChanged();
@@ -128,15 +136,16 @@ export class WidgetView {
     this.input.style.height = `${Math.min(this.input.scrollHeight, 120)}px`;
   }
 
-  /** Open or close the panel. */
-  setOpen(open) {
+  /** Open or close the panel; `focus`: put the cursor in the input (the visitor opened it, not a page
+   * load restoring it: the host page keeps its own focus then). */
+  setOpen(open, { focus = true } = {}) {
     this.panel.hidden = !open;
     this.root.classList.toggle("open", open);
     this.launcher.setAttribute("aria-expanded", String(open));
     if (open) {
       this.setUnread(0);
       this._scrollDown(true);
-      this.input.focus({ preventScroll: true });
+      if (focus) this.input.focus({ preventScroll: true });
     }
   }
 
@@ -148,19 +157,23 @@ export class WidgetView {
 
   /** The conversation's state: the header line, the notices, the handoff button. */
   setConversationState(state, agentId) {
+    const stick = this._atBottom(); // a banner shown or hidden changes the log's height
     this.stateLine.textContent = this.t(`state_${state}`, { agent: agentId || "" });
     this.handoffBanner.hidden = state !== "handoff";
     this.agentBanner.hidden = state !== "human";
     this.closedBanner.hidden = state !== "closed";
     this.humanButton.hidden = state !== "ai"; // waiting or with an agent already; closed: writing reopens it
     if (state !== "human") this.showTyping(false);
+    this._scrollDown(stick);
   }
 
   /** A passing notice (a refused request); "" hides it. */
   showNotice(text) {
     clearTimeout(this._noticeTimer);
+    const stick = this._atBottom();
     this.notice.textContent = text;
     this.notice.hidden = !text;
+    this._scrollDown(stick);
     if (text) this._noticeTimer = setTimeout(() => this.showNotice(""), NOTICE_HIDE_MS);
   }
 
@@ -276,12 +289,16 @@ export class WidgetView {
       });
       return button;
     });
+    const stick = this._atBottom();
     this.csat.replaceChildren(el("div", {}, t("csatQuestion")), el("div", { class: "scores" }, ...buttons));
     this.csat.hidden = false;
+    this._scrollDown(stick); // the prompt takes room from the log: keep its newest messages in view
   }
 
   hideCsat() {
+    const stick = this._atBottom();
     this.csat.hidden = true;
+    this._scrollDown(stick);
   }
 
   // follow new content only when the reader is at the end (not while they scroll back through history)

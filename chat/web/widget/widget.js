@@ -64,7 +64,7 @@ export class ChatWidget {
     // a returning visitor with a conversation reconnects at once (agent replies may be waiting);
     // a new one only when they open the panel, so a page view mints no visitor token
     if (this.conversationId || (this.memory.get("outbox") || []).length || this._unsent().length) this.connect();
-    if (config.open || this.memory.get("open")) this.setOpen(true);
+    if (config.open || this.memory.get("open")) this.setOpen(true, { focus: false }); // not the page's focus
   }
 
   /** Start the protocol client (once). */
@@ -92,9 +92,9 @@ export class ChatWidget {
   }
 
   /** Open or close the panel (remembered across reloads). */
-  setOpen(open) {
+  setOpen(open, { focus = true } = {}) {
     this.open = open;
-    this.view.setOpen(open);
+    this.view.setOpen(open, { focus });
     this.memory.update({ open });
     if (open) {
       this.unread = 0;
