@@ -14,7 +14,7 @@ from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import Service
 from tests.browser.console_page import Console, rest, staff
-from tests.browser.test_console import customer
+from tests.browser.test_console import claimed, customer, signed_in
 from tests.wsclient import WS
 
 
@@ -171,3 +171,74 @@ async def test_the_queue_is_longest_waiting_first_by_the_time_each_entered_it(
 def parse(iso: str) -> float:
     """An ISO 8601 timestamp in seconds."""
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_a_closed_conversation_does_not_ask_to_be_taken_over(service: Service, page: Page,
+                                                                   new_page: Callable[..., Any]) -> None:
+    async with customer(service) as (_, conversation):
+        console = await claimed_by_new_agent(page, service, conversation["id"])
+        # a colleague looking at it: no Take over button there either, so the words do not offer it
+        colleague = Console(await new_page(), service.url)
+        await colleague.login(*await staff(service))
+        await colleague.page.get_by_role("tab", name="All").click()
+        await colleague.item(conversation["id"]).click()
+        await expect(colleague.state_badge).to_have_attribute("data-state", "human")
+        await expect(colleague.claim_button).to_be_hidden()
+        await expect(colleague.input).to_have_attribute(
+            "placeholder", "Another agent has this conversation; notes are always possible")
+
+        await console.close_button.click()
+        await console.confirm()
+        await expect(console.state_badge).to_have_attribute("data-state", "closed")
+        await expect(console.claim_button).to_be_hidden()  # nothing to take over: the words must not say so
+        await expect(console.input).to_have_attribute("placeholder",
+                                                      "This conversation is closed; notes are always possible")
+        await console.note_toggle.click()
+        await expect(console.input).to_have_attribute("placeholder", "Private note, only agents see it (Enter adds it)")
+        await console.write("closed, noted")
+        await expect(console.by_text("closed, noted")).to_have_attribute("data-private", "true")
+
+
+async def test_a_lost_connection_shows_the_banner_and_comes_back(service: Service, page: Page) -> None:
+    """The network gone: closing the socket brings no close event; the unanswered ping (25 s + 10 s, the
+    page's timers driven by Playwright's clock) must show the banner, and the network back must clear it."""
+    await page.clock.install()
+    console, _ = await signed_in(page, service)
+    await expect(console.banner).to_be_hidden()
+    await page.context.set_offline(True)
+    await page.clock.run_for(36_000)
+    await expect(console.banner).to_be_visible()
+    await expect(console.banner).to_have_attribute("data-state", re.compile("offline|connecting"))
+    await page.context.set_offline(False)
+    await expect(console.banner).to_be_hidden()
+
+
+async def test_customer_messages_count_as_unread_in_mine_after_a_reload(service: Service, page: Page) -> None:
+    """A reload (or a sign-in) starts a socket subscribed to nothing: the agent's own conversations must be
+    watched again, or their customers' messages go unnoticed until each is opened."""
+    async with customer(service) as (first, one), customer(service) as (second, two):
+        console, _ = await signed_in(page, service)
+        await claimed(console, one["id"])
+        await claimed(console, two["id"])
+        await page.reload()
+        await expect(console.item(two["id"])).to_have_attribute("data-state", "human")
+        await expect(console.banner).to_be_hidden()
+
+        await first.ok("message.send", conversation_id=one["id"], client_msg_id="c2", content="still there?")
+        await second.ok("message.send", conversation_id=two["id"], client_msg_id="c2", content="hello?")
+        await expect(console.item(one["id"]).get_by_test_id("unread-count")).to_have_text("1")
+        await expect(console.item(two["id"]).get_by_test_id("unread-count")).to_have_text("1")
+
+
+async def test_the_all_list_shows_new_conversations_without_a_reload(service: Service, page: Page) -> None:
+    """A conversation that starts with the AI sends agents no event: the lists are read again every 15 s
+    (the page's timers driven by Playwright's clock)."""
+    await page.clock.install()
+    console, _ = await signed_in(page, service, "admin")
+    await page.get_by_role("tab", name="All").click()
+    async with customer(service, handoff=False) as (_, conversation):
+        item = console.item(conversation["id"])
+        await expect(item).to_have_count(0)  # started after the page read the list
+        await page.clock.run_for(16_000)
+        await expect(item).to_have_attribute("data-state", "ai")
+

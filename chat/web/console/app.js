@@ -25,6 +25,7 @@ const PRESENCE_KEY = "chat-console.presence";
 const presenceKey = (userId) => `${PRESENCE_KEY}:${userId}`;
 const QUEUE_REFRESH_MS = 15000;
 const QUEUE_REFRESH_AWAY_MS = 5000;
+const LISTS_REFRESH_MS = 15000;
 
 document.documentElement.lang = t.language === "zh" ? "zh-CN" : "en";
 document.title = t("app.title");
@@ -151,10 +152,17 @@ class Workspace {
     if (!state.presenceChosen) this.readPresence();
     // queue events reach online agents of the conversation's team only: an away agent (more
     // often), or one looking at other teams' waiting conversations, still sees the queue move
+    // the Mine and All lists likewise: a new conversation (in `ai`) sends agents no event
     let lastQueueRead = 0;
+    let lastListsRead = Date.now();
     this._queueTimer = setInterval(() => {
       const every = state.presence === "online" ? QUEUE_REFRESH_MS : QUEUE_REFRESH_AWAY_MS;
-      if (state.status !== "online" || Date.now() - lastQueueRead < every) return;
+      if (state.status !== "online") return;
+      if (Date.now() - lastListsRead >= LISTS_REFRESH_MS) {
+        lastListsRead = Date.now();
+        this.sync.refreshLists({watch: true}).catch(() => {});
+      }
+      if (Date.now() - lastQueueRead < every) return;
       lastQueueRead = Date.now();
       this.sync.refreshQueue().catch(() => {});
     }, QUEUE_REFRESH_AWAY_MS);

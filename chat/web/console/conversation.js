@@ -147,8 +147,11 @@ export class ConversationView {
     if (!c) return;
     const canReply = c.state === "human" && c.agent_id === this.state.me.id;
     this.composer.classList.toggle("note", this.noteMode);
+    // "take over" only where the Take over button is shown (ai, handoff)
+    const readonly = {closed: "conv.placeholder.closed", human: "conv.placeholder.others"}[c.state]
+      || "conv.placeholder.readonly";
     this.input.placeholder = this.t(this.noteMode ? "conv.placeholder.note"
-      : canReply ? "conv.placeholder.reply" : "conv.placeholder.readonly");
+      : canReply ? "conv.placeholder.reply" : readonly);
     this.input.setAttribute("aria-label", this.input.placeholder);
     this.send.textContent = this.t(this.noteMode ? "conv.addNote" : "conv.send");
     this.send.disabled = !(this.noteMode || canReply);

@@ -63,6 +63,10 @@ export class State extends EventTarget {
   upsert(conversation, {quiet = false} = {}) {
     const known = this.conversations.get(conversation.id);
     if (known && conversation.version < known.version) return false;
+    // a list read over REST may be older than the messages pushed since (the same version)
+    if (known && conversation.version === known.version && known.last_seq > conversation.last_seq) {
+      conversation = {...conversation, last_seq: known.last_seq};
+    }
     this.conversations.set(conversation.id, conversation);
     this.all.add(conversation.id);
     if (this.me && conversation.agent_id === this.me.id) this.mine.add(conversation.id);

@@ -7,6 +7,7 @@ import {MAX_SEQ, PAGE} from "./state.js";
 
 const KEEP_WATCHING = 10;  // conversations of others kept watched after the agent looked at them
 const HANDOFF_LOOKUPS = 4;  // transition logs asked for at once (a large queue's first render)
+const WATCH_AT_ONCE = 5;  // conversation.watch commands in flight at once after a (re)connect
 
 export class Sync {
   constructor({state, live, auth, onAssigned = () => {}, onError = () => {}}) {
@@ -179,7 +180,7 @@ export class Sync {
   /** After each (re)authentication of the socket: put everything back in step. */
   async ready() {
     const {state} = this;
-    const jobs = [this.refreshQueue(), this.refreshLists(), this.refreshTeams()];
+    const jobs = [this.refreshQueue(), this.refreshLists({watch: true}), this.refreshTeams()];
     if (state.presenceChosen) jobs.push(this.setPresence(state.presence));
     for (const thread of state.threads.values()) if (thread.loaded) jobs.push(this.catchUp(thread.id));
     const results = await Promise.allSettled(jobs);
@@ -222,7 +223,9 @@ export class Sync {
     }
   }
 
-  async refreshLists() {
+  /** The Mine and All lists from REST (after each connect, and every LISTS_REFRESH_MS: a conversation
+   * that starts in `ai` sends agents no event); `watch` also subscribes to the agent's own conversations. */
+  async refreshLists({watch = false} = {}) {
     const me = this.state.me.id;
     const [mine, all] = await Promise.all([
       this.auth.fetchJSON("/api/v1/conversations", {query: {agent_id: me, limit: 50}}),
@@ -231,6 +234,26 @@ export class Sync {
     for (const c of [...mine.items, ...all.items]) this.state.upsert(c, {quiet: true});
     for (const c of mine.items) this.state.mine.add(c.id);
     this.state.emit("lists");
+    if (watch) await this.watchMine();
+  }
+
+  /** Subscribe this socket to the agent's own open conversations not watched yet: the service sends
+   * message.created only to subscribers, and Mine's unread counts update live (docs/console.md). A
+   * socket is subscribed to a conversation it claims or is assigned; after a reload or a reconnect it
+   * is subscribed to none. */
+  async watchMine() {
+    const {state} = this;
+    const ids = [...state.mine].filter((id) => {
+      const c = state.conversations.get(id);
+      const thread = state.threads.get(id);
+      return c && c.state === "human" && c.agent_id === state.me.id && !(thread && thread.loaded);
+    });
+    for (let i = 0; i < ids.length; i += WATCH_AT_ONCE) {
+      await Promise.all(ids.slice(i, i + WATCH_AT_ONCE).map((id) => this.live.request("conversation.watch",
+        {conversation_id: id, after_seq: MAX_SEQ, limit: 1}).catch((error) => {
+        if (error && (error.code === "offline" || error.code === "timeout")) throw error;  // resumed again
+      })));
+    }
   }
 
   async refreshTeams() {
