@@ -242,3 +242,26 @@ async def test_the_all_list_shows_new_conversations_without_a_reload(service: Se
         await page.clock.run_for(16_000)
         await expect(item).to_have_attribute("data-state", "ai")
 
+
+async def test_a_fresh_load_asks_for_nothing_that_fails(service: Service, page: Page) -> None:
+    """No 401 from a refresh without a cookie, no 404 for a favicon: the console's and the demo's first load."""
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.goto(service.url + "/console/")
+    await expect(page.get_by_test_id("login-user")).to_be_visible()
+    await page.goto(service.url + "/demo/")
+    await expect(page.get_by_test_id("widget-launcher")).to_be_visible()
+    for path in ("/console/", "/demo/"):
+        await page.goto(service.url + path)
+        icons = await page.locator("link[rel=icon]").evaluate_all("links => links.map(l => l.getAttribute('href'))")
+        assert len(icons) == 1, f"{path} names no icon: a browser asks for /favicon.ico (404)"
+        response = await page.request.get(service.url + icons[0])
+        assert response.status == 200 and response.headers["content-type"].startswith("image/")
+    assert failed == []
+
+    # signed in once, a reload restores the session from the cookie as before
+    user_id, password = await staff(service)
+    console = Console(page, service.url)
+    await console.login(user_id, password)
+    await page.reload()
+    await expect(page.get_by_test_id("current-user")).to_have_text(user_id)

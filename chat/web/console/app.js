@@ -357,7 +357,8 @@ function roleChanged(role) {
 async function boot() {
   let restored = false;
   try {
-    restored = await auth.refresh();
+    // never signed in here (or signed out since): no cookie to try, and no 401 in the console
+    restored = auth.mayHaveSession && await auth.refresh();
   } catch {
     restored = false;  // the service is unreachable: the form says so when the agent signs in
   }

@@ -5,6 +5,20 @@
 
 const AUTH = "/api/v1/auth";
 const RECENT_MS = 5000;
+// A mark (no secret) that this browser signed in and has not signed out since: a page load asks
+// /refresh only then, so a browser that never signed in makes no request that must fail (401).
+const SESSION_MARK = "chat-console.session";
+
+function marked(value) {
+  try {
+    if (value === undefined) return localStorage.getItem(SESSION_MARK) !== null;
+    if (value) localStorage.setItem(SESSION_MARK, "1");
+    else localStorage.removeItem(SESSION_MARK);
+  } catch {
+    // no storage (a privacy mode): every load tries the cookie, as before
+  }
+  return true;
+}
 
 export class AuthError extends Error {
   constructor(status, code, message, retryAfterS = null) {
@@ -59,6 +73,11 @@ export class Auth {
     return this.token !== null;
   }
 
+  /** Whether a page load should try the cookie: this browser signed in and did not sign out since. */
+  get mayHaveSession() {
+    return marked();
+  }
+
   /** Sign in with a password; the refresh token comes back as a cookie. */
   async login(userId, password) {
     const data = await post(`${AUTH}/login`, {user_id: userId, password, cookie: true});
@@ -82,6 +101,7 @@ export class Auth {
       const locked = navigator.locks ? navigator.locks.request("chat-console-refresh", run) : run();
       this._refreshing = locked.catch((error) => {
         if (error instanceof AuthError && (error.status === 401 || error.status === 403 || error.status === 400)) {
+          marked(false);
           return false;
         }
         throw error;
@@ -142,6 +162,7 @@ export class Auth {
   }
 
   _accept(data) {
+    marked(true);
     this.token = data.access_token;
     this._renewedAt = Date.now();
     const c = claims(this.token);
@@ -170,6 +191,7 @@ export class Auth {
   }
 
   _forget() {
+    marked(false);
     clearTimeout(this._timer);
     this._renewedAt = 0;
     this.token = null;
