@@ -7,6 +7,12 @@ resend, a conversation without its row yet, a failed guard, a deadlock) falls ba
 transaction per message, which handles those cases exactly as before. Any other failure
 (a connection lost, perhaps after the COMMIT ran) fails every message of the batch: writing
 them again could store a message without a client_msg_id (an AI reply, a notice) twice.
+
+On MySQL the conversations are split into lanes (LANES), each with its own queue and its own batch in
+flight: a message arriving while one batch commits goes out in another lane's at once instead of waiting
+for that commit. A conversation always takes the same lane, so its messages are written in the order
+they were sent, and two lanes never hold the same conversation's row lock. SQLite has one writer at a
+time: one lane.
 """
 
 from __future__ import annotations
@@ -25,19 +31,22 @@ log = logging.getLogger(__name__)
 Stored = tuple[Message, bool]  # the message and whether it is new (False: a resend)
 # what a batch raises only when none of it was written
 NOT_WRITTEN = (IntegrityError, RolledBack, ConversationNotFound, StaleVersion)
+LANES = 2  # batches in flight at once on MySQL
 
 
 class MessageWriter:
-    """Queue of unguarded appends, written in batches by one task."""
+    """Queues of appends, one per lane, each written in batches by one task."""
 
-    def __init__(self, messages: Messages, max_batch: int = 200):
+    def __init__(self, messages: Messages, max_batch: int = 200, lanes: int | None = None):
         self.messages = messages
-        self._queue: Batcher[NewMessage, Stored] = Batcher(self._write, name="message-writer", max_batch=max_batch)
+        count = lanes if lanes is not None else LANES if messages.db.dialect == "mysql" else 1
+        self._lanes: list[Batcher[NewMessage, Stored]] = [
+            Batcher(self._write, name=f"message-writer-{i}", max_batch=max_batch) for i in range(count)]
         self.batches = 0
 
     async def append(self, draft: NewMessage) -> Stored:
         """As Messages.append_draft (guard included): the message and whether it is new."""
-        return await self._queue.submit(draft)
+        return await self._lanes[hash(draft.conversation_id) % len(self._lanes)].submit(draft)
 
     async def _write(self, batch: list[tuple[NewMessage, asyncio.Future[Stored]]]) -> None:
         if len(batch) > 1:

@@ -106,3 +106,32 @@ async def test_a_deadlocked_batch_falls_back_to_one_by_one(store, conversation_i
     results = await asyncio.gather(*(append(writer, cid, sender_type="system", content=f"notice {i}")
                                      for i in range(6)))
     assert sorted(m.seq for m, _ in results) == list(range(1, 7))
+
+
+async def test_a_batch_committing_in_one_lane_does_not_hold_up_another_conversation(store, make_conversation,
+                                                                                    monkeypatch):
+    """Two lanes: a message of another conversation is written while the first one's batch still commits;
+    one conversation's messages keep their order (one lane each)."""
+    writer = MessageWriter(store.messages, lanes=2)
+    ids = [(await make_conversation()).id for _ in range(8)]
+    slow = ids[0]
+    other = next(cid for cid in ids if hash(cid) % 2 != hash(slow) % 2)
+    entered, release, write = asyncio.Event(), asyncio.Event(), store.messages.append_draft
+
+    async def held(draft):
+        if draft.conversation_id == slow:
+            entered.set()
+            await release.wait()
+        return await write(draft)
+
+    monkeypatch.setattr(store.messages, "append_draft", held)
+    first = asyncio.create_task(append(writer, slow, sender_type="customer", sender_id="u1", content="a"))
+    await entered.wait()  # its batch is being written
+    later = asyncio.create_task(append(writer, slow, sender_type="customer", sender_id="u1", content="b"))
+    async with asyncio.timeout(30):  # one lane would wait for `release` for ever
+        message, created = await append(writer, other, sender_type="customer", sender_id="u2", content="x")
+    assert created and message.seq == 1
+    assert not first.done() and not later.done()  # held in its own lane, the next one queued behind it
+    release.set()
+    assert [(await first)[0].seq, (await later)[0].seq] == [1, 2]
+    assert [m.content for m in await store.messages.list_of(slow)] == ["a", "b"]
