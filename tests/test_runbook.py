@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,19 +191,31 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     assert REDIS_PASSWORD not in out and quote(REDIS_PASSWORD, safe="") not in out
     _check_the_rollback(folder, out, old, ttls_before, database_url)
 
-    # 9. roll forward again (docs/cutover.md): a new backup, the same .env, the sessions and old rows again,
-    # the saved rows back before anything else writes, then the service
+    # the old services carry on meanwhile: s-ttl goes to a human, an old conversation gets a message
+    window_ms = int(time.time() * 1000)
+    record = orjson.loads(old.get("session:s-ttl"))
+    old.set("session:s-ttl", orjson.dumps({**record, "agent": "human", "updatedAt": window_ms}), keepttl=True)
+    conn = pymysql.connect(host=db.host, port=db.port, user=user, password=DB_PASSWORD, database=database,
+                           autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO messages VALUES (1006, 100, 'contact', NULL, 'still waiting', 0, NOW())")
+    finally:
+        conn.close()
+
+    # 9. roll forward again (docs/cutover.md): a new backup, the same .env, the sessions, their rows, the saved
+    # rows, then the old rows, then the service
     run([CHAT_API, "backup", "--out", "backup-2", "--config", ".env", "--no-mysqldump", "--quiet"], folder,
         operator_env())
     run([CHAT_API, "migrate-redis", "--source", redis_url(old_redis, 0), "--target", redis_url(old_redis, 1),
          "--naive-tz", "Asia/Shanghai", "--max-failures", str(len(JUNK)), "--verify", "--quiet"], folder,
         operator_env())
-    run([CHAT_API, "db", "import-legacy", "--mapping", str(ROOT / "docs" / "legacy-mapping.example.toml")],
-        folder, operator_env())
+    run([CHAT_API, "db", "adopt"], folder, operator_env())
     saved = next((folder / "backup").glob("saved-since-backup-*.jsonl"))
     out = run([CHAT_API, "rollback", "--restore-saved", str(saved)], folder, operator_env())
     assert "result: OK" in out, out
-    run([CHAT_API, "db", "adopt"], folder, operator_env())  # after the restore: rows only for the sessions left
+    run([CHAT_API, "db", "import-legacy", "--mapping", str(ROOT / "docs" / "legacy-mapping.example.toml")],
+        folder, operator_env())
     service = Process("chat-api", ["/bin/sh", "-c", f'cd "{folder}" && exec "{CHAT_API}" serve --host 127.0.0.1'],
                       tmp_path / "serve-again.log", "Running on", operator_env())
     service.start()
@@ -254,16 +267,29 @@ async def _use_it_again(folder: Path, port: int) -> None:
     customer = run([CHAT_API, "token", "--sub", "cust-ttl", "--role", "customer"], folder, env).split()[-1]
     old_customer = run([CHAT_API, "token", "--sub", "cust-100", "--role", "customer"], folder, env).split()[-1]
     imported = str(uuid.uuid5(DEFAULT_NAMESPACE, "conversations:100"))
+    admin = run([CHAT_API, "token", "--sub", "1", "--role", "admin"], folder, env).split()[-1]
+    base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        for token, cid, question in ((customer, "s-ttl", "where is my order?"), (old_customer, imported, "any news?")):
-            ws = WS(await http.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}"))
-            history = (await ws.ok("conversation.resume", conversation_id=cid))["messages"]
+        # what the old services did meanwhile wins: s-ttl waits for a human, in the queue too
+        async with http.get(f"{base}/api/v1/conversations?state=handoff",
+                            headers={"Authorization": f"Bearer {admin}"}) as resp:
+            assert "s-ttl" in [c["id"] for c in (await resp.json())["items"]]
+        for token, cid, question, later in ((customer, "s-ttl", "where is my order?", None),
+                                            (old_customer, imported, "any news?", "still waiting")):
+            ws = WS(await http.ws_connect(f"{base}/ws?token={token}"))
+            resumed = await ws.ok("conversation.resume", conversation_id=cid)
+            history = resumed["messages"]
             contents = [m["content"] for m in history]
             assert contents.count(question) == 1, contents  # the first cut-over's message, once
+            if later is not None:  # the old services' message after it
+                assert contents.index(later) > contents.index(question), contents
             assert [m["seq"] for m in history] == list(range(1, len(history) + 1)), history
             sent = await ws.ok("message.send", conversation_id=cid, client_msg_id="again", content="back again")
             assert sent["message"]["seq"] == history[-1]["seq"] + 1, (sent, history)
-            await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
+            if cid == "s-ttl":
+                assert resumed["conversation"]["state"] == "handoff", resumed
+            else:
+                await ws.event("message.created", lambda f: f["data"]["message"]["sender_type"] == "ai")
 
 
 def _check_the_rollback(folder: Path, out: str, old: redis.Redis, ttls_before: dict[str, int],

@@ -245,19 +245,19 @@ def test_running_the_restore_again_repairs_a_conversation_an_earlier_restore_lef
     assert rows(mysql_url, "SELECT last_seq FROM conversations WHERE id = 'conv-new'") == [(1,)]
 
 
-def test_a_saved_event_above_the_version_of_its_kept_conversation_stops_the_restore(dbs, mysql_url, tmp_path,
-                                                                                    capsys):
+def test_a_saved_event_above_the_version_of_its_kept_conversation_raises_its_version(dbs, mysql_url, tmp_path,
+                                                                                     capsys):
     """conv-1 changed in the database after the rollback (kept: newer) and is at version 3; the saved close
-    event is version 4, the number its next transition takes: the restore stops, naming it, nothing written."""
+    event is version 4: it is put back and the conversation's version raised to 4 (its next transition takes
+    5, not the event's number), its state as kept."""
     saved = saved_then_changed(mysql_url, tmp_path, capsys, [
         ("UPDATE conversations SET updated_ms = %s WHERE id = 'conv-1'", (4_000_000_000_000,))])
+    (state_before,), = rows(mysql_url, "SELECT state FROM conversations WHERE id = 'conv-1'")
 
-    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 1
-    captured = capsys.readouterr()
-    assert "conversation_events row 'e-new'" in captured.err and "version 3 in the database" in captured.err
-    assert "run --restore-saved again" in captured.err and "result: FAILED" in captured.out
-    assert rows(mysql_url, "SELECT COUNT(*) FROM conversation_events WHERE id = 'e-new'") == [(0,)]
-    assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(0,)]  # all or nothing
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0, capsys.readouterr()
+    assert rows(mysql_url, "SELECT version FROM conversation_events WHERE id = 'e-new'") == [(4,)]
+    assert rows(mysql_url, "SELECT version, state FROM conversations WHERE id = 'conv-1'") == [(4, state_before)]
+    assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(1,)]
 
 
 def count_columns(lines: list[str]) -> set[int]:

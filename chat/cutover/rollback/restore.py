@@ -1,9 +1,9 @@
 """``--restore-saved FILE``: the rows a rollback saved (saved.py) put back, in one transaction.
 
 Parents first, in the schema's order. A conversation kept as it is in the database (newer) still gets
-its saved messages, and its ``last_seq`` is raised to the highest seq among them; a saved event, mark or
-rating numbered above the version such a conversation has stops the restore (TakenPlace), as does a
-saved row whose unique place another row holds.
+its saved messages, and its ``last_seq`` is raised to the highest seq among them; its version is raised
+over the saved events, marks and ratings numbered above it (its state stays the kept one). A saved row
+whose unique place another row holds stops the restore (TakenPlace): nothing is written.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from chat.cutover.backup_sql import decode_sql_value
 from chat.cutover.rollback.saved import OF_SAVED_CONVERSATIONS, Database, schema_order, table_base
 from chat.settings import DatabaseConfig
 from chat.store.schema import Tables
+
+# Conversation children numbered by the conversation's version: a saved one above the version of the
+# conversation as kept in the database raises that version (else its next transition would take the number).
+BY_VERSION = {"conversation_events": "version", "conversation_marks": "version", "csat_responses": "close_version"}
 
 
 def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
@@ -62,8 +66,11 @@ class _Restore:
             db.replace_labels(table, self.written_conversations)
         written = there = 0
         highest: dict[Any, int] = {}
+        versions: dict[Any, int] = {}
         for row in rows:
-            db.check_version(self.tables.conversations, table, row, self.versions)
+            needed = self._version_needed(base, row)
+            if needed is not None:
+                versions[row["conversation_id"]] = max(versions.get(row["conversation_id"], 0), needed)
             if base in OF_SAVED_CONVERSATIONS and row["conversation_id"] not in self.written_conversations:
                 there += 1  # its conversation changed again since: the live labels are the newer
             elif db.put(table, row):
@@ -74,6 +81,42 @@ class _Restore:
                 there += 1
             if base == "messages":  # written, or already there: held by its conversation either way
                 highest[row["conversation_id"]] = max(highest.get(row["conversation_id"], 0), int(row["seq"]))
-        if highest:
-            db.raise_last_seq(self.tables.conversations, highest)
+        # a conversation kept (newer) is never below a message or an event put back into it: its next
+        # message and transition take the places after theirs (GREATEST: never lowered)
+        self._raise("last_seq", highest)
+        self._raise("version", versions)
         return written, there
+
+    def _version_needed(self, base: str | None, row: dict[str, Any]) -> int | None:
+        """The version a saved event, mark or rating needs its conversation to be at (its number), when the
+        conversation as kept in the database is behind it; else None."""
+        column = BY_VERSION.get(base or "")
+        if column is None or row.get(column) is None:
+            return None
+        conversation_id = row["conversation_id"]
+        if conversation_id not in self.versions:
+            found = self._one(f"SELECT version FROM {self.db.name(self.tables.conversations)} "
+                              f"WHERE id = {self.db.mark}", [conversation_id])
+            self.versions[conversation_id] = int(found[0]) if found is not None else -1
+        live, needed = self.versions[conversation_id], int(row[column])
+        return needed if 0 <= live < needed else None
+
+    def _raise(self, column: str, values: dict[Any, int]) -> None:
+        """Raise `column` of these conversations to at least the given values."""
+        db = self.db
+        greatest = "MAX" if db.sqlite else "GREATEST"
+        cur = db.conn.cursor()
+        try:
+            for conversation_id, value in sorted(values.items()):
+                cur.execute(f"UPDATE {db.name(self.tables.conversations)} SET {column} = {greatest}({column}, "
+                            f"{db.mark}) WHERE id = {db.mark}", [value, conversation_id])
+        finally:
+            cur.close()
+
+    def _one(self, sql: str, args: list[Any]) -> Any:
+        cur = self.db.conn.cursor()
+        try:
+            cur.execute(sql, args)
+            return cur.fetchone()
+        finally:
+            cur.close()

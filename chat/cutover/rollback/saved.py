@@ -97,14 +97,8 @@ def saved_prefix(path: Path) -> str | None:
     return None
 
 
-# Conversation children numbered by the conversation's version: a saved one above the version of the
-# conversation as it is in the database would take the place of one of its next transitions.
-BY_VERSION = {"conversation_events": "version", "conversation_marks": "version", "csat_responses": "close_version"}
-
-
 class TakenPlace(Exception):
-    """A saved row clashes with another row than itself (its seq or version is held by another), or
-    with the conversation it belongs to as kept (its version is behind the saved row's)."""
+    """A saved row clashes with another row than itself (its seq or version is held by another)."""
 
     def __init__(self, table: str, row: dict[str, Any], why: str | None = None) -> None:
         keys = ("conversation_id", "seq", "version", "close_version", "short_code", "title", "name")
@@ -147,40 +141,6 @@ class Database:
 
     def name(self, table: str) -> str:
         return sqlite_identifier(table) if self.sqlite else identifier(table)
-
-    def raise_last_seq(self, table: str, highest: dict[Any, int]) -> None:
-        """Never a conversation below the seq of a message it holds: ``last_seq`` raised to the highest
-        seq restored into it (a live row kept, being newer, keeps its own when that is higher)."""
-        greatest = "MAX" if self.sqlite else "GREATEST"
-        cur = self.conn.cursor()
-        try:
-            for conversation_id, seq in sorted(highest.items()):
-                cur.execute(f"UPDATE {self.name(table)} SET last_seq = {greatest}(last_seq, {self.mark}) "
-                            f"WHERE id = {self.mark}", [seq, conversation_id])
-        finally:
-            cur.close()
-
-    def check_version(self, conversations: str, table: str, row: dict[str, Any], versions: dict[Any, int]) -> None:
-        """TakenPlace when a saved event, mark or rating is numbered above the version its conversation
-        has in the database (a live row kept, being newer): the conversation's next transition would
-        take that number (the version is the live Redis record's, so it cannot be raised here)."""
-        column = BY_VERSION.get(table_base(table, self.prefix) or "")
-        if column is None or row.get(column) is None:
-            return
-        conversation_id = row["conversation_id"]
-        if conversation_id not in versions:
-            cur = self.conn.cursor()
-            try:
-                cur.execute(f"SELECT version FROM {self.name(conversations)} WHERE id = {self.mark}",
-                            [conversation_id])
-                found = cur.fetchone()
-            finally:
-                cur.close()
-            versions[conversation_id] = int(found[0]) if found is not None else -1
-        live = versions[conversation_id]
-        if live >= 0 and int(row[column]) > live:
-            raise TakenPlace(table, row, f"its conversation is at version {live} in the database (changed "
-                             "there since, so kept): its next transition would take this version")
 
     def shape(self, table: str) -> tuple[list[str], list[str]] | None:
         """The table's columns and primary key columns; None when it does not exist."""
