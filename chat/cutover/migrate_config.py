@@ -142,7 +142,7 @@ def _note_target_db(env: Mapping[str, str], result: Migration, redis_db: int) ->
     if old_db != str(redis_db):
         result.notes.append(
             f"REDIS_DB={old_db} is the old services' database: REDIS_URL names db {redis_db}, "
-            "where migrate_redis.py writes the converted records (--redis-db to change)"
+            "where migrate-redis writes the converted records (--redis-db to change)"
         )
 
 
@@ -159,7 +159,7 @@ def _carried_redis_db(env: Mapping[str, str], result: Migration, redis_db: int) 
     result.sources["REDIS_URL"] += f"; db {redis_db}: the migration's target"
     result.notes.append(
         f"REDIS_URL={mask_url(url)} names db {old_db}, the old services' database: rewritten to db {redis_db}, "
-        "where migrate_redis.py writes the converted records (--redis-db to change)"
+        "where migrate-redis writes the converted records (--redis-db to change)"
     )
 
 
@@ -251,7 +251,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             "Convert the old Node.js .env into the chat-api .env: PORT; DB_HOST/DB_PORT/DB_USER/"
             "DB_PASSWORD/DB_NAME -> DATABASE_URL (mysql://user:pass@host:port/db); REDIS_HOST/"
             "REDIS_PORT/REDIS_PASSWORD -> REDIS_URL (redis://[:pass@]host:port/N, N the database "
-            "migrate_redis.py writes to: --redis-db, default 1; the old REDIS_DB is the migration's "
+            "migrate-redis writes to: --redis-db, default 1; the old REDIS_DB is the migration's "
             "source); JWT_SECRET -> JWT_SECRET_KEY; DASHSCOPE_API_KEY; DASHSCOPE_MODEL -> AI_MODEL; "
             "LOG_LEVEL. Other old variables are listed, with the reason, and left out. Secret "
             "values are never printed."
@@ -274,7 +274,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         type=_database_number,
         default=TARGET_REDIS_DB,
         metavar="N",
-        help=f"the Redis database REDIS_URL names: migrate_redis.py's --target (default {TARGET_REDIS_DB})",
+        help=f"the Redis database REDIS_URL names: migrate-redis's --target (default {TARGET_REDIS_DB})",
     )
     parser.add_argument(
         "--dry-run",

@@ -277,7 +277,10 @@ def test_the_plan_and_the_summaries_keep_their_columns_and_name_the_command_to_r
     sqlite_schema(db, "chat_")
     url = f"sqlite:///{db}"
     bk = tmp_path / "bk"
-    assert backup_main(["--out", str(bk), "--skip-redis", "--skip-config", "--database-url", url, "--quiet"]) == 0
+    assert backup_main(["--out", str(bk), "--skip-redis", "--skip-config", "--database-url", url]) == 0
+    summary = capsys.readouterr().out.split("summary:\n")[1].splitlines()
+    counted = [line for line in summary if re.match(r"  (table|config|files) ", line)]  # the backup's too
+    assert any("table chat_conversation_labels " in line for line in counted) and len(count_columns(counted)) == 1
     later = manifest(bk)["backup_ms"] + 1
     conn = sqlite3.connect(db)
     conn.execute("INSERT INTO chat_conversations (id, user_id, state, agent_type, created_ms, updated_ms) "

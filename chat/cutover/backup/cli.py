@@ -229,9 +229,10 @@ def dry_run(options: Options) -> int:
             return EXIT_FAILURE
         shown = show_database(options.database_url or "", options.database)
         print(f"  database        {database_method(options):>10}  {shown}")
+        w = max([22, *(len(t) + 2 for t in counts)])  # the label column: counts line up
         for table, rows in counts.items():
             shown = "absent" if rows is None else f"{rows:,}"
-            print(f"  table {table:<22}{shown:>10}")
+            print(f"  table {table:<{w}}{shown:>10}")
     for path in options.configs:
         print(f"  config          {path}")
     print(f"  into            {options.out}")
@@ -242,24 +243,26 @@ def dry_run(options: Options) -> int:
 def print_summary(manifest: dict[str, Any], out: Path, elapsed_s: float) -> None:
     """The closing table, on stdout."""
     print("summary:")
+    tables = (manifest["database"] or {}).get("tables", {})
+    w = max([28, *(len(f"table {t}") + 2 for t in tables)])  # the label column: counts line up
     redis_part = manifest["redis"]
     if redis_part:
         ttl_note = f"({redis_part['with_ttl']:,} with a TTL)"
-        print(f"  {'redis keys':<28}{redis_part['keys']:>10,}  from {redis_part['url']} {ttl_note}")
+        print(f"  {'redis keys':<{w}}{redis_part['keys']:>10,}  from {redis_part['url']} {ttl_note}")
         vanished_note = "expired or deleted between SCAN and DUMP"
-        print(f"  {'vanished':<28}{redis_part['vanished']:>10,}  {vanished_note}")
+        print(f"  {'vanished':<{w}}{redis_part['vanished']:>10,}  {vanished_note}")
         left_out = left_out_line(redis_part["left_out"], redis_part["left_out_examples"])
-        print(f"  {'left out':<28}{redis_part['left_out']:>10,}  {left_out} (db {redis_part['db']})")
+        print(f"  {'left out':<{w}}{redis_part['left_out']:>10,}  {left_out} (db {redis_part['db']})")
     database = manifest["database"]
     if database:
-        print(f"  {'database':<28}{database['method']:>10}  from {database['url']}")
+        print(f"  {'database':<{w}}{database['method']:>10}  from {database['url']}")
         for table, info in database["tables"].items():
             shown = "absent" if info.get("absent") else f"{info['rows']:,}"
-            print(f"  {'table ' + table:<28}{shown:>10}")
-    print(f"  {'config files':<28}{len(manifest['config']):>10,}")
+            print(f"  {'table ' + table:<{w}}{shown:>10}")
+    print(f"  {'config files':<{w}}{len(manifest['config']):>10,}")
     size = sum(f["bytes"] for f in manifest["files"].values())
     print(
-        f"  {'files':<28}{len(manifest['files']):>10,}  {size:,} bytes, SHA-256 in {out / MANIFEST}"
+        f"  {'files':<{w}}{len(manifest['files']):>10,}  {size:,} bytes, SHA-256 in {out / MANIFEST}"
     )
     print(f"  {'elapsed':<28}{format_duration(elapsed_s):>10}")
     print(f"result: OK (backup_ms {manifest['backup_ms']})")
