@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -173,14 +174,7 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     assert "conversations: 3 read, 3 added" in out and "messages: 6 read, 6 added" in out, out
 
     # 5. serve from the folder with only the new .env
-    service = Process("chat-api", ["/bin/sh", "-c", f'cd "{folder}" && exec "{CHAT_API}" serve --host 127.0.0.1'],
-                      tmp_path / "serve.log", "Running on", operator_env())
-    service.start()
-    try:
-        await _use_the_service(folder, port)
-    finally:
-        service.terminate()
-    log = service.tail(200)
+    log = await _serving(folder, tmp_path / "serve.log", _use_the_service(folder, port))
     assert f"read {folder / '.env'}" in log, log  # the file read is said at start
     assert "echo" in log and REDIS_PASSWORD not in log and DB_PASSWORD not in log
 
@@ -216,13 +210,23 @@ async def test_the_cutover_runbook_end_to_end(tmp_path, old_mysql, old_redis):  
     assert "result: OK" in out, out
     run([CHAT_API, "db", "import-legacy", "--mapping", str(ROOT / "docs" / "legacy-mapping.example.toml")],
         folder, operator_env())
+    await _serving(folder, tmp_path / "serve-again.log", _use_it_again(folder, port))
+
+
+async def _serving(folder: Path, log: Path, use: Coroutine[Any, Any, None]) -> str:
+    """`chat-api serve` in the cut-over folder (only its .env) while `use` runs; the end of its log."""
     service = Process("chat-api", ["/bin/sh", "-c", f'cd "{folder}" && exec "{CHAT_API}" serve --host 127.0.0.1'],
-                      tmp_path / "serve-again.log", "Running on", operator_env())
-    service.start()
+                      log, "Running on", operator_env())
     try:
-        await _use_it_again(folder, port)
+        service.start()
+    except BaseException:
+        use.close()  # never started
+        raise
+    try:
+        await use
     finally:
         service.terminate()
+    return service.tail(200)
 
 
 async def _use_the_service(folder: Path, port: int) -> None:
