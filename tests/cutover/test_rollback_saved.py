@@ -14,6 +14,8 @@ import pytest
 
 from chat.cutover.backup import main as backup_main
 from chat.cutover.rollback import main as rollback_main
+from chat.store.log_stats import Replayed, replay
+from chat.store.models import EVENT_COLUMNS, event_from_row
 from tests.cutover.backups import manifest, mysql_connection, run_backup, run_rollback, seed_sql
 from tests.cutover.test_cutover_review import sqlite_schema
 
@@ -248,15 +250,23 @@ def test_running_the_restore_again_repairs_a_conversation_an_earlier_restore_lef
 def test_a_saved_event_above_the_version_of_its_kept_conversation_raises_its_version(dbs, mysql_url, tmp_path,
                                                                                      capsys):
     """conv-1 changed in the database after the rollback (kept: newer) and is at version 3; the saved close
-    event is version 4: it is put back and the conversation's version raised to 4 (its next transition takes
-    5, not the event's number), its state as kept."""
+    event is version 4: it is put back, then a `restore` entry (version 5) leads from where it ends to the
+    state conv-1 is kept in, and conv-1 is at version 5: its log replays to its row, its next transition
+    takes 6."""
     saved = saved_then_changed(mysql_url, tmp_path, capsys, [
         ("UPDATE conversations SET updated_ms = %s WHERE id = 'conv-1'", (4_000_000_000_000,))])
-    (state_before,), = rows(mysql_url, "SELECT state FROM conversations WHERE id = 'conv-1'")
+    (state_before, agent_before), = rows(mysql_url, "SELECT state, agent_id FROM conversations WHERE id = 'conv-1'")
 
     assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0, capsys.readouterr()
     assert rows(mysql_url, "SELECT version FROM conversation_events WHERE id = 'e-new'") == [(4,)]
-    assert rows(mysql_url, "SELECT version, state FROM conversations WHERE id = 'conv-1'") == [(4, state_before)]
+    assert rows(mysql_url, "SELECT version, state FROM conversations WHERE id = 'conv-1'") == [(5, state_before)]
+    assert rows(mysql_url, "SELECT trigger_name, actor_type, to_state, agent_id FROM conversation_events "
+                           "WHERE conversation_id = 'conv-1' AND version = 5") == [
+        ("restore", "system", state_before, agent_before)]
+    log = [event_from_row(r) for r in rows(mysql_url, f"SELECT {EVENT_COLUMNS} FROM conversation_events "
+                                                      "WHERE conversation_id = 'conv-1' ORDER BY version")]
+    # the restore entry follows the saved one (the seed's own log has gaps before it) and ends at the row
+    assert replay(log[-2:]) == Replayed(state_before, 5, agent_before, log[-1].team_id)
     assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE id = 'm-new'") == [(1,)]
 
 

@@ -2,7 +2,8 @@
 
 Parents first, in the schema's order. A conversation kept as it is in the database (newer) still gets
 its saved messages, and its ``last_seq`` is raised to the highest seq among them; its version is raised
-over the saved events, marks and ratings numbered above it (its state stays the kept one). A saved row
+over the saved events, marks and ratings numbered above it, its state stays the kept one, and one more
+log entry (``restore``) leads from where the saved events end to that state. A saved row
 whose unique place another row holds stops the restore (TakenPlace): nothing is written.
 """
 
@@ -16,7 +17,13 @@ from chat.cutover.backup_format import iter_jsonl
 from chat.cutover.backup_sql import decode_sql_value
 from chat.cutover.rollback.saved import OF_SAVED_CONVERSATIONS, Database, schema_order, table_base
 from chat.settings import DatabaseConfig
+from chat.store.erasure import ERASED_STATE
 from chat.store.schema import Tables
+from states.clock import now_ms
+from states.ids import new_id
+
+RESTORE_TRIGGER = "restore"  # the log entry that leads a kept conversation from its saved events to its state
+RESTORE_REASON = "rolled forward: the state the conversation was kept in"
 
 # Conversation children numbered by the conversation's version: a saved one above the version of the
 # conversation as kept in the database raises that version (else its next transition would take the number).
@@ -84,8 +91,32 @@ class _Restore:
         # a conversation kept (newer) is never below a message or an event put back into it: its next
         # message and transition take the places after theirs (GREATEST: never lowered)
         self._raise("last_seq", highest)
+        if base == "conversation_events":
+            self._bridge(rows, versions)
         self._raise("version", versions)
+        for conversation_id, version in versions.items():
+            self.versions[conversation_id] = max(self.versions[conversation_id], version)
         return written, there
+
+    def _bridge(self, events: list[dict[str, Any]], versions: dict[Any, int]) -> None:
+        """After the saved events put into a kept conversation, one more (`restore`, by the system) leads
+        from where they end to the state the conversation is kept in, so its log replays to its row
+        (chat-api stats rebuild); the conversation's version is raised to that entry's."""
+        last: dict[Any, dict[str, Any]] = {}
+        for event in events:
+            if event["conversation_id"] in versions and int(event["version"]) == versions[event["conversation_id"]]:
+                last[event["conversation_id"]] = event
+        for conversation_id, event in sorted(last.items()):
+            kept = self._one(f"SELECT state, agent_id, team_id FROM {self.db.name(self.tables.conversations)} "
+                             f"WHERE id = {self.db.mark}", [conversation_id])
+            version = int(event["version"]) + 1
+            from_state = event["from_state"] if event["to_state"] == ERASED_STATE else event["to_state"]
+            self.db.put(self.tables.conversation_events, {
+                "id": new_id(), "conversation_id": conversation_id, "version": version,
+                "trigger_name": RESTORE_TRIGGER, "from_state": from_state, "to_state": kept[0],
+                "actor_type": "system", "actor_id": None, "reason": RESTORE_REASON, "agent_id": kept[1],
+                "team_id": kept[2], "created_ms": now_ms()})
+            versions[conversation_id] = version
 
     def _version_needed(self, base: str | None, row: dict[str, Any]) -> int | None:
         """The version a saved event, mark or rating needs its conversation to be at (its number), when the
