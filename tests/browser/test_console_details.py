@@ -4,6 +4,7 @@ Chinese everywhere in a Chinese browser, and accessible names that say what a co
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -228,6 +229,29 @@ async def test_customer_messages_count_as_unread_in_mine_after_a_reload(service:
         await second.ok("message.send", conversation_id=two["id"], client_msg_id="c2", content="hello?")
         await expect(console.item(one["id"]).get_by_test_id("unread-count")).to_have_text("1")
         await expect(console.item(two["id"]).get_by_test_id("unread-count")).to_have_text("1")
+
+
+async def test_the_lists_read_again_watch_each_conversation_once_per_socket(service: Service, page: Page) -> None:
+    """Mine's conversations are watched once after each connect, not again at every reading of the lists
+    (every 15 s: each watch costs the service a checked read and a page of messages)."""
+    watches: list[str] = []
+
+    def sent(payload: str | bytes) -> None:
+        frame = json.loads(payload)
+        if frame.get("type") == "conversation.watch":
+            watches.append(frame["conversation_id"])
+
+    async with customer(service) as (_, one):
+        await page.clock.install()
+        console, _ = await signed_in(page, service)
+        await claimed(console, one["id"])
+        page.on("websocket", lambda ws: ws.on("framesent", sent))
+        await page.reload()
+        await expect(console.item(one["id"])).to_have_attribute("data-state", "human")
+        for _ in range(2):  # the second reading's answer comes after the first's watches went out
+            async with page.expect_response(lambda r: "/api/v1/conversations?" in r.url and "agent_id" in r.url):
+                await page.clock.run_for(16_000)
+        assert watches.count(one["id"]) == 1, watches
 
 
 async def test_the_all_list_shows_new_conversations_without_a_reload(service: Service, page: Page) -> None:

@@ -23,6 +23,7 @@ export class Sync {
     this._handoffAsked = new Map();
     this._handoffWaiting = [];  // conversations whose handoff time is still to be asked for, in turn
     this._handoffRunning = 0;
+    this._watched = new Set();  // conversations watchMine subscribed this socket to (none after a connect)
   }
 
   /** A server push. */
@@ -180,6 +181,7 @@ export class Sync {
   /** After each (re)authentication of the socket: put everything back in step. */
   async ready() {
     const {state} = this;
+    this._watched.clear();  // a new socket is subscribed to none of them
     const jobs = [this.refreshQueue(), this.refreshLists({watch: true}), this.refreshTeams()];
     if (state.presenceChosen) jobs.push(this.setPresence(state.presence));
     for (const thread of state.threads.values()) if (thread.loaded) jobs.push(this.catchUp(thread.id));
@@ -246,11 +248,12 @@ export class Sync {
     const ids = [...state.mine].filter((id) => {
       const c = state.conversations.get(id);
       const thread = state.threads.get(id);
-      return c && c.state === "human" && c.agent_id === state.me.id && !(thread && thread.loaded);
+      return c && c.state === "human" && c.agent_id === state.me.id && !(thread && thread.loaded) &&
+        !this._watched.has(id);  // once per socket: the lists are read again every LISTS_REFRESH_MS
     });
     for (let i = 0; i < ids.length; i += WATCH_AT_ONCE) {
       await Promise.all(ids.slice(i, i + WATCH_AT_ONCE).map((id) => this.live.request("conversation.watch",
-        {conversation_id: id, after_seq: MAX_SEQ, limit: 1}).catch((error) => {
+        {conversation_id: id, after_seq: MAX_SEQ, limit: 1}).then(() => this._watched.add(id), (error) => {
         if (error && (error.code === "offline" || error.code === "timeout")) throw error;  // resumed again
       })));
     }
