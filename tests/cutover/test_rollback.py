@@ -456,6 +456,7 @@ def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(
         old.set(key, json.dumps({"userId": "cust-1", "agent": "ai", "context": {"n": 7}}))
     assert migrate_redis_main(["--source", redis_url(OLD_DB), "--target", redis_url(LIVE), "--quiet",
                                "--report", str(tmp_path / "report.jsonl")]) == 0
+    old.hset("session:conv-3", "userId", "cust-1")  # another type, only in the old db: erased all the same
     seed_sql(mysql_url)
     assert run_backup(tmp_path / "bk", "--no-mysqldump", database_url=mysql_url) == 0
     backup_ms = manifest(tmp_path / "bk")["backup_ms"]
@@ -463,10 +464,13 @@ def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(
     live.delete("session:conv-1", "session:conv-2")
     conn = mysql_connection(mysql_url)
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO conversation_events (id, conversation_id, version, trigger_name, from_state, "
-                    "to_state, actor_type, actor_id, reason, agent_id, team_id, created_ms) VALUES "
-                    "('e-erase', 'conv-1', 4, 'erase', 'human', 'erased', 'admin', 'admin-1', 'customer erased', "
-                    "NULL, NULL, %s)", (backup_ms + 1_000,))
+        cur.execute("INSERT INTO conversations VALUES ('conv-3', 'cust-1', 'ai', 'ai', NULL, NULL, 3, 0, NULL, NULL, "
+                    "%s, %s)", (backup_ms + 500, backup_ms + 500))
+        for event, conversation in (("e-erase", "conv-1"), ("e-erase-3", "conv-3")):
+            cur.execute("INSERT INTO conversation_events (id, conversation_id, version, trigger_name, from_state, "
+                        "to_state, actor_type, actor_id, reason, agent_id, team_id, created_ms) VALUES "
+                        "(%s, %s, 4, 'erase', 'human', 'erased', 'admin', 'admin-1', 'customer erased', "
+                        "NULL, NULL, %s)", (event, conversation, backup_ms + 1_000))
         cur.execute("INSERT INTO conversation_purges (conversation_id, purged_ms) VALUES ('conv-1', %s), "
                     "('conv-2', %s)", (backup_ms + 1_000, backup_ms + 2_000))
     conn.commit()
@@ -478,13 +482,13 @@ def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(
 
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert not old.exists("session:conv-1") and not old.exists("session:conv-2")
+    assert not old.exists("session:conv-1") and not old.exists("session:conv-2") and not old.exists("session:conv-3")
     assert not live.exists("session:conv-1") and not live.exists("session:conv-2")  # not restored either
     assert json.loads(old.get("session:kept"))["context"] == {"n": 7}
     assert live.exists("session:kept")
     plan = _reverse_plan(out)
-    assert plan["delete erased"] == 1 and plan["delete purged"] == 1
-    assert "2 old session cop(ies) deleted" in out
+    assert plan["delete erased"] == 2 and plan["delete purged"] == 1
+    assert "3 old session cop(ies) deleted" in out and "not overwritten" not in out
 
 
 def test_naive_times_come_back_byte_for_byte_with_the_migrations_zone(dbs, tmp_path, capsys):

@@ -126,11 +126,13 @@ def _plan_reverse(
     candidates = _changed_sessions(backup, client, plan, live, in_place=in_place, batch=batch)
     scrubbed = {SESSION_PREFIX + cid.encode(): why for cid, why in (sources.scrubbed or {}).items()}
     originals = _originals(backup, [*candidates, *scrubbed])
+    held: set[bytes] = set()  # keys to delete that the reverse target holds, whatever their type
     if not in_place and (candidates or scrubbed):
-        _target_originals(target, [*candidates, *(k for k in scrubbed if k not in candidates)], originals, plan, batch)
+        held = _target_originals(target, [*candidates, *(k for k in scrubbed if k not in candidates)], originals,
+                                 plan, batch, deleting=set(scrubbed))
     conflicts = {key for key, _ in plan.failed}
     for key, why in scrubbed.items():
-        if key in originals or key in live or key in backup.expiries:
+        if key in originals or key in live or key in backup.expiries or key in held:
             plan.end.append((key, why))
     for key, (record, expire_at_ms) in candidates.items():
         if key in conflicts or key in scrubbed:
@@ -219,18 +221,25 @@ def _target_originals(
     originals: dict[bytes, tuple[Record, bytes]],
     plan: RedisPlan,
     batch: int,
-) -> None:
+    *,
+    deleting: set[bytes],
+) -> set[bytes]:
     """Old records the reverse target still holds (the migration's source, left intact); a key holding
-    another type is a conflict (not overwritten), except for the keys to delete."""
+    another type is a conflict (not overwritten), except for the keys to delete (an erased customer's key
+    goes whatever it holds). The keys to delete that the target holds."""
+    held: set[bytes] = set()
     for chunk in chunks(keys, batch):
         pipe = target.pipeline(transaction=False)
         for key in chunk:
             pipe.get(key)
         for key, value in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+            if key in deleting and value is not None:
+                held.add(key)
             if isinstance(value, redis.ResponseError):
-                reason = "the reverse target holds another type there: not overwritten"
-                plan.failed.append((key, reason))
+                if key not in deleting:
+                    plan.failed.append((key, "the reverse target holds another type there: not overwritten"))
             elif key not in originals:
                 obj = _record(value)
                 if obj is not None and is_old_format(obj):
                     originals[key] = (obj, value)
+    return held
