@@ -67,7 +67,7 @@ class Monitor:
         self.episodes = 0
         self.in_breach = False
         self.hooks: list[asyncio.subprocess.Process] = []
-        self.reported: set[int] = set()  # pids of the hooks whose exit was printed
+        self.reported: set[int] = set()  # the hooks (by id: a pid may be reused) whose exit was printed
         self.abandon = asyncio.Event()  # a second Ctrl-C: stop waiting for the hooks
         self._jsonl: TextIO | None = None
 
@@ -76,11 +76,11 @@ class Monitor:
         if self.args.jsonl:
             self._jsonl = open(self.args.jsonl, "a", encoding="utf-8")  # noqa: SIM115 - whole run
         try:
-            # A fresh connection per poll, as a new client would get: a full accept queue or a
-            # dead listener shows up instead of hiding behind a kept-alive socket.
+            # A fresh connection per poll (a new client's): a dead listener cannot hide behind a kept-alive one.
             connector = aiohttp.TCPConnector(force_close=True)
             async with aiohttp.ClientSession(connector=connector) as session:
                 await self._loop(session, limit)
+            self.stop.set()  # the polls are over (--count, --once): a Ctrl-C now stops waiting for the hooks
             return await self._finish()
         finally:
             if self._jsonl is not None:
@@ -153,8 +153,8 @@ class Monitor:
 
     def _report_hooks(self) -> None:
         """Print (and record) the exit of every hook that ended since the last look."""
-        for hook in (h for h in self.hooks if h.returncode is not None and h.pid not in self.reported):
-            self.reported.add(hook.pid)
+        for hook in (h for h in self.hooks if h.returncode is not None and id(h) not in self.reported):
+            self.reported.add(id(hook))
             seq = self.stats.polls
             print(f"--on-breach command (pid {hook.pid}) exited with {hook.returncode} (seen after poll {seq})",
                   file=sys.stderr, flush=True)

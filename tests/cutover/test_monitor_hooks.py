@@ -45,11 +45,12 @@ def gated_hook(tmp_path: Path) -> tuple[str, Path, Path, Path]:
     return hook, started, gate, finished
 
 
-async def start_monitor(url: str, hook: str, tmp_path: Path) -> asyncio.subprocess.Process:
-    """`scripts/monitor.py` until Ctrl-C, in a process group of its own (a terminal's, for the test)."""
+async def start_monitor(url: str, hook: str, tmp_path: Path, *polls: str) -> asyncio.subprocess.Process:
+    """`scripts/monitor.py` until Ctrl-C (or `polls`, e.g. --count 1), in a process group of its own (a
+    terminal's, for the test)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "scripts/monitor.py", "--url", url, "--interval-s", "0.05", "--fail-after", "1",
-        "--no-ws", "--on-breach", hook, cwd=REPO, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "scripts/monitor.py", "--url", url, *(polls or ("--interval-s", "0.05")), "--fail-after",
+        "1", "--no-ws", "--on-breach", hook, cwd=REPO, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
 
@@ -146,3 +147,22 @@ async def test_a_hook_exit_is_reported_at_the_next_poll(aiohttp_server, tmp_path
     records = [r for r in read_jsonl(jsonl) if r["type"] == "hook"]
     assert records == [{"type": "hook", "pid": hooks[0].pid, "exit_code": 0, "seq": 2}]
     assert f"--on-breach command (pid {hooks[0].pid}) exited with 0 (seen after poll 2)" in capsys.readouterr().err
+
+
+async def test_after_the_last_poll_one_ctrl_c_leaves_the_hook_running(aiohttp_server, tmp_path):
+    """--count: the polls end by themselves while the hook runs; the operator's first Ctrl-C is the one that
+    stops waiting for it (no Ctrl-C ended the polls)."""
+    server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
+    hook, started, gate, _finished = gated_hook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook, tmp_path, "--count", "1")
+    assert process.stderr is not None
+    await wait_for_file(started)
+    seen: list[str] = []
+    await read_until(process.stderr, "Ctrl-C again to leave it running", seen)
+    os.killpg(process.pid, signal.SIGINT)
+    pid = int(started.read_text())
+    try:
+        await read_until(process.stderr, f"--on-breach command (pid {pid}) left running", seen)
+        assert await process.wait() == 1
+    finally:
+        assert await release(gate, pid)
