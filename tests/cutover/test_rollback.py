@@ -488,6 +488,9 @@ def test_sessions_erased_or_purged_since_the_backup_are_deleted_from_the_old_db(
     assert live.exists("session:kept")
     plan = _reverse_plan(out)
     assert plan["delete erased"] == 2 and plan["delete purged"] == 1
+    redis_block = re.findall(r"^    (?:restore|expired|remove|reverse-migrate|delete \w+|not written back) +[\d,]+",
+                             out, re.MULTILINE)
+    assert len(redis_block) >= 7 and len({len(line) for line in redis_block}) == 1, redis_block  # one column
     assert "3 old session cop(ies) deleted" in out and "not overwritten" not in out
 
 

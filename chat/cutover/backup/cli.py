@@ -264,7 +264,7 @@ def print_summary(manifest: dict[str, Any], out: Path, elapsed_s: float) -> None
     print(
         f"  {'files':<{w}}{len(manifest['files']):>10,}  {size:,} bytes, SHA-256 in {out / MANIFEST}"
     )
-    print(f"  {'elapsed':<28}{format_duration(elapsed_s):>10}")
+    print(f"  {'elapsed':<{w}}{format_duration(elapsed_s):>10}")
     print(f"result: OK (backup_ms {manifest['backup_ms']})")
 
 

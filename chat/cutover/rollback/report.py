@@ -34,17 +34,21 @@ def key_name(key: bytes) -> str:
 RESTORE_SAVED = "chat-api rollback --restore-saved"  # what the operator runs (in the cut-over folder too)
 
 
-def _row(label: str, count: int, note: str, indent: int = 2, width: int = 28) -> None:
+REVERSE_LABELS = len("not written back")  # the widest label of the reverse lines (reverse_report.py)
+
+
+def plan_row(label: str, count: int, note: str, indent: int = 2, width: int = 28) -> None:
     """One line of the plan or the summary: label (padded to ``width``, and never touching the count),
     right-aligned count, note."""
     print(f"{' ' * indent}{label:<{width}} {count:>10,}  {note}")
 
 
-def _rows(rows: list[tuple[str, int, str]], indent: int = 2) -> None:
+def _rows(rows: list[tuple[str, int, str]], indent: int = 2, at_least: int = 0) -> None:
     """Lines of one block, their counts in one column however long a label (a table name) is."""
-    width = max((len(label) for label, _, _ in rows), default=0)
+    width = max((len(label) for label, _, _ in rows), default=at_least)
+    width = max(width, at_least)
     for label, count, note in rows:
-        _row(label, count, note, indent, width)
+        plan_row(label, count, note, indent, width)
 
 
 def print_plan(backup: Backup, options: Options, plan: Plan) -> None:
@@ -86,7 +90,7 @@ def _print_redis_plan(part: dict[str, Any], options: Options, redis_plan: RedisP
         rows.append(("reverse-migrate", len(redis_plan.reverse), note))
         if in_place:
             rows.append(("keep", len(redis_plan.kept), "old-format sessions newer than the backup"))
-    _rows(rows, 4)
+    _rows(rows, 4, REVERSE_LABELS if options.reverse_url is not None else 0)  # the reverse lines follow
     for key, reason in redis_plan.failed:
         print(f"    failed: {key_name(key)}: {reason} (left untouched)")
 
@@ -164,7 +168,7 @@ def print_summary(outcome: Outcome, plan: Plan, elapsed_s: float) -> None:
     rows.append(("config files", outcome.configs, "restored"))
     width = max(len(label) for label, _, _ in rows)
     for number, (label, count, note) in enumerate(rows, 1):
-        _row(label, count, note, 2, width)
+        plan_row(label, count, note, 2, width)
         if number == saved_end and outcome.saved is not None:
             print(f"  saved to {outcome.saved.path}")
             print(f"  bring them back later with: {RESTORE_SAVED} {outcome.saved.path}")

@@ -9,6 +9,7 @@ from chat.cutover.common import mask_url
 from chat.cutover.rollback.forgotten import ERASED, PURGED
 from chat.cutover.rollback.redis_apply import RedisDone
 from chat.cutover.rollback.redis_plan import CLOSED, RedisPlan
+from chat.cutover.rollback.report import REVERSE_LABELS, plan_row
 
 SHOWN_KEYS = 20  # per reason; the count says how many there are
 WHY = {
@@ -16,10 +17,6 @@ WHY = {
     ERASED: "customer erased on chat-api since the backup",
     PURGED: "contents purged by retention since the backup",
 }
-
-
-def _row(label: str, count: int, note: str, indent: int) -> None:
-    print(f"{' ' * indent}{label:<{30 - indent}}{count:>10,}  {note}")
 
 
 def print_reverse_plan(plan: RedisPlan | None, reverse_url: str | None, *, database_read: bool) -> None:
@@ -30,14 +27,15 @@ def print_reverse_plan(plan: RedisPlan | None, reverse_url: str | None, *, datab
     target = mask_url(reverse_url)
     reasons = Counter(why for _, why in plan.end)
     for why in (CLOSED, ERASED, PURGED):
-        _row(f"delete {why}", reasons[why], f"old session copies in {target}: {WHY[why]}", 4)
+        plan_row(f"delete {why}", reasons[why], f"old session copies in {target}: {WHY[why]}", 4, REVERSE_LABELS)
         shown = [key for key, reason in plan.end if reason == why]
         for key in shown[:SHOWN_KEYS]:
             print(f"      {key.decode('utf-8', 'backslashreplace')}")
         if len(shown) > SHOWN_KEYS:
             print(f"      ... and {len(shown) - SHOWN_KEYS:,} more")
-    _row("not written back", plan.left_out, "live records that are no live old session: closed (no old copy "
-         "to delete), or only rebuilt from SQL on a read (no old original, times not after the backup)", 4)
+    plan_row("not written back", plan.left_out, "live records that are no live old session: closed (no old copy "
+         "to delete), or only rebuilt from SQL on a read (no old original, times not after the backup)", 4,
+         REVERSE_LABELS)
     if not database_read:
         print("    warning: the database is not read (--skip-database): conversations erased or purged since "
               "the backup are not found, their old copies are not deleted")
