@@ -131,10 +131,11 @@ def test_a_saved_message_whose_seq_another_holds_now_stops_the_restore_and_write
     finally:
         conn.close()
 
-    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 1
-    captured = capsys.readouterr()
-    assert "m-new" in captured.err and "seq 1" in captured.err and "result: FAILED" in captured.out
-    assert rows(mysql_url, "SELECT id FROM messages WHERE conversation_id = 'conv-new'") == [("m-old",)]
+    for dry_run in (["--dry-run"], []):  # a dry run meets the clash a run would meet
+        assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url, *dry_run]) == 1
+        captured = capsys.readouterr()
+        assert "m-new" in captured.err and "seq 1" in captured.err and "result: FAILED" in captured.out
+        assert rows(mysql_url, "SELECT id FROM messages WHERE conversation_id = 'conv-new'") == [("m-old",)]
     assert rows(mysql_url, "SELECT state FROM conversations WHERE id = 'conv-1'") != [("closed",)]  # all or nothing
 
 
@@ -212,6 +213,13 @@ def test_a_kept_newer_conversation_is_raised_to_the_seq_of_the_saved_messages_pu
     saved = saved_then_changed(mysql_url, tmp_path, capsys, [(
         "INSERT INTO conversations VALUES ('conv-new', 'cust-2', 'human', 'human', NULL, NULL, 0, 0, NULL, NULL, "
         "%s, %s)", (later, later))])
+
+    # a dry run counts what the run then does, and writes nothing
+    assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"conversations +1  written \(1 already there", out) and "nothing written" in out, out
+    assert rows(mysql_url, "SELECT last_seq FROM conversations WHERE id = 'conv-new'") == [(0,)]
+    assert rows(mysql_url, "SELECT COUNT(*) FROM messages WHERE conversation_id = 'conv-new'") == [(0,)]
 
     assert rollback_main(["--restore-saved", str(saved), "--database-url", mysql_url]) == 0
     out = capsys.readouterr().out

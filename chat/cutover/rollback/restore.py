@@ -32,7 +32,8 @@ BY_VERSION = {"conversation_events": "version", "conversation_marks": "version",
 
 def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) -> dict[str, tuple[int, int]]:
     """Put a saved file's rows back, in one transaction, parents first (the schema's order, whatever the
-    file's): per table ``(written, already there or newer)``. ``config.table_prefix`` names the tables."""
+    file's): per table ``(written, already there or newer)``. ``config.table_prefix`` names the tables.
+    ``dry_run``: the same transaction, rolled back at its end."""
     by_table: dict[str, list[dict[str, Any]]] = {}
     for _number, entry in iter_jsonl(path):
         if entry.get("type") == "row":
@@ -45,8 +46,8 @@ def restore_saved(path: Path, config: DatabaseConfig, *, dry_run: bool = False) 
         try:
             restore = _Restore(db, tables)
             for table in schema_order(list(by_table), config.table_prefix):
-                done[table] = (len(by_table[table]), 0) if dry_run else restore.table(table, by_table[table])
-            if dry_run:
+                done[table] = restore.table(table, by_table[table])
+            if dry_run:  # done for real and rolled back: the counts and the clashes a run would meet
                 db.conn.rollback()
             else:
                 db.conn.commit()
