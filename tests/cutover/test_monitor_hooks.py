@@ -1,6 +1,6 @@
 """The monitor's --on-breach commands: Ctrl-C leaves them alone, their exit is reported at once.
 
-Real short child processes; the tests wait on files, pipes and processes, never on a clock.
+Real short child processes; the tests wait on pipes and processes, never on a clock.
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ from tests.cutover.support import REPO
 from tests.cutover.test_monitor import health_app, read_jsonl, serve
 
 
-async def wait_for_file(path: Path) -> None:
-    """Wait until ``path`` exists (the pytest timeout bounds it)."""
-    while not path.exists():
-        await asyncio.sleep(0.01)
-
-
 async def read_until(stream: asyncio.StreamReader, text: str, seen: list[str]) -> None:
     """Read lines into ``seen`` until one contains ``text``."""
     while True:
@@ -35,14 +29,52 @@ async def read_until(stream: asyncio.StreamReader, text: str, seen: list[str]) -
             return
 
 
-def gated_hook(tmp_path: Path) -> tuple[str, Path, Path, Path]:
-    """A hook that says it started, blocks until the test writes to a FIFO, then says it finished."""
-    started, gate, finished = tmp_path / "started", tmp_path / "gate", tmp_path / "finished"
-    os.mkfifo(gate)
-    q = shlex.quote
-    # Its output elsewhere: the monitor's pipes close when the monitor ends, whatever the hook does.
-    hook = f"exec >/dev/null 2>&1; echo $$ > {q(str(started))}; read line < {q(str(gate))}; touch {q(str(finished))}"
-    return hook, started, gate, finished
+class GatedHook:
+    """An --on-breach command that says it started (its pid, through a FIFO), blocks until the test writes
+    to another FIFO, then says it finished: the test waits on the FIFO and on the process, not on a clock."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        started, self.gate, self.finished = tmp_path / "started", tmp_path / "gate", tmp_path / "finished"
+        os.mkfifo(started)
+        os.mkfifo(self.gate)
+        # opened before the hook writes: its `echo` does not wait for a reader, and nothing is read before it
+        self._started = os.open(started, os.O_RDONLY | os.O_NONBLOCK)
+        q = shlex.quote
+        # Its output elsewhere: the monitor's pipes close when the monitor ends, whatever the hook does.
+        self.command = (f"exec >/dev/null 2>&1; echo $$ > {q(str(started))}; read line < {q(str(self.gate))}; "
+                        f"touch {q(str(self.finished))}")
+        self.pid = 0
+
+    async def started(self) -> int:
+        """Wait until the hook runs; its pid."""
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(self._started, "rb", buffering=0))
+        try:
+            self.pid = int(await reader.readline())
+        finally:
+            transport.close()
+        return self.pid
+
+    async def release(self) -> bool:
+        """Let the hook go on and wait for it to end; False when it had been killed before it could finish."""
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return self.finished.exists()
+        gate = os.open(self.gate, os.O_RDWR | os.O_NONBLOCK)  # a FIFO open for both ends never waits
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+        try:
+            os.write(gate, b"go\n")
+            await ended  # pidfd readable: the process is gone
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            os.close(gate)
+        return self.finished.exists()
 
 
 async def start_monitor(url: str, hook: str, tmp_path: Path, *polls: str) -> asyncio.subprocess.Process:
@@ -63,36 +95,20 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def release(gate: Path, pid: int) -> bool:
-    """Let the gated hook go on; False when it is gone (nobody reads the FIFO any more)."""
-    while True:
-        try:
-            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: no reader (yet, or any more)
-            if not alive(pid):
-                return False
-            await asyncio.sleep(0.01)
-            continue
-        os.write(fd, b"go\n")
-        os.close(fd)
-        return True
-
-
 async def test_ctrl_c_waits_for_the_running_hook_and_does_not_kill_it(aiohttp_server, tmp_path):
     server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
-    hook, started, gate, finished = gated_hook(tmp_path)
-    process = await start_monitor(str(server.make_url("/")), hook, tmp_path)
+    hook = GatedHook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook.command, tmp_path)
     assert process.stderr is not None and process.stdout is not None
-    await wait_for_file(started)
+    pid = await hook.started()
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
 
     seen: list[str] = []
     await read_until(process.stderr, "waiting for the --on-breach command", seen)
-    pid = int(started.read_text())
-    assert await release(gate, pid), "the hook was killed by the Ctrl-C"
+    assert await hook.release(), "the hook was killed by the Ctrl-C"
     out, err = await process.communicate()
 
-    assert finished.exists()
+    assert hook.finished.exists()
     assert f"--on-breach command (pid {pid}) exited with 0" in "".join(seen) + err.decode()
     assert "result: BREACH (1 breach(es))" in out.decode()
     assert process.returncode == 1
@@ -100,23 +116,21 @@ async def test_ctrl_c_waits_for_the_running_hook_and_does_not_kill_it(aiohttp_se
 
 async def test_a_second_ctrl_c_leaves_the_hook_running_and_names_it(aiohttp_server, tmp_path):
     server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
-    hook, started, gate, finished = gated_hook(tmp_path)
-    process = await start_monitor(str(server.make_url("/")), hook, tmp_path)
+    hook = GatedHook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook.command, tmp_path)
     assert process.stderr is not None
-    await wait_for_file(started)
+    pid = await hook.started()
     os.killpg(process.pid, signal.SIGINT)
     seen: list[str] = []
     await read_until(process.stderr, "Ctrl-C again to leave it running", seen)
     os.killpg(process.pid, signal.SIGINT)
-    pid = int(started.read_text())
     try:
         await read_until(process.stderr, f"--on-breach command (pid {pid}) left running", seen)
         assert await process.wait() == 1  # the monitor is gone ...
-        assert alive(pid) and not finished.exists()  # ... its hook is not
+        assert alive(pid) and not hook.finished.exists()  # ... its hook is not
     finally:
-        released = await release(gate, pid)
-    assert released
-    await wait_for_file(finished)
+        released = await hook.release()
+    assert released  # it went on to its end when let
     out, _ = await process.communicate()
     assert "result: BREACH (1 breach(es))" in out.decode()
 
@@ -153,16 +167,15 @@ async def test_after_the_last_poll_one_ctrl_c_leaves_the_hook_running(aiohttp_se
     """--count: the polls end by themselves while the hook runs; the operator's first Ctrl-C is the one that
     stops waiting for it (no Ctrl-C ended the polls)."""
     server = await serve(aiohttp_server, health_app(503, {"status": "down"}))
-    hook, started, gate, _finished = gated_hook(tmp_path)
-    process = await start_monitor(str(server.make_url("/")), hook, tmp_path, "--count", "1")
+    hook = GatedHook(tmp_path)
+    process = await start_monitor(str(server.make_url("/")), hook.command, tmp_path, "--count", "1")
     assert process.stderr is not None
-    await wait_for_file(started)
+    pid = await hook.started()
     seen: list[str] = []
     await read_until(process.stderr, "Ctrl-C again to leave it running", seen)
     os.killpg(process.pid, signal.SIGINT)
-    pid = int(started.read_text())
     try:
         await read_until(process.stderr, f"--on-breach command (pid {pid}) left running", seen)
         assert await process.wait() == 1
     finally:
-        assert await release(gate, pid)
+        assert await hook.release()
