@@ -212,7 +212,9 @@ def dry_run(options: Options) -> int:
         client = redis.Redis.from_url(options.redis_url, protocol=2)
         try:
             client.ping()
-            taken = {key for keys, _ in scan_keys(client, options.patterns, options.batch) for key in keys}
+            taken: set[bytes] = set()
+            for _ in scan_keys(client, options.patterns, options.batch, taken):
+                pass
             left_out, examples = keys_left_out(client, taken, options.batch)
         except redis.RedisError as exc:
             print(f"error: Redis {mask_url(options.redis_url)}: {exc}", file=sys.stderr)

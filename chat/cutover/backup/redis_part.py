@@ -16,13 +16,14 @@ from chat.cutover.migrate_redis.wire import scan_fraction
 
 
 def scan_keys(
-    client: redis.Redis, patterns: list[str], batch: int
+    client: redis.Redis, patterns: list[str], batch: int, seen: set[bytes] | None = None
 ) -> Iterator[tuple[list[bytes], float]]:
-    """Every key matching any pattern once, in batches, with the share of the work done.
+    """Every key matching any pattern once, in batches, with the share of the work done; `seen` (given:
+    the caller's) ends up holding them all.
 
     One SCAN per pattern (never KEYS); a key matching two patterns is handed out once.
     """
-    seen: set[bytes] = set()
+    seen = set() if seen is None else seen
     for index, pattern in enumerate(patterns):
         cursor = 0
         while True:
@@ -85,8 +86,7 @@ def backup_redis(
     types: Counter[str] = Counter()
     taken: set[bytes] = set()
     with open(path, "wb") as fh:
-        for batch_keys, fraction in scan_keys(client, patterns, batch):
-            taken.update(batch_keys)
+        for batch_keys, fraction in scan_keys(client, patterns, batch, taken):
             now_ms, pairs = timed_read(client, batch_keys, "DUMP")
             lines = []
             for key, (payload, pttl) in zip(batch_keys, pairs, strict=True):
