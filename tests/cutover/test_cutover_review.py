@@ -14,6 +14,8 @@ import pymysql
 from chat.cutover.backup import main as backup_main
 from chat.cutover.backup_format import DEFAULT_REDIS_URL
 from chat.cutover.rollback import main as rollback_main
+from chat.cutover.rollback.backed_up import BackedUp
+from chat.cutover.rollback.checks import load_backup
 from chat.cutover.rollback.saved import save_since_backup
 from chat.cutover.targets import Variables
 from chat.settings import DatabaseConfig
@@ -136,17 +138,23 @@ def test_restore_saved_leaves_exactly_the_saved_labels(dbs, mysql_url, tmp_path)
     assert live_rows(mysql_url, "SELECT * FROM conversation_labels WHERE conversation_id = 'conv-1'") == []
 
 
-def test_the_save_knows_the_prefix_rather_than_guessing_it(tmp_path):
+def test_the_save_knows_the_prefix_rather_than_guessing_it(tmp_path, monkeypatch):
     prefix = "xconversation_"  # "xconversation_labels" ends like "conversation_labels"
     db = tmp_path / "chat.db"
     sqlite_schema(db, prefix)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DB_TABLE_PREFIX", prefix)
+    assert backup_main(["--out", str(tmp_path / "bk"), "--skip-redis", "--skip-config", "--database-url",
+                        f"sqlite:///{db}", "--quiet"]) == 0
+    backup = load_backup(tmp_path / "bk")
     conn = sqlite3.connect(db)
     conn.execute(f"INSERT INTO {prefix}labels VALUES ('l-1', 'vip', NULL, NULL, 100)")
     conn.commit()
     conn.close()
     tables = Tables(prefix).all()
 
-    saved = save_since_backup(tmp_path, tables, 50, DatabaseConfig(kind="sqlite", path=str(db), table_prefix=prefix))
+    saved = save_since_backup(tmp_path, tables, 50, DatabaseConfig(kind="sqlite", path=str(db), table_prefix=prefix),
+                              BackedUp(backup))
 
     assert saved.counts[f"{prefix}labels"] == 1
 

@@ -157,51 +157,6 @@ class Database:
             cur.close()
         return (columns, key) if columns else None
 
-    def _selection(self, table: str, since_ms: int) -> tuple[str, list[int]] | None:
-        """The WHERE clause (and its parameters) of the rows to save; None: none of this table."""
-        base = table_base(table, self.prefix)
-        shape = self.shape(table)
-        if base is None or shape is None:
-            return None
-        prefix = self.prefix
-        if base in OF_SAVED_CONVERSATIONS:
-            parent = self._selection(prefix + "conversations", since_ms)
-            if parent is None:
-                return None
-            conversations = self.name(prefix + "conversations")
-            return f"conversation_id IN (SELECT id FROM {conversations} WHERE {parent[0]})", parent[1]
-        changed = [c for c in SAVE_RULES.get(base, ()) if c in shape[0]]
-        if not changed:
-            return None
-        return " OR ".join(f"{self.name(c)} > {self.mark}" for c in changed), [since_ms] * len(changed)
-
-    def count_to_save(self, table: str, since_ms: int) -> int | None:
-        """How many of the table's rows a save takes now; None: none of this table is saved."""
-        selection = self._selection(table, since_ms)
-        if selection is None:
-            return None
-        cur = self.conn.cursor()
-        try:
-            cur.execute(f"SELECT COUNT(*) FROM {self.name(table)} WHERE {selection[0]}", selection[1])
-            return int(cur.fetchone()[0])
-        finally:
-            cur.close()
-
-    def rows_to_save(self, table: str, since_ms: int) -> Iterator[dict[str, Any]]:
-        selection = self._selection(table, since_ms)
-        shape = self.shape(table)
-        if selection is None or shape is None:
-            return
-        order = ", ".join(self.name(c) for c in (["created_ms"] if "created_ms" in shape[0] else shape[1] or ["1"]))
-        cur = self.conn.cursor()
-        try:
-            cur.execute(f"SELECT * FROM {self.name(table)} WHERE {selection[0]} ORDER BY {order}", selection[1])
-            names = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                yield dict(zip(names, row, strict=True))
-        finally:
-            cur.close()
-
     def put(self, table: str, row: dict[str, Any]) -> bool:
         """Insert the row; one already there (same primary key) is updated to it when its table's rows
         change (UPDATED_ON_RESTORE) and the saved row is the newer (_newer), else left alone (False);
@@ -265,10 +220,10 @@ def _duplicate(exc: Exception) -> bool:
 
 class _Selection:
     """The rows a save takes, table after table, parents first: those the time columns mark (SAVE_RULES)
-    and, given the backup's rows (BackedUp), every row not in the backup as it was (written since with
-    older times: --restore-saved, db import-legacy); the labels of every conversation saved."""
+    and every row not in the backup as it was (BackedUp: written since with older times, by --restore-saved
+    or db import-legacy); the labels of every conversation saved."""
 
-    def __init__(self, db: Database, since_ms: int, backed_up: BackedUp | None) -> None:
+    def __init__(self, db: Database, since_ms: int, backed_up: BackedUp) -> None:
         self.db = db
         self.since_ms = since_ms
         self.backed_up = backed_up
@@ -276,12 +231,9 @@ class _Selection:
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         base = table_base(table, self.db.prefix)
-        backed = self.backed_up.digests(table) if self.backed_up is not None else None
-        if backed is None:
-            rows = self.db.rows_to_save(table, self.since_ms)
-        else:
-            rows = self._not_backed_up(table, base, *backed)
-        for row in rows:
+        backed = self.backed_up.digests(table)
+        # a table the backup does not hold: all its rows are new
+        for row in self._not_backed_up(table, base, *(backed if backed is not None else ([], set()))):
             if base == "conversations":
                 self.conversations.add(row["id"])
             yield row
@@ -309,9 +261,9 @@ class _Selection:
 
 
 def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, config: DatabaseConfig,
-                      backed_up: BackedUp | None = None) -> Saved:
-    """Write every row created or changed after ``backup_ms`` (SAVE_RULES) and, given the backup's rows,
-    every row not in the backup as it was, to a new file in the backup folder."""
+                      backed_up: BackedUp) -> Saved:
+    """Write every row created or changed after ``backup_ms`` (SAVE_RULES) and every row not in the backup
+    as it was, to a new file in the backup folder."""
     saved_ms = now_ms()
     path = backup_root / f"saved-since-backup-{iso_from_ms(saved_ms).replace(':', '')}.jsonl"
     counts: dict[str, int] = {}
@@ -338,7 +290,7 @@ def save_since_backup(backup_root: Path, tables: list[str], backup_ms: int, conf
 
 
 def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig,
-                   backed_up: BackedUp | None = None) -> dict[str, int | None]:
+                   backed_up: BackedUp) -> dict[str, int | None]:
     """Per backed-up table, the rows a save would take now (None: the table is absent or never saved)."""
     counts: dict[str, int | None] = dict.fromkeys(tables)
     with closing(Database(config)) as db:
@@ -346,9 +298,7 @@ def counts_to_save(tables: list[str], backup_ms: int, config: DatabaseConfig,
         for table in schema_order(tables, config.table_prefix):
             if save_note(table, config.table_prefix) is None:
                 continue
-            if backed_up is None:
-                counts[table] = db.count_to_save(table, backup_ms)
-            elif db.shape(table) is not None:
+            if db.shape(table) is not None:
                 counts[table] = sum(1 for _row in selection.rows(table))
         db.conn.rollback()
     return counts
