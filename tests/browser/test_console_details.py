@@ -234,24 +234,30 @@ async def test_customer_messages_count_as_unread_in_mine_after_a_reload(service:
 async def test_the_lists_read_again_watch_each_conversation_once_per_socket(service: Service, page: Page) -> None:
     """Mine's conversations are watched once after each connect, not again at every reading of the lists
     (every 15 s: each watch costs the service a checked read and a page of messages)."""
-    watches: list[str] = []
+    watches: list[tuple[int, str]] = []  # (the socket, the conversation): a reconnect's socket watches again
+    sockets: list[Any] = []
 
-    def sent(payload: str | bytes) -> None:
+    def opened(ws: Any) -> None:
+        sockets.append(ws)
+        ws.on("framesent", lambda payload: sent(len(sockets), payload))
+
+    def sent(socket: int, payload: str | bytes) -> None:
         frame = json.loads(payload)
         if frame.get("type") == "conversation.watch":
-            watches.append(frame["conversation_id"])
+            watches.append((socket, frame["conversation_id"]))
 
     async with customer(service) as (_, one):
         await page.clock.install()
         console, _ = await signed_in(page, service)
         await claimed(console, one["id"])
-        page.on("websocket", lambda ws: ws.on("framesent", sent))
+        page.on("websocket", opened)
         await page.reload()
         await expect(console.item(one["id"])).to_have_attribute("data-state", "human")
         for _ in range(2):  # the second reading's answer comes after the first's watches went out
             async with page.expect_response(lambda r: "/api/v1/conversations?" in r.url and "agent_id" in r.url):
                 await page.clock.run_for(16_000)
-        assert watches.count(one["id"]) == 1, watches
+        mine = [socket for socket, conversation in watches if conversation == one["id"]]
+        assert mine and len(mine) == len(set(mine)), watches  # watched, once per socket
 
 
 async def test_the_all_list_shows_new_conversations_without_a_reload(service: Service, page: Page) -> None:

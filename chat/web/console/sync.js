@@ -251,9 +251,11 @@ export class Sync {
       return c && c.state === "human" && c.agent_id === state.me.id && !(thread && thread.loaded) &&
         !this._watched.has(id);  // once per socket: the lists are read again every LISTS_REFRESH_MS
     });
+    for (const id of ids) this._watched.add(id);  // from the request on: a reading meanwhile sends no second one
     for (let i = 0; i < ids.length; i += WATCH_AT_ONCE) {
       await Promise.all(ids.slice(i, i + WATCH_AT_ONCE).map((id) => this.live.request("conversation.watch",
-        {conversation_id: id, after_seq: MAX_SEQ, limit: 1}).then(() => this._watched.add(id), (error) => {
+        {conversation_id: id, after_seq: MAX_SEQ, limit: 1}).catch((error) => {
+        this._watched.delete(id);  // not watched: the next reading asks again
         if (error && (error.code === "offline" || error.code === "timeout")) throw error;  // resumed again
       })));
     }
