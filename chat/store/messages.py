@@ -9,15 +9,21 @@ append_draft is its one-by-one path. On MySQL each is two round trips (docs/stor
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chat.store.db import Database, DuplicateKey, Tx, marks
+from chat.store.db import Database, DuplicateKey, RolledBack, Tx, marks
 from chat.store.models import MESSAGE_COLUMNS, Message, message_from_row
 from chat.store.webhooks import Webhooks
 from states.clock import now_ms
 from states.errors import ConversationNotFound, StaleVersion
 from states.ids import new_id
+
+log = logging.getLogger(__name__)
+
+# How often a message is written when the database rolls its transaction back whole (a deadlock's victim)
+WRITE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,13 @@ class Guard:
     not_state: str | None = None
     no_ai_after: int | None = None  # a seq
 
-    def sql(self, conversations: str, messages: str) -> tuple[str, tuple[Any, ...]]:
-        """The condition on the conversations row (the tables' names), and its parameters."""
-        return _guard_sql(self, conversations, messages)
+    def sql(self, conversations: str, messages: str, conversation_id: str, seq_index: str = "") -> tuple[
+            str, tuple[Any, ...]]:
+        """The condition on the conversation's row (the tables' names), and its parameters. `seq_index` is the
+        messages table's index hint (MySQL) that makes the AI-message check a range read of the conversation's
+        newest messages (see _guard_sql)."""
+        sql, values = _guard_sql(self, conversations, messages, seq_index)
+        return (sql, (*values, conversation_id)) if self.no_ai_after is not None else (sql, values)
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,21 @@ def _values(m: Message) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=4096)  # a customer's guard is the same for every message: built once
-def _guard_sql(guard: Guard, conversations: str, messages: str) -> tuple[str, tuple[Any, ...]]:
+def _guard_sql(guard: Guard, conversations: str, messages: str, seq_index: str) -> tuple[str, tuple[Any, ...]]:
+    """The condition without the conversation's id, which an AI-message check takes last.
+
+    That check runs inside the UPDATE, so InnoDB reads it with shared next-key locks. It names the
+    conversation (not `conversations.id`) and reads the (conversation_id, seq) index from the seq on: a
+    range of this conversation's newest messages, whose locks end in the gap its own next message goes
+    into. Read from the conversation's first message (what a correlated subquery does), they took the gap
+    before it too, where the conversation before it in the index writes its next message: two lanes of
+    the writer (chat.store.writer) then deadlocked."""
     parts = [(f"{column} {op} %s", value) for column, op, value in (
         ("state", "=", guard.state), ("version", "=", guard.version), ("agent_id", "=", guard.agent_id),
         ("state", "<>", guard.not_state)) if value is not None]
     if guard.no_ai_after is not None:
-        parts.append((f"NOT EXISTS (SELECT 1 FROM {messages} WHERE {messages}.conversation_id = {conversations}.id "
-                      f"AND {messages}.seq > %s AND {messages}.sender_type = 'ai')", guard.no_ai_after))
+        parts.append((f"NOT EXISTS (SELECT 1 FROM {messages}{seq_index} WHERE {messages}.seq > %s "
+                      f"AND {messages}.sender_type = 'ai' AND {messages}.conversation_id = %s)", guard.no_ai_after))
     return " AND ".join(p for p, _ in parts) or "1 = 1", tuple(v for _, v in parts)
 
 
@@ -110,6 +128,8 @@ class Messages:
         # MySQL hands the new value back through LAST_INSERT_ID(expr): no SELECT round trip
         bump = "LAST_INSERT_ID(last_seq + 1)" if db.dialect == "mysql" else "last_seq + 1"
         self._bump_sql = f"UPDATE {c} SET last_seq = {bump}, updated_ms = %s WHERE id = %s"
+        # the UNIQUE (conversation_id, seq) index (schema.py), by the name MySQL gives it: see _guard_sql
+        self._seq_index = " FORCE INDEX (conversation_id)" if db.dialect == "mysql" else ""
 
     async def find(self, conversation_id: str, sender_type: str, sender_id: str | None,
                    client_msg_id: str) -> Message | None:
@@ -157,12 +177,22 @@ class Messages:
             raise
 
     async def _insert(self, draft: NewMessage) -> Message:
-        created_ms = now_ms()
-        async with self.db.transaction() as tx:
-            seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
-            message = draft.stored(seq, created_ms)
-            await self._write(tx, [message])
-        return message
+        """One transaction; written again when the database rolled it back whole (InnoDB chose it as a
+        deadlock's victim, or a lock wait ran out): nothing of it was written, up to WRITE_TRIES times."""
+        tries = 1
+        while True:
+            created_ms = now_ms()
+            try:
+                async with self.db.transaction() as tx:
+                    seq = await self._next_seq(tx, draft.conversation_id, created_ms, draft.guard)
+                    message = draft.stored(seq, created_ms)
+                    await self._write(tx, [message])
+                return message
+            except RolledBack as exc:
+                if tries == WRITE_TRIES:
+                    raise
+                tries += 1
+                log.info("a message of %s was rolled back (%s); writing it again", draft.conversation_id, exc)
 
     async def _write(self, tx: Tx, messages: list[Message]) -> None:
         """Insert the stored messages, the transaction's last statement (sent with its COMMIT), or followed
@@ -179,7 +209,7 @@ class Messages:
         sql = self._bump_sql
         params: tuple[Any, ...] = (created_ms, conversation_id)
         if guard is not None:
-            condition, values = guard.sql(self._c, self._t)
+            condition, values = guard.sql(self._c, self._t, conversation_id, self._seq_index)
             sql += f" AND {condition}"
             params += values
         if not await tx.execute(sql, params):
@@ -204,7 +234,8 @@ class Messages:
         for draft in drafts:
             counts[draft.conversation_id] = counts.get(draft.conversation_id, 0) + 1
             if draft.guard is not None:
-                guards.setdefault(draft.conversation_id, []).append(draft.guard.sql(self._c, self._t))
+                guards.setdefault(draft.conversation_id, []).append(
+                    draft.guard.sql(self._c, self._t, draft.conversation_id, self._seq_index))
         ids = sorted(counts)  # one lock order for every writer: no deadlock between batches
         cases = " ".join(["WHEN %s THEN %s"] * len(ids))
         checks, check_params = _guard_cases(ids, guards)

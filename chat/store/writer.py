@@ -4,7 +4,8 @@ While one batch is being written, the messages that arrive queue up and go toget
 next one, so under load many messages cost one commit, and with no load a message is
 written at once (no timer, no added latency). A batch that cannot be written whole (a
 resend, a conversation without its row yet, a failed guard, a deadlock) falls back to one
-transaction per message, which handles those cases exactly as before. Any other failure
+transaction per message, which handles those cases exactly as before (a deadlock's victim there is
+written again: Messages.append_draft). Any other failure
 (a connection lost, perhaps after the COMMIT ran) fails every message of the batch: writing
 them again could store a message without a client_msg_id (an AI reply, a notice) twice.
 

@@ -5,8 +5,11 @@ import uuid
 
 import pytest
 
-from chat.store.messages import Guard, NewMessage
+from chat.store.db import RolledBack
+from chat.store.messages import WRITE_TRIES, Guard, NewMessage
 from states import ConversationNotFound, StaleVersion
+from states.clock import now_iso
+from states.record import Conversation
 from tests.conftest import new_id
 
 
@@ -72,6 +75,64 @@ async def test_an_ai_reply_is_refused_after_another_ai_message_one_by_one_and_in
         NewMessage(cid, "customer", "more", "u1"), NewMessage(cid, "ai", "answer", guard=Guard(no_ai_after=3))])
     assert [m.seq for m in batch] == [4, 5]
     assert [m.content for m in await store.messages.list_of(cid)] == ["q", "note", "first", "more", "answer"]
+
+
+async def test_an_ai_replys_guard_leaves_the_conversation_before_it_free_to_write(mysql_store, monkeypatch):
+    """MariaDB: the AI reply's check (no AI message after what its turn read) locks the newest messages of its
+    own conversation only. Read from the conversation's first message on, it locked the gap before it too,
+    where the conversation before it in the index writes its next message: the writer's two lanes
+    deadlocked under load (the benchmark's AI path)."""
+    store = mysql_store
+    before, guarded = sorted(str(uuid.uuid4()) for _ in range(2))  # their messages side by side in the index
+    now = now_iso()
+    for cid in (before, guarded):
+        await store.conversations.create(Conversation(id=cid, user_id="u1", state="ai", version=0, agent_type="ai",
+                                                      created_at=now, updated_at=now))
+        await store.messages.append(cid, sender_type="customer", sender_id="u1", content="q")  # seq 1
+    checked, leave, write = asyncio.Event(), asyncio.Event(), store.messages._write
+
+    async def held(tx, messages):
+        if messages[0].conversation_id == guarded:
+            checked.set()  # the guarded UPDATE ran: its transaction holds its locks
+            await leave.wait()
+        await write(tx, messages)
+
+    monkeypatch.setattr(store.messages, "_write", held)
+    reply = asyncio.create_task(store.messages.append(guarded, sender_type="ai", content="a",
+                                                      guard=Guard(state="ai", version=0, no_ai_after=1)))
+    try:
+        await checked.wait()
+        async with asyncio.timeout(20):  # a lock on that gap would hold it for innodb_lock_wait_timeout (50 s)
+            message, _ = await store.messages.append(before, sender_type="customer", sender_id="u1", content="next")
+        assert message.seq == 2 and not reply.done()
+    finally:
+        leave.set()
+    assert (await reply)[0].seq == 2
+
+
+@pytest.mark.parametrize("rollbacks", [WRITE_TRIES - 1, WRITE_TRIES])
+async def test_a_message_the_database_rolled_back_whole_is_written_again(store, conversation_id, monkeypatch,
+                                                                         rollbacks):
+    """InnoDB rolls a deadlock's victim back whole (nothing of it written): the message is written again, up to
+    WRITE_TRIES times in all; after that its sender gets the error, and nothing is stored."""
+    bump, seen = store.messages._next_seq, []
+
+    async def rolled_back(tx, *args):
+        if len(seen) < rollbacks:
+            seen.append(args)
+            raise RolledBack("Deadlock found when trying to get lock; try restarting transaction")
+        return await bump(tx, *args)
+
+    monkeypatch.setattr(store.messages, "_next_seq", rolled_back)
+    if rollbacks == WRITE_TRIES:
+        with pytest.raises(RolledBack):
+            await store.messages.append(conversation_id, sender_type="customer", sender_id="u1", content="hi")
+        assert await store.messages.list_of(conversation_id) == []
+        return
+    message, created = await store.messages.append(conversation_id, sender_type="customer", sender_id="u1",
+                                                   content="hi")
+    assert created and message.seq == 1 and len(seen) == rollbacks
+    assert [(m.seq, m.content) for m in await store.messages.list_of(conversation_id)] == [(1, "hi")]
 
 
 async def test_append_to_unknown_conversation(store):
