@@ -28,6 +28,12 @@ def test_an_exp_that_is_not_an_integer_is_refused(exp):
         verify_token(SECRET, _token(exp=exp))
 
 
+@pytest.mark.parametrize("aud", ["chat", ["chat"], [], "", None], ids=["str", "list", "empty-list", "empty", "null"])
+def test_a_token_with_an_audience_is_refused_an_empty_one_too(aud):
+    with pytest.raises(AuthError, match="audience"):
+        verify_token(SECRET, _token(aud=aud))
+
+
 def test_an_exp_beyond_what_json_readers_hold_exactly_is_refused():
     assert verify_token(SECRET, _token(exp=MAX_EXP)).exp == MAX_EXP
     for exp in (MAX_EXP + 1, 2**64):  # 2**64 once broke the reply that carries it (orjson: 64 bits at most)
