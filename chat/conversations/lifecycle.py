@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 OWN_PAGE, MAX_OWN_PAGE = 20, 100  # a customer's list of its conversations: default and largest page
 LAST_SEEN_MAX = 4096  # conversations whose last seen record this instance keeps (the newest seen)
+MAX_NAME_CHARS = 128  # of a token's `name`, kept as a new conversation's metadata.name
 
 
 def actor_of(identity: Identity) -> Actor:
@@ -114,8 +115,11 @@ class Conversations:
 
     async def start(self, identity: Identity, *, metadata: dict[str, Any] | None = None,
                     team_id: str | None = None, user_id: str | None = None) -> Conversation:
-        """A new conversation in state `ai`; an admin may start one for another user."""
+        """A new conversation in state `ai`; an admin may start one for another user. A customer's token
+        `name` is its `metadata.name` (what the agents see it by) unless the metadata names one."""
         owner = user_id if (user_id and identity.is_admin) else identity.user_id
+        if identity.role == "customer" and identity.name and "name" not in (metadata or {}):
+            metadata = {**(metadata or {}), "name": identity.name[:MAX_NAME_CHARS]}
         if team_id is not None and not await self.store.teams.exists(team_id):
             raise NotFound(f"team {team_id} not found")
         async with self.quota.starting(identity.user_id):  # the one who starts it, before anything is written

@@ -30,6 +30,21 @@ async def test_start_returns_a_conversation(h):
     assert c["created_at"].endswith("Z")
 
 
+async def test_the_customer_tokens_name_is_what_the_agents_see_it_by(h):
+    """customers.md: the token's `name` is "shown to the agents": the new conversation's metadata.name (the console,
+    the REST views and `{{customer.name}}` read it), unless the start names someone itself."""
+    ws = await h.connect("shop-1042", name="Alice Wonder")
+    named = (await ws.ok("conversation.start", metadata={"page": "/pricing"}))["conversation"]
+    assert named["metadata"] == {"page": "/pricing", "name": "Alice Wonder"}
+    given = (await ws.ok("conversation.start", metadata={"name": "A. W."}))["conversation"]
+    assert given["metadata"] == {"name": "A. W."}
+    unnamed = await h.connect("shop-7")
+    assert (await unnamed.ok("conversation.start"))["conversation"]["metadata"] == {}
+    agent = await h.connect("agent-1", role="agent")
+    seen = (await agent.ok("conversation.watch", conversation_id=named["id"]))["conversation"]
+    assert seen["metadata"]["name"] == "Alice Wonder"
+
+
 async def test_start_with_unknown_team_is_not_found(h):
     ws = await h.connect("cust-1")
     reply = await ws.request("conversation.start", team_id="no-such-team")
