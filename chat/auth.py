@@ -90,8 +90,6 @@ def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None  # PyJWT's messages never quote the token
-    if "aud" in claims:  # PyJWT lets an empty one ([], "", null) through when no audience is expected
-        raise AuthError("invalid token: a token with an audience (aud) is refused: none is configured")
     exp, sub, role = claims["exp"], claims["sub"], claims["role"]
     if type(exp) is not int or exp > MAX_EXP:  # PyJWT takes a float exp (and a bool is an int subclass)
         raise AuthError(f"invalid token: exp must be an integer of at most {MAX_EXP}")
@@ -136,6 +134,8 @@ def _decode_with(key: str, token: str) -> dict[str, Any]:
     claims: dict[str, Any] = jwt.decode(token, key, algorithms=ALGORITHMS,
                                         options={"require": ["exp", "sub", "role"], "verify_iat": False,
                                                  "verify_nbf": False})
+    if "aud" in claims:  # PyJWT lets an empty one ([], "", null) through when no audience is expected
+        raise jwt.InvalidAudienceError("a token with an audience (aud) is refused: none is configured")
     return claims
 
 
