@@ -98,7 +98,10 @@ class AIRunner:
             self.cancel(event.transition.after.id, stop_turn=event.transition.actor != AI_ACTOR)
 
     def schedule(self, conversation_id: str) -> None:
-        """Answer the conversation's newest customer messages (once the current turn is done)."""
+        """Answer the conversation's newest customer messages (once the current turn is done); not while
+        the instance shuts down (a sweep answers them)."""
+        if self._closing:
+            return
         running = self._tasks.get(conversation_id)
         if running is not None and not running.done():  # a finished one is dropped by its callback, soon
             self._pending.add(conversation_id)

@@ -165,6 +165,14 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     await bus.stop()
 
 
+async def _stop_ai_turns(app: web.Application) -> None:
+    """Shutdown, before the sockets are closed (1001): the AI turns running here end, and their subscribers
+    get `ai.interrupted` (`shutdown`) while their sockets are still open. A message that arrives meanwhile
+    is stored unanswered (the sweep of another instance, or of this one when it is back, answers it)."""
+    if keys.AI_RUNNER in app:  # absent when the start failed
+        await app[keys.AI_RUNNER].close()
+
+
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
     """Presence and routing loops (heartbeat, sweeper), the look for accounts deactivated or given another
     role, the state timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
@@ -263,6 +271,7 @@ def create_app(settings: Settings, *, ai_provider: Provider | None = None) -> we
     routes.register(app)
     http_metrics.register(app)
     apidocs.register(app)
+    app.on_shutdown.append(_stop_ai_turns)  # before transport's close_all: the turns' sockets are still open
     transport.register(app)
     web_routes.register(app)
     client_address.register(app, settings.trusted_proxies)

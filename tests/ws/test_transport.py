@@ -188,6 +188,36 @@ async def test_shutdown_closes_sockets_with_1001(aiohttp_server, make_settings, 
         await closing
 
 
+async def test_shutdown_interrupts_a_streaming_reply_before_closing_its_socket(aiohttp_server, make_settings):
+    """protocol.md 3.7: a turn its instance stops sends `ai.interrupted` (`shutdown`): the turns end while their
+    sockets are still open, then the sockets close with 1001. A message sent meanwhile starts no turn."""
+    from aiohttp import ClientSession
+
+    from chat import keys
+    from chat.app import create_app
+    from chat.auth import issue_token
+    from tests.test_ai_stream import StepProvider
+
+    settings, provider = make_settings(), StepProvider(["Once ", "upon ", "a time."])
+    app = create_app(settings, ai_provider=provider)
+    server = await aiohttp_server(app)
+    async with ClientSession() as session:
+        token = issue_token(settings.jwt_secret_key, "cust-1", "customer")
+        ws = WS(await session.ws_connect(server.make_url(f"/ws?token={token}")))
+        cid = (await ws.ok("conversation.start"))["conversation"]["id"]
+        await ws.ok("message.send", conversation_id=cid, client_msg_id="q1", content="tell me")
+        provider.allow()
+        turn_id = (await ws.event("ai.delta"))["data"]["turn_id"]
+        closing = asyncio.create_task(server.close())
+        interrupted = await ws.event("ai.interrupted")
+        assert interrupted["data"] == {"conversation_id": cid, "turn_id": turn_id, "reason": "shutdown"}
+        assert await ws.closed() == 1001
+        await closing
+    runner = app[keys.AI_RUNNER]
+    runner.schedule(cid)  # what a message arriving during the shutdown asks for
+    assert runner.tracked() == 0 and provider.calls == 1
+
+
 class _Buffer(asyncio.WriteTransport):
     """A transport whose write buffer the test sets: `size` bytes waiting, low-water mark 1000."""
 
