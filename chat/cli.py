@@ -18,7 +18,7 @@ from chat.cutover import commands as cutover
 from chat.cutover.common import positive_int
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
-from chat.settings import Settings, SettingsError
+from chat.settings import InstanceData, NoInstanceData, Settings, SettingsError
 from chat.settings_parse import PORT_NUMBER
 
 if TYPE_CHECKING:
@@ -27,24 +27,34 @@ if TYPE_CHECKING:
 DEV_TOKEN_TTL_S = 7 * 24 * 3600
 
 
-def _read_settings(args: argparse.Namespace) -> tuple[Settings, EnvFile, dict[str, str]]:
+def _read_settings(
+    args: argparse.Namespace, instance: InstanceData = "data"
+) -> tuple[Settings, EnvFile, dict[str, str]]:
     """Read the `.env` file (`--env-file`, else ./.env) under the environment: the settings, the
-    file and the variables they were read from; one clear line and exit 2 when something is wrong."""
+    file and the variables they were read from; one clear line and exit 2 when something is wrong.
+    `instance`: what the command reads of an embedded instance's data (chat.settings_rules): run where
+    there is none, it is refused before anything is made there (a new secret, an empty database)."""
     try:
         env_file = load_env_file(args.env_file, os.environ)
         env = merged(env_file, os.environ)
-        return Settings.from_env(env), env_file, env
+        return Settings.from_env(env, instance=instance), env_file, env
     except EnvFileError as exc:
         print(f"chat-api: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except SettingsError as exc:
         print(f"chat-api: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NoInstanceData as exc:
+        command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
+        print(f"chat-api {command}: no embedded instance's data in {exc.data_dir.resolve()}: run it in the "
+              "directory `chat-api serve` runs in (`./dev serve`: the repository's), or set CHAT_DATA_DIR, "
+              "or REDIS_URL and DATABASE_URL", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
-def _settings(args: argparse.Namespace, *, say_env_file: bool = True) -> Settings:
-    """The settings; the `.env` file read (or none) is said on stderr."""
-    settings, env_file, _ = _read_settings(args)
+def _settings(args: argparse.Namespace, *, say_env_file: bool = True, instance: InstanceData = "data") -> Settings:
+    """The settings (`instance`: as _read_settings); the `.env` file read (or none) is said on stderr."""
+    settings, env_file, _ = _read_settings(args, instance)
     if say_env_file:
         print(f"chat-api: {env_file.describe()}", file=sys.stderr, flush=True)
     return settings
@@ -87,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted: one process, or `--workers N` sharing the port (chat/workers.py)."""
     from chat import workers
 
-    settings, env_file, env = _read_settings(args)
+    settings, env_file, env = _read_settings(args, instance=None)  # it makes the embedded instance's data
     try:
         settings.check_serve(env)  # the offline echo provider only when asked for, outside the embedded mode
     except SettingsError as exc:
@@ -153,7 +163,7 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Create or upgrade the SQL schema (idempotent)."""
-    settings = _settings(args)
+    settings = _settings(args, instance=None)  # like `serve`, it makes the embedded instance's database
 
     async def upgrade(store: Store) -> int:
         applied = await store.migrations.upgrade()
@@ -209,9 +219,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     """Print a JWT signed with the configured secret."""
     from chat.auth import issue_token
 
-    settings = _settings(args, say_env_file=False)  # stdout is the token; the file read is no news here
-    if _not_the_embedded_instance(settings, "token", secret_only=True):
-        return 2
+    # stdout is the token: the file read is no news here; the embedded instance's secret unless JWT_SECRET_KEY is set
+    settings = _settings(args, say_env_file=False, instance="secret")
     teams = [t for t in (args.teams or "").split(",") if t]
     try:
         token = issue_token(settings.jwt_secret_key, args.sub, args.role, ttl_s=args.ttl_s, name=args.name, teams=teams)
@@ -224,23 +233,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_users(args: argparse.Namespace) -> int:
     """Staff accounts: add, passwd, deactivate, activate, list (chat/users_cli.py)."""
-    settings = _settings(args, say_env_file=False)
-    return 2 if _not_the_embedded_instance(settings, "users") else users_cli.run_command(args, settings)
-
-
-def _not_the_embedded_instance(settings: Settings, command: str, *, secret_only: bool = False) -> bool:
-    """In the embedded mode, a command run where no instance keeps its data (CHAT_DATA_DIR, default ./data
-    of the directory it runs in) would sign with a new secret or read an empty database: said, and refused
-    (`secret_only`: unless JWT_SECRET_KEY was given, not made in the data directory)."""
-    if not settings.embedded or Path(settings.database.path or "").exists():
-        return False
-    made = settings.data_dir / "jwt-secret"
-    if secret_only and not (made.exists() and made.read_text().strip() == settings.jwt_secret_key):
-        return False
-    print(f"chat-api {command}: no embedded instance's data in {settings.data_dir.resolve()}: run it in the "
-          "directory `chat-api serve` runs in (`./dev serve`: the repository's), or set CHAT_DATA_DIR, "
-          "or REDIS_URL and DATABASE_URL", file=sys.stderr)
-    return True
+    return users_cli.run_command(args, _settings(args, say_env_file=False))
 
 
 def cmd_states_diagram(args: argparse.Namespace) -> int:

@@ -5,21 +5,37 @@ needs."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from chat.embedded_secret import embedded_secret
 from chat.settings_parse import DatabaseConfig, RedisConfig, SettingsError
 
 MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 
+# What a command reads of an embedded instance's data: "data" its database (and secret), "secret" its JWT secret
+# only (nothing when JWT_SECRET_KEY is given); None: nothing, or it makes them (`serve`, `db upgrade`).
+InstanceData = Literal["data", "secret"] | None
 
-def join_settings(values: dict[str, Any], given: set[str]) -> None:
-    """The rules between settings: embedded mode and its defaults, and what each AI provider needs."""
+
+class NoInstanceData(Exception):
+    """In the embedded mode, CHAT_DATA_DIR holds no instance's database (chat.db) and the command would read an
+    empty one there or sign with a new secret; raised before anything is made there."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(f"no embedded instance's data in {data_dir}")
+        self.data_dir = data_dir
+
+
+def join_settings(values: dict[str, Any], given: set[str], instance: InstanceData = None) -> None:
+    """The rules between settings: embedded mode and its defaults, and what each AI provider needs;
+    NoInstanceData when `instance` is needed and missing (Settings.from_env)."""
     embedded = not given & {"database", "redis"}
     values["embedded"] = embedded
     if "database" not in given:
         values["database"] = DatabaseConfig(kind="sqlite", path=str(values["data_dir"] / "chat.db"))
     values["database"] = replace(values["database"], table_prefix=values["db_table_prefix"])
+    _check_instance_data(values, given, instance)  # before embedded_secret() makes the directory and a secret
     if "jwt_secret_key" not in given:
         if not embedded:
             raise SettingsError("JWT_SECRET_KEY", "required when DATABASE_URL or REDIS_URL is set")
@@ -41,6 +57,16 @@ def join_settings(values: dict[str, Any], given: set[str]) -> None:
         raise SettingsError("DASHSCOPE_API_KEY", "required when AI_PROVIDER=dashscope")
     if values["ai_provider"] == "openai" and "ai_base_url" not in given:
         raise SettingsError("AI_BASE_URL", "required when AI_PROVIDER=openai")
+
+
+def _check_instance_data(values: dict[str, Any], given: set[str], instance: InstanceData) -> None:
+    """In the embedded mode, NoInstanceData when CHAT_DATA_DIR holds no instance's database and the command
+    needs it, or its secret (`instance` "secret" without JWT_SECRET_KEY): the one check of every command but
+    `serve` and `db upgrade` (chat/cli.py)."""
+    if not values["embedded"] or instance is None or Path(values["database"].path).exists():
+        return
+    if instance == "data" or "jwt_secret_key" not in given:
+        raise NoInstanceData(values["data_dir"])
 
 
 def check_cluster(redis: RedisConfig | None) -> None:

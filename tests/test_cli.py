@@ -1,5 +1,6 @@
 """The chat-api command line through `python -m chat`."""
 
+import io
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_token_is_signed_with_the_configured_secret(tmp_path):
     claims = jwt.decode(proc.stdout.strip(), "cli-secret-0123456789abcdef0123456", algorithms=["HS256"])
     assert claims["sub"] == "agent-7" and claims["role"] == "agent" and claims["teams"] == ["t1", "t2"]
     assert 110 <= claims["exp"] - claims["iat"] <= 120
+    assert list(tmp_path.iterdir()) == []  # the secret given: none made, no instance's data needed
 
 
 @pytest.mark.parametrize("args, problem", [
@@ -49,20 +51,66 @@ def test_token_never_prints_one_the_service_would_refuse(args, problem, tmp_path
     assert code == 2 and out == "" and problem in err
 
 
-def test_embedded_token_and_users_refuse_where_no_instance_keeps_its_data(tmp_path, monkeypatch, capsys):
-    """Run outside the directory `serve` runs in, they made a new secret (a token the instance refuses) or read
-    an empty database ("no agent or admin"); with the instance's data they work."""
-    for name in ("JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+@pytest.fixture
+def embedded_cwd(tmp_path, monkeypatch):
+    """An empty folder as the working directory, in the embedded mode with the default CHAT_DATA_DIR (./data)."""
+    for name in ("JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CHAT_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path / "data"))
-    token = ["--env-file", "/dev/null", "token", "--sub", "admin-1", "--role", "admin"]
-    assert main(token) == 2
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def exit_code(argv):
+    """cli.main's exit code, whether returned or raised (a refusal while the settings are read)."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+LEGACY_MAPPING = str(Path(__file__).parents[1] / "docs" / "legacy-mapping.example.toml")
+READERS = [  # every command that reads or writes an embedded instance's data, but `serve` and `db upgrade`
+    ["export", "--out", "out.ndjson"], ["stats", "rebuild"], ["stats", "rebuild", "--repair"], ["token", "--sub", "x",
+    "--role", "admin"], ["users", "list"], ["users", "add", "--id", "ann", "--role", "agent", "--password-stdin"],
+    ["users", "passwd", "ann", "--password-stdin"], ["users", "deactivate", "ann"], ["users", "activate", "ann"],
+    ["db", "adopt"], ["db", "import-legacy", "--mapping", LEGACY_MAPPING, "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=" ".join)
+def test_embedded_commands_refuse_where_no_instance_keeps_its_data_and_make_nothing(argv, embedded_cwd, capsys,
+                                                                                    monkeypatch):
+    """Run outside the directory `serve` runs in, they read an empty database they made (export failed on it,
+    stats rebuild said all was well) or signed with a new secret the instance refuses: refused, nothing made."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a password\n"))
+    assert exit_code(argv) == 2
     out, err = capsys.readouterr()
-    assert out == "" and f"no embedded instance's data in {tmp_path / 'data'}" in err
-    assert main(["--env-file", "/dev/null", "users", "list"]) == 2
-    assert main(["--env-file", "/dev/null", "db", "upgrade"]) == 0  # an instance's database (serve makes it)
+    command = " ".join(argv[:1] if argv[0] in ("token", "export") else argv[:2])
+    assert out == "" and err == (
+        f"chat-api {command}: no embedded instance's data in {embedded_cwd.resolve() / 'data'}: run it in the "
+        "directory `chat-api serve` runs in (`./dev serve`: the repository's), or set CHAT_DATA_DIR, or REDIS_URL "
+        "and DATABASE_URL\n")
+    assert list(embedded_cwd.iterdir()) == []  # no data directory, chat.db or jwt-secret
+
+
+def test_embedded_commands_work_beside_the_data_serve_made(embedded_cwd, capsys):
+    import asyncio
+
+    from chat.embedded_accounts import ensure_first_accounts
+    from chat.settings import Settings
+
+    asyncio.run(ensure_first_accounts(Settings.from_env()))  # what `serve` makes before it listens
+    secret = (embedded_cwd / "data" / "jwt-secret").read_text().strip()
     capsys.readouterr()
-    assert main(token) == 0 and capsys.readouterr().out.count(".") == 2  # header.claims.signature
+    assert exit_code(["token", "--sub", "admin-1", "--role", "admin"]) == 0
+    assert jwt.decode(capsys.readouterr().out.strip(), secret, algorithms=["HS256"])["sub"] == "admin-1"
+    assert exit_code(["users", "list"]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]] == [["admin", "admin"],
+                                                                                       ["agent", "agent"]]
+    assert exit_code(["stats", "rebuild"]) == 0 and "checked 0 conversations" in capsys.readouterr().out
+    assert exit_code(["export", "--out", "out.ndjson"]) == 0 and (embedded_cwd / "out.ndjson").read_bytes() == b""
+    assert exit_code(["db", "adopt"]) == 2 and "db adopt needs REDIS_URL" in capsys.readouterr().err  # as before
+    assert (embedded_cwd / "data" / "jwt-secret").read_text().strip() == secret
 
 
 def test_states_diagram_matches_the_table():
