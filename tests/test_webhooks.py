@@ -239,6 +239,7 @@ async def test_after_24_hours_of_failures_a_delivery_is_failed_and_can_be_redeli
     resp = await h.client.post(url, headers=headers(h))
     again = await resp.json()
     assert resp.status == 200 and again["status"] == "pending" and again["attempts"] == 0
+    assert {k: again[k] for k in CLEARED} == dict.fromkeys(CLEARED)  # the failure's outcome is gone
     pending = await h.client.post(url, headers=headers(h))
     assert pending.status == 409  # on its way already
     receiver.fail.clear()
@@ -252,6 +253,36 @@ async def test_after_24_hours_of_failures_a_delivery_is_failed_and_can_be_redeli
     deliverer.clock.advance(31 * 24 * 3600)
     assert await deliverer.prune() == settled  # every delivery is settled by now: all go
     assert await all_deliveries(h) == []
+
+
+CLEARED = ("last_attempt_at", "response_status", "response_excerpt", "error", "delivered_at")  # a redelivery's
+
+
+async def test_a_redelivered_delivery_keeps_nothing_of_its_last_success_until_its_new_attempt(harness_factory,
+                                                                                            receiver_url):
+    h, deliverer = await webhook_app(harness_factory)
+    receiver = Receiver()
+    hook = await subscribe(h, await receiver_url(receiver), ["message.created"])
+    await talk(h, "cust-1", 1)
+    await deliverer.drain()
+    delivered = (await all_deliveries(h))[0]
+    assert delivered["status"] == "delivered" and delivered["response_status"] == 200
+    assert delivered["response_excerpt"] == "ok" and delivered["delivered_at"] and delivered["last_attempt_at"]
+
+    resp = await h.client.post(f"/api/v1/webhooks/{hook['id']}/deliveries/{delivered['id']}/redeliver",
+                               headers=headers(h))
+    again = await resp.json()
+    assert resp.status == 200 and again["status"] == "pending" and again["attempts"] == 0
+    assert {k: again[k] for k in CLEARED} == dict.fromkeys(CLEARED)  # not "delivered at" while pending
+    listed = next(d for d in await all_deliveries(h) if d["id"] == delivered["id"])
+    assert {k: listed[k] for k in CLEARED} == dict.fromkeys(CLEARED)
+
+    deliverer.clock.advance(1)
+    await deliverer.drain()
+    settled = next(d for d in await all_deliveries(h) if d["id"] == delivered["id"])
+    assert settled["status"] == "delivered" and settled["attempts"] == 1 and settled["response_status"] == 200
+    assert settled["delivered_at"] > delivered["delivered_at"]  # the new attempt's outcome
+    assert [b["id"] for b in receiver.accepted].count(delivered["event_id"]) == 2
 
 
 def test_backoff_doubles_from_the_base_with_bounded_jitter():

@@ -144,10 +144,12 @@ async def handle_list_deliveries(ctx: Ctx, query: dict[str, Any]) -> dict[str, A
     "POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", summary="Deliver an event again",
     tag="webhooks", roles=ADMIN, response=DeliveryOut, errors=(404, 409), path_doc=DELIVERY_DOC,
     description="A delivered or failed delivery: the same event (same `id` and body) is queued again, due now, "
-                "with a fresh 24 h of retries, after the events of its conversation already queued. A pending one "
-                "is 409 (it is on its way).",
+                "with a fresh 24 h of retries, after the events of its conversation already queued. It starts over: "
+                "`attempts` 0, and `last_attempt_at`, `response_status`, `response_excerpt`, `error` and "
+                "`delivered_at` null until its next attempt ends. A pending one is 409 (it is on its way).",
     examples={"response": {**EXAMPLE_DELIVERY, "status": "pending", "attempts": 0,
-                           "next_attempt_at": "2026-12-01T10:00:00.000Z", "delivered_at": None}},
+                           "next_attempt_at": "2026-12-01T10:00:00.000Z", "last_attempt_at": None,
+                           "response_status": None, "response_excerpt": None, "error": None, "delivered_at": None}},
 )
 async def handle_redeliver(ctx: Ctx) -> Delivery:
     """The delivery, pending again; 409 while it is pending already."""

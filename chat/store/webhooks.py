@@ -212,8 +212,9 @@ class Webhooks:
 
     async def redeliver(self, webhook_id: str, delivery_id: str) -> bool:
         """Queue a delivered or failed delivery again (same event id and body) at the end of its
-        conversation's line, due now, with a fresh 24 h of retries; False when it is not one (gone, or
-        pending: it is on its way already)."""
+        conversation's line, due now, with a fresh 24 h of retries and no attempt yet: the last outcome
+        (its time, status, excerpt, error, delivered_at) is cleared until the new attempt ends. False when
+        it is not one (gone, or pending: it is on its way already)."""
         now = now_ms()
         async with self.db.transaction() as tx:
             row = await tx.fetchone(f"SELECT conversation_id FROM {self._d} WHERE webhook_id = %s AND id = %s",
@@ -223,7 +224,8 @@ class Webhooks:
             top = await tx.fetchone(f"SELECT MAX(position) FROM {self._d} WHERE conversation_id = %s", (row[0],))
             return bool(await tx.execute(
                 f"UPDATE {self._d} SET status = %s, attempts = 0, next_ms = %s, window_ms = %s, position = %s, "
-                "lease_ms = NULL, lease_owner = NULL, error = NULL WHERE id = %s AND status <> %s",
+                "lease_ms = NULL, lease_owner = NULL, last_attempt_ms = NULL, response_status = NULL, "
+                "response_excerpt = NULL, error = NULL, delivered_ms = NULL WHERE id = %s AND status <> %s",
                 (PENDING, now, now, int(top[0] or 0) + 1 if top else 1, delivery_id, PENDING)))
 
     async def claim(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
