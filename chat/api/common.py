@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -90,21 +91,38 @@ RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def error_middleware(request: web.Request, handler: RequestHandler) -> Awaitable[web.StreamResponse]:
     """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape. Every
     request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines.
+    A path or query string that is not UTF-8 is refused here, on every route, before its handler runs.
 
     A WebSocket handshake on /ws that will succeed goes straight to its handler (its coroutine is
     returned, not awaited here): that handler runs for the socket's whole life, and nothing of this
     middleware (a frame, the request id, a log context) should be kept for each open socket. Its
     commands set their own log context; its refused token answers in the error shape itself, and a
-    broken handshake still comes through here."""
-    if request.match_info.route.name == WS_ROUTE and web.WebSocketResponse().can_prepare(request).ok:
+    broken handshake (or one whose path or query is not UTF-8) still comes through here."""
+    if (request.match_info.route.name == WS_ROUTE and web.WebSocketResponse().can_prepare(request).ok
+            and _not_utf8(request) is None):
         return handler(request)
     return _guarded(request, handler)
+
+
+def _not_utf8(request: web.Request) -> str | None:
+    """The part of the request target ("path" or "query string") that, percent-decoded to bytes, is not
+    UTF-8, else None. aiohttp would leave such a byte percent-encoded in the path and make it U+FFFD in the
+    query; an encoded surrogate (`%ED%A0%80`) is not UTF-8 either."""
+    path, _, query = request.raw_path.partition("?")
+    for raw, what in ((path, "path"), (query, "query string")):
+        try:
+            unquote_to_bytes(raw.encode("utf-8", "surrogateescape")).decode("utf-8")
+        except UnicodeError:
+            return what
+    return None
 
 
 async def _guarded(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
     request_id = request_id_for(request)
     with logs.log_context(request_id=request_id):
         try:
+            if (what := _not_utf8(request)) is not None:
+                raise Invalid(f"invalid {what}: not valid UTF-8")
             response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400:
@@ -204,19 +222,9 @@ def _validation_error(exc: ValidationError, what: str) -> Invalid:
     return Invalid(f"invalid {what}", messages)
 
 
-def _check_text(values: Iterable[str], what: str) -> None:
-    """Path and query values must be valid Unicode (a lone surrogate cannot reach the databases)."""
-    for value in values:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise Invalid(f"invalid {what}: not valid UTF-8") from None
-
-
 def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """The validated query string; a parameter given twice is invalid."""
+    """The validated query string (valid UTF-8: error_middleware); a parameter given twice is invalid."""
     query = request.query
-    _check_text(query.values(), "query string")
     repeated = sorted({k for k in query if len(query.getall(k)) > 1})
     if repeated:
         raise Invalid("invalid query string", {k: ["Given more than once."] for k in repeated})
@@ -293,10 +301,8 @@ def endpoint(
         @functools.wraps(handler)
         async def view(request: web.Request) -> web.StreamResponse:
             if not spec.roles:
-                _check_text(request.match_info.values(), "path")
                 return await _call(spec, handler, RequestCtx(request))
             identity = await authenticate(request, spec.roles)
-            _check_text(request.match_info.values(), "path")
             conversation_id = request.match_info.get("id") if spec.path.startswith(_CONVERSATION_PATHS) else None
             with logs.log_context(user_id=identity.user_id, conversation_id=conversation_id):
                 return await _call(spec, handler, Ctx(request, identity))

@@ -258,6 +258,29 @@ async def test_errors_use_one_shape(api):
     assert_error(status, body, 400, "invalid")
 
 
+async def test_a_path_or_query_that_is_not_utf8_is_400_on_every_route(api):
+    admin = Identity(uid("admin"), "admin")
+    conversation_id = (await api.ops.conversations.start(Identity(uid("cust"), "customer"))).id
+    queries = ("user_id=%FF", "q=%FF", "label=%FF", "user_id=%C3%28", "q=%ED%A0%80", "%FF=x", "q=%E2%82")
+    for query in queries:  # aiohttp reads each as U+FFFD: a filter that matched nothing, 200 with an empty list
+        status, body = await api.call("GET", f"/api/v1/conversations?{query}", as_=admin)
+        assert_error(status, body, 400, "invalid")
+        assert body["error"]["message"] == "invalid query string: not valid UTF-8"
+    for path in ("/api/v1/conversations/%FF", f"/api/v1/conversations/{conversation_id}%C3%28/events",
+                 "/api/v1/sessions/%ED%A0%80"):  # aiohttp leaves them percent-encoded: an unknown id, 404
+        status, body = await api.call("GET", path, as_=admin)
+        assert_error(status, body, 400, "invalid")
+        assert body["error"]["message"] == "invalid path: not valid UTF-8"
+    for path in ("/api/v1/conversations?q=%FF", "/api/v1/nothing/%FF", "/ws?token=%FF", "/console/%FF",
+                 "/health?x=%FF"):  # every route, before the token and the routing's 404
+        status, body = await api.call("GET", path)
+        assert_error(status, body, 400, "invalid")
+    status, body = await api.call("GET", "/api/v1/conversations?q=%C3%A9t%C3%A9&label=%F0%9F%98%80", as_=admin)
+    assert status == 200 and body["items"] == []  # UTF-8, encoded or not, is fine
+    status, body = await api.call("GET", "/api/v1/conversations/%30%31", as_=admin)
+    assert_error(status, body, 404, "not_found")
+
+
 async def test_a_state_conflict_is_409(api):
     admin = Identity(uid("admin"), "admin")
     status, c = await api.call("POST", "/api/v1/sessions", as_=admin, json={})
