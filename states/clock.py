@@ -66,14 +66,18 @@ def iso_from_ms(ms: int) -> str:
     return "%sT%02d:%02d:%02d.%03dZ" % (_day_prefix(day), hour, minute, second, millis)  # noqa: UP031
 
 
-def ms_from_iso(text: str) -> int:
-    """ISO 8601 (Z, offset, or naive meaning UTC) -> epoch milliseconds."""
+def datetime_from_iso(text: str) -> datetime:
+    """ISO 8601 (Z, offset, or naive meaning UTC) -> an aware datetime (ValueError if it is not one)."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def ms_from_iso(text: str) -> int:
+    """ISO 8601 (Z, offset, or naive meaning UTC) -> epoch milliseconds (the nearest)."""
+    dt = datetime_from_iso(text)
     return int(dt.timestamp() * 1000 + (0.5 if dt.timestamp() >= 0 else -0.5))
 
 

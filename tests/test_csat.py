@@ -85,6 +85,8 @@ async def test_the_listing_pages_and_filters_by_time(harness):
     assert {r["user_id"] for r in first["items"] + rest_["items"]} == {"cust-1", "cust-2", "cust-3"}
     status, none = await rest(harness, "/api/v1/csat", until="2000-01-01T00:00:00Z")
     assert none["items"] == []
+    status, every = await rest(harness, "/api/v1/csat", since="0001-01-01", limit=3)
+    assert status == 200 and len(every["items"]) == 3  # a window from before 1970
     status, body = await rest(harness, "/api/v1/csat", since="2030-01-01", until="2029-01-01")
     assert status == 400 and body["error"]["code"] == "invalid"
     status, body = await rest(harness, "/api/v1/csat", "cust-1", "customer")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -20,7 +21,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from chat.auth import MAX_SUB_CHARS
 from chat.limits import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, check_metadata
 from chat.store.models import SENDER_TYPES, STATES
-from states.clock import iso_from_ms, ms_from_iso
+from states.clock import datetime_from_iso, iso_from_ms
 
 DATE_TIME = {"format": "date-time"}
 
@@ -123,14 +124,40 @@ class QueryInt(fields.Integer):
 
 
 TIMESTAMP_CHARS = r"^[0-9T:.+ Zz-]{1,40}$"
+EARLIEST_MS, LATEST_MS = -62135596800000, 253402300799999  # 0001-01-01T00:00:00.000Z, 9999-12-31T23:59:59.999Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FRACTION = re.compile(r"\.(\d+)")  # of the seconds: the only dot an offset in whole minutes leaves
+
+
+def ms_rounded_up(text: str) -> int:
+    """An ISO 8601 date or date-time as epoch milliseconds, a time between two milliseconds rounded up to
+    the next one, exactly, whatever the number of digits (ValueError if it is not one, or if its offset is
+    not in whole minutes, as ISO 8601 has it)."""
+    moment = datetime_from_iso(text)
+    offset = moment.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        raise ValueError("an offset is hours and minutes")
+    digits = found[1] if (found := _FRACTION.search(text)) else ""
+    scale: int = 10 ** len(digits)
+    fraction_up = -(-int(digits or "0") * 1000 // scale)  # the fraction's ms, rounded up
+    return (moment.replace(microsecond=0) - _EPOCH) // _MS + fraction_up
 
 
 class Timestamp(fields.String):
-    """An ISO 8601 date or date-time (no offset: UTC), loaded as epoch milliseconds."""
+    """An ISO 8601 date or date-time (no offset: UTC), loaded as epoch milliseconds: a window bound,
+    `since <= created_at < until`. Years 1 to 9999 (a `since` before any data is harmless). Stored times
+    are whole milliseconds, so a time between two is rounded up to the next one, for `since` and `until`
+    alike: the window then holds exactly the stored times the bounds given say, and two windows that meet
+    share none."""
+
+    RULE = "years 1 to 9999; a time between two milliseconds is rounded up to the next"
 
     def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.pop("metadata", {})
+        metadata["description"] = f"{metadata['description']}; {self.RULE}" if "description" in metadata else self.RULE
         # the pattern is checked in _deserialize (validators would see the parsed number)
-        super().__init__(metadata={"pattern": TIMESTAMP_CHARS, **kwargs.pop("metadata", {})}, **kwargs)
+        super().__init__(metadata={"pattern": TIMESTAMP_CHARS, **metadata}, **kwargs)
 
     # a string in the request, a number once loaded: marshmallow's way, which its types do not follow
     def _deserialize(  # type: ignore[override]
@@ -139,11 +166,12 @@ class Timestamp(fields.String):
         text = FullMatch(TIMESTAMP_CHARS)(super()._deserialize(value, attr, data, **kwargs))
         for candidate in (text, re.sub(r" (\d\d:?\d\d)$", r"+\1", text)):  # a `+` in a query string reads as a space
             try:
-                ms = ms_from_iso(candidate.upper())
+                ms = ms_rounded_up(candidate.upper())
             except (ValueError, OverflowError):
                 continue
-            if 0 <= ms <= 253402300799999:  # 1970 .. 9999
-                return ms
+            if not EARLIEST_MS <= ms <= LATEST_MS:  # an offset took it past year 1 or 9999
+                raise ValidationError(f"Must be from {iso_from_ms(EARLIEST_MS)} to {iso_from_ms(LATEST_MS)}.")
+            return ms
         raise ValidationError("Not a valid ISO 8601 date-time, e.g. 2024-05-01T00:00:00Z.")
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:

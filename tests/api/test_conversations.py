@@ -218,6 +218,32 @@ async def test_filters(lister, dataset, filters, expected):
             assert ms_from_iso(c["created_at"]) < ms_from_iso(params["until"])
 
 
+async def test_window_bounds_between_two_milliseconds_and_before_1970(lister):
+    """`since <= created_at < until` for bounds finer than the stored milliseconds; a `since` before 1970
+    is a window that starts before any data."""
+    app, _, get = lister
+    user = uid("ms")
+    created_ms = ms_from_iso("2001-02-03T12:21:44.098Z")
+    cid = await insert_conversation(app[keys.STORE].db, user_id=user, created_ms=created_ms)
+
+    async def found(**window: str) -> bool:
+        status, page = await get("/api/v1/conversations", user_id=user, **window)
+        assert status == 200, page
+        return [c["id"] for c in page["items"]] == [cid]
+
+    assert await found(until="2001-02-03T12:21:44.0981Z")  # .098 < .0981
+    assert await found(until="2001-02-03T12:21:44.098000001Z")
+    assert not await found(until="2001-02-03T12:21:44.098Z")
+    assert await found(since="2001-02-03T12:21:44.0979Z")
+    assert not await found(since="2001-02-03T12:21:44.0981Z")  # .0981 > .098
+    assert await found(since="2001-02-03T12:21:44.0979Z", until="2001-02-03T12:21:44.0981Z")
+    for since in ("1969-12-31", "1900-01-01", "0001-01-01", "1969-12-31T23:59:59.999Z"):
+        assert await found(since=since)
+    assert not await found(since="1900-01-01", until="1969-12-31")
+    status, body = await get("/api/v1/conversations", since="0001-01-01T00:00:00+01:00")
+    assert status == 400 and "0001-01-01T00:00:00.000Z" in body["error"]["details"]["since"][0], body
+
+
 async def test_raw_query_strings(lister, dataset):
     """A `+` left unencoded reads as a space (the offset survives); an empty cursor is the first page."""
     app, client, _ = lister

@@ -148,6 +148,10 @@ async def test_the_export_endpoint_streams_the_same_lines(api):
         assert_error(status, body, 403, "forbidden")
     status, body = await api.call("GET", f"/api/v1/export/conversations?since={until}&until={since}", as_=admin)
     assert_error(status, body, 400, "invalid")
+    resp = await api.client.get("/api/v1/export/conversations", params={"since": "1969-12-31", "until": until},
+                                headers={"Authorization": f"Bearer {api.token(admin)}"})
+    assert resp.status == 200  # a window from before 1970: everything up to `until`
+    assert set(expected) <= {orjson.loads(line)["conversation"]["id"] for line in (await resp.read()).splitlines()}
 
 
 def test_the_cli_writes_the_file_with_progress(tmp_path, capsys, monkeypatch):
@@ -177,6 +181,9 @@ def test_the_cli_writes_the_file_with_progress(tmp_path, capsys, monkeypatch):
     assert {line["conversation"]["id"] for line in lines} == set(expected)
     assert not (tmp_path / "dump.ndjson.partial").exists()
     assert "exported 9 conversations" in capsys.readouterr().err
+    before_1970 = tmp_path / "all.ndjson"
+    assert main(["export", "--since", "1900-01-01", "--until", "2023-11-15", "--out", str(before_1970)]) == 0
+    assert before_1970.read_bytes() == out.read_bytes()
     assert main(["export", "--since", "tomorrow", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
     capsys.readouterr()

@@ -294,6 +294,8 @@ async def test_a_window_reaching_into_the_future_counts_time_only_up_to_now(api)
 
 async def test_stats_validation(api):
     _, stats = api
+    status, body = await stats(since="1900-01-01", until="1970-01-01")  # before any data: zeros
+    assert status == 200 and body["since"] == "1900-01-01T00:00:00.000Z" and body["started"] == 0, body
     for params in ({"since": "soon"}, {"since": "2010-03-02", "until": "2010-03-01"}, {"team_id": ""}):
         status, body = await stats(**params)
         assert status == 400 and body["error"]["code"] == "invalid", params
