@@ -22,6 +22,7 @@ from contextvars import ContextVar, Token
 from typing import IO, TYPE_CHECKING
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 
 from chat.client_address import client_address
@@ -176,6 +177,27 @@ class MaskedAccessLogger(AccessLogger):
                 for key, value in super()._format_line(request, response, time)]
 
 
+class UnparsableRequests(logging.Filter):
+    """On aiohttp's server logger: a request its HTTP parser refused (a raw byte outside ASCII in the
+    request line, a NUL in a header, a line over 8190 bytes...) is the client's mistake, which aiohttp
+    answers with a plain-text 400 before any middleware. aiohttp logs it as an ERROR with a traceback, so
+    anyone could fill the log with those: it becomes one INFO line (logger `aiohttp.server`) instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Let every other record through; log this one again as one INFO line and drop it."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or record.levelno <= logging.INFO:
+            return True
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        reason = exc.message.partition("\n")[0].rstrip(":")  # its first line, without the quoted bytes
+        logging.getLogger(record.name).info("refused a request that is not valid HTTP from %s (400): %s: %s",
+                                            peer, type(exc).__name__, reason)
+        return False
+
+
+_UNPARSABLE_REQUESTS = UnparsableRequests()
+
+
 def secret_values(settings: Settings) -> list[str]:
     """The values of the settings marked secret (left out of the dataclass repr); a list setting's each item."""
     values = [getattr(settings, f.name) for f in dataclasses.fields(settings) if not f.repr]
@@ -204,4 +226,5 @@ def setup_logging(settings: Settings, instance_id: str, stream: IO[str] | None =
     handler.setFormatter(JsonFormatter(redact) if use_json else TextFormatter(redact))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     logging.getLogger(START_LOGGER).setLevel(logging.INFO)  # what an operator checks after a start, at any level
+    logging.getLogger("aiohttp.server").addFilter(_UNPARSABLE_REQUESTS)  # once: the same filter is not added twice
     return handler

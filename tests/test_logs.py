@@ -192,9 +192,20 @@ async def test_no_line_at_debug_holds_a_token(harness, collect):
         assert not [line for line in collect.lines if signature in line]
 
 
+async def raw_request(port: int, request: bytes) -> bytes:
+    """What the server answers to these bytes, sent as they are (no client would send them)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await reader.read()  # aiohttp closes the connection after such an answer
+    finally:
+        writer.close()
+
+
 async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_path):
     """`chat-api serve` with LOG_FORMAT=json: every stderr line is a JSON object, the access line masks the
-    token of a refused URL."""
+    token of a refused URL. A request aiohttp cannot parse is answered by aiohttp itself (a plain-text 400)
+    and is one INFO line, not an ERROR with a traceback."""
     import os
     import socket
     import sys
@@ -213,6 +224,10 @@ async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_p
         async with asyncio.timeout(20):
             while b"Running on" not in await proc.stdout.readline():
                 pass
+            for bad in (b"GET /api/v1/conversations?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Note: a\x00b\r\n\r\n"):
+                answer = await raw_request(port, bad)
+                assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n") and b"text/plain" in answer, answer
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ws?token={JWT}") as resp:
                 assert resp.status == 401
             lines = []
@@ -226,6 +241,11 @@ async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_p
     assert f"GET /ws?token={MASK} HTTP/1.1" in access["message"] and access["logger"] == "aiohttp.access"
     assert access["instance"] and all(e["instance"] == access["instance"] for e in entries)
     assert JWT.split(".")[2] not in "".join(lines)
+    refused = [e for e in entries if "not valid HTTP" in e["message"]]
+    assert [(e["level"], e["logger"]) for e in refused] == [("INFO", "aiohttp.server")] * 2, entries
+    assert "InvalidURLError: Invalid char in url query" in refused[0]["message"]
+    assert "BadHttpMessage: Invalid header value char" in refused[1]["message"]
+    assert [e for e in entries if e["level"] == "ERROR" or "exception" in e] == []
 
 
 def test_background_failures_of_a_dependency_are_one_warning_line_and_bugs_keep_their_traceback(caplog):
