@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from marshmallow import fields, validate
+from marshmallow import EXCLUDE, fields, validate
 
 from chat import keys
 from chat.api.common import PUBLIC, RequestCtx, dumps, endpoint, error_response
@@ -65,7 +65,11 @@ class RefreshBody(Body):
 
 
 class LogoutBody(Body):
-    """The refresh token of the session to end; without it, the `chat_refresh` cookie."""
+    """The refresh token of the session to end; without it, the `chat_refresh` cookie. Nothing else in the
+    body is an error (the endpoint is lenient: a logout always succeeds)."""
+
+    class Meta:
+        unknown = EXCLUDE
 
     refresh_token = RefreshToken(metadata={"description": "omit it to use the `chat_refresh` cookie"})
 
@@ -136,10 +140,12 @@ async def handle_refresh(ctx: RequestCtx, data: dict[str, Any]) -> web.Response:
 
 @endpoint(
     "POST", "/api/v1/auth/logout", summary="End a session", tag="auth", roles=PUBLIC, body=LogoutBody,
-    body_required=False, status=204,
+    body_required=False, body_lenient=True, status=204,
     description="Revokes the refresh token and every token rotated from the same login, and clears the "
-                "`chat_refresh` cookie. An unknown or already revoked token is no error (204 all the same). "
-                "Access tokens already issued run out by themselves (ACCESS_TOKEN_TTL_S).",
+                "`chat_refresh` cookie. 204 whatever the body: an unknown or already revoked token, other fields, "
+                "a body that is not JSON are no error; without a usable `refresh_token` (a string of 1 to 256 "
+                "characters) the cookie's session ends. Access tokens already issued run out by themselves "
+                "(ACCESS_TOKEN_TTL_S).",
     examples={"body": {"refresh_token": _EXAMPLE_TOKENS["refresh_token"]}},
 )
 async def handle_logout(ctx: RequestCtx, data: dict[str, Any]) -> web.Response:

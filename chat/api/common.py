@@ -18,7 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
-from marshmallow import Schema, ValidationError
+from marshmallow import EXCLUDE, Schema, ValidationError
 
 from chat import keys, logs, render
 from chat.auth import ROLES, AuthError, Identity, verify_token
@@ -150,6 +150,7 @@ class Endpoint:
     roles: tuple[str, ...]
     body: Schema | None = None
     body_required: bool = True
+    body_lenient: bool = False  # the body is never an error: what of it fails `body` is left out (logout)
     query: Schema | None = None
     response: type[Schema] | None = None
     status: int = 200
@@ -255,6 +256,22 @@ async def load_body(request: web.Request, schema: Schema, required: bool) -> dic
     return data
 
 
+async def load_lenient_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """The fields of the body that pass `schema`, for an endpoint that answers whatever it is sent: a body that
+    is not JSON or not an object, is too large, or has unknown or invalid fields is no error, only left out."""
+    try:
+        value = orjson.loads(await request.read() or b"{}")
+    except (orjson.JSONDecodeError, web.HTTPRequestEntityTooLarge):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    try:
+        data: dict[str, Any] = schema.load(value, unknown=EXCLUDE)
+    except ValidationError as exc:
+        return exc.valid_data if isinstance(exc.valid_data, dict) else {}
+    return data
+
+
 Handler = Callable[..., Awaitable[Any]]  # handle_x(ctx, [data], [query]) -> JSON body, None (204) or a response
 
 
@@ -276,6 +293,7 @@ def endpoint(
     roles: tuple[str, ...],
     body: type[Schema] | None = None,
     body_required: bool = True,
+    body_lenient: bool = False,
     query: type[Schema] | None = None,
     response: type[Schema] | None = None,
     status: int = 200,
@@ -288,10 +306,12 @@ def endpoint(
 ) -> Callable[[Handler], EndpointHandler]:
     """Make `handler(ctx, [data], [query])` an aiohttp handler that authenticates, checks the role,
     validates, calls it and renders its result (JSON with `status`, or 204 for None). With
-    `roles=PUBLIC` no token is asked for and the handler gets a RequestCtx."""
+    `roles=PUBLIC` no token is asked for and the handler gets a RequestCtx; with `body_lenient` the
+    handler gets what of the body passes `body`, and a bad body is no error."""
     spec = Endpoint(
         method=method, path=path, summary=summary, tag=tag, roles=roles,
-        body=body() if body else None, body_required=body_required, query=query() if query else None,
+        body=body() if body else None, body_required=body_required, body_lenient=body_lenient,
+        query=query() if query else None,
         response=response, status=status, errors=errors, description=description, path_doc=path_doc or {},
         examples=examples or {},
         content=content, also=also or {},
@@ -319,7 +339,9 @@ async def _call(spec: Endpoint, handler: Handler, ctx: RequestCtx) -> web.Stream
     kwargs: dict[str, Any] = {}
     if spec.query is not None:
         kwargs["query"] = load_query(ctx.request, spec.query)
-    if spec.body is not None:
+    if spec.body is not None and spec.body_lenient:
+        kwargs["data"] = await load_lenient_body(ctx.request, spec.body)
+    elif spec.body is not None:
         kwargs["data"] = await load_body(ctx.request, spec.body, spec.body_required)
     result = await handler(ctx, **kwargs)
     if result is None:

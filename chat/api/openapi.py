@@ -82,9 +82,10 @@ def _operation(handler: EndpointHandler) -> dict[str, Any]:
     if spec.query is not None:
         parameters.append({"in": "query", "schema": type(spec.query)})
     errors = set(spec.errors) | {503}
-    if spec.query is not None or spec.body is not None or names:
+    checked_body = spec.body is not None and not spec.body_lenient  # a lenient body is never an error
+    if spec.query is not None or checked_body or names:
         errors.add(400)
-    if spec.body is not None:
+    if checked_body:
         errors.add(413)
     if spec.roles:
         errors.add(401)

@@ -237,3 +237,27 @@ async def test_a_lone_surrogate_in_a_user_id_is_400(api):
     status, body = await api.call("POST", "/api/v1/auth/login", data=b'{"user_id": "\\ud800", "password": "x"}',
                                   headers={"Content-Type": "application/json"})
     assert_error(status, body, 400, "invalid")
+
+
+async def test_logout_is_204_whatever_its_body_and_ends_only_its_own_login(api):
+    """Unknown fields, a body that is not JSON or not an object, a refresh_token that is no string: 204, and
+    the session ended is the one the body names (a usable `refresh_token`), else the cookie's."""
+    user_id = await make_account(api)
+    sessions = [(await login(api, user_id))[1]["refresh_token"] for _ in range(4)]
+    named, by_cookie, bad_value, untouched = sessions
+    resp = await api.client.post("/api/v1/auth/logout", json={"refresh_token": named, "bogus": 1})
+    assert resp.status == 204
+    assert_error(*await refresh(api, named), 401, "unauthenticated")
+    for body in (b'{"bogus": 1}', b"not json", b"[1, 2]", b'"text"', b"{"):
+        resp = await api.client.post("/api/v1/auth/logout", data=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 204, await resp.text()
+        assert "chat_refresh=" in resp.headers.get("Set-Cookie", "")  # cleared all the same
+    resp = await api.client.post("/api/v1/auth/logout", data=b"not json",
+                                 headers={"Cookie": f"chat_refresh={by_cookie}"})
+    assert resp.status == 204
+    assert_error(*await refresh(api, by_cookie), 401, "unauthenticated")
+    resp = await api.client.post("/api/v1/auth/logout", json={"refresh_token": 5},
+                                 headers={"Cookie": f"chat_refresh={bad_value}"})
+    assert resp.status == 204
+    assert_error(*await refresh(api, bad_value), 401, "unauthenticated")
+    assert (await refresh(api, untouched))[0] == 200  # no other login of the user ended
