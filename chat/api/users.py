@@ -107,8 +107,8 @@ async def handle_list_users(ctx: Ctx) -> dict[str, Any]:
 @endpoint(
     "POST", "/api/v1/users", summary="Create an account", tag="users", roles=ADMIN, body=UserBody,
     response=UserOut, status=201, errors=(400, 409, 413),
-    description="An id already in use (by an account, or by anyone the service has seen) is 409; an unknown "
-                "team is 400.",
+    description="An id already in use is 409: an agent's or admin's (an account, or a token-only user), or a "
+                "customer's (one with a conversation or a contact row); an unknown team is 400.",
     examples={"body": {"id": "ann", "role": "agent", "name": "Ann", "max_chats": 5, "teams": [],
                        "password": "correct horse battery staple"}},
 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from chat import render
-from chat.store.db import Database, Tx, marks
+from chat.store.db import Database, DuplicateKey, Tx, marks
 from chat.store.staff import STAFF_ROLES
 from states.clock import now_ms
 
@@ -96,9 +96,15 @@ class Accounts:
 
     async def create(self, user_id: str, role: str, *, name: str | None = None, max_chats: int | None = None,
                      password_hash: str | None = None, teams: Sequence[str] = ()) -> User:
-        """A new account; DuplicateKey when the id is taken (by anyone), IntegrityError for an unknown team."""
+        """A new account; DuplicateKey when the id is in use: a row of `users` (an account, a token-only user,
+        an imported customer), or a customer's, known by a conversation or a contact row. IntegrityError for an
+        unknown team."""
         now = now_ms()
+        t = self.db.tables
         async with self.db.transaction() as tx:
+            if await tx.fetchone(f"SELECT 1 FROM {t.conversations} WHERE user_id = %s UNION ALL "
+                                 f"SELECT 1 FROM {t.customer_contacts} WHERE user_id = %s LIMIT 1", (user_id, user_id)):
+                raise DuplicateKey(f"{user_id!r} is a customer's id")
             await tx.execute(
                 f"INSERT INTO {self._users} (id, role, name, active, max_chats, password_hash, created_ms, updated_ms) "
                 "VALUES (%s, %s, %s, 1, %s, %s, %s, %s)",

@@ -128,3 +128,26 @@ async def test_an_older_token_does_not_write_a_demoted_accounts_role_back(api):
     status, body = await api.call("POST", "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert status == 200 and body["user"]["role"] == "agent"
     assert (await api.call("GET", "/api/v1/users", headers=bearer(body["access_token"])))[0] == 403
+
+
+async def test_an_id_the_service_has_seen_is_no_new_account(api):
+    """A customer with a conversation or a contact row, and a token-only agent, are ids in use (409);
+    after a customer's erasure its id is free again."""
+    customer = Identity(uid("cust"), "customer")
+    assert (await api.call("POST", "/api/v1/sessions", as_=customer, json={}))[0] == 201
+    contact = uid("cust")  # known by its contact row alone (an import from the old system)
+    await api.store.db.execute(f"INSERT INTO {api.store.db.tables.customer_contacts} (id, user_id, created_ms) "
+                               "VALUES (%s, %s, %s)", (uid("contact"), contact, 1))
+    agent = Identity(uid("agent"), "agent")
+    await api.call("GET", "/api/v1/labels", as_=agent)  # a token-only agent: a row of users
+    for user_id in (customer.user_id, contact, agent.user_id):
+        for role in ("agent", "admin"):
+            status, body = await api.call("POST", "/api/v1/users", as_=ADMIN,
+                                          json={"id": user_id, "role": role, "password": PASSWORD})
+            assert_error(status, body, 409, "conflict")
+            assert body["error"]["details"] == {"id": ["Already in use."]}
+    assert_error(*await api.call("GET", f"/api/v1/users/{customer.user_id}", as_=ADMIN), 404, "not_found")
+    assert_error(*await login(api, customer.user_id), 401, "unauthenticated")
+    assert (await api.call("DELETE", f"/api/v1/customers/{customer.user_id}", as_=ADMIN))[0] == 200
+    assert (await make_account(api, id=customer.user_id)) == customer.user_id
+
