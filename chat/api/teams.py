@@ -134,21 +134,25 @@ async def handle_list_members(ctx: Ctx) -> dict[str, Any]:
     "POST", "/api/v1/teams/{id}/members", summary="Add a member", tag="teams", roles=ADMIN, body=MemberBody,
     response=MemberOut, status=201, errors=(400, 404, 409, 413), path_doc=TEAM_DOC,
     examples={"body": {"user_id": "agent-7"}},
-    description="404 when the team or the agent is unknown (an agent is known once it has signed in); "
-                "409 when it is already a member.",
+    description="404 when the team is unknown, or the user is no known, active agent or admin (an agent is "
+                "known once it has signed in); 409 when it is already a member (a deactivated account keeps "
+                "its memberships).",
 )
 async def handle_add_member(ctx: Ctx, data: dict[str, Any]) -> Member:
     """Add an agent to the team."""
     team = await _team_or_404(ctx)
     user_id = data["user_id"]
-    if not await ctx.store.staff.agent_exists(user_id):
-        raise NotFound(f"agent {user_id} not found", {"user_id": ["Unknown agent."]})
     try:
-        return await ctx.store.teams.add_member(team["id"], user_id)
+        member = await ctx.store.teams.add_member(team["id"], user_id)
     except DuplicateKey:
         raise Conflict(f"{user_id} is already a member of this team") from None
     except IntegrityError:  # the team was deleted meanwhile
         raise NotFound("team not found") from None
+    if member is not None:
+        return member
+    if await ctx.store.teams.is_member(team["id"], user_id):  # deactivated since it joined
+        raise Conflict(f"{user_id} is already a member of this team (its account is deactivated)")
+    raise NotFound(f"agent {user_id} not found", {"user_id": ["Unknown agent."]})
 
 
 @endpoint(

@@ -5,6 +5,10 @@ it a new password revokes its refresh tokens (in the same SQL transaction). A ch
 or password is then announced, so every instance forgets what it cached of the account: a deactivated
 user's sockets close (4403) and its access tokens stop working, and so do those of an account's sockets
 and tokens that name its old role (4401; a refresh gives a token with the new one).
+
+A change that would leave no active admin is refused (409), and so is a deactivated account joining a
+team (409; POST /api/v1/teams/{id}/members refuses it too, with its 404). The CLI, the way back in, is not
+held to the first.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from chat.api.schemas import DATE_TIME, Body, Id, Out, UserId, page_of
 from chat.errors import Conflict, Invalid, NotFound
 from chat.limits import counter_range
 from chat.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
-from chat.store.accounts import User
+from chat.store.accounts import InactiveJoins, LastAdmin, User
 from chat.store.db import DuplicateKey, IntegrityError
 from chat.store.staff import STAFF_ROLES
 from chat.ws.registry import StrictBoolean
@@ -138,11 +142,13 @@ async def handle_get_user(ctx: Ctx) -> User:
 
 @endpoint(
     "PATCH", "/api/v1/users/{id}", summary="Change an account", tag="users", roles=ADMIN, body=UserPatchBody,
-    response=UserOut, errors=(400, 404, 413), path_doc=USER_DOC,
+    response=UserOut, errors=(400, 404, 409, 413), path_doc=USER_DOC,
     description="`active: false` takes effect everywhere within seconds: refresh tokens revoked, access tokens "
                 "refused on REST, sockets closed with 4403. A new `role` does too for the tokens naming the old "
                 "one (of an account with a password): 401 on REST, sockets closed with 4401, and a refresh "
-                "gives a token with the new role. A new password revokes the refresh tokens.",
+                "gives a token with the new role. A new password revokes the refresh tokens. 409 for a change "
+                "that would leave no active admin, and for `teams` that add a team to a deactivated account "
+                "(one that stays or becomes deactivated; leaving teams is fine).",
     examples={"body": {"active": False}},
 )
 async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
@@ -151,10 +157,20 @@ async def handle_update_user(ctx: Ctx, data: dict[str, Any]) -> User:
     changes = {k: v for k, v in data.items() if k != "password"}
     if "password" in data:
         changes["password_hash"] = await hash_password(data["password"])
+    user_id = ctx.param("id")
     try:
-        user = await ctx.store.accounts.update(ctx.param("id"), changes)
+        user = await ctx.store.accounts.update(user_id, changes, keep_an_admin=True)
     except IntegrityError:  # a team deleted meanwhile
         raise Invalid("invalid body", {"teams": ["Unknown team."]}) from None
+    except LastAdmin:
+        raise Conflict(f"{user_id} is the last active admin: make another account an admin first",
+                       {k: ["It would leave no active admin."] for k, removes in
+                        (("role", data.get("role", "admin") != "admin"), ("active", data.get("active") is False))
+                        if removes}) from None
+    except InactiveJoins as exc:
+        raise Conflict(f"{user_id} is deactivated: it joins no team (activate it first, or with "
+                       '"active": true in the same request)',
+                       {"teams": [f"Cannot join {team!r} while deactivated." for team in exc.teams]}) from None
     if user is None:
         raise NotFound("user not found")
     if data.keys() & {"active", "role", "password"}:  # committed: every instance forgets its cached answer

@@ -6,6 +6,10 @@ one in. Every token rotated from one login shares a family id: a rotation marks 
 token used and inserts its successor in one transaction, and presenting a used token again revokes
 the whole family (it was stolen, or the client is confused: either way the session ends).
 Deactivating a user or changing its password revokes its tokens in the same transaction.
+
+Two rules hold inside the transaction of a change: a deactivated account joins no team (it keeps the
+ones it is in), and, when the caller asks (REST; not the CLI, the way back in), the last active admin
+stays one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ class Credentials(NamedTuple):
     role: str
     active: bool
     password_hash: str | None
+
+
+class LastAdmin(Exception):
+    """The change would leave no active admin; nothing of it was written."""
+
+
+class InactiveJoins(Exception):
+    """Teams were to be joined by an account that is, or is becoming, deactivated; nothing was written."""
+
+    def __init__(self, teams: list[str]):
+        super().__init__(f"a deactivated account joins no team: {', '.join(teams)}")
+        self.teams = teams
 
 
 class Refreshed(enum.Enum):
@@ -115,10 +131,12 @@ class Accounts:
         assert user is not None  # just written
         return user
 
-    async def update(self, user_id: str, changes: dict[str, Any]) -> User | None:
+    async def update(self, user_id: str, changes: dict[str, Any], *, keep_an_admin: bool = False) -> User | None:
         """Change role, name, active, max_chats, teams and/or password_hash (an agent's or admin's);
         None when there is no such account. Deactivating or a new password revokes its refresh tokens
-        in the same transaction. IntegrityError for an unknown team."""
+        in the same transaction. IntegrityError for an unknown team; InactiveJoins when a deactivated account
+        (one staying or becoming so) would join a team; with `keep_an_admin`, LastAdmin when no active
+        admin would be left."""
         now = now_ms()
         sets = [f"{column} = %s" for column in EDITABLE if column in changes]
         params: list[Any] = [changes[column] for column in EDITABLE if column in changes]
@@ -126,18 +144,41 @@ class Accounts:
             sets.append("password_hash = %s")
             params.append(changes["password_hash"])
         async with self.db.transaction() as tx:
-            found = await tx.execute(
-                f"UPDATE {self._users} SET {', '.join([*sets, 'updated_ms = %s'])} WHERE id = %s AND role IN (%s, %s)",
-                [*params, now, user_id, *STAFF_ROLES],
-            )
-            if not found:
+            if not await self._allowed(tx, user_id, changes, keep_an_admin):
                 return None
+            await tx.execute(
+                f"UPDATE {self._users} SET {', '.join([*sets, 'updated_ms = %s'])} WHERE id = %s",
+                [*params, now, user_id],
+            )
             if "teams" in changes:
                 await tx.execute(f"DELETE FROM {self._members} WHERE user_id = %s", (user_id,))
                 await self._set_teams(tx, user_id, changes["teams"], now)
             if changes.get("active") is False or "password_hash" in changes:
                 await self._revoke_user(tx, user_id, now)
         return await self.get(user_id)
+
+    async def _allowed(self, tx: Tx, user_id: str, changes: dict[str, Any], keep_an_admin: bool) -> bool:
+        """Check a change under the locks it needs (MySQL; SQLite has one writer): False when there is no such
+        account, LastAdmin or InactiveJoins when the rules refuse it."""
+        lock = " FOR UPDATE" if self.db.dialect == "mysql" else ""
+        admins: list[str] = []
+        if keep_an_admin and (changes.get("role", "admin") != "admin" or changes.get("active") is False):
+            # the active admins first, in index order: two admins demoting themselves at once take these locks
+            # one after the other, and the second one counts what the first one left
+            admins = [r[0] for r in await tx.fetchall(
+                f"SELECT id FROM {self._users} WHERE role = %s AND active = 1 ORDER BY id{lock}", ("admin",))]
+        row = await tx.fetchone(
+            f"SELECT active FROM {self._users} WHERE id = %s AND role IN (%s, %s){lock}", (user_id, *STAFF_ROLES))
+        if row is None:
+            return False
+        if admins == [user_id]:
+            raise LastAdmin(user_id)
+        if "teams" in changes and not changes.get("active", bool(row[0])):
+            kept = {r[0] for r in await tx.fetchall(f"SELECT team_id FROM {self._members} WHERE user_id = %s",
+                                                     (user_id,))}
+            if joined := [team for team in dict.fromkeys(changes["teams"]) if team not in kept]:
+                raise InactiveJoins(joined)
+        return True
 
     async def _set_teams(self, tx: Tx, user_id: str, teams: Sequence[str], now: int) -> None:
         await tx.executemany(

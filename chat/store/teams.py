@@ -6,6 +6,7 @@ from typing import Any
 
 from chat import render
 from chat.store.db import Database, Row
+from chat.store.staff import STAFF_ROLES
 from states.clock import now_ms
 from states.ids import new_id
 
@@ -33,7 +34,7 @@ class Teams:
     def __init__(self, db: Database):
         self.db = db
         t = db.tables
-        self._teams, self._members = t.teams, t.team_members
+        self._teams, self._members, self._users = t.teams, t.team_members, t.users
         self._member_sql = (
             f"SELECT tm.team_id, tm.user_id, u.name, u.role, tm.created_ms FROM {t.team_members} tm "
             f"LEFT JOIN {t.users} u ON u.id = tm.user_id WHERE tm.team_id = %s"
@@ -84,16 +85,27 @@ class Teams:
         rows = await self.db.fetchall(self._member_sql + " ORDER BY tm.user_id", (team_id,))
         return [_member(r) for r in rows]
 
-    async def add_member(self, team_id: str, user_id: str) -> Member:
-        """Add a member; DuplicateKey when already one, IntegrityError when the team is gone."""
-        await self.db.execute(
-            f"INSERT INTO {self._members} (team_id, user_id, created_ms) VALUES (%s, %s, %s)",
-            (team_id, user_id, now_ms()),
+    async def add_member(self, team_id: str, user_id: str) -> Member | None:
+        """Add an active agent or admin as a member; None, adding nothing, when the user is no such one (unknown,
+        deactivated, a customer). DuplicateKey when it is a member already, IntegrityError when the team is gone."""
+        # the user is read by the INSERT itself, so an account deactivated meanwhile is not added
+        # (InnoDB's INSERT ... SELECT waits for a change that holds its users row)
+        added = await self.db.execute(
+            f"INSERT INTO {self._members} (team_id, user_id, created_ms) SELECT %s, %s, %s FROM {self._users} "
+            "WHERE id = %s AND role IN (%s, %s) AND active = 1",
+            (team_id, user_id, now_ms(), user_id, *STAFF_ROLES),
         )
+        if not added:
+            return None
         row = await self.db.fetchone(self._member_sql + " AND tm.user_id = %s", (team_id, user_id))
         if row is None:  # deleted again between the two statements
             raise LookupError(f"{user_id} is no longer a member of {team_id}")
         return _member(row)
+
+    async def is_member(self, team_id: str, user_id: str) -> bool:
+        """Is the user a member of the team (an active account or not)?"""
+        return await self.db.fetchone(f"SELECT 1 FROM {self._members} WHERE team_id = %s AND user_id = %s",
+                                      (team_id, user_id)) is not None
 
     async def remove_member(self, team_id: str, user_id: str) -> bool:
         """Remove a member; False when it was not one."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
+from dataclasses import replace
 
 import jwt
 import pytest
 
 from chat import keys
+from chat.app import create_app
 from chat.auth import Identity
+from chat.passwords import hash_password
 from tests.api.accounts import ADMIN, PASSWORD, bearer, login, make_account
-from tests.api.support import assert_error, uid
+from tests.api.support import Api, assert_error, uid
 
 
 async def test_create_list_get_patch(api):
@@ -151,3 +156,71 @@ async def test_an_id_the_service_has_seen_is_no_new_account(api):
     assert (await api.call("DELETE", f"/api/v1/customers/{customer.user_id}", as_=ADMIN))[0] == 200
     assert (await make_account(api, id=customer.user_id)) == customer.user_id
 
+
+async def _app_of_its_own(aiohttp_client, make_settings, database_url) -> Api:
+    """An app on tables of its own (a fresh prefix): the admins in it are the test's alone."""
+    settings = make_settings(database_url=database_url)
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    settings = replace(settings, db_table_prefix=prefix, database=replace(settings.database, table_prefix=prefix))
+    app = create_app(settings)
+    return Api(app, await aiohttp_client(app))
+
+
+async def make_account_as(api: Api, headers: dict[str, str], user_id: str, role: str) -> None:
+    """A new account with PASSWORD, created by the admin whose Authorization header this is."""
+    status, body = await api.call("POST", "/api/v1/users", headers=headers,
+                                  json={"id": user_id, "role": role, "password": PASSWORD})
+    assert status == 201, body
+
+
+async def test_the_last_active_admin_can_neither_demote_nor_deactivate_itself(aiohttp_client, make_settings,
+                                                                               database_url):
+    api = await _app_of_its_own(aiohttp_client, make_settings, database_url)
+    await api.store.accounts.create("alice", "admin", password_hash=await hash_password(PASSWORD))  # the CLI's add
+    alice = bearer((await login(api, "alice"))[1]["access_token"])
+    for change in ({"role": "agent"}, {"active": False}, {"role": "agent", "active": False, "name": "Al"}):
+        status, body = await api.call("PATCH", "/api/v1/users/alice", json=change, headers=alice)
+        assert_error(status, body, 409, "conflict")
+        assert "last active admin" in body["error"]["message"]
+        assert set(body["error"]["details"]) == {"role", "active"} & set(change)
+    user = (await api.call("GET", "/api/v1/users/alice", headers=alice))[1]
+    assert (user["role"], user["active"], user["name"]) == ("admin", True, None)  # nothing changed
+    status, user = await api.call("PATCH", "/api/v1/users/alice", json={"role": "admin", "name": "Al"},
+                                  headers=alice)
+    assert status == 200 and user["name"] == "Al"
+    # with another admin, either may go
+    await make_account_as(api, alice, "bob", "admin")
+    status, user = await api.call("PATCH", "/api/v1/users/alice", json={"role": "agent"}, headers=alice)
+    assert status == 200 and user["role"] == "agent"
+    bob = bearer((await login(api, "bob"))[1]["access_token"])
+    assert_error(*await api.call("PATCH", "/api/v1/users/bob", json={"active": False}, headers=bob), 409, "conflict")
+    # the command line is not held to it: `chat-api users deactivate` and `activate` (their store calls) recover
+    assert (await api.store.accounts.update("bob", {"active": False}))["active"] is False
+    assert (await api.store.accounts.update("bob", {"active": True}))["active"] is True
+    # an admin known by its tokens counts: its tokens still let it in
+    assert (await api.call("GET", "/api/v1/users", as_=Identity("ops", "admin")))[0] == 200
+    status, user = await api.call("PATCH", "/api/v1/users/bob", json={"active": False}, headers=bob)
+    assert status == 200 and user["active"] is False
+
+
+async def test_two_admins_demoting_themselves_at_once_leave_one(aiohttp_client, make_settings, database_url,
+                                                               monkeypatch):
+    api = await _app_of_its_own(aiohttp_client, make_settings, database_url)
+    await api.store.accounts.create("alice", "admin", password_hash=await hash_password(PASSWORD))
+    alice = bearer((await login(api, "alice"))[1]["access_token"])
+    await make_account_as(api, alice, "bob", "admin")
+    bob = bearer((await login(api, "bob"))[1]["access_token"])
+    both, update = asyncio.Barrier(2), api.store.accounts.update
+
+    async def at_once(*args, **kwargs):
+        async with asyncio.timeout(10):
+            await both.wait()  # neither change starts before the other has come this far
+        return await update(*args, **kwargs)
+
+    monkeypatch.setattr(api.store.accounts, "update", at_once)
+    answers = await asyncio.gather(
+        api.call("PATCH", "/api/v1/users/alice", json={"role": "agent"}, headers=alice),
+        api.call("PATCH", "/api/v1/users/bob", json={"active": False}, headers=bob))
+    assert sorted(status for status, _ in answers) == [200, 409], answers
+    admins = [u for u in (await api.store.accounts.all()) if u["role"] == "admin" and u["active"]]
+    assert len(admins) == 1

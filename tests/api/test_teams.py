@@ -63,3 +63,41 @@ async def test_teams_and_members(api):
     status, body = await api.call("POST", f"/api/v1/teams/{team['id']}/members", as_=admin,
                                   json={"user_id": agent.user_id})
     assert_error(status, body, 404, "not_found")
+
+
+async def test_a_deactivated_account_joins_no_team_but_keeps_the_ones_it_is_in(api):
+    """PATCH /users/{id} `teams` and POST …/members agree: a deactivated account is added to no team (409 on
+    the PATCH, 404 on the POST), while the memberships it had stay (409 on the POST: a member already)."""
+    admin = Identity(uid("admin"), "admin")
+    team, other = [(await api.call("POST", "/api/v1/teams", as_=admin, json={"name": uid("team")}))[1]
+                   for _ in range(2)]
+    status, user = await api.call("POST", "/api/v1/users", as_=admin,
+                                  json={"id": uid("agent"), "role": "agent", "teams": [team["id"]]})
+    assert status == 201
+    user_id = user["id"]
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=admin, json={"active": False})
+    assert status == 200 and user["teams"] == [team["id"]]
+
+    status, body = await api.call("POST", f"/api/v1/teams/{other['id']}/members", as_=admin,
+                                  json={"user_id": user_id})
+    assert_error(status, body, 404, "not_found")
+    for change in ({"teams": [team["id"], other["id"]]}, {"teams": [other["id"]], "active": False}):
+        status, body = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=admin, json=change)
+        assert_error(status, body, 409, "conflict")
+        assert "deactivated" in body["error"]["message"] and body["error"]["details"]["teams"]
+    assert (await api.call("GET", f"/api/v1/users/{user_id}", as_=admin))[1]["teams"] == [team["id"]]
+    assert (await api.call("GET", f"/api/v1/teams/{other['id']}/members", as_=admin))[1]["items"] == []
+    # the team it is in: a member already, deactivated or not
+    status, body = await api.call("POST", f"/api/v1/teams/{team['id']}/members", as_=admin,
+                                  json={"user_id": user_id})
+    assert_error(status, body, 409, "conflict")
+    # leaving teams is no joining: allowed, as DELETE …/members is
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=admin,
+                                  json={"teams": [team["id"]], "name": "Ann"})
+    assert status == 200 and user["teams"] == [team["id"]] and user["name"] == "Ann"
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=admin, json={"teams": []})
+    assert status == 200 and user["teams"] == []
+    # activated in the same request, it joins
+    status, user = await api.call("PATCH", f"/api/v1/users/{user_id}", as_=admin,
+                                  json={"active": True, "teams": [other["id"]]})
+    assert status == 200 and user["active"] is True and user["teams"] == [other["id"]]

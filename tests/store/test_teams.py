@@ -40,6 +40,13 @@ async def test_members(store):
         await store.teams.add_member(team["id"], agent)
     with pytest.raises(IntegrityError):
         await store.teams.add_member(uid("no-team"), agent)
+    # only an active agent or admin is added: the user is read by the INSERT itself
+    assert await store.teams.add_member(team["id"], uid("nobody")) is None
+    inactive = uid("agent")
+    await store.staff.remember(inactive, "agent", None)
+    await store.accounts.update(inactive, {"active": False})
+    assert await store.teams.add_member(team["id"], inactive) is None
+    assert not await store.teams.is_member(team["id"], inactive) and await store.teams.is_member(team["id"], agent)
     assert await store.teams.remove_member(team["id"], agent) is True
     assert await store.teams.remove_member(team["id"], agent) is False
     await store.teams.add_member(team["id"], agent)
