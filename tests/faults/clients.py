@@ -10,6 +10,7 @@ replies are retried the same way; other errors are returned to the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -116,6 +117,10 @@ class Peer:
             await ws.send_json({"type": type_, "id": frame_id, **fields})
             return await asyncio.wait_for(future, CALL_TIMEOUT_S)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # the peer is gone, though the reader may not have seen it yet: the next connect() opens a new
+            # socket (with its backoff) instead of finding this one open and failing again at once
+            with contextlib.suppress(Exception):
+                await ws.close()
             raise Disconnected() from exc
         except TimeoutError as exc:
             await ws.close()  # a reply that never comes: treat the socket as dead
