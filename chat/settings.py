@@ -205,7 +205,8 @@ class Settings:
 
     ai_provider: str = setting(
         _AI, "AI_PROVIDER", "echo", choice(*AI_PROVIDERS), "the AI provider (`echo` is offline)",
-        shown_default="`dashscope` when `DASHSCOPE_API_KEY` is set, else `echo`",
+        shown_default="`dashscope` when `DASHSCOPE_API_KEY` is set; else `echo` in the embedded mode, and none outside "
+                      "it (`serve` exits 2 until one is configured)",
         note="`dashscope` requires `DASHSCOPE_API_KEY`; `openai` requires `AI_BASE_URL`",
     )
     ai_model: str = setting(_AI, "AI_MODEL", "qwen-turbo", TEXT, "model name")
