@@ -138,7 +138,8 @@ class Timers:
             if due and self._rearm_due(c, m.created_ms):
                 await self._quietly("re-arm", c.id, self.arm(due))
         elif m.sender_type == "agent" and not m.private:
-            ended = [Armed(row, c.id, c.version) for row in self.enabled(c.state) if row.until_agent_reply]
+            ended = [Armed(row, c.id, c.version) for row in self.enabled(c.state)
+                     if not row.needed(agent_replied=True)]
             await self._quietly("end", c.id, self.index.disarm(ended))
 
     def _rearm_due(self, c: Conversation, at_ms: int) -> bool:
@@ -157,8 +158,9 @@ class Timers:
         """Arm the timers of every open conversation that lacks them (armed before an upgrade, or a Redis that
         lost its index: emptied, or restored from an older snapshot) for when they would have been due: the
         queue wait from entering the queue, an idle timer from the customer's newest message (or the state's
-        start), the SLA from the state's start; an armed one keeps its due time. An idle or SLA timer due
-        already is left out: the index forgets a timer once it fired (an idle nudge would be sent again), and
+        start), the SLA from the state's start; an armed one keeps its due time. Only the timers the live arming
+        would hold now (TimerRow.needed): an SLA the agent's reply ended is not armed again. An idle or SLA timer
+        due already is left out: the index forgets a timer once it fired (an idle nudge would be sent again), and
         armed from the past they would all fire at the first start after an import (every old conversation
         closed at once, with its webhooks); the conversation's next move or customer message arms it again.
         A queue wait due already is armed: it releases the conversation to the AI, which a fired one did."""
@@ -172,6 +174,8 @@ class Timers:
                 due: dict[Armed, int] = {}
                 for v in batch:
                     for row in rows:
+                        if not row.needed(agent_replied=v.agent_replied):
+                            continue
                         at = self.due_ms(row, counted_from(row, v.entered_ms, v.last_customer_ms))
                         if state == "handoff" or at > now:
                             due[Armed(row, v.conversation_id, v.version)] = at
@@ -220,7 +224,7 @@ class Timers:
             return False  # moved on: the timer belonged to a version that is gone
         if row.idle or row.until_agent_reply:
             facts = await self.store.timers.facts(cid, armed.version)
-            if facts is None or (row.until_agent_reply and facts.agent_replied):
+            if facts is None or not row.needed(agent_replied=facts.agent_replied):
                 return False
             if row.idle:
                 silent_since = counted_from(row, facts.entered_ms, facts.last_customer_ms)

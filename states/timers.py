@@ -51,6 +51,12 @@ class TimerRow:
     business_time: bool = False  # counts only business hours (BUSINESS_HOURS)
     until_agent_reply: bool = False  # an agent's first (non-private) reply in the state ends it
 
+    def needed(self, *, agent_replied: bool) -> bool:
+        """Whether a conversation in the timer's state still needs it, given whether an agent replied publicly since
+        its version began: that reply ends an `until_agent_reply` timer. The one rule the arming at a reply, the
+        start's arming and the firing share."""
+        return not (self.until_agent_reply and agent_replied)
+
 
 TIMERS: tuple[TimerRow, ...] = (
     TimerRow("ai_idle_nudge", State.AI, "ai_idle_nudge_s", Effect.NOTICE, "idle_nudge", idle=True),

@@ -5,6 +5,7 @@ conversation the bot could not hand off left waiting forever) and two instances 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -483,6 +484,57 @@ async def test_a_start_leaves_out_idle_and_sla_timers_due_already(harness_factor
     sim_clock.advance(3600)
     await h.app[keys.REDIS].delete(h.timers.index.key)
     assert await h.timers.arm_missing() == 0  # an hour of silence: the close is due already, left out
+
+
+async def arm_as_at_start(h) -> None:
+    """Run the start's arming (chat.app) once, to where it waits for a lost Redis connection."""
+    from chat.app import _arm_missing_timers
+
+    class QuietBus:
+        def __init__(self) -> None:
+            self.subscribed, self.waiting = asyncio.Event(), asyncio.Event()
+
+        async def until_lost(self) -> None:
+            self.waiting.set()
+            await asyncio.Event().wait()
+
+    bus = QuietBus()
+    task = asyncio.create_task(_arm_missing_timers(h.timers, bus))  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(10):
+            await bus.waiting.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_start_does_not_arm_again_the_sla_an_agent_reply_met(harness_factory, sim_clock, caplog):
+    """The agent answered, then the service restarted within the SLA window: the reply ended the first-response
+    timer, and the start arms it no more than the live arming would (no lost timers logged, nothing put back in
+    the index). A conversation whose agent has not replied yet still gets it back."""
+    h = await harness_factory(**NO_IDLE, presence_grace_s=10**6)
+    answered = await h.ops.conversations.start(CUSTOMER)
+    claimed = await h.ops.assignment.claim(AGENT, answered.id)
+    sim_clock.advance(30)
+    await h.ops.messages.send(AGENT, answered.id, content="hi, how can I help?", client_msg_id="a1")
+    met = Armed(timers_of("human")[0], answered.id, claimed.version)
+    assert met.timer.name == "sla_first_response" and await h.timers.index.due_of(met) is None
+    sim_clock.advance(30)  # the restart, 60 s into the SLA
+    with caplog.at_level(logging.INFO, logger="chat.app"):
+        await arm_as_at_start(h)
+    assert [r.getMessage() for r in caplog.records if "state timer(s)" in r.getMessage()] == []
+    assert await h.timers.index.due_of(met) is None
+    assert await h.timers.arm_missing() == 0
+
+    waiting_customer = Identity("cust-2", "customer")
+    waiting = await h.ops.conversations.start(waiting_customer)
+    claimed = await h.ops.assignment.claim(Identity("agent-2", "agent"), waiting.id)
+    sla = Armed(timers_of("human")[0], waiting.id, claimed.version)
+    due = await h.timers.index.due_of(sla)
+    await h.timers.index.disarm([sla])  # lost with Redis
+    assert await h.timers.arm_missing() == 1
+    assert await h.timers.index.due_of(sla) == due
+    assert await h.timers.index.due_of(met) is None
 
 
 async def armed_again(h, armed: Armed, within_s: float = 10) -> int:

@@ -44,12 +44,14 @@ Position = tuple[int, str]  # (created_ms, id) of the last conversation of a pag
 
 class OpenVersion(NamedTuple):
     """An open conversation's current version (TimerReads.open_versions): when it began, as its timers count
-    (the queue wait from entering the queue), the customer's newest message, and its place in the paging."""
+    (the queue wait from entering the queue), the customer's newest message, whether an agent replied in it
+    (as TimerFacts), and its place in the paging."""
 
     conversation_id: str
     version: int
     entered_ms: int
     last_customer_ms: int | None
+    agent_replied: bool
     position: Position
 
 
@@ -126,10 +128,11 @@ class TimerReads:
         """Conversations in `state` after `after` (their creation order, on ix_conversations_state): what a
         start arms the missing timers of (armed before an upgrade, or a Redis that lost its index). Entered:
         for `handoff` when it entered the queue, else when its current version began (its creation for
-        version 0), as TimerFacts."""
+        version 0), as TimerFacts; an agent replied when its newest public message is not older than that
+        version."""
         t = self._t
         page = ""
-        params: list[Any] = [CUSTOMER, state]
+        params: list[Any] = [CUSTOMER, AGENT, state]
         if after is not None:  # `created_ms >= %s` first: each page reads from where the last one ended
             page = " AND c.created_ms >= %s AND (c.created_ms > %s OR c.id > %s)"
             params += [after[0], after[0], after[1]]
@@ -137,18 +140,26 @@ class TimerReads:
             "SELECT c.id, c.version, c.created_ms, c.handoff_ms, c.updated_ms, "
             f"(SELECT e.created_ms FROM {t.conversation_events} e WHERE e.conversation_id = c.id "
             "AND e.version = c.version), "
-            f"(SELECT MAX(m.created_ms) FROM {t.messages} m WHERE m.conversation_id = c.id AND m.sender_type = %s) "
+            f"(SELECT MAX(m.created_ms) FROM {t.messages} m WHERE m.conversation_id = c.id AND m.sender_type = %s), "
+            f"(SELECT MAX(m.created_ms) FROM {t.messages} m WHERE m.conversation_id = c.id AND m.sender_type = %s "
+            "AND m.private = 0) "
             f"FROM {t.conversations} c WHERE c.state = %s{page} ORDER BY c.created_ms, c.id LIMIT %s",
             [*params, int(limit)],
         )
-        return [OpenVersion(r[0], int(r[1]), _entered(state, r), None if r[6] is None else int(r[6]), (int(r[2]), r[0]))
+        return [OpenVersion(r[0], int(r[1]), _entered(state, r), None if r[6] is None else int(r[6]),
+                            r[7] is not None and int(r[7]) >= _version_start(r), (int(r[2]), r[0]))
                 for r in rows]
+
+
+def _version_start(row: Any) -> int:
+    """When the conversation's current version began (its creation for version 0)."""
+    return int(row[5] if row[5] is not None else row[2])
 
 
 def _entered(state: str, row: Any) -> int:
     if state == "handoff":  # the queue wait counts from entering the queue (a move inside it keeps it)
         return int(row[3] if row[3] is not None else row[4])
-    return int(row[5] if row[5] is not None else row[2])
+    return _version_start(row)
 
 
 def _mark(row: Any) -> Mark:
