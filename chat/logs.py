@@ -2,7 +2,9 @@
 (instance, request id, user, conversation), and never a token or a secret.
 
 The context is a set of contextvars: the WebSocket session sets them around each command and
-the REST decorator around each request; tasks started meanwhile inherit them. A token is kept
+the REST decorator around each request; tasks started meanwhile inherit them. A REST request's
+fields are also kept on the request (`request_log_context`), for its access-log line: aiohttp
+writes that line once the request's own context is gone. A token is kept
 out of the lines twice: the access log masks the `token` query parameter at its source
 (`MaskedAccessLogger`), and the formatters mask whatever still looks like a token or equals a
 secret setting in the finished line.
@@ -22,6 +24,7 @@ from contextvars import ContextVar, Token
 from typing import IO, TYPE_CHECKING
 
 import orjson
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 
@@ -85,6 +88,18 @@ class log_context:  # noqa: N801 - used like a function: `with log_context(...)`
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _context.reset(self._token)
+
+
+# the log fields of a REST request (request_log_context), for its access-log line
+REQUEST_FIELDS: web.RequestKey[dict[str, str | None]] = web.RequestKey("log_fields")
+
+
+def request_log_context(request: BaseRequest, **fields: str | None) -> log_context:
+    """log_context(**fields) for (part of) a REST request; the fields are kept on the request as well, so that
+    its access-log line carries them (MaskedAccessLogger)."""
+    context = log_context(**fields)  # refuses an unknown field before anything is kept
+    request[REQUEST_FIELDS] = {**request.get(REQUEST_FIELDS, {}), **fields}
+    return context
 
 
 def mask_tokens(text: str) -> str:
@@ -166,8 +181,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class MaskedAccessLogger(AccessLogger):
-    """aiohttp's access log with the `token` query parameter masked (GET /ws?token=***), and the client
-    address (chat.client_address) where it shows the peer's."""
+    """aiohttp's access log with the `token` query parameter masked (GET /ws?token=***), the client
+    address (chat.client_address) where it shows the peer's, and the log fields of the request
+    (request_log_context: its request id, and the user and conversation once authenticated)."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        """Write the line in the log context of its request."""
+        fields = request.get(REQUEST_FIELDS, {}) if request is not None else {}
+        with log_context(**fields):
+            super().log(request, response, time)
 
     def _format_line(
         self, request: BaseRequest, response: StreamResponse, time: float

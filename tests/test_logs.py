@@ -119,29 +119,33 @@ def test_setup_logging_sends_every_logger_through_one_masking_handler(restore_lo
 
 
 class Collect(logging.Handler):
-    """Every record (formatted plainly); access-log lines can be awaited."""
+    """Every record (formatted plainly); access-log records can be awaited."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
-        self.access: list[str] = []
+        self.access: list[tuple[str, logging.LogRecord]] = []
         self.arrived = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(logging.Formatter().format(record))
         if record.name == "aiohttp.access":
-            self.access.append(self.lines[-1])
+            self.access.append((self.lines[-1], record))
             self.arrived.set()
 
-    async def access_line(self, containing: str) -> str:
-        """The first access-log line holding `containing` (waiting for it to be written)."""
+    async def access_record(self, containing: str) -> tuple[str, logging.LogRecord]:
+        """The first access-log line holding `containing`, and its record (waiting for it to be written)."""
         async with asyncio.timeout(5):
             while True:
-                found = [line for line in self.access if containing in line]
+                found = [(line, record) for line, record in self.access if containing in line]
                 if found:
                     return found[0]
                 self.arrived.clear()
                 await self.arrived.wait()
+
+    async def access_line(self, containing: str) -> str:
+        """The first access-log line holding `containing` (waiting for it to be written)."""
+        return (await self.access_record(containing))[0]
 
 
 @pytest.fixture
@@ -174,6 +178,30 @@ async def test_the_apps_access_log_masks_url_tokens(harness, collect):
     assert f"GET /ws?token={MASK} HTTP/1.1" in line and token not in line
 
 
+async def test_an_access_line_carries_the_request_id_of_its_response_and_the_user(harness, collect):
+    """An operator finds a response's `X-Request-ID` (the caller's own, or a new one) in its access line, with
+    the user once the request was authenticated: in JSON and in text, and the token still masked."""
+    collect.addFilter(ContextFilter("inst-1"))  # as setup_logging's handler
+    json_lines, text_lines = JsonFormatter(Redactor()), TextFormatter(Redactor())
+    token = harness.token("cust-1")
+    resp = await harness.client.get("/api/v1/me/conversations?limit=3", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200
+    request_id = resp.headers["X-Request-ID"]
+    _, record = await collect.access_record("GET /api/v1/me/conversations?limit=3 ")
+    entry = json.loads(json_lines.format(record))
+    assert (entry["request_id"], entry["user_id"], entry["logger"]) == (request_id, "cust-1", "aiohttp.access")
+    assert "conversation_id" not in entry
+    assert text_lines.format(record).endswith(f" [request_id={request_id} user_id=cust-1]")
+
+    resp = await harness.client.get(f"/api/v1/me/conversations?token={token}", headers={"X-Request-ID": "probe-7"})
+    assert (resp.status, resp.headers["X-Request-ID"]) == (401, "probe-7")  # a token in the URL is no login
+    line, record = await collect.access_record(" 401 ")
+    assert f"?token={MASK} " in line and token not in line
+    entry = json.loads(json_lines.format(record))
+    assert entry["request_id"] == "probe-7" and "user_id" not in entry and token not in json.dumps(entry)
+    assert text_lines.format(record).endswith(" [request_id=probe-7]")
+
+
 async def test_no_line_at_debug_holds_a_token(harness, collect):
     tokens = [harness.token("cust-1"), harness.token("cust-1", ttl_s=7200), harness.token("agent-1", role="agent")]
     ws = await harness.connect("cust-1")
@@ -204,8 +232,8 @@ async def raw_request(port: int, request: bytes) -> bytes:
 
 async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_path):
     """`chat-api serve` with LOG_FORMAT=json: every stderr line is a JSON object, the access line masks the
-    token of a refused URL. A request aiohttp cannot parse is answered by aiohttp itself (a plain-text 400)
-    and is one INFO line, not an ERROR with a traceback."""
+    token of a refused URL and carries the response's request id. A request aiohttp cannot parse is answered by
+    aiohttp itself (a plain-text 400) and is one INFO line, not an ERROR with a traceback."""
     import os
     import socket
     import sys
@@ -230,6 +258,7 @@ async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_p
                 assert answer.startswith(b"HTTP/1.0 400 Bad Request\r\n") and b"text/plain" in answer, answer
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ws?token={JWT}") as resp:
                 assert resp.status == 401
+                request_id = resp.headers["X-Request-ID"]
             lines = []
             while not any("/ws?token=" in line for line in lines):
                 lines.append((await proc.stderr.readline()).decode())
@@ -239,6 +268,7 @@ async def test_serve_writes_json_lines_with_the_instance_and_masked_tokens(tmp_p
     entries = [json.loads(line) for line in lines if line.strip()]
     access = next(e for e in entries if "/ws?token=" in e["message"])
     assert f"GET /ws?token={MASK} HTTP/1.1" in access["message"] and access["logger"] == "aiohttp.access"
+    assert access["request_id"] == request_id
     assert access["instance"] and all(e["instance"] == access["instance"] for e in entries)
     assert JWT.split(".")[2] not in "".join(lines)
     refused = [e for e in entries if "not valid HTTP" in e["message"]]

@@ -90,8 +90,9 @@ RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 def error_middleware(request: web.Request, handler: RequestHandler) -> Awaitable[web.StreamResponse]:
     """Turn every error (ours, aiohttp's 404/405/413, anything unexpected) into the error shape. Every
-    request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines.
-    A path or query string that is not UTF-8 is refused here, on every route, before its handler runs.
+    request gets a request id (the caller's `X-Request-ID` when it is a plain token) for its log lines,
+    its access-log line included. A path or query string that is not UTF-8 is refused here, on every
+    route, before its handler runs.
 
     A WebSocket handshake on /ws that will succeed goes straight to its handler (its coroutine is
     returned, not awaited here): that handler runs for the socket's whole life, and nothing of this
@@ -119,7 +120,7 @@ def _not_utf8(request: web.Request) -> str | None:
 
 async def _guarded(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
     request_id = request_id_for(request)
-    with logs.log_context(request_id=request_id):
+    with logs.request_log_context(request, request_id=request_id):
         try:
             if (what := _not_utf8(request)) is not None:
                 raise Invalid(f"invalid {what}: not valid UTF-8")
@@ -324,7 +325,7 @@ def endpoint(
                 return await _call(spec, handler, RequestCtx(request))
             identity = await authenticate(request, spec.roles)
             conversation_id = request.match_info.get("id") if spec.path.startswith(_CONVERSATION_PATHS) else None
-            with logs.log_context(user_id=identity.user_id, conversation_id=conversation_id):
+            with logs.request_log_context(request, user_id=identity.user_id, conversation_id=conversation_id):
                 return await _call(spec, handler, Ctx(request, identity))
 
         made = cast(EndpointHandler, view)
