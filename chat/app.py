@@ -62,8 +62,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     where = settings.database.describe()  # never the password
 
-    def waiting(attempt: int) -> None:
-        log.warning("waiting for the database at %s (attempt %d)...", where, attempt)
+    def waiting(attempt: int, reason: str) -> None:
+        log.warning("waiting for the database at %s after attempt %d: %s", where, attempt, reason)
 
     db = await connect_waiting(settings.database, pool_size=settings.db_pool_size,
                                timeout_s=settings.db_connect_timeout_s, on_wait=waiting)

@@ -132,6 +132,7 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
     from chat.app import create_app
     from chat.logs import START_LOGGER, setup_logging
     from chat.store import DatabaseError
+    from chat.store.db import CannotConnect
     from chat.store.migrations import ForeignSchema
 
     app = create_app(settings)
@@ -153,10 +154,13 @@ def _serve(settings: Settings, env_file: EnvFile, host: str, port: int, *, reuse
     except ForeignSchema as exc:  # another system's tables under the service's names: nothing written
         print(f"chat-api: {settings.database.describe()}: {exc}", file=sys.stderr)
         return 2
-    except DatabaseError as exc:  # unreachable for DB_CONNECT_TIMEOUT_S at start: one line, no traceback
-        waited = "" if settings.database.kind == "sqlite" else (  # a file is not waited for (chat.store.db)
-            f" after {settings.db_connect_timeout_s:g} s (DB_CONNECT_TIMEOUT_S)")
-        print(f"chat-api: gave up on the database{waited}: {exc}", file=sys.stderr)
+    except CannotConnect as exc:  # MySQL not reached at start (chat.store.db.connect_waiting): one line, no traceback
+        waited = ("at once (waiting will not change this)" if exc.lasting
+                  else f"after {settings.db_connect_timeout_s:g} s (DB_CONNECT_TIMEOUT_S)")
+        print(f"chat-api: gave up on the database {waited}: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:  # an SQLite file that cannot be opened (not waited for), a failed upgrade
+        print(f"chat-api: gave up on the database: {exc}", file=sys.stderr)
         return 2
     return 0
 

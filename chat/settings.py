@@ -314,8 +314,8 @@ class Settings:
     )
     db_connect_timeout_s: float = setting(
         _STORAGE, "DB_CONNECT_TIMEOUT_S", 30.0, number(0.0),
-        "how long `serve` waits for an unreachable database at start (one progress line per attempt), "
-        "then exits 2",
+        "how long `serve` waits for an unreachable database at start (one line per failed attempt, saying why), "
+        "then exits 2; at once on a refusal waiting will not change (access denied, an unknown database)",
     )
     session_ttl_s: int = setting(
         _STORAGE, "SESSION_TTL_S", 7 * 24 * 3600, integer(0),

@@ -38,6 +38,16 @@ class DuplicateKey(IntegrityError):
     """A UNIQUE or PRIMARY KEY constraint refused the write."""
 
 
+class CannotConnect(DatabaseError):
+    """The backend could not be opened. `reason`: why, in short (the driver's error, without the address);
+    `lasting`: waiting will not change it (a wrong password, an unknown database, a refused certificate)."""
+
+    def __init__(self, where: str, reason: str, *, lasting: bool) -> None:
+        super().__init__(f"cannot connect to {where}: {reason}")
+        self.reason = reason
+        self.lasting = lasting
+
+
 class RolledBack(DatabaseError):
     """The server rolled the transaction back itself (a deadlock, a lock wait timeout): nothing of it was
     written, and it may be tried again."""
@@ -140,14 +150,16 @@ async def connect_waiting(
     *,
     pool_size: int = 10,
     timeout_s: float,
-    on_wait: Callable[[int], None],
+    on_wait: Callable[[int, str], None],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Database:
     """Open the backend, waiting up to `timeout_s` for a MySQL server that cannot be reached yet.
 
-    `on_wait(attempt)` is called before each attempt after the first; when the time is up the
-    last DatabaseError is raised. SQLite is not waited for (a file that cannot be opened will
-    not open later by itself)."""
+    `on_wait(attempt, reason)` is called after each failed attempt that another follows (its number,
+    from 1, and CannotConnect.reason: why it failed); when the time is up the last CannotConnect is
+    raised. An error that waiting will not change (CannotConnect.lasting: access denied, an unknown
+    database) is raised at once, and SQLite is not waited for (a file that cannot be opened will not
+    open later by itself)."""
     if config.kind == "sqlite":
         return await connect(config, pool_size)
     loop = asyncio.get_running_loop()
@@ -157,10 +169,12 @@ async def connect_waiting(
         try:
             async with asyncio.timeout(max(deadline - loop.time(), RETRY_EVERY_S)):  # a silent host: give up
                 return await connect(config, pool_size)
-        except (DatabaseError, TimeoutError) as exc:
-            error = exc if isinstance(exc, DatabaseError) else DatabaseError(f"{config.describe()} did not answer")
-        if loop.time() >= deadline:
+        except CannotConnect as exc:
+            error = exc
+        except TimeoutError:
+            error = CannotConnect(config.describe(), "no answer", lasting=False)
+        if error.lasting or loop.time() >= deadline:
             raise error
+        on_wait(attempt, error.reason)
         attempt += 1
-        on_wait(attempt)
         await sleep(min(RETRY_EVERY_S, max(deadline - loop.time(), 0.0)))

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from ssl import SSLContext, SSLError
+from ssl import SSLCertVerificationError, SSLContext
 from typing import Any
 
 import aiomysql
@@ -26,7 +26,17 @@ import asyncmy.errors
 import pymysql  # type: ignore[import-untyped]  # no types-PyMySQL in the dev dependencies
 
 from chat.settings import DatabaseConfig
-from chat.store.db import Database, DatabaseError, DuplicateKey, IntegrityError, Params, RolledBack, Row, Tx
+from chat.store.db import (
+    CannotConnect,
+    Database,
+    DatabaseError,
+    DuplicateKey,
+    IntegrityError,
+    Params,
+    RolledBack,
+    Row,
+    Tx,
+)
 from chat.store.schema import Tables
 from chat.store.tls import offers_tls, ssl_context
 
@@ -34,6 +44,15 @@ _FOUND_ROWS = 2  # CLIENT.FOUND_ROWS (the same flag in both drivers): rowcount =
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
 _MYSQL_DUPLICATE = 1062
 _MYSQL_ROLLED_BACK = frozenset({1205, 1213})  # ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
+_MYSQL_LASTING = frozenset({  # the server's refusals of a connection that waiting will not change
+    1044, 1045,  # ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR (a wrong password)
+    1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR (MySQL), MariaDB's access denied to an unknown user
+    1049,  # ER_BAD_DB_ERROR: an unknown database
+    1129, 1130,  # ER_HOST_IS_BLOCKED (until FLUSH HOSTS), ER_HOST_NOT_PRIVILEGED
+    1251,  # ER_NOT_SUPPORTED_AUTH_MODE
+    1820, 1862,  # ER_MUST_CHANGE_PASSWORD, ER_MUST_CHANGE_PASSWORD_LOGIN
+    3118, 4151,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL 8, MariaDB)
+})
 # Both drivers always ask for CLIENT.MULTI_STATEMENTS: a query may be several statements separated by `;` (the
 # parameters are escaped into its text by the driver, as for every query). _MySQLTx sends a write with the read
 # after it, and a transaction's last INSERT or its only read with the COMMIT, as one query each (docs/store.md).
@@ -80,6 +99,19 @@ class Driver:
         if exc.args and exc.args[0] in _MYSQL_ROLLED_BACK:
             return RolledBack(str(exc))
         return DatabaseError(str(exc))
+
+
+def _connect_error(where: str, exc: Exception) -> CannotConnect:
+    """The store's error for a connection that failed: the server's code and message (`1045 Access denied
+    for user ...`) and the cause the driver's message may leave out (aiomysql's `Can't connect` says nothing
+    of a refused connection or certificate); lasting for the refusals above and a refused certificate."""
+    code = exc.args[0] if len(exc.args) == 2 and isinstance(exc.args[0], int) else None
+    reason = f"{code} {exc.args[1]}" if code is not None else str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and str(cause) not in reason:  # ssl.SSLError is an OSError
+        reason += f" ({type(cause).__name__}: {cause})"
+    lasting = code in _MYSQL_LASTING or isinstance(cause or exc, SSLCertVerificationError)
+    return CannotConnect(where, reason, lasting=lasting)
 
 
 class _ServerWarnings(logging.Filter):
@@ -192,22 +224,21 @@ class MySQLDatabase(Database):
 
     @classmethod
     async def connect(cls, config: DatabaseConfig, pool_size: int = 10) -> MySQLDatabase:
-        """Open the pool; raise DatabaseError if the server cannot be reached (or its TLS certificate
-        is refused, or it offers no TLS when TLS is asked for: both drivers would quietly stay on
-        plain TCP)."""
+        """Open the pool; raise CannotConnect if the server cannot be reached or refuses the connection
+        (or its TLS certificate is refused, or it offers no TLS when TLS is asked for: both drivers would
+        quietly stay on plain TCP)."""
         driver = DRIVERS[config.driver]
+        where = config.describe()
         try:
             tls = ssl_context(config.tls) if config.tls else None
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a file that is not PEM
-            raise DatabaseError(f"cannot use the TLS files of DATABASE_URL: {exc}") from None
+            raise CannotConnect(where, f"cannot use the TLS files of DATABASE_URL: {exc}", lasting=True) from None
         try:
             if tls is not None and not await offers_tls(config.host, config.port):
-                raise DatabaseError(f"cannot connect to {config.describe()}: the server does not offer TLS")
+                raise CannotConnect(where, "the server does not offer TLS", lasting=True)
             pool = await driver.create_pool(config, pool_size, tls)
         except (driver.error, OSError, RuntimeError, ValueError) as exc:  # RuntimeError: an auth plugin's package
-            cause = exc.__cause__ or exc.__context__  # "Can't connect" hides why: a refused certificate, say
-            why = f" ({type(cause).__name__}: {cause})" if isinstance(cause, SSLError) else ""
-            raise DatabaseError(f"cannot connect to {config.describe()}: {exc}{why}") from None
+            raise _connect_error(where, exc) from None
         return cls(pool, pool_size, driver, Tables(config.table_prefix))
 
     @asynccontextmanager

@@ -13,6 +13,7 @@ import pytest
 
 from chat.settings import parse_database_url
 from chat.store import Database, DatabaseError, DuplicateKey, IntegrityError, connect
+from chat.store.db import CannotConnect
 from chat.store.mysql import MySQLDatabase
 from tests.test_tls import cipher_of, pki, tls_mariadb  # noqa: F401  (fixtures: a private MariaDB with TLS)
 
@@ -213,21 +214,24 @@ async def test_a_closed_database_raises_database_error(db: Database):
 async def test_tls_asked_of_a_server_without_it_is_refused(mysql_database_url: str, driver: str):
     """The shared test MariaDB has no certificate: the greeting says so before any driver connects."""
     url = url_for(mysql_database_url, driver) + "?ssl=true&ssl_verify=none"
-    with pytest.raises(DatabaseError, match="does not offer TLS"):
+    with pytest.raises(CannotConnect, match="does not offer TLS") as refused:
         await connect(parse_database_url(url))
+    assert refused.value.lasting  # not waited for at start (chat.store.db.connect_waiting)
 
 
 async def test_an_unreachable_server_is_database_error(driver: str):
-    with pytest.raises(DatabaseError, match="cannot connect to mysql://root@127.0.0.1:1/x"):
+    with pytest.raises(CannotConnect, match="cannot connect to mysql://root@127.0.0.1:1/x") as refused:
         await connect(parse_database_url(f"mysql+{driver}://root@127.0.0.1:1/x"))
+    assert not refused.value.lasting and "[Errno 111]" in refused.value.reason  # why, also where aiomysql hides it
 
 
 async def test_both_drivers_talk_tls_and_check_the_certificate(tls_mariadb, pki, driver: str):  # noqa: F811
     base = f"mysql+{driver}://root@127.0.0.1:{tls_mariadb.port}/tls"
     assert await cipher_of(f"{base}?ssl=true&ssl_ca={pki.ca}")
     assert await cipher_of(f"{base}?ssl=1&ssl_verify=false")
-    with pytest.raises(DatabaseError, match="certif"):
+    with pytest.raises(CannotConnect, match="certif") as refused:
         await cipher_of(f"{base}?ssl=true&ssl_ca={pki.other_ca}")
+    assert refused.value.lasting
 
 
 def test_a_deadlock_or_a_lock_wait_timeout_is_a_rolled_back_transaction():
