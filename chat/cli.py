@@ -18,7 +18,7 @@ from chat.cutover import commands as cutover
 from chat.cutover.common import positive_int
 from chat.embedded_accounts import FirstAccount, ensure_first_accounts
 from chat.envfile import EnvFile, EnvFileError, load_env_file, merged
-from chat.settings import InstanceData, NoInstanceData, Settings, SettingsError
+from chat.settings import EmbeddedRefused, InstanceData, NoInstanceData, Settings, SettingsError
 from chat.settings_parse import PORT_NUMBER
 
 if TYPE_CHECKING:
@@ -97,7 +97,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted: one process, or `--workers N` sharing the port (chat/workers.py)."""
     from chat import workers
 
-    settings, env_file, env = _read_settings(args, instance=None)  # it makes the embedded instance's data
+    # one process makes the embedded instance's data; `--workers N` does not run in that mode, and is refused
+    # there before the settings read makes anything (a new secret)
+    try:
+        settings, env_file, env = _read_settings(args, instance=None if args.workers == 1 else "refused")
+    except EmbeddedRefused:  # nothing shared: the port does not matter
+        print(f"chat-api: {workers.refusal(args.workers, port=0, shared=False)}", file=sys.stderr)
+        return 2
     try:
         settings.check_serve(env)  # the offline echo provider only when asked for, outside the embedded mode
     except SettingsError as exc:

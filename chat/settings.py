@@ -43,7 +43,7 @@ from chat.settings_parse import (
     setting,
     table_of,
 )
-from chat.settings_rules import InstanceData, NoInstanceData, join_settings
+from chat.settings_rules import EmbeddedRefused, InstanceData, NoInstanceData, join_settings
 from states.business_hours import WeeklyHours
 from states.redis_keys import EVENTS_CHANNEL
 
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_HANDOFF_PHRASES",
     "DEFAULT_SYSTEM_PROMPT",
     "DatabaseConfig",
+    "EmbeddedRefused",
     "InstanceData",
     "NoInstanceData",
     "RedisConfig",
@@ -345,8 +346,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, instance: InstanceData = None) -> Settings:
         """Read and check every variable; raise SettingsError naming the first bad one. `instance`: what a
         command reads of an embedded instance's data ("data": its database; "secret": its JWT secret, unless
-        JWT_SECRET_KEY is given); in the embedded mode, where CHAT_DATA_DIR holds no instance's database,
-        NoInstanceData is raised and nothing is made there."""
+        JWT_SECRET_KEY is given; "refused": none, the command does not run in the embedded mode); in the embedded
+        mode, where CHAT_DATA_DIR holds no instance's database, NoInstanceData is raised (EmbeddedRefused for
+        "refused", wherever) and nothing is made there."""
         values, given = read_table(settings_table(), os.environ if env is None else env)
         join_settings(values, given, instance)
         return cls(**values)

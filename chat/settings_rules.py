@@ -14,8 +14,9 @@ from chat.settings_parse import DatabaseConfig, RedisConfig, SettingsError
 MIN_JWT_SECRET_BYTES = 32  # outside the embedded mode (PROTOCOL 7)
 
 # What a command reads of an embedded instance's data: "data" its database (and secret), "secret" its JWT secret
-# only (nothing when JWT_SECRET_KEY is given); None: nothing, or it makes them (`serve`, `db upgrade`).
-InstanceData = Literal["data", "secret"] | None
+# only (nothing when JWT_SECRET_KEY is given); None: nothing, or it makes them (`serve`, `db upgrade`); "refused":
+# the command does not run in the embedded mode at all (`serve --workers N`).
+InstanceData = Literal["data", "secret", "refused"] | None
 
 
 class NoInstanceData(Exception):
@@ -27,9 +28,14 @@ class NoInstanceData(Exception):
         self.data_dir = data_dir
 
 
+class EmbeddedRefused(Exception):
+    """The settings are the embedded mode's, which the command does not run in (InstanceData "refused");
+    raised before anything is made in CHAT_DATA_DIR."""
+
+
 def join_settings(values: dict[str, Any], given: set[str], instance: InstanceData = None) -> None:
     """The rules between settings: embedded mode and its defaults, and what each AI provider needs;
-    NoInstanceData when `instance` is needed and missing (Settings.from_env)."""
+    NoInstanceData when `instance` is needed and missing, EmbeddedRefused when it is refused (Settings.from_env)."""
     embedded = not given & {"database", "redis"}
     values["embedded"] = embedded
     if "database" not in given:
@@ -62,8 +68,12 @@ def join_settings(values: dict[str, Any], given: set[str], instance: InstanceDat
 def _check_instance_data(values: dict[str, Any], given: set[str], instance: InstanceData) -> None:
     """In the embedded mode, NoInstanceData when CHAT_DATA_DIR holds no instance's database and the command
     needs it, or its secret (`instance` "secret" without JWT_SECRET_KEY): the one check of every command but
-    `serve` and `db upgrade` (chat/cli.py)."""
-    if not values["embedded"] or instance is None or Path(values["database"].path).exists():
+    `serve` and `db upgrade` (chat/cli.py); EmbeddedRefused for a command that does not run in that mode."""
+    if not values["embedded"] or instance is None:
+        return
+    if instance == "refused":
+        raise EmbeddedRefused
+    if Path(values["database"].path).exists():
         return
     if instance == "data" or "jwt_secret_key" not in given:
         raise NoInstanceData(values["data_dir"])

@@ -93,6 +93,17 @@ def test_embedded_commands_refuse_where_no_instance_keeps_its_data_and_make_noth
     assert list(embedded_cwd.iterdir()) == []  # no data directory, chat.db or jwt-secret
 
 
+@pytest.mark.parametrize("workers, problem", [("2", "--workers needs REDIS_URL and a MySQL DATABASE_URL: "),
+                                              ("0", "--workers must be 1 or more, got 0")])
+def test_serve_with_workers_is_refused_in_the_embedded_mode_before_anything_is_made(workers, problem, embedded_cwd,
+                                                                                    capsys):
+    """It made ./data and the embedded secret in it, then refused."""
+    assert exit_code(["serve", "--workers", workers]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"chat-api: {problem}") and len(err.splitlines()) == 1, err
+    assert list(embedded_cwd.iterdir()) == []  # no data directory, jwt-secret or chat.db
+
+
 def test_embedded_commands_work_beside_the_data_serve_made(embedded_cwd, capsys):
     import asyncio
 
