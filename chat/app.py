@@ -174,8 +174,8 @@ async def _stop_ai_turns(app: web.Application) -> None:
 
 
 async def _agents_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Presence and routing loops (heartbeat, sweeper), the look for accounts deactivated or given another
-    role, the state timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
+    """Presence and routing loops (heartbeat, sweeper), the look for accounts deactivated, given a new password
+    or another role, the state timers' loop, the AI sweep and the retention purge (at start, then periodically)."""
     settings, presence, router, runner = app[keys.SETTINGS], app[keys.PRESENCE], app[keys.ROUTER], app[keys.AI_RUNNER]
     try:
         presence.roster.load(await presence.online_teams())

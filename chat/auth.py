@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
+
+from states.clock import now_ms
 
 ROLES = ("customer", "agent", "admin")
 ALGORITHMS = ["HS256"]  # the only one accepted: never `none`, never another HMAC or a public-key algorithm
@@ -34,6 +35,7 @@ class Identity:
     name: str | None = None
     teams: tuple[str, ...] = field(default_factory=tuple)
     exp: int | None = None  # the token's expiry (epoch seconds); None for identities not read from a token
+    iat: float | None = None  # when the token was issued (epoch seconds); None: it has no `iat`, or no token
 
     @property
     def is_agent(self) -> bool:
@@ -67,7 +69,7 @@ def issue_token(
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not _valid_sub(sub):  # never a token that verify_token refuses for its claims (an expired one, tests make)
         raise ValueError(f"sub must be a string of 1 to {MAX_SUB_CHARS} characters without control characters")
-    now = int(time.time())
+    now = now_ms() // 1000  # the service's one wall clock: the time an account's tokens count from is read there too
     claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + int(ttl_s),
                               "jti": uuid.uuid4().hex}
     if name:
@@ -99,7 +101,7 @@ def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
             continue
         if type(value) not in (int, float) or not math.isfinite(value):  # not a bool, NaN or infinity
             raise AuthError(f"invalid token: {claim} must be a number")
-        if value > time.time() + CLOCK_SKEW_S:
+        if value > now_ms() / 1000 + CLOCK_SKEW_S:
             raise AuthError(f"invalid token: {claim} is in the future")
     if not _valid_sub(sub):
         raise AuthError(f"invalid token: sub must be a string of 1 to {MAX_SUB_CHARS} characters without control "
@@ -112,7 +114,7 @@ def verify_token(keys: str | tuple[str, ...], token: object) -> Identity:
         raise AuthError("invalid token: teams must be a list of strings")
     name = claims.get("name")
     return Identity(user_id=sub, role=role, name=name if isinstance(name, str) else None, teams=tuple(teams),
-                    exp=exp)
+                    exp=exp, iat=claims.get("iat"))
 
 
 def _decode(keys: tuple[str, ...], token: str) -> dict[str, Any]:

@@ -192,13 +192,13 @@ class Hub:
         """Every local socket of a user."""
         return [self.peers[p] for p in self._by_user.members(user_id)]
 
-    def staff_roles(self) -> dict[str, set[str]]:
-        """The agents and admins with a socket here, each with the roles its sockets' tokens name."""
-        roles: dict[str, set[str]] = {}
+    def staff_tokens(self) -> dict[str, set[tuple[str, float | None]]]:
+        """The agents and admins with a socket here, each with the role and `iat` of its sockets' tokens."""
+        tokens: dict[str, set[tuple[str, float | None]]] = {}
         for pid in self._agents:
             identity = self.peers[pid].identity
-            roles.setdefault(identity.user_id, set()).add(identity.role)
-        return roles
+            tokens.setdefault(identity.user_id, set()).add((identity.role, identity.iat))
+        return tokens
 
     def close_user(self, user_id: str, code: int, reason: str,
                    which: Callable[[Identity], bool] = lambda _: True) -> int:

@@ -1,16 +1,17 @@
-"""Taking an account back everywhere (PROTOCOL 2.1). Once a user is deactivated in SQL, or its account
-is given another role, the access tokens it no longer admits (all of a deactivated user's; a role
-change: those naming the old role) get 401 on REST within ACTIVE_CHECK_S (a cached look at `users`), no
-new socket with one authenticates, and the open sockets with one close on every instance: with 4403 for
-a deactivated account (the client stops), with 4401 for a role change (as for an expired token: the
-client refreshes, which issues a token with the role read from `users`, and reconnects). At once
-through the bus, and within ACTIVE_CHECK_S by each instance's own look at its staff sockets should that
-message be lost (Redis down at the moment, or the CLI beside an embedded-mode server, which shares no
-Redis).
+"""Taking an account back everywhere (PROTOCOL 2.1). Once a user is deactivated in SQL, given a new
+password, or its account given another role, the access tokens it no longer admits (all of a deactivated
+user's; those issued before its last deactivation or new password, by their `iat`, also once it is active
+again; a role change: those naming the old role) get 401 on REST within ACTIVE_CHECK_S (a cached look at
+`users`), no new socket with one authenticates, and the open sockets with one close on every instance:
+with 4403 for a deactivated account (the client stops), with 4401 for the others (as for an expired
+token: the client gets a new token, by a refresh or a login, and reconnects). At once through the bus,
+and within ACTIVE_CHECK_S by each instance's own look at its staff sockets should that message be lost
+(Redis down at the moment, or the CLI beside an embedded-mode server, which shares no Redis).
 
-SQL holds the truth (`users.active`, `users.role`), written before anything is announced; the bus only
-makes it felt sooner. Only an account with a password has its role compared: a token-only user's role
-is its tokens' (they write it into `users`), and a token holder with no row in `users` is admitted.
+SQL holds the truth (`users.active`, `users.role`, `users.tokens_after_ms`), written before anything is
+announced; the bus only makes it felt sooner. Only an account with a password has its role compared: a
+token-only user's role is its tokens' (they write it into `users`), and a token holder with no row in
+`users` is admitted.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_DEACTIVATED = 4403
 CLOSE_ROLE_CHANGED = 4401  # the code of an expired token (PROTOCOL 2.3): a refreshed token is good again
+CLOSE_TOKEN_REVOKED = 4401  # the same: a new token (from a login, the refresh tokens being revoked too) is good
 _PRUNE_AT = 10_000  # cached answers kept before the expired ones are dropped
 
 
@@ -51,6 +53,9 @@ class Refusal:
 DEACTIVATED = Refusal(CLOSE_DEACTIVATED, "account deactivated", Forbidden, "this account is deactivated")
 ROLE_CHANGED = Refusal(CLOSE_ROLE_CHANGED, "role changed", Unauthenticated,
                        "this account's role changed: get a new token")
+TOKEN_REVOKED = Refusal(CLOSE_TOKEN_REVOKED, "token revoked", Unauthenticated,
+                        "this token was issued before the account was deactivated or given a new password: "
+                        "log in again")
 
 
 def refused(standing: Standing, identity: Identity) -> Refusal | None:
@@ -59,12 +64,20 @@ def refused(standing: Standing, identity: Identity) -> Refusal | None:
         return None
     if not standing.active:
         return DEACTIVATED
+    if standing.predates(identity.iat):
+        return TOKEN_REVOKED
     return None if standing.admits(identity.role) else ROLE_CHANGED
 
 
+def _refused_for(standing: Standing, why: Refusal) -> Callable[[Identity], bool]:
+    """Picks the sockets whose token the standing refuses for this reason."""
+    return lambda identity: refused(standing, identity) is why
+
+
 class Standings:
-    """Each user's standing in `users` (active, and the role an account's tokens must name), each
-    answer kept for at most `ttl_s` (a REST call per request must not cost a query per request)."""
+    """Each user's standing in `users` (active, the role an account's tokens must name, the second its
+    tokens count from), each answer kept for at most `ttl_s` (a REST call per request must not cost a
+    query per request)."""
 
     def __init__(self, staff: Staff, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._staff = staff
@@ -132,9 +145,9 @@ class AccountGuard:
             log_failure(log, exc, "could not read account %s again", user_id)
 
     async def sweep(self) -> None:
-        """Close the sockets of staff members deactivated, or given another role, without this
-        instance hearing of it."""
-        sockets = self._hub.staff_roles()
+        """Close the sockets of staff members deactivated, given a new password or another role, without
+        this instance hearing of it."""
+        sockets = self._hub.staff_tokens()
         if not sockets:
             return
         for user_id, standing in (await self._staff.changed_among(sockets)).items():
@@ -142,11 +155,11 @@ class AccountGuard:
             self._close(user_id, standing)
 
     def _close(self, user_id: str, standing: Standing) -> None:
-        why = ROLE_CHANGED if standing.active else DEACTIVATED
-        closed = self._hub.close_user(user_id, why.code, why.reason,
-                                      lambda identity: refused(standing, identity) is not None)
-        if closed:
-            log.info("account %s: %s: closed %d socket(s)", user_id, why.reason, closed)
+        """Close the user's sockets here that the standing refuses, each with the code of its refusal."""
+        for why in (DEACTIVATED, TOKEN_REVOKED, ROLE_CHANGED):
+            closed = self._hub.close_user(user_id, why.code, why.reason, _refused_for(standing, why))
+            if closed:
+                log.info("account %s: %s: closed %d socket(s)", user_id, why.reason, closed)
 
 
 class Revocation:

@@ -134,8 +134,8 @@ class Settings:
     active_check_s: float = setting(
         _SERVICE, "ACTIVE_CHECK_S", 2.0, number(0.1),
         "how stale the REST check that a token's account is still active, with the token's role, may be, and how "
-        "often each instance looks for accounts deactivated (sockets closed with 4403) or given another role "
-        "(4401) among its open staff sockets (closed at once through the bus, by that look should it be lost)",
+        "often each instance looks for accounts deactivated (sockets closed with 4403), given another role or a new "
+        "password (4401) among its open staff sockets (closed at once through the bus, by that look should it be lost)",
     )
     embedded: bool = True  # not a variable: neither DATABASE_URL nor REDIS_URL is set
     log_level: str = setting(_SERVICE, "LOG_LEVEL", "INFO", choice(*LOG_LEVELS, upper=True), "log level")
@@ -184,7 +184,8 @@ class Settings:
 
     access_token_ttl_s: int = setting(
         _ACCOUNTS, "ACCESS_TOKEN_TTL_S", 900, integer(1),
-        "lifetime of the access tokens `POST /api/v1/auth/login` and `/refresh` issue (seconds)",
+        "lifetime of the access tokens `POST /api/v1/auth/login` and `/refresh` issue (seconds); a deactivation or a "
+        "new password ends the account's earlier ones sooner",
     )
     refresh_token_ttl_s: int = setting(
         _ACCOUNTS, "REFRESH_TOKEN_TTL_S", 14 * 24 * 3600, integer(60),

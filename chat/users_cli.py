@@ -116,16 +116,28 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     return run_on_store(settings, work)
 
 
+async def _announced(settings: Settings, user_id: str) -> str:
+    """Tell the running instances that the account changed (after the commit: SQL is the truth); when
+    they act on it, for the line printed."""
+    from chat.revocation import announce_changed
+
+    if await announce_changed(settings, user_id):
+        return "running instances were told"
+    return "running instances see it within ACTIVE_CHECK_S"
+
+
 def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
-    """Set a new password; the user's refresh tokens are revoked."""
+    """Set a new password; the user's refresh tokens are revoked, its access tokens issued before now refused."""
     from chat.passwords import hash_password
 
     password = read_password(args)
 
     async def work(store: Any) -> int:
-        if await store.accounts.update(args.id, {"password_hash": await hash_password(password)}) is None:
+        user = await store.accounts.update(args.id, {"password_hash": await hash_password(password)})
+        if user is None:
             raise Refused(f"no agent or admin {args.id!r}")
-        print(f"new password set for {args.id}; its refresh tokens are revoked")
+        print(f"new password set for {args.id}; its refresh tokens are revoked, its access tokens issued until now "
+              f"refused and its sockets with one closed; {await _announced(settings, user['id'])}")
         return 0
 
     return run_on_store(settings, work)
@@ -140,12 +152,8 @@ def _set_active(active: bool) -> Command:
             if active:
                 print(f"{args.id} is active")
                 return 0
-            from chat.revocation import announce_changed
-
-            told = await announce_changed(settings, user["id"])  # after the commit: SQL is the truth
-            print(f"{args.id} is deactivated; its refresh tokens are revoked; running instances "
-                  + ("were told to close its sockets" if told else
-                     "close its sockets and refuse its tokens within ACTIVE_CHECK_S"))
+            print(f"{args.id} is deactivated; its refresh tokens are revoked, its tokens refused (those issued until "
+                  f"now also once it is active again) and its sockets closed; {await _announced(settings, user['id'])}")
             return 0
 
         return run_on_store(settings, work)
@@ -183,7 +191,8 @@ def add_to(sub: Any, run: Callable[[argparse.Namespace], int]) -> None:
     add.add_argument("--max-chats", type=int, metavar="N", help="the agent's capacity (default AGENT_MAX_CHATS)")
     add.set_defaults(users_func=cmd_add)
 
-    passwd = users_sub.add_parser("passwd", help="set a new password (revokes the user's refresh tokens)")
+    passwd = users_sub.add_parser("passwd", help="set a new password (revokes the user's refresh tokens and "
+                                                 "refuses its access tokens issued before)")
     passwd.add_argument("id", help="user id")
     passwd.set_defaults(users_func=cmd_passwd)
 

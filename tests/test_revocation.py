@@ -1,15 +1,19 @@
-"""Deactivation and a role change reach everywhere (PROTOCOL 2.1): REST 401, no new socket, open sockets
-closed (4403 deactivated, 4401 another role) on every instance (through the bus, or by each instance's own
-look when the message is lost)."""
+"""Deactivation, a new password and a role change reach everywhere (PROTOCOL 2.1): REST 401, no new socket,
+open sockets closed (4403 deactivated, 4401 a token from before the last deactivation or new password, or of
+another role) on every instance (through the bus, or by each instance's own look when the message is lost)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+
+import jwt
 
 from chat import keys
 from chat.bus import AccountChanged, decode, encode
-from chat.revocation import CLOSE_DEACTIVATED, CLOSE_ROLE_CHANGED, Standings, announce_changed
+from chat.revocation import CLOSE_DEACTIVATED, CLOSE_ROLE_CHANGED, CLOSE_TOKEN_REVOKED, Standings, announce_changed
 from chat.store.staff import Staff, Standing
+from tests.wsclient import WS
 
 WITHIN_S = 5.0  # PROTOCOL 2.1: a deactivation takes effect everywhere within 5 s
 
@@ -80,8 +84,8 @@ async def test_changed_among_finds_the_deactivated_and_the_accounts_of_another_r
     await store.accounts.create("s-5", "admin", password_hash="a-hash")  # was an agent
     await store.accounts.create("s-6", "agent", password_hash="a-hash")  # unchanged
     await store.accounts.create("s-7", "admin", password_hash="a-hash")  # an agent socket beside an admin one
-    sockets = {u: {"agent"} for u in ("s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "unknown")}
-    sockets["s-7"] = {"agent", "admin"}
+    sockets = {u: {("agent", 1000)} for u in ("s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "unknown")}
+    sockets["s-7"] = {("agent", 1000), ("admin", 1000)}
     assert await staff.changed_among(sockets) == {
         "s-1": Standing(False, None), "s-3": Standing(False, None),
         "s-5": Standing(True, "admin"), "s-7": Standing(True, "admin")}
@@ -323,3 +327,78 @@ async def test_a_token_its_account_no_longer_admits_is_401_before_any_role_check
     await harness.app[keys.REVOCATION].changed((await set_role(harness, "agt-p", "admin"))["id"])
     assert await admin_status(harness, "agt-p", "agent") == 401  # the old agent token: refresh, not forbidden
     assert await admin_status(harness, "agt-p", "admin") == 200
+
+
+# --- tokens issued before the account's last deactivation or new password (users.tokens_after_ms) ---------
+
+
+def issued_at(h, user_id: str, iat: float | None, role: str = "agent") -> str:
+    """A token of `user_id` issued at `iat` (None: without the claim), good for ten minutes."""
+    claims: dict = {"sub": user_id, "role": role, "exp": int(time.time()) + 600}
+    if iat is not None:
+        claims["iat"] = iat
+    return jwt.encode(claims, h.settings.jwt_secret_key, algorithm="HS256")
+
+
+async def socket_with(h, token: str):
+    ws = WS(await h.client.ws_connect(f"/ws?token={token}", autoping=True))
+    assert (await ws.request("ping"))["type"] == "pong"
+    return ws
+
+
+def mid_second(clock) -> int:
+    """Put the simulated clock 400 ms into the second before the real one; that second."""
+    second = clock.ms // 1000 - 1
+    clock.ms = second * 1000 + 400
+    return second
+
+
+async def test_standing_carries_the_second_the_accounts_tokens_count_from(store, sim_clock):
+    await store.accounts.create("mark-a", "agent", password_hash="a-hash")
+    standings = Standings(Staff(store.db), ttl_s=2.0, clock=Clock())
+    assert await standings.check("mark-a") == Standing(True, "agent", None)
+    assert not Standing(True, "agent", None).predates(None)  # never changed: every token counts
+    second = mid_second(sim_clock)
+    await store.accounts.update("mark-a", {"password_hash": "another"})
+    standings.forget("mark-a")
+    standing = await standings.check("mark-a")
+    assert standing == Standing(True, "agent", second)
+    assert [standing.predates(iat) for iat in (second - 1, second - 0.001, None, second, second + 0.5)] == [
+        True, True, True, False, False]
+
+
+async def test_changed_among_finds_the_sockets_whose_tokens_predate_a_new_password(store, sim_clock):
+    await store.accounts.create("mark-b", "agent", password_hash="a-hash")
+    await store.accounts.create("mark-c", "agent", password_hash="a-hash")  # unchanged
+    second = mid_second(sim_clock)
+    await store.accounts.update("mark-b", {"password_hash": "another"})
+    staff = Staff(store.db)
+    assert await staff.changed_among({"mark-b": {("agent", second)}, "mark-c": {("agent", None)}}) == {}
+    for older in (second - 1, None):
+        assert await staff.changed_among({"mark-b": {("agent", second), ("agent", older)}}) == {
+            "mark-b": Standing(True, "agent", second)}
+
+
+async def test_the_sweep_closes_the_sockets_of_tokens_from_before_a_new_password(harness, sim_clock):
+    """The change's message lost: each instance's look closes them (4401), and keeps the newer ones."""
+    await make_account(harness, "mark-d", "agent")
+    second = mid_second(sim_clock)
+    old = await socket_with(harness, issued_at(harness, "mark-d", second - 1))
+    new = await socket_with(harness, issued_at(harness, "mark-d", second))
+    await harness.app[keys.STORE].accounts.update("mark-d", {"password_hash": "another"})  # not announced
+    await harness.app[keys.ACCOUNTS].sweep()
+    assert await old.closed(timeout=WITHIN_S) == CLOSE_TOKEN_REVOKED
+    await harness.app[keys.ACCOUNTS].sweep()
+    assert (await new.request("ping"))["type"] == "pong"
+
+
+async def test_an_open_socket_cannot_take_a_token_from_before_a_new_password(harness, sim_clock):
+    await make_account(harness, "mark-e", "agent")
+    second = mid_second(sim_clock)
+    await harness.app[keys.STORE].accounts.update("mark-e", {"password_hash": "another"})
+    await harness.app[keys.REVOCATION].changed("mark-e")
+    ws = await socket_with(harness, issued_at(harness, "mark-e", second))
+    reply = await ws.request("auth", token=issued_at(harness, "mark-e", second - 1))
+    assert reply["type"] == "error" and reply["code"] == "unauthenticated"
+    assert (await ws.request("ping"))["type"] == "pong"  # it keeps the token it has
+    assert (await ws.ok("auth", token=issued_at(harness, "mark-e", second + 1)))["user_id"] == "mark-e"

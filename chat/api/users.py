@@ -1,10 +1,12 @@
 """Staff accounts over REST (PROTOCOL 2.1), admins only: GET|POST /api/v1/users, GET|PATCH /api/v1/users/{id}.
 
 A user object never carries the password hash, only `has_password`. Deactivating a user or giving
-it a new password revokes its refresh tokens (in the same SQL transaction). A change of `active`, role
-or password is then announced, so every instance forgets what it cached of the account: a deactivated
-user's sockets close (4403) and its access tokens stop working, and so do those of an account's sockets
-and tokens that name its old role (4401; a refresh gives a token with the new one).
+it a new password revokes its refresh tokens and records the moment its access tokens count from (in
+the same SQL transaction). A change of `active`, role or password is then announced, so every instance
+forgets what it cached of the account: a deactivated user's sockets close (4403) and its access tokens
+stop working (those issued before the deactivation for good, a reactivation too); so do those of an
+account's sockets and tokens issued before a new password (4401; a login gives a new one) or that name
+its old role (4401; a refresh gives a token with the new one).
 
 A change that would leave no active admin is refused (409), and so is a deactivated account joining a
 team (409; POST /api/v1/teams/{id}/members refuses it too, with its 404). The CLI, the way back in, is not
@@ -89,11 +91,13 @@ class UserPatchBody(Body):
                                                   "refresh gives a token with the new role"})
     name = _name()
     active = StrictBoolean(metadata={"description": "false: its refresh tokens are revoked, its access tokens "
-                                                    "refused and its sockets closed (4403) on every instance"})
+                                                    "refused and its sockets closed (4403) on every instance; the "
+                                                    "access tokens issued until then stay refused after true"})
     max_chats = _max_chats()
     teams = _teams()
     password = Password(metadata={"description": "a new password (1 to 1024 characters); revokes the user's "
-                                                 "refresh tokens"})
+                                                 "refresh tokens and refuses its access tokens issued before it "
+                                                 "(401; their sockets closed with 4401)"})
 
 
 async def _check_teams(ctx: Ctx, teams: list[str] | None) -> None:
@@ -144,9 +148,12 @@ async def handle_get_user(ctx: Ctx) -> User:
     "PATCH", "/api/v1/users/{id}", summary="Change an account", tag="users", roles=ADMIN, body=UserPatchBody,
     response=UserOut, errors=(400, 404, 409, 413), path_doc=USER_DOC,
     description="`active: false` takes effect everywhere within seconds: refresh tokens revoked, access tokens "
-                "refused on REST, sockets closed with 4403. A new `role` does too for the tokens naming the old "
+                "refused on REST, sockets closed with 4403; the access tokens issued until then stay refused once "
+                "it is active again. A new password revokes the refresh tokens and refuses the access tokens "
+                "issued before it (401 on REST, sockets closed with 4401; a token of the change's second still "
+                "counts: `iat` has whole seconds). A new `role` does too for the tokens naming the old "
                 "one (of an account with a password): 401 on REST, sockets closed with 4401, and a refresh "
-                "gives a token with the new role. A new password revokes the refresh tokens. 409 for a change "
+                "gives a token with the new role. 409 for a change "
                 "that would leave no active admin, and for `teams` that add a team to a deactivated account "
                 "(one that stays or becomes deactivated; leaving teams is fine).",
     examples={"body": {"active": False}},

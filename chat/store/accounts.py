@@ -5,7 +5,9 @@ A refresh token is stored only as the hex SHA-256 of its text, so a copy of the 
 one in. Every token rotated from one login shares a family id: a rotation marks the presented
 token used and inserts its successor in one transaction, and presenting a used token again revokes
 the whole family (it was stolen, or the client is confused: either way the session ends).
-Deactivating a user or changing its password revokes its tokens in the same transaction.
+Deactivating a user or changing its password revokes its refresh tokens in the same transaction, and
+sets `users.tokens_after_ms` to now there too: its access tokens issued before that second are refused
+from then on, after a reactivation as well (chat/revocation.py).
 
 Two rules hold inside the transaction of a change: a deactivated account joins no team (it keeps the
 ones it is in), and, when the caller asks (REST; not the CLI, the way back in), the last active admin
@@ -134,15 +136,19 @@ class Accounts:
     async def update(self, user_id: str, changes: dict[str, Any], *, keep_an_admin: bool = False) -> User | None:
         """Change role, name, active, max_chats, teams and/or password_hash (an agent's or admin's);
         None when there is no such account. Deactivating or a new password revokes its refresh tokens
-        in the same transaction. IntegrityError for an unknown team; InactiveJoins when a deactivated account
-        (one staying or becoming so) would join a team; with `keep_an_admin`, LastAdmin when no active
-        admin would be left."""
+        and sets its tokens_after_ms to now in the same transaction. IntegrityError for an unknown team;
+        InactiveJoins when a deactivated account (one staying or becoming so) would join a team; with
+        `keep_an_admin`, LastAdmin when no active admin would be left."""
         now = now_ms()
         sets = [f"{column} = %s" for column in EDITABLE if column in changes]
         params: list[Any] = [changes[column] for column in EDITABLE if column in changes]
         if "password_hash" in changes:
             sets.append("password_hash = %s")
             params.append(changes["password_hash"])
+        ends_tokens = changes.get("active") is False or "password_hash" in changes
+        if ends_tokens:  # its access tokens issued before now no longer count (PROTOCOL 2.1)
+            sets.append("tokens_after_ms = %s")
+            params.append(now)
         async with self.db.transaction() as tx:
             if not await self._allowed(tx, user_id, changes, keep_an_admin):
                 return None
@@ -153,7 +159,7 @@ class Accounts:
             if "teams" in changes:
                 await tx.execute(f"DELETE FROM {self._members} WHERE user_id = %s", (user_id,))
                 await self._set_teams(tx, user_id, changes["teams"], now)
-            if changes.get("active") is False or "password_hash" in changes:
+            if ends_tokens:
                 await self._revoke_user(tx, user_id, now)
         return await self.get(user_id)
 

@@ -311,6 +311,9 @@ MIGRATIONS: list[tuple[int, list[Step]]] = [
     (1, list(TABLES_V1)), (2, STEPS_V2), (3, list(TABLES_V3)), (4, list(TABLES_V4)), (5, list(TABLES_V5)),
     # a resend is told by its exact client_msg_id (PROTOCOL 3.4): `k1 ` is not a resend of `k1`
     (6, [ExactColumn("messages", "client_msg_id VARCHAR(64) NULL")]),
+    # when the account was last deactivated or given a new password: its access tokens issued before that
+    # second are refused (PROTOCOL 2.1); NULL: never, every token counts
+    (7, [AddColumn("users", "tokens_after_ms BIGINT NULL")]),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

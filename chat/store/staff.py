@@ -22,14 +22,22 @@ class StaffMember(NamedTuple):
 
 
 class Standing(NamedTuple):
-    """What `users` says of a token holder: may its tokens be used, and with which role (PROTOCOL 2.1)."""
+    """What `users` says of a token holder: may its tokens be used, with which role, and from when (PROTOCOL 2.1)."""
 
     active: bool = True
     role: str | None = None  # an account with a password: the role its admins set; None: its tokens' role
+    # the whole second of `tokens_after_ms` (its last deactivation or new password); None: every token counts
+    tokens_after_s: int | None = None
 
     def admits(self, role: str) -> bool:
         """May a token with this role in?"""
         return self.active and self.role in (None, role)
+
+    def predates(self, iat: float | None) -> bool:
+        """Was a token with this `iat` (None: it has none) issued before the account's tokens count from?
+        `iat` has whole seconds, so the change's second is compared: a token issued in that second counts,
+        whether just before the change or just after it (a login right after a new password must work)."""
+        return self.tokens_after_s is not None and (iat is None or iat < self.tokens_after_s)
 
 
 class Staff:
@@ -86,25 +94,27 @@ class Staff:
 
     async def standing(self, user_id: str) -> Standing:
         """What `users` says of a token holder (one with no row is active, its token's role taken)."""
-        row = await self.db.fetchone(
-            f"SELECT active, role, password_hash IS NULL FROM {self._users} WHERE id = %s", (user_id,))
+        row = await self.db.fetchone(f"SELECT {_STANDING} FROM {self._users} WHERE id = %s", (user_id,))
         return Standing() if row is None else _standing(row)
 
-    async def changed_among(self, sockets: Mapping[str, Iterable[str]]) -> dict[str, Standing]:
-        """The users among these (id -> the roles of its open sockets) whose account no longer admits one
-        of their sockets' roles (deactivated, or another role): their standing, by id."""
+    async def changed_among(self, sockets: Mapping[str, Iterable[tuple[str, float | None]]]) -> dict[str, Standing]:
+        """The users among these (id -> the role and `iat` of each of its open sockets' tokens) whose account
+        no longer admits one of those tokens (deactivated, another role, or a token from before its last
+        deactivation or new password): their standing, by id."""
         ids, found = list(sockets), dict[str, Standing]()
         for start in range(0, len(ids), _IDS_PER_QUERY):
             chunk = ids[start:start + _IDS_PER_QUERY]
             for user_id, *row in await self.db.fetchall(
-                    f"SELECT id, active, role, password_hash IS NULL FROM {self._users} WHERE id IN ({marks(chunk)})",
-                    chunk):
+                    f"SELECT id, {_STANDING} FROM {self._users} WHERE id IN ({marks(chunk)})", chunk):
                 standing = _standing(row)
-                if not all(standing.admits(role) for role in sockets[user_id]):
+                if not all(standing.admits(role) and not standing.predates(iat) for role, iat in sockets[user_id]):
                     found[user_id] = standing
         return found
 
 
+_STANDING = "active, role, password_hash IS NULL, tokens_after_ms"
+
+
 def _standing(row: Sequence[Any]) -> Standing:
-    """(active, role, password_hash IS NULL) as a Standing."""
-    return Standing(bool(row[0]), None if row[2] else row[1])
+    """The columns of _STANDING as a Standing."""
+    return Standing(bool(row[0]), None if row[2] else row[1], None if row[3] is None else int(row[3]) // 1000)

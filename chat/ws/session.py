@@ -126,15 +126,18 @@ class Session:
         log.info("token of %s expired: closing socket %s", self.identity.user_id, self.id)
         self.conn.close_soon(CLOSE_AUTH_FAILED, "token expired")
 
-    def _refresh(self, frame: Incoming) -> dict[str, Any]:
-        """`auth` on an open socket: a token for the same user and role moves the expiry."""
+    async def _refresh(self, frame: Incoming) -> dict[str, Any]:
+        """`auth` on an open socket: a token for the same user and role, one its account admits, takes the
+        old one's place (its expiry, and its `iat` for the account's look)."""
         try:
             fresh = verify_token(self.services.settings.jwt_verification_keys, frame.body.get("token"))
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from None
         if (fresh.user_id, fresh.role) != (self.identity.user_id, self.identity.role):
             raise Invalid("the token must name the socket's user and role", {"token": ["Another user or role."]})
-        self.identity = dataclasses.replace(self.identity, exp=fresh.exp)
+        if (refusal := await self.services.accounts.refusal(fresh)) is not None:  # the socket keeps its token
+            raise Unauthenticated(refusal.message)
+        self.identity = dataclasses.replace(self.identity, exp=fresh.exp, iat=fresh.iat)
         self._set_expiry()
         return auth_result(self.identity)
 
@@ -179,7 +182,7 @@ class Session:
     async def _run(self, frame: Incoming, ctx: CommandContext) -> dict[str, Any] | None:
         """The command's result data; raises what the client is to be told."""
         if frame.type == "auth":
-            return self._refresh(frame)
+            return await self._refresh(frame)
         cmd = self.services.registry.commands.get(frame.type)
         if cmd is None:
             raise Invalid(f"unknown type {frame.type!r}", {"type": ["Unknown command."]})

@@ -77,8 +77,8 @@ def reset_schema(url: str) -> None:
 ROWS = {
     "users": [
         ("agent-1", "agent", "Ann", 1, 3, 1_700_000_000_000, 1_700_000_000_001,
-         "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"),
-        ("cust-1", "customer", None, 1, None, 1_700_000_000_000, 1_700_000_000_000, None),
+         "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo", 1_700_000_000_001),
+        ("cust-1", "customer", None, 1, None, 1_700_000_000_000, 1_700_000_000_000, None, None),
     ],
     "refresh_tokens": [("ab" * 32, "family-1", "agent-1", 1_700_000_000_000, 1_700_086_400_000, None, None)],
     "customer_contacts": [

@@ -148,7 +148,7 @@ def write_elsewhere_after_backup(url: str, since_ms: int) -> None:
         with conn.cursor() as cur:
             cur.execute("INSERT INTO csat_responses VALUES ('csat-1', 'conv-1', 3, 'cust-1', 'agent-1', NULL, 5, "
                         "'great', %s, %s)", (later, later))
-            cur.execute("INSERT INTO users VALUES ('agent-2', 'agent', 'Bo', 1, 2, %s, %s, '$argon2id$new')",
+            cur.execute("INSERT INTO users VALUES ('agent-2', 'agent', 'Bo', 1, 2, %s, %s, '$argon2id$new', NULL)",
                         (later, later))
             cur.execute("UPDATE users SET password_hash = '$argon2id$changed', updated_ms = %s "
                         "WHERE id = 'agent-1'", (later,))

@@ -147,3 +147,30 @@ async def test_two_concurrent_uses_of_one_token_one_wins_the_other_is_a_reuse(st
     rows = await store.db.fetchall(f"SELECT revoked_ms FROM {store.db.tables.refresh_tokens} WHERE user_id = %s",
                                    (user_id,))
     assert len(rows) == 2 and all(r[0] is not None for r in rows)  # the winner's successor is revoked too
+
+
+async def _marks(store, user_id: str) -> tuple[int | None, list[int | None]]:
+    """The account's tokens_after_ms and its refresh tokens' revoked_ms."""
+    t = store.db.tables
+    (mark,) = await store.db.fetchone(f"SELECT tokens_after_ms FROM {t.users} WHERE id = %s", (user_id,))
+    revoked = [r[0] for r in await store.db.fetchall(f"SELECT revoked_ms FROM {t.refresh_tokens} WHERE user_id = %s",
+                                                     (user_id,))]
+    return mark, revoked
+
+
+@pytest.mark.parametrize("change", [{"active": False}, {"password_hash": "new"}, {"password_hash": None}])
+async def test_deactivation_and_a_new_password_set_the_time_its_tokens_count_from(store, sim_clock, change):
+    """In the transaction that revokes the refresh tokens, at the same time; nothing else moves it, a
+    reactivation neither."""
+    user_id = uid("agent")
+    await store.accounts.create(user_id, "agent", password_hash="h")
+    await _login(store, user_id)
+    for other in ({"name": "Bea"}, {"role": "admin"}, {"max_chats": 2}, {"active": True}):
+        await store.accounts.update(user_id, other)
+    assert await _marks(store, user_id) == (None, [None])
+    changed_at = sim_clock.advance(1.5)
+    await store.accounts.update(user_id, change)
+    assert await _marks(store, user_id) == (changed_at, [changed_at])
+    sim_clock.advance(60)
+    await store.accounts.update(user_id, {"active": True, "name": "Cy"})
+    assert await _marks(store, user_id) == (changed_at, [changed_at])

@@ -15,6 +15,8 @@ from chat.settings import parse_database_url
 from chat.store import Database, Store, connect
 from chat.store.migrations import ForeignSchema, type_family
 from chat.store.schema import LATEST_VERSION, MIGRATIONS, Tables
+from chat.store.staff import Standing
+from states.clock import now_ms
 from tests.conftest import TEST_DATABASE_URL, new_id, redis_url
 from tests.legacy_tables import LEGACY_ROWS, create_legacy, fresh_mysql_database
 
@@ -70,13 +72,37 @@ async def test_version_6_makes_a_version_5_databases_client_msg_ids_exact(databa
                          "created_ms, updated_ms) VALUES (%s, 'u1', 'ai', 'ai', 0, 0, 1, 1)", (cid,))
         first, _ = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="a",
                                                client_msg_id="k1")
-        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:6])
         assert await store.migrations.upgrade() == [6]
         await store.migrations._exact_column(MIGRATIONS[5][1][0])  # a rerun (another instance) changes nothing
         second, created = await store.messages.append(cid, sender_type="customer", sender_id="u1", content="b",
                                                       client_msg_id="k1 ")
         assert created and second.id != first.id
         assert [m.content for m in await store.messages.list_of(cid)] == ["a", "b"]
+
+
+async def test_version_7_gives_a_version_6_databases_users_tokens_after_ms(database_url, monkeypatch):
+    """Version 7 adds users.tokens_after_ms (ALTER TABLE): NULL in the rows there, whose tokens all still
+    count, and set by a deactivation or a new password from then on."""
+    from chat.store import migrations
+
+    async with tables_of_their_own(database_url, "v6") as (db, store):
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:6])
+        assert await store.migrations.upgrade() == ALL_VERSIONS[:6]
+        await db.execute(f"INSERT INTO {db.tables.users} (id, role, active, password_hash, created_ms, updated_ms) "
+                         "VALUES ('old-admin', 'admin', 1, 'a-hash', 1, 1)")
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+        assert await store.migrations.differences() == []  # the missing column is the upgrade's to add
+        assert await store.migrations.upgrade() == [7]
+        await store.migrations._add_column(MIGRATIONS[6][1][0])  # a rerun (another instance) finds it there
+        assert await store.migrations.upgrade() == []
+        assert await db.fetchone(f"SELECT tokens_after_ms FROM {db.tables.users} WHERE id = 'old-admin'") == (None,)
+        assert await store.staff.standing("old-admin") == Standing(True, "admin", None)
+        before = now_ms()
+        await store.accounts.update("old-admin", {"active": False})
+        (mark,) = await db.fetchone(f"SELECT tokens_after_ms FROM {db.tables.users} WHERE id = 'old-admin'")
+        assert before <= mark <= now_ms()
+        assert await store.staff.standing("old-admin") == Standing(False, "admin", mark // 1000)
 
 
 async def test_a_version_missing_below_the_highest_is_applied(database_url, monkeypatch):

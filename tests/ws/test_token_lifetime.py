@@ -9,6 +9,7 @@ import pytest
 
 from chat import keys
 from chat.auth import issue_token, verify_token
+from chat.revocation import AccountGuard
 from chat.settings import Settings
 from chat.ws.connection import Connection, Outbox
 from chat.ws.registry import Registry
@@ -27,7 +28,8 @@ async def _session(token: str) -> tuple[Session, FakeSocket]:
     identity = verify_token(SETTINGS.jwt_secret_key, token)
     socket = FakeSocket()
     conn = Connection(socket, SETTINGS, Outbox())  # type: ignore[arg-type]
-    services = Services(SETTINGS, None, None, Registry(), None, None, None, clock=lambda: identity.exp - LEFT_S)  # type: ignore[arg-type]
+    accounts = AccountGuard(None, None, None)  # type: ignore[arg-type]  # a customer's token: `users` is not read
+    services = Services(SETTINGS, None, None, Registry(), None, accounts, None, clock=lambda: identity.exp - LEFT_S)  # type: ignore[arg-type]
     return Session(conn, identity, services), socket
 
 
