@@ -108,7 +108,8 @@ def preflight(backup: Backup, options: Options, clients: Clients, plan: Plan) ->
         if clients.reverse is not None and clients.reverse is not clients.main and not problems:
             plan.in_place = same_database(clients.main, clients.reverse)
     if options.database is not None and backup.database is not None:
-        problems += preflight_database(backup, options.database)
+        found, plan.account = preflight_database(backup, options.database)
+        problems += found
     if options.restore_config:
         plan.configs = config_destinations(backup, options.config_dir)
         names = [dest for _, dest in plan.configs]

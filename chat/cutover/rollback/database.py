@@ -29,6 +29,7 @@ from chat.cutover.backup_sql import (
 from chat.cutover.common import Progress
 from chat.cutover.rollback.backed_up import BackedUp
 from chat.cutover.rollback.checks import Backup, sqlite_ro_uri
+from chat.cutover.rollback.grants import check_account
 from chat.cutover.rollback.saved import counts_to_save
 from chat.settings import DatabaseConfig
 
@@ -40,25 +41,27 @@ class RestoreFailed(Exception):
     """The database part could not be restored (a transaction rolled back, or a count is off)."""
 
 
-def preflight_database(backup: Backup, config: DatabaseConfig) -> list[str]:
-    """Problems that would stop the database restore, found before anything is changed."""
+def preflight_database(backup: Backup, config: DatabaseConfig) -> tuple[list[str], list[str]]:
+    """Problems that would stop the database restore, found before anything is changed (the target's
+    kind, its tables for a logical dump, the mysql client for a mysqldump file, the account's privileges:
+    grants.py), and the plan's lines about the account."""
     part = backup.database
     assert part is not None
     if part["kind"] != config.kind:
         kinds = f"the backup is of a {part['kind']} database, the target is {config.kind}"
-        return [f"database: {kinds}"]
+        return [f"database: {kinds}"], []
     if part["method"] == "sqlite":
         parent = Path(config.path).resolve().parent
-        return [] if parent.is_dir() else [f"database: directory {parent} does not exist"]
+        return [] if parent.is_dir() else [f"database: directory {parent} does not exist"], []
     if part["method"] == "mysqldump" and shutil.which(MYSQL) is None:
-        return ["database: the backup is a mysqldump file and the mysql client is not installed"]
-    problems = []
+        return ["database: the backup is a mysqldump file and the mysql client is not installed"], []
     try:
         conn = mysql_connect(config)
     except pymysql.MySQLError as exc:
-        return [f"database: cannot connect to {config.describe()}: {exc}"]
+        return [f"database: cannot connect to {config.describe()}: {exc}"], []
     try:
         with conn.cursor() as cur:
+            problems, account = check_account(cur, backup, config.database)
             if part["method"] == "logical":
                 existing = mysql_existing_tables(cur)
                 for table in part["order"]:
@@ -75,7 +78,7 @@ def preflight_database(backup: Backup, config: DatabaseConfig) -> list[str]:
         conn.rollback()
     finally:
         conn.close()
-    return problems
+    return problems, account
 
 
 TableNow = dict[str, tuple[int | None, int | None]]

@@ -32,8 +32,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         description=(
             "Restore a backup taken by backup.py: the Redis keys (values and TTLs; keys under the "
             "backed-up patterns created since are removed), the SQL tables and the configuration "
-            "files. The backup is checked first (manifest, checksums, counts) and nothing is "
-            "changed if it does not check out. Stop the services writing to these stores first."
+            "files. The backup is checked first (manifest, checksums, counts), then the targets (the "
+            "database account's privileges among them), and nothing is changed if one does not check "
+            "out. Stop the services writing to these stores first."
         ),
         epilog=(
             "Exit codes: 0 everything restored; 1 the backup does not check out, a server is "
@@ -58,7 +59,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--database-url",
         metavar="URL",
         help="SQL database to restore (default: $DATABASE_URL, else DATABASE_URL in the --env-file, "
-        f"else {DEFAULT_DATABASE_URL})",
+        f"else {DEFAULT_DATABASE_URL}); its account needs SELECT, INSERT, DELETE for a logical backup, "
+        "SELECT, INSERT, CREATE, DROP, ALTER, LOCK TABLES for a mysqldump one (docs/backup.md)",
     )
     add_env_file_option(parser)
     parser.add_argument(

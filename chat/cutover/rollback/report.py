@@ -24,6 +24,7 @@ class Plan:
     redis: RedisPlan | None = None
     in_place: bool = True
     database_now: TableNow | None = None
+    account: list[str] = field(default_factory=list)  # may the database account restore (grants.py)
     configs: list[tuple[dict[str, Any], Path]] = field(default_factory=list)
 
 
@@ -63,7 +64,7 @@ def print_plan(backup: Backup, options: Options, plan: Plan) -> None:
     elif options.redis_url is not None:
         print("  redis: the backup has no Redis part: left alone")
     if plan.database_now is not None and backup.database is not None:
-        _print_database_plan(backup.database, options, plan.database_now)
+        _print_database_plan(backup.database, options, plan.database_now, plan.account)
     elif options.database is not None:
         print("  database: the backup has no database part: left alone")
     for entry, dest in plan.configs:
@@ -96,12 +97,14 @@ def _print_redis_plan(part: dict[str, Any], options: Options, redis_plan: RedisP
 
 
 def _print_database_plan(
-    part: dict[str, Any], options: Options, database_now: TableNow
+    part: dict[str, Any], options: Options, database_now: TableNow, account: list[str]
 ) -> None:
     assert options.database is not None
     shown = show_database(options.database_url or "", options.database)
     print(f"  database {shown} ({part['method']};", end="")
     print(f" backed up from {part.get('url')})")
+    for line in account:
+        print(f"    {line}")
     print("    rows to save first: written to a file in the backup folder before the restore "
           f"({RESTORE_SAVED} FILE brings them back)")
     width = max((len(table) for table in part["tables"]), default=0)
