@@ -46,6 +46,17 @@ async def _account(h, role: str = "agent") -> str:
     return user_id
 
 
+async def _signed_in_on_two(harness_factory, database_url: str, role: str = "agent"):
+    """Two instances on one database; an account made on the first, signed in on the second with a socket:
+    (a, b, user_id, tokens, the socket, the bearer header)."""
+    a = await harness_factory(database_url=database_url)
+    b = await harness_factory(database_url=database_url)
+    user_id = await _account(a, role)
+    tokens = await _logged_in(b, user_id)
+    ws = await _socket(b, tokens["access_token"])
+    return a, b, user_id, tokens, ws, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
 async def _refused(h, access_token: str) -> None:
     """The token is 401 `unauthenticated` on REST, and a socket authenticating with it is closed with 4401."""
     resp = await h.client.get("/api/v1/conversations", headers={"Authorization": f"Bearer {access_token}"})
@@ -58,12 +69,7 @@ async def _refused(h, access_token: str) -> None:
 
 async def test_a_rest_deactivation_ends_a_login_session_on_another_instance(harness_factory, mysql_database_url,
                                                                             sim_clock):
-    a = await harness_factory(database_url=mysql_database_url)
-    b = await harness_factory(database_url=mysql_database_url)
-    user_id = await _account(a)
-    tokens = await _logged_in(b, user_id)
-    ws = await _socket(b, tokens["access_token"])
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    a, b, user_id, tokens, ws, bearer = await _signed_in_on_two(harness_factory, mysql_database_url)
     assert (await b.client.get("/api/v1/conversations", headers=bearer)).status == 200
 
     admin = issue_token(a.settings.jwt_secret_key, "revoking-admin", "admin")
@@ -112,12 +118,7 @@ async def test_the_cli_deactivation_closes_a_login_session(harness_factory, mysq
 async def test_a_new_password_ends_the_access_tokens_issued_before_it(harness_factory, mysql_database_url, sim_clock):
     """PATCH on one instance: the older token is 401 and its socket closed (4401) on the other one too; a
     login with the new password works at once, in the same second as the change too."""
-    a = await harness_factory(database_url=mysql_database_url)
-    b = await harness_factory(database_url=mysql_database_url)
-    user_id = await _account(a)
-    tokens = await _logged_in(b, user_id)
-    ws = await _socket(b, tokens["access_token"])
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    a, b, user_id, tokens, ws, bearer = await _signed_in_on_two(harness_factory, mysql_database_url)
     assert (await b.client.get("/api/v1/conversations", headers=bearer)).status == 200  # b caches the answer
 
     admin = issue_token(a.settings.jwt_secret_key, "revoking-admin", "admin")
@@ -198,12 +199,7 @@ async def test_a_token_of_the_changes_second_counts_one_of_the_second_before_doe
 
 async def test_a_demoted_admin_is_refused_everywhere_and_a_refresh_gives_the_new_role(harness_factory,
                                                                                       mysql_database_url):
-    a = await harness_factory(database_url=mysql_database_url)
-    b = await harness_factory(database_url=mysql_database_url)
-    user_id = await _account(a, "admin")
-    tokens = await _logged_in(b, user_id)
-    ws = await _socket(b, tokens["access_token"])
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    a, b, user_id, tokens, ws, bearer = await _signed_in_on_two(harness_factory, mysql_database_url, "admin")
     assert (await a.client.get("/api/v1/users", headers=bearer)).status == 200  # each instance caches: admin
     assert (await b.client.get("/api/v1/users", headers=bearer)).status == 200
 
