@@ -18,7 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
-from marshmallow import EXCLUDE, Schema, ValidationError
+from marshmallow import Schema, ValidationError
 
 from chat import keys, logs, render
 from chat.auth import ROLES, AuthError, Identity, verify_token
@@ -258,19 +258,12 @@ async def load_body(request: web.Request, schema: Schema, required: bool) -> dic
 
 
 async def load_lenient_body(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """The fields of the body that pass `schema`, for an endpoint that answers whatever it is sent: a body that
-    is not JSON or not an object, is too large, or has unknown or invalid fields is no error, only left out."""
+    """load_body for an endpoint that answers whatever it is sent: a body that is not JSON or not an object,
+    is too large or fails `schema` is no error, only `{}` (`schema` leaves unknown fields out: EXCLUDE)."""
     try:
-        value = orjson.loads(await request.read() or b"{}")
-    except (orjson.JSONDecodeError, web.HTTPRequestEntityTooLarge):
+        return await load_body(request, schema, required=False)
+    except (Invalid, web.HTTPRequestEntityTooLarge):
         return {}
-    if not isinstance(value, dict):
-        return {}
-    try:
-        data: dict[str, Any] = schema.load(value, unknown=EXCLUDE)
-    except ValidationError as exc:
-        return exc.valid_data if isinstance(exc.valid_data, dict) else {}
-    return data
 
 
 Handler = Callable[..., Awaitable[Any]]  # handle_x(ctx, [data], [query]) -> JSON body, None (204) or a response
